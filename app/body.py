@@ -1,0 +1,276 @@
+"""Request bodies: streamed in, aws-chunked framing decoded, declared digests verified.
+
+Nothing here holds a body whole (except the small XML documents of bucket calls, read
+with a cap). Digest checks are expressed as a `finalize` callback that the backend
+calls once every byte is durable but before the object becomes visible, so a mismatch
+leaves the previous object untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+
+from starlette.requests import ClientDisconnect, Request
+
+from app import checksums
+from app.checksums import Checksum
+from app.errors import (
+    BadDigest,
+    EntityTooLarge,
+    IncompleteBody,
+    InvalidArgument,
+    InvalidDigest,
+    InvalidRequest,
+    MalformedTrailerError,
+    MissingContentLength,
+    XAmzContentSHA256Mismatch,
+)
+from storage.backend import Digester
+
+STREAMING_MODES = frozenset(
+    {
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+        "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD",
+        "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
+    }
+)
+_HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_MAX_CHUNK_HEADER = 4096
+
+
+async def raw_stream(request: Request, expected: int | None) -> AsyncIterator[bytes]:
+    """The bytes on the wire; a client that goes away early is an IncompleteBody."""
+    received = 0
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                received += len(chunk)
+                yield chunk
+    except ClientDisconnect as exc:
+        raise IncompleteBody() from exc
+    if expected is not None and received < expected:
+        raise IncompleteBody()
+
+
+class AwsChunkedDecoder:
+    """Decodes `aws-chunked` framing (chunk sizes, chunk signatures, trailers)."""
+
+    def __init__(self, source: AsyncIterable[bytes]) -> None:
+        self._source = source.__aiter__()
+        self._buf = bytearray()
+        self.trailers: dict[str, str] = {}
+        self.chunk_signatures: list[str] = []
+
+    async def _fill(self) -> bool:
+        chunk = await anext(self._source, None)
+        if chunk is None:
+            return False
+        self._buf += chunk
+        return True
+
+    async def _line(self, *, eof_ok: bool = False) -> bytes | None:
+        while (end := self._buf.find(b"\r\n")) < 0:
+            if len(self._buf) > _MAX_CHUNK_HEADER:
+                raise IncompleteBody("Chunk header too long.")
+            if not await self._fill():
+                if eof_ok:
+                    rest = bytes(self._buf)
+                    self._buf.clear()
+                    return rest or None
+                raise IncompleteBody()
+        line = bytes(self._buf[:end])
+        del self._buf[: end + 2]
+        return line
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            header = await self._line()
+            assert header is not None
+            size_text, _, extension = header.partition(b";")
+            try:
+                size = int(size_text.strip(), 16)
+            except ValueError as exc:
+                raise IncompleteBody("The chunk size is not valid.") from exc
+            if extension.startswith(b"chunk-signature="):
+                self.chunk_signatures.append(extension[16:].decode("latin-1"))
+            if size == 0:
+                break
+            remaining = size
+            while remaining:
+                if not self._buf and not await self._fill():
+                    raise IncompleteBody()
+                if len(self._buf) <= remaining:
+                    data = bytes(self._buf)
+                    self._buf.clear()
+                else:
+                    data = bytes(self._buf[:remaining])
+                    del self._buf[:remaining]
+                remaining -= len(data)
+                yield data
+            if await self._line() != b"":
+                raise IncompleteBody("Chunk data was longer than its declared size.")
+        await self._read_trailers()
+
+    async def _read_trailers(self) -> None:
+        while (line := await self._line(eof_ok=True)) is not None:
+            if not line.strip():
+                break
+            name, sep, value = line.decode("latin-1").partition(":")
+            if not sep:
+                raise MalformedTrailerError()
+            self.trailers[name.strip().lower()] = value.strip()
+
+
+@dataclass
+class Integrity:
+    """What a request declared about its body, checked once the body has been stored."""
+
+    content_md5: bytes | None = None
+    sha256: str | None = None
+    checksum_algorithm: str | None = None
+    checksum_value: str | None = None  # from a header; trailer values arrive later
+    trailer: str | None = None  # the x-amz-checksum-* header promised as a trailer
+    decoded_length: int | None = None
+    digesters: dict[str, Digester] = field(default_factory=dict)
+    decoder: AwsChunkedDecoder | None = None
+
+    def expected_checksum(self) -> str | None:
+        if self.trailer and self.decoder is not None:
+            value = self.decoder.trailers.get(self.trailer)
+            if value is None:
+                raise MalformedTrailerError(f"The trailer {self.trailer} was not sent.")
+            if not checksums.well_formed(self.checksum_algorithm or "", value):
+                raise InvalidRequest(f"Value for {self.trailer} trailing header is invalid.")
+            return value
+        return self.checksum_value
+
+    def finalize(self, size: int, md5_hex: str) -> dict[str, str]:
+        """Verify every declared digest; return the checksum to store with the object."""
+        if self.decoded_length is not None and size != self.decoded_length:
+            raise IncompleteBody()
+        if self.content_md5 is not None and self.content_md5.hex() != md5_hex:
+            raise BadDigest()
+        if self.sha256 is not None:
+            computed = self.digesters["SHA256-payload"]
+            if computed.hexdigest().lower() != self.sha256.lower():  # type: ignore[attr-defined]
+                raise XAmzContentSHA256Mismatch(
+                    ClientComputedContentSHA256=self.sha256,
+                    S3ComputedContentSHA256=computed.hexdigest(),  # type: ignore[attr-defined]
+                )
+        if self.checksum_algorithm is None:
+            return {}
+        checksum = self.digesters[self.checksum_algorithm]
+        assert isinstance(checksum, Checksum)
+        computed = checksum.b64()
+        expected = self.expected_checksum()
+        if expected is not None and expected != computed:
+            raise BadDigest(
+                f"The {self.checksum_algorithm} you specified did not match the calculated checksum."
+            )
+        return {self.checksum_algorithm: computed}
+
+
+def parse_integrity(headers: dict[str, str], *, default_algorithm: str | None) -> Integrity:
+    """Read the digest headers of an upload, refusing malformed or contradictory ones."""
+    integrity = Integrity()
+    md5 = headers.get("content-md5")
+    if md5 is not None:
+        try:
+            integrity.content_md5 = base64.b64decode(md5, validate=True)
+        except binascii.Error as exc:
+            raise InvalidDigest() from exc
+        if len(integrity.content_md5) != 16:
+            raise InvalidDigest()
+    sha = headers.get("x-amz-content-sha256")
+    if sha is not None and sha != "UNSIGNED-PAYLOAD" and sha not in STREAMING_MODES:
+        if not _HEX_SHA256.match(sha):
+            raise InvalidArgument(
+                "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER,"
+                " STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER,"
+                " or a valid sha256 value.",
+                ArgumentName="x-amz-content-sha256",
+                ArgumentValue=sha,
+            )
+        integrity.sha256 = sha
+        integrity.digesters["SHA256-payload"] = hashlib.sha256()
+    found = [(a, headers[n]) for n in headers if (a := checksums.algorithm_of_header(n))]
+    if len(found) > 1:
+        raise InvalidRequest(
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+        )
+    trailer = headers.get("x-amz-trailer", "").strip().lower() or None
+    if trailer is not None:
+        algorithm = checksums.algorithm_of_header(trailer)
+        if algorithm is None:
+            raise InvalidRequest(f"The value specified in the x-amz-trailer header is not supported: {trailer}")
+        integrity.trailer, integrity.checksum_algorithm = trailer, algorithm
+    elif found:
+        algorithm, value = found[0]
+        if not checksums.well_formed(algorithm, value):
+            raise InvalidRequest(f"Value for {checksums.header_name(algorithm)} header is invalid.")
+        integrity.checksum_algorithm, integrity.checksum_value = algorithm, value
+    else:
+        sdk = headers.get("x-amz-sdk-checksum-algorithm", "").upper() or default_algorithm
+        if sdk and sdk not in checksums.ALGORITHMS:
+            raise InvalidRequest(f"Checksum algorithm {sdk} is not supported.")
+        integrity.checksum_algorithm = sdk
+    if integrity.checksum_algorithm:
+        integrity.digesters[integrity.checksum_algorithm] = Checksum(integrity.checksum_algorithm)
+    return integrity
+
+
+def _int_header(headers: dict[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise InvalidArgument(f"Invalid {name} header.", ArgumentName=name, ArgumentValue=value)
+    return int(value)
+
+
+def upload_body(
+    request: Request, headers: dict[str, str], *, default_algorithm: str | None, max_size: int
+) -> tuple[AsyncIterator[bytes], Integrity]:
+    """The decoded body stream of an upload and the integrity checks it must pass."""
+    integrity = parse_integrity(headers, default_algorithm=default_algorithm)
+    length = _int_header(headers, "content-length")
+    sha = headers.get("x-amz-content-sha256", "")
+    chunked = sha in STREAMING_MODES or "aws-chunked" in headers.get("content-encoding", "")
+    if chunked:
+        integrity.decoded_length = _int_header(headers, "x-amz-decoded-content-length")
+        if integrity.decoded_length is None:
+            raise MissingContentLength()
+    elif length is None:
+        raise MissingContentLength()
+    elif integrity.trailer is not None:
+        raise InvalidRequest("x-amz-trailer requires an aws-chunked body.")
+    declared = integrity.decoded_length if chunked else length
+    if declared is not None and declared > max_size:
+        raise EntityTooLarge(ProposedSize=declared, MaxSizeAllowed=max_size)
+    stream: AsyncIterator[bytes] = raw_stream(request, length)
+    if chunked:
+        integrity.decoder = AwsChunkedDecoder(stream)
+        stream = integrity.decoder.__aiter__()
+    return stream, integrity
+
+
+async def read_small(request: Request, limit: int) -> bytes:
+    """A bounded body (XML or policy documents), verified against Content-MD5/checksums."""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    stream, integrity = upload_body(request, headers, default_algorithm=None, max_size=limit)
+    body = bytearray()
+    async for chunk in stream:
+        body += chunk
+        if len(body) > limit:
+            raise EntityTooLarge(MaxSizeAllowed=limit)
+    for digester in integrity.digesters.values():
+        digester.update(bytes(body))
+    integrity.finalize(len(body), hashlib.md5(body).hexdigest())
+    return bytes(body)

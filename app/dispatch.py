@@ -1,0 +1,210 @@
+"""The one place that maps a request to an S3 operation.
+
+Method, addressing style (path or virtual-hosted), bucket, key and sub-resource query
+are turned into an `Operation` once; handlers never look at the URL shape again. The
+IAM action each operation needs travels with it for the auth layer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from app.errors import (
+    InvalidBucketName,
+    InvalidRequest,
+    KeyTooLongError,
+    MethodNotAllowed,
+    NotImplementedError_,
+)
+from storage.backend import MAX_KEY_BYTES
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    bucket: str | None
+    key: str | None
+    action: str  # the IAM action, e.g. "s3:GetObject"
+
+
+#: Operation name -> IAM action it needs.
+ACTIONS: dict[str, str] = {
+    "ListBuckets": "s3:ListAllMyBuckets",
+    "CreateBucket": "s3:CreateBucket",
+    "DeleteBucket": "s3:DeleteBucket",
+    "HeadBucket": "s3:ListBucket",
+    "GetBucketLocation": "s3:GetBucketLocation",
+    "GetBucketVersioning": "s3:GetBucketVersioning",
+    "GetBucketAcl": "s3:GetBucketAcl",
+    "ListObjects": "s3:ListBucket",
+    "ListObjectsV2": "s3:ListBucket",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
+    "GetBucketPolicy": "s3:GetBucketPolicy",
+    "PutBucketPolicy": "s3:PutBucketPolicy",
+    "DeleteBucketPolicy": "s3:DeleteBucketPolicy",
+    "DeleteObjects": "s3:DeleteObject",
+    "PutObject": "s3:PutObject",
+    "CopyObject": "s3:PutObject",
+    "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
+    "GetObjectAcl": "s3:GetObjectAcl",
+    "DeleteObject": "s3:DeleteObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "UploadPartCopy": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "ListParts": "s3:ListMultipartUploadParts",
+}
+
+#: Sub-resources shoal does not implement: answered 501 NotImplemented, never a 500 or
+#: a silent fall-through to the plain operation.
+UNSUPPORTED_BUCKET = frozenset(
+    "accelerate analytics cors encryption intelligent-tiering inventory lifecycle logging"
+    " metadataTable metrics notification object-lock ownershipControls policyStatus"
+    " publicAccessBlock replication requestPayment tagging versions website".split()
+)
+UNSUPPORTED_OBJECT = frozenset(
+    "attributes legal-hold renameObject restore retention select tagging torrent".split()
+)
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BAD_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_BAD_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def valid_bucket_name(name: str) -> bool:
+    """S3's general-purpose bucket naming rules."""
+    if not _BUCKET_RE.match(name) or ".." in name or ".-" in name or "-." in name:
+        return False
+    if name.startswith(_BAD_PREFIXES) or name.endswith(_BAD_SUFFIXES):
+        return False
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return True
+    return False
+
+
+def split_target(raw_path: bytes, host: str, base_domain: str | None) -> tuple[str | None, str | None]:
+    """(bucket, key) from the raw path and Host header.
+
+    The key is decoded from the raw path so that '%2F', '//' and '..' survive exactly
+    as the client sent them.
+    """
+    path = raw_path.decode("latin-1")
+    bucket = _virtual_host_bucket(host, base_domain)
+    if bucket is None:
+        rest = path[1:] if path.startswith("/") else path
+        if not rest:
+            return None, None
+        bucket_part, sep, key_part = rest.partition("/")
+        bucket = unquote(bucket_part)
+        if not sep or key_part == "":
+            return bucket, None
+        return bucket, _decode_key(key_part)
+    key_part = path[1:] if path.startswith("/") else path
+    return bucket, (_decode_key(key_part) if key_part else None)
+
+
+def _decode_key(part: str) -> str:
+    try:
+        return unquote(part, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("Object key is not valid UTF-8") from exc
+
+
+def _virtual_host_bucket(host: str, base_domain: str | None) -> str | None:
+    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    hostname = hostname.lower().rstrip(".")
+    for domain in (base_domain, "localhost"):
+        if domain and hostname.endswith("." + domain.lower()):
+            return hostname[: -len(domain) - 1]
+    return None
+
+
+def resolve(
+    method: str, raw_path: bytes, host: str, query: dict[str, str], headers: dict[str, str], *,
+    base_domain: str | None = None,
+) -> Operation:
+    """Turn a request into the operation it asks for, or raise the S3 error AWS gives."""
+    bucket, key = split_target(raw_path, host, base_domain)
+    if bucket is None:
+        if method in ("GET", "HEAD"):
+            return _op("ListBuckets", None, None)
+        raise MethodNotAllowed(Method=method, ResourceType="SERVICE")
+    if not valid_bucket_name(bucket):
+        raise InvalidBucketName(BucketName=bucket)
+    if key is None:
+        return _op(_bucket_operation(method, query), bucket, None)
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise KeyTooLongError(Size=len(key.encode()), MaxSizeAllowed=MAX_KEY_BYTES)
+    return _op(_object_operation(method, query, headers), bucket, key)
+
+
+def _op(name: str, bucket: str | None, key: str | None) -> Operation:
+    return Operation(name, bucket, key, ACTIONS[name])
+
+
+def _unsupported(query: dict[str, str], names: frozenset[str]) -> None:
+    for name in query:
+        if name in names:
+            raise NotImplementedError_(f"The {name} sub-resource is not implemented.")
+
+
+def _bucket_operation(method: str, query: dict[str, str]) -> str:
+    _unsupported(query, UNSUPPORTED_BUCKET)
+    if method == "GET":
+        if "location" in query:
+            return "GetBucketLocation"
+        if "policy" in query:
+            return "GetBucketPolicy"
+        if "uploads" in query:
+            return "ListMultipartUploads"
+        if "versioning" in query:
+            return "GetBucketVersioning"
+        if "acl" in query:
+            return "GetBucketAcl"
+        return "ListObjectsV2" if query.get("list-type") == "2" else "ListObjects"
+    if method == "HEAD":
+        return "HeadBucket"
+    if method == "PUT":
+        if "policy" in query:
+            return "PutBucketPolicy"
+        if "versioning" in query or "acl" in query:
+            raise NotImplementedError_()
+        return "CreateBucket"
+    if method == "DELETE":
+        return "DeleteBucketPolicy" if "policy" in query else "DeleteBucket"
+    if method == "POST" and "delete" in query:
+        return "DeleteObjects"
+    raise MethodNotAllowed(Method=method, ResourceType="BUCKET")
+
+
+def _object_operation(method: str, query: dict[str, str], headers: dict[str, str]) -> str:
+    _unsupported(query, UNSUPPORTED_OBJECT)
+    upload = "uploadId" in query
+    if method == "GET":
+        if upload:
+            return "ListParts"
+        return "GetObjectAcl" if "acl" in query else "GetObject"
+    if method == "HEAD":
+        return "HeadObject"
+    if method == "PUT":
+        if "acl" in query:
+            raise NotImplementedError_()
+        copy = "x-amz-copy-source" in headers
+        if upload or "partNumber" in query:
+            return "UploadPartCopy" if copy else "UploadPart"
+        return "CopyObject" if copy else "PutObject"
+    if method == "DELETE":
+        return "AbortMultipartUpload" if upload else "DeleteObject"
+    if method == "POST":
+        if "uploads" in query:
+            return "CreateMultipartUpload"
+        if upload:
+            return "CompleteMultipartUpload"
+    raise MethodNotAllowed(Method=method, ResourceType="OBJECT")

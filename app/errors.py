@@ -1,0 +1,200 @@
+"""The one table of S3 errors: a class per AWS error code, with its HTTP status and
+AWS's default message. Raising one anywhere in a request yields the right XML document
+(app/asgi.py has the single handler)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from storage import errors as storage_errors
+
+
+class S3Error(Exception):
+    status: ClassVar[int] = 500
+    message: ClassVar[str] = "We encountered an internal error. Please try again."
+    #: The code AWS sends; defaults to the class name.
+    code: ClassVar[str] = ""
+    registry: ClassVar[dict[str, type[S3Error]]] = {}
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        cls.code = cls.__dict__.get("code") or cls.__name__
+        S3Error.registry[cls.code] = cls
+
+    def __init__(self, message: str | None = None, /, **fields: str | int) -> None:
+        self.text = message or self.message
+        self.fields = {k: str(v) for k, v in fields.items()}
+        self.headers: dict[str, str] = {}
+        super().__init__(f"{self.code}: {self.text}")
+
+
+class AccessDenied(S3Error):
+    status, message = 403, "Access Denied"
+
+
+class BadDigest(S3Error):
+    status, message = 400, "The Content-MD5 you specified did not match what we received."
+
+
+class BucketAlreadyExists(S3Error):
+    status, message = 409, "The requested bucket name is not available."
+
+
+class BucketAlreadyOwnedByYou(S3Error):
+    status = 409
+    message = "Your previous request to create the named bucket succeeded and you already own it."
+
+
+class BucketNotEmpty(S3Error):
+    status, message = 409, "The bucket you tried to delete is not empty"
+
+
+class ConditionalRequestConflict(S3Error):
+    status, message = 409, "A conflicting operation occurred. Please retry."
+
+
+class EntityTooLarge(S3Error):
+    status, message = 400, "Your proposed upload exceeds the maximum allowed size"
+
+
+class EntityTooSmall(S3Error):
+    status, message = 400, "Your proposed upload is smaller than the minimum allowed object size."
+
+
+class IncompleteBody(S3Error):
+    status, message = 400, "You did not provide the number of bytes specified by the Content-Length HTTP header."
+
+
+class InternalError(S3Error):
+    status, message = 500, "We encountered an internal error. Please try again."
+
+
+class InvalidArgument(S3Error):
+    status, message = 400, "Invalid Argument"
+
+
+class InvalidBucketName(S3Error):
+    status, message = 400, "The specified bucket is not valid."
+
+
+class InvalidDigest(S3Error):
+    status, message = 400, "The Content-MD5 you specified is not valid."
+
+
+class InvalidPart(S3Error):
+    status = 400
+    message = (
+        "One or more of the specified parts could not be found. The part may not have been"
+        " uploaded, or the specified entity tag may not match the part's entity tag."
+    )
+
+
+class InvalidPartNumber(S3Error):
+    status, message = 416, "The requested partnumber is not satisfiable"
+
+
+class InvalidPartOrder(S3Error):
+    status = 400
+    message = "The list of parts was not in ascending order. Parts must be ordered by part number."
+
+
+class InvalidRange(S3Error):
+    status, message = 416, "The requested range is not satisfiable"
+
+
+class InvalidRequest(S3Error):
+    status, message = 400, "Invalid Request"
+
+
+class InvalidStorageClass(S3Error):
+    status, message = 400, "The storage class you specified is not valid"
+
+
+class KeyTooLongError(S3Error):
+    status, message = 400, "Your key is too long"
+
+
+class MalformedPolicy(S3Error):
+    status, message = 400, "Policies must be valid JSON and the first byte must be '{'"
+
+
+class MalformedXML(S3Error):
+    status = 400
+    message = (
+        "The XML you provided was not well-formed or did not validate against our published schema"
+    )
+
+
+class MalformedTrailerError(S3Error):
+    status, message = 400, "The request contained trailing data that was not well-formed."
+
+
+class MetadataTooLarge(S3Error):
+    status, message = 400, "Your metadata headers exceed the maximum allowed metadata size."
+
+
+class MethodNotAllowed(S3Error):
+    status, message = 405, "The specified method is not allowed against this resource."
+
+
+class MissingContentLength(S3Error):
+    status, message = 411, "You must provide the Content-Length HTTP header."
+
+
+class MissingRequestBodyError(S3Error):
+    status, message = 400, "Request Body is empty"
+
+
+class NoSuchBucket(S3Error):
+    status, message = 404, "The specified bucket does not exist"
+
+
+class NoSuchBucketPolicy(S3Error):
+    status, message = 404, "The bucket policy does not exist"
+
+
+class NoSuchKey(S3Error):
+    status, message = 404, "The specified key does not exist."
+
+
+class NoSuchUpload(S3Error):
+    status = 404
+    message = (
+        "The specified multipart upload does not exist. The upload ID might be invalid,"
+        " or the multipart upload might have been aborted or completed."
+    )
+
+
+class NotImplementedError_(S3Error):
+    code = "NotImplemented"
+    status = 501
+    message = "A header or query you provided implies functionality that is not implemented."
+
+
+class PreconditionFailed(S3Error):
+    status, message = 412, "At least one of the pre-conditions you specified did not hold"
+
+
+class RequestTimeout(S3Error):
+    status = 400
+    message = "Your socket connection to the server was not read from or written to within the timeout period."
+
+
+class ServiceUnavailable(S3Error):
+    status, message = 503, "Please reduce your request rate."
+
+
+class XAmzContentSHA256Mismatch(S3Error):
+    status = 400
+    message = "The provided 'x-amz-content-sha256' header does not match what was computed."
+
+
+#: Storage-layer error class name -> S3 code, where the two differ.
+_RENAMED = {"KeyTooLong": "KeyTooLongError"}
+
+
+def from_storage(exc: storage_errors.StorageError) -> S3Error:
+    """Translate a deliberate service-layer error; anything unknown is internal."""
+    name = type(exc).__name__
+    cls = S3Error.registry.get(_RENAMED.get(name, name), InternalError)
+    return cls(exc.message or None, **exc.details)

@@ -1,0 +1,78 @@
+"""S3 XML: rendering response documents and parsing request bodies safely.
+
+Rendering builds text directly (every text node escaped, including characters XML 1.0
+cannot carry raw); parsing goes through defusedxml with DTDs and entities refused, so
+XML bombs and external entities never expand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml.ElementTree as DET
+from defusedxml import DefusedXmlException
+
+from app.errors import MalformedXML
+
+S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+_NEEDS_ESCAPE = re.compile(r"""[&<>"'\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]""")
+
+#: One child: (tag, text) or (tag, [children]); None values are left out.
+Node = tuple[str, "str | int | bool | None | Iterable[Node]"]
+
+
+def escape(text: str) -> str:
+    return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES.get(m[0]) or f"&#x{ord(m[0]):x};", text)
+
+
+def _render(tag: str, value: object, out: list[str]) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool):
+        out.append(f"<{tag}>{'true' if value else 'false'}</{tag}>")
+    elif isinstance(value, str | int):
+        out.append(f"<{tag}>{escape(str(value))}</{tag}>")
+    else:
+        out.append(f"<{tag}>")
+        for child_tag, child in value:  # type: ignore[attr-defined]
+            _render(child_tag, child, out)
+        out.append(f"</{tag}>")
+
+
+def document(root: str, children: Iterable[Node], *, namespace: bool = True) -> bytes:
+    """Render a whole response document."""
+    out = [DECLARATION, f'<{root} xmlns="{S3_NS}">' if namespace else f"<{root}>"]
+    for tag, value in children:
+        _render(tag, value, out)
+    out.append(f"</{root}>")
+    return "".join(out).encode()
+
+
+def timestamp(when: datetime) -> str:
+    """ISO 8601 with milliseconds, as S3 writes LastModified and Initiated."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def parse(body: bytes) -> Element:
+    """Parse a request body; namespaces are stripped so callers match plain tag names."""
+    if not body.strip():
+        raise MalformedXML()
+    try:
+        root = DET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (ParseError, DefusedXmlException, ValueError) as exc:
+        raise MalformedXML() from exc
+    for element in root.iter():
+        if isinstance(element.tag, str) and element.tag.startswith("{"):
+            element.tag = element.tag.split("}", 1)[1]
+    return root
+
+
+def child_text(element: Element, tag: str) -> str | None:
+    found = element.find(tag)
+    return None if found is None else (found.text or "")

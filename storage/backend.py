@@ -1,0 +1,257 @@
+"""The backend interface shared by the standalone FileStore and the cluster's DistributedStore.
+
+Records here are plain data: the ASGI layer turns them into headers and XML, a backend
+turns them into files or shards. They are shaped for what comes later (versions, tags,
+retention, encryption) through `version_id` and `extra`, so adding those needs no
+migration of stored records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+#: Smallest size of every part but the last in a multipart upload (S3's rule).
+MIN_PART_SIZE = 5 * 1024 * 1024
+#: S3's limit on key length, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
+MAX_PARTS = 10000
+
+
+class Digester(Protocol):
+    """Anything with hashlib's `update`: fed every body byte in the backend's I/O thread."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    name: str
+    created: datetime
+
+
+@dataclass
+class PartInfo:
+    """One part of a multipart upload, or of a completed multipart object."""
+
+    number: int
+    size: int
+    etag: str  # hex MD5 of the part, no quotes
+    last_modified: datetime
+    checksums: dict[str, str] = field(default_factory=dict)  # "CRC32" -> base64
+
+
+@dataclass
+class ObjectMeta:
+    """Everything stored about one version of an object, apart from its bytes."""
+
+    key: str
+    size: int
+    etag: str  # no quotes: hex MD5, or "hex-N" for multipart
+    last_modified: datetime  # UTC, whole seconds are what clients see
+    content_type: str = "binary/octet-stream"
+    #: Standard stored headers, lower-case names: cache-control, content-disposition,
+    #: content-encoding, content-language, expires, x-amz-website-redirect-location,
+    #: x-amz-storage-class.
+    headers: dict[str, str] = field(default_factory=dict)
+    #: x-amz-meta-* without the prefix; names lower-case.
+    user_metadata: dict[str, str] = field(default_factory=dict)
+    #: Algorithm name ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256") -> base64 value,
+    #: a multipart COMPOSITE value carries its "-N" suffix.
+    checksums: dict[str, str] = field(default_factory=dict)
+    checksum_type: str | None = None  # "FULL_OBJECT" | "COMPOSITE"
+    parts: list[PartInfo] | None = None  # set for objects made by CompleteMultipartUpload
+    version_id: str = "null"
+    #: Attributes added by later features (tags, retention, encryption, ...).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectWrite:
+    """What the ASGI layer hands a backend along with a body to store."""
+
+    content_type: str = "binary/octet-stream"
+    headers: dict[str, str] = field(default_factory=dict)
+    user_metadata: dict[str, str] = field(default_factory=dict)
+    #: Fed every byte of the body, in order, in the backend's I/O thread, so the
+    #: event loop never hashes.
+    digesters: list[Digester] = field(default_factory=list)
+    #: Called once the whole body is durable in a temporary place but before it becomes
+    #: visible, with (size, md5 hex). Returns the checksums to store; raises to abort
+    #: the write (BadDigest, checksum mismatch, ...), leaving the previous object intact.
+    finalize: Callable[[int, str], dict[str, str]] | None = None
+    checksum_type: str | None = None
+    #: Conditional write, checked atomically with the commit:
+    if_match: str | None = None  # ETag (no quotes) the current object must have
+    if_none_match: bool = False  # True for "If-None-Match: *": fail if the key exists
+    max_size: int | None = None  # EntityTooLarge beyond this many bytes
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectSummary:
+    """One key in a listing."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    storage_class: str = "STANDARD"
+
+
+@dataclass
+class ListPage:
+    """One page of a listing: keys and common prefixes, each sorted, interleaved by name."""
+
+    objects: list[ObjectSummary]
+    common_prefixes: list[str]
+    truncated: bool
+    #: The greatest key or common prefix on this page: resuming "after" it continues
+    #: the listing without repeats (a common prefix resumes past everything under it).
+    last: str | None
+
+
+@dataclass
+class UploadInfo:
+    key: str
+    upload_id: str
+    initiated: datetime
+    write: ObjectWrite  # content type, headers and metadata given at creation
+    checksum_algorithm: str | None = None
+    checksum_type: str | None = None
+
+
+@dataclass
+class UploadListPage:
+    uploads: list[UploadInfo]
+    common_prefixes: list[str]
+    truncated: bool
+    next_key_marker: str | None
+    next_upload_id_marker: str | None
+
+
+@dataclass
+class PartListPage:
+    upload: UploadInfo
+    parts: list[PartInfo]
+    truncated: bool
+    next_part_number_marker: int | None
+
+
+@dataclass(frozen=True)
+class CompletedPart:
+    """A part as named in a CompleteMultipartUpload request."""
+
+    number: int
+    etag: str  # no quotes
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+class ObjectReader(Protocol):
+    """An open object: its metadata and bytes stay consistent until closed, even if the key
+    is overwritten or deleted meanwhile."""
+
+    meta: ObjectMeta
+
+    def stream(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes [start, end] inclusive (end None: to the last byte), in large chunks."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """The storage service: buckets, objects, multipart uploads and bucket policies."""
+
+    async def open(self) -> None:
+        """Prepare the store (recover interrupted writes, start housekeeping)."""
+
+    async def close(self) -> None: ...
+
+    # Buckets
+    async def list_buckets(self) -> list[BucketInfo]: ...
+    async def create_bucket(self, bucket: str) -> BucketInfo: ...
+    async def delete_bucket(self, bucket: str) -> None: ...
+    async def head_bucket(self, bucket: str) -> BucketInfo: ...
+
+    # Objects
+    async def put_object(
+        self, bucket: str, key: str, body: AsyncIterable[bytes], write: ObjectWrite
+    ) -> ObjectMeta: ...
+    async def head_object(self, bucket: str, key: str) -> ObjectMeta: ...
+    async def open_object(self, bucket: str, key: str) -> ObjectReader: ...
+    async def delete_object(self, bucket: str, key: str) -> None:
+        """Idempotent: deleting a missing key succeeds (the bucket must exist)."""
+
+    async def list_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        after: str = "",
+        max_keys: int = 1000,
+    ) -> ListPage:
+        """Keys and common prefixes strictly greater than `after` in UTF-8 byte order."""
+        ...
+
+    # Multipart
+    async def create_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        write: ObjectWrite,
+        checksum_algorithm: str | None = None,
+        checksum_type: str | None = None,
+    ) -> UploadInfo: ...
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: AsyncIterable[bytes],
+        write: ObjectWrite,
+    ) -> PartInfo:
+        """`write` carries only digesters, finalize and max_size."""
+        ...
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, *, after: int = 0, max_parts: int = 1000
+    ) -> PartListPage: ...
+    async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo: ...
+    async def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[CompletedPart],
+        write: ObjectWrite,
+    ) -> ObjectMeta:
+        """Validates the part list (InvalidPartOrder, InvalidPart, EntityTooSmall), then
+        assembles. `write.digesters` see the whole object's bytes where the backend reads
+        them; `write.finalize(size, etag)` returns the checksums to store. The upload's own
+        ObjectWrite (from creation) supplies content type, headers and metadata."""
+        ...
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None: ...
+    async def list_multipart_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadListPage: ...
+    async def expire_multipart_uploads(self, older_than: datetime) -> int:
+        """Abort uploads initiated before `older_than`; returns how many."""
+        ...
+
+    # Bucket policies (stored as given; the auth layer parses them)
+    async def get_bucket_policy(self, bucket: str) -> str: ...
+    async def put_bucket_policy(self, bucket: str, policy: str) -> None: ...
+    async def delete_bucket_policy(self, bucket: str) -> None: ...

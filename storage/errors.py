@@ -1,0 +1,69 @@
+"""Service-layer errors.
+
+Each class is named after the S3 error code it becomes at the HTTP boundary
+(app/errors.py translates them); anything else raised by a backend is an internal
+error. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base of the errors a backend raises on purpose."""
+
+    def __init__(self, message: str = "", **details: str) -> None:
+        super().__init__(message or type(self).__name__)
+        self.message = message
+        self.details = details
+
+
+class NoSuchBucket(StorageError):
+    pass
+
+
+class BucketAlreadyOwnedByYou(StorageError):
+    pass
+
+
+class BucketNotEmpty(StorageError):
+    pass
+
+
+class NoSuchKey(StorageError):
+    pass
+
+
+class NoSuchUpload(StorageError):
+    pass
+
+
+class NoSuchBucketPolicy(StorageError):
+    pass
+
+
+class InvalidPart(StorageError):
+    pass
+
+
+class InvalidPartOrder(StorageError):
+    pass
+
+
+class EntityTooSmall(StorageError):
+    pass
+
+
+class EntityTooLarge(StorageError):
+    pass
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write (If-Match / If-None-Match) did not hold at commit time."""
+
+
+class KeyTooLong(StorageError):
+    pass
+
+
+class InvalidRequest(StorageError):
+    pass
