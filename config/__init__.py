@@ -1,0 +1,37 @@
+"""Typed configuration for shoal: `load_config()` builds a validated, frozen `Config`
+from defaults, a TOML file, SHOAL_* environment variables and explicit overrides."""
+
+from config.loader import ConfigError, load_config
+from config.model import (
+    AuthConfig,
+    ClusterConfig,
+    Config,
+    CorsConfig,
+    Credential,
+    DrivesConfig,
+    ErasureConfig,
+    LimitsConfig,
+    LoggingConfig,
+    MultipartConfig,
+    ServerConfig,
+    StorageConfig,
+    TlsConfig,
+)
+
+__all__ = [
+    "AuthConfig",
+    "ClusterConfig",
+    "Config",
+    "ConfigError",
+    "CorsConfig",
+    "Credential",
+    "DrivesConfig",
+    "ErasureConfig",
+    "LimitsConfig",
+    "LoggingConfig",
+    "MultipartConfig",
+    "ServerConfig",
+    "StorageConfig",
+    "TlsConfig",
+    "load_config",
+]

@@ -1,0 +1,364 @@
+# ruff: noqa: RUF009  (`setting()` returns a dataclasses.field, evaluated once per class)
+"""The configuration schema: frozen dataclasses with the reference product's sections,
+fields and defaults, in snake_case.
+
+Each field carries a `Rule` in its metadata (what values are allowed, how to say so, a
+one-line doc). The loader applies and checks those rules; the docs generator turns them
+into the README table and the example TOML, so schema, validation and docs never drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+GiB = 1024**3
+
+LOG_LEVELS = ("error", "warn", "info", "debug")
+LOG_FORMATS = ("text", "json")
+HTTP_METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH")
+
+#: pyeclib's Reed-Solomon backends handle at most this many shards per stripe.
+MAX_TOTAL_SHARDS = 32
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a field accepts: `expect` is the phrase used in error messages and docs;
+    `check` returns the normalised value or raises ValueError (optionally with a more
+    specific message)."""
+
+    expect: str
+    check: Callable[[Any], Any] | None = None
+    doc: str = ""
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    expect: str = "",
+    check: Callable[[Any], Any] | None = None,
+    doc: str = "",
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A dataclass field carrying its validation rule and documentation."""
+    meta = {"rule": Rule(expect, check, doc)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ---------------------------------------------------------------- checks
+
+
+def int_range(lo: int, hi: int | None = None) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if value < lo or (hi is not None and value > hi):
+            raise ValueError
+        return value
+
+    return check
+
+
+def non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError
+    return value
+
+
+def optional_non_empty(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise ValueError
+    return value
+
+
+def one_of(*choices: str, aliases: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        v = value.strip().lower()
+        v = (aliases or {}).get(v, v)
+        if v not in choices:
+            raise ValueError
+        return v
+
+    return check
+
+
+_HOST_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+
+def base_domain(value: str | None) -> str | None:
+    """Virtual-hosted-style requests name `bucket.<base_domain>` in Host; a leading dot
+    or trailing dot is tolerated and dropped, case is folded."""
+    if value is None:
+        return None
+    v = value.strip().strip(".").lower()
+    if not _HOST_RE.match(v):
+        raise ValueError
+    return v
+
+
+def methods(value: list[str]) -> list[str]:
+    out = []
+    for m in value:
+        u = m.strip().upper()
+        if u != "*" and u not in HTTP_METHODS:
+            raise ValueError(f"unknown HTTP method {m!r}")
+        out.append(u)
+    return out
+
+
+def unique_non_empty(value: list[str]) -> list[str]:
+    if any(not v.strip() for v in value):
+        raise ValueError("empty entry")
+    if len(set(value)) != len(value):
+        raise ValueError("duplicate entry")
+    return value
+
+
+def host_ports(value: list[str]) -> list[str]:
+    for entry in value:
+        host, sep, port = entry.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        ok = bool(sep and host and port.isdigit() and 1 <= int(port) <= 65535)
+        if ok and ":" in host:
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                ok = False
+        if not ok:
+            raise ValueError(f"{entry!r} is not host:port")
+    return value
+
+
+# ---------------------------------------------------------------- sections
+
+PORT = "an integer 0..65535 (0 picks a free port)"
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert_file: str | None = setting(
+        None, expect="a path or nothing", check=optional_non_empty,
+        doc="PEM certificate; with key_file, the server speaks HTTPS",
+    )
+    key_file: str | None = setting(
+        None, expect="a path or nothing", check=optional_non_empty,
+        doc="PEM private key for cert_file",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None and self.key_file is not None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    port: int = setting(3000, expect=PORT, check=int_range(0, 65535), doc="HTTP(S) port")
+    address: str = setting(
+        "0.0.0.0", expect="a non-empty host or IP address", check=non_empty,
+        doc="address to bind",
+    )
+    silent: bool = setting(False, doc="suppress all server output")
+    region: str = setting(
+        "us-east-1", expect="a non-empty region name", check=non_empty,
+        doc="region reported to clients and used for SigV4",
+    )
+    base_domain: str | None = setting(
+        None, expect="a DNS name such as s3.example.com, or nothing", check=base_domain,
+        doc="enables virtual-hosted-style addressing: bucket.<base_domain>",
+    )
+    tls: TlsConfig = setting(factory=TlsConfig, doc="HTTPS; give both files or neither")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    directory: str = setting(
+        ".nogit/bucketsDir", expect="a non-empty path", check=non_empty,
+        doc="data directory (standalone mode; cluster metadata in cluster mode)",
+    )
+    clean_slate: bool = setting(False, doc="wipe the data directory on start")
+
+
+@dataclass(frozen=True)
+class Credential:
+    access_key_id: str = setting("", expect="a non-empty string", check=non_empty)
+    secret_access_key: str = setting("", expect="a non-empty string", check=non_empty)
+
+    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
+        return f"Credential(access_key_id={self.access_key_id!r}, secret_access_key='***')"
+
+
+def _default_credentials() -> list[Credential]:
+    return [Credential("STORAGE", "STORAGE")]
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    enabled: bool = setting(False, doc="require AWS SigV4 signatures")
+    credentials: list[Credential] = setting(
+        factory=_default_credentials,
+        expect="a non-empty list of {access_key_id, secret_access_key}",
+        doc="accepted key pairs; the first is the one the embedded API hands out",
+    )
+
+
+@dataclass(frozen=True)
+class CorsConfig:
+    enabled: bool = setting(False, doc="answer CORS preflights and add CORS headers")
+    allowed_origins: list[str] = setting(factory=lambda: ["*"], doc="origins, or *")
+    allowed_methods: list[str] = setting(
+        factory=lambda: ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"],
+        expect=f"a list of HTTP methods ({', '.join(HTTP_METHODS)}) or *",
+        check=methods, doc="methods allowed cross-origin",
+    )
+    allowed_headers: list[str] = setting(factory=lambda: ["*"], doc="request headers, or *")
+    exposed_headers: list[str] = setting(
+        factory=lambda: ["ETag", "x-amz-request-id", "x-amz-version-id"],
+        doc="response headers visible to scripts",
+    )
+    max_age: int = setting(
+        86400, expect="an integer >= 0 (seconds)", check=int_range(0),
+        doc="preflight cache lifetime, seconds",
+    )
+    allow_credentials: bool = setting(False, doc="send Access-Control-Allow-Credentials")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = setting(
+        "info", expect="one of " + ", ".join(LOG_LEVELS),
+        check=one_of(*LOG_LEVELS, aliases={"warning": "warn"}), doc="error | warn | info | debug",
+    )
+    format: str = setting(
+        "text", expect="one of " + ", ".join(LOG_FORMATS), check=one_of(*LOG_FORMATS),
+        doc="text | json (one line per request either way)",
+    )
+    enabled: bool = setting(True, doc="turn logging off entirely")
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_object_size: int = setting(
+        5 * GiB, expect="an integer >= 1 (bytes)", check=int_range(1),
+        doc="largest single PUT or part, bytes (5 GiB)",
+    )
+    max_metadata_size: int = setting(
+        2048, expect="an integer >= 0 (bytes)", check=int_range(0),
+        doc="user metadata (x-amz-meta-*) per object, bytes",
+    )
+    request_timeout: int = setting(
+        300000, expect="an integer >= 0 (milliseconds, 0 = none)", check=int_range(0),
+        doc="per-request time limit, milliseconds (0 = none)",
+    )
+
+
+@dataclass(frozen=True)
+class MultipartConfig:
+    expiration_days: int = setting(
+        7, expect="an integer >= 1 (days)", check=int_range(1),
+        doc="abort unfinished uploads older than this",
+    )
+    cleanup_interval_minutes: int = setting(
+        60, expect="an integer >= 1 (minutes)", check=int_range(1),
+        doc="how often expired uploads are looked for",
+    )
+
+
+@dataclass(frozen=True)
+class ErasureConfig:
+    data_shards: int = setting(
+        4, expect=f"an integer 1..{MAX_TOTAL_SHARDS - 1}",
+        check=int_range(1, MAX_TOTAL_SHARDS - 1), doc="k: shards needed to rebuild a chunk",
+    )
+    parity_shards: int = setting(
+        2, expect=f"an integer 1..{MAX_TOTAL_SHARDS - 1}",
+        check=int_range(1, MAX_TOTAL_SHARDS - 1), doc="m: shards that may be lost",
+    )
+    chunk_size_bytes: int = setting(
+        4194304, expect="an integer >= 1 (bytes)", check=int_range(1),
+        doc="objects are cut into chunks of this size (4 MiB)",
+    )
+
+
+@dataclass(frozen=True)
+class DrivesConfig:
+    paths: list[str] = setting(
+        factory=list, expect="a list of distinct paths", check=unique_non_empty,
+        doc="this node's drives (one directory each)",
+    )
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    enabled: bool = setting(False, doc="run as a cluster node")
+    node_id: str | None = setting(
+        None, expect="a non-empty string or nothing", check=optional_non_empty,
+        doc="stable node name; generated and persisted if unset",
+    )
+    quic_port: int = setting(
+        4000, expect=PORT, check=int_range(0, 65535), doc="inter-node QUIC port"
+    )
+    seed_nodes: list[str] = setting(
+        factory=list, expect="a list of host:port", check=host_ports,
+        doc="QUIC addresses of existing members",
+    )
+    secret: str | None = setting(
+        None, expect="a non-empty string or nothing", check=optional_non_empty,
+        doc="shared secret nodes use to authenticate each other",
+    )
+    erasure: ErasureConfig = setting(factory=ErasureConfig, doc="erasure coding")
+    drives: DrivesConfig = setting(factory=DrivesConfig, doc="local drives")
+    heartbeat_interval_ms: int = setting(
+        5000, expect="an integer >= 1 (milliseconds)", check=int_range(1),
+        doc="how often peers are pinged",
+    )
+    heartbeat_timeout_ms: int = setting(
+        30000, expect="an integer >= 1 (milliseconds)", check=int_range(1),
+        doc="silence after which a peer is offline (must exceed the interval)",
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration. Build it with `load_config`, derive variants with
+    `replace`; constructing sections by hand skips validation."""
+
+    server: ServerConfig = setting(factory=ServerConfig)
+    storage: StorageConfig = setting(factory=StorageConfig)
+    auth: AuthConfig = setting(factory=AuthConfig)
+    cors: CorsConfig = setting(factory=CorsConfig)
+    logging: LoggingConfig = setting(factory=LoggingConfig)
+    limits: LimitsConfig = setting(factory=LimitsConfig)
+    multipart: MultipartConfig = setting(factory=MultipartConfig)
+    cluster: ClusterConfig = setting(factory=ClusterConfig)
+
+    def replace(self, overrides: Mapping[str, Any] | None = None, /, **sections: Any) -> Config:
+        """A validated copy with `overrides` (nested mapping) and/or keyword sections
+        applied, e.g. `cfg.replace(server={"port": 0})`."""
+        from config.loader import apply_overrides
+
+        merged: dict[str, Any] = dict(overrides or {})
+        merged.update(sections)
+        return apply_overrides(self, merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (None values included)."""
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """TOML text that `load_config(config_file=...)` reads back to an equal Config."""
+        from config.docs import to_toml
+
+        return to_toml(self)
+
+    @property
+    def access_key(self) -> str:
+        return self.auth.credentials[0].access_key_id
+
+    @property
+    def secret_key(self) -> str:
+        return self.auth.credentials[0].secret_access_key
