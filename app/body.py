@@ -172,7 +172,8 @@ class Integrity:
         expected = self.expected_checksum()
         if expected is not None and expected != computed:
             raise BadDigest(
-                f"The {self.checksum_algorithm} you specified did not match the calculated checksum."
+                f"The {self.checksum_algorithm} you specified did not match the calculated"
+                " checksum."
             )
         return {self.checksum_algorithm: computed}
 
@@ -209,7 +210,9 @@ def parse_integrity(headers: dict[str, str], *, default_algorithm: str | None) -
     if trailer is not None:
         algorithm = checksums.algorithm_of_header(trailer)
         if algorithm is None:
-            raise InvalidRequest(f"The value specified in the x-amz-trailer header is not supported: {trailer}")
+            raise InvalidRequest(
+                f"The value specified in the x-amz-trailer header is not supported: {trailer}"
+            )
         integrity.trailer, integrity.checksum_algorithm = trailer, algorithm
     elif found:
         algorithm, value = found[0]

@@ -58,7 +58,7 @@ def algorithm_of_header(name: str) -> str | None:
     """'x-amz-checksum-crc32' -> 'CRC32'; None for anything else."""
     prefix = "x-amz-checksum-"
     if name.lower().startswith(prefix):
-        algorithm = name[len(prefix):].upper()
+        algorithm = name[len(prefix) :].upper()
         if algorithm in ALGORITHMS:
             return algorithm
     return None

@@ -63,12 +63,40 @@ ACTIONS: dict[str, str] = {
 #: Sub-resources shoal does not implement: answered 501 NotImplemented, never a 500 or
 #: a silent fall-through to the plain operation.
 UNSUPPORTED_BUCKET = frozenset(
-    "accelerate analytics cors encryption intelligent-tiering inventory lifecycle logging"
-    " metadataTable metrics notification object-lock ownershipControls policyStatus"
-    " publicAccessBlock replication requestPayment tagging versions website".split()
+    [
+        "accelerate",
+        "analytics",
+        "cors",
+        "encryption",
+        "intelligent-tiering",
+        "inventory",
+        "lifecycle",
+        "logging",
+        "metadataTable",
+        "metrics",
+        "notification",
+        "object-lock",
+        "ownershipControls",
+        "policyStatus",
+        "publicAccessBlock",
+        "replication",
+        "requestPayment",
+        "tagging",
+        "versions",
+        "website",
+    ]
 )
 UNSUPPORTED_OBJECT = frozenset(
-    "attributes legal-hold renameObject restore retention select tagging torrent".split()
+    [
+        "attributes",
+        "legal-hold",
+        "renameObject",
+        "restore",
+        "retention",
+        "select",
+        "tagging",
+        "torrent",
+    ]
 )
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -89,7 +117,9 @@ def valid_bucket_name(name: str) -> bool:
     return False
 
 
-def split_target(raw_path: bytes, host: str, base_domain: str | None) -> tuple[str | None, str | None]:
+def split_target(
+    raw_path: bytes, host: str, base_domain: str | None
+) -> tuple[str | None, str | None]:
     """(bucket, key) from the raw path and Host header.
 
     The key is decoded from the raw path so that '%2F', '//' and '..' survive exactly
@@ -127,7 +157,12 @@ def _virtual_host_bucket(host: str, base_domain: str | None) -> str | None:
 
 
 def resolve(
-    method: str, raw_path: bytes, host: str, query: dict[str, str], headers: dict[str, str], *,
+    method: str,
+    raw_path: bytes,
+    host: str,
+    query: dict[str, str],
+    headers: dict[str, str],
+    *,
     base_domain: str | None = None,
 ) -> Operation:
     """Turn a request into the operation it asks for, or raise the S3 error AWS gives."""

@@ -62,7 +62,10 @@ class EntityTooSmall(S3Error):
 
 
 class IncompleteBody(S3Error):
-    status, message = 400, "You did not provide the number of bytes specified by the Content-Length HTTP header."
+    status, message = (
+        400,
+        "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+    )
 
 
 class InternalError(S3Error):
@@ -177,7 +180,10 @@ class PreconditionFailed(S3Error):
 
 class RequestTimeout(S3Error):
     status = 400
-    message = "Your socket connection to the server was not read from or written to within the timeout period."
+    message = (
+        "Your socket connection to the server was not read from or written to within the"
+        " timeout period."
+    )
 
 
 class ServiceUnavailable(S3Error):

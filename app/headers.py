@@ -7,7 +7,13 @@ import re
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
-from app.errors import InvalidArgument, InvalidRange, InvalidStorageClass, MetadataTooLarge, PreconditionFailed
+from app.errors import (
+    InvalidArgument,
+    InvalidRange,
+    InvalidStorageClass,
+    MetadataTooLarge,
+    PreconditionFailed,
+)
 from storage.backend import ObjectMeta, ObjectWrite
 
 #: Standard headers S3 stores with an object and returns on GET/HEAD. Nothing else from
@@ -22,8 +28,19 @@ STORED_HEADERS = (
     "x-amz-website-redirect-location",
 )
 STORAGE_CLASSES = frozenset(
-    "STANDARD REDUCED_REDUNDANCY STANDARD_IA ONEZONE_IA INTELLIGENT_TIERING GLACIER"
-    " DEEP_ARCHIVE OUTPOSTS GLACIER_IR SNOW EXPRESS_ONEZONE".split()
+    [
+        "STANDARD",
+        "REDUCED_REDUNDANCY",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "GLACIER",
+        "DEEP_ARCHIVE",
+        "OUTPOSTS",
+        "GLACIER_IR",
+        "SNOW",
+        "EXPRESS_ONEZONE",
+    ]
 )
 RESPONSE_OVERRIDES = {
     "response-content-type": "content-type",
@@ -58,7 +75,7 @@ def object_write(headers: dict[str, str], *, max_metadata_size: int) -> ObjectWr
             raise InvalidStorageClass(StorageClassRequested=storage_class)
         if storage_class != "STANDARD":
             stored["x-amz-storage-class"] = storage_class
-    user = {n[len(META_PREFIX):]: v for n, v in headers.items() if n.startswith(META_PREFIX)}
+    user = {n[len(META_PREFIX) :]: v for n, v in headers.items() if n.startswith(META_PREFIX)}
     size = sum(len(n) + len(v.encode("latin-1", "replace")) for n, v in user.items())
     if size > max_metadata_size:
         raise MetadataTooLarge(Size=size, MaxSizeAllowed=max_metadata_size)

@@ -24,7 +24,7 @@ _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"
 _NEEDS_ESCAPE = re.compile(r"""[&<>"'\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]""")
 
 #: One child: (tag, text) or (tag, [children]); None values are left out.
-Node = tuple[str, "str | int | bool | None | Iterable[Node]"]
+Node = tuple[str, "str | int | bool | Iterable[Node] | None"]
 
 
 def escape(text: str) -> str:
@@ -52,6 +52,11 @@ def document(root: str, children: Iterable[Node], *, namespace: bool = True) -> 
         _render(tag, value, out)
     out.append(f"</{root}>")
     return "".join(out).encode()
+
+
+def text_document(root: str, text: str) -> bytes:
+    """A document whose root holds only text, such as LocationConstraint."""
+    return f'{DECLARATION}<{root} xmlns="{S3_NS}">{escape(text)}</{root}>'.encode()
 
 
 def timestamp(when: datetime) -> str:

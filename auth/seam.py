@@ -19,7 +19,9 @@ class Principal:
 ANONYMOUS = Principal()
 
 
-async def authorize(*, enabled: bool, action: str, bucket: str | None, key: str | None) -> Principal:
+async def authorize(
+    *, enabled: bool, action: str, bucket: str | None, key: str | None
+) -> Principal:
     """Decide who is calling and whether they may perform `action` on the resource.
 
     With auth disabled every caller is allowed, as the reference behaves; signature

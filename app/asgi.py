@@ -1,0 +1,134 @@
+"""create_app(): the Starlette application.
+
+One catch-all route: every request is resolved to an S3 operation (app/dispatch.py),
+authorized (auth/), and passed to that operation's handler. Every response carries
+x-amz-request-id; every error is rendered here, once, as an S3 XML document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+import app.handlers  # noqa: F401  (registers every operation handler)
+from app.context import RequestContext
+from app.dispatch import resolve
+from app.errors import InternalError, S3Error, from_storage
+from app.handlers.registry import HANDLERS
+from app.xml import document
+from auth import authorize
+from config import Config, ConfigError, load_config
+from storage.backend import Backend
+from storage.errors import StorageError
+
+log = logging.getLogger("shoal")
+
+METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(8).upper()
+
+
+def error_response(error: S3Error, request: Request, request_id: str) -> Response:
+    """The S3 error document (status only for HEAD)."""
+    headers = {"x-amz-request-id": request_id, **error.headers}
+    if request.method == "HEAD":
+        return Response(status_code=error.status, headers=headers)
+    children: list = [("Code", error.code), ("Message", error.text)]
+    children += list(error.fields.items())
+    children += [("Resource", request.url.path), ("RequestId", request_id)]
+    body = document("Error", children, namespace=False)
+    return Response(body, error.status, headers, media_type="application/xml")
+
+
+def _lower_headers(request: Request) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
+
+
+async def s3_endpoint(request: Request) -> Response:
+    request_id = new_request_id()
+    config: Config = request.app.state.config
+    try:
+        headers = _lower_headers(request)
+        query = dict(request.query_params)
+        op = resolve(
+            request.method,
+            request.scope.get("raw_path") or request.scope["path"].encode(),
+            headers.get("host", ""),
+            query,
+            headers,
+            base_domain=config.server.base_domain,
+        )
+        principal = await authorize(
+            enabled=config.auth.enabled, action=op.action, bucket=op.bucket, key=op.key
+        )
+        ctx = RequestContext(
+            op=op,
+            request=request,
+            headers=headers,
+            query=query,
+            request_id=request_id,
+            config=config,
+            backend=request.app.state.backend,
+            principal=principal,
+        )
+        response = await HANDLERS[op.name](ctx)
+    except S3Error as exc:
+        response = error_response(exc, request, request_id)
+    except StorageError as exc:
+        response = error_response(from_storage(exc), request, request_id)
+    except Exception:
+        log.exception("internal error", extra={"request_id": request_id})
+        response = error_response(InternalError(), request, request_id)
+    response.headers["x-amz-request-id"] = request_id
+    return response
+
+
+def make_backend(config: Config) -> Backend:
+    from storage.filestore import FileStore
+
+    return FileStore(
+        config.storage.directory,
+        clean_slate=config.storage.clean_slate,
+        multipart_expiration_days=config.multipart.expiration_days,
+        multipart_cleanup_interval_minutes=config.multipart.cleanup_interval_minutes,
+    )
+
+
+def create_app(config: Config | None = None) -> Starlette:
+    """Build the application; the storage backend opens and closes with its lifespan."""
+    config = config if config is not None else load_config()
+    if config.auth.enabled:
+        raise ConfigError(
+            "auth.enabled: SigV4 verification is not available in this build yet;"
+            " set auth.enabled = false"
+        )
+    if config.cluster.enabled:
+        raise ConfigError("cluster.enabled: cluster mode is not available in this build yet")
+    backend = make_backend(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await backend.open()
+        try:
+            yield
+        finally:
+            await backend.close()
+
+    application = Starlette(
+        routes=[Route("/{path:path}", s3_endpoint, methods=METHODS)], lifespan=lifespan
+    )
+    application.state.config = config
+    application.state.backend = backend
+    return application

@@ -1,0 +1,119 @@
+"""Bucket-level operations: list, create, delete, head, location, versioning, ACL, policy."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.responses import Response
+
+from app.body import read_small
+from app.context import RequestContext
+from app.errors import MalformedPolicy
+from app.handlers.registry import handler, owner, xml_response
+from app.xml import child_text, parse, text_document, timestamp
+
+MAX_CONFIG_BODY = 64 * 1024
+MAX_POLICY_BODY = 20 * 1024  # S3's bucket policy size limit
+
+
+@handler("ListBuckets")
+async def list_buckets(ctx: RequestContext) -> Response:
+    buckets = await ctx.backend.list_buckets()
+    return xml_response(
+        "ListAllMyBucketsResult",
+        [
+            ("Owner", owner()),
+            (
+                "Buckets",
+                [
+                    ("Bucket", [("Name", b.name), ("CreationDate", timestamp(b.created))])
+                    for b in buckets
+                ],
+            ),
+        ],
+    )
+
+
+@handler("CreateBucket")
+async def create_bucket(ctx: RequestContext) -> Response:
+    if ctx.headers.get("content-length", "0") != "0" or "transfer-encoding" in ctx.headers:
+        body = await read_small(ctx.request, MAX_CONFIG_BODY)
+        if body.strip():
+            # CreateBucketConfiguration: the location is accepted and reported as ours.
+            child_text(parse(body), "LocationConstraint")
+    await ctx.backend.create_bucket(ctx.bucket)
+    return Response(headers={"location": f"/{ctx.bucket}"})
+
+
+@handler("DeleteBucket")
+async def delete_bucket(ctx: RequestContext) -> Response:
+    await ctx.backend.delete_bucket(ctx.bucket)
+    return Response(status_code=204)
+
+
+@handler("HeadBucket")
+async def head_bucket(ctx: RequestContext) -> Response:
+    await ctx.backend.head_bucket(ctx.bucket)
+    return Response(headers={"x-amz-bucket-region": ctx.config.server.region})
+
+
+@handler("GetBucketLocation")
+async def get_bucket_location(ctx: RequestContext) -> Response:
+    await ctx.backend.head_bucket(ctx.bucket)
+    region = ctx.config.server.region
+    # us-east-1 is reported as an empty LocationConstraint, as S3 does.
+    body = text_document("LocationConstraint", "" if region == "us-east-1" else region)
+    return Response(body, media_type="application/xml")
+
+
+@handler("GetBucketVersioning")
+async def get_bucket_versioning(ctx: RequestContext) -> Response:
+    await ctx.backend.head_bucket(ctx.bucket)
+    return xml_response("VersioningConfiguration", [])
+
+
+def _acl() -> list:
+    grantee = ("Grantee", owner())
+    return [
+        ("Owner", owner()),
+        ("AccessControlList", [("Grant", [grantee, ("Permission", "FULL_CONTROL")])]),
+    ]
+
+
+@handler("GetBucketAcl")
+async def get_bucket_acl(ctx: RequestContext) -> Response:
+    await ctx.backend.head_bucket(ctx.bucket)
+    return xml_response("AccessControlPolicy", _acl())
+
+
+@handler("GetObjectAcl")
+async def get_object_acl(ctx: RequestContext) -> Response:
+    await ctx.backend.head_object(ctx.bucket, ctx.key)
+    return xml_response("AccessControlPolicy", _acl())
+
+
+@handler("GetBucketPolicy")
+async def get_bucket_policy(ctx: RequestContext) -> Response:
+    policy = await ctx.backend.get_bucket_policy(ctx.bucket)
+    return Response(policy, media_type="application/json")
+
+
+@handler("PutBucketPolicy")
+async def put_bucket_policy(ctx: RequestContext) -> Response:
+    await ctx.backend.head_bucket(ctx.bucket)
+    body = await read_small(ctx.request, MAX_POLICY_BODY)
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedPolicy() from exc
+    if not isinstance(document, dict) or "Statement" not in document:
+        raise MalformedPolicy("Missing required field Statement")
+    await ctx.backend.put_bucket_policy(ctx.bucket, body.decode())
+    return Response(status_code=204)
+
+
+@handler("DeleteBucketPolicy")
+async def delete_bucket_policy(ctx: RequestContext) -> Response:
+    await ctx.backend.head_bucket(ctx.bucket)
+    await ctx.backend.delete_bucket_policy(ctx.bucket)
+    return Response(status_code=204)

@@ -1,0 +1,151 @@
+"""ListObjects (v1) and ListObjectsV2, with every paging parameter S3 has."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+
+from starlette.responses import Response
+
+from app.context import RequestContext
+from app.errors import InvalidArgument
+from app.handlers.registry import handler, owner, xml_response
+from app.xml import Node, timestamp
+from storage.backend import ListPage
+
+MAX_KEYS = 1000
+#: Characters AWS leaves as they are with encoding-type=url; space becomes '+'.
+_URL_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./*")
+
+
+def url_encode(value: str) -> str:
+    """encoding-type=url as S3 writes it (what botocore's unquote_plus undoes)."""
+    out = []
+    for byte in value.encode("utf-8", "surrogatepass"):
+        if byte in _URL_SAFE:
+            out.append(chr(byte))
+        elif byte == 0x20:
+            out.append("+")
+        else:
+            out.append(f"%{byte:02X}")
+    return "".join(out)
+
+
+def encoder(ctx: RequestContext) -> Callable[[str], str]:
+    kind = ctx.query.get("encoding-type")
+    if kind is None:
+        return lambda value: value
+    if kind.lower() != "url":
+        raise InvalidArgument(
+            "Invalid Encoding Method specified in Request",
+            ArgumentName="encoding-type",
+            ArgumentValue=kind,
+        )
+    return url_encode
+
+
+def int_param(ctx: RequestContext, name: str, default: int, *, cap: int) -> int:
+    text = ctx.query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise InvalidArgument(
+            f"Provided {name} not an integer or within integer range",
+            ArgumentName=name,
+            ArgumentValue=text,
+        )
+    return min(value, cap)
+
+
+def _token(last: str) -> str:
+    return base64.urlsafe_b64encode(last.encode("utf-8", "surrogatepass")).decode()
+
+
+def _untoken(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+    except (ValueError, UnicodeError, binascii.Error) as exc:
+        raise InvalidArgument(
+            "The continuation token provided is incorrect",
+            ArgumentName="continuation-token",
+        ) from exc
+
+
+def _contents(page: ListPage, encode: Callable[[str], str], with_owner: bool) -> list[Node]:
+    nodes: list[Node] = []
+    for obj in page.objects:
+        fields: list[Node] = [
+            ("Key", encode(obj.key)),
+            ("LastModified", timestamp(obj.last_modified)),
+            ("ETag", f'"{obj.etag}"'),
+            ("Size", obj.size),
+            ("StorageClass", obj.storage_class),
+        ]
+        if with_owner:
+            fields.append(("Owner", owner()))
+        nodes.append(("Contents", fields))
+    nodes += [("CommonPrefixes", [("Prefix", encode(p))]) for p in page.common_prefixes]
+    return nodes
+
+
+@handler("ListObjects")
+async def list_objects(ctx: RequestContext) -> Response:
+    encode = encoder(ctx)
+    max_keys = int_param(ctx, "max-keys", MAX_KEYS, cap=MAX_KEYS)
+    prefix, delimiter = ctx.query.get("prefix", ""), ctx.query.get("delimiter", "")
+    marker = ctx.query.get("marker", "")
+    page = await ctx.backend.list_objects(
+        ctx.bucket, prefix=prefix, delimiter=delimiter, after=marker, max_keys=max_keys
+    )
+    # S3 sends NextMarker only with a delimiter; clients otherwise resume after the last key.
+    next_marker = page.last if page.truncated and delimiter else None
+    result: list[Node] = [
+        ("Name", ctx.bucket),
+        ("Prefix", encode(prefix)),
+        ("Marker", encode(marker)),
+        ("NextMarker", encode(next_marker) if next_marker else None),
+        ("MaxKeys", max_keys),
+        ("Delimiter", encode(delimiter) if delimiter else None),
+        ("IsTruncated", page.truncated),
+        ("EncodingType", ctx.query.get("encoding-type")),
+    ]
+    return xml_response("ListBucketResult", result + _contents(page, encode, True))
+
+
+@handler("ListObjectsV2")
+async def list_objects_v2(ctx: RequestContext) -> Response:
+    encode = encoder(ctx)
+    max_keys = int_param(ctx, "max-keys", MAX_KEYS, cap=MAX_KEYS)
+    prefix, delimiter = ctx.query.get("prefix", ""), ctx.query.get("delimiter", "")
+    token = ctx.query.get("continuation-token")
+    start_after = ctx.query.get("start-after", "")
+    if token is not None:
+        if token == "":
+            raise InvalidArgument(
+                "The continuation token provided is incorrect", ArgumentName="continuation-token"
+            )
+        after = _untoken(token)
+    else:
+        after = start_after
+    page = await ctx.backend.list_objects(
+        ctx.bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
+    )
+    fetch_owner = ctx.query.get("fetch-owner", "").lower() == "true"
+    result: list[Node] = [
+        ("Name", ctx.bucket),
+        ("Prefix", encode(prefix)),
+        ("MaxKeys", max_keys),
+        ("KeyCount", len(page.objects) + len(page.common_prefixes)),
+        ("Delimiter", encode(delimiter) if delimiter else None),
+        ("IsTruncated", page.truncated),
+        ("ContinuationToken", token),
+        ("NextContinuationToken", _token(page.last) if page.truncated and page.last else None),
+        ("StartAfter", encode(start_after) if start_after else None),
+        ("EncodingType", ctx.query.get("encoding-type")),
+    ]
+    return xml_response("ListBucketResult", result + _contents(page, encode, fetch_owner))

@@ -1,0 +1,263 @@
+"""Multipart uploads: create, upload part, complete, abort, list parts, list uploads."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from app import checksums
+from app.body import read_small, upload_body
+from app.checksums import Checksum
+from app.context import RequestContext
+from app.errors import BadDigest, InvalidArgument, InvalidPart, InvalidRequest, MalformedXML
+from app.handlers.listing import encoder, int_param
+from app.handlers.object import conditional_write, write_result_headers
+from app.handlers.registry import handler, owner, xml_response
+from app.headers import object_write
+from app.xml import Node, child_text, parse, timestamp
+from storage.backend import MAX_PARTS, CompletedPart, PartInfo, UploadInfo
+
+MAX_PART_SIZE = 5 * 1024**3
+MAX_COMPLETE_BODY = 4 * 1024 * 1024
+CHECKSUM_TYPES = ("COMPOSITE", "FULL_OBJECT")
+
+
+def part_number(ctx: RequestContext) -> int:
+    text = ctx.query.get("partNumber", "")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PARTS:
+        raise InvalidArgument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=text,
+        )
+    return int(text)
+
+
+async def upload_for_part(ctx: RequestContext) -> UploadInfo:
+    """The upload a part belongs to, looked up before any body byte is read."""
+    return await ctx.backend.get_upload(ctx.bucket, ctx.key, ctx.query.get("uploadId", ""))
+
+
+def part_result_headers(part: PartInfo) -> dict[str, str]:
+    headers = {"etag": f'"{part.etag}"'}
+    headers.update({f"x-amz-checksum-{a.lower()}": v for a, v in part.checksums.items()})
+    return headers
+
+
+@handler("CreateMultipartUpload")
+async def create_multipart_upload(ctx: RequestContext) -> Response:
+    write = object_write(ctx.headers, max_metadata_size=ctx.config.limits.max_metadata_size)
+    algorithm = ctx.headers.get("x-amz-checksum-algorithm", "").upper() or None
+    kind = ctx.headers.get("x-amz-checksum-type", "").upper() or None
+    if algorithm is not None and algorithm not in checksums.ALGORITHMS:
+        raise InvalidRequest(f"Checksum algorithm {algorithm} is not supported.")
+    if kind is not None and kind not in CHECKSUM_TYPES:
+        raise InvalidRequest(f"Checksum type {kind} is not supported.")
+    if kind is not None and algorithm is None:
+        raise InvalidRequest("The x-amz-checksum-type header requires x-amz-checksum-algorithm.")
+    if algorithm is not None and kind is None:
+        kind = "FULL_OBJECT" if algorithm == "CRC64NVME" else "COMPOSITE"
+    if kind == "FULL_OBJECT" and algorithm not in checksums.FULL_OBJECT_CAPABLE:
+        raise InvalidRequest(f"The FULL_OBJECT checksum type cannot be used with {algorithm}.")
+    if kind == "COMPOSITE" and algorithm == "CRC64NVME":
+        raise InvalidRequest("The COMPOSITE checksum type cannot be used with CRC64NVME.")
+    upload = await ctx.backend.create_multipart_upload(ctx.bucket, ctx.key, write, algorithm, kind)
+    headers = {}
+    if algorithm:
+        headers = {"x-amz-checksum-algorithm": algorithm, "x-amz-checksum-type": kind or ""}
+    return xml_response(
+        "InitiateMultipartUploadResult",
+        [("Bucket", ctx.bucket), ("Key", ctx.key), ("UploadId", upload.upload_id)],
+        headers=headers,
+    )
+
+
+@handler("UploadPart")
+async def upload_part(ctx: RequestContext) -> Response:
+    number = part_number(ctx)
+    upload = await upload_for_part(ctx)
+    body, integrity = upload_body(
+        ctx.request,
+        ctx.headers,
+        default_algorithm=upload.checksum_algorithm,
+        max_size=MAX_PART_SIZE,
+    )
+    expected = upload.checksum_algorithm
+    if expected and integrity.checksum_algorithm not in (None, expected):
+        raise InvalidRequest(
+            "Checksum Type mismatch occurred, expected checksum Type:"
+            f" {expected.lower()}, actual checksum Type: {integrity.checksum_algorithm.lower()}"
+        )
+    write = object_write({}, max_metadata_size=0)
+    write.digesters = list(integrity.digesters.values())
+    write.finalize = integrity.finalize
+    write.max_size = MAX_PART_SIZE
+    part = await ctx.backend.upload_part(ctx.bucket, ctx.key, upload.upload_id, number, body, write)
+    return Response(headers=part_result_headers(part))
+
+
+def _completed_parts(root_body: bytes) -> list[CompletedPart]:
+    root = parse(root_body)
+    if root.tag != "CompleteMultipartUpload":
+        raise MalformedXML()
+    parts = []
+    for element in root.findall("Part"):
+        number, etag = child_text(element, "PartNumber"), child_text(element, "ETag")
+        if number is None or etag is None or not number.strip().isdigit():
+            raise MalformedXML()
+        sums = {
+            a: text
+            for a in checksums.ALGORITHMS
+            if (text := child_text(element, f"Checksum{a}")) is not None
+        }
+        parts.append(CompletedPart(int(number), etag.strip().strip('"'), sums))
+    if not parts:
+        raise MalformedXML()
+    return parts
+
+
+async def _stored_parts(ctx: RequestContext, upload_id: str) -> dict[int, PartInfo]:
+    stored: dict[int, PartInfo] = {}
+    after = 0
+    while True:
+        page = await ctx.backend.list_parts(ctx.bucket, ctx.key, upload_id, after=after)
+        stored.update((p.number, p) for p in page.parts)
+        if not page.truncated or page.next_part_number_marker is None:
+            return stored
+        after = page.next_part_number_marker
+
+
+@handler("CompleteMultipartUpload")
+async def complete_multipart_upload(ctx: RequestContext) -> Response:
+    upload_id = ctx.query.get("uploadId", "")
+    upload = await ctx.backend.get_upload(ctx.bucket, ctx.key, upload_id)
+    parts = _completed_parts(await read_small(ctx.request, MAX_COMPLETE_BODY))
+    write = object_write({}, max_metadata_size=0)
+    conditional_write(ctx, write)
+    algorithm = upload.checksum_algorithm
+    if algorithm and upload.checksum_type == "COMPOSITE":
+        stored = await _stored_parts(ctx, upload_id)
+        values = []
+        for part in parts:
+            info = stored.get(part.number)
+            sent = part.checksums.get(algorithm)
+            have = info.checksums.get(algorithm) if info else None
+            if info is None or have is None or (sent is not None and sent != have):
+                raise InvalidPart(PartNumber=part.number)
+            values.append(have)
+        value = checksums.composite(algorithm, values)
+        write.finalize = lambda size, md5: {algorithm: value}
+        write.checksum_type = "COMPOSITE"
+    else:
+        # FULL_OBJECT: computed over the assembled bytes (CRC64NVME when none was chosen).
+        algorithm = algorithm or checksums.DEFAULT_ALGORITHM
+        checksum = Checksum(algorithm)
+        expected = ctx.headers.get(checksums.header_name(algorithm))
+
+        def finalize(size: int, md5: str) -> dict[str, str]:
+            if expected is not None and expected != checksum.b64():
+                raise BadDigest(
+                    f"The {algorithm} you specified did not match the calculated checksum."
+                )
+            return {algorithm: checksum.b64()}
+
+        write.digesters, write.finalize, write.checksum_type = [checksum], finalize, "FULL_OBJECT"
+    meta = await ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, write)
+    result: list[Node] = [
+        ("Location", f"/{ctx.bucket}/{ctx.key}"),
+        ("Bucket", ctx.bucket),
+        ("Key", ctx.key),
+        ("ETag", f'"{meta.etag}"'),
+    ]
+    result += [(f"Checksum{a}", v) for a, v in meta.checksums.items()]
+    if meta.checksums and meta.checksum_type:
+        result.append(("ChecksumType", meta.checksum_type))
+    headers = {k: v for k, v in write_result_headers(meta).items() if k != "etag"}
+    return xml_response("CompleteMultipartUploadResult", result, headers=headers)
+
+
+@handler("AbortMultipartUpload")
+async def abort_multipart_upload(ctx: RequestContext) -> Response:
+    await ctx.backend.abort_multipart_upload(ctx.bucket, ctx.key, ctx.query.get("uploadId", ""))
+    return Response(status_code=204)
+
+
+@handler("ListParts")
+async def list_parts(ctx: RequestContext) -> Response:
+    max_parts = int_param(ctx, "max-parts", 1000, cap=1000)
+    after = int_param(ctx, "part-number-marker", 0, cap=MAX_PARTS)
+    upload_id = ctx.query.get("uploadId", "")
+    page = await ctx.backend.list_parts(
+        ctx.bucket, ctx.key, upload_id, after=after, max_parts=max_parts
+    )
+    upload = page.upload
+    result: list[Node] = [
+        ("Bucket", ctx.bucket),
+        ("Key", ctx.key),
+        ("UploadId", upload_id),
+        ("Initiator", owner()),
+        ("Owner", owner()),
+        ("StorageClass", upload.write.headers.get("x-amz-storage-class", "STANDARD")),
+        ("PartNumberMarker", after),
+        ("NextPartNumberMarker", page.next_part_number_marker),
+        ("MaxParts", max_parts),
+        ("IsTruncated", page.truncated),
+        ("ChecksumAlgorithm", upload.checksum_algorithm),
+        ("ChecksumType", upload.checksum_type),
+    ]
+    for part in page.parts:
+        fields: list[Node] = [
+            ("PartNumber", part.number),
+            ("LastModified", timestamp(part.last_modified)),
+            ("ETag", f'"{part.etag}"'),
+            ("Size", part.size),
+        ]
+        fields += [(f"Checksum{a}", v) for a, v in part.checksums.items()]
+        result.append(("Part", fields))
+    return xml_response("ListPartsResult", result)
+
+
+@handler("ListMultipartUploads")
+async def list_multipart_uploads(ctx: RequestContext) -> Response:
+    encode = encoder(ctx)
+    max_uploads = int_param(ctx, "max-uploads", 1000, cap=1000)
+    prefix, delimiter = ctx.query.get("prefix", ""), ctx.query.get("delimiter", "")
+    key_marker = ctx.query.get("key-marker", "")
+    upload_id_marker = ctx.query.get("upload-id-marker", "")
+    page = await ctx.backend.list_multipart_uploads(
+        ctx.bucket,
+        prefix=prefix,
+        delimiter=delimiter,
+        key_marker=key_marker,
+        upload_id_marker=upload_id_marker,
+        max_uploads=max_uploads,
+    )
+    result: list[Node] = [
+        ("Bucket", ctx.bucket),
+        ("KeyMarker", encode(key_marker)),
+        ("UploadIdMarker", upload_id_marker),
+        ("NextKeyMarker", encode(page.next_key_marker) if page.next_key_marker else None),
+        ("NextUploadIdMarker", page.next_upload_id_marker),
+        ("Delimiter", encode(delimiter) if delimiter else None),
+        ("Prefix", encode(prefix)),
+        ("MaxUploads", max_uploads),
+        ("IsTruncated", page.truncated),
+        ("EncodingType", ctx.query.get("encoding-type")),
+    ]
+    for upload in page.uploads:
+        result.append(
+            (
+                "Upload",
+                [
+                    ("Key", encode(upload.key)),
+                    ("UploadId", upload.upload_id),
+                    ("Initiator", owner()),
+                    ("Owner", owner()),
+                    ("StorageClass", upload.write.headers.get("x-amz-storage-class", "STANDARD")),
+                    ("Initiated", timestamp(upload.initiated)),
+                    ("ChecksumAlgorithm", upload.checksum_algorithm),
+                    ("ChecksumType", upload.checksum_type),
+                ],
+            )
+        )
+    result += [("CommonPrefixes", [("Prefix", encode(p))]) for p in page.common_prefixes]
+    return xml_response("ListMultipartUploadsResult", result)

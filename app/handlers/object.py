@@ -1,0 +1,216 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.responses import Response, StreamingResponse
+
+from app import checksums
+from app.body import read_small, upload_body
+from app.context import RequestContext
+from app.errors import (
+    InvalidArgument,
+    InvalidPartNumber,
+    InvalidRequest,
+    MalformedXML,
+    NotImplementedError_,
+    S3Error,
+    from_storage,
+)
+from app.handlers.registry import handler, xml_response
+from app.headers import (
+    RESPONSE_OVERRIDES,
+    check_conditions,
+    checksum_headers,
+    object_headers,
+    object_write,
+    parse_range,
+)
+from app.xml import Node, child_text, parse
+from storage.backend import MAX_KEY_BYTES, ObjectMeta, ObjectReader, ObjectWrite
+from storage.errors import StorageError
+
+#: Objects up to this size are answered in one body instead of a stream.
+SMALL_BODY = 256 * 1024
+MAX_DELETE_KEYS = 1000
+MAX_DELETE_BODY = 2 * 1024 * 1024
+
+
+def conditional_write(ctx: RequestContext, write: ObjectWrite) -> None:
+    """If-None-Match: * and If-Match on writes, checked by the backend at commit."""
+    if_none_match = ctx.headers.get("if-none-match")
+    if if_none_match is not None:
+        if if_none_match.strip() != "*":
+            raise NotImplementedError_("If-None-Match on writes only supports '*'.")
+        write.if_none_match = True
+    if_match = ctx.headers.get("if-match")
+    if if_match is not None:
+        write.if_match = if_match.strip().strip('"')
+
+
+def write_result_headers(meta: ObjectMeta) -> dict[str, str]:
+    headers = {"etag": f'"{meta.etag}"'}
+    headers.update(checksum_headers(meta))
+    if meta.version_id != "null":
+        headers["x-amz-version-id"] = meta.version_id
+    return headers
+
+
+@handler("PutObject")
+async def put_object(ctx: RequestContext) -> Response:
+    write = object_write(ctx.headers, max_metadata_size=ctx.config.limits.max_metadata_size)
+    conditional_write(ctx, write)
+    max_size = ctx.config.limits.max_object_size
+    body, integrity = upload_body(
+        ctx.request, ctx.headers, default_algorithm=checksums.DEFAULT_ALGORITHM, max_size=max_size
+    )
+    write.digesters = list(integrity.digesters.values())
+    write.finalize = integrity.finalize
+    write.max_size = max_size
+    write.checksum_type = "FULL_OBJECT"
+    meta = await ctx.backend.put_object(ctx.bucket, ctx.key, body, write)
+    return Response(headers=write_result_headers(meta))
+
+
+def _part_range(ctx: RequestContext, meta: ObjectMeta) -> tuple[int, int] | None:
+    """The byte range of ?partNumber=N, and the parts-count header it implies."""
+    text = ctx.query.get("partNumber")
+    if text is None:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 10000:
+        raise InvalidArgument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=text,
+        )
+    if "range" in ctx.headers:
+        raise InvalidRequest("Cannot specify both Range header and partNumber query parameter")
+    number = int(text)
+    parts = meta.parts or []
+    if not parts:
+        if number != 1:
+            raise InvalidPartNumber()
+        return (0, meta.size - 1) if meta.size else None
+    if number > len(parts):
+        raise InvalidPartNumber()
+    start = sum(p.size for p in parts[: number - 1])
+    return start, start + parts[number - 1].size - 1
+
+
+async def _read_headers(
+    ctx: RequestContext, reader: ObjectReader
+) -> tuple[int, dict[str, str], tuple[int, int] | None]:
+    """Status, headers and byte range for GET/HEAD, after the conditional checks."""
+    meta = reader.meta
+    headers = object_headers(meta)
+    if not check_conditions(ctx.headers, meta):
+        return 304, {k: headers[k] for k in ("etag", "last-modified")}, None
+    span = _part_range(ctx, meta)
+    if span is not None or "partNumber" in ctx.query:
+        headers["x-amz-mp-parts-count"] = str(len(meta.parts or []) or 1)
+        if not meta.parts:
+            del headers["x-amz-mp-parts-count"]
+    else:
+        span = parse_range(ctx.headers.get("range"), meta.size)
+    status = 200
+    if span is not None and (span != (0, meta.size - 1) or "range" in ctx.headers):
+        status = 206
+        headers["content-range"] = f"bytes {span[0]}-{span[1]}/{meta.size}"
+    elif ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        # A whole-object checksum only describes a whole-object answer.
+        headers.update(checksum_headers(meta))
+    for param, name in RESPONSE_OVERRIDES.items():
+        if param in ctx.query:
+            headers[name] = ctx.query[param]
+    length = meta.size if span is None else span[1] - span[0] + 1
+    headers["content-length"] = str(length)
+    return status, headers, span
+
+
+@handler("HeadObject")
+async def head_object(ctx: RequestContext) -> Response:
+    reader = await ctx.backend.open_object(ctx.bucket, ctx.key)
+    try:
+        status, headers, _ = await _read_headers(ctx, reader)
+    finally:
+        await reader.close()
+    return Response(status_code=status, headers=headers)
+
+
+@handler("GetObject")
+async def get_object(ctx: RequestContext) -> Response:
+    reader = await ctx.backend.open_object(ctx.bucket, ctx.key)
+    try:
+        status, headers, span = await _read_headers(ctx, reader)
+        if status == 304 or reader.meta.size == 0:
+            await reader.close()
+            return Response(status_code=status, headers=headers)
+        start, end = span if span is not None else (0, reader.meta.size - 1)
+        if end - start + 1 <= SMALL_BODY:
+            body = b"".join([chunk async for chunk in reader.stream(start, end)])
+            await reader.close()
+            return Response(body, status, headers)
+    except BaseException:
+        await reader.close()
+        raise
+    return StreamingResponse(_stream_then_close(reader, start, end), status, headers)
+
+
+async def _stream_then_close(reader: ObjectReader, start: int, end: int) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in reader.stream(start, end):
+            yield chunk
+    finally:
+        await reader.close()
+
+
+@handler("DeleteObject")
+async def delete_object(ctx: RequestContext) -> Response:
+    await ctx.backend.delete_object(ctx.bucket, ctx.key)
+    return Response(status_code=204)
+
+
+def _require_integrity_header(headers: dict[str, str]) -> None:
+    has_checksum = (
+        any(checksums.algorithm_of_header(n) for n in headers) or "x-amz-trailer" in headers
+    )
+    if "content-md5" not in headers and not has_checksum:
+        raise InvalidRequest("Missing required header for this request: Content-MD5")
+
+
+@handler("DeleteObjects")
+async def delete_objects(ctx: RequestContext) -> Response:
+    _require_integrity_header(ctx.headers)
+    await ctx.backend.head_bucket(ctx.bucket)
+    root = parse(await read_small(ctx.request, MAX_DELETE_BODY))
+    if root.tag != "Delete":
+        raise MalformedXML()
+    quiet = (child_text(root, "Quiet") or "").strip().lower() == "true"
+    objects = root.findall("Object")
+    if not objects or len(objects) > MAX_DELETE_KEYS:
+        raise MalformedXML()
+    results: list[Node] = []
+    for element in objects:
+        key = child_text(element, "Key")
+        if key is None:
+            raise MalformedXML()
+        version = child_text(element, "VersionId")
+        error = await _delete_one(ctx, key)
+        if error is not None:
+            results.append(("Error", [("Key", key), ("Code", error.code), ("Message", error.text)]))
+        elif not quiet:
+            results.append(("Deleted", [("Key", key), ("VersionId", version)]))
+    return xml_response("DeleteResult", results)
+
+
+async def _delete_one(ctx: RequestContext, key: str) -> S3Error | None:
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        from app.errors import KeyTooLongError
+
+        return KeyTooLongError()
+    try:
+        await ctx.backend.delete_object(ctx.bucket, key)
+    except StorageError as exc:
+        return from_storage(exc)
+    return None
