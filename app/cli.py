@@ -1,0 +1,177 @@
+"""`shoal serve`: run the server with uvicorn (uvloop + httptools).
+
+Flags are overrides on top of the TOML file and SHOAL_* environment. The socket is bound
+here, before uvicorn starts, so `--port 0` works: once the app is up, one line
+`shoal listening on http://HOST:PORT` goes to stdout for a parent process to read.
+Exit status: 0 after a clean stop, 2 for a bad configuration or usage, 1 when the
+address cannot be bound, 3 when the application fails to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from typing import Any
+
+from config import ConfigError, load_config
+
+EXIT_CONFIG = 2
+EXIT_BIND = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shoal", description="shoal: an S3-compatible object server"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the server. Flags override the config file and SHOAL_* variables.",
+    )
+    serve.add_argument("--config", metavar="FILE", help="TOML config file (default: $SHOAL_CONFIG)")
+    serve.add_argument("--port", type=int, metavar="N", help="port; 0 picks a free one")
+    serve.add_argument("--address", metavar="A", help="address to bind, e.g. 127.0.0.1")
+    serve.add_argument("--dir", metavar="PATH", help="data directory (storage.directory)")
+    serve.add_argument(
+        "--clean-slate", action="store_true", default=None, help="wipe the data directory first"
+    )
+    serve.add_argument("--access-key", metavar="K", help="access key (with --secret-key)")
+    serve.add_argument("--secret-key", metavar="S", help="secret key (with --access-key)")
+    serve.add_argument(
+        "--auth", action="store_true", default=None, help="require SigV4 signatures"
+    )
+    serve.add_argument("--region", metavar="R", help="region, default us-east-1")
+    serve.add_argument(
+        "--base-domain", metavar="D", help="enable virtual-hosted-style bucket.D addressing"
+    )
+    serve.add_argument("--tls-cert", metavar="F", help="PEM certificate (with --tls-key)")
+    serve.add_argument("--tls-key", metavar="F", help="PEM private key (with --tls-cert)")
+    serve.add_argument("--log-level", choices=["error", "warn", "info", "debug"])
+    serve.add_argument("--log-format", choices=["text", "json"])
+    serve.add_argument(
+        "--silent", action="store_true", default=None, help="no log output"
+    )
+    # For embedding (app.server): stop when stdin closes, i.e. when the parent is gone.
+    serve.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
+    # For tests and tools: serve another app factory ("module:callable").
+    serve.add_argument("--app", default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the flags that were given, as a nested overrides mapping."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def put(section: str, key: str, value: Any) -> None:
+        if value is not None:
+            out.setdefault(section, {})[key] = value
+
+    put("server", "port", args.port)
+    put("server", "address", args.address)
+    put("server", "region", args.region)
+    put("server", "base_domain", args.base_domain)
+    put("server", "silent", args.silent)
+    put("storage", "directory", args.dir)
+    put("storage", "clean_slate", args.clean_slate)
+    put("auth", "enabled", args.auth)
+    put("logging", "level", args.log_level)
+    put("logging", "format", args.log_format)
+    if args.access_key is not None or args.secret_key is not None:
+        put("auth", "credentials", [
+            {"access_key_id": args.access_key, "secret_access_key": args.secret_key}
+        ])
+    if args.tls_cert is not None or args.tls_key is not None:
+        tls = {"cert_file": args.tls_cert, "key_file": args.tls_key}
+        put("server", "tls", {k: v for k, v in tls.items() if v is not None})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        if (args.access_key is None) != (args.secret_key is None):
+            parser.error("--access-key and --secret-key go together")
+        return serve(args)
+    parser.print_help(sys.stderr)
+    return EXIT_CONFIG
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"shoal: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(overrides_from_args(args), config_file=args.config)
+    except ConfigError as e:
+        return _fail(str(e), EXIT_CONFIG)
+    tls = cfg.server.tls
+    for key, path in (("cert_file", tls.cert_file), ("key_file", tls.key_file)):
+        if path is not None and not os.access(path, os.R_OK):
+            return _fail(f"server.tls.{key}: cannot read {path!r}", EXIT_CONFIG)
+
+    # Imported late: a config error should not pay for loading the HTTP stack.
+    from app.server import (
+        ShoalUvicornServer,
+        bind_socket,
+        default_app_factory,
+        import_factory,
+        listening_line,
+        uvicorn_config,
+    )
+
+    try:
+        sock = bind_socket(cfg.server.address, cfg.server.port)
+    except OSError as e:
+        where = f"{cfg.server.address}:{cfg.server.port}"
+        return _fail(f"cannot listen on {where}: {e.strerror or e}", EXIT_BIND)
+
+    factory = import_factory(args.app) if args.app else default_app_factory
+    try:
+        app = factory(cfg)
+    except ConfigError as e:  # settings the app refuses (e.g. features not built yet)
+        sock.close()
+        return _fail(str(e), EXIT_CONFIG)
+
+    def announce() -> None:
+        print(listening_line(sock, tls.enabled), flush=True)
+
+    server = ShoalUvicornServer(uvicorn_config(app, cfg, embedded=False), on_started=announce)
+    if args.exit_with_parent:
+        threading.Thread(target=_exit_on_stdin_eof, args=(server,), daemon=True).start()
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        sock.close()
+    return 0
+
+
+def _exit_on_stdin_eof(server: Any) -> None:
+    """A parent that dies without stopping us closes our stdin; shut down gracefully."""
+    try:
+        while sys.stdin.buffer.read(4096):
+            pass
+    except (OSError, ValueError):
+        pass
+    server.should_exit = True
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("shoal")
+    except Exception:
+        return "0+unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

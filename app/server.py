@@ -1,0 +1,716 @@
+"""Run shoal from Python: a real HTTP server on a free port, in-process or in a
+subprocess, for tests and tools (the reference's `SmartStorage.createAndStart`).
+
+In-process mode runs uvicorn as a task on the caller's event loop (or, for `SyncServer`,
+on a private loop in a background thread), so starting takes milliseconds. Subprocess
+mode runs `python -m app.cli serve` and learns the port from its "listening" line, which
+isolates the server from the caller's process (signals, globals, crashes).
+
+This module also holds the uvicorn settings and socket binding shared with the CLI, so
+both ways of serving behave the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from config import Config, StorageConfig, load_config
+
+AppFactory = Callable[[Config], Any]
+
+#: The line `shoal serve` prints on stdout once it accepts connections.
+LISTENING_RE = re.compile(r"^shoal listening on (https?)://(\[[^\]]+\]|[^:/\s]+):(\d+)\s*$")
+
+_UVICORN_LEVELS = {"error": "error", "warn": "warning", "info": "info", "debug": "debug"}
+
+
+# ---------------------------------------------------------------- shared with the CLI
+
+
+def bind_socket(address: str, port: int) -> socket.socket:
+    """A bound (not yet listening) TCP socket; port 0 picks a free port. Binding here,
+    rather than inside uvicorn, is what lets callers learn the real port."""
+    infos = socket.getaddrinfo(
+        address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    family, type_, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def listening_line(sock: socket.socket, use_ssl: bool) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"shoal listening on {'https' if use_ssl else 'http'}://{url_host(host)}:{port}"
+
+
+def client_host(address: str) -> str:
+    """Where a local client should connect to reach a server bound to `address`."""
+    if address in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if address == "::":
+        return "::1"
+    return address
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def _cli_log_config(cfg: Config) -> dict[str, Any]:
+    """uvicorn's own lifecycle lines (start, stop, lifespan errors) on stderr, in the
+    configured format. Request lines come from the app's logging middleware, so
+    uvicorn's access log stays off."""
+    formatter: dict[str, Any]
+    if cfg.logging.format == "json":
+        formatter = {"()": f"{__name__}._JsonFormatter"}
+    else:
+        formatter = {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "propagate": False},
+            "uvicorn.error": {"propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        },
+    }
+
+
+def uvicorn_config(app: Any, cfg: Config, *, embedded: bool) -> uvicorn.Config:
+    """The uvicorn settings every way of serving shares: httptools, lifespan on, no proxy
+    headers trusted, no Server header, a Date header; HTTPS when server.tls is set."""
+    quiet = cfg.server.silent or not cfg.logging.enabled
+    level = "critical" if quiet else _UVICORN_LEVELS[cfg.logging.level]
+    if embedded:
+        # Leave the host process's logging alone; failures still reach stderr through
+        # logging's last-resort handler and the error raised by Server.start().
+        log_config = None
+        level = "critical" if quiet else level
+    else:
+        log_config = _cli_log_config(cfg)
+    tls = cfg.server.tls
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        interface="asgi3",
+        proxy_headers=False,
+        server_header=False,
+        date_header=True,
+        access_log=False,
+        log_config=log_config,
+        log_level=level,
+        ssl_certfile=tls.cert_file,
+        ssl_keyfile=tls.key_file,
+        timeout_graceful_shutdown=5 if embedded else 30,
+    )
+
+
+class ShoalUvicornServer(uvicorn.Server):
+    """uvicorn.Server that reports when it is listening and, when embedded, neither
+    takes over the host's signal handlers nor exits the host process on a failed start."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        on_started: Callable[[], None] | None = None,
+        embedded: bool = False,
+    ) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+        self._embedded = embedded
+        self.startup_failed = False
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if self._embedded:
+            yield
+            return
+        with super().capture_signals():
+            yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        except SystemExit:
+            if not self._embedded:
+                raise
+            self.startup_failed = True
+            self.should_exit = True
+            return
+        if self.started and self._on_started is not None:
+            self._on_started()
+
+
+def default_app_factory(cfg: Config) -> Any:
+    from app.asgi import create_app
+
+    return create_app(cfg)
+
+
+def import_factory(spec: str) -> AppFactory:
+    """'module:attr' -> the callable (for tests and tools that serve another app)."""
+    module, _, attr = spec.partition(":")
+    factory: AppFactory = getattr(importlib.import_module(module), attr or "create_app")
+    return factory
+
+
+# ---------------------------------------------------------------- embedded API
+
+
+@dataclass(frozen=True)
+class StorageDescriptor:
+    """How a client reaches a running server (the reference's IS3Descriptor)."""
+
+    endpoint: str
+    port: int
+    access_key: str
+    access_secret: str
+    use_ssl: bool = False
+    region: str = "us-east-1"
+
+    @property
+    def endpoint_url(self) -> str:
+        scheme = "https" if self.use_ssl else "http"
+        return f"{scheme}://{url_host(self.endpoint)}:{self.port}"
+
+    def boto3_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `boto3.client("s3", **kwargs)`. Pair them with
+        path-style addressing: `config=botocore.config.Config(s3={"addressing_style":
+        "path"})`."""
+        return {
+            "endpoint_url": self.endpoint_url,
+            "aws_access_key_id": self.access_key,
+            "aws_secret_access_key": self.access_secret,
+            "region_name": self.region,
+        }
+
+
+def embedded_config(config: Config | Mapping[str, Any] | None = None) -> tuple[Config, bool]:
+    """The config an embedded server runs with, and whether it needs a temporary data
+    directory. A Config is used exactly as given. A mapping is applied on top of the
+    embedded defaults (127.0.0.1, port 0, clean slate, silent) and the environment is
+    not read, so a developer's SHOAL_* variables cannot leak into tests."""
+    if isinstance(config, Config):
+        return load_config(config), False
+    base = load_config(
+        {
+            "server": {"address": "127.0.0.1", "port": 0, "silent": True},
+            "storage": {"clean_slate": True},
+        },
+        env={},
+    )
+    cfg = base.replace(config or {})
+    return cfg, cfg.storage.directory == StorageConfig().directory
+
+
+def _remove_tree(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _terminate(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGTERM)
+
+
+class Server:
+    """An embedded shoal server.
+
+        async with Server({"auth": {"enabled": False}}) as server:
+            await server.create_bucket("b")
+            client = boto3.client("s3", **server.get_storage_descriptor().boto3_kwargs())
+    """
+
+    def __init__(
+        self,
+        config: Config | Mapping[str, Any] | None = None,
+        *,
+        subprocess: bool = False,
+        app_factory: AppFactory | str | None = None,
+        startup_timeout: float = 30.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self._input = config
+        self.subprocess = subprocess
+        # Another app to serve instead of app.asgi.create_app: a callable, or
+        # "module:callable" (what subprocess mode passes to the child).
+        self._factory_spec: str | None = None
+        if isinstance(app_factory, str):
+            self._factory_spec, app_factory = app_factory, import_factory(app_factory)
+        elif app_factory is not None:
+            self._factory_spec = f"{app_factory.__module__}:{app_factory.__qualname__}"
+        self._app_factory: AppFactory = app_factory or default_app_factory
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        self.config: Config | None = None
+        self.app: Any = None  # the ASGI app, in-process mode only
+        self._port: int | None = None
+        self._host = "127.0.0.1"
+        self._cleanup: list[weakref.finalize] = []
+        # in-process
+        self._uvicorn: ShoalUvicornServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sock: socket.socket | None = None
+        # subprocess
+        self._proc: asyncio.subprocess.Process | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._kill_at_exit: weakref.finalize | None = None
+
+    # -- construction
+
+    @classmethod
+    async def create_and_start(
+        cls, config: Config | Mapping[str, Any] | None = None, *, subprocess: bool = False,
+        **kwargs: Any,
+    ) -> Server:
+        server = cls(config, subprocess=subprocess, **kwargs)
+        await server.start()
+        return server
+
+    @classmethod
+    def create_and_start_sync(
+        cls, config: Config | Mapping[str, Any] | None = None, *, subprocess: bool = False,
+        **kwargs: Any,
+    ) -> SyncServer:
+        return SyncServer.create_and_start(config, subprocess=subprocess, **kwargs)
+
+    # -- state
+
+    @property
+    def running(self) -> bool:
+        return self._port is not None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("shoal server is not running")
+        return self._port
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.get_storage_descriptor().endpoint_url
+
+    def get_storage_descriptor(self) -> StorageDescriptor:
+        """Connection details for S3 clients; credentials are the first configured pair."""
+        cfg = self.config
+        if cfg is None or self._port is None:
+            raise RuntimeError("shoal server is not running")
+        return StorageDescriptor(
+            endpoint=self._host,
+            port=self._port,
+            access_key=cfg.access_key,
+            access_secret=cfg.secret_key,
+            use_ssl=cfg.server.tls.enabled,
+            region=cfg.server.region,
+        )
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        cfg, needs_dir = embedded_config(self._input)
+        if needs_dir:
+            tmp = tempfile.mkdtemp(prefix="shoal-")
+            self._cleanup.append(weakref.finalize(self, _remove_tree, tmp))
+            cfg = cfg.replace(storage={"directory": tmp})
+        self.config = cfg
+        self._host = client_host(cfg.server.address)
+        try:
+            if self.subprocess:
+                await self._start_subprocess(cfg)
+            else:
+                await self._start_in_process(cfg)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Stop serving (requests in flight finish first) and remove the temporary data
+        directory. Safe to call twice."""
+        try:
+            if self._proc is not None:
+                await self._stop_subprocess()
+            elif self._task is not None:
+                await self._stop_in_process()
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(BaseException):
+                await self._pump
+        self._sock = self._task = self._uvicorn = self._proc = self._pump = None
+        self._port = None
+        self.app = None
+        for fin in self._cleanup:
+            fin()
+        self._cleanup.clear()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- operations
+
+    async def create_bucket(self, name: str) -> dict[str, Any]:
+        """Create a bucket; returns {"name": name} like the reference."""
+        if not self.running:
+            raise RuntimeError("shoal server is not running")
+        if self._proc is None:
+            info = await self.app.state.backend.create_bucket(name)
+            return {"name": info.name}
+        await asyncio.to_thread(self._http, "PUT", "/" + name)
+        return {"name": name}
+
+    def _http(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        """One request to the server. Seam: when auth is enforced, SigV4-sign it here
+        (auth/ will provide the signer) with the first configured credential."""
+        desc = self.get_storage_descriptor()
+        req = urllib.request.Request(desc.endpoint_url + path, data=body, method=method)
+        if body is None and method in ("PUT", "POST"):
+            req.add_header("Content-Length", "0")
+        context = None
+        if desc.use_ssl:
+            # Our own child on loopback, typically with a self-signed certificate.
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        try:
+            with urllib.request.urlopen(req, timeout=30, context=context) as resp:
+                data: bytes = resp.read()
+                return data
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode("utf-8", "replace")
+            raise RuntimeError(f"{method} {path} failed: HTTP {e.code}: {detail}") from None
+
+    # -- in-process
+
+    async def _start_in_process(self, cfg: Config) -> None:
+        self._sock = bind_socket(cfg.server.address, cfg.server.port)
+        self.app = self._app_factory(cfg)
+        started = asyncio.Event()
+        server = ShoalUvicornServer(
+            uvicorn_config(self.app, cfg, embedded=True), on_started=started.set, embedded=True
+        )
+        errors = _ErrorCollector()
+        with errors.attached():
+            task = asyncio.create_task(server.serve(sockets=[self._sock]), name="shoal-server")
+            self._uvicorn, self._task = server, task
+            waiter = asyncio.create_task(started.wait())
+            try:
+                await asyncio.wait(
+                    {task, waiter}, timeout=self.startup_timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                waiter.cancel()
+        if not started.is_set():
+            await self._stop_in_process()
+            raise RuntimeError(f"shoal server failed to start{errors.summary()}")
+        self._port = self._sock.getsockname()[1]
+
+    async def _stop_in_process(self) -> None:
+        server, task = self._uvicorn, self._task
+        if server is None or task is None:
+            return
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.stop_timeout)
+        except TimeoutError:
+            server.force_exit = True
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        finally:
+            self._task = None
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise RuntimeError("shoal server stopped with an error") from task.exception()
+
+    # -- subprocess
+
+    async def _start_subprocess(self, cfg: Config) -> None:
+        fd, conf_path = tempfile.mkstemp(prefix="shoal-", suffix=".toml")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(cfg.to_toml())
+        self._cleanup.append(weakref.finalize(self, _unlink, conf_path))
+        root = str(Path(__file__).resolve().parent.parent)
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SHOAL_")}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        cmd = [
+            sys.executable, "-m", "app.cli", "serve", "--config", conf_path,
+            "--port", str(cfg.server.port), "--address", cfg.server.address,
+            "--exit-with-parent",
+        ]
+        if self._factory_spec:
+            cmd += ["--app", self._factory_spec]
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        )
+        self._proc = proc
+        # If the owner never calls stop(): at exit, or when this object is collected.
+        self._kill_at_exit = weakref.finalize(self, _terminate, proc.pid)
+        assert proc.stdout is not None
+        try:
+            while True:
+                raw = await asyncio.wait_for(proc.stdout.readline(), self.startup_timeout)
+                if not raw:
+                    code = await proc.wait()
+                    raise RuntimeError(
+                        f"shoal subprocess exited with status {code} before listening "
+                        "(its stderr is above)"
+                    )
+                m = LISTENING_RE.match(raw.decode("utf-8", "replace"))
+                if m:
+                    break
+                self._echo(raw)
+        except TimeoutError:
+            raise RuntimeError(
+                f"shoal subprocess did not start within {self.startup_timeout}s"
+            ) from None
+        self._port = int(m.group(3))
+        self._pump = asyncio.create_task(self._drain(proc.stdout))
+
+    def _echo(self, raw: bytes) -> None:
+        if self.config is not None and not self.config.server.silent:
+            sys.stdout.write(raw.decode("utf-8", "replace"))
+            sys.stdout.flush()
+
+    async def _drain(self, stream: asyncio.StreamReader) -> None:
+        """Keep reading the child's stdout so it never blocks on a full pipe."""
+        while raw := await stream.readline():
+            self._echo(raw)
+
+    async def _stop_subprocess(self) -> None:
+        """SIGTERM (graceful: requests in flight finish), SIGKILL after stop_timeout."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), self.stop_timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if self._kill_at_exit is not None:
+            self._kill_at_exit.detach()  # never signal a recycled pid
+            self._kill_at_exit = None
+        if proc.stdin is not None:
+            proc.stdin.close()
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+class _ErrorCollector(logging.Handler):
+    """Collects uvicorn's error lines during startup for the exception message."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f": {record.exc_info[1]!r}"
+        self.lines.append(text)
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        logger = logging.getLogger("uvicorn.error")
+        logger.addHandler(self)
+        try:
+            yield
+        finally:
+            logger.removeHandler(self)
+
+    def summary(self) -> str:
+        return (": " + " | ".join(self.lines)) if self.lines else ""
+
+
+class SyncServer:
+    """The embedded server for synchronous code: the same API without `await`, running
+    on a private event loop in a background thread (or as a subprocess).
+
+        with SyncServer() as server:
+            server.create_bucket("b")
+    """
+
+    def __init__(
+        self,
+        config: Config | Mapping[str, Any] | None = None,
+        *,
+        subprocess: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.server = Server(config, subprocess=subprocess, **kwargs)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def create_and_start(
+        cls, config: Config | Mapping[str, Any] | None = None, *, subprocess: bool = False,
+        **kwargs: Any,
+    ) -> SyncServer:
+        server = cls(config, subprocess=subprocess, **kwargs)
+        server.start()
+        return server
+
+    @property
+    def config(self) -> Config | None:
+        return self.server.config
+
+    @property
+    def app(self) -> Any:
+        return self.server.app
+
+    @property
+    def running(self) -> bool:
+        return self.server.running
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def endpoint_url(self) -> str:
+        return self.server.endpoint_url
+
+    def get_storage_descriptor(self) -> StorageDescriptor:
+        return self.server.get_storage_descriptor()
+
+    def _call(self, coro: Any) -> Any:
+        if self._loop is None:
+            coro.close()
+            raise RuntimeError("shoal server is not running")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def start(self) -> None:
+        if self._loop is not None:
+            return
+        loop = _new_loop()
+        thread = threading.Thread(target=loop.run_forever, name="shoal-server", daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
+        try:
+            self._call(self.server.start())
+        except BaseException:
+            self._shutdown_loop()
+            raise
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        try:
+            self._call(self.server.stop())
+        finally:
+            self._shutdown_loop()
+
+    def _shutdown_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+    def create_bucket(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(self.server.create_bucket(name))
+        return result
+
+    def run(self, coro: Any) -> Any:
+        """Run a coroutine on the server's loop (e.g. to call `app.state.backend`)."""
+        return self._call(coro)
+
+    def __enter__(self) -> SyncServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency, but keep working
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
