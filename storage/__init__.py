@@ -1,0 +1,1 @@
+"""Service layer: the Backend contract (storage.backend) and the standalone FileStore."""

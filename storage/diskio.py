@@ -1,0 +1,174 @@
+"""Blocking disk helpers shared by the FileStore modules (always called from worker threads).
+
+Holds the durability primitives (fsync of files and directories, atomic small-file
+writes), directory creation that never re-creates a deleted bucket, and the per-key
+locks: a striped `threading.Lock` for threads of this process plus an `fcntl.flock` on a
+per-stripe lock file, so several processes (uvicorn workers) on one directory serialize.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import shutil
+import threading
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+from storage.errors import NoSuchBucket
+from storage.records import dumps, loads
+
+CHUNK = 1 << 20  # bytes per thread hop when streaming
+
+
+def fsync_dir(path: str) -> None:
+    """Make renames and creations inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes_durably(path: str, data: bytes) -> None:
+    """Create `path` (must not exist) with `data`, fsynced."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_atomically(path: str, data: bytes, tmp_dir: str) -> None:
+    """Replace `path` with `data` so readers see the old or the new content, never a mix."""
+    tmp = os.path.join(tmp_dir, secrets.token_hex(8) + ".tmp")
+    write_bytes_durably(tmp, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        unlink_quiet(tmp)
+        raise
+    fsync_dir(os.path.dirname(path))
+
+
+def read_json(path: str) -> dict[str, Any]:
+    """A JSON record; FileNotFoundError if absent."""
+    with open(path, "rb") as f:
+        return loads(f.read())
+
+
+def write_json(path: str, record: dict[str, Any], tmp_dir: str) -> None:
+    replace_atomically(path, dumps(record), tmp_dir)
+
+
+def unlink_quiet(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def rmtree_quiet(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def makedirs_below(base: str, dirs: tuple[str, ...] | list[str]) -> None:
+    """Create base/dirs... one level at a time; NoSuchBucket if `base` itself is gone.
+
+    Unlike os.makedirs it never re-creates the bucket directory that a concurrent
+    delete_bucket just removed, and it fsyncs each parent that gained an entry.
+    """
+    if not os.path.isdir(base):
+        raise NoSuchBucket("The specified bucket does not exist")
+    path = base
+    for name in dirs:
+        child = os.path.join(path, name)
+        try:
+            os.mkdir(child)
+        except FileExistsError:
+            pass
+        except FileNotFoundError as exc:
+            if not os.path.isdir(base):
+                raise NoSuchBucket("The specified bucket does not exist") from exc
+            raise
+        else:
+            fsync_dir(path)
+        path = child
+
+
+def remove_empty_parents(path: str, stop: str) -> None:
+    """rmdir `path` and its ancestors while empty, never `stop` or above."""
+    stop = stop.rstrip(os.sep)
+    while path.startswith(stop + os.sep):
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass  # a concurrent delete got there first; keep climbing
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return
+            raise
+        path = os.path.dirname(path)
+
+
+class StripedLocks:
+    """Per-name mutual exclusion across threads and processes, in a fixed number of stripes.
+
+    Names hash with CRC32 (stable across processes, unlike `hash`). The flock file
+    descriptors are opened lazily and reopened after a fork, because flock locks belong
+    to the open file description, which a forked child would share.
+    """
+
+    def __init__(self, lock_dir: str, stripes: int = 256) -> None:
+        self.lock_dir = lock_dir
+        self.stripes = stripes
+        self._locks = [threading.Lock() for _ in range(stripes)]
+        self._fds: list[int | None] = [None] * stripes
+        self._pid = os.getpid()
+
+    def stripe(self, name: str) -> int:
+        return zlib.crc32(name.encode("utf-8", "surrogatepass")) % self.stripes
+
+    def _fd(self, i: int) -> int:
+        if self._pid != os.getpid():
+            self._fds = [None] * self.stripes
+            self._pid = os.getpid()
+        fd = self._fds[i]
+        if fd is None:
+            os.makedirs(self.lock_dir, exist_ok=True)
+            path = os.path.join(self.lock_dir, f"{i:03d}.lock")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._fds[i] = fd
+        return fd
+
+    @contextlib.contextmanager
+    def hold(self, name: str) -> Iterator[None]:
+        """Exclusive hold of `name`'s stripe (blocking: call from a worker thread)."""
+        i = self.stripe(name)
+        with self._locks[i]:
+            fd = self._fd(i)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        for i, fd in enumerate(self._fds):
+            if fd is not None:
+                with self._locks[i]:
+                    os.close(fd)
+                    self._fds[i] = None
+
+
+def object_lock_name(bucket: str, key: str) -> str:
+    return f"o\0{bucket}\0{key}"
+
+
+def part_lock_name(upload_id: str, number: int) -> str:
+    return f"p\0{upload_id}\0{number}"

@@ -1,0 +1,591 @@
+"""FileStore: the standalone Backend, on one directory.
+
+Layout (browsable, see storage.keys for the key encoding):
+
+    {dir}/{bucket}/{encoded key}._storage_object                object bytes
+    {dir}/{bucket}/{encoded key}._storage_object.metadata.json  metadata record
+    {dir}/.multipart/{upload-id}/                                uploads (storage.multipart)
+    {dir}/.policies/{bucket}.policy.json                         bucket policies, as given
+    {dir}/.buckets/{bucket}.json                                 bucket records
+    {dir}/.tmp/                                                  temp files, commit records
+    {dir}/.locks/                                                per-stripe flock files
+
+An object exists exactly when its metadata sidecar exists: writes rename the data into
+place before the sidecar, deletes unlink the sidecar first, and a data file without a
+sidecar (left by a crash mid-delete) is never listed or served; the next write to that
+key replaces it. Blocking disk work always runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import AsyncIterable
+from datetime import UTC, datetime, timedelta
+
+import anyio.to_thread
+
+from storage.backend import (
+    MAX_PARTS,
+    BucketInfo,
+    CompletedPart,
+    ListPage,
+    ObjectMeta,
+    ObjectWrite,
+    PartInfo,
+    PartListPage,
+    UploadInfo,
+    UploadListPage,
+)
+from storage.commit import Commit, TempArea, decide_and_apply, prepare, recover
+from storage.diskio import (
+    StripedLocks,
+    fsync_dir,
+    object_lock_name,
+    read_json,
+    remove_empty_parents,
+    replace_atomically,
+    rmtree_quiet,
+    unlink_quiet,
+    write_json,
+)
+from storage.errors import (
+    BucketAlreadyOwnedByYou,
+    BucketNotEmpty,
+    InvalidRequest,
+    NoSuchBucket,
+    NoSuchBucketPolicy,
+    NoSuchKey,
+    NoSuchUpload,
+    PreconditionFailed,
+)
+from storage.keys import KeyPath, is_inside, key_path
+from storage.listing import list_page, read_summary, uploads_page
+from storage.multipart import UploadStore, check_completion, multipart_etag, new_upload_id
+from storage.records import FORMAT, iso, meta_from_dict, meta_to_dict, now, parse_iso
+from storage.streams import FileObjectReader, Spooled, assemble, spool
+from storage.walk import Walker
+
+log = logging.getLogger(__name__)
+run = anyio.to_thread.run_sync
+
+
+def _no_bucket() -> NoSuchBucket:
+    return NoSuchBucket("The specified bucket does not exist")
+
+
+def _no_key() -> NoSuchKey:
+    return NoSuchKey("The specified key does not exist.")
+
+
+class FileStore:
+    """Buckets as directories, objects as files; see the module docstring."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        clean_slate: bool = False,
+        multipart_expiration_days: float = 7,
+        multipart_cleanup_interval_minutes: float = 60,
+    ) -> None:
+        self.directory = os.fspath(directory)
+        self.clean_slate = clean_slate
+        self.expiration = timedelta(days=multipart_expiration_days)
+        self.cleanup_interval = multipart_cleanup_interval_minutes * 60
+        self.root = ""
+        self.temp = TempArea("")
+        self.locks = StripedLocks("")
+        self.uploads = UploadStore("", self.temp, self.locks)
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await run(self._open_sync)
+        self._task = asyncio.get_running_loop().create_task(self._housekeeping())
+
+    def _open_sync(self) -> None:
+        if self.clean_slate and os.path.isdir(self.directory):
+            # Empty it rather than remove it: the directory may be a mount point.
+            for entry in os.scandir(self.directory):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+        os.makedirs(self.directory, exist_ok=True)
+        self.root = os.path.realpath(self.directory)
+        for sub in (".buckets", ".policies", ".multipart", ".tmp", ".locks"):
+            os.makedirs(os.path.join(self.root, sub), exist_ok=True)
+        self.temp = TempArea(os.path.join(self.root, ".tmp"))
+        self.temp.open()
+        self.locks = StripedLocks(os.path.join(self.root, ".locks"))
+        self.uploads = UploadStore(os.path.join(self.root, ".multipart"), self.temp, self.locks)
+        rolled = recover(self.root, self.temp, self.locks)
+        if rolled:
+            log.info("recovered %d interrupted writes", rolled)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.root:
+            await run(self.temp.close)
+            await run(self.locks.close)
+
+    async def _housekeeping(self) -> None:
+        """Expire abandoned multipart uploads now and then every cleanup interval."""
+        while True:
+            try:
+                n = await self.expire_multipart_uploads(now() - self.expiration)
+                if n:
+                    log.info("expired %d multipart uploads", n)
+            except Exception:
+                log.exception("multipart cleanup failed")
+            await asyncio.sleep(max(self.cleanup_interval, 1.0))
+
+    # -- paths -----------------------------------------------------------------------
+
+    def _bucket_dir(self, bucket: str) -> str:
+        if not bucket or bucket.startswith(".") or "/" in bucket or "\0" in bucket:
+            raise _no_bucket()
+        return os.path.join(self.root, bucket)
+
+    def _require_bucket(self, bucket: str) -> str:
+        """The bucket's directory (blocking); NoSuchBucket if it does not exist."""
+        path = self._bucket_dir(bucket)
+        if not os.path.isdir(path):
+            raise _no_bucket()
+        return path
+
+    def _locate(self, bucket: str, kp: KeyPath) -> str:
+        """Bucket directory for a key, after checking the key's path resolves inside it."""
+        bdir = self._require_bucket(bucket)
+        real_bdir = os.path.realpath(bdir)
+        if not is_inside(real_bdir, os.path.realpath(kp.meta_path(bdir))):
+            raise InvalidRequest("Key resolves outside its bucket")
+        return bdir
+
+    @staticmethod
+    def _key_path(key: str) -> KeyPath:
+        if key == "":
+            raise InvalidRequest("Key must not be empty")
+        return key_path(key)
+
+    # -- buckets ---------------------------------------------------------------------
+
+    def _record_path(self, bucket: str) -> str:
+        return os.path.join(self.root, ".buckets", bucket + ".json")
+
+    def _policy_path(self, bucket: str) -> str:
+        return os.path.join(self.root, ".policies", bucket + ".policy.json")
+
+    def _bucket_info(self, bucket: str, path: str) -> BucketInfo:
+        try:
+            created = parse_iso(read_json(self._record_path(bucket))["created"])
+        except (OSError, ValueError, KeyError, TypeError):
+            created = datetime.fromtimestamp(int(os.stat(path).st_mtime), UTC)
+        return BucketInfo(bucket, created)
+
+    async def list_buckets(self) -> list[BucketInfo]:
+        def work() -> list[BucketInfo]:
+            out = []
+            for entry in os.scandir(self.root):
+                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    out.append(self._bucket_info(entry.name, entry.path))
+            return sorted(out, key=lambda b: b.name)
+
+        return await run(work)
+
+    async def create_bucket(self, bucket: str) -> BucketInfo:
+        def work() -> BucketInfo:
+            path = self._bucket_dir(bucket)
+            try:
+                os.mkdir(path)
+            except FileExistsError as exc:
+                raise BucketAlreadyOwnedByYou(
+                    "Your previous request to create the named bucket succeeded and you "
+                    "already own it."
+                ) from exc
+            fsync_dir(self.root)
+            info = BucketInfo(bucket, now(whole_seconds=True))
+            record = {"format": FORMAT, "name": bucket, "created": iso(info.created)}
+            write_json(self._record_path(bucket), record, self.temp.dir)
+            return info
+
+        return await run(work)
+
+    async def head_bucket(self, bucket: str) -> BucketInfo:
+        def work() -> BucketInfo:
+            return self._bucket_info(bucket, self._require_bucket(bucket))
+
+        return await run(work)
+
+    async def delete_bucket(self, bucket: str) -> None:
+        def work() -> None:
+            bdir = self._require_bucket(bucket)
+            if Walker(bdir).next_key("") is not None:
+                raise BucketNotEmpty("The bucket you tried to delete is not empty")
+            # Move it aside in one step, then make sure no write slipped in meanwhile.
+            trash = self.temp.path(".bucket")
+            os.rename(bdir, trash)
+            if Walker(trash).next_key("") is not None:
+                os.rename(trash, bdir)
+                raise BucketNotEmpty("The bucket you tried to delete is not empty")
+            fsync_dir(self.root)
+            for up_bucket, info in self.uploads.all():
+                if up_bucket == bucket:
+                    with self.locks.hold(object_lock_name(bucket, info.key)):
+                        self.uploads.remove(info.upload_id)
+            unlink_quiet(self._policy_path(bucket))
+            unlink_quiet(self._record_path(bucket))
+            rmtree_quiet(trash)
+
+        await run(work)
+
+    # -- objects ---------------------------------------------------------------------
+
+    async def put_object(
+        self, bucket: str, key: str, body: AsyncIterable[bytes], write: ObjectWrite
+    ) -> ObjectMeta:
+        kp = self._key_path(key)
+        bdir = await run(self._locate, bucket, kp)
+        spooled = await spool(body, self.temp.path(".data"), write.digesters, write.max_size)
+        return await self._commit_object(bucket, key, kp, bdir, spooled, write, spooled.md5)
+
+    async def _commit_object(
+        self,
+        bucket: str,
+        key: str,
+        kp: KeyPath,
+        bdir: str,
+        spooled: Spooled,
+        write: ObjectWrite,
+        etag: str,
+        *,
+        parts: list[PartInfo] | None = None,
+        upload: UploadInfo | None = None,
+    ) -> ObjectMeta:
+        """Steps 2-4 of a write: finalize, record, then decide and apply under the lock."""
+        pending: str | None = None
+        try:
+            checksums = write.finalize(spooled.size, etag) if write.finalize else {}
+            source = upload.write if upload is not None else write
+            meta = ObjectMeta(
+                key=key,
+                size=spooled.size,
+                etag=etag,
+                last_modified=now(whole_seconds=True),
+                content_type=source.content_type,
+                headers=dict(source.headers),
+                user_metadata=dict(source.user_metadata),
+                checksums=dict(checksums or {}),
+                checksum_type=write.checksum_type or (upload.checksum_type if upload else None),
+                parts=parts,
+                extra=dict(source.extra),
+            )
+            commit = Commit(
+                data_tmp=spooled.path,
+                data=kp.data_path(bdir),
+                meta=kp.meta_path(bdir),
+                bucket_dir=bdir,
+                dirs=kp.dirs,
+                inode=spooled.inode[1],
+                lock=object_lock_name(bucket, key),
+                upload_dir=None if upload is None else self.uploads.upload_dir(upload.upload_id),
+            )
+            pending = await run(prepare, self.root, self.temp, meta_to_dict(meta), commit)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await run(unlink_quiet, spooled.path)
+                if pending is not None:
+                    await run(unlink_quiet, pending)
+            raise
+        await run(self._decide, pending, commit, write, upload)
+        return meta
+
+    def _decide(
+        self, pending: str, commit: Commit, write: ObjectWrite, upload: UploadInfo | None
+    ) -> None:
+        with self.locks.hold(commit.lock):
+            try:
+                if upload is not None and not self.uploads.exists(upload.upload_id):
+                    raise NoSuchUpload("The specified upload does not exist.")
+                self._check_conditions(commit.meta, write)
+            except BaseException:
+                unlink_quiet(pending)
+                unlink_quiet(commit.data_tmp)
+                raise
+            trash = decide_and_apply(self.temp, pending, commit)
+        if trash is not None:
+            rmtree_quiet(trash)
+
+    @staticmethod
+    def _check_conditions(meta_path: str, write: ObjectWrite) -> None:
+        """If-None-Match / If-Match against the current object (lock held)."""
+        if not write.if_none_match and write.if_match is None:
+            return
+        try:
+            current: str | None = str(read_json(meta_path)["etag"])
+        except (FileNotFoundError, NotADirectoryError):
+            current = None
+        if write.if_none_match and current is not None:
+            raise PreconditionFailed(
+                "At least one of the pre-conditions you specified did not hold"
+            )
+        if write.if_match is not None:
+            if current is None:
+                raise _no_key()
+            wanted = write.if_match.strip().strip('"')
+            if wanted != "*" and wanted != current:
+                raise PreconditionFailed(
+                    "At least one of the pre-conditions you specified did not hold"
+                )
+
+    async def head_object(self, bucket: str, key: str) -> ObjectMeta:
+        kp = self._key_path(key)
+
+        def work() -> ObjectMeta:
+            bdir = self._locate(bucket, kp)
+            try:
+                return meta_from_dict(read_json(kp.meta_path(bdir)))
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                raise _no_key() from exc
+
+        return await run(work)
+
+    async def open_object(self, bucket: str, key: str) -> FileObjectReader:
+        """The reader keeps an open descriptor: call close() (or use `async with`)."""
+        kp = self._key_path(key)
+
+        def work() -> FileObjectReader:
+            bdir = self._locate(bucket, kp)
+            with self.locks.hold(object_lock_name(bucket, key)):
+                try:
+                    meta = meta_from_dict(read_json(kp.meta_path(bdir)))
+                    fd = os.open(kp.data_path(bdir), os.O_RDONLY)
+                except (FileNotFoundError, NotADirectoryError) as exc:
+                    raise _no_key() from exc
+            if os.fstat(fd).st_size != meta.size:
+                os.close(fd)
+                raise OSError(f"object {bucket}/{key}: data size does not match its metadata")
+            return FileObjectReader(fd, meta)
+
+        return await run(work)
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        kp = self._key_path(key)
+
+        def work() -> None:
+            bdir = self._locate(bucket, kp)
+            parent = kp.parent(bdir)
+            with self.locks.hold(object_lock_name(bucket, key)):
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    os.unlink(kp.meta_path(bdir))  # the object is gone from here on
+                unlink_quiet(kp.data_path(bdir))
+                with contextlib.suppress(FileNotFoundError):
+                    fsync_dir(parent)
+            remove_empty_parents(parent, bdir)
+
+        await run(work)
+
+    async def list_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        after: str = "",
+        max_keys: int = 1000,
+    ) -> ListPage:
+        def work() -> ListPage:
+            bdir = self._require_bucket(bucket)
+            return list_page(
+                bdir,
+                prefix=prefix,
+                delimiter=delimiter,
+                after=after,
+                max_keys=max_keys,
+                summarize=read_summary,
+            )
+
+        return await run(work)
+
+    # -- multipart -------------------------------------------------------------------
+
+    async def create_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        write: ObjectWrite,
+        checksum_algorithm: str | None = None,
+        checksum_type: str | None = None,
+    ) -> UploadInfo:
+        kp = self._key_path(key)
+        stored = ObjectWrite(
+            content_type=write.content_type,
+            headers=dict(write.headers),
+            user_metadata=dict(write.user_metadata),
+            checksum_type=write.checksum_type,
+            extra=dict(write.extra),
+        )
+        info = UploadInfo(key, new_upload_id(), now(), stored, checksum_algorithm, checksum_type)
+
+        def work() -> None:
+            self._locate(bucket, kp)
+            self.uploads.create(bucket, info)
+
+        await run(work)
+        return info
+
+    async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
+        def work() -> UploadInfo:
+            self._require_bucket(bucket)
+            return self.uploads.load(bucket, key, upload_id)
+
+        return await run(work)
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: AsyncIterable[bytes],
+        write: ObjectWrite,
+    ) -> PartInfo:
+        if not 1 <= part_number <= MAX_PARTS:
+            raise InvalidRequest(f"Part number must be an integer between 1 and {MAX_PARTS}")
+        await self.get_upload(bucket, key, upload_id)
+        spooled = await spool(body, self.temp.path(".data"), write.digesters, write.max_size)
+        try:
+            checksums = write.finalize(spooled.size, spooled.md5) if write.finalize else {}
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await run(unlink_quiet, spooled.path)
+            raise
+        part = PartInfo(part_number, spooled.size, spooled.md5, now(), dict(checksums or {}))
+        await run(self.uploads.commit_part, upload_id, spooled, part)
+        return part
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, *, after: int = 0, max_parts: int = 1000
+    ) -> PartListPage:
+        def work() -> PartListPage:
+            self._require_bucket(bucket)
+            info = self.uploads.load(bucket, key, upload_id)
+            stored = self.uploads.parts(upload_id)
+            numbers = sorted(n for n in stored if n > after)
+            chosen = [stored[n][0] for n in numbers][: max(max_parts, 0)]
+            truncated = len(numbers) > len(chosen)
+            marker = chosen[-1].number if chosen else None
+            return PartListPage(info, chosen, truncated, marker)
+
+        return await run(work)
+
+    async def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[CompletedPart],
+        write: ObjectWrite,
+    ) -> ObjectMeta:
+        """`write.finalize` is called with (size, multipart ETag "hex-N")."""
+        kp = self._key_path(key)
+
+        def validate() -> tuple[str, UploadInfo, list[tuple[PartInfo, str]]]:
+            bdir = self._locate(bucket, kp)
+            info = self.uploads.load(bucket, key, upload_id)
+            return bdir, info, check_completion(parts, self.uploads.parts(upload_id))
+
+        bdir, info, chosen = await run(validate)
+        try:
+            spooled = await run(
+                assemble, self.temp.path(".data"), [p for _, p in chosen], write.digesters
+            )
+        except FileNotFoundError as exc:  # a part was replaced or aborted meanwhile
+            raise NoSuchUpload("The specified upload does not exist.") from exc
+        infos = [p for p, _ in chosen]
+        return await self._commit_object(
+            bucket, key, kp, bdir, spooled, write, multipart_etag(infos), parts=infos, upload=info
+        )
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        def work() -> None:
+            self._require_bucket(bucket)
+            self.uploads.load(bucket, key, upload_id)
+            with self.locks.hold(object_lock_name(bucket, key)):
+                if not self.uploads.remove(upload_id):
+                    raise NoSuchUpload("The specified upload does not exist.")
+
+        await run(work)
+
+    async def list_multipart_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadListPage:
+        def work() -> UploadListPage:
+            self._require_bucket(bucket)
+            mine = [info for b, info in self.uploads.all() if b == bucket]
+            return uploads_page(
+                mine,
+                prefix=prefix,
+                delimiter=delimiter,
+                key_marker=key_marker,
+                upload_id_marker=upload_id_marker,
+                max_uploads=max_uploads,
+            )
+
+        return await run(work)
+
+    async def expire_multipart_uploads(self, older_than: datetime) -> int:
+        def work() -> int:
+            count = 0
+            for bucket, info in self.uploads.all():
+                if info.initiated < older_than:
+                    with self.locks.hold(object_lock_name(bucket, info.key)):
+                        count += self.uploads.remove(info.upload_id)
+            return count
+
+        return await run(work)
+
+    # -- policies --------------------------------------------------------------------
+
+    async def get_bucket_policy(self, bucket: str) -> str:
+        def work() -> str:
+            self._require_bucket(bucket)
+            try:
+                with open(self._policy_path(bucket), encoding="utf-8") as f:
+                    return f.read()
+            except FileNotFoundError as exc:
+                raise NoSuchBucketPolicy("The bucket policy does not exist") from exc
+
+        return await run(work)
+
+    async def put_bucket_policy(self, bucket: str, policy: str) -> None:
+        def work() -> None:
+            self._require_bucket(bucket)
+            replace_atomically(self._policy_path(bucket), policy.encode("utf-8"), self.temp.dir)
+
+        await run(work)
+
+    async def delete_bucket_policy(self, bucket: str) -> None:
+        def work() -> None:
+            self._require_bucket(bucket)
+            unlink_quiet(self._policy_path(bucket))
+
+        await run(work)

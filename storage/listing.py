@@ -1,0 +1,150 @@
+"""Pages of ListObjects and ListMultipartUploads, with S3's prefix/delimiter rules.
+
+Both listings share one shape: walk items in byte order, roll keys whose remainder
+after the prefix contains the delimiter up into a common prefix (CP = key up to and
+including the delimiter), emit each CP once, count CPs toward the page size, and
+continue past everything under a CP without visiting it. Every item is strictly
+greater than the marker, so resuming after a CP skips that prefix entirely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from storage.backend import ListPage, ObjectSummary, UploadInfo, UploadListPage
+from storage.diskio import read_json
+from storage.records import parse_iso
+from storage.walk import Walker
+
+
+def rollup(key: str, prefix: str, delimiter: str) -> str | None:
+    """The common prefix `key` rolls up into, or None if it is listed as itself."""
+    if not delimiter:
+        return None
+    idx = key.find(delimiter, len(prefix))
+    return None if idx < 0 else key[: idx + len(delimiter)]
+
+
+def list_page(
+    bucket_dir: str,
+    *,
+    prefix: str,
+    delimiter: str,
+    after: str,
+    max_keys: int,
+    summarize: Callable[[str, str], ObjectSummary | None],
+) -> ListPage:
+    """One ListObjects page (blocking: run the whole page in one worker thread).
+
+    `summarize(key, sidecar_path)` reads a returned key's metadata; None means the key
+    vanished since it was found (a concurrent delete) and it is silently skipped.
+    """
+    if max_keys <= 0:
+        return ListPage([], [], False, None)
+    walker = Walker(bucket_dir)
+    objects: list[ObjectSummary] = []
+    prefixes: list[str] = []
+    last: str | None = None
+    cursor, skip = after, False
+    if after.startswith(prefix):
+        cp = rollup(after, prefix, delimiter)
+        if cp is not None:
+            # Keys under the marker's own CP rolled up into a CP <= marker: all done.
+            cursor, skip = cp, True
+    while True:
+        found = walker.next_key(cursor, skip=skip, prefix=prefix)
+        if found is None:
+            return ListPage(objects, prefixes, False, last)
+        if len(objects) + len(prefixes) >= max_keys:
+            return ListPage(objects, prefixes, True, last)
+        key, sidecar = found
+        cp = rollup(key, prefix, delimiter)
+        if cp is not None:
+            prefixes.append(cp)
+            last, cursor, skip = cp, cp, True
+            continue
+        cursor, skip = key, False
+        summary = summarize(key, sidecar)
+        if summary is not None:
+            objects.append(summary)
+            last = key
+
+
+def read_summary(key: str, sidecar: str) -> ObjectSummary | None:
+    """An ObjectSummary from a metadata sidecar (None if it is gone or unreadable)."""
+    try:
+        rec = read_json(sidecar)
+        return ObjectSummary(
+            key=key,
+            size=int(rec["size"]),
+            etag=str(rec["etag"]),
+            last_modified=parse_iso(rec["last_modified"]),
+            storage_class=str((rec.get("headers") or {}).get("x-amz-storage-class") or "STANDARD"),
+        )
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a damaged sidecar: not an object we can describe
+
+
+def uploads_page(
+    uploads: list[UploadInfo],
+    *,
+    prefix: str,
+    delimiter: str,
+    key_marker: str,
+    upload_id_marker: str,
+    max_uploads: int,
+) -> UploadListPage:
+    """One ListMultipartUploads page from all of a bucket's uploads.
+
+    Order is (key, initiated, upload id). With a key marker alone, listing resumes at the
+    next key; with an upload-id marker too, at the upload after that one of the same key.
+    """
+    items = sorted(
+        (u for u in uploads if u.key.startswith(prefix)),
+        key=lambda u: (u.key, u.initiated, u.upload_id),
+    )
+    if key_marker:
+        if upload_id_marker:
+            pos = next(
+                (
+                    n + 1
+                    for n, u in enumerate(items)
+                    if u.key == key_marker and u.upload_id == upload_id_marker
+                ),
+                None,
+            )
+            if pos is None:
+                items = [
+                    u
+                    for u in items
+                    if u.key > key_marker
+                    or (u.key == key_marker and u.upload_id > upload_id_marker)
+                ]
+            else:
+                items = [u for u in items[pos:] if u.key >= key_marker]
+        else:
+            items = [u for u in items if u.key > key_marker]
+    out: list[UploadInfo] = []
+    cps: list[str] = []
+    marker_cp = rollup(key_marker, prefix, delimiter) if key_marker.startswith(prefix) else None
+    next_key: str | None = None
+    next_id: str | None = None
+    truncated = False
+    for u in items:
+        cp = rollup(u.key, prefix, delimiter)
+        if cp is not None and (cp == marker_cp or (cps and cps[-1] == cp)):
+            continue
+        if len(out) + len(cps) >= max_uploads:
+            truncated = True
+            break
+        if cp is not None:
+            cps.append(cp)
+            next_key, next_id = cp, None
+        else:
+            out.append(u)
+            next_key, next_id = u.key, u.upload_id
+    if max_uploads <= 0:
+        truncated = False
+    return UploadListPage(out, cps, truncated, next_key, next_id)

@@ -1,0 +1,211 @@
+"""Multipart upload directories: `.multipart/{upload-id}/`.
+
+An upload directory holds `metadata.json` (bucket, key, initiation time, the creation
+ObjectWrite, checksum algorithm and type) and, per part, `part-{N}.json` naming the data
+file `part-{N}.{token}`. The part record is the commit point: re-uploading a part writes
+a new data file, atomically replaces the record, then removes the superseded data, so a
+part is never torn and concurrent uploads of one part number end with one of them whole.
+All methods block; FileStore calls them from worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+
+from storage.backend import MIN_PART_SIZE, CompletedPart, PartInfo, UploadInfo
+from storage.commit import TempArea
+from storage.diskio import (
+    StripedLocks,
+    fsync_dir,
+    part_lock_name,
+    read_json,
+    rmtree_quiet,
+    unlink_quiet,
+    write_json,
+)
+from storage.errors import (
+    EntityTooSmall,
+    InvalidPart,
+    InvalidPartOrder,
+    InvalidRequest,
+    NoSuchUpload,
+)
+from storage.records import (
+    part_from_dict,
+    part_to_dict,
+    upload_from_dict,
+    upload_to_dict,
+)
+from storage.streams import Spooled
+
+UPLOAD_RECORD = "metadata.json"
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+
+
+def new_upload_id() -> str:
+    """URL-safe and file-name-safe, unguessable."""
+    return secrets.token_urlsafe(32)
+
+
+def multipart_etag(parts: list[PartInfo]) -> str:
+    """S3's multipart ETag: hex MD5 of the concatenated binary part MD5s, then "-N"."""
+    digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts)).hexdigest()
+    return f"{digest}-{len(parts)}"
+
+
+def _no_upload() -> NoSuchUpload:
+    return NoSuchUpload(
+        "The specified upload does not exist. The upload ID may be invalid, "
+        "or the upload may have been aborted or completed."
+    )
+
+
+class UploadStore:
+    """The upload directories of one FileStore."""
+
+    def __init__(self, root: str, temp: TempArea, locks: StripedLocks) -> None:
+        self.root = root
+        self.temp = temp
+        self.locks = locks
+
+    def upload_dir(self, upload_id: str) -> str:
+        """The directory of `upload_id`; ids that we cannot have issued are NoSuchUpload."""
+        if not _ID_RE.match(upload_id):
+            raise _no_upload()
+        return os.path.join(self.root, upload_id)
+
+    def create(self, bucket: str, info: UploadInfo) -> None:
+        """Built in the temp area and renamed in whole, so a half-made upload never shows."""
+        os.makedirs(self.root, exist_ok=True)
+        staging = self.temp.path(".upload")
+        os.mkdir(staging)
+        write_json(os.path.join(staging, UPLOAD_RECORD), upload_to_dict(bucket, info), staging)
+        os.rename(staging, self.upload_dir(info.upload_id))
+        fsync_dir(self.root)
+
+    def load(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
+        """The upload, checked to belong to bucket/key; NoSuchUpload otherwise."""
+        try:
+            rec = read_json(os.path.join(self.upload_dir(upload_id), UPLOAD_RECORD))
+            up_bucket, info = upload_from_dict(rec)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _no_upload() from exc
+        if up_bucket != bucket or info.key != key or info.upload_id != upload_id:
+            raise _no_upload()
+        return info
+
+    def exists(self, upload_id: str) -> bool:
+        return os.path.exists(os.path.join(self.upload_dir(upload_id), UPLOAD_RECORD))
+
+    def all(self) -> list[tuple[str, UploadInfo]]:
+        """Every readable upload as (bucket, info)."""
+        out: list[tuple[str, UploadInfo]] = []
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return out
+        for name in names:
+            if not _ID_RE.match(name):
+                continue
+            try:
+                out.append(
+                    upload_from_dict(read_json(os.path.join(self.root, name, UPLOAD_RECORD)))
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return out
+
+    def commit_part(self, upload_id: str, spooled: Spooled, part: PartInfo) -> None:
+        """Make `part` the current one for its number (NoSuchUpload if the upload is gone)."""
+        updir = self.upload_dir(upload_id)
+        data_name = f"part-{part.number:05d}.{secrets.token_hex(6)}"
+        record_path = os.path.join(updir, f"part-{part.number:05d}.json")
+        with self.locks.hold(part_lock_name(upload_id, part.number)):
+            if not os.path.exists(os.path.join(updir, UPLOAD_RECORD)):
+                unlink_quiet(spooled.path)
+                raise _no_upload()
+            try:
+                os.replace(spooled.path, os.path.join(updir, data_name))
+            except FileNotFoundError as exc:
+                unlink_quiet(spooled.path)
+                raise _no_upload() from exc
+            old: str | None = None
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                old = str(read_json(record_path)["data"])
+            rec = {"format": 1, **part_to_dict(part), "data": data_name}
+            try:
+                write_json(record_path, rec, self.temp.dir)
+            except FileNotFoundError as exc:  # aborted meanwhile
+                raise _no_upload() from exc
+            if old and old != data_name and "/" not in old:
+                unlink_quiet(os.path.join(updir, old))
+
+    def parts(self, upload_id: str) -> dict[int, tuple[PartInfo, str]]:
+        """Current parts by number, each with the path of its data."""
+        updir = self.upload_dir(upload_id)
+        out: dict[int, tuple[PartInfo, str]] = {}
+        try:
+            names = os.listdir(updir)
+        except FileNotFoundError as exc:
+            raise _no_upload() from exc
+        for name in names:
+            if not (name.startswith("part-") and name.endswith(".json")):
+                continue
+            try:
+                rec = read_json(os.path.join(updir, name))
+                part = part_from_dict(rec)
+                data = str(rec["data"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if "/" in data:
+                continue
+            out[part.number] = (part, os.path.join(updir, data))
+        return out
+
+    def remove(self, upload_id: str) -> bool:
+        """Move the upload away (atomic), then delete it; False if it was not there."""
+        trash = self.temp.path(".trash")
+        try:
+            os.replace(self.upload_dir(upload_id), trash)
+        except FileNotFoundError:
+            return False
+        rmtree_quiet(trash)
+        return True
+
+
+def check_completion(
+    requested: list[CompletedPart], stored: dict[int, tuple[PartInfo, str]]
+) -> list[tuple[PartInfo, str]]:
+    """The parts to assemble, in order, after S3's checks on the requested list."""
+    if not requested:
+        raise InvalidRequest("You must specify at least one part")
+    prev = 0
+    for cp in requested:
+        if cp.number <= prev:
+            raise InvalidPartOrder(
+                "The list of parts was not in ascending order. "
+                "Parts must be ordered by part number."
+            )
+        prev = cp.number
+    chosen: list[tuple[PartInfo, str]] = []
+    for cp in requested:
+        got = stored.get(cp.number)
+        if got is None or got[0].etag.lower() != cp.etag.strip('"').lower():
+            raise InvalidPart(
+                "One or more of the specified parts could not be found. The part may not "
+                "have been uploaded, or the specified entity tag may not match the part's "
+                "entity tag.",
+                part_number=str(cp.number),
+            )
+        chosen.append(got)
+    for part, _ in chosen[:-1]:
+        if part.size < MIN_PART_SIZE:
+            raise EntityTooSmall(
+                "Your proposed upload is smaller than the minimum allowed object size.",
+                part_number=str(part.number),
+            )
+    return chosen

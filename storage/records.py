@@ -1,0 +1,145 @@
+"""JSON records kept on disk: object metadata, uploads, parts, buckets.
+
+Every record carries `"format": 1` and every field of its dataclass, datetimes as ISO 8601
+UTC. Readers ignore fields they do not know, so later features (versions, tags, retention,
+encryption) add fields without migrating anything already stored.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from storage.backend import ObjectMeta, ObjectWrite, PartInfo, UploadInfo
+
+FORMAT = 1
+
+
+def now(whole_seconds: bool = False) -> datetime:
+    """Current UTC time; whole seconds for objects, since that is what clients compare."""
+    t = datetime.now(UTC)
+    return t.replace(microsecond=0) if whole_seconds else t
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def dumps(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
+
+
+def loads(data: bytes) -> dict[str, Any]:
+    record = json.loads(data)
+    if not isinstance(record, dict):
+        raise ValueError("record is not a JSON object")
+    return record
+
+
+def part_to_dict(part: PartInfo) -> dict[str, Any]:
+    return {
+        "number": part.number,
+        "size": part.size,
+        "etag": part.etag,
+        "last_modified": iso(part.last_modified),
+        "checksums": dict(part.checksums),
+    }
+
+
+def part_from_dict(d: dict[str, Any]) -> PartInfo:
+    return PartInfo(
+        number=int(d["number"]),
+        size=int(d["size"]),
+        etag=str(d["etag"]),
+        last_modified=parse_iso(d["last_modified"]),
+        checksums=dict(d.get("checksums") or {}),
+    )
+
+
+def meta_to_dict(meta: ObjectMeta) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "key": meta.key,
+        "size": meta.size,
+        "etag": meta.etag,
+        "last_modified": iso(meta.last_modified),
+        "content_type": meta.content_type,
+        "headers": dict(meta.headers),
+        "user_metadata": dict(meta.user_metadata),
+        "checksums": dict(meta.checksums),
+        "checksum_type": meta.checksum_type,
+        "parts": None if meta.parts is None else [part_to_dict(p) for p in meta.parts],
+        "version_id": meta.version_id,
+        "extra": dict(meta.extra),
+    }
+
+
+def meta_from_dict(d: dict[str, Any]) -> ObjectMeta:
+    parts = d.get("parts")
+    return ObjectMeta(
+        key=str(d["key"]),
+        size=int(d["size"]),
+        etag=str(d["etag"]),
+        last_modified=parse_iso(d["last_modified"]),
+        content_type=d.get("content_type") or "binary/octet-stream",
+        headers=dict(d.get("headers") or {}),
+        user_metadata=dict(d.get("user_metadata") or {}),
+        checksums=dict(d.get("checksums") or {}),
+        checksum_type=d.get("checksum_type"),
+        parts=None if parts is None else [part_from_dict(p) for p in parts],
+        version_id=str(d.get("version_id") or "null"),
+        extra=dict(d.get("extra") or {}),
+    )
+
+
+def write_to_dict(write: ObjectWrite) -> dict[str, Any]:
+    """The storable part of an ObjectWrite (callables and conditions are per request)."""
+    return {
+        "content_type": write.content_type,
+        "headers": dict(write.headers),
+        "user_metadata": dict(write.user_metadata),
+        "checksum_type": write.checksum_type,
+        "extra": dict(write.extra),
+    }
+
+
+def write_from_dict(d: dict[str, Any]) -> ObjectWrite:
+    return ObjectWrite(
+        content_type=d.get("content_type") or "binary/octet-stream",
+        headers=dict(d.get("headers") or {}),
+        user_metadata=dict(d.get("user_metadata") or {}),
+        checksum_type=d.get("checksum_type"),
+        extra=dict(d.get("extra") or {}),
+    )
+
+
+def upload_to_dict(bucket: str, info: UploadInfo) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "bucket": bucket,
+        "key": info.key,
+        "upload_id": info.upload_id,
+        "initiated": iso(info.initiated),
+        "write": write_to_dict(info.write),
+        "checksum_algorithm": info.checksum_algorithm,
+        "checksum_type": info.checksum_type,
+    }
+
+
+def upload_from_dict(d: dict[str, Any]) -> tuple[str, UploadInfo]:
+    """(bucket, upload) from an upload record."""
+    info = UploadInfo(
+        key=str(d["key"]),
+        upload_id=str(d["upload_id"]),
+        initiated=parse_iso(d["initiated"]),
+        write=write_from_dict(d.get("write") or {}),
+        checksum_algorithm=d.get("checksum_algorithm"),
+        checksum_type=d.get("checksum_type"),
+    )
+    return str(d["bucket"]), info

@@ -1,0 +1,157 @@
+"""Finding keys in a bucket directory in S3 order, whatever the directory tree looks like.
+
+S3 lists keys in UTF-8 byte order (Python's code-point order of str), so `a-c` comes
+before `a/b` although `a/b` lives in a subdirectory. The walker answers one question —
+"the smallest key greater than `after`" (optionally also "not starting with `after`",
+to jump past a common prefix) — by descending from a directory with sorted listings.
+
+Each directory entry e has a key prefix P_e that every key in its subtree starts with
+(a metadata file: its whole key; a directory: parent prefix + segment + "/"; a
+continuation directory: parent prefix + piece). Two entries' key ranges overlap only
+when one P_e is a prefix of the other, so: entries whose P_e is a prefix of `after`
+may hold answers; of the others only those with P_e > `after` can, and the scan stops
+as soon as P_e reaches the best key found so far. Listings are cached for one walker,
+which lives for one page computation (in one worker thread).
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from storage.keys import DIR_LIMIT, encode_segment, parse_dir, parse_meta_file
+
+FILE, DIR, CONT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Entry:
+    prefix: str  # P_e: every key below this entry starts with it
+    kind: int  # FILE (a metadata sidecar), DIR or CONT
+    path: str
+
+
+Found = tuple[str, str]  # (key, path of its metadata sidecar)
+
+
+def _first_not_starting_with(prefixes: list[str], lo: int, text: str) -> int:
+    """First index >= lo whose prefix does not start with `text` (they are contiguous)."""
+    hi = len(prefixes)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if prefixes[mid].startswith(text):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _common_len(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Walker:
+    """Ordered key lookups below one bucket directory (blocking; run in a worker thread)."""
+
+    def __init__(self, bucket_dir: str) -> None:
+        self.bucket_dir = bucket_dir
+        self._cache: dict[str, tuple[list[str], list[Entry]]] = {}
+
+    def _entries(self, path: str, dir_prefix: str) -> tuple[list[str], list[Entry]]:
+        cached = self._cache.get(path)
+        if cached is not None:
+            return cached
+        entries: list[Entry] = []
+        try:
+            with os.scandir(path) as it:
+                for de in it:
+                    if de.is_dir(follow_symlinks=False):
+                        parsed = parse_dir(de.name)
+                        if parsed is None:
+                            continue
+                        text, cont = parsed
+                        if cont:
+                            entries.append(Entry(dir_prefix + text, CONT, de.path))
+                        else:
+                            entries.append(Entry(dir_prefix + text + "/", DIR, de.path))
+                    else:
+                        text = parse_meta_file(de.name)
+                        if text is not None:
+                            entries.append(Entry(dir_prefix + text, FILE, de.path))
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # removed by a concurrent delete: simply empty
+        entries.sort(key=lambda e: (e.prefix, e.kind))
+        result = ([e.prefix for e in entries], entries)
+        self._cache[path] = result
+        return result
+
+    def start(self, prefix: str) -> tuple[str, str]:
+        """(directory, its key prefix) holding every key that starts with `prefix`."""
+        segments = prefix.split("/")[:-1]
+        comps: list[str] = []
+        for seg in segments:
+            comps.extend(encode_segment(seg, DIR_LIMIT))
+        dir_prefix = "".join(s + "/" for s in segments)
+        return os.path.join(self.bucket_dir, *comps), dir_prefix
+
+    def next_key(self, after: str, *, skip: bool = False, prefix: str = "") -> Found | None:
+        """The smallest key > `after` starting with `prefix`; with `skip`, also not
+        starting with `after`."""
+        path, dir_prefix = self.start(prefix)
+        return self._search(path, dir_prefix, after, skip, prefix, None)
+
+    def _search(
+        self, path: str, dir_prefix: str, after: str, skip: bool, prefix: str, best: Found | None
+    ) -> Found | None:
+        prefixes, entries = self._entries(path, dir_prefix)
+        found: Found | None = None
+        i = bisect_right(prefixes, after)
+
+        # Directories at or before `after` whose prefix is a prefix of `after`.
+        back: list[int] = []
+        j = i - 1
+        while j >= 0:
+            p = prefixes[j]
+            if after.startswith(p):
+                if entries[j].kind != FILE and not (skip and p == after):
+                    back.append(j)
+                j -= 1
+                if j >= 0 and prefixes[j] != p and p:
+                    j = min(j, bisect_right(prefixes, p[:-1]) - 1)
+            else:
+                j = bisect_right(prefixes, after[: _common_len(p, after)]) - 1
+        for j in reversed(back):
+            e = entries[j]
+            if not (e.prefix.startswith(prefix) or prefix.startswith(e.prefix)):
+                continue
+            r = self._search(e.path, e.prefix, after, skip, prefix, found or best)
+            if r is not None:
+                found = r
+
+        # Entries after `after`, in order, until they cannot beat the best so far.
+        k = _first_not_starting_with(prefixes, i, after) if skip else i
+        while k < len(entries):
+            e = entries[k]
+            k += 1
+            limit = found or best
+            if limit is not None and e.prefix >= limit[0]:
+                break
+            if not e.prefix.startswith(prefix):
+                if prefix.startswith(e.prefix):
+                    if e.kind == FILE:
+                        continue
+                elif e.prefix > prefix:
+                    break
+                else:
+                    continue
+            if e.kind == FILE:
+                return (e.prefix, e.path)
+            r = self._search(e.path, e.prefix, after, skip, prefix, limit)
+            if r is not None:
+                found = r
+        return found
