@@ -1,0 +1,364 @@
+"""The ways to start shoal: embedded async and sync servers (in-process and subprocess),
+`shoal serve` / `python -m app.cli`, uvicorn with the app factory, and the pytest plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.server import LISTENING_RE, Server, StorageDescriptor, SyncServer
+from config import Config, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process: no SHOAL_* leaking in, repo importable."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SHOAL_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env.update(extra)
+    return env
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+def list_bucket_names(endpoint: str) -> list[str]:
+    resp = httpx.get(endpoint + "/", timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers.get("x-amz-request-id")
+    return re.findall(r"<Name>([^<]+)</Name>", resp.text)
+
+
+def boto3_client(desc: StorageDescriptor) -> Any:
+    boto3 = pytest.importorskip("boto3")
+    from botocore.config import Config as BotoConfig
+
+    return boto3.client(
+        "s3", config=BotoConfig(s3={"addressing_style": "path"}), **desc.boto3_kwargs()
+    )
+
+
+# ---------------------------------------------------------------- in-process
+
+
+@pytest.mark.anyio
+async def test_async_in_process_start_stop() -> None:
+    t0 = time.perf_counter()
+    server = await Server.create_and_start()
+    started_in = time.perf_counter() - t0
+    try:
+        desc = server.get_storage_descriptor()
+        assert desc.endpoint == "127.0.0.1" and desc.port > 0
+        assert (desc.access_key, desc.access_secret) == ("STORAGE", "STORAGE")
+        assert desc.use_ssl is False and desc.region == "us-east-1"
+        assert desc.endpoint_url == f"http://127.0.0.1:{desc.port}"
+        assert server.app.state.config is server.config
+        data_dir = Path(server.config.storage.directory)
+        assert data_dir.is_dir()
+
+        assert await server.create_bucket("embedded-async") == {"name": "embedded-async"}
+        names = await asyncio.to_thread(list_bucket_names, desc.endpoint_url)
+        assert "embedded-async" in names
+    finally:
+        await server.stop()
+    assert started_in < 2.0, f"start took {started_in:.3f}s"
+    assert not port_open(desc.port)
+    assert not data_dir.exists(), "the temporary data directory is removed on stop"
+    await server.stop()  # idempotent
+
+
+@pytest.mark.anyio
+async def test_async_context_manager_and_given_directory(tmp_path: Path) -> None:
+    async with Server({"storage": {"directory": str(tmp_path / "data")}}) as server:
+        await server.create_bucket("kept")
+        assert server.config.storage.directory == str(tmp_path / "data")
+        assert server.config.storage.clean_slate is True  # the embedded default
+    assert (tmp_path / "data").is_dir(), "a directory the caller chose is not removed"
+
+
+@pytest.mark.anyio
+async def test_config_object_is_used_as_given(tmp_path: Path) -> None:
+    cfg = load_config(
+        {"server": {"port": 0, "address": "127.0.0.1", "region": "eu-west-3"},
+         "storage": {"directory": str(tmp_path)},
+         "auth": {"credentials": [{"access_key_id": "AK", "secret_access_key": "SK"}]}},
+        env={},
+    )
+    async with Server(cfg) as server:
+        assert server.config is cfg
+        desc = server.get_storage_descriptor()
+        assert (desc.access_key, desc.access_secret, desc.region) == ("AK", "SK", "eu-west-3")
+
+
+@pytest.mark.anyio
+async def test_two_servers_side_by_side() -> None:
+    async with Server() as a, Server() as b:
+        await a.create_bucket("only-in-a")
+        assert a.port != b.port
+        assert "only-in-a" not in await asyncio.to_thread(list_bucket_names, b.endpoint_url)
+
+
+def failing_factory(cfg: Config) -> Any:
+    """An app whose startup fails, to check a failed start is reported, not fatal."""
+    from starlette.applications import Starlette
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        raise RuntimeError("backend exploded")
+        yield
+
+    return Starlette(lifespan=lifespan)
+
+
+@pytest.mark.anyio
+async def test_failed_start_raises_without_exiting_the_host() -> None:
+    server = Server(app_factory=failing_factory)
+    with pytest.raises(RuntimeError, match="failed to start"):
+        await server.start()
+    assert not server.running
+
+
+def test_sync_in_process() -> None:
+    with SyncServer() as server:
+        assert server.create_bucket("embedded-sync") == {"name": "embedded-sync"}
+        desc = server.get_storage_descriptor()
+        client = boto3_client(desc)
+        assert "embedded-sync" in [b["Name"] for b in client.list_buckets()["Buckets"]]
+        client.head_bucket(Bucket="embedded-sync")
+    assert not server.running
+    assert not port_open(desc.port)
+
+
+def test_sync_create_and_start_forms() -> None:
+    server = Server.create_and_start_sync({"server": {"region": "ap-south-2"}})
+    try:
+        assert isinstance(server, SyncServer)
+        assert server.get_storage_descriptor().region == "ap-south-2"
+    finally:
+        server.stop()
+    server = SyncServer.create_and_start()
+    server.stop()
+    server.stop()
+
+
+# ---------------------------------------------------------------- subprocess
+
+
+@pytest.mark.anyio
+async def test_async_subprocess_mode() -> None:
+    server = await Server.create_and_start(subprocess=True)
+    try:
+        desc = server.get_storage_descriptor()
+        assert desc.port > 0 and port_open(desc.port)
+        assert await server.create_bucket("from-subprocess") == {"name": "from-subprocess"}
+        names = await asyncio.to_thread(list_bucket_names, desc.endpoint_url)
+        assert "from-subprocess" in names
+        data_dir = Path(server.config.storage.directory)
+        pid = server._proc.pid  # type: ignore[union-attr]
+    finally:
+        await server.stop()
+    assert not port_open(desc.port)
+    assert not data_dir.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_sync_subprocess_mode() -> None:
+    with SyncServer({"server": {"region": "eu-central-1"}}, subprocess=True) as server:
+        server.create_bucket("sync-sub")
+        desc = server.get_storage_descriptor()
+        assert desc.region == "eu-central-1"
+        boto3_client(desc).head_bucket(Bucket="sync-sub")
+    assert not port_open(desc.port)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+@contextlib.contextmanager
+def cli_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[Any, str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env or child_env(), cwd=ROOT,
+    )
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        if not LISTENING_RE.match(line):
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"no listening line: {line!r}\n{err}")
+        yield proc, line.strip()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_cli_port_zero_prints_listening_line_and_stops_on_sigterm(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with cli_server("--port", "0", "--address", "127.0.0.1", "--dir", str(data),
+                    "--region", "us-west-2") as (proc, line):
+        m = LISTENING_RE.match(line)
+        assert m and m.group(1) == "http" and m.group(2) == "127.0.0.1"
+        url = f"http://127.0.0.1:{m.group(3)}"
+        assert httpx.put(url + "/cli-bucket", timeout=10).status_code == 200
+        assert "cli-bucket" in list_bucket_names(url)
+        resp = httpx.get(url + "/cli-bucket?location", timeout=10)
+        assert "server" not in resp.headers and "date" in resp.headers
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) in (0, -signal.SIGTERM)
+    assert (data / "cli-bucket").is_dir()
+
+
+def test_cli_config_file_env_and_flags(tmp_path: Path) -> None:
+    conf = tmp_path / "shoal.toml"
+    conf.write_text(f'[storage]\ndirectory = "{tmp_path / "from-file"}"\n[server]\nport = 1\n')
+    env = child_env(SHOAL_CONFIG=str(conf), SHOAL_SERVER__ADDRESS="127.0.0.1")
+    with cli_server("--port", "0", env=env) as (_, line):
+        port = int(LISTENING_RE.match(line).group(3))  # type: ignore[union-attr]
+        assert httpx.put(f"http://127.0.0.1:{port}/bkt-one", timeout=10).status_code == 200
+    assert (tmp_path / "from-file" / "bkt-one").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--port", "70000"], {}, "server.port: expected an integer 0..65535"),
+        ([], {"SHOAL_SERVER__PORT": "abc"}, "SHOAL_SERVER__PORT"),
+        ([], {"SHOAL_CLUSTER__ERASURE__DAT_SHARDS": "3"}, "cluster.erasure.dat_shards"),
+        (["--config", "/nonexistent/shoal.toml"], {}, "not found"),
+        (["--tls-cert", "/nonexistent.pem"], {}, "server.tls"),
+    ],
+)
+def test_cli_bad_config_exits_2_without_traceback(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", *args],
+        capture_output=True, text=True, env=child_env(**env), cwd=ROOT, timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_cli_console_script_entry() -> None:
+    from app.cli import build_parser, main, overrides_from_args
+
+    args = build_parser().parse_args(
+        ["serve", "--port", "0", "--dir", "d", "--clean-slate", "--access-key", "k",
+         "--secret-key", "s", "--tls-cert", "c", "--tls-key", "k2", "--log-format", "json"]
+    )
+    assert overrides_from_args(args) == {
+        "server": {"port": 0, "tls": {"cert_file": "c", "key_file": "k2"}},
+        "storage": {"directory": "d", "clean_slate": True},
+        "auth": {"credentials": [{"access_key_id": "k", "secret_access_key": "s"}]},
+        "logging": {"format": "json"},
+    }
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--access-key", "only"])
+    assert info.value.code == 2
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a cert")
+def test_cli_https(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    cfg = {"server": {"tls": {"cert_file": str(cert), "key_file": str(key)}}}
+    with SyncServer(cfg, subprocess=True) as server:
+        desc = server.get_storage_descriptor()
+        assert desc.use_ssl and desc.endpoint_url.startswith("https://")
+        server.create_bucket("over-tls")
+        resp = httpx.get(desc.endpoint_url + "/", verify=False, timeout=10)
+        assert "over-tls" in resp.text
+
+
+# ---------------------------------------------------------------- uvicorn entry
+
+
+@pytest.mark.parametrize("factory_flag", [["--factory"], []])
+def test_uvicorn_app_factory(tmp_path: Path, factory_flag: list[str]) -> None:
+    env = child_env(SHOAL_STORAGE__DIRECTORY=str(tmp_path / "d"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app:create_app", *factory_flag,
+         "--host", "127.0.0.1", "--port", "0", "--log-level", "info"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path,
+    )
+    try:
+        port = None
+        for line in proc.stderr:  # type: ignore[union-attr]
+            m = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            if m:
+                port = int(m.group(1))
+                break
+        assert port, "uvicorn did not start"
+        assert httpx.put(f"http://127.0.0.1:{port}/via-uvicorn", timeout=10).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert (tmp_path / "d" / "via-uvicorn").is_dir()
+
+
+# ---------------------------------------------------------------- pytest plugin
+
+
+def test_pytest_plugin_fixtures(tmp_path: Path) -> None:
+    """Run a small suite in a child pytest with only the plugin loaded (explicitly, so
+    the test is the same whether or not shoal's entry point is installed)."""
+    pytest.importorskip("boto3")
+    (tmp_path / "test_user.py").write_text(textwrap.dedent("""
+        BUCKETS = []
+
+        def test_fixtures(shoal_server, shoal_descriptor, shoal_s3_client, shoal_bucket):
+            assert shoal_descriptor == shoal_server.get_storage_descriptor()
+            shoal_s3_client.put_object(Bucket=shoal_bucket, Key="k", Body=b"hello")
+            got = shoal_s3_client.get_object(Bucket=shoal_bucket, Key="k")["Body"].read()
+            assert got == b"hello"
+            BUCKETS.append(shoal_bucket)
+
+        def test_fresh_bucket_per_test(shoal_s3_client, shoal_bucket):
+            assert shoal_bucket not in BUCKETS
+            names = [b["Name"] for b in shoal_s3_client.list_buckets()["Buckets"]]
+            assert BUCKETS[0] not in names, "the previous test's bucket was deleted"
+            assert shoal_bucket in names
+    """))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "app.pytest_plugin", "-p", "no:cacheprovider",
+         "test_user.py"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env=child_env(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout
