@@ -1,0 +1,39 @@
+# shoal: `make run` serves on http://127.0.0.1:3000 (data in ./data); `make test` runs
+# the whole suite. Both create .venv on first use; only python3 >= 3.11 is needed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv run test lint bench clean
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "shoal needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+	  echo "'$(PYTHON) -m venv' failed; on Debian/Ubuntu install the python3-venv package" >&2; exit 1; }
+
+# Re-install only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	@touch $(STAMP)
+
+run: venv
+	$(BIN)/shoal serve --address 127.0.0.1 --port 3000 --dir ./data
+
+test: venv
+	$(BIN)/python -m pytest -n auto
+
+lint: venv
+	$(BIN)/ruff check .
+
+bench: venv
+	@if [ -f bench/run.py ]; then $(BIN)/python bench/run.py; else $(BIN)/python -m bench; fi
+
+# ./data (what `make run` stored) is left alone on purpose.
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
