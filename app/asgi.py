@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import app.handlers  # noqa: F401  (registers every operation handler)
+from app.body import unread_body
 from app.context import RequestContext
 from app.dispatch import resolve
 from app.errors import InternalError, S3Error, from_storage
@@ -30,7 +31,7 @@ from storage.errors import StorageError
 
 log = logging.getLogger("shoal")
 
-METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE"]
+METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
 
 
 def new_request_id() -> str:
@@ -59,8 +60,8 @@ def _lower_headers(request: Request) -> dict[str, str]:
 async def s3_endpoint(request: Request) -> Response:
     request_id = new_request_id()
     config: Config = request.app.state.config
+    headers = _lower_headers(request)
     try:
-        headers = _lower_headers(request)
         query = dict(request.query_params)
         op = resolve(
             request.method,
@@ -92,6 +93,8 @@ async def s3_endpoint(request: Request) -> Response:
         log.exception("internal error", extra={"request_id": request_id})
         response = error_response(InternalError(), request, request_id)
     response.headers["x-amz-request-id"] = request_id
+    if unread_body(request, headers):
+        response.headers["connection"] = "close"
     return response
 
 

@@ -57,6 +57,17 @@ async def raw_stream(request: Request, expected: int | None) -> AsyncIterator[by
         raise IncompleteBody() from exc
     if expected is not None and received < expected:
         raise IncompleteBody()
+    request.state.body_consumed = True
+
+
+def unread_body(request: Request, headers: dict[str, str]) -> bool:
+    """Whether the request announced a body that was never read.
+
+    Such a connection cannot be reused: with Expect: 100-continue the client never sends
+    the body, and without it the unread bytes would be parsed as the next request.
+    """
+    announced = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    return announced and not getattr(request.state, "body_consumed", False)
 
 
 class AwsChunkedDecoder:

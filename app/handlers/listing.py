@@ -62,18 +62,26 @@ def int_param(ctx: RequestContext, name: str, default: int, *, cap: int) -> int:
     return min(value, cap)
 
 
+_TOKEN_PREFIX = "1:"  # a format version, so tokens can change shape later
+
+
 def _token(last: str) -> str:
-    return base64.urlsafe_b64encode(last.encode("utf-8", "surrogatepass")).decode()
+    raw = (_TOKEN_PREFIX + last).encode("utf-8", "surrogatepass")
+    return base64.urlsafe_b64encode(raw).decode()
 
 
 def _untoken(token: str) -> str:
+    """The item a continuation token resumes after; opaque to clients."""
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
-    except (ValueError, UnicodeError, binascii.Error) as exc:
+        text = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeError, binascii.Error):
+        text = ""
+    if not text.startswith(_TOKEN_PREFIX):
         raise InvalidArgument(
             "The continuation token provided is incorrect",
             ArgumentName="continuation-token",
-        ) from exc
+        )
+    return text[len(_TOKEN_PREFIX) :]
 
 
 def _contents(page: ListPage, encode: Callable[[str], str], with_owner: bool) -> list[Node]:
@@ -124,14 +132,7 @@ async def list_objects_v2(ctx: RequestContext) -> Response:
     prefix, delimiter = ctx.query.get("prefix", ""), ctx.query.get("delimiter", "")
     token = ctx.query.get("continuation-token")
     start_after = ctx.query.get("start-after", "")
-    if token is not None:
-        if token == "":
-            raise InvalidArgument(
-                "The continuation token provided is incorrect", ArgumentName="continuation-token"
-            )
-        after = _untoken(token)
-    else:
-        after = start_after
+    after = _untoken(token) if token is not None else start_after
     page = await ctx.backend.list_objects(
         ctx.bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
     )

@@ -1,0 +1,147 @@
+"""Malformed requests get the S3 error AWS returns, and stored data stays as it was."""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.integration.conftest import error_code
+
+BOMB = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<Delete><Object><Key>&lol3;</Key></Object></Delete>"""
+EXTERNAL = b"""<?xml version="1.0"?>
+<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><Delete><Object><Key>&x;</Key></Object></Delete>"""
+
+
+@pytest.fixture
+def stored(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="precious", Body=b"keep me")
+    yield bucket
+    assert s3.get_object(Bucket=bucket, Key="precious")["Body"].read() == b"keep me"
+
+
+@pytest.mark.parametrize("body", [b"<Delete><Object>", b"not xml at all", BOMB, EXTERNAL, b""])
+def test_bad_delete_xml(http, stored, body):
+    response = http.post(f"/{stored}?delete", content=body, headers={"Content-MD5": _md5(body)})
+    assert response.status_code == 400
+    assert "<Code>MalformedXML</Code>" in response.text
+
+
+def test_delete_objects_requires_integrity_header(http, stored):
+    body = b"<Delete><Object><Key>precious</Key></Object></Delete>"
+    response = http.post(f"/{stored}?delete", content=body)
+    assert response.status_code == 400 and "InvalidRequest" in response.text
+    response = http.post(f"/{stored}?delete", content=body, headers={"Content-MD5": _md5(b"x")})
+    assert response.status_code == 400 and "BadDigest" in response.text
+
+
+def test_delete_objects_limit(http, stored):
+    body = b"<Delete>" + b"<Object><Key>k</Key></Object>" * 1001 + b"</Delete>"
+    response = http.post(f"/{stored}?delete", content=body, headers={"Content-MD5": _md5(body)})
+    assert response.status_code == 400 and "MalformedXML" in response.text
+
+
+def test_bad_complete_xml(s3, http, stored):
+    upload = s3.create_multipart_upload(Bucket=stored, Key="mp")["UploadId"]
+    for body in (
+        b"<CompleteMultipartUpload>",
+        BOMB,
+        b"<CompleteMultipartUpload></CompleteMultipartUpload>",
+        b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber></Part>"
+        b"</CompleteMultipartUpload>",
+    ):
+        response = http.post(f"/{stored}/mp?uploadId={upload}", content=body)
+        assert response.status_code == 400 and "MalformedXML" in response.text
+    s3.abort_multipart_upload(Bucket=stored, Key="mp", UploadId=upload)
+
+
+def test_truncated_body_leaves_old_object(endpoint, s3, stored):
+    """A client that promises 1000 bytes and hangs up after 10 stores nothing."""
+    url = urlsplit(endpoint)
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.sendall(
+            f"PUT /{stored}/precious HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            "Content-Length: 1000\r\n\r\n".encode()
+            + b"0123456789"
+        )
+    # The server notices the disconnect; the previous object must be untouched.
+    assert s3.get_object(Bucket=stored, Key="precious")["Body"].read() == b"keep me"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stored).get("Contents", [])]
+    assert keys == ["precious"]
+
+
+def test_missing_content_length(endpoint, stored):
+    url = urlsplit(endpoint)
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.sendall(
+            f"PUT /{stored}/precious HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".encode()
+        )
+        reply = sock.recv(65536).decode()
+    assert reply.startswith("HTTP/1.1 411") and "MissingContentLength" in reply
+
+
+def test_bad_chunk_framing(http, stored):
+    headers = {
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "content-encoding": "aws-chunked",
+        "x-amz-decoded-content-length": "5",
+    }
+    for body in (b"zz\r\nhello\r\n0\r\n\r\n", b"5\r\nhelloEXTRA\r\n0\r\n\r\n", b"5\r\nhel"):
+        response = http.put(f"/{stored}/precious", content=body, headers=headers)
+        assert response.status_code == 400, body
+
+
+def test_unknown_trailer_and_checksum_headers(http, stored):
+    response = http.put(
+        f"/{stored}/precious", content=b"x", headers={"x-amz-checksum-crc32": "not base64"}
+    )
+    assert response.status_code == 400 and "InvalidRequest" in response.text
+    response = http.put(
+        f"/{stored}/precious",
+        content=b"x",
+        headers={"x-amz-checksum-crc32": "AAAAAA==", "x-amz-checksum-sha1": "x"},
+    )
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["max-keys=-1", "max-keys=abc", "encoding-type=base64", "list-type=2&continuation-token=%%%"],
+)
+def test_bad_list_parameters(http, stored, query):
+    response = http.get(f"/{stored}?{query}")
+    assert response.status_code == 400 and "InvalidArgument" in response.text
+
+
+def test_unknown_upload_and_part_numbers(s3, stored):
+    with pytest.raises(ClientError) as info:
+        s3.upload_part(Bucket=stored, Key="k", UploadId="nope", PartNumber=1, Body=b"x")
+    assert error_code(info.value) == "NoSuchUpload"
+    upload = s3.create_multipart_upload(Bucket=stored, Key="k")["UploadId"]
+    with pytest.raises(ClientError) as info:
+        s3.complete_multipart_upload(
+            Bucket=stored,
+            Key="k",
+            UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": 7, "ETag": '"abc"'}]},
+        )
+    assert error_code(info.value) == "InvalidPart"
+    s3.abort_multipart_upload(Bucket=stored, Key="k", UploadId=upload)
+
+
+def test_method_not_allowed(http, stored):
+    assert http.post(f"/{stored}").status_code == 405
+    assert http.request("PATCH", f"/{stored}/precious").status_code == 405
+
+
+def _md5(body: bytes) -> str:
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.md5(body).digest()).decode()
