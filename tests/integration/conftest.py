@@ -3,19 +3,83 @@ boto3 clients in both checksum modes, a raw HTTP client for malformed requests."
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
+import socket
+import ssl
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import httpx
 import pytest
 from botocore.config import Config as BotoConfig
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
-def make_client(descriptor: Any, **config: Any) -> Any:
+def make_certificate(directory: Path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and *.localhost (the test's own CA)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shoal test")])
+    now = dt.datetime.now(dt.UTC)
+    alt = [
+        x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
+        x509.DNSName("localhost"),
+        x509.DNSName("*.localhost"),
+    ]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session", params=["http", "https"])
+def shoal_config(request: pytest.FixtureRequest, tls_files: tuple[str, str]) -> dict:
+    """Every integration test runs over plain HTTP and over HTTPS (where boto3 sends
+    its checksums as aws-chunked trailers)."""
+    if request.param == "http":
+        return {}
+    return {"server": {"tls": {"cert_file": tls_files[0], "key_file": tls_files[1]}}}
+
+
+@pytest.fixture(scope="session")
+def verify(shoal_descriptor: Any, tls_files: tuple[str, str]) -> str | bool:
+    return tls_files[0] if shoal_descriptor.use_ssl else True
+
+
+def make_client(descriptor: Any, verify: str | bool = True, **config: Any) -> Any:
     return boto3.client(
         "s3",
+        verify=verify,
         endpoint_url=descriptor.endpoint_url,
         aws_access_key_id=descriptor.access_key,
         aws_secret_access_key=descriptor.access_secret,
@@ -25,16 +89,17 @@ def make_client(descriptor: Any, **config: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def s3(shoal_descriptor: Any) -> Any:
+def s3(shoal_descriptor: Any, verify: str | bool) -> Any:
     """boto3 with its defaults (checksums when supported: aws-chunked trailers)."""
-    return make_client(shoal_descriptor)
+    return make_client(shoal_descriptor, verify)
 
 
 @pytest.fixture(scope="session")
-def s3_required(shoal_descriptor: Any) -> Any:
+def s3_required(shoal_descriptor: Any, verify: str | bool) -> Any:
     """boto3 sending checksums only where an operation requires them."""
     return make_client(
         shoal_descriptor,
+        verify,
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
@@ -70,11 +135,37 @@ def endpoint(shoal_descriptor: Any) -> str:
     return shoal_descriptor.endpoint_url
 
 
+def ssl_context(verify: str | bool) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+
+
 @pytest.fixture
-def http(endpoint: str) -> Iterator[httpx.Client]:
+def http(endpoint: str, verify: str | bool) -> Iterator[httpx.Client]:
     """Raw HTTP for requests no SDK would send."""
-    with httpx.Client(base_url=endpoint, timeout=30) as client:
+    with httpx.Client(base_url=endpoint, timeout=30, verify=ssl_context(verify)) as client:
         yield client
+
+
+@pytest.fixture
+def raw(endpoint: str, verify: str | bool) -> Callable[[bytes], str]:
+    """Send bytes on a fresh connection (TLS where the server uses it) and return all
+    the server answered before closing, for framing no HTTP client would produce."""
+    url = urlsplit(endpoint)
+
+    def exchange(payload: bytes, *, hang_up: bool = False) -> str:
+        sock: socket.socket = socket.create_connection((url.hostname, url.port), timeout=10)
+        if url.scheme == "https":
+            sock = ssl_context(verify).wrap_socket(sock, server_hostname=url.hostname)
+        with sock:
+            sock.sendall(payload.replace(b"{host}", url.netloc.encode()))
+            if hang_up:
+                return ""
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+        return received.decode("latin-1")
+
+    return exchange
 
 
 def error_code(exc: Any) -> str:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-from urllib.parse import urlsplit
-
 import pytest
 from botocore.exceptions import ClientError
 
@@ -60,30 +57,37 @@ def test_bad_complete_xml(s3, http, stored):
     s3.abort_multipart_upload(Bucket=stored, Key="mp", UploadId=upload)
 
 
-def test_truncated_body_leaves_old_object(endpoint, s3, stored):
+def test_truncated_body_leaves_old_object(raw, s3, stored):
     """A client that promises 1000 bytes and hangs up after 10 stores nothing."""
-    url = urlsplit(endpoint)
-    with socket.create_connection((url.hostname, url.port)) as sock:
-        sock.sendall(
-            f"PUT /{stored}/precious HTTP/1.1\r\nHost: {url.netloc}\r\n"
-            "Content-Length: 1000\r\n\r\n".encode()
-            + b"0123456789"
-        )
-    # The server notices the disconnect; the previous object must be untouched.
+    raw(
+        f"PUT /{stored}/precious HTTP/1.1\r\nHost: {{host}}\r\n".encode()
+        + b"Content-Length: 1000\r\n\r\n0123456789",
+        hang_up=True,
+    )
     assert s3.get_object(Bucket=stored, Key="precious")["Body"].read() == b"keep me"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stored).get("Contents", [])]
     assert keys == ["precious"]
 
 
-def test_missing_content_length(endpoint, stored):
-    url = urlsplit(endpoint)
-    with socket.create_connection((url.hostname, url.port)) as sock:
-        sock.sendall(
-            f"PUT /{stored}/precious HTTP/1.1\r\nHost: {url.netloc}\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".encode()
-        )
-        reply = sock.recv(65536).decode()
+def test_missing_content_length(raw, stored):
+    reply = raw(
+        f"PUT /{stored}/precious HTTP/1.1\r\nHost: {{host}}\r\n".encode()
+        + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    )
     assert reply.startswith("HTTP/1.1 411") and "MissingContentLength" in reply
+
+
+def test_expect_continue(raw, stored):
+    """Expect: 100-continue uploads are refused before the body is sent, or invited."""
+    request = (
+        "PUT /{bucket}/fresh HTTP/1.1\r\nHost: {{host}}\r\nContent-Length: 5\r\n"
+        "Expect: 100-continue\r\nConnection: close\r\n\r\n"
+    )
+    reply = raw(request.format(bucket="no-such-bucket-x").encode())
+    assert reply.startswith("HTTP/1.1 404") and "NoSuchBucket" in reply
+    assert "100 Continue" not in reply
+    reply = raw(request.format(bucket=stored).encode() + b"hello")
+    assert reply.startswith("HTTP/1.1 100 Continue") and "HTTP/1.1 200 OK" in reply
 
 
 def test_bad_chunk_framing(http, stored):
