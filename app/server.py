@@ -131,13 +131,9 @@ def uvicorn_config(app: Any, cfg: Config, *, embedded: bool) -> uvicorn.Config:
     headers trusted, no Server header, a Date header; HTTPS when server.tls is set."""
     quiet = cfg.server.silent or not cfg.logging.enabled
     level = "critical" if quiet else _UVICORN_LEVELS[cfg.logging.level]
-    if embedded:
-        # Leave the host process's logging alone; failures still reach stderr through
-        # logging's last-resort handler and the error raised by Server.start().
-        log_config = None
-        level = "critical" if quiet else level
-    else:
-        log_config = _cli_log_config(cfg)
+    # Embedded: leave the host process's logging alone; failures still reach stderr
+    # through logging's last-resort handler and the error raised by Server.start().
+    log_config = None if embedded else _cli_log_config(cfg)
     tls = cfg.server.tls
     return uvicorn.Config(
         app,

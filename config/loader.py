@@ -49,7 +49,9 @@ def load_config(
     SHOAL_<SECTION>__<KEY> variables < `overrides`. A Config given as `overrides` is
     validated and returned as is (no file or environment is read)."""
     if isinstance(overrides, Config):
-        validate(overrides)
+        # Re-apply every field onto the defaults so hand-built sections get the same
+        # checks as any other source; the caller's object is returned unchanged.
+        validate(_apply_section(Config(), overrides, "", ""))
         return overrides
     env = os.environ if env is None else env
     cfg = Config()
@@ -156,8 +158,8 @@ def _apply_section(obj: Any, data: Any, path: str, origin: str) -> Any:
             data = json.loads(data.raw)
         except ValueError:
             data = None
-    if isinstance(data, cls):
-        return data
+    if isinstance(data, cls):  # a hand-built section: check it field by field too
+        data = {f.name: getattr(data, f.name) for f in dataclasses.fields(cls)}
     if not isinstance(data, Mapping):
         raise ConfigError(
             f"{path or 'config'}: expected a table of settings, got {_show(data)}{_suffix(origin)}",
@@ -245,8 +247,7 @@ def _credentials(value: Any, path: str, origin: str, fail: Any) -> list[Credenti
     for i, item in enumerate(value):
         ipath = f"{path}[{i}]"
         if isinstance(item, Credential):
-            out.append(item)
-            continue
+            item = dataclasses.asdict(item)
         if not isinstance(item, Mapping):
             raise ConfigError(
                 f"{ipath}: expected a table with access_key_id and secret_access_key, "

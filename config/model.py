@@ -325,7 +325,8 @@ class ClusterConfig:
 @dataclass(frozen=True)
 class Config:
     """The whole configuration. Build it with `load_config`, derive variants with
-    `replace`; constructing sections by hand skips validation."""
+    `replace`. Sections built by hand are checked when the Config passes through
+    `load_config(cfg)`, as the embedded Server does."""
 
     server: ServerConfig = setting(factory=ServerConfig)
     storage: StorageConfig = setting(factory=StorageConfig)

@@ -362,3 +362,15 @@ def test_pytest_plugin_fixtures(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 passed" in proc.stdout
+
+
+def test_package_exports() -> None:
+    import app
+    from app.asgi import create_app
+
+    assert app.create_app is create_app
+    assert (app.Server, app.SyncServer, app.StorageDescriptor) == (
+        Server, SyncServer, StorageDescriptor,
+    )
+    with pytest.raises(AttributeError):
+        app.nothing_here  # noqa: B018

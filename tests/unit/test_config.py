@@ -332,3 +332,14 @@ def test_readme_and_example_document_every_key() -> None:
         assert f"`{env_name(key)}`" in readme, key
         leaf = key.rsplit(".", 1)[-1]
         assert re.search(rf"^# (\[\[.*\]\]|{leaf} = )", example, re.M), key
+
+
+def test_hand_built_config_is_checked_by_load_config() -> None:
+    from config import ServerConfig
+
+    bad = Config(server=ServerConfig(port=-1))
+    with pytest.raises(ConfigError, match=r"^server\.port:"):
+        load_config(bad)
+    good = Config(server=ServerConfig(port=0))
+    assert load_config(good) is good
+    assert load().replace(server=ServerConfig(port=5)).server.port == 5
