@@ -185,3 +185,39 @@ def test_sigkill_during_overwrites_never_tears(tmp_path: Path) -> None:
     ]
     assert stray == []
     assert os.path.isdir(tmp_path / "data")
+
+
+def test_restart_keeps_objects_and_uploads_in_progress(tmp_path: Path) -> None:
+    node = Node(tmp_path / "data")
+    node.start()
+    try:
+        s3 = node.client()
+        s3.create_bucket(Bucket="keep")
+        s3.put_object(Bucket="keep", Key="obj", Body=b"survives", Metadata={"m": "1"})
+        upload = s3.create_multipart_upload(Bucket="keep", Key="mp")["UploadId"]
+        first = s3.upload_part(
+            Bucket="keep", Key="mp", UploadId=upload, PartNumber=1, Body=b"a" * PART
+        )["ETag"]
+        node.proc.terminate()  # type: ignore[union-attr]
+        node.proc.wait()  # type: ignore[union-attr]
+        node.start()
+        s3 = node.client()
+        got = s3.get_object(Bucket="keep", Key="obj")
+        assert got["Body"].read() == b"survives" and got["Metadata"] == {"m": "1"}
+        assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="keep")["Uploads"]] == [
+            upload
+        ]
+        second = s3.upload_part(Bucket="keep", Key="mp", UploadId=upload, PartNumber=2, Body=b"b")[
+            "ETag"
+        ]
+        s3.complete_multipart_upload(
+            Bucket="keep",
+            Key="mp",
+            UploadId=upload,
+            MultipartUpload={
+                "Parts": [{"PartNumber": 1, "ETag": first}, {"PartNumber": 2, "ETag": second}]
+            },
+        )
+        assert s3.get_object(Bucket="keep", Key="mp")["ContentLength"] == PART + 1
+    finally:
+        node.kill()
