@@ -374,3 +374,36 @@ def test_package_exports() -> None:
     )
     with pytest.raises(AttributeError):
         app.nothing_here  # noqa: B018
+
+
+def test_cli_busy_port_exits_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "app.cli", "serve", "--address", "127.0.0.1",
+             "--port", str(port), "--dir", str(tmp_path)],
+            capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=60,
+        )
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_exit_with_parent_stops_when_stdin_closes(tmp_path: Path) -> None:
+    """What keeps a subprocess-mode server from outliving a parent that was killed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--address", "127.0.0.1", "--port", "0",
+         "--dir", str(tmp_path), "--silent", "--exit-with-parent"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(), cwd=ROOT,
+    )
+    try:
+        assert LISTENING_RE.match(proc.stdout.readline())  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
