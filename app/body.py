@@ -275,9 +275,16 @@ def upload_body(
     return stream, integrity
 
 
-async def read_small(request: Request, limit: int) -> bytes:
-    """A bounded body (XML or policy documents), verified against Content-MD5/checksums."""
+async def read_small(request: Request, limit: int, *, object_checksums: bool = False) -> bytes:
+    """A bounded body (XML or policy documents), verified against Content-MD5/checksums.
+
+    With `object_checksums` the request's x-amz-checksum-* headers describe the object
+    being made (CompleteMultipartUpload), not this body, so they are left alone here.
+    """
     headers = {k.lower(): v for k, v in request.headers.items()}
+    if object_checksums:
+        headers = {k: v for k, v in headers.items() if not checksums.algorithm_of_header(k)}
+        headers.pop("x-amz-sdk-checksum-algorithm", None)
     stream, integrity = upload_body(request, headers, default_algorithm=None, max_size=limit)
     body = bytearray()
     async for chunk in stream:

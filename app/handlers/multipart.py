@@ -130,7 +130,9 @@ async def _stored_parts(ctx: RequestContext, upload_id: str) -> dict[int, PartIn
 async def complete_multipart_upload(ctx: RequestContext) -> Response:
     upload_id = ctx.query.get("uploadId", "")
     upload = await ctx.backend.get_upload(ctx.bucket, ctx.key, upload_id)
-    parts = _completed_parts(await read_small(ctx.request, MAX_COMPLETE_BODY))
+    parts = _completed_parts(
+        await read_small(ctx.request, MAX_COMPLETE_BODY, object_checksums=True)
+    )
     write = object_write({}, max_metadata_size=0)
     conditional_write(ctx, write)
     algorithm = upload.checksum_algorithm
