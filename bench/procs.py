@@ -1,0 +1,227 @@
+"""Subprocess plumbing for the benchmarks: servers, client runs, CPU pinning, cleanup.
+
+Every process started here is registered and stopped by `stop_all()` (run.py calls it
+in a `finally`, also on Ctrl-C). Servers run in their own session so a terminal's Ctrl-C
+reaches only the orchestrator, which then stops them in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH_DIR)
+PYTHON = sys.executable
+LISTEN_RE = re.compile(r"listening on http://([\d.]+):(\d+)")
+
+_live: list[subprocess.Popen[bytes]] = []
+
+
+def cpu_plan(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, client CPUs): one core each when there are at least two."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pin or len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, {cpus[1]}
+
+
+def _preexec(cpus: set[int] | None) -> Callable[[], None] | None:
+    if cpus is None:
+        return None
+
+    def pin() -> None:
+        os.sched_setaffinity(0, cpus)
+
+    return pin
+
+
+def spawn(argv: list[str], *, cpus: set[int] | None, log_path: str | None,
+          new_session: bool = True) -> subprocess.Popen[bytes]:
+    """Start a registered child; output goes to `log_path` (never to a pipe we might
+    not drain)."""
+    out: Any = subprocess.DEVNULL
+    if log_path is not None:
+        out = open(log_path, "ab")  # noqa: SIM115 (handed to the child)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    try:
+        proc = subprocess.Popen(
+            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=new_session, preexec_fn=_preexec(cpus), env=env,
+        )
+    finally:
+        if log_path is not None:
+            out.close()
+    _live.append(proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL after `grace` seconds."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    if proc in _live:
+        _live.remove(proc)
+
+
+def stop_all() -> None:
+    for proc in list(_live):
+        try:
+            stop(proc, grace=5.0)
+        except Exception as e:  # keep stopping the others
+            print(f"bench: could not stop pid {proc.pid}: {e}", file=sys.stderr)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tail(path: str, n: int = 2000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - n))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class Server:
+    """A server subprocess that announces `... listening on http://HOST:PORT`."""
+
+    def __init__(self, name: str, argv: list[str], log_path: str, cpus: set[int] | None) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.cpus = cpus
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 30.0) -> Server:
+        offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+        self.proc = spawn(self.argv, cpus=self.cpus, log_path=self.log_path)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                m = LISTEN_RE.search(f.read().decode(errors="replace"))
+            if m:
+                self.host, self.port = m.group(1), int(m.group(2))
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{tail(self.log_path)}"
+                )
+            time.sleep(0.01)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not announce itself in {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def shoal_argv(data_dir: str, port: int = 0) -> list[str]:
+    return [PYTHON, "-m", "app.cli", "serve", "--address", "127.0.0.1", "--port", str(port),
+            "--dir", data_dir]
+
+
+def baseline_argv(data_dir: str, port: int = 0) -> list[str]:
+    return [PYTHON, os.path.join(BENCH_DIR, "baseline.py"), "--address", "127.0.0.1",
+            "--port", str(port), "--dir", data_dir]
+
+
+def null_argv(port: int = 0) -> list[str]:
+    return [PYTHON, os.path.join(BENCH_DIR, "nullserver.py"), "--port", str(port)]
+
+
+def run_client(server: Server, ops: list[dict[str, Any]], *, cpus: set[int] | None,
+               timeout: float, during: Callable[[], None] | None = None
+               ) -> list[dict[str, Any]]:
+    """Run bench/client.py against `server` with `ops`; returns one result per op.
+    `during`, if given, is called once the client is running (e.g. to start a sampler)."""
+    spec = json.dumps({"host": server.host, "port": server.port, "ops": ops})
+    proc = subprocess.Popen(
+        [PYTHON, os.path.join(BENCH_DIR, "client.py"), spec], cwd=REPO,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=_preexec(cpus),
+    )
+    _live.append(proc)
+    try:
+        if during is not None:
+            during()
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"client timed out after {timeout}s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc in _live:
+            _live.remove(proc)
+    if proc.returncode != 0:
+        raise RuntimeError(f"client failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return list(json.loads(out))
+
+
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and all its descendants (via /proc/*/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def rss_bytes(pid: int) -> int:
+    """VmRSS summed over the process tree rooted at `pid` (0 if gone)."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+    return total

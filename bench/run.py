@@ -1,0 +1,394 @@
+"""shoal benchmark suite: shoal against a minimal uvicorn baseline, side by side.
+
+`python bench/run.py [--quick]` starts each server as a subprocess on 127.0.0.1 (port 0),
+drives it from a separate client process (bench/client.py), and prints a table of
+shoal, baseline and shoal/baseline with PASS/SHORT against the targets; the figures
+also go to bench/results.json. With two or more CPUs the server is pinned to one core
+and the client to another. All data lives in one tempfile.mkdtemp() directory, removed
+at the end; every child process is stopped even on Ctrl-C or an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import memory
+import procs
+
+MiB = 1 << 20
+SMALL = 4096
+LIST_KEYS = 10_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    duration: float
+    warmup: float
+    max_ops: int
+    big: int
+    ranges: int
+    list_keys: int
+    startups: int
+
+
+FULL = Plan(duration=4.0, warmup=0.5, max_ops=200_000, big=1024 * MiB, ranges=500,
+            list_keys=LIST_KEYS, startups=5)
+QUICK = Plan(duration=2.0, warmup=0.3, max_ops=100_000, big=256 * MiB, ranges=200,
+             list_keys=LIST_KEYS, startups=5)
+
+
+# ---------------------------------------------------------------- measurements
+
+
+Step = tuple[str, Callable[[procs.Server, Callable[..., list[dict[str, Any]]]], Any]]
+
+
+def steps(plan: Plan) -> list[Step]:
+    """The measurements, in order; each is run against every server before the next one
+    starts, so both see the same background load and the same disk state."""
+    small = {"bucket": "bench", "size": SMALL, "duration": plan.duration,
+             "warmup": plan.warmup, "max_ops": plan.max_ops}
+    out: list[Step] = []
+
+    def buckets(server: procs.Server, client: Callable[..., list[dict[str, Any]]]) -> Any:
+        for r in client([{"op": "bucket", "bucket": "bench"}, {"op": "bucket", "bucket": "lst"}]):
+            if r.get("status") != 200:
+                raise RuntimeError(f"{server.name}: cannot create buckets: {r}")
+        return None
+
+    out.append(("buckets", buckets))
+    for conc in (16, 64):
+        out.append((f"put4k_c{conc}", lambda s, client, c=conc: client(
+            [{"op": "small_put", "concurrency": c, **small}])[0]))
+    for conc in (16, 64):
+        out.append((f"get4k_c{conc}", lambda s, client, c=conc: client(
+            [{"op": "small_get", "concurrency": c, "populate": c == 16, **small}])[0]))
+
+    def big(op: str) -> Callable[[procs.Server, Callable[..., Any]], Any]:
+        def run(server: procs.Server, client: Callable[..., Any]) -> Any:
+            spec = {"op": op, "bucket": "bench", "key": "big", "size": plan.big}
+            idle = procs.rss_bytes(server.pid)
+            sampler = memory.RssSampler(server.pid)
+            try:
+                result = client([spec], timeout=900, during=sampler.start)[0]
+            finally:
+                sampler.stop()
+            result["rss_idle"], result["rss_peak"] = idle, sampler.peak
+            return result
+
+        return run
+
+    out.append(("big_put", big("big_put")))
+    out.append(("big_get", big("big_get")))
+    out.append(("range_get", lambda s, client: client(
+        [{"op": "range_get", "bucket": "bench", "key": "big", "object_size": plan.big,
+          "count": plan.ranges, "max_seconds": 60}])[0]))
+    out.append(("populate", lambda s, client: client(
+        [{"op": "populate", "bucket": "lst", "n": plan.list_keys, "prefixes": 4,
+          "concurrency": 32}], timeout=900)[0]))
+    out.append(("list", lambda s, client: client(
+        [{"op": "list", "bucket": "lst", "style": "s3" if s.name == "shoal" else "plain",
+          "repeat": 3}], timeout=300)[0]))
+    return out
+
+
+def first_answer(port: int, deadline: float) -> bool:
+    """One attempt: connect and read an HTTP status line; False if not answering yet."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            s.settimeout(max(0.1, deadline - time.perf_counter()))
+            return s.recv(16).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
+def startup_once(argv: list[str], port: int, cpus: set[int] | None) -> float | None:
+    """Seconds from spawn to the first HTTP answer on `port` (chosen beforehand, so the
+    poll doesn't wait for the listening line); None if it never answers."""
+    t0 = time.perf_counter()
+    proc = procs.spawn(argv, cpus=cpus, log_path=None)
+    deadline = t0 + 20.0
+    try:
+        while time.perf_counter() < deadline:
+            if first_answer(port, deadline):
+                return time.perf_counter() - t0
+            if proc.poll() is not None:
+                return None
+            time.sleep(0.001)
+        return None
+    finally:
+        procs.stop(proc)
+
+
+def client_ceiling(work: str, plan: Plan, client_cpus: set[int] | None,
+                   server_cpus: set[int] | None) -> dict[str, Any]:
+    """The client's own ops/s limit, against a do-nothing server."""
+    server = procs.Server("null", procs.null_argv(), os.path.join(work, "null.log"), server_cpus)
+    small = {"bucket": "b", "size": SMALL, "duration": min(plan.duration, 2.0),
+             "warmup": 0.2, "max_ops": plan.max_ops * 2, "concurrency": 64}
+    with server:
+        put, get = procs.run_client(server, [{"op": "small_put", **small},
+                                             {"op": "small_get", "populate": False, **small}],
+                                    cpus=client_cpus, timeout=120)
+    return {"put4k_c64": put, "get4k_c64": get}
+
+
+# ---------------------------------------------------------------- report
+
+
+def _get(d: dict[str, Any] | None, *path: str) -> float | None:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d if isinstance(d, (int, float)) else None  # type: ignore[return-value]
+
+
+# (label, unit, path into a suite result, target: min ratio, or None; higher is better)
+ROWS: list[tuple[str, str, tuple[str, ...], float | None, bool]] = [
+    ("4 KiB PUT, 16 conns", "ops/s", ("put4k_c16", "ops_per_s"), 0.5, True),
+    ("4 KiB PUT, 64 conns", "ops/s", ("put4k_c64", "ops_per_s"), 0.5, True),
+    ("4 KiB GET, 16 conns", "ops/s", ("get4k_c16", "ops_per_s"), 0.6, True),
+    ("4 KiB GET, 64 conns", "ops/s", ("get4k_c64", "ops_per_s"), 0.6, True),
+    ("4 KiB PUT p50, 64 conns", "ms", ("put4k_c64", "p50_ms"), None, False),
+    ("4 KiB PUT p99, 64 conns", "ms", ("put4k_c64", "p99_ms"), None, False),
+    ("4 KiB GET p50, 64 conns", "ms", ("get4k_c64", "p50_ms"), None, False),
+    ("4 KiB GET p99, 64 conns", "ms", ("get4k_c64", "p99_ms"), None, False),
+    ("{big} PUT, 1 stream", "MB/s", ("big_put", "mb_per_s"), 0.6, True),
+    ("{big} GET, 1 stream", "MB/s", ("big_get", "mb_per_s"), 0.9, True),
+    ("1 MiB range GET p50", "ms", ("range_get", "p50_ms"), None, False),
+    ("1 MiB range GET p99", "ms", ("range_get", "p99_ms"), None, False),
+    ("list {keys} keys", "ms", ("list", "seconds"), None, False),
+    ("populate {keys} keys (32 conns)", "s", ("populate", "seconds"), None, False),
+    ("start to first answer (median)", "ms", ("startup", "median_ms"), None, False),
+]
+
+
+def build_rows(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+    rows = []
+    big = f"{plan.big // MiB} MiB" if plan.big != 1024 * MiB else "1 GiB"
+    for label, unit, path, target, higher in ROWS:
+        b = _get(results.get("baseline"), *path)
+        s = _get(results.get("shoal"), *path)
+        if path[0] == "list" and path[1] == "seconds":
+            b, s = (None if b is None else b * 1e3), (None if s is None else s * 1e3)
+        ratio = s / b if (s is not None and b) else None
+        verdict = ""
+        if target is not None:
+            verdict = "PASS" if ratio is not None and ratio >= target else "SHORT"
+        if path[0] == "startup":
+            verdict = "PASS" if s is not None and s < 300 else "SHORT"
+        rows.append({"metric": label.format(big=big, keys=f"{plan.list_keys:,}"), "unit": unit,
+                     "baseline": b, "shoal": s, "ratio": ratio,
+                     "target": (f">= {target:.1f}x" if target is not None else
+                                ("< 300 ms" if path[0] == "startup" else "")),
+                     "verdict": verdict, "higher_is_better": higher})
+    return rows
+
+
+def fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = f"{'metric':34} {'unit':6} {'baseline':>10} {'shoal':>10} {'ratio':>7}  target"
+    print(head)
+    print("-" * len(head) + "-" * 10)
+    for r in rows:
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        target = f"{r['target']} {r['verdict']}".strip()
+        print(f"{r['metric']:34} {r['unit']:6} {fmt(r['baseline']):>10} {fmt(r['shoal']):>10} "
+              f"{ratio:>7}  {target}")
+
+
+def notes(results: dict[str, Any], plan: Plan) -> list[str]:
+    out = []
+    meta = results["meta"]
+    load = max(meta["loadavg_start"][0], meta.get("loadavg_end", (0,))[0])
+    if load > 1.0:
+        out.append(f"WARNING: load average was {meta['loadavg_start'][0]:.1f} at the start and "
+                   f"{meta.get('loadavg_end', (0,))[0]:.1f} at the end on "
+                   f"{meta['cpus']} CPUs: other processes shared the machine, figures are noisy")
+    ceiling = results.get("client_ceiling", {})
+    cp, cg = _get(ceiling, "put4k_c64", "ops_per_s"), _get(ceiling, "get4k_c64", "ops_per_s")
+    if cp and cg:
+        out.append(f"client ceiling (do-nothing server, 64 conns): PUT {cp:,.0f} ops/s, "
+                   f"GET {cg:,.0f} ops/s")
+    for name in ("baseline", "shoal"):
+        res = results.get(name) or {}
+        cpu = [(k, _get(res, k, "client_cpu")) for k in
+               ("put4k_c16", "put4k_c64", "get4k_c16", "get4k_c64", "big_put", "big_get")]
+        shown = ", ".join(f"{k} {v:.0%}" for k, v in cpu if v is not None)
+        if shown:
+            out.append(f"client CPU use vs {name}: {shown}")
+        errs = {k: v.get("errors") or v.get("bad") or v.get("bad_length") or v.get("error")
+                for k, v in res.items() if isinstance(v, dict)}
+        errs = {k: v for k, v in errs.items() if v}
+        if errs:
+            out.append(f"ERRORS from {name}: {errs}")
+        peaks = [_get(res, k, "rss_peak") for k in ("big_put", "big_get")]
+        idle = _get(res, "big_put", "rss_idle")
+        if idle and all(peaks):
+            grow = max(p or 0 for p in peaks) - idle
+            out.append(f"{name} RSS during the big transfers: idle {idle / MiB:.0f} MiB, "
+                       f"peak growth {grow / MiB:.1f} MiB")
+        if "error" in res:
+            out.append(f"{name} FAILED: {res['error']}")
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="shoal vs. a minimal uvicorn baseline")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 s loops, 256 MiB big object, fewer range reads")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="don't pin the server and the client to separate cores")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the memory test")
+    parser.add_argument("--only", choices=["shoal", "baseline"],
+                        help="measure one server (no ratios)")
+    parser.add_argument("--json", default=os.path.join(procs.BENCH_DIR, "results.json"),
+                        help="where to write the figures (default bench/results.json)")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    server_cpus, client_cpus = procs.cpu_plan(not args.no_pin)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    work = tempfile.mkdtemp(prefix="shoal-bench-")
+    t_start = time.monotonic()
+
+    def log(msg: str) -> None:
+        print(f"[{time.monotonic() - t_start:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    results: dict[str, Any] = {
+        "meta": {
+            "mode": "quick" if args.quick else "full",
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "server_cpus": sorted(server_cpus) if server_cpus else None,
+            "client_cpus": sorted(client_cpus) if client_cpus else None,
+            "work_dir": work,
+            "plan": plan.__dict__,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "loadavg_start": os.getloadavg(),
+        }
+    }
+    servers = {"baseline": procs.baseline_argv, "shoal": procs.shoal_argv}
+    names = [args.only] if args.only else ["baseline", "shoal"]
+    try:
+        log("client ceiling against a do-nothing server")
+        results["client_ceiling"] = client_ceiling(work, plan, client_cpus, server_cpus)
+        running: list[procs.Server] = []
+        for name in names:
+            data = os.path.join(work, f"data-{name}")
+            os.makedirs(data)
+            log(f"{name}: starting")
+            server = procs.Server(name, servers[name](data), os.path.join(work, f"{name}.log"),
+                                  server_cpus)
+            try:
+                running.append(server.start())
+                results[name] = {}
+            except RuntimeError as e:
+                log(f"{name}: FAILED to start: {e}")
+                results[name] = {"error": str(e)}
+        for i, (step, fn) in enumerate(steps(plan)):
+            # Alternate who goes first, so slow drifts in background load even out.
+            for server in running if i % 2 == 0 else running[::-1]:
+                if "error" in results[server.name]:
+                    continue
+                log(f"{server.name}: {step}")
+
+                def client(ops: list[dict[str, Any]], timeout: float = 300, server: procs.Server
+                           = server, **kw: Any) -> list[dict[str, Any]]:
+                    return procs.run_client(server, ops, cpus=client_cpus, timeout=timeout, **kw)
+
+                try:
+                    r = fn(server, client)
+                except RuntimeError as e:
+                    log(f"{server.name}: {step} FAILED: {e}")
+                    r = {"error": str(e)}
+                    if step == "buckets":
+                        results[server.name]["error"] = str(e)
+                if r is not None:
+                    results[server.name][step] = r
+        for server in running:
+            server.stop()
+        log(f"start to first answer, {plan.startups} times each (alternating)")
+        times: dict[str, list[float]] = {n: [] for n in names if "error" not in results[n]}
+        for _ in range(plan.startups):
+            for name in times:
+                port = procs.free_port()
+                t = startup_once(servers[name](os.path.join(work, f"data-{name}"), port), port,
+                                 server_cpus)
+                if t is not None:
+                    times[name].append(t * 1e3)
+        for name, ts in times.items():
+            results[name]["startup"] = {"median_ms": statistics.median(ts) if ts else None,
+                                        "all_ms": ts, "failed": plan.startups - len(ts)}
+        for name in names:
+            shutil.rmtree(os.path.join(work, f"data-{name}"), ignore_errors=True)
+        if not args.skip_memory and "shoal" in names:
+            log(f"memory test: {plan.big // MiB} MiB PUT + GET through a fresh shoal")
+            try:
+                results["memory"] = memory.run_memory_test(work, plan.big,
+                                                           pin=not args.no_pin)
+            except RuntimeError as e:
+                results["memory"] = {"error": str(e)}
+    except KeyboardInterrupt:
+        log("interrupted; stopping servers")
+        return 130
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+
+    results["meta"]["loadavg_end"] = os.getloadavg()
+    rows = build_rows(results, plan)
+    results["rows"] = rows
+    print()
+    print(f"shoal benchmark ({results['meta']['mode']}; server on CPU "
+          f"{results['meta']['server_cpus']}, client on CPU {results['meta']['client_cpus']})")
+    print("baseline = minimal ASGI app on the same uvicorn settings (uvloop, httptools, "
+          "1 worker); its PUT writes a temp file, fsyncs it, renames it into place and "
+          "fsyncs the directory, i.e. the same durability shoal promises (shoal also "
+          "fsyncs a metadata record and computes MD5). Ratio = shoal / baseline.")
+    print()
+    print_table(rows)
+    print()
+    if "memory" in results:
+        mem = results["memory"]
+        print(memory.describe(mem) if "error" not in mem else f"memory test FAILED: {mem['error']}")
+    for line in notes(results, plan):
+        print(line)
+    with open(args.json, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"\nfigures written to {os.path.relpath(args.json)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
