@@ -7,7 +7,6 @@ import datetime as dt
 import ipaddress
 import socket
 import ssl
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -110,24 +109,16 @@ def any_s3(request: pytest.FixtureRequest, s3: Any, s3_required: Any) -> Any:
     return s3 if request.param == "when_supported" else s3_required
 
 
+@pytest.fixture(scope="session")
+def shoal_s3_client(s3: Any) -> Any:
+    """The plugin's fixtures (shoal_bucket) use the TLS-aware client."""
+    return s3
+
+
 @pytest.fixture
-def bucket(s3: Any) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:20]}"
-    s3.create_bucket(Bucket=name)
-    yield name
-    empty_bucket(s3, name)
-
-
-def empty_bucket(s3: Any, name: str) -> None:
-    try:
-        for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
-            s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-            for obj in page.get("Contents", []):
-                s3.delete_object(Bucket=name, Key=obj["Key"])
-        s3.delete_bucket(Bucket=name)
-    except Exception:  # best effort: the server may have been the thing under test
-        pass
+def bucket(shoal_bucket: str) -> str:
+    """A fresh bucket, emptied and deleted after the test (the plugin's own fixture)."""
+    return shoal_bucket
 
 
 @pytest.fixture(scope="session")
