@@ -42,18 +42,21 @@ class Plan:
     ranges: int
     list_keys: int
     startups: int
+    rounds: int
 
 
 FULL = Plan(duration=4.0, warmup=0.5, max_ops=200_000, big=1024 * MiB, ranges=500,
-            list_keys=LIST_KEYS, startups=5)
+            list_keys=LIST_KEYS, startups=5, rounds=3)
 QUICK = Plan(duration=2.0, warmup=0.3, max_ops=100_000, big=256 * MiB, ranges=200,
-             list_keys=LIST_KEYS, startups=5)
+             list_keys=LIST_KEYS, startups=5, rounds=1)
 
 
 # ---------------------------------------------------------------- measurements
 
 
-Step = tuple[str, Callable[[procs.Server, Callable[..., list[dict[str, Any]]]], Any]]
+#: (name, measurement, rounds); with several rounds the servers take turns and the
+#: round with the median figure is kept.
+Step = tuple[str, Callable[[procs.Server, Callable[..., list[dict[str, Any]]]], Any], int]
 
 
 def steps(plan: Plan) -> list[Step]:
@@ -69,13 +72,17 @@ def steps(plan: Plan) -> list[Step]:
                 raise RuntimeError(f"{server.name}: cannot create buckets: {r}")
         return None
 
-    out.append(("buckets", buckets))
+    out.append(("buckets", buckets, 1))
     for conc in (16, 64):
         out.append((f"put4k_c{conc}", lambda s, client, c=conc: client(
-            [{"op": "small_put", "concurrency": c, **small}])[0]))
+            [{"op": "small_put", "concurrency": c, **small}])[0], plan.rounds))
+    out.append(("get4k_keys", lambda s, client: client(
+        [{"op": "small_get", "concurrency": 1, "populate": True, **small,
+          "duration": 0.0, "warmup": 0.0}])[0], 1))
     for conc in (16, 64):
         out.append((f"get4k_c{conc}", lambda s, client, c=conc: client(
-            [{"op": "small_get", "concurrency": c, "populate": c == 16, **small}])[0]))
+            [{"op": "small_get", "concurrency": c, "populate": False, **small}])[0],
+            plan.rounds))
 
     def big(op: str) -> Callable[[procs.Server, Callable[..., Any]], Any]:
         def run(server: procs.Server, client: Callable[..., Any]) -> Any:
@@ -91,17 +98,17 @@ def steps(plan: Plan) -> list[Step]:
 
         return run
 
-    out.append(("big_put", big("big_put")))
-    out.append(("big_get", big("big_get")))
+    out.append(("big_put", big("big_put"), 1))
+    out.append(("big_get", big("big_get"), plan.rounds))
     out.append(("range_get", lambda s, client: client(
         [{"op": "range_get", "bucket": "bench", "key": "big", "object_size": plan.big,
-          "count": plan.ranges, "max_seconds": 60}])[0]))
+          "count": plan.ranges, "max_seconds": 60}])[0], 1))
     out.append(("populate", lambda s, client: client(
         [{"op": "populate", "bucket": "lst", "n": plan.list_keys, "prefixes": 4,
-          "concurrency": 32}], timeout=900)[0]))
+          "concurrency": 32}], timeout=900)[0], 1))
     out.append(("list", lambda s, client: client(
         [{"op": "list", "bucket": "lst", "style": "s3" if s.name == "shoal" else "plain",
-          "repeat": 3}], timeout=300)[0]))
+          "repeat": 3}], timeout=300)[0], 1))
     return out
 
 
@@ -114,6 +121,17 @@ def first_answer(port: int, deadline: float) -> bool:
             return s.recv(16).startswith(b"HTTP/1.")
     except OSError:
         return False
+
+
+def pick_median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median headline figure, with every round's figure attached."""
+    if len(rounds) == 1:
+        return rounds[0]
+    key = next((k for k in ("ops_per_s", "mb_per_s") if k in rounds[0]), None)
+    if key is None or any(key not in r for r in rounds):
+        return rounds[-1]
+    ordered = sorted(rounds, key=lambda r: r[key])
+    return {**ordered[len(ordered) // 2], "rounds": [r[key] for r in rounds]}
 
 
 def startup_once(argv: list[str], port: int, cpus: set[int] | None) -> float | None:
@@ -236,6 +254,11 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
                    f"GET {cg:,.0f} ops/s")
     for name in ("baseline", "shoal"):
         res = results.get(name) or {}
+        scpu = [(k, _get(res, k, "server_cpu")) for k in
+                ("put4k_c16", "put4k_c64", "get4k_c16", "get4k_c64", "big_put", "big_get")]
+        shown = ", ".join(f"{k} {v:.0%}" for k, v in scpu if v is not None)
+        if shown:
+            out.append(f"{name} server CPU use (all threads, 100% = one core): {shown}")
         cpu = [(k, _get(res, k, "client_cpu")) for k in
                ("put4k_c16", "put4k_c64", "get4k_c16", "get4k_c64", "big_put", "big_get")]
         shown = ", ".join(f"{k} {v:.0%}" for k, v in cpu if v is not None)
@@ -246,6 +269,11 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
         errs = {k: v for k, v in errs.items() if v}
         if errs:
             out.append(f"ERRORS from {name}: {errs}")
+        spread = [f"{k} " + "/".join(f"{v:,.0f}" for v in res[k]["rounds"])
+                  for k in ("put4k_c16", "put4k_c64", "get4k_c16", "get4k_c64", "big_get")
+                  if isinstance(res.get(k), dict) and "rounds" in res[k]]
+        if spread:
+            out.append(f"{name} rounds (median kept): " + ", ".join(spread))
         peaks = [_get(res, k, "rss_peak") for k in ("big_put", "big_get")]
         idle = _get(res, "big_put", "rss_idle")
         if idle and all(peaks):
@@ -279,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    # Even when started in the background (SIGINT ignored), `kill -INT` stops us cleanly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     work = tempfile.mkdtemp(prefix="shoal-bench-")
     t_start = time.monotonic()
 
@@ -316,26 +346,40 @@ def main(argv: list[str] | None = None) -> int:
             except RuntimeError as e:
                 log(f"{name}: FAILED to start: {e}")
                 results[name] = {"error": str(e)}
-        for i, (step, fn) in enumerate(steps(plan)):
-            # Alternate who goes first, so slow drifts in background load even out.
-            for server in running if i % 2 == 0 else running[::-1]:
-                if "error" in results[server.name]:
-                    continue
-                log(f"{server.name}: {step}")
+        for i, (step, fn, rounds) in enumerate(steps(plan)):
+            per_server: dict[str, list[dict[str, Any]]] = {}
+            for rnd in range(rounds):
+                # Take turns (and alternate who goes first), so drifts in background
+                # load hit both servers alike.
+                for server in running if (i + rnd) % 2 == 0 else running[::-1]:
+                    if "error" in results[server.name]:
+                        continue
+                    log(f"{server.name}: {step}" + (f" (round {rnd + 1}/{rounds})"
+                                                     if rounds > 1 else ""))
 
-                def client(ops: list[dict[str, Any]], timeout: float = 300, server: procs.Server
-                           = server, **kw: Any) -> list[dict[str, Any]]:
-                    return procs.run_client(server, ops, cpus=client_cpus, timeout=timeout, **kw)
+                    def client(ops: list[dict[str, Any]], timeout: float = 300,
+                               server: procs.Server = server, **kw: Any
+                               ) -> list[dict[str, Any]]:
+                        cpu0, t0 = procs.cpu_seconds(server.pid), time.perf_counter()
+                        out = procs.run_client(server, ops, cpus=client_cpus,
+                                               timeout=timeout, **kw)
+                        busy = procs.cpu_seconds(server.pid) - cpu0
+                        # Includes the client's ~0.1 s start-up, so slightly low.
+                        for o in out:
+                            o["server_cpu"] = busy / (time.perf_counter() - t0)
+                        return out
 
-                try:
-                    r = fn(server, client)
-                except RuntimeError as e:
-                    log(f"{server.name}: {step} FAILED: {e}")
-                    r = {"error": str(e)}
-                    if step == "buckets":
-                        results[server.name]["error"] = str(e)
-                if r is not None:
-                    results[server.name][step] = r
+                    try:
+                        r = fn(server, client)
+                    except RuntimeError as e:
+                        log(f"{server.name}: {step} FAILED: {e}")
+                        r = {"error": str(e)}
+                        if step == "buckets":
+                            results[server.name]["error"] = str(e)
+                    if r is not None:
+                        per_server.setdefault(server.name, []).append(r)
+            for name, rs in per_server.items():
+                results[name][step] = pick_median(rs)
         for server in running:
             server.stop()
         log(f"start to first answer, {plan.startups} times each (alternating)")
