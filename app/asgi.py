@@ -8,8 +8,9 @@ x-amz-request-id; every error is rendered here, once, as an S3 XML document.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
-import secrets
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -34,8 +35,12 @@ log = logging.getLogger("shoal")
 METHODS = ["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]
 
 
+_request_ids = itertools.count(int.from_bytes(os.urandom(4), "big") << 32)
+
+
 def new_request_id() -> str:
-    return secrets.token_hex(8).upper()
+    """Unique per process and cheap: a random start, then a counter (no syscall per call)."""
+    return f"{next(_request_ids) & 0xFFFFFFFFFFFFFFFF:016X}"
 
 
 def error_response(error: S3Error, request: Request, request_id: str) -> Response:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -42,8 +43,10 @@ from storage.backend import (
 )
 from storage.commit import Commit, TempArea, decide_and_apply, prepare, recover
 from storage.diskio import (
+    CHUNK,
     StripedLocks,
     fsync_dir,
+    fsync_path,
     object_lock_name,
     read_json,
     remove_empty_parents,
@@ -66,7 +69,15 @@ from storage.keys import KeyPath, is_inside, key_path
 from storage.listing import list_page, read_summary, uploads_page
 from storage.multipart import UploadStore, check_completion, multipart_etag, new_upload_id
 from storage.records import FORMAT, iso, meta_from_dict, meta_to_dict, now, parse_iso
-from storage.streams import FileObjectReader, Spooled, assemble, spool
+from storage.streams import (
+    FileObjectReader,
+    Spooled,
+    assemble,
+    prepend,
+    read_head,
+    spool,
+    write_unsynced,
+)
 from storage.walk import Walker
 
 log = logging.getLogger(__name__)
@@ -79,6 +90,10 @@ def _no_bucket() -> NoSuchBucket:
 
 def _no_key() -> NoSuchKey:
     return NoSuchKey("The specified key does not exist.")
+
+
+#: Objects up to this size are read whole when opened.
+PREFETCH_BYTES = 256 * 1024
 
 
 class FileStore:
@@ -256,9 +271,23 @@ class FileStore:
         self, bucket: str, key: str, body: AsyncIterable[bytes], write: ObjectWrite
     ) -> ObjectMeta:
         kp = self._key_path(key)
+        chunks = aiter(body)
+        head, more = await read_head(chunks, CHUNK, write.max_size)
+        if not more:
+            # A body that fits one chunk is written and committed in a single thread hop.
+            return await run(self._put_small, bucket, key, kp, head, write)
         bdir = await run(self._locate, bucket, kp)
-        spooled = await spool(body, self.temp.path(".data"), write.digesters, write.max_size)
+        spooled = await spool(
+            prepend(head, chunks), self.temp.path(".data"), write.digesters, write.max_size
+        )
         return await self._commit_object(bucket, key, kp, bdir, spooled, write, spooled.md5)
+
+    def _put_small(
+        self, bucket: str, key: str, kp: KeyPath, data: bytes, write: ObjectWrite
+    ) -> ObjectMeta:
+        bdir = self._locate(bucket, kp)
+        spooled = write_unsynced(self.temp.path(".data"), data, write.digesters)
+        return self._commit_sync(bucket, key, kp, bdir, spooled, write, spooled.md5)
 
     async def _commit_object(
         self,
@@ -273,7 +302,35 @@ class FileStore:
         parts: list[PartInfo] | None = None,
         upload: UploadInfo | None = None,
     ) -> ObjectMeta:
-        """Steps 2-4 of a write: finalize, record, then decide and apply under the lock."""
+        return await run(
+            functools.partial(
+                self._commit_sync,
+                bucket,
+                key,
+                kp,
+                bdir,
+                spooled,
+                write,
+                etag,
+                parts=parts,
+                upload=upload,
+            )
+        )
+
+    def _commit_sync(
+        self,
+        bucket: str,
+        key: str,
+        kp: KeyPath,
+        bdir: str,
+        spooled: Spooled,
+        write: ObjectWrite,
+        etag: str,
+        *,
+        parts: list[PartInfo] | None = None,
+        upload: UploadInfo | None = None,
+    ) -> ObjectMeta:
+        """Steps 2-4 of a write, in one worker thread: finalize, record, decide, apply."""
         pending: str | None = None
         try:
             checksums = write.finalize(spooled.size, etag) if write.finalize else {}
@@ -301,14 +358,17 @@ class FileStore:
                 lock=object_lock_name(bucket, key),
                 upload_dir=None if upload is None else self.uploads.upload_dir(upload.upload_id),
             )
-            pending = await run(prepare, self.root, self.temp, meta_to_dict(meta), commit)
+            pending = prepare(self.root, self.temp, meta_to_dict(meta), commit)
+            if not spooled.synced:
+                # After the record's fsync, which on journaling file systems has usually
+                # flushed these blocks already: one journal commit instead of two.
+                fsync_path(spooled.path)
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await run(unlink_quiet, spooled.path)
-                if pending is not None:
-                    await run(unlink_quiet, pending)
+            unlink_quiet(spooled.path)
+            if pending is not None:
+                unlink_quiet(pending)
             raise
-        await run(self._decide, pending, commit, write, upload)
+        self._decide(pending, commit, write, upload)
         return meta
 
     def _decide(
@@ -376,6 +436,12 @@ class FileStore:
             if os.fstat(fd).st_size != meta.size:
                 os.close(fd)
                 raise OSError(f"object {bucket}/{key}: data size does not match its metadata")
+            if meta.size <= PREFETCH_BYTES:
+                # Small objects are read in this same thread hop: one hop per GET.
+                try:
+                    return FileObjectReader(-1, meta, data=os.pread(fd, meta.size, 0))
+                finally:
+                    os.close(fd)
             return FileObjectReader(fd, meta)
 
         return await run(work)

@@ -31,6 +31,7 @@ class Spooled:
     size: int
     md5: str
     inode: tuple[int, int]  # (st_dev, st_ino), identifies this data after renames
+    synced: bool = True  # False: the caller must fsync before committing
 
 
 def _write_all(fd: int, data: bytes, hashers: Sequence[Digester]) -> None:
@@ -46,6 +47,44 @@ def _finish(fd: int) -> tuple[int, int]:
     st = os.fstat(fd)
     os.close(fd)
     return st.st_dev, st.st_ino
+
+
+async def read_head(
+    chunks: AsyncIterator[bytes], limit: int, max_size: int | None
+) -> tuple[bytes, bool]:
+    """Up to about `limit` bytes of a body, and whether more follows."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        parts.append(bytes(chunk))
+        size += len(chunk)
+        if max_size is not None and size > max_size:
+            raise EntityTooLarge("Your proposed upload exceeds the maximum allowed size")
+        if size >= limit:
+            return b"".join(parts), True
+    return b"".join(parts), False
+
+
+async def prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    async for chunk in rest:
+        yield chunk
+
+
+def write_unsynced(path: str, data: bytes, digesters: Sequence[Digester]) -> Spooled:
+    """A small body written whole (blocking), hashed, not yet fsynced."""
+    md5 = hashlib.md5()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        _write_all(fd, data, [md5, *digesters])
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        unlink_quiet(path)
+        raise
+    os.close(fd)
+    return Spooled(path, len(data), md5.hexdigest(), (st.st_dev, st.st_ino), synced=False)
 
 
 async def spool(
@@ -143,14 +182,19 @@ def assemble(out_path: str, sources: Sequence[str], digesters: Sequence[Digester
 class FileObjectReader:
     """An open object: the metadata and the descriptor captured together under the key lock."""
 
-    def __init__(self, fd: int, meta: ObjectMeta) -> None:
+    def __init__(self, fd: int, meta: ObjectMeta, data: bytes | None = None) -> None:
         self._fd = fd
         self.meta = meta
+        self._data = data  # the whole object, when it was read at open
 
     async def stream(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Bytes [start, end] inclusive, ~1 MiB per chunk, each read in a worker thread."""
         last = self.meta.size - 1 if end is None else min(end, self.meta.size - 1)
         pos = max(start, 0)
+        if self._data is not None:
+            if pos <= last:
+                yield self._data[pos : last + 1]
+            return
         while pos <= last:
             if self._fd < 0:
                 raise ValueError("reader is closed")

@@ -98,11 +98,10 @@ def _part_range(ctx: RequestContext, meta: ObjectMeta) -> tuple[int, int] | None
     return start, start + parts[number - 1].size - 1
 
 
-async def _read_headers(
-    ctx: RequestContext, reader: ObjectReader
+def _read_headers(
+    ctx: RequestContext, meta: ObjectMeta
 ) -> tuple[int, dict[str, str], tuple[int, int] | None]:
     """Status, headers and byte range for GET/HEAD, after the conditional checks."""
-    meta = reader.meta
     headers = object_headers(meta)
     if not check_conditions(ctx.headers, meta):
         return 304, {k: headers[k] for k in ("etag", "last-modified")}, None
@@ -130,11 +129,8 @@ async def _read_headers(
 
 @handler("HeadObject")
 async def head_object(ctx: RequestContext) -> Response:
-    reader = await ctx.backend.open_object(ctx.bucket, ctx.key)
-    try:
-        status, headers, _ = await _read_headers(ctx, reader)
-    finally:
-        await reader.close()
+    meta = await ctx.backend.head_object(ctx.bucket, ctx.key)
+    status, headers, _ = _read_headers(ctx, meta)
     return Response(status_code=status, headers=headers)
 
 
@@ -142,7 +138,7 @@ async def head_object(ctx: RequestContext) -> Response:
 async def get_object(ctx: RequestContext) -> Response:
     reader = await ctx.backend.open_object(ctx.bucket, ctx.key)
     try:
-        status, headers, span = await _read_headers(ctx, reader)
+        status, headers, span = _read_headers(ctx, reader.meta)
         if status == 304 or reader.meta.size == 0:
             await reader.close()
             return Response(status_code=status, headers=headers)
