@@ -377,9 +377,22 @@ def test_invalid_part_order(s3: Any, bucket: str) -> None:
     """Parts listed in descending order are InvalidPartOrder."""
     upload_id = create(s3, bucket, "order")
     done = put_parts(s3, bucket, "order", upload_id, [os.urandom(PART), b"end"])
-    exc = client_error(complete, s3, bucket, "order", upload_id, done[::-1])
-    assert (error_code(exc), status(exc)) == ("InvalidPartOrder", 400)
+    for parts in (done[::-1], [done[0], done[0], done[1]]):  # descending; a repeated part
+        exc = client_error(complete, s3, bucket, "order", upload_id, parts)
+        assert (error_code(exc), status(exc)) == ("InvalidPartOrder", 400)
     complete(s3, bucket, "order", upload_id, done)
+
+
+def test_complete_with_subset_of_parts(s3_required: Any, bucket: str) -> None:
+    """Parts left out of the complete list are dropped; the ETag counts only those used."""
+    parts = [os.urandom(PART), b"left out", b"last"]
+    upload_id = create(s3_required, bucket, "subset")
+    done = put_parts(s3_required, bucket, "subset", upload_id, parts)
+    result = complete(s3_required, bucket, "subset", upload_id, [done[0], done[2]])
+    assert result["ETag"] == multipart_etag([parts[0], parts[2]])
+    assert read(s3_required, bucket, "subset") == parts[0] + parts[2]
+    head = s3_required.head_object(Bucket=bucket, Key="subset", PartNumber=2)
+    assert (head["ContentLength"], head["PartsCount"]) == (len(b"last"), 2)
 
 
 @pytest.mark.parametrize("number", ["0", "10001", "-1", "abc"])
