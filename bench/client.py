@@ -360,7 +360,9 @@ async def op_bucket(host: str, port: int, spec: dict[str, Any]) -> dict[str, Any
 async def op_small_put(host: str, port: int, spec: dict[str, Any]) -> dict[str, Any]:
     """PUT `size`-byte objects at `concurrency` for `duration` s (after `warmup` s)."""
     bucket, size, conc = spec["bucket"], spec["size"], spec["concurrency"]
-    prefix = spec.get("prefix", "put")
+    # Fresh keys on every run: overwriting is a different workload (the old data is
+    # freed, which on a filesystem mounted with `discard` means TRIMs).
+    prefix = f"{spec.get('prefix', 'put')}-{os.urandom(4).hex()}"
     body = os.urandom(size)
     conns = await open_conns(host, port, conc)
     try:

@@ -45,8 +45,8 @@ class Plan:
     rounds: int
 
 
-FULL = Plan(duration=4.0, warmup=0.5, max_ops=200_000, big=1024 * MiB, ranges=500,
-            list_keys=LIST_KEYS, startups=5, rounds=3)
+FULL = Plan(duration=3.0, warmup=0.5, max_ops=200_000, big=1024 * MiB, ranges=500,
+            list_keys=LIST_KEYS, startups=5, rounds=5)
 QUICK = Plan(duration=2.0, warmup=0.3, max_ops=100_000, big=256 * MiB, ranges=200,
              list_keys=LIST_KEYS, startups=5, rounds=1)
 
@@ -282,6 +282,16 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
                        f"peak growth {grow / MiB:.1f} MiB")
         if "error" in res:
             out.append(f"{name} FAILED: {res['error']}")
+    paired = []
+    for k in ("put4k_c16", "put4k_c64", "get4k_c16", "get4k_c64"):
+        b = (results.get("baseline") or {}).get(k, {}).get("rounds")
+        s = (results.get("shoal") or {}).get(k, {}).get("rounds")
+        if b and s and len(b) == len(s) and all(b):
+            ratios = sorted(x / y for x, y in zip(s, b, strict=True))
+            paired.append(f"{k} {ratios[len(ratios) // 2]:.2f}")
+    if paired:
+        out.append("median of per-round (back-to-back) shoal/baseline ratios: "
+                   + ", ".join(paired))
     return out
 
 
@@ -291,7 +301,7 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="shoal vs. a minimal uvicorn baseline")
     parser.add_argument("--quick", action="store_true",
-                        help="2 s loops, 256 MiB big object, fewer range reads")
+                        help="one round of 2 s loops, 256 MiB big object, fewer range reads")
     parser.add_argument("--no-pin", action="store_true",
                         help="don't pin the server and the client to separate cores")
     parser.add_argument("--skip-memory", action="store_true", help="skip the memory test")
