@@ -13,6 +13,7 @@ from app.errors import (
     InvalidArgument,
     InvalidPartNumber,
     InvalidRequest,
+    KeyTooLongError,
     MalformedXML,
     NotImplementedError_,
     S3Error,
@@ -74,10 +75,8 @@ async def put_object(ctx: RequestContext) -> Response:
 
 
 def _part_range(ctx: RequestContext, meta: ObjectMeta) -> tuple[int, int] | None:
-    """The byte range of ?partNumber=N, and the parts-count header it implies."""
-    text = ctx.query.get("partNumber")
-    if text is None:
-        return None
+    """The byte range ?partNumber=N asks for (None: the whole, empty object)."""
+    text = ctx.query["partNumber"]
     if not text.isdigit() or not 1 <= int(text) <= 10000:
         raise InvalidArgument(
             "Part number must be an integer between 1 and 10000, inclusive",
@@ -105,11 +104,10 @@ def _read_headers(
     headers = object_headers(meta)
     if not check_conditions(ctx.headers, meta):
         return 304, {k: headers[k] for k in ("etag", "last-modified")}, None
-    span = _part_range(ctx, meta)
-    if span is not None or "partNumber" in ctx.query:
-        headers["x-amz-mp-parts-count"] = str(len(meta.parts or []) or 1)
-        if not meta.parts:
-            del headers["x-amz-mp-parts-count"]
+    if "partNumber" in ctx.query:
+        span = _part_range(ctx, meta)
+        if meta.parts:
+            headers["x-amz-mp-parts-count"] = str(len(meta.parts))
     else:
         span = parse_range(ctx.headers.get("range"), meta.size)
     status = 200
@@ -202,8 +200,6 @@ async def delete_objects(ctx: RequestContext) -> Response:
 
 async def _delete_one(ctx: RequestContext, key: str) -> S3Error | None:
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        from app.errors import KeyTooLongError
-
         return KeyTooLongError()
     try:
         await ctx.backend.delete_object(ctx.bucket, key)
