@@ -191,5 +191,9 @@ def parse_copy_range(value: str, size: int) -> tuple[int, int]:
         )
     start, end = int(match[1]), int(match[2])
     if end < start or end >= size:
-        raise InvalidRange(RangeRequested=value, ActualObjectSize=size)
+        raise InvalidArgument(
+            f"Range specified is not valid for source object of size: {size}",
+            ArgumentName="x-amz-copy-source-range",
+            ArgumentValue=value,
+        )
     return start, end
