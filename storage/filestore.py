@@ -78,7 +78,7 @@ from storage.streams import (
     spool,
     write_unsynced,
 )
-from storage.walk import Walker
+from storage.walk import ListingCache, Walker
 
 log = logging.getLogger(__name__)
 run = anyio.to_thread.run_sync
@@ -114,6 +114,7 @@ class FileStore:
         self.root = ""
         self.temp = TempArea("")
         self.locks = StripedLocks("")
+        self.listings = ListingCache()
         self.uploads = UploadStore("", self.temp, self.locks)
         self._task: asyncio.Task[None] | None = None
 
@@ -181,8 +182,9 @@ class FileStore:
     def _locate(self, bucket: str, kp: KeyPath) -> str:
         """Bucket directory for a key, after checking the key's path resolves inside it."""
         bdir = self._require_bucket(bucket)
-        real_bdir = os.path.realpath(bdir)
-        if not is_inside(real_bdir, os.path.realpath(kp.meta_path(bdir))):
+        # Lexical (no syscalls): key_path already refuses "."/".." components, this is
+        # the belt to its braces. Symlinks planted inside the data directory are trusted.
+        if not is_inside(os.path.normpath(bdir), os.path.normpath(kp.meta_path(bdir))):
             raise InvalidRequest("Key resolves outside its bucket")
         return bdir
 
@@ -262,6 +264,7 @@ class FileStore:
             unlink_quiet(self._policy_path(bucket))
             unlink_quiet(self._record_path(bucket))
             rmtree_quiet(trash)
+            self.listings.bump()
 
         await run(work)
 
@@ -384,6 +387,7 @@ class FileStore:
                 unlink_quiet(commit.data_tmp)
                 raise
             trash = decide_and_apply(self.temp, pending, commit)
+            self.listings.bump()
         if trash is not None:
             rmtree_quiet(trash)
 
@@ -458,7 +462,9 @@ class FileStore:
                 unlink_quiet(kp.data_path(bdir))
                 with contextlib.suppress(FileNotFoundError):
                     fsync_dir(parent)
+                self.listings.bump()
             remove_empty_parents(parent, bdir)
+            self.listings.bump()
 
         await run(work)
 
@@ -480,6 +486,7 @@ class FileStore:
                 after=after,
                 max_keys=max_keys,
                 summarize=read_summary,
+                cache=self.listings,
             )
 
         return await run(work)

@@ -20,6 +20,7 @@ These are pure functions: nothing here touches the disk.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from storage.backend import MAX_KEY_BYTES
@@ -37,6 +38,7 @@ DIR_LIMIT = 240
 FILE_LIMIT = 220
 
 _HEX = "0123456789ABCDEF"
+_UNSAFE = re.compile(r"[%\x00-\x1f\x7f]")
 
 
 def check_key(key: str) -> bytes:
@@ -63,7 +65,9 @@ def encode_component(text: str) -> str:
         return "%2E"
     if text == "..":
         return "%2E%2E"
-    out = "".join(f"%{ord(ch):02X}" if _needs_escape(ch) else ch for ch in text)
+    out = text
+    if _UNSAFE.search(text):
+        out = "".join(f"%{ord(ch):02X}" if _needs_escape(ch) else ch for ch in text)
     if OBJECT_MARKER in out:
         # Escaped forms contain no ".", so each occurrence here is a literal one.
         out = out.replace(OBJECT_MARKER, "%2E" + OBJECT_MARKER[1:])

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from storage.backend import ListPage, ObjectSummary, UploadInfo, UploadListPage
 from storage.diskio import read_json
 from storage.records import parse_iso
-from storage.walk import Walker
+from storage.walk import ListingCache, Walker
 
 
 def rollup(key: str, prefix: str, delimiter: str) -> str | None:
@@ -33,6 +33,7 @@ def list_page(
     after: str,
     max_keys: int,
     summarize: Callable[[str, str], ObjectSummary | None],
+    cache: ListingCache | None = None,
 ) -> ListPage:
     """One ListObjects page (blocking: run the whole page in one worker thread).
 
@@ -41,7 +42,7 @@ def list_page(
     """
     if max_keys <= 0:
         return ListPage([], [], False, None)
-    walker = Walker(bucket_dir)
+    walker = Walker(bucket_dir, cache)
     objects: list[ObjectSummary] = []
     prefixes: list[str] = []
     last: str | None = None

@@ -32,7 +32,10 @@ def parse_iso(text: str) -> datetime:
 
 
 def dumps(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
+    # Compact: with indent, json falls back to its pure-Python encoder (3x slower per PUT).
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode(
+        "utf-8"
+    )
 
 
 def loads(data: bytes) -> dict[str, Any]:

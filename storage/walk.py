@@ -11,13 +11,16 @@ continuation directory: parent prefix + piece). Two entries' key ranges overlap 
 when one P_e is a prefix of the other, so: entries whose P_e is a prefix of `after`
 may hold answers; of the others only those with P_e > `after` can, and the scan stops
 as soon as P_e reaches the best key found so far. Listings are cached for one walker,
-which lives for one page computation (in one worker thread).
+which lives for one page computation (in one worker thread), and in a ListingCache
+shared by the pages of a store, so a long listing reads each directory once.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from bisect import bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from storage.keys import DIR_LIMIT, encode_segment, parse_dir, parse_meta_file
@@ -55,17 +58,69 @@ def _common_len(a: str, b: str) -> int:
     return i
 
 
+Listing = tuple[list[str], list[Entry]]
+
+
+class ListingCache:
+    """Sorted directory listings kept between listing pages.
+
+    An entry is valid while the store's generation (bumped after every change this
+    process makes to any bucket's tree) and the directory's mtime (moved by changes
+    from other processes) are what they were when the directory was read.
+    """
+
+    def __init__(self, size: int = 128) -> None:
+        self.generation = 0
+        self._size = size
+        self._items: OrderedDict[str, tuple[tuple[int, int], Listing]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def bump(self) -> None:
+        with self._lock:
+            self.generation += 1
+
+    def stamp(self, path: str) -> tuple[int, int]:
+        generation = self.generation  # read before the directory, never after
+        try:
+            return generation, os.stat(path).st_mtime_ns
+        except OSError:
+            return generation, -1
+
+    def get(self, path: str, stamp: tuple[int, int]) -> Listing | None:
+        with self._lock:
+            item = self._items.get(path)
+            if item is None or item[0] != stamp:
+                return None
+            self._items.move_to_end(path)
+            return item[1]
+
+    def put(self, path: str, stamp: tuple[int, int], listing: Listing) -> None:
+        with self._lock:
+            self._items[path] = (stamp, listing)
+            self._items.move_to_end(path)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
 class Walker:
     """Ordered key lookups below one bucket directory (blocking; run in a worker thread)."""
 
-    def __init__(self, bucket_dir: str) -> None:
+    def __init__(self, bucket_dir: str, shared: ListingCache | None = None) -> None:
         self.bucket_dir = bucket_dir
-        self._cache: dict[str, tuple[list[str], list[Entry]]] = {}
+        self._cache: dict[str, Listing] = {}
+        self._shared = shared
 
-    def _entries(self, path: str, dir_prefix: str) -> tuple[list[str], list[Entry]]:
+    def _entries(self, path: str, dir_prefix: str) -> Listing:
         cached = self._cache.get(path)
         if cached is not None:
             return cached
+        stamp = (0, 0)
+        if self._shared is not None:
+            stamp = self._shared.stamp(path)
+            cached = self._shared.get(path, stamp)
+            if cached is not None:
+                self._cache[path] = cached
+                return cached
         entries: list[Entry] = []
         try:
             with os.scandir(path) as it:
@@ -88,6 +143,8 @@ class Walker:
         entries.sort(key=lambda e: (e.prefix, e.kind))
         result = ([e.prefix for e in entries], entries)
         self._cache[path] = result
+        if self._shared is not None:
+            self._shared.put(path, stamp, result)
         return result
 
     def start(self, prefix: str) -> tuple[str, str]:

@@ -468,3 +468,25 @@ async def test_sigkill_mid_write_leaves_whole_objects(tmp_path: Path) -> None:
             assert "k" in [o.key for o in page.objects]
         finally:
             await fs.close()
+
+
+async def _page_keys(store: FileStore, after: str, max_keys: int = 2) -> list[str]:
+    page = await store.list_objects("bucket", after=after, max_keys=max_keys)
+    return [o.key for o in page.objects]
+
+
+async def test_listing_cache_sees_writes_and_deletes_between_pages(store: FileStore) -> None:
+    """Directory listings are reused across pages only while nothing changed."""
+    for key in ("d/a", "d/b", "d/c"):
+        await store.put_object("bucket", key, chunks(b"x"), ObjectWrite())
+    assert await _page_keys(store, "") == ["d/a", "d/b"]
+    await store.put_object("bucket", "d/bb", chunks(b"y"), ObjectWrite())
+    assert await _page_keys(store, "d/b") == ["d/bb", "d/c"]
+    await store.delete_object("bucket", "d/c")
+    assert await _page_keys(store, "d/bb") == []
+    await store.delete_object("bucket", "d/a")
+    await store.delete_object("bucket", "d/b")
+    await store.delete_object("bucket", "d/bb")
+    assert await _page_keys(store, "") == []
+    await store.put_object("bucket", "d/z", chunks(b"z"), ObjectWrite())
+    assert await _page_keys(store, "") == ["d/z"]
