@@ -7,6 +7,7 @@ x-amz-request-id; every error is rendered here, once, as an S3 XML document.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -19,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import app.handlers  # noqa: F401  (registers every operation handler)
+from app import checksums
 from app.body import unread_body
 from app.context import RequestContext
 from app.dispatch import resolve
@@ -129,9 +131,12 @@ def create_app(config: Config | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.open()
+        # Off the start-up path, but loaded before the first upload needs it.
+        warm = asyncio.get_running_loop().run_in_executor(None, checksums.warm_up)
         try:
             yield
         finally:
+            await warm
             await backend.close()
 
     application = Starlette(

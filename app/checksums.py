@@ -12,7 +12,24 @@ import hashlib
 import zlib
 
 import google_crc32c
-from awscrt import checksums as crt
+
+# awscrt's native module costs ~60-100 ms to import: loaded on first use (or by
+# warm_up() once the server is listening), not at process start.
+_crt = None
+
+
+def _crc64nvme(data: bytes, previous: int) -> int:
+    global _crt
+    if _crt is None:
+        from awscrt import checksums
+
+        _crt = checksums
+    return _crt.crc64nvme(data, previous)
+
+
+def warm_up() -> None:
+    """Import the lazily loaded native code (call from a worker thread)."""
+    _crc64nvme(b"", 0)
 
 ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 #: Algorithms whose multipart checksum may be FULL_OBJECT (CRCs combine; hashes don't).
@@ -39,7 +56,7 @@ class Checksum:
         elif self.algorithm == "CRC32C":
             self._crc = google_crc32c.extend(self._crc, data)
         else:
-            self._crc = crt.crc64nvme(data, self._crc)
+            self._crc = _crc64nvme(data, self._crc)
 
     def digest(self) -> bytes:
         if self._hash is not None:
