@@ -27,7 +27,7 @@ import shutil
 from collections.abc import AsyncIterable
 from datetime import UTC, datetime, timedelta
 
-import anyio.to_thread
+import anyio
 
 from storage.backend import (
     MAX_PARTS,
@@ -78,10 +78,10 @@ from storage.streams import (
     spool,
     write_unsynced,
 )
+from storage.threads import run
 from storage.walk import ListingCache, Walker
 
 log = logging.getLogger(__name__)
-run = anyio.to_thread.run_sync
 
 
 def _no_bucket() -> NoSuchBucket:

@@ -16,11 +16,12 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
-import anyio.to_thread
+import anyio
 
 from storage.backend import Digester, ObjectMeta
 from storage.diskio import CHUNK, unlink_quiet
 from storage.errors import EntityTooLarge
+from storage.threads import run
 
 
 @dataclass
@@ -96,7 +97,7 @@ async def spool(
     """Write `body` to the new file `path`, fsynced; the file is removed on any failure."""
     md5 = hashlib.md5()
     hashers: list[Digester] = [md5, *digesters]
-    fd = await anyio.to_thread.run_sync(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = await run(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     size = 0
     pending: list[bytes] = []
     pending_len = 0
@@ -112,16 +113,16 @@ async def spool(
             if pending_len >= CHUNK:
                 data = b"".join(pending)
                 pending, pending_len = [], 0
-                await anyio.to_thread.run_sync(_write_all, fd, data, hashers)
+                await run(_write_all, fd, data, hashers)
         if pending:
-            await anyio.to_thread.run_sync(_write_all, fd, b"".join(pending), hashers)
-        inode = await anyio.to_thread.run_sync(_finish, fd)
+            await run(_write_all, fd, b"".join(pending), hashers)
+        inode = await run(_finish, fd)
         fd = -1
     except BaseException:
         with anyio.CancelScope(shield=True):
             if fd >= 0:
                 os.close(fd)
-            await anyio.to_thread.run_sync(unlink_quiet, path)
+            await run(unlink_quiet, path)
         raise
     return Spooled(path, size, md5.hexdigest(), inode)
 
@@ -199,7 +200,7 @@ class FileObjectReader:
             if self._fd < 0:
                 raise ValueError("reader is closed")
             n = min(CHUNK, last + 1 - pos)
-            data = await anyio.to_thread.run_sync(os.pread, self._fd, n, pos)
+            data = await run(os.pread, self._fd, n, pos)
             if not data:
                 raise OSError(errno.EIO, "object data is shorter than its metadata says")
             pos += len(data)
