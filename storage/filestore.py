@@ -115,6 +115,9 @@ class FileStore:
         self.temp = TempArea("")
         self.locks = StripedLocks("")
         self.listings = ListingCache()
+        #: Buckets seen to exist, so a PUT can refuse a missing bucket before reading its
+        #: body (Expect: 100-continue) without a thread hop in the common case.
+        self._seen_buckets: set[str] = set()
         self.uploads = UploadStore("", self.temp, self.locks)
         self._task: asyncio.Task[None] | None = None
 
@@ -176,7 +179,9 @@ class FileStore:
         """The bucket's directory (blocking); NoSuchBucket if it does not exist."""
         path = self._bucket_dir(bucket)
         if not os.path.isdir(path):
+            self._seen_buckets.discard(bucket)
             raise _no_bucket()
+        self._seen_buckets.add(bucket)
         return path
 
     def _locate(self, bucket: str, kp: KeyPath) -> str:
@@ -253,6 +258,7 @@ class FileStore:
             # Move it aside in one step, then make sure no write slipped in meanwhile.
             trash = self.temp.path(".bucket")
             os.rename(bdir, trash)
+            self._seen_buckets.discard(bucket)
             if Walker(trash).next_key("") is not None:
                 os.rename(trash, bdir)
                 raise BucketNotEmpty("The bucket you tried to delete is not empty")
@@ -274,6 +280,8 @@ class FileStore:
         self, bucket: str, key: str, body: AsyncIterable[bytes], write: ObjectWrite
     ) -> ObjectMeta:
         kp = self._key_path(key)
+        if bucket not in self._seen_buckets:
+            await run(self._require_bucket, bucket)
         chunks = aiter(body)
         head, more = await read_head(chunks, CHUNK, write.max_size)
         if not more:

@@ -9,6 +9,7 @@ version it opened even if the key is overwritten or deleted meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import hashlib
@@ -94,13 +95,18 @@ async def spool(
     digesters: Sequence[Digester],
     max_size: int | None,
 ) -> Spooled:
-    """Write `body` to the new file `path`, fsynced; the file is removed on any failure."""
+    """Write `body` to the new file `path`, fsynced; the file is removed on any failure.
+
+    One buffer is hashed and written on a worker thread while the next one is received,
+    so the network and the disk (and MD5) overlap; writes stay in order.
+    """
     md5 = hashlib.md5()
     hashers: list[Digester] = [md5, *digesters]
     fd = await run(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     size = 0
     pending: list[bytes] = []
     pending_len = 0
+    inflight: asyncio.Future[None] | None = None
     try:
         async for chunk in body:
             if not chunk:
@@ -113,13 +119,22 @@ async def spool(
             if pending_len >= CHUNK:
                 data = b"".join(pending)
                 pending, pending_len = [], 0
-                await run(_write_all, fd, data, hashers)
+                if inflight is not None:
+                    await inflight
+                inflight = asyncio.ensure_future(run(_write_all, fd, data, hashers))
+        if inflight is not None:
+            await inflight
+            inflight = None
         if pending:
             await run(_write_all, fd, b"".join(pending), hashers)
         inode = await run(_finish, fd)
         fd = -1
     except BaseException:
         with anyio.CancelScope(shield=True):
+            if inflight is not None:
+                # Never close the descriptor under a write still in progress.
+                with contextlib.suppress(BaseException):
+                    await inflight
             if fd >= 0:
                 os.close(fd)
             await run(unlink_quiet, path)
