@@ -211,15 +211,29 @@ class FileObjectReader:
             if pos <= last:
                 yield self._data[pos : last + 1]
             return
-        while pos <= last:
-            if self._fd < 0:
-                raise ValueError("reader is closed")
-            n = min(CHUNK, last + 1 - pos)
-            data = await run(os.pread, self._fd, n, pos)
-            if not data:
-                raise OSError(errno.EIO, "object data is shorter than its metadata says")
-            pos += len(data)
-            yield data
+        if self._fd < 0:
+            raise ValueError("reader is closed")
+        # The next chunk is read while the caller sends this one.
+        ahead = self._read_ahead(pos, last)
+        try:
+            while ahead is not None:
+                data = await ahead
+                ahead = None
+                if not data:
+                    raise OSError(errno.EIO, "object data is shorter than its metadata says")
+                pos += len(data)
+                ahead = self._read_ahead(pos, last)
+                yield data
+        finally:
+            if ahead is not None:
+                # Never let close() shut the descriptor under a read in progress.
+                with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
+                    await ahead
+
+    def _read_ahead(self, pos: int, last: int) -> asyncio.Future[bytes] | None:
+        if pos > last:
+            return None
+        return asyncio.ensure_future(run(os.pread, self._fd, min(CHUNK, last + 1 - pos), pos))
 
     async def read_all(self) -> bytes:
         """The whole object; for small objects and tests only."""
