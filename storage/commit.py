@@ -2,11 +2,13 @@
 
 A write is decided when its commit record (the object's metadata record plus a `commit`
 section naming the temporary data, the targets and, for multipart completion, the upload
-directory) is renamed to `*.commit` in the temporary area and that directory fsynced.
-Applying it renames the data into place, moves the upload directory away, then renames
-the record itself to the metadata sidecar — readers ignore the `commit` section. A crash
-at any point therefore leaves either nothing decided (temporary files only, deleted at
-the next start) or a `.commit` that the next start rolls forward.
+directory) has been written whole and fsynced as `*.commit` in the temporary area, with
+the data fsynced too. Applying it renames the data into place, moves the upload
+directory away, then renames the record itself to the metadata sidecar — readers ignore
+the `commit` section. A crash at any point therefore leaves either nothing decided
+(temporary files only, deleted at the next start; a torn or unparsable record, or one
+whose data does not match it, counts as undecided) or a `.commit` that the next start
+rolls forward.
 
 Each process (uvicorn worker) owns one directory `.tmp/p{pid}-{token}/`, held through an
 flock on its `owner.lock`: recovery only touches directories whose owner is dead, so a
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import itertools
 import os
 import secrets
@@ -25,8 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.diskio import (
+    CHUNK,
     StripedLocks,
     fsync_dir,
+    fsync_path,
     makedirs_below,
     read_json,
     rmtree_quiet,
@@ -140,22 +145,34 @@ class Commit:
         )
 
 
-def prepare(root: str, temp: TempArea, record: dict[str, Any], commit: Commit) -> str:
-    """Write the record with its commit section to a pending file (not yet decided)."""
-    pending = temp.path(".meta")
-    write_bytes_durably(pending, dumps({**record, "commit": commit.to_dict(root)}))
-    return pending
+def record_bytes(root: str, record: dict[str, Any], commit: Commit) -> bytes:
+    """The commit record: the object's metadata plus where its pieces go."""
+    return dumps({**record, "commit": commit.to_dict(root)})
 
 
-def decide_and_apply(temp: TempArea, pending: str, commit: Commit) -> str | None:
-    """Decide the write and make it visible. Call with the key's lock held.
+def decide_and_apply(
+    temp: TempArea, payload: bytes, commit: Commit, *, data_synced: bool
+) -> str | None:
+    """Decide the write and make it visible. Call with the key's lock held, once any
+    precondition has been checked.
 
-    Returns where the finished upload directory was moved, for the caller to delete
-    once the lock is released.
+    The decision is the commit record, written whole and fsynced in the temporary area.
+    Unsynced data is fsynced right after it: on ext4 the record's fsync has already
+    flushed those blocks (one journal commit for both); on a file system that does not,
+    a crash between the two leaves a record whose data does not match, which recovery
+    rolls back instead of forward. Returns where the finished upload directory was
+    moved, for the caller to delete once the lock is released.
     """
-    decided = pending[: -len(".meta")] + ".commit"
-    os.replace(pending, decided)
-    fsync_dir(temp.dir)
+    decided = temp.path(".commit")
+    try:
+        write_bytes_durably(decided, payload)
+        if not data_synced:
+            fsync_path(commit.data_tmp)
+        fsync_dir(temp.dir)
+    except BaseException:
+        unlink_quiet(decided)
+        unlink_quiet(commit.data_tmp)
+        raise
     try:
         _move_data(commit)
     except NoSuchBucket:
@@ -173,6 +190,23 @@ def decide_and_apply(temp: TempArea, pending: str, commit: Commit) -> str | None
     os.replace(decided, commit.meta)
     fsync_dir(os.path.dirname(commit.meta))
     return trash
+
+
+def _data_matches(path: str, record: dict[str, Any]) -> bool:
+    """Whether spooled data is what its record describes (size, and MD5 for single PUTs)."""
+    try:
+        if os.stat(path).st_size != int(record["size"]):
+            return False
+        etag = str(record["etag"])
+        if "-" in etag:
+            return True  # multipart data is fsynced before its record is written
+        digest = hashlib.md5()
+        with open(path, "rb") as f:
+            while block := f.read(CHUNK):
+                digest.update(block)
+        return digest.hexdigest() == etag
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
 
 
 def _move_data(commit: Commit) -> None:
@@ -197,6 +231,9 @@ def roll_forward(root: str, commit_path: str) -> bool:
         unlink_quiet(commit_path)
         return False
     if os.path.exists(commit.data_tmp):
+        if not _data_matches(commit.data_tmp, record):
+            unlink_quiet(commit_path)
+            return False
         try:
             _move_data(commit)
         except (NoSuchBucket, FileNotFoundError):

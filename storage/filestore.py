@@ -41,12 +41,11 @@ from storage.backend import (
     UploadInfo,
     UploadListPage,
 )
-from storage.commit import Commit, TempArea, decide_and_apply, prepare, recover
+from storage.commit import Commit, TempArea, decide_and_apply, record_bytes, recover
 from storage.diskio import (
     CHUNK,
     StripedLocks,
     fsync_dir,
-    fsync_path,
     object_lock_name,
     read_json,
     remove_empty_parents,
@@ -342,7 +341,6 @@ class FileStore:
         upload: UploadInfo | None = None,
     ) -> ObjectMeta:
         """Steps 2-4 of a write, in one worker thread: finalize, record, decide, apply."""
-        pending: str | None = None
         try:
             checksums = write.finalize(spooled.size, etag) if write.finalize else {}
             source = upload.write if upload is not None else write
@@ -369,21 +367,21 @@ class FileStore:
                 lock=object_lock_name(bucket, key),
                 upload_dir=None if upload is None else self.uploads.upload_dir(upload.upload_id),
             )
-            pending = prepare(self.root, self.temp, meta_to_dict(meta), commit)
-            if not spooled.synced:
-                # After the record's fsync, which on journaling file systems has usually
-                # flushed these blocks already: one journal commit instead of two.
-                fsync_path(spooled.path)
+            payload = record_bytes(self.root, meta_to_dict(meta), commit)
         except BaseException:
             unlink_quiet(spooled.path)
-            if pending is not None:
-                unlink_quiet(pending)
             raise
-        self._decide(pending, commit, write, upload)
+        self._decide(payload, commit, write, upload, data_synced=spooled.synced)
         return meta
 
     def _decide(
-        self, pending: str, commit: Commit, write: ObjectWrite, upload: UploadInfo | None
+        self,
+        payload: bytes,
+        commit: Commit,
+        write: ObjectWrite,
+        upload: UploadInfo | None,
+        *,
+        data_synced: bool,
     ) -> None:
         with self.locks.hold(commit.lock):
             try:
@@ -391,10 +389,9 @@ class FileStore:
                     raise NoSuchUpload("The specified upload does not exist.")
                 self._check_conditions(commit.meta, write)
             except BaseException:
-                unlink_quiet(pending)
                 unlink_quiet(commit.data_tmp)
                 raise
-            trash = decide_and_apply(self.temp, pending, commit)
+            trash = decide_and_apply(self.temp, payload, commit, data_synced=data_synced)
             self.listings.bump()
         if trash is not None:
             rmtree_quiet(trash)

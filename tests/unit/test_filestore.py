@@ -367,6 +367,26 @@ async def test_recovery(
         await fs.close()
 
 
+async def test_recovery_discards_a_record_whose_data_was_not_durable(tmp_path: Path) -> None:
+    """A file system may persist the record but not the data written just before it;
+    recovery must then keep the old object rather than roll torn data forward."""
+    fs = FileStore(tmp_path / "d")
+    await fs.open()
+    await fs.create_bucket("bucket")
+    await fs.put_object("bucket", "deep/key", chunks(b"old"), ObjectWrite())
+    await fs.close()
+    root = Path(fs.root)
+    _crash_state(root, "deep/key", b"new!", decided=True, moved=False)
+    (root / ".tmp" / "p999999-dead" / "w1.data").write_bytes(b"\0\0\0\0")  # lost blocks
+    fs = FileStore(tmp_path / "d")
+    await fs.open()
+    try:
+        assert await read(fs, "bucket", "deep/key") == b"old"
+        assert (await fs.head_object("bucket", "deep/key")).etag == hashlib.md5(b"old").hexdigest()
+    finally:
+        await fs.close()
+
+
 async def test_recovery_of_new_key_and_clean_slate(tmp_path: Path) -> None:
     fs = FileStore(tmp_path / "d")
     await fs.open()
