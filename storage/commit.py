@@ -113,8 +113,11 @@ class Commit:
     upload_dir: str | None = None
 
     def to_dict(self, root: str) -> dict[str, Any]:
+        base = root.rstrip(os.sep) + os.sep
+
         def rel(p: str) -> str:
-            return os.path.relpath(p, root)
+            # Every path here was built by joining onto root: slicing is relpath's answer.
+            return p[len(base) :] if p.startswith(base) else os.path.relpath(p, root)
 
         return {
             "data_tmp": rel(self.data_tmp),
