@@ -290,7 +290,7 @@ class FileStore:
         spooled = await spool(
             prepend(head, chunks), self.temp.path(".data"), write.digesters, write.max_size
         )
-        return await self._commit_object(bucket, key, kp, bdir, spooled, write, spooled.md5)
+        return await run(self._commit_sync, bucket, key, kp, bdir, spooled, write, spooled.md5)
 
     def _put_small(
         self, bucket: str, key: str, kp: KeyPath, data: bytes, write: ObjectWrite
@@ -298,34 +298,6 @@ class FileStore:
         bdir = self._locate(bucket, kp)
         spooled = write_unsynced(self.temp.path(".data"), data, write.digesters)
         return self._commit_sync(bucket, key, kp, bdir, spooled, write, spooled.md5)
-
-    async def _commit_object(
-        self,
-        bucket: str,
-        key: str,
-        kp: KeyPath,
-        bdir: str,
-        spooled: Spooled,
-        write: ObjectWrite,
-        etag: str,
-        *,
-        parts: list[PartInfo] | None = None,
-        upload: UploadInfo | None = None,
-    ) -> ObjectMeta:
-        return await run(
-            functools.partial(
-                self._commit_sync,
-                bucket,
-                key,
-                kp,
-                bdir,
-                spooled,
-                write,
-                etag,
-                parts=parts,
-                upload=upload,
-            )
-        )
 
     def _commit_sync(
         self,
@@ -592,9 +564,8 @@ class FileStore:
         except FileNotFoundError as exc:  # a part was replaced or aborted meanwhile
             raise NoSuchUpload("The specified upload does not exist.") from exc
         infos = [p for p, _ in chosen]
-        return await self._commit_object(
-            bucket, key, kp, bdir, spooled, write, multipart_etag(infos), parts=infos, upload=info
-        )
+        commit = functools.partial(self._commit_sync, parts=infos, upload=info)
+        return await run(commit, bucket, key, kp, bdir, spooled, write, multipart_etag(infos))
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         def work() -> None:
