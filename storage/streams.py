@@ -10,6 +10,7 @@ version it opened even if the key is overwritten or deleted meanwhile.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import hashlib
@@ -23,6 +24,9 @@ from storage.backend import Digester, ObjectMeta
 from storage.diskio import CHUNK, unlink_quiet
 from storage.errors import EntityTooLarge
 from storage.threads import run
+
+#: Received buffers that may wait for the disk while more arrive (memory: AHEAD MiB).
+AHEAD = 3
 
 
 @dataclass
@@ -97,8 +101,9 @@ async def spool(
 ) -> Spooled:
     """Write `body` to the new file `path`, fsynced; the file is removed on any failure.
 
-    One buffer is hashed and written on a worker thread while the next one is received,
-    so the network and the disk (and MD5) overlap; writes stay in order.
+    Buffers are hashed and written on a worker thread, strictly in order, while the next
+    ones are received: up to AHEAD buffers wait, so the network and the disk (and MD5)
+    overlap instead of taking turns.
     """
     md5 = hashlib.md5()
     hashers: list[Digester] = [md5, *digesters]
@@ -106,7 +111,16 @@ async def spool(
     size = 0
     pending: list[bytes] = []
     pending_len = 0
-    inflight: asyncio.Future[None] | None = None
+    queue: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def write_after(previous: asyncio.Future[None] | None, data: bytes) -> None:
+        if previous is not None:
+            await previous
+        await run(_write_all, fd, data, hashers)
+
+    def submit(data: bytes) -> None:
+        queue.append(asyncio.ensure_future(write_after(queue[-1] if queue else None, data)))
+
     try:
         async for chunk in body:
             if not chunk:
@@ -117,24 +131,22 @@ async def spool(
             pending.append(bytes(chunk))
             pending_len += len(chunk)
             if pending_len >= CHUNK:
-                data = b"".join(pending)
+                while len(queue) >= AHEAD:
+                    await queue.popleft()
+                submit(b"".join(pending))
                 pending, pending_len = [], 0
-                if inflight is not None:
-                    await inflight
-                inflight = asyncio.ensure_future(run(_write_all, fd, data, hashers))
-        if inflight is not None:
-            await inflight
-            inflight = None
         if pending:
-            await run(_write_all, fd, b"".join(pending), hashers)
+            submit(b"".join(pending))
+        while queue:
+            await queue.popleft()
         inode = await run(_finish, fd)
         fd = -1
     except BaseException:
         with anyio.CancelScope(shield=True):
-            if inflight is not None:
-                # Never close the descriptor under a write still in progress.
+            # Never close the descriptor under a write still in progress.
+            for future in queue:
                 with contextlib.suppress(BaseException):
-                    await inflight
+                    await future
             if fd >= 0:
                 os.close(fd)
             await run(unlink_quiet, path)
