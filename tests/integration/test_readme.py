@@ -1,0 +1,94 @@
+"""The README's examples work as written against `shoal serve` (what `make run` starts)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+MAKE_RUN_ENDPOINT = "http://127.0.0.1:3000"
+
+
+def example(language: str, after: str) -> str:
+    """The first ```language block following the line `after`."""
+    text = README.read_text()
+    start = text.index(after)
+    match = re.search(rf"```{language}\n(.*?)```", text[start:], re.S)
+    assert match, f"no {language} example after {after!r}"
+    return match.group(1)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    """`shoal serve` as `make run` starts it, on a free port instead of 3000."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dir",
+            str(tmp_path / "data"),
+            "--silent",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "listening on" in line, line
+        yield line.strip().rsplit(" ", 1)[1]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_make_run_is_what_the_readme_says() -> None:
+    makefile = (README.parent / "Makefile").read_text()
+    assert "serve --address 127.0.0.1 --port 3000 --dir ./data" in makefile
+    assert MAKE_RUN_ENDPOINT in README.read_text()
+
+
+def test_readme_boto3_example(served: str) -> None:
+    code = example("python", "boto3:").replace(MAKE_RUN_ENDPOINT, served)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})  # the reader's paste, verbatim
+    assert out.getvalue().splitlines() == ["b'Hello, shoal!'", "['hello.txt']"]
+
+
+@pytest.mark.cli
+def test_readme_aws_cli_example(served: str, tmp_path: Path) -> None:
+    aws = Path(sys.executable).parent / "aws"
+    if not aws.exists():
+        pytest.skip("the aws CLI is not installed (pip install awscli)")
+    lines = [ln for ln in example("sh", "aws CLI").splitlines() if ln.strip()]
+    env = dict(
+        os.environ,
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        PATH=f"{aws.parent}:{os.environ['PATH']}",
+    )
+    script = "set -e\n" + "\n".join(lines).replace(MAKE_RUN_ENDPOINT, served)
+    done = subprocess.run(
+        ["bash", "-c", script],
+        cwd=README.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "docs/README.md" in done.stdout
