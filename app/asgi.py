@@ -55,8 +55,10 @@ def error_response(error: S3Error, request: Request, request_id: str) -> Respons
 
 
 def _lower_headers(request: Request) -> dict[str, str]:
+    """Header name (lower case) -> value; repeated headers joined with commas."""
     headers: dict[str, str] = {}
-    for name, value in request.headers.items():
+    for raw_name, raw_value in request.scope["headers"]:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
         headers[name] = f"{headers[name]},{value}" if name in headers else value
     return headers
 

@@ -3,9 +3,10 @@ HTTP conditional and range rules S3 applies."""
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import formatdate, parsedate_to_datetime
 
 from app.errors import (
     InvalidArgument,
@@ -55,7 +56,13 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def http_date(when: datetime) -> str:
-    return format_datetime(when.astimezone(UTC).replace(microsecond=0), usegmt=True)
+    return _http_date(int(when.timestamp()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    """Formatting dates is a visible share of a small GET; objects repeat theirs."""
+    return formatdate(seconds, usegmt=True)
 
 
 def object_write(headers: dict[str, str], *, max_metadata_size: int) -> ObjectWrite:
