@@ -17,7 +17,7 @@ from app.errors import (
     InvalidRequest,
     KeyTooLongError,
     MethodNotAllowed,
-    NotImplementedError_,
+    NotImplementedFeature,
 )
 from storage.backend import MAX_KEY_BYTES
 
@@ -187,7 +187,7 @@ def _op(name: str, bucket: str | None, key: str | None) -> Operation:
 def _unsupported(query: dict[str, str], names: frozenset[str]) -> None:
     for name in query:
         if name in names:
-            raise NotImplementedError_(f"The {name} sub-resource is not implemented.")
+            raise NotImplementedFeature(f"The {name} sub-resource is not implemented.")
 
 
 def _bucket_operation(method: str, query: dict[str, str]) -> str:
@@ -210,7 +210,7 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
         if "policy" in query:
             return "PutBucketPolicy"
         if "versioning" in query or "acl" in query:
-            raise NotImplementedError_()
+            raise NotImplementedFeature()
         return "CreateBucket"
     if method == "DELETE":
         return "DeleteBucketPolicy" if "policy" in query else "DeleteBucket"
@@ -230,7 +230,7 @@ def _object_operation(method: str, query: dict[str, str], headers: dict[str, str
         return "HeadObject"
     if method == "PUT":
         if "acl" in query:
-            raise NotImplementedError_()
+            raise NotImplementedFeature()
         copy = "x-amz-copy-source" in headers
         if upload or "partNumber" in query:
             return "UploadPartCopy" if copy else "UploadPart"

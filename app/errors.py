@@ -168,7 +168,7 @@ class NoSuchUpload(S3Error):
     )
 
 
-class NotImplementedError_(S3Error):
+class NotImplementedFeature(S3Error):
     code = "NotImplemented"
     status = 501
     message = "A header or query you provided implies functionality that is not implemented."

@@ -15,7 +15,7 @@ from app.errors import (
     InvalidRequest,
     KeyTooLongError,
     MalformedXML,
-    NotImplementedError_,
+    NotImplementedFeature,
     S3Error,
     from_storage,
 )
@@ -43,7 +43,7 @@ def conditional_write(ctx: RequestContext, write: ObjectWrite) -> None:
     if_none_match = ctx.headers.get("if-none-match")
     if if_none_match is not None:
         if if_none_match.strip() != "*":
-            raise NotImplementedError_("If-None-Match on writes only supports '*'.")
+            raise NotImplementedFeature("If-None-Match on writes only supports '*'.")
         write.if_none_match = True
     if_match = ctx.headers.get("if-match")
     if if_match is not None:

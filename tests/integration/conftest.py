@@ -7,6 +7,8 @@ import datetime as dt
 import ipaddress
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,32 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+
+def spawn_server(directory: Path) -> tuple[subprocess.Popen[str], str]:
+    """`shoal serve` in a child process on a free port: (process, endpoint URL)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dir",
+            str(directory),
+            "--log-level",
+            "error",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "listening on" in line, line
+    return proc, line.strip().rsplit(" ", 1)[1]
 
 
 def make_certificate(directory: Path) -> tuple[str, str]:

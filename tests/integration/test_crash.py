@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,6 +15,8 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config as BotoConfig
+
+from tests.integration.conftest import spawn_server
 
 pytestmark = pytest.mark.slow
 
@@ -49,28 +50,7 @@ class Node:
         self.url = ""
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "serve",
-                "--address",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--dir",
-                str(self.directory),
-                "--log-level",
-                "error",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert "listening on" in line, line
-        self.url = line.strip().rsplit(" ", 1)[1]
+        self.proc, self.url = spawn_server(self.directory)
 
     def kill(self) -> None:
         assert self.proc is not None

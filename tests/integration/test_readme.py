@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import spawn_server
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 MAKE_RUN_ENDPOINT = "http://127.0.0.1:3000"
 
@@ -29,28 +31,9 @@ def example(language: str, after: str) -> str:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     """`shoal serve` as `make run` starts it, on a free port instead of 3000."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "serve",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dir",
-            str(tmp_path / "data"),
-            "--silent",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc, url = spawn_server(tmp_path / "data")
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert "listening on" in line, line
-        yield line.strip().rsplit(" ", 1)[1]
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
