@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 import app.handlers  # noqa: F401  (registers every operation handler)
-from app import checksums
+from app import checksums, cors
 from app.body import unread_body
 from app.context import RequestContext
 from app.dispatch import resolve
@@ -68,6 +68,10 @@ async def s3_endpoint(request: Request) -> Response:
     config: Config = request.app.state.config
     headers = _lower_headers(request)
     try:
+        if request.method == "OPTIONS":
+            response = cors.preflight(config, headers)
+            response.headers["x-amz-request-id"] = request_id
+            return response
         query = dict(request.query_params)
         op = resolve(
             request.method,
@@ -99,6 +103,7 @@ async def s3_endpoint(request: Request) -> Response:
         log.exception("internal error", extra={"request_id": request_id})
         response = error_response(InternalError(), request, request_id)
     response.headers["x-amz-request-id"] = request_id
+    cors.decorate(config, headers, response)
     if unread_body(request, headers):
         response.headers["connection"] = "close"
     return response

@@ -1,0 +1,86 @@
+"""CORS from the global configuration: preflights and headers on actual requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from app.server import SyncServer
+
+ALLOWED = "http://app.localhost:5173"
+
+
+@pytest.fixture(scope="module")
+def cors_http() -> Iterator[httpx.Client]:
+    config = {
+        "cors": {
+            "enabled": True,
+            "allowed_origins": [ALLOWED, "http://*.example.test"],
+            "allowed_methods": ["GET", "PUT", "HEAD"],
+            "allowed_headers": ["content-type", "x-amz-*"],
+            "exposed_headers": ["ETag", "x-amz-request-id"],
+            "max_age": 600,
+        }
+    }
+    with SyncServer(config) as server, httpx.Client(base_url=server.endpoint_url) as client:
+        assert client.put("/cors-bucket").status_code == 200
+        yield client
+
+
+def preflight(client: httpx.Client, origin: str, method: str, headers: str = "") -> httpx.Response:
+    request_headers = {"Origin": origin, "Access-Control-Request-Method": method}
+    if headers:
+        request_headers["Access-Control-Request-Headers"] = headers
+    return client.options("/cors-bucket/key", headers=request_headers)
+
+
+def test_preflight_allowed(cors_http: httpx.Client) -> None:
+    response = preflight(cors_http, ALLOWED, "PUT", "Content-Type, X-Amz-Meta-Color")
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == ALLOWED
+    assert "PUT" in response.headers["access-control-allow-methods"]
+    assert response.headers["access-control-allow-headers"] == "Content-Type, X-Amz-Meta-Color"
+    assert response.headers["access-control-max-age"] == "600"
+    assert response.headers["vary"] == "Origin"
+    wildcard = preflight(cors_http, "http://shop.example.test", "GET")
+    assert wildcard.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("origin", "method", "headers"),
+    [
+        ("http://evil.localhost", "GET", ""),  # origin not allowed
+        (ALLOWED, "DELETE", ""),  # method not allowed
+        (ALLOWED, "PUT", "authorization-extra"),  # header not allowed
+        ("http://example.test", "GET", ""),  # the wildcard needs a subdomain
+    ],
+)
+def test_preflight_refused(cors_http: httpx.Client, origin: str, method: str, headers: str) -> None:
+    response = preflight(cors_http, origin, method, headers)
+    assert response.status_code == 403
+    assert "AccessForbidden" in response.text
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_actual_request_headers(cors_http: httpx.Client) -> None:
+    put = cors_http.put("/cors-bucket/key", content=b"x", headers={"Origin": ALLOWED})
+    assert put.status_code == 200
+    assert put.headers["access-control-allow-origin"] == ALLOWED
+    assert put.headers["access-control-expose-headers"] == "ETag, x-amz-request-id"
+    assert put.headers["vary"] == "Origin"
+    other = cors_http.get("/cors-bucket/key", headers={"Origin": "http://evil.localhost"})
+    assert other.status_code == 200  # CORS is for browsers to enforce; S3 still answers
+    assert "access-control-allow-origin" not in other.headers
+    assert other.headers["vary"] == "Origin"
+    plain = cors_http.get("/cors-bucket/key")
+    assert "access-control-allow-origin" not in plain.headers
+
+
+def test_cors_disabled_by_default(http: httpx.Client) -> None:
+    response = http.options(
+        "/any-bucket/key", headers={"Origin": ALLOWED, "Access-Control-Request-Method": "GET"}
+    )
+    assert response.status_code == 403 and "CORS is not enabled" in response.text
+    assert "access-control-allow-origin" not in http.get("/", headers={"Origin": ALLOWED}).headers
