@@ -1,0 +1,129 @@
+"""Which IAM action and which resource each S3 operation shoal serves is checked against.
+
+One table, `OPERATIONS`, maps every operation name the app routes to the IAM action a
+bucket policy names for it and to the kind of resource it acts on:
+
+- ``service``: no bucket (ListBuckets); bucket policies never apply to it.
+- ``bucket``: the bucket ARN, ``arn:aws:s3:::bucket``.
+- ``object``: the object ARN, ``arn:aws:s3:::bucket/key``. DeleteObjects is listed as
+  an object operation on s3:DeleteObject: the caller checks every key of the request.
+
+CopyObject and UploadPartCopy additionally need s3:GetObject on the copy source; see
+`source_requirement`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ResourceKind = Literal["service", "bucket", "object"]
+
+ARN_PREFIX = "arn:aws:s3:::"
+
+
+@dataclass(frozen=True)
+class OperationAction:
+    """The IAM action an operation needs and the kind of resource it is checked on."""
+
+    action: str
+    resource: ResourceKind
+
+
+OPERATIONS: dict[str, OperationAction] = {
+    "ListBuckets": OperationAction("s3:ListAllMyBuckets", "service"),
+    "CreateBucket": OperationAction("s3:CreateBucket", "bucket"),
+    "DeleteBucket": OperationAction("s3:DeleteBucket", "bucket"),
+    "HeadBucket": OperationAction("s3:ListBucket", "bucket"),
+    "GetBucketLocation": OperationAction("s3:GetBucketLocation", "bucket"),
+    "GetBucketVersioning": OperationAction("s3:GetBucketVersioning", "bucket"),
+    "GetBucketAcl": OperationAction("s3:GetBucketAcl", "bucket"),
+    "ListObjects": OperationAction("s3:ListBucket", "bucket"),
+    "ListObjectsV2": OperationAction("s3:ListBucket", "bucket"),
+    "ListMultipartUploads": OperationAction("s3:ListBucketMultipartUploads", "bucket"),
+    "GetBucketPolicy": OperationAction("s3:GetBucketPolicy", "bucket"),
+    "PutBucketPolicy": OperationAction("s3:PutBucketPolicy", "bucket"),
+    "DeleteBucketPolicy": OperationAction("s3:DeleteBucketPolicy", "bucket"),
+    "DeleteObjects": OperationAction("s3:DeleteObject", "object"),
+    "PutObject": OperationAction("s3:PutObject", "object"),
+    "CopyObject": OperationAction("s3:PutObject", "object"),
+    "GetObject": OperationAction("s3:GetObject", "object"),
+    "HeadObject": OperationAction("s3:GetObject", "object"),
+    "GetObjectAcl": OperationAction("s3:GetObjectAcl", "object"),
+    "DeleteObject": OperationAction("s3:DeleteObject", "object"),
+    "CreateMultipartUpload": OperationAction("s3:PutObject", "object"),
+    "UploadPart": OperationAction("s3:PutObject", "object"),
+    "UploadPartCopy": OperationAction("s3:PutObject", "object"),
+    "CompleteMultipartUpload": OperationAction("s3:PutObject", "object"),
+    "AbortMultipartUpload": OperationAction("s3:AbortMultipartUpload", "object"),
+    "ListParts": OperationAction("s3:ListMultipartUploadParts", "object"),
+}
+
+# Operations that read a copy source, and what they need on it.
+COPY_OPERATIONS = frozenset({"CopyObject", "UploadPartCopy"})
+SOURCE_ACTION = "s3:GetObject"
+
+
+def resource_arn(bucket: str | None, key: str | None = None) -> str:
+    """ARN of a bucket (key None) or of an object; ``*`` when there is no bucket."""
+    if not bucket:
+        return "*"
+    if key is None:
+        return f"{ARN_PREFIX}{bucket}"
+    return f"{ARN_PREFIX}{bucket}/{key}"
+
+
+def action_for(operation: str) -> str:
+    """IAM action of an operation; KeyError for an operation not in the table."""
+    return OPERATIONS[operation].action
+
+
+def operation_resource(operation: str, bucket: str | None, key: str | None = None) -> str:
+    """The resource ARN `operation` is checked against for this bucket and key."""
+    kind = OPERATIONS[operation].resource
+    if kind == "service":
+        return "*"
+    if kind == "bucket":
+        return resource_arn(bucket)
+    return resource_arn(bucket, key or "")
+
+
+def source_requirement(
+    operation: str, source_bucket: str, source_key: str
+) -> tuple[str, str] | None:
+    """(action, resource ARN) a copy needs on its source, or None for other operations."""
+    if operation not in COPY_OPERATIONS:
+        return None
+    return SOURCE_ACTION, resource_arn(source_bucket, source_key)
+
+
+# S3 actions a policy may name (AWS refuses a policy naming an action that does not
+# exist: "Policy has invalid action"). A pattern with wildcards must match one of them.
+_S3_ACTION_NAMES = """
+    AbortMultipartUpload BypassGovernanceRetention CreateAccessPoint CreateBucket
+    CreateJob DeleteAccessPoint DeleteAccessPointPolicy DeleteBucket DeleteBucketPolicy
+    DeleteBucketOwnershipControls DeleteBucketWebsite DeleteObject DeleteObjectTagging
+    DeleteObjectVersion DeleteObjectVersionTagging GetAccelerateConfiguration
+    GetAccessPoint GetAccessPointPolicy GetAnalyticsConfiguration GetBucketAcl
+    GetBucketCORS GetBucketLocation GetBucketLogging GetBucketNotification
+    GetBucketObjectLockConfiguration GetBucketOwnershipControls GetBucketPolicy
+    GetBucketPolicyStatus GetBucketPublicAccessBlock GetBucketRequestPayment
+    GetBucketTagging GetBucketVersioning GetBucketWebsite GetEncryptionConfiguration
+    GetIntelligentTieringConfiguration GetInventoryConfiguration GetLifecycleConfiguration
+    GetMetricsConfiguration GetObject GetObjectAcl GetObjectAttributes
+    GetObjectLegalHold GetObjectRetention GetObjectTagging GetObjectTorrent
+    GetObjectVersion GetObjectVersionAcl GetObjectVersionAttributes
+    GetObjectVersionForReplication GetObjectVersionTagging GetObjectVersionTorrent
+    GetReplicationConfiguration ListAllMyBuckets ListBucket ListBucketMultipartUploads
+    ListBucketVersions ListMultipartUploadParts ObjectOwnerOverrideToBucketOwner
+    PutAccelerateConfiguration PutAnalyticsConfiguration PutBucketAcl PutBucketCORS
+    PutBucketLogging PutBucketNotification PutBucketObjectLockConfiguration
+    PutBucketOwnershipControls PutBucketPolicy PutBucketPublicAccessBlock
+    PutBucketRequestPayment PutBucketTagging PutBucketVersioning PutBucketWebsite
+    PutEncryptionConfiguration PutIntelligentTieringConfiguration
+    PutInventoryConfiguration PutLifecycleConfiguration PutMetricsConfiguration
+    PutObject PutObjectAcl PutObjectLegalHold PutObjectRetention PutObjectTagging
+    PutObjectVersionAcl PutObjectVersionTagging PutReplicationConfiguration
+    ReplicateDelete ReplicateObject ReplicateTags RestoreObject
+"""
+S3_ACTIONS: frozenset[str] = frozenset("s3:" + name for name in _S3_ACTION_NAMES.split())
