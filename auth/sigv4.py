@@ -1,0 +1,546 @@
+"""AWS Signature Version 4 verification for S3: header auth, presigned URLs, aws-chunked.
+
+Pure logic, no I/O: the ASGI layer hands in the request pieces exactly as received (raw
+path and query bytes, header pairs) and gets back a `Verified` result or an `AuthFailure`
+carrying the S3 error code AWS would answer with. Messages never contain secrets,
+signatures or canonical requests, so an `AuthFailure` is safe to render and to log.
+
+Raw bytes (ASGI gives bytes) are read as UTF-8 with `surrogateescape` and re-encoded the
+same way, so the canonical request hashes exactly the bytes that came off the wire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from urllib.parse import quote, unquote_to_bytes
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+SERVICE = "s3"
+TERMINATOR = "aws4_request"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+STREAMING_PAYLOAD = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+STREAMING_PAYLOAD_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+PAYLOAD_MODES = (
+    UNSIGNED_PAYLOAD,
+    STREAMING_PAYLOAD,
+    STREAMING_PAYLOAD_TRAILER,
+    STREAMING_UNSIGNED_TRAILER,
+)
+MAX_SKEW = timedelta(minutes=15)
+MAX_PRESIGN_EXPIRES = 604800  # seconds: seven days, as AWS allows
+_AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~/")
+_HEXDIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+Text = str | bytes
+Header = tuple[Text, Text]
+CredentialLookup = Callable[[str], str | None]
+
+
+class AuthFailure(Exception):
+    """A refused request: `code` is the S3 error code, `fields` extra XML elements."""
+
+    STATUS = {
+        "AuthorizationHeaderMalformed": 400,
+        "AuthorizationQueryParametersError": 400,
+        "InvalidArgument": 400,
+        "InvalidRequest": 400,
+        "XAmzContentSHA256Mismatch": 400,
+    }
+
+    def __init__(self, code: str, message: str, **fields: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields = fields
+
+    @property
+    def status(self) -> int:
+        """HTTP status AWS uses for this code (403 unless listed as a client error)."""
+        return self.STATUS.get(self.code, 403)
+
+    def __repr__(self) -> str:
+        return f"AuthFailure({self.code!r}, {self.message!r})"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The credential scope `date/region/service/aws4_request`."""
+
+    date: str
+    region: str
+    service: str = SERVICE
+
+    def __str__(self) -> str:
+        return f"{self.date}/{self.region}/{self.service}/{TERMINATOR}"
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What a verified request proved; enough to check the chunks of a streaming body."""
+
+    access_key: str
+    signing_key: bytes = field(repr=False)
+    scope: Scope
+    amz_date: str  # the request time as signed, ISO 8601 basic
+    request_time: datetime
+    signature: str  # the seed signature for aws-chunked bodies
+    payload_hash: str  # hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING-* mode, as sent
+    signed_headers: tuple[str, ...]
+    presigned: bool = False
+
+
+def _text(value: Text) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _raw(value: Text) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _hmac(key: bytes, msg: str) -> bytes:
+    return hmac.new(key, msg.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+
+
+@lru_cache(maxsize=256)
+def signing_key(secret: str, date: str, region: str, service: str = SERVICE) -> bytes:
+    """Derive the SigV4 signing key; cached since it only changes daily per credential."""
+    key = _hmac(("AWS4" + secret).encode("utf-8"), date)
+    return _hmac(_hmac(_hmac(key, region), service), TERMINATOR)
+
+
+def sign(key: bytes, string_to_sign: str) -> str:
+    """Hex HMAC-SHA256 of a string to sign."""
+    return _hmac(key, string_to_sign).hex()
+
+
+def canonical_uri(raw_path: Text) -> str:
+    """The path as sent, with only bytes that may not appear raw percent-encoded.
+
+    S3 neither decodes-and-re-encodes twice nor normalises `.`/`//` segments; clients
+    (botocore's S3SigV4Auth among them) sign the path they send. Existing `%XX` escapes
+    are kept as they are; other unsafe bytes (e.g. `$` in AWS's own example) become %XX.
+    """
+    path = _raw(raw_path) or b"/"
+    out = bytearray()
+    i = 0
+    while i < len(path):
+        byte = path[i]
+        if byte in _PATH_SAFE:
+            out.append(byte)
+        elif (
+            byte == 0x25
+            and i + 2 < len(path)
+            and path[i + 1] in _HEXDIGITS
+            and path[i + 2] in _HEXDIGITS
+        ):
+            out += path[i : i + 3]
+            i += 2
+        else:
+            out += b"%%%02X" % byte
+        i += 1
+    return out.decode("ascii")
+
+
+def _uri_encode(data: bytes) -> str:
+    return quote(data, safe="-_.~")
+
+
+def parse_query(raw_query: Text) -> list[tuple[bytes, bytes]]:
+    """Split a raw query string into decoded (name, value) byte pairs, in order.
+
+    `+` is taken literally, not as a space: SigV4 clients encode spaces as %20.
+    """
+    pairs = []
+    for part in _raw(raw_query).split(b"&"):
+        if part:
+            name, _, value = part.partition(b"=")
+            pairs.append((unquote_to_bytes(name), unquote_to_bytes(value)))
+    return pairs
+
+
+def canonical_query(pairs: Iterable[tuple[bytes, bytes]], exclude: str = "") -> str:
+    """Every parameter URI-encoded, sorted by encoded name then value; `name=` if empty."""
+    encoded = sorted(
+        (_uri_encode(name), _uri_encode(value)) for name, value in pairs if name != _raw(exclude)
+    )
+    return "&".join(f"{name}={value}" for name, value in encoded)
+
+
+def canonical_headers(headers: Sequence[Header], signed: Sequence[str]) -> str:
+    """`name:value\\n` for each signed header: values trimmed, whitespace runs collapsed,
+    repeated headers comma-joined in arrival order."""
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        values.setdefault(_text(name).lower(), []).append(" ".join(_text(value).split()))
+    return "".join(f"{name}:{','.join(values.get(name, []))}\n" for name in signed)
+
+
+def canonical_request(
+    method: str,
+    raw_path: Text,
+    query: str,
+    headers: Sequence[Header],
+    signed: Sequence[str],
+    payload_hash: str,
+) -> str:
+    """The SigV4 canonical request for S3."""
+    return "\n".join(
+        [
+            method.upper(),
+            canonical_uri(raw_path),
+            query,
+            canonical_headers(headers, signed),
+            ";".join(signed),
+            payload_hash,
+        ]
+    )
+
+
+def string_to_sign(amz_date: str, scope: Scope, canonical: str) -> str:
+    """The SigV4 string to sign for a request."""
+    digest = _sha256_hex(canonical.encode("utf-8", "surrogateescape"))
+    return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
+
+
+def _header(headers: Sequence[Header], name: str) -> str | None:
+    found = [_text(v) for n, v in headers if _text(n).lower() == name]
+    return ",".join(found) if found else None
+
+
+def _malformed(presigned: bool, detail: str) -> AuthFailure:
+    if presigned:
+        return AuthFailure(
+            "AuthorizationQueryParametersError",
+            f"Error parsing the X-Amz-Credential parameter; {detail}",
+        )
+    return AuthFailure(
+        "AuthorizationHeaderMalformed", f"The authorization header is malformed; {detail}"
+    )
+
+
+def _parse_credential(credential: str, region: str, presigned: bool) -> tuple[str, Scope]:
+    """Split `AK/date/region/service/aws4_request` and check it names this endpoint."""
+    parts = credential.rsplit("/", 4)
+    if len(parts) != 5 or not parts[0] or not re.fullmatch(r"\d{8}", parts[1]):
+        raise _malformed(
+            presigned,
+            'the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/'
+            'aws4_request".',
+        )
+    access_key, date, cred_region, service, terminator = parts
+    if cred_region != region:
+        failure = _malformed(
+            presigned, f"the region '{cred_region}' is wrong; expecting '{region}'"
+        )
+        failure.fields["Region"] = region
+        raise failure
+    if service != SERVICE:
+        raise _malformed(
+            presigned, f'incorrect service "{service}". This endpoint belongs to "{SERVICE}".'
+        )
+    if terminator != TERMINATOR:
+        raise _malformed(
+            presigned,
+            f'incorrect terminal "{terminator}". This endpoint uses "{TERMINATOR}".',
+        )
+    return access_key, Scope(date, region, service)
+
+
+def parse_authorization(value: str, region: str) -> tuple[str, Scope, tuple[str, ...], str]:
+    """Parse an `Authorization: AWS4-HMAC-SHA256 ...` header strictly.
+
+    Returns (access key, scope, signed header names, signature).
+    """
+    algorithm, _, rest = value.strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise AuthFailure("InvalidArgument", "Unsupported Authorization Type")
+    parts: dict[str, str] = {}
+    for item in rest.split(","):
+        key, sep, val = item.strip().partition("=")
+        if not sep or key in parts:
+            raise _malformed(False, f'the authorization component "{item.strip()}" is malformed.')
+        parts[key] = val
+    if set(parts) != {"Credential", "SignedHeaders", "Signature"}:
+        raise _malformed(
+            False,
+            "the authorization header requires three components: "
+            "Credential, SignedHeaders, and Signature.",
+        )
+    access_key, scope = _parse_credential(parts["Credential"], region, presigned=False)
+    signed = tuple(parts["SignedHeaders"].split(";"))
+    if not all(signed):
+        raise _malformed(False, "the SignedHeaders component is malformed.")
+    return access_key, scope, signed, parts["Signature"]
+
+
+def _parse_amz_date(value: str) -> datetime | None:
+    try:
+        return datetime.strptime(value, _AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_unsigned_headers(headers: Sequence[Header], signed: Sequence[str]) -> None:
+    """Refuse `x-amz-*` headers (and an unsigned host) the signature does not cover.
+
+    AWS answers AccessDenied naming them in HeadersNotSigned; accepting them would let
+    anyone holding a signed request add e.g. x-amz-copy-source or x-amz-acl to it.
+    """
+    present = {_text(name).lower() for name, _ in headers}
+    missing = sorted(
+        name
+        for name in present
+        if (name.startswith("x-amz-") or name == "host") and name not in signed
+    )
+    if missing:
+        raise AuthFailure(
+            "AccessDenied",
+            "There were headers present in the request which were not signed",
+            HeadersNotSigned=", ".join(missing),
+        )
+
+
+def _check_signature(expected: str, given: str) -> None:
+    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
+        raise AuthFailure(
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your key and signing method.",
+        )
+
+
+def _secret_for(lookup: CredentialLookup, access_key: str) -> str:
+    secret = lookup(access_key)
+    if secret is None:
+        raise AuthFailure(
+            "InvalidAccessKeyId",
+            "The AWS Access Key Id you provided does not exist in our records.",
+            AWSAccessKeyId=access_key,
+        )
+    return secret
+
+
+def verify_header_auth(
+    *,
+    method: str,
+    raw_path: Text,
+    raw_query: Text,
+    headers: Sequence[Header],
+    lookup: CredentialLookup,
+    region: str,
+    now: datetime,
+) -> Verified:
+    """Verify a request signed with the Authorization header, before its body is read."""
+    authorization = _header(headers, "authorization")
+    if authorization is None:
+        raise AuthFailure("AccessDenied", "Access Denied")
+    access_key, scope, signed, signature = parse_authorization(authorization, region)
+
+    amz_date = _header(headers, "x-amz-date")
+    if amz_date is not None:
+        request_time = _parse_amz_date(amz_date)
+    else:
+        date = _header(headers, "date")
+        try:
+            request_time = parsedate_to_datetime(date) if date else None
+        except (TypeError, ValueError):
+            request_time = None
+        if request_time is not None and request_time.tzinfo is None:
+            request_time = request_time.replace(tzinfo=UTC)
+        amz_date = request_time.astimezone(UTC).strftime(_AMZ_DATE_FORMAT) if request_time else ""
+    if request_time is None:
+        raise AuthFailure(
+            "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"
+        )
+    if scope.date != amz_date[:8]:
+        raise _malformed(
+            False,
+            f'Invalid credential date "{scope.date}". This date is not the same as '
+            f'X-Amz-Date: "{amz_date[:8]}".',
+        )
+    if abs(now - request_time) > MAX_SKEW:
+        raise AuthFailure(
+            "RequestTimeTooSkewed",
+            "The difference between the request time and the current time is too large.",
+            RequestTime=amz_date,
+            ServerTime=_iso(now),
+            MaxAllowedSkewMilliseconds=str(int(MAX_SKEW.total_seconds() * 1000)),
+        )
+
+    payload_hash = _header(headers, "x-amz-content-sha256")
+    if payload_hash is None:
+        raise AuthFailure(
+            "InvalidRequest", "Missing required header for this request: x-amz-content-sha256"
+        )
+    if payload_hash not in PAYLOAD_MODES and not _HEX64.fullmatch(payload_hash):
+        raise AuthFailure(
+            "InvalidArgument",
+            "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, "
+            + ", ".join(PAYLOAD_MODES[1:])
+            + " or a valid sha256 value.",
+            ArgumentName="x-amz-content-sha256",
+        )
+    _check_unsigned_headers(headers, signed)
+
+    secret = _secret_for(lookup, access_key)
+    key = signing_key(secret, scope.date, scope.region, scope.service)
+    query = canonical_query(parse_query(raw_query))
+    canonical = canonical_request(method, raw_path, query, headers, signed, payload_hash)
+    _check_signature(sign(key, string_to_sign(amz_date, scope, canonical)), signature)
+    return Verified(access_key, key, scope, amz_date, request_time, signature, payload_hash, signed)
+
+
+def verify_presigned(
+    *,
+    method: str,
+    raw_path: Text,
+    raw_query: Text,
+    headers: Sequence[Header],
+    lookup: CredentialLookup,
+    region: str,
+    now: datetime,
+) -> Verified:
+    """Verify a presigned URL (query-string auth) with its expiry enforced."""
+    pairs = parse_query(raw_query)
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name.startswith(b"X-Amz-"):
+            params.setdefault(_text(name), _text(value))
+    required = (
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Signature",
+        "X-Amz-Date",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Expires",
+    )
+    if any(name not in params for name in required):
+        raise AuthFailure(
+            "AuthorizationQueryParametersError",
+            "Query-string authentication version 4 requires the X-Amz-Algorithm, "
+            "X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, "
+            "and X-Amz-Expires parameters.",
+        )
+    if params["X-Amz-Algorithm"] != ALGORITHM:
+        raise AuthFailure(
+            "AuthorizationQueryParametersError",
+            f'X-Amz-Algorithm only supports "{ALGORITHM}"',
+        )
+    access_key, scope = _parse_credential(params["X-Amz-Credential"], region, presigned=True)
+    amz_date = params["X-Amz-Date"]
+    request_time = _parse_amz_date(amz_date)
+    if request_time is None:
+        raise AuthFailure(
+            "AuthorizationQueryParametersError",
+            "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"",
+        )
+    if scope.date != amz_date[:8]:
+        raise _malformed(
+            True,
+            f'Invalid credential date "{scope.date}". This date is not the same as '
+            f'X-Amz-Date: "{amz_date[:8]}".',
+        )
+    expires_text = params["X-Amz-Expires"]
+    if not re.fullmatch(r"-?\d{1,10}", expires_text):
+        raise AuthFailure("AuthorizationQueryParametersError", "X-Amz-Expires should be a number")
+    expires = int(expires_text)
+    if expires < 0:
+        raise AuthFailure("AuthorizationQueryParametersError", "X-Amz-Expires must be non-negative")
+    if expires > MAX_PRESIGN_EXPIRES:
+        raise AuthFailure(
+            "AuthorizationQueryParametersError",
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+        )
+    # A URL dated in the future is refused beyond the clock skew tolerated for headers.
+    if request_time - now > MAX_SKEW:
+        raise AuthFailure("AccessDenied", "Request is not valid yet")
+    if now > request_time + timedelta(seconds=expires):
+        raise AuthFailure(
+            "AccessDenied",
+            "Request has expired",
+            **{"X-Amz-Expires": str(expires)},
+            Expires=_iso(request_time + timedelta(seconds=expires)),
+            ServerTime=_iso(now),
+        )
+    signed = tuple(params["X-Amz-SignedHeaders"].split(";"))
+    if not all(signed):
+        raise AuthFailure("AuthorizationQueryParametersError", "X-Amz-SignedHeaders is malformed")
+    _check_unsigned_headers(headers, signed)
+
+    secret = _secret_for(lookup, access_key)
+    key = signing_key(secret, scope.date, scope.region, scope.service)
+    payload_hash = params.get("X-Amz-Content-Sha256", UNSIGNED_PAYLOAD)
+    query = canonical_query(pairs, exclude="X-Amz-Signature")
+    canonical = canonical_request(method, raw_path, query, headers, signed, payload_hash)
+    signature = params["X-Amz-Signature"]
+    _check_signature(sign(key, string_to_sign(amz_date, scope, canonical)), signature)
+    return Verified(
+        access_key,
+        key,
+        scope,
+        amz_date,
+        request_time,
+        signature,
+        payload_hash,
+        signed,
+        presigned=True,
+    )
+
+
+def is_presigned(raw_query: Text) -> bool:
+    """Whether a request carries query-string (presigned) SigV4 auth."""
+    return any(name == b"X-Amz-Algorithm" for name, _ in parse_query(raw_query))
+
+
+class ChunkVerifier:
+    """Checks the chain of aws-chunked chunk signatures, then the trailer signature.
+
+    Each chunk's signature covers the previous one, starting from the request's seed
+    signature, so chunks cannot be dropped, reordered or altered.
+    """
+
+    def __init__(self, verified: Verified) -> None:
+        self._key = verified.signing_key
+        self._prefix = f"{verified.amz_date}\n{verified.scope}\n"
+        self.previous = verified.signature
+
+    def verify_chunk(self, signature: str, data: bytes) -> None:
+        """Verify one chunk (the final empty chunk included) and advance the chain."""
+        self.verify_chunk_digest(signature, _sha256_hex(data))
+
+    def verify_chunk_digest(self, signature: str, data_sha256: str) -> None:
+        """As `verify_chunk`, for a chunk whose hex SHA-256 was computed while streaming."""
+        to_sign = (
+            f"{ALGORITHM}-PAYLOAD\n{self._prefix}{self.previous}\n{EMPTY_SHA256}\n{data_sha256}"
+        )
+        _check_signature(sign(self._key, to_sign), signature)
+        self.previous = signature
+
+    def verify_trailer(self, trailers: Sequence[Header], signature: str) -> None:
+        """Verify `x-amz-trailer-signature` over the trailing headers (`name:value\\n` each)."""
+        lines = "".join(
+            f"{_text(name).strip().lower()}:{_text(value).strip()}\n" for name, value in trailers
+        )
+        digest = _sha256_hex(lines.encode("utf-8", "surrogateescape"))
+        to_sign = f"{ALGORITHM}-TRAILER\n{self._prefix}{self.previous}\n{digest}"
+        _check_signature(sign(self._key, to_sign), signature)
+        self.previous = signature
