@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -23,7 +24,7 @@ import app.handlers  # noqa: F401  (registers every operation handler)
 from app import checksums, cors
 from app.body import unread_body
 from app.context import RequestContext
-from app.dispatch import resolve
+from app.dispatch import Operation, resolve
 from app.errors import InternalError, S3Error, from_storage
 from app.handlers.registry import HANDLERS
 from app.xml import document
@@ -33,8 +34,9 @@ from storage.backend import Backend
 from storage.errors import StorageError
 
 log = logging.getLogger("shoal")
+access_log = logging.getLogger("shoal.access")
 
-_request_ids = itertools.count(int.from_bytes(os.urandom(4), "big") << 32)
+_request_ids = itertools.count(int.from_bytes(os.urandom(8), "big"))
 
 
 def new_request_id() -> str:
@@ -64,6 +66,7 @@ def _lower_headers(request: Request) -> dict[str, str]:
 
 
 async def s3_endpoint(request: Request) -> Response:
+    started = time.perf_counter()
     request_id = new_request_id()
     config: Config = request.app.state.config
     headers = _lower_headers(request)
@@ -81,6 +84,7 @@ async def s3_endpoint(request: Request) -> Response:
             headers,
             base_domain=config.server.base_domain,
         )
+        request.state.operation = op
         principal = await authorize(
             enabled=config.auth.enabled, action=op.action, bucket=op.bucket, key=op.key
         )
@@ -106,7 +110,37 @@ async def s3_endpoint(request: Request) -> Response:
     cors.decorate(config, headers, response)
     if unread_body(request, headers):
         response.headers["connection"] = "close"
+    if access_log.isEnabledFor(logging.INFO):
+        _log_request(request, request_id, response, started)
     return response
+
+
+def _log_request(request: Request, request_id: str, response: Response, started: float) -> None:
+    """One line per request; never headers, so no credential or signature is logged.
+    (Bytes sent by a streamed body are not known here yet: the declared length is.)"""
+    op: Operation | None = getattr(request.state, "operation", None)
+    client = request.client.host if request.client else "-"
+    fields = {
+        "request_id": request_id,
+        "operation": op.name if op else "-",
+        "bucket": op.bucket if op else None,
+        "key": op.key if op else None,
+        "status": response.status_code,
+        "bytes_out": int(response.headers.get("content-length", 0)),
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        "remote": client,
+    }
+    access_log.info(
+        "%s %s %s %s/%s %s %.2fms",
+        request_id,
+        fields["operation"],
+        client,
+        fields["bucket"] or "",
+        fields["key"] or "",
+        fields["status"],
+        fields["duration_ms"],
+        extra={"fields": fields},
+    )
 
 
 def make_backend(config: Config) -> Backend:

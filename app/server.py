@@ -53,9 +53,7 @@ _UVICORN_LEVELS = {"error": "error", "warn": "warning", "info": "info", "debug":
 def bind_socket(address: str, port: int) -> socket.socket:
     """A bound (not yet listening) TCP socket; port 0 picks a free port. Binding here,
     rather than inside uvicorn, is what lets callers learn the real port."""
-    infos = socket.getaddrinfo(
-        address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
+    infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, type_, proto, _, sockaddr = infos[0]
     sock = socket.socket(family, type_, proto)
     try:
@@ -93,6 +91,7 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
+        out.update(getattr(record, "fields", {}))
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out)
@@ -100,8 +99,10 @@ class _JsonFormatter(logging.Formatter):
 
 def _cli_log_config(cfg: Config) -> dict[str, Any]:
     """uvicorn's own lifecycle lines (start, stop, lifespan errors) on stderr, in the
-    configured format. Request lines come from the app's logging middleware, so
-    uvicorn's access log stays off."""
+    configured format, and the app's own lines (one per request, logger
+    `shoal.access`) beside them; uvicorn's access log stays off."""
+    quiet = cfg.server.silent or not cfg.logging.enabled
+    level = "CRITICAL" if quiet else _UVICORN_LEVELS[cfg.logging.level].upper()
     formatter: dict[str, Any]
     if cfg.logging.format == "json":
         formatter = {"()": f"{__name__}._JsonFormatter"}
@@ -119,6 +120,7 @@ def _cli_log_config(cfg: Config) -> dict[str, Any]:
             }
         },
         "loggers": {
+            "shoal": {"handlers": ["stderr"], "level": level, "propagate": False},
             "uvicorn": {"handlers": ["stderr"], "propagate": False},
             "uvicorn.error": {"propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False},
@@ -265,9 +267,9 @@ def _terminate(pid: int) -> None:
 class Server:
     """An embedded shoal server.
 
-        async with Server({"auth": {"enabled": False}}) as server:
-            await server.create_bucket("b")
-            client = boto3.client("s3", **server.get_storage_descriptor().boto3_kwargs())
+    async with Server({"auth": {"enabled": False}}) as server:
+        await server.create_bucket("b")
+        client = boto3.client("s3", **server.get_storage_descriptor().boto3_kwargs())
     """
 
     def __init__(
@@ -309,7 +311,10 @@ class Server:
 
     @classmethod
     async def create_and_start(
-        cls, config: Config | Mapping[str, Any] | None = None, *, subprocess: bool = False,
+        cls,
+        config: Config | Mapping[str, Any] | None = None,
+        *,
+        subprocess: bool = False,
         **kwargs: Any,
     ) -> Server:
         server = cls(config, subprocess=subprocess, **kwargs)
@@ -318,7 +323,10 @@ class Server:
 
     @classmethod
     def create_and_start_sync(
-        cls, config: Config | Mapping[str, Any] | None = None, *, subprocess: bool = False,
+        cls,
+        config: Config | Mapping[str, Any] | None = None,
+        *,
+        subprocess: bool = False,
         **kwargs: Any,
     ) -> SyncServer:
         return SyncServer.create_and_start(config, subprocess=subprocess, **kwargs)
@@ -461,7 +469,8 @@ class Server:
             waiter = asyncio.create_task(started.wait())
             try:
                 await asyncio.wait(
-                    {task, waiter}, timeout=self.startup_timeout,
+                    {task, waiter},
+                    timeout=self.startup_timeout,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
@@ -500,14 +509,25 @@ class Server:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [
-            sys.executable, "-m", "app.cli", "serve", "--config", conf_path,
-            "--port", str(cfg.server.port), "--address", cfg.server.address,
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--config",
+            conf_path,
+            "--port",
+            str(cfg.server.port),
+            "--address",
+            cfg.server.address,
             "--exit-with-parent",
         ]
         if self._factory_spec:
             cmd += ["--app", self._factory_spec]
         proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+            *cmd,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
         )
         self._proc = proc
         # If the owner never calls stop(): at exit, or when this object is collected.
@@ -616,7 +636,10 @@ class SyncServer:
 
     @classmethod
     def create_and_start(
-        cls, config: Config | Mapping[str, Any] | None = None, *, subprocess: bool = False,
+        cls,
+        config: Config | Mapping[str, Any] | None = None,
+        *,
+        subprocess: bool = False,
         **kwargs: Any,
     ) -> SyncServer:
         server = cls(config, subprocess=subprocess, **kwargs)
