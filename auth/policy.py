@@ -275,8 +275,9 @@ def _parse_action(action: str) -> str:
 def _check_resource(resource: str, bucket: str) -> None:
     if not resource.startswith(ARN_PREFIX):
         raise PolicyError("Policy has invalid resource")
-    name = resource[len(ARN_PREFIX) :].split("/", 1)[0]
-    if name != bucket:
+    # The bucket part must be this bucket; a trailing * ("bucket*") covers it too.
+    rest = resource[len(ARN_PREFIX) :]
+    if not rest.startswith(bucket) or rest[len(bucket) : len(bucket) + 1] not in ("", "/", "*"):
         raise PolicyError("Policy has invalid resource")
 
 
