@@ -421,7 +421,7 @@ def _wildcard(pattern: str, ignore_case: bool) -> re.Pattern[str]:
 def _condition_holds(cond: Condition, context: Mapping[str, tuple[str, ...]]) -> bool:
     present = context.get(cond.key)
     if cond.family == "null":
-        return (present is None) == (cond.values[0].lower() == "true")
+        return (not present) == (cond.values[0].lower() == "true")
     if not present:
         if cond.if_exists or cond.qualifier == "ForAllValues":
             return True
@@ -450,8 +450,8 @@ def _value_matches(cond: Condition, actual: str) -> bool:
             address = ipaddress.ip_address(actual)
         except ValueError:
             return False
-        nets = (_network(v) for v in cond.values)
-        return any(n is not None and n.version == address.version and address in n for n in nets)
+        # An IPv4 range never contains an IPv6 address and vice versa (`in` is False).
+        return any((net := _network(v)) is not None and address in net for v in cond.values)
     parse = _number if family.startswith("num") else _date
     compare = _COMPARE[family[3:] if family.startswith("num") else family[4:]]
     left = parse(actual)

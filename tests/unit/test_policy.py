@@ -657,8 +657,11 @@ def test_acl_header_condition() -> None:
     assert decide(pol, ALICE, "s3:PutObject") is Decision.ALLOW
 
 
-def test_none_context_values_count_as_missing() -> None:
+def test_none_and_empty_context_values_count_as_missing() -> None:
     assert holds({"Null": {K: "true"}}, {K: None})
+    assert holds({"Null": {K: "true"}}, {K: []})
+    assert not holds({"StringEquals": {K: "a"}}, {K: []})
+    assert holds({"StringNotEquals": {K: "a"}}, {K: None})
 
 
 # ---------------------------------------------------------------- operation table
