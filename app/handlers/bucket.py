@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.responses import Response
 
 from app.body import read_small
@@ -11,9 +9,10 @@ from app.context import RequestContext
 from app.errors import MalformedPolicy
 from app.handlers.registry import handler, owner, xml_response
 from app.xml import child_text, parse, text_document, timestamp
+from auth.policy import PolicyError, parse_policy
 
 MAX_CONFIG_BODY = 64 * 1024
-MAX_POLICY_BODY = 20 * 1024  # S3's bucket policy size limit
+MAX_POLICY_BODY = 64 * 1024  # the policy's own 20 KiB limit is checked by parse_policy
 
 
 @handler("ListBuckets")
@@ -103,12 +102,13 @@ async def put_bucket_policy(ctx: RequestContext) -> Response:
     await ctx.backend.head_bucket(ctx.bucket)
     body = await read_small(ctx.request, MAX_POLICY_BODY)
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = body.decode("utf-8")
+        parse_policy(text, ctx.bucket)  # stored as given once it validates
+    except UnicodeDecodeError as exc:
         raise MalformedPolicy() from exc
-    if not isinstance(document, dict) or "Statement" not in document:
-        raise MalformedPolicy("Missing required field Statement")
-    await ctx.backend.put_bucket_policy(ctx.bucket, body.decode())
+    except PolicyError as exc:
+        raise MalformedPolicy(exc.reason) from exc
+    await ctx.backend.put_bucket_policy(ctx.bucket, text)
     return Response(status_code=204)
 
 

@@ -63,6 +63,77 @@ def test_invalid_bucket_names(http, name):
     assert "<Code>InvalidBucketName</Code>" in response.text
 
 
+def public_read(bucket: str) -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PublicRead",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ["s3:GetObject"],
+                "Resource": [f"arn:aws:s3:::{bucket}/*"],
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("policy", "reason"),
+    [
+        (
+            {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObjekt",
+                        "Resource": "arn:aws:s3:::{b}/*",
+                    }
+                ]
+            },
+            "invalid action",
+        ),
+        (
+            {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": "arn:aws:s3:::another-bucket/*",
+                    }
+                ]
+            },
+            "invalid resource",
+        ),
+        (
+            {
+                "Statement": [
+                    {
+                        "Effect": "Maybe",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": "arn:aws:s3:::{b}/*",
+                    }
+                ]
+            },
+            "",
+        ),
+        ({"Statement": []}, ""),
+    ],
+)
+def test_bucket_policy_validated(s3, bucket, policy, reason):
+    text = json.dumps(policy).replace("{b}", bucket)
+    with pytest.raises(ClientError) as info:
+        s3.put_bucket_policy(Bucket=bucket, Policy=text)
+    assert error_code(info.value) == "MalformedPolicy"
+    assert reason in info.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as info:
+        s3.get_bucket_policy(Bucket=bucket)
+    assert error_code(info.value) == "NoSuchBucketPolicy"
+
+
 def test_bucket_policy_crud(s3, bucket):
     with pytest.raises(ClientError) as info:
         s3.get_bucket_policy(Bucket=bucket)
@@ -93,7 +164,7 @@ def test_bucket_policy_crud(s3, bucket):
 def test_policy_removed_with_bucket(s3):
     name = f"pol-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
-    s3.put_bucket_policy(Bucket=name, Policy=json.dumps({"Statement": []}))
+    s3.put_bucket_policy(Bucket=name, Policy=json.dumps(public_read(name)))
     s3.delete_bucket(Bucket=name)
     s3.create_bucket(Bucket=name)
     with pytest.raises(ClientError) as info:
