@@ -39,8 +39,8 @@ MAX_SKEW = timedelta(minutes=15)
 MAX_PRESIGN_EXPIRES = 604800  # seconds: seven days, as AWS allows
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_PATH_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~/")
-_HEXDIGITS = frozenset(b"0123456789abcdefABCDEF")
+# A path byte that must be escaped: outside unreserved and `/`, or a `%` not starting %XX.
+_PATH_UNSAFE = re.compile(rb"[^A-Za-z0-9\-_.~/%]|%(?![0-9A-Fa-f]{2})")
 
 Text = str | bytes
 Header = tuple[Text, Text]
@@ -68,9 +68,6 @@ class AuthFailure(Exception):
     def status(self) -> int:
         """HTTP status AWS uses for this code (403 unless listed as a client error)."""
         return self.STATUS.get(self.code, 403)
-
-    def __repr__(self) -> str:
-        return f"AuthFailure({self.code!r}, {self.message!r})"
 
 
 @dataclass(frozen=True)
@@ -135,25 +132,8 @@ def canonical_uri(raw_path: Text) -> str:
     (botocore's S3SigV4Auth among them) sign the path they send. Existing `%XX` escapes
     are kept as they are; other unsafe bytes (e.g. `$` in AWS's own example) become %XX.
     """
-    path = _raw(raw_path) or b"/"
-    out = bytearray()
-    i = 0
-    while i < len(path):
-        byte = path[i]
-        if byte in _PATH_SAFE:
-            out.append(byte)
-        elif (
-            byte == 0x25
-            and i + 2 < len(path)
-            and path[i + 1] in _HEXDIGITS
-            and path[i + 2] in _HEXDIGITS
-        ):
-            out += path[i : i + 3]
-            i += 2
-        else:
-            out += b"%%%02X" % byte
-        i += 1
-    return out.decode("ascii")
+    path = _PATH_UNSAFE.sub(lambda m: b"%%%02X" % m[0][0], _raw(raw_path) or b"/")
+    return path.decode("ascii")
 
 
 def _uri_encode(data: bytes) -> str:
@@ -199,16 +179,8 @@ def canonical_request(
     payload_hash: str,
 ) -> str:
     """The SigV4 canonical request for S3."""
-    return "\n".join(
-        [
-            method.upper(),
-            canonical_uri(raw_path),
-            query,
-            canonical_headers(headers, signed),
-            ";".join(signed),
-            payload_hash,
-        ]
-    )
+    lines = (method.upper(), canonical_uri(raw_path), query, canonical_headers(headers, signed))
+    return "\n".join((*lines, ";".join(signed), payload_hash))
 
 
 def string_to_sign(amz_date: str, scope: Scope, canonical: str) -> str:
@@ -222,12 +194,13 @@ def _header(headers: Sequence[Header], name: str) -> str | None:
     return ",".join(found) if found else None
 
 
+def _query_error(message: str) -> AuthFailure:
+    return AuthFailure("AuthorizationQueryParametersError", message)
+
+
 def _malformed(presigned: bool, detail: str) -> AuthFailure:
     if presigned:
-        return AuthFailure(
-            "AuthorizationQueryParametersError",
-            f"Error parsing the X-Amz-Credential parameter; {detail}",
-        )
+        return _query_error(f"Error parsing the X-Amz-Credential parameter; {detail}")
     return AuthFailure(
         "AuthorizationHeaderMalformed", f"The authorization header is malformed; {detail}"
     )
@@ -300,17 +273,13 @@ def _iso(moment: datetime) -> str:
 
 
 def _check_unsigned_headers(headers: Sequence[Header], signed: Sequence[str]) -> None:
-    """Refuse `x-amz-*` headers (and an unsigned host) the signature does not cover.
+    """Refuse `x-amz-*` headers the signature does not cover, and an unsigned `host`.
 
     AWS answers AccessDenied naming them in HeadersNotSigned; accepting them would let
     anyone holding a signed request add e.g. x-amz-copy-source or x-amz-acl to it.
     """
     present = {_text(name).lower() for name, _ in headers}
-    missing = sorted(
-        name
-        for name in present
-        if (name.startswith("x-amz-") or name == "host") and name not in signed
-    )
+    missing = sorted(({n for n in present if n.startswith("x-amz-")} | {"host"}) - set(signed))
     if missing:
         raise AuthFailure(
             "AccessDenied",
@@ -339,6 +308,43 @@ def _secret_for(lookup: CredentialLookup, access_key: str) -> str:
     return secret
 
 
+def _request_time(headers: Sequence[Header]) -> tuple[str, datetime]:
+    """The signed request time: `x-amz-date`, else the `Date` header (as ISO 8601 basic)."""
+    amz_date = _header(headers, "x-amz-date")
+    if amz_date is not None:
+        moment = _parse_amz_date(amz_date)
+    else:
+        try:
+            moment = parsedate_to_datetime(_header(headers, "date") or "")
+        except (TypeError, ValueError):
+            moment = None
+        if moment is not None:
+            moment = moment.replace(tzinfo=moment.tzinfo or UTC)
+            amz_date = moment.astimezone(UTC).strftime(_AMZ_DATE_FORMAT)
+    if moment is None or amz_date is None:
+        message = "AWS authentication requires a valid Date or x-amz-date header"
+        raise AuthFailure("AccessDenied", message)
+    return amz_date, moment
+
+
+def _check_scope_date(scope: Scope, amz_date: str, presigned: bool) -> None:
+    if scope.date != amz_date[:8]:
+        raise _malformed(
+            presigned,
+            f'Invalid credential date "{scope.date}". This date is not the same as '
+            f'X-Amz-Date: "{amz_date[:8]}".',
+        )
+
+
+def _signing_key_if_valid(
+    lookup: CredentialLookup, access_key: str, scope: Scope, to_sign: str, signature: str
+) -> bytes:
+    """Look the secret up, derive the key and compare signatures (constant time)."""
+    key = signing_key(_secret_for(lookup, access_key), scope.date, scope.region, scope.service)
+    _check_signature(sign(key, to_sign), signature)
+    return key
+
+
 def verify_header_auth(
     *,
     method: str,
@@ -354,29 +360,8 @@ def verify_header_auth(
     if authorization is None:
         raise AuthFailure("AccessDenied", "Access Denied")
     access_key, scope, signed, signature = parse_authorization(authorization, region)
-
-    amz_date = _header(headers, "x-amz-date")
-    if amz_date is not None:
-        request_time = _parse_amz_date(amz_date)
-    else:
-        date = _header(headers, "date")
-        try:
-            request_time = parsedate_to_datetime(date) if date else None
-        except (TypeError, ValueError):
-            request_time = None
-        if request_time is not None and request_time.tzinfo is None:
-            request_time = request_time.replace(tzinfo=UTC)
-        amz_date = request_time.astimezone(UTC).strftime(_AMZ_DATE_FORMAT) if request_time else ""
-    if request_time is None:
-        raise AuthFailure(
-            "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"
-        )
-    if scope.date != amz_date[:8]:
-        raise _malformed(
-            False,
-            f'Invalid credential date "{scope.date}". This date is not the same as '
-            f'X-Amz-Date: "{amz_date[:8]}".',
-        )
+    amz_date, request_time = _request_time(headers)
+    _check_scope_date(scope, amz_date, presigned=False)
     if abs(now - request_time) > MAX_SKEW:
         raise AuthFailure(
             "RequestTimeTooSkewed",
@@ -385,28 +370,25 @@ def verify_header_auth(
             ServerTime=_iso(now),
             MaxAllowedSkewMilliseconds=str(int(MAX_SKEW.total_seconds() * 1000)),
         )
-
     payload_hash = _header(headers, "x-amz-content-sha256")
     if payload_hash is None:
-        raise AuthFailure(
-            "InvalidRequest", "Missing required header for this request: x-amz-content-sha256"
-        )
+        message = "Missing required header for this request: x-amz-content-sha256"
+        raise AuthFailure("InvalidRequest", message)
     if payload_hash not in PAYLOAD_MODES and not _HEX64.fullmatch(payload_hash):
         raise AuthFailure(
             "InvalidArgument",
-            "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, "
-            + ", ".join(PAYLOAD_MODES[1:])
-            + " or a valid sha256 value.",
+            f"x-amz-content-sha256 must be {', '.join(PAYLOAD_MODES)} or a valid sha256 value.",
             ArgumentName="x-amz-content-sha256",
         )
     _check_unsigned_headers(headers, signed)
-
-    secret = _secret_for(lookup, access_key)
-    key = signing_key(secret, scope.date, scope.region, scope.service)
     query = canonical_query(parse_query(raw_query))
     canonical = canonical_request(method, raw_path, query, headers, signed, payload_hash)
-    _check_signature(sign(key, string_to_sign(amz_date, scope, canonical)), signature)
+    to_sign = string_to_sign(amz_date, scope, canonical)
+    key = _signing_key_if_valid(lookup, access_key, scope, to_sign, signature)
     return Verified(access_key, key, scope, amz_date, request_time, signature, payload_hash, signed)
+
+
+_PRESIGN_PARAMS = ("Algorithm", "Credential", "Signature", "Date", "SignedHeaders", "Expires")
 
 
 def verify_presigned(
@@ -425,51 +407,27 @@ def verify_presigned(
     for name, value in pairs:
         if name.startswith(b"X-Amz-"):
             params.setdefault(_text(name), _text(value))
-    required = (
-        "X-Amz-Algorithm",
-        "X-Amz-Credential",
-        "X-Amz-Signature",
-        "X-Amz-Date",
-        "X-Amz-SignedHeaders",
-        "X-Amz-Expires",
-    )
-    if any(name not in params for name in required):
-        raise AuthFailure(
-            "AuthorizationQueryParametersError",
+    if any(f"X-Amz-{name}" not in params for name in _PRESIGN_PARAMS):
+        raise _query_error(
             "Query-string authentication version 4 requires the X-Amz-Algorithm, "
             "X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, "
-            "and X-Amz-Expires parameters.",
+            "and X-Amz-Expires parameters."
         )
     if params["X-Amz-Algorithm"] != ALGORITHM:
-        raise AuthFailure(
-            "AuthorizationQueryParametersError",
-            f'X-Amz-Algorithm only supports "{ALGORITHM}"',
-        )
+        raise _query_error(f'X-Amz-Algorithm only supports "{ALGORITHM}"')
     access_key, scope = _parse_credential(params["X-Amz-Credential"], region, presigned=True)
     amz_date = params["X-Amz-Date"]
     request_time = _parse_amz_date(amz_date)
     if request_time is None:
-        raise AuthFailure(
-            "AuthorizationQueryParametersError",
-            "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"",
-        )
-    if scope.date != amz_date[:8]:
-        raise _malformed(
-            True,
-            f'Invalid credential date "{scope.date}". This date is not the same as '
-            f'X-Amz-Date: "{amz_date[:8]}".',
-        )
-    expires_text = params["X-Amz-Expires"]
-    if not re.fullmatch(r"-?\d{1,10}", expires_text):
-        raise AuthFailure("AuthorizationQueryParametersError", "X-Amz-Expires should be a number")
-    expires = int(expires_text)
+        raise _query_error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
+    _check_scope_date(scope, amz_date, presigned=True)
+    if not re.fullmatch(r"-?\d{1,10}", params["X-Amz-Expires"]):
+        raise _query_error("X-Amz-Expires should be a number")
+    expires = int(params["X-Amz-Expires"])
     if expires < 0:
-        raise AuthFailure("AuthorizationQueryParametersError", "X-Amz-Expires must be non-negative")
+        raise _query_error("X-Amz-Expires must be non-negative")
     if expires > MAX_PRESIGN_EXPIRES:
-        raise AuthFailure(
-            "AuthorizationQueryParametersError",
-            "X-Amz-Expires must be less than a week (in seconds) that is 604800",
-        )
+        raise _query_error("X-Amz-Expires must be less than a week (in seconds) that is 604800")
     # A URL dated in the future is refused beyond the clock skew tolerated for headers.
     if request_time - now > MAX_SKEW:
         raise AuthFailure("AccessDenied", "Request is not valid yet")
@@ -483,26 +441,17 @@ def verify_presigned(
         )
     signed = tuple(params["X-Amz-SignedHeaders"].split(";"))
     if not all(signed):
-        raise AuthFailure("AuthorizationQueryParametersError", "X-Amz-SignedHeaders is malformed")
+        raise _query_error("X-Amz-SignedHeaders is malformed")
     _check_unsigned_headers(headers, signed)
-
-    secret = _secret_for(lookup, access_key)
-    key = signing_key(secret, scope.date, scope.region, scope.service)
+    # Presigned URLs do not sign the body unless the signer put a hash in the query.
     payload_hash = params.get("X-Amz-Content-Sha256", UNSIGNED_PAYLOAD)
     query = canonical_query(pairs, exclude="X-Amz-Signature")
     canonical = canonical_request(method, raw_path, query, headers, signed, payload_hash)
+    to_sign = string_to_sign(amz_date, scope, canonical)
     signature = params["X-Amz-Signature"]
-    _check_signature(sign(key, string_to_sign(amz_date, scope, canonical)), signature)
+    key = _signing_key_if_valid(lookup, access_key, scope, to_sign, signature)
     return Verified(
-        access_key,
-        key,
-        scope,
-        amz_date,
-        request_time,
-        signature,
-        payload_hash,
-        signed,
-        presigned=True,
+        access_key, key, scope, amz_date, request_time, signature, payload_hash, signed, True
     )
 
 
@@ -519,6 +468,8 @@ class ChunkVerifier:
     """
 
     def __init__(self, verified: Verified) -> None:
+        if verified.payload_hash not in (STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER):
+            raise ValueError(f"{verified.payload_hash} bodies carry no chunk signatures")
         self._key = verified.signing_key
         self._prefix = f"{verified.amz_date}\n{verified.scope}\n"
         self.previous = verified.signature
