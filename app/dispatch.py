@@ -2,7 +2,7 @@
 
 Method, addressing style (path or virtual-hosted), bucket, key and sub-resource query
 are turned into an `Operation` once; handlers never look at the URL shape again. The
-IAM action each operation needs travels with it for the auth layer.
+IAM action each operation needs (auth/actions.py's table) travels with it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from app.errors import (
     MethodNotAllowed,
     NotImplementedFeature,
 )
+from auth.actions import action_for
 from storage.backend import MAX_KEY_BYTES
 
 
@@ -29,36 +30,6 @@ class Operation:
     key: str | None
     action: str  # the IAM action, e.g. "s3:GetObject"
 
-
-#: Operation name -> IAM action it needs.
-ACTIONS: dict[str, str] = {
-    "ListBuckets": "s3:ListAllMyBuckets",
-    "CreateBucket": "s3:CreateBucket",
-    "DeleteBucket": "s3:DeleteBucket",
-    "HeadBucket": "s3:ListBucket",
-    "GetBucketLocation": "s3:GetBucketLocation",
-    "GetBucketVersioning": "s3:GetBucketVersioning",
-    "GetBucketAcl": "s3:GetBucketAcl",
-    "ListObjects": "s3:ListBucket",
-    "ListObjectsV2": "s3:ListBucket",
-    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
-    "GetBucketPolicy": "s3:GetBucketPolicy",
-    "PutBucketPolicy": "s3:PutBucketPolicy",
-    "DeleteBucketPolicy": "s3:DeleteBucketPolicy",
-    "DeleteObjects": "s3:DeleteObject",
-    "PutObject": "s3:PutObject",
-    "CopyObject": "s3:PutObject",
-    "GetObject": "s3:GetObject",
-    "HeadObject": "s3:GetObject",
-    "GetObjectAcl": "s3:GetObjectAcl",
-    "DeleteObject": "s3:DeleteObject",
-    "CreateMultipartUpload": "s3:PutObject",
-    "UploadPart": "s3:PutObject",
-    "UploadPartCopy": "s3:PutObject",
-    "CompleteMultipartUpload": "s3:PutObject",
-    "AbortMultipartUpload": "s3:AbortMultipartUpload",
-    "ListParts": "s3:ListMultipartUploadParts",
-}
 
 #: Sub-resources shoal does not implement: answered 501 NotImplemented, never a 500 or
 #: a silent fall-through to the plain operation.
@@ -181,7 +152,7 @@ def resolve(
 
 
 def _op(name: str, bucket: str | None, key: str | None) -> Operation:
-    return Operation(name, bucket, key, ACTIONS[name])
+    return Operation(name, bucket, key, action_for(name))
 
 
 def _unsupported(query: dict[str, str], names: frozenset[str]) -> None:
