@@ -527,3 +527,70 @@ def test_signing_key_is_cached() -> None:
     first = sigv4.signing_key(SK, "20130524", REGION)
     assert sigv4.signing_key(SK, "20130524", REGION) is first
     assert sigv4.signing_key.cache_info().hits == 1
+
+
+def test_botocore_aws_chunked_upload_over_https_verifies() -> None:
+    """boto3 >= 1.36 sends PutObject over https as aws-chunked with a trailing checksum."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"https://{ENDPOINT}",
+        aws_access_key_id=BK,
+        aws_secret_access_key=BS,
+        region_name=REGION,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 0}),
+    )
+    s3.meta.events.register("before-send.s3", _capture)
+    verified = _check(_sent(lambda: s3.put_object(Bucket="bkt", Key="k", Body=b"x" * 100)))
+    assert verified.payload_hash == sigv4.STREAMING_UNSIGNED_TRAILER
+    assert {"x-amz-trailer", "x-amz-decoded-content-length"} <= set(verified.signed_headers)
+    with pytest.raises(ValueError):
+        ChunkVerifier(verified)  # unsigned chunks carry no signatures to check
+
+
+def _self_signed(headers: list, signed: list[str], when: datetime) -> dict:
+    """A request signed here (for header shapes botocore never produces)."""
+    scope = sigv4.Scope(when.strftime("%Y%m%d"), REGION)
+    canonical = sigv4.canonical_request("GET", b"/bkt/k", "", headers, signed, sigv4.EMPTY_SHA256)
+    to_sign = sigv4.string_to_sign(when.strftime("%Y%m%dT%H%M%SZ"), scope, canonical)
+    signature = sigv4.sign(sigv4.signing_key(BS, scope.date, REGION), to_sign)
+    value = f"AWS4-HMAC-SHA256 Credential={BK}/{scope},SignedHeaders={';'.join(signed)},"
+    authorization = ("Authorization", value + f"Signature={signature}")
+    return dict(method="GET", raw_path=b"/bkt/k", raw_query=b"", headers=[*headers, authorization])
+
+
+def test_date_header_stands_in_for_x_amz_date() -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    headers = [
+        ("Host", "h"),
+        ("Date", now.strftime("%a, %d %b %Y %H:%M:%S GMT")),
+        ("x-amz-content-sha256", sigv4.EMPTY_SHA256),
+    ]
+    request = _self_signed(headers, ["date", "host", "x-amz-content-sha256"], now)
+    assert _check(request).request_time == now
+    late = now + timedelta(minutes=15, seconds=1)
+    assert _code(request, now=late) == "RequestTimeTooSkewed"
+
+
+def test_host_must_be_signed() -> None:
+    now = datetime.now(UTC)
+    headers = [
+        ("Host", "h"),
+        ("x-amz-date", now.strftime("%Y%m%dT%H%M%SZ")),
+        ("x-amz-content-sha256", sigv4.EMPTY_SHA256),
+    ]
+    request = _self_signed(headers, ["x-amz-content-sha256", "x-amz-date"], now)
+    with pytest.raises(AuthFailure) as failure:
+        _check(request)
+    assert failure.value.code == "AccessDenied"
+    assert failure.value.fields["HeadersNotSigned"] == "host"
+
+
+def test_presigned_url_dated_in_the_future_is_not_valid_yet(presigned: dict) -> None:
+    assert _code(presigned, now=datetime.now(UTC) - timedelta(minutes=16)) == "AccessDenied"
+    _check(presigned, now=datetime.now(UTC) - timedelta(minutes=14))  # tolerated clock skew
+
+
+def test_failure_statuses() -> None:
+    assert AuthFailure("SignatureDoesNotMatch", "m").status == 403
+    assert AuthFailure("AuthorizationHeaderMalformed", "m").status == 400
+    assert AuthFailure("InvalidRequest", "m").status == 400
