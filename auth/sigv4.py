@@ -143,10 +143,11 @@ def _uri_encode(data: bytes) -> str:
 def parse_query(raw_query: Text) -> list[tuple[bytes, bytes]]:
     """Split a raw query string into decoded (name, value) byte pairs, in order.
 
-    `+` is taken literally, not as a space: SigV4 clients encode spaces as %20.
+    `+` means a space, as the app's query parsing (Starlette, parse_qsl) reads it: the
+    signature must bind what handlers see, or `%2B` signed could be replayed as `+`.
     """
     pairs = []
-    for part in _raw(raw_query).split(b"&"):
+    for part in _raw(raw_query).replace(b"+", b" ").split(b"&"):
         if part:
             name, _, value = part.partition(b"=")
             pairs.append((unquote_to_bytes(name), unquote_to_bytes(value)))

@@ -194,8 +194,10 @@ def test_streaming_tampering_is_refused(tamper: str) -> None:
 def test_canonical_query_encodes_sorts_and_keeps_empty_values() -> None:
     pairs = sigv4.parse_query(b"b=2&a=z&a=%41&empty=&flag&sp=a%20b&plus=a+b&slash=a/b")
     assert sigv4.canonical_query(pairs) == (
-        "a=A&a=z&b=2&empty=&flag=&plus=a%2Bb&slash=a%2Fb&sp=a%20b"
+        "a=A&a=z&b=2&empty=&flag=&plus=a%20b&slash=a%2Fb&sp=a%20b"
     )
+    # `+` reads as a space (as the app reads it), `%2B` as a plus: they must not collide.
+    assert sigv4.canonical_query(sigv4.parse_query(b"p=a%2Bb")) == "p=a%2Bb"
 
 
 def test_canonical_uri_keeps_the_path_as_sent() -> None:
@@ -594,3 +596,14 @@ def test_failure_statuses() -> None:
     assert AuthFailure("SignatureDoesNotMatch", "m").status == 403
     assert AuthFailure("AuthorizationHeaderMalformed", "m").status == 400
     assert AuthFailure("InvalidRequest", "m").status == 400
+
+
+def test_a_signed_plus_cannot_be_replayed_as_a_space() -> None:
+    request = AWSRequest(method="GET", url=f"http://{ENDPOINT}/bkt?prefix=a%2Bb%20c")
+    S3SigV4QueryAuth(Credentials(BK, BS), "s3", REGION, expires=300).add_auth(request)
+    signed = _from_url("GET", request.prepare().url)
+    _check(signed)
+    replayed = {**signed, "raw_query": signed["raw_query"].replace(b"a%2Bb", b"a+b")}
+    assert _code(replayed) == "SignatureDoesNotMatch"
+    respelled = {**signed, "raw_query": signed["raw_query"].replace(b"%20c", b"+c")}
+    _check(respelled)  # the same value, spelled as the app's query parser reads it
