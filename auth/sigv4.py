@@ -1,12 +1,9 @@
 """AWS Signature Version 4 verification for S3: header auth, presigned URLs, aws-chunked.
 
-Pure logic, no I/O: the ASGI layer hands in the request pieces exactly as received (raw
-path and query bytes, header pairs) and gets back a `Verified` result or an `AuthFailure`
-carrying the S3 error code AWS would answer with. Messages never contain secrets,
-signatures or canonical requests, so an `AuthFailure` is safe to render and to log.
-
-Raw bytes (ASGI gives bytes) are read as UTF-8 with `surrogateescape` and re-encoded the
-same way, so the canonical request hashes exactly the bytes that came off the wire.
+Pure logic, no I/O: the ASGI layer hands in the request pieces as received (raw path and
+query bytes, header pairs; bytes are read as UTF-8 with surrogateescape so the canonical
+request hashes exactly the wire bytes) and gets a `Verified` result or an `AuthFailure`
+with the S3 error code AWS would answer. Messages never carry secrets or signatures.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -29,12 +27,8 @@ UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 STREAMING_PAYLOAD = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
 STREAMING_PAYLOAD_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
 STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
-PAYLOAD_MODES = (
-    UNSIGNED_PAYLOAD,
-    STREAMING_PAYLOAD,
-    STREAMING_PAYLOAD_TRAILER,
-    STREAMING_UNSIGNED_TRAILER,
-)
+SIGNED_STREAMING = (STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER)
+PAYLOAD_MODES = (UNSIGNED_PAYLOAD, *SIGNED_STREAMING, STREAMING_UNSIGNED_TRAILER)
 MAX_SKEW = timedelta(minutes=15)
 MAX_PRESIGN_EXPIRES = 604800  # seconds: seven days, as AWS allows
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -126,12 +120,8 @@ def sign(key: bytes, string_to_sign: str) -> str:
 
 
 def canonical_uri(raw_path: Text) -> str:
-    """The path as sent, with only bytes that may not appear raw percent-encoded.
-
-    S3 neither decodes-and-re-encodes twice nor normalises `.`/`//` segments; clients
-    (botocore's S3SigV4Auth among them) sign the path they send. Existing `%XX` escapes
-    are kept as they are; other unsafe bytes (e.g. `$` in AWS's own example) become %XX.
-    """
+    """The path as sent (S3 signs it once-encoded and unnormalised, as botocore's
+    S3SigV4Auth does): `%XX` escapes kept, other unsafe bytes (AWS's `$` example) escaped."""
     path = _PATH_UNSAFE.sub(lambda m: b"%%%02X" % m[0][0], _raw(raw_path) or b"/")
     return path.decode("ascii")
 
@@ -199,12 +189,12 @@ def _query_error(message: str) -> AuthFailure:
     return AuthFailure("AuthorizationQueryParametersError", message)
 
 
-def _malformed(presigned: bool, detail: str) -> AuthFailure:
+def _malformed(presigned: bool, detail: str, **fields: str) -> AuthFailure:
     if presigned:
-        return _query_error(f"Error parsing the X-Amz-Credential parameter; {detail}")
-    return AuthFailure(
-        "AuthorizationHeaderMalformed", f"The authorization header is malformed; {detail}"
-    )
+        message = f"Error parsing the X-Amz-Credential parameter; {detail}"
+        return AuthFailure("AuthorizationQueryParametersError", message, **fields)
+    message = f"The authorization header is malformed; {detail}"
+    return AuthFailure("AuthorizationHeaderMalformed", message, **fields)
 
 
 def _parse_credential(credential: str, region: str, presigned: bool) -> tuple[str, Scope]:
@@ -218,11 +208,8 @@ def _parse_credential(credential: str, region: str, presigned: bool) -> tuple[st
         )
     access_key, date, cred_region, service, terminator = parts
     if cred_region != region:
-        failure = _malformed(
-            presigned, f"the region '{cred_region}' is wrong; expecting '{region}'"
-        )
-        failure.fields["Region"] = region
-        raise failure
+        detail = f"the region '{cred_region}' is wrong; expecting '{region}'"
+        raise _malformed(presigned, detail, Region=region)
     if service != SERVICE:
         raise _malformed(
             presigned, f'incorrect service "{service}". This endpoint belongs to "{SERVICE}".'
@@ -236,10 +223,7 @@ def _parse_credential(credential: str, region: str, presigned: bool) -> tuple[st
 
 
 def parse_authorization(value: str, region: str) -> tuple[str, Scope, tuple[str, ...], str]:
-    """Parse an `Authorization: AWS4-HMAC-SHA256 ...` header strictly.
-
-    Returns (access key, scope, signed header names, signature).
-    """
+    """Parse `AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...` strictly."""
     algorithm, _, rest = value.strip().partition(" ")
     if algorithm != ALGORITHM:
         raise AuthFailure("InvalidArgument", "Unsupported Authorization Type")
@@ -274,11 +258,8 @@ def _iso(moment: datetime) -> str:
 
 
 def _check_unsigned_headers(headers: Sequence[Header], signed: Sequence[str]) -> None:
-    """Refuse `x-amz-*` headers the signature does not cover, and an unsigned `host`.
-
-    AWS answers AccessDenied naming them in HeadersNotSigned; accepting them would let
-    anyone holding a signed request add e.g. x-amz-copy-source or x-amz-acl to it.
-    """
+    """Refuse unsigned `x-amz-*` headers (else anyone holding a signed request could add
+    x-amz-copy-source or x-amz-acl) and an unsigned host, as AWS does (AccessDenied)."""
     present = {_text(name).lower() for name, _ in headers}
     missing = sorted(({n for n in present if n.startswith("x-amz-")} | {"host"}) - set(signed))
     if missing:
@@ -296,17 +277,6 @@ def _check_signature(expected: str, given: str) -> None:
             "The request signature we calculated does not match the signature you provided. "
             "Check your key and signing method.",
         )
-
-
-def _secret_for(lookup: CredentialLookup, access_key: str) -> str:
-    secret = lookup(access_key)
-    if secret is None:
-        raise AuthFailure(
-            "InvalidAccessKeyId",
-            "The AWS Access Key Id you provided does not exist in our records.",
-            AWSAccessKeyId=access_key,
-        )
-    return secret
 
 
 def _request_time(headers: Sequence[Header]) -> tuple[str, datetime]:
@@ -341,7 +311,11 @@ def _signing_key_if_valid(
     lookup: CredentialLookup, access_key: str, scope: Scope, to_sign: str, signature: str
 ) -> bytes:
     """Look the secret up, derive the key and compare signatures (constant time)."""
-    key = signing_key(_secret_for(lookup, access_key), scope.date, scope.region, scope.service)
+    secret = lookup(access_key)
+    if secret is None:
+        message = "The AWS Access Key Id you provided does not exist in our records."
+        raise AuthFailure("InvalidAccessKeyId", message, AWSAccessKeyId=access_key)
+    key = signing_key(secret, scope.date, scope.region, scope.service)
     _check_signature(sign(key, to_sign), signature)
     return key
 
@@ -461,6 +435,34 @@ def is_presigned(raw_query: Text) -> bool:
     return any(name == b"X-Amz-Algorithm" for name, _ in parse_query(raw_query))
 
 
+def verify_request(
+    *,
+    method: str,
+    raw_path: Text,
+    raw_query: Text,
+    headers: Sequence[Header],
+    lookup: CredentialLookup,
+    region: str,
+    now: datetime,
+) -> Verified | None:
+    """Verify whichever SigV4 form a request carries; None when it carries none (anonymous)."""
+    presigned = is_presigned(raw_query)
+    has_header = _header(headers, "authorization") is not None
+    if presigned and has_header:
+        raise AuthFailure(
+            "InvalidArgument",
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+            "Signature query string parameter or the Authorization header should be specified",
+        )
+    if not (presigned or has_header):
+        return None
+    verify = verify_presigned if presigned else verify_header_auth
+    pieces: dict[str, Any] = dict(
+        method=method, raw_path=raw_path, raw_query=raw_query, headers=headers
+    )
+    return verify(**pieces, lookup=lookup, region=region, now=now)
+
+
 class ChunkVerifier:
     """Checks the chain of aws-chunked chunk signatures, then the trailer signature.
 
@@ -469,7 +471,7 @@ class ChunkVerifier:
     """
 
     def __init__(self, verified: Verified) -> None:
-        if verified.payload_hash not in (STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER):
+        if verified.payload_hash not in SIGNED_STREAMING:
             raise ValueError(f"{verified.payload_hash} bodies carry no chunk signatures")
         self._key = verified.signing_key
         self._prefix = f"{verified.amz_date}\n{verified.scope}\n"
