@@ -620,3 +620,23 @@ def test_verify_request_dispatch(put_request: dict, presigned: dict) -> None:
         sigv4.verify_request(**both, **kwargs)
     assert failure.value.code == "InvalidArgument"
     assert "Only one auth mechanism" in failure.value.message
+
+
+def test_raw_header_bytes_are_hashed_as_sent() -> None:
+    """ASGI gives header bytes; non-ASCII values must be hashed as the client's bytes."""
+    now = datetime.now(UTC)
+    headers = [
+        (b"host", b"h"),
+        (b"x-amz-date", now.strftime("%Y%m%dT%H%M%SZ").encode()),
+        (b"x-amz-content-sha256", sigv4.EMPTY_SHA256.encode()),
+        (b"x-amz-meta-name", "zoë ✓".encode()),
+    ]
+    signed = ["host", "x-amz-content-sha256", "x-amz-date", "x-amz-meta-name"]
+    request = _self_signed(headers, signed, now)
+    assert _check(request).access_key == BK
+    as_str = [(k.decode(), v.decode()) for k, v in request["headers"][:-1]]
+    _check({**request, "headers": [*as_str, request["headers"][-1]]})  # UTF-8 str: same bytes
+    latin1 = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request["headers"][:-1]]
+    assert _code({**request, "headers": [*latin1, request["headers"][-1]]}) == (
+        "SignatureDoesNotMatch"
+    )
