@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,13 +23,15 @@ from starlette.types import Receive, Scope, Send
 
 import app.handlers  # noqa: F401  (registers every operation handler)
 from app import checksums, cors
+from app.authz import PolicyGate
 from app.body import unread_body
 from app.context import RequestContext
 from app.dispatch import Operation, resolve
-from app.errors import InternalError, S3Error, from_storage
+from app.errors import AccessDenied, InternalError, S3Error, from_storage
 from app.handlers.registry import HANDLERS
 from app.xml import document
-from auth import authorize
+from auth import ANONYMOUS, Authenticator, Principal
+from auth.sigv4 import AuthFailure
 from config import Config, ConfigError, load_config
 from storage.backend import Backend
 from storage.errors import StorageError
@@ -85,9 +88,14 @@ async def s3_endpoint(request: Request) -> Response:
             base_domain=config.server.base_domain,
         )
         request.state.operation = op
-        principal = await authorize(
-            enabled=config.auth.enabled, action=op.action, bucket=op.bucket, key=op.key
-        )
+        gate: PolicyGate | None = request.app.state.gate
+        principal = ANONYMOUS
+        if gate is not None:
+            principal = _authenticate(request)
+            request.state.verified = principal.verified
+            await gate.check_operation(
+                op.name, principal, op.bucket, op.key, _policy_context(request, query)
+            )
         ctx = RequestContext(
             op=op,
             request=request,
@@ -97,10 +105,14 @@ async def s3_endpoint(request: Request) -> Response:
             config=config,
             backend=request.app.state.backend,
             principal=principal,
+            gate=gate,
         )
         response = await HANDLERS[op.name](ctx)
     except S3Error as exc:
         response = error_response(exc, request, request_id)
+    except AuthFailure as exc:
+        error = S3Error.registry.get(exc.code, AccessDenied)(exc.message, **exc.fields)
+        response = error_response(error, request, request_id)
     except StorageError as exc:
         response = error_response(from_storage(exc), request, request_id)
     except Exception:
@@ -143,6 +155,30 @@ def _log_request(request: Request, request_id: str, response: Response, started:
     )
 
 
+def _authenticate(request: Request) -> Principal:
+    """SigV4 from the raw path and query, before any body byte is read."""
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator.authenticate(
+        method=request.method,
+        raw_path=request.scope.get("raw_path") or request.scope["path"].encode(),
+        raw_query=request.scope.get("query_string", b""),
+        headers=request.scope["headers"],
+        now=datetime.now(UTC),
+    )
+
+
+def _policy_context(request: Request, query: dict[str, str]) -> dict[str, object]:
+    """Condition keys a bucket policy may test."""
+    context: dict[str, object] = {
+        "aws:SecureTransport": request.url.scheme == "https",
+        "aws:SourceIp": request.client.host if request.client else None,
+    }
+    for name in ("prefix", "delimiter", "max-keys"):
+        if name in query:
+            context[f"s3:{name}"] = query[name]
+    return context
+
+
 def make_backend(config: Config) -> Backend:
     from storage.filestore import FileStore
 
@@ -171,11 +207,6 @@ class ShoalApp(Starlette):
 def create_app(config: Config | None = None) -> Starlette:
     """Build the application; the storage backend opens and closes with its lifespan."""
     config = config if config is not None else load_config()
-    if config.auth.enabled:
-        raise ConfigError(
-            "auth.enabled: SigV4 verification is not available in this build yet;"
-            " set auth.enabled = false"
-        )
     if config.cluster.enabled:
         raise ConfigError("cluster.enabled: cluster mode is not available in this build yet")
     backend = make_backend(config)
@@ -194,4 +225,9 @@ def create_app(config: Config | None = None) -> Starlette:
     application = ShoalApp(lifespan=lifespan)
     application.state.config = config
     application.state.backend = backend
+    application.state.gate = PolicyGate(backend) if config.auth.enabled else None
+    application.state.authenticator = Authenticator(
+        {c.access_key_id: c.secret_access_key for c in config.auth.credentials},
+        config.server.region,
+    )
     return application

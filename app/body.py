@@ -14,6 +14,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
@@ -28,7 +29,15 @@ from app.errors import (
     InvalidRequest,
     MalformedTrailerError,
     MissingContentLength,
+    SignatureDoesNotMatch,
     XAmzContentSHA256Mismatch,
+)
+from auth.sigv4 import (
+    STREAMING_PAYLOAD,
+    STREAMING_PAYLOAD_TRAILER,
+    AuthFailure,
+    ChunkVerifier,
+    Verified,
 )
 from storage.backend import Digester
 
@@ -41,6 +50,7 @@ STREAMING_MODES = frozenset(
         "STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD-TRAILER",
     }
 )
+SIGNED_STREAMING = frozenset({STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER})
 _HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _MAX_CHUNK_HEADER = 4096
 
@@ -71,13 +81,20 @@ def unread_body(request: Request, headers: dict[str, str]) -> bool:
 
 
 class AwsChunkedDecoder:
-    """Decodes `aws-chunked` framing (chunk sizes, chunk signatures, trailers)."""
+    """Decodes `aws-chunked` framing (chunk sizes, chunk signatures, trailers).
 
-    def __init__(self, source: AsyncIterable[bytes]) -> None:
+    With a verifier (signed streaming uploads) every chunk's signature is checked as the
+    chunk ends, and the trailer's; a bad one raises before the upload can commit.
+    """
+
+    def __init__(self, source: AsyncIterable[bytes], verified: Verified | None = None) -> None:
         self._source = source.__aiter__()
         self._buf = bytearray()
+        signed = verified is not None and verified.payload_hash in SIGNED_STREAMING
+        self._verifier = ChunkVerifier(verified) if signed and verified else None
+        self._trailer_unsigned = signed and verified.payload_hash == STREAMING_PAYLOAD_TRAILER
         self.trailers: dict[str, str] = {}
-        self.chunk_signatures: list[str] = []
+        self._trailer_lines: list[tuple[str, str]] = []
 
     async def _fill(self) -> bool:
         chunk = await anext(self._source, None)
@@ -109,9 +126,12 @@ class AwsChunkedDecoder:
                 size = int(size_text.strip(), 16)
             except ValueError as exc:
                 raise IncompleteBody("The chunk size is not valid.") from exc
+            signature = None
             if extension.startswith(b"chunk-signature="):
-                self.chunk_signatures.append(extension[16:].decode("latin-1"))
+                signature = extension[16:].decode("latin-1").strip()
+            digest = hashlib.sha256() if self._verifier is not None else None
             if size == 0:
+                self._check_chunk(signature, digest)
                 break
             remaining = size
             while remaining:
@@ -124,10 +144,23 @@ class AwsChunkedDecoder:
                     data = bytes(self._buf[:remaining])
                     del self._buf[:remaining]
                 remaining -= len(data)
+                if digest is not None:
+                    digest.update(data)
                 yield data
             if await self._line() != b"":
                 raise IncompleteBody("Chunk data was longer than its declared size.")
+            self._check_chunk(signature, digest)
         await self._read_trailers()
+
+    def _check_chunk(self, signature: str | None, digest: Any) -> None:
+        if self._verifier is None:
+            return
+        if signature is None:
+            raise SignatureDoesNotMatch("A chunk of a signed streaming upload has no signature.")
+        try:
+            self._verifier.verify_chunk_digest(signature, digest.hexdigest())
+        except AuthFailure as exc:
+            raise SignatureDoesNotMatch() from exc
 
     async def _read_trailers(self) -> None:
         while (line := await self._line(eof_ok=True)) is not None:
@@ -136,7 +169,20 @@ class AwsChunkedDecoder:
             name, sep, value = line.decode("latin-1").partition(":")
             if not sep:
                 raise MalformedTrailerError()
-            self.trailers[name.strip().lower()] = value.strip()
+            name, value = name.strip().lower(), value.strip()
+            if name == "x-amz-trailer-signature" and self._verifier is not None:
+                try:
+                    self._verifier.verify_trailer(self._trailer_lines, value)
+                except AuthFailure as exc:
+                    raise SignatureDoesNotMatch() from exc
+                self._trailer_unsigned = False
+                continue
+            self._trailer_lines.append((name, value))
+            self.trailers[name] = value
+        if self._trailer_unsigned:
+            raise SignatureDoesNotMatch(
+                "The trailer of a signed streaming upload has no signature."
+            )
 
 
 @dataclass
@@ -250,7 +296,11 @@ def _int_header(headers: dict[str, str], name: str) -> int | None:
 
 
 def upload_body(
-    request: Request, headers: dict[str, str], *, default_algorithm: str | None, max_size: int
+    request: Request,
+    headers: dict[str, str],
+    *,
+    default_algorithm: str | None,
+    max_size: int,
 ) -> tuple[AsyncIterator[bytes], Integrity]:
     """The decoded body stream of an upload and the integrity checks it must pass."""
     integrity = parse_integrity(headers, default_algorithm=default_algorithm)
@@ -270,12 +320,18 @@ def upload_body(
         raise EntityTooLarge(ProposedSize=declared, MaxSizeAllowed=max_size)
     stream: AsyncIterator[bytes] = raw_stream(request, length)
     if chunked:
-        integrity.decoder = AwsChunkedDecoder(stream)
+        # A signed streaming upload: the seam left the request's proof on request.state.
+        integrity.decoder = AwsChunkedDecoder(stream, getattr(request.state, "verified", None))
         stream = integrity.decoder.__aiter__()
     return stream, integrity
 
 
-async def read_small(request: Request, limit: int, *, object_checksums: bool = False) -> bytes:
+async def read_small(
+    request: Request,
+    limit: int,
+    *,
+    object_checksums: bool = False,
+) -> bytes:
     """A bounded body (XML or policy documents), verified against Content-MD5/checksums.
 
     With `object_checksums` the request's x-amz-checksum-* headers describe the object

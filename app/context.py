@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from app.authz import PolicyGate
 from app.dispatch import Operation
 from auth import Principal
 from config import Config
@@ -26,6 +27,8 @@ class RequestContext:
     config: Config
     backend: Backend
     principal: Principal
+    #: Bucket-policy checks beyond the operation's own (None while auth is off).
+    gate: PolicyGate | None = None
 
     @property
     def bucket(self) -> str:

@@ -32,6 +32,19 @@ class AccessDenied(S3Error):
     status, message = 403, "Access Denied"
 
 
+class AuthorizationHeaderMalformed(S3Error):
+    status, message = 400, "The authorization header is malformed."
+
+
+class AuthorizationQueryParametersError(S3Error):
+    status = 400
+    message = (
+        "Query-string authentication version 4 requires the X-Amz-Algorithm,"
+        " X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and"
+        " X-Amz-Expires parameters."
+    )
+
+
 class BadDigest(S3Error):
     status, message = 400, "The Content-MD5 you specified did not match what we received."
 
@@ -70,6 +83,11 @@ class IncompleteBody(S3Error):
 
 class InternalError(S3Error):
     status, message = 500, "We encountered an internal error. Please try again."
+
+
+class InvalidAccessKeyId(S3Error):
+    status = 403
+    message = "The AWS Access Key Id you provided does not exist in our records."
 
 
 class InvalidArgument(S3Error):
@@ -140,6 +158,10 @@ class MethodNotAllowed(S3Error):
     status, message = 405, "The specified method is not allowed against this resource."
 
 
+class MissingSecurityHeader(S3Error):
+    status, message = 400, "Your request is missing a required header."
+
+
 class MissingContentLength(S3Error):
     status, message = 411, "You must provide the Content-Length HTTP header."
 
@@ -186,8 +208,21 @@ class RequestTimeout(S3Error):
     )
 
 
+class RequestTimeTooSkewed(S3Error):
+    status = 403
+    message = "The difference between the request time and the current time is too large."
+
+
 class ServiceUnavailable(S3Error):
     status, message = 503, "Please reduce your request rate."
+
+
+class SignatureDoesNotMatch(S3Error):
+    status = 403
+    message = (
+        "The request signature we calculated does not match the signature you provided."
+        " Check your key and signing method."
+    )
 
 
 class XAmzContentSHA256Mismatch(S3Error):

@@ -37,6 +37,7 @@ from typing import Any
 
 import uvicorn
 
+from auth.signer import signed_headers
 from config import Config, StorageConfig, load_config
 
 AppFactory = Callable[[Config], Any]
@@ -433,10 +434,15 @@ class Server:
         return {"name": name}
 
     def _http(self, method: str, path: str, body: bytes | None = None) -> bytes:
-        """One request to the server. Seam: when auth is enforced, SigV4-sign it here
-        (auth/ will provide the signer) with the first configured credential."""
+        """One request to the server, SigV4-signed with the first configured credential
+        (harmless when auth is off)."""
         desc = self.get_storage_descriptor()
         req = urllib.request.Request(desc.endpoint_url + path, data=body, method=method)
+        host = desc.endpoint_url.split("://", 1)[1]
+        for name, value in signed_headers(
+            method, path, host, desc.access_key, desc.access_secret, desc.region
+        ).items():
+            req.add_header(name, value)
         if body is None and method in ("PUT", "POST"):
             req.add_header("Content-Length", "0")
         context = None

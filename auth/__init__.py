@@ -1,10 +1,8 @@
-"""Authentication and authorization (SigV4, presigned URLs, bucket policies).
-
-The ASGI layer calls `authorize` once per request with the parsed operation, before any
-body byte is read. Until SigV4 lands (the auth issue) every request is anonymous and
-allowed, as the reference does with `auth.enabled = false`.
+"""Authentication and authorization: SigV4 (header, presigned, aws-chunked) in
+auth/sigv4.py, the bucket-policy engine in auth/policy.py, the operation → IAM action
+table in auth/actions.py, and the seam the ASGI layer calls in auth/seam.py.
 """
 
-from auth.seam import Principal, authorize
+from auth.seam import ANONYMOUS, Authenticator, Principal
 
-__all__ = ["Principal", "authorize"]
+__all__ = ["ANONYMOUS", "Authenticator", "Principal"]

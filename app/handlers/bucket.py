@@ -47,6 +47,8 @@ async def create_bucket(ctx: RequestContext) -> Response:
 @handler("DeleteBucket")
 async def delete_bucket(ctx: RequestContext) -> Response:
     await ctx.backend.delete_bucket(ctx.bucket)
+    if ctx.gate is not None:
+        ctx.gate.forget(ctx.bucket)
     return Response(status_code=204)
 
 
@@ -109,6 +111,8 @@ async def put_bucket_policy(ctx: RequestContext) -> Response:
     except PolicyError as exc:
         raise MalformedPolicy(exc.reason) from exc
     await ctx.backend.put_bucket_policy(ctx.bucket, text)
+    if ctx.gate is not None:
+        ctx.gate.forget(ctx.bucket)
     return Response(status_code=204)
 
 
@@ -116,4 +120,6 @@ async def put_bucket_policy(ctx: RequestContext) -> Response:
 async def delete_bucket_policy(ctx: RequestContext) -> Response:
     await ctx.backend.head_bucket(ctx.bucket)
     await ctx.backend.delete_bucket_policy(ctx.bucket)
+    if ctx.gate is not None:
+        ctx.gate.forget(ctx.bucket)
     return Response(status_code=204)

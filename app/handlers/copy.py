@@ -40,6 +40,8 @@ def copy_source(ctx: RequestContext) -> tuple[str, str]:
 
 async def open_source(ctx: RequestContext) -> ObjectReader:
     bucket, key = copy_source(ctx)
+    if ctx.gate is not None:
+        await ctx.gate.check(ctx.principal, "s3:GetObject", bucket, key)
     reader = await ctx.backend.open_object(bucket, key)
     try:
         check_conditions(ctx.headers, reader.meta, prefix="x-amz-copy-source-if-")

@@ -202,7 +202,11 @@ async def _delete_one(ctx: RequestContext, key: str) -> S3Error | None:
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         return KeyTooLongError()
     try:
+        if ctx.gate is not None:
+            await ctx.gate.check(ctx.principal, "s3:DeleteObject", ctx.bucket, key)
         await ctx.backend.delete_object(ctx.bucket, key)
     except StorageError as exc:
         return from_storage(exc)
+    except S3Error as exc:
+        return exc
     return None

@@ -1,0 +1,79 @@
+"""Authorization: the bucket policy (if any) decides, else the reference's default.
+
+Explicit Deny wins, then Allow; with neither, authenticated callers are allowed and
+anonymous ones denied. Parsed policies are cached per bucket for a second and dropped at
+once when this process changes them, so a request costs no policy file read.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from app.errors import AccessDenied
+from auth import Principal
+from auth.actions import OPERATIONS, resource_arn
+from auth.policy import Policy, PolicyError, PolicyRequest, evaluate, is_allowed, parse_policy
+from storage.backend import Backend
+from storage.errors import NoSuchBucket, NoSuchBucketPolicy
+
+CACHE_SECONDS = 1.0
+
+
+@dataclass
+class PolicyGate:
+    backend: Backend
+    _cache: dict[str, tuple[float, Policy | None]] = field(default_factory=dict)
+
+    def forget(self, bucket: str) -> None:
+        """Call after a policy (or its bucket) changed."""
+        self._cache.pop(bucket, None)
+
+    async def policy(self, bucket: str) -> Policy | None:
+        cached = self._cache.get(bucket)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            policy: Policy | None = parse_policy(
+                await self.backend.get_bucket_policy(bucket), bucket
+            )
+        except (NoSuchBucketPolicy, NoSuchBucket, PolicyError):
+            policy = None
+        self._cache[bucket] = (time.monotonic() + CACHE_SECONDS, policy)
+        return policy
+
+    async def check(
+        self,
+        principal: Principal,
+        action: str,
+        bucket: str | None,
+        key: str | None = None,
+        context: dict[str, object] | None = None,
+    ) -> None:
+        """AccessDenied unless `principal` may do `action` on the bucket or object."""
+        policy = await self.policy(bucket) if bucket else None
+        request = PolicyRequest(
+            principal.access_key, action, resource_arn(bucket, key), context or {}
+        )
+        if not is_allowed(evaluate(policy, request), authenticated=not principal.anonymous):
+            raise AccessDenied()
+
+    async def check_operation(
+        self,
+        name: str,
+        principal: Principal,
+        bucket: str | None,
+        key: str | None,
+        context: dict[str, object],
+    ) -> None:
+        """The check one operation needs (DeleteObjects checks each key in its handler)."""
+        entry = OPERATIONS[name]
+        if name == "DeleteObjects":
+            return
+        if entry.resource == "service":
+            if principal.anonymous:
+                raise AccessDenied()
+            return
+        await self.check(
+            principal, entry.action, bucket, key if entry.resource == "object" else None, context
+        )

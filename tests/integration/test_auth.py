@@ -1,0 +1,198 @@
+"""With auth.enabled, requests must carry a valid SigV4 signature (header or presigned)
+and pass the bucket policy; refused requests store nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+from app.server import SyncServer
+from tests.integration.conftest import error_code
+
+KEY, SECRET = "AKIDSHOALTEST", "shoal-secret-key"
+OTHER_KEY, OTHER_SECRET = "AKIDOTHERUSER", "other-secret"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SyncServer]:
+    config = {
+        "auth": {
+            "enabled": True,
+            "credentials": [
+                {"access_key_id": KEY, "secret_access_key": SECRET},
+                {"access_key_id": OTHER_KEY, "secret_access_key": OTHER_SECRET},
+            ],
+        }
+    }
+    with SyncServer(config) as running:
+        yield running
+
+
+def client(server: SyncServer, key: str = KEY, secret: str = SECRET, **config: Any) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=BotoConfig(
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",  # boto3 presigns with SigV2 otherwise
+            retries={"max_attempts": 1},
+            **config,
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def s3(server: SyncServer) -> Any:
+    return client(server)
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"auth-{time.monotonic_ns()}"
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="secret.txt", Body=b"classified")
+    return name
+
+
+@pytest.mark.parametrize("mode", ["when_supported", "when_required"])
+def test_signed_clients_work(server: SyncServer, bucket: str, mode: str) -> None:
+    s3 = client(server, request_checksum_calculation=mode)
+    s3.put_object(Bucket=bucket, Key="a b/ü+%.txt", Body=b"x" * 1000, Metadata={"m": "1"})
+    assert s3.get_object(Bucket=bucket, Key="a b/ü+%.txt")["Body"].read() == b"x" * 1000
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="a ")["Contents"]]
+    assert keys == ["a b/ü+%.txt"]
+    body = io.BytesIO(b"y" * (6 * 1024 * 1024))
+    s3.upload_fileobj(
+        body,
+        bucket,
+        "big",
+        Config=boto3.s3.transfer.TransferConfig(
+            multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024
+        ),
+    )
+    assert s3.head_object(Bucket=bucket, Key="big")["ETag"].endswith('-2"')
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "big"}]})
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource=f"{bucket}/secret.txt")
+
+
+@pytest.mark.parametrize(
+    ("key", "secret", "code"),
+    [(KEY, "wrong-secret", "SignatureDoesNotMatch"), ("AKIDUNKNOWN", SECRET, "InvalidAccessKeyId")],
+)
+def test_bad_credentials_store_nothing(
+    server: SyncServer, s3: Any, bucket: str, key: str, secret: str, code: str
+) -> None:
+    bad = client(server, key, secret)
+    with pytest.raises(ClientError) as info:
+        bad.put_object(Bucket=bucket, Key="secret.txt", Body=b"overwritten")
+    assert error_code(info.value) == code
+    with pytest.raises(ClientError) as info:
+        bad.get_object(Bucket=bucket, Key="secret.txt")
+    assert error_code(info.value) == code
+    assert s3.get_object(Bucket=bucket, Key="secret.txt")["Body"].read() == b"classified"
+
+
+def test_anonymous_requests_are_denied(server: SyncServer, s3: Any, bucket: str) -> None:
+    with httpx.Client(base_url=server.endpoint_url) as http:
+        assert "AccessDenied" in http.get(f"/{bucket}/secret.txt").text
+        # Preconditions never reveal anything to a caller who may not read.
+        assert http.get(f"/{bucket}/secret.txt", headers={"If-None-Match": "*"}).status_code == 403
+        assert http.put(f"/{bucket}/new", content=b"x").status_code == 403
+        assert http.get("/").status_code == 403
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="new")
+
+
+def test_unsigned_amz_header_is_refused(server: SyncServer, s3: Any, bucket: str) -> None:
+    def add_header(request: Any, **_: Any) -> None:
+        request.headers["x-amz-meta-sneaky"] = "added after signing"
+
+    sneaky = client(server)
+    sneaky.meta.events.register("before-send.s3.PutObject", add_header)
+    with pytest.raises(ClientError) as info:
+        sneaky.put_object(Bucket=bucket, Key="secret.txt", Body=b"overwritten")
+    assert error_code(info.value) == "AccessDenied"
+    assert s3.get_object(Bucket=bucket, Key="secret.txt")["Body"].read() == b"classified"
+
+
+def test_presigned_urls(s3: Any, bucket: str) -> None:
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "secret.txt"})
+    with httpx.Client() as http:
+        assert http.get(url).content == b"classified"
+        tampered = url.replace("X-Amz-Signature=", "X-Amz-Signature=0")
+        assert "SignatureDoesNotMatch" in http.get(tampered[:-1]).text
+        other_key = url.replace("secret.txt", "other.txt")
+        assert "SignatureDoesNotMatch" in http.get(other_key).text
+        expired = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": "secret.txt"}, ExpiresIn=1
+        )
+        time.sleep(2)
+        response = http.get(expired)
+        assert response.status_code == 403 and "Request has expired" in response.text
+        put_url = s3.generate_presigned_url(
+            "put_object", Params={"Bucket": bucket, "Key": "uploaded"}
+        )
+        assert http.put(put_url, content=b"via presigned").status_code == 200
+    assert s3.get_object(Bucket=bucket, Key="uploaded")["Body"].read() == b"via presigned"
+
+
+def test_bucket_policy_is_enforced(server: SyncServer, s3: Any, bucket: str) -> None:
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PublicRead",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            },
+            {
+                "Sid": "NoDeleteForOther",
+                "Effect": "Deny",
+                "Principal": {"AWS": f"arn:aws:iam::000000000000:user/{OTHER_KEY}"},
+                "Action": "s3:DeleteObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            },
+        ],
+    }
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    with httpx.Client(base_url=server.endpoint_url) as http:
+        assert http.get(f"/{bucket}/secret.txt").content == b"classified"
+        assert http.put(f"/{bucket}/secret.txt", content=b"x").status_code == 403
+        assert http.get(f"/{bucket}?list-type=2").status_code == 403
+    other = client(server, OTHER_KEY, OTHER_SECRET)
+    with pytest.raises(ClientError) as info:
+        other.delete_object(Bucket=bucket, Key="secret.txt")
+    assert error_code(info.value) == "AccessDenied"
+    result = other.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "secret.txt"}]})
+    assert result["Errors"][0]["Code"] == "AccessDenied"
+    assert s3.get_object(Bucket=bucket, Key="secret.txt")["Body"].read() == b"classified"
+    s3.delete_bucket_policy(Bucket=bucket)
+    with httpx.Client(base_url=server.endpoint_url) as http:
+        assert http.get(f"/{bucket}/secret.txt").status_code == 403
+    other.delete_object(Bucket=bucket, Key="secret.txt")  # the default allows it again
+
+
+def test_embedded_subprocess_server_signs_its_own_calls() -> None:
+    config = {
+        "auth": {
+            "enabled": True,
+            "credentials": [{"access_key_id": KEY, "secret_access_key": SECRET}],
+        }
+    }
+    with SyncServer(config, subprocess=True) as running:
+        running.create_bucket("made-by-embedded-api")
+        names = [b["Name"] for b in client(running).list_buckets()["Buckets"]]
+        assert names == ["made-by-embedded-api"]
