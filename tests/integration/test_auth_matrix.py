@@ -1,0 +1,157 @@
+"""Every operation, in every payload mode, refuses a forged signature: a valid access
+key alone is never enough (the class of bug behind CVE-2026-40344 elsewhere)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config as BotoConfig
+
+from app.server import SyncServer
+from auth.actions import OPERATIONS
+from auth.signer import signed_headers
+
+KEY, SECRET = "AKIDMATRIX", "the-real-secret"
+DELETE_XML = b"<Delete><Object><Key>kept</Key></Object></Delete>"
+COMPLETE_XML = (
+    b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part>"
+    b"</CompleteMultipartUpload>"
+)
+
+# operation -> (method, path, query, body, extra headers); {upload} is a live upload id.
+REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
+    "ListBuckets": ("GET", "/", "", b"", {}),
+    "CreateBucket": ("PUT", "/forged-new-bucket", "", b"", {}),
+    "DeleteBucket": ("DELETE", "/matrix", "", b"", {}),
+    "HeadBucket": ("HEAD", "/matrix", "", b"", {}),
+    "GetBucketLocation": ("GET", "/matrix", "location=", b"", {}),
+    "GetBucketVersioning": ("GET", "/matrix", "versioning=", b"", {}),
+    "GetBucketAcl": ("GET", "/matrix", "acl=", b"", {}),
+    "ListObjects": ("GET", "/matrix", "", b"", {}),
+    "ListObjectsV2": ("GET", "/matrix", "list-type=2", b"", {}),
+    "ListMultipartUploads": ("GET", "/matrix", "uploads=", b"", {}),
+    "GetBucketPolicy": ("GET", "/matrix", "policy=", b"", {}),
+    "PutBucketPolicy": ("PUT", "/matrix", "policy=", b'{"Statement": []}', {}),
+    "DeleteBucketPolicy": ("DELETE", "/matrix", "policy=", b"", {}),
+    "DeleteObjects": ("POST", "/matrix", "delete=", DELETE_XML, {}),
+    "PutObject": ("PUT", "/matrix/kept", "", b"forged", {}),
+    "CopyObject": ("PUT", "/matrix/copy", "", b"", {"x-amz-copy-source": "/matrix/kept"}),
+    "GetObject": ("GET", "/matrix/kept", "", b"", {}),
+    "HeadObject": ("HEAD", "/matrix/kept", "", b"", {}),
+    "GetObjectAcl": ("GET", "/matrix/kept", "acl=", b"", {}),
+    "DeleteObject": ("DELETE", "/matrix/kept", "", b"", {}),
+    "CreateMultipartUpload": ("POST", "/matrix/kept", "uploads=", b"", {}),
+    "UploadPart": ("PUT", "/matrix/kept", "partNumber=1&uploadId={upload}", b"part", {}),
+    "UploadPartCopy": (
+        "PUT",
+        "/matrix/kept",
+        "partNumber=1&uploadId={upload}",
+        b"",
+        {"x-amz-copy-source": "/matrix/kept"},
+    ),
+    "CompleteMultipartUpload": ("POST", "/matrix/kept", "uploadId={upload}", COMPLETE_XML, {}),
+    "AbortMultipartUpload": ("DELETE", "/matrix/kept", "uploadId={upload}", b"", {}),
+    "ListParts": ("GET", "/matrix/kept", "uploadId={upload}", b"", {}),
+}
+MODES = [
+    "UNSIGNED-PAYLOAD",
+    "sha256",
+    "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[SyncServer, Any, str]]:
+    config = {
+        "auth": {
+            "enabled": True,
+            "credentials": [{"access_key_id": KEY, "secret_access_key": SECRET}],
+        }
+    }
+    with SyncServer(config) as running:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=running.endpoint_url,
+            aws_access_key_id=KEY,
+            aws_secret_access_key=SECRET,
+            region_name="us-east-1",
+            config=BotoConfig(s3={"addressing_style": "path"}),
+        )
+        s3.create_bucket(Bucket="matrix")
+        s3.put_object(Bucket="matrix", Key="kept", Body=b"original")
+        upload = s3.create_multipart_upload(Bucket="matrix", Key="kept")["UploadId"]
+        yield running, s3, upload
+
+
+def _body_for(mode: str, body: bytes) -> tuple[str, bytes, dict[str, str]]:
+    """(x-amz-content-sha256, bytes on the wire, framing headers) for a payload mode."""
+    if mode == "sha256":
+        return hashlib.sha256(body).hexdigest(), body, {}
+    if mode.startswith("STREAMING"):
+        chunk = f"{len(body):x};chunk-signature={'0' * 64}\r\n".encode() + body + b"\r\n"
+        final = f"0;chunk-signature={'0' * 64}\r\n\r\n".encode()
+        framed = (chunk if body else b"") + final
+        headers = {
+            "content-encoding": "aws-chunked",
+            "x-amz-decoded-content-length": str(len(body)),
+        }
+        return mode, framed, headers
+    return mode, body, {}
+
+
+def test_every_operation_is_in_the_matrix() -> None:
+    assert set(REQUESTS) == set(OPERATIONS)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("operation", sorted(REQUESTS))
+def test_forged_signature_is_refused(server: Any, operation: str, mode: str) -> None:
+    running, s3, upload = server
+    method, path, query, body, extra = REQUESTS[operation]
+    query = query.format(upload=upload)
+    payload_hash, wire, framing = _body_for(mode, body)
+    host = running.endpoint_url.split("://", 1)[1]
+    extra = {**extra, **framing}
+    if method in ("PUT", "POST") and operation in ("DeleteObjects", "PutBucketPolicy"):
+        extra["content-md5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+    headers = signed_headers(
+        method,
+        path,
+        host,
+        KEY,
+        "a-forged-secret",
+        "us-east-1",
+        query=query,
+        payload_hash=payload_hash,
+        extra=extra,
+    )
+    url = running.endpoint_url + path + (f"?{query}" if query else "")
+    response = httpx.request(method, url, content=wire, headers=headers)
+    assert response.status_code == 403, (operation, mode, response.text)
+    if method != "HEAD":
+        assert "<Code>SignatureDoesNotMatch</Code>" in response.text
+    # Nothing changed.
+    assert s3.get_object(Bucket="matrix", Key="kept")["Body"].read() == b"original"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="matrix")["Contents"]] == ["kept"]
+    uploads = s3.list_multipart_uploads(Bucket="matrix").get("Uploads", [])
+    assert [u["UploadId"] for u in uploads] == [upload]
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["matrix"]
+
+
+@pytest.mark.parametrize("operation", ["GetObject", "ListObjectsV2", "GetBucketAcl", "ListParts"])
+def test_the_same_request_with_the_real_secret_passes(server: Any, operation: str) -> None:
+    """The control: only the signature made the requests above fail."""
+    running, _, upload = server
+    method, path, query, body, extra = REQUESTS[operation]
+    query = query.format(upload=upload)
+    host = running.endpoint_url.split("://", 1)[1]
+    headers = signed_headers(method, path, host, KEY, SECRET, "us-east-1", query=query, extra=extra)
+    url = running.endpoint_url + path + (f"?{query}" if query else "")
+    assert httpx.request(method, url, content=body, headers=headers).status_code == 200
