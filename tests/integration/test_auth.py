@@ -251,3 +251,57 @@ def test_signed_streaming_upload(server: SyncServer, s3: Any, bucket: str) -> No
     refused = _streaming_put(server, f"/{bucket}/secret.txt", chunks, tamper=1)
     assert refused.status_code == 403 and "SignatureDoesNotMatch" in refused.text
     assert s3.get_object(Bucket=bucket, Key="secret.txt")["Body"].read() == b"classified"
+
+
+def test_skewed_clock_is_refused_with_the_times(server: SyncServer, bucket: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    host = server.endpoint_url.split("://", 1)[1]
+    then = datetime.now(UTC) - timedelta(minutes=20)
+    headers = signed_headers("GET", f"/{bucket}/secret.txt", host, KEY, SECRET, "us-east-1", then)
+    response = httpx.get(f"{server.endpoint_url}/{bucket}/secret.txt", headers=headers)
+    assert response.status_code == 403
+    for field in (
+        "RequestTimeTooSkewed",
+        "<RequestTime>",
+        "<ServerTime>",
+        "<MaxAllowedSkewMilliseconds>900000<",
+    ):
+        assert field in response.text
+
+
+@pytest.mark.cli
+def test_aws_cli_with_auth(server: SyncServer, tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    aws = Path(sys.executable).parent / "aws"
+    if not aws.exists():
+        pytest.skip("the aws CLI is not installed (pip install awscli)")
+    source = tmp_path / "file.txt"
+    source.write_bytes(b"from the cli")
+
+    def run(secret: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = dict(
+            os.environ,
+            AWS_ACCESS_KEY_ID=KEY,
+            AWS_SECRET_ACCESS_KEY=secret,
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_CONFIG_FILE=str(tmp_path / "none"),
+        )
+        return subprocess.run(
+            [str(aws), "--endpoint-url", server.endpoint_url, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert run(SECRET, "s3", "mb", "s3://cli-auth").returncode == 0
+    assert run(SECRET, "s3", "cp", str(source), "s3://cli-auth/f.txt").returncode == 0
+    denied = run("wrong", "s3", "cp", str(source), "s3://cli-auth/g.txt")
+    assert denied.returncode != 0 and "SignatureDoesNotMatch" in denied.stderr
+    listing = run(SECRET, "s3", "ls", "s3://cli-auth/")
+    assert "f.txt" in listing.stdout and "g.txt" not in listing.stdout
