@@ -26,7 +26,7 @@ from app import checksums, cors
 from app.authz import PolicyGate
 from app.body import unread_body
 from app.context import RequestContext
-from app.dispatch import Operation, resolve
+from app.dispatch import Operation, resolve, split_target
 from app.errors import AccessDenied, InternalError, S3Error, from_storage
 from app.handlers.registry import HANDLERS
 from app.xml import document
@@ -73,19 +73,22 @@ async def s3_endpoint(request: Request) -> Response:
     request_id = new_request_id()
     config: Config = request.app.state.config
     headers = _lower_headers(request)
+    base_domain = config.server.base_domain
     try:
         if request.method == "OPTIONS":
-            response = cors.preflight(config, headers)
+            bucket, _ = split_target(_raw_path(request), headers.get("host", ""), base_domain)
+            rules = await request.app.state.cors.for_request(config, bucket)
+            response = cors.preflight(rules, headers)
             response.headers["x-amz-request-id"] = request_id
             return response
         query = dict(request.query_params)
         op = resolve(
             request.method,
-            request.scope.get("raw_path") or request.scope["path"].encode(),
+            _raw_path(request),
             headers.get("host", ""),
             query,
             headers,
-            base_domain=config.server.base_domain,
+            base_domain=base_domain,
         )
         request.state.operation = op
         gate: PolicyGate | None = request.app.state.gate
@@ -119,7 +122,10 @@ async def s3_endpoint(request: Request) -> Response:
         log.exception("internal error", extra={"request_id": request_id})
         response = error_response(InternalError(), request, request_id)
     response.headers["x-amz-request-id"] = request_id
-    cors.decorate(config, headers, response)
+    if "origin" in headers:
+        op = getattr(request.state, "operation", None)
+        rules = await request.app.state.cors.for_request(config, op.bucket if op else None)
+        cors.decorate(rules, request.method, headers, response)
     if unread_body(request, headers):
         response.headers["connection"] = "close"
     if access_log.isEnabledFor(logging.INFO):
@@ -155,12 +161,18 @@ def _log_request(request: Request, request_id: str, response: Response, started:
     )
 
 
+def _raw_path(request: Request) -> bytes:
+    """The path as sent (signatures and keys are read from it, never the decoded one)."""
+    raw: bytes | None = request.scope.get("raw_path")
+    return raw if raw is not None else request.scope["path"].encode()
+
+
 def _authenticate(request: Request) -> Principal:
     """SigV4 from the raw path and query, before any body byte is read."""
     authenticator: Authenticator = request.app.state.authenticator
     return authenticator.authenticate(
         method=request.method,
-        raw_path=request.scope.get("raw_path") or request.scope["path"].encode(),
+        raw_path=_raw_path(request),
         raw_query=request.scope.get("query_string", b""),
         headers=request.scope["headers"],
         now=datetime.now(UTC),
@@ -226,6 +238,7 @@ def create_app(config: Config | None = None) -> Starlette:
     application.state.config = config
     application.state.backend = backend
     application.state.gate = PolicyGate(backend) if config.auth.enabled else None
+    application.state.cors = cors.BucketRules(backend)
     application.state.authenticator = Authenticator(
         {c.access_key_id: c.secret_access_key for c in config.auth.credentials},
         config.server.region,

@@ -351,3 +351,13 @@ async def read_small(
         digester.update(bytes(body))
     integrity.finalize(len(body), hashlib.md5(body).hexdigest())
     return bytes(body)
+
+
+def require_integrity_header(headers: dict[str, str]) -> None:
+    """Calls S3 insists carry Content-MD5 or an x-amz-checksum-* (DeleteObjects,
+    PutBucketCors, ...); boto3 >= 1.36 sends a checksum instead of the MD5."""
+    has_checksum = (
+        any(checksums.algorithm_of_header(n) for n in headers) or "x-amz-trailer" in headers
+    )
+    if "content-md5" not in headers and not has_checksum:
+        raise InvalidRequest("Missing required header for this request: Content-MD5")

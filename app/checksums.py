@@ -31,6 +31,7 @@ def warm_up() -> None:
     """Import the lazily loaded native code (call from a worker thread)."""
     _crc64nvme(b"", 0)
 
+
 ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 #: Algorithms whose multipart checksum may be FULL_OBJECT (CRCs combine; hashes don't).
 FULL_OBJECT_CAPABLE = frozenset({"CRC32", "CRC32C", "CRC64NVME"})

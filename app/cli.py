@@ -41,9 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--access-key", metavar="K", help="access key (with --secret-key)")
     serve.add_argument("--secret-key", metavar="S", help="secret key (with --access-key)")
-    serve.add_argument(
-        "--auth", action="store_true", default=None, help="require SigV4 signatures"
-    )
+    serve.add_argument("--auth", action="store_true", default=None, help="require SigV4 signatures")
     serve.add_argument("--region", metavar="R", help="region, default us-east-1")
     serve.add_argument(
         "--base-domain", metavar="D", help="enable virtual-hosted-style bucket.D addressing"
@@ -52,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-key", metavar="F", help="PEM private key (with --tls-cert)")
     serve.add_argument("--log-level", choices=["error", "warn", "info", "debug"])
     serve.add_argument("--log-format", choices=["text", "json"])
-    serve.add_argument(
-        "--silent", action="store_true", default=None, help="no log output"
-    )
+    serve.add_argument("--silent", action="store_true", default=None, help="no log output")
     # For embedding (app.server): stop when stdin closes, i.e. when the parent is gone.
     serve.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     # For tests and tools: serve another app factory ("module:callable").
@@ -81,9 +77,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     put("logging", "level", args.log_level)
     put("logging", "format", args.log_format)
     if args.access_key is not None or args.secret_key is not None:
-        put("auth", "credentials", [
-            {"access_key_id": args.access_key, "secret_access_key": args.secret_key}
-        ])
+        put(
+            "auth",
+            "credentials",
+            [{"access_key_id": args.access_key, "secret_access_key": args.secret_key}],
+        )
     if args.tls_cert is not None or args.tls_key is not None:
         tls = {"cert_file": args.tls_cert, "key_file": args.tls_key}
         put("server", "tls", {k: v for k, v in tls.items() if v is not None})

@@ -37,7 +37,6 @@ UNSUPPORTED_BUCKET = frozenset(
     [
         "accelerate",
         "analytics",
-        "cors",
         "encryption",
         "intelligent-tiering",
         "inventory",
@@ -174,16 +173,22 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "GetBucketVersioning"
         if "acl" in query:
             return "GetBucketAcl"
+        if "cors" in query:
+            return "GetBucketCors"
         return "ListObjectsV2" if query.get("list-type") == "2" else "ListObjects"
     if method == "HEAD":
         return "HeadBucket"
     if method == "PUT":
         if "policy" in query:
             return "PutBucketPolicy"
+        if "cors" in query:
+            return "PutBucketCors"
         if "versioning" in query or "acl" in query:
             raise NotImplementedFeature()
         return "CreateBucket"
     if method == "DELETE":
+        if "cors" in query:
+            return "DeleteBucketCors"
         return "DeleteBucketPolicy" if "policy" in query else "DeleteBucket"
     if method == "POST" and "delete" in query:
         return "DeleteObjects"

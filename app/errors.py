@@ -178,6 +178,10 @@ class NoSuchBucketPolicy(S3Error):
     status, message = 404, "The bucket policy does not exist"
 
 
+class NoSuchCORSConfiguration(S3Error):
+    status, message = 404, "The CORS configuration does not exist"
+
+
 class NoSuchKey(S3Error):
     status, message = 404, "The specified key does not exist."
 

@@ -77,9 +77,7 @@ def _empty_and_delete(client: Any, bucket: str) -> None:
     try:
         for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
             for up in page.get("Uploads", []):
-                client.abort_multipart_upload(
-                    Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"]
-                )
+                client.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
     except Exception:
         pass
     try:
@@ -87,7 +85,7 @@ def _empty_and_delete(client: Any, bucket: str) -> None:
             keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             for i in range(0, len(keys), 1000):
                 client.delete_objects(
-                    Bucket=bucket, Delete={"Objects": keys[i:i + 1000], "Quiet": True}
+                    Bucket=bucket, Delete={"Objects": keys[i : i + 1000], "Quiet": True}
                 )
         client.delete_bucket(Bucket=bucket)
     except Exception:

@@ -41,6 +41,10 @@ class NoSuchBucketPolicy(StorageError):
     pass
 
 
+class NoSuchBucketDocument(StorageError):
+    """A bucket sub-resource document (cors, ...) that was never set; the app names it."""
+
+
 class InvalidPart(StorageError):
     pass
 

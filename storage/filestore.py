@@ -7,6 +7,7 @@ Layout (browsable, see storage.keys for the key encoding):
     {dir}/.multipart/{upload-id}/                                uploads (storage.multipart)
     {dir}/.policies/{bucket}.policy.json                         bucket policies, as given
     {dir}/.buckets/{bucket}.json                                 bucket records
+    {dir}/.bucket-config/{bucket}/{name}                         other bucket documents (cors)
     {dir}/.tmp/                                                  temp files, commit records
     {dir}/.locks/                                                per-stripe flock files
 
@@ -59,6 +60,7 @@ from storage.errors import (
     BucketNotEmpty,
     InvalidRequest,
     NoSuchBucket,
+    NoSuchBucketDocument,
     NoSuchBucketPolicy,
     NoSuchKey,
     NoSuchUpload,
@@ -267,6 +269,7 @@ class FileStore:
                     with self.locks.hold(object_lock_name(bucket, info.key)):
                         self.uploads.remove(info.upload_id)
             unlink_quiet(self._policy_path(bucket))
+            rmtree_quiet(os.path.join(self.root, ".bucket-config", bucket))
             unlink_quiet(self._record_path(bucket))
             rmtree_quiet(trash)
             self.listings.bump()
@@ -614,27 +617,46 @@ class FileStore:
 
     # -- policies --------------------------------------------------------------------
 
-    async def get_bucket_policy(self, bucket: str) -> str:
+    def _document_path(self, bucket: str, name: str) -> str:
+        if name == "policy":
+            return self._policy_path(bucket)  # the reference's layout
+        return os.path.join(self.root, ".bucket-config", bucket, name)
+
+    async def get_bucket_document(self, bucket: str, name: str) -> str:
         def work() -> str:
             self._require_bucket(bucket)
             try:
-                with open(self._policy_path(bucket), encoding="utf-8") as f:
+                with open(self._document_path(bucket, name), encoding="utf-8") as f:
                     return f.read()
             except FileNotFoundError as exc:
-                raise NoSuchBucketPolicy("The bucket policy does not exist") from exc
+                raise NoSuchBucketDocument(f"The bucket has no {name} configuration") from exc
 
         return await run(work)
 
-    async def put_bucket_policy(self, bucket: str, policy: str) -> None:
+    async def put_bucket_document(self, bucket: str, name: str, text: str) -> None:
         def work() -> None:
             self._require_bucket(bucket)
-            replace_atomically(self._policy_path(bucket), policy.encode("utf-8"), self.temp.dir)
+            path = self._document_path(bucket, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            replace_atomically(path, text.encode("utf-8"), self.temp.dir)
 
         await run(work)
+
+    async def delete_bucket_document(self, bucket: str, name: str) -> None:
+        def work() -> None:
+            self._require_bucket(bucket)
+            unlink_quiet(self._document_path(bucket, name))
+
+        await run(work)
+
+    async def get_bucket_policy(self, bucket: str) -> str:
+        try:
+            return await self.get_bucket_document(bucket, "policy")
+        except NoSuchBucketDocument as exc:
+            raise NoSuchBucketPolicy("The bucket policy does not exist") from exc
+
+    async def put_bucket_policy(self, bucket: str, policy: str) -> None:
+        await self.put_bucket_document(bucket, "policy", policy)
 
     async def delete_bucket_policy(self, bucket: str) -> None:
-        def work() -> None:
-            self._require_bucket(bucket)
-            unlink_quiet(self._policy_path(bucket))
-
-        await run(work)
+        await self.delete_bucket_document(bucket, "policy")

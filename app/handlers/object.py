@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from starlette.responses import Response, StreamingResponse
 
 from app import checksums
-from app.body import read_small, upload_body
+from app.body import read_small, require_integrity_header, upload_body
 from app.context import RequestContext
 from app.errors import (
     InvalidArgument,
@@ -165,17 +165,9 @@ async def delete_object(ctx: RequestContext) -> Response:
     return Response(status_code=204)
 
 
-def _require_integrity_header(headers: dict[str, str]) -> None:
-    has_checksum = (
-        any(checksums.algorithm_of_header(n) for n in headers) or "x-amz-trailer" in headers
-    )
-    if "content-md5" not in headers and not has_checksum:
-        raise InvalidRequest("Missing required header for this request: Content-MD5")
-
-
 @handler("DeleteObjects")
 async def delete_objects(ctx: RequestContext) -> Response:
-    _require_integrity_header(ctx.headers)
+    require_integrity_header(ctx.headers)
     await ctx.backend.head_bucket(ctx.bucket)
     root = parse(await read_small(ctx.request, MAX_DELETE_BODY))
     if root.tag != "Delete":

@@ -24,6 +24,11 @@ COMPLETE_XML = (
     b"</CompleteMultipartUpload>"
 )
 
+CORS_XML = (
+    b"<CORSConfiguration><CORSRule><AllowedOrigin>*</AllowedOrigin>"
+    b"<AllowedMethod>GET</AllowedMethod></CORSRule></CORSConfiguration>"
+)
+
 # operation -> (method, path, query, body, extra headers); {upload} is a live upload id.
 REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
     "ListBuckets": ("GET", "/", "", b"", {}),
@@ -39,6 +44,9 @@ REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
     "GetBucketPolicy": ("GET", "/matrix", "policy=", b"", {}),
     "PutBucketPolicy": ("PUT", "/matrix", "policy=", b'{"Statement": []}', {}),
     "DeleteBucketPolicy": ("DELETE", "/matrix", "policy=", b"", {}),
+    "GetBucketCors": ("GET", "/matrix", "cors=", b"", {}),
+    "PutBucketCors": ("PUT", "/matrix", "cors=", CORS_XML, {}),
+    "DeleteBucketCors": ("DELETE", "/matrix", "cors=", b"", {}),
     "DeleteObjects": ("POST", "/matrix", "delete=", DELETE_XML, {}),
     "PutObject": ("PUT", "/matrix/kept", "", b"forged", {}),
     "CopyObject": ("PUT", "/matrix/copy", "", b"", {"x-amz-copy-source": "/matrix/kept"}),
@@ -119,7 +127,11 @@ def test_forged_signature_is_refused(server: Any, operation: str, mode: str) -> 
     payload_hash, wire, framing = _body_for(mode, body)
     host = running.endpoint_url.split("://", 1)[1]
     extra = {**extra, **framing}
-    if method in ("PUT", "POST") and operation in ("DeleteObjects", "PutBucketPolicy"):
+    if method in ("PUT", "POST") and operation in (
+        "DeleteObjects",
+        "PutBucketPolicy",
+        "PutBucketCors",
+    ):
         extra["content-md5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
     headers = signed_headers(
         method,
@@ -143,6 +155,8 @@ def test_forged_signature_is_refused(server: Any, operation: str, mode: str) -> 
     uploads = s3.list_multipart_uploads(Bucket="matrix").get("Uploads", [])
     assert [u["UploadId"] for u in uploads] == [upload]
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["matrix"]
+    with pytest.raises(Exception, match="NoSuchCORSConfiguration"):
+        s3.get_bucket_cors(Bucket="matrix")
 
 
 @pytest.mark.parametrize("operation", ["GetObject", "ListObjectsV2", "GetBucketAcl", "ListParts"])

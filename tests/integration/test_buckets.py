@@ -187,7 +187,6 @@ def test_versioning_and_acl_reads(s3, bucket):
         ("GET", "lifecycle"),
         ("PUT", "lifecycle"),
         ("GET", "tagging"),
-        ("GET", "cors"),
         ("GET", "encryption"),
         ("GET", "versions"),
         ("PUT", "versioning"),

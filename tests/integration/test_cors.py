@@ -84,3 +84,57 @@ def test_cors_disabled_by_default(http: httpx.Client) -> None:
     )
     assert response.status_code == 403 and "CORS is not enabled" in response.text
     assert "access-control-allow-origin" not in http.get("/", headers={"Origin": ALLOWED}).headers
+
+
+def test_bucket_cors_configuration(s3, http: httpx.Client, bucket: str) -> None:
+    from botocore.exceptions import ClientError
+
+    rules = {
+        "CORSRules": [
+            {
+                "AllowedOrigins": ["http://site.localhost"],
+                "AllowedMethods": ["GET", "PUT"],
+                "AllowedHeaders": ["*"],
+                "ExposeHeaders": ["ETag"],
+                "MaxAgeSeconds": 120,
+            }
+        ]
+    }
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration=rules)
+    got = s3.get_bucket_cors(Bucket=bucket)["CORSRules"][0]
+    assert got["AllowedOrigins"] == ["http://site.localhost"] and got["MaxAgeSeconds"] == 120
+    ok = http.options(
+        f"/{bucket}/k",
+        headers={
+            "Origin": "http://site.localhost",
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert ok.status_code == 200 and ok.headers["access-control-max-age"] == "120"
+    bad = http.options(
+        f"/{bucket}/k",
+        headers={"Origin": "http://site.localhost", "Access-Control-Request-Method": "DELETE"},
+    )
+    assert bad.status_code == 403
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    actual = http.get(f"/{bucket}/k", headers={"Origin": "http://site.localhost"})
+    assert actual.headers["access-control-allow-origin"] == "http://site.localhost"
+    assert actual.headers["access-control-expose-headers"] == "ETag"
+    with pytest.raises(ClientError) as info:
+        s3.put_bucket_cors(
+            Bucket=bucket,
+            CORSConfiguration={
+                "CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["PATCH"]}]
+            },
+        )
+    assert info.value.response["Error"]["Code"] == "MalformedXML"
+    s3.delete_bucket_cors(Bucket=bucket)
+    with pytest.raises(ClientError) as info:
+        s3.get_bucket_cors(Bucket=bucket)
+    assert info.value.response["Error"]["Code"] == "NoSuchCORSConfiguration"
+    gone = http.options(
+        f"/{bucket}/k",
+        headers={"Origin": "http://site.localhost", "Access-Control-Request-Method": "GET"},
+    )
+    assert gone.status_code == 403

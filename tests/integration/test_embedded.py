@@ -98,9 +98,11 @@ async def test_async_context_manager_and_given_directory(tmp_path: Path) -> None
 @pytest.mark.anyio
 async def test_config_object_is_used_as_given(tmp_path: Path) -> None:
     cfg = load_config(
-        {"server": {"port": 0, "address": "127.0.0.1", "region": "eu-west-3"},
-         "storage": {"directory": str(tmp_path)},
-         "auth": {"credentials": [{"access_key_id": "AK", "secret_access_key": "SK"}]}},
+        {
+            "server": {"port": 0, "address": "127.0.0.1", "region": "eu-west-3"},
+            "storage": {"directory": str(tmp_path)},
+            "auth": {"credentials": [{"access_key_id": "AK", "secret_access_key": "SK"}]},
+        },
         env={},
     )
     async with Server(cfg) as server:
@@ -198,8 +200,11 @@ def test_sync_subprocess_mode() -> None:
 def cli_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[Any, str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env or child_env(), cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env or child_env(),
+        cwd=ROOT,
     )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
@@ -222,8 +227,9 @@ def cli_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[
 
 def test_cli_port_zero_prints_listening_line_and_stops_on_sigterm(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    with cli_server("--port", "0", "--address", "127.0.0.1", "--dir", str(data),
-                    "--region", "us-west-2") as (proc, line):
+    with cli_server(
+        "--port", "0", "--address", "127.0.0.1", "--dir", str(data), "--region", "us-west-2"
+    ) as (proc, line):
         m = LISTENING_RE.match(line)
         assert m and m.group(1) == "http" and m.group(2) == "127.0.0.1"
         url = f"http://127.0.0.1:{m.group(3)}"
@@ -261,7 +267,11 @@ def test_cli_bad_config_exits_2_without_traceback(
 ) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "app.cli", "serve", *args],
-        capture_output=True, text=True, env=child_env(**env), cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        env=child_env(**env),
+        cwd=ROOT,
+        timeout=60,
     )
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
@@ -273,8 +283,24 @@ def test_cli_console_script_entry() -> None:
     from app.cli import build_parser, main, overrides_from_args
 
     args = build_parser().parse_args(
-        ["serve", "--port", "0", "--dir", "d", "--clean-slate", "--access-key", "k",
-         "--secret-key", "s", "--tls-cert", "c", "--tls-key", "k2", "--log-format", "json"]
+        [
+            "serve",
+            "--port",
+            "0",
+            "--dir",
+            "d",
+            "--clean-slate",
+            "--access-key",
+            "k",
+            "--secret-key",
+            "s",
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k2",
+            "--log-format",
+            "json",
+        ]
     )
     assert overrides_from_args(args) == {
         "server": {"port": 0, "tls": {"cert_file": "c", "key_file": "k2"}},
@@ -291,9 +317,24 @@ def test_cli_console_script_entry() -> None:
 def test_cli_https(tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     cfg = {"server": {"tls": {"cert_file": str(cert), "key_file": str(key)}}}
     with SyncServer(cfg, subprocess=True) as server:
@@ -311,9 +352,24 @@ def test_cli_https(tmp_path: Path) -> None:
 def test_uvicorn_app_factory(tmp_path: Path, factory_flag: list[str]) -> None:
     env = child_env(SHOAL_STORAGE__DIRECTORY=str(tmp_path / "d"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app:create_app", *factory_flag,
-         "--host", "127.0.0.1", "--port", "0", "--log-level", "info"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app:create_app",
+            *factory_flag,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--log-level",
+            "info",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     try:
         port = None
@@ -338,7 +394,8 @@ def test_pytest_plugin_fixtures(tmp_path: Path) -> None:
     """Run a small suite in a child pytest with only the plugin loaded (explicitly, so
     the test is the same whether or not shoal's entry point is installed)."""
     pytest.importorskip("boto3")
-    (tmp_path / "test_user.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_user.py").write_text(
+        textwrap.dedent("""
         BUCKETS = []
 
         def test_fixtures(shoal_server, shoal_descriptor, shoal_s3_client, shoal_bucket):
@@ -353,11 +410,24 @@ def test_pytest_plugin_fixtures(tmp_path: Path) -> None:
             names = [b["Name"] for b in shoal_s3_client.list_buckets()["Buckets"]]
             assert BUCKETS[0] not in names, "the previous test's bucket was deleted"
             assert shoal_bucket in names
-    """))
+    """)
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "app.pytest_plugin", "-p", "no:cacheprovider",
-         "test_user.py"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "app.pytest_plugin",
+            "-p",
+            "no:cacheprovider",
+            "test_user.py",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
         env=child_env(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -370,7 +440,9 @@ def test_package_exports() -> None:
 
     assert app.create_app is create_app
     assert (app.Server, app.SyncServer, app.StorageDescriptor) == (
-        Server, SyncServer, StorageDescriptor,
+        Server,
+        SyncServer,
+        StorageDescriptor,
     )
     with pytest.raises(AttributeError):
         app.nothing_here  # noqa: B018
@@ -382,9 +454,23 @@ def test_cli_busy_port_exits_1(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         proc = subprocess.run(
-            [sys.executable, "-m", "app.cli", "serve", "--address", "127.0.0.1",
-             "--port", str(port), "--dir", str(tmp_path)],
-            capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            cwd=ROOT,
+            timeout=60,
         )
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
@@ -394,9 +480,25 @@ def test_cli_busy_port_exits_1(tmp_path: Path) -> None:
 def test_cli_exit_with_parent_stops_when_stdin_closes(tmp_path: Path) -> None:
     """What keeps a subprocess-mode server from outliving a parent that was killed."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--address", "127.0.0.1", "--port", "0",
-         "--dir", str(tmp_path), "--silent", "--exit-with-parent"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(), cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--address",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--dir",
+            str(tmp_path),
+            "--silent",
+            "--exit-with-parent",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=ROOT,
     )
     try:
         assert LISTENING_RE.match(proc.stdout.readline())  # type: ignore[union-attr]

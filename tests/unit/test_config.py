@@ -32,7 +32,10 @@ def write(tmp_path: Path, text: str) -> str:
 def test_defaults_match_the_reference() -> None:
     c = load()
     assert (c.server.port, c.server.address, c.server.silent, c.server.region) == (
-        3000, "0.0.0.0", False, "us-east-1",
+        3000,
+        "0.0.0.0",
+        False,
+        "us-east-1",
     )
     assert c.server.base_domain is None and not c.server.tls.enabled
     assert (c.storage.directory, c.storage.clean_slate) == (".nogit/bucketsDir", False)
@@ -138,8 +141,13 @@ def test_replace_and_config_input(tmp_path: Path) -> None:
 
 
 def test_camel_case_aliases() -> None:
-    c = load({"server": {"baseDomain": "s3.local"}, "storage": {"cleanSlate": True},
-              "cluster": {"erasure": {"dataShards": 8}}})
+    c = load(
+        {
+            "server": {"baseDomain": "s3.local"},
+            "storage": {"cleanSlate": True},
+            "cluster": {"erasure": {"dataShards": 8}},
+        }
+    )
     assert c.server.base_domain == "s3.local" and c.storage.clean_slate
     assert c.cluster.erasure.data_shards == 8
     c = load({"auth": {"credentials": [{"accessKeyId": "k", "secretAccessKey": "s"}]}})
@@ -147,13 +155,19 @@ def test_camel_case_aliases() -> None:
 
 
 def test_to_toml_round_trips(tmp_path: Path) -> None:
-    c = load({
-        "server": {"port": 0, "base_domain": "s3.test", "region": 'we"ird\\\n\x7f'},
-        "storage": {"directory": str(tmp_path / "dätä ☃")},
-        "auth": {"credentials": [{"access_key_id": "a", "secret_access_key": "b"},
-                                 {"access_key_id": "c", "secret_access_key": "d"}]},
-        "cluster": {"seed_nodes": ["h:1"], "drives": {"paths": ["/x"]}},
-    })
+    c = load(
+        {
+            "server": {"port": 0, "base_domain": "s3.test", "region": 'we"ird\\\n\x7f'},
+            "storage": {"directory": str(tmp_path / "dätä ☃")},
+            "auth": {
+                "credentials": [
+                    {"access_key_id": "a", "secret_access_key": "b"},
+                    {"access_key_id": "c", "secret_access_key": "d"},
+                ]
+            },
+            "cluster": {"seed_nodes": ["h:1"], "drives": {"paths": ["/x"]}},
+        }
+    )
     path = write(tmp_path, c.to_toml())
     assert load(config_file=path) == c
     assert load(config_file=write(tmp_path, Config().to_toml())) == Config()
@@ -164,8 +178,16 @@ def test_to_toml_round_trips(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("true", True), ("1", True), ("YES", True), ("on", True),
-     ("false", False), ("0", False), ("no", False), ("Off", False)],
+    [
+        ("true", True),
+        ("1", True),
+        ("YES", True),
+        ("on", True),
+        ("false", False),
+        ("0", False),
+        ("no", False),
+        ("Off", False),
+    ],
 )
 def test_env_bools(raw: str, expected: bool) -> None:
     assert load(env={"SHOAL_AUTH__ENABLED": raw}).auth.enabled is expected
@@ -192,8 +214,9 @@ def test_env_ints_lists_nested_and_case() -> None:
 
 
 def test_env_credentials_json_and_pairs() -> None:
-    c = load(env={"SHOAL_AUTH__CREDENTIALS":
-                  '[{"access_key_id": "k1", "secret_access_key": "s1"}]'})
+    c = load(
+        env={"SHOAL_AUTH__CREDENTIALS": '[{"access_key_id": "k1", "secret_access_key": "s1"}]'}
+    )
     assert c.auth.credentials == [Credential("k1", "s1")]
     c = load(env={"SHOAL_AUTH__CREDENTIALS": "k1:s1,k2:s:2"})
     assert c.auth.credentials == [Credential("k1", "s1"), Credential("k2", "s:2")]
@@ -248,16 +271,21 @@ def test_bad_port_from_env_names_key_value_and_variable() -> None:
         ({"cors": {"allowed_methods": ["GET", "FETCH"]}}, "cors.allowed_methods", "FETCH"),
         ({"cors": {"allowed_origins": "*"}}, "cors.allowed_origins", "a list of strings"),
         ({"multipart": {"expiration_days": 0}}, "multipart.expiration_days", ">= 1"),
-        ({"cluster": {"erasure": {"parity_shards": 0}}}, "cluster.erasure.parity_shards",
-         "1..31"),
+        ({"cluster": {"erasure": {"parity_shards": 0}}}, "cluster.erasure.parity_shards", "1..31"),
         ({"cluster": {"erasure": {"data_shards": 0}}}, "cluster.erasure.data_shards", "1..31"),
         ({"cluster": {"seed_nodes": ["nohost"]}}, "cluster.seed_nodes", "host:port"),
         ({"cluster": {"drives": {"paths": ["/a", "/a"]}}}, "cluster.drives.paths", "duplicate"),
         ({"auth": {"credentials": []}}, "auth.credentials", "non-empty list"),
-        ({"auth": {"credentials": [{"access_key_id": "a"}]}}, "auth.credentials[0]",
-         "missing secret_access_key"),
-        ({"auth": {"credentials": [{"access_key_id": "a", "secret_access_key": ""}]}},
-         "auth.credentials[0].secret_access_key", "non-empty"),
+        (
+            {"auth": {"credentials": [{"access_key_id": "a"}]}},
+            "auth.credentials[0]",
+            "missing secret_access_key",
+        ),
+        (
+            {"auth": {"credentials": [{"access_key_id": "a", "secret_access_key": ""}]}},
+            "auth.credentials[0].secret_access_key",
+            "non-empty",
+        ),
         ({"server": 5}, "server", "table"),
     ],
 )
@@ -269,12 +297,15 @@ def test_bad_values_are_named(overrides: dict, key: str, fragment: str) -> None:
 
 def test_unknown_keys_at_every_level() -> None:
     msg = error({"cluster": {"erasure": {"dat_shards": 3}}})
-    assert msg == ("cluster.erasure.dat_shards: unknown key "
-                   "(allowed: data_shards, parity_shards, chunk_size_bytes)")
+    assert msg == (
+        "cluster.erasure.dat_shards: unknown key "
+        "(allowed: data_shards, parity_shards, chunk_size_bytes)"
+    )
     assert error({"servr": {}}).startswith("servr: unknown key (allowed: server, storage,")
     assert error({"server": {"prot": 1}}).startswith("server.prot: unknown key")
-    msg = error({"auth": {"credentials": [{"access_key_id": "a", "secret_access_key": "b",
-                                           "x": 1}]}})
+    msg = error(
+        {"auth": {"credentials": [{"access_key_id": "a", "secret_access_key": "b", "x": 1}]}}
+    )
     assert msg.startswith("auth.credentials[0].x: unknown key")
 
 
@@ -303,8 +334,16 @@ def test_cross_field_rules() -> None:
     assert msg.startswith("cluster.heartbeat_timeout_ms:")
     msg = error({"cluster": {"erasure": {"data_shards": 20, "parity_shards": 20}}})
     assert msg.startswith("cluster.erasure:") and "32" in msg
-    msg = error({"auth": {"credentials": [{"access_key_id": "a", "secret_access_key": "b"},
-                                          {"access_key_id": "a", "secret_access_key": "c"}]}})
+    msg = error(
+        {
+            "auth": {
+                "credentials": [
+                    {"access_key_id": "a", "secret_access_key": "b"},
+                    {"access_key_id": "a", "secret_access_key": "c"},
+                ]
+            }
+        }
+    )
     assert msg.startswith("auth.credentials[1].access_key_id: duplicate")
 
 
