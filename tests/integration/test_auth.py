@@ -305,3 +305,67 @@ def test_aws_cli_with_auth(server: SyncServer, tmp_path: Any) -> None:
     assert denied.returncode != 0 and "SignatureDoesNotMatch" in denied.stderr
     listing = run(SECRET, "s3", "ls", "s3://cli-auth/")
     assert "f.txt" in listing.stdout and "g.txt" not in listing.stdout
+
+
+def test_policy_survives_a_restart(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    def start() -> tuple[subprocess.Popen[str], str]:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--address",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--dir",
+                str(tmp_path / "data"),
+                "--auth",
+                "--access-key",
+                KEY,
+                "--secret-key",
+                SECRET,
+                "--silent",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        return proc, proc.stdout.readline().strip().rsplit(" ", 1)[1]
+
+    proc, url = start()
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=url,
+            aws_access_key_id=KEY,
+            aws_secret_access_key=SECRET,
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket="kept-policy")
+        s3.put_object(Bucket="kept-policy", Key="public.txt", Body=b"hello")
+        policy = {
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": "arn:aws:s3:::kept-policy/*",
+                }
+            ]
+        }
+        s3.put_bucket_policy(Bucket="kept-policy", Policy=json.dumps(policy))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    proc, url = start()
+    try:
+        assert httpx.get(f"{url}/kept-policy/public.txt").content == b"hello"
+        assert httpx.put(f"{url}/kept-policy/other", content=b"x").status_code == 403
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
