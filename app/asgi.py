@@ -27,10 +27,11 @@ from app.authz import PolicyGate
 from app.body import unread_body
 from app.context import RequestContext
 from app.dispatch import Operation, resolve, split_target
-from app.errors import AccessDenied, InternalError, S3Error, from_storage
+from app.errors import AccessDenied, InternalError, InvalidRequest, S3Error, from_storage
 from app.handlers.registry import HANDLERS
 from app.xml import document
 from auth import ANONYMOUS, Authenticator, Principal
+from auth.actions import accepts_payload
 from auth.sigv4 import AuthFailure
 from config import Config, ConfigError, load_config
 from storage.backend import Backend
@@ -96,6 +97,8 @@ async def s3_endpoint(request: Request) -> Response:
         if gate is not None:
             principal = _authenticate(request)
             request.state.verified = principal.verified
+            if principal.verified and not accepts_payload(op.name, principal.verified.payload_hash):
+                raise InvalidRequest(f"{op.name} does not take a request body in this form.")
             await gate.check_operation(
                 op.name, principal, op.bucket, op.key, _policy_context(request, query)
             )

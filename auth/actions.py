@@ -62,6 +62,31 @@ OPERATIONS: dict[str, OperationAction] = {
     "ListParts": OperationAction("s3:ListMultipartUploadParts", "object"),
 }
 
+#: Operations that carry a request body, and so accept every payload mode
+#: (UNSIGNED-PAYLOAD, a hex SHA-256, and the aws-chunked STREAMING-* modes, which boto3
+#: uses over HTTPS even for DeleteObjects). Every other operation has no body: it accepts
+#: UNSIGNED-PAYLOAD or the hash of the empty string, and a streaming mode is refused.
+BODY_OPERATIONS = frozenset(
+    {
+        "CreateBucket",
+        "PutBucketPolicy",
+        "PutBucketCors",
+        "DeleteObjects",
+        "PutObject",
+        "UploadPart",
+        "CompleteMultipartUpload",
+    }
+)
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def accepts_payload(operation: str, payload_hash: str) -> bool:
+    """Whether `operation` may be sent with this x-amz-content-sha256 value."""
+    if operation in BODY_OPERATIONS:
+        return True
+    return payload_hash in ("UNSIGNED-PAYLOAD", EMPTY_SHA256)
+
+
 # Operations that read a copy source, and what they need on it.
 COPY_OPERATIONS = frozenset({"CopyObject", "UploadPartCopy"})
 SOURCE_ACTION = "s3:GetObject"

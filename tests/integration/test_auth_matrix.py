@@ -14,7 +14,7 @@ import pytest
 from botocore.config import Config as BotoConfig
 
 from app.server import SyncServer
-from auth.actions import OPERATIONS
+from auth.actions import BODY_OPERATIONS, OPERATIONS
 from auth.signer import signed_headers
 
 KEY, SECRET = "AKIDMATRIX", "the-real-secret"
@@ -169,3 +169,30 @@ def test_the_same_request_with_the_real_secret_passes(server: Any, operation: st
     headers = signed_headers(method, path, host, KEY, SECRET, "us-east-1", query=query, extra=extra)
     url = running.endpoint_url + path + (f"?{query}" if query else "")
     assert httpx.request(method, url, content=body, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("operation", sorted(op for op in REQUESTS if op not in BODY_OPERATIONS))
+def test_bodiless_operations_refuse_streaming_payloads(server: Any, operation: str) -> None:
+    """The payload-mode table: a streaming body is refused where no body belongs,
+    even when correctly signed."""
+    running, s3, upload = server
+    method, path, query, body, extra = REQUESTS[operation]
+    query = query.format(upload=upload)
+    payload_hash, wire, framing = _body_for("STREAMING-AWS4-HMAC-SHA256-PAYLOAD", body)
+    host = running.endpoint_url.split("://", 1)[1]
+    headers = signed_headers(
+        method,
+        path,
+        host,
+        KEY,
+        SECRET,
+        "us-east-1",
+        query=query,
+        payload_hash=payload_hash,
+        extra={**extra, **framing},
+    )
+    url = running.endpoint_url + path + (f"?{query}" if query else "")
+    response = httpx.request(method, url, content=wire, headers=headers)
+    assert response.status_code == 400, (operation, response.text)
+    assert s3.get_object(Bucket="matrix", Key="kept")["Body"].read() == b"original"
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["matrix"]
