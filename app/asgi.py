@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 import app.handlers  # noqa: F401  (registers every operation handler)
 from app import checksums, cors
+from app.accesslog import AccessLog
 from app.authz import PolicyGate
 from app.body import unread_body
 from app.context import RequestContext
@@ -38,7 +39,6 @@ from storage.backend import Backend
 from storage.errors import StorageError
 
 log = logging.getLogger("shoal")
-access_log = logging.getLogger("shoal.access")
 
 _request_ids = itertools.count(int.from_bytes(os.urandom(8), "big"))
 
@@ -131,7 +131,7 @@ async def s3_endpoint(request: Request) -> Response:
         cors.decorate(rules, request.method, headers, response)
     if unread_body(request, headers):
         response.headers["connection"] = "close"
-    if access_log.isEnabledFor(logging.INFO):
+    if request.app.state.access_log is not None:
         _log_request(request, request_id, response, started)
     return response
 
@@ -140,27 +140,17 @@ def _log_request(request: Request, request_id: str, response: Response, started:
     """One line per request; never headers, so no credential or signature is logged.
     (Bytes sent by a streamed body are not known here yet: the declared length is.)"""
     op: Operation | None = getattr(request.state, "operation", None)
-    client = request.client.host if request.client else "-"
-    fields = {
-        "request_id": request_id,
-        "operation": op.name if op else "-",
-        "bucket": op.bucket if op else None,
-        "key": op.key if op else None,
-        "status": response.status_code,
-        "bytes_out": int(response.headers.get("content-length", 0)),
-        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-        "remote": client,
-    }
-    access_log.info(
-        "%s %s %s %s/%s %s %.2fms",
-        request_id,
-        fields["operation"],
-        client,
-        fields["bucket"] or "",
-        fields["key"] or "",
-        fields["status"],
-        fields["duration_ms"],
-        extra={"fields": fields},
+    request.app.state.access_log(
+        {
+            "request_id": request_id,
+            "operation": op.name if op else "-",
+            "bucket": op.bucket if op else None,
+            "key": op.key if op else None,
+            "status": response.status_code,
+            "bytes_out": int(response.headers.get("content-length", 0)),
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "remote": request.client.host if request.client else "-",
+        }
     )
 
 
@@ -242,6 +232,9 @@ def create_app(config: Config | None = None) -> Starlette:
     application.state.backend = backend
     application.state.gate = PolicyGate(backend) if config.auth.enabled else None
     application.state.cors = cors.BucketRules(backend)
+    logs = config.logging
+    quiet = config.server.silent or not logs.enabled or logs.level not in ("info", "debug")
+    application.state.access_log = None if quiet else AccessLog(logs.format == "json")
     application.state.authenticator = Authenticator(
         {c.access_key_id: c.secret_access_key for c in config.auth.credentials},
         config.server.region,

@@ -37,6 +37,7 @@ from typing import Any
 
 import uvicorn
 
+from app.accesslog import BackgroundWriter
 from auth.signer import signed_headers
 from config import Config, StorageConfig, load_config
 
@@ -84,6 +85,20 @@ def client_host(address: str) -> str:
     return address
 
 
+class BackgroundStderrHandler(logging.Handler):
+    """Lifecycle log lines, written like the access log: off the caller's thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._writer = BackgroundWriter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._writer.write(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -114,11 +129,7 @@ def _cli_log_config(cfg: Config) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
         "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "default",
-                "stream": "ext://sys.stderr",
-            }
+            "stderr": {"class": f"{__name__}.BackgroundStderrHandler", "formatter": "default"}
         },
         "loggers": {
             "shoal": {"handlers": ["stderr"], "level": level, "propagate": False},
