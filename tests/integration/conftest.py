@@ -24,26 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def spawn_server(directory: Path) -> tuple[subprocess.Popen[str], str]:
-    """`shoal serve` in a child process on a free port: (process, endpoint URL)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "serve",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dir",
-            str(directory),
-            "--log-level",
-            "error",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def spawn_server(
+    directory: Path, *flags: str, stderr: int | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """`shoal serve` in a child process on a free port: (process, endpoint URL).
+    `flags` are extra CLI flags (default: `--log-level error`)."""
+    argv = [sys.executable, "-m", "app.cli", "serve", "--address", "127.0.0.1", "--port", "0"]
+    argv += ["--dir", str(directory), *(flags or ("--log-level", "error"))]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert "listening on" in line, line

@@ -4,35 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import boto3
 
+from tests.integration.conftest import spawn_server
+
 
 def test_json_access_log_lines(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "serve",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--dir",
-            str(tmp_path / "data"),
-            "--log-format",
-            "json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, url = spawn_server(tmp_path / "data", "--log-format", "json", stderr=subprocess.PIPE)
     try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip().rsplit(" ", 1)[1]
         s3 = boto3.client(
             "s3",
             endpoint_url=url,

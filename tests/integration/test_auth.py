@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from app.server import SyncServer
 from auth.signer import signed_headers
-from tests.integration.conftest import error_code
+from tests.integration.conftest import error_code, spawn_server
 
 KEY, SECRET = "AKIDSHOALTEST", "shoal-secret-key"
 OTHER_KEY, OTHER_SECRET = "AKIDOTHERUSER", "other-secret"
@@ -308,34 +308,10 @@ def test_aws_cli_with_auth(server: SyncServer, tmp_path: Any) -> None:
 
 
 def test_policy_survives_a_restart(tmp_path: Any) -> None:
-    import subprocess
-    import sys
 
-    def start() -> tuple[subprocess.Popen[str], str]:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "serve",
-                "--address",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--dir",
-                str(tmp_path / "data"),
-                "--auth",
-                "--access-key",
-                KEY,
-                "--secret-key",
-                SECRET,
-                "--silent",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        return proc, proc.stdout.readline().strip().rsplit(" ", 1)[1]
+    def start() -> tuple[Any, str]:
+        flags = ("--auth", "--access-key", KEY, "--secret-key", SECRET, "--silent")
+        return spawn_server(tmp_path / "data", *flags)
 
     proc, url = start()
     try:
