@@ -60,6 +60,8 @@ OPERATIONS: dict[str, OperationAction] = {
     "CompleteMultipartUpload": OperationAction("s3:PutObject", "object"),
     "AbortMultipartUpload": OperationAction("s3:AbortMultipartUpload", "object"),
     "ListParts": OperationAction("s3:ListMultipartUploadParts", "object"),
+    # Its key is in the form: the handler checks s3:PutObject on the object itself.
+    "PostObject": OperationAction("s3:PutObject", "bucket"),
 }
 
 #: Operations that carry a request body, and so accept every payload mode

@@ -38,6 +38,9 @@ class Authenticator:
         self._secrets = dict(credentials)
         self._region = region
 
+    def secret_for(self, access_key: str) -> str | None:
+        return self._secrets.get(access_key)
+
     def authenticate(
         self,
         *,

@@ -1,3 +1,11 @@
 """One handler per S3 operation, grouped by family; importing this registers them all."""
 
-from app.handlers import bucket, copy, cors, listing, multipart, object  # noqa: F401
+from app.handlers import (  # noqa: F401
+    bucket,
+    copy,
+    cors,
+    listing,
+    multipart,
+    object,
+    postobject,
+)

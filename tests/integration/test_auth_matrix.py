@@ -115,7 +115,9 @@ def _body_for(mode: str, body: bytes) -> tuple[str, bytes, dict[str, str]]:
 
 
 def test_every_operation_is_in_the_matrix() -> None:
-    assert set(REQUESTS) == set(OPERATIONS)
+    # PostObject is authenticated by its form's signed policy, not by headers: its
+    # forged signatures are refused in test_post_object.py.
+    assert set(REQUESTS) == set(OPERATIONS) - {"PostObject"}
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -683,6 +683,7 @@ EXPECTED_TABLE = {
     "GetBucketCors": ("s3:GetBucketCORS", "bucket"),
     "PutBucketCors": ("s3:PutBucketCORS", "bucket"),
     "DeleteBucketCors": ("s3:PutBucketCORS", "bucket"),
+    "PostObject": ("s3:PutObject", "bucket"),
     "DeleteObjects": ("s3:DeleteObject", "object"),
     "PutObject": ("s3:PutObject", "object"),
     "CopyObject": ("s3:PutObject", "object"),
