@@ -97,7 +97,8 @@ def pages() -> Iterator[tuple[SyncServer, dict[str, tuple[object, str]]]]:
     denied.shutdown()
 
 
-def run_page(url: str) -> str:
+def run_page_dom(url: str) -> str:
+    """The DOM Chromium ends up with after loading `url` and running its scripts."""
     with tempfile.TemporaryDirectory() as profile:
         done = subprocess.run(
             [
@@ -119,8 +120,13 @@ def run_page(url: str) -> str:
             text=True,
             timeout=90,
         )
-    match = re.search(r"RESULT:[^<]*", done.stdout)
-    assert match, f"no result from the page: {done.stdout[-500:]} {done.stderr[-500:]}"
+    return done.stdout
+
+
+def run_page(url: str) -> str:
+    dom = run_page_dom(url)
+    match = re.search(r"RESULT:[^<]*", dom)
+    assert match, f"no result from the page: {dom[-500:]}"
     return match.group(0)
 
 
