@@ -24,6 +24,32 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
+def signed_client(
+    endpoint: str, key: str = "k", secret: str = "s", verify: str | bool = True, **config: Any
+) -> Any:
+    """boto3 for a shoal server: path-style, SigV4 (also for presigning), no retries."""
+    return boto3.client(
+        "s3",
+        verify=verify,
+        endpoint_url=endpoint,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=BotoConfig(
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",
+            retries={"max_attempts": 1},
+            **config,
+        ),
+    )
+
+
+def auth_config(*pairs: tuple[str, str]) -> dict[str, Any]:
+    """Server settings with auth on and these (access key, secret) pairs."""
+    credentials = [{"access_key_id": k, "secret_access_key": s} for k, s in pairs]
+    return {"auth": {"enabled": True, "credentials": credentials}}
+
+
 def spawn_server(
     directory: Path, *flags: str, stderr: int | None = None
 ) -> tuple[subprocess.Popen[str], str]:
@@ -92,14 +118,8 @@ def verify(shoal_descriptor: Any, tls_files: tuple[str, str]) -> str | bool:
 
 
 def make_client(descriptor: Any, verify: str | bool = True, **config: Any) -> Any:
-    return boto3.client(
-        "s3",
-        verify=verify,
-        endpoint_url=descriptor.endpoint_url,
-        aws_access_key_id=descriptor.access_key,
-        aws_secret_access_key=descriptor.access_secret,
-        region_name=descriptor.region,
-        config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config),
+    return signed_client(
+        descriptor.endpoint_url, descriptor.access_key, descriptor.access_secret, verify, **config
     )
 
 

@@ -13,12 +13,11 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from app.server import SyncServer
 from auth.signer import signed_headers
-from tests.integration.conftest import error_code, spawn_server
+from tests.integration.conftest import auth_config, error_code, signed_client, spawn_server
 
 KEY, SECRET = "AKIDSHOALTEST", "shoal-secret-key"
 OTHER_KEY, OTHER_SECRET = "AKIDOTHERUSER", "other-secret"
@@ -26,33 +25,12 @@ OTHER_KEY, OTHER_SECRET = "AKIDOTHERUSER", "other-secret"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SyncServer]:
-    config = {
-        "auth": {
-            "enabled": True,
-            "credentials": [
-                {"access_key_id": KEY, "secret_access_key": SECRET},
-                {"access_key_id": OTHER_KEY, "secret_access_key": OTHER_SECRET},
-            ],
-        }
-    }
-    with SyncServer(config) as running:
+    with SyncServer(auth_config((KEY, SECRET), (OTHER_KEY, OTHER_SECRET))) as running:
         yield running
 
 
 def client(server: SyncServer, key: str = KEY, secret: str = SECRET, **config: Any) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=server.endpoint_url,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-        config=BotoConfig(
-            s3={"addressing_style": "path"},
-            signature_version="s3v4",  # boto3 presigns with SigV2 otherwise
-            retries={"max_attempts": 1},
-            **config,
-        ),
-    )
+    return signed_client(server.endpoint_url, key, secret, **config)
 
 
 @pytest.fixture(scope="module")

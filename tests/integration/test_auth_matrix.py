@@ -8,14 +8,13 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config as BotoConfig
 
 from app.server import SyncServer
 from auth.actions import BODY_OPERATIONS, OPERATIONS
 from auth.signer import signed_headers
+from tests.integration.conftest import auth_config, signed_client
 
 KEY, SECRET = "AKIDMATRIX", "the-real-secret"
 DELETE_XML = b"<Delete><Object><Key>kept</Key></Object></Delete>"
@@ -77,21 +76,8 @@ MODES = [
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[SyncServer, Any, str]]:
-    config = {
-        "auth": {
-            "enabled": True,
-            "credentials": [{"access_key_id": KEY, "secret_access_key": SECRET}],
-        }
-    }
-    with SyncServer(config) as running:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=running.endpoint_url,
-            aws_access_key_id=KEY,
-            aws_secret_access_key=SECRET,
-            region_name="us-east-1",
-            config=BotoConfig(s3={"addressing_style": "path"}),
-        )
+    with SyncServer(auth_config((KEY, SECRET))) as running:
+        s3 = signed_client(running.endpoint_url, KEY, SECRET)
         s3.create_bucket(Bucket="matrix")
         s3.put_object(Bucket="matrix", Key="kept", Body=b"original")
         upload = s3.create_multipart_upload(Bucket="matrix", Key="kept")["UploadId"]

@@ -12,11 +12,10 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
-import boto3
 import pytest
-from botocore.config import Config as BotoConfig
 
 from app.server import SyncServer
+from tests.integration.conftest import signed_client
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -75,14 +74,7 @@ def pages() -> Iterator[tuple[SyncServer, dict[str, tuple[object, str]]]]:
     }
     with SyncServer(config) as shoal:
         endpoint = shoal.endpoint_url.replace("127.0.0.1", "localhost")  # another origin
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=shoal.endpoint_url,
-            aws_access_key_id="k",
-            aws_secret_access_key="s",
-            region_name="us-east-1",
-            config=BotoConfig(s3={"addressing_style": "path"}),
-        )
+        s3 = signed_client(shoal.endpoint_url)
         s3.create_bucket(Bucket="browser-bucket")
         servers = {}
         for name, (server, port) in {
@@ -138,13 +130,6 @@ def test_fetch_from_allowed_and_other_origins(pages) -> None:
     assert result.startswith("RESULT:ok:200:hello from http://127.0.0.1:"), result
     assert result.count('"') == 2  # the ETag header was exposed to the script
     assert run_page(servers["denied"][1]) == "RESULT:blocked:TypeError"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=shoal.endpoint_url,
-        aws_access_key_id="k",
-        aws_secret_access_key="s",
-        region_name="us-east-1",
-        config=BotoConfig(s3={"addressing_style": "path"}),
-    )
+    s3 = signed_client(shoal.endpoint_url)
     stored = s3.get_object(Bucket="browser-bucket", Key="from-the-page.txt")["Body"].read()
     assert stored.decode() == "hello from " + servers["allowed"][1].rsplit("/", 1)[0]

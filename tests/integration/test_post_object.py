@@ -6,33 +6,19 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config as BotoConfig
 
 from app.server import SyncServer
+from tests.integration.conftest import auth_config, signed_client
 
 KEY, SECRET = "AKIDPOSTFORM", "post-form-secret"
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
-    config = {
-        "auth": {
-            "enabled": True,
-            "credentials": [{"access_key_id": KEY, "secret_access_key": SECRET}],
-        }
-    }
-    with SyncServer(config) as server:
-        client = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint_url,
-            aws_access_key_id=KEY,
-            aws_secret_access_key=SECRET,
-            region_name="us-east-1",
-            config=BotoConfig(s3={"addressing_style": "path"}, signature_version="s3v4"),
-        )
+    with SyncServer(auth_config((KEY, SECRET))) as server:
+        client = signed_client(server.endpoint_url, KEY, SECRET)
         client.create_bucket(Bucket="forms")
         yield client
 
@@ -114,14 +100,7 @@ def test_too_large_and_expired(s3: Any) -> None:
 
 
 def test_wrong_secret_and_no_policy(s3: Any) -> None:
-    forger = boto3.client(
-        "s3",
-        endpoint_url=s3.meta.endpoint_url,
-        aws_access_key_id=KEY,
-        aws_secret_access_key="not-the-secret",
-        region_name="us-east-1",
-        config=BotoConfig(s3={"addressing_style": "path"}, signature_version="s3v4"),
-    )
+    forger = signed_client(s3.meta.endpoint_url, KEY, "not-the-secret")
     response = post(presigned(forger, "uploads/forged.txt"))
     assert response.status_code == 403 and "SignatureDoesNotMatch" in response.text
     anonymous = httpx.post(

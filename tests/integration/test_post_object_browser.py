@@ -12,11 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
-from botocore.config import Config as BotoConfig
 
 from app.server import SyncServer
+from tests.integration.conftest import auth_config, signed_client
 from tests.integration.test_cors_browser import CHROMIUM, run_page_dom
 
 pytestmark = pytest.mark.skipif(
@@ -75,22 +74,9 @@ class Pages:
 
 @pytest.fixture(scope="module")
 def setup() -> Iterator[tuple[Any, Pages]]:
-    config = {
-        "auth": {
-            "enabled": True,
-            "credentials": [{"access_key_id": KEY, "secret_access_key": SECRET}],
-        }
-    }
     pages = Pages()
-    with SyncServer(config) as server:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=server.endpoint_url,
-            aws_access_key_id=KEY,
-            aws_secret_access_key=SECRET,
-            region_name="us-east-1",
-            config=BotoConfig(s3={"addressing_style": "path"}, signature_version="s3v4"),
-        )
+    with SyncServer(auth_config((KEY, SECRET))) as server:
+        s3 = signed_client(server.endpoint_url, KEY, SECRET)
         s3.create_bucket(Bucket="browser-forms")
         yield s3, pages
     pages.server.shutdown()
