@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -19,32 +18,14 @@ from storage.diskio import object_lock_name
 from storage.filestore import FileStore
 from storage.keys import key_path
 from storage.records import meta_from_dict, meta_to_dict
+from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
-    for p in parts:
-        yield p
 
 
 async def read(store: FileStore, bucket: str, key: str) -> bytes:
     async with await store.open_object(bucket, key) as reader:
         return await reader.read_all()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FileStore]:
-    fs = FileStore(tmp_path / "data")
-    await fs.open()
-    await fs.create_bucket("bucket")
-    yield fs
-    await fs.close()
 
 
 async def test_buckets(tmp_path: Path) -> None:

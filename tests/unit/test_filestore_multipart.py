@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,29 +14,11 @@ from storage import errors
 from storage.backend import MIN_PART_SIZE, CompletedPart, ObjectWrite
 from storage.filestore import FileStore
 from storage.records import now
+from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio
 
 BIG = MIN_PART_SIZE
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
-    for p in parts:
-        yield p
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[FileStore]:
-    fs = FileStore(tmp_path / "data")
-    await fs.open()
-    await fs.create_bucket("bucket")
-    yield fs
-    await fs.close()
 
 
 async def test_full_upload(store: FileStore) -> None:
