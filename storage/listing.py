@@ -10,6 +10,7 @@ greater than the marker, so resuming after a CP skips that prefix entirely.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from storage.backend import ListPage, ObjectSummary, UploadInfo, UploadListPage
 from storage.diskio import read_json
@@ -23,6 +24,10 @@ def rollup(key: str, prefix: str, delimiter: str) -> str | None:
         return None
     idx = key.find(delimiter, len(prefix))
     return None if idx < 0 else key[: idx + len(delimiter)]
+
+
+T = TypeVar("T")
+Page = tuple[list[T], list[str], bool, str | None]  # items, common prefixes, truncated, last
 
 
 def list_page(
@@ -40,10 +45,34 @@ def list_page(
     `summarize(key, sidecar_path)` reads a returned key's metadata; None means the key
     vanished since it was found (a concurrent delete) and it is silently skipped.
     """
+    return ListPage(
+        *walk_page(
+            bucket_dir,
+            prefix=prefix,
+            delimiter=delimiter,
+            after=after,
+            max_keys=max_keys,
+            summarize=summarize,
+            cache=cache,
+        )
+    )
+
+
+def walk_page(
+    bucket_dir: str,
+    *,
+    prefix: str,
+    delimiter: str,
+    after: str,
+    max_keys: int,
+    summarize: Callable[[str, str], T | None],
+    cache: ListingCache | None = None,
+) -> Page[T]:
+    """list_page's walk, with whatever `summarize` makes of each sidecar."""
     if max_keys <= 0:
-        return ListPage([], [], False, None)
+        return [], [], False, None
     walker = Walker(bucket_dir, cache)
-    objects: list[ObjectSummary] = []
+    objects: list[T] = []
     prefixes: list[str] = []
     last: str | None = None
     cursor, skip = after, False
@@ -55,9 +84,9 @@ def list_page(
     while True:
         found = walker.next_key(cursor, skip=skip, prefix=prefix)
         if found is None:
-            return ListPage(objects, prefixes, False, last)
+            return objects, prefixes, False, last
         if len(objects) + len(prefixes) >= max_keys:
-            return ListPage(objects, prefixes, True, last)
+            return objects, prefixes, True, last
         key, sidecar = found
         cp = rollup(key, prefix, delimiter)
         if cp is not None:

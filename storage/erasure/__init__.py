@@ -1,0 +1,1 @@
+"""Erasure-coded storage across drives (cluster mode's storage half)."""
