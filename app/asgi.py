@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 import app.handlers  # noqa: F401  (registers every operation handler)
-from app import checksums, cors
+from app import cors
 from app.accesslog import AccessLog
 from app.authz import PolicyGate
 from app.body import unread_body
@@ -35,6 +35,7 @@ from auth import ANONYMOUS, Authenticator, Principal
 from auth.actions import accepts_payload
 from auth.sigv4 import AuthFailure
 from config import Config, ConfigError, load_config
+from storage import checksums
 from storage.backend import Backend
 from storage.errors import StorageError
 
@@ -186,6 +187,26 @@ def _policy_context(request: Request, query: dict[str, str]) -> dict[str, object
 
 
 def make_backend(config: Config) -> Backend:
+    """FileStore on one directory, or in cluster mode an ErasureStore over the drives."""
+    if config.cluster.enabled:
+        from storage.erasure.store import ErasureStore
+
+        c, limits = config.cluster, config.multipart
+        return ErasureStore(
+            c.drives.paths,
+            data_shards=c.erasure.data_shards,
+            parity_shards=c.erasure.parity_shards,
+            chunk_size=c.erasure.chunk_size_bytes,
+            coder_backend=c.erasure.backend,
+            node_id=c.node_id,
+            clean_slate=config.storage.clean_slate,
+            multipart_expiration_days=limits.expiration_days,
+            multipart_cleanup_interval_minutes=limits.cleanup_interval_minutes,
+            drive_timeout=c.drives.timeout_ms / 1000,
+            probe_interval=c.drives.probe_interval_ms / 1000,
+            heal_interval=c.healing.interval_seconds,
+            heal_bytes_per_second=c.healing.bytes_per_second,
+        )
     from storage.filestore import FileStore
 
     return FileStore(
@@ -213,8 +234,11 @@ class ShoalApp(Starlette):
 def create_app(config: Config | None = None) -> Starlette:
     """Build the application; the storage backend opens and closes with its lifespan."""
     config = config if config is not None else load_config()
-    if config.cluster.enabled:
-        raise ConfigError("cluster.enabled: cluster mode is not available in this build yet")
+    if config.cluster.enabled and config.cluster.seed_nodes:
+        raise ConfigError(
+            "cluster.seed_nodes: multi-node clusters are not available in this build yet; "
+            "a single node erasure-codes across its own drives"
+        )
     backend = make_backend(config)
 
     @contextlib.asynccontextmanager

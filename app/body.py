@@ -18,8 +18,6 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
-from app import checksums
-from app.checksums import Checksum
 from app.errors import (
     BadDigest,
     EntityTooLarge,
@@ -39,7 +37,9 @@ from auth.sigv4 import (
     ChunkVerifier,
     Verified,
 )
+from storage import checksums
 from storage.backend import Digester
+from storage.checksums import Checksum
 
 STREAMING_MODES = frozenset(
     {

@@ -118,9 +118,7 @@ def markdown_table() -> str:
         if tp == list[Credential]:
             expect = "JSON list of {access_key_id, secret_access_key}, or KEY:SECRET,..."
         text = f"{doc}{expect}".replace("|", "\\|")
-        rows.append(
-            f"| `{key}` | `{_default_text(tp, default)}` | `{env_name(key)}` | {text} |"
-        )
+        rows.append(f"| `{key}` | `{_default_text(tp, default)}` | `{env_name(key)}` | {text} |")
     return "\n".join(rows)
 
 
@@ -155,11 +153,13 @@ def example_toml() -> str:
             if tp == list[Credential]:
                 out.extend(["", f"# {rule.doc if rule else sub}. Repeat the table for more."])
                 for c in value:
-                    out.extend([
-                        f"# [[{name}.{sub}]]",
-                        f"# access_key_id = {toml_value(c.access_key_id)}",
-                        f"# secret_access_key = {toml_value(c.secret_access_key)}",
-                    ])
+                    out.extend(
+                        [
+                            f"# [[{name}.{sub}]]",
+                            f"# access_key_id = {toml_value(c.access_key_id)}",
+                            f"# secret_access_key = {toml_value(c.secret_access_key)}",
+                        ]
+                    )
             else:
                 section(tp, f"{name}.{sub}")
 

@@ -103,7 +103,7 @@ def env_tree(env: Mapping[str, str]) -> dict[str, Any]:
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX) or upper == ENV_CONFIG_FILE:
             continue
-        rest = name[len(ENV_PREFIX):]
+        rest = name[len(ENV_PREFIX) :]
         if "__" not in rest:
             head = rest.split("_", 1)[0]
             if "_" in rest and _norm(head) in sections:
@@ -344,6 +344,19 @@ def validate(cfg: Config) -> None:
             f"cluster.erasure: data_shards + parity_shards must be at most 32, got {total}",
             "cluster.erasure",
         )
+    if c.enabled:
+        from storage.erasure.coder import check_layout
+
+        try:
+            check_layout(c.erasure.data_shards, c.erasure.parity_shards, c.erasure.backend)
+        except ValueError as exc:
+            raise ConfigError(f"cluster.erasure: {exc}", "cluster.erasure") from exc
+        if not c.drives.paths:
+            raise ConfigError(
+                "cluster.drives.paths: cluster mode needs at least "
+                f"{c.erasure.data_shards + c.erasure.parity_shards} drives (data + parity shards)",
+                "cluster.drives.paths",
+            )
     if c.heartbeat_timeout_ms <= c.heartbeat_interval_ms:
         raise ConfigError(
             f"cluster.heartbeat_timeout_ms: expected more than heartbeat_interval_ms "

@@ -142,11 +142,15 @@ PORT = "an integer 0..65535 (0 picks a free port)"
 @dataclass(frozen=True)
 class TlsConfig:
     cert_file: str | None = setting(
-        None, expect="a path or nothing", check=optional_non_empty,
+        None,
+        expect="a path or nothing",
+        check=optional_non_empty,
         doc="PEM certificate; with key_file, the server speaks HTTPS",
     )
     key_file: str | None = setting(
-        None, expect="a path or nothing", check=optional_non_empty,
+        None,
+        expect="a path or nothing",
+        check=optional_non_empty,
         doc="PEM private key for cert_file",
     )
 
@@ -159,16 +163,22 @@ class TlsConfig:
 class ServerConfig:
     port: int = setting(3000, expect=PORT, check=int_range(0, 65535), doc="HTTP(S) port")
     address: str = setting(
-        "0.0.0.0", expect="a non-empty host or IP address", check=non_empty,
+        "0.0.0.0",
+        expect="a non-empty host or IP address",
+        check=non_empty,
         doc="address to bind",
     )
     silent: bool = setting(False, doc="suppress all server output")
     region: str = setting(
-        "us-east-1", expect="a non-empty region name", check=non_empty,
+        "us-east-1",
+        expect="a non-empty region name",
+        check=non_empty,
         doc="region reported to clients and used for SigV4",
     )
     base_domain: str | None = setting(
-        None, expect="a DNS name such as s3.example.com, or nothing", check=base_domain,
+        None,
+        expect="a DNS name such as s3.example.com, or nothing",
+        check=base_domain,
         doc="enables virtual-hosted-style addressing: bucket.<base_domain>",
     )
     tls: TlsConfig = setting(factory=TlsConfig, doc="HTTPS; give both files or neither")
@@ -177,7 +187,9 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     directory: str = setting(
-        ".nogit/bucketsDir", expect="a non-empty path", check=non_empty,
+        ".nogit/bucketsDir",
+        expect="a non-empty path",
+        check=non_empty,
         doc="data directory (standalone mode; cluster metadata in cluster mode)",
     )
     clean_slate: bool = setting(False, doc="wipe the data directory on start")
@@ -213,7 +225,8 @@ class CorsConfig:
     allowed_methods: list[str] = setting(
         factory=lambda: ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"],
         expect=f"a list of HTTP methods ({', '.join(HTTP_METHODS)}) or *",
-        check=methods, doc="methods allowed cross-origin",
+        check=methods,
+        doc="methods allowed cross-origin",
     )
     allowed_headers: list[str] = setting(factory=lambda: ["*"], doc="request headers, or *")
     exposed_headers: list[str] = setting(
@@ -221,7 +234,9 @@ class CorsConfig:
         doc="response headers visible to scripts",
     )
     max_age: int = setting(
-        86400, expect="an integer >= 0 (seconds)", check=int_range(0),
+        86400,
+        expect="an integer >= 0 (seconds)",
+        check=int_range(0),
         doc="preflight cache lifetime, seconds",
     )
     allow_credentials: bool = setting(False, doc="send Access-Control-Allow-Credentials")
@@ -230,11 +245,15 @@ class CorsConfig:
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str = setting(
-        "info", expect="one of " + ", ".join(LOG_LEVELS),
-        check=one_of(*LOG_LEVELS, aliases={"warning": "warn"}), doc="error | warn | info | debug",
+        "info",
+        expect="one of " + ", ".join(LOG_LEVELS),
+        check=one_of(*LOG_LEVELS, aliases={"warning": "warn"}),
+        doc="error | warn | info | debug",
     )
     format: str = setting(
-        "text", expect="one of " + ", ".join(LOG_FORMATS), check=one_of(*LOG_FORMATS),
+        "text",
+        expect="one of " + ", ".join(LOG_FORMATS),
+        check=one_of(*LOG_FORMATS),
         doc="text | json (one line per request either way)",
     )
     enabled: bool = setting(True, doc="turn logging off entirely")
@@ -243,15 +262,21 @@ class LoggingConfig:
 @dataclass(frozen=True)
 class LimitsConfig:
     max_object_size: int = setting(
-        5 * GiB, expect="an integer >= 1 (bytes)", check=int_range(1),
+        5 * GiB,
+        expect="an integer >= 1 (bytes)",
+        check=int_range(1),
         doc="largest single PUT or part, bytes (5 GiB)",
     )
     max_metadata_size: int = setting(
-        2048, expect="an integer >= 0 (bytes)", check=int_range(0),
+        2048,
+        expect="an integer >= 0 (bytes)",
+        check=int_range(0),
         doc="user metadata (x-amz-meta-*) per object, bytes",
     )
     request_timeout: int = setting(
-        300000, expect="an integer >= 0 (milliseconds, 0 = none)", check=int_range(0),
+        300000,
+        expect="an integer >= 0 (milliseconds, 0 = none)",
+        check=int_range(0),
         doc="per-request time limit, milliseconds (0 = none)",
     )
 
@@ -259,11 +284,15 @@ class LimitsConfig:
 @dataclass(frozen=True)
 class MultipartConfig:
     expiration_days: int = setting(
-        7, expect="an integer >= 1 (days)", check=int_range(1),
+        7,
+        expect="an integer >= 1 (days)",
+        check=int_range(1),
         doc="abort unfinished uploads older than this",
     )
     cleanup_interval_minutes: int = setting(
-        60, expect="an integer >= 1 (minutes)", check=int_range(1),
+        60,
+        expect="an integer >= 1 (minutes)",
+        check=int_range(1),
         doc="how often expired uploads are looked for",
     )
 
@@ -271,24 +300,66 @@ class MultipartConfig:
 @dataclass(frozen=True)
 class ErasureConfig:
     data_shards: int = setting(
-        4, expect=f"an integer 1..{MAX_TOTAL_SHARDS - 1}",
-        check=int_range(1, MAX_TOTAL_SHARDS - 1), doc="k: shards needed to rebuild a chunk",
+        4,
+        expect=f"an integer 1..{MAX_TOTAL_SHARDS - 1}",
+        check=int_range(1, MAX_TOTAL_SHARDS - 1),
+        doc="k: shards needed to rebuild a chunk",
     )
     parity_shards: int = setting(
-        2, expect=f"an integer 1..{MAX_TOTAL_SHARDS - 1}",
-        check=int_range(1, MAX_TOTAL_SHARDS - 1), doc="m: shards that may be lost",
+        2,
+        expect=f"an integer 1..{MAX_TOTAL_SHARDS - 1}",
+        check=int_range(1, MAX_TOTAL_SHARDS - 1),
+        doc="m: shards that may be lost",
     )
     chunk_size_bytes: int = setting(
-        4194304, expect="an integer >= 1 (bytes)", check=int_range(1),
+        4194304,
+        expect="an integer >= 1 (bytes)",
+        check=int_range(1),
         doc="objects are cut into chunks of this size (4 MiB)",
+    )
+    backend: str = setting(
+        "isa_l_rs_cauchy",
+        expect="isa_l_rs_cauchy or isa_l_rs_vand",
+        check=one_of("isa_l_rs_cauchy", "isa_l_rs_vand"),
+        doc="pyeclib Reed-Solomon backend (vand is refused with 5+ parity shards)",
+    )
+
+
+@dataclass(frozen=True)
+class HealingConfig:
+    interval_seconds: int = setting(
+        86400,
+        expect="an integer >= 1 (seconds)",
+        check=int_range(1),
+        doc="how often every shard is checked (and queued objects healed sooner)",
+    )
+    bytes_per_second: int = setting(
+        33554432,
+        expect="an integer >= 1 (bytes/s)",
+        check=int_range(1),
+        doc="healing's read+write budget, so foreground I/O keeps priority",
     )
 
 
 @dataclass(frozen=True)
 class DrivesConfig:
     paths: list[str] = setting(
-        factory=list, expect="a list of distinct paths", check=unique_non_empty,
+        factory=list,
+        expect="a list of distinct paths",
+        check=unique_non_empty,
         doc="this node's drives (one directory each)",
+    )
+    timeout_ms: int = setting(
+        10000,
+        expect="an integer >= 1 (milliseconds)",
+        check=int_range(1),
+        doc="a drive call slower than this counts as a failure",
+    )
+    probe_interval_ms: int = setting(
+        5000,
+        expect="an integer >= 1 (milliseconds)",
+        check=int_range(1),
+        doc="how often an offline drive is probed to bring it back",
     )
 
 
@@ -296,28 +367,39 @@ class DrivesConfig:
 class ClusterConfig:
     enabled: bool = setting(False, doc="run as a cluster node")
     node_id: str | None = setting(
-        None, expect="a non-empty string or nothing", check=optional_non_empty,
+        None,
+        expect="a non-empty string or nothing",
+        check=optional_non_empty,
         doc="stable node name; generated and persisted if unset",
     )
     quic_port: int = setting(
         4000, expect=PORT, check=int_range(0, 65535), doc="inter-node QUIC port"
     )
     seed_nodes: list[str] = setting(
-        factory=list, expect="a list of host:port", check=host_ports,
+        factory=list,
+        expect="a list of host:port",
+        check=host_ports,
         doc="QUIC addresses of existing members",
     )
     secret: str | None = setting(
-        None, expect="a non-empty string or nothing", check=optional_non_empty,
+        None,
+        expect="a non-empty string or nothing",
+        check=optional_non_empty,
         doc="shared secret nodes use to authenticate each other",
     )
     erasure: ErasureConfig = setting(factory=ErasureConfig, doc="erasure coding")
     drives: DrivesConfig = setting(factory=DrivesConfig, doc="local drives")
+    healing: HealingConfig = setting(factory=HealingConfig, doc="background healing")
     heartbeat_interval_ms: int = setting(
-        5000, expect="an integer >= 1 (milliseconds)", check=int_range(1),
+        5000,
+        expect="an integer >= 1 (milliseconds)",
+        check=int_range(1),
         doc="how often peers are pinged",
     )
     heartbeat_timeout_ms: int = setting(
-        30000, expect="an integer >= 1 (milliseconds)", check=int_range(1),
+        30000,
+        expect="an integer >= 1 (milliseconds)",
+        check=int_range(1),
         doc="silence after which a peer is offline (must exceed the interval)",
     )
 

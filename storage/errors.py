@@ -71,3 +71,7 @@ class KeyTooLong(StorageError):
 
 class InvalidRequest(StorageError):
     pass
+
+
+class ServiceUnavailable(StorageError):
+    """Too few drives (or nodes) answered to read or write safely; retrying may succeed."""

@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import secrets
+from typing import TypeVar
 
 from storage.backend import MIN_PART_SIZE, CompletedPart, PartInfo, UploadInfo
 from storage.commit import TempArea
@@ -42,6 +43,7 @@ from storage.records import (
 )
 from storage.streams import Spooled
 
+T = TypeVar("T")
 UPLOAD_RECORD = "metadata.json"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 
@@ -178,8 +180,8 @@ class UploadStore:
 
 
 def check_completion(
-    requested: list[CompletedPart], stored: dict[int, tuple[PartInfo, str]]
-) -> list[tuple[PartInfo, str]]:
+    requested: list[CompletedPart], stored: dict[int, tuple[PartInfo, T]]
+) -> list[tuple[PartInfo, T]]:
     """The parts to assemble, in order, after S3's checks on the requested list."""
     if not requested:
         raise InvalidRequest("You must specify at least one part")
@@ -191,7 +193,7 @@ def check_completion(
                 "Parts must be ordered by part number."
             )
         prev = cp.number
-    chosen: list[tuple[PartInfo, str]] = []
+    chosen: list[tuple[PartInfo, T]] = []
     for cp in requested:
         got = stored.get(cp.number)
         if got is None or got[0].etag.lower() != cp.etag.strip('"').lower():

@@ -7,8 +7,6 @@ from urllib.parse import unquote
 
 from starlette.responses import Response
 
-from app import checksums
-from app.checksums import Checksum
 from app.context import RequestContext
 from app.dispatch import valid_bucket_name
 from app.errors import InvalidArgument, InvalidRequest
@@ -17,7 +15,9 @@ from app.handlers.object import conditional_write, write_result_headers
 from app.handlers.registry import handler, xml_response
 from app.headers import check_conditions, object_write, parse_copy_range
 from app.xml import timestamp
+from storage import checksums
 from storage.backend import ObjectReader, ObjectWrite
+from storage.checksums import Checksum
 
 MAX_COPY_SOURCE = 5 * 1024**3
 

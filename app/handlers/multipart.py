@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from app import checksums
 from app.body import read_small, upload_body
-from app.checksums import Checksum
 from app.context import RequestContext
 from app.errors import BadDigest, InvalidArgument, InvalidPart, InvalidRequest, MalformedXML
 from app.handlers.listing import encoder, int_param
@@ -14,7 +12,9 @@ from app.handlers.object import conditional_write, write_result_headers
 from app.handlers.registry import handler, owner, xml_response
 from app.headers import object_write
 from app.xml import Node, child_text, parse, timestamp
+from storage import checksums
 from storage.backend import MAX_PARTS, CompletedPart, PartInfo, UploadInfo
+from storage.checksums import Checksum
 
 MAX_PART_SIZE = 5 * 1024**3
 MAX_COMPLETE_BODY = 4 * 1024 * 1024

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 from starlette.responses import Response, StreamingResponse
 
-from app import checksums
 from app.body import read_small, require_integrity_header, upload_body
 from app.context import RequestContext
 from app.errors import (
@@ -29,6 +28,7 @@ from app.headers import (
     parse_range,
 )
 from app.xml import Node, child_text, parse
+from storage import checksums
 from storage.backend import MAX_KEY_BYTES, ObjectMeta, ObjectReader, ObjectWrite
 from storage.errors import StorageError
 

@@ -13,14 +13,14 @@ from urllib.parse import urlencode
 from starlette.datastructures import UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from app import checksums
-from app.checksums import Checksum
 from app.context import RequestContext
 from app.errors import InvalidArgument
 from app.handlers.registry import handler, xml_response
 from app.headers import object_write
 from auth import ANONYMOUS, Principal
 from auth.postpolicy import check_policy, decode_policy, verify_signature
+from storage import checksums
+from storage.checksums import Checksum
 
 CHUNK = 1 << 20
 

@@ -1,0 +1,326 @@
+"""Healing: finding missing and rotten shards and rewriting just those.
+
+Two ways in: objects a read had to reconstruct are queued and healed soon after; and a
+scanner walks every object of every bucket on an interval (24 h by default, as the
+reference does) or when asked through the management API. For each object it reads
+every shard of the current version, checks it against the CRC32C recorded at write
+time, moves corrupt shards aside to quarantine/ (never deletes them), rebuilds the
+missing and corrupt ones from any k good ones, rewrites the record on drives that lost
+it, and retires versions left behind by failed or superseded writes. When the client
+sent a full-object checksum, a rebuilt object is read back and checked against it.
+
+All of it is paced by a byte budget per second so foreground requests keep the disks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from storage.checksums import Checksum
+from storage.erasure.drive import (
+    CorruptShard,
+    Drive,
+    ShardMissing,
+    is_io_error,
+    object_dir,
+    shard_path,
+)
+from storage.erasure.shards import read_chunk
+from storage.erasure.versions import chunk_refs, resolve
+from storage.errors import ServiceUnavailable
+from storage.keys import check_key
+from storage.threads import run
+
+if TYPE_CHECKING:
+    from storage.erasure.store import ErasureStore
+
+log = logging.getLogger("shoal.storage")
+
+#: Versions that never reached a quorum are left this long (a write may be in flight).
+ABANDONED_AFTER_SECONDS = 3600
+
+
+@dataclass
+class HealReport:
+    """What one scan (or the queue since start) found and did."""
+
+    objects_scanned: int = 0
+    shards_checked: int = 0
+    shards_missing: int = 0
+    shards_corrupt: int = 0
+    shards_healed: int = 0
+    records_healed: int = 0
+    quarantined: int = 0
+    versions_retired: int = 0
+    checksums_verified: int = 0
+    unrecoverable: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    started: float | None = None
+    finished: float | None = None
+
+    def add(self, other: HealReport) -> None:
+        for name, value in asdict(other).items():
+            if isinstance(value, int) and name not in ("started", "finished"):
+                setattr(self, name, getattr(self, name) + value)
+        self.unrecoverable += other.unrecoverable
+        self.errors += other.errors
+
+
+class Pacer:
+    """At most `rate` bytes per second, averaged over the run."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = max(rate, 1)
+        self.start = time.monotonic()
+        self.bytes = 0
+
+    async def spend(self, n: int) -> None:
+        self.bytes += n
+        ahead = self.bytes / self.rate - (time.monotonic() - self.start)
+        await asyncio.sleep(max(ahead, 0))
+
+
+def _age_seconds(vid: str) -> float:
+    try:
+        return time.time() - int(vid[:16], 16) / 1e9
+    except ValueError:
+        return 0.0
+
+
+class Healer:
+    def __init__(self, store: ErasureStore, *, interval: float, rate: int) -> None:
+        self.store = store
+        self.interval = interval
+        self.rate = rate
+        self.last_scan: HealReport | None = None
+        self.current: HealReport | None = None
+        self.queued_total = HealReport()
+        self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._queued: set[tuple[str, str]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._scan_lock = asyncio.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._drain()), loop.create_task(self._periodic())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def queue(self, bucket: str, key: str) -> None:
+        """Heal this object soon (a read had to reconstruct it)."""
+        if (bucket, key) not in self._queued:
+            self._queued.add((bucket, key))
+            self._queue.put_nowait((bucket, key))
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "running": self.current is not None,
+            "backlog": self.backlog,
+            "interval_seconds": self.interval,
+            "current": asdict(self.current) if self.current else None,
+            "last_scan": asdict(self.last_scan) if self.last_scan else None,
+            "queued": asdict(self.queued_total),
+        }
+
+    async def _drain(self) -> None:
+        while True:
+            bucket, key = await self._queue.get()
+            self._queued.discard((bucket, key))
+            try:
+                await self.heal_object(bucket, key, self.queued_total, Pacer(self.rate))
+            except Exception as exc:
+                log.warning("healing %s/%s failed: %r", bucket, key, exc)
+
+    async def _periodic(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.scan()
+            except Exception:
+                log.exception("healing scan failed")
+
+    # -- scanning ----------------------------------------------------------------------
+
+    async def scan(self) -> HealReport:
+        """Check and repair every object once; returns what was found and done."""
+        async with self._scan_lock:
+            report = HealReport(started=time.time())
+            self.current = report
+            pacer = Pacer(self.rate)
+            try:
+                for bucket in await self.store.list_buckets():
+                    for key in await self._keys(bucket.name):
+                        try:
+                            await self.heal_object(bucket.name, key, report, pacer)
+                        except Exception as exc:
+                            report.errors.append(f"{bucket.name}/{key}: {exc}")
+            finally:
+                report.finished = time.time()
+                self.current = None
+                self.last_scan = report
+            log.info(
+                "healing scan: %d objects, %d shards checked, %d missing, %d corrupt, "
+                "%d healed, %d unrecoverable",
+                report.objects_scanned,
+                report.shards_checked,
+                report.shards_missing,
+                report.shards_corrupt,
+                report.shards_healed,
+                len(report.unrecoverable),
+            )
+            return report
+
+    async def _keys(self, bucket: str) -> list[str]:
+        """Every key any drive has a record for — including ones without a quorum, whose
+        leftovers are retired."""
+        keys: set[str] = set()
+        for drive in self.store.drives:
+            if not drive.online:
+                continue
+            after = ""
+            while True:
+                try:
+                    page = await drive.list_objects(
+                        bucket, prefix="", delimiter="", after=after, max_keys=1000
+                    )
+                except Exception as exc:
+                    if not is_io_error(exc):
+                        raise
+                    break
+                keys.update(name for name, _ in page.keys)
+                if not page.truncated or page.last is None:
+                    break
+                after = page.last
+        return sorted(keys)
+
+    async def heal_object(self, bucket: str, key: str, report: HealReport, pacer: Pacer) -> None:
+        check_key(key)
+        store = self.store
+        drives, rot, answers = await store.read_entries(bucket, key)
+        report.objects_scanned += 1
+        what = f"{bucket}/{key}"
+        try:
+            entry = resolve(answers, store.k, what)
+        except ServiceUnavailable as exc:
+            report.unrecoverable.append(f"{what}: {exc.message}")
+            return
+        await self._retire(bucket, key, drives, answers, entry, report)
+        if entry is None or entry.get("deleted"):
+            return
+        reachable = [p for p, a in enumerate(answers) if a is not None and drives[p].online]
+        lacking = [p for p in reachable if all(e["v"] != entry["v"] for e in answers[p] or [])]
+        vdir = f"{object_dir(bucket, key)}/{entry['v']}"
+        rebuilt = False
+        n = len(drives)
+        for ref in chunk_refs(vdir, entry):
+            good: dict[int, bytes] = {}
+            bad: list[int] = []
+            for p in reachable:
+                j = (p - rot) % n
+                path = shard_path(ref.base, ref.index, j)
+                try:
+                    good[j] = await drives[p].read_shard(path, ref.crcs[j])
+                    await pacer.spend(len(good[j]))
+                except ShardMissing:
+                    report.shards_missing += 1
+                    bad.append(j)
+                except CorruptShard:
+                    report.shards_corrupt += 1
+                    await drives[p].quarantine(path)
+                    report.quarantined += 1
+                    bad.append(j)
+                report.shards_checked += 1
+            if not bad:
+                continue
+            if len(good) < store.k:
+                report.unrecoverable.append(
+                    f"{what}: chunk {ref.index} has {len(good)} intact shards, {store.k} needed"
+                )
+                return
+            fresh = await store.coder.reconstruct_async(good, bad)
+            for j, data in fresh.items():
+                p = (j + rot) % n
+                await drives[p].write_shard(shard_path(ref.base, ref.index, j), data, ref.crcs[j])
+                await pacer.spend(len(data))
+                report.shards_healed += 1
+            rebuilt = True
+        for p in lacking:
+            await drives[p].update_object(bucket, key, add=entry)
+            report.records_healed += 1
+        if rebuilt:
+            await self._verify(bucket, key, entry, drives, rot, report)
+
+    async def _retire(
+        self,
+        bucket: str,
+        key: str,
+        drives: Sequence[Drive],
+        answers: list[list[dict[str, Any]] | None],
+        entry: dict[str, Any] | None,
+        report: HealReport,
+    ) -> None:
+        """Drop versions older than the current one, delete markers, and abandoned
+        writes — never a version a local reader still has open."""
+        store = self.store
+        for p, entries in enumerate(answers):
+            if not entries:
+                continue
+            doomed = []
+            for e in entries:
+                if store.pinned(bucket, key, e["v"]):
+                    continue
+                if entry is None:
+                    if _age_seconds(e["v"]) > ABANDONED_AFTER_SECONDS:
+                        doomed.append(e["v"])
+                elif e["v"] < entry["v"] or (e["v"] == entry["v"] and entry.get("deleted")):
+                    doomed.append(e["v"])
+            if doomed:
+                with contextlib.suppress(Exception):
+                    await drives[p].update_object(bucket, key, drop=doomed)
+                    report.versions_retired += len(doomed)
+
+    async def _verify(
+        self,
+        bucket: str,
+        key: str,
+        entry: dict[str, Any],
+        drives: Sequence[Drive],
+        rot: int,
+        report: HealReport,
+    ) -> None:
+        """Read a rebuilt object back and check the client's full-object checksum."""
+        meta = entry["meta"]
+        if meta.get("checksum_type") == "COMPOSITE" or not meta.get("checksums"):
+            return
+        sums = {a: Checksum(a) for a in meta["checksums"]}
+        vdir = f"{object_dir(bucket, key)}/{entry['v']}"
+        for ref in chunk_refs(vdir, entry):
+            data, _ = await read_chunk(drives, self.store.coder, ref, rot, f"{bucket}/{key}")
+            await run(lambda d=data: [s.update(d) for s in sums.values()])
+        for algorithm, checksum in sums.items():
+            if checksum.b64() != meta["checksums"][algorithm]:
+                report.unrecoverable.append(
+                    f"{bucket}/{key}: {algorithm} of the rebuilt object does not match the "
+                    "checksum the client sent"
+                )
+                log.error("healed %s/%s fails its %s checksum", bucket, key, algorithm)
+                return
+        report.checksums_verified += 1

@@ -1,0 +1,177 @@
+"""Moving chunks to and from the drives of one erasure set.
+
+Writes encode each chunk once (in a worker thread, hashing it on the way) and send its
+k+m shards to their drives in parallel; a drive that fails drops out of the rest of the
+write, and the write fails as soon as fewer than k+1 drives are left. The next chunk is
+encoded while the previous one's shards are still being written.
+
+Reads ask for the k data shards first (so a healthy read never decodes), verify each
+shard's CRC32C on its drive, and turn to parity shards for any that are missing,
+corrupt, failing, or slower than the hedge delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import google_crc32c
+
+from storage.backend import Digester
+from storage.erasure.coder import ErasureCoder
+from storage.erasure.drive import Drive, shard_path
+from storage.erasure.versions import ChunkRef, write_quorum_error
+from storage.errors import ServiceUnavailable
+from storage.threads import run
+
+log = logging.getLogger("shoal.storage")
+
+#: How long a read waits for its data shards before also asking parity drives.
+HEDGE_SECONDS = 0.5
+
+
+def _encode(
+    coder: ErasureCoder, data: bytes, hashers: Sequence[Digester]
+) -> tuple[list[bytes], list[int]]:
+    for h in hashers:
+        h.update(data)
+    shards = coder.encode(data)
+    return shards, [google_crc32c.value(s) for s in shards]
+
+
+@dataclass
+class ChunkWriter:
+    """Writes one part's chunks (a plain object is one part) to an erasure set."""
+
+    drives: Sequence[Drive]
+    coder: ErasureCoder
+    base: str  # directory the chunk-{i}/ folders go into
+    rot: int
+    what: str  # for error messages: "bucket/key"
+    hashers: list[Digester] = field(default_factory=list)
+    alive: set[int] = field(default_factory=set)
+    crcs: list[list[int]] = field(default_factory=list)
+    size: int = 0
+    _md5: Any = field(default_factory=hashlib.md5)
+    _pending: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.alive = {p for p in range(len(self.drives)) if getattr(self.drives[p], "online", True)}
+        self.hashers = [self._md5, *self.hashers]
+        self._check()
+
+    @property
+    def md5(self) -> str:
+        return self._md5.hexdigest()
+
+    def _check(self) -> None:
+        need = self.coder.k + 1
+        if len(self.alive) < need:
+            raise write_quorum_error(self.what, len(self.alive), len(self.drives), need)
+
+    async def add(self, data: bytes) -> None:
+        """Encode the next chunk and start writing it (waits for the previous one first)."""
+        index = len(self.crcs)
+        shards, crcs = await run(_encode, self.coder, data, self.hashers)
+        self.crcs.append(crcs)
+        self.size += len(data)
+        await self._wait()
+        self._pending = asyncio.create_task(self._write(index, shards, crcs))
+
+    async def finish(self) -> None:
+        await self._wait()
+
+    async def abort(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            with contextlib.suppress(BaseException):
+                await self._pending
+            self._pending = None
+
+    async def _wait(self) -> None:
+        if self._pending is not None:
+            task, self._pending = self._pending, None
+            await task
+
+    async def _write(self, index: int, shards: list[bytes], crcs: list[int]) -> None:
+        n = len(self.drives)
+        targets = sorted(self.alive)
+        results = await asyncio.gather(
+            *(
+                self.drives[p].write_shard(
+                    shard_path(self.base, index, (p - self.rot) % n),
+                    shards[(p - self.rot) % n],
+                    crcs[(p - self.rot) % n],
+                )
+                for p in targets
+            ),
+            return_exceptions=True,
+        )
+        for p, result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                log.warning("shard write to %s failed: %r", self.drives[p].name, result)
+                self.alive.discard(p)
+        self._check()
+
+
+async def read_chunk(
+    drives: Sequence[Drive], coder: ErasureCoder, ref: ChunkRef, rot: int, what: str
+) -> tuple[bytes, bool]:
+    """(the chunk's bytes, whether it needed parity); ServiceUnavailable below k shards."""
+    n, k = len(drives), coder.k
+    got: dict[int, bytes] = {}
+    failed = 0
+    tasks: dict[asyncio.Task[bytes], int] = {}
+
+    def start(j: int) -> None:
+        p = (j + rot) % n
+        task = asyncio.create_task(
+            drives[p].read_shard(shard_path(ref.base, ref.index, j), ref.crcs[j])
+        )
+        tasks[task] = j
+
+    # Data shards whose drives are known to be offline are skipped straight away.
+    order = [j for j in range(n) if getattr(drives[(j + rot) % n], "online", True)]
+    order += [j for j in range(n) if j not in order]
+    queue = [j for j in order if j < k] + [j for j in order if j >= k]
+    for j in queue[:k]:
+        start(j)
+    queue = queue[k:]
+    try:
+        while len(got) < k:
+            if not tasks:
+                raise ServiceUnavailable(
+                    f"Not enough intact shards to read {what}: {len(got)} of {n} readable, "
+                    f"{k} needed."
+                )
+            done, _ = await asyncio.wait(
+                tasks, timeout=HEDGE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                # Slow drives: ask one more drive for every shard still outstanding.
+                for j in queue[: len(tasks)]:
+                    start(j)
+                queue = queue[len(tasks) :]
+                continue
+            for task in done:
+                j = tasks.pop(task)
+                exc = task.exception()
+                if exc is None:
+                    got[j] = task.result()
+                    continue
+                failed += 1
+                log.warning("shard %d of %s unreadable: %r", j, what, exc)
+                if queue:
+                    start(queue.pop(0))
+    finally:
+        for task in tasks:
+            task.cancel()
+    data = await run(coder.decode, got, ref.size)
+    return data, failed > 0

@@ -1,0 +1,1019 @@
+"""ErasureStore: the Backend of a cluster node, erasure-coding every object across drives.
+
+Objects: the key's erasure set is fixed by a hash of bucket/key; the body is cut into
+chunks, each encoded into k data + m parity shards written to the set's drives in
+parallel (storage.erasure.shards); then the version's entry is added to the object
+record on every drive of the set. The write succeeds only when k+1 drives hold every
+shard and the record; otherwise the entry is withdrawn and the previous version stays
+(storage.erasure.versions explains why readers can then never see a mix).
+
+Buckets, policies and bucket documents are small records kept on every drive and
+written to a majority; readers take the newest copy held by enough drives that no
+failed or stale write can win. Multipart parts are encoded like objects into the
+upload's folder on the object's erasure set and moved, not rewritten, on completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from storage.backend import (
+    MAX_PARTS,
+    BucketInfo,
+    CompletedPart,
+    ListPage,
+    ObjectMeta,
+    ObjectSummary,
+    ObjectWrite,
+    PartInfo,
+    PartListPage,
+    UploadInfo,
+    UploadListPage,
+)
+from storage.erasure.coder import DEFAULT_BACKEND, ErasureCoder
+from storage.erasure.drive import Drive, LocalDrive, object_dir
+from storage.erasure.health import HealthTrackedDrive
+from storage.erasure.layout import Layout, open_layout
+from storage.erasure.shards import ChunkWriter, read_chunk
+from storage.erasure.versions import (
+    ChunkRef,
+    chunk_refs,
+    chunks_for,
+    entry_meta,
+    live,
+    new_version_id,
+    placement,
+    read_quorum_error,
+    resolve,
+    write_quorum_error,
+)
+from storage.errors import (
+    BucketAlreadyOwnedByYou,
+    BucketNotEmpty,
+    EntityTooLarge,
+    InvalidRequest,
+    NoSuchBucket,
+    NoSuchBucketDocument,
+    NoSuchBucketPolicy,
+    NoSuchKey,
+    NoSuchUpload,
+    PreconditionFailed,
+)
+from storage.keys import check_key
+from storage.listing import uploads_page
+from storage.multipart import check_completion, multipart_etag, new_upload_id
+from storage.records import (
+    dumps,
+    iso,
+    loads,
+    meta_to_dict,
+    now,
+    parse_iso,
+    part_from_dict,
+    part_to_dict,
+    upload_from_dict,
+    upload_to_dict,
+)
+from storage.threads import run
+
+log = logging.getLogger("shoal.storage")
+T = TypeVar("T")
+
+#: How long a bucket seen to exist is trusted without asking the drives again.
+BUCKET_TTL = 2.0
+
+
+def _no_bucket() -> NoSuchBucket:
+    return NoSuchBucket("The specified bucket does not exist")
+
+
+def _no_upload() -> NoSuchUpload:
+    return NoSuchUpload("The specified upload does not exist.")
+
+
+def _failed() -> PreconditionFailed:
+    return PreconditionFailed("At least one of the pre-conditions you specified did not hold")
+
+
+async def _each(
+    drives: Sequence[Drive], call: Callable[[Drive], Awaitable[T]]
+) -> list[T | BaseException]:
+    """`call` on every drive at once; a drive's exception is its result."""
+    results = await asyncio.gather(*(call(d) for d in drives), return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, Exception):
+            raise r
+    return results
+
+
+def _ok(results: Sequence[object]) -> list[int]:
+    return [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
+
+
+class ErasureStore:
+    """See the module docstring. `drive_wrapper` lets tests put a FaultyDrive between a
+    LocalDrive and its health tracking."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        data_shards: int = 4,
+        parity_shards: int = 2,
+        chunk_size: int = 4 * 1024 * 1024,
+        coder_backend: str = DEFAULT_BACKEND,
+        node_id: str | None = None,
+        clean_slate: bool = False,
+        multipart_expiration_days: float = 7,
+        multipart_cleanup_interval_minutes: float = 60,
+        drive_timeout: float = 10.0,
+        probe_interval: float = 5.0,
+        heal_interval: float = 24 * 3600,
+        heal_bytes_per_second: int = 64 * 1024 * 1024,
+        drive_wrapper: Callable[[Drive], Drive] | None = None,
+    ) -> None:
+        self.paths = [os.path.abspath(p) for p in paths]
+        self.k, self.m = data_shards, parity_shards
+        self.n = data_shards + parity_shards
+        self.coder = ErasureCoder(data_shards, parity_shards, coder_backend)
+        self.chunk_size = chunk_size
+        self.node_id = node_id
+        self.clean_slate = clean_slate
+        self.expiration_days = multipart_expiration_days
+        self.cleanup_interval = multipart_cleanup_interval_minutes * 60
+        self.drive_timeout = drive_timeout
+        self.probe_interval = probe_interval
+        self.heal_interval = heal_interval
+        self.heal_rate = heal_bytes_per_second
+        self._wrap = drive_wrapper
+        self._local: list[LocalDrive] = []
+        self.layout: Layout | None = None
+        self.sets: list[list[HealthTrackedDrive]] = []
+        self.drives: list[HealthTrackedDrive] = []
+        self._buckets: dict[str, float] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._pins: Counter[tuple[str, str, str]] = Counter()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.healer: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        from storage.erasure.healing import Healer
+
+        if self.clean_slate:
+            await asyncio.to_thread(self._wipe)
+        self._local = [LocalDrive(p) for p in self.paths]
+        inner: list[Drive] = [self._wrap(d) if self._wrap else d for d in self._local]
+        self.layout = await open_layout(inner, node_id=self.node_id, k=self.k, m=self.m)
+        self.node_id = self.layout.node_id
+        missing = set(self.layout.missing)
+        for s, members in enumerate(self.layout.sets):
+            self.sets.append(
+                [
+                    HealthTrackedDrive(
+                        drive,
+                        drive_id=self.layout.drive_ids[s][p],
+                        timeout=self.drive_timeout,
+                        probe_interval=self.probe_interval,
+                        online=drive.name not in missing,
+                    )
+                    for p, drive in enumerate(members)
+                ]
+            )
+        self.drives = [d for members in self.sets for d in members]
+        for d in self.drives:
+            d.start()
+        self.healer = Healer(self, interval=self.heal_interval, rate=self.heal_rate)
+        self.healer.start()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._housekeeping()))
+
+    def _wipe(self) -> None:
+        for path in self.paths:
+            shutil.rmtree(os.path.join(path, ".smartstorage"), ignore_errors=True)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.healer is not None:
+            await self.healer.stop()
+        if self._background:
+            await asyncio.wait(self._background, timeout=10)
+        for d in self.drives:
+            await d.stop()
+        for local in self._local:
+            local.close()
+
+    async def _housekeeping(self) -> None:
+        from datetime import timedelta
+
+        while True:
+            try:
+                n = await self.expire_multipart_uploads(
+                    now() - timedelta(days=self.expiration_days)
+                )
+                if n:
+                    log.info("expired %d multipart uploads", n)
+            except Exception:
+                log.exception("multipart cleanup failed")
+            await asyncio.sleep(max(self.cleanup_interval, 1.0))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        """Background work (old versions' cleanup) that close() waits for."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- placement -------------------------------------------------------------------
+
+    def set_for(self, bucket: str, key: str) -> tuple[int, int]:
+        return placement(bucket, key, len(self.sets), self.n)
+
+    @property
+    def write_quorum(self) -> int:
+        return self.k + 1
+
+    # -- replicated records (buckets, policies, documents) -----------------------------
+
+    @property
+    def _doc_write_quorum(self) -> int:
+        return len(self.drives) // 2 + 1
+
+    @property
+    def _doc_read_quorum(self) -> int:
+        return len(self.drives) - self._doc_write_quorum + 1
+
+    async def _read_doc(self, path: str, what: str) -> dict[str, Any] | None:
+        async def one(d: Drive) -> list[dict[str, Any]]:
+            raw = await d.read_doc(path)
+            return [] if raw is None else [loads(raw)]
+
+        results = await _each(self.drives, one)
+        answers = [None if isinstance(r, BaseException) else r for r in results]
+        return resolve(answers, self._doc_read_quorum, what)
+
+    async def _write_doc(self, path: str, record: dict[str, Any] | None, what: str) -> None:
+        """Write (or with None, remove) a replicated record on every drive."""
+        data = None if record is None else dumps({**record, "v": new_version_id()})
+
+        async def one(d: Drive) -> None:
+            await (d.delete(path) if data is None else d.write_doc(path, data))
+
+        results = await _each(self.drives, one)
+        ok = len(_ok(results))
+        if ok < self._doc_write_quorum:
+            raise write_quorum_error(what, ok, len(self.drives), self._doc_write_quorum)
+
+    # -- buckets ---------------------------------------------------------------------
+
+    @staticmethod
+    def _bucket_path(bucket: str) -> str:
+        if not bucket or bucket.startswith(".") or "/" in bucket or "\0" in bucket:
+            raise _no_bucket()
+        return f"buckets/{bucket}.json"
+
+    async def _bucket_record(self, bucket: str) -> dict[str, Any]:
+        record = await self._read_doc(self._bucket_path(bucket), f"bucket {bucket}")
+        if record is None:
+            self._buckets.pop(bucket, None)
+            raise _no_bucket()
+        self._buckets[bucket] = asyncio.get_running_loop().time() + BUCKET_TTL
+        return record
+
+    async def _require_bucket(self, bucket: str) -> None:
+        expires = self._buckets.get(bucket)
+        if expires is None or expires < asyncio.get_running_loop().time():
+            await self._bucket_record(bucket)
+
+    async def list_buckets(self) -> list[BucketInfo]:
+        names: set[str] = set()
+        for result in await _each(self.drives, lambda d: d.list_dir("buckets")):
+            if not isinstance(result, BaseException):
+                names.update(n[:-5] for n in result if n.endswith(".json"))
+        out = []
+        for name in sorted(names):
+            with contextlib.suppress(NoSuchBucket):
+                out.append(await self.head_bucket(name))
+        return out
+
+    async def create_bucket(self, bucket: str) -> BucketInfo:
+        path = self._bucket_path(bucket)
+        async with self._locks[f"b\0{bucket}"]:
+            with contextlib.suppress(NoSuchBucket):
+                await self._bucket_record(bucket)
+                raise BucketAlreadyOwnedByYou(
+                    "Your previous request to create the named bucket succeeded and you "
+                    "already own it."
+                )
+            info = BucketInfo(bucket, now(whole_seconds=True))
+            await _each(self.drives, lambda d: d.make_bucket(bucket))
+            await self._write_doc(path, {"name": bucket, "created": iso(info.created)}, bucket)
+        return info
+
+    async def head_bucket(self, bucket: str) -> BucketInfo:
+        record = await self._bucket_record(bucket)
+        return BucketInfo(bucket, parse_iso(record["created"]))
+
+    async def delete_bucket(self, bucket: str) -> None:
+        async with self._locks[f"b\0{bucket}"]:
+            await self._bucket_record(bucket)
+            page = await self.list_objects(bucket, max_keys=1)
+            if page.objects or page.common_prefixes:
+                raise BucketNotEmpty("The bucket you tried to delete is not empty")
+            await self._write_doc(self._bucket_path(bucket), None, f"bucket {bucket}")
+            self._buckets.pop(bucket, None)
+            for path in (
+                f"data/{bucket}",
+                f"multipart/{bucket}",
+                f"policies/{bucket}.policy.json",
+                f"bucket-config/{bucket}",
+            ):
+                await _each(self.drives, lambda d, p=path: d.delete(p))
+
+    # -- bucket documents --------------------------------------------------------------
+
+    @staticmethod
+    def _document_path(bucket: str, name: str) -> str:
+        if name == "policy":
+            return f"policies/{bucket}.policy.json"
+        return f"bucket-config/{bucket}/{name}"
+
+    async def get_bucket_document(self, bucket: str, name: str) -> str:
+        await self._require_bucket(bucket)
+        record = await self._read_doc(self._document_path(bucket, name), f"{bucket}?{name}")
+        if record is None:
+            raise NoSuchBucketDocument(f"The bucket has no {name} configuration")
+        return str(record["text"])
+
+    async def put_bucket_document(self, bucket: str, name: str, text: str) -> None:
+        await self._require_bucket(bucket)
+        await self._write_doc(self._document_path(bucket, name), {"text": text}, f"{bucket}?{name}")
+
+    async def delete_bucket_document(self, bucket: str, name: str) -> None:
+        await self._require_bucket(bucket)
+        await self._write_doc(self._document_path(bucket, name), None, f"{bucket}?{name}")
+
+    async def get_bucket_policy(self, bucket: str) -> str:
+        try:
+            return await self.get_bucket_document(bucket, "policy")
+        except NoSuchBucketDocument as exc:
+            raise NoSuchBucketPolicy("The bucket policy does not exist") from exc
+
+    async def put_bucket_policy(self, bucket: str, policy: str) -> None:
+        await self.put_bucket_document(bucket, "policy", policy)
+
+    async def delete_bucket_policy(self, bucket: str) -> None:
+        await self.delete_bucket_document(bucket, "policy")
+
+    # -- object records ----------------------------------------------------------------
+
+    @staticmethod
+    def _check_key(key: str) -> None:
+        if key == "":
+            raise InvalidRequest("Key must not be empty")
+        check_key(key)
+
+    async def read_entries(
+        self, bucket: str, key: str
+    ) -> tuple[list[HealthTrackedDrive], int, list[list[dict[str, Any]] | None]]:
+        """(set drives, rotation, each drive's entries or None if it failed)."""
+        s, rot = self.set_for(bucket, key)
+        drives = self.sets[s]
+        results = await _each(drives, lambda d: d.read_object(bucket, key))
+        return drives, rot, [None if isinstance(r, BaseException) else r for r in results]
+
+    async def current(self, bucket: str, key: str) -> dict[str, Any] | None:
+        """The newest version with a read quorum (a delete marker included), or None."""
+        _, _, answers = await self.read_entries(bucket, key)
+        return resolve(answers, self.k, f"{bucket}/{key}")
+
+    async def _commit(
+        self, bucket: str, key: str, entry: dict[str, Any], drives: Sequence[Drive], alive: set[int]
+    ) -> None:
+        """Add `entry` to the record on the drives that hold its shards, then retire the
+        versions it replaces; withdraw it if fewer than k+1 drives took it."""
+        targets = sorted(alive)
+        results = await _each(
+            [drives[p] for p in targets], lambda d: d.update_object(bucket, key, add=entry)
+        )
+        ok = [targets[i] for i in _ok(results)]
+        if len(ok) < self.write_quorum:
+            await _each(
+                [drives[p] for p in ok], lambda d: d.update_object(bucket, key, drop=[entry["v"]])
+            )
+            raise write_quorum_error(f"{bucket}/{key}", len(ok), len(drives), self.write_quorum)
+        self._spawn(self._retire(bucket, key, entry["v"], drives))
+
+    async def _retire(self, bucket: str, key: str, vid: str, drives: Sequence[Drive]) -> None:
+        """Drop versions older than `vid` (and `vid` itself if it is a delete marker) once
+        no reader in this process has them open."""
+        try:
+            for _ in range(36000):
+                if not any(
+                    b == bucket and k == key and v < vid and n > 0
+                    for (b, k, v), n in self._pins.items()
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            entry = resolve((await self.read_entries(bucket, key))[2], self.k, key)
+            drop = [vid] if entry is not None and entry["v"] == vid and entry.get("deleted") else []
+            if entry is not None and entry["v"] > vid:
+                drop.append(vid)  # superseded meanwhile by a newer write
+            await _each(
+                drives, lambda d: d.update_object(bucket, key, drop=drop, drop_older_than=vid)
+            )
+        except Exception:
+            log.warning("cleanup of %s/%s failed; healing will retry", bucket, key, exc_info=True)
+
+    def _check_conditions(self, entry: dict[str, Any] | None, write: ObjectWrite) -> None:
+        current = None if entry is None or entry.get("deleted") else entry["meta"]["etag"]
+        if write.if_none_match and current is not None:
+            raise _failed()
+        if write.if_match is not None:
+            if current is None:
+                raise NoSuchKey("The specified key does not exist.")
+            wanted = write.if_match.strip().strip('"')
+            if wanted not in ("*", current):
+                raise _failed()
+
+    def _make_meta(
+        self,
+        key: str,
+        size: int,
+        etag: str,
+        write: ObjectWrite,
+        checksums: dict[str, str],
+        *,
+        parts: list[PartInfo] | None = None,
+        upload: UploadInfo | None = None,
+    ) -> ObjectMeta:
+        source = upload.write if upload is not None else write
+        return ObjectMeta(
+            key=key,
+            size=size,
+            etag=etag,
+            last_modified=now(whole_seconds=True),
+            content_type=source.content_type,
+            headers=dict(source.headers),
+            user_metadata=dict(source.user_metadata),
+            checksums=dict(checksums or {}),
+            checksum_type=write.checksum_type or (upload.checksum_type if upload else None),
+            parts=parts,
+            extra=dict(source.extra),
+        )
+
+    # -- objects -----------------------------------------------------------------------
+
+    async def _write_chunks(
+        self,
+        body: AsyncIterable[bytes],
+        drives: Sequence[Drive],
+        base: str,
+        rot: int,
+        what: str,
+        write: ObjectWrite,
+    ) -> ChunkWriter:
+        """Stream `body` into chunks on `drives`; the writer knows size, MD5, CRCs."""
+        writer = ChunkWriter(drives, self.coder, base, rot, what, list(write.digesters))
+        buf = bytearray()
+        received = 0
+        try:
+            async for piece in body:
+                received += len(piece)
+                if write.max_size is not None and received > write.max_size:
+                    raise EntityTooLarge("Your proposed upload exceeds the maximum allowed size")
+                buf += piece
+                while len(buf) >= self.chunk_size:
+                    await writer.add(bytes(buf[: self.chunk_size]))
+                    del buf[: self.chunk_size]
+            if buf:
+                await writer.add(bytes(buf))
+            await writer.finish()
+        except BaseException:
+            await writer.abort()
+            raise
+        return writer
+
+    async def _discard(self, drives: Sequence[Drive], path: str) -> None:
+        await _each(drives, lambda d: d.delete(path))
+
+    async def put_object(
+        self, bucket: str, key: str, body: AsyncIterable[bytes], write: ObjectWrite
+    ) -> ObjectMeta:
+        self._check_key(key)
+        await self._require_bucket(bucket)
+        s, rot = self.set_for(bucket, key)
+        drives = self.sets[s]
+        vid = new_version_id()
+        vdir = f"{object_dir(bucket, key)}/{vid}"
+        what = f"{bucket}/{key}"
+        try:
+            writer = await self._write_chunks(body, drives, vdir, rot, what, write)
+            checksums = write.finalize(writer.size, writer.md5) if write.finalize else {}
+            meta = self._make_meta(key, writer.size, writer.md5, write, checksums)
+            entry = {
+                "v": vid,
+                "rot": rot,
+                "meta": meta_to_dict(meta),
+                "parts": [
+                    {"n": 0, "size": writer.size, "chunk": self.chunk_size, "crc": writer.crcs}
+                ],
+            }
+            async with self._locks[f"o\0{bucket}\0{key}"]:
+                if write.if_none_match or write.if_match is not None:
+                    self._check_conditions(await self.current(bucket, key), write)
+                await self._commit(bucket, key, entry, drives, writer.alive)
+        except BaseException:
+            self._spawn(self._discard(drives, vdir))
+            raise
+        return meta
+
+    async def _open_entry(
+        self, bucket: str, key: str
+    ) -> tuple[list[HealthTrackedDrive], dict[str, Any]]:
+        self._check_key(key)
+        await self._require_bucket(bucket)
+        drives, _, answers = await self.read_entries(bucket, key)
+        return drives, live(resolve(answers, self.k, f"{bucket}/{key}"))
+
+    async def head_object(self, bucket: str, key: str) -> ObjectMeta:
+        _, entry = await self._open_entry(bucket, key)
+        return entry_meta(entry)
+
+    async def open_object(self, bucket: str, key: str) -> ErasureObjectReader:
+        drives, entry = await self._open_entry(bucket, key)
+        return ErasureObjectReader(self, bucket, key, drives, entry)
+
+    async def delete_object(self, bucket: str, key: str) -> None:
+        self._check_key(key)
+        await self._require_bucket(bucket)
+        s, _ = self.set_for(bucket, key)
+        drives = self.sets[s]
+        async with self._locks[f"o\0{bucket}\0{key}"]:
+            entry = await self.current(bucket, key)
+            if entry is None or entry.get("deleted"):
+                return
+            marker = {"v": new_version_id(), "deleted": True, "meta": {}, "parts": []}
+            await self._commit(bucket, key, marker, drives, set(range(len(drives))))
+
+    def pin(self, bucket: str, key: str, vid: str, delta: int) -> None:
+        self._pins[(bucket, key, vid)] += delta
+        if self._pins[(bucket, key, vid)] <= 0:
+            del self._pins[(bucket, key, vid)]
+
+    def pinned(self, bucket: str, key: str, vid: str) -> bool:
+        return self._pins.get((bucket, key, vid), 0) > 0
+
+    # -- listing -----------------------------------------------------------------------
+
+    async def list_objects(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        after: str = "",
+        max_keys: int = 1000,
+    ) -> ListPage:
+        await self._bucket_record(bucket)
+        if max_keys <= 0:
+            return ListPage([], [], False, None)
+        objects: list[ObjectSummary] = []
+        prefixes: list[str] = []
+        cursor = after
+        while True:
+            items, bound = await self._merged_page(bucket, prefix, delimiter, cursor, max_keys)
+            for name, item in items:
+                if len(objects) + len(prefixes) >= max_keys:
+                    return ListPage(objects, prefixes, True, _last(objects, prefixes))
+                if item is None:
+                    prefixes.append(name)
+                else:
+                    objects.append(item)
+            if bound is None:
+                return ListPage(objects, prefixes, False, _last(objects, prefixes))
+            if len(objects) + len(prefixes) >= max_keys:
+                return ListPage(objects, prefixes, True, _last(objects, prefixes))
+            cursor = bound
+
+    async def _merged_page(
+        self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int
+    ) -> tuple[list[tuple[str, ObjectSummary | None]], str | None]:
+        """Entries after `after` agreed by the drives of every set, in order, and the name
+        up to which they are complete (None: to the end)."""
+        merged: dict[str, ObjectSummary | None] = {}
+        bound: str | None = None
+        for s, drives in enumerate(self.sets):
+            results = await _each(
+                drives,
+                lambda d: d.list_objects(
+                    bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
+                ),
+            )
+            pages = [r for r in results if not isinstance(r, BaseException)]
+            if len(pages) < self.k:
+                raise read_quorum_error(f"bucket {bucket}", len(pages), len(drives), self.k)
+            for page in pages:
+                if (
+                    page.truncated
+                    and page.last is not None
+                    and (bound is None or page.last < bound)
+                ):
+                    bound = page.last
+            votes: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+            cps: Counter[str] = Counter()
+            for page in pages:
+                for name, versions in page.keys:
+                    votes[name].append(versions)
+                cps.update(page.prefixes)
+            missing = len(drives) - len(pages)
+            for name, lists in votes.items():
+                if placement(bucket, name, len(self.sets), self.n)[0] != s:
+                    continue
+                answers: list[list[dict[str, Any]] | None] = [*lists]
+                answers += [[] for _ in range(len(pages) - len(lists))]
+                answers += [None] * missing
+                entry = resolve(answers, self.k, f"{bucket}/{name}")
+                if entry is not None and not entry["deleted"]:
+                    merged[name] = ObjectSummary(
+                        key=name,
+                        size=int(entry["size"]),
+                        etag=str(entry["etag"]),
+                        last_modified=parse_iso(entry["last_modified"]),
+                        storage_class=entry["storage_class"],
+                    )
+            for cp, count in cps.items():
+                if count >= self.k:
+                    merged[cp] = None
+        names = sorted(n for n in merged if bound is None or n <= bound)
+        return [(n, merged[n]) for n in names], bound
+
+    # -- multipart -----------------------------------------------------------------------
+
+    @staticmethod
+    def _upload_dir(bucket: str, upload_id: str) -> str:
+        if not upload_id or "/" in upload_id or upload_id.startswith("."):
+            raise _no_upload()
+        return f"multipart/{bucket}/{upload_id}"
+
+    async def create_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        write: ObjectWrite,
+        checksum_algorithm: str | None = None,
+        checksum_type: str | None = None,
+    ) -> UploadInfo:
+        self._check_key(key)
+        await self._require_bucket(bucket)
+        stored = ObjectWrite(
+            content_type=write.content_type,
+            headers=dict(write.headers),
+            user_metadata=dict(write.user_metadata),
+            checksum_type=write.checksum_type,
+            extra=dict(write.extra),
+        )
+        info = UploadInfo(key, new_upload_id(), now(), stored, checksum_algorithm, checksum_type)
+        drives = self.sets[self.set_for(bucket, key)[0]]
+        data = dumps({**upload_to_dict(bucket, info), "v": info.upload_id})
+        path = f"{self._upload_dir(bucket, info.upload_id)}/upload.json"
+        results = await _each(drives, lambda d: d.write_doc(path, data))
+        ok = len(_ok(results))
+        if ok < self.write_quorum:
+            await self._discard(drives, self._upload_dir(bucket, info.upload_id))
+            raise write_quorum_error(f"{bucket}/{key}", ok, len(drives), self.write_quorum)
+        return info
+
+    async def _read_set_doc(
+        self, drives: Sequence[Drive], path: str, what: str
+    ) -> dict[str, Any] | None:
+        async def one(d: Drive) -> list[dict[str, Any]]:
+            raw = await d.read_doc(path)
+            return [] if raw is None else [loads(raw)]
+
+        results = await _each(drives, one)
+        return resolve([None if isinstance(r, BaseException) else r for r in results], self.k, what)
+
+    async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
+        self._check_key(key)
+        await self._require_bucket(bucket)
+        drives = self.sets[self.set_for(bucket, key)[0]]
+        path = f"{self._upload_dir(bucket, upload_id)}/upload.json"
+        record = await self._read_set_doc(drives, path, f"upload {upload_id}")
+        if record is None:
+            raise _no_upload()
+        rec_bucket, info = upload_from_dict(record)
+        if rec_bucket != bucket or info.key != key:
+            raise _no_upload()
+        return info
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        body: AsyncIterable[bytes],
+        write: ObjectWrite,
+    ) -> PartInfo:
+        if not 1 <= part_number <= MAX_PARTS:
+            raise InvalidRequest(f"Part number must be an integer between 1 and {MAX_PARTS}")
+        await self.get_upload(bucket, key, upload_id)
+        s, rot = self.set_for(bucket, key)
+        drives = self.sets[s]
+        udir = self._upload_dir(bucket, upload_id)
+        pv = new_version_id()
+        pdir = f"{udir}/part-{part_number}.{pv}"
+        try:
+            writer = await self._write_chunks(body, drives, pdir, rot, f"{bucket}/{key}", write)
+            checksums = write.finalize(writer.size, writer.md5) if write.finalize else {}
+            part = PartInfo(part_number, writer.size, writer.md5, now(), dict(checksums or {}))
+            record = {
+                "v": pv,
+                "info": part_to_dict(part),
+                "size": writer.size,
+                "chunk": self.chunk_size,
+                "crc": writer.crcs,
+            }
+            path = f"{udir}/part-{part_number}.json"
+            async with self._locks[f"p\0{upload_id}\0{part_number}"]:
+                previous = await self._read_set_doc(drives, path, f"part {part_number}")
+                superseded = previous is not None and previous["v"] > pv
+                if not superseded:
+                    data = dumps(record)
+                    targets = [drives[p] for p in sorted(writer.alive)]
+                    ok = len(_ok(await _each(targets, lambda d: d.write_doc(path, data))))
+                    if ok < self.write_quorum:
+                        raise write_quorum_error(
+                            f"{bucket}/{key} part {part_number}", ok, len(drives), self.write_quorum
+                        )
+        except BaseException:
+            self._spawn(self._discard(drives, pdir))
+            raise
+        if superseded:  # a later upload of this part number won: it stays
+            self._spawn(self._discard(drives, pdir))
+        elif previous is not None:
+            self._spawn(self._discard(drives, f"{udir}/part-{part_number}.{previous['v']}"))
+        return part
+
+    async def _parts(
+        self, bucket: str, key: str, upload_id: str
+    ) -> dict[int, tuple[PartInfo, dict[str, Any]]]:
+        drives = self.sets[self.set_for(bucket, key)[0]]
+        udir = self._upload_dir(bucket, upload_id)
+        numbers: set[int] = set()
+        for result in await _each(drives, lambda d: d.list_dir(udir)):
+            if isinstance(result, BaseException):
+                continue
+            for name in result:
+                if name.startswith("part-") and name.endswith(".json"):
+                    with contextlib.suppress(ValueError):
+                        numbers.add(int(name[5:-5]))
+        records = await asyncio.gather(
+            *(self._read_set_doc(drives, f"{udir}/part-{n}.json", f"part {n}") for n in numbers)
+        )
+        return {
+            n: (part_from_dict(r["info"]), r)
+            for n, r in zip(numbers, records, strict=True)
+            if r is not None
+        }
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, *, after: int = 0, max_parts: int = 1000
+    ) -> PartListPage:
+        info = await self.get_upload(bucket, key, upload_id)
+        stored = await self._parts(bucket, key, upload_id)
+        numbers = sorted(n for n in stored if n > after)
+        chosen = [stored[n][0] for n in numbers][: max(max_parts, 0)]
+        truncated = len(numbers) > len(chosen)
+        return PartListPage(info, chosen, truncated, chosen[-1].number if chosen else None)
+
+    async def complete_multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[CompletedPart],
+        write: ObjectWrite,
+    ) -> ObjectMeta:
+        """Moves the parts' shard folders into the new version: no data is rewritten.
+        The digesters are fed by reading the parts back (data shards, no decoding)."""
+        info = await self.get_upload(bucket, key, upload_id)
+        stored = await self._parts(bucket, key, upload_id)
+        chosen = check_completion(parts, stored)
+        s, rot = self.set_for(bucket, key)
+        drives = self.sets[s]
+        udir = self._upload_dir(bucket, upload_id)
+        vid = new_version_id()
+        vdir = f"{object_dir(bucket, key)}/{vid}"
+        infos = [p for p, _ in chosen]
+        layout = [
+            {"n": p.number, "size": r["size"], "chunk": r["chunk"], "crc": r["crc"]}
+            for p, r in chosen
+        ]
+        entry: dict[str, Any] = {"v": vid, "rot": rot, "parts": layout}
+        size = sum(p.size for p in infos)
+        if write.digesters:
+            refs = []
+            offset = 0
+            for (p, r), part in zip(chosen, layout, strict=True):
+                for ref in chunk_refs(
+                    f"{udir}/part-{p.number}.{r['v']}", {"parts": [{**part, "n": 0}]}
+                ):
+                    refs.append(
+                        ChunkRef(ref.base, ref.index, offset + ref.offset, ref.size, ref.crcs)
+                    )
+                offset += p.size
+            await self._feed(drives, rot, refs, write.digesters, f"{bucket}/{key}")
+        etag = multipart_etag(infos)
+        checksums = write.finalize(size, etag) if write.finalize else {}
+        meta = self._make_meta(key, size, etag, write, checksums, parts=infos, upload=info)
+        entry["meta"] = meta_to_dict(meta)
+        moves = [(f"{udir}/part-{p.number}.{r['v']}", f"{vdir}/part-{p.number}") for p, r in chosen]
+
+        async def move_all(d: Drive) -> None:
+            for src, dst in moves:
+                with contextlib.suppress(FileNotFoundError):
+                    await d.move(src, dst)
+
+        async def move_back(d: Drive) -> None:
+            for src, dst in moves:
+                with contextlib.suppress(FileNotFoundError):
+                    await d.move(dst, src)
+
+        async with self._locks[f"o\0{bucket}\0{key}"]:
+            if write.if_none_match or write.if_match is not None:
+                self._check_conditions(await self.current(bucket, key), write)
+            await self.get_upload(bucket, key, upload_id)
+            results = await _each(drives, move_all)
+            alive = set(_ok(results))
+            try:
+                await self._commit(bucket, key, entry, drives, alive)
+            except BaseException:
+                await _each(drives, move_back)
+                raise
+        self._spawn(self._discard(drives, udir))
+        return meta
+
+    async def _feed(
+        self,
+        drives: Sequence[Drive],
+        rot: int,
+        refs: list[ChunkRef],
+        digesters: Sequence[Any],
+        what: str,
+    ) -> None:
+        def update(data: bytes) -> None:
+            for d in digesters:
+                d.update(data)
+
+        for ref in refs:
+            data, _ = await read_chunk(drives, self.coder, ref, rot, what)
+            await run(update, data)
+
+    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        await self.get_upload(bucket, key, upload_id)
+        drives = self.sets[self.set_for(bucket, key)[0]]
+        results = await _each(drives, lambda d: d.delete(self._upload_dir(bucket, upload_id)))
+        ok = len(_ok(results))
+        if ok < self.write_quorum:
+            raise write_quorum_error(f"upload {upload_id}", ok, len(drives), self.write_quorum)
+
+    async def _all_uploads(self, bucket: str) -> list[UploadInfo]:
+        found: dict[str, UploadInfo] = {}
+        for drives in self.sets:
+            ids: set[str] = set()
+            for result in await _each(drives, lambda d: d.list_dir(f"multipart/{bucket}")):
+                if not isinstance(result, BaseException):
+                    ids.update(result)
+            for upload_id in ids:
+                record = await self._read_set_doc(
+                    drives, f"multipart/{bucket}/{upload_id}/upload.json", upload_id
+                )
+                if record is not None:
+                    found[upload_id] = upload_from_dict(record)[1]
+        return list(found.values())
+
+    async def list_multipart_uploads(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        max_uploads: int = 1000,
+    ) -> UploadListPage:
+        await self._bucket_record(bucket)
+        return uploads_page(
+            await self._all_uploads(bucket),
+            prefix=prefix,
+            delimiter=delimiter,
+            key_marker=key_marker,
+            upload_id_marker=upload_id_marker,
+            max_uploads=max_uploads,
+        )
+
+    async def expire_multipart_uploads(self, older_than: datetime) -> int:
+        count = 0
+        for bucket in await self.list_buckets():
+            for info in await self._all_uploads(bucket.name):
+                if info.initiated < older_than:
+                    with contextlib.suppress(NoSuchUpload):
+                        await self.abort_multipart_upload(bucket.name, info.key, info.upload_id)
+                        count += 1
+        return count
+
+    # -- management -------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        assert self.layout is not None
+        return {
+            "cluster_id": self.layout.cluster_id,
+            "node_id": self.layout.node_id,
+            "erasure": {
+                "data_shards": self.k,
+                "parity_shards": self.m,
+                "backend": self.coder.backend,
+            },
+            "sets": [[d.status() for d in members] for members in self.sets],
+            "healing": self.healer.status() if self.healer else None,
+        }
+
+
+def _last(objects: list[ObjectSummary], prefixes: list[str]) -> str | None:
+    names = [o.key for o in objects[-1:]] + prefixes[-1:]
+    return max(names) if names else None
+
+
+class ErasureObjectReader:
+    """An open object: its version stays on disk (in this process) until close()."""
+
+    def __init__(
+        self,
+        store: ErasureStore,
+        bucket: str,
+        key: str,
+        drives: Sequence[Drive],
+        entry: dict[str, Any],
+    ) -> None:
+        self.meta = entry_meta(entry)
+        self._store, self._bucket, self._key = store, bucket, key
+        self._drives = drives
+        self._entry = entry
+        self._refs = chunk_refs(f"{object_dir(bucket, key)}/{entry['v']}", entry)
+        self._closed = False
+        store.pin(bucket, key, entry["v"], 1)
+
+    async def _chunk(self, ref: ChunkRef) -> bytes:
+        what = f"{self._bucket}/{self._key}"
+        data, degraded = await read_chunk(
+            self._drives, self._store.coder, ref, self._entry["rot"], what
+        )
+        if degraded and self._store.healer is not None:
+            self._store.healer.queue(self._bucket, self._key)
+        return data
+
+    async def stream(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        last = self.meta.size - 1 if end is None or end < 0 else min(end, self.meta.size - 1)
+        refs = chunks_for(self._refs, start, last)
+        ahead: asyncio.Task[bytes] | None = None
+        try:
+            for i, ref in enumerate(refs):
+                task = ahead or asyncio.ensure_future(self._chunk(ref))
+                ahead = (
+                    asyncio.ensure_future(self._chunk(refs[i + 1])) if i + 1 < len(refs) else None
+                )
+                data = await task
+                lo = max(start - ref.offset, 0)
+                hi = min(last - ref.offset + 1, ref.size)
+                yield data[lo:hi] if (lo, hi) != (0, len(data)) else data
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._store.pin(self._bucket, self._key, self._entry["v"], -1)
+
+    async def __aenter__(self) -> ErasureObjectReader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

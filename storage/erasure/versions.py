@@ -1,0 +1,135 @@
+"""Object versions as the drives of an erasure set record them, and how to agree on one.
+
+Every drive of an object's set holds a record listing version entries, newest first.
+A write adds its entry everywhere it can and succeeds only on a write quorum (k+1); a
+failed write removes it again. Readers take the newest version that at least k drives
+list — with parity never exceeding data shards, at most m-1 drives can have missed a
+successful write, fewer than k, so a stale copy can never outvote the newest version,
+and a failed write (or its leftovers) never hides the previous one.
+
+Entry layout (JSON):
+    {"v": version id, "rot": shard rotation, "meta": ObjectMeta as a dict,
+     "deleted": true for a delete marker,
+     "parts": [{"n": part number (0 for a plain PUT), "size": bytes, "chunk": chunk size,
+                "crc": [[CRC32C of shard 0..n-1] per chunk]}]}
+Shard j of every chunk lives on set position (j + rot) % n, so parity spreads over all
+drives rather than loading the last two.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import xxhash
+
+from storage.backend import ObjectMeta
+from storage.errors import NoSuchKey, ServiceUnavailable
+from storage.records import meta_from_dict
+
+_last_ns = 0
+_clock = threading.Lock()
+_node_tag = os.urandom(4).hex()
+
+
+def new_version_id() -> str:
+    """Ordered by creation time (strictly increasing in this process); fixed width so string
+    order is time order; a per-process tag breaks ties between nodes."""
+    global _last_ns
+    with _clock:
+        _last_ns = max(time.time_ns(), _last_ns + 1)
+        stamp = _last_ns
+    return f"{stamp:016x}{_node_tag}"
+
+
+def placement(bucket: str, key: str, sets: int, width: int) -> tuple[int, int]:
+    """(erasure set, shard rotation) for a key: deterministic, so any node finds it."""
+    h = xxhash.xxh64_intdigest(f"{bucket}\0{key}".encode("utf-8", "surrogatepass"))
+    return h % sets, (h >> 32) % width
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    """One chunk of a stored object: where its shards are and what they hash to."""
+
+    base: str  # directory holding chunk-{index}/
+    index: int
+    offset: int  # of the chunk's first byte within the object
+    size: int
+    crcs: tuple[int, ...]
+
+
+def part_base(version_dir: str, part: dict[str, Any]) -> str:
+    return f"{version_dir}/part-{part['n']}" if part["n"] else version_dir
+
+
+def chunk_refs(version_dir: str, entry: dict[str, Any]) -> list[ChunkRef]:
+    refs: list[ChunkRef] = []
+    offset = 0
+    for part in entry["parts"]:
+        base = part_base(version_dir, part)
+        left, step = int(part["size"]), int(part["chunk"])
+        for i, crcs in enumerate(part["crc"]):
+            size = min(step, left)
+            refs.append(ChunkRef(base, i, offset, size, tuple(crcs)))
+            offset += size
+            left -= size
+    return refs
+
+
+def chunks_for(refs: list[ChunkRef], start: int, end: int) -> list[ChunkRef]:
+    """The chunks holding bytes [start, end]."""
+    return [r for r in refs if r.offset <= end and r.offset + r.size > start]
+
+
+def entry_meta(entry: dict[str, Any]) -> ObjectMeta:
+    return meta_from_dict(entry["meta"])
+
+
+def resolve(answers: list[list[dict[str, Any]] | None], k: int, what: str) -> dict[str, Any] | None:
+    """The newest version listed by at least k drives (None: the key does not exist).
+
+    `answers` has one item per drive of the set: its entries, or None if it failed to
+    answer. ServiceUnavailable when too few answered to tell, or when a version that
+    could still have a quorum among the silent drives is newer than every settled one.
+    """
+    answered = [a for a in answers if a is not None]
+    silent = len(answers) - len(answered)
+    if len(answered) < k:
+        raise read_quorum_error(what, len(answered), len(answers), k)
+    counts: dict[str, int] = {}
+    first: dict[str, dict[str, Any]] = {}
+    for entries in answered:
+        for e in entries:
+            counts[e["v"]] = counts.get(e["v"], 0) + 1
+            first.setdefault(e["v"], e)
+    for vid in sorted(counts, reverse=True):
+        if counts[vid] >= k:
+            return first[vid]
+        if counts[vid] + silent >= k:
+            raise read_quorum_error(what, len(answered), len(answers), k)
+    return None
+
+
+def live(entry: dict[str, Any] | None) -> dict[str, Any]:
+    """The entry of an existing object, or NoSuchKey for none or a delete marker."""
+    if entry is None or entry.get("deleted"):
+        raise NoSuchKey("The specified key does not exist.")
+    return entry
+
+
+def read_quorum_error(what: str, answered: int, total: int, k: int) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"Not enough drives to read {what}: {answered} of {total} answered, "
+        f"{k} needed. Retry once drives are back.",
+    )
+
+
+def write_quorum_error(what: str, ok: int, total: int, need: int) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"Not enough drives to write {what}: {ok} of {total} succeeded, {need} needed; "
+        f"nothing was changed. Retry once drives are back.",
+    )
