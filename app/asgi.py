@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 import app.handlers  # noqa: F401  (registers every operation handler)
-from app import cors
+from app import admin, cors
 from app.accesslog import AccessLog
 from app.authz import PolicyGate
 from app.body import unread_body
@@ -81,6 +81,10 @@ async def s3_endpoint(request: Request) -> Response:
             bucket, _ = split_target(_raw_path(request), headers.get("host", ""), base_domain)
             rules = await request.app.state.cors.for_request(config, bucket)
             response = cors.preflight(rules, headers)
+            response.headers["x-amz-request-id"] = request_id
+            return response
+        if admin.is_admin_path(request.url.path):
+            response = await admin.handle(request, request.url.path, _authenticate)
             response.headers["x-amz-request-id"] = request_id
             return response
         query = dict(request.query_params)

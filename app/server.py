@@ -444,6 +444,20 @@ class Server:
         await asyncio.to_thread(self._http, "PUT", "/" + name)
         return {"name": name}
 
+    async def cluster_status(self) -> dict[str, Any]:
+        """The reference's `clusterStatus`: this node's drives, sets and healing
+        (`{"mode": "standalone"}` without cluster mode)."""
+        return json.loads(await self._admin("GET", "/-/cluster"))
+
+    async def heal(self) -> dict[str, Any]:
+        """Run a healing scan now (cluster mode) and return its report."""
+        return json.loads(await self._admin("POST", "/-/heal"))
+
+    async def _admin(self, method: str, path: str) -> bytes:
+        if not self.running:
+            raise RuntimeError("shoal server is not running")
+        return await asyncio.to_thread(self._http, method, path)
+
     def _http(self, method: str, path: str, body: bytes | None = None) -> bytes:
         """One request to the server, SigV4-signed with the first configured credential
         (harmless when auth is off)."""
@@ -724,6 +738,14 @@ class SyncServer:
 
     def create_bucket(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(self.server.create_bucket(name))
+        return result
+
+    def cluster_status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(self.server.cluster_status())
+        return result
+
+    def heal(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(self.server.heal())
         return result
 
     def run(self, coro: Any) -> Any:

@@ -221,13 +221,21 @@ class LocalDrive:
         an object record, so a late finish leaves at most unreferenced files."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
 
+    def _require_root(self) -> None:
+        """A formatted drive whose folder vanished is unmounted or gone: a fault, never
+        "not there" (and never silently re-created on the disk underneath)."""
+        if not os.path.isdir(self.root):
+            raise DriveError(f"{self.path}: {ROOT} is missing (drive unmounted or removed?)")
+
     def _abs(self, rel: str) -> str:
+        self._require_root()
         parts = rel.split("/")
         if any(p in ("", ".", "..") for p in parts):
             raise ValueError(f"bad drive path {rel!r}")
         return os.path.join(self.root, *parts)
 
     def _tmp(self) -> str:
+        self._require_root()
         tmp = os.path.join(self.root, "tmp")
         os.makedirs(tmp, exist_ok=True)
         return tmp
@@ -255,7 +263,8 @@ class LocalDrive:
         fsync_dir(self.path)
 
     async def is_empty(self) -> bool:
-        return await self._run(lambda: not os.listdir(self.path))
+        """mkfs leaves lost+found on a new ext4 disk: it does not count."""
+        return await self._run(lambda: not set(os.listdir(self.path)) - {"lost+found"})
 
     # -- shards --------------------------------------------------------------------
 
@@ -381,6 +390,7 @@ class LocalDrive:
         return await self._run(self._list_dir, path)
 
     def _list_dir(self, path: str) -> list[str]:
+        self._require_root()
         try:
             return sorted(os.listdir(self._abs(path) if path else self.root))
         except (FileNotFoundError, NotADirectoryError):
@@ -390,6 +400,7 @@ class LocalDrive:
         await self._run(self._make_bucket, bucket)
 
     def _make_bucket(self, bucket: str) -> None:
+        self._require_root()
         data = os.path.join(self.root, "data")
         os.makedirs(data, exist_ok=True)
         with contextlib.suppress(FileExistsError):
@@ -400,6 +411,7 @@ class LocalDrive:
 
     def _record_path(self, bucket: str, key: str) -> tuple[str, str, tuple[str, ...]]:
         """(record path, bucket data dir, directories between them)."""
+        self._require_root()
         kp = key_path(key)
         bucket_dir = os.path.join(self.root, "data", bucket)
         return kp.meta_path(bucket_dir), bucket_dir, kp.dirs
@@ -476,6 +488,7 @@ class LocalDrive:
             versions = _read_versions(sidecar)
             return (key, [summary(v) for v in versions]) if versions else None
 
+        self._require_root()
         bucket_dir = os.path.join(self.root, "data", bucket)
         if not os.path.isdir(bucket_dir):
             return DrivePage([], [], False, None)

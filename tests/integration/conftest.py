@@ -103,13 +103,51 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
-@pytest.fixture(scope="session", params=["http", "https"])
-def shoal_config(request: pytest.FixtureRequest, tls_files: tuple[str, str]) -> dict:
+#: Small chunks so that ordinary test objects span several (1 MiB against 4 MiB in
+#: production); 6 drives as 4 data + 2 parity shards.
+ERASURE_CHUNK = 256 * 1024
+
+
+def erasure_config(directory: Path, drives: int = 6, **erasure: Any) -> dict[str, Any]:
+    """Server settings for an erasure-coded node on `drives` folders below `directory`."""
+    paths = []
+    for i in range(drives):
+        path = directory / f"drive{i}"
+        path.mkdir(parents=True, exist_ok=True)
+        paths.append(str(path))
+    return {
+        "cluster": {
+            "enabled": True,
+            "drives": {"paths": paths},
+            "erasure": {"chunk_size_bytes": ERASURE_CHUNK, **erasure},
+        }
+    }
+
+
+@pytest.fixture(
+    scope="session",
+    params=["http", "https", "http-erasure", "https-erasure"],
+)
+def shoal_config(
+    request: pytest.FixtureRequest,
+    tls_files: tuple[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict:
     """Every integration test runs over plain HTTP and over HTTPS (where boto3 sends
-    its checksums as aws-chunked trailers)."""
-    if request.param == "http":
-        return {}
-    return {"server": {"tls": {"cert_file": tls_files[0], "key_file": tls_files[1]}}}
+    its checksums as aws-chunked trailers), against the standalone store and against an
+    erasure-coded node (6 drives, 4+2)."""
+    config: dict[str, Any] = {}
+    if request.param.startswith("https"):
+        config["server"] = {"tls": {"cert_file": tls_files[0], "key_file": tls_files[1]}}
+    if request.param.endswith("erasure"):
+        config |= erasure_config(tmp_path_factory.mktemp("drives"))
+    return config
+
+
+@pytest.fixture(scope="session")
+def erasure(shoal_config: dict) -> bool:
+    """Whether this session's server is the erasure-coded node."""
+    return bool(shoal_config.get("cluster"))
 
 
 @pytest.fixture(scope="session")
