@@ -299,7 +299,7 @@ def test_unknown_keys_at_every_level() -> None:
     msg = error({"cluster": {"erasure": {"dat_shards": 3}}})
     assert msg == (
         "cluster.erasure.dat_shards: unknown key "
-        "(allowed: data_shards, parity_shards, chunk_size_bytes)"
+        "(allowed: data_shards, parity_shards, chunk_size_bytes, backend)"
     )
     assert error({"servr": {}}).startswith("servr: unknown key (allowed: server, storage,")
     assert error({"server": {"prot": 1}}).startswith("server.prot: unknown key")
@@ -382,3 +382,21 @@ def test_hand_built_config_is_checked_by_load_config() -> None:
     good = Config(server=ServerConfig(port=0))
     assert load_config(good) is good
     assert load().replace(server=ServerConfig(port=5)).server.port == 5
+
+
+def test_cluster_mode_checks_the_erasure_layout() -> None:
+    base = {"cluster": {"enabled": True, "drives": {"paths": [f"/d{i}" for i in range(8)]}}}
+    vand = {
+        "cluster": {
+            **base["cluster"],
+            "erasure": {"data_shards": 6, "parity_shards": 5, "backend": "isa_l_rs_vand"},
+        }
+    }
+    msg = error(vand)
+    assert msg.startswith("cluster.erasure: isa_l_rs_vand with 5 parity shards is refused")
+    assert "isa_l_rs_cauchy" in msg
+    assert "must not exceed data shards" in error(
+        {"cluster": {**base["cluster"], "erasure": {"data_shards": 2, "parity_shards": 3}}}
+    )
+    assert "cluster.drives.paths" in error({"cluster": {"enabled": True}})
+    assert load(base, env={}).cluster.erasure.backend == "isa_l_rs_cauchy"
