@@ -145,17 +145,25 @@ async def get_object(ctx: RequestContext) -> Response:
             body = b"".join([chunk async for chunk in reader.stream(start, end)])
             await reader.close()
             return Response(body, status, headers)
+        # The first piece is read before the status line goes out, so an object that
+        # cannot be read (too few drives in cluster mode) gets a proper S3 error.
+        stream = reader.stream(start, end)
+        first = await anext(stream, b"")
     except BaseException:
         await reader.close()
         raise
-    return StreamingResponse(_stream_then_close(reader, start, end), status, headers)
+    return StreamingResponse(_stream_then_close(reader, first, stream), status, headers)
 
 
-async def _stream_then_close(reader: ObjectReader, start: int, end: int) -> AsyncIterator[bytes]:
+async def _stream_then_close(
+    reader: ObjectReader, first: bytes, rest: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
     try:
-        async for chunk in reader.stream(start, end):
+        yield first
+        async for chunk in rest:
             yield chunk
     finally:
+        await rest.aclose()  # type: ignore[attr-defined]
         await reader.close()
 
 
