@@ -35,13 +35,14 @@ log = logging.getLogger("shoal.storage")
 HEDGE_SECONDS = 0.5
 
 
-def _encode(
-    coder: ErasureCoder, data: bytes, hashers: Sequence[Digester]
-) -> tuple[list[bytes], list[int]]:
-    for h in hashers:
-        h.update(data)
+def _encode(coder: ErasureCoder, data: bytes) -> tuple[list[bytes], list[int]]:
     shards = coder.encode(data)
     return shards, [google_crc32c.value(s) for s in shards]
+
+
+def _hash(hashers: Sequence[Digester], data: bytes) -> None:
+    for h in hashers:
+        h.update(data)
 
 
 @dataclass
@@ -77,7 +78,11 @@ class ChunkWriter:
     async def add(self, data: bytes) -> None:
         """Encode the next chunk and start writing it (waits for the previous one first)."""
         index = len(self.crcs)
-        shards, crcs = await run(_encode, self.coder, data, self.hashers)
+        # Hashing (MD5 and the client's checksums, which release the GIL) runs beside
+        # encoding (pyeclib holds it): one chunk costs the slower of the two, not both.
+        (shards, crcs), _ = await asyncio.gather(
+            run(_encode, self.coder, data), run(_hash, self.hashers, data)
+        )
         self.crcs.append(crcs)
         self.size += len(data)
         await self._wait()
