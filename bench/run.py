@@ -305,11 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true",
                         help="don't pin the server and the client to separate cores")
     parser.add_argument("--skip-memory", action="store_true", help="skip the memory test")
-    parser.add_argument("--only", choices=["shoal", "baseline"],
-                        help="measure one server (no ratios)")
+    parser.add_argument("--only", choices=["shoal", "baseline", "erasure"],
+                        help="measure one server (no ratios), or only the erasure-coding "
+                             "throughput (bench/erasure.py)")
     parser.add_argument("--json", default=os.path.join(procs.BENCH_DIR, "results.json"),
                         help="where to write the figures (default bench/results.json)")
     args = parser.parse_args(argv)
+    if args.only == "erasure":
+        import erasure
+
+        return erasure.main(["--quick"] if args.quick else [])
     plan = QUICK if args.quick else FULL
     server_cpus, client_cpus = procs.cpu_plan(not args.no_pin)
 
