@@ -35,6 +35,7 @@ from storage.erasure.shards import read_chunk
 from storage.erasure.versions import chunk_refs, resolve
 from storage.errors import ServiceUnavailable
 from storage.keys import check_key
+from storage.records import dumps, loads
 from storage.threads import run
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class HealReport:
     shards_corrupt: int = 0
     shards_healed: int = 0
     records_healed: int = 0
+    documents_healed: int = 0
     quarantined: int = 0
     versions_retired: int = 0
     checksums_verified: int = 0
@@ -166,6 +168,7 @@ class Healer:
             self.current = report
             pacer = Pacer(self.rate)
             try:
+                await self._heal_buckets(report)
                 for bucket in await self.store.list_buckets():
                     for key in await self._keys(bucket.name):
                         try:
@@ -187,6 +190,70 @@ class Healer:
                 len(report.unrecoverable),
             )
             return report
+
+    async def _heal_buckets(self, report: HealReport) -> None:
+        """Bucket records, policies and documents back on every drive (a replaced drive
+        has none; one that was offline may have missed changes or a bucket's deletion)."""
+        names: set[str] = set()
+        for drive in self.store.drives:
+            with contextlib.suppress(Exception):
+                names.update(n[:-5] for n in await drive.list_dir("buckets") if n.endswith(".json"))
+        for name in sorted(names):
+            try:
+                exists = await self._heal_doc(f"buckets/{name}.json", report)
+                if not exists:
+                    continue
+                docs = {f"policies/{name}.policy.json"}
+                for drive in self.store.drives:
+                    with contextlib.suppress(Exception):
+                        await drive.make_bucket(name)
+                        for doc in await drive.list_dir(f"bucket-config/{name}"):
+                            docs.add(f"bucket-config/{name}/{doc}")
+                for doc in sorted(docs):
+                    await self._heal_doc(doc, report)
+            except Exception as exc:
+                report.errors.append(f"bucket {name}: {exc}")
+
+    async def _heal_doc(self, path: str, report: HealReport) -> bool:
+        """Make every online drive hold the agreed copy of a replicated record (or none,
+        once a copy that never had a quorum is old enough to be sure). Returns whether
+        the record exists."""
+        store = self.store
+        drives = [d for d in store.drives if d.online]
+        copies: list[dict[str, Any] | None] = []
+        answers: list[list[dict[str, Any]] | None] = []
+        for drive in drives:
+            try:
+                raw = await drive.read_doc(path)
+            except Exception:
+                copies.append(None)
+                answers.append(None)
+                continue
+            copies.append(None if raw is None else loads(raw))
+            answers.append([] if raw is None else [copies[-1]])
+        answers += [None] * (len(store.drives) - len(drives))
+        try:
+            agreed = resolve(answers, store.doc_read_quorum, path)
+        except ServiceUnavailable:
+            return True  # cannot tell now; leave everything as it is
+        for drive, copy, answer in zip(drives, copies, answers, strict=False):
+            if answer is None:
+                continue
+            if agreed is not None and (copy is None or copy.get("v") != agreed["v"]):
+                await drive.write_doc(path, dumps(agreed))
+                report.documents_healed += 1
+            elif (
+                agreed is None
+                and copy is not None
+                and _age_seconds(str(copy.get("v", ""))) > (ABANDONED_AFTER_SECONDS)
+            ):
+                await drive.delete(path)
+                report.documents_healed += 1
+                if path.startswith("buckets/"):  # a bucket deleted while this drive was away
+                    name = path[len("buckets/") : -len(".json")]
+                    for leftover in (f"data/{name}", f"multipart/{name}"):
+                        await drive.delete(leftover)
+        return agreed is not None
 
     async def _keys(self, bucket: str) -> list[str]:
         """Every key any drive has a record for — including ones without a quorum, whose
@@ -278,24 +345,42 @@ class Healer:
         report: HealReport,
     ) -> None:
         """Drop versions older than the current one, delete markers, and abandoned
-        writes — never a version a local reader still has open."""
+        writes — never a version a local reader still has open.
+
+        A delete marker goes last, and only once every drive answered and is rid of
+        the versions before it: dropped while some drives still list an older
+        version, it could hand that version a read quorum again."""
         store = self.store
+        marker = entry is not None and bool(entry.get("deleted"))
+        cleared = all(a is not None for a in answers)
+        holding: list[int] = []
         for p, entries in enumerate(answers):
             if not entries:
                 continue
             doomed = []
             for e in entries:
-                if store.pinned(bucket, key, e["v"]):
-                    continue
-                if entry is None:
+                if entry is not None and e["v"] == entry["v"]:
+                    if marker:
+                        holding.append(p)
+                elif store.pinned(bucket, key, e["v"]):
+                    cleared = False
+                elif entry is None:
                     if _age_seconds(e["v"]) > ABANDONED_AFTER_SECONDS:
                         doomed.append(e["v"])
-                elif e["v"] < entry["v"] or (e["v"] == entry["v"] and entry.get("deleted")):
+                elif e["v"] < entry["v"]:
                     doomed.append(e["v"])
             if doomed:
-                with contextlib.suppress(Exception):
+                try:
                     await drives[p].update_object(bucket, key, drop=doomed)
+                except Exception:
+                    cleared = False
+                else:
                     report.versions_retired += len(doomed)
+        if marker and cleared and entry is not None:
+            for p in holding:
+                with contextlib.suppress(Exception):
+                    await drives[p].update_object(bucket, key, drop=[entry["v"]])
+                    report.versions_retired += 1
 
     async def _verify(
         self,

@@ -253,7 +253,7 @@ class ErasureStore:
         return len(self.drives) // 2 + 1
 
     @property
-    def _doc_read_quorum(self) -> int:
+    def doc_read_quorum(self) -> int:
         return len(self.drives) - self._doc_write_quorum + 1
 
     async def _read_doc(self, path: str, what: str) -> dict[str, Any] | None:
@@ -263,7 +263,7 @@ class ErasureStore:
 
         results = await _each(self.drives, one)
         answers = [None if isinstance(r, BaseException) else r for r in results]
-        return resolve(answers, self._doc_read_quorum, what)
+        return resolve(answers, self.doc_read_quorum, what)
 
     async def _write_doc(self, path: str, record: dict[str, Any] | None, what: str) -> None:
         """Write (or with None, remove) a replicated record on every drive."""
@@ -401,16 +401,25 @@ class ErasureStore:
         return resolve(answers, self.k, f"{bucket}/{key}")
 
     async def _commit(
-        self, bucket: str, key: str, entry: dict[str, Any], drives: Sequence[Drive], alive: set[int]
+        self,
+        bucket: str,
+        key: str,
+        entry: dict[str, Any],
+        drives: Sequence[Drive],
+        alive: set[int],
+        undo: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         """Add `entry` to the record on the drives that hold its shards, then retire the
-        versions it replaces; withdraw it if fewer than k+1 drives took it."""
+        versions it replaces; withdraw it if fewer than k+1 drives took it. Withdrawing
+        deletes the version's folder, so `undo` first takes out what must survive."""
         targets = sorted(alive)
         results = await _each(
             [drives[p] for p in targets], lambda d: d.update_object(bucket, key, add=entry)
         )
         ok = [targets[i] for i in _ok(results)]
         if len(ok) < self.write_quorum:
+            if undo is not None:
+                await undo()
             await _each(
                 [drives[p] for p in ok], lambda d: d.update_object(bucket, key, drop=[entry["v"]])
             )
@@ -429,12 +438,17 @@ class ErasureStore:
                     break
                 await asyncio.sleep(0.1)
             entry = resolve((await self.read_entries(bucket, key))[2], self.k, key)
-            drop = [vid] if entry is not None and entry["v"] == vid and entry.get("deleted") else []
-            if entry is not None and entry["v"] > vid:
-                drop.append(vid)  # superseded meanwhile by a newer write
-            await _each(
+            marker = entry is not None and entry["v"] == vid and bool(entry.get("deleted"))
+            drop = [vid] if entry is not None and entry["v"] > vid else []  # superseded
+            results = await _each(
                 drives, lambda d: d.update_object(bucket, key, drop=drop, drop_older_than=vid)
             )
+            # A delete marker is what hides the versions before it: dropping it on some
+            # drives while others still list an older version could hand that version
+            # a read quorum again. So it goes only once every drive is rid of them;
+            # otherwise healing retires both later.
+            if marker and len(_ok(results)) == len(drives):
+                await _each(drives, lambda d: d.update_object(bucket, key, drop=[vid]))
         except Exception:
             log.warning("cleanup of %s/%s failed; healing will retry", bucket, key, exc_info=True)
 
@@ -658,6 +672,10 @@ class ErasureStore:
             for cp, count in cps.items():
                 if count >= self.k:
                     merged[cp] = None
+                elif count + missing >= self.k:
+                    # As for keys (resolve): the silent drives could make it a quorum,
+                    # so leaving it out might hide keys that exist.
+                    raise read_quorum_error(f"bucket {bucket}", len(pages), len(drives), self.k)
         names = sorted(n for n in merged if bound is None or n <= bound)
         return [(n, merged[n]) for n in names], bound
 
@@ -861,7 +879,11 @@ class ErasureStore:
             results = await _each(drives, move_all)
             alive = set(_ok(results))
             try:
-                await self._commit(bucket, key, entry, drives, alive)
+                # The parts go back to the upload before a failed commit withdraws the
+                # version (which deletes its folder), so the upload stays completable.
+                await self._commit(
+                    bucket, key, entry, drives, alive, undo=lambda: _each(drives, move_back)
+                )
             except BaseException:
                 await _each(drives, move_back)
                 raise
