@@ -83,6 +83,9 @@ class DriveTimeout(DriveError):
     pass
 
 
+ShardWrite = tuple[str, bytes, int]  # (path, bytes, CRC32C)
+
+
 @dataclass
 class DrivePage:
     """One page of a drive's keys: (key, version summaries newest first) and prefixes."""
@@ -196,6 +199,21 @@ class Drive(Protocol):
         self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int
     ) -> DrivePage: ...
 
+    async def write_version(
+        self, bucket: str, key: str, entry: dict[str, Any], shards: Sequence[ShardWrite]
+    ) -> list[dict[str, Any]]:
+        """write_shard for each shard, then update_object(add=entry): a small object's
+        whole write on this drive in one round trip."""
+        ...
+
+    async def read_small(
+        self, bucket: str, key: str, shard: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bytes | None]:
+        """read_object, plus shard number `shard` of the newest version when that is a
+        single chunk of at most `limit` bytes (None if absent or corrupt): a small
+        object's whole read on this drive in one round trip."""
+        ...
+
 
 # ---------------------------------------------------------------- the local drive
 
@@ -271,27 +289,32 @@ class LocalDrive:
     async def write_shard(self, path: str, data: bytes, crc: int) -> None:
         await self._run(self._write_shard, path, data, crc)
 
-    def _write_shard(self, path: str, data: bytes, crc: int) -> None:
+    def _write_shard(self, path: str, data: bytes, crc: int, *, sync_dir: bool = True) -> None:
+        """The .dat is fsynced; the .meta is not (it repeats what the object record
+        holds durably, and healing rewrites a missing one). `sync_dir=False` when the
+        caller makes the version's directories durable itself (update_object does)."""
         target = self._abs(path)
         parent = os.path.dirname(target)
         os.makedirs(parent, exist_ok=True)
         token = secrets.token_hex(4)
         meta = json.dumps({"size": len(data), "crc32c": crc}).encode()
-        for suffix, body in ((".dat", data), (".meta", meta)):
+        for suffix, body, sync in ((".dat", data, True), (".meta", meta, False)):
             tmp = f"{target}{suffix}.{token}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 view = memoryview(body)
                 while view:
                     view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                if sync:
+                    os.fdatasync(fd)
             except BaseException:
                 os.close(fd)
                 unlink_quiet(tmp)
                 raise
             os.close(fd)
             os.replace(tmp, target + suffix)
-        fsync_dir(parent)
+        if sync_dir:
+            fsync_dir(parent)
 
     async def read_shard(self, path: str, crc: int | None = None) -> bytes:
         return await self._run(self._read_shard, path, crc)
@@ -502,6 +525,41 @@ class LocalDrive:
             cache=self.listings,
         )
         return DrivePage(items, prefixes, truncated, last)
+
+    async def write_version(
+        self, bucket: str, key: str, entry: dict[str, Any], shards: Sequence[ShardWrite]
+    ) -> list[dict[str, Any]]:
+        return await self._run(self._write_version, bucket, key, entry, tuple(shards))
+
+    def _write_version(
+        self, bucket: str, key: str, entry: dict[str, Any], shards: tuple[ShardWrite, ...]
+    ) -> list[dict[str, Any]]:
+        for path, data, crc in shards:
+            self._write_shard(path, data, crc, sync_dir=False)
+        return self._update_object(bucket, key, entry, (), None)
+
+    async def read_small(
+        self, bucket: str, key: str, shard: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bytes | None]:
+        return await self._run(self._read_small, bucket, key, shard, limit)
+
+    def _read_small(
+        self, bucket: str, key: str, shard: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bytes | None]:
+        versions = self._read_object(bucket, key)
+        if not versions or versions[0].get("deleted"):
+            return versions, None
+        parts = versions[0].get("parts") or []
+        if len(parts) != 1 or parts[0]["n"] or len(parts[0]["crc"]) != 1:
+            return versions, None
+        if parts[0]["size"] > limit:
+            return versions, None
+        base = f"{object_dir(bucket, key)}/{versions[0]['v']}"
+        try:
+            data = self._read_shard(shard_path(base, 0, shard), parts[0]["crc"][0][shard])
+        except (ShardMissing, CorruptShard):
+            return versions, None
+        return versions, data
 
 
 def _read_versions(record: str) -> list[dict[str, Any]]:

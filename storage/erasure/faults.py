@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.erasure.drive import Drive, DrivePage
+from storage.erasure.drive import Drive, DrivePage, ShardWrite
 
 OPS = frozenset(
     {
@@ -44,6 +44,8 @@ OPS = frozenset(
         "read_object",
         "update_object",
         "list_objects",
+        "write_version",
+        "read_small",
     }
 )
 
@@ -213,6 +215,18 @@ class FaultyDrive:
     ) -> list[dict[str, Any]]:
         await self._enter("update_object")
         return await self.inner.update_object(bucket, key, add, drop, drop_older_than)
+
+    async def write_version(
+        self, bucket: str, key: str, entry: dict[str, Any], shards: Sequence[ShardWrite]
+    ) -> list[dict[str, Any]]:
+        await self._enter("write_version")
+        return await self.inner.write_version(bucket, key, entry, shards)
+
+    async def read_small(
+        self, bucket: str, key: str, shard: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bytes | None]:
+        await self._enter("read_small")
+        return await self.inner.read_small(bucket, key, shard, limit)
 
     async def list_objects(
         self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int

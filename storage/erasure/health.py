@@ -28,6 +28,7 @@ from storage.erasure.drive import (
     DrivePage,
     DriveTimeout,
     ShardMissing,
+    ShardWrite,
     is_io_error,
 )
 
@@ -281,6 +282,21 @@ class HealthTrackedDrive:
         return await self._call(
             "update_object",
             lambda: self.inner.update_object(bucket, key, add, drop, drop_older_than),
+        )
+
+    async def write_version(
+        self, bucket: str, key: str, entry: dict[str, Any], shards: Sequence[ShardWrite]
+    ) -> list[dict[str, Any]]:
+        size = sum(len(data) for _, data, _ in shards)
+        return await self._call(
+            "write_version", lambda: self.inner.write_version(bucket, key, entry, shards), size
+        )
+
+    async def read_small(
+        self, bucket: str, key: str, shard: int, limit: int
+    ) -> tuple[list[dict[str, Any]], bytes | None]:
+        return await self._call(
+            "read_small", lambda: self.inner.read_small(bucket, key, shard, limit)
         )
 
     async def list_objects(

@@ -39,10 +39,10 @@ from storage.backend import (
     UploadListPage,
 )
 from storage.erasure.coder import DEFAULT_BACKEND, ErasureCoder
-from storage.erasure.drive import Drive, LocalDrive, object_dir
+from storage.erasure.drive import Drive, LocalDrive, ShardWrite, object_dir, shard_path
 from storage.erasure.health import HealthTrackedDrive
 from storage.erasure.layout import Layout, open_layout
-from storage.erasure.shards import ChunkWriter, read_chunk
+from storage.erasure.shards import ChunkWriter, encode_whole, read_chunk
 from storage.erasure.versions import (
     ChunkRef,
     chunk_refs,
@@ -82,11 +82,14 @@ from storage.records import (
     upload_from_dict,
     upload_to_dict,
 )
+from storage.streams import prepend, read_head
 from storage.threads import run
 
 log = logging.getLogger("shoal.storage")
 T = TypeVar("T")
 
+#: Objects up to this size are read together with their records (one round trip).
+SMALL_READ = 1024 * 1024
 #: How long a bucket seen to exist is trusted without asking the drives again.
 BUCKET_TTL = 2.0
 
@@ -408,14 +411,21 @@ class ErasureStore:
         drives: Sequence[Drive],
         alive: set[int],
         undo: Callable[[], Awaitable[Any]] | None = None,
+        shards: Sequence[Sequence[ShardWrite]] | None = None,
     ) -> None:
         """Add `entry` to the record on the drives that hold its shards, then retire the
         versions it replaces; withdraw it if fewer than k+1 drives took it. Withdrawing
-        deletes the version's folder, so `undo` first takes out what must survive."""
+        deletes the version's folder, so `undo` first takes out what must survive.
+        With `shards` (per set position), each drive writes its shard and the entry
+        in one round trip: a small object's whole write."""
         targets = sorted(alive)
-        results = await _each(
-            [drives[p] for p in targets], lambda d: d.update_object(bucket, key, add=entry)
-        )
+
+        def add(p: int) -> Awaitable[list[dict[str, Any]]]:
+            if shards is None:
+                return drives[p].update_object(bucket, key, add=entry)
+            return drives[p].write_version(bucket, key, entry, shards[p])
+
+        results = await asyncio.gather(*(add(p) for p in targets), return_exceptions=True)
         ok = [targets[i] for i in _ok(results)]
         if len(ok) < self.write_quorum:
             if undo is not None:
@@ -424,7 +434,9 @@ class ErasureStore:
                 [drives[p] for p in ok], lambda d: d.update_object(bucket, key, drop=[entry["v"]])
             )
             raise write_quorum_error(f"{bucket}/{key}", len(ok), len(drives), self.write_quorum)
-        self._spawn(self._retire(bucket, key, entry["v"], drives))
+        replaced = any(len(r) > 1 for r in results if isinstance(r, list))
+        if replaced or entry.get("deleted") or len(ok) < len(drives):
+            self._spawn(self._retire(bucket, key, entry["v"], drives))
 
     async def _retire(self, bucket: str, key: str, vid: str, drives: Sequence[Drive]) -> None:
         """Drop versions older than `vid` (and `vid` itself if it is a delete marker) once
@@ -534,22 +546,38 @@ class ErasureStore:
         vid = new_version_id()
         vdir = f"{object_dir(bucket, key)}/{vid}"
         what = f"{bucket}/{key}"
+        chunks = aiter(body)
+        head, more = await read_head(chunks, self.chunk_size, write.max_size)
+        shards: list[list[ShardWrite]] | None = None
         try:
-            writer = await self._write_chunks(body, drives, vdir, rot, what, write)
-            checksums = write.finalize(writer.size, writer.md5) if write.finalize else {}
-            meta = self._make_meta(key, writer.size, writer.md5, write, checksums)
+            if more:
+                writer = await self._write_chunks(
+                    prepend(head, chunks), drives, vdir, rot, what, write
+                )
+                size, md5, crcs, alive = writer.size, writer.md5, writer.crcs, writer.alive
+            else:
+                # One chunk: encoded here, then shard and record go to each drive together.
+                size, md5, encoded, crcs = (
+                    len(head),
+                    *await encode_whole(self.coder, head, write.digesters),
+                )
+                alive = {p for p, d in enumerate(drives) if d.online}
+                shards = [
+                    [(shard_path(vdir, 0, j), *encoded[j])] if encoded else []
+                    for j in ((p - rot) % self.n for p in range(self.n))
+                ]
+            checksums = write.finalize(size, md5) if write.finalize else {}
+            meta = self._make_meta(key, size, md5, write, checksums)
             entry = {
                 "v": vid,
                 "rot": rot,
                 "meta": meta_to_dict(meta),
-                "parts": [
-                    {"n": 0, "size": writer.size, "chunk": self.chunk_size, "crc": writer.crcs}
-                ],
+                "parts": [{"n": 0, "size": size, "chunk": self.chunk_size, "crc": crcs}],
             }
             async with self._locks[f"o\0{bucket}\0{key}"]:
                 if write.if_none_match or write.if_match is not None:
                     self._check_conditions(await self.current(bucket, key), write)
-                await self._commit(bucket, key, entry, drives, writer.alive)
+                await self._commit(bucket, key, entry, drives, alive, shards=shards)
         except BaseException:
             self._spawn(self._discard(drives, vdir))
             raise
@@ -568,8 +596,35 @@ class ErasureStore:
         return entry_meta(entry)
 
     async def open_object(self, bucket: str, key: str) -> ErasureObjectReader:
-        drives, entry = await self._open_entry(bucket, key)
-        return ErasureObjectReader(self, bucket, key, drives, entry)
+        """One round trip for a small object: every drive answers with its entries and,
+        when the newest is a single chunk, its shard of it."""
+        self._check_key(key)
+        await self._require_bucket(bucket)
+        s, rot = self.set_for(bucket, key)
+        drives = self.sets[s]
+        results = await asyncio.gather(
+            *(
+                d.read_small(bucket, key, (p - rot) % self.n, SMALL_READ)
+                for p, d in enumerate(drives)
+            ),
+            return_exceptions=True,
+        )
+        answers = [None if isinstance(r, BaseException) else r[0] for r in results]
+        entry = live(resolve(answers, self.k, f"{bucket}/{key}"))
+        reader = ErasureObjectReader(self, bucket, key, drives, entry)
+        shards = {
+            (p - rot) % self.n: r[1]
+            for p, r in enumerate(results)
+            if not isinstance(r, BaseException) and r[1] is not None and r[0][0]["v"] == entry["v"]
+        }
+        size = reader.meta.size
+        if size == 0:
+            reader.data = b""
+        elif len(shards) >= self.k and len(entry["parts"]) == 1 and size <= SMALL_READ:
+            reader.data = await run(self.coder.decode, shards, size)
+            if any(j not in shards for j in range(self.k)) and self.healer is not None:
+                self.healer.queue(bucket, key)
+        return reader
 
     async def delete_object(self, bucket: str, key: str) -> None:
         self._check_key(key)
@@ -998,6 +1053,8 @@ class ErasureObjectReader:
         self._entry = entry
         self._refs = chunk_refs(f"{object_dir(bucket, key)}/{entry['v']}", entry)
         self._closed = False
+        #: The whole object when it was read with its record (small objects).
+        self.data: bytes | None = None
         store.pin(bucket, key, entry["v"], 1)
 
     async def _chunk(self, ref: ChunkRef) -> bytes:
@@ -1011,6 +1068,10 @@ class ErasureObjectReader:
 
     async def stream(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         last = self.meta.size - 1 if end is None or end < 0 else min(end, self.meta.size - 1)
+        if self.data is not None:
+            if start <= last:
+                yield self.data[start : last + 1]
+            return
         refs = chunks_for(self._refs, start, last)
         ahead: asyncio.Task[bytes] | None = None
         try:
