@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import spawn_server
+from tests.integration.conftest import signed_client, spawn_server
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MAKE_RUN_ENDPOINT = "http://127.0.0.1:3000"
@@ -75,3 +75,31 @@ def test_readme_aws_cli_example(served: str, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "docs/README.md" in done.stdout
+
+
+def test_readme_cluster_example_serves(tmp_path: Path) -> None:
+    """The erasure-coded node's TOML, with its drive paths pointed at temporary folders,
+    starts a server that stores objects across the drives."""
+    toml = example("toml", "## Erasure-coded storage")
+    for i in range(6):
+        (tmp_path / f"d{i}").mkdir()
+        toml = toml.replace(f"/mnt/d{i}", str(tmp_path / f"d{i}"))
+    config = tmp_path / "shoal.toml"
+    config.write_text(toml)
+    proc, url = spawn_server(tmp_path / "data", "--config", str(config), "--log-level", "error")
+    try:
+        client = signed_client(url, "admin", "admin")
+        client.create_bucket(Bucket="readme")
+        client.put_object(Bucket="readme", Key="a/b.txt", Body=b"across six drives")
+        assert client.get_object(Bucket="readme", Key="a/b.txt")["Body"].read() == (
+            b"across six drives"
+        )
+        shards = list(
+            tmp_path.glob(
+                "d*/.smartstorage/data/readme/a/b.txt._storage_object/*/chunk-0/shard-*.dat"
+            )
+        )
+        assert len(shards) == 6
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
