@@ -364,7 +364,9 @@ class Healer:
                         holding.append(p)
                 elif store.pinned(bucket, key, e["v"]):
                     cleared = False
-                elif entry is None:
+                elif entry is None or e["v"] > entry["v"]:
+                    # Newer than what a quorum agrees on: a write that died before its
+                    # commit (or is still running, hence the wait).
                     if _age_seconds(e["v"]) > ABANDONED_AFTER_SECONDS:
                         doomed.append(e["v"])
                 elif e["v"] < entry["v"]:
