@@ -51,7 +51,7 @@ from storage.diskio import (
     replace_atomically,
     unlink_quiet,
 )
-from storage.keys import key_path
+from storage.keys import OBJECT_MARKER, key_path
 from storage.listing import walk_page
 from storage.records import dumps, loads
 from storage.walk import ListingCache
@@ -204,6 +204,12 @@ class Drive(Protocol):
     ) -> list[dict[str, Any]]:
         """write_shard for each shard, then update_object(add=entry): a small object's
         whole write on this drive in one round trip."""
+        ...
+
+    async def sweep(self, bucket: str, older_than: float) -> int:
+        """Remove version folders no object record lists (left by writes that died
+        before their commit) last modified more than `older_than` seconds ago; returns
+        how many. With bucket "", temporary files of this drive instead."""
         ...
 
     async def read_small(
@@ -542,6 +548,41 @@ class LocalDrive:
         self, bucket: str, key: str, shard: int, limit: int
     ) -> tuple[list[dict[str, Any]], bytes | None]:
         return await self._run(self._read_small, bucket, key, shard, limit)
+
+    async def sweep(self, bucket: str, older_than: float) -> int:
+        return await self._run(self._sweep, bucket, older_than)
+
+    def _sweep(self, bucket: str, older_than: float) -> int:
+        self._require_root()
+        cutoff = time.time() - older_than
+        removed = 0
+        if not bucket:
+            tmp = os.path.join(self.root, "tmp")
+            for entry in os.scandir(tmp) if os.path.isdir(tmp) else ():
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:
+                        unlink_quiet(entry.path)
+                    removed += 1
+            return removed
+        bucket_dir = os.path.join(self.root, "data", bucket)
+        for dirpath, dirnames, _ in os.walk(bucket_dir):
+            versions_dirs = [d for d in dirnames if d.endswith(OBJECT_MARKER)]
+            dirnames[:] = [d for d in dirnames if not d.endswith(OBJECT_MARKER)]
+            for name in versions_dirs:
+                versions_dir = os.path.join(dirpath, name)
+                listed = {v["v"] for v in _read_versions(versions_dir + RECORD_SUFFIX)}
+                for vid in os.listdir(versions_dir):
+                    path = os.path.join(versions_dir, vid)
+                    if vid not in listed and os.stat(path).st_mtime < cutoff:
+                        shutil.rmtree(path, ignore_errors=True)
+                        removed += 1
+                with contextlib.suppress(OSError):
+                    os.rmdir(versions_dir)  # only if now empty
+        if removed:
+            self.listings.bump()
+        return removed
 
     def _read_small(
         self, bucket: str, key: str, shard: int, limit: int

@@ -46,6 +46,7 @@ OPS = frozenset(
         "list_objects",
         "write_version",
         "read_small",
+        "sweep",
     }
 )
 
@@ -221,6 +222,10 @@ class FaultyDrive:
     ) -> list[dict[str, Any]]:
         await self._enter("write_version")
         return await self.inner.write_version(bucket, key, entry, shards)
+
+    async def sweep(self, bucket: str, older_than: float) -> int:
+        await self._enter("sweep")
+        return await self.inner.sweep(bucket, older_than)
 
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int

@@ -58,6 +58,7 @@ class HealReport:
     shards_healed: int = 0
     records_healed: int = 0
     documents_healed: int = 0
+    orphans_removed: int = 0
     quarantined: int = 0
     versions_retired: int = 0
     checksums_verified: int = 0
@@ -169,7 +170,9 @@ class Healer:
             pacer = Pacer(self.rate)
             try:
                 await self._heal_buckets(report)
+                await self._sweep("", report)
                 for bucket in await self.store.list_buckets():
+                    await self._sweep(bucket.name, report)
                     for key in await self._keys(bucket.name):
                         try:
                             await self.heal_object(bucket.name, key, report, pacer)
@@ -254,6 +257,15 @@ class Healer:
                     for leftover in (f"data/{name}", f"multipart/{name}"):
                         await drive.delete(leftover)
         return agreed is not None
+
+    async def _sweep(self, bucket: str, report: HealReport) -> None:
+        """Shards of writes that died before any record named them (and old temp files)."""
+        for drive in self.store.drives:
+            if drive.online:
+                try:
+                    report.orphans_removed += await drive.sweep(bucket, ABANDONED_AFTER_SECONDS)
+                except Exception as exc:
+                    report.errors.append(f"sweeping {drive.name} {bucket}: {exc}")
 
     async def _keys(self, bucket: str) -> list[str]:
         """Every key any drive has a record for — including ones without a quorum, whose

@@ -292,6 +292,9 @@ class HealthTrackedDrive:
             "write_version", lambda: self.inner.write_version(bucket, key, entry, shards), size
         )
 
+    async def sweep(self, bucket: str, older_than: float) -> int:
+        return await self._call("sweep", lambda: self.inner.sweep(bucket, older_than))
+
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int
     ) -> tuple[list[dict[str, Any]], bytes | None]:

@@ -188,6 +188,7 @@ class ErasureStore:
                         drive_id=self.layout.drive_ids[s][p],
                         timeout=self.drive_timeout,
                         probe_interval=self.probe_interval,
+                        op_timeouts={"sweep": 600.0, "list_objects": 60.0},
                         online=drive.name not in missing,
                     )
                     for p, drive in enumerate(members)
