@@ -45,6 +45,21 @@ def _hash(hashers: Sequence[Digester], data: bytes) -> None:
         h.update(data)
 
 
+async def encode_whole(
+    coder: ErasureCoder, data: bytes, digesters: Sequence[Digester]
+) -> tuple[str, list[tuple[bytes, int]], list[list[int]]]:
+    """A body that fits one chunk: (MD5 hex, [(shard, CRC32C)] by shard index, the
+    CRCs as an object entry lists them). An empty body has no chunk at all."""
+    md5 = hashlib.md5()
+    if not data:
+        _hash([md5, *digesters], data)
+        return md5.hexdigest(), [], []
+    (shards, crcs), _ = await asyncio.gather(
+        run(_encode, coder, data), run(_hash, [md5, *digesters], data)
+    )
+    return md5.hexdigest(), list(zip(shards, crcs, strict=True)), [crcs]
+
+
 @dataclass
 class ChunkWriter:
     """Writes one part's chunks (a plain object is one part) to an erasure set."""
@@ -142,10 +157,12 @@ async def read_chunk(
         )
         tasks[task] = j
 
-    # Data shards whose drives are known to be offline are skipped straight away.
-    order = [j for j in range(n) if getattr(drives[(j + rot) % n], "online", True)]
-    order += [j for j in range(n) if j not in order]
-    queue = [j for j in order if j < k] + [j for j in order if j >= k]
+    # Data shards first, then parity; shards whose drives are known to be offline go
+    # last of all, so a read skips them straight away (and is not counted as degraded:
+    # healing cannot reach an offline drive anyway).
+    online = [j for j in range(n) if getattr(drives[(j + rot) % n], "online", True)]
+    queue = [j for j in online if j < k] + [j for j in online if j >= k]
+    queue += [j for j in range(n) if j not in online]
     for j in queue[:k]:
         start(j)
     queue = queue[k:]
