@@ -31,6 +31,8 @@ from storage.threads import run
 
 log = logging.getLogger("shoal.storage")
 
+#: Chunks whose shards may be in flight to the drives at once, per write.
+WRITE_DEPTH = 2
 #: How long a read waits for its data shards before also asking parity drives.
 HEDGE_SECONDS = 0.5
 
@@ -74,7 +76,7 @@ class ChunkWriter:
     crcs: list[list[int]] = field(default_factory=list)
     size: int = 0
     _md5: Any = field(default_factory=hashlib.md5)
-    _pending: asyncio.Task[None] | None = None
+    _pending: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.alive = {p for p in range(len(self.drives)) if getattr(self.drives[p], "online", True)}
@@ -91,7 +93,8 @@ class ChunkWriter:
             raise write_quorum_error(self.what, len(self.alive), len(self.drives), need)
 
     async def add(self, data: bytes) -> None:
-        """Encode the next chunk and start writing it (waits for the previous one first)."""
+        """Encode the next chunk and start writing it; waits while WRITE_DEPTH chunks are
+        still being written (so memory stays bounded, whatever the object's size)."""
         index = len(self.crcs)
         # Hashing (MD5 and the client's checksums, which release the GIL) runs beside
         # encoding (pyeclib holds it): one chunk costs the slower of the two, not both.
@@ -100,23 +103,23 @@ class ChunkWriter:
         )
         self.crcs.append(crcs)
         self.size += len(data)
-        await self._wait()
-        self._pending = asyncio.create_task(self._write(index, shards, crcs))
+        await self._wait(WRITE_DEPTH - 1)
+        self._pending.append(asyncio.create_task(self._write(index, shards, crcs)))
 
     async def finish(self) -> None:
-        await self._wait()
+        await self._wait(0)
 
     async def abort(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
+        for task in self._pending:
+            task.cancel()
+        for task in self._pending:
             with contextlib.suppress(BaseException):
-                await self._pending
-            self._pending = None
+                await task
+        self._pending = []
 
-    async def _wait(self) -> None:
-        if self._pending is not None:
-            task, self._pending = self._pending, None
-            await task
+    async def _wait(self, keep: int) -> None:
+        while len(self._pending) > keep:
+            await self._pending.pop(0)
 
     async def _write(self, index: int, shards: list[bytes], crcs: list[int]) -> None:
         n = len(self.drives)

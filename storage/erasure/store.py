@@ -513,23 +513,42 @@ class ErasureStore:
         what: str,
         write: ObjectWrite,
     ) -> ChunkWriter:
-        """Stream `body` into chunks on `drives`; the writer knows size, MD5, CRCs."""
+        """Stream `body` into chunks on `drives`; the writer knows size, MD5, CRCs.
+        The body is read on while earlier chunks are encoded and written."""
         writer = ChunkWriter(drives, self.coder, base, rot, what, list(write.digesters))
-        buf = bytearray()
-        received = 0
+        chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=1)
+
+        async def cut() -> None:
+            buf = bytearray()
+            received = 0
+            try:
+                async for piece in body:
+                    received += len(piece)
+                    if write.max_size is not None and received > write.max_size:
+                        raise EntityTooLarge(
+                            "Your proposed upload exceeds the maximum allowed size"
+                        )
+                    buf += piece
+                    while len(buf) >= self.chunk_size:
+                        await chunks.put(bytes(buf[: self.chunk_size]))
+                        del buf[: self.chunk_size]
+                if buf:
+                    await chunks.put(bytes(buf))
+                await chunks.put(None)
+            except Exception as exc:
+                await chunks.put(exc)
+
+        reader = asyncio.create_task(cut())
         try:
-            async for piece in body:
-                received += len(piece)
-                if write.max_size is not None and received > write.max_size:
-                    raise EntityTooLarge("Your proposed upload exceeds the maximum allowed size")
-                buf += piece
-                while len(buf) >= self.chunk_size:
-                    await writer.add(bytes(buf[: self.chunk_size]))
-                    del buf[: self.chunk_size]
-            if buf:
-                await writer.add(bytes(buf))
+            while (item := await chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                await writer.add(item)
             await writer.finish()
         except BaseException:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
             await writer.abort()
             raise
         return writer
