@@ -642,7 +642,9 @@ class ErasureStore:
             reader.data = b""
         elif len(shards) >= self.k and len(entry["parts"]) == 1 and size <= SMALL_READ:
             reader.data = await run(self.coder.decode, shards, size)
-            if any(j not in shards for j in range(self.k)) and self.healer is not None:
+            lost = [j for j in range(self.k) if j not in shards]
+            # A shard on an offline drive is not something healing can fix now.
+            if any(drives[(j + rot) % self.n].online for j in lost) and self.healer is not None:
                 self.healer.queue(bucket, key)
         return reader
 
