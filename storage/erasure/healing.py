@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from storage.checksums import Checksum
 from storage.erasure.drive import (
@@ -73,6 +74,33 @@ class HealReport:
                 setattr(self, name, getattr(self, name) + value)
         self.unrecoverable += other.unrecoverable
         self.errors += other.errors
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def b64(self) -> str: ...
+
+
+class Md5:
+    """MD5 in the form an ETag stores it (hex), behind Checksum's interface."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.md5()
+
+    def update(self, data: bytes) -> None:
+        self._h.update(data)
+
+    def b64(self) -> str:
+        return self._h.hexdigest()
+
+
+def _part_bounds(entry: dict[str, Any]) -> list[tuple[int, int]]:
+    bounds, offset = [], 0
+    for part in entry["parts"]:
+        bounds.append((offset, offset + int(part["size"])))
+        offset += int(part["size"])
+    return bounds
 
 
 class Pacer:
@@ -405,21 +433,42 @@ class Healer:
         rot: int,
         report: HealReport,
     ) -> None:
-        """Read a rebuilt object back and check the client's full-object checksum."""
+        """Read a rebuilt object back and check it against what the client's upload
+        proved: the MD5 ETag of a plain object or of each part, each part's checksums,
+        and a full-object checksum."""
         meta = entry["meta"]
-        if meta.get("checksum_type") == "COMPOSITE" or not meta.get("checksums"):
-            return
-        sums = {a: Checksum(a) for a in meta["checksums"]}
+        whole: dict[str, Hasher] = {}
+        if meta.get("checksum_type") != "COMPOSITE":
+            whole = {a: Checksum(a) for a in meta.get("checksums") or {}}
+        if meta.get("parts") is None:
+            whole["MD5"] = Md5()
+            expected = [{"MD5": meta["etag"], **(meta.get("checksums") or {})}]
+            per_part: list[dict[str, Hasher]] = [whole]
+        else:
+            expected = [{"MD5": p["etag"], **p.get("checksums", {})} for p in meta["parts"]]
+            per_part = [
+                {a: Md5() if a == "MD5" else Checksum(a) for a in want} for want in expected
+            ]
         vdir = f"{object_dir(bucket, key)}/{entry['v']}"
+        bounds = _part_bounds(entry)
         for ref in chunk_refs(vdir, entry):
             data, _ = await read_chunk(drives, self.store.coder, ref, rot, f"{bucket}/{key}")
-            await run(lambda d=data: [s.update(d) for s in sums.values()])
-        for algorithm, checksum in sums.items():
-            if checksum.b64() != meta["checksums"][algorithm]:
-                report.unrecoverable.append(
-                    f"{bucket}/{key}: {algorithm} of the rebuilt object does not match the "
-                    "checksum the client sent"
-                )
-                log.error("healed %s/%s fails its %s checksum", bucket, key, algorithm)
-                return
+            part = next(i for i, (lo, hi) in enumerate(bounds) if lo <= ref.offset < hi)
+            hashers = [
+                *per_part[part].values(),
+                *(whole.values() if per_part[part] is not whole else ()),
+            ]
+            await run(lambda d=data, hs=hashers: [h.update(d) for h in hs])
+        checks = [(want, got) for want, got in zip(expected, per_part, strict=True)]
+        if per_part[0] is not whole:
+            checks.append((meta.get("checksums") or {}, whole))
+        for want, got in checks:
+            for algorithm, hasher in got.items():
+                if algorithm in want and hasher.b64() != want[algorithm]:
+                    report.unrecoverable.append(
+                        f"{bucket}/{key}: the rebuilt object's {algorithm} does not match "
+                        "what the client uploaded"
+                    )
+                    log.error("healed %s/%s fails its %s check", bucket, key, algorithm)
+                    return
         report.checksums_verified += 1
