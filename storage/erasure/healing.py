@@ -27,6 +27,7 @@ from storage.checksums import Checksum
 from storage.erasure.drive import (
     CorruptShard,
     Drive,
+    DriveError,
     ShardMissing,
     is_io_error,
     object_dir,
@@ -353,6 +354,16 @@ class Healer:
                     report.shards_corrupt += 1
                     await drives[p].quarantine(path)
                     report.quarantined += 1
+                    bad.append(j)
+                except DriveError:
+                    continue  # offline or hung: nothing to repair there now
+                except OSError as exc:
+                    # A bad sector: rewriting the shard lets the disk remap it.
+                    log.warning("shard %s on %s unreadable: %r", path, drives[p].name, exc)
+                    report.shards_corrupt += 1
+                    with contextlib.suppress(Exception):
+                        await drives[p].quarantine(path)
+                        report.quarantined += 1
                     bad.append(j)
                 report.shards_checked += 1
             if not bad:

@@ -277,9 +277,13 @@ class ErasureStore:
             await (d.delete(path) if data is None else d.write_doc(path, data))
 
         results = await _each(self.drives, one)
-        ok = len(_ok(results))
-        if ok < self._doc_write_quorum:
-            raise write_quorum_error(what, ok, len(self.drives), self._doc_write_quorum)
+        ok = _ok(results)
+        if len(ok) < self._doc_write_quorum:
+            if data is not None:
+                # Withdrawn where it landed: fewer than a write quorum of drives lost
+                # their old copy, so the drives left still hold a read quorum of it.
+                await _each([self.drives[i] for i in ok], lambda d: d.delete(path))
+            raise write_quorum_error(what, len(ok), len(self.drives), self._doc_write_quorum)
 
     # -- buckets ---------------------------------------------------------------------
 

@@ -110,7 +110,11 @@ def resolve(answers: list[list[dict[str, Any]] | None], k: int, what: str) -> di
         if counts[vid] >= k:
             return first[vid]
         if counts[vid] + silent >= k:
-            raise read_quorum_error(what, len(answered), len(answers), k)
+            raise ServiceUnavailable(
+                f"Cannot tell the current version of {what}: {silent} of {len(answers)} "
+                f"drives did not answer and the newest version is on {counts[vid]} of the "
+                f"others, {k} needed. Retry once drives are back."
+            )
     return None
 
 
