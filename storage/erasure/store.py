@@ -968,7 +968,7 @@ class ErasureStore:
             except BaseException:
                 await _each(drives, move_back)
                 raise
-        self._spawn(self._discard(drives, udir))
+        await self._discard(drives, udir)  # the upload is gone once this returns
         return meta
 
     async def _feed(
