@@ -4,8 +4,10 @@ Streams one large PUT and then a GET of the same object through a fresh shoal wh
 thread samples the server's VmRSS (summed over its process tree) every ~50 ms. PASS
 when peak minus the idle RSS measured just before the transfer stays under 64 MiB.
 
-Run on its own with `python bench/memory.py [--size-mib 1024]`; bench/run.py calls
-`run_memory_test()`.
+Run on its own with `python bench/memory.py [--size-mib 1024] [--erasure]` (`--erasure`:
+a fresh erasure-coded node over 6 drive folders instead of the standalone store);
+bench/run.py calls `run_memory_test()` for the standalone store and judges the
+erasure-coded node by the same limit during its own big PUT/GET steps.
 """
 
 from __future__ import annotations
@@ -54,13 +56,16 @@ class RssSampler:
 
 
 def run_memory_test(work_dir: str, size: int, *, pin: bool = True,
-                    argv_for: Any = procs.shoal_argv, name: str = "shoal") -> dict[str, Any]:
-    """PUT then GET `size` bytes through a fresh server; returns RSS figures (bytes)."""
+                    argv_for: Any = procs.shoal_argv, name: str = "shoal",
+                    erasure: bool = False) -> dict[str, Any]:
+    """PUT then GET `size` bytes through a fresh server (with `erasure`, an
+    erasure-coded node over procs.EC_DRIVES folders); returns RSS figures (bytes)."""
     server_cpus, client_cpus = procs.cpu_plan(pin)
     data = os.path.join(work_dir, f"mem-{name}")
     os.makedirs(data, exist_ok=True)
+    env = procs.erasure_env(data) if erasure else None
     server = procs.Server(name, argv_for(data), os.path.join(work_dir, f"mem-{name}.log"),
-                          server_cpus)
+                          server_cpus, env=env)
     with server:
         procs.run_client(server, [{"op": "bucket", "bucket": "mem"}], cpus=client_cpus,
                          timeout=30)
@@ -84,6 +89,7 @@ def run_memory_test(work_dir: str, size: int, *, pin: bool = True,
         "after_rss": after,
         "growth": growth,
         "samples": len(sampler.samples),
+        "limit": LIMIT,
         "put": results[0],
         "get": results[1],
         "pass": growth < LIMIT and results[0].get("status") == 200
@@ -99,7 +105,7 @@ def describe(r: dict[str, Any], name: str = "shoal") -> str:
     return (
         f"memory ({name}, {r['object_bytes'] // MiB} MiB PUT then GET, {r['samples']} samples): "
         f"idle {mib(r['idle_rss'])}, peak {mib(r['peak_rss'])}, growth {mib(r['growth'])} "
-        f"(limit 64 MiB) {verdict}; PUT {r['put'].get('mb_per_s', 0):.0f} MB/s, "
+        f"(limit {LIMIT // MiB} MiB) {verdict}; PUT {r['put'].get('mb_per_s', 0):.0f} MB/s, "
         f"GET {r['get'].get('mb_per_s', 0):.0f} MB/s"
     )
 
@@ -108,11 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="shoal RSS while streaming a big object")
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--no-pin", action="store_true", help="don't pin server/client CPUs")
+    parser.add_argument("--erasure", action="store_true",
+                        help="an erasure-coded node (6 drive folders, 4+2) instead")
     args = parser.parse_args(argv)
     work = tempfile.mkdtemp(prefix="shoal-bench-mem-")
+    name = "erasure node" if args.erasure else "shoal"
     try:
-        r = run_memory_test(work, args.size_mib * MiB, pin=not args.no_pin)
-        print(describe(r))
+        r = run_memory_test(work, args.size_mib * MiB, pin=not args.no_pin,
+                            name=name.replace(" ", "-"), erasure=args.erasure)
+        print(describe(r, name))
         return 0 if r["pass"] else 1
     finally:
         procs.stop_all()

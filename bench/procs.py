@@ -46,13 +46,14 @@ def _preexec(cpus: set[int] | None) -> Callable[[], None] | None:
 
 
 def spawn(argv: list[str], *, cpus: set[int] | None, log_path: str | None,
-          new_session: bool = True) -> subprocess.Popen[bytes]:
+          new_session: bool = True, env: dict[str, str] | None = None
+          ) -> subprocess.Popen[bytes]:
     """Start a registered child; output goes to `log_path` (never to a pipe we might
-    not drain)."""
+    not drain). `env` is added to our own environment."""
     out: Any = subprocess.DEVNULL
     if log_path is not None:
         out = open(log_path, "ab")  # noqa: SIM115 (handed to the child)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     try:
         proc = subprocess.Popen(
             argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -107,11 +108,13 @@ def tail(path: str, n: int = 2000) -> str:
 class Server:
     """A server subprocess that announces `... listening on http://HOST:PORT`."""
 
-    def __init__(self, name: str, argv: list[str], log_path: str, cpus: set[int] | None) -> None:
+    def __init__(self, name: str, argv: list[str], log_path: str, cpus: set[int] | None,
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self.cpus = cpus
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.host = "127.0.0.1"
         self.port = 0
@@ -123,7 +126,7 @@ class Server:
 
     def start(self, timeout: float = 30.0) -> Server:
         offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
-        self.proc = spawn(self.argv, cpus=self.cpus, log_path=self.log_path)
+        self.proc = spawn(self.argv, cpus=self.cpus, log_path=self.log_path, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with open(self.log_path, "rb") as f:
@@ -155,6 +158,20 @@ class Server:
 def shoal_argv(data_dir: str, port: int = 0) -> list[str]:
     return [PYTHON, "-m", "app.cli", "serve", "--address", "127.0.0.1", "--port", str(port),
             "--dir", data_dir]
+
+
+#: drive folders of the benchmark's erasure-coded node: 4 data + 2 parity shards (the
+#: cluster.erasure defaults, as is the chunk size)
+EC_DRIVES = 6
+
+
+def erasure_env(root: str, drives: int = EC_DRIVES) -> dict[str, str]:
+    """SHOAL_* variables for a single erasure-coded node over `drives` folders under
+    `root` (created here); shard counts, backend and chunk size stay at their defaults."""
+    paths = [os.path.join(root, f"drive{i}") for i in range(1, drives + 1)]
+    for p in paths:
+        os.makedirs(p, exist_ok=True)
+    return {"SHOAL_CLUSTER__ENABLED": "true", "SHOAL_CLUSTER__DRIVES__PATHS": ",".join(paths)}
 
 
 def baseline_argv(data_dir: str, port: int = 0) -> list[str]:

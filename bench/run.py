@@ -2,15 +2,19 @@
 
 `python bench/run.py [--quick]` starts each server as a subprocess on 127.0.0.1 (port 0),
 drives it from a separate client process (bench/client.py), and prints a table of
-shoal, baseline and shoal/baseline with PASS/SHORT against the targets; the figures
-also go to bench/results.json. With two or more CPUs the server is pinned to one core
-and the client to another. All data lives in one tempfile.mkdtemp() directory, removed
-at the end; every child process is stopped even on Ctrl-C or an error.
+shoal, baseline and shoal/baseline with PASS/SHORT against the targets, then a table
+for an erasure-coded shoal node (6 drive folders, 4+2) measured in the same rounds:
+erasure, erasure/standalone shoal, erasure/baseline and its RSS growth during the big
+PUT/GET. The figures also go to bench/results.json. With two or more CPUs the server
+is pinned to one core and the client to another. All data lives in one
+tempfile.mkdtemp() directory, removed at the end; every child process is stopped even
+on Ctrl-C or an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -21,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,12 +48,17 @@ class Plan:
     list_keys: int
     startups: int
     rounds: int
+    ec_rounds: int  # rounds of the erasure-coded node (the first `ec_rounds` of each step)
 
 
 FULL = Plan(duration=3.0, warmup=0.5, max_ops=200_000, big=1024 * MiB, ranges=500,
-            list_keys=LIST_KEYS, startups=5, rounds=5)
+            list_keys=LIST_KEYS, startups=5, rounds=5, ec_rounds=3)
 QUICK = Plan(duration=2.0, warmup=0.3, max_ops=100_000, big=256 * MiB, ranges=200,
-             list_keys=LIST_KEYS, startups=5, rounds=1)
+             list_keys=LIST_KEYS, startups=5, rounds=1, ec_rounds=1)
+
+#: The steps the erasure-coded node takes part in (the others would cost minutes at its
+#: small-object rate: populating 10,000 keys, 64-connection loops, range reads).
+ERASURE_STEPS = ("buckets", "put4k_c16", "get4k_keys", "get4k_c16", "big_put", "big_get")
 
 
 # ---------------------------------------------------------------- measurements
@@ -94,6 +104,7 @@ def steps(plan: Plan) -> list[Step]:
             finally:
                 sampler.stop()
             result["rss_idle"], result["rss_peak"] = idle, sampler.peak
+            result["rss_samples"] = len(sampler.samples)
             return result
 
         return run
@@ -131,7 +142,18 @@ def pick_median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     if key is None or any(key not in r for r in rounds):
         return rounds[-1]
     ordered = sorted(rounds, key=lambda r: r[key])
-    return {**ordered[len(ordered) // 2], "rounds": [r[key] for r in rounds]}
+    out = {**ordered[len(ordered) // 2], "rounds": [r[key] for r in rounds]}
+    if all("rss_peak" in r for r in rounds):  # memory is judged over every round
+        out["rss_peak_max"] = max(r["rss_peak"] for r in rounds)
+        out["rss_samples_total"] = sum(r.get("rss_samples", 0) for r in rounds)
+    return out
+
+
+def cluster_info(server: procs.Server) -> dict[str, Any]:
+    """The node's `GET /-/cluster` (mode, erasure layout, drives)."""
+    url = f"http://{server.host}:{server.port}/-/cluster"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return dict(json.load(r))
 
 
 def startup_once(argv: list[str], port: int, cpus: set[int] | None) -> float | None:
@@ -239,6 +261,82 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"{ratio:>7}  {target}")
 
 
+# (label, unit, path into a suite result) for the erasure-coded node's table
+EC_ROWS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("4 KiB PUT, 16 conns", "ops/s", ("put4k_c16", "ops_per_s")),
+    ("4 KiB GET, 16 conns", "ops/s", ("get4k_c16", "ops_per_s")),
+    ("4 KiB PUT p50, 16 conns", "ms", ("put4k_c16", "p50_ms")),
+    ("4 KiB GET p50, 16 conns", "ms", ("get4k_c16", "p50_ms")),
+    ("{big} PUT, 1 stream", "MB/s", ("big_put", "mb_per_s")),
+    ("{big} GET, 1 stream", "MB/s", ("big_get", "mb_per_s")),
+]
+
+
+def rss_growth(res: dict[str, Any] | None) -> tuple[int, int, int] | None:
+    """(idle, peak, peak - idle) of a server's RSS over the big PUT and every big GET
+    round: idle is read just before the PUT, the peak sampled every 50 ms during them."""
+    idle = _get(res, "big_put", "rss_idle")
+    peaks = [_get(res, k, "rss_peak_max") or _get(res, k, "rss_peak")
+             for k in ("big_put", "big_get")]
+    if not idle or not all(peaks):
+        return None
+    peak = int(max(p or 0 for p in peaks))
+    return int(idle), peak, peak - int(idle)
+
+
+def erasure_memory(results: dict[str, Any], plan: Plan) -> dict[str, Any] | None:
+    """The erasure node's RSS during its big PUT and GET steps, judged by the standalone
+    memory test's rule (bench/memory.py: growth under memory.LIMIT, the PUT stored, the
+    GET complete), in the shape memory.describe() prints. Unlike that test's, this node
+    has run the 4 KiB loops first (a fresh node: `python bench/memory.py --erasure`)."""
+    res = results.get("erasure") or {}
+    grow = rss_growth(res)
+    if grow is None:
+        return None
+    idle, peak, growth = grow
+    put, get = res["big_put"], res["big_get"]
+    samples = sum(int(_get(res, k, "rss_samples_total") or _get(res, k, "rss_samples") or 0)
+                  for k in ("big_put", "big_get"))
+    return {"object_bytes": plan.big, "idle_rss": idle, "peak_rss": peak, "growth": growth,
+            "samples": samples, "put": put, "get": get, "limit": memory.LIMIT,
+            "pass": growth < memory.LIMIT and put.get("status") == 200
+            and get.get("bytes") == plan.big}
+
+
+def build_ec_rows(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+    rows = []
+    big = f"{plan.big // MiB} MiB" if plan.big != 1024 * MiB else "1 GiB"
+    for label, unit, path in EC_ROWS:
+        b, s, e = (_get(results.get(n), *path) for n in ("baseline", "shoal", "erasure"))
+        rows.append({"metric": label.format(big=big), "unit": unit, "baseline": b, "shoal": s,
+                     "erasure": e, "vs_shoal": e / s if (e is not None and s) else None,
+                     "vs_baseline": e / b if (e is not None and b) else None,
+                     "target": "", "verdict": "", "higher_is_better": unit != "ms"})
+    # RSS over the big PUT and GET steps above (idle read just before the PUT); the
+    # verdict, on the erasure node, is the memory test's limit.
+    grow = {n: rss_growth(results.get(n)) for n in ("baseline", "shoal", "erasure")}
+    mem = results.get("erasure_memory")
+    rows.append({"metric": f"RSS growth, {big} PUT+GET", "unit": "MiB",
+                 **{n: (None if g is None else g[2] / MiB) for n, g in grow.items()},
+                 "vs_shoal": None, "vs_baseline": None,
+                 "target": f"< {memory.LIMIT // MiB} MiB",
+                 "verdict": "" if mem is None else ("PASS" if mem["pass"] else "FAIL"),
+                 "higher_is_better": False})
+    return rows
+
+
+def print_ec_table(rows: list[dict[str, Any]]) -> None:
+    head = (f"{'metric':34} {'unit':6} {'baseline':>10} {'shoal':>10} {'erasure':>10} "
+            f"{'ec/shoal':>8} {'ec/base':>8}  target")
+    print(head)
+    print("-" * len(head) + "-" * 10)
+    for r in rows:
+        vs = ["-" if r[k] is None else f"{r[k]:.2f}" for k in ("vs_shoal", "vs_baseline")]
+        target = f"{r['target']} {r['verdict']}".strip()
+        print(f"{r['metric']:34} {r['unit']:6} {fmt(r['baseline']):>10} {fmt(r['shoal']):>10} "
+              f"{fmt(r['erasure']):>10} {vs[0]:>8} {vs[1]:>8}  {target}")
+
+
 def notes(results: dict[str, Any], plan: Plan) -> list[str]:
     out = []
     meta = results["meta"]
@@ -252,7 +350,9 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
     if cp and cg:
         out.append(f"client ceiling (do-nothing server, 64 conns): PUT {cp:,.0f} ops/s, "
                    f"GET {cg:,.0f} ops/s")
-    for name in ("baseline", "shoal"):
+    for name in ("baseline", "shoal", "erasure"):
+        if name not in results:
+            continue
         res = results.get(name) or {}
         scpu = [(k, _get(res, k, "server_cpu")) for k in
                 ("put4k_c16", "put4k_c64", "get4k_c16", "get4k_c64", "big_put", "big_get")]
@@ -274,12 +374,10 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
                   if isinstance(res.get(k), dict) and "rounds" in res[k]]
         if spread:
             out.append(f"{name} rounds (median kept): " + ", ".join(spread))
-        peaks = [_get(res, k, "rss_peak") for k in ("big_put", "big_get")]
-        idle = _get(res, "big_put", "rss_idle")
-        if idle and all(peaks):
-            grow = max(p or 0 for p in peaks) - idle
-            out.append(f"{name} RSS during the big transfers: idle {idle / MiB:.0f} MiB, "
-                       f"peak growth {grow / MiB:.1f} MiB")
+        grow = rss_growth(res)
+        if grow is not None:
+            out.append(f"{name} RSS during the big transfers: idle {grow[0] / MiB:.0f} MiB, "
+                       f"peak growth {grow[2] / MiB:.1f} MiB")
         if "error" in res:
             out.append(f"{name} FAILED: {res['error']}")
     paired = []
@@ -291,6 +389,17 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
             paired.append(f"{k} {ratios[len(ratios) // 2]:.2f}")
     if paired:
         out.append("median of per-round (back-to-back) shoal/baseline ratios: "
+                   + ", ".join(paired))
+    paired = []
+    for k in ("put4k_c16", "get4k_c16", "big_get"):
+        e = (results.get("erasure") or {}).get(k, {}).get("rounds")
+        s = (results.get("shoal") or {}).get(k, {}).get("rounds")
+        if e and s and len(e) > 1 and len(s) >= len(e) and all(s):
+            # The erasure node ran the first len(e) rounds, each next to shoal's.
+            ratios = sorted(x / y for x, y in zip(e, s[:len(e)], strict=True))
+            paired.append(f"{k} {ratios[len(ratios) // 2]:.2f}")
+    if paired:
+        out.append("median of per-round (back-to-back) erasure/shoal ratios: "
                    + ", ".join(paired))
     return out
 
@@ -305,9 +414,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true",
                         help="don't pin the server and the client to separate cores")
     parser.add_argument("--skip-memory", action="store_true", help="skip the memory test")
-    parser.add_argument("--only", choices=["shoal", "baseline", "erasure"],
-                        help="measure one server (no ratios), or only the erasure-coding "
-                             "throughput (bench/erasure.py)")
+    parser.add_argument("--skip-erasure-node", action="store_true",
+                        help="don't measure the erasure-coded node")
+    parser.add_argument("--only", choices=["shoal", "baseline", "erasure", "erasure-node"],
+                        help="measure one server (no ratios); or only the erasure-coding "
+                             "throughput (bench/erasure.py); or only the erasure-coded node "
+                             "with standalone shoal and the baseline beside it (its steps "
+                             "only, --quick or not)")
     parser.add_argument("--json", default=os.path.join(procs.BENCH_DIR, "results.json"),
                         help="where to write the figures (default bench/results.json)")
     args = parser.parse_args(argv)
@@ -316,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return erasure.main(["--quick"] if args.quick else [])
     plan = QUICK if args.quick else FULL
+    ec_only = args.only == "erasure-node"
+    if ec_only:  # every server gets the erasure node's rounds
+        plan = dataclasses.replace(plan, rounds=plan.ec_rounds)
     server_cpus, client_cpus = procs.cpu_plan(not args.no_pin)
 
     def on_term(signum: int, frame: Any) -> None:
@@ -343,8 +459,14 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_start": os.getloadavg(),
         }
     }
-    servers = {"baseline": procs.baseline_argv, "shoal": procs.shoal_argv}
-    names = [args.only] if args.only else ["baseline", "shoal"]
+    servers = {"baseline": procs.baseline_argv, "shoal": procs.shoal_argv,
+               # The erasure node's drives are folders under its data directory (which
+               # it doesn't otherwise use).
+               "erasure": procs.shoal_argv}
+    if args.only in ("shoal", "baseline"):
+        names = [args.only]
+    else:
+        names = ["baseline", "shoal"] + ([] if args.skip_erasure_node else ["erasure"])
     try:
         log("client ceiling against a do-nothing server")
         results["client_ceiling"] = client_ceiling(work, plan, client_cpus, server_cpus)
@@ -353,21 +475,32 @@ def main(argv: list[str] | None = None) -> int:
             data = os.path.join(work, f"data-{name}")
             os.makedirs(data)
             log(f"{name}: starting")
+            env = procs.erasure_env(data) if name == "erasure" else None
             server = procs.Server(name, servers[name](data), os.path.join(work, f"{name}.log"),
-                                  server_cpus)
+                                  server_cpus, env=env)
             try:
                 running.append(server.start())
                 results[name] = {}
-            except RuntimeError as e:
+                if name == "erasure":
+                    info = cluster_info(server)
+                    results[name]["cluster"] = info
+                    if info.get("mode") != "erasure":
+                        raise RuntimeError(f"not an erasure-coded node: {info}")
+            except (RuntimeError, OSError, ValueError) as e:
                 log(f"{name}: FAILED to start: {e}")
                 results[name] = {"error": str(e)}
         for i, (step, fn, rounds) in enumerate(steps(plan)):
+            if ec_only and step not in ERASURE_STEPS:
+                continue
             per_server: dict[str, list[dict[str, Any]]] = {}
             for rnd in range(rounds):
                 # Take turns (and alternate who goes first), so drifts in background
                 # load hit both servers alike.
                 for server in running if (i + rnd) % 2 == 0 else running[::-1]:
                     if "error" in results[server.name]:
+                        continue
+                    if server.name == "erasure" and (step not in ERASURE_STEPS
+                                                     or rnd >= plan.ec_rounds):
                         continue
                     log(f"{server.name}: {step}" + (f" (round {rnd + 1}/{rounds})"
                                                      if rounds > 1 else ""))
@@ -395,10 +528,15 @@ def main(argv: list[str] | None = None) -> int:
                         per_server.setdefault(server.name, []).append(r)
             for name, rs in per_server.items():
                 results[name][step] = pick_median(rs)
+        log("stopping the servers")
         for server in running:
             server.stop()
-        log(f"start to first answer, {plan.startups} times each (alternating)")
-        times: dict[str, list[float]] = {n: [] for n in names if "error" not in results[n]}
+        if "erasure" in results:
+            results["erasure_memory"] = erasure_memory(results, plan)
+        times: dict[str, list[float]] = {n: [] for n in names if "error" not in results[n]
+                                         and n != "erasure" and not ec_only}
+        if times:
+            log(f"start to first answer, {plan.startups} times each (alternating)")
         for _ in range(plan.startups):
             for name in times:
                 port = procs.free_port()
@@ -410,8 +548,9 @@ def main(argv: list[str] | None = None) -> int:
             results[name]["startup"] = {"median_ms": statistics.median(ts) if ts else None,
                                         "all_ms": ts, "failed": plan.startups - len(ts)}
         for name in names:
+            log(f"{name}: removing the data")
             shutil.rmtree(os.path.join(work, f"data-{name}"), ignore_errors=True)
-        if not args.skip_memory and "shoal" in names:
+        if not args.skip_memory and "shoal" in names and not ec_only:
             log(f"memory test: {plan.big // MiB} MiB PUT + GET through a fresh shoal")
             try:
                 results["memory"] = memory.run_memory_test(work, plan.big,
@@ -425,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.stop_all()
         shutil.rmtree(work, ignore_errors=True)
 
+    log("done")
     results["meta"]["loadavg_end"] = os.getloadavg()
     rows = build_rows(results, plan)
     results["rows"] = rows
@@ -436,11 +576,31 @@ def main(argv: list[str] | None = None) -> int:
           "fsyncs the directory, i.e. the same durability shoal promises (shoal also "
           "fsyncs a metadata record and computes MD5). Ratio = shoal / baseline.")
     print()
-    print_table(rows)
-    print()
+    if not ec_only:
+        print_table(rows)
+        print()
     if "memory" in results:
         mem = results["memory"]
         print(memory.describe(mem) if "error" not in mem else f"memory test FAILED: {mem['error']}")
+    if "erasure" in results:
+        ec = results["erasure"]
+        layout = (ec.get("cluster") or {}).get("erasure") or {}
+        drives = sum(len(s) for s in (ec.get("cluster") or {}).get("sets", [])) or procs.EC_DRIVES
+        results["erasure_rows"] = ec_rows = build_ec_rows(results, plan)
+        print()
+        print(f"erasure-coded node: one shoal with cluster.enabled over {drives} drive folders, "
+              f"{layout.get('data_shards', '?')} data + {layout.get('parity_shards', '?')} "
+              f"parity shards ({layout.get('backend', '?')}), default chunk size; measured in "
+              f"the first {plan.ec_rounds} round(s) of the same steps, taking turns with the "
+              "others. ec/shoal = erasure / standalone shoal, ec/base = erasure / baseline.")
+        if "error" in ec:
+            print("erasure node FAILED (see below)")
+        print()
+        print_ec_table(ec_rows)
+        print()
+        mem = results.get("erasure_memory")
+        if mem is not None:
+            print(memory.describe(mem, name="erasure node, its big PUT and GET steps above"))
     for line in notes(results, plan):
         print(line)
     with open(args.json, "w") as f:
