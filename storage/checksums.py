@@ -49,13 +49,14 @@ class Checksum:
         self._crc = 0
         self._hash = hashlib.new(algorithm.lower()) if algorithm.startswith("SHA") else None
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         if self._hash is not None:
             self._hash.update(data)
         elif self.algorithm == "CRC32":
             self._crc = zlib.crc32(data, self._crc)
         elif self.algorithm == "CRC32C":
-            self._crc = google_crc32c.extend(self._crc, data)
+            # google-crc32c takes bytes only (erasure-coded reads hand out memoryviews).
+            self._crc = google_crc32c.extend(self._crc, bytes(data))
         else:
             self._crc = _crc64nvme(data, self._crc)
 

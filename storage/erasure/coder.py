@@ -120,7 +120,14 @@ class ErasureCoder:
         return shards
 
     def decode(self, shards: Mapping[int, bytes | bytearray | memoryview], size: int) -> bytes:
-        """The chunk of length `size` back from `shards` (shard index -> shard).
+        """The chunk of length `size` back from `shards` (see decode_views)."""
+        return b"".join(self.decode_views(shards, size))
+
+    def decode_views(
+        self, shards: Mapping[int, bytes | bytearray | memoryview], size: int
+    ) -> list[memoryview]:
+        """The chunk of length `size` back from `shards` (shard index -> shard), as
+        views of consecutive pieces.
 
         With every data shard present this is a join of their payloads, no pyeclib call.
         Otherwise the missing data shards are rebuilt from k others and then joined:
@@ -138,12 +145,14 @@ class ErasureCoder:
                     f"({sorted(shards)}), {k} needed"
                 )
             shards = {**shards, **self._rebuild(shards, lost)}
-        # Data shard i holds chunk[i*payload:(i+1)*payload] after its header. One copy.
+        # Data shard i holds chunk[i*payload:(i+1)*payload] after its header: views of
+        # the shards in order are the chunk, without copying it.
         parts = []
         for i in range(k):
             take = min(payload, max(0, size - i * payload))
-            parts.append(memoryview(shards[i])[HEADER_SIZE : HEADER_SIZE + take])
-        return b"".join(parts)
+            if take:
+                parts.append(memoryview(shards[i])[HEADER_SIZE : HEADER_SIZE + take])
+        return parts
 
     def reconstruct(
         self, shards: Mapping[int, bytes | bytearray | memoryview], missing: Sequence[int]

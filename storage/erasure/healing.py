@@ -463,13 +463,13 @@ class Healer:
         vdir = f"{object_dir(bucket, key)}/{entry['v']}"
         bounds = _part_bounds(entry)
         for ref in chunk_refs(vdir, entry):
-            data, _ = await read_chunk(drives, self.store.coder, ref, rot, f"{bucket}/{key}")
+            pieces, _ = await read_chunk(drives, self.store.coder, ref, rot, f"{bucket}/{key}")
             part = next(i for i, (lo, hi) in enumerate(bounds) if lo <= ref.offset < hi)
             hashers = [
                 *per_part[part].values(),
                 *(whole.values() if per_part[part] is not whole else ()),
             ]
-            await run(lambda d=data, hs=hashers: [h.update(d) for h in hs])
+            await run(lambda ps=pieces, hs=hashers: [h.update(p) for p in ps for h in hs])
         checks = [(want, got) for want, got in zip(expected, per_part, strict=True)]
         if per_part[0] is not whole:
             checks.append((meta.get("checksums") or {}, whole))

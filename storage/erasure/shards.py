@@ -146,8 +146,9 @@ class ChunkWriter:
 
 async def read_chunk(
     drives: Sequence[Drive], coder: ErasureCoder, ref: ChunkRef, rot: int, what: str
-) -> tuple[bytes, bool]:
-    """(the chunk's bytes, whether it needed parity); ServiceUnavailable below k shards."""
+) -> tuple[list[memoryview], bool]:
+    """(the chunk's bytes as consecutive pieces — views of the shards, not a copy —,
+    whether it needed parity); ServiceUnavailable below k shards."""
     n, k = len(drives), coder.k
     got: dict[int, bytes] = {}
     failed = 0
@@ -198,5 +199,5 @@ async def read_chunk(
     finally:
         for task in tasks:
             task.cancel()
-    data = await run(coder.decode, got, ref.size)
-    return data, failed > 0
+    pieces = await run(coder.decode_views, got, ref.size)
+    return pieces, failed > 0

@@ -69,6 +69,7 @@ from storage.errors import (
 )
 from storage.keys import check_key
 from storage.listing import uploads_page
+from storage.memory import map_big_buffers
 from storage.multipart import check_completion, multipart_etag, new_upload_id
 from storage.records import (
     dumps,
@@ -173,6 +174,8 @@ class ErasureStore:
     async def open(self) -> None:
         from storage.erasure.healing import Healer
 
+        # Chunk-sized buffers go back to the OS once freed; shard-sized ones are reused.
+        map_big_buffers(min(self.chunk_size, self.chunk_size // self.k + 256 * 1024))
         if self.clean_slate:
             await asyncio.to_thread(self._wipe)
         self._local = [LocalDrive(p) for p in self.paths]
@@ -534,7 +537,7 @@ class ErasureStore:
                         )
                     buf += piece
                     while len(buf) >= self.chunk_size:
-                        await chunks.put(bytes(buf[: self.chunk_size]))
+                        await chunks.put(bytes(memoryview(buf)[: self.chunk_size]))
                         del buf[: self.chunk_size]
                 if buf:
                     await chunks.put(bytes(buf))
@@ -979,13 +982,14 @@ class ErasureStore:
         digesters: Sequence[Any],
         what: str,
     ) -> None:
-        def update(data: bytes) -> None:
-            for d in digesters:
-                d.update(data)
+        def update(pieces: list[memoryview]) -> None:
+            for piece in pieces:
+                for d in digesters:
+                    d.update(piece)
 
         for ref in refs:
-            data, _ = await read_chunk(drives, self.coder, ref, rot, what)
-            await run(update, data)
+            pieces, _ = await read_chunk(drives, self.coder, ref, rot, what)
+            await run(update, pieces)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self.get_upload(bucket, key, upload_id)
@@ -1083,33 +1087,38 @@ class ErasureObjectReader:
         self.data: bytes | None = None
         store.pin(bucket, key, entry["v"], 1)
 
-    async def _chunk(self, ref: ChunkRef) -> bytes:
+    async def _chunk(self, ref: ChunkRef) -> list[memoryview]:
         what = f"{self._bucket}/{self._key}"
-        data, degraded = await read_chunk(
+        pieces, degraded = await read_chunk(
             self._drives, self._store.coder, ref, self._entry["rot"], what
         )
         if degraded and self._store.healer is not None:
             self._store.healer.queue(self._bucket, self._key)
-        return data
+        return pieces
 
-    async def stream(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def stream(
+        self, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes | memoryview]:
+        """Pieces of at most a shard's payload, views into the shards read."""
         last = self.meta.size - 1 if end is None or end < 0 else min(end, self.meta.size - 1)
         if self.data is not None:
             if start <= last:
                 yield self.data[start : last + 1]
             return
         refs = chunks_for(self._refs, start, last)
-        ahead: asyncio.Task[bytes] | None = None
+        ahead: asyncio.Task[list[memoryview]] | None = None
         try:
             for i, ref in enumerate(refs):
                 task = ahead or asyncio.ensure_future(self._chunk(ref))
                 ahead = (
                     asyncio.ensure_future(self._chunk(refs[i + 1])) if i + 1 < len(refs) else None
                 )
-                data = await task
-                lo = max(start - ref.offset, 0)
-                hi = min(last - ref.offset + 1, ref.size)
-                yield data[lo:hi] if (lo, hi) != (0, len(data)) else data
+                offset = ref.offset
+                for piece in await task:
+                    lo, hi = max(start - offset, 0), min(last - offset + 1, len(piece))
+                    if lo < hi:
+                        yield piece if (lo, hi) == (0, len(piece)) else piece[lo:hi]
+                    offset += len(piece)
         finally:
             if ahead is not None:
                 ahead.cancel()
