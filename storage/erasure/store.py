@@ -22,7 +22,7 @@ import os
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from storage.backend import (
@@ -40,6 +40,7 @@ from storage.backend import (
 )
 from storage.erasure.coder import DEFAULT_BACKEND, ErasureCoder
 from storage.erasure.drive import Drive, LocalDrive, ShardWrite, object_dir, shard_path
+from storage.erasure.healing import Healer
 from storage.erasure.health import HealthTrackedDrive
 from storage.erasure.layout import Layout, open_layout
 from storage.erasure.shards import ChunkWriter, encode_whole, read_chunk
@@ -122,6 +123,19 @@ def _ok(results: Sequence[object]) -> list[int]:
     return [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
 
 
+async def _agreed(
+    drives: Sequence[Drive], path: str, quorum: int, what: str
+) -> dict[str, Any] | None:
+    """The newest copy of a small record that `quorum` drives hold (see resolve)."""
+
+    async def one(d: Drive) -> list[dict[str, Any]]:
+        raw = await d.read_doc(path)
+        return [] if raw is None else [loads(raw)]
+
+    results = await _each(drives, one)
+    return resolve([None if isinstance(r, BaseException) else r for r in results], quorum, what)
+
+
 class ErasureStore:
     """See the module docstring. `drive_wrapper` lets tests put a FaultyDrive between a
     LocalDrive and its health tracking."""
@@ -167,13 +181,11 @@ class ErasureStore:
         self._pins: Counter[tuple[str, str, str]] = Counter()
         self._background: set[asyncio.Task[Any]] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self.healer: Any = None
+        self.healer: Healer | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def open(self) -> None:
-        from storage.erasure.healing import Healer
-
         # Chunk-sized buffers go back to the OS once freed; shard-sized ones are reused.
         map_big_buffers(min(self.chunk_size, self.chunk_size // self.k + 256 * 1024))
         if self.clean_slate:
@@ -225,8 +237,6 @@ class ErasureStore:
             local.close()
 
     async def _housekeeping(self) -> None:
-        from datetime import timedelta
-
         while True:
             try:
                 n = await self.expire_multipart_uploads(
@@ -264,13 +274,8 @@ class ErasureStore:
         return len(self.drives) - self._doc_write_quorum + 1
 
     async def _read_doc(self, path: str, what: str) -> dict[str, Any] | None:
-        async def one(d: Drive) -> list[dict[str, Any]]:
-            raw = await d.read_doc(path)
-            return [] if raw is None else [loads(raw)]
-
-        results = await _each(self.drives, one)
-        answers = [None if isinstance(r, BaseException) else r for r in results]
-        return resolve(answers, self.doc_read_quorum, what)
+        """A record kept on every drive (bucket, policy, document)."""
+        return await _agreed(self.drives, path, self.doc_read_quorum, what)
 
     async def _write_doc(self, path: str, record: dict[str, Any] | None, what: str) -> None:
         """Write (or with None, remove) a replicated record on every drive."""
@@ -713,55 +718,66 @@ class ErasureStore:
         """Entries after `after` agreed by the drives of every set, in order, and the name
         up to which they are complete (None: to the end)."""
         merged: dict[str, ObjectSummary | None] = {}
-        bound: str | None = None
-        for s, drives in enumerate(self.sets):
-            results = await _each(
-                drives,
-                lambda d: d.list_objects(
-                    bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
-                ),
+        bounds: list[str] = []
+        for entries, bound in await asyncio.gather(
+            *(
+                self._set_page(s, bucket, prefix, delimiter, after, max_keys)
+                for s in range(len(self.sets))
             )
-            pages = [r for r in results if not isinstance(r, BaseException)]
-            if len(pages) < self.k:
-                raise read_quorum_error(f"bucket {bucket}", len(pages), len(drives), self.k)
-            for page in pages:
-                if (
-                    page.truncated
-                    and page.last is not None
-                    and (bound is None or page.last < bound)
-                ):
-                    bound = page.last
-            votes: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
-            cps: Counter[str] = Counter()
-            for page in pages:
-                for name, versions in page.keys:
-                    votes[name].append(versions)
-                cps.update(page.prefixes)
-            missing = len(drives) - len(pages)
-            for name, lists in votes.items():
-                if placement(bucket, name, len(self.sets), self.n)[0] != s:
-                    continue
-                answers: list[list[dict[str, Any]] | None] = [*lists]
-                answers += [[] for _ in range(len(pages) - len(lists))]
-                answers += [None] * missing
-                entry = resolve(answers, self.k, f"{bucket}/{name}")
-                if entry is not None and not entry["deleted"]:
-                    merged[name] = ObjectSummary(
-                        key=name,
-                        size=int(entry["size"]),
-                        etag=str(entry["etag"]),
-                        last_modified=parse_iso(entry["last_modified"]),
-                        storage_class=entry["storage_class"],
-                    )
-            for cp, count in cps.items():
-                if count >= self.k:
-                    merged[cp] = None
-                elif count + missing >= self.k:
-                    # As for keys (resolve): the silent drives could make it a quorum,
-                    # so leaving it out might hide keys that exist.
-                    raise read_quorum_error(f"bucket {bucket}", len(pages), len(drives), self.k)
+        ):
+            merged.update(entries)
+            bounds += [bound] if bound is not None else []
+        bound = min(bounds) if bounds else None
         names = sorted(n for n in merged if bound is None or n <= bound)
         return [(n, merged[n]) for n in names], bound
+
+    async def _set_page(
+        self, s: int, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int
+    ) -> tuple[dict[str, ObjectSummary | None], str | None]:
+        """One erasure set's share of a page: each key resolved like a read, each common
+        prefix kept when a read quorum of drives has it."""
+        drives = self.sets[s]
+        results = await _each(
+            drives,
+            lambda d: d.list_objects(
+                bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
+            ),
+        )
+        pages = [r for r in results if not isinstance(r, BaseException)]
+        if len(pages) < self.k:
+            raise read_quorum_error(f"bucket {bucket}", len(pages), len(drives), self.k)
+        truncated = [p.last for p in pages if p.truncated and p.last is not None]
+        votes: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+        cps: Counter[str] = Counter()
+        for page in pages:
+            for name, versions in page.keys:
+                votes[name].append(versions)
+            cps.update(page.prefixes)
+        missing = len(drives) - len(pages)
+        merged: dict[str, ObjectSummary | None] = {}
+        for name, lists in votes.items():
+            if placement(bucket, name, len(self.sets), self.n)[0] != s:
+                continue
+            answers: list[list[dict[str, Any]] | None] = [*lists]
+            answers += [[] for _ in range(len(pages) - len(lists))]
+            answers += [None] * missing
+            entry = resolve(answers, self.k, f"{bucket}/{name}")
+            if entry is not None and not entry["deleted"]:
+                merged[name] = ObjectSummary(
+                    key=name,
+                    size=int(entry["size"]),
+                    etag=str(entry["etag"]),
+                    last_modified=parse_iso(entry["last_modified"]),
+                    storage_class=entry["storage_class"],
+                )
+        for cp, count in cps.items():
+            if count >= self.k:
+                merged[cp] = None
+            elif count + missing >= self.k:
+                # As for keys (resolve): the silent drives could make it a quorum, so
+                # leaving it out might hide keys that exist.
+                raise read_quorum_error(f"bucket {bucket}", len(pages), len(drives), self.k)
+        return merged, min(truncated) if truncated else None
 
     # -- multipart -----------------------------------------------------------------------
 
@@ -802,12 +818,8 @@ class ErasureStore:
     async def _read_set_doc(
         self, drives: Sequence[Drive], path: str, what: str
     ) -> dict[str, Any] | None:
-        async def one(d: Drive) -> list[dict[str, Any]]:
-            raw = await d.read_doc(path)
-            return [] if raw is None else [loads(raw)]
-
-        results = await _each(drives, one)
-        return resolve([None if isinstance(r, BaseException) else r for r in results], self.k, what)
+        """A record kept on the drives of one erasure set (uploads and their parts)."""
+        return await _agreed(drives, path, self.k, what)
 
     async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
         self._check_key(key)
