@@ -31,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 import anyio
 
 from storage.backend import (
-    MAX_PARTS,
     BucketInfo,
     CompletedPart,
     ListPage,
@@ -68,7 +67,13 @@ from storage.errors import (
 )
 from storage.keys import KeyPath, is_inside, key_path
 from storage.listing import list_page, read_summary, uploads_page
-from storage.multipart import UploadStore, check_completion, multipart_etag, new_upload_id
+from storage.multipart import (
+    UploadStore,
+    check_completion,
+    check_part_number,
+    multipart_etag,
+    new_upload,
+)
 from storage.records import FORMAT, iso, meta_from_dict, meta_to_dict, now, parse_iso
 from storage.streams import (
     FileObjectReader,
@@ -482,14 +487,7 @@ class FileStore:
         checksum_type: str | None = None,
     ) -> UploadInfo:
         kp = self._key_path(key)
-        stored = ObjectWrite(
-            content_type=write.content_type,
-            headers=dict(write.headers),
-            user_metadata=dict(write.user_metadata),
-            checksum_type=write.checksum_type,
-            extra=dict(write.extra),
-        )
-        info = UploadInfo(key, new_upload_id(), now(), stored, checksum_algorithm, checksum_type)
+        info = new_upload(key, write, checksum_algorithm, checksum_type)
 
         def work() -> None:
             self._locate(bucket, kp)
@@ -514,8 +512,7 @@ class FileStore:
         body: AsyncIterable[bytes],
         write: ObjectWrite,
     ) -> PartInfo:
-        if not 1 <= part_number <= MAX_PARTS:
-            raise InvalidRequest(f"Part number must be an integer between 1 and {MAX_PARTS}")
+        check_part_number(part_number)
         await self.get_upload(bucket, key, upload_id)
         spooled = await spool(body, self.temp.path(".data"), write.digesters, write.max_size)
         try:

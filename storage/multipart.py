@@ -17,7 +17,14 @@ import re
 import secrets
 from typing import TypeVar
 
-from storage.backend import MIN_PART_SIZE, CompletedPart, PartInfo, UploadInfo
+from storage.backend import (
+    MAX_PARTS,
+    MIN_PART_SIZE,
+    CompletedPart,
+    ObjectWrite,
+    PartInfo,
+    UploadInfo,
+)
 from storage.commit import TempArea
 from storage.diskio import (
     StripedLocks,
@@ -36,6 +43,7 @@ from storage.errors import (
     NoSuchUpload,
 )
 from storage.records import (
+    now,
     part_from_dict,
     part_to_dict,
     upload_from_dict,
@@ -46,6 +54,29 @@ from storage.streams import Spooled
 T = TypeVar("T")
 UPLOAD_RECORD = "metadata.json"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+
+
+def new_upload(
+    key: str,
+    write: ObjectWrite,
+    checksum_algorithm: str | None,
+    checksum_type: str | None,
+) -> UploadInfo:
+    """A new upload's record: the creation request's storable settings (no callables or
+    per-request conditions), a fresh id, now."""
+    stored = ObjectWrite(
+        content_type=write.content_type,
+        headers=dict(write.headers),
+        user_metadata=dict(write.user_metadata),
+        checksum_type=write.checksum_type,
+        extra=dict(write.extra),
+    )
+    return UploadInfo(key, new_upload_id(), now(), stored, checksum_algorithm, checksum_type)
+
+
+def check_part_number(number: int) -> None:
+    if not 1 <= number <= MAX_PARTS:
+        raise InvalidRequest(f"Part number must be an integer between 1 and {MAX_PARTS}")
 
 
 def new_upload_id() -> str:

@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from storage.backend import (
-    MAX_PARTS,
     BucketInfo,
     CompletedPart,
     ListPage,
@@ -71,7 +70,7 @@ from storage.errors import (
 from storage.keys import check_key
 from storage.listing import uploads_page
 from storage.memory import map_big_buffers
-from storage.multipart import check_completion, multipart_etag, new_upload_id
+from storage.multipart import check_completion, check_part_number, multipart_etag, new_upload
 from storage.records import (
     dumps,
     iso,
@@ -797,14 +796,7 @@ class ErasureStore:
     ) -> UploadInfo:
         self._check_key(key)
         await self._require_bucket(bucket)
-        stored = ObjectWrite(
-            content_type=write.content_type,
-            headers=dict(write.headers),
-            user_metadata=dict(write.user_metadata),
-            checksum_type=write.checksum_type,
-            extra=dict(write.extra),
-        )
-        info = UploadInfo(key, new_upload_id(), now(), stored, checksum_algorithm, checksum_type)
+        info = new_upload(key, write, checksum_algorithm, checksum_type)
         drives = self.sets[self.set_for(bucket, key)[0]]
         data = dumps({**upload_to_dict(bucket, info), "v": info.upload_id})
         path = f"{self._upload_dir(bucket, info.upload_id)}/upload.json"
@@ -843,8 +835,7 @@ class ErasureStore:
         body: AsyncIterable[bytes],
         write: ObjectWrite,
     ) -> PartInfo:
-        if not 1 <= part_number <= MAX_PARTS:
-            raise InvalidRequest(f"Part number must be an integer between 1 and {MAX_PARTS}")
+        check_part_number(part_number)
         await self.get_upload(bucket, key, upload_id)
         s, rot = self.set_for(bucket, key)
         drives = self.sets[s]

@@ -233,5 +233,19 @@ def raw(endpoint: str, verify: str | bool) -> Callable[[bytes], str]:
     return exchange
 
 
+def multipart_put(s3: Any, bucket: str, key: str, pieces: list[bytes], **create: Any) -> None:
+    """Upload `pieces` as the parts of one multipart upload and complete it."""
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key, **create)["UploadId"]
+    parts = []
+    for number, piece in enumerate(pieces, start=1):
+        etag = s3.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=piece
+        )["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+
+
 def error_code(exc: Any) -> str:
     return exc.response["Error"]["Code"]

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from tests.integration.conftest import spawn_server
+from tests.integration.conftest import multipart_put, spawn_server
 
 pytestmark = pytest.mark.slow
 
@@ -73,16 +73,7 @@ def write_version(s3, bucket: str, key: str, version: int) -> None:
     if not key.startswith("multi/"):
         s3.put_object(Bucket=bucket, Key=key, Body=data)
         return
-    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-    parts = []
-    for number, chunk in enumerate((data[:PART], data[PART:]), start=1):
-        etag = s3.upload_part(
-            Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=chunk
-        )["ETag"]
-        parts.append({"PartNumber": number, "ETag": etag})
-    s3.complete_multipart_upload(
-        Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
-    )
+    multipart_put(s3, bucket, key, [data[:PART], data[PART:]])
 
 
 def test_sigkill_during_overwrites_never_tears(tmp_path: Path) -> None:

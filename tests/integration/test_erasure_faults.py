@@ -31,6 +31,7 @@ from tests.integration.conftest import (
     ERASURE_CHUNK,
     erasure_config,
     error_code,
+    multipart_put,
     signed_client,
     spawn_server,
 )
@@ -176,16 +177,7 @@ def seed(s3: Any) -> dict[str, bytes]:
         s3.put_object(Bucket=BUCKET, Key=key, Body=data)
         objects[key] = data
     parts = [rng.randbytes(n) for n in MULTI_PARTS]
-    upload = s3.create_multipart_upload(Bucket=BUCKET, Key=MULTI_KEY)["UploadId"]
-    done = []
-    for number, body in enumerate(parts, start=1):
-        etag = s3.upload_part(
-            Bucket=BUCKET, Key=MULTI_KEY, UploadId=upload, PartNumber=number, Body=body
-        )["ETag"]
-        done.append({"PartNumber": number, "ETag": etag})
-    s3.complete_multipart_upload(
-        Bucket=BUCKET, Key=MULTI_KEY, UploadId=upload, MultipartUpload={"Parts": done}
-    )
+    multipart_put(s3, BUCKET, MULTI_KEY, parts)
     objects[MULTI_KEY] = b"".join(parts)
     return objects
 
@@ -634,16 +626,7 @@ def write_version(s3: Any, key: str, version: int) -> None:
     if not key.endswith("mp"):
         s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata=meta)
         return
-    upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key, Metadata=meta)["UploadId"]
-    parts = []
-    for number, piece in enumerate((body[:PART], body[PART:]), start=1):
-        etag = s3.upload_part(
-            Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=number, Body=piece
-        )["ETag"]
-        parts.append({"PartNumber": number, "ETag": etag})
-    s3.complete_multipart_upload(
-        Bucket=BUCKET, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
-    )
+    multipart_put(s3, BUCKET, key, [body[:PART], body[PART:]], Metadata=meta)
 
 
 def test_sigkill_during_writes_leaves_whole_versions(node: Node) -> None:
