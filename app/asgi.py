@@ -12,9 +12,11 @@ import contextlib
 import itertools
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -191,34 +193,74 @@ def _policy_context(request: Request, query: dict[str, str]) -> dict[str, object
 
 
 def make_backend(config: Config) -> Backend:
-    """FileStore on one directory, or in cluster mode an ErasureStore over the drives."""
-    if config.cluster.enabled:
+    """FileStore on one directory; in cluster mode an ErasureStore over this node's
+    drives, or, with a cluster secret, a DistributedStore over every node's drives."""
+    if not config.cluster.enabled:
+        from storage.filestore import FileStore
+
+        return FileStore(
+            config.storage.directory,
+            clean_slate=config.storage.clean_slate,
+            multipart_expiration_days=config.multipart.expiration_days,
+            multipart_cleanup_interval_minutes=config.multipart.cleanup_interval_minutes,
+        )
+    c, limits = config.cluster, config.multipart
+    erasure: dict[str, Any] = {
+        "data_shards": c.erasure.data_shards,
+        "parity_shards": c.erasure.parity_shards,
+        "chunk_size": c.erasure.chunk_size_bytes,
+        "coder_backend": c.erasure.backend,
+        "node_id": c.node_id,
+        "clean_slate": config.storage.clean_slate,
+        "multipart_expiration_days": limits.expiration_days,
+        "multipart_cleanup_interval_minutes": limits.cleanup_interval_minutes,
+        "drive_timeout": c.drives.timeout_ms / 1000,
+        "probe_interval": c.drives.probe_interval_ms / 1000,
+        "heal_interval": c.healing.interval_seconds,
+        "heal_bytes_per_second": c.healing.bytes_per_second,
+    }
+    secret = cluster_secret(config)
+    if secret is None:
         from storage.erasure.store import ErasureStore
 
-        c, limits = config.cluster, config.multipart
-        return ErasureStore(
-            c.drives.paths,
-            data_shards=c.erasure.data_shards,
-            parity_shards=c.erasure.parity_shards,
-            chunk_size=c.erasure.chunk_size_bytes,
-            coder_backend=c.erasure.backend,
-            node_id=c.node_id,
-            clean_slate=config.storage.clean_slate,
-            multipart_expiration_days=limits.expiration_days,
-            multipart_cleanup_interval_minutes=limits.cleanup_interval_minutes,
-            drive_timeout=c.drives.timeout_ms / 1000,
-            probe_interval=c.drives.probe_interval_ms / 1000,
-            heal_interval=c.healing.interval_seconds,
-            heal_bytes_per_second=c.healing.bytes_per_second,
-        )
-    from storage.filestore import FileStore
+        return ErasureStore(c.drives.paths, **erasure)
+    from cluster.store import DistributedStore
 
-    return FileStore(
-        config.storage.directory,
-        clean_slate=config.storage.clean_slate,
-        multipart_expiration_days=config.multipart.expiration_days,
-        multipart_cleanup_interval_minutes=config.multipart.cleanup_interval_minutes,
+    return DistributedStore(
+        c.drives.paths,
+        state_dir=config.storage.directory,
+        secret=secret,
+        host=config.server.address,
+        port=c.quic_port,
+        advertise=c.advertise_address or advertised_host(config.server.address),
+        seeds=c.seed_nodes,
+        heartbeat_interval=c.heartbeat_interval_ms / 1000,
+        heartbeat_timeout=c.heartbeat_timeout_ms / 1000,
+        max_datagram_size=c.max_datagram_size,
+        **erasure,
     )
+
+
+def cluster_secret(config: Config) -> str | None:
+    """cluster.secret, or the first line of cluster.secret_file."""
+    c = config.cluster
+    if c.secret_file:
+        try:
+            with open(c.secret_file, encoding="utf-8") as f:
+                secret = f.readline().strip()
+        except OSError as exc:
+            raise ConfigError(f"cluster.secret_file: cannot read {c.secret_file}: {exc}") from exc
+        if not secret:
+            raise ConfigError(f"cluster.secret_file: {c.secret_file} is empty")
+        return secret
+    return c.secret
+
+
+def advertised_host(address: str) -> str:
+    """Where peers reach a node bound to `address` (a wildcard is not an address)."""
+    if address in ("0.0.0.0", "::", ""):
+        return socket.gethostname()
+    return address
 
 
 class ShoalApp(Starlette):
@@ -238,11 +280,6 @@ class ShoalApp(Starlette):
 def create_app(config: Config | None = None) -> Starlette:
     """Build the application; the storage backend opens and closes with its lifespan."""
     config = config if config is not None else load_config()
-    if config.cluster.enabled and config.cluster.seed_nodes:
-        raise ConfigError(
-            "cluster.seed_nodes: multi-node clusters are not available in this build yet; "
-            "a single node erasure-codes across its own drives"
-        )
     backend = make_backend(config)
 
     @contextlib.asynccontextmanager

@@ -357,6 +357,17 @@ def validate(cfg: Config) -> None:
                 f"{c.erasure.data_shards + c.erasure.parity_shards} drives (data + parity shards)",
                 "cluster.drives.paths",
             )
+    if c.secret and c.secret_file:
+        raise ConfigError(
+            "cluster.secret_file: give the secret or a file holding it, not both",
+            "cluster.secret_file",
+        )
+    if c.enabled and c.seed_nodes and not (c.secret or c.secret_file):
+        raise ConfigError(
+            "cluster.secret: nodes of a cluster authenticate each other with a shared "
+            "secret; set cluster.secret or cluster.secret_file",
+            "cluster.secret",
+        )
     if c.heartbeat_timeout_ms <= c.heartbeat_interval_ms:
         raise ConfigError(
             f"cluster.heartbeat_timeout_ms: expected more than heartbeat_interval_ms "

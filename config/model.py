@@ -385,7 +385,25 @@ class ClusterConfig:
         None,
         expect="a non-empty string or nothing",
         check=optional_non_empty,
-        doc="shared secret nodes use to authenticate each other",
+        doc="shared secret nodes use to authenticate each other (enables QUIC)",
+    )
+    secret_file: str | None = setting(
+        None,
+        expect="a path or nothing",
+        check=optional_non_empty,
+        doc="file holding the secret instead (its first line)",
+    )
+    advertise_address: str | None = setting(
+        None,
+        expect="a host name or IP address, or nothing",
+        check=optional_non_empty,
+        doc="where peers reach this node (default: server.address, or the host name)",
+    )
+    max_datagram_size: int = setting(
+        65000,
+        expect="an integer 1200..65527 (bytes)",
+        check=int_range(1200, 65527),
+        doc="QUIC datagram size: large on loopback and jumbo-frame LANs, ~1452 elsewhere",
     )
     erasure: ErasureConfig = setting(factory=ErasureConfig, doc="erasure coding")
     drives: DrivesConfig = setting(factory=DrivesConfig, doc="local drives")

@@ -191,7 +191,7 @@ class ErasureStore:
             await asyncio.to_thread(self._wipe)
         self._local = [LocalDrive(p) for p in self.paths]
         inner: list[Drive] = [self._wrap(d) if self._wrap else d for d in self._local]
-        self.layout = await open_layout(inner, node_id=self.node_id, k=self.k, m=self.m)
+        self.layout = await self._open_layout(inner)
         self.node_id = self.layout.node_id
         missing = set(self.layout.missing)
         for s, members in enumerate(self.layout.sets):
@@ -214,6 +214,11 @@ class ErasureStore:
         self.healer = Healer(self, interval=self.heal_interval, rate=self.heal_rate)
         self.healer.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._housekeeping()))
+
+    async def _open_layout(self, local: list[Drive]) -> Layout:
+        """This node's drives (in configured order) as erasure sets; a cluster of
+        nodes adds the other nodes' drives (cluster.store.DistributedStore)."""
+        return await open_layout(local, node_id=self.node_id, k=self.k, m=self.m)
 
     def _wipe(self) -> None:
         for path in self.paths:

@@ -113,6 +113,7 @@ secret_access_key = "d"
 [cluster]
 enabled = true
 seed_nodes = ["10.0.0.2:4000", "[fd00::3]:4000"]
+secret = "s3cret"
 erasure = { data_shards = 6, parity_shards = 3 }
 drives.paths = ["/mnt/a", "/mnt/b"]
 """,
@@ -399,4 +400,8 @@ def test_cluster_mode_checks_the_erasure_layout() -> None:
         {"cluster": {**base["cluster"], "erasure": {"data_shards": 2, "parity_shards": 3}}}
     )
     assert "cluster.drives.paths" in error({"cluster": {"enabled": True}})
+    seeded = {"cluster": {**base["cluster"], "seed_nodes": ["10.0.0.2:4000"]}}
+    assert error(seeded).startswith("cluster.secret: nodes of a cluster authenticate")
+    both = {"cluster": {**base["cluster"], "secret": "a", "secret_file": "/f"}}
+    assert error(both).startswith("cluster.secret_file: give the secret or a file")
     assert load(base, env={}).cluster.erasure.backend == "isa_l_rs_cauchy"
