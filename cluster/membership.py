@@ -1,0 +1,349 @@
+"""Who is in the cluster, where they are, which drives form which erasure sets, and
+who is alive.
+
+The cluster view (`View`) is versioned and persisted on every node
+(`{storage.directory}/.cluster/view.json`), so a restarted node rejoins without its
+seeds being up. A brand-new cluster is formed once every node named as a seed has
+answered: the node with the smallest id forms the sets — drive 0 of every node, then
+drive 1, ... (storage.erasure.layout.form_sets, the reference's interleaving) — and
+pushes the view to the others; nobody guesses.
+
+Heartbeats: every node pings every other one each `heartbeat_interval_ms`. A peer not
+heard from for two intervals is suspect; after `heartbeat_timeout_ms` it is offline —
+but only while this node hears from a majority of the cluster (itself included), so
+a node cut off on its own never declares the rest dead (split-brain rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cluster.transport import PeerUnavailable, Reply, Request, RpcError, Transport
+from storage.diskio import replace_atomically
+from storage.erasure.layout import form_sets
+
+log = logging.getLogger("shoal.cluster")
+
+VIEW_FORMAT = 1
+
+
+@dataclass
+class NodeInfo:
+    node_id: str
+    address: str  # QUIC host:port
+    drives: list[str]  # drive ids, in the node's configured order
+
+
+@dataclass
+class View:
+    """The agreed cluster: nodes, and erasure sets as (node id, drive id) pairs."""
+
+    cluster_id: str
+    version: int
+    k: int
+    m: int
+    nodes: dict[str, NodeInfo]
+    sets: list[list[tuple[str, str]]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": VIEW_FORMAT,
+            "cluster_id": self.cluster_id,
+            "version": self.version,
+            "k": self.k,
+            "m": self.m,
+            "nodes": {n: asdict(info) for n, info in self.nodes.items()},
+            "sets": [[list(member) for member in members] for members in self.sets],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> View:
+        return cls(
+            cluster_id=str(d["cluster_id"]),
+            version=int(d["version"]),
+            k=int(d["k"]),
+            m=int(d["m"]),
+            nodes={n: NodeInfo(**info) for n, info in d["nodes"].items()},
+            sets=[[(str(a), str(b)) for a, b in members] for members in d["sets"]],
+        )
+
+
+def form_view(nodes: Sequence[tuple[str, str, int]], k: int, m: int) -> View:
+    """A new cluster from (node id, address, drive count): drive ids are minted here."""
+    ordered = sorted(nodes)
+    infos = {
+        node: NodeInfo(node, address, [str(uuid.uuid4()) for _ in range(count)])
+        for node, address, count in ordered
+    }
+    placed = form_sets([(node, count) for node, _, count in ordered], k + m, data_shards=k)
+    sets = [[(node, infos[node].drives[i]) for node, i in members] for members in placed]
+    return View(str(uuid.uuid4()), 1, k, m, infos, sets)
+
+
+class ViewStore:
+    """The view on this node's disk."""
+
+    def __init__(self, directory: str) -> None:
+        self.dir = os.path.join(directory, ".cluster")
+
+    def load(self) -> View | None:
+        try:
+            with open(os.path.join(self.dir, "view.json"), "rb") as f:
+                return View.from_dict(json.loads(f.read()))
+        except FileNotFoundError:
+            return None
+
+    def save(self, view: View) -> None:
+        os.makedirs(self.dir, exist_ok=True)
+        data = json.dumps(view.to_dict(), indent=1).encode()
+        replace_atomically(os.path.join(self.dir, "view.json"), data, self.dir)
+
+    def node_id(self, configured: str | None) -> str:
+        """The configured node id, else the one generated on first start."""
+        if configured:
+            return configured
+        path = os.path.join(self.dir, "node-id")
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            pass
+        os.makedirs(self.dir, exist_ok=True)
+        node = str(uuid.uuid4())
+        replace_atomically(path, node.encode(), self.dir)
+        return node
+
+
+@dataclass
+class Peer:
+    node_id: str
+    address: str
+    state: str = "unknown"  # alive | suspect | offline | unknown
+    last_seen: float | None = None  # monotonic
+    last_seen_wall: float | None = None
+    rtt_ms: float | None = None
+    failures: int = 0
+    since: float = field(default_factory=time.time)
+
+
+class Membership:
+    """The cluster view plus each peer's liveness, for this node."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        store: ViewStore,
+        *,
+        node_id: str,
+        address: str,
+        drive_count: int,
+        seeds: Sequence[str],
+        k: int,
+        m: int,
+        heartbeat_interval: float,
+        heartbeat_timeout: float,
+    ) -> None:
+        self.transport = transport
+        self.store = store
+        self.node_id = node_id
+        self.address = address
+        self.drive_count = drive_count
+        self.seeds = [s for s in seeds if s != address]
+        self.k, self.m = k, m
+        self.interval = heartbeat_interval
+        self.timeout = heartbeat_timeout
+        self.view: View | None = store.load()
+        self.peers: dict[str, Peer] = {}
+        self._adopted = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        transport.handle("cluster.hello", self._hello)
+        transport.handle("cluster.view", self._receive_view)
+        transport.handle("cluster.ping", self._ping)
+        if self.view is not None:
+            self._adopted.set()
+            self._refresh_peers()
+
+    # -- formation ---------------------------------------------------------------------
+
+    async def join(self, deadline: float = 600.0) -> View:
+        """The view: persisted, else received, else formed with the seeds."""
+        started = time.monotonic()
+        while self.view is None:
+            if time.monotonic() - started > deadline:
+                raise TimeoutError("cluster formation: seeds did not all answer")
+            infos = await self._ask_seeds()
+            if self.view is not None:
+                break
+            known = [i["view"] for i in infos if i.get("view")]
+            if known:
+                self._adopt(View.from_dict(known[0]))
+                break
+            if len(infos) == len(self.seeds):
+                everyone = [(self.node_id, self.address, self.drive_count)]
+                everyone += [(i["node_id"], i["address"], int(i["drives"])) for i in infos]
+                if min(everyone)[0] == self.node_id:
+                    view = form_view(everyone, self.k, self.m)
+                    self._adopt(view)
+                    await self._push(view)
+                    log.info("formed cluster %s with %d nodes", view.cluster_id, len(everyone))
+                    break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._adopted.wait(), 0.5)
+        assert self.view is not None
+        return self.view
+
+    async def _ask_seeds(self) -> list[dict[str, Any]]:
+        async def one(seed: str) -> dict[str, Any] | None:
+            try:
+                return (await self.transport.call(seed, "cluster.hello", {}, timeout=2)).result
+            except (PeerUnavailable, RpcError):
+                return None
+
+        answers = await asyncio.gather(*(one(s) for s in self.seeds))
+        return [a for a in answers if a is not None]
+
+    async def _push(self, view: View) -> None:
+        for node, info in view.nodes.items():
+            if node != self.node_id:
+                with contextlib.suppress(PeerUnavailable, RpcError):
+                    await self.transport.call(info.address, "cluster.view", view.to_dict())
+
+    def _adopt(self, view: View) -> None:
+        if self.view is not None and (
+            view.cluster_id != self.view.cluster_id or view.version <= self.view.version
+        ):
+            return
+        self.view = view
+        self.store.save(view)
+        self._refresh_peers()
+        self._adopted.set()
+
+    def _refresh_peers(self) -> None:
+        assert self.view is not None
+        for node, info in self.view.nodes.items():
+            if node == self.node_id:
+                continue
+            peer = self.peers.get(node)
+            if peer is None:
+                self.peers[node] = Peer(node, info.address)
+            else:
+                peer.address = info.address
+
+    async def _hello(self, request: Request) -> Reply:
+        return Reply(
+            {
+                "node_id": self.node_id,
+                "address": self.address,
+                "drives": self.drive_count,
+                "view": self.view.to_dict() if self.view else None,
+            }
+        )
+
+    async def _receive_view(self, request: Request) -> Reply:
+        self._adopt(View.from_dict(request.args))
+        return Reply({"version": self.view.version if self.view else 0})
+
+    # -- heartbeats ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._heartbeats())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _ping(self, request: Request) -> Reply:
+        peer = self.peers.get(request.peer)
+        if peer is not None:
+            self._heard(peer)
+        return Reply(
+            {"node_id": self.node_id, "view_version": self.view.version if self.view else 0}
+        )
+
+    def _heard(self, peer: Peer, rtt: float | None = None) -> None:
+        if peer.state != "alive":
+            log.info("node %s is alive", peer.node_id)
+            peer.since = time.time()
+        peer.state, peer.failures = "alive", 0
+        peer.last_seen, peer.last_seen_wall = time.monotonic(), time.time()
+        if rtt is not None:
+            peer.rtt_ms = rtt * 1000
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.gather(*(self._ping_one(p) for p in list(self.peers.values())))
+            self._judge()
+            await asyncio.sleep(self.interval)
+
+    async def _ping_one(self, peer: Peer) -> None:
+        started = time.monotonic()
+        try:
+            reply = await self.transport.call(
+                peer.address, "cluster.ping", {}, timeout=max(self.interval, 0.5)
+            )
+        except (PeerUnavailable, RpcError):
+            peer.failures += 1
+            return
+        self._heard(peer, time.monotonic() - started)
+        if self.view is not None and int(reply.result.get("view_version", 0)) < self.view.version:
+            with contextlib.suppress(PeerUnavailable, RpcError):
+                await self.transport.call(peer.address, "cluster.view", self.view.to_dict())
+
+    def _judge(self) -> None:
+        now = time.monotonic()
+        total = len(self.peers) + 1
+        heard = 1 + sum(
+            1
+            for p in self.peers.values()
+            if p.last_seen is not None and now - p.last_seen < self.timeout
+        )
+        majority = heard > total // 2
+        for peer in self.peers.values():
+            silent = now - peer.last_seen if peer.last_seen is not None else float("inf")
+            if silent < 2 * self.interval:
+                continue
+            state = "offline" if silent >= self.timeout and majority else "suspect"
+            if state != peer.state:
+                log.warning("node %s is %s (silent %.1fs)", peer.node_id, state, silent)
+                peer.state, peer.since = state, time.time()
+
+    def reachable(self, node_id: str) -> bool:
+        """False only for a peer this node has declared offline."""
+        peer = self.peers.get(node_id)
+        return peer is None or peer.state != "offline"
+
+    def status(self) -> list[dict[str, Any]]:
+        nodes = [
+            {
+                "node_id": self.node_id,
+                "address": self.address,
+                "state": "alive",
+                "self": True,
+                "last_heartbeat": time.time(),
+                "rtt_ms": 0.0,
+            }
+        ]
+        for peer in self.peers.values():
+            nodes.append(
+                {
+                    "node_id": peer.node_id,
+                    "address": peer.address,
+                    "state": peer.state,
+                    "self": False,
+                    "last_heartbeat": peer.last_seen_wall,
+                    "rtt_ms": peer.rtt_ms,
+                    "since": peer.since,
+                }
+            )
+        return nodes

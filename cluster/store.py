@@ -1,0 +1,161 @@
+"""DistributedStore: the erasure-coded store over the drives of several nodes.
+
+Everything about objects — chunking, quorum writes and reads, versions, healing — is
+the single-node ErasureStore's; what changes is where the drives are. The erasure sets
+come from the cluster view (cluster.membership) and mix this node's LocalDrives with
+RemoteDrives reached over QUIC (cluster.drive_rpc); this node serves its own drives to
+the others. Any node can coordinate any request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cluster.drive_rpc import DriveService, RemoteDrive
+from cluster.membership import Membership, ViewStore
+from cluster.transport import Transport
+from storage.erasure.drive import Drive
+from storage.erasure.layout import Layout, LayoutError, format_record, parse_format
+from storage.erasure.store import ErasureStore
+
+
+class DistributedStore(ErasureStore):
+    def __init__(
+        self,
+        paths: Sequence[str],
+        *,
+        state_dir: str,
+        secret: str,
+        host: str,
+        port: int,
+        advertise: str,
+        seeds: Sequence[str],
+        heartbeat_interval: float,
+        heartbeat_timeout: float,
+        max_datagram_size: int | None = None,
+        **erasure: Any,
+    ) -> None:
+        super().__init__(paths, **erasure)
+        self.state_dir = state_dir
+        self.views = ViewStore(state_dir)
+        self.node_id = self.views.node_id(self.node_id)
+        options: dict[str, Any] = {}
+        if max_datagram_size is not None:
+            options["max_datagram_size"] = max_datagram_size
+        self.transport = Transport(
+            node_id=self.node_id,
+            secret=secret,
+            host=host,
+            port=port,
+            state_dir=self.views.dir,
+            rpc_timeout=self.drive_timeout,
+            **options,
+        )
+        self._advertise = advertise
+        self._seeds = list(seeds)
+        self._heartbeat = (heartbeat_interval, heartbeat_timeout)
+        self.membership: Membership | None = None
+
+    async def open(self) -> None:
+        await self.transport.start()
+        host = self._advertise or "127.0.0.1"
+        self.membership = Membership(
+            self.transport,
+            self.views,
+            node_id=self.node_id,
+            address=f"{host}:{self.transport.port}",
+            drive_count=len(self.paths),
+            seeds=self._seeds,
+            k=self.k,
+            m=self.m,
+            heartbeat_interval=self._heartbeat[0],
+            heartbeat_timeout=self._heartbeat[1],
+        )
+        self.membership.start()
+        await self.membership.join()
+        await super().open()
+        local = {
+            drive_id: drive
+            for members, ids in zip(self.sets, self.layout.drive_ids, strict=True)  # type: ignore[union-attr]
+            for drive, drive_id in zip(members, ids, strict=True)
+            if not isinstance(drive.inner, RemoteDrive)
+        }
+        DriveService(self.transport, local)
+
+    async def close(self) -> None:
+        if self.membership is not None:
+            await self.membership.stop()
+        await super().close()
+        await self.transport.stop()
+
+    async def _open_layout(self, local: list[Drive]) -> Layout:
+        assert self.membership is not None and self.membership.view is not None
+        view = self.membership.view
+        if (view.k, view.m) != (self.k, self.m):
+            raise LayoutError(
+                f"the cluster was formed for {view.k}+{view.m}, config says {self.k}+{self.m}; "
+                "the erasure layout cannot change"
+            )
+        mine = view.nodes[self.node_id].drives
+        if len(mine) != len(local):
+            raise LayoutError(
+                f"this node joined the cluster with {len(mine)} drives, config lists {len(local)}"
+            )
+        slots = {member: (s, p) for s, ms in enumerate(view.sets) for p, member in enumerate(ms)}
+        ids = [[d for _, d in members] for members in view.sets]
+        missing: list[str] = []
+        errors: dict[str, str] = {}
+        for drive, drive_id in zip(local, mine, strict=True):
+            try:
+                record = await drive.read_format()
+            except Exception as exc:  # unreadable: offline in its slot
+                missing.append(drive.name)
+                errors[drive.name] = repr(exc)
+                continue
+            slot = slots[(self.node_id, drive_id)]
+            if record is None:
+                if not await drive.is_empty():
+                    raise LayoutError(
+                        f"drive {drive.name} has data but no .smartstorage/format.json; "
+                        "refusing to format it"
+                    )
+                await drive.write_format(
+                    format_record(
+                        cluster_id=view.cluster_id,
+                        node_id=self.node_id,
+                        drive_id=drive_id,
+                        slot=slot,
+                        k=self.k,
+                        m=self.m,
+                        sets=ids,
+                    )
+                )
+                continue
+            fmt = parse_format(record, drive.name)
+            if fmt.cluster_id != view.cluster_id:
+                raise LayoutError(f"drive {drive.name} belongs to another cluster")
+            if fmt.drive_id != drive_id:
+                raise LayoutError(
+                    f"drive {drive.name} is drive {fmt.drive_id}, expected {drive_id} in "
+                    "this position: drives swapped?"
+                )
+        by_id = dict(zip(mine, local, strict=True))
+        sets: list[list[Drive]] = [
+            [
+                by_id[d]
+                if node == self.node_id
+                else RemoteDrive(self.transport, view.nodes[node].address, d, f"{node}:{d[:8]}")
+                for node, d in members
+            ]
+            for members in view.sets
+        ]
+        return Layout(view.cluster_id, self.node_id, self.k, self.m, sets, ids, missing, errors)
+
+    def status(self) -> dict[str, Any]:
+        status = super().status()
+        if self.membership is not None:
+            status["nodes"] = self.membership.status()
+            view = self.membership.view
+            status["view_version"] = view.version if view else None
+        return status
