@@ -1,0 +1,1045 @@
+"""Node-to-node RPC over QUIC (aioquic), in the same asyncio event loop as the HTTP app.
+
+One `Transport` per node listens on a UDP port and keeps one persistent, authenticated
+QUIC connection per peer address, opened on first use and shared by every call; each
+call is one bidirectional QUIC stream carrying one request frame and one response or
+error frame (see cluster.frames), so concurrent calls multiplex on the connection
+without head-of-line blocking between them.
+
+Errors. `call` raises RpcError(code, message) when the peer answered with an error: the
+handler raised an exception with a string `code` attribute (sent with its `message`
+attribute or str(exc)), or any other exception ("InternalError", logged on the serving
+node), or the call was refused: "UnknownMethod", "AccessDenied" (connection not
+authenticated), "BadFrame", "UnsupportedVersion", "FrameTooLarge". It raises
+PeerUnavailable when there is no answer: cannot connect (refused, no handshake within
+connect_timeout), AuthenticationFailed (a subclass: wrong secret on either side), no
+reply within the timeout, connection lost or closed by the peer, transport stopped. A
+call that timed out or was cancelled may still have run on the peer: its handler is
+cancelled (the stream is reset), but whatever it already did stays done. Calling with a
+body above frames.MAX_BODY raises ValueError, with args that are not JSON TypeError.
+
+Connections. Lost connections are reopened by the next call. A failed connect makes
+calls to that address fail at once for a backoff (50 ms doubling to 1 s) instead of each
+waiting connect_timeout. A client connection silent for half a second is pinged every
+second, and closed if the ping is not answered within connect_timeout, so a peer that
+died without closing (SIGKILL, power loss) or hangs (SIGSTOP) fails its calls in
+seconds instead of at their timeout, and the next call reconnects.
+
+Authentication. TLS is there because QUIC requires it (each node has a self-signed
+certificate in its state directory, see cluster.tls); nobody checks certificates against
+a CA. Instead both ends prove they know the cluster secret, over the first two streams of
+every connection, before any RPC is served:
+
+    client -> server  _auth.hello {node: client id, nonce: Nc}
+    server -> client  {node: server id, nonce: Ns, proof: HMAC(secret, "server", B, Nc, Ns, ids)}
+    client -> server  _auth.proof {proof: HMAC(secret, "client", B, Nc, Ns, ids)}
+    server -> client  {} | error AccessDenied (and the server closes the connection)
+
+The secret never travels, and the fresh nonces of both sides make a recorded exchange
+useless on another connection. B binds the proofs to this very TLS session: it is a hash
+of the session's two 1-RTT traffic secrets (aioquic has no RFC 5705 exporter, so they are
+taken from its key-log hook into memory, never written anywhere), which a relay between
+two nodes cannot share with both sides, so it cannot splice two connections together. The
+client only sends its proof after checking the server's. Either way a wrong secret gives
+the caller `AuthenticationFailed`, a `PeerUnavailable`: a node without the secret gets no
+RPC served, and a server without it cannot answer. `Request.peer` is the node id the
+client put in its hello, covered by its proof.
+
+Flow control. Bodies go out in CHUNK pieces, each written into aioquic only once less
+than a chunk is queued there unsent on the connection (waiting for the peer's stream and
+connection credit and the congestion window); concurrent bodies take turns, a chunk
+each. So a slow peer holds back its senders instead of growing a queue. The receiver
+allocates one buffer of the declared length (at most frames.MAX_BODY) and fills it as
+data arrives; `Request.body` / `Reply.body` is that buffer (a bytearray: the bytes API
+without a copy), or b"" when empty.
+
+Datagram size. aioquic does its per-packet work in Python (some 100 us per packet sent
+or received, whatever its size), so throughput is set by the packet size far more than
+by the link: on loopback one connection moves about 15 MB/s with 1200-byte datagrams
+(the QUIC minimum, aioquic's default), 100 MB/s with 8952 and 130-180 MB/s with 16384
+(bench/quic.py). 16384 is the most aioquic 1.7 can do (MAX_DATAGRAM_SIZE below) and the
+default: right for nodes on one host (the loopback MTU is 64 KiB), and good on a LAN. On
+a network, datagrams above the path MTU are fragmented by the kernel into MTU-sized IP
+fragments (2 with jumbo frames, MTU 9000; 12 on standard 1500-byte Ethernet). A clean
+LAN carries them fine, but losing any fragment loses the whole datagram, and some
+firewalls drop fragments (then no connection gets through its handshake:
+PeerUnavailable). So on a jumbo-frame LAN 8952 (9000 minus IPv6 and UDP headers) avoids
+fragments at about 2/3 of the speed, and where fragments are lost or dropped use 1452
+(1500 minus the same), at about a tenth. A few calls in flight move more than one (the
+next body is queued while the last one's ACKs come back); more connections to one peer
+do not help, the event loop's CPU being the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import socket
+import ssl
+import struct
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+from cluster import frames
+from cluster.frames import Frame, FrameError, FrameReader, Kind
+from cluster.tls import fingerprint, load_or_create_certificate
+
+log = logging.getLogger("shoal.cluster.transport")
+
+ALPN = "shoal-cluster/1"
+DEFAULT_MAX_DATAGRAM_SIZE = 16384
+# aioquic (1.7) writes a STREAM frame's length as a 2-byte varint, so a frame's data must
+# stay below 16384 bytes; datagrams above about 16,414 bytes get frames whose length
+# field wraps: the peer closes the connection ("Failed to parse frame") or, worse, the
+# call stalls. 16 KiB leaves a margin for the packet header and AEAD tag.
+MAX_DATAGRAM_SIZE = 16384
+CHUNK = 256 << 10  # body bytes handed to aioquic at a time; also the connection's unsent bound
+_MAX_DATA = 16 << 20  # initial connection-wide receive window (aioquic doubles it as used)
+_MAX_STREAM_DATA = 4 << 20  # initial per-stream receive window: a shard fits without waiting
+_SOCKET_BUFFER = 4 << 20  # SO_RCVBUF/SO_SNDBUF asked for: bursts of large datagrams
+_IDLE_TIMEOUT = 30.0
+_BATCH = 64  # datagrams read off a socket before answering them (ACKs, more data) at once
+_KEEPALIVE = 1.0  # how often a client connection checks it heard from its peer lately
+_BACKOFF_MIN, _BACKOFF_MAX = 0.05, 1.0  # after a failed connect, calls fail fast this long
+_CANCELLED = 0x10  # application error code on streams reset by a cancelled call
+_ACCESS_DENIED = 0x11  # application close code after a failed authentication
+_AUTH_HELLO, _AUTH_PROOF = "_auth.hello", "_auth.proof"
+
+
+class RpcError(Exception):
+    """The remote handler failed: `code` is its error code, `message` its explanation."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class PeerUnavailable(ConnectionError):
+    """No answer: cannot connect, connection lost, timed out, or authentication refused."""
+
+
+class AuthenticationFailed(PeerUnavailable):
+    """One side could not prove it knows the cluster secret."""
+
+
+@dataclass
+class Request:
+    method: str
+    args: dict[str, Any]
+    body: bytes
+    peer: str  # the caller's node id, proven by the connection's authentication
+
+
+@dataclass
+class Reply:
+    result: dict[str, Any]
+    body: bytes = b""
+
+
+Handler = Callable[[Request], Awaitable[Reply]]
+
+
+class _Stopped(Exception):
+    """The peer no longer reads this stream (STOP_SENDING): stop writing to it."""
+
+
+class _KeyLog:
+    """In-memory sink for aioquic's key log (`secrets_log_file`), the session binding's source.
+
+    Only the two 1-RTT traffic secrets of each connection are kept, keyed by the TLS client
+    random, and handed out once as a hash; a bounded number of entries are kept for
+    connections that never authenticate.
+    """
+
+    _WANTED = ("CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0")
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, dict[str, bytes]] = OrderedDict()
+
+    def write(self, line: str) -> int:
+        label, _, rest = line.partition(" ")
+        if label in self._WANTED:
+            client_random, _, secret = rest.strip().partition(" ")
+            self._entries.setdefault(client_random, {})[label] = bytes.fromhex(secret)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+        return len(line)
+
+    def flush(self) -> None:
+        pass
+
+    def binding(self, client_random: bytes | None) -> bytes | None:
+        entry = self._entries.pop(client_random.hex(), None) if client_random else None
+        if entry is None or len(entry) != len(self._WANTED):
+            return None
+        return hashlib.sha256(b"".join(entry[label] for label in self._WANTED)).digest()
+
+
+def _proof(key: bytes, role: str, binding: bytes, *parts: bytes | str) -> bytes:
+    msg = bytearray()
+    for part in (b"shoal-cluster-auth-v1", role, binding, *parts):
+        raw = part.encode() if isinstance(part, str) else part
+        msg += struct.pack("!I", len(raw)) + raw
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"peer address must be host:port, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def _drain(sock: socket.socket) -> Iterator[tuple[bytes, Any]]:
+    """The datagrams already queued on `sock` (at most _BATCH), without blocking."""
+    for _ in range(_BATCH):
+        try:
+            yield sock.recvfrom(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+
+
+class _Server(QuicServer):
+    """aioquic's server endpoint, reading datagrams in batches.
+
+    aioquic answers every datagram as it arrives (an ACK, or more data): the receiver
+    built and sent a packet per packet received, half its CPU time. Reading what the
+    socket already holds first and then letting each connection transmit once cuts
+    that, and the sender gets fewer, larger ACKs to process. The transmit is left to
+    call_soon, because uvloop reads the queued datagrams itself (up to 32 per wakeup,
+    one datagram_received each, so the drain finds nothing): then they share one
+    transmit too. The standard loop reads one datagram per wakeup; the drain covers it.
+    """
+
+    def __init__(self, *, sock: socket.socket, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sock = sock
+        self.batch: set[_Connection] | None = None
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        self.batch = set()
+        try:
+            super().datagram_received(data, addr)
+            with contextlib.suppress(OSError):
+                for more, more_addr in _drain(self._sock):
+                    super().datagram_received(more, more_addr)
+        finally:
+            batch, self.batch = self.batch, None
+            for conn in batch:
+                conn._transmit_soon()
+
+
+def _udp_socket(family: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
+    sock.setblocking(False)
+    return sock
+
+
+class _ConnectedSend:
+    """A client's connected UDP transport, as aioquic uses it.
+
+    aioquic passes the peer address to every sendto(); uvloop refuses an address on a
+    connected socket (EISCONN, reported to error_received, so nothing is ever sent).
+    """
+
+    def __init__(self, transport: asyncio.DatagramTransport) -> None:
+        self._transport = transport
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        self._transport.sendto(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+@dataclass
+class _Call:
+    future: asyncio.Future[Frame]
+    reader: FrameReader
+
+
+class _Connection(QuicConnectionProtocol):
+    """One QUIC connection, either side: frames on streams, auth, credit-based sending.
+
+    A few aioquic internals are read here because aioquic has no public API for them: a
+    stream's sent offset (`_quic._streams`), whether the peer has begun closing
+    (`_quic._close_event`) and the handshake waiter and retransmission timer of the base
+    protocol. They are confined to the small helpers below.
+    """
+
+    def __init__(
+        self,
+        quic: QuicConnection,
+        stream_handler: Any = None,
+        *,
+        owner: Transport,
+        keylog: _KeyLog,
+        address: str = "",
+        sock: socket.socket | None = None,
+    ) -> None:
+        super().__init__(quic)
+        self._sock = sock  # a client's own socket, drained like _Server does
+        self._owner = owner
+        self._keylog = keylog
+        self.address = address
+        self.is_client = quic.configuration.is_client
+        self.peer_id: str | None = None
+        self.authenticated = False
+        self.closed: PeerUnavailable | None = None
+        self.last_received = self._loop.time()
+        self._dead = False
+        self._calls: dict[int, _Call] = {}
+        self._incoming: dict[int, FrameReader] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._ignored: set[int] = set()
+        self._written: dict[int, int] = {}
+        self._credit: OrderedDict[int, asyncio.Future[None]] = OrderedDict()
+        self._nonces: tuple[bytes, bytes] | None = None
+        self._binding = b""
+        self._auth_timer: asyncio.TimerHandle | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+        self._probe = asyncio.Event()
+        if not self.is_client:
+            owner._server_conns.add(self)
+
+    # -- aioquic hooks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._sock is not None:
+            transport = _ConnectedSend(transport)  # type: ignore[arg-type]
+        super().connection_made(transport)
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        self._receive(data, addr)
+        server = self._owner._server
+        if not self.is_client and server is not None and server.batch is not None:
+            server.batch.add(self)  # transmits after the batch
+            return
+        if self._sock is not None:
+            try:
+                for more, more_addr in _drain(self._sock):
+                    self._receive(more, more_addr)
+            except OSError as exc:
+                self.error_received(exc)
+        self._transmit_soon()  # once for everything read in this loop iteration (_Server)
+
+    def _receive(self, data: bytes | str, addr: Any) -> None:
+        if self._dead:
+            return
+        self.last_received = self._loop.time()
+        self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
+        self._process_events()
+        close = self._quic._close_event
+        if close is not None and self.closed is None:
+            # The peer is closing (or we are): aioquic reports it only after draining
+            # (3 PTOs); calls must not start on this connection in the meantime.
+            self._lost(self._close_error(close))
+            if self.is_client:
+                self.abandon()
+
+    def error_received(self, exc: Exception) -> None:
+        # A connected UDP socket reports ICMP port unreachable: nothing listens there.
+        if isinstance(exc, ConnectionRefusedError) and self.is_client:
+            self.close_now(PeerUnavailable(f"{self.address}: connection refused"))
+
+    def transmit(self) -> None:
+        if self._dead:
+            return
+        super().transmit()
+        if self._credit:
+            # Wake writers in turn while less than a chunk is queued in aioquic.
+            budget = CHUNK - self._queued()
+            while self._credit and budget > 0:
+                _, fut = self._credit.popitem(last=False)
+                if not fut.done():
+                    fut.set_result(None)
+                    budget -= CHUNK
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        if isinstance(event, events.StreamDataReceived):
+            if self.is_client:
+                self._client_data(event.stream_id, event.data, event.end_stream)
+            else:
+                self._server_data(event.stream_id, event.data, event.end_stream)
+        elif isinstance(event, events.StopSendingReceived):
+            self._stop_writing(event.stream_id)
+            self._cancel_handler(event.stream_id)
+        elif isinstance(event, events.StreamReset):
+            self._stream_reset(event.stream_id)
+        elif isinstance(event, events.HandshakeCompleted) and not self.is_client:
+            self._auth_timer = self._loop.call_later(
+                2 * self._owner.connect_timeout, self._auth_expired
+            )
+        elif isinstance(event, events.ConnectionTerminated):
+            self._lost(self._close_error(event))
+            if self.is_client:
+                self.abandon()
+
+    # -- lifecycle
+
+    def _close_error(self, close: events.ConnectionTerminated) -> PeerUnavailable:
+        reason = close.reason_phrase or f"error code {close.error_code:#x}"
+        if close.error_code == _ACCESS_DENIED:
+            return AuthenticationFailed(f"{self.address or 'peer'}: {reason}")
+        return PeerUnavailable(f"{self.address or 'peer'}: connection closed ({reason})")
+
+    def _lost(self, exc: PeerUnavailable) -> None:
+        """Fail everything in flight on this connection; idempotent."""
+        if self.closed is not None:
+            return
+        self.closed = exc
+        for call in self._calls.values():
+            if not call.future.done():
+                call.future.set_exception(exc)
+        for fut in self._credit.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        for task in self._tasks.values():
+            task.cancel()
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        if self._keepalive is not None and self._keepalive is not asyncio.current_task():
+            self._keepalive.cancel()
+        self._probe.set()
+        self._owner._forget(self)
+
+    def close_now(self, exc: PeerUnavailable, code: int = 0, reason: str = "") -> None:
+        """Fail what is in flight, send CONNECTION_CLOSE, and (client) release the socket."""
+        self._lost(exc)
+        if not self._dead:
+            self.close(error_code=code, reason_phrase=reason)
+        if self.is_client:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Stop all activity now: no timers, no sends; a client closes its UDP socket."""
+        self._dead = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiter = self._connected_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(self.closed or PeerUnavailable(f"{self.address}: closed"))
+        if self.is_client and self._transport is not None:
+            self._transport.close()
+
+    def handler_tasks(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks.values())
+
+    def _auth_expired(self) -> None:
+        if not self.authenticated:
+            self.close_now(
+                AuthenticationFailed("client did not authenticate in time"),
+                _ACCESS_DENIED,
+                "AccessDenied: no authentication",
+            )
+
+    def start_keepalive(self) -> None:
+        self._keepalive = self._loop.create_task(self._keepalive_loop())
+
+    def probe(self) -> None:
+        """Check liveness now (after a call timed out), not at the next keepalive tick."""
+        self._probe.set()
+
+    async def _keepalive_loop(self) -> None:
+        """Ping when silent, so a peer that died or hangs is noticed within seconds.
+
+        Without it a peer killed without closing (SIGKILL, power loss) would look alive
+        until the idle timeout, and each call to it would wait for its full RPC timeout.
+        """
+        while self.closed is None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_KEEPALIVE):
+                    await self._probe.wait()
+            probing = self._probe.is_set()
+            self._probe.clear()
+            if self.closed is not None:
+                return
+            if not probing and self._loop.time() - self.last_received < _KEEPALIVE / 2:
+                continue
+            try:
+                async with asyncio.timeout(self._owner.connect_timeout):
+                    await self.ping()
+            except (TimeoutError, ConnectionError):
+                self.close_now(
+                    PeerUnavailable(
+                        f"{self.address}: no answer to a ping within "
+                        f"{self._owner.connect_timeout:g} s"
+                    )
+                )
+                return
+
+    # -- sending with credit
+
+    def _unsent(self, sid: int) -> int:
+        """Bytes written to the stream that aioquic has not sent yet (waiting for credit)."""
+        stream = self._quic._streams.get(sid)
+        if stream is None:
+            return 0
+        return self._written.get(sid, 0) - stream.sender.highest_offset
+
+    def _queued(self) -> int:
+        """Unsent bytes over all the streams being written."""
+        return sum(self._unsent(sid) for sid in self._written)
+
+    async def _send(self, sid: int, head: bytes, body: bytes | bytearray | memoryview) -> None:
+        """Write one frame; awaits credit between chunks. Raises _Stopped or PeerUnavailable.
+
+        The budget is per connection, not per stream: aioquic visits every stream holding
+        unsent data for every packet it builds, so 16 bodies queued at once cost 16 visits
+        a packet (a third of the sender's time). Writers take turns instead, a chunk each,
+        so about one stream has data queued and the bodies still interleave.
+        """
+        view = memoryview(body).cast("B")
+        size = len(view)
+        self._written[sid] = len(head)
+        try:
+            self._write(sid, head, size == 0)
+            off = 0
+            while off < size:
+                if self._credit or self._queued() >= CHUNK:
+                    fut = self._credit[sid] = self._loop.create_future()
+                    try:
+                        await fut
+                    finally:
+                        self._credit.pop(sid, None)
+                piece = view[off : off + CHUNK]
+                off += len(piece)
+                self._written[sid] += len(piece)
+                self._write(sid, piece, off >= size)
+        finally:
+            self._written.pop(sid, None)
+
+    def _write(self, sid: int, data: bytes | memoryview, end: bool) -> None:
+        if self.closed is not None:
+            raise self.closed
+        try:
+            self._quic.send_stream_data(sid, data, end_stream=end)  # type: ignore[arg-type]
+        except (RuntimeError, ValueError):
+            raise _Stopped() from None  # reset after the peer's STOP_SENDING
+        self._transmit_soon()
+
+    def _stop_writing(self, sid: int) -> None:
+        fut = self._credit.pop(sid, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(_Stopped())
+
+    def _reset(self, sid: int, *, stop_reading: bool) -> None:
+        with contextlib.suppress(Exception):
+            self._quic.reset_stream(sid, _CANCELLED)
+        if stop_reading:
+            with contextlib.suppress(Exception):
+                self._quic.stop_stream(sid, _CANCELLED)
+        if not self._dead:
+            self._transmit_soon()
+
+    # -- client side
+
+    async def request(self, head: bytes, body: bytes | bytearray | memoryview) -> Frame:
+        """Send one request frame on a new stream and wait for its response or error frame."""
+        if self.closed is not None:
+            raise self.closed
+        if self._keepalive is not None and self._loop.time() - self.last_received > _KEEPALIVE:
+            self.probe()  # silent for a while: make sure the peer is still there
+        sid = self._quic.get_next_available_stream_id()
+        call = _Call(self._loop.create_future(), FrameReader(expect=(Kind.RESPONSE, Kind.ERROR)))
+        self._calls[sid] = call
+        try:
+            # _send writes the head before its first await, which claims the stream id.
+            with contextlib.suppress(_Stopped):  # refused early: its error frame says why
+                await self._send(sid, head, body)
+            return await call.future
+        except BaseException:
+            if not call.future.done() or call.future.cancelled():
+                self._reset(sid, stop_reading=True)  # the server cancels its handler
+            raise
+        finally:
+            del self._calls[sid]
+            if call.future.done() and not call.future.cancelled():
+                call.future.exception()  # retrieved: failures are re-raised above
+
+    async def _rpc(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        frame = await self.request(
+            frames.encode_head(Kind.REQUEST, {"method": method, "args": args}, 0), b""
+        )
+        return _result(frame)
+
+    def _client_data(self, sid: int, data: bytes, end: bool) -> None:
+        call = self._calls.get(sid)
+        if call is None or call.future.done():
+            return  # a call given up on, or a stream the server opened: not ours to read
+        try:
+            frame = call.reader.feed(data, end)
+        except FrameError as exc:
+            call.future.set_exception(RpcError(exc.code, f"bad reply: {exc.message}"))
+            self._reset(sid, stop_reading=True)
+            return
+        if frame is not None:
+            call.future.set_result(frame)
+
+    async def authenticate(self) -> None:
+        """The client's half of the secret proof (module docstring)."""
+        owner = self._owner
+        mine = os.urandom(32)
+        try:
+            hello = await self._rpc(_AUTH_HELLO, {"node": owner.node_id, "nonce": mine.hex()})
+            server_id, theirs = str(hello["node"]), bytes.fromhex(hello["nonce"])
+            server_proof = bytes.fromhex(hello["proof"])
+        except RpcError as exc:
+            raise AuthenticationFailed(f"{self.address}: hello refused ({exc})") from None
+        except (KeyError, ValueError, TypeError):
+            raise AuthenticationFailed(f"{self.address}: malformed hello reply") from None
+        binding = self._keylog.binding(self._quic.tls.client_random)
+        if binding is None:
+            raise AuthenticationFailed(f"{self.address}: no TLS session to bind to")
+        ids = (mine, theirs, owner.node_id, server_id)
+        expected = _proof(owner._key, "server", binding, *ids)
+        if not hmac.compare_digest(expected, server_proof):
+            self.close_now(
+                AuthenticationFailed(
+                    f"{self.address}: its proof of the cluster secret does not match ours"
+                    " (one side has the wrong secret)"
+                ),
+                _ACCESS_DENIED,
+                "AccessDenied: server proof refused",
+            )
+            raise self.closed  # type: ignore[misc]
+        try:
+            proof = _proof(owner._key, "client", binding, *ids)
+            await self._rpc(_AUTH_PROOF, {"proof": proof.hex()})
+        except RpcError as exc:
+            raise AuthenticationFailed(f"{self.address}: cluster secret refused ({exc})") from None
+        self.peer_id = server_id
+        self.authenticated = True
+
+    # -- server side
+
+    def _server_data(self, sid: int, data: bytes, end: bool) -> None:
+        if sid in self._ignored:
+            if end:
+                self._ignored.discard(sid)
+            return
+        reader = self._incoming.get(sid)
+        if reader is None:
+            if sid % 4 != 0 or sid in self._tasks:
+                return  # not a client-initiated bidirectional stream, or a late duplicate
+            reader = self._incoming[sid] = FrameReader(expect=(Kind.REQUEST,))
+        try:
+            frame = reader.feed(data, end)
+        except FrameError as exc:
+            del self._incoming[sid]
+            self._refuse(sid, exc.code, exc.message, reading=not end)
+            return
+        if frame is not None:
+            del self._incoming[sid]
+            self._dispatch(sid, frame)
+
+    def _refuse(self, sid: int, code: str, message: str, *, reading: bool = False) -> None:
+        """Answer with an error frame; stop the rest of the request if it is still coming."""
+        if reading:
+            self._ignored.add(sid)
+            with contextlib.suppress(Exception):
+                self._quic.stop_stream(sid, _CANCELLED)
+        self._answer(sid, frames.error_head(code, message))
+
+    def _answer(self, sid: int, head: bytes) -> None:
+        with contextlib.suppress(_Stopped, PeerUnavailable):
+            self._write(sid, head, True)
+
+    def _dispatch(self, sid: int, frame: Frame) -> None:
+        method, args = frame.header.get("method"), frame.header.get("args", {})
+        if not isinstance(method, str) or not isinstance(args, dict):
+            self._refuse(sid, "BadFrame", "a request needs a method name and an args object")
+        elif method == _AUTH_HELLO:
+            self._hello(sid, args)
+        elif method == _AUTH_PROOF:
+            self._check_proof(sid, args)
+        elif not self.authenticated:
+            self._refuse(sid, "AccessDenied", "this connection has not authenticated")
+        elif (handler := self._owner._handlers.get(method)) is None:
+            self._refuse(sid, "UnknownMethod", f"no handler for {method!r}")
+        else:
+            assert self.peer_id is not None
+            request = Request(method, args, frame.body, self.peer_id)  # type: ignore[arg-type]
+            task = self._loop.create_task(self._serve(sid, handler, request))
+            self._tasks[sid] = task
+            task.add_done_callback(lambda _: self._tasks.pop(sid, None))
+
+    def _hello(self, sid: int, args: dict[str, Any]) -> None:
+        owner = self._owner
+        try:
+            client_id, theirs = str(args["node"]), bytes.fromhex(args["nonce"])
+        except (KeyError, ValueError, TypeError):
+            self._refuse(sid, "BadFrame", "malformed hello")
+            return
+        binding = self._keylog.binding(self._quic.tls.client_random)
+        if self._nonces is not None or len(theirs) < 16 or binding is None:
+            self._refuse(sid, "AccessDenied", "unexpected hello")
+            return
+        mine = os.urandom(32)
+        self._nonces = (theirs, mine)
+        self.peer_id = client_id
+        self._binding = binding
+        proof = _proof(owner._key, "server", binding, theirs, mine, client_id, owner.node_id)
+        head = frames.encode_head(
+            Kind.RESPONSE,
+            {"result": {"node": owner.node_id, "nonce": mine.hex(), "proof": proof.hex()}},
+            0,
+        )
+        self._answer(sid, head)
+
+    def _check_proof(self, sid: int, args: dict[str, Any]) -> None:
+        owner = self._owner
+        if self._nonces is None or self.authenticated or self.peer_id is None:
+            self._refuse(sid, "AccessDenied", "unexpected proof")
+            return
+        expected = _proof(
+            owner._key, "client", self._binding, *self._nonces, self.peer_id, owner.node_id
+        )
+        try:
+            ok = hmac.compare_digest(expected, bytes.fromhex(str(args.get("proof", ""))))
+        except ValueError:
+            ok = False
+        if not ok:
+            log.warning("refused node %r: it does not know the cluster secret", self.peer_id)
+            self._refuse(sid, "AccessDenied", "wrong cluster secret")
+            # Close once the error frame had time to go out; the client closes first anyway.
+            self._loop.call_later(
+                0.5,
+                self.close_now,
+                AuthenticationFailed("client refused"),
+                _ACCESS_DENIED,
+                "AccessDenied: wrong cluster secret",
+            )
+            return
+        self.authenticated = True
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        self._answer(sid, frames.encode_head(Kind.RESPONSE, {"result": {}}, 0))
+
+    async def _serve(self, sid: int, handler: Handler, request: Request) -> None:
+        try:
+            try:
+                reply = await handler(request)
+                if not isinstance(reply, Reply):
+                    raise TypeError(f"handler returned {type(reply).__name__}, not Reply")
+                body = reply.body
+                head = frames.encode_head(
+                    Kind.RESPONSE, {"result": reply.result}, frames.body_size(body)
+                )
+            except Exception as exc:
+                code = getattr(exc, "code", None)
+                if isinstance(code, str) and code:
+                    message = getattr(exc, "message", None) or str(exc)
+                else:
+                    log.exception("handler for %s from %s failed", request.method, request.peer)
+                    code, message = "InternalError", f"{type(exc).__name__}: {exc}"
+                head, body = frames.error_head(code, str(message)), b""
+            await self._send(sid, head, body)
+        except (_Stopped, PeerUnavailable):
+            pass  # the caller gave up, or the connection is gone
+        except asyncio.CancelledError:
+            self._reset(sid, stop_reading=False)
+            raise
+
+    def _cancel_handler(self, sid: int) -> None:
+        task = self._tasks.pop(sid, None)
+        if task is not None:
+            task.cancel()
+
+    def _stream_reset(self, sid: int) -> None:
+        self._ignored.discard(sid)
+        self._incoming.pop(sid, None)
+        self._cancel_handler(sid)
+        call = self._calls.get(sid)
+        if call is not None and not call.future.done():
+            call.future.set_exception(PeerUnavailable(f"{self.address}: call reset by the peer"))
+
+
+def _result(frame: Frame) -> dict[str, Any]:
+    if frame.kind is Kind.ERROR:
+        raise RpcError(str(frame.header.get("code")), str(frame.header.get("message", "")))
+    result = frame.header.get("result")
+    if not isinstance(result, dict):
+        raise RpcError("BadFrame", "a response needs a result object")
+    return result
+
+
+@dataclass
+class _Peer:
+    """The persistent connection to one address, and the backoff after failed connects."""
+
+    conn: _Connection | None = None
+    connecting: asyncio.Task[_Connection] | None = None
+    failures: int = 0
+    retry_at: float = 0.0
+    last_error: str = ""
+
+
+class Transport:
+    """The node's QUIC endpoint: serves registered handlers and calls other nodes."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        secret: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        state_dir: str,
+        max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
+        rpc_timeout: float = 10.0,
+        connect_timeout: float = 3.0,
+    ) -> None:
+        if not secret:
+            raise ValueError("the cluster secret must not be empty")
+        if max_datagram_size < 1200:
+            raise ValueError(
+                f"max_datagram_size must be at least 1200 (QUIC), not {max_datagram_size}"
+            )
+        if max_datagram_size > MAX_DATAGRAM_SIZE:
+            log.warning(
+                "max_datagram_size %d is more than aioquic handles; using %d",
+                max_datagram_size,
+                MAX_DATAGRAM_SIZE,
+            )
+            max_datagram_size = MAX_DATAGRAM_SIZE
+        self.node_id = node_id
+        self._key = secret.encode()
+        self.host = host
+        self.port = port
+        self.state_dir = state_dir
+        self.max_datagram_size = max_datagram_size
+        self.rpc_timeout = rpc_timeout
+        self.connect_timeout = connect_timeout
+        self.certificate_fingerprint = ""
+        self._handlers: dict[str, Handler] = {}
+        self._server: _Server | None = None
+        self._server_conns: set[_Connection] = set()
+        self._peers: dict[str, _Peer] = {}
+        self._keylog = _KeyLog()
+        self._stopped = False
+
+    def _configuration(self, *, is_client: bool, keylog: _KeyLog) -> QuicConfiguration:
+        return QuicConfiguration(
+            is_client=is_client,
+            alpn_protocols=[ALPN],
+            verify_mode=ssl.CERT_NONE,  # peers prove the cluster secret instead
+            max_datagram_size=self.max_datagram_size,
+            max_data=_MAX_DATA,
+            max_stream_data=_MAX_STREAM_DATA,
+            idle_timeout=_IDLE_TIMEOUT,
+            secrets_log_file=keylog,  # type: ignore[arg-type]
+        )
+
+    async def start(self) -> None:
+        """Listen on host:port (port 0 picks a free one, then `port` holds it)."""
+        cert, key = load_or_create_certificate(self.state_dir)
+        self.certificate_fingerprint = fingerprint(cert)
+        config = self._configuration(is_client=False, keylog=self._keylog)
+        config.load_cert_chain(cert, key)
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+        )
+        family, addr = infos[0][0], infos[0][4]
+        sock = _udp_socket(family)
+        try:
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind(addr)
+        except OSError:
+            sock.close()
+            raise
+        _, server = await loop.create_datagram_endpoint(
+            lambda: _Server(
+                sock=sock,
+                configuration=config,
+                create_protocol=partial(_Connection, owner=self, keylog=self._keylog),
+            ),
+            sock=sock,
+        )
+        self._server = server
+        self.port = sock.getsockname()[1]
+        self._stopped = False
+
+    async def stop(self) -> None:
+        """Close every connection and the endpoint; calls in flight get PeerUnavailable."""
+        self._stopped = True
+        exc = PeerUnavailable(f"node {self.node_id}: transport stopped")
+        conns = [p.conn for p in self._peers.values() if p.conn is not None]
+        for peer in self._peers.values():
+            if peer.connecting is not None:
+                peer.connecting.cancel()
+        conns += self._server_conns
+        tasks = [t for c in conns for t in c.handler_tasks()]
+        for conn in conns:
+            conn.close_now(exc, 0, "node stopping")
+            conn.abandon()
+        self._peers.clear()
+        self._server_conns.clear()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0)  # let the sockets' close callbacks run
+
+    def handle(self, method: str, handler: Handler) -> None:
+        """Serve `method` with `handler` (replacing any earlier one); "_" names are reserved."""
+        if method.startswith("_"):
+            raise ValueError(f"method names starting with '_' are reserved: {method!r}")
+        self._handlers[method] = handler
+
+    async def call(
+        self,
+        address: str,
+        method: str,
+        args: dict[str, Any] | None = None,
+        body: bytes = b"",
+        *,
+        timeout: float | None = None,
+    ) -> Reply:
+        """Call `method` on the node at "host:port"; see RpcError and PeerUnavailable.
+
+        `timeout` (default rpc_timeout) bounds everything: connecting, sending the body and
+        the reply. On timeout or cancellation the stream is reset, which cancels the
+        remote handler.
+        """
+        if timeout is None:
+            timeout = self.rpc_timeout
+        try:
+            head = frames.encode_head(
+                Kind.REQUEST, {"method": method, "args": args or {}}, frames.body_size(body)
+            )
+        except FrameError as exc:
+            raise ValueError(exc.message) from None
+        if self._stopped:
+            raise PeerUnavailable(f"node {self.node_id}: transport stopped")
+        conn: _Connection | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await self._connection(address)
+                frame = await conn.request(head, body)
+        except TimeoutError:
+            if conn is not None:
+                conn.probe()
+            raise PeerUnavailable(f"{address}: no reply to {method} within {timeout:g} s") from None
+        return Reply(_result(frame), frame.body)  # type: ignore[arg-type]
+
+    async def _connection(self, address: str) -> _Connection:
+        peer = self._peers.setdefault(address, _Peer())
+        if peer.conn is not None and peer.conn.closed is None:
+            return peer.conn
+        if peer.connecting is None:
+            now = asyncio.get_running_loop().time()
+            if now < peer.retry_at:
+                raise PeerUnavailable(
+                    f"{address}: unreachable ({peer.last_error}); "
+                    f"retrying in {peer.retry_at - now:.2f} s"
+                )
+            peer.connecting = asyncio.get_running_loop().create_task(self._connect(address, peer))
+            peer.connecting.add_done_callback(_retrieve)
+        # Shielded: a caller that gives up does not abort the attempt others share.
+        connecting = peer.connecting
+        try:
+            return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if connecting.cancelled() and task is not None and not task.cancelling():
+                raise PeerUnavailable(f"{address}: connection attempt abandoned") from None
+            raise
+
+    async def _connect(self, address: str, peer: _Peer) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await self._open(address)
+        except PeerUnavailable as exc:
+            peer.failures += 1
+            peer.retry_at = loop.time() + min(_BACKOFF_MAX, _BACKOFF_MIN * 2 ** (peer.failures - 1))
+            peer.last_error = str(exc)
+            raise
+        finally:
+            peer.connecting = None
+        peer.failures = 0
+        if self._peers.get(address) is peer:
+            peer.conn = conn
+        conn.start_keepalive()
+        return conn
+
+    async def _open(self, address: str) -> _Connection:
+        """A new authenticated connection, within connect_timeout, or PeerUnavailable."""
+        loop = asyncio.get_running_loop()
+        conn: _Connection | None = None
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                host, port = _split_address(address)
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+                family, addr = infos[0][0], infos[0][4]
+                sock = _udp_socket(family)
+                try:
+                    # Connected, so ICMP "port unreachable" comes back as an error at once.
+                    sock.connect(addr)
+                    addr = sock.getpeername()
+                except OSError:
+                    sock.close()
+                    raise
+                keylog = _KeyLog()
+                quic = QuicConnection(
+                    configuration=self._configuration(is_client=True, keylog=keylog)
+                )
+                _, conn = await loop.create_datagram_endpoint(
+                    lambda: _Connection(
+                        quic, owner=self, keylog=keylog, address=address, sock=sock
+                    ),
+                    sock=sock,
+                )
+                conn.connect(addr)
+                await conn.wait_connected()
+                await conn.authenticate()
+                return conn
+        except TimeoutError:
+            exc: PeerUnavailable = PeerUnavailable(
+                f"{address}: no connection within {self.connect_timeout:g} s"
+            )
+        except PeerUnavailable as e:
+            exc = e
+        except (OSError, ValueError) as e:
+            exc = PeerUnavailable(f"{address}: cannot connect: {e or type(e).__name__}")
+            if conn is not None and conn.closed is not None:
+                exc = conn.closed  # the handshake failed: its reason
+        except BaseException:  # cancelled (stop()): do not leave the socket open
+            if conn is not None:
+                conn.close_now(PeerUnavailable(f"{address}: connection attempt abandoned"))
+            raise
+        if conn is not None:
+            conn.close_now(exc)
+        raise exc
+
+    def _forget(self, conn: _Connection) -> None:
+        self._server_conns.discard(conn)
+        peer = self._peers.get(conn.address)
+        if peer is not None and peer.conn is conn:
+            peer.conn = None
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
