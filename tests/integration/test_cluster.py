@@ -202,3 +202,72 @@ def test_a_node_without_the_secret_is_refused(tmp_path: Path, three: list[Node])
         assert a.s3().get_object(Bucket="guarded", Key="k")["Body"].read() == b"secret data"
     finally:
         intruder.stop()
+
+
+def heal(node: Node) -> dict[str, Any]:
+    host = node.endpoint.split("://", 1)[1]
+    headers = signed_headers("POST", "/-/heal", host, KEY, SECRET_KEY, "us-east-1")
+    reply = httpx.post(node.endpoint + "/-/heal", headers=headers, timeout=120)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_six_nodes_survive_one_and_heal_it_back(tmp_path: Path) -> None:
+    nodes = make_nodes(tmp_path, 6, 1)
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            node.wait_ready()
+        first, victim = nodes[0], nodes[5]
+        first.s3().create_bucket(Bucket="six")
+        before = {f"old{i}": os.urandom(300_000 + i) for i in range(3)}
+        for key, body in before.items():
+            first.s3().put_object(Bucket="six", Key=key, Body=body)
+        victim.kill()
+        # 4+2 over six single-drive nodes: five drives left are enough for both.
+        during = {f"new{i}": os.urandom(400_000 + i) for i in range(3)}
+        for key, body in during.items():
+            nodes[1].s3().put_object(Bucket="six", Key=key, Body=body)
+        for key, body in {**before, **during}.items():
+            assert nodes[2].s3().get_object(Bucket="six", Key=key)["Body"].read() == body
+        victim.start()
+        victim.wait_ready()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            drives = [d for members in first.status()["sets"] for d in members]
+            if all(d["state"] == "online" for d in drives):
+                break
+            time.sleep(0.3)
+        report = heal(first)
+        assert report["unrecoverable"] == [] and report["errors"] == []
+        assert report["shards_healed"] >= len(during)  # the writes it missed
+        again = heal(first)
+        assert again["shards_missing"] == 0 and again["records_healed"] == 0
+        # Full redundancy again: two other nodes may now go.
+        nodes[1].kill()
+        nodes[2].kill()
+        for key, body in {**before, **during}.items():
+            assert victim.s3().get_object(Bucket="six", Key=key)["Body"].read() == body
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_a_hung_node_costs_at_most_the_rpc_timeout(three: list[Node]) -> None:
+    a, b, c = three
+    a.s3().create_bucket(Bucket="hung")
+    body = os.urandom(700_000)
+    a.s3().put_object(Bucket="hung", Key="k", Body=body)
+    c.kill(signal.SIGSTOP)  # alive to the kernel, sockets open, never answers
+    try:
+        started = time.monotonic()
+        assert b.s3().get_object(Bucket="hung", Key="k")["Body"].read() == body
+        with pytest.raises(ClientError) as info:
+            a.s3().put_object(Bucket="hung", Key="other", Body=b"y" * 1000)
+        assert error_code(info.value) == "ServiceUnavailable"
+        # Drive calls time out after cluster.drives.timeout_ms (3 s here).
+        assert time.monotonic() - started < 15
+    finally:
+        c.kill(signal.SIGCONT)
+    assert a.s3().get_object(Bucket="hung", Key="k")["Body"].read() == body
