@@ -97,6 +97,12 @@ class DistributedStore(ErasureStore):
                 f"the cluster was formed for {view.k}+{view.m}, config says {self.k}+{self.m}; "
                 "the erasure layout cannot change"
             )
+        if self.node_id not in view.nodes:
+            raise LayoutError(
+                f"node {self.node_id} is not a member of cluster {view.cluster_id}: adding "
+                "nodes to a running cluster is not supported yet; start every node of a "
+                "new cluster with the others as seed_nodes"
+            )
         mine = view.nodes[self.node_id].drives
         if len(mine) != len(local):
             raise LayoutError(
