@@ -413,7 +413,7 @@ class Healer:
                 if entry is not None and e["v"] == entry["v"]:
                     if marker:
                         holding.append(p)
-                elif store.pinned(bucket, key, e["v"]):
+                elif store.busy(bucket, key, e["v"]):
                     cleared = False
                 elif entry is None or e["v"] > entry["v"]:
                     # Newer than what a quorum agrees on: a write that died before its

@@ -178,6 +178,8 @@ class ErasureStore:
         self._buckets: dict[str, float] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._pins: Counter[tuple[str, str, str]] = Counter()
+        #: Reads between fetching a key's records and pinning the version they chose.
+        self._opening: Counter[tuple[str, str]] = Counter()
         self._background: set[asyncio.Task[Any]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.healer: Healer | None = None
@@ -460,10 +462,7 @@ class ErasureStore:
         no reader in this process has them open."""
         try:
             for _ in range(36000):
-                if not any(
-                    b == bucket and k == key and v < vid and n > 0
-                    for (b, k, v), n in self._pins.items()
-                ):
+                if not self.busy(bucket, key, vid):
                     break
                 await asyncio.sleep(0.1)
             entry = resolve((await self.read_entries(bucket, key))[2], self.k, key)
@@ -638,16 +637,22 @@ class ErasureStore:
         await self._require_bucket(bucket)
         s, rot = self.set_for(bucket, key)
         drives = self.sets[s]
-        results = await asyncio.gather(
-            *(
-                d.read_small(bucket, key, (p - rot) % self.n, SMALL_READ)
-                for p, d in enumerate(drives)
-            ),
-            return_exceptions=True,
-        )
-        answers = [None if isinstance(r, BaseException) else r[0] for r in results]
-        entry = live(resolve(answers, self.k, f"{bucket}/{key}"))
-        reader = ErasureObjectReader(self, bucket, key, drives, entry)
+        self._opening[(bucket, key)] += 1
+        try:
+            results = await asyncio.gather(
+                *(
+                    d.read_small(bucket, key, (p - rot) % self.n, SMALL_READ)
+                    for p, d in enumerate(drives)
+                ),
+                return_exceptions=True,
+            )
+            answers = [None if isinstance(r, BaseException) else r[0] for r in results]
+            entry = live(resolve(answers, self.k, f"{bucket}/{key}"))
+            reader = ErasureObjectReader(self, bucket, key, drives, entry)
+        finally:
+            self._opening[(bucket, key)] -= 1
+            if self._opening[(bucket, key)] <= 0:
+                del self._opening[(bucket, key)]
         shards = {
             (p - rot) % self.n: r[1]
             for p, r in enumerate(results)
@@ -681,8 +686,13 @@ class ErasureStore:
         if self._pins[(bucket, key, vid)] <= 0:
             del self._pins[(bucket, key, vid)]
 
-    def pinned(self, bucket: str, key: str, vid: str) -> bool:
-        return self._pins.get((bucket, key, vid), 0) > 0
+    def busy(self, bucket: str, key: str, vid: str) -> bool:
+        """Whether a reader in this process has a version up to `vid` open, or is
+        between reading the key's records and pinning what it found (a version it may
+        pick could be retired under it otherwise)."""
+        return self._opening[(bucket, key)] > 0 or any(
+            b == bucket and k == key and v <= vid for (b, k, v) in self._pins
+        )
 
     # -- listing -----------------------------------------------------------------------
 
