@@ -8,6 +8,11 @@ answered: the node with the smallest id forms the sets — drive 0 of every node
 drive 1, ... (storage.erasure.layout.form_sets, the reference's interleaving) — and
 pushes the view to the others; nobody guesses.
 
+Joining a running cluster: a node with no view whose seed answers with one asks that
+member to add it; the smallest id alive decides (others forward), one join at a time,
+and pushes the new view — the newcomer's drives as new sets, a new pool (see
+storage.erasure.versions.Placement) — to every member before answering.
+
 Heartbeats: every node pings every other one each `heartbeat_interval_ms`. A peer not
 heard from for two intervals is suspect; after `heartbeat_timeout_ms` it is offline —
 but only while this node hears from a majority of the cluster (itself included), so
@@ -23,7 +28,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +39,10 @@ from storage.erasure.layout import form_sets
 log = logging.getLogger("shoal.cluster")
 
 VIEW_FORMAT = 1
+
+
+class JoinRefused(Exception):
+    """The cluster would not take this node in; the message says why."""
 
 
 @dataclass
@@ -53,6 +62,11 @@ class View:
     m: int
     nodes: dict[str, NodeInfo]
     sets: list[list[tuple[str, str]]]
+    pools: list[int] = field(default_factory=list)  # sets per pool: one pool per join
+
+    def __post_init__(self) -> None:
+        if not self.pools:
+            self.pools = [len(self.sets)]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +77,7 @@ class View:
             "m": self.m,
             "nodes": {n: asdict(info) for n, info in self.nodes.items()},
             "sets": [[list(member) for member in members] for members in self.sets],
+            "pools": list(self.pools),
         }
 
     @classmethod
@@ -74,6 +89,7 @@ class View:
             m=int(d["m"]),
             nodes={n: NodeInfo(**info) for n, info in d["nodes"].items()},
             sets=[[(str(a), str(b)) for a, b in members] for members in d["sets"]],
+            pools=[int(n) for n in d.get("pools", [])],
         )
 
 
@@ -87,6 +103,28 @@ def form_view(nodes: Sequence[tuple[str, str, int]], k: int, m: int) -> View:
     placed = form_sets([(node, count) for node, _, count in ordered], k + m, data_shards=k)
     sets = [[(node, infos[node].drives[i]) for node, i in members] for members in placed]
     return View(str(uuid.uuid4()), 1, k, m, infos, sets)
+
+
+def grow_view(view: View, node_id: str, address: str, drive_count: int) -> View:
+    """The view with a joining node whose drives form new erasure sets of their own (a
+    new pool): existing data stays where it is. ValueError if they cannot form sets."""
+    info = NodeInfo(node_id, address, [str(uuid.uuid4()) for _ in range(drive_count)])
+    try:
+        placed = form_sets([(node_id, drive_count)], view.k + view.m, data_shards=view.k)
+    except ValueError as exc:
+        raise ValueError(
+            f"node {node_id} cannot join: {exc} (a joining node brings whole erasure sets)"
+        ) from None
+    sets = [[(node_id, info.drives[i]) for _, i in members] for members in placed]
+    return View(
+        view.cluster_id,
+        view.version + 1,
+        view.k,
+        view.m,
+        {**view.nodes, node_id: info},
+        view.sets + sets,
+        [*view.pools, len(sets)],
+    )
 
 
 class ViewStore:
@@ -165,7 +203,13 @@ class Membership:
         self.peers: dict[str, Peer] = {}
         self._adopted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._join_lock = asyncio.Lock()
+        #: Called with each newer view adopted (the store takes in new sets).
+        self.on_view: Callable[[View], None] | None = None
+        #: Called with a peer's id when it answers again after being suspect or offline.
+        self.on_peer_back: Callable[[str], None] | None = None
         transport.handle("cluster.hello", self._hello)
+        transport.handle("cluster.join", self._join)
         transport.handle("cluster.view", self._receive_view)
         transport.handle("cluster.ping", self._ping)
         if self.view is not None:
@@ -183,11 +227,20 @@ class Membership:
             infos = await self._ask_seeds()
             if self.view is not None:
                 break
-            known = [i["view"] for i in infos if i.get("view")]
+            known = [View.from_dict(i["view"]) for i in infos if i.get("view")]
             if known:
-                self._adopt(View.from_dict(known[0]))
-                break
-            if len(infos) == len(self.seeds):
+                view = max(known, key=lambda v: v.version)
+                if self.node_id in view.nodes:
+                    self._adopt(view)
+                    break
+                try:
+                    self._adopt(
+                        await self._ask_to_join([i["address"] for i in infos if i.get("view")])
+                    )
+                    break
+                except PeerUnavailable as exc:
+                    log.warning("joining: %s; retrying", exc)
+            elif len(infos) == len(self.seeds):
                 everyone = [(self.node_id, self.address, self.drive_count)]
                 everyone += [(i["node_id"], i["address"], int(i["drives"])) for i in infos]
                 if min(everyone)[0] == self.node_id:
@@ -211,11 +264,65 @@ class Membership:
         answers = await asyncio.gather(*(one(s) for s in self.seeds))
         return [a for a in answers if a is not None]
 
+    async def _ask_to_join(self, members: list[str]) -> View:
+        """Runtime join: a member adds this node to the view (see _join)."""
+        args = {"node_id": self.node_id, "address": self.address, "drives": self.drive_count}
+        for address in members:
+            try:
+                reply = await self.transport.call(address, "cluster.join", args, timeout=30)
+            except PeerUnavailable:
+                continue
+            except RpcError as exc:
+                raise JoinRefused(exc.message) from None
+            log.info("joined cluster through %s", address)
+            return View.from_dict(reply.result["view"])
+        raise PeerUnavailable(f"no member answered the join request: {members}")
+
+    async def _join(self, request: Request) -> Reply:
+        """A node asks to join. The member with the smallest id among those alive
+        decides (one at a time, so two joins never mint the same view version); the
+        others forward to it. The new view goes to every member before the answer."""
+        view = self.view
+        if view is None:
+            raise RpcError("NotFormed", "this node is not a member of a formed cluster yet")
+        args = request.args
+        leader = self.leader()
+        if leader != self.node_id and not args.get("forwarded"):
+            address = view.nodes[leader].address
+            reply = await self.transport.call(
+                address, "cluster.join", {**args, "forwarded": True}, timeout=25
+            )
+            return Reply(reply.result)
+        node, address = str(args["node_id"]), str(args["address"])
+        if not args.get("forwarded") and node != request.peer:
+            raise RpcError("AccessDenied", f"node {request.peer} asked to join as {node}")
+        async with self._join_lock:
+            current = self.view
+            assert current is not None
+            if node in current.nodes:
+                if current.nodes[node].address == address:
+                    return Reply({"view": current.to_dict()})
+                grown = View.from_dict(current.to_dict())
+                grown.version += 1
+                grown.nodes[node].address = address
+            else:
+                try:
+                    grown = grow_view(current, node, address, int(args["drives"]))
+                except ValueError as exc:
+                    raise RpcError("JoinRefused", str(exc)) from None
+            self._adopt(grown)
+            await self._push(grown)
+            log.info("node %s joined at %s (view version %d)", node, address, grown.version)
+            return Reply({"view": grown.to_dict()})
+
     async def _push(self, view: View) -> None:
-        for node, info in view.nodes.items():
-            if node != self.node_id:
-                with contextlib.suppress(PeerUnavailable, RpcError):
-                    await self.transport.call(info.address, "cluster.view", view.to_dict())
+        async def one(address: str) -> None:
+            with contextlib.suppress(PeerUnavailable, RpcError):
+                await self.transport.call(address, "cluster.view", view.to_dict())
+
+        await asyncio.gather(
+            *(one(info.address) for node, info in view.nodes.items() if node != self.node_id)
+        )
 
     def _adopt(self, view: View) -> None:
         if self.view is not None and (
@@ -226,6 +333,8 @@ class Membership:
         self.store.save(view)
         self._refresh_peers()
         self._adopted.set()
+        if self.on_view is not None:
+            self.on_view(view)
 
     def _refresh_peers(self) -> None:
         assert self.view is not None
@@ -272,10 +381,13 @@ class Membership:
         )
 
     def _heard(self, peer: Peer, rtt: float | None = None) -> None:
+        back = peer.state in ("suspect", "offline")
         if peer.state != "alive":
             log.info("node %s is alive", peer.node_id)
             peer.since = time.time()
         peer.state, peer.failures = "alive", 0
+        if back and self.on_peer_back is not None:
+            self.on_peer_back(peer.node_id)
         peer.last_seen, peer.last_seen_wall = time.monotonic(), time.time()
         if rtt is not None:
             peer.rtt_ms = rtt * 1000
@@ -317,6 +429,12 @@ class Membership:
             if state != peer.state:
                 log.warning("node %s is %s (silent %.1fs)", peer.node_id, state, silent)
                 peer.state, peer.since = state, time.time()
+
+    def leader(self) -> str:
+        """The node that decides joins and runs catch-up healing: the smallest id
+        among the members this node does not consider offline."""
+        members = self.view.nodes if self.view is not None else {}
+        return min([n for n in members if self.reachable(n)] + [self.node_id])
 
     def reachable(self, node_id: str) -> bool:
         """False only for a peer this node has declared offline."""

@@ -9,15 +9,18 @@ the others. Any node can coordinate any request.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from cluster.drive_rpc import DriveService, RemoteDrive
-from cluster.membership import Membership, ViewStore
+from cluster.membership import Membership, View, ViewStore
 from cluster.transport import Transport
 from storage.erasure.drive import Drive
 from storage.erasure.layout import Layout, LayoutError, format_record, parse_format
 from storage.erasure.store import ErasureStore
+
+log = logging.getLogger("shoal.cluster")
 
 
 class DistributedStore(ErasureStore):
@@ -82,6 +85,38 @@ class DistributedStore(ErasureStore):
             if not isinstance(drive.inner, RemoteDrive)
         }
         DriveService(self.transport, local)
+        self.membership.on_view = self._view_changed
+        self.membership.on_peer_back = lambda node: self._drive_returned()
+        self._view_changed(self.membership.view)  # one adopted while the drives opened
+
+    def _view_changed(self, view: View | None) -> None:
+        """Nodes joined: take in the erasure sets their drives form (new pools)."""
+        if view is None or self.layout is None or len(view.sets) <= len(self.sets):
+            return
+        new = view.sets[len(self.sets) :]
+        self.layout.drive_ids += [[d for _, d in members] for members in new]
+        self.add_sets(
+            [[(self._remote(view, node, d), d, True) for node, d in members] for members in new],
+            view.pools[len(self.pools) :],
+        )
+        self._drive_returned()  # the new drives need the buckets and their records
+        log.info(
+            "cluster view %d: now %d erasure sets in %d pools",
+            view.version,
+            len(self.sets),
+            len(self.pools),
+        )
+
+    def _drive_returned(self) -> None:
+        """Every node sees a returning node's drives come back; one of them (the
+        smallest id alive) runs the scan that catches them up."""
+        if self.membership is not None and self.membership.leader() == self.node_id:
+            super()._drive_returned()
+
+    def _remote(self, view: View, node: str, drive_id: str) -> RemoteDrive:
+        return RemoteDrive(
+            self.transport, view.nodes[node].address, drive_id, f"{node}:{drive_id[:8]}"
+        )
 
     async def close(self) -> None:
         if self.membership is not None:
@@ -99,9 +134,9 @@ class DistributedStore(ErasureStore):
             )
         if self.node_id not in view.nodes:
             raise LayoutError(
-                f"node {self.node_id} is not a member of cluster {view.cluster_id}: adding "
-                "nodes to a running cluster is not supported yet; start every node of a "
-                "new cluster with the others as seed_nodes"
+                f"node {self.node_id} is not a member of cluster {view.cluster_id}, whose "
+                "view this node has saved: a node joins with a state directory holding "
+                "no view (.cluster/view.json) and a member among its seed_nodes"
             )
         mine = view.nodes[self.node_id].drives
         if len(mine) != len(local):
@@ -149,14 +184,22 @@ class DistributedStore(ErasureStore):
         by_id = dict(zip(mine, local, strict=True))
         sets: list[list[Drive]] = [
             [
-                by_id[d]
-                if node == self.node_id
-                else RemoteDrive(self.transport, view.nodes[node].address, d, f"{node}:{d[:8]}")
+                by_id[d] if node == self.node_id else self._remote(view, node, d)
                 for node, d in members
             ]
             for members in view.sets
         ]
-        return Layout(view.cluster_id, self.node_id, self.k, self.m, sets, ids, missing, errors)
+        return Layout(
+            view.cluster_id,
+            self.node_id,
+            self.k,
+            self.m,
+            sets,
+            ids,
+            missing,
+            errors,
+            pools=view.pools,
+        )
 
     def status(self) -> dict[str, Any]:
         status = super().status()

@@ -137,6 +137,8 @@ class Healer:
         self._queued: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._scan_lock = asyncio.Lock()
+        self._scan_requested: asyncio.Task[None] | None = None
+        self._rescan = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -145,12 +147,31 @@ class Healer:
         self._tasks = [loop.create_task(self._drain()), loop.create_task(self._periodic())]
 
     async def stop(self) -> None:
+        if self._scan_requested is not None:
+            self._tasks.append(self._scan_requested)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+
+    def request_scan(self, delay: float = 1.0) -> None:
+        """A full scan soon: drives coming back together (a node's) ask once."""
+        self._rescan = True
+        if self._scan_requested is not None and not self._scan_requested.done():
+            return  # it scans again if this came in during its scan
+
+        async def later() -> None:
+            while self._rescan:
+                await asyncio.sleep(delay)
+                self._rescan = False
+                try:
+                    await self.scan()
+                except Exception:
+                    log.exception("healing scan failed")
+
+        self._scan_requested = asyncio.get_running_loop().create_task(later())
 
     def queue(self, bucket: str, key: str) -> None:
         """Heal this object soon (a read had to reconstruct it)."""
@@ -263,9 +284,11 @@ class Healer:
                 continue
             copies.append(None if raw is None else loads(raw))
             answers.append([] if raw is None else [copies[-1]])
-        answers += [None] * (len(store.drives) - len(drives))
+        voters = {id(d) for d in store.doc_drives}
+        votes = [a for d, a in zip(drives, answers, strict=True) if id(d) in voters]
+        votes += [None] * (len(voters) - len(votes))
         try:
-            agreed = resolve(answers, store.doc_read_quorum, path)
+            agreed = resolve(votes, store.doc_read_quorum, path)
         except ServiceUnavailable:
             return True  # cannot tell now; leave everything as it is
         for drive, copy, answer in zip(drives, copies, answers, strict=False):

@@ -59,6 +59,7 @@ class HealthTrackedDrive:
         probe_interval: float = 5.0,
         online: bool = True,
         latency_alpha: float = 0.2,
+        on_online: Callable[[], None] | None = None,
     ) -> None:
         if fail_threshold < 1:
             raise ValueError("fail_threshold must be at least 1")
@@ -72,6 +73,7 @@ class HealthTrackedDrive:
         self.probe_interval = probe_interval
         self.latency_alpha = latency_alpha
         self._online = online
+        self._on_online = on_online
         self.calls = 0
         self.errors = 0
         self.consecutive_errors = 0
@@ -109,6 +111,8 @@ class HealthTrackedDrive:
         self.offline_reason = None
         self.last_probe = None
         log.info("drive %s (%s) is back online after %.1fs", self.name, self.drive_id, down)
+        if self._on_online is not None:
+            self._on_online()
 
     def status(self) -> dict[str, Any]:
         """For the management API and metrics; times are Unix seconds, latency_ms is

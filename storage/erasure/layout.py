@@ -227,6 +227,7 @@ class Layout:
     errors: dict[str, str] = field(default_factory=dict)
     replaced: list[str] = field(default_factory=list)
     fresh: bool = False
+    pools: list[int] | None = None  # sets per pool; None: all sets are one pool
 
     @property
     def set_size(self) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -45,6 +46,7 @@ from storage.erasure.layout import Layout, open_layout
 from storage.erasure.shards import ChunkWriter, encode_whole, read_chunk
 from storage.erasure.versions import (
     ChunkRef,
+    Placement,
     chunk_refs,
     chunks_for,
     entry_meta,
@@ -93,6 +95,17 @@ T = TypeVar("T")
 SMALL_READ = 1024 * 1024
 #: How long a bucket seen to exist is trusted without asking the drives again.
 BUCKET_TTL = 2.0
+
+
+@dataclasses.dataclass
+class Located:
+    """Where a key is (see ErasureStore.locate): its set, shard rotation, the set's
+    drives' answers, and other sets still holding live versions of it."""
+
+    set: int
+    rot: int
+    answers: list[list[dict[str, Any]] | None]
+    others: list[int] = dataclasses.field(default_factory=list)
 
 
 def _no_bucket() -> NoSuchBucket:
@@ -175,6 +188,7 @@ class ErasureStore:
         self.layout: Layout | None = None
         self.sets: list[list[HealthTrackedDrive]] = []
         self.drives: list[HealthTrackedDrive] = []
+        self.pools: list[int] = []  # sets per pool (see versions.Placement)
         self._buckets: dict[str, float] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._pins: Counter[tuple[str, str, str]] = Counter()
@@ -195,27 +209,49 @@ class ErasureStore:
         inner: list[Drive] = [self._wrap(d) if self._wrap else d for d in self._local]
         self.layout = await self._open_layout(inner)
         self.node_id = self.layout.node_id
+        self.healer = Healer(self, interval=self.heal_interval, rate=self.heal_rate)
         missing = set(self.layout.missing)
-        for s, members in enumerate(self.layout.sets):
-            self.sets.append(
+        self.add_sets(
+            [
                 [
-                    HealthTrackedDrive(
-                        drive,
-                        drive_id=self.layout.drive_ids[s][p],
-                        timeout=self.drive_timeout,
-                        probe_interval=self.probe_interval,
-                        op_timeouts={"sweep": 600.0, "list_objects": 60.0},
-                        online=drive.name not in missing,
-                    )
+                    (drive, self.layout.drive_ids[s][p], drive.name not in missing)
                     for p, drive in enumerate(members)
                 ]
-            )
-        self.drives = [d for members in self.sets for d in members]
-        for d in self.drives:
-            d.start()
-        self.healer = Healer(self, interval=self.heal_interval, rate=self.heal_rate)
+                for s, members in enumerate(self.layout.sets)
+            ],
+            self.layout.pools or [len(self.layout.sets)],
+        )
         self.healer.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._housekeeping()))
+
+    def add_sets(self, sets: Sequence[Sequence[tuple[Drive, str, bool]]], pools: list[int]) -> None:
+        """Take in erasure sets — (drive, drive id, online) by position — as pools of
+        `pools` sets each: at open, and when nodes join a cluster."""
+        assert sum(pools) == len(sets)
+        for members in sets:
+            tracked = [
+                HealthTrackedDrive(
+                    drive,
+                    drive_id=drive_id,
+                    timeout=self.drive_timeout,
+                    probe_interval=self.probe_interval,
+                    op_timeouts={"sweep": 600.0, "list_objects": 60.0},
+                    online=online,
+                    on_online=self._drive_returned,
+                )
+                for drive, drive_id, online in members
+            ]
+            self.sets.append(tracked)
+            self.drives.extend(tracked)
+            for d in tracked:
+                d.start()
+        self.pools.extend(pools)
+
+    def _drive_returned(self) -> None:
+        """A drive (or the node holding it) is back: it missed whatever was written
+        meanwhile, so a healing scan brings it up to date."""
+        if self.healer is not None:
+            self.healer.request_scan()
 
     async def _open_layout(self, local: list[Drive]) -> Layout:
         """This node's drives (in configured order) as erasure sets; a cluster of
@@ -262,8 +298,46 @@ class ErasureStore:
 
     # -- placement -------------------------------------------------------------------
 
+    def place(self, bucket: str, key: str) -> Placement:
+        return placement(bucket, key, self.pools, self.n)
+
     def set_for(self, bucket: str, key: str) -> tuple[int, int]:
-        return placement(bucket, key, len(self.sets), self.n)
+        """(home set, rotation): where the key goes if it exists nowhere yet."""
+        where = self.place(bucket, key)
+        return where.home, where.rot
+
+    async def locate(self, bucket: str, key: str) -> Located:
+        """The set holding the key's newest version, else its home set. With several
+        pools every candidate set is asked; one that cannot tell (too few drives)
+        makes the key unreadable and unwritable rather than risk a stale answer."""
+        where = self.place(bucket, key)
+        if len(where.candidates) == 1:
+            return Located(where.home, where.rot, await self._set_entries(where.home, bucket, key))
+        answers = await asyncio.gather(
+            *(self._set_entries(s, bucket, key) for s in where.candidates)
+        )
+        found = []
+        for s, each in zip(where.candidates, answers, strict=True):
+            entry = resolve(each, self.k, f"{bucket}/{key}")
+            if entry is not None:
+                found.append((entry["v"], s, bool(entry.get("deleted"))))
+        if not found:
+            return Located(where.home, where.rot, answers[where.candidates.index(where.home)])
+        _, s, _ = max(found)
+        others = [t for _, t, deleted in found if t != s and not deleted]
+        return Located(s, where.rot, answers[where.candidates.index(s)], others)
+
+    async def _target(self, bucket: str, key: str) -> int:
+        """The set a write of the key goes to."""
+        if len(self.pools) == 1:
+            return self.place(bucket, key).home
+        return (await self.locate(bucket, key)).set
+
+    async def _set_entries(
+        self, s: int, bucket: str, key: str
+    ) -> list[list[dict[str, Any]] | None]:
+        results = await _each(self.sets[s], lambda d: d.read_object(bucket, key))
+        return [None if isinstance(r, BaseException) else r for r in results]
 
     @property
     def write_quorum(self) -> int:
@@ -272,16 +346,23 @@ class ErasureStore:
     # -- replicated records (buckets, policies, documents) -----------------------------
 
     @property
+    def doc_drives(self) -> list[HealthTrackedDrive]:
+        """The drives whose copies of replicated records count: the first pool's. The
+        records go to every drive, but a joining node's drives start with none (until
+        healing copies them) and must not outvote the drives that have them."""
+        return self.drives[: self.pools[0] * self.n]
+
+    @property
     def _doc_write_quorum(self) -> int:
-        return len(self.drives) // 2 + 1
+        return len(self.doc_drives) // 2 + 1
 
     @property
     def doc_read_quorum(self) -> int:
-        return len(self.drives) - self._doc_write_quorum + 1
+        return len(self.doc_drives) - self._doc_write_quorum + 1
 
     async def _read_doc(self, path: str, what: str) -> dict[str, Any] | None:
         """A record kept on every drive (bucket, policy, document)."""
-        return await _agreed(self.drives, path, self.doc_read_quorum, what)
+        return await _agreed(self.doc_drives, path, self.doc_read_quorum, what)
 
     async def _write_doc(self, path: str, record: dict[str, Any] | None, what: str) -> None:
         """Write (or with None, remove) a replicated record on every drive."""
@@ -292,12 +373,14 @@ class ErasureStore:
 
         results = await _each(self.drives, one)
         ok = _ok(results)
-        if len(ok) < self._doc_write_quorum:
+        voters = len(self.doc_drives)
+        counted = sum(1 for i in ok if i < voters)
+        if counted < self._doc_write_quorum:
             if data is not None:
                 # Withdrawn where it landed: fewer than a write quorum of drives lost
                 # their old copy, so the drives left still hold a read quorum of it.
                 await _each([self.drives[i] for i in ok], lambda d: d.delete(path))
-            raise write_quorum_error(what, len(ok), len(self.drives), self._doc_write_quorum)
+            raise write_quorum_error(what, counted, voters, self._doc_write_quorum)
 
     # -- buckets ---------------------------------------------------------------------
 
@@ -412,10 +495,8 @@ class ErasureStore:
         self, bucket: str, key: str
     ) -> tuple[list[HealthTrackedDrive], int, list[list[dict[str, Any]] | None]]:
         """(set drives, rotation, each drive's entries or None if it failed)."""
-        s, rot = self.set_for(bucket, key)
-        drives = self.sets[s]
-        results = await _each(drives, lambda d: d.read_object(bucket, key))
-        return drives, rot, [None if isinstance(r, BaseException) else r for r in results]
+        found = await self.locate(bucket, key)
+        return self.sets[found.set], found.rot, found.answers
 
     async def current(self, bucket: str, key: str) -> dict[str, Any] | None:
         """The newest version with a read quorum (a delete marker included), or None."""
@@ -576,7 +657,7 @@ class ErasureStore:
     ) -> ObjectMeta:
         self._check_key(key)
         await self._require_bucket(bucket)
-        s, rot = self.set_for(bucket, key)
+        s, rot = await self._target(bucket, key), self.place(bucket, key).rot
         drives = self.sets[s]
         vid = new_version_id()
         vdir = f"{object_dir(bucket, key)}/{vid}"
@@ -635,9 +716,13 @@ class ErasureStore:
         when the newest is a single chunk, its shard of it."""
         self._check_key(key)
         await self._require_bucket(bucket)
-        s, rot = self.set_for(bucket, key)
-        drives = self.sets[s]
         self._opening[(bucket, key)] += 1
+        try:
+            s, rot = await self._target(bucket, key), self.place(bucket, key).rot
+        except BaseException:
+            self._closed_opening(bucket, key)
+            raise
+        drives = self.sets[s]
         try:
             results = await asyncio.gather(
                 *(
@@ -650,9 +735,7 @@ class ErasureStore:
             entry = live(resolve(answers, self.k, f"{bucket}/{key}"))
             reader = ErasureObjectReader(self, bucket, key, drives, entry)
         finally:
-            self._opening[(bucket, key)] -= 1
-            if self._opening[(bucket, key)] <= 0:
-                del self._opening[(bucket, key)]
+            self._closed_opening(bucket, key)
         shards = {
             (p - rot) % self.n: r[1]
             for p, r in enumerate(results)
@@ -672,19 +755,27 @@ class ErasureStore:
     async def delete_object(self, bucket: str, key: str) -> None:
         self._check_key(key)
         await self._require_bucket(bucket)
-        s, _ = self.set_for(bucket, key)
-        drives = self.sets[s]
         async with self._locks[f"o\0{bucket}\0{key}"]:
-            entry = await self.current(bucket, key)
+            found = await self.locate(bucket, key)
+            entry = resolve(found.answers, self.k, f"{bucket}/{key}")
             if entry is None or entry.get("deleted"):
                 return
             marker = {"v": new_version_id(), "deleted": True, "meta": {}, "parts": []}
-            await self._commit(bucket, key, marker, drives, set(range(len(drives))))
+            # An older copy in another pool (two writers raced a pool's arrival) must
+            # not resurface once this marker retires.
+            for s in [found.set, *found.others]:
+                drives = self.sets[s]
+                await self._commit(bucket, key, marker, drives, set(range(len(drives))))
 
     def pin(self, bucket: str, key: str, vid: str, delta: int) -> None:
         self._pins[(bucket, key, vid)] += delta
         if self._pins[(bucket, key, vid)] <= 0:
             del self._pins[(bucket, key, vid)]
+
+    def _closed_opening(self, bucket: str, key: str) -> None:
+        self._opening[(bucket, key)] -= 1
+        if self._opening[(bucket, key)] <= 0:
+            del self._opening[(bucket, key)]
 
     def busy(self, bucket: str, key: str, vid: str) -> bool:
         """Whether a reader in this process has a version up to `vid` open, or is
@@ -739,7 +830,11 @@ class ErasureStore:
                 for s in range(len(self.sets))
             )
         ):
-            merged.update(entries)
+            for name, item in entries.items():
+                # A key in two pools (see locate) is listed as its newer copy.
+                old = merged.get(name)
+                if old is None or (item is not None and item.last_modified > old.last_modified):
+                    merged[name] = item
             bounds += [bound] if bound is not None else []
         bound = min(bounds) if bounds else None
         names = sorted(n for n in merged if bound is None or n <= bound)
@@ -770,7 +865,7 @@ class ErasureStore:
         missing = len(drives) - len(pages)
         merged: dict[str, ObjectSummary | None] = {}
         for name, lists in votes.items():
-            if placement(bucket, name, len(self.sets), self.n)[0] != s:
+            if s not in self.place(bucket, name).candidates:
                 continue
             answers: list[list[dict[str, Any]] | None] = [*lists]
             answers += [[] for _ in range(len(pages) - len(lists))]
@@ -812,7 +907,10 @@ class ErasureStore:
         self._check_key(key)
         await self._require_bucket(bucket)
         info = new_upload(key, write, checksum_algorithm, checksum_type)
-        drives = self.sets[self.set_for(bucket, key)[0]]
+        s = await self._target(bucket, key)
+        if len(self.pools) > 1:  # the id says which set holds the upload
+            info = dataclasses.replace(info, upload_id=f"s{s}.{info.upload_id}")
+        drives = self.sets[s]
         data = dumps({**upload_to_dict(bucket, info), "v": info.upload_id})
         path = f"{self._upload_dir(bucket, info.upload_id)}/upload.json"
         results = await _each(drives, lambda d: d.write_doc(path, data))
@@ -821,6 +919,15 @@ class ErasureStore:
             await self._discard(drives, self._upload_dir(bucket, info.upload_id))
             raise write_quorum_error(f"{bucket}/{key}", ok, len(drives), self.write_quorum)
         return info
+
+    def upload_set(self, bucket: str, key: str, upload_id: str) -> tuple[int, int]:
+        """(set, rotation) of an upload: named in its id once the cluster has several
+        pools, else the key's set in the first pool (where it was before any joined)."""
+        where = self.place(bucket, key)
+        head, dot, _ = upload_id.partition(".")
+        if dot and head[:1] == "s" and head[1:].isdigit() and int(head[1:]) < len(self.sets):
+            return int(head[1:]), where.rot
+        return where.candidates[0], where.rot
 
     async def _read_set_doc(
         self, drives: Sequence[Drive], path: str, what: str
@@ -831,7 +938,7 @@ class ErasureStore:
     async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
         self._check_key(key)
         await self._require_bucket(bucket)
-        drives = self.sets[self.set_for(bucket, key)[0]]
+        drives = self.sets[self.upload_set(bucket, key, upload_id)[0]]
         path = f"{self._upload_dir(bucket, upload_id)}/upload.json"
         record = await self._read_set_doc(drives, path, f"upload {upload_id}")
         if record is None:
@@ -852,7 +959,7 @@ class ErasureStore:
     ) -> PartInfo:
         check_part_number(part_number)
         await self.get_upload(bucket, key, upload_id)
-        s, rot = self.set_for(bucket, key)
+        s, rot = self.upload_set(bucket, key, upload_id)
         drives = self.sets[s]
         udir = self._upload_dir(bucket, upload_id)
         pv = new_version_id()
@@ -892,7 +999,7 @@ class ErasureStore:
     async def _parts(
         self, bucket: str, key: str, upload_id: str
     ) -> dict[int, tuple[PartInfo, dict[str, Any]]]:
-        drives = self.sets[self.set_for(bucket, key)[0]]
+        drives = self.sets[self.upload_set(bucket, key, upload_id)[0]]
         udir = self._upload_dir(bucket, upload_id)
         numbers: set[int] = set()
         for result in await _each(drives, lambda d: d.list_dir(udir)):
@@ -934,7 +1041,7 @@ class ErasureStore:
         info = await self.get_upload(bucket, key, upload_id)
         stored = await self._parts(bucket, key, upload_id)
         chosen = check_completion(parts, stored)
-        s, rot = self.set_for(bucket, key)
+        s, rot = self.upload_set(bucket, key, upload_id)
         drives = self.sets[s]
         udir = self._upload_dir(bucket, upload_id)
         vid = new_version_id()
@@ -1011,7 +1118,7 @@ class ErasureStore:
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         await self.get_upload(bucket, key, upload_id)
-        drives = self.sets[self.set_for(bucket, key)[0]]
+        drives = self.sets[self.upload_set(bucket, key, upload_id)[0]]
         results = await _each(drives, lambda d: d.delete(self._upload_dir(bucket, upload_id)))
         ok = len(_ok(results))
         if ok < self.write_quorum:
@@ -1075,6 +1182,7 @@ class ErasureStore:
                 "backend": self.coder.backend,
             },
             "sets": [[d.status() for d in members] for members in self.sets],
+            "pools": list(self.pools),
             "healing": self.healer.status() if self.healer else None,
         }
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +46,38 @@ def new_version_id() -> str:
     return f"{stamp:016x}{_node_tag}"
 
 
-def placement(bucket: str, key: str, sets: int, width: int) -> tuple[int, int]:
-    """(erasure set, shard rotation) for a key: deterministic, so any node finds it."""
-    h = xxhash.xxh64_intdigest(f"{bucket}\0{key}".encode("utf-8", "surrogatepass"))
-    return h % sets, (h >> 32) % width
+@dataclass(frozen=True)
+class Placement:
+    """Where a key can live. A cluster grows by pools (the sets a joining node brings);
+    existing keys never move, so a key may be in its set of any pool: `candidates`
+    holds that set for each pool, oldest pool first. A key found nowhere is written to
+    `home`, one of the candidates, chosen so that every set takes an equal share of new
+    keys. With one pool, home is the only candidate."""
+
+    candidates: tuple[int, ...]
+    home: int
+    rot: int  # shard rotation
+
+
+def placement(bucket: str, key: str, pools: Sequence[int], width: int) -> Placement:
+    """A key's places given the set count of each pool: deterministic, so any node
+    finds it."""
+    name = f"{bucket}\0{key}".encode("utf-8", "surrogatepass")
+    h = xxhash.xxh64_intdigest(name)
+    candidates: list[int] = []
+    start = 0
+    for count in pools:
+        candidates.append(start + h % count)
+        start += count
+    home = candidates[0]
+    if len(pools) > 1:
+        pick = xxhash.xxh64_intdigest(name, seed=1) % start
+        for pool, count in enumerate(pools):
+            if pick < count:
+                home = candidates[pool]
+                break
+            pick -= count
+    return Placement(tuple(candidates), home, (h >> 32) % width)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from auth.signer import signed_headers
+from storage.keys import OBJECT_MARKER
 from tests.integration.conftest import error_code, multipart_put, signed_client
 
 pytestmark = pytest.mark.slow
@@ -239,9 +240,16 @@ def test_six_nodes_survive_one_and_heal_it_back(tmp_path: Path) -> None:
             if all(d["state"] == "online" for d in drives):
                 break
             time.sleep(0.3)
-        report = heal(first)
+        # Its return starts a healing scan by itself (on node0, the smallest id alive).
+        report: dict[str, Any] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            report = first.status()["healing"]["last_scan"] or {}
+            if report.get("shards_healed", 0) >= len(during):  # the writes it missed
+                break
+            time.sleep(0.3)
         assert report["unrecoverable"] == [] and report["errors"] == []
-        assert report["shards_healed"] >= len(during)  # the writes it missed
+        assert report["shards_healed"] >= len(during)
         again = heal(first)
         assert again["shards_missing"] == 0 and again["records_healed"] == 0
         # Full redundancy again: two other nodes may now go.
@@ -271,3 +279,122 @@ def test_a_hung_node_costs_at_most_the_rpc_timeout(three: list[Node]) -> None:
     finally:
         c.kill(signal.SIGCONT)
     assert a.s3().get_object(Bucket="hung", Key="k")["Body"].read() == body
+
+
+def joiner(tmp_path: Path, name: str, drives: int, seed: Node) -> Node:
+    """A node not in the cluster's view, with `seed` as its only seed."""
+    (node,) = make_nodes(tmp_path / name, 1, drives)
+    text = node.config.read_text().replace('node_id = "node0"', f'node_id = "{name}"')
+    text = text.replace("seed_nodes = []", f'seed_nodes = ["127.0.0.1:{seed.quic_port}"]')
+    node.config.write_text(text)
+    node.name = name
+    return node
+
+
+def keys_on(node: Node, bucket: str) -> set[str]:
+    """Keys with shards on `node`'s drives."""
+    found = node.directory.glob(f"drive*/.smartstorage/data/{bucket}/*/*/chunk-0")
+    return {p.parent.parent.name.removesuffix(OBJECT_MARKER) for p in found}
+
+
+def test_a_new_node_joins_and_takes_new_writes(tmp_path: Path, three: list[Node]) -> None:
+    a, b, c = three
+    a.s3().create_bucket(Bucket="grow")
+    before = {f"old{i:02}": os.urandom(20_000 + i) for i in range(16)}
+    for key, body in before.items():
+        a.s3().put_object(Bucket="grow", Key=key, Body=body)
+    mp_key = "old-multipart"
+    upload = b.s3().create_multipart_upload(Bucket="grow", Key=mp_key)["UploadId"]
+    part1 = os.urandom(5 * 1024 * 1024)
+    etag1 = b.s3().upload_part(
+        Bucket="grow", Key=mp_key, UploadId=upload, PartNumber=1, Body=part1
+    )["ETag"]
+
+    # Six drives of its own: one new 4+2 set, a pool of its own (nothing moves).
+    new = joiner(tmp_path, "node3", 6, seed=b)  # b forwards to node0, which decides
+    new.start()
+    try:
+        new.wait_ready()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            views = [n.status() for n in (a, b, c, new)]
+            if all(
+                {x["node_id"]: x["state"] for x in v["nodes"]}.get("node3") in ("alive", None)
+                and len(v["pools"]) == 2
+                for v in views
+            ) and all(len(v["nodes"]) == 4 for v in views):
+                break
+            time.sleep(0.3)
+        for view in views:
+            assert view["pools"] == [1, 1] and view["view_version"] == 2
+            assert {x["node_id"] for x in view["nodes"]} == {"node0", "node1", "node2", "node3"}
+        assert keys_on(new, "grow") == set()  # existing data was not moved
+
+        # Old objects read through every node, the new one included.
+        for node in (a, b, c, new):
+            for key, body in before.items():
+                assert node.s3().get_object(Bucket="grow", Key=key)["Body"].read() == body
+        # New keys spread over both pools: some land on the new node's drives.
+        after = {f"new{i:02}": os.urandom(30_000 + i) for i in range(24)}
+        for i, (key, body) in enumerate(after.items()):
+            (new, c)[i % 2].s3().put_object(Bucket="grow", Key=key, Body=body)
+        on_new = keys_on(new, "grow")
+        assert on_new and on_new < set(after), on_new
+        for node in (a, new):
+            for key, body in after.items():
+                assert node.s3().get_object(Bucket="grow", Key=key)["Body"].read() == body
+        # An existing key overwritten through the new node stays in its pool.
+        a_key = next(iter(before))
+        new.s3().put_object(Bucket="grow", Key=a_key, Body=b"rewritten")
+        assert c.s3().get_object(Bucket="grow", Key=a_key)["Body"].read() == b"rewritten"
+        assert a_key not in keys_on(new, "grow")
+        gone = next(iter(on_new))
+        a.s3().delete_object(Bucket="grow", Key=gone)
+        with pytest.raises(ClientError) as info:
+            new.s3().head_object(Bucket="grow", Key=gone)
+        assert error_code(info.value) == "404"
+        # The upload begun before the join completes after it, through the new node.
+        etag2 = new.s3().upload_part(
+            Bucket="grow", Key=mp_key, UploadId=upload, PartNumber=2, Body=b"tail"
+        )["ETag"]
+        new.s3().complete_multipart_upload(
+            Bucket="grow",
+            Key=mp_key,
+            UploadId=upload,
+            MultipartUpload={
+                "Parts": [{"PartNumber": 1, "ETag": etag1}, {"PartNumber": 2, "ETag": etag2}]
+            },
+        )
+        assert a.s3().get_object(Bucket="grow", Key=mp_key)["Body"].read() == part1 + b"tail"
+        multipart_put(new.s3(), "grow", "new-multipart", [part1, b"end"])
+        assert b.s3().get_object(Bucket="grow", Key="new-multipart")["Body"].read() == (
+            part1 + b"end"
+        )
+        # Every key listed once, through any node.
+        expected = sorted({*before, *after, mp_key, "new-multipart"} - {gone})
+        for node in (b, new):
+            pages = node.s3().get_paginator("list_objects_v2").paginate(Bucket="grow", MaxKeys=7)
+            assert [o["Key"] for p in pages for o in p.get("Contents", [])] == expected
+
+        # Restarted, the new node rejoins from its saved view, its seed down.
+        b.kill()
+        new.stop()
+        new.start()
+        new.wait_ready()
+        assert new.s3().get_object(Bucket="grow", Key=a_key)["Body"].read() == b"rewritten"
+    finally:
+        new.stop()
+
+
+def test_a_node_that_cannot_form_a_set_is_refused(tmp_path: Path, three: list[Node]) -> None:
+    a = three[0]
+    odd = joiner(tmp_path, "node9", 4, seed=a)  # 4 drives cannot form a 4+2 set
+    odd.start()
+    try:
+        assert odd.proc is not None
+        odd.proc.wait(timeout=30)
+        assert odd.proc.returncode != 0
+        assert {n["node_id"] for n in a.status()["nodes"]} == {"node0", "node1", "node2"}
+        assert not list(odd.directory.glob("drive*/.smartstorage/format.json"))
+    finally:
+        odd.stop()

@@ -3,6 +3,7 @@ listings, multipart uploads and healing span them all."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from storage.backend import CompletedPart, ObjectWrite
 from storage.erasure.store import ErasureStore
+from storage.errors import NoSuchKey
 from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio
@@ -87,3 +89,78 @@ async def test_multipart_and_healing_across_sets(store: ErasureStore, tmp_path: 
     assert report.shards_healed == report.shards_missing > 0
     again = await store.healer.scan()
     assert again.shards_missing == again.shards_corrupt == 0
+
+
+class _BeforeTheJoin:
+    """The store as it was with only its first pool (set 0): what it writes lands there."""
+
+    def __init__(self, store: ErasureStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        s = self.store
+        self.saved = s.sets, s.drives, s.pools
+        s.sets, s.drives, s.pools = s.sets[:1], s.drives[:6], [1]
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.sets, self.store.drives, self.store.pools = self.saved
+
+
+async def test_pools_existing_keys_stay_new_keys_spread(store: ErasureStore, tmp_path: Path):
+    store.pools = [1, 1]  # set 1 came with a node that joined
+    with _BeforeTheJoin(store):
+        for key in KEYS[:30]:
+            await store.put_object("bkt", key, chunks(b"old " + key.encode()), ObjectWrite())
+    first = set(range(6))
+    assert all(_holders(tmp_path, key) == first for key in KEYS[:30])
+    for key in KEYS[:30]:  # found in the first pool, rewritten in place
+        meta = await store.put_object("bkt", key, chunks(b"new " + key.encode()), ObjectWrite())
+        async with await store.open_object("bkt", key) as reader:
+            assert b"".join([c async for c in reader.stream()]) == b"new " + key.encode()
+        assert reader.meta.etag == meta.etag and _holders(tmp_path, key) == first
+    for key in KEYS[30:]:
+        await store.put_object("bkt", key, chunks(key.encode()), ObjectWrite())
+    homes = {store.place("bkt", key).home for key in KEYS[30:]}
+    assert homes == {0, 1}
+    for key in KEYS[30:]:
+        assert _holders(tmp_path, key) == {
+            store.drives.index(d) for d in store.sets[store.place("bkt", key).home]
+        }
+    # Multipart: an upload begun before the join completes in the first pool; one
+    # begun after names its set in its id.
+    old_key = next(k for k in KEYS[30:] if store.place("bkt", k).home == 1)
+    with _BeforeTheJoin(store):
+        before = await store.create_multipart_upload("bkt", "mp-old", ObjectWrite())
+    after = await store.create_multipart_upload("bkt", old_key, ObjectWrite())
+    assert "." not in before.upload_id and after.upload_id.startswith("s1.")
+    for info, key in ((before, "mp-old"), (after, old_key)):
+        part = await store.upload_part(
+            "bkt", key, info.upload_id, 1, chunks(b"p" * 5000), ObjectWrite()
+        )
+        await store.complete_multipart_upload(
+            "bkt", key, info.upload_id, [CompletedPart(1, part.etag)], ObjectWrite()
+        )
+    assert _holders(tmp_path, "mp-old") == first
+    listed = [o.key for o in (await store.list_objects("bkt", max_keys=1000)).objects]
+    assert listed == sorted({*KEYS, "mp-old"})
+
+
+async def test_a_key_in_two_pools_reads_newest_and_deletes_both(
+    store: ErasureStore, tmp_path: Path
+):
+    store.pools = [1, 1]
+    key = next(k for k in KEYS if store.place("bkt", k).home == 1)
+    await store.put_object("bkt", key, chunks(b"in the new pool"), ObjectWrite())
+    with _BeforeTheJoin(store):  # a writer that had not yet seen the join
+        await store.put_object("bkt", key, chunks(b"newer, in the old pool"), ObjectWrite())
+    assert _holders(tmp_path, key) == set(range(12))
+    async with await store.open_object("bkt", key) as reader:
+        assert b"".join([c async for c in reader.stream()]) == b"newer, in the old pool"
+    page = await store.list_objects("bkt", max_keys=1000)
+    assert [(o.key, o.size) for o in page.objects] == [(key, len(b"newer, in the old pool"))]
+    await store.delete_object("bkt", key)
+    while store._background:  # the markers retire what they replace, then themselves
+        await asyncio.wait(set(store._background))
+    with pytest.raises(NoSuchKey):
+        await store.head_object("bkt", key)
+    assert (await store.list_objects("bkt")).objects == []
