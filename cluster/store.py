@@ -9,13 +9,14 @@ the others. Any node can coordinate any request.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from cluster.drive_rpc import DriveService, RemoteDrive
 from cluster.membership import Membership, View, ViewStore
-from cluster.transport import Transport
+from cluster.transport import Reply, Request, Transport
 from storage.erasure.drive import Drive
 from storage.erasure.layout import Layout, LayoutError, format_record, parse_format
 from storage.erasure.store import ErasureStore
@@ -85,6 +86,8 @@ class DistributedStore(ErasureStore):
             if not isinstance(drive.inner, RemoteDrive)
         }
         DriveService(self.transport, local)
+        self.transport.handle("store.busy", self._serve_busy)
+        self.transport.handle("store.forget_bucket", self._serve_forget_bucket)
         self.membership.on_view = self._view_changed
         self.membership.on_peer_back = lambda node: self._drive_returned()
         self._view_changed(self.membership.view)  # one adopted while the drives opened
@@ -106,6 +109,45 @@ class DistributedStore(ErasureStore):
             len(self.sets),
             len(self.pools),
         )
+
+    # -- what the other nodes must hear about -------------------------------------------
+
+    async def _ask_peers(self, method: str, args: dict[str, Any]) -> list[Reply]:
+        """Every other node this one does not hold offline; answers from those that
+        gave one within a couple of seconds."""
+        membership = self.membership
+        if membership is None or membership.view is None:
+            return []
+        addresses = [
+            info.address
+            for node, info in membership.view.nodes.items()
+            if node != self.node_id and membership.reachable(node)
+        ]
+        replies = await asyncio.gather(
+            *(self.transport.call(a, method, args, timeout=2.0) for a in addresses),
+            return_exceptions=True,
+        )
+        return [r for r in replies if isinstance(r, Reply)]
+
+    async def in_use(self, bucket: str, key: str, vid: str) -> bool:
+        """A version replaced through this node may be streaming to a client of another."""
+        if self.busy(bucket, key, vid):
+            return True
+        replies = await self._ask_peers("store.busy", {"bucket": bucket, "key": key, "vid": vid})
+        return any(r.result.get("busy") for r in replies)
+
+    async def _serve_busy(self, request: Request) -> Reply:
+        args = request.args
+        return Reply({"busy": self.busy(str(args["bucket"]), str(args["key"]), str(args["vid"]))})
+
+    async def _bucket_deleted(self, bucket: str) -> None:
+        """The others stop trusting that they saw it exist (ErasureStore._require_bucket
+        would otherwise let writes into it for a moment)."""
+        await self._ask_peers("store.forget_bucket", {"bucket": bucket})
+
+    async def _serve_forget_bucket(self, request: Request) -> Reply:
+        self._buckets.pop(str(request.args["bucket"]), None)
+        return Reply({})
 
     def _drive_returned(self) -> None:
         """Every node sees a returning node's drives come back; one of them (the

@@ -419,7 +419,7 @@ class Healer:
         report: HealReport,
     ) -> None:
         """Drop versions older than the current one, delete markers, and abandoned
-        writes — never a version a local reader still has open.
+        writes — never a version a reader (on any node) still has open.
 
         A delete marker goes last, and only once every drive answered and is rid of
         the versions before it: dropped while some drives still list an older
@@ -436,7 +436,7 @@ class Healer:
                 if entry is not None and e["v"] == entry["v"]:
                     if marker:
                         holding.append(p)
-                elif store.busy(bucket, key, e["v"]):
+                elif await store.in_use(bucket, key, e["v"]):
                     cleared = False
                 elif entry is None or e["v"] > entry["v"]:
                     # Newer than what a quorum agrees on: a write that died before its

@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
@@ -440,6 +441,7 @@ class ErasureStore:
                 raise BucketNotEmpty("The bucket you tried to delete is not empty")
             await self._write_doc(self._bucket_path(bucket), None, f"bucket {bucket}")
             self._buckets.pop(bucket, None)
+            await self._bucket_deleted(bucket)
             for path in (
                 f"data/{bucket}",
                 f"multipart/{bucket}",
@@ -540,12 +542,12 @@ class ErasureStore:
 
     async def _retire(self, bucket: str, key: str, vid: str, drives: Sequence[Drive]) -> None:
         """Drop versions older than `vid` (and `vid` itself if it is a delete marker) once
-        no reader in this process has them open."""
+        no reader has them open (an hour at most)."""
         try:
-            for _ in range(36000):
-                if not self.busy(bucket, key, vid):
-                    break
-                await asyncio.sleep(0.1)
+            deadline, pause = time.monotonic() + 3600, 0.05
+            while time.monotonic() < deadline and await self.in_use(bucket, key, vid):
+                await asyncio.sleep(pause)
+                pause = min(pause * 1.5, 1.0)
             entry = resolve((await self.read_entries(bucket, key))[2], self.k, key)
             marker = entry is not None and entry["v"] == vid and bool(entry.get("deleted"))
             drop = [vid] if entry is not None and entry["v"] > vid else []  # superseded
@@ -776,6 +778,14 @@ class ErasureStore:
         self._opening[(bucket, key)] -= 1
         if self._opening[(bucket, key)] <= 0:
             del self._opening[(bucket, key)]
+
+    async def in_use(self, bucket: str, key: str, vid: str) -> bool:
+        """Whether any reader may have a version up to `vid` open: here, one in this
+        process (a cluster asks every node: cluster.store)."""
+        return self.busy(bucket, key, vid)
+
+    async def _bucket_deleted(self, bucket: str) -> None:
+        """After a bucket's deletion: other nodes forget they saw it (cluster.store)."""
 
     def busy(self, bucket: str, key: str, vid: str) -> bool:
         """Whether a reader in this process has a version up to `vid` open, or is
