@@ -273,6 +273,8 @@ class Membership:
             except PeerUnavailable:
                 continue
             except RpcError as exc:
+                if exc.code in ("NotFormed", "Unavailable"):
+                    continue  # asked again in a moment
                 raise JoinRefused(exc.message) from None
             log.info("joined cluster through %s", address)
             return View.from_dict(reply.result["view"])
@@ -289,9 +291,12 @@ class Membership:
         leader = self.leader()
         if leader != self.node_id and not args.get("forwarded"):
             address = view.nodes[leader].address
-            reply = await self.transport.call(
-                address, "cluster.join", {**args, "forwarded": True}, timeout=25
-            )
+            try:
+                reply = await self.transport.call(
+                    address, "cluster.join", {**args, "forwarded": True}, timeout=25
+                )
+            except PeerUnavailable as exc:
+                raise RpcError("Unavailable", f"{leader} decides joins: {exc}") from None
             return Reply(reply.result)
         node, address = str(args["node_id"]), str(args["address"])
         if not args.get("forwarded") and node != request.peer:
