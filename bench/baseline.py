@@ -232,15 +232,25 @@ class Baseline:
             await _respond(send, 404, b"no such key\n")
             return
         if end == -2:
-            await send({"type": "http.response.start", "status": 416, "headers": [
-                (b"content-range", f"bytes */{size}".encode()), (b"content-length", b"0")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 416,
+                    "headers": [
+                        (b"content-range", f"bytes */{size}".encode()),
+                        (b"content-length", b"0"),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
             return
         try:
             length = end - start + 1
-            headers = [(b"content-length", str(length).encode()),
-                       (b"content-type", b"application/octet-stream"),
-                       (b"accept-ranges", b"bytes")]
+            headers = [
+                (b"content-length", str(length).encode()),
+                (b"content-type", b"application/octet-stream"),
+                (b"accept-ranges", b"bytes"),
+            ]
             status = 200
             if range_header is not None:
                 status = 206
@@ -270,9 +280,18 @@ def main(argv: list[str] | None = None) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.address, args.port))
     config = uvicorn.Config(
-        Baseline(root), loop="uvloop", http="httptools", ws="none", lifespan="on",
-        interface="asgi3", proxy_headers=False, server_header=False, date_header=True,
-        access_log=False, log_level="warning", workers=1,
+        Baseline(root),
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        interface="asgi3",
+        proxy_headers=False,
+        server_header=False,
+        date_header=True,
+        access_log=False,
+        log_level="warning",
+        workers=1,
     )
 
     class Announcing(uvicorn.Server):

@@ -227,8 +227,13 @@ class Connection(asyncio.Protocol):
         """The request head; Content-Length only when `length` >= 0."""
         cl = f"Content-Length: {length}\r\n" if length >= 0 else ""
         return (
-            method + b" " + target.encode() + b" HTTP/1.1\r\nHost: " + self.host_header
-            + b"\r\n" + f"{cl}{extra}\r\n".encode()
+            method
+            + b" "
+            + target.encode()
+            + b" HTTP/1.1\r\nHost: "
+            + self.host_header
+            + b"\r\n"
+            + f"{cl}{extra}\r\n".encode()
         )
 
     async def send(self, raw: bytes, method: bytes = b"GET", keep_body: bool = False) -> Response:
@@ -239,7 +244,11 @@ class Connection(asyncio.Protocol):
         return await waiter
 
     async def request(
-        self, method: bytes, target: str, body: bytes = b"", extra: str = "",
+        self,
+        method: bytes,
+        target: str,
+        body: bytes = b"",
+        extra: str = "",
         keep_body: bool = False,
     ) -> Response:
         length = len(body) if (body or method in (b"PUT", b"POST")) else -1
@@ -366,11 +375,13 @@ async def op_small_put(host: str, port: int, spec: dict[str, Any]) -> dict[str, 
     body = os.urandom(size)
     conns = await open_conns(host, port, conc)
     try:
+
         async def one_put(conn: Connection, wid: int, seq: int, tag: str = "w") -> Response:
             target = f"/{bucket}/{prefix}/c{conc}{tag}{wid}/{seq}"
             return await conn.request(b"PUT", target, body)
 
         if spec.get("warmup", 0) > 0:
+
             async def warm(conn: Connection, wid: int, seq: int) -> Response:
                 return await one_put(conn, wid, seq, "x")
 
@@ -401,8 +412,12 @@ async def populate(
     finally:
         close_all(conns)
     elapsed = time.perf_counter() - t0
-    return {"keys": len(keys), "seconds": elapsed, "failures": failures[:5],
-            "failed": len(failures)}
+    return {
+        "keys": len(keys),
+        "seconds": elapsed,
+        "failures": failures[:5],
+        "failed": len(failures),
+    }
 
 
 async def op_small_get(host: str, port: int, spec: dict[str, Any]) -> dict[str, Any]:
@@ -418,6 +433,7 @@ async def op_small_get(host: str, port: int, spec: dict[str, Any]) -> dict[str, 
     heads = [conns[0].head_bytes(b"GET", f"/{bucket}/{k}") for k in keys]
     bad_len = 0
     try:
+
         async def one_get(conn: Connection, wid: int, seq: int) -> Response:
             nonlocal bad_len
             r = await conn.send(heads[(wid * 7919 + seq) % n_keys])
@@ -456,9 +472,13 @@ async def op_big_put(host: str, port: int, spec: dict[str, Any]) -> dict[str, An
             spec.get("timeout", 600),
         )
         elapsed = time.perf_counter() - t0
-        return {"status": r.status, "bytes": size, "seconds": elapsed,
-                "mb_per_s": size / elapsed / 1e6,
-                "client_cpu": (cpu_seconds() - cpu0) / elapsed}
+        return {
+            "status": r.status,
+            "bytes": size,
+            "seconds": elapsed,
+            "mb_per_s": size / elapsed / 1e6,
+            "client_cpu": (cpu_seconds() - cpu0) / elapsed,
+        }
     finally:
         conn.close()
 
@@ -472,9 +492,13 @@ async def op_big_get(host: str, port: int, spec: dict[str, Any]) -> dict[str, An
             conn.request(b"GET", f"/{spec['bucket']}/{spec['key']}"), spec.get("timeout", 600)
         )
         elapsed = time.perf_counter() - t0
-        return {"status": r.status, "bytes": r.body_len, "seconds": elapsed,
-                "mb_per_s": r.body_len / elapsed / 1e6,
-                "client_cpu": (cpu_seconds() - cpu0) / elapsed}
+        return {
+            "status": r.status,
+            "bytes": r.body_len,
+            "seconds": elapsed,
+            "mb_per_s": r.body_len / elapsed / 1e6,
+            "client_cpu": (cpu_seconds() - cpu0) / elapsed,
+        }
     finally:
         conn.close()
 
@@ -501,10 +525,13 @@ async def op_range_get(host: str, port: int, spec: dict[str, Any]) -> dict[str, 
                 bad += 1
     finally:
         conn.close()
-    return {"requests": len(latencies), "bad": bad,
-            "p50_ms": percentile(latencies, 50) * 1e3,
-            "p99_ms": percentile(latencies, 99) * 1e3,
-            "mean_ms": sum(latencies) / len(latencies) * 1e3}
+    return {
+        "requests": len(latencies),
+        "bad": bad,
+        "p50_ms": percentile(latencies, 50) * 1e3,
+        "p99_ms": percentile(latencies, 99) * 1e3,
+        "mean_ms": sum(latencies) / len(latencies) * 1e3,
+    }
 
 
 def listing_keys(n: int, prefixes: int) -> list[str]:
@@ -514,8 +541,9 @@ def listing_keys(n: int, prefixes: int) -> list[str]:
 async def op_populate(host: str, port: int, spec: dict[str, Any]) -> dict[str, Any]:
     """PUT `n` small keys under `prefixes` prefixes (p0/ .. pN/)."""
     keys = listing_keys(spec["n"], spec.get("prefixes", 4))
-    return await populate(host, port, spec["bucket"], keys, spec.get("size", 64),
-                          spec.get("concurrency", 32))
+    return await populate(
+        host, port, spec["bucket"], keys, spec.get("size", 64), spec.get("concurrency", 32)
+    )
 
 
 _TOKEN_RE = re.compile(rb"<NextContinuationToken>([^<]*)</NextContinuationToken>")
@@ -564,8 +592,13 @@ async def op_list(host: str, port: int, spec: dict[str, Any]) -> dict[str, Any]:
             times.append(time.perf_counter() - t0)
     finally:
         conn.close()
-    return {"keys": keys, "pages": pages, "seconds": sorted(times)[len(times) // 2],
-            "first_seconds": times[0], "all_seconds": times}
+    return {
+        "keys": keys,
+        "pages": pages,
+        "seconds": sorted(times)[len(times) // 2],
+        "first_seconds": times[0],
+        "all_seconds": times,
+    }
 
 
 OPS: dict[str, Callable[[str, int, dict[str, Any]], Awaitable[dict[str, Any]]]] = {

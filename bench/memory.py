@@ -55,28 +55,37 @@ class RssSampler:
         return max((r for _, r in self.samples), default=0)
 
 
-def run_memory_test(work_dir: str, size: int, *, pin: bool = True,
-                    argv_for: Any = procs.shoal_argv, name: str = "shoal",
-                    erasure: bool = False) -> dict[str, Any]:
+def run_memory_test(
+    work_dir: str,
+    size: int,
+    *,
+    pin: bool = True,
+    argv_for: Any = procs.shoal_argv,
+    name: str = "shoal",
+    erasure: bool = False,
+) -> dict[str, Any]:
     """PUT then GET `size` bytes through a fresh server (with `erasure`, an
     erasure-coded node over procs.EC_DRIVES folders); returns RSS figures (bytes)."""
     server_cpus, client_cpus = procs.cpu_plan(pin)
     data = os.path.join(work_dir, f"mem-{name}")
     os.makedirs(data, exist_ok=True)
     env = procs.erasure_env(data) if erasure else None
-    server = procs.Server(name, argv_for(data), os.path.join(work_dir, f"mem-{name}.log"),
-                          server_cpus, env=env)
+    server = procs.Server(
+        name, argv_for(data), os.path.join(work_dir, f"mem-{name}.log"), server_cpus, env=env
+    )
     with server:
-        procs.run_client(server, [{"op": "bucket", "bucket": "mem"}], cpus=client_cpus,
-                         timeout=30)
+        procs.run_client(server, [{"op": "bucket", "bucket": "mem"}], cpus=client_cpus, timeout=30)
         time.sleep(0.3)
         idle = procs.rss_bytes(server.pid)
         sampler = RssSampler(server.pid)
-        ops = [{"op": "big_put", "bucket": "mem", "key": "big", "size": size},
-               {"op": "big_get", "bucket": "mem", "key": "big"}]
+        ops = [
+            {"op": "big_put", "bucket": "mem", "key": "big", "size": size},
+            {"op": "big_get", "bucket": "mem", "key": "big"},
+        ]
         try:
-            results = procs.run_client(server, ops, cpus=client_cpus, timeout=900,
-                                       during=sampler.start)
+            results = procs.run_client(
+                server, ops, cpus=client_cpus, timeout=900, during=sampler.start
+            )
         finally:
             sampler.stop()
         after = procs.rss_bytes(server.pid)
@@ -92,7 +101,8 @@ def run_memory_test(work_dir: str, size: int, *, pin: bool = True,
         "limit": LIMIT,
         "put": results[0],
         "get": results[1],
-        "pass": growth < LIMIT and results[0].get("status") == 200
+        "pass": growth < LIMIT
+        and results[0].get("status") == 200
         and results[1].get("bytes") == size,
     }
 
@@ -114,14 +124,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="shoal RSS while streaming a big object")
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--no-pin", action="store_true", help="don't pin server/client CPUs")
-    parser.add_argument("--erasure", action="store_true",
-                        help="an erasure-coded node (6 drive folders, 4+2) instead")
+    parser.add_argument(
+        "--erasure",
+        action="store_true",
+        help="an erasure-coded node (6 drive folders, 4+2) instead",
+    )
     args = parser.parse_args(argv)
     work = tempfile.mkdtemp(prefix="shoal-bench-mem-")
     name = "erasure node" if args.erasure else "shoal"
     try:
-        r = run_memory_test(work, args.size_mib * MiB, pin=not args.no_pin,
-                            name=name.replace(" ", "-"), erasure=args.erasure)
+        r = run_memory_test(
+            work,
+            args.size_mib * MiB,
+            pin=not args.no_pin,
+            name=name.replace(" ", "-"),
+            erasure=args.erasure,
+        )
         print(describe(r, name))
         return 0 if r["pass"] else 1
     finally:

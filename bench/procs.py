@@ -1,4 +1,5 @@
-"""Subprocess plumbing for the benchmarks: servers, client runs, CPU pinning, cleanup.
+"""Subprocess plumbing for the benchmarks: servers (and a 3-node cluster), client runs,
+CPU pinning, cleanup.
 
 Every process started here is registered and stopped by `stop_all()` (run.py calls it
 in a `finally`, also on Ctrl-C). Servers run in their own session so a terminal's Ctrl-C
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -45,9 +47,14 @@ def _preexec(cpus: set[int] | None) -> Callable[[], None] | None:
     return pin
 
 
-def spawn(argv: list[str], *, cpus: set[int] | None, log_path: str | None,
-          new_session: bool = True, env: dict[str, str] | None = None
-          ) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: list[str],
+    *,
+    cpus: set[int] | None,
+    log_path: str | None,
+    new_session: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start a registered child; output goes to `log_path` (never to a pipe we might
     not drain). `env` is added to our own environment."""
     out: Any = subprocess.DEVNULL
@@ -56,8 +63,14 @@ def spawn(argv: list[str], *, cpus: set[int] | None, log_path: str | None,
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     try:
         proc = subprocess.Popen(
-            argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=new_session, preexec_fn=_preexec(cpus), env=env,
+            argv,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+            preexec_fn=_preexec(cpus),
+            env=env,
         )
     finally:
         if log_path is not None:
@@ -95,6 +108,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def tail(path: str, n: int = 2000) -> str:
     try:
         with open(path, "rb") as f:
@@ -108,8 +127,14 @@ def tail(path: str, n: int = 2000) -> str:
 class Server:
     """A server subprocess that announces `... listening on http://HOST:PORT`."""
 
-    def __init__(self, name: str, argv: list[str], log_path: str, cpus: set[int] | None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: str,
+        cpus: set[int] | None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
@@ -118,19 +143,34 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.host = "127.0.0.1"
         self.port = 0
+        self._offset = 0
 
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def pids(self) -> list[int]:
+        """The processes whose CPU time counts as the server's."""
+        return [self.pid]
+
     def start(self, timeout: float = 30.0) -> Server:
-        offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Spawn the process without waiting for it (`wait_ready()` does)."""
+        self._offset = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.proc = spawn(self.argv, cpus=self.cpus, log_path=self.log_path, env=self.env)
+
+    def wait_ready(self, timeout: float = 30.0) -> Server:
+        """Wait for the `listening on` line (in the log, past what was there before)."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with open(self.log_path, "rb") as f:
-                f.seek(offset)
+                f.seek(self._offset)
                 m = LISTEN_RE.search(f.read().decode(errors="replace"))
             if m:
                 self.host, self.port = m.group(1), int(m.group(2))
@@ -156,8 +196,18 @@ class Server:
 
 
 def shoal_argv(data_dir: str, port: int = 0) -> list[str]:
-    return [PYTHON, "-m", "app.cli", "serve", "--address", "127.0.0.1", "--port", str(port),
-            "--dir", data_dir]
+    return [
+        PYTHON,
+        "-m",
+        "app.cli",
+        "serve",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        data_dir,
+    ]
 
 
 #: drive folders of the benchmark's erasure-coded node: 4 data + 2 parity shards (the
@@ -174,24 +224,192 @@ def erasure_env(root: str, drives: int = EC_DRIVES) -> dict[str, str]:
     return {"SHOAL_CLUSTER__ENABLED": "true", "SHOAL_CLUSTER__DRIVES__PATHS": ",".join(paths)}
 
 
+#: the benchmark's cluster: CLUSTER_NODES node processes with CLUSTER_DRIVES drive folders
+#: each, i.e. one erasure set of 6 drives at the default 4 data + 2 parity shards
+CLUSTER_NODES = 3
+CLUSTER_DRIVES = 2
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+class ClusterServer:
+    """CLUSTER_NODES shoal node processes on 127.0.0.1 forming one cluster over QUIC,
+    used like a `Server`: `host`, `port` and `pid` are node 0's (the coordinator the
+    client talks to); `pids` are all the nodes (their CPU time counts as the server's).
+
+    Each node gets a TOML config (as tests/integration/test_cluster.py writes them):
+    `[cluster]` enabled, node_id, a free UDP `quic_port`, the other nodes as
+    `seed_nodes`, a shared secret, heartbeats every second; `[cluster.drives]` two
+    folders. Erasure layout, chunk size, drive timeouts and datagram size stay at their
+    defaults; auth is off, as on the other servers (the bench client doesn't sign).
+    The nodes are all started before any is waited for (a node announces itself only
+    once the cluster has formed), then `start()` waits until node 0's `GET /-/cluster`
+    shows every node alive and every drive online.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        log_dir: str,
+        cpus: set[int] | None,
+        nodes: int = CLUSTER_NODES,
+        drives: int = CLUSTER_DRIVES,
+    ) -> None:
+        self.name = name
+        self.root = root
+        self.cpus = cpus
+        self.info: dict[str, Any] = {}
+        self.drives = nodes * drives
+        ports = [free_udp_port() for _ in range(nodes)]
+        self.nodes: list[Server] = []
+        for i in range(nodes):
+            home = os.path.join(root, f"node{i}")
+            paths = [os.path.join(home, f"drive{d}") for d in range(drives)]
+            for p in paths:
+                os.makedirs(p, exist_ok=True)
+            seeds = [f"127.0.0.1:{p}" for j, p in enumerate(ports) if j != i]
+            config = os.path.join(home, "shoal.toml")
+            with open(config, "w") as f:
+                f.write(
+                    "[cluster]\n"
+                    "enabled = true\n"
+                    f'node_id = "node{i}"\n'
+                    f"quic_port = {ports[i]}\n"
+                    f"seed_nodes = {_toml_list(seeds)}\n"
+                    'secret = "shoal-bench-cluster"\n'
+                    "heartbeat_interval_ms = 1000\n"
+                    "heartbeat_timeout_ms = 30000\n"
+                    "\n[cluster.drives]\n"
+                    f"paths = {_toml_list(paths)}\n"
+                )
+            argv = [*shoal_argv(os.path.join(home, "state")), "--config", config]
+            self.nodes.append(
+                Server(f"{name} node{i}", argv, os.path.join(log_dir, f"{name}-node{i}.log"), cpus)
+            )
+
+    @property
+    def host(self) -> str:
+        return self.nodes[0].host
+
+    @property
+    def port(self) -> int:
+        return self.nodes[0].port
+
+    @property
+    def pid(self) -> int:
+        return self.nodes[0].pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [n.pid for n in self.nodes]
+
+    @property
+    def peer_pids(self) -> list[int]:
+        return [n.pid for n in self.nodes[1:]]
+
+    def start(self, timeout: float = 60.0) -> ClusterServer:
+        deadline = time.monotonic() + timeout
+        try:
+            for node in self.nodes:
+                node.launch()
+            for node in self.nodes:
+                node.wait_ready(max(1.0, deadline - time.monotonic()))
+            self.info = self._wait_formed(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def status(self) -> dict[str, Any]:
+        """Node 0's `GET /-/cluster`."""
+        url = f"http://{self.host}:{self.port}/-/cluster"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return dict(json.load(r))
+
+    def _wait_formed(self, deadline: float) -> dict[str, Any]:
+        info: dict[str, Any] = {}
+        while True:
+            try:
+                info = self.status()
+            except (OSError, ValueError):
+                info = {}
+            nodes = info.get("nodes") or []
+            drives = [d for s in info.get("sets") or [] for d in s]
+            if (
+                len(nodes) == len(self.nodes)
+                and all(n.get("state") == "alive" for n in nodes)
+                and len(drives) == self.drives
+                and all(d.get("state") == "online" for d in drives)
+            ):
+                return info
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{self.name}: not formed in time: nodes "
+                    f"{[(n.get('node_id'), n.get('state')) for n in nodes]}, drives "
+                    f"{[(d.get('name'), d.get('state')) for d in drives]}; node0 log:\n"
+                    f"{tail(self.nodes[0].log_path)}"
+                )
+            for node in self.nodes:
+                if node.proc is not None and node.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{node.name} exited with {node.proc.returncode}:\n{tail(node.log_path)}"
+                    )
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """SIGTERM every node first, then wait for each (so none waits on a peer that
+        hasn't been told yet)."""
+        for node in self.nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.proc.pid, signal.SIGTERM)
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> ClusterServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 def baseline_argv(data_dir: str, port: int = 0) -> list[str]:
-    return [PYTHON, os.path.join(BENCH_DIR, "baseline.py"), "--address", "127.0.0.1",
-            "--port", str(port), "--dir", data_dir]
+    return [
+        PYTHON,
+        os.path.join(BENCH_DIR, "baseline.py"),
+        "--address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        data_dir,
+    ]
 
 
 def null_argv(port: int = 0) -> list[str]:
     return [PYTHON, os.path.join(BENCH_DIR, "nullserver.py"), "--port", str(port)]
 
 
-def run_client(server: Server, ops: list[dict[str, Any]], *, cpus: set[int] | None,
-               timeout: float, during: Callable[[], None] | None = None
-               ) -> list[dict[str, Any]]:
+def run_client(
+    server: Server | ClusterServer,
+    ops: list[dict[str, Any]],
+    *,
+    cpus: set[int] | None,
+    timeout: float,
+    during: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
     """Run bench/client.py against `server` with `ops`; returns one result per op.
     `during`, if given, is called once the client is running (e.g. to start a sampler)."""
     spec = json.dumps({"host": server.host, "port": server.port, "ops": ops})
     proc = subprocess.Popen(
-        [PYTHON, os.path.join(BENCH_DIR, "client.py"), spec], cwd=REPO,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [PYTHON, os.path.join(BENCH_DIR, "client.py"), spec],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         preexec_fn=_preexec(cpus),
     )
     _live.append(proc)

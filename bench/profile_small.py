@@ -65,36 +65,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--op", choices=["put", "get", "both"], default="both")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--top", type=int, default=30)
-    parser.add_argument("--yappi", action="store_true",
-                        help="yappi, CPU clock, all threads (pip install yappi) instead of "
-                             "cProfile (main thread, wall clock)")
+    parser.add_argument(
+        "--yappi",
+        action="store_true",
+        help="yappi, CPU clock, all threads (pip install yappi) instead of "
+        "cProfile (main thread, wall clock)",
+    )
     args = parser.parse_args(argv)
     server_cpus, client_cpus = procs.cpu_plan(True)
     work = tempfile.mkdtemp(prefix="shoal-bench-prof-")
     try:
-        for op in (["put", "get"] if args.op == "both" else [args.op]):
+        for op in ["put", "get"] if args.op == "both" else [args.op]:
             data = os.path.join(work, f"data-{op}")
             prof = os.path.join(work, f"{op}.yappi" if args.yappi else f"{op}.prof")
-            argv_ = [procs.PYTHON, os.path.abspath(__file__), "--serve-profiled", prof,
-                     *procs.shoal_argv(data)[3:]]
+            argv_ = [
+                procs.PYTHON,
+                os.path.abspath(__file__),
+                "--serve-profiled",
+                prof,
+                *procs.shoal_argv(data)[3:],
+            ]
             server = procs.Server("shoal", argv_, os.path.join(work, f"{op}.log"), server_cpus)
-            spec = {"bucket": "profbench", "size": 4096, "concurrency": args.concurrency,
-                    "duration": args.seconds, "warmup": 0.0, "max_ops": 1_000_000}
+            spec = {
+                "bucket": "profbench",
+                "size": 4096,
+                "concurrency": args.concurrency,
+                "duration": args.seconds,
+                "warmup": 0.0,
+                "max_ops": 1_000_000,
+            }
             with server:
                 ops: list[dict] = [{"op": "bucket", "bucket": "profbench"}]
                 if op == "put":
                     ops.append({"op": "small_put", **spec})
                 else:
                     ops.append({"op": "small_get", "n_keys": 256, **spec})
-                results = procs.run_client(server, ops, cpus=client_cpus,
-                                           timeout=args.seconds * 3 + 120)
+                results = procs.run_client(
+                    server, ops, cpus=client_cpus, timeout=args.seconds * 3 + 120
+                )
             r = results[-1]
             if "error" in r or not os.path.exists(prof):
                 print(f"{op}: {r}\n{procs.tail(server.log_path)}")
                 continue
-            tool = 'yappi' if args.yappi else 'cProfile'
-            print(f"=== 4 KiB {op.upper()} under {tool}: {r.get('ops_per_s', 0):.0f} ops/s "
-                  f"({r.get('ops')} requests; profiling slows the server) ===")
+            tool = "yappi" if args.yappi else "cProfile"
+            print(
+                f"=== 4 KiB {op.upper()} under {tool}: {r.get('ops_per_s', 0):.0f} ops/s "
+                f"({r.get('ops')} requests; profiling slows the server) ==="
+            )
             out = io.StringIO()
             stats = pstats.Stats(prof, stream=out).strip_dirs()
             stats.sort_stats("tottime").print_stats(args.top)

@@ -5,10 +5,13 @@ drives it from a separate client process (bench/client.py), and prints a table o
 shoal, baseline and shoal/baseline with PASS/SHORT against the targets, then a table
 for an erasure-coded shoal node (6 drive folders, 4+2) measured in the same rounds:
 erasure, erasure/standalone shoal, erasure/baseline and its RSS growth during the big
-PUT/GET. The figures also go to bench/results.json. With two or more CPUs the server
-is pinned to one core and the client to another. All data lives in one
-tempfile.mkdtemp() directory, removed at the end; every child process is stopped even
-on Ctrl-C or an error.
+PUT/GET, then one for a 3-node cluster (node processes joined by QUIC, 2 drive folders
+each, 4+2 over the 6) measured in the same rounds on its big PUT/GET through node 0:
+cluster, cluster/erasure node, cluster/standalone shoal and node 0's RSS growth. The
+figures also go to bench/results.json. With two or more CPUs the server is pinned to
+one core and the client to another (the cluster's three nodes all share the server's
+core). All data lives in one tempfile.mkdtemp() directory, removed at the end; every
+child process is stopped even on Ctrl-C or an error.
 """
 
 from __future__ import annotations
@@ -48,17 +51,41 @@ class Plan:
     list_keys: int
     startups: int
     rounds: int
-    ec_rounds: int  # rounds of the erasure-coded node (the first `ec_rounds` of each step)
+    ec_rounds: int  # rounds of the erasure-coded node and the cluster (the first ones)
 
 
-FULL = Plan(duration=3.0, warmup=0.5, max_ops=200_000, big=1024 * MiB, ranges=500,
-            list_keys=LIST_KEYS, startups=5, rounds=5, ec_rounds=3)
-QUICK = Plan(duration=2.0, warmup=0.3, max_ops=100_000, big=256 * MiB, ranges=200,
-             list_keys=LIST_KEYS, startups=5, rounds=1, ec_rounds=1)
+FULL = Plan(
+    duration=3.0,
+    warmup=0.5,
+    max_ops=200_000,
+    big=1024 * MiB,
+    ranges=500,
+    list_keys=LIST_KEYS,
+    startups=5,
+    rounds=5,
+    ec_rounds=3,
+)
+QUICK = Plan(
+    duration=2.0,
+    warmup=0.3,
+    max_ops=100_000,
+    big=256 * MiB,
+    ranges=200,
+    list_keys=LIST_KEYS,
+    startups=5,
+    rounds=1,
+    ec_rounds=1,
+)
 
 #: The steps the erasure-coded node takes part in (the others would cost minutes at its
 #: small-object rate: populating 10,000 keys, 64-connection loops, range reads).
 ERASURE_STEPS = ("buckets", "put4k_c16", "get4k_keys", "get4k_c16", "big_put", "big_get")
+#: The steps the 3-node cluster takes part in: the big streamed PUT and GET.
+CLUSTER_STEPS = ("buckets", "big_put", "big_get")
+#: Servers that take part in some steps only, in the first `Plan.ec_rounds` rounds.
+LIMITED_STEPS = {"erasure": ERASURE_STEPS, "cluster": CLUSTER_STEPS}
+
+AnyServer = procs.Server | procs.ClusterServer
 
 
 # ---------------------------------------------------------------- measurements
@@ -66,17 +93,22 @@ ERASURE_STEPS = ("buckets", "put4k_c16", "get4k_keys", "get4k_c16", "big_put", "
 
 #: (name, measurement, rounds); with several rounds the servers take turns and the
 #: round with the median figure is kept.
-Step = tuple[str, Callable[[procs.Server, Callable[..., list[dict[str, Any]]]], Any], int]
+Step = tuple[str, Callable[[AnyServer, Callable[..., list[dict[str, Any]]]], Any], int]
 
 
 def steps(plan: Plan) -> list[Step]:
     """The measurements, in order; each is run against every server before the next one
     starts, so both see the same background load and the same disk state."""
-    small = {"bucket": "bench", "size": SMALL, "duration": plan.duration,
-             "warmup": plan.warmup, "max_ops": plan.max_ops}
+    small = {
+        "bucket": "bench",
+        "size": SMALL,
+        "duration": plan.duration,
+        "warmup": plan.warmup,
+        "max_ops": plan.max_ops,
+    }
     out: list[Step] = []
 
-    def buckets(server: procs.Server, client: Callable[..., list[dict[str, Any]]]) -> Any:
+    def buckets(server: AnyServer, client: Callable[..., list[dict[str, Any]]]) -> Any:
         for r in client([{"op": "bucket", "bucket": "bench"}, {"op": "bucket", "bucket": "lst"}]):
             if r.get("status") != 200:
                 raise RuntimeError(f"{server.name}: cannot create buckets: {r}")
@@ -84,42 +116,134 @@ def steps(plan: Plan) -> list[Step]:
 
     out.append(("buckets", buckets, 1))
     for conc in (16, 64):
-        out.append((f"put4k_c{conc}", lambda s, client, c=conc: client(
-            [{"op": "small_put", "concurrency": c, **small}])[0], plan.rounds))
-    out.append(("get4k_keys", lambda s, client: client(
-        [{"op": "small_get", "concurrency": 1, "populate": True, **small,
-          "duration": 0.0, "warmup": 0.0}])[0], 1))
+        out.append(
+            (
+                f"put4k_c{conc}",
+                lambda s, client, c=conc: client([{"op": "small_put", "concurrency": c, **small}])[
+                    0
+                ],
+                plan.rounds,
+            )
+        )
+    out.append(
+        (
+            "get4k_keys",
+            lambda s, client: client(
+                [
+                    {
+                        "op": "small_get",
+                        "concurrency": 1,
+                        "populate": True,
+                        **small,
+                        "duration": 0.0,
+                        "warmup": 0.0,
+                    }
+                ]
+            )[0],
+            1,
+        )
+    )
     for conc in (16, 64):
-        out.append((f"get4k_c{conc}", lambda s, client, c=conc: client(
-            [{"op": "small_get", "concurrency": c, "populate": False, **small}])[0],
-            plan.rounds))
+        out.append(
+            (
+                f"get4k_c{conc}",
+                lambda s, client, c=conc: client(
+                    [{"op": "small_get", "concurrency": c, "populate": False, **small}]
+                )[0],
+                plan.rounds,
+            )
+        )
 
-    def big(op: str) -> Callable[[procs.Server, Callable[..., Any]], Any]:
-        def run(server: procs.Server, client: Callable[..., Any]) -> Any:
-            spec = {"op": op, "bucket": "bench", "key": "big", "size": plan.big}
-            idle = procs.rss_bytes(server.pid)
-            sampler = memory.RssSampler(server.pid)
+    def big(op: str) -> Callable[[AnyServer, Callable[..., Any]], Any]:
+        def run(server: AnyServer, client: Callable[..., Any]) -> Any:
+            spec = {"op": op, "bucket": "bench", "key": "big", "size": plan.big, "timeout": 850}
+            # The server's RSS (a cluster's: node 0, the coordinator), and the cluster's
+            # other nodes' apart.
+            peers = list(getattr(server, "peer_pids", []))
+            idle = [procs.rss_bytes(p) for p in [server.pid, *peers]]
+            samplers = [memory.RssSampler(p) for p in [server.pid, *peers]]
+
+            def start() -> None:
+                for s in samplers:
+                    s.start()
+
             try:
-                result = client([spec], timeout=900, during=sampler.start)[0]
+                result = client([spec], timeout=900, during=start)[0]
             finally:
-                sampler.stop()
-            result["rss_idle"], result["rss_peak"] = idle, sampler.peak
-            result["rss_samples"] = len(sampler.samples)
+                for s in samplers:
+                    s.stop()
+            result["rss_idle"], result["rss_peak"] = idle[0], samplers[0].peak
+            result["rss_samples"] = len(samplers[0].samples)
+            if peers:
+                result["peer_rss_idle"] = idle[1:]
+                result["peer_rss_peak"] = [s.peak for s in samplers[1:]]
+            # A refused PUT or a short GET is fast, not a figure.
+            if op == "big_put" and result.get("status") != 200:
+                result["error"] = f"PUT answered {result.get('status')}"
+            if op == "big_get" and (result.get("status") != 200 or result.get("bytes") != plan.big):
+                result["error"] = (
+                    f"GET answered {result.get('status')} with "
+                    f"{result.get('bytes')} of {plan.big} bytes"
+                )
             return result
 
         return run
 
     out.append(("big_put", big("big_put"), 1))
     out.append(("big_get", big("big_get"), plan.rounds))
-    out.append(("range_get", lambda s, client: client(
-        [{"op": "range_get", "bucket": "bench", "key": "big", "object_size": plan.big,
-          "count": plan.ranges, "max_seconds": 60}])[0], 1))
-    out.append(("populate", lambda s, client: client(
-        [{"op": "populate", "bucket": "lst", "n": plan.list_keys, "prefixes": 4,
-          "concurrency": 32}], timeout=900)[0], 1))
-    out.append(("list", lambda s, client: client(
-        [{"op": "list", "bucket": "lst", "style": "s3" if s.name == "shoal" else "plain",
-          "repeat": 3}], timeout=300)[0], 1))
+    out.append(
+        (
+            "range_get",
+            lambda s, client: client(
+                [
+                    {
+                        "op": "range_get",
+                        "bucket": "bench",
+                        "key": "big",
+                        "object_size": plan.big,
+                        "count": plan.ranges,
+                        "max_seconds": 60,
+                    }
+                ]
+            )[0],
+            1,
+        )
+    )
+    out.append(
+        (
+            "populate",
+            lambda s, client: client(
+                [
+                    {
+                        "op": "populate",
+                        "bucket": "lst",
+                        "n": plan.list_keys,
+                        "prefixes": 4,
+                        "concurrency": 32,
+                    }
+                ],
+                timeout=900,
+            )[0],
+            1,
+        )
+    )
+    out.append(
+        (
+            "list",
+            lambda s, client: client(
+                [
+                    {
+                        "op": "list",
+                        "bucket": "lst",
+                        "style": "s3" if s.name == "shoal" else "plain",
+                        "repeat": 3,
+                    }
+                ],
+                timeout=300,
+            )[0],
+            1,
+        )
+    )
     return out
 
 
@@ -146,10 +270,13 @@ def pick_median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     if all("rss_peak" in r for r in rounds):  # memory is judged over every round
         out["rss_peak_max"] = max(r["rss_peak"] for r in rounds)
         out["rss_samples_total"] = sum(r.get("rss_samples", 0) for r in rounds)
+    if all("peer_rss_peak" in r for r in rounds):  # a cluster's other nodes, likewise
+        peers = [r["peer_rss_peak"] for r in rounds]
+        out["peer_rss_peak"] = [max(p) for p in zip(*peers, strict=True)]
     return out
 
 
-def cluster_info(server: procs.Server) -> dict[str, Any]:
+def cluster_info(server: AnyServer) -> dict[str, Any]:
     """The node's `GET /-/cluster` (mode, erasure layout, drives)."""
     url = f"http://{server.host}:{server.port}/-/cluster"
     with urllib.request.urlopen(url, timeout=10) as r:
@@ -174,16 +301,26 @@ def startup_once(argv: list[str], port: int, cpus: set[int] | None) -> float | N
         procs.stop(proc)
 
 
-def client_ceiling(work: str, plan: Plan, client_cpus: set[int] | None,
-                   server_cpus: set[int] | None) -> dict[str, Any]:
+def client_ceiling(
+    work: str, plan: Plan, client_cpus: set[int] | None, server_cpus: set[int] | None
+) -> dict[str, Any]:
     """The client's own ops/s limit, against a do-nothing server."""
     server = procs.Server("null", procs.null_argv(), os.path.join(work, "null.log"), server_cpus)
-    small = {"bucket": "b", "size": SMALL, "duration": min(plan.duration, 2.0),
-             "warmup": 0.2, "max_ops": plan.max_ops * 2, "concurrency": 64}
+    small = {
+        "bucket": "b",
+        "size": SMALL,
+        "duration": min(plan.duration, 2.0),
+        "warmup": 0.2,
+        "max_ops": plan.max_ops * 2,
+        "concurrency": 64,
+    }
     with server:
-        put, get = procs.run_client(server, [{"op": "small_put", **small},
-                                             {"op": "small_get", "populate": False, **small}],
-                                    cpus=client_cpus, timeout=120)
+        put, get = procs.run_client(
+            server,
+            [{"op": "small_put", **small}, {"op": "small_get", "populate": False, **small}],
+            cpus=client_cpus,
+            timeout=120,
+        )
     return {"put4k_c64": put, "get4k_c64": get}
 
 
@@ -232,11 +369,22 @@ def build_rows(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
             verdict = "PASS" if ratio is not None and ratio >= target else "SHORT"
         if path[0] == "startup":
             verdict = "PASS" if s is not None and s < 300 else "SHORT"
-        rows.append({"metric": label.format(big=big, keys=f"{plan.list_keys:,}"), "unit": unit,
-                     "baseline": b, "shoal": s, "ratio": ratio,
-                     "target": (f">= {target:.1f}x" if target is not None else
-                                ("< 300 ms" if path[0] == "startup" else "")),
-                     "verdict": verdict, "higher_is_better": higher})
+        rows.append(
+            {
+                "metric": label.format(big=big, keys=f"{plan.list_keys:,}"),
+                "unit": unit,
+                "baseline": b,
+                "shoal": s,
+                "ratio": ratio,
+                "target": (
+                    f">= {target:.1f}x"
+                    if target is not None
+                    else ("< 300 ms" if path[0] == "startup" else "")
+                ),
+                "verdict": verdict,
+                "higher_is_better": higher,
+            }
+        )
     return rows
 
 
@@ -257,8 +405,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         target = f"{r['target']} {r['verdict']}".strip()
-        print(f"{r['metric']:34} {r['unit']:6} {fmt(r['baseline']):>10} {fmt(r['shoal']):>10} "
-              f"{ratio:>7}  {target}")
+        print(
+            f"{r['metric']:34} {r['unit']:6} {fmt(r['baseline']):>10} {fmt(r['shoal']):>10} "
+            f"{ratio:>7}  {target}"
+        )
 
 
 # (label, unit, path into a suite result) for the erasure-coded node's table
@@ -276,31 +426,44 @@ def rss_growth(res: dict[str, Any] | None) -> tuple[int, int, int] | None:
     """(idle, peak, peak - idle) of a server's RSS over the big PUT and every big GET
     round: idle is read just before the PUT, the peak sampled every 50 ms during them."""
     idle = _get(res, "big_put", "rss_idle")
-    peaks = [_get(res, k, "rss_peak_max") or _get(res, k, "rss_peak")
-             for k in ("big_put", "big_get")]
+    peaks = [
+        _get(res, k, "rss_peak_max") or _get(res, k, "rss_peak") for k in ("big_put", "big_get")
+    ]
     if not idle or not all(peaks):
         return None
     peak = int(max(p or 0 for p in peaks))
     return int(idle), peak, peak - int(idle)
 
 
-def erasure_memory(results: dict[str, Any], plan: Plan) -> dict[str, Any] | None:
-    """The erasure node's RSS during its big PUT and GET steps, judged by the standalone
-    memory test's rule (bench/memory.py: growth under memory.LIMIT, the PUT stored, the
-    GET complete), in the shape memory.describe() prints. Unlike that test's, this node
-    has run the 4 KiB loops first (a fresh node: `python bench/memory.py --erasure`)."""
-    res = results.get("erasure") or {}
+def erasure_memory(
+    results: dict[str, Any], plan: Plan, name: str = "erasure"
+) -> dict[str, Any] | None:
+    """The erasure node's (or the cluster coordinator's) RSS during its big PUT and GET
+    steps, judged by the standalone memory test's rule (bench/memory.py: growth under
+    memory.LIMIT, the PUT stored, the GET complete), in the shape memory.describe()
+    prints. Unlike that test's, the erasure node has run the 4 KiB loops first (a fresh
+    node: `python bench/memory.py --erasure`)."""
+    res = results.get(name) or {}
     grow = rss_growth(res)
     if grow is None:
         return None
     idle, peak, growth = grow
     put, get = res["big_put"], res["big_get"]
-    samples = sum(int(_get(res, k, "rss_samples_total") or _get(res, k, "rss_samples") or 0)
-                  for k in ("big_put", "big_get"))
-    return {"object_bytes": plan.big, "idle_rss": idle, "peak_rss": peak, "growth": growth,
-            "samples": samples, "put": put, "get": get, "limit": memory.LIMIT,
-            "pass": growth < memory.LIMIT and put.get("status") == 200
-            and get.get("bytes") == plan.big}
+    samples = sum(
+        int(_get(res, k, "rss_samples_total") or _get(res, k, "rss_samples") or 0)
+        for k in ("big_put", "big_get")
+    )
+    return {
+        "object_bytes": plan.big,
+        "idle_rss": idle,
+        "peak_rss": peak,
+        "growth": growth,
+        "samples": samples,
+        "put": put,
+        "get": get,
+        "limit": memory.LIMIT,
+        "pass": growth < memory.LIMIT and put.get("status") == 200 and get.get("bytes") == plan.big,
+    }
 
 
 def build_ec_rows(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
@@ -308,33 +471,123 @@ def build_ec_rows(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
     big = f"{plan.big // MiB} MiB" if plan.big != 1024 * MiB else "1 GiB"
     for label, unit, path in EC_ROWS:
         b, s, e = (_get(results.get(n), *path) for n in ("baseline", "shoal", "erasure"))
-        rows.append({"metric": label.format(big=big), "unit": unit, "baseline": b, "shoal": s,
-                     "erasure": e, "vs_shoal": e / s if (e is not None and s) else None,
-                     "vs_baseline": e / b if (e is not None and b) else None,
-                     "target": "", "verdict": "", "higher_is_better": unit != "ms"})
+        rows.append(
+            {
+                "metric": label.format(big=big),
+                "unit": unit,
+                "baseline": b,
+                "shoal": s,
+                "erasure": e,
+                "vs_shoal": e / s if (e is not None and s) else None,
+                "vs_baseline": e / b if (e is not None and b) else None,
+                "target": "",
+                "verdict": "",
+                "higher_is_better": unit != "ms",
+            }
+        )
     # RSS over the big PUT and GET steps above (idle read just before the PUT); the
     # verdict, on the erasure node, is the memory test's limit.
     grow = {n: rss_growth(results.get(n)) for n in ("baseline", "shoal", "erasure")}
     mem = results.get("erasure_memory")
-    rows.append({"metric": f"RSS growth, {big} PUT+GET", "unit": "MiB",
-                 **{n: (None if g is None else g[2] / MiB) for n, g in grow.items()},
-                 "vs_shoal": None, "vs_baseline": None,
-                 "target": f"< {memory.LIMIT // MiB} MiB",
-                 "verdict": "" if mem is None else ("PASS" if mem["pass"] else "FAIL"),
-                 "higher_is_better": False})
+    rows.append(
+        {
+            "metric": f"RSS growth, {big} PUT+GET",
+            "unit": "MiB",
+            **{n: (None if g is None else g[2] / MiB) for n, g in grow.items()},
+            "vs_shoal": None,
+            "vs_baseline": None,
+            "target": f"< {memory.LIMIT // MiB} MiB",
+            "verdict": "" if mem is None else ("PASS" if mem["pass"] else "FAIL"),
+            "higher_is_better": False,
+        }
+    )
     return rows
 
 
 def print_ec_table(rows: list[dict[str, Any]]) -> None:
-    head = (f"{'metric':34} {'unit':6} {'baseline':>10} {'shoal':>10} {'erasure':>10} "
-            f"{'ec/shoal':>8} {'ec/base':>8}  target")
+    head = (
+        f"{'metric':34} {'unit':6} {'baseline':>10} {'shoal':>10} {'erasure':>10} "
+        f"{'ec/shoal':>8} {'ec/base':>8}  target"
+    )
     print(head)
     print("-" * len(head) + "-" * 10)
     for r in rows:
         vs = ["-" if r[k] is None else f"{r[k]:.2f}" for k in ("vs_shoal", "vs_baseline")]
         target = f"{r['target']} {r['verdict']}".strip()
-        print(f"{r['metric']:34} {r['unit']:6} {fmt(r['baseline']):>10} {fmt(r['shoal']):>10} "
-              f"{fmt(r['erasure']):>10} {vs[0]:>8} {vs[1]:>8}  {target}")
+        print(
+            f"{r['metric']:34} {r['unit']:6} {fmt(r['baseline']):>10} {fmt(r['shoal']):>10} "
+            f"{fmt(r['erasure']):>10} {vs[0]:>8} {vs[1]:>8}  {target}"
+        )
+
+
+# (label, unit, path into a suite result) for the cluster's table
+CLUSTER_ROWS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("{big} PUT, 1 stream", "MB/s", ("big_put", "mb_per_s")),
+    ("{big} GET, 1 stream", "MB/s", ("big_get", "mb_per_s")),
+]
+
+
+def peer_rss_growth(res: dict[str, Any] | None) -> list[int] | None:
+    """Per other node of the cluster: peak minus idle RSS over the big PUT and GET."""
+    put, get = (res or {}).get("big_put") or {}, (res or {}).get("big_get") or {}
+    idle, peaks = put.get("peer_rss_idle"), [put.get("peer_rss_peak"), get.get("peer_rss_peak")]
+    if not idle or not all(peaks):
+        return None
+    return [max(p[i] for p in peaks if p) - idle[i] for i in range(len(idle))]
+
+
+def build_cluster_rows(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+    rows = []
+    big = f"{plan.big // MiB} MiB" if plan.big != 1024 * MiB else "1 GiB"
+    names = ("baseline", "shoal", "erasure", "cluster")
+    for label, unit, path in CLUSTER_ROWS:
+        b, s, e, c = (_get(results.get(n), *path) for n in names)
+        rows.append(
+            {
+                "metric": label.format(big=big),
+                "unit": unit,
+                "baseline": b,
+                "shoal": s,
+                "erasure": e,
+                "cluster": c,
+                "vs_erasure": c / e if (c is not None and e) else None,
+                "vs_shoal": c / s if (c is not None and s) else None,
+                "target": "",
+                "verdict": "",
+                "higher_is_better": True,
+            }
+        )
+    grow = {n: rss_growth(results.get(n)) for n in names}
+    mem = results.get("cluster_memory")
+    rows.append(
+        {
+            "metric": f"node 0 RSS growth, {big} PUT+GET",
+            "unit": "MiB",
+            **{n: (None if g is None else g[2] / MiB) for n, g in grow.items()},
+            "vs_erasure": None,
+            "vs_shoal": None,
+            "target": f"< {memory.LIMIT // MiB} MiB",
+            "verdict": "" if mem is None else ("PASS" if mem["pass"] else "FAIL"),
+            "higher_is_better": False,
+        }
+    )
+    return rows
+
+
+def print_cluster_table(rows: list[dict[str, Any]]) -> None:
+    head = (
+        f"{'metric':34} {'unit':5} {'baseline':>9} {'shoal':>9} {'erasure':>9} "
+        f"{'cluster':>9} {'cl/ec':>6} {'cl/shoal':>8}  target"
+    )
+    print(head)
+    print("-" * len(head) + "-" * 10)
+    for r in rows:
+        vs = ["-" if r[k] is None else f"{r[k]:.2f}" for k in ("vs_erasure", "vs_shoal")]
+        target = f"{r['target']} {r['verdict']}".strip()
+        print(
+            f"{r['metric']:34} {r['unit']:5} {fmt(r['baseline']):>9} {fmt(r['shoal']):>9} "
+            f"{fmt(r['erasure']):>9} {fmt(r['cluster']):>9} {vs[0]:>6} {vs[1]:>8}  {target}"
+        )
 
 
 def notes(results: dict[str, Any], plan: Plan) -> list[str]:
@@ -342,42 +595,65 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
     meta = results["meta"]
     load = max(meta["loadavg_start"][0], meta.get("loadavg_end", (0,))[0])
     if load > 1.0:
-        out.append(f"WARNING: load average was {meta['loadavg_start'][0]:.1f} at the start and "
-                   f"{meta.get('loadavg_end', (0,))[0]:.1f} at the end on "
-                   f"{meta['cpus']} CPUs: other processes shared the machine, figures are noisy")
+        out.append(
+            f"WARNING: load average was {meta['loadavg_start'][0]:.1f} at the start and "
+            f"{meta.get('loadavg_end', (0,))[0]:.1f} at the end on "
+            f"{meta['cpus']} CPUs: other processes shared the machine, figures are noisy"
+        )
     ceiling = results.get("client_ceiling", {})
     cp, cg = _get(ceiling, "put4k_c64", "ops_per_s"), _get(ceiling, "get4k_c64", "ops_per_s")
     if cp and cg:
-        out.append(f"client ceiling (do-nothing server, 64 conns): PUT {cp:,.0f} ops/s, "
-                   f"GET {cg:,.0f} ops/s")
-    for name in ("baseline", "shoal", "erasure"):
+        out.append(
+            f"client ceiling (do-nothing server, 64 conns): PUT {cp:,.0f} ops/s, "
+            f"GET {cg:,.0f} ops/s"
+        )
+    for name in ("baseline", "shoal", "erasure", "cluster"):
         if name not in results:
             continue
         res = results.get(name) or {}
-        scpu = [(k, _get(res, k, "server_cpu")) for k in
-                ("put4k_c16", "put4k_c64", "get4k_c16", "get4k_c64", "big_put", "big_get")]
+        scpu = [
+            (k, _get(res, k, "server_cpu"))
+            for k in ("put4k_c16", "put4k_c64", "get4k_c16", "get4k_c64", "big_put", "big_get")
+        ]
         shown = ", ".join(f"{k} {v:.0%}" for k, v in scpu if v is not None)
         if shown:
-            out.append(f"{name} server CPU use (all threads, 100% = one core): {shown}")
-        cpu = [(k, _get(res, k, "client_cpu")) for k in
-               ("put4k_c16", "put4k_c64", "get4k_c16", "get4k_c64", "big_put", "big_get")]
+            who = "cluster's 3 nodes together" if name == "cluster" else f"{name} server"
+            out.append(f"{who} CPU use (all threads, 100% = one core): {shown}")
+        cpu = [
+            (k, _get(res, k, "client_cpu"))
+            for k in ("put4k_c16", "put4k_c64", "get4k_c16", "get4k_c64", "big_put", "big_get")
+        ]
         shown = ", ".join(f"{k} {v:.0%}" for k, v in cpu if v is not None)
         if shown:
             out.append(f"client CPU use vs {name}: {shown}")
-        errs = {k: v.get("errors") or v.get("bad") or v.get("bad_length") or v.get("error")
-                for k, v in res.items() if isinstance(v, dict)}
+        errs = {
+            k: v.get("errors") or v.get("bad") or v.get("bad_length") or v.get("error")
+            for k, v in res.items()
+            if isinstance(v, dict)
+        }
         errs = {k: v for k, v in errs.items() if v}
         if errs:
             out.append(f"ERRORS from {name}: {errs}")
-        spread = [f"{k} " + "/".join(f"{v:,.0f}" for v in res[k]["rounds"])
-                  for k in ("put4k_c16", "put4k_c64", "get4k_c16", "get4k_c64", "big_get")
-                  if isinstance(res.get(k), dict) and "rounds" in res[k]]
+        spread = [
+            f"{k} " + "/".join(f"{v:,.0f}" for v in res[k]["rounds"])
+            for k in ("put4k_c16", "put4k_c64", "get4k_c16", "get4k_c64", "big_get")
+            if isinstance(res.get(k), dict) and "rounds" in res[k]
+        ]
         if spread:
             out.append(f"{name} rounds (median kept): " + ", ".join(spread))
         grow = rss_growth(res)
         if grow is not None:
-            out.append(f"{name} RSS during the big transfers: idle {grow[0] / MiB:.0f} MiB, "
-                       f"peak growth {grow[2] / MiB:.1f} MiB")
+            out.append(
+                f"{name} {'node 0 ' if name == 'cluster' else ''}RSS during the big "
+                f"transfers: idle {grow[0] / MiB:.0f} MiB, "
+                f"peak growth {grow[2] / MiB:.1f} MiB"
+            )
+        peers = peer_rss_growth(res)
+        if peers is not None:
+            out.append(
+                "cluster's other nodes, RSS growth during the big transfers: "
+                + ", ".join(f"node{i + 1} {g / MiB:.1f} MiB" for i, g in enumerate(peers))
+            )
         if "error" in res:
             out.append(f"{name} FAILED: {res['error']}")
     paired = []
@@ -388,19 +664,26 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
             ratios = sorted(x / y for x, y in zip(s, b, strict=True))
             paired.append(f"{k} {ratios[len(ratios) // 2]:.2f}")
     if paired:
-        out.append("median of per-round (back-to-back) shoal/baseline ratios: "
-                   + ", ".join(paired))
+        out.append("median of per-round (back-to-back) shoal/baseline ratios: " + ", ".join(paired))
     paired = []
     for k in ("put4k_c16", "get4k_c16", "big_get"):
         e = (results.get("erasure") or {}).get(k, {}).get("rounds")
         s = (results.get("shoal") or {}).get(k, {}).get("rounds")
         if e and s and len(e) > 1 and len(s) >= len(e) and all(s):
             # The erasure node ran the first len(e) rounds, each next to shoal's.
-            ratios = sorted(x / y for x, y in zip(e, s[:len(e)], strict=True))
+            ratios = sorted(x / y for x, y in zip(e, s[: len(e)], strict=True))
             paired.append(f"{k} {ratios[len(ratios) // 2]:.2f}")
     if paired:
-        out.append("median of per-round (back-to-back) erasure/shoal ratios: "
-                   + ", ".join(paired))
+        out.append("median of per-round (back-to-back) erasure/shoal ratios: " + ", ".join(paired))
+    c = (results.get("cluster") or {}).get("big_get", {}).get("rounds")
+    paired = []
+    for other in ("erasure", "shoal"):
+        o = (results.get(other) or {}).get("big_get", {}).get("rounds")
+        if c and o and len(c) > 1 and len(o) >= len(c) and all(o):
+            ratios = sorted(x / y for x, y in zip(c, o[: len(c)], strict=True))
+            paired.append(f"cluster/{other} {ratios[len(ratios) // 2]:.2f}")
+    if paired:
+        out.append("median of per-round (back-to-back) big GET ratios: " + ", ".join(paired))
     return out
 
 
@@ -409,20 +692,38 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="shoal vs. a minimal uvicorn baseline")
-    parser.add_argument("--quick", action="store_true",
-                        help="one round of 2 s loops, 256 MiB big object, fewer range reads")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="don't pin the server and the client to separate cores")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="one round of 2 s loops, 256 MiB big object, fewer range reads",
+    )
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="don't pin the server and the client to separate cores",
+    )
     parser.add_argument("--skip-memory", action="store_true", help="skip the memory test")
-    parser.add_argument("--skip-erasure-node", action="store_true",
-                        help="don't measure the erasure-coded node")
-    parser.add_argument("--only", choices=["shoal", "baseline", "erasure", "erasure-node"],
-                        help="measure one server (no ratios); or only the erasure-coding "
-                             "throughput (bench/erasure.py); or only the erasure-coded node "
-                             "with standalone shoal and the baseline beside it (its steps "
-                             "only, --quick or not)")
-    parser.add_argument("--json", default=os.path.join(procs.BENCH_DIR, "results.json"),
-                        help="where to write the figures (default bench/results.json)")
+    parser.add_argument(
+        "--skip-erasure-node", action="store_true", help="don't measure the erasure-coded node"
+    )
+    parser.add_argument(
+        "--skip-cluster", action="store_true", help="don't measure the 3-node cluster"
+    )
+    parser.add_argument(
+        "--only",
+        choices=["shoal", "baseline", "erasure", "erasure-node", "cluster"],
+        help="measure one server (no ratios); or only the erasure-coding "
+        "throughput (bench/erasure.py); or only the erasure-coded node "
+        "with standalone shoal and the baseline beside it (its steps "
+        "only, --quick or not); or only the 3-node cluster with the "
+        "erasure node and standalone shoal beside it (its big PUT and "
+        "GET only)",
+    )
+    parser.add_argument(
+        "--json",
+        default=os.path.join(procs.BENCH_DIR, "results.json"),
+        help="where to write the figures (default bench/results.json)",
+    )
     args = parser.parse_args(argv)
     if args.only == "erasure":
         import erasure
@@ -430,7 +731,9 @@ def main(argv: list[str] | None = None) -> int:
         return erasure.main(["--quick"] if args.quick else [])
     plan = QUICK if args.quick else FULL
     ec_only = args.only == "erasure-node"
-    if ec_only:  # every server gets the erasure node's rounds
+    cl_only = args.only == "cluster"
+    only_steps = ERASURE_STEPS if ec_only else CLUSTER_STEPS if cl_only else None
+    if only_steps:  # every server gets the erasure node's (and cluster's) rounds
         plan = dataclasses.replace(plan, rounds=plan.ec_rounds)
     server_cpus, client_cpus = procs.cpu_plan(not args.no_pin)
 
@@ -459,38 +762,65 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_start": os.getloadavg(),
         }
     }
-    servers = {"baseline": procs.baseline_argv, "shoal": procs.shoal_argv,
-               # The erasure node's drives are folders under its data directory (which
-               # it doesn't otherwise use).
-               "erasure": procs.shoal_argv}
+    servers = {
+        "baseline": procs.baseline_argv,
+        "shoal": procs.shoal_argv,
+        # The erasure node's drives are folders under its data directory (which
+        # it doesn't otherwise use).
+        "erasure": procs.shoal_argv,
+    }
     if args.only in ("shoal", "baseline"):
         names = [args.only]
+    elif cl_only:
+        names = ["shoal", "erasure", "cluster"]
+    elif ec_only:
+        names = ["baseline", "shoal", "erasure"]
     else:
-        names = ["baseline", "shoal"] + ([] if args.skip_erasure_node else ["erasure"])
+        names = (
+            ["baseline", "shoal"]
+            + ([] if args.skip_erasure_node else ["erasure"])
+            + ([] if args.skip_cluster else ["cluster"])
+        )
     try:
         log("client ceiling against a do-nothing server")
         results["client_ceiling"] = client_ceiling(work, plan, client_cpus, server_cpus)
-        running: list[procs.Server] = []
+        running: list[AnyServer] = []
         for name in names:
             data = os.path.join(work, f"data-{name}")
             os.makedirs(data)
             log(f"{name}: starting")
-            env = procs.erasure_env(data) if name == "erasure" else None
-            server = procs.Server(name, servers[name](data), os.path.join(work, f"{name}.log"),
-                                  server_cpus, env=env)
+            server: AnyServer
+            if name == "cluster":
+                # Its 3 nodes all run on the server's core set (the same CPU budget as
+                # the single erasure node); each holds 2 of the 6 drives.
+                server = procs.ClusterServer(name, data, work, server_cpus)
+            else:
+                env = procs.erasure_env(data) if name == "erasure" else None
+                server = procs.Server(
+                    name,
+                    servers[name](data),
+                    os.path.join(work, f"{name}.log"),
+                    server_cpus,
+                    env=env,
+                )
             try:
                 running.append(server.start())
                 results[name] = {}
-                if name == "erasure":
+                if name in ("erasure", "cluster"):
                     info = cluster_info(server)
                     results[name]["cluster"] = info
                     if info.get("mode") != "erasure":
                         raise RuntimeError(f"not an erasure-coded node: {info}")
+                if name == "cluster":
+                    log(
+                        f"cluster: formed, {len(info.get('nodes') or [])} nodes alive, node 0 "
+                        f"at {server.host}:{server.port}"
+                    )
             except (RuntimeError, OSError, ValueError) as e:
                 log(f"{name}: FAILED to start: {e}")
                 results[name] = {"error": str(e)}
         for i, (step, fn, rounds) in enumerate(steps(plan)):
-            if ec_only and step not in ERASURE_STEPS:
+            if only_steps and step not in only_steps:
                 continue
             per_server: dict[str, list[dict[str, Any]]] = {}
             for rnd in range(rounds):
@@ -499,19 +829,27 @@ def main(argv: list[str] | None = None) -> int:
                 for server in running if (i + rnd) % 2 == 0 else running[::-1]:
                     if "error" in results[server.name]:
                         continue
-                    if server.name == "erasure" and (step not in ERASURE_STEPS
-                                                     or rnd >= plan.ec_rounds):
+                    limited = LIMITED_STEPS.get(server.name)
+                    if limited and (step not in limited or rnd >= plan.ec_rounds):
                         continue
-                    log(f"{server.name}: {step}" + (f" (round {rnd + 1}/{rounds})"
-                                                     if rounds > 1 else ""))
+                    log(
+                        f"{server.name}: {step}"
+                        + (f" (round {rnd + 1}/{rounds})" if rounds > 1 else "")
+                    )
 
-                    def client(ops: list[dict[str, Any]], timeout: float = 300,
-                               server: procs.Server = server, **kw: Any
-                               ) -> list[dict[str, Any]]:
-                        cpu0, t0 = procs.cpu_seconds(server.pid), time.perf_counter()
-                        out = procs.run_client(server, ops, cpus=client_cpus,
-                                               timeout=timeout, **kw)
-                        busy = procs.cpu_seconds(server.pid) - cpu0
+                    def client(
+                        ops: list[dict[str, Any]],
+                        timeout: float = 300,
+                        server: AnyServer = server,
+                        **kw: Any,
+                    ) -> list[dict[str, Any]]:
+                        # A cluster's CPU is its nodes' together.
+                        def cpu() -> float:
+                            return sum(procs.cpu_seconds(p) for p in server.pids)
+
+                        cpu0, t0 = cpu(), time.perf_counter()
+                        out = procs.run_client(server, ops, cpus=client_cpus, timeout=timeout, **kw)
+                        busy = cpu() - cpu0
                         # Includes the client's ~0.1 s start-up, so slightly low.
                         for o in out:
                             o["server_cpu"] = busy / (time.perf_counter() - t0)
@@ -533,28 +871,36 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         if "erasure" in results:
             results["erasure_memory"] = erasure_memory(results, plan)
-        times: dict[str, list[float]] = {n: [] for n in names if "error" not in results[n]
-                                         and n != "erasure" and not ec_only}
+        if "cluster" in results:
+            results["cluster_memory"] = erasure_memory(results, plan, "cluster")
+        times: dict[str, list[float]] = {
+            n: []
+            for n in names
+            if "error" not in results[n] and n not in LIMITED_STEPS and not only_steps
+        }
         if times:
             log(f"start to first answer, {plan.startups} times each (alternating)")
         for _ in range(plan.startups):
             for name in times:
                 port = procs.free_port()
-                t = startup_once(servers[name](os.path.join(work, f"data-{name}"), port), port,
-                                 server_cpus)
+                t = startup_once(
+                    servers[name](os.path.join(work, f"data-{name}"), port), port, server_cpus
+                )
                 if t is not None:
                     times[name].append(t * 1e3)
         for name, ts in times.items():
-            results[name]["startup"] = {"median_ms": statistics.median(ts) if ts else None,
-                                        "all_ms": ts, "failed": plan.startups - len(ts)}
+            results[name]["startup"] = {
+                "median_ms": statistics.median(ts) if ts else None,
+                "all_ms": ts,
+                "failed": plan.startups - len(ts),
+            }
         for name in names:
             log(f"{name}: removing the data")
             shutil.rmtree(os.path.join(work, f"data-{name}"), ignore_errors=True)
-        if not args.skip_memory and "shoal" in names and not ec_only:
+        if not args.skip_memory and "shoal" in names and not only_steps:
             log(f"memory test: {plan.big // MiB} MiB PUT + GET through a fresh shoal")
             try:
-                results["memory"] = memory.run_memory_test(work, plan.big,
-                                                           pin=not args.no_pin)
+                results["memory"] = memory.run_memory_test(work, plan.big, pin=not args.no_pin)
             except RuntimeError as e:
                 results["memory"] = {"error": str(e)}
     except KeyboardInterrupt:
@@ -569,30 +915,36 @@ def main(argv: list[str] | None = None) -> int:
     rows = build_rows(results, plan)
     results["rows"] = rows
     print()
-    print(f"shoal benchmark ({results['meta']['mode']}; server on CPU "
-          f"{results['meta']['server_cpus']}, client on CPU {results['meta']['client_cpus']})")
-    print("baseline = minimal ASGI app on the same uvicorn settings (uvloop, httptools, "
-          "1 worker); its PUT writes a temp file, fsyncs it, renames it into place and "
-          "fsyncs the directory, i.e. the same durability shoal promises (shoal also "
-          "fsyncs a metadata record and computes MD5). Ratio = shoal / baseline.")
+    print(
+        f"shoal benchmark ({results['meta']['mode']}; server on CPU "
+        f"{results['meta']['server_cpus']}, client on CPU {results['meta']['client_cpus']})"
+    )
+    print(
+        "baseline = minimal ASGI app on the same uvicorn settings (uvloop, httptools, "
+        "1 worker); its PUT writes a temp file, fsyncs it, renames it into place and "
+        "fsyncs the directory, i.e. the same durability shoal promises (shoal also "
+        "fsyncs a metadata record and computes MD5). Ratio = shoal / baseline."
+    )
     print()
-    if not ec_only:
+    if not only_steps:
         print_table(rows)
         print()
     if "memory" in results:
         mem = results["memory"]
         print(memory.describe(mem) if "error" not in mem else f"memory test FAILED: {mem['error']}")
-    if "erasure" in results:
+    if "erasure" in results and not cl_only:
         ec = results["erasure"]
         layout = (ec.get("cluster") or {}).get("erasure") or {}
         drives = sum(len(s) for s in (ec.get("cluster") or {}).get("sets", [])) or procs.EC_DRIVES
         results["erasure_rows"] = ec_rows = build_ec_rows(results, plan)
         print()
-        print(f"erasure-coded node: one shoal with cluster.enabled over {drives} drive folders, "
-              f"{layout.get('data_shards', '?')} data + {layout.get('parity_shards', '?')} "
-              f"parity shards ({layout.get('backend', '?')}), default chunk size; measured in "
-              f"the first {plan.ec_rounds} round(s) of the same steps, taking turns with the "
-              "others. ec/shoal = erasure / standalone shoal, ec/base = erasure / baseline.")
+        print(
+            f"erasure-coded node: one shoal with cluster.enabled over {drives} drive folders, "
+            f"{layout.get('data_shards', '?')} data + {layout.get('parity_shards', '?')} "
+            f"parity shards ({layout.get('backend', '?')}), default chunk size; measured in "
+            f"the first {plan.ec_rounds} round(s) of the same steps, taking turns with the "
+            "others. ec/shoal = erasure / standalone shoal, ec/base = erasure / baseline."
+        )
         if "error" in ec:
             print("erasure node FAILED (see below)")
         print()
@@ -601,6 +953,29 @@ def main(argv: list[str] | None = None) -> int:
         mem = results.get("erasure_memory")
         if mem is not None:
             print(memory.describe(mem, name="erasure node, its big PUT and GET steps above"))
+    if "cluster" in results:
+        cl = results["cluster"]
+        layout = (cl.get("cluster") or {}).get("erasure") or {}
+        results["cluster_rows"] = cl_rows = build_cluster_rows(results, plan)
+        print()
+        print(
+            f"3-node cluster: {procs.CLUSTER_NODES} shoal node processes joined by QUIC, "
+            f"{procs.CLUSTER_DRIVES} drive folders each, "
+            f"{layout.get('data_shards', '?')} data + {layout.get('parity_shards', '?')} "
+            f"parity shards over the {procs.CLUSTER_NODES * procs.CLUSTER_DRIVES} drives, "
+            "default chunk size; all nodes on the server's CPU set. The client talks to "
+            f"node 0; measured in the first {plan.ec_rounds} round(s) of the big PUT and "
+            "GET, taking turns with the others. cl/ec = cluster / erasure node, "
+            "cl/shoal = cluster / standalone shoal."
+        )
+        if "error" in cl:
+            print("cluster FAILED (see below)")
+        print()
+        print_cluster_table(cl_rows)
+        print()
+        mem = results.get("cluster_memory")
+        if mem is not None:
+            print(memory.describe(mem, name="cluster node 0, its big PUT and GET steps above"))
     for line in notes(results, plan):
         print(line)
     with open(args.json, "w") as f:
