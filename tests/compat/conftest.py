@@ -1,0 +1,88 @@
+"""The client compatibility matrix: shoal with auth on, over HTTP and over HTTPS (a
+self-signed certificate made here, trusted by each client through its usual option),
+driven by real clients through one shared scenario (scenario.py)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.compat.scenario import Target
+from tests.integration.conftest import auth_config, make_certificate, signed_client
+
+ACCESS_KEY = "compat-access-key"
+SECRET_KEY = "compat-secret-key-0123456789"
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/compat/ carries the `compat` marker (`pytest -m compat`)."""
+    for item in items:
+        if HERE in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.compat)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    return make_certificate(tmp_path_factory.mktemp("compat-tls"))
+
+
+@pytest.fixture(scope="session", params=["http", "https"])
+def shoal_config(request: pytest.FixtureRequest, tls_files: tuple[str, str]) -> dict[str, Any]:
+    config: dict[str, Any] = auth_config((ACCESS_KEY, SECRET_KEY))
+    if request.param == "https":
+        config["server"] = {"tls": {"cert_file": tls_files[0], "key_file": tls_files[1]}}
+    return config
+
+
+@pytest.fixture(scope="session")
+def target(shoal_descriptor: Any, tls_files: tuple[str, str]) -> Target:
+    """Where and how a client reaches this session's server."""
+    return Target(
+        endpoint=shoal_descriptor.endpoint_url,
+        access_key=shoal_descriptor.access_key,
+        secret_key=shoal_descriptor.access_secret,
+        region=shoal_descriptor.region,
+        ca_file=tls_files[0] if shoal_descriptor.use_ssl else None,
+    )
+
+
+@pytest.fixture(scope="session")
+def verifier(target: Target) -> Any:
+    """boto3, sending checksums only where required: checks what each client left."""
+    return signed_client(
+        target.endpoint,
+        target.access_key,
+        target.secret_key,
+        target.ca_file or True,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def require_command(name: str, install: str) -> str:
+    """The path of `name`, or skip naming what to install."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed: {install}")
+    return path
+
+
+@pytest.fixture
+def cleanup_buckets(verifier: Any) -> Iterator[list[str]]:
+    """Buckets a failed scenario may leave behind are emptied and removed."""
+    from app.pytest_plugin import _empty_and_delete
+
+    names: list[str] = []
+    yield names
+    for name in names:
+        _empty_and_delete(verifier, name)
