@@ -50,7 +50,9 @@ def python_env(name: str, requirements: list[str]) -> Path:
             [sys.executable, "-m", "venv", "--clear", str(directory)],
             [str(python), "-m", "pip", "install", "-q", *requirements],
         ]
-        _build(directory, "\n".join(requirements), commands, f"pip install {' '.join(requirements)}")
+        _build(
+            directory, "\n".join(requirements), commands, f"pip install {' '.join(requirements)}"
+        )
         return python
 
 
@@ -60,7 +62,9 @@ def node_env(name: str, packages: list[str]) -> Path:
         directory.mkdir(exist_ok=True)
         (directory / "package.json").write_text('{"name": "shoal-compat", "private": true}\n')
         npm = ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(directory)]
-        _build(directory, "\n".join(packages), [[*npm, *packages]], f"npm install {' '.join(packages)}")
+        _build(
+            directory, "\n".join(packages), [[*npm, *packages]], f"npm install {' '.join(packages)}"
+        )
         return directory
 
 

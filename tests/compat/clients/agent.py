@@ -23,9 +23,11 @@ def main() -> None:
         request = json.loads(line)
         try:
             result = getattr(client, request["method"])(*request["args"])
-            answer = {"bytes": base64.b64encode(result).decode()} if isinstance(
-                result, bytes
-            ) else {"result": result}
+            answer = (
+                {"bytes": base64.b64encode(result).decode()}
+                if isinstance(result, bytes)
+                else {"result": result}
+            )
         except Exception as exc:
             answer = {"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
         print(json.dumps(answer), flush=True)
