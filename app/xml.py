@@ -23,7 +23,8 @@ DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
 _NEEDS_ESCAPE = re.compile(r"""[&<>"'\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]""")
 
-#: One child: (tag, text) or (tag, [children]); None values are left out.
+#: One child: (tag, text) or (tag, [children]); None values are left out. A tag may
+#: carry attributes after a space ('Grantee xsi:type="CanonicalUser"'), left off its end tag.
 Node = tuple[str, "str | int | bool | Iterable[Node] | None"]
 
 
@@ -34,15 +35,16 @@ def escape(text: str) -> str:
 def _render(tag: str, value: object, out: list[str]) -> None:
     if value is None:
         return
+    end = tag.split(" ", 1)[0]
     if isinstance(value, bool):
-        out.append(f"<{tag}>{'true' if value else 'false'}</{tag}>")
+        out.append(f"<{tag}>{'true' if value else 'false'}</{end}>")
     elif isinstance(value, str | int):
-        out.append(f"<{tag}>{escape(str(value))}</{tag}>")
+        out.append(f"<{tag}>{escape(str(value))}</{end}>")
     else:
         out.append(f"<{tag}>")
         for child_tag, child in value:  # type: ignore[attr-defined]
             _render(child_tag, child, out)
-        out.append(f"</{tag}>")
+        out.append(f"</{end}>")
 
 
 def document(root: str, children: Iterable[Node], *, namespace: bool = True) -> bytes:

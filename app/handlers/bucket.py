@@ -73,8 +73,14 @@ async def get_bucket_versioning(ctx: RequestContext) -> Response:
     return xml_response("VersioningConfiguration", [])
 
 
+#: As S3 writes it; s3cmd (cp, mv, setacl) reads the grantee's type from xsi:type.
+_CANONICAL_USER = (
+    'Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser"'
+)
+
+
 def _acl() -> list:
-    grantee = ("Grantee", owner())
+    grantee = (_CANONICAL_USER, owner())
     return [
         ("Owner", owner()),
         ("AccessControlList", [("Grant", [grantee, ("Permission", "FULL_CONTROL")])]),
