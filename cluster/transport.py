@@ -81,6 +81,7 @@ import os
 import socket
 import ssl
 import struct
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -151,6 +152,8 @@ class Reply:
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
+#: Told of every call made: (method, seconds, body bytes sent, body bytes received).
+CallObserver = Callable[[str, float, int, int], None]
 
 
 class _Stopped(Exception):
@@ -837,6 +840,7 @@ class Transport:
         self._peers: dict[str, _Peer] = {}
         self._keylog = _KeyLog()
         self._stopped = False
+        self.observer: CallObserver | None = None
 
     def _configuration(self, *, is_client: bool, keylog: _KeyLog) -> QuicConfiguration:
         return QuicConfiguration(
@@ -934,6 +938,8 @@ class Transport:
         if self._stopped:
             raise PeerUnavailable(f"node {self.node_id}: transport stopped")
         conn: _Connection | None = None
+        frame: Frame | None = None
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
                 conn = await self._connection(address)
@@ -942,6 +948,10 @@ class Transport:
             if conn is not None:
                 conn.probe()
             raise PeerUnavailable(f"{address}: no reply to {method} within {timeout:g} s") from None
+        finally:
+            if self.observer is not None:
+                got = len(frame.body) if frame is not None and frame.body else 0
+                self.observer(method, time.perf_counter() - started, frames.body_size(body), got)
         return Reply(_result(frame), frame.body)  # type: ignore[arg-type]
 
     async def _connection(self, address: str) -> _Connection:

@@ -424,6 +424,28 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = setting(True, doc="serve Prometheus metrics (off: no per-request cost)")
+    auth: bool = setting(
+        False,
+        doc="scrapes must be SigV4-signed by one of auth.credentials (even with auth off)",
+    )
+    port: int = setting(
+        0,
+        expect="an integer 0..65535",
+        check=int_range(0, 65535),
+        doc="0: served at /metrics and /-/metrics on the S3 listener; else on a listener "
+        "of their own on this port (any path)",
+    )
+    address: str | None = setting(
+        None,
+        expect="a host or IP address, or nothing",
+        check=optional_non_empty,
+        doc="that listener's address (default: server.address); needs metrics.port",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. Build it with `load_config`, derive variants with
     `replace`. Sections built by hand are checked when the Config passes through
@@ -437,6 +459,7 @@ class Config:
     limits: LimitsConfig = setting(factory=LimitsConfig)
     multipart: MultipartConfig = setting(factory=MultipartConfig)
     cluster: ClusterConfig = setting(factory=ClusterConfig)
+    metrics: MetricsConfig = setting(factory=MetricsConfig)
 
     def replace(self, overrides: Mapping[str, Any] | None = None, /, **sections: Any) -> Config:
         """A validated copy with `overrides` (nested mapping) and/or keyword sections

@@ -85,6 +85,7 @@ from storage.streams import (
     write_unsynced,
 )
 from storage.threads import run
+from storage.usage import BucketUsage
 from storage.walk import ListingCache, Walker
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,19 @@ def _no_bucket() -> NoSuchBucket:
 
 def _no_key() -> NoSuchKey:
     return NoSuchKey("The specified key does not exist.")
+
+
+def _stored_size(meta_path: str, data_path: str) -> int | None:
+    """The size of the object stored at these paths (None: there is none), from its
+    data file: two stats rather than reading and parsing the record."""
+    try:
+        os.stat(meta_path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return os.stat(data_path).st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
 
 
 #: Objects up to this size are read whole when opened.
@@ -126,6 +140,8 @@ class FileStore:
         self._seen_buckets: set[str] = set()
         self.uploads = UploadStore("", self.temp, self.locks)
         self._task: asyncio.Task[None] | None = None
+        #: Objects, bytes and uploads per bucket, for metrics.
+        self.usage = BucketUsage()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -272,12 +288,15 @@ class FileStore:
             for up_bucket, info in self.uploads.all():
                 if up_bucket == bucket:
                     with self.locks.hold(object_lock_name(bucket, info.key)):
-                        self.uploads.remove(info.upload_id)
+                        removed = self.uploads.remove(info.upload_id)
+                    if removed:
+                        self.usage.upload_ended(bucket, info.key)
             unlink_quiet(self._policy_path(bucket))
             rmtree_quiet(os.path.join(self.root, ".bucket-config", bucket))
             unlink_quiet(self._record_path(bucket))
             rmtree_quiet(trash)
             self.listings.bump()
+            self.usage.bucket_deleted(bucket)
 
         await run(work)
 
@@ -351,7 +370,10 @@ class FileStore:
         except BaseException:
             unlink_quiet(spooled.path)
             raise
-        self._decide(payload, commit, write, upload, data_synced=spooled.synced)
+        replaced = self._decide(payload, commit, write, upload, data_synced=spooled.synced)
+        self.usage.object_written(bucket, key, replaced, meta.size)
+        if upload is not None:
+            self.usage.upload_ended(bucket, key)
         return meta
 
     def _decide(
@@ -362,7 +384,8 @@ class FileStore:
         upload: UploadInfo | None,
         *,
         data_synced: bool,
-    ) -> None:
+    ) -> int | None:
+        """Make the write visible; returns the size of the object it replaced, if any."""
         with self.locks.hold(commit.lock):
             try:
                 if upload is not None and not self.uploads.exists(upload.upload_id):
@@ -371,10 +394,12 @@ class FileStore:
             except BaseException:
                 unlink_quiet(commit.data_tmp)
                 raise
+            replaced = _stored_size(commit.meta, commit.data)
             trash = decide_and_apply(self.temp, payload, commit, data_synced=data_synced)
             self.listings.bump()
         if trash is not None:
             rmtree_quiet(trash)
+        return replaced
 
     @staticmethod
     def _check_conditions(meta_path: str, write: ObjectWrite) -> None:
@@ -442,6 +467,7 @@ class FileStore:
             bdir = self._locate(bucket, kp)
             parent = kp.parent(bdir)
             with self.locks.hold(object_lock_name(bucket, key)):
+                removed = _stored_size(kp.meta_path(bdir), kp.data_path(bdir))
                 with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                     os.unlink(kp.meta_path(bdir))  # the object is gone from here on
                 unlink_quiet(kp.data_path(bdir))
@@ -450,6 +476,7 @@ class FileStore:
                 self.listings.bump()
             remove_empty_parents(parent, bdir)
             self.listings.bump()
+            self.usage.object_deleted(bucket, key, removed)
 
         await run(work)
 
@@ -494,6 +521,7 @@ class FileStore:
             self.uploads.create(bucket, info)
 
         await run(work)
+        self.usage.upload_started(bucket, key)
         return info
 
     async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
@@ -574,6 +602,7 @@ class FileStore:
             with self.locks.hold(object_lock_name(bucket, key)):
                 if not self.uploads.remove(upload_id):
                     raise NoSuchUpload("The specified upload does not exist.")
+            self.usage.upload_ended(bucket, key)
 
         await run(work)
 
@@ -607,7 +636,10 @@ class FileStore:
             for bucket, info in self.uploads.all():
                 if info.initiated < older_than:
                     with self.locks.hold(object_lock_name(bucket, info.key)):
-                        count += self.uploads.remove(info.upload_id)
+                        removed = self.uploads.remove(info.upload_id)
+                    if removed:
+                        self.usage.upload_ended(bucket, info.key)
+                    count += removed
             return count
 
         return await run(work)

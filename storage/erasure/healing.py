@@ -20,7 +20,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from storage.checksums import Checksum
@@ -133,6 +133,9 @@ class Healer:
         self.last_scan: HealReport | None = None
         self.current: HealReport | None = None
         self.queued_total = HealReport()
+        #: The counts of every finished scan (for metrics: these, `current` and
+        #: `queued_total` together are everything done since start).
+        self.scans_total = HealReport()
         self._queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._queued: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -232,6 +235,7 @@ class Healer:
                 report.finished = time.time()
                 self.current = None
                 self.last_scan = report
+                self.scans_total.add(replace(report, unrecoverable=[], errors=[]))
             log.info(
                 "healing scan: %d objects, %d shards checked, %d missing, %d corrupt, "
                 "%d healed, %d unrecoverable",

@@ -69,6 +69,7 @@ from storage.errors import (
     NoSuchKey,
     NoSuchUpload,
     PreconditionFailed,
+    ServiceUnavailable,
 )
 from storage.keys import check_key
 from storage.listing import uploads_page
@@ -88,6 +89,7 @@ from storage.records import (
 )
 from storage.streams import prepend, read_head
 from storage.threads import run
+from storage.usage import BucketUsage
 
 log = logging.getLogger("shoal.storage")
 T = TypeVar("T")
@@ -198,6 +200,8 @@ class ErasureStore:
         self._background: set[asyncio.Task[Any]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.healer: Healer | None = None
+        #: Objects, bytes and uploads per bucket, for metrics.
+        self.usage = BucketUsage()
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -449,6 +453,7 @@ class ErasureStore:
                 f"bucket-config/{bucket}",
             ):
                 await _each(self.drives, lambda d, p=path: d.delete(p))
+        self.usage.bucket_deleted(bucket)
 
     # -- bucket documents --------------------------------------------------------------
 
@@ -514,12 +519,13 @@ class ErasureStore:
         alive: set[int],
         undo: Callable[[], Awaitable[Any]] | None = None,
         shards: Sequence[Sequence[ShardWrite]] | None = None,
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """Add `entry` to the record on the drives that hold its shards, then retire the
         versions it replaces; withdraw it if fewer than k+1 drives took it. Withdrawing
         deletes the version's folder, so `undo` first takes out what must survive.
         With `shards` (per set position), each drive writes its shard and the entry
-        in one round trip: a small object's whole write."""
+        in one round trip: a small object's whole write. Returns the version it
+        replaced as the drives listed it (None: none, or they could not tell)."""
         targets = sorted(alive)
 
         def add(p: int) -> Awaitable[list[dict[str, Any]]]:
@@ -539,6 +545,7 @@ class ErasureStore:
         replaced = any(len(r) > 1 for r in results if isinstance(r, list))
         if replaced or entry.get("deleted") or len(ok) < len(drives):
             self._spawn(self._retire(bucket, key, entry["v"], drives))
+        return _replaced(results, targets, len(drives), entry["v"], self.k)
 
     async def _retire(self, bucket: str, key: str, vid: str, drives: Sequence[Drive]) -> None:
         """Drop versions older than `vid` (and `vid` itself if it is a delete marker) once
@@ -695,10 +702,11 @@ class ErasureStore:
             async with self._locks[f"o\0{bucket}\0{key}"]:
                 if write.if_none_match or write.if_match is not None:
                     self._check_conditions(await self.current(bucket, key), write)
-                await self._commit(bucket, key, entry, drives, alive, shards=shards)
+                before = await self._commit(bucket, key, entry, drives, alive, shards=shards)
         except BaseException:
             self._spawn(self._discard(drives, vdir))
             raise
+        self.usage.object_written(bucket, key, _size(before), size)
         return meta
 
     async def _open_entry(
@@ -768,6 +776,7 @@ class ErasureStore:
             for s in [found.set, *found.others]:
                 drives = self.sets[s]
                 await self._commit(bucket, key, marker, drives, set(range(len(drives))))
+        self.usage.object_deleted(bucket, key, _size(entry))
 
     def pin(self, bucket: str, key: str, vid: str, delta: int) -> None:
         self._pins[(bucket, key, vid)] += delta
@@ -928,6 +937,7 @@ class ErasureStore:
         if ok < self.write_quorum:
             await self._discard(drives, self._upload_dir(bucket, info.upload_id))
             raise write_quorum_error(f"{bucket}/{key}", ok, len(drives), self.write_quorum)
+        self.usage.upload_started(bucket, key)
         return info
 
     def upload_set(self, bucket: str, key: str, upload_id: str) -> tuple[int, int]:
@@ -1100,13 +1110,15 @@ class ErasureStore:
             try:
                 # The parts go back to the upload before a failed commit withdraws the
                 # version (which deletes its folder), so the upload stays completable.
-                await self._commit(
+                before = await self._commit(
                     bucket, key, entry, drives, alive, undo=lambda: _each(drives, move_back)
                 )
             except BaseException:
                 await _each(drives, move_back)
                 raise
         await self._discard(drives, udir)  # the upload is gone once this returns
+        self.usage.object_written(bucket, key, _size(before), size)
+        self.usage.upload_ended(bucket, key)
         return meta
 
     async def _feed(
@@ -1133,6 +1145,7 @@ class ErasureStore:
         ok = len(_ok(results))
         if ok < self.write_quorum:
             raise write_quorum_error(f"upload {upload_id}", ok, len(drives), self.write_quorum)
+        self.usage.upload_ended(bucket, key)
 
     async def _all_uploads(self, bucket: str) -> list[UploadInfo]:
         found: dict[str, UploadInfo] = {}
@@ -1195,6 +1208,26 @@ class ErasureStore:
             "pools": list(self.pools),
             "healing": self.healer.status() if self.healer else None,
         }
+
+
+def _replaced(
+    results: Sequence[object], targets: Sequence[int], width: int, vid: str, k: int
+) -> dict[str, Any] | None:
+    """The version a commit of `vid` replaced: the newest older one that k of the drives
+    that answered the commit list (None if there is none, or they cannot tell)."""
+    answers: list[list[dict[str, Any]] | None] = [None] * width
+    for p, result in zip(targets, results, strict=True):
+        if isinstance(result, list):
+            answers[p] = [e for e in result if e["v"] < vid]
+    try:
+        return resolve(answers, k, "")
+    except ServiceUnavailable:
+        return None
+
+
+def _size(entry: dict[str, Any] | None) -> int | None:
+    """An entry's object size; None for no entry or a delete marker."""
+    return None if entry is None or entry.get("deleted") else int(entry["meta"]["size"])
 
 
 def _last(objects: list[ObjectSummary], prefixes: list[str]) -> str | None:

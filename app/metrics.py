@@ -1,0 +1,430 @@
+"""Prometheus metrics (prometheus-client): counted per request here, read from the
+store at scrape time (app/metrics_collectors.py), served at /metrics.
+
+Where. With `metrics.port = 0` (the default) the S3 listener answers a scrape at
+`GET /-/metrics` (the management prefix: no bucket can be named "-") and at a bare
+`GET /metrics`: path exactly /metrics, no query string, path-style. A bucket may be
+named "metrics", so only that exact request is the scrape: SDKs always send a query
+when listing a bucket (boto3: `list-type=2` or `encoding-type=url`), and object
+requests have a longer path; `GET /metrics?...`, `/metrics/...`, any other method and a
+virtual-hosted `GET /metrics` (object "metrics" of the Host's bucket) are S3 requests.
+With `metrics.auth = true` a scrape must be SigV4-signed by one of `auth.credentials`
+(AccessDenied otherwise), as the management API is. With `metrics.port` set, both
+paths are ordinary S3 requests again and metrics are served on
+`metrics.address:metrics.port` (app/metrics_listener.py), any path, unauthenticated:
+protect that address instead. `metrics.enabled = false` turns all of it off, and with
+it every per-request cost.
+
+What (names are a contract with deploy/'s dashboard and alert rules):
+
+    shoal_requests_total{operation,status}          counter
+    shoal_request_duration_seconds{operation}       histogram, until the last body byte
+    shoal_received_bytes_total{operation}           request body bytes read (wire bytes,
+    shoal_sent_bytes_total{operation}               so aws-chunked framing included) and
+                                                    response body bytes sent
+    shoal_errors_total{operation,code}              S3 error responses by code
+    shoal_requests_in_flight                        gauge
+    shoal_bucket_objects{bucket}, shoal_bucket_bytes{bucket},
+    shoal_multipart_uploads_in_progress{bucket}     gauges (storage/usage.py)
+    shoal_build_info{version}, shoal_ready          gauges
+    shoal_node_up{node}, shoal_node_heartbeat_rtt_seconds{node}
+    shoal_drive_online{drive,set}, shoal_drive_errors_total{drive},
+    shoal_drive_latency_seconds{drive}, shoal_drive_free_bytes{drive},
+    shoal_drive_total_bytes{drive}                  ("data": the standalone directory)
+    shoal_rpc_duration_seconds{method}              histogram of node-to-node calls made
+    shoal_rpc_bytes_total{method,direction}         their body bytes, sent|received
+    shoal_heal_shards_healed_total, shoal_heal_objects_scanned_total,
+    shoal_heal_shards_missing_total, shoal_heal_shards_corrupt_total,
+    shoal_heal_backlog, shoal_heal_scan_running
+
+`operation` is the S3 operation (GetObject, PutObject, ...), or GetMetrics for a scrape,
+Admin for /-/ requests, Preflight for CORS OPTIONS, Unknown for requests refused before
+their operation was known (a malformed bucket name, say). Per request the cost is a few
+label-child updates cached per operation and status: a couple of microseconds.
+
+Bucket figures are counted once in the background at start (a paced listing) and then
+kept by the store's writes, never by walking a directory per scrape (storage/usage.py).
+In a cluster each node counts at its start and then follows the writes it coordinates,
+so writes made through other nodes reach its figures only at its next start.
+
+Several uvicorn workers (multiprocess mode). Each worker is a process with its own
+counters; prometheus-client's multiprocess mode sums them. Before starting uvicorn,
+point PROMETHEUS_MULTIPROC_DIR at an empty directory that only this server uses and
+that is emptied at every start (with systemd: `RuntimeDirectory=shoal` and
+`Environment=PROMETHEUS_MULTIPROC_DIR=/run/shoal`, which systemd creates empty and
+removes at stop), e.g.
+
+    rm -rf /run/shoal && mkdir /run/shoal
+    PROMETHEUS_MULTIPROC_DIR=/run/shoal uvicorn app:create_app --factory --workers 4
+
+Then every worker writes its figures to files there and a scrape, whichever worker
+answers it, reads all of them: request counters and histograms and RPC figures are
+summed over workers (including ones that have exited: counters never go back), the
+in-flight gauge over live workers, and the bucket gauges are sums of each worker's
+share: the first worker to start counts what is stored, and each worker adds its own
+writes (a write made by another worker while that first count runs may be counted
+twice, until the next start). Figures read at scrape time (ready, drives, nodes,
+healing) are the answering worker's own view. With `metrics.port`, every worker binds
+that port (SO_REUSEPORT) and any of them answers. Without the variable each worker
+would report only itself, which is wrong behind a load-balancing listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from importlib import metadata
+from time import perf_counter
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.dispatch import Operation, split_target
+from app.errors import AccessDenied
+from app.metrics_collectors import StoreCollector
+from app.metrics_listener import MetricsListener
+from auth import Principal
+from config import Config, ConfigError
+from storage.usage import BucketUsage, count_existing
+
+log = logging.getLogger("shoal")
+
+SCRAPE = Operation("GetMetrics", None, None, "shoal:GetMetrics")
+ADMIN_PATH = "/-/metrics"
+BARE_PATH = "/metrics"
+#: The status label of a request that ended before any response (client gone, or
+#: server shutting down), as nginx logs it.
+NO_RESPONSE = 499
+#: Marks the worker that counts the store at start, in PROMETHEUS_MULTIPROC_DIR.
+COUNTER_MARK = "shoal-usage-counter"
+
+#: Small S3 calls take about a millisecond; large bodies and listings, seconds.
+DURATION_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
+)  # fmt: skip
+RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+Authenticate = Callable[[Request], Principal]
+
+
+def multiprocess_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR, if prometheus-client runs in multiprocess mode (it
+    decides when first imported, so the variable must be set before the process starts)."""
+    if values.ValueClass is values.MutexValue:
+        return None
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("shoal")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class _Op:
+    """One operation's label children, bound once and reused by every request."""
+
+    __slots__ = ("duration", "errors", "name", "received", "requests", "sent")
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self.name = name
+        self.duration = metrics.duration.labels(name)
+        self.received = metrics.received.labels(name)
+        self.sent = metrics.sent.labels(name)
+        self.requests: dict[int, Any] = {}
+        self.errors: dict[str, Any] = {}
+
+
+class Metrics:
+    """Everything metrics for one app: see the module docstring. `authenticate` checks
+    a request's SigV4 signature (app.asgi's), for `metrics.auth`."""
+
+    def __init__(self, config: Config, backend: Any, authenticate: Authenticate) -> None:
+        m = config.metrics
+        if m.address is not None and m.port == 0:
+            raise ConfigError(
+                "metrics.address: a separate metrics listener needs metrics.port as well",
+                "metrics.address",
+            )
+        if m.auth and m.port != 0:
+            raise ConfigError(
+                "metrics.auth: signed scrapes are checked on the S3 listener only; with "
+                "metrics.port set, protect metrics.address instead",
+                "metrics.auth",
+            )
+        self.config = config
+        self.backend = backend
+        self.authenticate = authenticate
+        self.require_signature = m.auth
+        self.base_domain = config.server.base_domain
+        self.multiproc = multiprocess_dir()
+        self.ready = False
+        self._count_task: asyncio.Task[None] | None = None
+        self._ops: dict[str, _Op] = {}
+
+        # In multiprocess mode the metric objects write to PROMETHEUS_MULTIPROC_DIR and
+        # the scrape reads every worker's files, so they are not registered themselves.
+        own = None if self.multiproc else CollectorRegistry()
+        self.requests = Counter(
+            "shoal_requests", "S3 requests answered", ["operation", "status"], registry=own
+        )
+        self.duration = Histogram(
+            "shoal_request_duration_seconds",
+            "time from a request's arrival to its response's last byte",
+            ["operation"],
+            buckets=DURATION_BUCKETS,
+            registry=own,
+        )
+        self.received = Counter(
+            "shoal_received_bytes", "request body bytes read", ["operation"], registry=own
+        )
+        self.sent = Counter(
+            "shoal_sent_bytes", "response body bytes sent", ["operation"], registry=own
+        )
+        self.errors = Counter(
+            "shoal_errors", "S3 error responses", ["operation", "code"], registry=own
+        )
+        self.in_flight = Gauge(
+            "shoal_requests_in_flight",
+            "requests being answered",
+            registry=own,
+            multiprocess_mode="livesum",
+        )
+        self.usage_gauges = _UsageGauges(own)
+        self.rpc_duration = Histogram(
+            "shoal_rpc_duration_seconds",
+            "node-to-node calls this node made, until their reply (or failure)",
+            ["method"],
+            buckets=RPC_BUCKETS,
+            registry=own,
+        )
+        self.rpc_bytes = Counter(
+            "shoal_rpc_bytes",
+            "body bytes of node-to-node calls this node made",
+            ["method", "direction"],
+            registry=own,
+        )
+        self._rpc: dict[str, tuple[Any, Any, Any]] = {}
+
+        self.registry = own if own is not None else CollectorRegistry()
+        if self.multiproc:
+            MultiProcessCollector(self.registry, path=self.multiproc)
+        self.registry.register(StoreCollector(backend, version=_version(), ready=self._ready))
+        self.listener = (
+            MetricsListener(
+                self.registry,
+                m.address or config.server.address,
+                m.port,
+                shared=self.multiproc is not None,
+            )
+            if m.port
+            else None
+        )
+
+    def _ready(self) -> bool:
+        return self.ready
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Once storage is open: follow its writes, count what it holds, listen."""
+        self.ready = True
+        usage: BucketUsage | None = getattr(self.backend, "usage", None)
+        if usage is not None:
+            counting = self._counts_store()
+            usage.listener = self.usage_gauges
+            usage.track(counting=counting, shared=self.multiproc is not None)
+            if counting:
+                task = asyncio.get_running_loop().create_task(count_existing(self.backend, usage))
+                task.add_done_callback(_log_failure)
+                self._count_task = task
+        transport = getattr(self.backend, "transport", None)
+        if transport is not None:
+            transport.observer = self.rpc_observed
+        if self.listener is not None:
+            await asyncio.to_thread(self.listener.start)
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self._count_task is not None:
+            self._count_task.cancel()
+            await asyncio.gather(self._count_task, return_exceptions=True)
+            self._count_task = None
+        if self.listener is not None:
+            await asyncio.to_thread(self.listener.stop)
+
+    def _counts_store(self) -> bool:
+        """Whether this process counts what is stored: always, except in multiprocess
+        mode, where only the first worker of this run does (it creates the mark)."""
+        if self.multiproc is None:
+            return True
+        try:
+            os.close(os.open(os.path.join(self.multiproc, COUNTER_MARK), os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return False
+        return True
+
+    # -- per request ---------------------------------------------------------------------
+
+    async def observe(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        """Run `app` on one request, counting it (see the module docstring)."""
+        started = perf_counter()
+        received = sent = status = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Message) -> None:
+            nonlocal sent, status
+            if message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.in_flight.inc()
+        code: str | None = None
+        try:
+            await app(scope, counting_receive, counting_send)
+        except Exception:
+            code = "InternalError"  # escaped the S3 endpoint: mid-stream, say
+            status = status or 500
+            raise
+        finally:
+            self.in_flight.dec()
+            state = scope.get("state") or {}
+            op = state.get("operation")
+            entry = self._op(op.name if op is not None else _unresolved(scope))
+            entry.duration.observe(perf_counter() - started)
+            if received:
+                entry.received.inc(received)
+            if sent:
+                entry.sent.inc(sent)
+            status = status or NO_RESPONSE
+            counter = entry.requests.get(status)
+            if counter is None:
+                counter = entry.requests[status] = self.requests.labels(entry.name, str(status))
+            counter.inc()
+            code = code or state.get("error_code")
+            if code is not None:
+                error = entry.errors.get(code)
+                if error is None:
+                    error = entry.errors[code] = self.errors.labels(entry.name, code)
+                error.inc()
+
+    def _op(self, name: str) -> _Op:
+        entry = self._ops.get(name)
+        if entry is None:
+            entry = self._ops[name] = _Op(self, name)
+        return entry
+
+    def rpc_observed(self, method: str, seconds: float, sent: int, received: int) -> None:
+        """cluster.transport's observer: one node-to-node call made."""
+        children = self._rpc.get(method)
+        if children is None:
+            children = self._rpc[method] = (
+                self.rpc_duration.labels(method),
+                self.rpc_bytes.labels(method, "sent"),
+                self.rpc_bytes.labels(method, "received"),
+            )
+        children[0].observe(seconds)
+        if sent:
+            children[1].inc(sent)
+        if received:
+            children[2].inc(received)
+
+    # -- the scrape on the S3 listener -----------------------------------------------------
+
+    def is_scrape(self, request: Request, host: str) -> bool:
+        """GET /-/metrics, or the bare GET /metrics (module docstring)."""
+        scope = request.scope
+        if self.listener is not None or scope["method"] != "GET":
+            return False
+        path = scope["path"]
+        if path == ADMIN_PATH:
+            return True
+        return (
+            path == BARE_PATH
+            and not scope["query_string"]
+            and scope.get("raw_path", b"/metrics") == b"/metrics"
+            and split_target(b"/metrics", host, self.base_domain) == ("metrics", None)
+        )
+
+    async def scrape(self, request: Request) -> Response:
+        """The exposition, in the format the scraper asks for; S3 errors if refused."""
+        request.state.operation = SCRAPE
+        if self.require_signature and self.authenticate(request).access_key is None:
+            raise AccessDenied("Metrics need a request signed by a configured credential.")
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        body = await asyncio.to_thread(encoder, self.registry)
+        return Response(body, headers={"content-type": content_type})
+
+
+class _UsageGauges:
+    """storage.usage's listener: the per-bucket gauges. In multiprocess mode each
+    worker's values are its share of a sum (multiprocess_mode="sum", kept for exited
+    workers too)."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.objects = Gauge(
+            "shoal_bucket_objects",
+            "objects stored in a bucket",
+            ["bucket"],
+            registry=registry,
+            multiprocess_mode="sum",
+        )
+        self.bytes = Gauge(
+            "shoal_bucket_bytes",
+            "bytes stored in a bucket (object sizes)",
+            ["bucket"],
+            registry=registry,
+            multiprocess_mode="sum",
+        )
+        self.uploads = Gauge(
+            "shoal_multipart_uploads_in_progress",
+            "multipart uploads created and not yet completed or aborted",
+            ["bucket"],
+            registry=registry,
+            multiprocess_mode="sum",
+        )
+        self._children: dict[str, tuple[Any, Any, Any]] = {}
+
+    def bucket_changed(self, bucket: str, objects: int, size: int, uploads: int) -> None:
+        children = self._children.get(bucket)
+        if children is None:
+            children = self._children[bucket] = (
+                self.objects.labels(bucket),
+                self.bytes.labels(bucket),
+                self.uploads.labels(bucket),
+            )
+        children[0].set(objects)
+        children[1].set(size)
+        children[2].set(uploads)
+
+    def bucket_removed(self, bucket: str) -> None:
+        if self._children.pop(bucket, None) is not None:
+            for gauge in (self.objects, self.bytes, self.uploads):
+                gauge.remove(bucket)
+
+
+def _unresolved(scope: Scope) -> str:
+    """The operation label of a request that never got one."""
+    if scope["path"].startswith("/-/"):
+        return "Admin"
+    return "Preflight" if scope["method"] == "OPTIONS" else "Unknown"
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("counting stored objects failed", exc_info=task.exception())
