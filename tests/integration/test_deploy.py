@@ -522,15 +522,14 @@ def wanted(queries: list[Query]) -> set[str]:
     return {m for q in queries for m in q.metrics} - {"up"}
 
 
-def scrape_until(url: str, names: set[str], exposition: Exposition) -> None:
-    """Scrape until every name is there or a while has passed (heartbeats and heal scans
-    report on their own schedule); what is missing then is the test's failure."""
+def scrape_until(urls: list[str], names: set[str], seen: Exposition) -> None:
+    """Scrape until every name has been seen or a while has passed (heartbeats report on
+    their own schedule); what is missing then is the test's failure."""
     deadline = time.monotonic() + 30
     while True:
-        text = scrape(url)
-        present = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
-        if names <= present or time.monotonic() > deadline:
-            exposition.add(text)
+        for url in urls:
+            seen.add(scrape(url))
+        if names <= seen.labels.keys() or time.monotonic() > deadline:
             return
         time.sleep(0.5)
 
@@ -568,8 +567,7 @@ def exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exposition]
         for node in nodes:
             node.wait_ready()
         exercise(signed_client(nodes[0].endpoint, KEY, SECRET_KEY), "cluster")
-        for node in nodes:
-            scrape_until(node.endpoint, names, seen)
+        scrape_until([node.endpoint for node in nodes], names, seen)
     finally:
         for node in nodes:
             node.stop()
@@ -590,6 +588,15 @@ def check_exists(queries: list[Query], seen: Exposition) -> None:
         ]
     assert not missing, "not in any /metrics output:\n" + "\n".join(missing)
     assert not bad_labels, "labels no such series carries:\n" + "\n".join(bad_labels)
+
+
+def test_check_exists_catches_unknown_metrics_and_labels() -> None:
+    seen = Exposition()
+    seen.add('# TYPE shoal_x_total counter\nshoal_x_total{code="a"} 1\n')
+    check_exists([parse_promql('sum by (code) (rate(shoal_x_total{job="s"}[5m]))', "ok")], seen)
+    for expr in ["shoal_y", "sum by (node) (shoal_x_total)", 'shoal_x_total{drive="d"}']:
+        with pytest.raises(AssertionError):
+            check_exists([parse_promql(expr, "bad")], seen)
 
 
 @pytest.mark.slow
