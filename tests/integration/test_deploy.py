@@ -230,6 +230,76 @@ def test_exec_start_run_by_hand_serves(tmp_path: Path) -> None:
         log.close()
 
 
+# -- the container ------------------------------------------------------------------------
+
+DOCKERFILE = ROOT / "Dockerfile.optional"
+
+
+def dockerfile_final_stage() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the last stage, continuation lines joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = pending + line, ""
+        word, _, rest = line.partition(" ")
+        if word.upper() == "FROM":
+            instructions = []
+        instructions.append((word.upper(), rest.strip()))
+    return instructions
+
+
+def test_dockerfile_commands_serve_here(tmp_path: Path) -> None:
+    """Without Docker: the image's CMD and HEALTHCHECK, with this venv's programs, a
+    free port and /data below tmp_path, serve and report ready; SIGTERM exits 0."""
+    stage = dockerfile_final_stage()
+    given = {word: rest for word, rest in stage}
+    assert given["USER"] not in ("root", "0") and "/data" in given["VOLUME"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    for word, rest in stage:
+        if word == "ENV":
+            env |= {
+                k: v.replace("/data", str(tmp_path / "data"))
+                for k, v in (e.split("=", 1) for e in shlex.split(rest))
+                if k.startswith("SHOAL_")
+            }
+    port = str(free_port())
+    cmd = json.loads(given["CMD"])
+    assert cmd[0] == "shoal" and option(cmd, "--port") == "3000"
+    cmd[0] = str(VENV_BIN / "shoal")
+    cmd[cmd.index("--address") + 1] = "127.0.0.1"
+    cmd[cmd.index("--port") + 1] = port
+    check = json.loads(given["HEALTHCHECK"].split(" CMD ", 1)[1])
+    assert check[0] == "python" and "/-/ready" in check[-1]
+    check = [sys.executable, *check[1:-1], check[-1].replace(":3000/", f":{port}/")]
+
+    def healthy() -> bool:
+        return subprocess.run(check, capture_output=True, timeout=30).returncode == 0
+
+    assert not healthy()  # nothing listening yet
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while not healthy():
+            assert proc.poll() is None and time.monotonic() < deadline, "never healthy"
+            time.sleep(0.2)
+        s3 = signed_client(f"http://127.0.0.1:{port}", "STORAGE", "STORAGE")
+        s3.create_bucket(Bucket="container")
+        s3.put_object(Bucket="container", Key="k", Body=b"in /data")
+        assert (tmp_path / "data" / "container" / f"k{OBJECT_MARKER}").is_file()
+        proc.send_signal(signal.SIGTERM)  # docker stop
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 # -- promtool ------------------------------------------------------------------------------
 
 needs_promtool = pytest.mark.skipif(
