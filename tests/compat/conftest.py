@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from app.server import SyncServer
 from tests.compat.scenario import Target
 from tests.integration.conftest import auth_config, signed_client
 
@@ -69,28 +70,35 @@ def make_certificate(directory: Path) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+def compat_tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return make_certificate(tmp_path_factory.mktemp("compat-tls"))
 
 
 @pytest.fixture(scope="session", params=["http", "https"])
-def shoal_config(request: pytest.FixtureRequest, tls_files: tuple[str, str]) -> dict[str, Any]:
+def compat_server(
+    request: pytest.FixtureRequest, compat_tls_files: tuple[str, str]
+) -> Iterator[SyncServer]:
+    """A server of this suite's own (not the plugin's shoal_server, whose one session
+    instance other folders configure differently): auth on, base domain, TLS or not."""
     config: dict[str, Any] = auth_config((ACCESS_KEY, SECRET_KEY))
     config["server"] = {"base_domain": BASE_DOMAIN}
     if request.param == "https":
-        config["server"]["tls"] = {"cert_file": tls_files[0], "key_file": tls_files[1]}
-    return config
+        cert, key = compat_tls_files
+        config["server"]["tls"] = {"cert_file": cert, "key_file": key}
+    with SyncServer(config) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
-def target(shoal_descriptor: Any, tls_files: tuple[str, str]) -> Target:
+def target(compat_server: SyncServer, compat_tls_files: tuple[str, str]) -> Target:
     """Where and how a client reaches this session's server."""
+    descriptor = compat_server.get_storage_descriptor()
     return Target(
-        endpoint=shoal_descriptor.endpoint_url,
-        access_key=shoal_descriptor.access_key,
-        secret_key=shoal_descriptor.access_secret,
-        region=shoal_descriptor.region,
-        ca_file=tls_files[0] if shoal_descriptor.use_ssl else None,
+        endpoint=descriptor.endpoint_url,
+        access_key=descriptor.access_key,
+        secret_key=descriptor.access_secret,
+        region=descriptor.region,
+        ca_file=compat_tls_files[0] if descriptor.use_ssl else None,
     )
 
 
@@ -105,11 +113,6 @@ def verifier(target: Target) -> Any:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path
 
 
 def require_command(name: str, install: str) -> str:
