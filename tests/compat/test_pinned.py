@@ -2,11 +2,12 @@
 
 - ETag: single-part is the body's MD5 (rclone and `aws s3 sync`-style tools compare it
   with a local MD5), also after CopyObject; multipart is MD5 of the parts' MD5s, "-N".
-- Checksums: CRC32 sent by default (header over HTTP, aws-chunked trailer over HTTPS)
-  is checked and echoed, any algorithm asked for is returned on GET with ChecksumMode;
-  a wrong checksum or Content-MD5 is refused and stores nothing.
+- Checksums: CRC32 sent by default (a header, or an aws-chunked trailer where boto3
+  streams: over HTTPS) is checked and echoed; any algorithm asked for is returned on
+  GET with ChecksumMode; a wrong checksum or Content-MD5 is refused, storing nothing.
 - encoding-type=url: keys, prefixes and delimiters come back percent-encoded with
   space as '+' and '/' kept, which botocore (aws CLI) and minio decode.
+- Conditional PUT (If-None-Match: *, If-Match), which lock files rely on.
 """
 
 from __future__ import annotations
@@ -143,3 +144,17 @@ def test_encoding_type_url_through_sdk(s3: Any, verifier: Any, bucket: str) -> N
     assert [o["Key"] for o in v2["Contents"]] == sorted(AWKWARD)
     v1 = s3.list_objects(Bucket=bucket, Prefix="a b+c/", Delimiter="/")
     assert [o["Key"] for o in v1["Contents"]] == sorted(AWKWARD[:2])
+
+
+def test_conditional_put(s3: Any, bucket: str) -> None:
+    """Lock files (Terraform's S3 backend) are created with If-None-Match: * and replaced
+    with If-Match: ETAG; the loser of a race gets 412."""
+    first = s3.put_object(Bucket=bucket, Key="lock", Body=b"one", IfNoneMatch="*")
+    with pytest.raises(ClientError) as taken:
+        s3.put_object(Bucket=bucket, Key="lock", Body=b"two", IfNoneMatch="*")
+    assert taken.value.response["Error"]["Code"] == "PreconditionFailed"
+    s3.put_object(Bucket=bucket, Key="lock", Body=b"three", IfMatch=first["ETag"])
+    with pytest.raises(ClientError) as stale:
+        s3.put_object(Bucket=bucket, Key="lock", Body=b"four", IfMatch=first["ETag"])
+    assert stale.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert s3.get_object(Bucket=bucket, Key="lock")["Body"].read() == b"three"
