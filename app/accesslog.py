@@ -1,89 +1,50 @@
-"""The access log: one line per request, written off the event loop.
+"""The access log: one line per request (logger `shoal.access`), written off the event loop.
 
-It bypasses the logging module on purpose: a LogRecord plus a StreamHandler flush per
-request cost about half of a small GET's CPU here (the flush releases the GIL, and with
-I/O threads busy the loop then waits to get it back). The line is built with a
-once-a-second timestamp and queued; a daemon thread writes whatever gathered every
-50 ms, and at exit. The format matches the logging configuration of `shoal serve`.
+The line is rendered here, with the logging pipeline's renderer (app/logs.py), and
+handed to the background writer: no LogRecord, no handler lock, no flush per request.
+Its fields never include headers, so no credential, signature or presigned query ends
+up in a log; the access key id (not secret) is the verified one, or for unsigned or
+refused requests the one the request claims.
 """
 
 from __future__ import annotations
 
-import atexit
-import json
-import queue
-import sys
-import threading
+import re
 import time
-from typing import Any, TextIO
+from typing import Any
+
+from app import logs
+
+_CREDENTIAL = re.compile(rb"Credential=([A-Za-z0-9+=,.@_-]{1,128})/")
+_QUERY_CREDENTIAL = re.compile(rb"(?:^|&)X-Amz-Credential=([A-Za-z0-9+=,.@_-]{1,128})%2F", re.I)
 
 
-class BackgroundWriter:
-    """Lines queued by any thread, written to a stream by one daemon thread in batches."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self._stream = stream
-        self._lines: queue.SimpleQueue[str] = queue.SimpleQueue()
-        threading.Thread(target=self._drain, name="shoal-log", daemon=True).start()
-        atexit.register(self.flush)
-
-    def write(self, line: str) -> None:
-        self._lines.put(line)
-
-    def flush(self, first: str | None = None) -> None:
-        lines = [] if first is None else [first]
-        while True:
-            try:
-                lines.append(self._lines.get_nowait())
-            except queue.Empty:
-                break
-        if lines:
-            stream = self._stream or sys.stderr  # looked up late: tests swap sys.stderr
-            stream.write("\n".join(lines) + "\n")
-            stream.flush()
-
-    def _drain(self) -> None:
-        while True:
-            first = self._lines.get()
-            time.sleep(0.05)  # let lines gather: one write and one wake-up per batch
-            self.flush(first)
+def claimed_access_key(scope: dict[str, Any]) -> str | None:
+    """The access key id a SigV4 request names (header or presigned query)."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            match = _CREDENTIAL.search(value)
+            return match.group(1).decode() if match else None
+    query: bytes = scope.get("query_string", b"")
+    if b"Credential" in query:
+        match = _QUERY_CREDENTIAL.search(query)
+        return match.group(1).decode() if match else None
+    return None
 
 
 class AccessLog:
-    """Formats request lines as text or JSON (the fields never include headers)."""
+    """Renders request lines (text or JSON, as configured) and queues them."""
 
-    def __init__(self, json_format: bool, writer: BackgroundWriter | None = None) -> None:
-        self._json = json_format
-        self._writer = writer or BackgroundWriter()
-        self._second = -1
-        self._stamp = ""
-
-    def _timestamp(self, now: float) -> str:
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            fmt = "%Y-%m-%dT%H:%M:%S%z" if self._json else "%Y-%m-%d %H:%M:%S"
-            self._stamp = time.strftime(fmt, time.localtime(second))
-        return self._stamp
+    def __init__(self, json_format: bool, writer: logs.BackgroundWriter | None = None) -> None:
+        self._render = logs.renderer(json_format)
+        self._writer = writer or logs.writer()
 
     def __call__(self, fields: dict[str, Any]) -> None:
-        now = time.time()
-        event = (
-            f"{fields['request_id']} {fields['operation']} {fields['remote']}"
-            f" {fields['bucket'] or ''}/{fields['key'] or ''} {fields['status']}"
-            f" {fields['duration_ms']:.2f}ms"
-        )
-        if self._json:
-            line = json.dumps(
-                {
-                    "timestamp": self._timestamp(now),
-                    "level": "info",
-                    "logger": "shoal.access",
-                    "event": event,
-                    **fields,
-                }
-            )
-        else:
-            millis = int(now * 1000) % 1000
-            line = f"{self._timestamp(now)},{millis:03d} INFO    shoal.access: {event}"
-        self._writer.write(line)
+        event = {
+            "timestamp": logs.CLOCK.stamp(time.time()),
+            "level": "info",
+            "logger": "shoal.access",
+            "event": "request",
+            **fields,
+        }
+        self._writer.write(self._render(None, "info", event))

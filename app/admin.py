@@ -1,4 +1,12 @@
-"""The management API under `/-/` (no bucket can be named "-"): JSON, admin only.
+"""The management API under `/-/` (no bucket can be named "-"): JSON.
+
+Open to anyone (GET or HEAD; app/health.py):
+
+    GET  /-/live      200 while the process serves
+    GET  /-/ready     200 when this node can take traffic, else 503 with the reasons
+    GET  /-/version   version, python, mode
+
+Admin only:
 
     GET  /-/cluster   this node: mode, erasure layout, drives with health, healing
     GET  /-/heal      healing status (backlog, current and last scan)
@@ -20,6 +28,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app import health
 from app.errors import AccessDenied, InvalidRequest, MethodNotAllowed, NoSuchKey
 
 PREFIX = "/-/"
@@ -37,6 +46,9 @@ def _json(data: Any, status: int = 200) -> Response:
 
 async def handle(request: Request, path: str, authenticate: Any) -> Response:
     """Route one management request; an S3Error for anything refused."""
+    name = path[len(PREFIX) :].rstrip("/")
+    if name in health.ENDPOINTS:
+        return _health(request, name)
     config = request.app.state.config
     if config.auth.enabled:
         principal = authenticate(request)
@@ -44,7 +56,6 @@ async def handle(request: Request, path: str, authenticate: Any) -> Response:
             raise AccessDenied("The management API needs a signed request.")
     backend = request.app.state.backend
     healer = getattr(backend, "healer", None)
-    name = path[len(PREFIX) :].rstrip("/")
     if name == "cluster":
         if request.method != "GET":
             raise MethodNotAllowed()
@@ -63,3 +74,19 @@ async def handle(request: Request, path: str, authenticate: Any) -> Response:
             return _json({"started": True}, 202)
         return _json(dataclasses.asdict(await healer.scan()))
     raise NoSuchKey(f"No management endpoint {path}")
+
+
+def _health(request: Request, name: str) -> Response:
+    if request.method not in ("GET", "HEAD"):
+        raise MethodNotAllowed()
+    state = request.app.state
+    if name == "live":
+        response = _json({"status": "live"})
+    elif name == "version":
+        response = _json(health.version_info(state.backend))
+    elif reasons := health.unready_reasons(state):
+        response = _json({"status": "unavailable", "reason": "; ".join(reasons)}, 503)
+    else:
+        response = _json({"status": "ready"})
+    response.headers["cache-control"] = "no-store"
+    return response

@@ -13,7 +13,6 @@ import itertools
 import logging
 import os
 import socket
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -24,15 +23,17 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 import app.handlers  # noqa: F401  (registers every operation handler)
-from app import admin, cors
+from app import admin, cors, lifecycle, logs
 from app.accesslog import AccessLog
 from app.authz import PolicyGate
 from app.body import unread_body
 from app.context import RequestContext
-from app.dispatch import Operation, resolve, split_target
+from app.dispatch import resolve, split_target
 from app.errors import AccessDenied, InternalError, InvalidRequest, S3Error, from_storage
+from app.exchange import Exchanges
 from app.handlers.registry import HANDLERS
 from app.metrics import Metrics
+from app.timeouts import Timeouts
 from app.xml import document
 from auth import ANONYMOUS, Authenticator, Principal
 from auth.actions import accepts_payload
@@ -75,8 +76,8 @@ def _lower_headers(request: Request) -> dict[str, str]:
 
 
 async def s3_endpoint(request: Request) -> Response:
-    started = time.perf_counter()
     request_id = new_request_id()
+    request.state.request_id = request_id  # for the access log (app/exchange.py)
     config: Config = request.app.state.config
     headers = _lower_headers(request)
     base_domain = config.server.base_domain
@@ -146,27 +147,7 @@ async def s3_endpoint(request: Request) -> Response:
         cors.decorate(rules, request.method, headers, response)
     if unread_body(request, headers):
         response.headers["connection"] = "close"
-    if request.app.state.access_log is not None:
-        _log_request(request, request_id, response, started)
     return response
-
-
-def _log_request(request: Request, request_id: str, response: Response, started: float) -> None:
-    """One line per request; never headers, so no credential or signature is logged.
-    (Bytes sent by a streamed body are not known here yet: the declared length is.)"""
-    op: Operation | None = getattr(request.state, "operation", None)
-    request.app.state.access_log(
-        {
-            "request_id": request_id,
-            "operation": op.name if op else "-",
-            "bucket": op.bucket if op else None,
-            "key": op.key if op else None,
-            "status": response.status_code,
-            "bytes_out": int(response.headers.get("content-length", 0)),
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-            "remote": request.client.host if request.client else "-",
-        }
-    )
 
 
 def _raw_path(request: Request) -> bytes:
@@ -288,13 +269,14 @@ class ShoalApp(Starlette):
             await self.serve(scope, receive, send)
 
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await s3_endpoint(Request(scope, receive))
-        await response(scope, receive, send)
+        # Timeouts, shutdown, byte counts and the access log line (app/exchange.py).
+        await self.state.exchanges.serve(scope, receive, send, s3_endpoint)
 
 
 def create_app(config: Config | None = None) -> Starlette:
     """Build the application; the storage backend opens and closes with its lifespan."""
     config = config if config is not None else load_config()
+    logs.configure_once(config)  # under plain uvicorn; `shoal serve` did it already
     backend = make_backend(config)
 
     @contextlib.asynccontextmanager
@@ -312,14 +294,16 @@ def create_app(config: Config | None = None) -> Starlette:
             await warm
             await backend.close()
 
-    application = ShoalApp(lifespan=lifespan)
+    application = ShoalApp(lifespan=lifecycle.around(lifespan))
     application.state.config = config
     application.state.backend = backend
     application.state.gate = PolicyGate(backend) if config.auth.enabled else None
     application.state.cors = cors.BucketRules(backend)
-    logs = config.logging
-    quiet = config.server.silent or not logs.enabled or logs.level not in ("info", "debug")
-    application.state.access_log = None if quiet else AccessLog(logs.format == "json")
+    level, json_format = config.logging.level, config.logging.format == "json"
+    quiet = logs.quiet(config) or level not in ("info", "debug")
+    application.state.exchanges = Exchanges(
+        Timeouts.from_config(config), None if quiet else AccessLog(json_format), error_response
+    )
     application.state.authenticator = Authenticator(
         {c.access_key_id: c.secret_access_key for c in config.auth.credentials},
         config.server.region,

@@ -3,8 +3,12 @@
 Flags are overrides on top of the TOML file and SHOAL_* environment. The socket is bound
 here, before uvicorn starts, so `--port 0` works: once the app is up, one line
 `shoal listening on http://HOST:PORT` goes to stdout for a parent process to read.
-Exit status: 0 after a clean stop, 2 for a bad configuration or usage, 1 when the
-address cannot be bound, 3 when the application fails to start.
+Logs (app/logs.py) go to stderr. SIGTERM (or SIGINT) stops it gracefully: no new
+connections, requests in flight get up to --timeout-graceful-shutdown seconds to finish,
+the rest are cut off cleanly (nothing partial stored), storage and QUIC close.
+Exit status: 0 after a clean stop (SIGTERM included), 130 after SIGINT, 2 for a bad
+configuration or usage, 1 when the address cannot be bound, 3 when the application
+fails to start.
 """
 
 from __future__ import annotations
@@ -51,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["error", "warn", "info", "debug"])
     serve.add_argument("--log-format", choices=["text", "json"])
     serve.add_argument("--silent", action="store_true", default=None, help="no log output")
+    serve.add_argument(
+        "--timeout-graceful-shutdown",
+        type=float,
+        metavar="SECONDS",
+        default=30.0,
+        help="after SIGTERM, how long requests in flight may take to finish (default 30)",
+    )
     # For embedding (app.server): stop when stdin closes, i.e. when the parent is gone.
     serve.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     # For tests and tools: serve another app factory ("module:callable").
@@ -115,6 +126,7 @@ def serve(args: argparse.Namespace) -> int:
             return _fail(f"server.tls.{key}: cannot read {path!r}", EXIT_CONFIG)
 
     # Imported late: a config error should not pay for loading the HTTP stack.
+    from app import lifecycle, logs
     from app.server import (
         ShoalUvicornServer,
         bind_socket,
@@ -130,6 +142,7 @@ def serve(args: argparse.Namespace) -> int:
         where = f"{cfg.server.address}:{cfg.server.port}"
         return _fail(f"cannot listen on {where}: {e.strerror or e}", EXIT_BIND)
 
+    logs.configure(cfg)
     factory = import_factory(args.app) if args.app else default_app_factory
     try:
         app = factory(cfg)
@@ -138,9 +151,13 @@ def serve(args: argparse.Namespace) -> int:
         return _fail(str(e), EXIT_CONFIG)
 
     def announce() -> None:
-        print(listening_line(sock, tls.enabled), flush=True)
+        line = listening_line(sock, tls.enabled)
+        lifecycle.log.info("listening", extra={"url": line.rsplit(" ", 1)[1]})
+        print(line, flush=True)  # last: a parent may act on it (even SIGTERM) at once
 
-    server = ShoalUvicornServer(uvicorn_config(app, cfg, embedded=False), on_started=announce)
+    graceful = max(args.timeout_graceful_shutdown, 0.0)
+    settings = uvicorn_config(app, cfg, embedded=False, graceful_shutdown=graceful)
+    server = ShoalUvicornServer(settings, on_started=announce)
     if args.exit_with_parent:
         threading.Thread(target=_exit_on_stdin_eof, args=(server,), daemon=True).start()
     try:

@@ -37,7 +37,7 @@ from typing import Any
 
 import uvicorn
 
-from app.accesslog import BackgroundWriter
+from app import lifecycle, logs
 from auth.signer import signed_headers
 from config import Config, StorageConfig, load_config
 
@@ -85,74 +85,33 @@ def client_host(address: str) -> str:
     return address
 
 
-class BackgroundStderrHandler(logging.Handler):
-    """Lifecycle log lines, written like the access log: off the caller's thread."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._writer = BackgroundWriter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self._writer.write(self.format(record))
-        except Exception:
-            self.handleError(record)
+#: Seconds `shoal serve` lets requests in flight finish after SIGTERM (uvicorn's
+#: --timeout-graceful-shutdown); an embedded server's stop() waits less.
+GRACEFUL_SHUTDOWN = 30.0
+EMBEDDED_GRACEFUL_SHUTDOWN = 5.0
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "event": record.getMessage(),
-        }
-        out.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out)
+def uvicorn_config(
+    app: Any, cfg: Config, *, embedded: bool, graceful_shutdown: float | None = None
+) -> uvicorn.Config:
+    """The uvicorn settings every way of serving shares: httptools with a time limit on
+    request heads (app/protocol.py), lifespan on, no proxy headers trusted, no Server
+    header, a Date header; HTTPS when server.tls is set.
 
-
-def _cli_log_config(cfg: Config) -> dict[str, Any]:
-    """uvicorn's own lifecycle lines (start, stop, lifespan errors) on stderr, in the
-    configured format, and the app's own lines (one per request, logger
-    `shoal.access`) beside them; uvicorn's access log stays off."""
-    quiet = cfg.server.silent or not cfg.logging.enabled
-    level = "CRITICAL" if quiet else _UVICORN_LEVELS[cfg.logging.level].upper()
-    formatter: dict[str, Any]
-    if cfg.logging.format == "json":
-        formatter = {"()": f"{__name__}._JsonFormatter"}
-    else:
-        formatter = {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"default": formatter},
-        "handlers": {
-            "stderr": {"class": f"{__name__}.BackgroundStderrHandler", "formatter": "default"}
-        },
-        "loggers": {
-            "shoal": {"handlers": ["stderr"], "level": level, "propagate": False},
-            "uvicorn": {"handlers": ["stderr"], "propagate": False},
-            "uvicorn.error": {"propagate": True},
-            "uvicorn.access": {"handlers": [], "propagate": False},
-        },
-    }
-
-
-def uvicorn_config(app: Any, cfg: Config, *, embedded: bool) -> uvicorn.Config:
-    """The uvicorn settings every way of serving shares: httptools, lifespan on, no proxy
-    headers trusted, no Server header, a Date header; HTTPS when server.tls is set."""
-    quiet = cfg.server.silent or not cfg.logging.enabled
-    level = "critical" if quiet else _UVICORN_LEVELS[cfg.logging.level]
-    # Embedded: leave the host process's logging alone; failures still reach stderr
-    # through logging's last-resort handler and the error raised by Server.start().
-    log_config = None if embedded else _cli_log_config(cfg)
+    Logging: `shoal serve` has already routed uvicorn's loggers through shoal's pipeline
+    (app/logs.py), so uvicorn leaves them alone here. Embedded, the host process's
+    logging is left alone too, but for uvicorn's levels; failures still reach stderr
+    through logging's last-resort handler and the error raised by Server.start()."""
+    level = None
+    if embedded:
+        level = "critical" if logs.quiet(cfg) else _UVICORN_LEVELS[cfg.logging.level]
+    if graceful_shutdown is None:
+        graceful_shutdown = EMBEDDED_GRACEFUL_SHUTDOWN if embedded else GRACEFUL_SHUTDOWN
     tls = cfg.server.tls
     return uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http="app.protocol:HttpProtocol",
         ws="none",
         lifespan="on",
         interface="asgi3",
@@ -160,17 +119,22 @@ def uvicorn_config(app: Any, cfg: Config, *, embedded: bool) -> uvicorn.Config:
         server_header=False,
         date_header=True,
         access_log=False,
-        log_config=log_config,
+        log_config=None,
         log_level=level,
         ssl_certfile=tls.cert_file,
         ssl_keyfile=tls.key_file,
-        timeout_graceful_shutdown=5 if embedded else 30,
+        timeout_graceful_shutdown=graceful_shutdown,  # type: ignore[arg-type]
     )
 
 
 class ShoalUvicornServer(uvicorn.Server):
-    """uvicorn.Server that reports when it is listening and, when embedded, neither
-    takes over the host's signal handlers nor exits the host process on a failed start."""
+    """uvicorn.Server that reports when it is listening, tells the app when shutdown
+    begins (so /-/ready turns 503 while requests drain) and, when embedded, neither
+    takes over the host's signal handlers nor exits the host process on a failed start.
+
+    Not embedded, SIGTERM is a request to stop, answered by a graceful shutdown and
+    exit status 0; uvicorn itself re-raises the signal once it has stopped, which would
+    end the process as killed by SIGTERM. SIGINT is re-raised (KeyboardInterrupt)."""
 
     def __init__(
         self,
@@ -182,15 +146,33 @@ class ShoalUvicornServer(uvicorn.Server):
         super().__init__(config)
         self._on_started = on_started
         self._embedded = embedded
+        self._signals: set[int] = set()
         self.startup_failed = False
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        if self._embedded:
+        if self._embedded or threading.current_thread() is not threading.main_thread():
             yield
             return
-        with super().capture_signals():
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in handled}
+        try:
             yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if signal.SIGINT in self._signals:
+            signal.raise_signal(signal.SIGINT)
+
+    def _on_signal(self, sig: int, frame: Any) -> None:
+        # Nothing more here (no logging: it takes locks the interrupted code may hold).
+        self._signals.add(sig)
+        self.handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        why = ",".join(signal.Signals(s).name for s in sorted(self._signals)) or None
+        lifecycle.shutting_down(self.config.loaded_app, why)
+        await super().shutdown(sockets=sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         try:
@@ -487,6 +469,7 @@ class Server:
     # -- in-process
 
     async def _start_in_process(self, cfg: Config) -> None:
+        logs.hosted = True  # this process is someone else's: create_app leaves logging be
         self._sock = bind_socket(cfg.server.address, cfg.server.port)
         self.app = self._app_factory(cfg)
         started = asyncio.Event()

@@ -1,0 +1,183 @@
+"""One HTTP request and its response, around the S3 endpoint (app/asgi.py).
+
+Wraps the ASGI receive/send pair to count the bytes that really crossed the wire and
+to watch the client's timing (app/timeouts.py); answers a request cut off by a limit
+or by shutdown with an S3 error when its response has not begun; keeps the set of
+requests in flight so shutdown can wait for their cleanup (app/lifecycle.py); and
+writes the access log line once the response is sent (so its duration and byte counts
+include the body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from app.accesslog import AccessLog, claimed_access_key
+from app.errors import RequestTimeout, S3Error, ServiceUnavailable
+from app.timeouts import Timeouts, Watch
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+ErrorRenderer = Callable[[S3Error, Request, str], Response]
+
+
+class RequestAborted(Exception):
+    """Ends a request whose response had begun: uvicorn then drops the connection."""
+
+    shoal_abort = True  # app/logs.py: not an application error worth a traceback
+
+
+class Exchanges:
+    """Serves requests for one app; holds what they share."""
+
+    def __init__(
+        self, limits: Timeouts, access_log: AccessLog | None, render_error: ErrorRenderer
+    ) -> None:
+        self.limits = limits
+        self.access_log = access_log
+        self.render_error = render_error
+        self.in_flight: set[asyncio.Task[Any]] = set()
+        self.draining = False  # set at shutdown: /-/ready answers 503
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.in_flight.add(task)
+        watch = Watch(self.limits, task) if self.limits.enabled else None
+        exchange = Exchange(receive, send, watch)
+        request = Request(scope, exchange.receive)
+        aborted: str | None = None
+        try:
+            response = await endpoint(request)
+            if exchange.watch is not None:
+                exchange.watch.receiving = False
+            await response(scope, exchange.receive, exchange.send)
+        except asyncio.CancelledError:
+            aborted = await self._cut_off(exchange, request, task, shutdown=True)
+        except BaseException:
+            if exchange.watch is None or exchange.watch.expired is None:
+                raise
+            aborted = await self._cut_off(exchange, request, task, shutdown=False)
+        finally:
+            if exchange.watch is not None:
+                exchange.watch.cancel()
+            self.in_flight.discard(task)
+            if self.access_log is not None:
+                self._log(scope, request, exchange, aborted)
+        if aborted is not None and exchange.status_sent and not exchange.complete:
+            raise RequestAborted(aborted)
+
+    async def _cut_off(
+        self, exchange: Exchange, request: Request, task: asyncio.Task[Any], *, shutdown: bool
+    ) -> str:
+        """A limit passed (our own cancellation: taken back) or the server is stopping
+        (uvicorn cancelled the request at its graceful-shutdown deadline). Storage has
+        already undone the partial write on the way out."""
+        watch = exchange.watch
+        if watch is not None and watch.expired is not None:
+            task.uncancel()
+            error: S3Error = RequestTimeout()
+            why = "timeout"
+        elif shutdown:
+            error = ServiceUnavailable("The server is shutting down.")
+            why = "shutdown"
+        else:  # pragma: no cover - only reached through the branches above
+            raise RuntimeError("cut off without a reason")
+        if not exchange.status_sent:
+            request_id = getattr(request.state, "request_id", "-")
+            response = self.render_error(error, request, request_id)
+            response.headers["connection"] = "close"  # the rest of the body is unread
+            await response(request.scope, exchange.receive, exchange.send)
+        return why
+
+    def _log(self, scope: Scope, request: Request, exchange: Exchange, aborted: str | None) -> None:
+        assert self.access_log is not None
+        state = request.state
+        op = getattr(state, "operation", None)
+        verified = getattr(state, "verified", None)
+        client = scope.get("client")
+        fields: dict[str, Any] = {
+            "request_id": getattr(state, "request_id", None),
+            "operation": op.name if op else scope["path"] if scope["path"][:3] == "/-/" else "-",
+            "bucket": op.bucket if op else None,
+            "key": op.key if op else None,
+            "status": exchange.status,
+            "bytes_in": exchange.bytes_in,
+            "bytes_out": exchange.bytes_out,
+            "duration_ms": round((time.perf_counter() - exchange.started) * 1000, 2),
+            "remote": client[0] if client else "-",
+            "access_key": verified.access_key if verified else claimed_access_key(scope),
+        }
+        if aborted is not None:
+            fields["aborted"] = aborted
+        self.access_log(fields)
+
+
+class Exchange:
+    """The wrapped receive/send of one request, with what they saw."""
+
+    __slots__ = (
+        "_receive",
+        "_send",
+        "body_done",
+        "bytes_in",
+        "bytes_out",
+        "complete",
+        "started",
+        "status",
+        "status_sent",
+        "watch",
+    )
+
+    def __init__(self, receive: Receive, send: Send, watch: Watch | None) -> None:
+        self._receive, self._send, self.watch = receive, send, watch
+        self.started = time.perf_counter()
+        self.bytes_in = self.bytes_out = self.status = 0
+        self.body_done = self.status_sent = self.complete = False
+
+    async def receive(self) -> Message:
+        watch = self.watch
+        if watch is None or self.body_done:  # later calls only listen for a disconnect
+            message = await self._receive()
+        else:
+            watch.waiting()
+            try:
+                message = await self._receive()
+            finally:
+                watch.done_waiting()
+        body = message.get("body")
+        if body:
+            self.bytes_in += len(body)
+        if not message.get("more_body"):
+            self.body_done = True
+            if watch is not None:
+                watch.receiving = False
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.status_sent = True
+            if self.watch is not None:
+                self.watch.receiving = False
+        else:
+            body = message.get("body")
+            if body:
+                self.bytes_out += len(body)
+            if not message.get("more_body"):
+                self.complete = True
+        watch = self.watch
+        if watch is None:
+            await self._send(message)
+            return
+        watch.waiting()  # blocks only while the client is not taking what we sent
+        try:
+            await self._send(message)
+        finally:
+            watch.done_waiting()

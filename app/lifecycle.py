@@ -1,0 +1,89 @@
+"""The app's lifespan, around the one that opens and closes the storage backend.
+
+Start: logs `starting` and `storage open`, marks storage open (for /-/ready) and hands
+uvicorn the time limits its protocol reads (app/protocol.py). Stop: marks the node as
+shutting down, then, before the backend closes (and with it QUIC), waits for the
+requests still in flight to finish: by then uvicorn has either seen them complete or,
+at its graceful-shutdown deadline, cancelled them, and a cancelled upload is still
+removing its temporary files and answering its client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from app import health, logs
+from app.exchange import Exchanges
+from app.timeouts import STATE_KEY
+
+log = logging.getLogger("shoal.server")
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
+
+#: How long stopping waits for cancelled requests to clean up after themselves.
+DRAIN_TIMEOUT = 10.0
+
+
+def around(inner: Lifespan) -> Lifespan:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
+        state = app.state
+        exchanges: Exchanges = state.exchanges
+        started = time.perf_counter()
+        log.info("starting", extra={**health.version_info(state.backend), "pid": os.getpid()})
+        async with inner(app) as inner_state:
+            state.storage_open = True
+            log.info(
+                "storage open",
+                extra={
+                    **_storage(state),
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+            try:
+                yield {**(inner_state or {}), STATE_KEY: exchanges.limits}
+            finally:
+                exchanges.draining = True
+                await drain(exchanges)
+                state.storage_open = False
+        log.info("stopped")
+        logs.finish()
+
+    return lifespan
+
+
+def shutting_down(app: Any, signal: str | None) -> None:
+    """Shutdown begins (app.server's uvicorn.Server): /-/ready answers 503 from now on,
+    while uvicorn stops accepting and lets the requests in flight finish."""
+    for _ in range(4):  # through any middleware uvicorn wrapped around the app
+        exchanges: Exchanges | None = getattr(getattr(app, "state", None), "exchanges", None)
+        if exchanges is not None:
+            exchanges.draining = True
+            in_flight = len(exchanges.in_flight)
+            log.info("shutting down", extra={"signal": signal, "in_flight": in_flight})
+            return
+        app = getattr(app, "app", None)
+
+
+async def drain(exchanges: Exchanges) -> None:
+    pending = [task for task in exchanges.in_flight if not task.done()]
+    if pending:
+        log.info("waiting for requests to end", extra={"in_flight": len(pending)})
+        _, left = await asyncio.wait(pending, timeout=DRAIN_TIMEOUT)
+        if left:
+            log.warning("requests still running at stop", extra={"in_flight": len(left)})
+
+
+def _storage(state: Any) -> dict[str, Any]:
+    config = state.config
+    if config.cluster.enabled:
+        node = getattr(state.backend, "node_id", None)
+        return {"drives": list(config.cluster.drives.paths), "node_id": node}
+    return {"directory": config.storage.directory}
