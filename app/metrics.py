@@ -75,11 +75,17 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from importlib import metadata
 from time import perf_counter
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    values,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
@@ -122,13 +128,6 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
-def _version() -> str:
-    try:
-        return metadata.version("shoal")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 class _Op:
     """One operation's label children, bound once and reused by every request."""
 
@@ -160,6 +159,8 @@ class Metrics:
                 "metrics.port set, protect metrics.address instead",
                 "metrics.auth",
             )
+        # `*_created` samples would double the series count, and nothing reads them.
+        disable_created_metrics()
         self.config = config
         self.backend = backend
         self.authenticate = authenticate
@@ -217,7 +218,7 @@ class Metrics:
         self.registry = own if own is not None else CollectorRegistry()
         if self.multiproc:
             MultiProcessCollector(self.registry, path=self.multiproc)
-        self.registry.register(StoreCollector(backend, version=_version(), ready=self._ready))
+        self.registry.register(StoreCollector(backend, ready=self._ready))
         self.listener = (
             MetricsListener(
                 self.registry,

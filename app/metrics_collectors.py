@@ -13,6 +13,7 @@ dashboards and alert rules find each name in any mode.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,12 +24,22 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 STANDALONE_DRIVE = "data"
 
 
+@functools.cache
+def version() -> str:
+    """shoal's installed version (importlib.metadata costs some ms: not at start-up)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("shoal")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 class StoreCollector:
     """See the module docstring. `ready` says whether storage is open."""
 
-    def __init__(self, backend: Any, *, version: str, ready: Callable[[], bool]) -> None:
+    def __init__(self, backend: Any, *, ready: Callable[[], bool]) -> None:
         self.backend = backend
-        self.version = version
         self.ready = ready
 
     def describe(self) -> list[Metric]:
@@ -36,7 +47,7 @@ class StoreCollector:
 
     def collect(self) -> Iterator[Metric]:
         build = GaugeMetricFamily("shoal_build_info", "shoal version", labels=["version"])
-        build.add_metric([self.version], 1)
+        build.add_metric([version()], 1)
         yield build
         yield GaugeMetricFamily("shoal_ready", "1 once storage is open", value=self.ready())
         yield from self._drives()

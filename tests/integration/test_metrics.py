@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -399,6 +401,57 @@ def test_erasure_node_exposes_drives_and_healing(tmp_path: Path) -> None:
         assert after.value("shoal_heal_objects_scanned_total") >= scanned + 1
         assert after.value("shoal_bucket_objects", bucket="healme") == 1
         assert after.value("shoal_bucket_bytes", bucket="healme") == 100_000
+
+
+@pytest.mark.slow
+def test_several_workers_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
+    """uvicorn --workers 2 with PROMETHEUS_MULTIPROC_DIR: whichever worker answers a
+    scrape, it reports every worker's requests, and the bucket figures are their sum
+    (what was stored before, counted once, plus each worker's writes)."""
+    data, shared = tmp_path / "data", tmp_path / "prometheus"
+    shared.mkdir()
+    config = {"storage": {"directory": str(data), "clean_slate": False}}
+    with SyncServer(config) as server, httpx.Client(base_url=server.endpoint_url) as client:
+        client.put("/shared")
+        for i in range(3):
+            client.put(f"/shared/before{i}", content=b"12345")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SHOAL_")}
+    env |= {"PROMETHEUS_MULTIPROC_DIR": str(shared), "SHOAL_STORAGE__DIRECTORY": str(data)}
+    argv = [sys.executable, "-m", "uvicorn", "app:create_app", "--factory", "--workers", "2"]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "error"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/-/metrics").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        for i in range(20):  # a connection each, so that both workers take some
+            assert httpx.put(f"{base}/shared/k{i}", content=b"x" * 10).status_code == 200
+        wanted = (20, 23, 3 * 5 + 20 * 10)
+        for _ in range(600):
+            got = parse(httpx.get(f"{base}/metrics").text)
+            figures = (
+                got.value("shoal_requests_total", operation="PutObject", status="200"),
+                got.value("shoal_bucket_objects", bucket="shared"),
+                got.value("shoal_bucket_bytes", bucket="shared"),
+            )
+            if figures == wanted:  # the start-up count may still be running
+                break
+            time.sleep(0.05)
+        assert figures == wanted
+        for _ in range(5):  # and so says every worker
+            got = parse(httpx.get(f"{base}/metrics").text)
+            assert got.value("shoal_requests_total", operation="PutObject", status="200") == 20
+            assert got.value("shoal_bucket_objects", bucket="shared") == 23
+        assert len(list(shared.glob("gauge_livesum_*.db"))) == 2  # a file per worker
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.mark.slow
