@@ -40,7 +40,7 @@ What (names are a contract with deploy/'s dashboard and alert rules):
 `operation` is the S3 operation (GetObject, PutObject, ...), or GetMetrics for a scrape,
 Admin for /-/ requests, Preflight for CORS OPTIONS, Unknown for requests refused before
 their operation was known (a malformed bucket name, say). Per request the cost is a few
-label-child updates cached per operation and status: a couple of microseconds.
+updates of label children cached per operation and status: about 5 us of CPU.
 
 Bucket figures are counted once in the background at start (a paced listing) and then
 kept by the store's writes, never by walking a directory per scrape (storage/usage.py).
@@ -48,25 +48,25 @@ In a cluster each node counts at its start and then follows the writes it coordi
 so writes made through other nodes reach its figures only at its next start.
 
 Several uvicorn workers (multiprocess mode). Each worker is a process with its own
-counters; prometheus-client's multiprocess mode sums them. Before starting uvicorn,
-point PROMETHEUS_MULTIPROC_DIR at an empty directory that only this server uses and
-that is emptied at every start (with systemd: `RuntimeDirectory=shoal` and
-`Environment=PROMETHEUS_MULTIPROC_DIR=/run/shoal`, which systemd creates empty and
-removes at stop), e.g.
+counters; prometheus-client's multiprocess mode sums them. Before uvicorn starts, point
+PROMETHEUS_MULTIPROC_DIR at a directory that only this server uses and that is empty
+at every start (deploy/shoal.service: `RuntimeDirectory=shoal shoal/prometheus`, which
+systemd creates empty and removes at stop, and PROMETHEUS_MULTIPROC_DIR=
+/run/shoal/prometheus in deploy/shoal.env), e.g. by hand:
 
-    rm -rf /run/shoal && mkdir /run/shoal
-    PROMETHEUS_MULTIPROC_DIR=/run/shoal uvicorn app:create_app --factory --workers 4
+    rm -rf /tmp/shoal-prom && mkdir /tmp/shoal-prom
+    PROMETHEUS_MULTIPROC_DIR=/tmp/shoal-prom uvicorn app:create_app --factory --workers 4
 
-Then every worker writes its figures to files there and a scrape, whichever worker
-answers it, reads all of them: request counters and histograms and RPC figures are
-summed over workers (including ones that have exited: counters never go back), the
-in-flight gauge over live workers, and the bucket gauges are sums of each worker's
-share: the first worker to start counts what is stored, and each worker adds its own
-writes (a write made by another worker while that first count runs may be counted
-twice, until the next start). Figures read at scrape time (ready, drives, nodes,
-healing) are the answering worker's own view. With `metrics.port`, every worker binds
-that port (SO_REUSEPORT) and any of them answers. Without the variable each worker
-would report only itself, which is wrong behind a load-balancing listener.
+Every worker then writes its figures to files there, and a scrape, whichever worker
+answers it, reads all of them: request counters, histograms and RPC figures are summed
+over workers (exited ones included: counters never go back); the in-flight gauge over
+live workers (each new worker drops the files of exited ones); the bucket gauges are
+sums of each worker's share: the first worker to start counts what is stored, and each
+worker adds its own writes (a write made through another worker while that first count
+runs may be counted twice, until the next start). Figures read at scrape time (ready,
+build, drives, nodes, healing) are the answering worker's own view. With
+`metrics.port`, every worker binds that port (SO_REUSEPORT) and any of them answers.
+Without the variable each worker would report only itself: wrong behind one listener.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -238,6 +238,8 @@ class Metrics:
     async def start(self) -> None:
         """Once storage is open: follow its writes, count what it holds, listen."""
         self.ready = True
+        if self.multiproc:
+            forget_exited_workers(self.multiproc)
         usage: BucketUsage | None = getattr(self.backend, "usage", None)
         if usage is not None:
             counting = self._counts_store()
@@ -417,6 +419,21 @@ class _UsageGauges:
         if self._children.pop(bucket, None) is not None:
             for gauge in (self.objects, self.bytes, self.uploads):
                 gauge.remove(bucket)
+
+
+def forget_exited_workers(path: str) -> None:
+    """Drop the live gauges (requests in flight) of workers that have exited, as
+    prometheus-client's mark_process_dead does: uvicorn replaces a dead worker but
+    tells nobody, so each new worker looks for the files of the ones gone."""
+    for name in os.listdir(path):
+        pid = name.removesuffix(".db").rpartition("_")[2]
+        if name.startswith("gauge_live") and pid.isdigit():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                mark_process_dead(int(pid), path)
+            except PermissionError:
+                pass  # alive, another user's
 
 
 def _unresolved(scope: Scope) -> str:

@@ -48,9 +48,13 @@ class MetricsListener:
             address_family = info[0]
             allow_reuse_port = self.shared
 
-        server = make_server(
-            info[4][0], self.port, make_wsgi_app(self.registry), Server, _QuietHandler
-        )
+        try:
+            server = make_server(
+                info[4][0], self.port, make_wsgi_app(self.registry), Server, _QuietHandler
+            )
+        except OSError as exc:
+            where = f"{self.address}:{self.port}"
+            raise OSError(exc.errno, f"metrics listener on {where}: {exc.strerror}") from exc
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
