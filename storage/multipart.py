@@ -80,8 +80,12 @@ def check_part_number(number: int) -> None:
 
 
 def new_upload_id() -> str:
-    """URL-safe and file-name-safe, unguessable."""
-    return secrets.token_urlsafe(32)
+    """URL-safe and file-name-safe, unguessable; never starting with "-" or "_" (the
+    aws CLI takes `--upload-id -abc...` for an option and refuses it)."""
+    while True:
+        upload_id = secrets.token_urlsafe(32)
+        if upload_id[0].isalnum():
+            return upload_id
 
 
 def multipart_etag(parts: list[PartInfo]) -> str:
