@@ -70,7 +70,7 @@ class Exchanges:
             self.in_flight.discard(task)
             if self.access_log is not None:
                 self._log(scope, request, exchange, aborted)
-        if aborted is not None and exchange.status_sent and not exchange.complete:
+        if aborted is not None and not exchange.complete:
             raise RequestAborted(aborted)
 
     async def _cut_off(
@@ -89,7 +89,7 @@ class Exchanges:
             why = "shutdown"
         else:  # pragma: no cover - only reached through the branches above
             raise RuntimeError("cut off without a reason")
-        if not exchange.status_sent:
+        if not exchange.status_sent and not exchange.sending:  # (else: it is not reading)
             request_id = getattr(request.state, "request_id", "-")
             response = self.render_error(error, request, request_id)
             response.headers["connection"] = "close"  # the rest of the body is unread
@@ -129,6 +129,7 @@ class Exchange:
         "bytes_in",
         "bytes_out",
         "complete",
+        "sending",
         "started",
         "status",
         "status_sent",
@@ -139,7 +140,7 @@ class Exchange:
         self._receive, self._send, self.watch = receive, send, watch
         self.started = time.perf_counter()
         self.bytes_in = self.bytes_out = self.status = 0
-        self.body_done = self.status_sent = self.complete = False
+        self.body_done = self.status_sent = self.complete = self.sending = False
 
     async def receive(self) -> Message:
         watch = self.watch
@@ -161,23 +162,24 @@ class Exchange:
         return message
 
     async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
+        start = message["type"] == "http.response.start"
+        if start:
             self.status = message["status"]
-            self.status_sent = True
             if self.watch is not None:
                 self.watch.receiving = False
-        else:
-            body = message.get("body")
-            if body:
-                self.bytes_out += len(body)
-            if not message.get("more_body"):
-                self.complete = True
         watch = self.watch
-        if watch is None:
-            await self._send(message)
-            return
-        watch.waiting()  # blocks only while the client is not taking what we sent
+        self.sending = True
+        if watch is not None:
+            watch.waiting()  # blocks only while the client is not taking what we sent
         try:
             await self._send(message)
         finally:
-            watch.done_waiting()
+            if watch is not None:
+                watch.done_waiting()
+        self.sending = False  # (stays set if cut off in here: see _cut_off)
+        if start:
+            self.status_sent = True
+        else:
+            self.bytes_out += len(message.get("body", b""))
+            if not message.get("more_body"):
+                self.complete = True

@@ -115,32 +115,33 @@ class Clock:
 
 CLOCK = Clock()
 
-_BARE = re.compile(r"[^\s\"'=\\]+")
-
-
-def _text_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value if _BARE.fullmatch(value) and value.isprintable() else json.dumps(value)
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(value, default=str, separators=(",", ":"))
+_SKIP = frozenset((*_HEAD, "exception"))
+_QUOTE = re.compile(r"[\s\"'=\\]")
 
 
 def render_text(_: Any, __: str, event: EventDict) -> str:
     """`TIMESTAMP LEVEL LOGGER: EVENT key=value ...`, then a traceback if there is one.
-    (structlog's ConsoleRenderer takes ~23 µs a line, this ~4: it runs per request.)"""
+    A string value is JSON-quoted when empty or holding spaces, quotes, `=`, a
+    backslash or anything unprintable. (structlog's ConsoleRenderer takes ~20 µs a
+    line, this ~5: it runs once per request.)"""
     message = str(event.get("event", ""))
     if not message.isprintable():
         message = json.dumps(message)[1:-1]
-    line = f"{event.get('timestamp', '')} {event.get('level', '-'):<5} {event.get('logger')}: "
-    fields = " ".join(
-        f"{k}={_text_value(v)}"
-        for k, v in event.items()
-        if k not in _HEAD and k != "exception" and v is not None
-    )
-    line += f"{message} {fields}" if fields else message
+    head = f"{event.get('timestamp', '')} {event.get('level', '-'):<5} {event.get('logger')}:"
+    parts = [head, message]
+    for key, value in event.items():
+        if value is None or key in _SKIP:
+            continue
+        kind = value.__class__
+        if kind is str:
+            if not value or _QUOTE.search(value) or not value.isprintable():
+                value = json.dumps(value)
+        elif kind is int or kind is float:
+            value = repr(value)
+        else:
+            value = json.dumps(value, default=str, separators=(",", ":"))
+        parts.append(f"{key}={value}")
+    line = " ".join(parts)
     if event.get("exception"):
         line += "\n" + str(event["exception"])
     return line

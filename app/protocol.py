@@ -2,10 +2,13 @@
 
 uvicorn limits the wait *between* requests (timeout_keep_alive) but not the head of a
 request: a client sending its headers a byte at a time, or nothing at all after
-connecting, holds a connection forever. Here every head must be complete within the idle
-limit of app/timeouts.py, counted from the connection or the previous response; after
-that a half-sent head gets S3's RequestTimeout and the connection is closed (a silent
-one is just closed). Bodies are timed by app/exchange.py.
+connecting, holds a connection forever; nor a client that stops reading a response,
+which holds the connection and the bytes queued for it. Here, with the idle limit of
+app/timeouts.py: every head must be complete within it, counted from the connection or
+the previous response, after which a half-sent head gets S3's RequestTimeout and the
+connection is closed (a silent one is just closed); and a client that has not taken
+any of our queued bytes for that long is disconnected. Bodies are timed by
+app/exchange.py.
 
 `shoal serve` uses it; with plain uvicorn: `--http app.protocol:HttpProtocol`.
 """
@@ -58,6 +61,7 @@ class HttpProtocol(HttpToolsProtocol):
         limits: Timeouts | None = app_state.get(STATE_KEY)
         self._head_limit = limits.idle if limits is not None else None
         self._head_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
         self._head_begun = False
 
     def _arm_head(self) -> None:
@@ -88,6 +92,9 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -98,6 +105,25 @@ class HttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm_head()
         super().on_headers_complete()
+
+    def pause_writing(self) -> None:
+        """The client stopped taking our bytes: if it still has not after the idle limit,
+        drop the connection (abort: a close would wait for it to read them)."""
+        super().pause_writing()
+        if self._head_limit is not None and self._write_timer is None:
+            self._write_timer = self.loop.call_later(self._head_limit, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        super().resume_writing()
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        client = self.client[0] if self.client else "-"
+        log.info("client stopped reading", extra={"remote": client})
+        self.transport.abort()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -75,11 +75,13 @@ async def create_multipart_upload(ctx: RequestContext) -> Response:
 async def upload_part(ctx: RequestContext) -> Response:
     number = part_number(ctx)
     upload = await upload_for_part(ctx)
+    # limits.max_object_size is "the largest single PUT or part"; S3's own cap otherwise.
+    max_size = min(MAX_PART_SIZE, ctx.config.limits.max_object_size)
     body, integrity = upload_body(
         ctx.request,
         ctx.headers,
         default_algorithm=upload.checksum_algorithm,
-        max_size=MAX_PART_SIZE,
+        max_size=max_size,
     )
     expected = upload.checksum_algorithm
     if expected and integrity.checksum_algorithm not in (None, expected):
@@ -90,7 +92,7 @@ async def upload_part(ctx: RequestContext) -> Response:
     write = object_write({}, max_metadata_size=0)
     write.digesters = list(integrity.digesters.values())
     write.finalize = integrity.finalize
-    write.max_size = MAX_PART_SIZE
+    write.max_size = max_size
     part = await ctx.backend.upload_part(ctx.bucket, ctx.key, upload.upload_id, number, body, write)
     return Response(headers=part_result_headers(part))
 
