@@ -21,7 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.accesslog import AccessLog, claimed_access_key
 from app.errors import RequestTimeout, S3Error, ServiceUnavailable
-from app.timeouts import Timeouts, Watch
+from app.timeouts import Sweeper, Timeouts, Watch
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorRenderer = Callable[[S3Error, Request, str], Response]
@@ -43,13 +43,17 @@ class Exchanges:
         self.access_log = access_log
         self.render_error = render_error
         self.in_flight: set[asyncio.Task[Any]] = set()
+        self.sweeper = Sweeper(limits)
         self.draining = False  # set at shutdown: /-/ready answers 503
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         task = asyncio.current_task()
         assert task is not None
         self.in_flight.add(task)
-        watch = Watch(self.limits, task) if self.limits.enabled else None
+        watch = None
+        if self.limits.enabled:
+            watch = Watch(self.limits, task)
+            self.sweeper.add(watch)
         exchange = Exchange(receive, send, watch)
         request = Request(scope, exchange.receive)
         aborted: str | None = None
@@ -65,11 +69,11 @@ class Exchanges:
                 raise
             aborted = await self._cut_off(exchange, request, task, shutdown=False)
         finally:
-            if exchange.watch is not None:
-                exchange.watch.cancel()
+            if watch is not None:
+                self.sweeper.discard(watch)
             self.in_flight.discard(task)
             if self.access_log is not None:
-                self._log(scope, request, exchange, aborted)
+                self._log(scope, exchange, aborted)
         if aborted is not None and not exchange.complete:
             raise RequestAborted(aborted)
 
@@ -96,14 +100,14 @@ class Exchanges:
             await response(request.scope, exchange.receive, exchange.send)
         return why
 
-    def _log(self, scope: Scope, request: Request, exchange: Exchange, aborted: str | None) -> None:
+    def _log(self, scope: Scope, exchange: Exchange, aborted: str | None) -> None:
         assert self.access_log is not None
-        state = request.state
-        op = getattr(state, "operation", None)
-        verified = getattr(state, "verified", None)
+        state = scope.get("state") or {}  # what request.state holds, without its wrapper
+        op = state.get("operation")
+        verified = state.get("verified")
         client = scope.get("client")
         fields: dict[str, Any] = {
-            "request_id": getattr(state, "request_id", None),
+            "request_id": state.get("request_id"),
             "operation": op.name if op else scope["path"] if scope["path"][:3] == "/-/" else "-",
             "bucket": op.bucket if op else None,
             "key": op.key if op else None,

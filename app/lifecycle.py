@@ -79,6 +79,7 @@ async def drain(exchanges: Exchanges) -> None:
         _, left = await asyncio.wait(pending, timeout=DRAIN_TIMEOUT)
         if left:
             log.warning("requests still running at stop", extra={"in_flight": len(left)})
+    exchanges.sweeper.stop()
 
 
 def _storage(state: Any) -> dict[str, Any]:

@@ -43,37 +43,29 @@ class Timeouts:
 
 
 class Watch:
-    """The limits on one request: one timer, re-armed only when it fires, so a request
-    costs a call_at and a cancel however many body chunks it has. When a limit passes,
-    the request's task is cancelled and `expired` says why."""
+    """The limits on one request. Checked by the Sweeper, not by a timer of its own:
+    a timer per request costs more than the rest of its timing. When a limit has
+    passed, the request's task is cancelled and `expired` says why."""
 
-    __slots__ = ("_loop", "_task", "_timer", "deadline", "expired", "idle", "receiving", "since")
+    __slots__ = ("_loop", "_task", "deadline", "expired", "idle", "receiving", "since")
 
     def __init__(self, limits: Timeouts, task: asyncio.Task[object]) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = task
         now = self._loop.time()
-        self.deadline = now + limits.request if limits.request is not None else None
+        self.deadline = now + limits.request if limits.request is not None else float("inf")
         self.idle = limits.idle if limits.idle is not None else float("inf")
         self.receiving = True  # until the body has arrived or the response begins
         self.since: float | None = None  # when the current wait on the client began
         self.expired: str | None = None
-        self._timer = self._loop.call_at(self._next(now), self._check)
 
-    def _next(self, now: float) -> float:
-        due = (self.since if self.since is not None else now) + self.idle
-        if self.receiving and self.deadline is not None:
-            due = min(due, self.deadline)
-        return due
-
-    def _check(self) -> None:
-        now = self._loop.time()
-        if self.receiving and self.deadline is not None and now >= self.deadline:
+    def check(self, now: float) -> None:
+        if self.expired is not None:
+            return
+        if self.receiving and now >= self.deadline:
             self._expire("request took longer than limits.request_timeout")
         elif self.since is not None and now - self.since >= self.idle:
             self._expire("client idle")
-        else:
-            self._timer = self._loop.call_at(self._next(now), self._check)
 
     def _expire(self, why: str) -> None:
         self.expired = why
@@ -85,5 +77,34 @@ class Watch:
     def done_waiting(self) -> None:
         self.since = None
 
-    def cancel(self) -> None:
-        self._timer.cancel()
+
+class Sweeper:
+    """Checks every request in flight a few times per idle limit: one timer for the
+    server. A limit is thus enforced up to a quarter of the idle limit late (at most
+    a second)."""
+
+    def __init__(self, limits: Timeouts) -> None:
+        self.interval = min(1.0, (limits.idle or 4.0) / 4)
+        self.watches: set[Watch] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, watch: Watch) -> None:
+        self.watches.add(watch)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="shoal-sweep")
+
+    def discard(self, watch: Watch) -> None:
+        self.watches.discard(watch)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.interval)
+            now = loop.time()
+            for watch in list(self.watches):
+                watch.check(now)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
