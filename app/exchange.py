@@ -33,6 +33,13 @@ class RequestAborted(Exception):
     shoal_abort = True  # app/logs.py: not an application error worth a traceback
 
 
+def announces_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if (name == b"content-length" and value != b"0") or name == b"transfer-encoding":
+            return True
+    return False
+
+
 class Exchanges:
     """Serves requests for one app; holds what they share."""
 
@@ -53,6 +60,7 @@ class Exchanges:
         watch = None
         if self.limits.enabled:
             watch = Watch(self.limits, task)
+            watch.receiving = announces_body(scope)  # else the request is all here
             self.sweeper.add(watch)
         exchange = Exchange(receive, send, watch)
         request = Request(scope, exchange.receive)
