@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 import app.handlers  # noqa: F401  (registers every operation handler)
-from app import admin, cors, lifecycle, logs
+from app import admin, cors, health, lifecycle, logs
 from app.accesslog import AccessLog
 from app.authz import PolicyGate
 from app.body import unread_body
@@ -310,4 +310,5 @@ def create_app(config: Config | None = None) -> Starlette:
     )
     if config.metrics.enabled:
         application.metrics = Metrics(config, backend, _authenticate)
+        application.metrics.readiness = lambda: not health.unready_reasons(application.state)
     return application

@@ -214,6 +214,8 @@ class Metrics:
             registry=own,
         )
         self._rpc: dict[str, tuple[Any, Any, Any]] = {}
+        #: What /-/ready answers (app.health), set by create_app: shoal_ready follows it.
+        self.readiness: Callable[[], bool] | None = None
 
         self.registry = own if own is not None else CollectorRegistry()
         if self.multiproc:
@@ -231,7 +233,7 @@ class Metrics:
         )
 
     def _ready(self) -> bool:
-        return self.ready
+        return self.ready and (self.readiness is None or self.readiness())
 
     # -- lifecycle -----------------------------------------------------------------------
 

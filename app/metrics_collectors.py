@@ -49,7 +49,7 @@ class StoreCollector:
         build = GaugeMetricFamily("shoal_build_info", "shoal version", labels=["version"])
         build.add_metric([version()], 1)
         yield build
-        yield GaugeMetricFamily("shoal_ready", "1 once storage is open", value=self.ready())
+        yield GaugeMetricFamily("shoal_ready", "1 while /-/ready answers 200", value=self.ready())
         yield from self._drives()
         yield from self._nodes()
         yield from self._healing()

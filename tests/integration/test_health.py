@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from app import SyncServer
 from tests.integration.conftest import auth_config, erasure_config, signed_client
@@ -93,9 +94,18 @@ def test_readiness_follows_the_drives_of_an_erasure_node(tmp_path: Path) -> None
         reason = ready(url).json()
         assert reason["status"] == "unavailable"
         assert reason["reason"] == "erasure set 0 has 4 of 6 drives online, needs 5"
+        assert ready_gauge(url) == 0.0
         for drive in drives[:2]:
             (drive / ".smartstorage.away").rename(drive / ".smartstorage")
         assert wait_ready(url, 200) == {"status": "ready"}  # the probe brings them back
+        assert ready_gauge(url) == 1.0
+
+
+def ready_gauge(url: str) -> float:
+    """shoal_ready from /metrics: it says what /-/ready says."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "shoal_ready"]
+    return float(family.samples[0].value)
 
 
 @pytest.mark.slow
