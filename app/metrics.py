@@ -44,8 +44,12 @@ updates of label children cached per operation and status: about 5 us of CPU.
 
 Bucket figures are counted once in the background at start (a paced listing) and then
 kept by the store's writes, never by walking a directory per scrape (storage/usage.py).
-In a cluster each node counts at its start and then follows the writes it coordinates,
-so writes made through other nodes reach its figures only at its next start.
+In a cluster each node follows only the writes it coordinates, so while the view has
+more than one node, each node also recounts every USAGE_RECOUNT_SECONDS (300 s; the
+environment variable SHOAL_USAGE_RECOUNT_SECONDS overrides it, for tests): the same
+paced listing, each bucket's figures replaced once its listing is done (storage.usage.
+recount), so writes and deletions made through other nodes show up within about one
+interval plus a listing. Standalone and one-node stores never recount.
 
 Several uvicorn workers (multiprocess mode). Each worker is a process with its own
 counters; prometheus-client's multiprocess mode sums them. Before uvicorn starts, point
@@ -63,7 +67,8 @@ over workers (exited ones included: counters never go back); the in-flight gauge
 live workers (each new worker drops the files of exited ones); the bucket gauges are
 sums of each worker's share: the first worker to start counts what is stored, and each
 worker adds its own writes (a write made through another worker while that first count
-runs may be counted twice, until the next start). Figures read at scrape time (ready,
+runs may be counted twice, until the next start). Shares are never recounted; cluster
+mode, which recounts, runs one process per node. Figures read at scrape time (ready,
 build, drives, nodes, healing) are the answering worker's own view. With
 `metrics.port`, every worker binds that port (SO_REUSEPORT) and any of them answers.
 Without the variable each worker would report only itself: wrong behind one listener.
@@ -98,7 +103,7 @@ from app.metrics_collectors import StoreCollector
 from app.metrics_listener import MetricsListener
 from auth import Principal
 from config import Config, ConfigError
-from storage.usage import BucketUsage, count_existing
+from storage.usage import BucketUsage, count_existing, recount
 
 log = logging.getLogger("shoal")
 
@@ -110,6 +115,10 @@ BARE_PATH = "/metrics"
 NO_RESPONSE = 499
 #: Marks the worker that counts the store at start, in PROMETHEUS_MULTIPROC_DIR.
 COUNTER_MARK = "shoal-usage-counter"
+#: Seconds between recounts of the bucket figures on a node of a cluster of several
+#: (module docstring); the environment variable RECOUNT_ENV overrides it.
+USAGE_RECOUNT_SECONDS = 300.0
+RECOUNT_ENV = "SHOAL_USAGE_RECOUNT_SECONDS"
 
 #: Small S3 calls take about a millisecond; large bodies and listings, seconds.
 DURATION_BUCKETS = (
@@ -168,6 +177,8 @@ class Metrics:
         self.base_domain = config.server.base_domain
         self.multiproc = multiprocess_dir()
         self.ready = False
+        #: Seconds between recounts in a cluster (module docstring).
+        self.recount_interval = recount_interval()
         self._count_task: asyncio.Task[None] | None = None
         self._ops: dict[str, _Op] = {}
 
@@ -248,7 +259,7 @@ class Metrics:
             usage.listener = self.usage_gauges
             usage.track(counting=counting, shared=self.multiproc is not None)
             if counting:
-                task = asyncio.get_running_loop().create_task(count_existing(self.backend, usage))
+                task = asyncio.get_running_loop().create_task(self._count(usage))
                 task.add_done_callback(_log_failure)
                 self._count_task = task
         transport = getattr(self.backend, "transport", None)
@@ -265,6 +276,22 @@ class Metrics:
             self._count_task = None
         if self.listener is not None:
             await asyncio.to_thread(self.listener.stop)
+
+    async def _count(self, usage: BucketUsage) -> None:
+        """Count what is stored; then, on a cluster node (one process: never in
+        multiprocess mode), recount periodically while the view has other nodes."""
+        await count_existing(self.backend, usage)
+        if self.multiproc is not None or getattr(self.backend, "membership", None) is None:
+            return
+        while True:
+            await asyncio.sleep(self.recount_interval)
+            view = self.backend.membership.view
+            if view is None or len(view.nodes) < 2:
+                continue
+            try:
+                await recount(self.backend, usage)
+            except Exception:
+                log.exception("recounting stored objects failed; trying again later")
 
     def _counts_store(self) -> bool:
         """Whether this process counts what is stored: always, except in multiprocess
@@ -436,6 +463,20 @@ def forget_exited_workers(path: str) -> None:
                 mark_process_dead(int(pid), path)
             except PermissionError:
                 pass  # alive, another user's
+
+
+def recount_interval() -> float:
+    """USAGE_RECOUNT_SECONDS, or RECOUNT_ENV's value if set."""
+    raw = os.environ.get(RECOUNT_ENV)
+    if raw is None:
+        return USAGE_RECOUNT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise ConfigError(f"{RECOUNT_ENV}: a number of seconds above 0, not {raw!r}")
+    return seconds
 
 
 def _unresolved(scope: Scope) -> str:

@@ -13,6 +13,14 @@ see the key as it is then); a change at or before the listing's position is appl
 So the figures are exact once the count is done, except for a change that races the
 very page being listed (it may be missed or counted twice).
 
+A store only reports the changes it makes itself. In a cluster each node sees only the
+writes it coordinated, so its figures drift from the other nodes' writes; `recount`
+(run periodically there by app.metrics) lists every bucket again the same way, into
+fresh figures beside the ones shown: a change is applied to the shown figures as ever,
+and to the fresh ones by the same cursor rule. Once a bucket's listing is done, its
+fresh figures replace the shown ones, and buckets no longer listed are dropped. A write
+costs one more attribute test for this.
+
 Nothing is tracked until `track()` is called: a server without metrics pays only a
 flag test per write.
 """
@@ -48,13 +56,15 @@ class UsageListener(Protocol):
 @dataclass(slots=True)
 class Figures:
     """One bucket's counts. A cursor is the last key the start-up listing has counted:
-    PENDING before it starts, None once it is done (every change applies)."""
+    PENDING before it starts, None once it is done (every change applies). `fresh`:
+    the figures a recount is building, to replace these once it is done."""
 
     objects: int = 0
     size: int = 0
     uploads: int = 0
     objects_cursor: str | None = None
     uploads_cursor: str | None = None
+    fresh: Figures | None = None
 
 
 class BucketUsage:
@@ -83,6 +93,10 @@ class BucketUsage:
         """bucket -> (objects, bytes, uploads in progress)."""
         with self._lock:
             return {b: (f.objects, f.size, f.uploads) for b, f in self._buckets.items()}
+
+    def buckets(self) -> set[str]:
+        with self._lock:
+            return set(self._buckets)
 
     # -- changes, from the stores ------------------------------------------------------
 
@@ -127,6 +141,10 @@ class BucketUsage:
             f.objects += objects
             f.size += size
             self._tell(bucket, f)
+            n = f.fresh
+            if n is not None and (n.objects_cursor is None or key <= n.objects_cursor):
+                n.objects += objects
+                n.size += size
 
     def _upload(self, bucket: str, key: str, delta: int) -> None:
         with self._lock:
@@ -135,6 +153,9 @@ class BucketUsage:
                 return
             f.uploads += delta
             self._tell(bucket, f)
+            n = f.fresh
+            if n is not None and (n.uploads_cursor is None or key <= n.uploads_cursor):
+                n.uploads += delta
 
     def _tell(self, bucket: str, f: Figures) -> None:
         if self.listener is not None:
@@ -156,9 +177,11 @@ class BucketUsage:
         self, bucket: str, f: Figures, page: tuple[int, int, int], cursor: str | None, what: str
     ) -> None:
         """A page of the listing: its figures added, the cursor moved past it (unless
-        the bucket was deleted meanwhile: `f` is no longer its figures then)."""
+        the bucket was deleted meanwhile: `f` is no longer its figures, or the fresh
+        figures a recount builds for it, then). Fresh figures are not shown yet."""
         with self._lock:
-            if self._buckets.get(bucket) is not f:
+            shown = self._buckets.get(bucket)
+            if shown is None or (shown is not f and shown.fresh is not f):
                 return
             f.objects += page[0]
             f.size += page[1]
@@ -167,7 +190,50 @@ class BucketUsage:
                 f.objects_cursor = cursor
             else:
                 f.uploads_cursor = cursor
+            if shown is f:
+                self._tell(bucket, f)
+
+    # -- recounts ---------------------------------------------------------------------------
+
+    def _recounting(self, buckets: Iterable[str], gone: Iterable[str]) -> dict[str, Figures]:
+        """A recount's listing: `gone` (buckets known before it asked, not listed) are
+        dropped; each listed bucket gets fresh figures, all of it PENDING. A bucket new
+        here starts at zero plus this node's own changes until its recount is done."""
+        with self._lock:
+            for bucket in gone:
+                if self._buckets.pop(bucket, None) is not None and self.listener is not None:
+                    self.listener.bucket_removed(bucket)
+            fresh = {}
+            for bucket in buckets:
+                f = self._buckets.setdefault(bucket, Figures())
+                f.fresh = fresh[bucket] = Figures(objects_cursor=PENDING, uploads_cursor=PENDING)
+            return fresh
+
+    def _recounted(self, bucket: str, fresh: Figures) -> None:
+        """A bucket's recount is done: its fresh figures are the ones shown now."""
+        with self._lock:
+            f = self._buckets.get(bucket)
+            if f is None or f.fresh is not fresh:
+                return  # deleted meanwhile
+            f.objects, f.size, f.uploads, f.fresh = fresh.objects, fresh.size, fresh.uploads, None
             self._tell(bucket, f)
+
+    def _vanished(self, bucket: str, fresh: Figures) -> None:
+        """The recount found the bucket gone (deleted through another node)."""
+        with self._lock:
+            f = self._buckets.get(bucket)
+            if f is not None and f.fresh is fresh:
+                del self._buckets[bucket]
+                if self.listener is not None:
+                    self.listener.bucket_removed(bucket)
+
+    def _abandoned(self, fresh: dict[str, Figures]) -> None:
+        """A recount stopped part way: the buckets it had not finished keep their figures."""
+        with self._lock:
+            for bucket, n in fresh.items():
+                f = self._buckets.get(bucket)
+                if f is not None and f.fresh is n:
+                    f.fresh = None
 
 
 async def count_existing(backend: Backend, usage: BucketUsage, *, page: int = 1000) -> None:
@@ -189,6 +255,31 @@ async def count_existing(backend: Backend, usage: BucketUsage, *, page: int = 10
         len(listed),
         time.monotonic() - started,
     )
+
+
+async def recount(backend: Backend, usage: BucketUsage, *, page: int = 1000) -> None:
+    """Count what the store holds again, bucket by bucket, and swap each bucket's new
+    figures in once its listing is done (see the module docstring); paced and retried as
+    count_existing is, after which it must run. Not for shared figures (several
+    workers): each is a share of a sum that no single listing can give."""
+    if usage._shared:
+        raise ValueError("shared usage figures (several workers) cannot be recounted")
+    started = time.monotonic()
+    known = usage.buckets()
+    names = [b.name for b in await _retrying(backend.list_buckets)]
+    fresh = usage._recounting(names, gone=known - set(names))
+    try:
+        for bucket, figures in fresh.items():
+            try:
+                await _count_bucket(backend, usage, bucket, figures, page)
+            except NoSuchBucket:
+                usage._vanished(bucket, figures)
+                continue
+            usage._recounted(bucket, figures)
+    except BaseException:
+        usage._abandoned(fresh)
+        raise
+    log.debug("recounted %d buckets in %.1fs", len(fresh), time.monotonic() - started)
 
 
 async def _count_bucket(

@@ -497,3 +497,58 @@ def test_cluster_nodes_expose_membership_and_rpc(tmp_path: Path) -> None:
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.mark.slow
+def test_cluster_nodes_recount_what_other_nodes_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node's bucket figures take in objects, uploads and buckets written and deleted
+    through another node at its next recount (every half second here)."""
+    from tests.integration.test_cluster import make_nodes
+
+    monkeypatch.setenv("SHOAL_USAGE_RECOUNT_SECONDS", "0.5")
+    nodes = make_nodes(tmp_path, 3, 2)
+    try:
+        for node in nodes:
+            node.start()
+        for node in nodes:
+            node.wait_ready()
+        a, b = nodes[0], nodes[1]
+
+        Figures = dict[str, tuple[float, float, float]]
+
+        def figures(client: httpx.Client, wanted: Figures) -> Figures:
+            """A's figures per bucket, once they are `wanted` (or the last seen)."""
+            for _ in range(600):
+                got = scrape(client)
+                seen = {
+                    dict(labels)["bucket"]: (
+                        got.value("shoal_bucket_objects", **dict(labels)),
+                        got.value("shoal_bucket_bytes", **dict(labels)),
+                        got.value("shoal_multipart_uploads_in_progress", **dict(labels)),
+                    )
+                    for labels in got.labelled("shoal_bucket_objects")
+                }
+                if seen == wanted:
+                    break
+                time.sleep(0.1)
+            return seen
+
+        s3 = b.s3()
+        s3.create_bucket(Bucket="elsewhere")
+        s3.create_bucket(Bucket="brief")
+        for i, size in enumerate((100, 200, 300)):
+            s3.put_object(Bucket="elsewhere", Key=f"k{i}", Body=b"x" * size)
+        s3.create_multipart_upload(Bucket="elsewhere", Key="pending")
+        with httpx.Client(base_url=a.endpoint) as client:
+            wanted: Figures = {"elsewhere": (3, 600, 1), "brief": (0, 0, 0)}
+            assert figures(client, wanted) == wanted
+            s3.delete_object(Bucket="elsewhere", Key="k1")
+            s3.put_object(Bucket="elsewhere", Key="k2", Body=b"y" * 50)
+            s3.delete_bucket(Bucket="brief")
+            wanted = {"elsewhere": (2, 150, 1)}
+            assert figures(client, wanted) == wanted
+    finally:
+        for node in nodes:
+            node.stop()

@@ -1,6 +1,7 @@
 """Per-bucket usage (storage/usage.py) as the real stores report it: the start-up count,
 puts, overwrites, deletes, multipart uploads and bucket deletion, on the FileStore and
-on an erasure-coded store; and the listing cursor's rule for changes during the count."""
+on an erasure-coded store; the listing cursor's rule for changes during the count; and
+the recount that takes in changes made elsewhere (other cluster nodes)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from storage.backend import CompletedPart, ObjectWrite
 from storage.erasure.store import ErasureStore
 from storage.filestore import FileStore
 from storage.records import now
-from storage.usage import BucketUsage, count_existing
+from storage.usage import BucketUsage, count_existing, recount
 from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio
@@ -55,7 +56,7 @@ async def multipart(store: Any, bucket: str, key: str, size: int, *, complete: b
     return upload.upload_id
 
 
-async def recount(store: Any) -> dict[str, tuple[int, int, int]]:
+async def fresh_count(store: Any) -> dict[str, tuple[int, int, int]]:
     """What a fresh start-up count finds now."""
     fresh = BucketUsage()
     fresh.track(counting=True)
@@ -107,14 +108,14 @@ async def test_writes_after_the_count_keep_the_figures_exact(store: Any) -> None
     await put(store, "later", "k", 7)
     await multipart(store, "later", "u", 0, complete=False)
     assert store.usage.snapshot()["later"] == (1, 7, 1)
-    assert store.usage.snapshot() == await recount(store)
+    assert store.usage.snapshot() == await fresh_count(store)
 
     await store.expire_multipart_uploads(now() + timedelta(days=1))
     assert store.usage.snapshot()["later"] == (1, 7, 0)
     await store.delete_object("later", "k")
     await store.delete_bucket("later")
     assert "later" not in store.usage.snapshot()
-    assert store.usage.snapshot() == await recount(store)
+    assert store.usage.snapshot() == await fresh_count(store)
 
 
 async def test_a_listener_hears_every_change(store: Any) -> None:
@@ -175,3 +176,115 @@ def test_shared_figures_keep_a_deleted_buckets_share() -> None:
     usage.object_deleted("b", "k", 4)
     usage.bucket_deleted("b")
     assert usage.snapshot() == {"b": (-1, -4, 0)}
+
+
+class Heard:
+    """A listener keeping the last figures told per bucket: what the gauges show."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, tuple[int, int, int]] = {}
+
+    def bucket_changed(self, bucket: str, objects: int, size: int, uploads: int) -> None:
+        self.shown[bucket] = (objects, size, uploads)
+
+    def bucket_removed(self, bucket: str) -> None:
+        del self.shown[bucket]
+
+
+def test_a_recount_replaces_the_figures_by_the_listing_position() -> None:
+    """The fresh figures take a change at or before the recount's position (the listing
+    has passed the key), not one ahead of it (the listing will see it); the shown
+    figures take every change, and give way to the fresh ones once the bucket is done."""
+    usage = BucketUsage()
+    heard = usage.listener = Heard()
+    usage.track(counting=False)
+    usage.object_written("b", "a", None, 10)
+    usage.object_written("gone", "k", None, 1)  # deleted through another node since
+    fresh = usage._recounting(["b", "other"], gone={"gone"})
+    assert heard.shown == {"b": (1, 10, 0)}
+    usage._counted("b", fresh["b"], (5, 500, 0), "m", "objects")  # keys up to "m"
+    assert heard.shown["b"] == (1, 10, 0)  # shown: the old figures until done
+    usage.object_written("b", "c", None, 7)  # behind the listing: both
+    usage.object_written("b", "x", None, 9)  # ahead: the listing will see it
+    usage.object_deleted("b", "m", 20)  # at the position: both
+    usage.upload_started("b", "u")  # uploads not listed yet: the listing will see it
+    assert heard.shown["b"] == (2, 6, 1)
+    usage._counted("b", fresh["b"], (2, 30, 0), None, "objects")  # "x" among them
+    usage.object_written("b", "x", 9, 4)  # objects done: both
+    usage._counted("b", fresh["b"], (0, 0, 3), "u", "uploads")  # "u" among them
+    usage.upload_ended("b", "u")  # at the position: both
+    usage._counted("b", fresh["b"], (0, 0, 0), None, "uploads")
+    assert heard.shown["b"] == (2, 1, 0)
+    usage._recounted("b", fresh["b"])
+    assert heard.shown["b"] == (5 + 1 - 1 + 2, 500 + 7 - 20 + 30 - 5, 3 - 1)
+    usage.object_written("b", "z", None, 1)  # done: every change counts once
+    assert usage.snapshot()["b"] == heard.shown["b"] == (8, 513, 2)
+
+    usage.object_written("other", "k", None, 3)  # a bucket made elsewhere, written here
+    assert heard.shown["other"] == (1, 3, 0)
+    usage._counted("other", fresh["other"], (2, 8, 0), None, "objects")  # "k" among them
+    usage._counted("other", fresh["other"], (0, 0, 0), None, "uploads")
+    usage._recounted("other", fresh["other"])
+    assert usage.snapshot() == heard.shown == {"b": (8, 513, 2), "other": (2, 8, 0)}
+
+
+def test_a_bucket_deleted_during_a_recount_is_not_brought_back() -> None:
+    usage = BucketUsage()
+    heard = usage.listener = Heard()
+    usage.track(counting=False)
+    usage.object_written("here", "k", None, 1)
+    usage.object_written("there", "k", None, 1)
+    fresh = usage._recounting(["here", "there"], gone=[])
+    usage.bucket_deleted("here")  # through this node
+    usage._counted("here", fresh["here"], (3, 30, 0), None, "objects")
+    usage._recounted("here", fresh["here"])
+    usage._vanished("there", fresh["there"])  # the listing found it gone
+    assert usage.snapshot() == heard.shown == {}
+
+
+async def test_a_recount_takes_in_changes_made_elsewhere_and_here_meanwhile(
+    store: Any,
+) -> None:
+    """Writes the figures never heard of (another node's) are found; writes made here
+    while a bucket is listed, behind and ahead of the listing, count exactly once."""
+    await store.create_bucket("b")
+    await store.create_bucket("dropped")
+    for i in range(6):
+        await put(store, "b", f"k{i}", 10)
+    store.usage.track(counting=True)
+    await count_existing(store, store.usage, page=2)
+    assert store.usage.snapshot() == {"b": (6, 60, 0), "dropped": (0, 0, 0)}
+
+    tracked, store.usage = store.usage, BucketUsage()  # another node's writes
+    await put(store, "b", "k4", 1000)
+    await store.delete_object("b", "k5")
+    await multipart(store, "b", "elsewhere", 0, complete=False)
+    await store.create_bucket("made")
+    await put(store, "made", "k", 5)
+    await store.delete_bucket("dropped")
+    store.usage = tracked
+    assert store.usage.snapshot() == {"b": (6, 60, 0), "dropped": (0, 0, 0)}
+
+    class Interleaved:
+        """The store, with writes of this node's made between two pages of "b"."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        async def list_objects(self, bucket: str, **kwargs: Any) -> Any:
+            if bucket == "b" and kwargs["after"] == "k1":
+                await put(store, "b", "k0", 20)  # behind the listing
+                await store.delete_object("b", "k1")  # at its position
+                await put(store, "b", "k3", 30)  # ahead of it
+                await put(store, "b", "k9", 40)  # ahead, new
+            return await store.list_objects(bucket, **kwargs)
+
+    await recount(Interleaved(), store.usage, page=2)
+    assert store.usage.snapshot() == await fresh_count(store)
+    assert store.usage.snapshot() == {"b": (5, 20 + 10 + 30 + 1000 + 40, 1), "made": (1, 5, 0)}
+
+
+async def test_shared_figures_are_not_recounted(store: Any) -> None:
+    store.usage.track(counting=False, shared=True)
+    with pytest.raises(ValueError):
+        await recount(store, store.usage)
