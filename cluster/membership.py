@@ -204,6 +204,7 @@ class Membership:
         self._adopted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._join_lock = asyncio.Lock()
+        self._announcing: asyncio.Task[None] | None = None
         #: Called with each newer view adopted (the store takes in new sets).
         self.on_view: Callable[[View], None] | None = None
         #: Called with a peer's id when it answers again after being suspect or offline.
@@ -252,7 +253,24 @@ class Membership:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._adopted.wait(), 0.5)
         assert self.view is not None
+        mine = self.view.nodes.get(self.node_id)
+        if mine is not None and mine.address != self.address:
+            self._announcing = asyncio.get_running_loop().create_task(self._announce())
         return self.view
+
+    async def _announce(self) -> None:
+        """This node is back at another address: have the view say so (a join of a
+        member updates its address), so the others reach it there."""
+        while True:
+            assert self.view is not None
+            others = [i.address for n, i in self.view.nodes.items() if n != self.node_id]
+            try:
+                self._adopt(await self._ask_to_join(others))
+                log.info("the cluster now reaches this node at %s", self.address)
+                return
+            except (PeerUnavailable, JoinRefused) as exc:
+                log.warning("announcing the new address %s: %s", self.address, exc)
+            await asyncio.sleep(1.0)
 
     async def _ask_seeds(self) -> list[dict[str, Any]]:
         async def one(seed: str) -> dict[str, Any] | None:
@@ -372,10 +390,11 @@ class Membership:
         self._task = asyncio.get_running_loop().create_task(self._heartbeats())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._announcing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _ping(self, request: Request) -> Reply:
         peer = self.peers.get(request.peer)

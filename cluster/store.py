@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,6 +61,7 @@ class DistributedStore(ErasureStore):
         self._seeds = list(seeds)
         self._heartbeat = (heartbeat_interval, heartbeat_timeout)
         self.membership: Membership | None = None
+        self._remotes: defaultdict[str, list[RemoteDrive]] = defaultdict(list)  # by node
 
     async def open(self) -> None:
         await self.transport.start()
@@ -93,8 +95,14 @@ class DistributedStore(ErasureStore):
         self._view_changed(self.membership.view)  # one adopted while the drives opened
 
     def _view_changed(self, view: View | None) -> None:
-        """Nodes joined: take in the erasure sets their drives form (new pools)."""
-        if view is None or self.layout is None or len(view.sets) <= len(self.sets):
+        """Nodes joined: take in the erasure sets their drives form (new pools). A node
+        that came back at another address is reached there."""
+        if view is None or self.layout is None:
+            return
+        for node, remotes in self._remotes.items():
+            for remote in remotes:
+                remote.address = view.nodes[node].address
+        if len(view.sets) <= len(self.sets):
             return
         new = view.sets[len(self.sets) :]
         self.layout.drive_ids += [[d for _, d in members] for members in new]
@@ -156,9 +164,11 @@ class DistributedStore(ErasureStore):
             super()._drive_returned()
 
     def _remote(self, view: View, node: str, drive_id: str) -> RemoteDrive:
-        return RemoteDrive(
+        remote = RemoteDrive(
             self.transport, view.nodes[node].address, drive_id, f"{node}:{drive_id[:8]}"
         )
+        self._remotes[node].append(remote)
+        return remote
 
     async def close(self) -> None:
         if self.membership is not None:

@@ -398,3 +398,40 @@ def test_a_node_that_cannot_form_a_set_is_refused(tmp_path: Path, three: list[No
         assert not list(odd.directory.glob("drive*/.smartstorage/format.json"))
     finally:
         odd.stop()
+
+
+@pytest.mark.parametrize("lost_view", [False, True], ids=["saved-view", "lost-view"])
+def test_a_node_back_at_another_address_is_reached_there(
+    three: list[Node], lost_view: bool
+) -> None:
+    """A node that comes back on another QUIC port (with its saved view, or having lost
+    it) tells the cluster; the view records its new address and its drives are reached
+    there."""
+    a, _, c = three
+    a.s3().create_bucket(Bucket="moved")
+    a.s3().put_object(Bucket="moved", Key="before", Body=b"1" * 300_000)
+    c.stop()
+    if lost_view:
+        (c.directory / "state" / ".cluster" / "view.json").unlink()
+    new_port = free_udp_port()
+    text = c.config.read_text().replace(f"quic_port = {c.quic_port}", f"quic_port = {new_port}")
+    c.config.write_text(text)
+    c.quic_port = new_port
+    c.start()
+    c.wait_ready()
+    # 4+2 over three nodes of two drives: a write needs c's drives (k+1 = 5 of 6).
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            a.s3().put_object(Bucket="moved", Key="after", Body=b"2" * 300_000)
+            break
+        except ClientError:
+            assert time.monotonic() < deadline, "c's drives not reached at its new address"
+            time.sleep(0.3)
+    for node in three:
+        status = node.status()
+        assert status["view_version"] == 2
+        (mine,) = [n for n in status["nodes"] if n["node_id"] == "node2"]
+        assert mine["address"] == f"127.0.0.1:{new_port}"
+    assert c.s3().get_object(Bucket="moved", Key="before")["Body"].read() == b"1" * 300_000
+    assert len(list(c.directory.glob("drive*/.smartstorage/data/moved/after*/*/chunk-0"))) == 2
