@@ -5,6 +5,8 @@ code's tolerance."""
 from __future__ import annotations
 
 import os
+import random
+import select
 import signal
 import socket
 import subprocess
@@ -30,9 +32,17 @@ KEY, SECRET_KEY = "admin", "admin-secret"
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free UDP port below the kernel's ephemeral range (32768 and up), so that no
+    socket bound to port 0 elsewhere (other tests' QUIC clients) takes it before the
+    node binds it."""
+    while True:
+        port = random.randrange(20000, 32768)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @dataclass
@@ -48,12 +58,18 @@ class Node:
         argv = [sys.executable, "-m", "app.cli", "serve", "--address", "127.0.0.1"]
         argv += ["--port", "0", "--dir", str(self.directory / "state"), "--log-level", "error"]
         argv += ["--config", str(self.config)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        with open(self.directory / "stderr.log", "ab") as errors:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True)
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until the node serves (its cluster formed); a node that dies or hangs fails
+        the test with what it logged instead of blocking it."""
         assert self.proc is not None and self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert "listening on" in line, f"{self.name}: {line!r}"
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if "listening on" not in line:
+            log = (self.directory / "stderr.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{self.name} is not serving ({line!r}); it logged:\n{log}")
         self.endpoint = line.strip().rsplit(" ", 1)[1]
 
     def s3(self) -> Any:
