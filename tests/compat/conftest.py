@@ -4,22 +4,16 @@ driven by real clients through one shared scenario (scenario.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from app.server import SyncServer
 from tests.compat.scenario import Target
-from tests.integration.conftest import auth_config, signed_client
+from tests.integration.conftest import auth_config, make_certificate, signed_client
 
 ACCESS_KEY = "compat-access-key"
 SECRET_KEY = "compat-secret-key-0123456789"
@@ -38,40 +32,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 BASE_DOMAIN = "s3.localhost"
 
 
-def make_certificate(directory: Path) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1, localhost and *.s3.localhost."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shoal compat test")])
-    now = dt.datetime.now(dt.UTC)
-    alt = [
-        x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-        x509.DNSName("localhost"),
-        x509.DNSName(BASE_DOMAIN),
-        x509.DNSName(f"*.{BASE_DOMAIN}"),
-    ]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    plain = serialization.NoEncryption()
-    pkcs8 = serialization.PrivateFormat.PKCS8
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, pkcs8, plain))
-    return str(cert_file), str(key_file)
-
-
 @pytest.fixture(scope="session")
 def compat_tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    return make_certificate(tmp_path_factory.mktemp("compat-tls"))
+    names = ("localhost", BASE_DOMAIN, f"*.{BASE_DOMAIN}")
+    return make_certificate(tmp_path_factory.mktemp("compat-tls"), names)
 
 
 @pytest.fixture(scope="session", params=["http", "https"])

@@ -64,16 +64,15 @@ def spawn_server(
     return proc, line.strip().rsplit(" ", 1)[1]
 
 
-def make_certificate(directory: Path) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 and *.localhost (the test's own CA)."""
+def make_certificate(
+    directory: Path, names: tuple[str, ...] = ("localhost", "*.localhost")
+) -> tuple[str, str]:
+    """A self-signed certificate (the test's own CA) for 127.0.0.1 and DNS `names`."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shoal test")])
     now = dt.datetime.now(dt.UTC)
-    alt = [
-        x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-        x509.DNSName("localhost"),
-        x509.DNSName("*.localhost"),
-    ]
+    alt = [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]
+    alt += [x509.DNSName(n) for n in names]
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -88,13 +87,9 @@ def make_certificate(directory: Path) -> tuple[str, str]:
     )
     cert_file, key_file = directory / "cert.pem", directory / "key.pem"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    plain = serialization.NoEncryption()
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, pkcs8, plain))
     return str(cert_file), str(key_file)
 
 

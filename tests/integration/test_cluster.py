@@ -4,6 +4,7 @@ code's tolerance."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import select
@@ -136,9 +137,10 @@ chunk_size_bytes = 262144
     return nodes
 
 
-@pytest.fixture
-def three(tmp_path: Path) -> Iterator[list[Node]]:
-    nodes = make_nodes(tmp_path, 3, 2)
+@contextlib.contextmanager
+def running(nodes: list[Node]) -> Iterator[list[Node]]:
+    """Start every node (together: a cluster forms once all seeds answer), wait until
+    each serves; stop them all on the way out."""
     try:
         for node in nodes:
             node.start()
@@ -148,6 +150,13 @@ def three(tmp_path: Path) -> Iterator[list[Node]]:
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> Iterator[list[Node]]:
+    nodes = make_nodes(tmp_path, 3, 2)
+    with running(nodes):
+        yield nodes
 
 
 def test_write_on_one_node_read_on_the_others(three: list[Node]) -> None:
@@ -231,11 +240,7 @@ def heal(node: Node) -> dict[str, Any]:
 
 def test_six_nodes_survive_one_and_heal_it_back(tmp_path: Path) -> None:
     nodes = make_nodes(tmp_path, 6, 1)
-    try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            node.wait_ready()
+    with running(nodes):
         first, victim = nodes[0], nodes[5]
         first.s3().create_bucket(Bucket="six")
         before = {f"old{i}": os.urandom(300_000 + i) for i in range(3)}
@@ -273,9 +278,6 @@ def test_six_nodes_survive_one_and_heal_it_back(tmp_path: Path) -> None:
         nodes[2].kill()
         for key, body in {**before, **during}.items():
             assert victim.s3().get_object(Bucket="six", Key=key)["Body"].read() == body
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 def test_a_hung_node_costs_at_most_the_rpc_timeout(three: list[Node]) -> None:

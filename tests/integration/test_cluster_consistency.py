@@ -22,34 +22,18 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.integration.conftest import error_code, signed_client
-from tests.integration.test_cluster import KEY, SECRET_KEY, Node, heal, make_nodes
+from tests.integration.test_cluster import KEY, SECRET_KEY, Node, heal, make_nodes, running
 
 pytestmark = pytest.mark.slow
 
 CHUNK = 262144  # cluster.erasure.chunk_size_bytes in make_nodes
 
 
-def start_all(nodes: list[Node]) -> None:
-    for node in nodes:
-        node.start()
-    for node in nodes:
-        node.wait_ready()
-
-
-def stop_all(nodes: list[Node]) -> None:
-    for node in nodes:
-        node.stop()
-
-
 @pytest.fixture
 def three(tmp_path: Path) -> Iterator[list[Node]]:
     """Three nodes of two drives: one 4+2 erasure set over all of them."""
-    nodes = make_nodes(tmp_path, 3, 2)
-    try:
-        start_all(nodes)
+    with running(make_nodes(tmp_path, 3, 2)) as nodes:
         yield nodes
-    finally:
-        stop_all(nodes)
 
 
 def client(node: Node) -> Any:
@@ -409,8 +393,7 @@ def test_a_node_that_was_down_catches_up(tmp_path: Path) -> None:
     without it; back, it answers with the changes at once (quorum reads), and healing
     writes them to its drive."""
     nodes = make_nodes(tmp_path, 6, 1)
-    try:
-        start_all(nodes)
+    with running(nodes):
         first, victim = nodes[0], nodes[5]
         s3 = client(first)
         s3.create_bucket(Bucket="early")
@@ -486,5 +469,3 @@ def test_a_node_that_was_down_catches_up(tmp_path: Path) -> None:
         for key, body in objects.items():
             got = observe(client(victim), "late", key)
             assert got is not None and got[1] == body, key
-    finally:
-        stop_all(nodes)

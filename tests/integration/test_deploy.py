@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from config import load_config
 from storage.keys import OBJECT_MARKER
 from tests.integration.conftest import erasure_config, signed_client, spawn_server
-from tests.integration.test_cluster import KEY, SECRET_KEY, make_nodes
+from tests.integration.test_cluster import KEY, SECRET_KEY, make_nodes, running
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -631,16 +631,9 @@ def exposition(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exposition]
         proc.wait(timeout=30)
 
     nodes = make_nodes(tmp / "cluster", 3, 2)
-    try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            node.wait_ready()
+    with running(nodes):
         exercise(signed_client(nodes[0].endpoint, KEY, SECRET_KEY), "cluster")
         scrape_until([node.endpoint for node in nodes], names, seen)
-    finally:
-        for node in nodes:
-            node.stop()
     yield seen
 
 

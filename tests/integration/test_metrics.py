@@ -456,14 +456,10 @@ def test_several_workers_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cluster_nodes_expose_membership_and_rpc(tmp_path: Path) -> None:
-    from tests.integration.test_cluster import make_nodes
+    from tests.integration.test_cluster import make_nodes, running
 
     nodes = make_nodes(tmp_path, 3, 2)
-    try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            node.wait_ready()
+    with running(nodes):
         first = nodes[0]
         first.s3().create_bucket(Bucket="spread")
         first.s3().put_object(Bucket="spread", Key="k", Body=os.urandom(300_000))
@@ -494,9 +490,6 @@ def test_cluster_nodes_expose_membership_and_rpc(tmp_path: Path) -> None:
             assert sent >= 300_000 * 2 / 6  # the other nodes' shards, at least
             assert len(got.labelled("shoal_drive_online")) == 6
             assert got.value("shoal_bucket_objects", bucket="spread") == 1
-    finally:
-        for node in nodes:
-            node.stop()
 
 
 @pytest.mark.slow
@@ -505,15 +498,11 @@ def test_cluster_nodes_recount_what_other_nodes_wrote(
 ) -> None:
     """A node's bucket figures take in objects, uploads and buckets written and deleted
     through another node at its next recount (every half second here)."""
-    from tests.integration.test_cluster import make_nodes
+    from tests.integration.test_cluster import make_nodes, running
 
     monkeypatch.setenv("SHOAL_USAGE_RECOUNT_SECONDS", "0.5")
     nodes = make_nodes(tmp_path, 3, 2)
-    try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            node.wait_ready()
+    with running(nodes):
         a, b = nodes[0], nodes[1]
 
         Figures = dict[str, tuple[float, float, float]]
@@ -549,6 +538,3 @@ def test_cluster_nodes_recount_what_other_nodes_wrote(
             s3.delete_bucket(Bucket="brief")
             wanted = {"elsewhere": (2, 150, 1)}
             assert figures(client, wanted) == wanted
-    finally:
-        for node in nodes:
-            node.stop()
