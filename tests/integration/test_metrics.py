@@ -469,11 +469,12 @@ def test_cluster_nodes_expose_membership_and_rpc(tmp_path: Path) -> None:
                 up = {
                     dict(labels)["node"]: v for labels, v in got.labelled("shoal_node_up").items()
                 }
-                if up == {"node0": 1, "node1": 1, "node2": 1}:
+                rtt = got.labelled("shoal_node_heartbeat_rtt_seconds")
+                # A peer is up once it pinged us; its round trip, once we pinged it.
+                if up == {"node0": 1, "node1": 1, "node2": 1} and len(rtt) == 2:
                     break
                 time.sleep(0.05)
             assert up == {"node0": 1, "node1": 1, "node2": 1}
-            rtt = got.labelled("shoal_node_heartbeat_rtt_seconds")
             assert {dict(labels)["node"] for labels in rtt} == {"node1", "node2"}
             assert all(v > 0 for v in rtt.values())
             calls = {
