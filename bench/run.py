@@ -466,65 +466,19 @@ def erasure_memory(
     }
 
 
-def build_ec_rows(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
-    rows = []
-    big = f"{plan.big // MiB} MiB" if plan.big != 1024 * MiB else "1 GiB"
-    for label, unit, path in EC_ROWS:
-        b, s, e = (_get(results.get(n), *path) for n in ("baseline", "shoal", "erasure"))
-        rows.append(
-            {
-                "metric": label.format(big=big),
-                "unit": unit,
-                "baseline": b,
-                "shoal": s,
-                "erasure": e,
-                "vs_shoal": e / s if (e is not None and s) else None,
-                "vs_baseline": e / b if (e is not None and b) else None,
-                "target": "",
-                "verdict": "",
-                "higher_is_better": unit != "ms",
-            }
-        )
-    # RSS over the big PUT and GET steps above (idle read just before the PUT); the
-    # verdict, on the erasure node, is the memory test's limit.
-    grow = {n: rss_growth(results.get(n)) for n in ("baseline", "shoal", "erasure")}
-    mem = results.get("erasure_memory")
-    rows.append(
-        {
-            "metric": f"RSS growth, {big} PUT+GET",
-            "unit": "MiB",
-            **{n: (None if g is None else g[2] / MiB) for n, g in grow.items()},
-            "vs_shoal": None,
-            "vs_baseline": None,
-            "target": f"< {memory.LIMIT // MiB} MiB",
-            "verdict": "" if mem is None else ("PASS" if mem["pass"] else "FAIL"),
-            "higher_is_better": False,
-        }
-    )
-    return rows
-
-
-def print_ec_table(rows: list[dict[str, Any]]) -> None:
-    head = (
-        f"{'metric':34} {'unit':6} {'baseline':>10} {'shoal':>10} {'erasure':>10} "
-        f"{'ec/shoal':>8} {'ec/base':>8}  target"
-    )
-    print(head)
-    print("-" * len(head) + "-" * 10)
-    for r in rows:
-        vs = ["-" if r[k] is None else f"{r[k]:.2f}" for k in ("vs_shoal", "vs_baseline")]
-        target = f"{r['target']} {r['verdict']}".strip()
-        print(
-            f"{r['metric']:34} {r['unit']:6} {fmt(r['baseline']):>10} {fmt(r['shoal']):>10} "
-            f"{fmt(r['erasure']):>10} {vs[0]:>8} {vs[1]:>8}  {target}"
-        )
-
-
 # (label, unit, path into a suite result) for the cluster's table
 CLUSTER_ROWS: list[tuple[str, str, tuple[str, ...]]] = [
     ("{big} PUT, 1 stream", "MB/s", ("big_put", "mb_per_s")),
     ("{big} GET, 1 stream", "MB/s", ("big_get", "mb_per_s")),
 ]
+
+
+EC_NAMES = ("baseline", "shoal", "erasure")
+EC_RATIOS = {"vs_shoal": "shoal", "vs_baseline": "baseline"}
+EC_RSS = ("RSS growth, {big} PUT+GET", "erasure_memory")
+CL_NAMES = ("baseline", "shoal", "erasure", "cluster")
+CL_RATIOS = {"vs_erasure": "erasure", "vs_shoal": "shoal"}
+CL_RSS = ("node 0 RSS growth, {big} PUT+GET", "cluster_memory")
 
 
 def peer_rss_growth(res: dict[str, Any] | None) -> list[int] | None:
@@ -536,36 +490,47 @@ def peer_rss_growth(res: dict[str, Any] | None) -> list[int] | None:
     return [max(p[i] for p in peaks if p) - idle[i] for i in range(len(idle))]
 
 
-def build_cluster_rows(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
-    rows = []
+def side_rows(
+    results: dict[str, Any],
+    plan: Plan,
+    specs: list[tuple[str, str, tuple[str, ...]]],
+    names: tuple[str, ...],
+    ratios: dict[str, str],
+    rss: tuple[str, str],
+) -> list[dict[str, Any]]:
+    """Rows comparing the last of `names` (the erasure node, the cluster) with the
+    servers before it: each metric per server, and its ratio to others (`ratios`: row key
+    -> server), then its RSS growth over the big PUT and GET (idle read just before the
+    PUT), judged by the memory test's limit (`rss`: row label, results key of the
+    verdict)."""
     big = f"{plan.big // MiB} MiB" if plan.big != 1024 * MiB else "1 GiB"
-    names = ("baseline", "shoal", "erasure", "cluster")
-    for label, unit, path in CLUSTER_ROWS:
-        b, s, e, c = (_get(results.get(n), *path) for n in names)
+    subject = names[-1]
+    rows = []
+    for label, unit, path in specs:
+        values = {n: _get(results.get(n), *path) for n in names}
+        x = values[subject]
         rows.append(
             {
                 "metric": label.format(big=big),
                 "unit": unit,
-                "baseline": b,
-                "shoal": s,
-                "erasure": e,
-                "cluster": c,
-                "vs_erasure": c / e if (c is not None and e) else None,
-                "vs_shoal": c / s if (c is not None and s) else None,
+                **values,
+                **{
+                    k: x / values[o] if (x is not None and values[o]) else None
+                    for k, o in ratios.items()
+                },
                 "target": "",
                 "verdict": "",
-                "higher_is_better": True,
+                "higher_is_better": unit != "ms",
             }
         )
     grow = {n: rss_growth(results.get(n)) for n in names}
-    mem = results.get("cluster_memory")
+    mem = results.get(rss[1])
     rows.append(
         {
-            "metric": f"node 0 RSS growth, {big} PUT+GET",
+            "metric": rss[0].format(big=big),
             "unit": "MiB",
             **{n: (None if g is None else g[2] / MiB) for n, g in grow.items()},
-            "vs_erasure": None,
-            "vs_shoal": None,
+            **{k: None for k in ratios},
             "target": f"< {memory.LIMIT // MiB} MiB",
             "verdict": "" if mem is None else ("PASS" if mem["pass"] else "FAIL"),
             "higher_is_better": False,
@@ -574,20 +539,19 @@ def build_cluster_rows(results: dict[str, Any], plan: Plan) -> list[dict[str, An
     return rows
 
 
-def print_cluster_table(rows: list[dict[str, Any]]) -> None:
-    head = (
-        f"{'metric':34} {'unit':5} {'baseline':>9} {'shoal':>9} {'erasure':>9} "
-        f"{'cluster':>9} {'cl/ec':>6} {'cl/shoal':>8}  target"
-    )
+def print_side_table(
+    rows: list[dict[str, Any]], names: tuple[str, ...], ratios: dict[str, str]
+) -> None:
+    """`ratios`: column heading -> row key."""
+    head = f"{'metric':34} {'unit':6} " + " ".join(f"{n:>10}" for n in names)
+    head += " " + " ".join(f"{h:>8}" for h in ratios) + "  target"
     print(head)
     print("-" * len(head) + "-" * 10)
     for r in rows:
-        vs = ["-" if r[k] is None else f"{r[k]:.2f}" for k in ("vs_erasure", "vs_shoal")]
+        vs = ["-" if r[k] is None else f"{r[k]:.2f}" for k in ratios.values()]
         target = f"{r['target']} {r['verdict']}".strip()
-        print(
-            f"{r['metric']:34} {r['unit']:5} {fmt(r['baseline']):>9} {fmt(r['shoal']):>9} "
-            f"{fmt(r['erasure']):>9} {fmt(r['cluster']):>9} {vs[0]:>6} {vs[1]:>8}  {target}"
-        )
+        line = f"{r['metric']:34} {r['unit']:6} " + " ".join(f"{fmt(r[n]):>10}" for n in names)
+        print(line + " " + " ".join(f"{v:>8}" for v in vs) + f"  {target}")
 
 
 def notes(results: dict[str, Any], plan: Plan) -> list[str]:
@@ -936,7 +900,9 @@ def main(argv: list[str] | None = None) -> int:
         ec = results["erasure"]
         layout = (ec.get("cluster") or {}).get("erasure") or {}
         drives = sum(len(s) for s in (ec.get("cluster") or {}).get("sets", [])) or procs.EC_DRIVES
-        results["erasure_rows"] = ec_rows = build_ec_rows(results, plan)
+        results["erasure_rows"] = ec_rows = side_rows(
+            results, plan, EC_ROWS, EC_NAMES, EC_RATIOS, EC_RSS
+        )
         print()
         print(
             f"erasure-coded node: one shoal with cluster.enabled over {drives} drive folders, "
@@ -948,7 +914,7 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in ec:
             print("erasure node FAILED (see below)")
         print()
-        print_ec_table(ec_rows)
+        print_side_table(ec_rows, EC_NAMES, {"ec/shoal": "vs_shoal", "ec/base": "vs_baseline"})
         print()
         mem = results.get("erasure_memory")
         if mem is not None:
@@ -956,7 +922,9 @@ def main(argv: list[str] | None = None) -> int:
     if "cluster" in results:
         cl = results["cluster"]
         layout = (cl.get("cluster") or {}).get("erasure") or {}
-        results["cluster_rows"] = cl_rows = build_cluster_rows(results, plan)
+        results["cluster_rows"] = cl_rows = side_rows(
+            results, plan, CLUSTER_ROWS, CL_NAMES, CL_RATIOS, CL_RSS
+        )
         print()
         print(
             f"3-node cluster: {procs.CLUSTER_NODES} shoal node processes joined by QUIC, "
@@ -971,7 +939,7 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in cl:
             print("cluster FAILED (see below)")
         print()
-        print_cluster_table(cl_rows)
+        print_side_table(cl_rows, CL_NAMES, {"cl/ec": "vs_erasure", "cl/shoal": "vs_shoal"})
         print()
         mem = results.get("cluster_memory")
         if mem is not None:
