@@ -16,9 +16,9 @@ import re
 MAX_DECIMAL_DIGITS = 19
 MAX_HEX_DIGITS = 16
 
-_DECIMAL = re.compile(r"[0-9]{1,%d}" % MAX_DECIMAL_DIGITS, re.ASCII)
-_SIGNED_DECIMAL = re.compile(r"-?[0-9]{1,%d}" % MAX_DECIMAL_DIGITS, re.ASCII)
-_HEX = re.compile(r"[0-9a-fA-F]{1,%d}" % MAX_HEX_DIGITS, re.ASCII)
+_DECIMAL = re.compile(rf"[0-9]{{1,{MAX_DECIMAL_DIGITS}}}", re.ASCII)
+_SIGNED_DECIMAL = re.compile(rf"-?[0-9]{{1,{MAX_DECIMAL_DIGITS}}}", re.ASCII)
+_HEX = re.compile(rf"[0-9a-fA-F]{{1,{MAX_HEX_DIGITS}}}", re.ASCII)
 
 
 def parse_uint(text: str | bytes | None) -> int | None:

@@ -17,7 +17,21 @@ def test_plain_digits_are_numbers(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", " 7", "7 ", "+7", "-7", "1_000", "²", "\u0663", "７", "1e3", "0x10", "9" * 5000, "1.0"],
+    [
+        "",
+        " 7",
+        "7 ",
+        "+7",
+        "-7",
+        "1_000",
+        "²",
+        "\u0663",
+        "\uff17",
+        "1e3",
+        "0x10",
+        "9" * 5000,
+        "1.0",
+    ],
 )
 def test_anything_else_is_refused(text: str) -> None:
     assert parse_uint(text) is None
