@@ -74,6 +74,10 @@ class EntityTooSmall(S3Error):
     status, message = 400, "Your proposed upload is smaller than the minimum allowed object size."
 
 
+class IncorrectNumberOfFilesInPostRequest(S3Error):
+    status, message = 400, "POST requires exactly one file upload per request."
+
+
 class IncompleteBody(S3Error):
     status, message = (
         400,
@@ -119,6 +123,13 @@ class InvalidPartOrder(S3Error):
     message = "The list of parts was not in ascending order. Parts must be ordered by part number."
 
 
+class InvalidPolicyDocument(S3Error):
+    status = 400
+    message = (
+        "The content of the form does not meet the conditions specified in the policy document."
+    )
+
+
 class InvalidRange(S3Error):
     status, message = 416, "The requested range is not satisfiable"
 
@@ -146,8 +157,17 @@ class MalformedXML(S3Error):
     )
 
 
+class MalformedPOSTRequest(S3Error):
+    status, message = 400, "The body of your POST request is not well-formed multipart/form-data."
+
+
 class MalformedTrailerError(S3Error):
     status, message = 400, "The request contained trailing data that was not well-formed."
+
+
+class MaxPostPreDataLengthExceeded(S3Error):
+    status = 400
+    message = "Your POST request fields preceding the upload file were too large."
 
 
 class MetadataTooLarge(S3Error):
