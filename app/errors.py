@@ -224,6 +224,14 @@ class PreconditionFailed(S3Error):
     status, message = 412, "At least one of the pre-conditions you specified did not hold"
 
 
+class RequestHeaderSectionTooLarge(S3Error):
+    status = 400
+    message = (
+        "The request header and query parameters used to make the request exceed the"
+        " maximum allowed size."
+    )
+
+
 class RequestTimeout(S3Error):
     status = 400
     message = (
