@@ -8,12 +8,20 @@ once when this process changes them, so a request costs no policy file read.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.errors import AccessDenied
 from auth import Principal
 from auth.actions import OPERATIONS, resource_arn
-from auth.policy import Policy, PolicyError, PolicyRequest, evaluate, is_allowed, parse_policy
+from auth.policy import (
+    Decision,
+    Policy,
+    PolicyError,
+    PolicyRequest,
+    evaluate,
+    is_allowed,
+    parse_policy,
+)
 from storage.backend import Backend
 from storage.errors import NoSuchBucket, NoSuchBucketPolicy
 
@@ -66,9 +74,16 @@ class PolicyGate:
         key: str | None,
         context: dict[str, object],
     ) -> None:
-        """The check one operation needs (DeleteObjects checks each key in its handler)."""
+        """The check one operation needs, made before any body byte is read.
+
+        DeleteObjects names its keys in its body: here it only has to be possible that
+        this caller may delete some key of the bucket; its handler then checks each key.
+        """
         entry = OPERATIONS[name]
         if name == "DeleteObjects":
+            policy = await self.policy(bucket) if bucket else None
+            if not could_allow(policy, principal, entry.action):
+                raise AccessDenied()
             return
         if entry.resource == "service":
             if principal.anonymous:
@@ -77,3 +92,25 @@ class PolicyGate:
         await self.check(
             principal, entry.action, bucket, key if entry.resource == "object" else None, context
         )
+
+
+def could_allow(policy: Policy | None, principal: Principal, action: str) -> bool:
+    """Whether `action` may be allowed to `principal` on some object, keys not yet known.
+
+    Authenticated callers are allowed by default (per-key Denies come later); an
+    anonymous one needs an Allow statement that names it and the action. Each such
+    statement is tried with its resources and conditions ignored, which can only widen
+    it: a caller refused here is refused for every key.
+    """
+    if is_allowed(Decision.DEFAULT, authenticated=not principal.anonymous):
+        return True
+    if policy is None:
+        return False
+    probe = PolicyRequest(principal.access_key, action, "*")
+    for statement in policy.statements:
+        if statement.effect != "Allow":
+            continue
+        widened = replace(statement, resources=("*",), not_resource=False, conditions=())
+        if evaluate(Policy((widened,)), probe) is Decision.ALLOW:
+            return True
+    return False

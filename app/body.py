@@ -9,7 +9,6 @@ leaves the previous object untouched.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 from collections.abc import AsyncIterable, AsyncIterator
@@ -30,6 +29,7 @@ from app.errors import (
     SignatureDoesNotMatch,
     XAmzContentSHA256Mismatch,
 )
+from auth.numbers import parse_hex, parse_uint
 from auth.sigv4 import (
     STREAMING_PAYLOAD,
     STREAMING_PAYLOAD_TRAILER,
@@ -52,7 +52,10 @@ STREAMING_MODES = frozenset(
 )
 SIGNED_STREAMING = frozenset({STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER})
 _HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_MAX_CHUNK_HEADER = 4096
+#: "<16 hex digits>;chunk-signature=<64 hex digits>" is 97 bytes: room to spare, no more.
+_MAX_CHUNK_HEADER = 256
+_MAX_TRAILER_LINE = 1024
+_MAX_TRAILERS = 16
 
 
 async def raw_stream(request: Request, expected: int | None) -> AsyncIterator[bytes]:
@@ -84,15 +87,24 @@ class AwsChunkedDecoder:
     """Decodes `aws-chunked` framing (chunk sizes, chunk signatures, trailers).
 
     With a verifier (signed streaming uploads) every chunk's signature is checked as the
-    chunk ends, and the trailer's; a bad one raises before the upload can commit.
+    chunk ends, and the trailer's; a bad one raises before the upload can commit. Every
+    piece of framing is bounded (header and trailer lines, trailer count, the decoded total
+    against x-amz-decoded-content-length) and every loop either consumes bytes or awaits
+    more, so no body, however framed, can hold the event loop or grow memory unchecked.
     """
 
-    def __init__(self, source: AsyncIterable[bytes], verified: Verified | None = None) -> None:
+    def __init__(
+        self,
+        source: AsyncIterable[bytes],
+        verified: Verified | None = None,
+        decoded_length: int | None = None,
+    ) -> None:
         self._source = source.__aiter__()
         self._buf = bytearray()
         signed = verified is not None and verified.payload_hash in SIGNED_STREAMING
         self._verifier = ChunkVerifier(verified) if signed and verified else None
         self._trailer_unsigned = signed and verified.payload_hash == STREAMING_PAYLOAD_TRAILER
+        self._left = decoded_length  # decoded bytes the request still owes, when declared
         self.trailers: dict[str, str] = {}
         self._trailer_lines: list[tuple[str, str]] = []
 
@@ -103,10 +115,11 @@ class AwsChunkedDecoder:
         self._buf += chunk
         return True
 
-    async def _line(self, *, eof_ok: bool = False) -> bytes | None:
-        while (end := self._buf.find(b"\r\n")) < 0:
-            if len(self._buf) > _MAX_CHUNK_HEADER:
-                raise IncompleteBody("Chunk header too long.")
+    async def _line(self, limit: int, *, eof_ok: bool = False) -> bytes | None:
+        """The next CRLF-terminated line, refused once it is longer than `limit` bytes."""
+        while (end := self._buf.find(b"\r\n", 0, limit + 2)) < 0:
+            if len(self._buf) >= limit + 2:
+                raise IncompleteBody("A chunk header or trailer line is too long.")
             if not await self._fill():
                 if eof_ok:
                     rest = bytes(self._buf)
@@ -117,18 +130,28 @@ class AwsChunkedDecoder:
         del self._buf[: end + 2]
         return line
 
+    async def _chunk_header(self) -> tuple[int, str | None]:
+        """(size, chunk signature) of the next chunk; sizes are hex digits only."""
+        header = await self._line(_MAX_CHUNK_HEADER)
+        assert header is not None
+        size_text, _, extension = header.partition(b";")
+        size = parse_hex(size_text)
+        if size is None:
+            raise IncompleteBody("The chunk size is not valid.")
+        if self._left is not None:
+            if size > self._left:
+                raise IncompleteBody("The chunks hold more than x-amz-decoded-content-length.")
+            if size == 0 and self._left:
+                raise IncompleteBody()
+            self._left -= size
+        signature = None
+        if extension.startswith(b"chunk-signature="):
+            signature = extension[16:].decode("latin-1").strip()
+        return size, signature
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
-            header = await self._line()
-            assert header is not None
-            size_text, _, extension = header.partition(b";")
-            try:
-                size = int(size_text.strip(), 16)
-            except ValueError as exc:
-                raise IncompleteBody("The chunk size is not valid.") from exc
-            signature = None
-            if extension.startswith(b"chunk-signature="):
-                signature = extension[16:].decode("latin-1").strip()
+            size, signature = await self._chunk_header()
             digest = hashlib.sha256() if self._verifier is not None else None
             if size == 0:
                 self._check_chunk(signature, digest)
@@ -137,20 +160,25 @@ class AwsChunkedDecoder:
             while remaining:
                 if not self._buf and not await self._fill():
                     raise IncompleteBody()
-                if len(self._buf) <= remaining:
-                    data = bytes(self._buf)
-                    self._buf.clear()
-                else:
-                    data = bytes(self._buf[:remaining])
-                    del self._buf[:remaining]
+                data = bytes(self._buf[:remaining])
+                del self._buf[: len(data)]
                 remaining -= len(data)
                 if digest is not None:
                     digest.update(data)
                 yield data
-            if await self._line() != b"":
-                raise IncompleteBody("Chunk data was longer than its declared size.")
+            await self._chunk_end()
             self._check_chunk(signature, digest)
         await self._read_trailers()
+        await self._refuse_leftovers()
+
+    async def _chunk_end(self) -> None:
+        """The CRLF that closes a chunk's data, and nothing else."""
+        while len(self._buf) < 2:
+            if not await self._fill():
+                raise IncompleteBody()
+        if self._buf[:2] != b"\r\n":
+            raise IncompleteBody("Chunk data was longer than its declared size.")
+        del self._buf[:2]
 
     def _check_chunk(self, signature: str | None, digest: Any) -> None:
         if self._verifier is None:
@@ -163,11 +191,11 @@ class AwsChunkedDecoder:
             raise SignatureDoesNotMatch() from exc
 
     async def _read_trailers(self) -> None:
-        while (line := await self._line(eof_ok=True)) is not None:
+        while (line := await self._line(_MAX_TRAILER_LINE, eof_ok=True)) is not None:
             if not line.strip():
                 break
             name, sep, value = line.decode("latin-1").partition(":")
-            if not sep:
+            if not sep or len(self._trailer_lines) >= _MAX_TRAILERS:
                 raise MalformedTrailerError()
             name, value = name.strip().lower(), value.strip()
             if name == "x-amz-trailer-signature" and self._verifier is not None:
@@ -183,6 +211,13 @@ class AwsChunkedDecoder:
             raise SignatureDoesNotMatch(
                 "The trailer of a signed streaming upload has no signature."
             )
+
+    async def _refuse_leftovers(self) -> None:
+        """Bytes after the final chunk and its trailers belong to no chunk: refused."""
+        while not self._buf and await self._fill():
+            pass
+        if self._buf:
+            raise IncompleteBody("Data follows the final chunk of the aws-chunked body.")
 
 
 @dataclass
@@ -242,7 +277,7 @@ def parse_integrity(headers: dict[str, str], *, default_algorithm: str | None) -
     if md5 is not None:
         try:
             integrity.content_md5 = base64.b64decode(md5, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, and non-ASCII text (`\xff`)
             raise InvalidDigest() from exc
         if len(integrity.content_md5) != 16:
             raise InvalidDigest()
@@ -287,12 +322,14 @@ def parse_integrity(headers: dict[str, str], *, default_algorithm: str | None) -
 
 
 def _int_header(headers: dict[str, str], name: str) -> int | None:
+    """A length header: ASCII digits only (auth/numbers.py), else InvalidArgument."""
     value = headers.get(name)
     if value is None:
         return None
-    if not value.isdigit():
+    number = parse_uint(value)
+    if number is None:
         raise InvalidArgument(f"Invalid {name} header.", ArgumentName=name, ArgumentValue=value)
-    return int(value)
+    return number
 
 
 def upload_body(
@@ -321,7 +358,8 @@ def upload_body(
     stream: AsyncIterator[bytes] = raw_stream(request, length)
     if chunked:
         # A signed streaming upload: the seam left the request's proof on request.state.
-        integrity.decoder = AwsChunkedDecoder(stream, getattr(request.state, "verified", None))
+        verified = getattr(request.state, "verified", None)
+        integrity.decoder = AwsChunkedDecoder(stream, verified, integrity.decoded_length)
         stream = integrity.decoder.__aiter__()
     return stream, integrity
 

@@ -21,6 +21,11 @@ S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+#: The encoding an XML declaration names (a UTF-8 BOM may precede it).
+_DECLARED_ENCODING = re.compile(
+    rb"""(?:\xef\xbb\xbf)?<\?xml\s[^>]*?\bencoding\s*=\s*(["'])([^"'>]*)\1"""
+)
+_EXPAT_ENCODINGS = frozenset({b"utf-8", b"utf-16", b"iso-8859-1", b"us-ascii"})
 _NEEDS_ESCAPE = re.compile(r"""[&<>"'\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]""")
 
 #: One child: (tag, text) or (tag, [children]); None values are left out. A tag may
@@ -67,12 +72,21 @@ def timestamp(when: datetime) -> str:
 
 
 def parse(body: bytes) -> Element:
-    """Parse a request body; namespaces are stripped so callers match plain tag names."""
+    """Parse a request body; namespaces are stripped so callers match plain tag names.
+
+    Every way a body can fail to parse is MalformedXML: expat's errors, defusedxml's
+    refusals, and the LookupError/UnicodeError an unknown or non-text encoding raises.
+    Only the encodings expat decodes itself are accepted, so a declaration never hands
+    the body to an arbitrary Python codec.
+    """
     if not body.strip():
+        raise MalformedXML()
+    declared = _DECLARED_ENCODING.match(body)
+    if declared is not None and declared[2].lower() not in _EXPAT_ENCODINGS:
         raise MalformedXML()
     try:
         root = DET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except (ParseError, DefusedXmlException, ValueError) as exc:
+    except (ParseError, DefusedXmlException, ValueError, LookupError) as exc:
         raise MalformedXML() from exc
     for element in root.iter():
         if isinstance(element.tag, str) and element.tag.startswith("{"):

@@ -6,7 +6,8 @@ bucket policy names for it and to the kind of resource it acts on:
 - ``service``: no bucket (ListBuckets); bucket policies never apply to it.
 - ``bucket``: the bucket ARN, ``arn:aws:s3:::bucket``.
 - ``object``: the object ARN, ``arn:aws:s3:::bucket/key``. DeleteObjects is listed as
-  an object operation on s3:DeleteObject: the caller checks every key of the request.
+  an object operation on s3:DeleteObject: before its body is read the caller must be one
+  that could delete some key of the bucket, then every key of the request is checked.
 
 CopyObject and UploadPartCopy additionally need s3:GetObject on the copy source; see
 `source_requirement`.

@@ -107,12 +107,13 @@ async def get_bucket_policy(ctx: RequestContext) -> Response:
 
 @handler("PutBucketPolicy")
 async def put_bucket_policy(ctx: RequestContext) -> Response:
+    # Authorized (s3:PutBucketPolicy) before this; the body is read with a cap.
     await ctx.backend.head_bucket(ctx.bucket)
     body = await read_small(ctx.request, MAX_POLICY_BODY)
     try:
         text = body.decode("utf-8")
         parse_policy(text, ctx.bucket)  # stored as given once it validates
-    except UnicodeDecodeError as exc:
+    except (UnicodeDecodeError, RecursionError) as exc:  # RecursionError: JSON nested deep
         raise MalformedPolicy() from exc
     except PolicyError as exc:
         raise MalformedPolicy(exc.reason) from exc
