@@ -173,23 +173,33 @@ async def delete_object(ctx: RequestContext) -> Response:
     return Response(status_code=204)
 
 
-@handler("DeleteObjects")
-async def delete_objects(ctx: RequestContext) -> Response:
-    require_integrity_header(ctx.headers)
-    await ctx.backend.head_bucket(ctx.bucket)
-    root = parse(await read_small(ctx.request, MAX_DELETE_BODY))
+def parse_delete(body: bytes) -> tuple[bool, list[tuple[str, str | None]]]:
+    """The Delete document: (quiet, [(key, version id)]), or MalformedXML."""
+    root = parse(body)
     if root.tag != "Delete":
         raise MalformedXML()
     quiet = (child_text(root, "Quiet") or "").strip().lower() == "true"
     objects = root.findall("Object")
     if not objects or len(objects) > MAX_DELETE_KEYS:
         raise MalformedXML()
-    results: list[Node] = []
+    keys: list[tuple[str, str | None]] = []
     for element in objects:
         key = child_text(element, "Key")
         if key is None:
             raise MalformedXML()
-        version = child_text(element, "VersionId")
+        keys.append((key, child_text(element, "VersionId")))
+    return quiet, keys
+
+
+@handler("DeleteObjects")
+async def delete_objects(ctx: RequestContext) -> Response:
+    # The caller passed gate.check_operation (whether it may delete anything here)
+    # before this reads a byte; each key is checked again in _delete_one.
+    require_integrity_header(ctx.headers)
+    await ctx.backend.head_bucket(ctx.bucket)
+    quiet, keys = parse_delete(await read_small(ctx.request, MAX_DELETE_BODY))
+    results: list[Node] = []
+    for key, version in keys:
         error = await _delete_one(ctx, key)
         if error is not None:
             results.append(("Error", [("Key", key), ("Code", error.code), ("Message", error.text)]))
