@@ -13,7 +13,6 @@ import errno
 import fcntl
 import os
 import secrets
-import shutil
 import threading
 import zlib
 from collections.abc import Iterator
@@ -82,7 +81,41 @@ def unlink_quiet(path: str) -> None:
 
 
 def rmtree_quiet(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    """Delete `path` and everything below it, ignoring errors; symlinks are removed, never
+    followed.
+
+    Iterative (an explicit stack): a bucket tree can nest one directory per key segment,
+    1,023 deep, where shutil.rmtree (recursive before Python 3.12) raises RecursionError.
+    """
+    if os.path.islink(path):
+        return  # as shutil.rmtree: never through a link
+    stack: list[tuple[str, bool]] = [(path, False)]
+    while stack:
+        top, emptied = stack.pop()
+        if emptied:
+            with contextlib.suppress(OSError):
+                os.rmdir(top)
+            continue
+        try:
+            with os.scandir(top) as it:
+                entries = list(it)
+        except NotADirectoryError:
+            with contextlib.suppress(OSError):
+                os.unlink(top)
+            continue
+        except OSError:
+            continue
+        stack.append((top, True))  # removed once everything pushed after it is gone
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                stack.append((entry.path, False))
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def makedirs_below(base: str, dirs: tuple[str, ...] | list[str]) -> None:

@@ -13,8 +13,8 @@ Layout (browsable, see storage.keys for the key encoding):
 
 An object exists exactly when its metadata sidecar exists: writes rename the data into
 place before the sidecar, deletes unlink the sidecar first, and a data file without a
-sidecar (left by a crash mid-delete) is never listed or served; the next write to that
-key replaces it. Blocking disk work always runs in worker threads.
+sidecar (left by a crash mid-delete) is never listed or served and is removed when the
+store next opens (see _remove_leftovers). Blocking disk work always runs in worker threads.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import contextlib
 import functools
 import logging
 import os
-import shutil
 from collections.abc import AsyncIterable
 from datetime import UTC, datetime, timedelta
 
@@ -58,6 +57,7 @@ from storage.errors import (
     BucketAlreadyOwnedByYou,
     BucketNotEmpty,
     InvalidRequest,
+    KeyTooLong,
     NoSuchBucket,
     NoSuchBucketDocument,
     NoSuchBucketPolicy,
@@ -65,7 +65,7 @@ from storage.errors import (
     NoSuchUpload,
     PreconditionFailed,
 )
-from storage.keys import KeyPath, is_inside, key_path
+from storage.keys import META_SUFFIX, KeyPath, is_inside, key_path
 from storage.listing import list_page, read_summary, uploads_page
 from storage.multipart import (
     UploadStore,
@@ -86,7 +86,7 @@ from storage.streams import (
 )
 from storage.threads import run
 from storage.usage import BucketUsage
-from storage.walk import ListingCache, Walker
+from storage.walk import ListingCache, Walker, find_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,9 @@ def _stored_size(meta_path: str, data_path: str) -> int | None:
     except (FileNotFoundError, NotADirectoryError):
         return 0
 
+
+#: Longest path the kernel accepts, with its terminating NUL (Linux).
+PATH_MAX = 4096
 
 #: Objects up to this size are read whole when opened.
 PREFETCH_BYTES = 256 * 1024
@@ -154,7 +157,7 @@ class FileStore:
             # Empty it rather than remove it: the directory may be a mount point.
             for entry in os.scandir(self.directory):
                 if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
+                    rmtree_quiet(entry.path)
                 else:
                     os.unlink(entry.path)
         os.makedirs(self.directory, exist_ok=True)
@@ -168,6 +171,57 @@ class FileStore:
         rolled = recover(self.root, self.temp, self.locks)
         if rolled:
             log.info("recovered %d interrupted writes", rolled)
+        removed = self._remove_leftovers()
+        if removed:
+            log.info("removed %d files left behind by interrupted operations", removed)
+
+    def _remove_leftovers(self) -> int:
+        """After recover(): delete what a crash can orphan outside the temporary area —
+        object data without metadata (a delete cut off between its unlinks), directories
+        without files, part data no part record names, and the documents of buckets whose
+        directory is gone (a DeleteBucket cut off after moving the bucket away: a bucket
+        re-created under that name must not inherit its old policy).
+
+        Safe beside live workers on the same directory: every removal is re-checked under
+        the lock its writers hold. Costs one scan of every bucket tree per start.
+        """
+        removed = 0
+        buckets: set[str] = set()
+        for entry in os.scandir(self.root):
+            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                continue
+            buckets.add(entry.name)
+            found = find_leftovers(entry.path)
+            for key, data in found.data:
+                with self.locks.hold(object_lock_name(entry.name, key)):
+                    if not os.path.exists(data + META_SUFFIX) and os.path.exists(data):
+                        unlink_quiet(data)
+                        removed += 1
+                remove_empty_parents(os.path.dirname(data), entry.path)
+            for path in reversed(found.bare_dirs):  # children before their parents
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+        removed += self.uploads.remove_stray_parts()
+        return removed + self._remove_orphan_documents(buckets)
+
+    def _remove_orphan_documents(self, buckets: set[str]) -> int:
+        removed = 0
+        places = (
+            (".buckets", ".json"),
+            (".policies", ".policy.json"),
+            (".bucket-config", ""),
+        )
+        for sub, suffix in places:
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.scandir(os.path.join(self.root, sub)):
+                    name = entry.name[: len(entry.name) - len(suffix)]
+                    if not entry.name.endswith(suffix) or name in buckets:
+                        continue
+                    if os.path.isdir(os.path.join(self.root, name)):
+                        continue  # created since the scan
+                    rmtree_quiet(entry.path)
+                    removed += 1
+        return removed
 
     async def close(self) -> None:
         if self._task is not None:
@@ -211,8 +265,13 @@ class FileStore:
         bdir = self._require_bucket(bucket)
         # Lexical (no syscalls): key_path already refuses "."/".." components, this is
         # the belt to its braces. Symlinks planted inside the data directory are trusted.
-        if not is_inside(os.path.normpath(bdir), os.path.normpath(kp.meta_path(bdir))):
+        meta = kp.meta_path(bdir)
+        if not is_inside(os.path.normpath(bdir), os.path.normpath(meta)):
             raise InvalidRequest("Key resolves outside its bucket")
+        if len(os.fsencode(meta)) >= PATH_MAX:
+            # Escaping can triple a 1,024-byte key: with a long data directory path the
+            # file could not be created (ENAMETOOLONG), so refuse the key, not 500.
+            raise KeyTooLong("Your key is too long")
         return bdir
 
     @staticmethod

@@ -173,29 +173,39 @@ def parse_dir(name: str) -> tuple[str, bool] | None:
     if OBJECT_MARKER in name:
         return None
     cont = name.endswith(CONT_SUFFIX)
-    stem = name[: -len(CONT_SUFFIX)] if cont else name
-    try:
-        text = decode_component(stem)
-    except ValueError:
-        return None
-    if encode_component(text) != stem:
-        return None
-    return text, cont
+    text = _decode_ours(name[: -len(CONT_SUFFIX)] if cont else name)
+    return None if text is None else (text, cont)
 
 
 def parse_meta_file(name: str) -> str | None:
     """The decoded last piece of a key if `name` is one of our metadata sidecars."""
+    return _parse_leaf(name, META_SUFFIX)
+
+
+def parse_data_file(name: str) -> str | None:
+    """The decoded last piece of a key if `name` is one of our object data files."""
+    return _parse_leaf(name, "")
+
+
+def _parse_leaf(name: str, suffix: str) -> str | None:
     idx = name.find(OBJECT_MARKER)
-    if idx < 0 or name[idx + len(OBJECT_MARKER) :] != META_SUFFIX:
+    if idx < 0 or name[idx + len(OBJECT_MARKER) :] != suffix:
         return None
-    stem = name[:idx]
+    return _decode_ours(name[:idx])
+
+
+def _decode_ours(stem: str) -> str | None:
+    """The text `stem` encodes, if encode_component produced it; else None.
+
+    Names read from disk may hold anything, including surrogate escapes of bytes that
+    are not UTF-8 (never part of a key we wrote): those are not ours either.
+    """
     try:
         text = decode_component(stem)
-    except ValueError:
+        stem.encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
         return None
-    if encode_component(text) != stem:
-        return None
-    return text
+    return text if encode_component(text) == stem else None
 
 
 def decode_path(dirs: list[str] | tuple[str, ...], leaf: str) -> str:

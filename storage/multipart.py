@@ -54,6 +54,8 @@ from storage.streams import Spooled
 T = TypeVar("T")
 UPLOAD_RECORD = "metadata.json"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+#: A part's data file, as commit_part names it (part number, random token).
+_PART_DATA_RE = re.compile(r"^part-([0-9]{5})\.[0-9a-f]{12}$")
 
 
 def new_upload(
@@ -141,13 +143,7 @@ class UploadStore:
     def all(self) -> list[tuple[str, UploadInfo]]:
         """Every readable upload as (bucket, info)."""
         out: list[tuple[str, UploadInfo]] = []
-        try:
-            names = os.listdir(self.root)
-        except FileNotFoundError:
-            return out
-        for name in names:
-            if not _ID_RE.match(name):
-                continue
+        for name in self._ids():
             try:
                 out.append(
                     upload_from_dict(read_json(os.path.join(self.root, name, UPLOAD_RECORD)))
@@ -202,6 +198,40 @@ class UploadStore:
                 continue
             out[part.number] = (part, os.path.join(updir, data))
         return out
+
+    def remove_stray_parts(self) -> int:
+        """Delete part data files no part record names (left by a crash between moving a
+        part's data in and writing its record, or before removing superseded data)."""
+        removed = 0
+        for upload_id in self._ids():
+            updir = os.path.join(self.root, upload_id)
+            try:
+                names = os.listdir(updir)
+            except OSError:
+                continue
+            for name in names:
+                match = _PART_DATA_RE.match(name)
+                if match is None:
+                    continue
+                number = int(match.group(1))
+                record_path = os.path.join(updir, f"part-{number:05d}.json")
+                with self.locks.hold(part_lock_name(upload_id, number)):
+                    try:
+                        named = str(read_json(record_path)["data"])
+                    except FileNotFoundError:
+                        named = ""
+                    except (OSError, ValueError, KeyError, TypeError):
+                        continue  # an unreadable record: leave its upload as it is
+                    if named != name and os.path.exists(os.path.join(updir, name)):
+                        unlink_quiet(os.path.join(updir, name))
+                        removed += 1
+        return removed
+
+    def _ids(self) -> list[str]:
+        try:
+            return [name for name in os.listdir(self.root) if _ID_RE.match(name)]
+        except FileNotFoundError:
+            return []
 
     def remove(self, upload_id: str) -> bool:
         """Move the upload away (atomic), then delete it; False if it was not there."""

@@ -21,9 +21,17 @@ import os
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Generator
 from dataclasses import dataclass
 
-from storage.keys import DIR_LIMIT, encode_segment, parse_dir, parse_meta_file
+from storage.keys import (
+    DIR_LIMIT,
+    META_SUFFIX,
+    encode_segment,
+    parse_data_file,
+    parse_dir,
+    parse_meta_file,
+)
 
 FILE, DIR, CONT = 0, 1, 2
 
@@ -36,6 +44,8 @@ class Entry:
 
 
 Found = tuple[str, str]  # (key, path of its metadata sidecar)
+#: A subdirectory search: (path, dir prefix, after, skip, prefix, best so far).
+Call = tuple[str, str, str, bool, str, Found | None]
 
 
 def _first_not_starting_with(prefixes: list[str], lo: int, text: str) -> int:
@@ -160,11 +170,27 @@ class Walker:
         """The smallest key > `after` starting with `prefix`; with `skip`, also not
         starting with `after`."""
         path, dir_prefix = self.start(prefix)
-        return self._search(path, dir_prefix, after, skip, prefix, None)
+        # The descent goes one level per key segment (up to 1,023 for a 1,024-byte key),
+        # deeper than Python's recursion limit: each level is a suspended generator on an
+        # explicit stack, asking for a subdirectory's answer by yielding its arguments.
+        stack = [self._search(path, dir_prefix, after, skip, prefix, None)]
+        answer: Found | None = None
+        while stack:
+            try:
+                call = stack[-1].send(answer)
+            except StopIteration as done:
+                stack.pop()
+                answer = done.value
+                continue
+            stack.append(self._search(*call))
+            answer = None
+        return answer
 
     def _search(
         self, path: str, dir_prefix: str, after: str, skip: bool, prefix: str, best: Found | None
-    ) -> Found | None:
+    ) -> Generator[Call, Found | None, Found | None]:
+        """One directory's part of next_key; yields a Call for each subdirectory to search
+        and is sent that subdirectory's answer."""
         prefixes, entries = self._entries(path, dir_prefix)
         found: Found | None = None
         i = bisect_right(prefixes, after)
@@ -186,7 +212,7 @@ class Walker:
             e = entries[j]
             if not (e.prefix.startswith(prefix) or prefix.startswith(e.prefix)):
                 continue
-            r = self._search(e.path, e.prefix, after, skip, prefix, found or best)
+            r = yield (e.path, e.prefix, after, skip, prefix, found or best)
             if r is not None:
                 found = r
 
@@ -208,7 +234,51 @@ class Walker:
                     continue
             if e.kind == FILE:
                 return (e.prefix, e.path)
-            r = self._search(e.path, e.prefix, after, skip, prefix, limit)
+            r = yield (e.path, e.prefix, after, skip, prefix, limit)
             if r is not None:
                 found = r
         return found
+
+
+@dataclass
+class Leftovers:
+    """What crashes can leave in a bucket tree: object data files without their metadata
+    sidecar (a delete cut off between its two unlinks) and directories without files."""
+
+    data: list[tuple[str, str]]  # (key, data file path)
+    bare_dirs: list[str]  # parents before children
+
+
+def find_leftovers(bucket_dir: str) -> Leftovers:
+    """Scan a bucket tree (blocking) for leftovers; only our own names are considered.
+
+    Iterative like Walker: the tree may be as deep as a key has segments.
+    """
+    found = Leftovers([], [])
+    stack = [(bucket_dir, "")]
+    while stack:
+        path, dir_prefix = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError:
+            continue  # removed meanwhile, or not ours to read
+        names = {de.name for de in entries}
+        bare = True
+        for de in entries:
+            try:
+                is_dir = de.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            parsed = parse_dir(de.name) if is_dir else None
+            if parsed is not None:
+                text, cont = parsed
+                stack.append((de.path, dir_prefix + text + ("" if cont else "/")))
+                continue
+            bare = False  # a file, or a directory that is not ours: keep this one
+            text = None if is_dir else parse_data_file(de.name)
+            if text is not None and de.name + META_SUFFIX not in names:
+                found.data.append((dir_prefix + text, de.path))
+        if bare and path != bucket_dir:
+            found.bare_dirs.append(path)
+    return found
