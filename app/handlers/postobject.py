@@ -1,84 +1,110 @@
 """POST Object: browser form uploads to a bucket, authorized by a signed POST policy.
 
-Starlette parses the multipart form (the file part spooled to a temporary file past
-1 MiB, so memory stays bounded); the file then streams into the ordinary write path.
+The form is parsed as a stream (app/form.py): the fields before the file are read, the
+policy, signature and authorization are decided, and only then do the file's bytes flow
+from the socket into the ordinary write path, with nothing spooled on the way. The
+policy's content-length-range is enforced as the bytes arrive (its maximum through the
+backend's max_size) and its minimum before the object becomes visible.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
-from starlette.datastructures import UploadFile
 from starlette.responses import RedirectResponse, Response
 
+from app.body import raw_stream
 from app.context import RequestContext
-from app.errors import InvalidArgument
+from app.errors import EntityTooSmall, InvalidArgument
+from app.form import PostForm
 from app.handlers.registry import handler, xml_response
 from app.headers import object_write
 from auth import ANONYMOUS, Principal
+from auth.numbers import parse_uint
 from auth.postpolicy import check_policy, decode_policy, verify_signature
 from storage import checksums
+from storage.backend import ObjectWrite
 from storage.checksums import Checksum
 
-CHUNK = 1 << 20
-
-
-async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
-    while chunk := await upload.read(CHUNK):
-        yield chunk
+#: Form fields stored as the object's headers (besides x-amz-meta-*).
+STORED_FIELDS = (
+    "content-type",
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "expires",
+)
 
 
 @handler("PostObject")
 async def post_object(ctx: RequestContext) -> Response:
     await ctx.backend.head_bucket(ctx.bucket)
-    form = await ctx.request.form(max_files=1, max_fields=200, max_part_size=64 * 1024)
-    try:
-        fields = {k.lower(): v for k, v in form.multi_items() if isinstance(v, str)}
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise InvalidArgument(
-                "POST requires exactly one file upload per request.", ArgumentName="file"
+    expected = parse_uint(ctx.headers.get("content-length"))
+    form = PostForm(ctx.headers.get("content-type", ""), raw_stream(ctx.request, expected))
+    fields = await form.read_fields()
+    if "key" not in fields:
+        raise InvalidArgument(
+            "Bucket POST must contain a field named 'key'.  If it is specified, please check"
+            " the order of the fields.",
+            ArgumentName="key",
+        )
+    key = fields["key"].replace("${filename}", form.filename)
+    length_range = await _authorize(ctx, fields, key)
+    write = _object_write(ctx, fields, length_range)
+    meta = await ctx.backend.put_object(ctx.bucket, key, form.file(), write)
+    return _answer(ctx, fields, key, f'"{meta.etag}"')
+
+
+async def _authorize(
+    ctx: RequestContext, fields: dict[str, str], key: str
+) -> tuple[int, int] | None:
+    """Signature, policy and bucket policy, decided before any byte of the file is read.
+    Returns the policy's content-length-range, if it has one."""
+    principal: Principal = ANONYMOUS
+    length_range = None
+    if "policy" in fields:
+        if "x-amz-signature" in fields or ctx.gate is not None:
+            authenticator = ctx.request.app.state.authenticator
+            access_key = verify_signature(
+                fields, authenticator.secret_for, ctx.config.server.region
             )
-        if "key" not in fields:
-            raise InvalidArgument(
-                "Bucket POST must contain a field named 'key'.", ArgumentName="key"
+            principal = Principal(access_key)
+        policy = decode_policy(fields["policy"])
+        check_policy(policy, fields, ctx.bucket, datetime.now(UTC))
+        length_range = policy.length_range
+    if ctx.gate is not None:
+        await ctx.gate.check(principal, "s3:PutObject", ctx.bucket, key)
+    return length_range
+
+
+def _object_write(
+    ctx: RequestContext, fields: dict[str, str], length_range: tuple[int, int] | None
+) -> ObjectWrite:
+    headers = {k: v for k, v in fields.items() if k.startswith("x-amz-meta-")}
+    headers |= {name: fields[name] for name in STORED_FIELDS if name in fields}
+    write = object_write(headers, max_metadata_size=ctx.config.limits.max_metadata_size)
+    limit = ctx.config.limits.max_object_size
+    low, high = length_range or (0, limit)
+    checksum = Checksum(checksums.DEFAULT_ALGORITHM)
+
+    def finalize(size: int, md5: str) -> dict[str, str]:
+        if size < low:
+            raise EntityTooSmall(
+                "Your proposed upload is smaller than the minimum allowed size",
+                ProposedSize=size,
+                MinSizeAllowed=low,
             )
-        key = fields["key"].replace("${filename}", upload.filename or "")
-        size = upload.size or 0
-        principal: Principal = ANONYMOUS
-        if "policy" in fields:
-            policy = decode_policy(fields["policy"])
-            if "x-amz-signature" in fields or ctx.gate is not None:
-                authenticator = ctx.request.app.state.authenticator
-                access_key = verify_signature(
-                    fields, authenticator.secret_for, ctx.config.server.region
-                )
-                principal = Principal(access_key)
-            check_policy(policy, fields, ctx.bucket, size, datetime.now(UTC))
-        if ctx.gate is not None:
-            await ctx.gate.check(principal, "s3:PutObject", ctx.bucket, key)
-        headers = {k: v for k, v in fields.items() if k.startswith("x-amz-meta-")}
-        for name in (
-            "content-type",
-            "cache-control",
-            "content-disposition",
-            "content-encoding",
-            "expires",
-        ):
-            if name in fields:
-                headers[name] = fields[name]
-        write = object_write(headers, max_metadata_size=ctx.config.limits.max_metadata_size)
-        checksum = Checksum(checksums.DEFAULT_ALGORITHM)
-        write.digesters = [checksum]
-        write.finalize = lambda size, md5: {checksum.algorithm: checksum.b64()}
-        write.checksum_type = "FULL_OBJECT"
-        write.max_size = ctx.config.limits.max_object_size
-        meta = await ctx.backend.put_object(ctx.bucket, key, _chunks(upload), write)
-    finally:
-        await form.close()
-    etag = f'"{meta.etag}"'
+        return {checksum.algorithm: checksum.b64()}
+
+    write.digesters = [checksum]
+    write.finalize = finalize
+    write.checksum_type = "FULL_OBJECT"
+    write.max_size = min(high, limit)  # EntityTooLarge as soon as more arrives
+    return write
+
+
+def _answer(ctx: RequestContext, fields: dict[str, str], key: str, etag: str) -> Response:
     redirect = fields.get("success_action_redirect") or fields.get("redirect")
     if redirect:
         query = urlencode({"bucket": ctx.bucket, "key": key, "etag": etag})
@@ -86,7 +112,8 @@ async def post_object(ctx: RequestContext) -> Response:
         return RedirectResponse(f"{redirect}{separator}{query}", status_code=303)
     status = fields.get("success_action_status", "204")
     if status == "201":
-        location = f"{ctx.request.base_url}{ctx.bucket}/{key}"
+        # Quoted: a key may hold what a header cannot (CR, LF, non-latin-1 characters).
+        location = f"{ctx.request.base_url}{ctx.bucket}/{quote(key, safe='/')}"
         return xml_response(
             "PostResponse",
             [("Location", location), ("Bucket", ctx.bucket), ("Key", key), ("ETag", etag)],
