@@ -10,6 +10,17 @@ connection is closed (a silent one is just closed); and a client that has not ta
 any of our queued bytes for that long is disconnected. Bodies are timed by
 app/exchange.py.
 
+Heads are bounded in size too, as S3 bounds them: a request line (the URL) up to
+MAX_URL bytes, each header line up to MAX_HEADER, at most MAX_HEADERS headers and
+MAX_HEAD bytes for the whole head. The parser is never fed more than what is left of
+MAX_HEAD while a head is incomplete, so what a client sends cannot grow the process
+(httptools itself buffers a header until its line ends). Past a limit the client gets
+S3's RequestHeaderSectionTooLarge; a request that is not HTTP/1.1 at all (bad request
+line, header syntax, Content-Length, chunked framing) gets S3's InvalidRequest rather
+than uvicorn's plain-text answer. Either way as an XML error document with its
+x-amz-request-id, when no response of that connection has begun; then the connection
+is closed.
+
 `shoal serve` uses it; with plain uvicorn: `--http app.protocol:HttpProtocol`.
 """
 
@@ -17,36 +28,57 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http import HTTPStatus
 from typing import Any
 
+import httptools
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from app.errors import InvalidRequest, RequestHeaderSectionTooLarge, RequestTimeout, S3Error
 from app.timeouts import STATE_KEY, Timeouts
 
 log = logging.getLogger("shoal.http")
 
+#: S3's own limit on one header line (name and value), which its error reports.
+MAX_HEADER = 8192
+#: The request line's target: a 1,024-byte key percent-encoded, plus a presigned query.
+MAX_URL = 16384
+#: The whole head: request line and every header line.
+MAX_HEAD = 65536
+MAX_HEADERS = 256
 
-def timeout_response() -> bytes:
-    """A complete RequestTimeout answer that closes the connection."""
+
+class HeadTooLarge(Exception):
+    """Raised in a parser callback to stop parsing a head past a limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+def error_answer(error: S3Error) -> bytes:
+    """A complete S3 error answer (status line to body) that closes the connection."""
     from app.asgi import new_request_id  # the ASGI app is loaded by now
-    from app.errors import RequestTimeout
     from app.xml import document
 
     request_id = new_request_id()
-    error = RequestTimeout()
-    body = document(
-        "Error",
-        [("Code", error.code), ("Message", error.text), ("RequestId", request_id)],
-        namespace=False,
-    )
+    children: list[tuple[str, str]] = [("Code", error.code), ("Message", error.text)]
+    children += list(error.fields.items())
+    body = document("Error", [*children, ("RequestId", request_id)], namespace=False)
     head = (
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/xml\r\n"
+        f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n"
+        "content-type: application/xml\r\n"
         f"content-length: {len(body)}\r\nx-amz-request-id: {request_id}\r\n"
         "connection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+def timeout_response() -> bytes:
+    """A complete RequestTimeout answer that closes the connection."""
+    return error_answer(RequestTimeout())
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -63,6 +95,9 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._head_begun = False
+        self._reading_head = True  # until the current head is complete
+        self._head_size = 0  # bytes fed to the parser since that head began
+        self._refusal: S3Error | None = None
 
     def _arm_head(self) -> None:
         if self._head_limit is not None:
@@ -98,13 +133,87 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        """uvicorn's, but a head is fed only up to what is left of MAX_HEAD: the rest of
+        the bytes wait (in this call) until that head is complete."""
         if self._head_timer is not None:
             self._head_begun = True
-        super().data_received(data)
+        self._unset_keepalive_if_required()
+        while data and not self.transport.is_closing():
+            if self._reading_head:
+                room = MAX_HEAD - self._head_size
+                if room <= 0:
+                    self._refuse(RequestHeaderSectionTooLarge(MaxSizeAllowed=MAX_HEAD))
+                    return
+                piece, data = data[:room], data[room:]
+                self._head_size += len(piece)
+            else:
+                piece, data = data, b""
+            if not self._feed(piece):
+                return
+
+    def _feed(self, piece: bytes) -> bool:
+        """False when the connection is done with (refused, or upgraded away)."""
+        try:
+            self.parser.feed_data(piece)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return False
+        except httptools.HttpParserError as exc:
+            refusal, self._refusal = self._refusal, None
+            self._refuse(refusal or InvalidRequest(f"Malformed HTTP/1.1 request: {exc}."))
+            return False
+        return True
+
+    def _refuse(self, error: S3Error) -> None:
+        """Answer with `error` unless a response on this connection has begun, and
+        close: the stream cannot be trusted past this point."""
+        cycle = self.cycle
+        client = self.client[0] if self.client else "-"
+        log.info("request refused", extra={"remote": client, "code": error.code})
+        if cycle is not None and not cycle.response_complete:
+            if cycle.response_started:
+                self.transport.close()
+                return
+            cycle.disconnected = True  # its app sees the client gone, and writes nothing
+            cycle.message_event.set()
+        self.transport.write(error_answer(error))
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """What uvicorn sends for a request it cannot parse: S3's InvalidRequest."""
+        self._refuse(InvalidRequest(f"Malformed HTTP/1.1 request: {msg}"))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_head = True
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > MAX_URL:
+            self._refusal = RequestHeaderSectionTooLarge(MaxSizeAllowed=MAX_URL)
+            raise HeadTooLarge(MAX_URL)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) + len(value) > MAX_HEADER:
+            self._refusal = RequestHeaderSectionTooLarge(MaxSizeAllowed=MAX_HEADER)
+            raise HeadTooLarge(MAX_HEADER)
+        if len(self.headers) >= MAX_HEADERS:
+            self._refusal = RequestHeaderSectionTooLarge()
+            raise HeadTooLarge(MAX_HEADERS)
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._disarm_head()
+        self._reading_head = False
+        self._head_size = 0
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_head = True
 
     def pause_writing(self) -> None:
         """The client stopped taking our bytes: if it still has not after the idle limit,
