@@ -26,7 +26,8 @@ _DECLARED_ENCODING = re.compile(
     rb"""(?:\xef\xbb\xbf)?<\?xml\s[^>]*?\bencoding\s*=\s*(["'])([^"'>]*)\1"""
 )
 _EXPAT_ENCODINGS = frozenset({b"utf-8", b"utf-16", b"iso-8859-1", b"us-ascii"})
-_NEEDS_ESCAPE = re.compile(r"""[&<>"'\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]""")
+#: \r too: a parser turns a raw one into \n, so a key "a\rb" would come back as "a\nb".
+_NEEDS_ESCAPE = re.compile(r"""[&<>"'\x00-\x08\x0b-\x1f\x7f\ud800-\udfff\ufffe\uffff]""")
 
 #: One child: (tag, text) or (tag, [children]); None values are left out. A tag may
 #: carry attributes after a space ('Grantee xsi:type="CanonicalUser"'), left off its end tag.
