@@ -90,7 +90,7 @@ class DriveService:
             "read_doc": self._read_doc,
             "write_doc": self._write_doc,
             "delete": self._delete,
-            "move": self._move,
+            "link": self._link,
             "quarantine": self._quarantine,
             "list_dir": self._list_dir,
             "make_bucket": self._make_bucket,
@@ -148,8 +148,8 @@ class DriveService:
         await drive.delete(r.args["path"])
         return Reply({})
 
-    async def _move(self, drive: Drive, r: Request) -> Reply:
-        await drive.move(r.args["src"], r.args["dst"])
+    async def _link(self, drive: Drive, r: Request) -> Reply:
+        await drive.link(r.args["src"], r.args["dst"])
         return Reply({})
 
     async def _quarantine(self, drive: Drive, r: Request) -> Reply:
@@ -253,8 +253,8 @@ class RemoteDrive:
     async def delete(self, path: str) -> None:
         await self._call("delete", {"path": path})
 
-    async def move(self, src: str, dst: str) -> None:
-        await self._call("move", {"src": src, "dst": dst})
+    async def link(self, src: str, dst: str) -> None:
+        await self._call("link", {"src": src, "dst": dst})
 
     async def quarantine(self, path: str) -> None:
         await self._call("quarantine", {"path": path})

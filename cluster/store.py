@@ -26,6 +26,8 @@ log = logging.getLogger("shoal.cluster")
 
 
 class DistributedStore(ErasureStore):
+    exclusive_drives = False
+
     def __init__(
         self,
         paths: Sequence[str],

@@ -34,8 +34,9 @@ import json
 import os
 import secrets
 import shutil
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -49,9 +50,10 @@ from storage.diskio import (
     object_lock_name,
     remove_empty_parents,
     replace_atomically,
+    rmtree_quiet,
     unlink_quiet,
 )
-from storage.keys import OBJECT_MARKER, key_path
+from storage.keys import OBJECT_MARKER, decode_path, key_path
 from storage.listing import walk_page
 from storage.records import dumps, loads
 from storage.walk import ListingCache
@@ -162,8 +164,10 @@ class Drive(Protocol):
         below the data/multipart roots."""
         ...
 
-    async def move(self, src: str, dst: str) -> None:
-        """Durable rename (dst's parents are created); FileNotFoundError if src is gone."""
+    async def link(self, src: str, dst: str) -> None:
+        """Make directory `dst` (parents created; replaced if present) a durable copy of
+        directory `src` that shares its files (hard links), leaving `src` as it was; so a
+        crash at any point leaves `src` whole. FileNotFoundError if `src` is gone."""
         ...
 
     async def quarantine(self, path: str) -> None:
@@ -227,13 +231,21 @@ class Drive(Protocol):
 class LocalDrive:
     """A drive on a local directory (see the module docstring for the layout)."""
 
-    def __init__(self, path: str, *, threads: int = 4) -> None:
+    def __init__(self, path: str, *, threads: int = 4, exclusive: bool = True) -> None:
         self.path = os.path.abspath(path)
         self.name = self.path
         self.root = os.path.join(self.path, ROOT)
+        #: Whether only this process writes below `root` (a single node). In a cluster
+        #: other nodes write through this process too, and may resume a write they began
+        #: through its predecessor (see _sweep).
+        self.exclusive = exclusive
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shoal-drive")
         self._locks = StripedLocks(os.path.join(self.root, "locks"), stripes=64)
         self.listings = ListingCache()
+        #: mtime (ns) of this process's stamp file: everything this process writes is at
+        #: least as new (see _sweep). Set by the first call that finds the drive.
+        self._opened_ns: int | None = None
+        self._opening = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -250,6 +262,22 @@ class LocalDrive:
         "not there" (and never silently re-created on the disk underneath)."""
         if not os.path.isdir(self.root):
             raise DriveError(f"{self.path}: {ROOT} is missing (drive unmounted or removed?)")
+        if self._opened_ns is None:
+            self._stamp()
+
+    def _stamp(self) -> None:
+        """Leave a file in tmp/ whose mtime, on the filesystem's own clock, precedes
+        everything this process will write to the drive (every write passes through
+        _require_root first)."""
+        with self._opening:
+            if self._opened_ns is not None:
+                return
+            tmp = os.path.join(self.root, "tmp")
+            os.makedirs(tmp, exist_ok=True)
+            stamp = os.path.join(tmp, f"opened-{os.getpid()}-{secrets.token_hex(4)}")
+            with open(stamp, "wb"):
+                pass
+            self._opened_ns = os.stat(stamp).st_mtime_ns
 
     def _abs(self, rel: str) -> str:
         self._require_root()
@@ -382,7 +410,7 @@ class LocalDrive:
                 # Rename first so readers never see a half-deleted tree.
                 doomed = os.path.join(self._tmp(), "rm-" + secrets.token_hex(8))
                 os.rename(target, doomed)
-                shutil.rmtree(doomed, ignore_errors=True)
+                rmtree_quiet(doomed)
             else:
                 os.unlink(target)
         except FileNotFoundError:
@@ -393,15 +421,26 @@ class LocalDrive:
         if top[0] in ("data", "multipart") and len(top) == 3:
             remove_empty_parents(os.path.dirname(target), self._abs("/".join(top[:2])))
 
-    async def move(self, src: str, dst: str) -> None:
-        await self._run(self._move, src, dst)
+    async def link(self, src: str, dst: str) -> None:
+        await self._run(self._link, src, dst)
 
-    def _move(self, src: str, dst: str) -> None:
+    def _link(self, src: str, dst: str) -> None:
         source, target = self._abs(src), self._abs(dst)
+        if not os.path.isdir(source):
+            raise FileNotFoundError(errno.ENOENT, "no such directory", src)
+        if os.path.lexists(target):  # a link interrupted earlier: start over
+            rmtree_quiet(target)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.rename(source, target)
+        made = []
+        for dirpath, _dirs, files in walk_dirs(source):
+            into = target if dirpath == source else os.path.join(target, dirpath[len(source) + 1 :])
+            os.mkdir(into)
+            made.append(into)
+            for name in files:
+                _link_file(os.path.join(dirpath, name), os.path.join(into, name))
+        for path in reversed(made):
+            fsync_dir(path)
         fsync_dir(os.path.dirname(target))
-        fsync_dir(os.path.dirname(source))
 
     async def quarantine(self, path: str) -> None:
         await self._run(self._quarantine, path)
@@ -476,10 +515,7 @@ class LocalDrive:
             versions = _read_versions(record)
             if add is not None:
                 makedirs_below(bucket_dir, dirs)
-                added = os.path.join(versions_dir, add["v"])
-                if os.path.isdir(added):
-                    _fsync_tree(added)
-                    fsync_dir(versions_dir)
+                _settle_version(os.path.join(versions_dir, add["v"]), add)
                 versions = [v for v in versions if v["v"] != add["v"]] + [add]
             gone = [
                 v["v"]
@@ -497,7 +533,7 @@ class LocalDrive:
                 unlink_quiet(record)
                 fsync_dir(os.path.dirname(record))
             for vid in gone:
-                shutil.rmtree(os.path.join(versions_dir, vid), ignore_errors=True)
+                rmtree_quiet(os.path.join(versions_dir, vid))
             if not versions:
                 with contextlib.suppress(OSError):
                     os.rmdir(versions_dir)
@@ -553,35 +589,88 @@ class LocalDrive:
         return await self._run(self._sweep, bucket, older_than)
 
     def _sweep(self, bucket: str, older_than: float) -> int:
+        """What may go: files and folders nothing names that no write can still be
+        filling — last modified `older_than` seconds ago, or before this process first
+        touched the drive. Every write to a local drive runs in the process that has it
+        open (a cluster's other nodes write through it), and a write's temp files live
+        only within one call, so whatever an earlier process left unnamed is dead:
+        temp files, and version folders no record lists (a write straddling a restart,
+        resumed by another node through this process, cannot get such a folder named
+        once swept: update_object refuses a version whose shards the drive lacks). An
+        upload's part folders have no such guard, so in a cluster (not `exclusive`) only
+        the age rule reclaims them."""
         self._require_root()
-        cutoff = time.time() - older_than
-        removed = 0
+        assert self._opened_ns is not None
+        aged = time.time_ns() - int(older_than * 1e9)
+        cutoff = max(aged, self._opened_ns)
         if not bucket:
-            tmp = os.path.join(self.root, "tmp")
-            for entry in os.scandir(tmp) if os.path.isdir(tmp) else ():
-                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                    else:
-                        unlink_quiet(entry.path)
-                    removed += 1
-            return removed
+            return _sweep_flat(os.path.join(self.root, "tmp"), cutoff)
+        removed = self._sweep_data(bucket, cutoff)
+        parts_cutoff = cutoff if self.exclusive else aged
+        removed += self._sweep_uploads(bucket, parts_cutoff)
+        if removed:
+            self.listings.bump()
+        return removed
+
+    def _sweep_data(self, bucket: str, cutoff: int) -> int:
         bucket_dir = os.path.join(self.root, "data", bucket)
-        for dirpath, dirnames, _ in os.walk(bucket_dir):
+        removed = 0
+        for dirpath, dirnames, _ in walk_dirs(bucket_dir):
             versions_dirs = [d for d in dirnames if d.endswith(OBJECT_MARKER)]
             dirnames[:] = [d for d in dirnames if not d.endswith(OBJECT_MARKER)]
             for name in versions_dirs:
-                versions_dir = os.path.join(dirpath, name)
-                listed = {v["v"] for v in _read_versions(versions_dir + RECORD_SUFFIX)}
-                for vid in os.listdir(versions_dir):
-                    path = os.path.join(versions_dir, vid)
-                    if vid not in listed and os.stat(path).st_mtime < cutoff:
-                        shutil.rmtree(path, ignore_errors=True)
+                rel = os.path.relpath(dirpath, bucket_dir)
+                try:
+                    key = decode_path(
+                        [] if rel == "." else rel.split(os.sep), name[: -len(OBJECT_MARKER)]
+                    )
+                except ValueError:
+                    continue  # not a folder this store made
+                removed += self._sweep_versions(bucket, key, os.path.join(dirpath, name), cutoff)
+        return removed
+
+    def _sweep_versions(self, bucket: str, key: str, versions_dir: str, cutoff: int) -> int:
+        """Under the key's lock, so that no commit names a folder while it goes."""
+        removed = 0
+        with self._locks.hold(object_lock_name(bucket, key)):
+            listed = {v["v"] for v in _read_versions(versions_dir + RECORD_SUFFIX)}
+            for entry in _scan(versions_dir):
+                if entry.name not in listed:
+                    if _mtime_ns(entry) < cutoff:
+                        rmtree_quiet(entry.path)
                         removed += 1
-                with contextlib.suppress(OSError):
-                    os.rmdir(versions_dir)  # only if now empty
-        if removed:
-            self.listings.bump()
+                    continue
+                # A named version: only temp files of shard writes cut off by a crash.
+                for dirpath, _dirs, files in walk_dirs(entry.path):
+                    for f in files:
+                        path = os.path.join(dirpath, f)
+                        if f.endswith(".tmp") and _mtime_ns(path) < cutoff:
+                            unlink_quiet(path)
+                            removed += 1
+            with contextlib.suppress(OSError):
+                os.rmdir(versions_dir)  # only if now empty
+        return removed
+
+    def _sweep_uploads(self, bucket: str, cutoff: int) -> int:
+        """Part folders (`part-{P}.{pv}`) that the drive's part record does not name,
+        and upload folders left with no record at all."""
+        removed = 0
+        for upload in _scan(os.path.join(self.root, "multipart", bucket)):
+            names = {e.name: e for e in _scan(upload.path)}
+            if not any(n.endswith(".json") for n in names):
+                if _mtime_ns(upload) < cutoff:
+                    rmtree_quiet(upload.path)
+                    removed += 1
+                continue
+            for name, entry in names.items():
+                number, dot, pv = name.partition(".")
+                if not dot or not number.startswith("part-") or pv.endswith(".json"):
+                    continue
+                record = names.get(f"{number}.json")
+                named = record is not None and _part_version(record.path) == pv
+                if not named and _mtime_ns(entry) < cutoff:
+                    rmtree_quiet(entry.path)
+                    removed += 1
         return removed
 
     def _read_small(
@@ -616,10 +705,102 @@ def _read_versions(record: str) -> list[dict[str, Any]]:
     return [v for v in versions if isinstance(v, dict) and isinstance(v.get("v"), str)]
 
 
-def _fsync_tree(path: str) -> None:
-    """fsync every directory below `path` (files were fsynced when written)."""
-    for dirpath, _dirnames, _files in os.walk(path):
-        fsync_dir(dirpath)
+def _settle_version(vdir: str, entry: dict[str, Any]) -> None:
+    """Before a record names version `entry`: its folders made durable (the files were
+    fsynced when written), and a shard of every chunk present — else ShardMissing, so
+    the drive never lists a version it does not hold (a folder swept while a write was
+    cut off, or an upload part it never got)."""
+    for part in entry.get("parts") or []:
+        base = os.path.join(vdir, f"part-{part['n']}") if part.get("n") else vdir
+        for c in range(len(part.get("crc") or ())):
+            chunk = os.path.join(base, f"chunk-{c}")
+            try:
+                names = os.listdir(chunk)
+            except (FileNotFoundError, NotADirectoryError):
+                names = []
+            if not any(n.endswith(".dat") for n in names):
+                raise ShardMissing(f"{chunk}: no shard, so version {entry['v']} is not here")
+            fsync_dir(chunk)
+        if base != vdir:
+            fsync_dir(base)
+    if os.path.isdir(vdir):
+        fsync_dir(vdir)
+        fsync_dir(os.path.dirname(vdir))
+
+
+def walk_dirs(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk, top-down, without recursion: a key may nest a folder per "/" (1,023 deep
+    and more), past Python's recursion limit. Symlinks are not followed; a caller may
+    prune `dirnames` in place."""
+    stack = [top]
+    while stack:
+        path = stack.pop()
+        dirs, files = [], []
+        for entry in _scan(path):
+            try:
+                (dirs if entry.is_dir(follow_symlinks=False) else files).append(entry.name)
+            except OSError:
+                continue
+        yield path, dirs, files
+        stack.extend(os.path.join(path, d) for d in reversed(dirs))
+
+
+def _scan(path: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as it:
+            return sorted(it, key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _mtime_ns(entry: os.DirEntry[str] | str) -> int:
+    """A file's mtime; one that vanished meanwhile counts as new (left alone)."""
+    try:
+        if isinstance(entry, str):
+            return os.stat(entry, follow_symlinks=False).st_mtime_ns
+        return entry.stat(follow_symlinks=False).st_mtime_ns
+    except FileNotFoundError:
+        return time.time_ns()
+
+
+def _sweep_flat(folder: str, cutoff: int) -> int:
+    """Entries of `folder` last modified before `cutoff`."""
+    removed = 0
+    for entry in _scan(folder):
+        if _mtime_ns(entry) < cutoff:
+            if entry.is_dir(follow_symlinks=False):
+                rmtree_quiet(entry.path)
+            else:
+                unlink_quiet(entry.path)
+            removed += 1
+    return removed
+
+
+def _part_version(record: str) -> str | None:
+    try:
+        with open(record, "rb") as f:
+            v = loads(f.read()).get("v")
+    except (OSError, ValueError):
+        return None
+    return v if isinstance(v, str) else None
+
+
+def _link_file(src: str, dst: str) -> None:
+    """Hard-link, or copy where the filesystem cannot link. Temp files of a write cut
+    off by a crash are not carried over."""
+    if src.endswith(".tmp"):
+        return
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        shutil.copyfile(src, dst)
+        fd = os.open(dst, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def is_io_error(exc: BaseException) -> bool:

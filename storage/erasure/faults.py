@@ -37,7 +37,7 @@ OPS = frozenset(
         "read_doc",
         "write_doc",
         "delete",
-        "move",
+        "link",
         "quarantine",
         "list_dir",
         "make_bucket",
@@ -186,9 +186,9 @@ class FaultyDrive:
         await self._enter("delete")
         await self.inner.delete(path)
 
-    async def move(self, src: str, dst: str) -> None:
-        await self._enter("move")
-        await self.inner.move(src, dst)
+    async def link(self, src: str, dst: str) -> None:
+        await self._enter("link")
+        await self.inner.link(src, dst)
 
     async def quarantine(self, path: str) -> None:
         await self._enter("quarantine")

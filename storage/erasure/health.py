@@ -260,8 +260,8 @@ class HealthTrackedDrive:
     async def delete(self, path: str) -> None:
         await self._call("delete", lambda: self.inner.delete(path))
 
-    async def move(self, src: str, dst: str) -> None:
-        await self._call("move", lambda: self.inner.move(src, dst))
+    async def link(self, src: str, dst: str) -> None:
+        await self._call("link", lambda: self.inner.link(src, dst))
 
     async def quarantine(self, path: str) -> None:
         await self._call("quarantine", lambda: self.inner.quarantine(path))

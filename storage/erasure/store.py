@@ -44,6 +44,7 @@ from storage.erasure.drive import Drive, LocalDrive, ShardWrite, object_dir, sha
 from storage.erasure.healing import Healer
 from storage.erasure.health import HealthTrackedDrive
 from storage.erasure.layout import Layout, open_layout
+from storage.erasure.locks import KeyedLocks
 from storage.erasure.shards import ChunkWriter, encode_whole, read_chunk
 from storage.erasure.versions import (
     ChunkRef,
@@ -155,6 +156,11 @@ class ErasureStore:
     """See the module docstring. `drive_wrapper` lets tests put a FaultyDrive between a
     LocalDrive and its health tracking."""
 
+    #: Whether this process is the only writer of its drives (a single node): then
+    #: whatever an earlier process left unfinished on them is dead (LocalDrive._sweep,
+    #: abandoned). A cluster's nodes write to each other's drives.
+    exclusive_drives = True
+
     def __init__(
         self,
         paths: Sequence[str],
@@ -193,7 +199,7 @@ class ErasureStore:
         self.drives: list[HealthTrackedDrive] = []
         self.pools: list[int] = []  # sets per pool (see versions.Placement)
         self._buckets: dict[str, float] = {}
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._locks = KeyedLocks()
         self._pins: Counter[tuple[str, str, str]] = Counter()
         #: Reads between fetching a key's records and pinning the version they chose.
         self._opening: Counter[tuple[str, str]] = Counter()
@@ -210,7 +216,7 @@ class ErasureStore:
         map_big_buffers(min(self.chunk_size, self.chunk_size // self.k + 256 * 1024))
         if self.clean_slate:
             await asyncio.to_thread(self._wipe)
-        self._local = [LocalDrive(p) for p in self.paths]
+        self._local = [LocalDrive(p, exclusive=self.exclusive_drives) for p in self.paths]
         inner: list[Drive] = [self._wrap(d) if self._wrap else d for d in self._local]
         self.layout = await self._open_layout(inner)
         self.node_id = self.layout.node_id
@@ -421,7 +427,7 @@ class ErasureStore:
 
     async def create_bucket(self, bucket: str) -> BucketInfo:
         path = self._bucket_path(bucket)
-        async with self._locks[f"b\0{bucket}"]:
+        async with self._locks.hold(f"b\0{bucket}"):
             with contextlib.suppress(NoSuchBucket):
                 await self._bucket_record(bucket)
                 raise BucketAlreadyOwnedByYou(
@@ -438,7 +444,7 @@ class ErasureStore:
         return BucketInfo(bucket, parse_iso(record["created"]))
 
     async def delete_bucket(self, bucket: str) -> None:
-        async with self._locks[f"b\0{bucket}"]:
+        async with self._locks.hold(f"b\0{bucket}"):
             await self._bucket_record(bucket)
             page = await self.list_objects(bucket, max_keys=1)
             if page.objects or page.common_prefixes:
@@ -699,7 +705,7 @@ class ErasureStore:
                 "meta": meta_to_dict(meta),
                 "parts": [{"n": 0, "size": size, "chunk": self.chunk_size, "crc": crcs}],
             }
-            async with self._locks[f"o\0{bucket}\0{key}"]:
+            async with self._locks.hold(f"o\0{bucket}\0{key}"):
                 if write.if_none_match or write.if_match is not None:
                     self._check_conditions(await self.current(bucket, key), write)
                 before = await self._commit(bucket, key, entry, drives, alive, shards=shards)
@@ -765,7 +771,7 @@ class ErasureStore:
     async def delete_object(self, bucket: str, key: str) -> None:
         self._check_key(key)
         await self._require_bucket(bucket)
-        async with self._locks[f"o\0{bucket}\0{key}"]:
+        async with self._locks.hold(f"o\0{bucket}\0{key}"):
             found = await self.locate(bucket, key)
             entry = resolve(found.answers, self.k, f"{bucket}/{key}")
             if entry is None or entry.get("deleted"):
@@ -996,7 +1002,7 @@ class ErasureStore:
                 "crc": writer.crcs,
             }
             path = f"{udir}/part-{part_number}.json"
-            async with self._locks[f"p\0{upload_id}\0{part_number}"]:
+            async with self._locks.hold(f"p\0{upload_id}\0{part_number}"):
                 previous = await self._read_set_doc(drives, path, f"part {part_number}")
                 superseded = previous is not None and previous["v"] > pv
                 if not superseded:
@@ -1056,8 +1062,11 @@ class ErasureStore:
         parts: list[CompletedPart],
         write: ObjectWrite,
     ) -> ObjectMeta:
-        """Moves the parts' shard folders into the new version: no data is rewritten.
-        The digesters are fed by reading the parts back (data shards, no decoding)."""
+        """Hard-links the parts' shard files into the new version: no data is rewritten,
+        and the upload stays whole until the version is committed, so a completion cut
+        off anywhere (a crash included) can simply be retried; what an unfinished one
+        linked is an unnamed version folder, swept later. The digesters are fed by
+        reading the parts back (data shards, no decoding)."""
         info = await self.get_upload(bucket, key, upload_id)
         stored = await self._parts(bucket, key, upload_id)
         chosen = check_completion(parts, stored)
@@ -1089,32 +1098,24 @@ class ErasureStore:
         checksums = write.finalize(size, etag) if write.finalize else {}
         meta = self._make_meta(key, size, etag, write, checksums, parts=infos, upload=info)
         entry["meta"] = meta_to_dict(meta)
-        moves = [(f"{udir}/part-{p.number}.{r['v']}", f"{vdir}/part-{p.number}") for p, r in chosen]
+        links = [(f"{udir}/part-{p.number}.{r['v']}", f"{vdir}/part-{p.number}") for p, r in chosen]
 
-        async def move_all(d: Drive) -> None:
-            for src, dst in moves:
+        async def link_all(d: Drive) -> None:
+            # A drive that missed a part is not counted: update_object refuses a version
+            # whose shards the drive does not hold.
+            for src, dst in links:
                 with contextlib.suppress(FileNotFoundError):
-                    await d.move(src, dst)
+                    await d.link(src, dst)
 
-        async def move_back(d: Drive) -> None:
-            for src, dst in moves:
-                with contextlib.suppress(FileNotFoundError):
-                    await d.move(dst, src)
-
-        async with self._locks[f"o\0{bucket}\0{key}"]:
+        async with self._locks.hold(f"o\0{bucket}\0{key}"):
             if write.if_none_match or write.if_match is not None:
                 self._check_conditions(await self.current(bucket, key), write)
             await self.get_upload(bucket, key, upload_id)
-            results = await _each(drives, move_all)
-            alive = set(_ok(results))
             try:
-                # The parts go back to the upload before a failed commit withdraws the
-                # version (which deletes its folder), so the upload stays completable.
-                before = await self._commit(
-                    bucket, key, entry, drives, alive, undo=lambda: _each(drives, move_back)
-                )
+                results = await _each(drives, link_all)
+                before = await self._commit(bucket, key, entry, drives, set(_ok(results)))
             except BaseException:
-                await _each(drives, move_back)
+                self._spawn(self._discard(drives, vdir))
                 raise
         await self._discard(drives, udir)  # the upload is gone once this returns
         self.usage.object_written(bucket, key, _size(before), size)

@@ -133,7 +133,7 @@ async def test_answers_are_not_faults(faulty: FaultyDrive) -> None:
     with pytest.raises(CorruptShard):
         await drive.read_shard("a/chunk-0/shard-0", crc=1)
     with pytest.raises(FileNotFoundError):
-        await drive.move("nope", "elsewhere")
+        await drive.link("nope", "elsewhere")
     assert await drive.read_doc("nope") is None
     assert await drive.shard_info("nope") is None
     faulty.fail("read_doc", error=FileNotFoundError(errno.ENOENT, "gone"), times=1)

@@ -735,7 +735,7 @@ async def test_multipart_with_faults(cluster: Cluster, monkeypatch: pytest.Monke
     ]
     done = [CompletedPart(p.number, p.etag) for p in (p1, p2, p3)]
 
-    # Completion whose record reaches only three drives: refused, parts moved back.
+    # Completion whose record reaches only three drives: refused, the parts untouched.
     for j in (0, 2, 4):
         cluster.faulty[cluster.pos(key, j)].fail("update_object")
     with pytest.raises(ServiceUnavailable):
