@@ -118,6 +118,24 @@ def rmtree_quiet(path: str) -> None:
                     os.unlink(entry.path)
 
 
+def makedirs(path: str) -> None:
+    """os.makedirs(path, exist_ok=True) without recursion: os.makedirs recurses once per
+    missing level and raises RecursionError for a key of ~1,000 segments (Python 3.11)."""
+    missing: list[str] = []
+    head = path
+    while head and not os.path.isdir(head):
+        missing.append(head)
+        parent = os.path.dirname(head)
+        if parent == head:
+            break
+        head = parent
+    for name in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name)
+    if not os.path.isdir(path):
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
+
+
 def makedirs_below(base: str, dirs: tuple[str, ...] | list[str]) -> None:
     """Create base/dirs... one level at a time; NoSuchBucket if `base` itself is gone.
 
