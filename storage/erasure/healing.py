@@ -10,6 +10,12 @@ it, and retires versions left behind by failed or superseded writes. When the cl
 sent a full-object checksum, a rebuilt object is read back and checked against it.
 
 All of it is paced by a byte budget per second so foreground requests keep the disks.
+
+At start, before any scan, the healer sweeps this node's own drives once: what writes
+cut off by a crash of an earlier process left there (see LocalDrive._sweep for why that
+is safe while other nodes write) and uploads no quorum of drives records any longer.
+Whatever healing could not do is counted in `failures`, each with its reason in
+`errors` (the first MAX_ERRORS of a report) and in the log.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ log = logging.getLogger("shoal.storage")
 
 #: Versions that never reached a quorum are left this long (a write may be in flight).
 ABANDONED_AFTER_SECONDS = 3600
+#: Reasons kept per report (all are counted and logged).
+MAX_ERRORS = 100
 
 
 @dataclass
@@ -64,6 +72,8 @@ class HealReport:
     quarantined: int = 0
     versions_retired: int = 0
     checksums_verified: int = 0
+    uploads_removed: int = 0
+    failures: int = 0
     unrecoverable: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     started: float | None = None
@@ -74,7 +84,15 @@ class HealReport:
             if isinstance(value, int) and name not in ("started", "finished"):
                 setattr(self, name, getattr(self, name) + value)
         self.unrecoverable += other.unrecoverable
-        self.errors += other.errors
+        self.errors = (self.errors + other.errors)[:MAX_ERRORS]
+
+    def fail(self, what: str, exc: BaseException) -> None:
+        """Something healing tried did not happen: counted, said why, logged."""
+        self.failures += 1
+        reason = f"{what}: {type(exc).__name__}: {exc}"
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(reason)
+        log.warning("healing: %s", reason)
 
 
 class Hasher(Protocol):
@@ -142,12 +160,18 @@ class Healer:
         self._scan_lock = asyncio.Lock()
         self._scan_requested: asyncio.Task[None] | None = None
         self._rescan = False
+        #: What the sweep at start removed (None until it ran).
+        self.startup: HealReport | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._drain()), loop.create_task(self._periodic())]
+        self._tasks = [
+            loop.create_task(self._drain()),
+            loop.create_task(self._periodic()),
+            loop.create_task(self._startup_sweep()),
+        ]
 
     async def stop(self) -> None:
         if self._scan_requested is not None:
@@ -194,6 +218,7 @@ class Healer:
             "current": asdict(self.current) if self.current else None,
             "last_scan": asdict(self.last_scan) if self.last_scan else None,
             "queued": asdict(self.queued_total),
+            "startup_sweep": asdict(self.startup) if self.startup else None,
         }
 
     async def _drain(self) -> None:
@@ -203,7 +228,7 @@ class Healer:
             try:
                 await self.heal_object(bucket, key, self.queued_total, Pacer(self.rate))
             except Exception as exc:
-                log.warning("healing %s/%s failed: %r", bucket, key, exc)
+                self.queued_total.fail(f"{bucket}/{key}", exc)
 
     async def _periodic(self) -> None:
         while True:
@@ -223,14 +248,16 @@ class Healer:
             pacer = Pacer(self.rate)
             try:
                 await self._heal_buckets(report)
-                await self._sweep("", report)
+                drives = [d for d in self.store.drives if d.online]
+                await self._sweep(drives, "", report)
                 for bucket in await self.store.list_buckets():
-                    await self._sweep(bucket.name, report)
+                    await self._sweep(drives, bucket.name, report)
+                    await self._heal_uploads(bucket.name, report)
                     for key in await self._keys(bucket.name):
                         try:
                             await self.heal_object(bucket.name, key, report, pacer)
                         except Exception as exc:
-                            report.errors.append(f"{bucket.name}/{key}: {exc}")
+                            report.fail(f"{bucket.name}/{key}", exc)
             finally:
                 report.finished = time.time()
                 self.current = None
@@ -238,23 +265,53 @@ class Healer:
                 self.scans_total.add(replace(report, unrecoverable=[], errors=[]))
             log.info(
                 "healing scan: %d objects, %d shards checked, %d missing, %d corrupt, "
-                "%d healed, %d unrecoverable",
+                "%d healed, %d unrecoverable, %d orphans removed, %d failures",
                 report.objects_scanned,
                 report.shards_checked,
                 report.shards_missing,
                 report.shards_corrupt,
                 report.shards_healed,
                 len(report.unrecoverable),
+                report.orphans_removed + report.uploads_removed,
+                report.failures,
             )
             return report
+
+    async def _startup_sweep(self) -> None:
+        """Once at start, on this node's own drives: what the process before this one left
+        unfinished (see the module docstring). Scans wait for it."""
+        async with self._scan_lock:
+            report = HealReport(started=time.time())
+            try:
+                drives = self.store.local_drives()
+                await self._sweep(drives, "", report)
+                for bucket in await self.store.list_buckets():
+                    await self._sweep(drives, bucket.name, report)
+                    await self._heal_uploads(bucket.name, report)
+            except Exception as exc:
+                report.fail("sweep at start", exc)
+            finally:
+                report.finished = time.time()
+                self.startup = report
+                self.scans_total.add(replace(report, unrecoverable=[], errors=[]))
+            log.info(
+                "sweep at start: %d orphans and %d abandoned uploads removed, %d failures",
+                report.orphans_removed,
+                report.uploads_removed,
+                report.failures,
+            )
 
     async def _heal_buckets(self, report: HealReport) -> None:
         """Bucket records, policies and documents back on every drive (a replaced drive
         has none; one that was offline may have missed changes or a bucket's deletion)."""
         names: set[str] = set()
         for drive in self.store.drives:
-            with contextlib.suppress(Exception):
+            if not drive.online:
+                continue
+            try:
                 names.update(n[:-5] for n in await drive.list_dir("buckets") if n.endswith(".json"))
+            except Exception as exc:
+                report.fail(f"listing buckets on {drive.name}", exc)
         for name in sorted(names):
             try:
                 exists = await self._heal_doc(f"buckets/{name}.json", report)
@@ -262,14 +319,18 @@ class Healer:
                     continue
                 docs = {f"policies/{name}.policy.json"}
                 for drive in self.store.drives:
-                    with contextlib.suppress(Exception):
+                    if not drive.online:
+                        continue
+                    try:
                         await drive.make_bucket(name)
                         for doc in await drive.list_dir(f"bucket-config/{name}"):
                             docs.add(f"bucket-config/{name}/{doc}")
+                    except Exception as exc:
+                        report.fail(f"bucket {name} on {drive.name}", exc)
                 for doc in sorted(docs):
                     await self._heal_doc(doc, report)
             except Exception as exc:
-                report.errors.append(f"bucket {name}: {exc}")
+                report.fail(f"bucket {name}", exc)
 
     async def _heal_doc(self, path: str, report: HealReport) -> bool:
         """Make every online drive hold the agreed copy of a replicated record (or none,
@@ -282,7 +343,8 @@ class Healer:
         for drive in drives:
             try:
                 raw = await drive.read_doc(path)
-            except Exception:
+            except Exception as exc:
+                report.fail(f"reading {path} on {drive.name}", exc)
                 copies.append(None)
                 answers.append(None)
                 continue
@@ -314,14 +376,51 @@ class Healer:
                         await drive.delete(leftover)
         return agreed is not None
 
-    async def _sweep(self, bucket: str, report: HealReport) -> None:
-        """Shards of writes that died before any record named them (and old temp files)."""
-        for drive in self.store.drives:
-            if drive.online:
+    async def _sweep(self, drives: Sequence[Drive], bucket: str, report: HealReport) -> None:
+        """Shards of writes that died before any record named them (and temp files)."""
+        for drive in drives:
+            try:
+                report.orphans_removed += await drive.sweep(bucket, ABANDONED_AFTER_SECONDS)
+            except Exception as exc:
+                report.fail(f"sweeping {bucket or 'tmp/'} on {drive.name}", exc)
+
+    async def _heal_uploads(self, bucket: str, report: HealReport) -> None:
+        """Remove uploads that no quorum of drives records any more but some still hold
+        (a create, abort or completion cut off by a crash): the API cannot see them, so
+        nothing else ever would. Never one still being created or ended."""
+        store = self.store
+        for drives in store.sets:
+            ids: set[str] = set()
+            for drive in drives:
+                if not drive.online:
+                    continue
                 try:
-                    report.orphans_removed += await drive.sweep(bucket, ABANDONED_AFTER_SECONDS)
+                    ids.update(await drive.list_dir(f"multipart/{bucket}"))
                 except Exception as exc:
-                    report.errors.append(f"sweeping {drive.name} {bucket}: {exc}")
+                    report.fail(f"listing uploads of {bucket} on {drive.name}", exc)
+            for upload_id in sorted(ids):
+                udir = f"multipart/{bucket}/{upload_id}"
+                try:
+                    copies = [
+                        None if raw is None else loads(raw)
+                        for raw in await asyncio.gather(
+                            *(d.read_doc(f"{udir}/upload.json") for d in drives)
+                        )
+                    ]
+                except Exception as exc:  # the next scan looks again
+                    report.fail(f"reading upload {upload_id}", exc)
+                    continue
+                if sum(c is not None for c in copies) >= store.k:
+                    continue
+                initiated = [str(c.get("initiated", "")) for c in copies if c is not None]
+                if not store.abandoned_upload(upload_id, initiated):
+                    continue
+                try:
+                    await asyncio.gather(*(d.delete(udir) for d in drives))
+                except Exception as exc:
+                    report.fail(f"removing abandoned upload {upload_id}", exc)
+                else:
+                    report.uploads_removed += 1
 
     async def _keys(self, bucket: str) -> list[str]:
         """Every key any drive has a record for — including ones without a quorum, whose
@@ -388,9 +487,11 @@ class Healer:
                     # A bad sector: rewriting the shard lets the disk remap it.
                     log.warning("shard %s on %s unreadable: %r", path, drives[p].name, exc)
                     report.shards_corrupt += 1
-                    with contextlib.suppress(Exception):
+                    try:
                         await drives[p].quarantine(path)
                         report.quarantined += 1
+                    except Exception as exc2:
+                        report.fail(f"quarantining {path} on {drives[p].name}", exc2)
                     bad.append(j)
                 report.shards_checked += 1
             if not bad:
@@ -444,23 +545,27 @@ class Healer:
                     cleared = False
                 elif entry is None or e["v"] > entry["v"]:
                     # Newer than what a quorum agrees on: a write that died before its
-                    # commit (or is still running, hence the wait).
-                    if _age_seconds(e["v"]) > ABANDONED_AFTER_SECONDS:
+                    # commit (or is still running, hence the wait — unless the process
+                    # that made it is known to be gone).
+                    if _age_seconds(e["v"]) > ABANDONED_AFTER_SECONDS or store.abandoned(e["v"]):
                         doomed.append(e["v"])
                 elif e["v"] < entry["v"]:
                     doomed.append(e["v"])
             if doomed:
                 try:
                     await drives[p].update_object(bucket, key, drop=doomed)
-                except Exception:
+                except Exception as exc:
                     cleared = False
+                    report.fail(f"retiring versions of {bucket}/{key} on {drives[p].name}", exc)
                 else:
                     report.versions_retired += len(doomed)
         if marker and cleared and entry is not None:
             for p in holding:
-                with contextlib.suppress(Exception):
+                try:
                     await drives[p].update_object(bucket, key, drop=[entry["v"]])
                     report.versions_retired += 1
+                except Exception as exc:
+                    report.fail(f"retiring the delete marker of {bucket}/{key}", exc)
 
     async def _verify(
         self,

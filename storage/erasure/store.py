@@ -41,7 +41,7 @@ from storage.backend import (
 )
 from storage.erasure.coder import DEFAULT_BACKEND, ErasureCoder
 from storage.erasure.drive import Drive, LocalDrive, ShardWrite, object_dir, shard_path
-from storage.erasure.healing import Healer
+from storage.erasure.healing import ABANDONED_AFTER_SECONDS, Healer
 from storage.erasure.health import HealthTrackedDrive
 from storage.erasure.layout import Layout, open_layout
 from storage.erasure.locks import KeyedLocks
@@ -53,6 +53,7 @@ from storage.erasure.versions import (
     chunks_for,
     entry_meta,
     live,
+    minted_here,
     new_version_id,
     placement,
     read_quorum_error,
@@ -204,6 +205,8 @@ class ErasureStore:
         #: Reads between fetching a key's records and pinning the version they chose.
         self._opening: Counter[tuple[str, str]] = Counter()
         self._background: set[asyncio.Task[Any]] = set()
+        #: Uploads being created in this process (not yet on a quorum of drives).
+        self._creating: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.healer: Healer | None = None
         #: Objects, bytes and uploads per bucket, for metrics.
@@ -257,6 +260,38 @@ class ErasureStore:
             for d in tracked:
                 d.start()
         self.pools.extend(pools)
+
+    def local_drives(self) -> list[HealthTrackedDrive]:
+        """This node's own drives that are online (a cluster's sets mix in others')."""
+
+        def innermost(d: Any) -> Any:
+            while hasattr(d, "inner"):
+                d = d.inner
+            return d
+
+        local = {id(d) for d in self._local}
+        return [d for d in self.drives if d.online and id(innermost(d)) in local]
+
+    def abandoned(self, vid: str) -> bool:
+        """Whether a version that no quorum lists can no longer be committed by anyone:
+        on a node that is its drives' only writer, one an earlier process made."""
+        return self.exclusive_drives and not minted_here(vid)
+
+    def abandoned_upload(self, upload_id: str, initiated: Sequence[str]) -> bool:
+        """Whether an upload that no quorum of drives records can be removed: not one
+        this process is creating; on a node that is its drives' only writer, any other;
+        in a cluster, one begun more than ABANDONED_AFTER_SECONDS ago."""
+        if upload_id in self._creating:
+            return False
+        if self.exclusive_drives:
+            return True
+        if not initiated:
+            return False
+        limit = now() - timedelta(seconds=ABANDONED_AFTER_SECONDS)
+        try:
+            return all(parse_iso(i) < limit for i in initiated)
+        except ValueError:
+            return False
 
     def _drive_returned(self) -> None:
         """A drive (or the node holding it) is back: it missed whatever was written
@@ -938,11 +973,15 @@ class ErasureStore:
         drives = self.sets[s]
         data = dumps({**upload_to_dict(bucket, info), "v": info.upload_id})
         path = f"{self._upload_dir(bucket, info.upload_id)}/upload.json"
-        results = await _each(drives, lambda d: d.write_doc(path, data))
-        ok = len(_ok(results))
-        if ok < self.write_quorum:
-            await self._discard(drives, self._upload_dir(bucket, info.upload_id))
-            raise write_quorum_error(f"{bucket}/{key}", ok, len(drives), self.write_quorum)
+        self._creating.add(info.upload_id)
+        try:
+            results = await _each(drives, lambda d: d.write_doc(path, data))
+            ok = len(_ok(results))
+            if ok < self.write_quorum:
+                await self._discard(drives, self._upload_dir(bucket, info.upload_id))
+                raise write_quorum_error(f"{bucket}/{key}", ok, len(drives), self.write_quorum)
+        finally:
+            self._creating.discard(info.upload_id)
         self.usage.upload_started(bucket, key)
         return info
 

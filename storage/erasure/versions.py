@@ -46,6 +46,11 @@ def new_version_id() -> str:
     return f"{stamp:016x}{_node_tag}"
 
 
+def minted_here(vid: str) -> bool:
+    """Whether this process made version id `vid` (it ends with the process's tag)."""
+    return vid.endswith(_node_tag)
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where a key can live. A cluster grows by pools (the sets a joining node brings);
