@@ -7,8 +7,9 @@ Logs (app/logs.py) go to stderr. SIGTERM (or SIGINT) stops it gracefully: no new
 connections, requests in flight get up to --timeout-graceful-shutdown seconds to finish,
 the rest are cut off cleanly (nothing partial stored), storage and QUIC close.
 Exit status: 0 after a clean stop (SIGTERM included), 130 after SIGINT, 2 for a bad
-configuration or usage, 1 when the address cannot be bound, 3 when the application
-fails to start.
+configuration or usage (listening beyond loopback with auth off or the default
+credentials included: app/exposure.py), 1 when the address cannot be bound, 3 when the
+application fails to start.
 """
 
 from __future__ import annotations
@@ -118,6 +119,12 @@ def _fail(message: str, status: int) -> int:
 def serve(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(overrides_from_args(args), config_file=args.config)
+    except ConfigError as e:
+        return _fail(str(e), EXIT_CONFIG)
+    from app import exposure  # (light: the HTTP stack is not loaded yet)
+
+    try:
+        exposure.check(cfg, cfg.server.address)
     except ConfigError as e:
         return _fail(str(e), EXIT_CONFIG)
     tls = cfg.server.tls

@@ -1,6 +1,8 @@
 """The app's lifespan, around the one that opens and closes the storage backend.
 
-Start: logs `starting` and `storage open`, marks storage open (for /-/ready) and hands
+Start: refuses to serve openly by accident (app/exposure.py: beyond loopback, auth
+must be on with credentials of one's own), logs `starting` (with the address and
+whether auth is on) and `storage open`, marks storage open (for /-/ready) and hands
 uvicorn the time limits its protocol reads (app/protocol.py). Stop: marks the node as
 shutting down, then, before the backend closes (and with it QUIC), waits for the
 requests still in flight to finish: by then uvicorn has either seen them complete or,
@@ -19,9 +21,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from app import health, logs
+from app import exposure, health, logs
 from app.exchange import Exchanges
 from app.timeouts import STATE_KEY
+from config import ConfigError
 
 log = logging.getLogger("shoal.server")
 
@@ -37,7 +40,22 @@ def around(inner: Lifespan) -> Lifespan:
         state = app.state
         exchanges: Exchanges = state.exchanges
         started = time.perf_counter()
-        log.info("starting", extra={**health.version_info(state.backend), "pid": os.getpid()})
+        config = state.config
+        host = exposure.bound_host(config)
+        try:
+            exposure.check(config, host)
+        except ConfigError as exc:
+            log.error("refusing to start", extra={"reason": str(exc)})
+            raise
+        log.info(
+            "starting",
+            extra={
+                **health.version_info(state.backend),
+                "pid": os.getpid(),
+                "address": host,
+                "auth": exposure.auth_state(config),
+            },
+        )
         async with inner(app) as inner_state:
             state.storage_open = True
             log.info(

@@ -8,12 +8,15 @@ named "metrics", so only that exact request is the scrape: SDKs always send a qu
 when listing a bucket (boto3: `list-type=2` or `encoding-type=url`), and object
 requests have a longer path; `GET /metrics?...`, `/metrics/...`, any other method and a
 virtual-hosted `GET /metrics` (object "metrics" of the Host's bucket) are S3 requests.
-With `metrics.auth = true` a scrape must be SigV4-signed by one of `auth.credentials`
-(AccessDenied otherwise), as the management API is. With `metrics.port` set, both
-paths are ordinary S3 requests again and metrics are served on
+With auth on and that listener reachable beyond loopback, a scrape there must be
+SigV4-signed by one of `auth.credentials` (AccessDenied otherwise), as the management
+API is: metrics name buckets and count their objects. `metrics.public = true` lifts
+that; `metrics.auth = true` asks for it always, even with auth off. With `metrics.port`
+set, both paths are ordinary S3 requests again and metrics are served on
 `metrics.address:metrics.port` (app/metrics_listener.py), any path, unauthenticated:
-protect that address instead. `metrics.enabled = false` turns all of it off, and with
-it every per-request cost.
+that address is loopback (127.0.0.1) unless configured, so a remote Prometheus
+scrapes a private interface named there. `metrics.enabled = false` turns all of it
+off, and with it every per-request cost.
 
 What (names are a contract with deploy/'s dashboard and alert rules):
 
@@ -97,6 +100,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import exposure
 from app.dispatch import Operation, split_target
 from app.errors import AccessDenied
 from app.metrics_collectors import StoreCollector
@@ -110,6 +114,9 @@ log = logging.getLogger("shoal")
 SCRAPE = Operation("GetMetrics", None, None, "shoal:GetMetrics")
 ADMIN_PATH = "/-/metrics"
 BARE_PATH = "/metrics"
+#: Where the listener of metrics.port binds unless metrics.address says otherwise: it
+#: answers anyone who reaches it, so by default only this host.
+LISTENER_ADDRESS = "127.0.0.1"
 #: The status label of a request that ended before any response (client gone, or
 #: server shutting down), as nginx logs it.
 NO_RESPONSE = 499
@@ -168,11 +175,17 @@ class Metrics:
                 "metrics.port set, protect metrics.address instead",
                 "metrics.auth",
             )
+        if m.auth and m.public:
+            raise ConfigError(
+                "metrics.public: scrapes cannot be both public and signed (metrics.auth)",
+                "metrics.public",
+            )
         # `*_created` samples would double the series count, and nothing reads them.
         disable_created_metrics()
         self.config = config
         self.backend = backend
         self.authenticate = authenticate
+        #: Settled at start, once the address served on is known (see _guard).
         self.require_signature = m.auth
         self.base_domain = config.server.base_domain
         self.multiproc = multiprocess_dir()
@@ -235,7 +248,7 @@ class Metrics:
         self.listener = (
             MetricsListener(
                 self.registry,
-                m.address or config.server.address,
+                m.address or LISTENER_ADDRESS,
                 m.port,
                 shared=self.multiproc is not None,
             )
@@ -248,8 +261,16 @@ class Metrics:
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    def _guard(self) -> None:
+        """With auth on and the S3 listener reachable beyond loopback, scrapes there must
+        be signed too, unless metrics.public (module docstring)."""
+        m, config = self.config.metrics, self.config
+        if not m.auth and config.auth.enabled and not m.public:
+            self.require_signature = not exposure.is_loopback(exposure.bound_host(config))
+
     async def start(self) -> None:
         """Once storage is open: follow its writes, count what it holds, listen."""
+        self._guard()
         self.ready = True
         if self.multiproc:
             forget_exited_workers(self.multiproc)

@@ -110,6 +110,8 @@ def uvicorn_config(
     tls = cfg.server.tls
     return uvicorn.Config(
         app,
+        host=cfg.server.address,  # (the socket is bound by the caller: for app/exposure.py)
+        port=cfg.server.port,
         loop="uvloop",
         http="app.protocol:HttpProtocol",
         ws="none",

@@ -182,6 +182,11 @@ class ServerConfig:
         doc="enables virtual-hosted-style addressing: bucket.<base_domain>",
     )
     tls: TlsConfig = setting(factory=TlsConfig, doc="HTTPS; give both files or neither")
+    allow_insecure_public: bool = setting(
+        False,
+        doc="start even when listening beyond loopback with auth off or the default "
+        "credentials, open to anyone (throwaway servers only)",
+    )
 
 
 @dataclass(frozen=True)
@@ -428,20 +433,27 @@ class MetricsConfig:
     enabled: bool = setting(True, doc="serve Prometheus metrics (off: no per-request cost)")
     auth: bool = setting(
         False,
-        doc="scrapes must be SigV4-signed by one of auth.credentials (even with auth off)",
+        doc="scrapes on the S3 listener must be SigV4-signed by one of auth.credentials, "
+        "always (with auth on beyond loopback they must be anyway, unless metrics.public)",
+    )
+    public: bool = setting(
+        False,
+        doc="with auth on beyond loopback, answer unsigned scrapes on the S3 listener "
+        "too: anyone who reaches it then sees bucket names and counts",
     )
     port: int = setting(
         0,
         expect="an integer 0..65535",
         check=int_range(0, 65535),
         doc="0: served at /metrics and /-/metrics on the S3 listener; else on a listener "
-        "of their own on this port (any path)",
+        "of their own on this port (any path, never signed)",
     )
     address: str | None = setting(
         None,
         expect="a host or IP address, or nothing",
         check=optional_non_empty,
-        doc="that listener's address (default: server.address); needs metrics.port",
+        doc="that listener's address (default: 127.0.0.1, loopback only; e.g. a private "
+        "interface Prometheus reaches); needs metrics.port",
     )
 
 
