@@ -35,6 +35,7 @@ from typing import Any
 from cluster.transport import PeerUnavailable, Reply, Request, RpcError, Transport
 from storage.diskio import replace_atomically
 from storage.erasure.layout import form_sets
+from storage.threads import run
 
 log = logging.getLogger("shoal.cluster")
 
@@ -204,6 +205,7 @@ class Membership:
         self._adopted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._join_lock = asyncio.Lock()
+        self._adopting = asyncio.Lock()
         self._announcing: asyncio.Task[None] | None = None
         #: Called with each newer view adopted (the store takes in new sets).
         self.on_view: Callable[[View], None] | None = None
@@ -232,10 +234,10 @@ class Membership:
             if known:
                 view = max(known, key=lambda v: v.version)
                 if self.node_id in view.nodes:
-                    self._adopt(view)
+                    await self._adopt(view)
                     break
                 try:
-                    self._adopt(
+                    await self._adopt(
                         await self._ask_to_join([i["address"] for i in infos if i.get("view")])
                     )
                     break
@@ -246,7 +248,7 @@ class Membership:
                 everyone += [(i["node_id"], i["address"], int(i["drives"])) for i in infos]
                 if min(everyone)[0] == self.node_id:
                     view = form_view(everyone, self.k, self.m)
-                    self._adopt(view)
+                    await self._adopt(view)
                     await self._push(view)
                     log.info("formed cluster %s with %d nodes", view.cluster_id, len(everyone))
                     break
@@ -265,7 +267,7 @@ class Membership:
             assert self.view is not None
             others = [i.address for n, i in self.view.nodes.items() if n != self.node_id]
             try:
-                self._adopt(await self._ask_to_join(others))
+                await self._adopt(await self._ask_to_join(others))
                 log.info("the cluster now reaches this node at %s", self.address)
                 return
             except (PeerUnavailable, JoinRefused) as exc:
@@ -333,7 +335,7 @@ class Membership:
                     grown = grow_view(current, node, address, int(args["drives"]))
                 except ValueError as exc:
                     raise RpcError("JoinRefused", str(exc)) from None
-            self._adopt(grown)
+            await self._adopt(grown)
             await self._push(grown)
             log.info("node %s joined at %s (view version %d)", node, address, grown.version)
             return Reply({"view": grown.to_dict()})
@@ -347,17 +349,21 @@ class Membership:
             *(one(info.address) for node, info in view.nodes.items() if node != self.node_id)
         )
 
-    def _adopt(self, view: View) -> None:
-        if self.view is not None and (
-            view.cluster_id != self.view.cluster_id or view.version <= self.view.version
-        ):
-            return
-        self.view = view
-        self.store.save(view)
-        self._refresh_peers()
-        self._adopted.set()
-        if self.on_view is not None:
-            self.on_view(view)
+    async def _adopt(self, view: View) -> None:
+        """Take `view` if it is newer: on disk (fsynced, on a worker thread: never on the
+        event loop) before anyone here acts on it. One at a time, so the file always
+        holds the newest view adopted."""
+        async with self._adopting:
+            if self.view is not None and (
+                view.cluster_id != self.view.cluster_id or view.version <= self.view.version
+            ):
+                return
+            await run(self.store.save, view)
+            self.view = view
+            self._refresh_peers()
+            self._adopted.set()
+            if self.on_view is not None:
+                self.on_view(view)
 
     def _refresh_peers(self) -> None:
         assert self.view is not None
@@ -381,7 +387,7 @@ class Membership:
         )
 
     async def _receive_view(self, request: Request) -> Reply:
-        self._adopt(View.from_dict(request.args))
+        await self._adopt(View.from_dict(request.args))
         return Reply({"version": self.view.version if self.view else 0})
 
     # -- heartbeats ----------------------------------------------------------------------
