@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from starlette.responses import Response
 
 from app.errors import MalformedXML
+from app.headers import header_value_ok
 from app.xml import Node, document, parse
+from auth.numbers import parse_uint
 from config import Config
 from storage.backend import Backend
 from storage.errors import NoSuchBucket, NoSuchBucketDocument
@@ -26,6 +28,8 @@ from storage.errors import NoSuchBucket, NoSuchBucketDocument
 METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "HEAD"})
 MAX_RULES = 100
 CACHE_SECONDS = 1.0
+#: MaxAgeSeconds is an Integer (32-bit) in S3's schema.
+MAX_AGE = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -80,13 +84,17 @@ def parse_configuration(body: bytes) -> tuple[Rule, ...]:
     for element in root.findall("CORSRule"):
 
         def texts(tag: str, el=element) -> tuple[str, ...]:
-            return tuple((e.text or "").strip() for e in el.findall(tag))
+            found = tuple((e.text or "").strip() for e in el.findall(tag))
+            # Rule values end up in response headers (CR/LF from "&#13;&#10;" included).
+            if not all(header_value_ok(t) for t in found):
+                raise MalformedXML()
+            return found
 
         origins, methods = texts("AllowedOrigin"), texts("AllowedMethod")
         if not origins or not methods or any(m not in METHODS for m in methods):
             raise MalformedXML()
-        max_age = texts("MaxAgeSeconds")
-        if max_age and not max_age[0].isdigit():
+        max_age = [parse_uint(t) for t in texts("MaxAgeSeconds")]
+        if len(max_age) > 1 or any(a is None or a > MAX_AGE for a in max_age):
             raise MalformedXML()
         ident = texts("ID")
         rules.append(
@@ -95,7 +103,7 @@ def parse_configuration(body: bytes) -> tuple[Rule, ...]:
                 methods,
                 texts("AllowedHeader"),
                 texts("ExposeHeader"),
-                int(max_age[0]) if max_age else None,
+                max_age[0] if max_age else None,
                 id=ident[0] if ident else None,
             )
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from app.errors import (
+    InvalidArgument,
     InvalidBucketName,
     InvalidRequest,
     KeyTooLongError,
@@ -175,7 +176,7 @@ def _bucket_operation(method: str, query: dict[str, str], headers: dict[str, str
             return "GetBucketAcl"
         if "cors" in query:
             return "GetBucketCors"
-        return "ListObjectsV2" if query.get("list-type") == "2" else "ListObjects"
+        return _list_operation(query)
     if method == "HEAD":
         return "HeadBucket"
     if method == "PUT":
@@ -195,6 +196,18 @@ def _bucket_operation(method: str, query: dict[str, str], headers: dict[str, str
     if method == "POST" and headers.get("content-type", "").startswith("multipart/form-data"):
         return "PostObject"
     raise MethodNotAllowed(Method=method, ResourceType="BUCKET")
+
+
+def _list_operation(query: dict[str, str]) -> str:
+    """ListObjects without list-type, ListObjectsV2 with list-type=2; nothing else exists."""
+    list_type = query.get("list-type")
+    if list_type is None:
+        return "ListObjects"
+    if list_type == "2":
+        return "ListObjectsV2"
+    raise InvalidArgument(
+        "Invalid List Type specified in Request", ArgumentName="list-type", ArgumentValue=list_type
+    )
 
 
 def _object_operation(method: str, query: dict[str, str], headers: dict[str, str]) -> str:

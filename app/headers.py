@@ -7,6 +7,7 @@ import functools
 import re
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
+from typing import NoReturn
 
 from app.errors import (
     InvalidArgument,
@@ -15,7 +16,8 @@ from app.errors import (
     MetadataTooLarge,
     PreconditionFailed,
 )
-from storage.backend import ObjectMeta, ObjectWrite
+from auth.numbers import parse_uint
+from storage.backend import MAX_PARTS, ObjectMeta, ObjectWrite
 
 #: Standard headers S3 stores with an object and returns on GET/HEAD. Nothing else from
 #: a client's headers is stored (reserved x-amz-* namespaces never are), except
@@ -52,7 +54,17 @@ RESPONSE_OVERRIDES = {
     "response-content-encoding": "content-encoding",
 }
 META_PREFIX = "x-amz-meta-"
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+#: What can travel in an HTTP/1.1 header value: tab, visible ASCII, space, obs-text
+#: (latin-1). CR, LF and NUL would split or end the header; other controls are refused
+#: by the HTTP layer when the answer is sent, dropping the connection.
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+#: RFC 9110 token characters: what a header (and so a metadata) name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Stands for a position written with more digits than any object size has: it is
+#: past the end of every object, and needs no int() of unbounded text to say so.
+_BEYOND = 1 << 63
+_BAD_VALUE = "Header value cannot be represented using ISO-8859-1, or contains control characters."
 
 
 def http_date(when: datetime) -> str:
@@ -66,7 +78,10 @@ def _http_date(seconds: int) -> str:
 
 
 def object_write(headers: dict[str, str], *, max_metadata_size: int) -> ObjectWrite:
-    """The stored attributes of a PutObject, CopyObject (REPLACE) or CreateMultipartUpload."""
+    """The stored attributes of a PutObject, CopyObject (REPLACE), CreateMultipartUpload or
+    POST Object form; a value that could not be sent back as a header is refused first,
+    so nothing that breaks every later GET is ever stored."""
+    _check_storable(headers)
     stored = {name: headers[name] for name in STORED_HEADERS if name in headers}
     encoding = stored.get("content-encoding")
     if encoding is not None:
@@ -88,6 +103,41 @@ def object_write(headers: dict[str, str], *, max_metadata_size: int) -> ObjectWr
         raise MetadataTooLarge(Size=size, MaxSizeAllowed=max_metadata_size)
     content_type = headers.get("content-type") or "binary/octet-stream"
     return ObjectWrite(content_type=content_type, headers=stored, user_metadata=user)
+
+
+def header_value_ok(value: str) -> bool:
+    """Whether `value` can be sent as an HTTP/1.1 header value as it is."""
+    return _HEADER_VALUE.fullmatch(value) is not None
+
+
+def check_header_value(name: str, value: str) -> None:
+    """Refuse (400 InvalidArgument, as S3 does) a value that cannot be a header value."""
+    if not header_value_ok(value):
+        raise InvalidArgument(_BAD_VALUE, ArgumentName=name)
+
+
+def _check_storable(headers: dict[str, str]) -> None:
+    """Every value object_write may store, and every metadata name, is a valid header."""
+    for name in ("content-type", *STORED_HEADERS):
+        value = headers.get(name)
+        if value is not None:
+            check_header_value(name, value)
+    for name, value in headers.items():
+        if name.startswith(META_PREFIX):
+            if _TOKEN.fullmatch(name) is None:
+                raise InvalidArgument("Invalid metadata name.", ArgumentName=name)
+            check_header_value(name, value)
+
+
+def response_overrides(query: dict[str, str]) -> dict[str, str]:
+    """The headers a GET's response-* parameters ask for, each one a valid header value."""
+    headers = {}
+    for param, name in RESPONSE_OVERRIDES.items():
+        value = query.get(param)
+        if value is not None:
+            check_header_value(param, value)
+            headers[name] = value
+    return headers
 
 
 def object_headers(meta: ObjectMeta) -> dict[str, str]:
@@ -156,39 +206,61 @@ def check_conditions(headers: dict[str, str], meta: ObjectMeta, prefix: str = "i
     return not not_modified
 
 
+def query_part_number(query: dict[str, str]) -> int:
+    """The partNumber query parameter of GetObject, HeadObject, UploadPart(Copy)."""
+    text = query.get("partNumber", "")
+    number = parse_uint(text)
+    if number is None or not 1 <= number <= MAX_PARTS:
+        raise InvalidArgument(
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=text,
+        )
+    return number
+
+
 def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     """(start, end) inclusive for a single byte range; None serves the whole object.
 
-    Malformed or multi-range headers are ignored, as S3 does; an unsatisfiable range
-    is InvalidRange (416).
+    Malformed or multi-range headers are ignored, as S3 does (RFC 9110 14.2); a range
+    that does not overlap the object (a first byte at or past its end, any range of an
+    empty object) is InvalidRange (416).
     """
     if not value:
         return None
-    match = _RANGE.match(value.strip())
+    match = _RANGE.fullmatch(value.strip())
     if not match or match[1] == match[2] == "":
         return None
     first, last = match[1], match[2]
     if first == "":
-        suffix = int(last)
-        if suffix == 0:
-            raise InvalidRange(RangeRequested=value, ActualObjectSize=size)
-        return (max(0, size - suffix), size - 1) if size else _unsatisfiable(value, size)
-    start = int(first)
-    end = int(last) if last else size - 1
+        suffix = _position(last)
+        if suffix == 0 or size == 0:
+            _unsatisfiable(value, size)
+        return max(0, size - suffix), size - 1
+    start = _position(first)
+    end = _position(last) if last else _BEYOND
     if end < start:
-        return None
+        return None  # not a valid byte-range-spec: ignored
     if start >= size:
         _unsatisfiable(value, size)
     return start, min(end, size - 1)
 
 
-def _unsatisfiable(value: str, size: int) -> tuple[int, int]:
-    raise InvalidRange(RangeRequested=value, ActualObjectSize=size)
+def _position(digits: str) -> int:
+    """A byte position written in ASCII digits; longer than any size is past every end."""
+    value = parse_uint(digits)
+    return _BEYOND if value is None else value
+
+
+def _unsatisfiable(value: str, size: int) -> NoReturn:
+    error = InvalidRange(RangeRequested=value, ActualObjectSize=size)
+    error.headers["content-range"] = f"bytes */{size}"
+    raise error
 
 
 def parse_copy_range(value: str, size: int) -> tuple[int, int]:
     """x-amz-copy-source-range must be 'bytes=first-last' within the source."""
-    match = _RANGE.match(value.strip())
+    match = _RANGE.fullmatch(value.strip())
     if not match or not match[1] or not match[2]:
         raise InvalidArgument(
             "The x-amz-copy-source-range value must be of the form bytes=first-last"
@@ -196,7 +268,7 @@ def parse_copy_range(value: str, size: int) -> tuple[int, int]:
             ArgumentName="x-amz-copy-source-range",
             ArgumentValue=value,
         )
-    start, end = int(match[1]), int(match[2])
+    start, end = _position(match[1]), _position(match[2])
     if end < start or end >= size:
         raise InvalidArgument(
             f"Range specified is not valid for source object of size: {size}",

@@ -10,10 +10,10 @@ from starlette.responses import Response
 from app.context import RequestContext
 from app.dispatch import valid_bucket_name
 from app.errors import InvalidArgument, InvalidRequest
-from app.handlers.multipart import part_number, part_result_headers, upload_for_part
+from app.handlers.multipart import part_result_headers, upload_for_part
 from app.handlers.object import conditional_write, write_result_headers
 from app.handlers.registry import handler, xml_response
-from app.headers import check_conditions, object_write, parse_copy_range
+from app.headers import check_conditions, object_write, parse_copy_range, query_part_number
 from app.xml import timestamp
 from storage import checksums
 from storage.backend import ObjectReader, ObjectWrite
@@ -118,7 +118,7 @@ async def copy_object(ctx: RequestContext) -> Response:
 
 @handler("UploadPartCopy")
 async def upload_part_copy(ctx: RequestContext) -> Response:
-    number = part_number(ctx)
+    number = query_part_number(ctx.query)
     upload = await upload_for_part(ctx)
     reader = await open_source(ctx)
     try:

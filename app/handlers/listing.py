@@ -12,6 +12,7 @@ from app.context import RequestContext
 from app.errors import InvalidArgument
 from app.handlers.registry import handler, owner, xml_response
 from app.xml import Node, timestamp
+from auth.numbers import parse_uint
 from storage.backend import ListPage
 
 MAX_KEYS = 1000
@@ -49,11 +50,8 @@ def int_param(ctx: RequestContext, name: str, default: int, *, cap: int) -> int:
     text = ctx.query.get(name)
     if text is None or text == "":
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
+    value = parse_uint(text)
+    if value is None:
         raise InvalidArgument(
             f"Provided {name} not an integer or within integer range",
             ArgumentName=name,

@@ -6,12 +6,13 @@ from starlette.responses import Response
 
 from app.body import read_small, upload_body
 from app.context import RequestContext
-from app.errors import BadDigest, InvalidArgument, InvalidPart, InvalidRequest, MalformedXML
+from app.errors import BadDigest, InvalidPart, InvalidRequest, MalformedXML
 from app.handlers.listing import encoder, int_param
 from app.handlers.object import conditional_write, write_result_headers
 from app.handlers.registry import handler, owner, xml_response
-from app.headers import object_write
+from app.headers import object_write, query_part_number
 from app.xml import Node, child_text, parse, timestamp
+from auth.numbers import parse_uint
 from storage import checksums
 from storage.backend import MAX_PARTS, CompletedPart, PartInfo, UploadInfo
 from storage.checksums import Checksum
@@ -19,17 +20,6 @@ from storage.checksums import Checksum
 MAX_PART_SIZE = 5 * 1024**3
 MAX_COMPLETE_BODY = 4 * 1024 * 1024
 CHECKSUM_TYPES = ("COMPOSITE", "FULL_OBJECT")
-
-
-def part_number(ctx: RequestContext) -> int:
-    text = ctx.query.get("partNumber", "")
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PARTS:
-        raise InvalidArgument(
-            "Part number must be an integer between 1 and 10000, inclusive",
-            ArgumentName="partNumber",
-            ArgumentValue=text,
-        )
-    return int(text)
 
 
 async def upload_for_part(ctx: RequestContext) -> UploadInfo:
@@ -73,7 +63,7 @@ async def create_multipart_upload(ctx: RequestContext) -> Response:
 
 @handler("UploadPart")
 async def upload_part(ctx: RequestContext) -> Response:
-    number = part_number(ctx)
+    number = query_part_number(ctx.query)
     upload = await upload_for_part(ctx)
     # limits.max_object_size is "the largest single PUT or part"; S3's own cap otherwise.
     max_size = min(MAX_PART_SIZE, ctx.config.limits.max_object_size)
@@ -103,15 +93,16 @@ def _completed_parts(root_body: bytes) -> list[CompletedPart]:
         raise MalformedXML()
     parts = []
     for element in root.findall("Part"):
-        number, etag = child_text(element, "PartNumber"), child_text(element, "ETag")
-        if number is None or etag is None or not number.strip().isdigit():
+        number = parse_uint((child_text(element, "PartNumber") or "").strip())
+        etag = child_text(element, "ETag")
+        if number is None or etag is None:
             raise MalformedXML()
         sums = {
             a: text
             for a in checksums.ALGORITHMS
             if (text := child_text(element, f"Checksum{a}")) is not None
         }
-        parts.append(CompletedPart(int(number), etag.strip().strip('"'), sums))
+        parts.append(CompletedPart(number, etag.strip().strip('"'), sums))
     if not parts:
         raise MalformedXML()
     return parts

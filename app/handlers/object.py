@@ -9,7 +9,6 @@ from starlette.responses import Response, StreamingResponse
 from app.body import read_small, require_integrity_header, upload_body
 from app.context import RequestContext
 from app.errors import (
-    InvalidArgument,
     InvalidPartNumber,
     InvalidRequest,
     KeyTooLongError,
@@ -20,12 +19,13 @@ from app.errors import (
 )
 from app.handlers.registry import handler, xml_response
 from app.headers import (
-    RESPONSE_OVERRIDES,
     check_conditions,
     checksum_headers,
     object_headers,
     object_write,
     parse_range,
+    query_part_number,
+    response_overrides,
 )
 from app.xml import Node, child_text, parse
 from storage import checksums
@@ -76,16 +76,9 @@ async def put_object(ctx: RequestContext) -> Response:
 
 def _part_range(ctx: RequestContext, meta: ObjectMeta) -> tuple[int, int] | None:
     """The byte range ?partNumber=N asks for (None: the whole, empty object)."""
-    text = ctx.query["partNumber"]
-    if not text.isdigit() or not 1 <= int(text) <= 10000:
-        raise InvalidArgument(
-            "Part number must be an integer between 1 and 10000, inclusive",
-            ArgumentName="partNumber",
-            ArgumentValue=text,
-        )
+    number = query_part_number(ctx.query)
     if "range" in ctx.headers:
         raise InvalidRequest("Cannot specify both Range header and partNumber query parameter")
-    number = int(text)
     parts = meta.parts or []
     if not parts:
         if number != 1:
@@ -117,9 +110,7 @@ def _read_headers(
     elif ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
         # A whole-object checksum only describes a whole-object answer.
         headers.update(checksum_headers(meta))
-    for param, name in RESPONSE_OVERRIDES.items():
-        if param in ctx.query:
-            headers[name] = ctx.query[param]
+    headers.update(response_overrides(ctx.query))
     length = meta.size if span is None else span[1] - span[0] + 1
     headers["content-length"] = str(length)
     return status, headers, span
