@@ -131,6 +131,11 @@ def example_toml() -> str:
         "# be set from the environment as SHOAL_<SECTION>__<KEY>, e.g. SHOAL_SERVER__PORT=8080",
         "# (nested: SHOAL_CLUSTER__ERASURE__DATA_SHARDS=6). Precedence: defaults < this file",
         "# < environment < command-line flags.",
+        "#",
+        "# Credentials do not belong here (this file is readable by the shoal group): put",
+        "# SHOAL_AUTH__CREDENTIALS=KEY:SECRET in the root-only /etc/shoal/shoal.env",
+        "# (deploy/shoal.env). Beyond loopback, shoal refuses to start with auth off or the",
+        "# default STORAGE/STORAGE credentials (server.allow_insecure_public opts out).",
     ]
 
     def section(cls: type, name: str) -> None:

@@ -116,10 +116,39 @@ def test_unit_has_the_production_settings() -> None:
     graceful = int(option(argv, "--timeout-graceful-shutdown"))
     assert int(unit_value("TimeoutStopSec").rstrip("s")) > graceful
     # The data directory is inside the writable state directory.
-    environment = dict(e.split("=", 1) for v in unit_values("Environment") for e in shlex.split(v))
+    environment = unit_environment()
     assert environment["SHOAL_STORAGE__DIRECTORY"].startswith("/var/lib/shoal/")
     assert environment["SHOAL_CONFIG"] in INSTALLED
-    assert unit_value("EnvironmentFile").lstrip("-") in INSTALLED
+    # Secure by default: requests signed, keys from a root-only file that must exist.
+    assert environment["SHOAL_AUTH__ENABLED"] == "true"
+    assert unit_value("EnvironmentFile") in INSTALLED
+    steps = install_steps()
+    env_file = unit_value("EnvironmentFile")
+    assert f"install -D -m 0600 deploy/shoal.env {env_file}" in steps
+    assert "SHOAL_AUTH__CREDENTIALS" not in env_file_entries((DEPLOY / "shoal.env").read_text())
+    assert any("SHOAL_AUTH__CREDENTIALS" in step and env_file in step for step in steps)
+    # Prometheus scrapes the metrics listener the unit sets up.
+    port = environment["SHOAL_METRICS__PORT"]
+    targets = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())["scrape_configs"][0]
+    for target in targets["static_configs"][0]["targets"]:
+        assert target.endswith(f":{port}"), target
+
+
+def unit_environment() -> dict[str, str]:
+    return dict(e.split("=", 1) for v in unit_values("Environment") for e in shlex.split(v))
+
+
+def install_steps() -> list[str]:
+    """The commands of the unit's "Install" comment."""
+    steps, started = [], False
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("# Install"):
+            started = True
+        elif started and line.startswith("#   "):
+            steps.append(line[4:].strip())
+        elif started and steps:
+            break
+    return steps
 
 
 def local_unit(directory: Path) -> Path:
@@ -189,23 +218,37 @@ def test_exec_start_run_by_hand_serves(tmp_path: Path) -> None:
             )
     for target, source in INSTALLED.items():
         shutil.copy(DEPLOY / source, here(target))
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
-    for value in unit_values("Environment"):
-        env |= {k: here(v) for k, v in (e.split("=", 1) for e in shlex.split(value))}
-    env_file = Path(here(unit_value("EnvironmentFile").lstrip("-")))
-    env |= {k: here(v) for k, v in env_file_entries(env_file.read_text()).items()}
+    env_file = Path(here(unit_value("EnvironmentFile")))
+    # Without the generated keys, ExecStart on the unit's public address refuses to
+    # start (before it binds), and says how to set them.
+    refused = subprocess.run(
+        [here(a).replace("/opt/shoal/bin/", f"{VENV_BIN}/") for a in exec_start()],
+        env=unit_env(here, env_file),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0 and "SHOAL_AUTH__CREDENTIALS" in refused.stderr
+    # The installation step that generates them, as written.
+    (step,) = [s for s in install_steps() if "SHOAL_AUTH__CREDENTIALS" in s]
+    subprocess.run(["bash", "-c", here(step).replace("python3", sys.executable)], check=True)
+    env = unit_env(here, env_file)
+    key, secret = env["SHOAL_AUTH__CREDENTIALS"].split(":", 1)
+    assert len(secret) >= 32 and secret != "STORAGE"
 
     argv = [here(a).replace("/opt/shoal/bin/", f"{VENV_BIN}/") for a in exec_start()]
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     argv[argv.index("--host") + 1] = "127.0.0.1"
     argv[argv.index("--port") + 1] = str(port)
+    env["SHOAL_METRICS__PORT"] = str(metrics_port)
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "stderr").open("w+")
     proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_ready(proc, url)
-        s3 = signed_client(url, "STORAGE", "STORAGE")
+        assert httpx.put(f"{url}/anonymous", timeout=30).status_code == 403  # auth is on
+        s3 = signed_client(url, key, secret)
         s3.create_bucket(Bucket="unit")
         s3.put_object(Bucket="unit", Key="hello.txt", Body=b"from the unit's ExecStart")
         got = s3.get_object(Bucket="unit", Key="hello.txt")["Body"].read()
@@ -216,7 +259,12 @@ def test_exec_start_run_by_hand_serves(tmp_path: Path) -> None:
         assert (data / "unit" / f"hello.txt{OBJECT_MARKER}").is_file()
         # The EnvironmentFile was applied: its SHOAL_LOGGING__FORMAT=json.
         log.seek(0)
-        assert any(line.startswith("{") and json.loads(line) for line in log), "no JSON log"
+        lines = [json.loads(line) for line in log if line.startswith("{")]
+        assert lines, "no JSON log"
+        assert any(line.get("event") == "starting" and line["auth"] == "on" for line in lines)
+        # Prometheus's scrape: the metrics listener, unsigned, on loopback by default.
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30)
+        assert scraped.status_code == 200 and "shoal_requests_total" in scraped.text
         # systemd's stop: SIGTERM, then a clean exit. uvicorn finishes its graceful
         # shutdown and re-raises the signal, which systemd counts as a clean stop too.
         proc.send_signal(signal.SIGTERM)
@@ -228,6 +276,14 @@ def test_exec_start_run_by_hand_serves(tmp_path: Path) -> None:
         log.seek(0)
         print(log.read()[-5000:])
         log.close()
+
+
+def unit_env(here: Any, env_file: Path) -> dict[str, str]:
+    """The environment systemd gives ExecStart: the unit's, then its EnvironmentFile."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    for value in unit_values("Environment"):
+        env |= {k: here(v) for k, v in (e.split("=", 1) for e in shlex.split(value))}
+    return env | {k: here(v) for k, v in env_file_entries(env_file.read_text()).items()}
 
 
 # -- the container ------------------------------------------------------------------------
@@ -272,8 +328,14 @@ def test_dockerfile_commands_serve_here(tmp_path: Path) -> None:
     cmd = json.loads(given["CMD"])
     assert cmd[0] == "shoal" and option(cmd, "--port") == "3000"
     cmd[0] = str(VENV_BIN / "shoal")
-    cmd[cmd.index("--address") + 1] = "127.0.0.1"
     cmd[cmd.index("--port") + 1] = port
+    # As the image runs it, on 0.0.0.0, without credentials: refused, saying how to set
+    # them (`docker run -e SHOAL_AUTH__...`, or the throwaway opt-in).
+    assert option(cmd, "--address") == "0.0.0.0"
+    refused = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "SHOAL_AUTH__CREDENTIALS" in refused.stderr
+    assert "SHOAL_SERVER__ALLOW_INSECURE_PUBLIC" in refused.stderr
+    cmd[cmd.index("--address") + 1] = "127.0.0.1"
     check = json.loads(given["HEALTHCHECK"].split(" CMD ", 1)[1])
     assert check[0] == "python" and "/-/ready" in check[-1]
     check = [sys.executable, *check[1:-1], check[-1].replace(":3000/", f":{port}/")]
