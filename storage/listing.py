@@ -12,10 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from storage.backend import ListPage, ObjectSummary, UploadInfo, UploadListPage
+from storage.backend import MAX_KEY_BYTES, ListPage, ObjectSummary, UploadInfo, UploadListPage
 from storage.diskio import read_json
+from storage.errors import InvalidRequest
 from storage.records import parse_iso
 from storage.walk import ListingCache, Walker
+
+
+def check_params(*texts: str) -> None:
+    """Listing parameters must be UTF-8 text like keys (no lone surrogates): they are
+    compared with keys and the prefix becomes a path. InvalidRequest otherwise."""
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequest("Listing parameters must be valid UTF-8") from exc
 
 
 def rollup(key: str, prefix: str, delimiter: str) -> str | None:
@@ -69,8 +80,9 @@ def walk_page(
     cache: ListingCache | None = None,
 ) -> Page[T]:
     """list_page's walk, with whatever `summarize` makes of each sidecar."""
-    if max_keys <= 0:
-        return [], [], False, None
+    check_params(prefix, delimiter, after)
+    if max_keys <= 0 or len(prefix.encode("utf-8")) > MAX_KEY_BYTES:
+        return [], [], False, None  # (no key is longer than the limit: none can match)
     walker = Walker(bucket_dir, cache)
     objects: list[T] = []
     prefixes: list[str] = []
@@ -131,6 +143,7 @@ def uploads_page(
     Order is (key, initiated, upload id). With a key marker alone, listing resumes at the
     next key; with an upload-id marker too, at the upload after that one of the same key.
     """
+    check_params(prefix, delimiter, key_marker, upload_id_marker)
     items = sorted(
         (u for u in uploads if u.key.startswith(prefix)),
         key=lambda u: (u.key, u.initiated, u.upload_id),

@@ -17,6 +17,7 @@ shared by the pages of a store, so a long listing reads each directory once.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from bisect import bisect_right
@@ -150,6 +151,10 @@ class Walker:
                             entries.append(Entry(dir_prefix + text, FILE, de.path))
         except (FileNotFoundError, NotADirectoryError):
             pass  # removed by a concurrent delete: simply empty
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            # A prefix whose path is too long for the kernel: no key can live there.
         entries.sort(key=lambda e: (e.prefix, e.kind))
         result = ([e.prefix for e in entries], entries)
         self._cache[path] = result
