@@ -664,8 +664,8 @@ class LocalDrive:
                 continue
             for name, entry in names.items():
                 number, dot, pv = name.partition(".")
-                if not dot or not number.startswith("part-") or pv.endswith(".json"):
-                    continue
+                if not (dot and number.startswith("part-") and entry.is_dir(follow_symlinks=False)):
+                    continue  # the records themselves
                 record = names.get(f"{number}.json")
                 named = record is not None and _part_version(record.path) == pv
                 if not named and _mtime_ns(entry) < cutoff:
