@@ -23,8 +23,11 @@ MAX_COPY_SOURCE = 5 * 1024**3
 
 
 def copy_source(ctx: RequestContext) -> tuple[str, str]:
+    return parse_copy_source(ctx.headers["x-amz-copy-source"])
+
+
+def parse_copy_source(raw: str) -> tuple[str, str]:
     """(bucket, key) of x-amz-copy-source: 'bucket/key' or '/bucket/key', URL-encoded."""
-    raw = ctx.headers["x-amz-copy-source"]
     path, _, query = raw.partition("?")
     if query and not query.startswith("versionId=null"):
         raise InvalidArgument("Invalid version id specified", ArgumentName="versionId")

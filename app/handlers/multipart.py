@@ -87,8 +87,9 @@ async def upload_part(ctx: RequestContext) -> Response:
     return Response(headers=part_result_headers(part))
 
 
-def _completed_parts(root_body: bytes) -> list[CompletedPart]:
-    root = parse(root_body)
+def completed_parts(body: bytes) -> list[CompletedPart]:
+    """The parts a CompleteMultipartUpload body names, as S3 validates them."""
+    root = parse(body)
     if root.tag != "CompleteMultipartUpload":
         raise MalformedXML()
     parts = []
@@ -123,9 +124,7 @@ async def _stored_parts(ctx: RequestContext, upload_id: str) -> dict[int, PartIn
 async def complete_multipart_upload(ctx: RequestContext) -> Response:
     upload_id = ctx.query.get("uploadId", "")
     upload = await ctx.backend.get_upload(ctx.bucket, ctx.key, upload_id)
-    parts = _completed_parts(
-        await read_small(ctx.request, MAX_COMPLETE_BODY, object_checksums=True)
-    )
+    parts = completed_parts(await read_small(ctx.request, MAX_COMPLETE_BODY, object_checksums=True))
     write = object_write({}, max_metadata_size=0)
     conditional_write(ctx, write)
     algorithm = upload.checksum_algorithm
