@@ -19,6 +19,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
+from auth.numbers import parse_int
+
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "s3"
 TERMINATOR = "aws4_request"
@@ -33,6 +35,9 @@ MAX_SKEW = timedelta(minutes=15)
 MAX_PRESIGN_EXPIRES = 604800  # seconds: seven days, as AWS allows
 _AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# ASCII digits only: `\d` would take Arabic-Indic or fullwidth digits that strptime reads too.
+_SCOPE_DATE = re.compile(r"[0-9]{8}")
+_AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 # A path byte that must be escaped: outside unreserved and `/`, or a `%` not starting %XX.
 _PATH_UNSAFE = re.compile(rb"[^A-Za-z0-9\-_.~/%]|%(?![0-9A-Fa-f]{2})")
 
@@ -200,7 +205,7 @@ def _malformed(presigned: bool, detail: str, **fields: str) -> AuthFailure:
 def _parse_credential(credential: str, region: str, presigned: bool) -> tuple[str, Scope]:
     """Split `AK/date/region/service/aws4_request` and check it names this endpoint."""
     parts = credential.rsplit("/", 4)
-    if len(parts) != 5 or not parts[0] or not re.fullmatch(r"\d{8}", parts[1]):
+    if len(parts) != 5 or not parts[0] or not _SCOPE_DATE.fullmatch(parts[1]):
         raise _malformed(
             presigned,
             'the Credential is mal-formed; expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/'
@@ -247,6 +252,9 @@ def parse_authorization(value: str, region: str) -> tuple[str, Scope, tuple[str,
 
 
 def _parse_amz_date(value: str) -> datetime | None:
+    """`YYYYMMDDTHHMMSSZ` exactly (strptime alone takes one-digit fields and non-ASCII digits)."""
+    if not _AMZ_DATE.fullmatch(value):
+        return None
     try:
         return datetime.strptime(value, _AMZ_DATE_FORMAT).replace(tzinfo=UTC)
     except ValueError:
@@ -291,7 +299,10 @@ def _request_time(headers: Sequence[Header]) -> tuple[str, datetime]:
             moment = None
         if moment is not None:
             moment = moment.replace(tzinfo=moment.tzinfo or UTC)
-            amz_date = moment.astimezone(UTC).strftime(_AMZ_DATE_FORMAT)
+            try:  # an offset can move year 9999 past the last date Python represents
+                amz_date = moment.astimezone(UTC).strftime(_AMZ_DATE_FORMAT)
+            except OverflowError:
+                moment = None
     if moment is None or amz_date is None:
         message = "AWS authentication requires a valid Date or x-amz-date header"
         raise AuthFailure("AccessDenied", message)
@@ -396,9 +407,9 @@ def verify_presigned(
     if request_time is None:
         raise _query_error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     _check_scope_date(scope, amz_date, presigned=True)
-    if not re.fullmatch(r"-?\d{1,10}", params["X-Amz-Expires"]):
+    expires = parse_int(params["X-Amz-Expires"])
+    if expires is None:
         raise _query_error("X-Amz-Expires should be a number")
-    expires = int(params["X-Amz-Expires"])
     if expires < 0:
         raise _query_error("X-Amz-Expires must be non-negative")
     if expires > MAX_PRESIGN_EXPIRES:
