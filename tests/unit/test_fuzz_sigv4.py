@@ -52,6 +52,7 @@ HOST = "127.0.0.1:9000"
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 LOOKUP = {AK: SK}.get
 AMZ_NOW = NOW.strftime("%Y%m%dT%H%M%SZ")
+ARABIC_DATE = "\u0662\u0660\u0662\u0666\u0660\u0663\u0660\u0661"  # 20260301
 
 # Client text: ASCII, separators SigV4 cares about, non-ASCII digits, controls, surrogates.
 TRICKY = "=,;/ \t\r\n%+&?*\x00\x7f\u00b2\u0663\uff17\u00a0\u2028\udcff\U0001f600"
@@ -81,20 +82,24 @@ def _credential(date: str = AMZ_NOW[:8], key: str = AK) -> str:
 
 
 def _authorization(credential: str, signed: str, signature: str) -> str:
-    return f"AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders={signed}, Signature={signature}"
+    components = f"Credential={credential}, SignedHeaders={signed}, Signature={signature}"
+    return f"AWS4-HMAC-SHA256 {components}"
 
 
 # Near-valid Authorization values: each component drawn from a valid one or from garbage.
-authorization_value = st.builds(
-    _authorization,
-    st.sampled_from([_credential(), _credential("٢٠٢٦٠٣٠١"), "", "a/b/c/d/e"]) | text,
-    st.sampled_from(["host;x-amz-date", ";", "host;;x", ""]) | text,
-    st.sampled_from(["0" * 64, ""]) | text,
-) | text
+authorization_value = (
+    st.builds(
+        _authorization,
+        st.sampled_from([_credential(), _credential(ARABIC_DATE), "", "a/b/c/d/e"]) | text,
+        st.sampled_from(["host;x-amz-date", ";", "host;;x", ""]) | text,
+        st.sampled_from(["0" * 64, ""]) | text,
+    )
+    | text
+)
 
 
 @given(value=authorization_value)
-@example(value=_authorization(_credential("٢٠٢٦٠٣٠١"), "host", "0" * 64))
+@example(value=_authorization(_credential(ARABIC_DATE), "host", "0" * 64))
 def test_authorization_header_parses_or_is_malformed(value: str) -> None:
     result = _outcome(lambda: parse_authorization(value, REGION))
     if not isinstance(result, AuthFailure):
@@ -105,7 +110,7 @@ def test_authorization_header_parses_or_is_malformed(value: str) -> None:
 
 def test_credential_date_is_ascii_digits_only() -> None:
     """Regression: `\\d{8}` took Arabic-Indic digits in the credential scope date."""
-    value = _authorization(_credential("٢٠٢٦٠٣٠١"), "host", "0" * 64)
+    value = _authorization(_credential(ARABIC_DATE), "host", "0" * 64)
     with pytest.raises(AuthFailure) as failure:
         parse_authorization(value, REGION)
     assert failure.value.code == "AuthorizationHeaderMalformed"
@@ -165,7 +170,7 @@ def test_date_header_out_of_range_is_access_denied(date: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "amz_date", ["٢٠٢٦٠٣٠١T120000Z", "20260301T1200Z", "20260301T12000Z", "20260301t120000z"]
+    "amz_date", [ARABIC_DATE + "T120000Z", "20260301T1200Z", "20260301T12000Z", "20260301t120000z"]
 )
 def test_x_amz_date_is_the_exact_basic_format(amz_date: str) -> None:
     """Regression: strptime read Arabic-Indic digits and one-digit fields."""
@@ -193,7 +198,19 @@ presign_params = st.fixed_dictionaries(
         "X-Amz-Credential": st.sampled_from([_credential()]) | text,
         "X-Amz-Date": st.sampled_from([AMZ_NOW, "99991231T235959Z", "00010101T000000Z"]) | text,
         "X-Amz-Expires": st.sampled_from(
-            ["300", "604800", "604801", "-1", "٣٠٠", "²", "9" * 5000, "+5", " 5", "0x10", "1_0"]
+            [
+                "300",
+                "604800",
+                "604801",
+                "-1",
+                "\u0663\u0660\u0660",
+                "²",
+                "9" * 5000,
+                "+5",
+                " 5",
+                "0x10",
+                "1_0",
+            ]
         )
         | text,
         "X-Amz-SignedHeaders": st.sampled_from(["host", ";", ""]) | text,
@@ -231,7 +248,9 @@ def test_presigned_never_raises_anything_else(
     _outcome(lambda: verify_request(**request, lookup=LOOKUP, region=REGION, now=moment))
 
 
-@pytest.mark.parametrize("expires", ["٣٠٠", "\uff13\uff10\uff10", "9" * 5000, "+300", "3_00"])
+@pytest.mark.parametrize(
+    "expires", ["\u0663\u0660\u0660", "\uff13\uff10\uff10", "9" * 5000, "+300", "3_00"]
+)
 def test_presigned_expires_is_an_ascii_number(expires: str) -> None:
     """Regression: `\\d` + int() took Arabic-Indic digits; the rule now lives in numbers.py."""
     params = {
