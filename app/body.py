@@ -213,11 +213,14 @@ class AwsChunkedDecoder:
             )
 
     async def _refuse_leftovers(self) -> None:
-        """Bytes after the final chunk and its trailers belong to no chunk: refused."""
+        """Bytes after the final chunk and its trailers belong to no chunk: refused, as S3
+        refuses them (a second final chunk is "trailing data that was not well-formed")."""
         while not self._buf and await self._fill():
             pass
         if self._buf:
-            raise IncompleteBody("Data follows the final chunk of the aws-chunked body.")
+            raise MalformedTrailerError(
+                "The request contained trailing data after the final chunk and its trailers."
+            )
 
 
 @dataclass

@@ -345,6 +345,11 @@ FRAMINGS = {
 }
 
 
+def expected_code(case: str) -> str:
+    """Bytes past the final chunk are S3's MalformedTrailerError; the rest IncompleteBody."""
+    return "MalformedTrailerError" if "after the" in case else "IncompleteBody"
+
+
 @pytest.mark.parametrize("case", list(FRAMINGS))
 def test_malformed_framing_is_refused_and_nothing_stored(
     raw, server: Server, bucket: str, case: str
@@ -360,7 +365,7 @@ def test_malformed_framing_is_refused_and_nothing_stored(
             **chunked_headers(decoded),
         )
         reply = send(raw, "PUT", f"/{bucket}/{key}", headers, body)
-        assert reply.status == 400 and reply.code() == "IncompleteBody", (case, reply.text)
+        assert (reply.status, reply.code()) == (400, expected_code(case)), (case, reply.text)
     still_serving(server, bucket)
 
 
@@ -375,7 +380,7 @@ def test_malformed_signed_chunks_are_refused(raw, server: Server, bucket: str, c
         header, rest = body.split(b"\r\n", 1)
         body = header + b";x=" + b"e" * 5000 + b"\r\n" + rest
     reply = send(raw, "PUT", path, headers, body)
-    assert reply.status == 400 and reply.code() == "IncompleteBody", reply.text
+    assert (reply.status, reply.code()) == (400, expected_code(case)), reply.text
     still_serving(server, bucket)
 
 
