@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 import types
 import typing
@@ -21,6 +22,9 @@ ENV_CONFIG_FILE = "SHOAL_CONFIG"
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+#: An integer from the environment: ASCII digits, optionally signed, at most 20 of them
+#: (int() would also take "1_000", Unicode digits and 4,000-digit numbers).
+_INT_RE = re.compile(r"[+-]?[0-9]{1,20}")
 
 
 class ConfigError(ValueError):
@@ -84,6 +88,23 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file {os.fspath(path)}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {os.fspath(path)}: invalid TOML: {e}") from None
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise ConfigError(
+            f"config file {os.fspath(path)}: invalid TOML: nested too deeply"
+        ) from None
+    except UnicodeError as e:
+        raise ConfigError(f"config file {os.fspath(path)}: not UTF-8: {e.reason}") from None
+    except ValueError as e:  # a name open() refuses, e.g. with a NUL
+        raise ConfigError(f"config file {os.fspath(path)!r}: {e}") from None
+
+
+def _json(raw: str) -> Any:
+    """A JSON value from an environment variable; ValueError for anything else (too
+    deeply nested included: json recurses)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _env_get(env: Mapping[str, str], name: str) -> str | None:
@@ -155,7 +176,7 @@ def _apply_section(obj: Any, data: Any, path: str, origin: str) -> Any:
     if isinstance(data, _EnvValue):
         origin = f"from {data.name}"
         try:
-            data = json.loads(data.raw)
+            data = _json(data.raw)
         except ValueError:
             data = None
     if isinstance(data, cls):  # a hand-built section: check it field by field too
@@ -271,6 +292,8 @@ def _parse_env(tp: Any, raw: str) -> Any:
             return False
         raise ValueError
     if tp is int:
+        if not _INT_RE.fullmatch(s):
+            raise ValueError
         return int(s)
     if tp is str:
         return raw
@@ -278,11 +301,11 @@ def _parse_env(tp: Any, raw: str) -> Any:
         return raw or None
     if tp == list[str]:
         if s.startswith("["):
-            return json.loads(s)
+            return _json(s)
         return [p.strip() for p in s.split(",") if p.strip()]
     if tp == list[Credential]:
         if s.startswith("["):
-            return json.loads(s)
+            return _json(s)
         # KEY:SECRET[,KEY:SECRET...] for the shell-minded
         pairs = [p.split(":", 1) for p in s.split(",") if p.strip()]
         if not pairs or any(len(p) != 2 for p in pairs):

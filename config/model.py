@@ -119,11 +119,14 @@ def unique_non_empty(value: list[str]) -> list[str]:
     return value
 
 
+_PORT_RE = re.compile(r"[0-9]{1,5}")
+
+
 def host_ports(value: list[str]) -> list[str]:
     for entry in value:
         host, sep, port = entry.rpartition(":")
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-        ok = bool(sep and host and port.isdigit() and 1 <= int(port) <= 65535)
+        ok = bool(sep and host and _PORT_RE.fullmatch(port) and 1 <= int(port) <= 65535)
         if ok and ":" in host:
             try:
                 ipaddress.IPv6Address(host)
