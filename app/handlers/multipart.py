@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.responses import Response
 
 from app.body import read_small, upload_body
 from app.context import RequestContext
-from app.errors import BadDigest, InvalidPart, InvalidRequest, MalformedXML
+from app.errors import BadDigest, InvalidPart, InvalidRequest, MalformedXML, NoSuchUpload
 from app.handlers.listing import encoder, int_param
 from app.handlers.object import conditional_write, write_result_headers
 from app.handlers.registry import handler, owner, xml_response
@@ -24,7 +26,20 @@ CHECKSUM_TYPES = ("COMPOSITE", "FULL_OBJECT")
 
 async def upload_for_part(ctx: RequestContext) -> UploadInfo:
     """The upload a part belongs to, looked up before any body byte is read."""
-    return await ctx.backend.get_upload(ctx.bucket, ctx.key, ctx.query.get("uploadId", ""))
+    return await ctx.backend.get_upload(ctx.bucket, ctx.key, upload_id_param(ctx))
+
+
+#: The upload ids the stores issue (storage.multipart.new_upload_id: URL-safe base64).
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def upload_id_param(ctx: RequestContext) -> str:
+    """The uploadId query parameter; one no store could have issued is NoSuchUpload here,
+    so text such as NUL or '../' never becomes part of a path on a drive."""
+    upload_id = ctx.query.get("uploadId", "")
+    if _UPLOAD_ID.fullmatch(upload_id) is None:
+        raise NoSuchUpload()
+    return upload_id
 
 
 def part_result_headers(part: PartInfo) -> dict[str, str]:
@@ -122,7 +137,7 @@ async def _stored_parts(ctx: RequestContext, upload_id: str) -> dict[int, PartIn
 
 @handler("CompleteMultipartUpload")
 async def complete_multipart_upload(ctx: RequestContext) -> Response:
-    upload_id = ctx.query.get("uploadId", "")
+    upload_id = upload_id_param(ctx)
     upload = await ctx.backend.get_upload(ctx.bucket, ctx.key, upload_id)
     parts = completed_parts(await read_small(ctx.request, MAX_COMPLETE_BODY, object_checksums=True))
     write = object_write({}, max_metadata_size=0)
@@ -171,7 +186,7 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
 
 @handler("AbortMultipartUpload")
 async def abort_multipart_upload(ctx: RequestContext) -> Response:
-    await ctx.backend.abort_multipart_upload(ctx.bucket, ctx.key, ctx.query.get("uploadId", ""))
+    await ctx.backend.abort_multipart_upload(ctx.bucket, ctx.key, upload_id_param(ctx))
     return Response(status_code=204)
 
 
@@ -179,7 +194,7 @@ async def abort_multipart_upload(ctx: RequestContext) -> Response:
 async def list_parts(ctx: RequestContext) -> Response:
     max_parts = int_param(ctx, "max-parts", 1000, cap=1000)
     after = int_param(ctx, "part-number-marker", 0, cap=MAX_PARTS)
-    upload_id = ctx.query.get("uploadId", "")
+    upload_id = upload_id_param(ctx)
     page = await ctx.backend.list_parts(
         ctx.bucket, ctx.key, upload_id, after=after, max_parts=max_parts
     )

@@ -323,3 +323,24 @@ def test_listing_parameters_with_nul(http: httpx.Client, stored: str, params: di
 def test_bad_continuation_tokens(http: httpx.Client, stored: str, token: str) -> None:
     response = http.get(f"/{stored}", params={"list-type": "2", "continuation-token": token})
     _error(response, 400, "InvalidArgument")
+
+
+@pytest.mark.parametrize("upload_id", ["\x00", "a\x00" * 10, "../" * 8 + "x", "x" * 3000, "é" * 20])
+def test_upload_ids_no_store_issued(
+    http: httpx.Client, s3: Any, stored: str, upload: str, upload_id: str
+) -> None:
+    """Every multipart operation answers NoSuchUpload (404) for an id that is not one a
+    store issues; in erasure mode NUL used to reach the drives (503, drive errors)."""
+    body = _complete_body("1")
+    for method, params, content in [
+        ("GET", {}, None),
+        ("PUT", {"partNumber": "1"}, b"x"),
+        ("POST", {}, body),
+        ("DELETE", {}, None),
+    ]:
+        response = http.request(
+            method, f"/{stored}/mp", params={"uploadId": upload_id, **params}, content=content
+        )
+        _error(response, 404, "NoSuchUpload")
+    parts = s3.list_parts(Bucket=stored, Key="mp", UploadId=upload)["Parts"]
+    assert [p["PartNumber"] for p in parts] == [1]
