@@ -46,6 +46,7 @@ import google_crc32c
 from storage.diskio import (
     StripedLocks,
     fsync_dir,
+    makedirs,
     makedirs_below,
     object_lock_name,
     remove_empty_parents,
@@ -273,7 +274,7 @@ class LocalDrive:
             if self._opened_ns is not None:
                 return
             tmp = os.path.join(self.root, "tmp")
-            os.makedirs(tmp, exist_ok=True)
+            makedirs(tmp)
             stamp = os.path.join(tmp, f"opened-{os.getpid()}-{secrets.token_hex(4)}")
             with open(stamp, "wb"):
                 pass
@@ -289,7 +290,7 @@ class LocalDrive:
     def _tmp(self) -> str:
         self._require_root()
         tmp = os.path.join(self.root, "tmp")
-        os.makedirs(tmp, exist_ok=True)
+        makedirs(tmp)
         return tmp
 
     # -- format ------------------------------------------------------------------
@@ -310,7 +311,7 @@ class LocalDrive:
         await self._run(self._write_format, record)
 
     def _write_format(self, record: dict[str, Any]) -> None:
-        os.makedirs(self.root, exist_ok=True)
+        makedirs(self.root)
         replace_atomically(os.path.join(self.root, FORMAT_FILE), dumps(record), self._tmp())
         fsync_dir(self.path)
 
@@ -329,7 +330,7 @@ class LocalDrive:
         caller makes the version's directories durable itself (update_object does)."""
         target = self._abs(path)
         parent = os.path.dirname(target)
-        os.makedirs(parent, exist_ok=True)
+        makedirs(parent)
         token = secrets.token_hex(4)
         meta = json.dumps({"size": len(data), "crc32c": crc}).encode()
         for suffix, body, sync in ((".dat", data, True), (".meta", meta, False)):
@@ -397,7 +398,7 @@ class LocalDrive:
 
     def _write_doc(self, path: str, data: bytes) -> None:
         target = self._abs(path)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        makedirs(os.path.dirname(target))
         replace_atomically(target, data, self._tmp())
 
     async def delete(self, path: str) -> None:
@@ -430,7 +431,7 @@ class LocalDrive:
             raise FileNotFoundError(errno.ENOENT, "no such directory", src)
         if os.path.lexists(target):  # a link interrupted earlier: start over
             rmtree_quiet(target)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        makedirs(os.path.dirname(target))
         made = []
         for dirpath, _dirs, files in walk_dirs(source):
             into = target if dirpath == source else os.path.join(target, dirpath[len(source) + 1 :])
@@ -448,7 +449,7 @@ class LocalDrive:
     def _quarantine(self, path: str) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S")
         dest = os.path.join(self.root, "quarantine", f"{stamp}-{secrets.token_hex(3)}", path)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        makedirs(os.path.dirname(dest))
         for suffix in (".dat", ".meta"):
             with contextlib.suppress(FileNotFoundError):
                 os.rename(self._abs(path) + suffix, dest + suffix)
@@ -470,7 +471,7 @@ class LocalDrive:
     def _make_bucket(self, bucket: str) -> None:
         self._require_root()
         data = os.path.join(self.root, "data")
-        os.makedirs(data, exist_ok=True)
+        makedirs(data)
         with contextlib.suppress(FileExistsError):
             os.mkdir(os.path.join(data, bucket))
             fsync_dir(data)

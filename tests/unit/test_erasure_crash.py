@@ -1,0 +1,220 @@
+"""Crashes at every step of CompleteMultipartUpload, and what crashes leave on drives.
+
+A crash is a snapshot of the drive folders taken while the drives named hang (a
+FaultyDrive rule) at one step of the completion: what a SIGKILL at that moment leaves.
+A new store opened on the snapshot must complete the upload when the client retries
+with the same parts (or, once the upload was already completed and cleaned up, answer
+NoSuchUpload with the object in place), and after one healing scan no file is orphaned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+import storage.multipart
+from storage.backend import CompletedPart, ObjectWrite
+from storage.erasure.drive import ShardMissing, object_dir
+from storage.erasure.faults import FaultyDrive
+from storage.erasure.store import ErasureStore
+from storage.errors import NoSuchUpload
+from tests.integration.test_erasure_crash import audit
+from tests.unit.conftest import chunks
+
+pytestmark = pytest.mark.anyio
+
+K, M = 4, 2
+N = K + M
+CHUNK = 64 * 1024
+BUCKET = "bucket"
+KEY = "multi/key"
+PARTS = [bytes([i]) * (2 * CHUNK + 100 * i) for i in (1, 2)]
+
+
+async def open_store(paths: list[Path]) -> ErasureStore:
+    store = ErasureStore(
+        [str(p) for p in paths],
+        data_shards=K,
+        parity_shards=M,
+        chunk_size=CHUNK,
+        drive_timeout=30.0,  # a hung drive stays hung while the snapshot is taken
+        probe_interval=0.1,
+        drive_wrapper=FaultyDrive,
+    )
+    await store.open()
+    return store
+
+
+def faulty(store: ErasureStore) -> list[FaultyDrive]:
+    return [d.inner for d in store.sets[0]]  # type: ignore[misc]
+
+
+def drive_paths(root: Path) -> list[Path]:
+    paths = [root / f"drive{i}" for i in range(N)]
+    for p in paths:
+        p.mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def lists_version(drive: Path, key: str) -> bool:
+    """Whether the drive's record of `key` names any version."""
+    record = drive / ".smartstorage" / (object_dir(BUCKET, key) + ".metadata.json")
+    return record.exists()
+
+
+def has_upload(drive: Path, upload_id: str) -> bool:
+    return (drive / ".smartstorage" / "multipart" / BUCKET / upload_id).exists()
+
+
+@pytest.fixture(autouse=True)
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage.multipart, "MIN_PART_SIZE", CHUNK)
+
+
+#: (the drive operation the crash comes at, which call of it during the completion,
+#: the drives that hang there — the others go on —, and what to wait for on the others
+#: before the snapshot; None: they hang too).
+STEPS = {
+    "before-any-link": ("link", 1, range(N), None),
+    "one-part-linked": ("link", 2, range(N), None),
+    "all-linked-no-record": ("update_object", 1, range(N), None),
+    "record-on-three": ("update_object", 1, range(3), "record"),
+    "record-on-five": ("update_object", 1, range(1), "record"),
+    "committed-upload-not-removed": ("delete", 1, range(N), None),
+    "upload-removed-from-four": ("delete", 1, range(2), "upload-gone"),
+}
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+async def test_a_completion_cut_off_anywhere_completes_when_retried(
+    tmp_path: Path, step: str
+) -> None:
+    op, nth, hanging, wait_for = STEPS[step]
+    paths = drive_paths(tmp_path / "before")
+    store = await open_store(paths)
+    try:
+        await store.create_bucket(BUCKET)
+        up = await store.create_multipart_upload(BUCKET, KEY, ObjectWrite())
+        infos = [
+            await store.upload_part(BUCKET, KEY, up.upload_id, n, chunks(data), ObjectWrite())
+            for n, data in enumerate(PARTS, start=1)
+        ]
+        done = [CompletedPart(p.number, p.etag) for p in infos]
+        await until(lambda: not store._background)
+        rules = [
+            faulty(store)[p].fail(
+                op, calls=[faulty(store)[p].calls[op] + nth], error=None, delay=math.inf
+            )
+            for p in hanging
+        ]
+        task = asyncio.ensure_future(
+            store.complete_multipart_upload(BUCKET, KEY, up.upload_id, done, ObjectWrite())
+        )
+        await until(lambda: all(r.hits for r in rules))
+        others = [paths[p] for p in range(N) if p not in hanging]
+        if wait_for == "record":
+            await until(lambda: all(lists_version(d, KEY) for d in others))
+        elif wait_for == "upload-gone":
+            await until(lambda: not any(has_upload(d, up.upload_id) for d in others))
+        assert not task.done()
+        crashed = tmp_path / "after"
+        # Files the running drives delete meanwhile may vanish mid-copy: as in a crash.
+        with contextlib.suppress(shutil.Error):
+            shutil.copytree(tmp_path / "before", crashed, symlinks=True)
+        task.cancel()
+        with pytest.raises(BaseException):  # noqa: B017 (cancelled, or failed on its way)
+            await task
+    finally:
+        for f in faulty(store):
+            f.clear()
+        await store.close()
+
+    store = await open_store(drive_paths(crashed))
+    try:
+        whole = b"".join(PARTS)
+        if step == "upload-removed-from-four":
+            with pytest.raises(NoSuchUpload):
+                await store.complete_multipart_upload(
+                    BUCKET, KEY, up.upload_id, done, ObjectWrite()
+                )
+        else:
+            meta = await store.complete_multipart_upload(
+                BUCKET, KEY, up.upload_id, done, ObjectWrite()
+            )
+            assert meta.size == len(whole)
+        async with await store.open_object(BUCKET, KEY) as reader:
+            assert b"".join([c async for c in reader.stream()]) == whole
+        with pytest.raises(NoSuchUpload):
+            await store.get_upload(BUCKET, KEY, up.upload_id)
+        await until(lambda: not store._background)
+        report = await store.healer.scan()  # after the sweep at start (it waits for it)
+        assert report.unrecoverable == [] and report.failures == 0, report
+        orphans, leftover, live = audit(drive_paths(crashed))
+        assert orphans == [] and leftover == 0, orphans
+        assert live > len(whole)
+    finally:
+        await store.close()
+
+
+async def test_a_drive_never_lists_a_version_it_lacks_shards_of(tmp_path: Path) -> None:
+    """What makes sweeping safe while a write might resume: a drive refuses to name a
+    version with a chunk it holds no shard of."""
+    store = await open_store(drive_paths(tmp_path))
+    try:
+        await store.create_bucket(BUCKET)
+        data = b"x" * (3 * CHUNK)
+        await store.put_object(BUCKET, "k", chunks(data), ObjectWrite())
+        entry = await store.current(BUCKET, "k")
+        assert entry is not None
+        local = store._local[0]
+        vdir = Path(local.root) / object_dir(BUCKET, "k") / entry["v"]
+        forged = {**entry, "v": entry["v"][:-1] + "0"}
+        shutil.copytree(vdir, vdir.with_name(forged["v"]))
+        shutil.rmtree(vdir.with_name(forged["v"]) / "chunk-1")
+        with pytest.raises(ShardMissing):
+            await local.update_object(BUCKET, "k", add=forged)
+        assert [v["v"] for v in await local.read_object(BUCKET, "k")] == [entry["v"]]
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ErasureStore]:
+    s = await open_store(drive_paths(tmp_path))
+    await s.create_bucket(BUCKET)
+    yield s
+    await s.close()
+
+
+@pytest.mark.slow  # a folder per segment, on six drives
+async def test_a_key_nested_a_thousand_deep_lists_heals_and_goes(store: ErasureStore) -> None:
+    """1,023 slashes then "z": a folder per segment on every drive; walking, sweeping and
+    deleting must not recurse per segment (RecursionError before)."""
+    key = "/" * 1023 + "z"
+    await store.put_object(BUCKET, key, chunks(b"deep"), ObjectWrite())
+    page = await store.list_objects(BUCKET)
+    assert [o.key for o in page.objects] == [key]
+    page = await store.list_objects(BUCKET, delimiter="/")
+    assert page.common_prefixes == ["/"]
+    report = await store.healer.scan()
+    assert report.objects_scanned == 1 and report.failures == 0, report
+    await store.delete_object(BUCKET, key)
+    await until(lambda: not store._background)
+    await store.healer.scan()
+    assert (await store.list_objects(BUCKET)).objects == []
+    await store.delete_bucket(BUCKET)
+    assert [b.name for b in await store.list_buckets()] == []
