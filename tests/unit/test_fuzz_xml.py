@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from app.errors import MalformedXML, S3Error
 from app.handlers.object import MAX_DELETE_KEYS, parse_delete
-from app.xml import escape, parse
+from app.xml import MAX_DEPTH, MAX_ELEMENTS, escape, parse
 
 DELETE = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -137,10 +137,26 @@ def test_utf16_body_declaring_bogus_encoding_is_malformed() -> None:
         parse(body)
 
 
-def test_deep_nesting_is_bounded() -> None:
-    depth = 200_000
-    body = b"<Delete>" + b"<a>" * depth + b"</a>" * depth + b"</Delete>"
-    outcome(parse_delete, body)
+def test_deep_nesting_is_refused_at_once() -> None:
+    """2 MB of `<a>` once held the event loop for seconds; now the 33rd level is refused."""
+    with pytest.raises(MalformedXML):
+        parse(b"<Delete>" + b"<a>" * 600_000)
+    nested = b"<a>" * MAX_DEPTH + b"</a>" * MAX_DEPTH
+    assert parse(nested).tag == "a"
+    with pytest.raises(MalformedXML):
+        parse(b"<r>" + nested + b"</r>")
+
+
+def test_element_count_is_bounded() -> None:
+    with pytest.raises(MalformedXML):
+        parse(b"<r>" + b"<a/>" * MAX_ELEMENTS + b"</r>")
+    assert len(parse(b"<r>" + b"<a/>" * (MAX_ELEMENTS - 1) + b"</r>")) == MAX_ELEMENTS - 1
+
+
+def test_namespaces_are_stripped() -> None:
+    body = b'<Delete xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Object><Key>k</Key>'
+    body += b'</Object><x:Quiet xmlns:x="urn:x">true</x:Quiet></Delete>'
+    assert parse_delete(body) == (True, [("k", None)])
 
 
 @given(st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=5), st.booleans())
