@@ -4,6 +4,7 @@ never raise, and opening the store removes whatever an interrupted operation orp
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ from tests.unit.conftest import chunks
 pytestmark = pytest.mark.anyio
 
 DEEP = ["/" * 1023 + "z", "./" * 511 + "zz", "../" * 341 + "z"]
+
+
+@pytest.fixture(autouse=True)
+def remove_deep_trees(tmp_path: Path) -> Iterator[None]:
+    """Even when a test fails: pytest's own clean-up of old temp directories uses
+    shutil.rmtree, which a 1,000-deep tree makes raise RecursionError at session end."""
+    yield
+    rmtree_quiet(str(tmp_path))
 
 
 def files_below(path: Path) -> list[str]:
