@@ -478,8 +478,7 @@ class Healer:
                     bad.append(j)
                 except CorruptShard:
                     report.shards_corrupt += 1
-                    await drives[p].quarantine(path)
-                    report.quarantined += 1
+                    await self._quarantine(drives[p], path, report)
                     bad.append(j)
                 except DriveError:
                     continue  # offline or hung: nothing to repair there now
@@ -487,11 +486,7 @@ class Healer:
                     # A bad sector: rewriting the shard lets the disk remap it.
                     log.warning("shard %s on %s unreadable: %r", path, drives[p].name, exc)
                     report.shards_corrupt += 1
-                    try:
-                        await drives[p].quarantine(path)
-                        report.quarantined += 1
-                    except Exception as exc2:
-                        report.fail(f"quarantining {path} on {drives[p].name}", exc2)
+                    await self._quarantine(drives[p], path, report)
                     bad.append(j)
                 report.shards_checked += 1
             if not bad:
@@ -513,6 +508,14 @@ class Healer:
             report.records_healed += 1
         if rebuilt:
             await self._verify(bucket, key, entry, drives, rot, report)
+
+    async def _quarantine(self, drive: Drive, path: str, report: HealReport) -> None:
+        """Move a bad shard aside; if even that fails, its rebuilt copy replaces it."""
+        try:
+            await drive.quarantine(path)
+            report.quarantined += 1
+        except Exception as exc:
+            report.fail(f"quarantining {path} on {drive.name}", exc)
 
     async def _retire(
         self,

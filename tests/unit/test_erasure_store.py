@@ -457,6 +457,34 @@ async def test_degraded_reads_are_byte_exact(
     assert report.shards_corrupt == report.shards_healed == 0
 
 
+async def test_heal_says_why_it_could_not_do_something(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What healing tried and could not do is counted, with its reason, and logged
+    (it was swallowed before: the report said nothing)."""
+    store, key = cluster.store, "why"
+    await put(store, key, body(100, seed=1))
+    p = cluster.pos(key, 3)
+    cluster.faulty[p].fail("update_object", times=1)  # the old version's cleanup
+    await put(store, key, body(200, seed=2))
+    await settle(store)
+    assert [len(v) for v in await versions_on(cluster, key)].count(2) == 1
+    entry = await current(cluster, key)
+    flip(shard_file(cluster, key, entry, 0, 1))
+    cluster.faulty[cluster.pos(key, 1)].fail("quarantine", times=1)
+    cluster.faulty[p].fail("update_object", times=1)  # and healing's retry of it
+    report = await store.healer.scan()
+    assert report.failures == 2, report
+    assert report.shards_corrupt == report.shards_healed == 1  # rebuilt all the same
+    assert any(e.startswith("quarantining ") and "injected I/O error" in e for e in report.errors)
+    assert any(e.startswith(f"retiring versions of {BUCKET}/{key}") for e in report.errors)
+    assert sum("healing: " in r.getMessage() for r in caplog.records) == 2
+    assert store.healer.status()["last_scan"]["failures"] == 2
+    report = await store.healer.scan()  # and the next scan finishes the job
+    assert report.failures == 0 and report.versions_retired == 1, report
+    await check_shards(cluster, key)
+
+
 @pytest.mark.parametrize("mode", ["failing", "corrupt"])
 async def test_reads_with_three_bad_drives_fail_instead_of_lying(
     cluster: Cluster, mode: str
