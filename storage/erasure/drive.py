@@ -17,7 +17,11 @@ Layout below `{drive}/.smartstorage/`:
                                                        ... and shard-{M}.meta (size, CRC32C)
     multipart/{bucket}/{upload id}/upload.json, part-{P}.json, part-{P}.{pv}/chunk-{N}/...
     quarantine/                                        corrupt shards, moved aside by healing
-    tmp/, locks/
+    tmp/opened-{pid}-{token}                           stamp of the process that has the drive
+    tmp/, locks/                                       temp files and deletions; flock stripes
+
+What a crash leaves (temp files, version and part folders nothing names) is reclaimed
+by `sweep`: see LocalDrive._sweep for why that is safe while other nodes write.
 
 Keys are encoded as in the standalone store (storage.keys), so a drive lists its keys
 in S3 order with the same walker. Unlike the reference's `{key_hash}/{key}` layout, a
@@ -212,9 +216,12 @@ class Drive(Protocol):
         ...
 
     async def sweep(self, bucket: str, older_than: float) -> int:
-        """Remove version folders no object record lists (left by writes that died
-        before their commit) last modified more than `older_than` seconds ago; returns
-        how many. With bucket "", temporary files of this drive instead."""
+        """Remove the bucket's version folders no object record lists and upload part
+        folders no part record names (left by writes that died before their commit),
+        and temp files in named versions, once no write can still be filling them:
+        last modified more than `older_than` seconds ago or, on a local drive, before
+        the process serving it started. Returns how many. With bucket "", the drive's
+        temp files instead."""
         ...
 
     async def read_small(

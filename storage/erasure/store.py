@@ -10,7 +10,9 @@ shard and the record; otherwise the entry is withdrawn and the previous version 
 Buckets, policies and bucket documents are small records kept on every drive and
 written to a majority; readers take the newest copy held by enough drives that no
 failed or stale write can win. Multipart parts are encoded like objects into the
-upload's folder on the object's erasure set and moved, not rewritten, on completion.
+upload's folder on the object's erasure set and hard-linked, not rewritten, into the
+new version on completion (the upload stays whole until the version is committed, so a
+completion cut off by a crash is simply retried).
 """
 
 from __future__ import annotations
