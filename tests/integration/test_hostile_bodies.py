@@ -292,6 +292,20 @@ def test_xml_declaring_an_unknown_encoding_is_malformed(
     still_serving(server, bucket)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"<Delete>" + b"<a>" * 600_000, b"<Delete>" + b"<a/>" * 400_000 + b"</Delete>"],
+    ids=["nested", "flat"],
+)
+def test_huge_xml_is_refused_without_holding_the_server(
+    raw, server: Server, bucket: str, body: bytes
+) -> None:
+    headers = signed(server, "POST", f"/{bucket}", "delete=", content_md5=md5(body))
+    reply = send(raw, "POST", f"/{bucket}?delete=", headers, body)
+    assert (reply.status, reply.code()) == (400, "MalformedXML"), reply.text
+    still_serving(server, bucket)
+
+
 # -------------------------------------------------------------------------- Content-MD5
 
 
