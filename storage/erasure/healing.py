@@ -390,10 +390,10 @@ class Healer:
         nothing else ever would. Never one still being created or ended."""
         store = self.store
         for drives in store.sets:
+            if not all(d.online for d in drives):
+                continue  # an absent drive may hold the copies that make a quorum
             ids: set[str] = set()
             for drive in drives:
-                if not drive.online:
-                    continue
                 try:
                     ids.update(await drive.list_dir(f"multipart/{bucket}"))
                 except Exception as exc:

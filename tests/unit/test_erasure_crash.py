@@ -218,3 +218,26 @@ async def test_a_key_nested_a_thousand_deep_lists_heals_and_goes(store: ErasureS
     assert (await store.list_objects(BUCKET)).objects == []
     await store.delete_bucket(BUCKET)
     assert [b.name for b in await store.list_buckets()] == []
+
+
+@pytest.mark.parametrize("exclusive", [True, False], ids=["single-node", "cluster"])
+async def test_uploads_no_quorum_records_are_removed(
+    store: ErasureStore, tmp_path: Path, exclusive: bool
+) -> None:
+    """An abort (or a completion's cleanup) cut off by a crash leaves an upload on too
+    few drives to be seen: a scan removes it — at once on a single node, after an hour
+    in a cluster (another node may be creating it) — and leaves live uploads alone."""
+    store.exclusive_drives = exclusive
+    cut = await store.create_multipart_upload(BUCKET, KEY, ObjectWrite())
+    await store.upload_part(BUCKET, KEY, cut.upload_id, 1, chunks(PARTS[0]), ObjectWrite())
+    live = await store.create_multipart_upload(BUCKET, KEY, ObjectWrite())
+    drives = drive_paths(tmp_path)
+    for d in drives[:3]:
+        shutil.rmtree(d / ".smartstorage" / "multipart" / BUCKET / cut.upload_id)
+    with pytest.raises(NoSuchUpload):
+        await store.get_upload(BUCKET, KEY, cut.upload_id)
+    report = await store.healer.scan()
+    assert report.uploads_removed == (1 if exclusive else 0), report
+    assert [has_upload(d, cut.upload_id) for d in drives[3:]] == [not exclusive] * 3
+    assert all(has_upload(d, live.upload_id) for d in drives)
+    assert (await store.get_upload(BUCKET, KEY, live.upload_id)).upload_id == live.upload_id
