@@ -29,9 +29,13 @@ def copy_source(ctx: RequestContext) -> tuple[str, str]:
 def parse_copy_source(raw: str) -> tuple[str, str]:
     """(bucket, key) of x-amz-copy-source: 'bucket/key' or '/bucket/key', URL-encoded."""
     path, _, query = raw.partition("?")
-    if query and not query.startswith("versionId=null"):
+    if query and query != "versionId=null":
         raise InvalidArgument("Invalid version id specified", ArgumentName="versionId")
-    bucket, _, key = unquote(path).lstrip("/").partition("/")
+    try:
+        decoded = unquote(path, errors="strict")
+    except UnicodeDecodeError:
+        decoded = ""  # not UTF-8: no key we could hold
+    bucket, _, key = decoded.lstrip("/").partition("/")
     if not bucket or not key or not valid_bucket_name(bucket):
         raise InvalidArgument(
             "Invalid copy source object key",

@@ -344,3 +344,16 @@ def test_upload_ids_no_store_issued(
         _error(response, 404, "NoSuchUpload")
     parts = s3.list_parts(Bucket=stored, Key="mp", UploadId=upload)["Parts"]
     assert [p["PartNumber"] for p in parts] == [1]
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{b}/obj%ff", "{b}/obj?versionId=nullx", "{b}/obj?versionId=abc", "{b}", "/{b}/", "Bad_B/obj"],
+)
+def test_bad_copy_sources(http: httpx.Client, s3: Any, stored: str, source: str) -> None:
+    """A copy source that names no key we could hold is InvalidArgument, never a copy of
+    another key (invalid UTF-8 used to become U+FFFD)."""
+    response = http.put(f"/{stored}/copy", headers={"x-amz-copy-source": source.format(b=stored)})
+    _error(response, 400, "InvalidArgument")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stored).get("Contents", [])]
+    assert keys == ["obj"]
