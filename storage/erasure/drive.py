@@ -170,9 +170,10 @@ class Drive(Protocol):
         ...
 
     async def link(self, src: str, dst: str) -> None:
-        """Make directory `dst` (parents created; replaced if present) a durable copy of
-        directory `src` that shares its files (hard links), leaving `src` as it was; so a
-        crash at any point leaves `src` whole. FileNotFoundError if `src` is gone."""
+        """Make directory `dst` (parents created; replaced if present) a copy of directory
+        `src` that shares its files (hard links), leaving `src` as it was, so a crash at
+        any point leaves `src` whole; durable once update_object names it as a version.
+        FileNotFoundError if `src` is gone."""
         ...
 
     async def quarantine(self, path: str) -> None:
@@ -439,16 +440,13 @@ class LocalDrive:
         if os.path.lexists(target):  # a link interrupted earlier: start over
             rmtree_quiet(target)
         makedirs(os.path.dirname(target))
-        made = []
+        # No fsync here: the folders become durable when a record is to name them
+        # (update_object), and nothing is lost if they never do.
         for dirpath, _dirs, files in walk_dirs(source):
             into = target if dirpath == source else os.path.join(target, dirpath[len(source) + 1 :])
             os.mkdir(into)
-            made.append(into)
             for name in files:
                 _link_file(os.path.join(dirpath, name), os.path.join(into, name))
-        for path in reversed(made):
-            fsync_dir(path)
-        fsync_dir(os.path.dirname(target))
 
     async def quarantine(self, path: str) -> None:
         await self._run(self._quarantine, path)

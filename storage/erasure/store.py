@@ -251,7 +251,7 @@ class ErasureStore:
                     drive_id=drive_id,
                     timeout=self.drive_timeout,
                     probe_interval=self.probe_interval,
-                    op_timeouts={"sweep": 600.0, "list_objects": 60.0},
+                    op_timeouts={"sweep": 600.0, "list_objects": 60.0, "link": 60.0},
                     online=online,
                     on_online=self._drive_returned,
                 )
