@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench clean fuzz
 
 venv: $(STAMP)
 
@@ -26,6 +26,18 @@ run: venv
 
 test: venv
 	$(BIN)/python -m pytest -n auto
+
+# The Hypothesis suites with the random "fuzz" profile, capped per test (FUZZ_MAX_EXAMPLES,
+# FUZZ_TEST_SECONDS), then the raw request fuzzer against real servers in every mode for
+# FUZZ_SECONDS in all (findings under FUZZ_OUT). A few minutes; see README "Development".
+FUZZ_MAX_EXAMPLES ?= 600
+FUZZ_TEST_SECONDS ?= 20
+FUZZ_SECONDS      ?= 180
+FUZZ_OUT          ?= /tmp/shoal-fuzz-findings
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_TEST_SECONDS=$(FUZZ_TEST_SECONDS) \
+	  $(BIN)/python -m pytest -p tests.fuzz.budget -n 2 -q $$(grep -l '^from hypothesis' tests/unit/*.py)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_OUT=$(FUZZ_OUT) $(BIN)/python -m tests.fuzz.raw
 
 lint: venv
 	$(BIN)/ruff check .

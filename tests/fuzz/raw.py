@@ -996,7 +996,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", default=os.environ.get("FUZZ_MODES", ",".join(MODES)))
     parser.add_argument("--classes", default=os.environ.get("FUZZ_CLASSES", ",".join(CLASSES)))
-    parser.add_argument("--out", default=os.environ.get("FUZZ_OUT", "fuzz-findings"))
+    default_out = Path(tempfile.gettempdir()) / "shoal-fuzz-findings"
+    parser.add_argument("--out", default=os.environ.get("FUZZ_OUT", str(default_out)))
     args = parser.parse_args(argv)
     budget = Budget.from_env(seconds=180.0, requests=100_000, seed=int(time.time()))
     modes = [m for m in args.modes.split(",") if m]
