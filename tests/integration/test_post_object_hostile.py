@@ -12,11 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.server import SyncServer
 from auth.sigv4 import ALGORITHM, sign, signing_key
 from tests.integration.conftest import auth_config, erasure_config, signed_client
-from tests.unit.test_fuzz_form import encode
+from tests.unit.test_fuzz_form import cuts_st, edits_st, encode, mutate, split
 
 KEY, SECRET, REGION = "AKIDHOSTILEFORM", "hostile-form-secret", "us-east-1"
 BUCKET = "forms"
@@ -300,3 +302,28 @@ def test_form_field_names_in_the_201_location(http: httpx.Client, s3: Any) -> No
     assert response.status_code == 201, response.text
     assert response.headers["location"].endswith("/odd/%E6%97%A5%E6%9C%AC%20%0D%0A.txt")
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"hello"
+
+
+@settings(
+    max_examples=max(10, settings.default.max_examples // 8),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(edits=edits_st, content=st.binary(max_size=4096), cuts=cuts_st)
+def test_mutated_forms_at_the_server(
+    http: httpx.Client,
+    s3: Any,
+    edits: list[tuple[int, int, bytes]],
+    content: bytes,
+    cuts: list[int],
+) -> None:
+    # A signed form, mutated, sent in pieces (chunked): an S3 answer, never a 5xx, and
+    # the canary untouched.
+    fields = signed_fields("mutated/a", **{"x-amz-meta-a": "1"})
+    parts = [(n, None, v.encode()) for n, v in fields.items()]
+    body = mutate(encode([*parts, ("file", "f", content)], BOUNDARY), edits)
+    response = http.post(
+        f"/{BUCKET}", content=iter(split(body, cuts)), headers={"content-type": MULTIPART}
+    )
+    assert response.status_code < 500, response.text
+    assert response.status_code < 300 or "<Code>" in response.text
+    assert s3.get_object(Bucket=BUCKET, Key="precious")["Body"].read() == b"keep me"

@@ -104,7 +104,7 @@ def test_well_formed_forms_give_fields_and_file(
     assert result == (expected, filename, content)
 
 
-def _mutate(body: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
+def mutate(body: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
     data = bytearray(body)
     for position, kind, blob in edits:
         at = position % (len(data) + 1)
@@ -137,7 +137,7 @@ def test_mutated_forms_get_an_s3_error_or_a_result(
     cuts: list[int],
 ) -> None:
     parts: list[Part] = [(n, "x" if f else None, v.encode()) for n, v, f in fields]
-    body = _mutate(encode([*parts, ("file", "a.bin", content)]), edits)
+    body = mutate(encode([*parts, ("file", "a.bin", content)]), edits)
     read(CONTENT_TYPE, Source(split(body, cuts)))
 
 
