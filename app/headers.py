@@ -64,7 +64,6 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Stands for a position written with more digits than any object size has: it is
 #: past the end of every object, and needs no int() of unbounded text to say so.
 _BEYOND = 1 << 63
-_BAD_VALUE = "Header value cannot be represented using ISO-8859-1, or contains control characters."
 
 
 def http_date(when: datetime) -> str:
@@ -112,8 +111,15 @@ def header_value_ok(value: str) -> bool:
 
 def check_header_value(name: str, value: str) -> None:
     """Refuse (400 InvalidArgument, as S3 does) a value that cannot be a header value."""
-    if not header_value_ok(value):
-        raise InvalidArgument(_BAD_VALUE, ArgumentName=name)
+    if header_value_ok(value):
+        return
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        message = "Header value cannot be represented using ISO-8859-1."  # S3's words
+    else:
+        message = "Header value cannot contain control characters."
+    raise InvalidArgument(message, ArgumentName=name, ArgumentValue=value)
 
 
 def _check_storable(headers: dict[str, str]) -> None:

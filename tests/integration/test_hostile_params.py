@@ -229,7 +229,11 @@ def test_response_overrides_must_be_header_values(
         response = http.request(method, f"/{stored}/obj", params={param: value})
         assert response.status_code == 400
         assert "x-injected" not in response.headers
-    _error(http.get(f"/{stored}/obj", params={param: value}), 400, "InvalidArgument")
+    response = http.get(f"/{stored}/obj", params={param: value})
+    _error(response, 400, "InvalidArgument")
+    assert f"<ArgumentName>{param}</ArgumentName>" in response.text
+    if not value.isascii():
+        assert "cannot be represented using ISO-8859-1" in response.text  # S3's message
 
 
 def test_latin1_response_override_is_sent(http: httpx.Client, stored: str) -> None:
