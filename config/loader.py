@@ -25,6 +25,8 @@ _FALSE = {"false", "0", "no", "off"}
 #: An integer from the environment: ASCII digits, optionally signed, at most 20 of them
 #: (int() would also take "1_000", Unicode digits and 4,000-digit numbers).
 _INT_RE = re.compile(r"[+-]?[0-9]{1,20}")
+#: A key shown as is in messages; others (empty, spaces, dots, colons...) are quoted.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class ConfigError(ValueError):
@@ -194,7 +196,7 @@ def _apply_section(obj: Any, data: Any, path: str, origin: str) -> Any:
         f = by_norm.get(_norm(key))
         if f is None:
             allowed = ", ".join(x.name for x in dataclasses.fields(cls))
-            dotted = _join(path, key)
+            dotted = _join(path, key if _PLAIN_KEY.fullmatch(key) else json.dumps(key))
             raise ConfigError(
                 f"{dotted}: unknown key (allowed: {allowed}){_suffix(origin)}", dotted
             )

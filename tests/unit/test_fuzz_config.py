@@ -166,6 +166,8 @@ def round_trips(cfg: Config) -> None:
 @example({"server": {"port": 10**40}})
 @example({"auth": {"credentials": []}})
 @example({"metrics": {"public": True, "auth": True}})
+@example({"": {"": False}})  # an empty key: its message said ": unknown key"
+@example({"server": {"a:b c": 1}})
 def test_any_document_loads_or_names_the_key(doc: dict[str, Any]) -> None:
     text = toml_document(doc)
     with tempfile.TemporaryDirectory() as tmp:
