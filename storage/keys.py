@@ -138,13 +138,21 @@ class KeyPath:
         return self.leaf + OBJECT_MARKER + META_SUFFIX
 
     def data_path(self, bucket_dir: str) -> str:
-        return os.path.join(bucket_dir, *self.dirs, self.data_name)
+        return join_below(bucket_dir, (*self.dirs, self.data_name))
 
     def meta_path(self, bucket_dir: str) -> str:
-        return os.path.join(bucket_dir, *self.dirs, self.meta_name)
+        return join_below(bucket_dir, (*self.dirs, self.meta_name))
 
     def parent(self, bucket_dir: str) -> str:
-        return os.path.join(bucket_dir, *self.dirs)
+        return join_below(bucket_dir, self.dirs)
+
+
+def join_below(base: str, components: tuple[str, ...] | list[str]) -> str:
+    """os.path.join(base, *components) for components without "/", in linear time:
+    os.path.join is quadratic in their number, and a key can have 1,023."""
+    if not components:
+        return base
+    return os.path.join(base, "/".join(components))
 
 
 def key_path(key: str) -> KeyPath:

@@ -37,6 +37,12 @@ def rollup(key: str, prefix: str, delimiter: str) -> str | None:
     return None if idx < 0 else key[: idx + len(delimiter)]
 
 
+#: Directories one page may search before it ends early (truncated, resumable after its
+#: last item, as S3 allows: a page may hold fewer than max-keys). Ordinary trees never
+#: reach it (1,000 keys 20 deep); a key nested 1,023 deep costs ~1,000 visits per key found,
+#: so a bucket of such keys would otherwise cost a million visits per page.
+PAGE_BUDGET = 20_000
+
 T = TypeVar("T")
 Page = tuple[list[T], list[str], bool, str | None]  # items, common prefixes, truncated, last
 
@@ -97,7 +103,8 @@ def walk_page(
         found = walker.next_key(cursor, skip=skip, prefix=prefix)
         if found is None:
             return objects, prefixes, False, last
-        if len(objects) + len(prefixes) >= max_keys:
+        count = len(objects) + len(prefixes)
+        if count >= max_keys or (count and walker.visits > PAGE_BUDGET):
             return objects, prefixes, True, last
         key, sidecar = found
         cp = rollup(key, prefix, delimiter)

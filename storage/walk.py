@@ -29,6 +29,7 @@ from storage.keys import (
     DIR_LIMIT,
     META_SUFFIX,
     encode_segment,
+    join_below,
     parse_data_file,
     parse_dir,
     parse_meta_file,
@@ -120,6 +121,8 @@ class Walker:
         self.bucket_dir = bucket_dir
         self._cache: dict[str, Listing] = {}
         self._shared = shared
+        #: Directories searched so far: the work done, for callers that bound it.
+        self.visits = 0
 
     def _entries(self, path: str, dir_prefix: str) -> Listing:
         cached = self._cache.get(path)
@@ -169,7 +172,7 @@ class Walker:
         for seg in segments:
             comps.extend(encode_segment(seg, DIR_LIMIT))
         dir_prefix = "".join(s + "/" for s in segments)
-        return os.path.join(self.bucket_dir, *comps), dir_prefix
+        return join_below(self.bucket_dir, comps), dir_prefix
 
     def next_key(self, after: str, *, skip: bool = False, prefix: str = "") -> Found | None:
         """The smallest key > `after` starting with `prefix`; with `skip`, also not
@@ -196,6 +199,7 @@ class Walker:
     ) -> Generator[Call, Found | None, Found | None]:
         """One directory's part of next_key; yields a Call for each subdirectory to search
         and is sent that subdirectory's answer."""
+        self.visits += 1
         prefixes, entries = self._entries(path, dir_prefix)
         found: Found | None = None
         i = bisect_right(prefixes, after)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from storage.backend import ObjectWrite, UploadInfo
+from storage.diskio import makedirs, rmtree_quiet
 from storage.keys import key_path
 from storage.listing import list_page, read_summary, rollup, uploads_page
 from storage.walk import Walker
@@ -51,7 +51,7 @@ def make_tree(bucket_dir: Path, keys: list[str]) -> None:
     """Sidecars only (plus some junk that must never list): what the walker reads."""
     for key in keys:
         kp = key_path(key)
-        os.makedirs(kp.parent(str(bucket_dir)), exist_ok=True)
+        makedirs(kp.parent(str(bucket_dir)))  # (os.makedirs recurses: no 1,023-deep keys)
         rec = {"key": key, "size": len(key), "etag": "e", "last_modified": "2024-01-01T00:00:00Z"}
         Path(kp.meta_path(str(bucket_dir))).write_text(json.dumps(rec))
         Path(kp.data_path(str(bucket_dir))).write_bytes(b"")
@@ -178,6 +178,33 @@ def test_max_keys_zero_and_truncation(tmp_path: Path) -> None:
     assert items == [("a", False), ("b", False)] and page.truncated and page.last == "b"
     page, items = page_items(tmp_path, "", "/", "b", 2)
     assert items == [("c/", True)] and not page.truncated and page.last == "c/"
+
+
+def test_deep_chains_list_in_order_with_bounded_pages(tmp_path: Path) -> None:
+    """Keys nested up to 1,023 deep (before the walker was iterative: RecursionError)
+    list in order; each costs ~1,000 directory searches, so a page ends early
+    (truncated, resumable) rather than costing a million."""
+    keys = sorted(
+        ["/" * d + "z" for d in range(0, 1024, 16)] + ["/" * 1023 + "z", "./" * 511 + "zz"]
+    )
+    try:
+        make_tree(tmp_path, keys)
+        page, items = page_items(tmp_path, "", "", "", 1000)
+        assert page.truncated and 0 < len(items) < len(keys)
+        got: list[str] = []
+        cursor = ""
+        while True:
+            page, items = page_items(tmp_path, "", "", cursor, 1000)
+            assert items and page.last == items[-1][0]
+            got += [key for key, _ in items]
+            if not page.truncated:
+                break
+            cursor = page.last
+        assert got == keys
+        _, items = page_items(tmp_path, "", "/", "", 1000)
+        assert items == [("./", True), ("/", True), ("z", False)]
+    finally:
+        rmtree_quiet(str(tmp_path))
 
 
 def test_missing_bucket_dir_lists_nothing(tmp_path: Path) -> None:
