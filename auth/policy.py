@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from auth.actions import ARN_PREFIX, S3_ACTIONS
@@ -108,6 +108,11 @@ class Condition:
     key: str  # lower-cased: condition keys are case-insensitive
     values: tuple[str, ...]
 
+    @cached_property
+    def patterns(self) -> tuple[Wildcard, ...]:
+        """The values as wildcards (String/ArnLike), compiled once per parsed policy."""
+        return tuple(Wildcard(v, False) for v in self.values)
+
 
 @dataclass(frozen=True)
 class Statement:
@@ -120,6 +125,16 @@ class Statement:
     not_resource: bool
     conditions: tuple[Condition, ...] = ()
     sid: str | None = None
+
+    # Compiled once per parsed (and cached) policy: a policy with more distinct patterns
+    # than any shared cache holds would otherwise recompile them on every request.
+    @cached_property
+    def action_patterns(self) -> tuple[Wildcard, ...]:
+        return tuple(Wildcard(p, True) for p in self.actions)
+
+    @cached_property
+    def resource_patterns(self) -> tuple[Wildcard, ...]:
+        return tuple(Wildcard(p, False) for p in self.resources)
 
 
 @dataclass(frozen=True)
@@ -390,10 +405,10 @@ def _statement_matches(
 ) -> bool:
     if _principal_matches(stmt.principals, request.principal) == stmt.not_principal:
         return False
-    action_hit = any(_wildcard(p, True).fullmatch(request.action) for p in stmt.actions)
+    action_hit = any(p.fullmatch(request.action) for p in stmt.action_patterns)
     if action_hit == stmt.not_action:
         return False
-    resource_hit = any(_wildcard(p, False).fullmatch(request.resource) for p in stmt.resources)
+    resource_hit = any(p.fullmatch(request.resource) for p in stmt.resource_patterns)
     if resource_hit == stmt.not_resource:
         return False
     return all(_condition_holds(c, context) for c in stmt.conditions)
@@ -479,7 +494,7 @@ def _value_matches(cond: Condition, actual: str) -> bool:
     if family == "stri":
         return actual.casefold() in {v.casefold() for v in cond.values}
     if family == "like":
-        return any(_wildcard(v, False).fullmatch(actual) for v in cond.values)
+        return any(p.fullmatch(actual) for p in cond.patterns)
     if family == "bool":
         return actual.lower() in {v.lower() for v in cond.values}
     if family == "ip":

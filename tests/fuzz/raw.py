@@ -376,6 +376,15 @@ HOSTILE: tuple[bytes, ...] = (
     b"\x1b[31m",
     b"<x/>",
     b"${jndi:x}",
+    b"2",
+    b"3",
+    b"\r\nX-Injected: 1",
+    b"%0d%0aX-Injected:%201",
+    "€".encode(),
+    "\ufb00".encode(),
+    b"\xc0\xaf",
+    b"bytes=16-",
+    b"bytes=0-15",
 )
 VALID_PREFIXES = (
     b"bytes=0-", b"aws-chunked", b"100-continue", b"chunked", b"close",

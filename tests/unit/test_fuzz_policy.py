@@ -248,3 +248,27 @@ def test_many_star_resource_and_condition_evaluate_without_backtracking() -> Non
 def test_wildcard_is_total_on_star_soup(pattern: str, candidate: str) -> None:
     assert Wildcard(pattern, False).fullmatch(candidate) in (True, False)
     assert set(pattern) <= set(string.printable)
+
+
+def test_a_parsed_policy_compiles_its_patterns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evaluating a parsed policy (app/authz.py caches them) compiles nothing: a shared
+    cache of patterns thrashes once buckets' policies hold more than it can keep, and then
+    every request recompiled every pattern."""
+    resources = [f"arn:aws:s3:::{BUCKET}/{i}*" for i in range(500)]
+    statement = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject"}
+    policy = parse_policy(_policy({**statement, "Resource": resources}), BUCKET)
+    request = PolicyRequest(None, "s3:GetObject", f"arn:aws:s3:::{BUCKET}/nowhere")
+    assert evaluate(policy, request) is Decision.DEFAULT
+    built: list[str] = []
+
+    class Counting(Wildcard):
+        def __init__(self, pattern: str, ignore_case: bool) -> None:
+            built.append(pattern)
+            super().__init__(pattern, ignore_case)
+
+    monkeypatch.setattr("auth.policy.Wildcard", Counting)
+    assert evaluate(policy, request) is Decision.DEFAULT
+    assert evaluate(policy, PolicyRequest("k", "s3:GetObject", resources[-1][:-1] + "x")) is (
+        Decision.ALLOW
+    )
+    assert built == []
