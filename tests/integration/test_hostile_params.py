@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.server import SyncServer
 from tests.integration.test_bad_input import _md5
 
 BODY = b"0123456789"
@@ -361,3 +362,55 @@ def test_bad_copy_sources(http: httpx.Client, s3: Any, stored: str, source: str)
     _error(response, 400, "InvalidArgument")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stored).get("Contents", [])]
     assert keys == ["obj"]
+
+
+def test_cors_rule_with_two_wildcards(http: httpx.Client, bucket: str) -> None:
+    """S3 allows one `*` per AllowedOrigin/AllowedHeader (InvalidRequest otherwise)."""
+    for element in ("AllowedOrigin", "AllowedHeader"):
+        rule = f"<{element}>*a*a*a*a*a*a*b</{element}>"
+        if element != "AllowedOrigin":
+            rule += "<AllowedOrigin>*</AllowedOrigin>"
+        body = (
+            f"<CORSConfiguration><CORSRule>{rule}<AllowedMethod>GET</AllowedMethod>"
+            "</CORSRule></CORSConfiguration>"
+        ).encode()
+        response = http.put(f"/{bucket}?cors", content=body, headers={"Content-MD5": _md5(body)})
+        _error(response, 400, "InvalidRequest")
+        assert "can not have more than one wildcard" in response.text
+
+
+def test_many_wildcards_against_a_long_origin() -> None:
+    """Wildcards are matched in linear time: a configured pattern with several `*` and an
+    8 KB Origin used to backtrack for hours on the event loop (the client timed out)."""
+    config = {
+        "cors": {
+            "enabled": True,
+            "allowed_origins": ["*a*a*a*a*a*a*a*a*b"],
+            "allowed_methods": ["GET"],
+            "allowed_headers": ["*x*x*x*x*x*x*x*y"],
+        }
+    }
+    with SyncServer(config) as server, httpx.Client(base_url=server.endpoint_url) as client:
+        origin = "http://" + "a" * 8000
+        response = client.options(
+            "/any-bucket/k",
+            headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
+            timeout=30,
+        )
+        assert response.status_code == 403
+        response = client.options(
+            "/any-bucket/k",
+            headers={
+                "Origin": "http://aaaaaaaab",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "x" * 8000,
+            },
+            timeout=30,
+        )
+        assert response.status_code == 403
+        allowed = client.options(
+            "/any-bucket/k",
+            headers={"Origin": "http://aaaaaaaab", "Access-Control-Request-Method": "GET"},
+        )
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "http://aaaaaaaab"

@@ -7,6 +7,8 @@ Each input yields an Operation (or parsed value) or an S3 error, never another e
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -169,3 +171,14 @@ def test_cors_configuration_body(body: bytes) -> None:
         )
         assert response.status_code in (200, 403)
         response.headers.raw  # noqa: B018 - every header value encodes
+
+
+WILD_TEXT = st.text(st.sampled_from("ab*.A"), max_size=8)
+
+
+@given(WILD_TEXT, st.text(st.sampled_from("abAB.*"), max_size=10))
+def test_wildcard_match_is_glob(pattern: str, value: str) -> None:
+    """The linear matcher agrees with a regex where `*` is `.*` (short inputs only)."""
+    regex = ".*".join(re.escape(p) for p in pattern.lower().split("*"))
+    expected = re.fullmatch(regex, value.lower(), re.DOTALL) is not None
+    assert cors.wildcard_match(pattern, value) is expected
