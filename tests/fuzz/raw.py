@@ -998,6 +998,7 @@ def run_modes(
             fuzzer(Path(tmp), erasure=erasure, auth=auth, out=out) as one,
         ):
             reports.append(one.run(share, classes))
+        print(reports[-1].summary(), flush=True)
     return reports
 
 
@@ -1013,8 +1014,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     classes = [c for c in args.classes.split(",") if c]
     print(f"raw fuzz: {modes}, {budget}, findings under {args.out}/", flush=True)
     reports = run_modes(modes, budget, classes, Path(args.out))
-    for report in reports:
-        print(report.summary(), flush=True)
     total = sum(r.sent for r in reports)
     bad = sum(len(r.findings) + len(r.problems) for r in reports)
     print(f"raw fuzz: {total} requests, {bad} findings/problems (seed {budget.seed})")
