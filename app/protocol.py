@@ -14,12 +14,13 @@ Heads are bounded in size too, as S3 bounds them: a request line (the URL) up to
 MAX_URL bytes, each header line up to MAX_HEADER, at most MAX_HEADERS headers and
 MAX_HEAD bytes for the whole head. The parser is never fed more than what is left of
 MAX_HEAD while a head is incomplete, so what a client sends cannot grow the process
-(httptools itself buffers a header until its line ends). Past a limit the client gets
-S3's RequestHeaderSectionTooLarge; a request that is not HTTP/1.1 at all (bad request
-line, header syntax, Content-Length, chunked framing) gets S3's InvalidRequest rather
-than uvicorn's plain-text answer. Either way as an XML error document with its
-x-amz-request-id, when no response of that connection has begun; then the connection
-is closed.
+(httptools itself buffers a header until its line ends); nor can a flood of pipelined
+requests: a client with MAX_PIPELINE of them waiting is disconnected. Past a size
+limit the client gets S3's RequestHeaderSectionTooLarge; a request that is not
+HTTP/1.1 at all (bad request line, header syntax, Content-Length, chunked framing)
+gets S3's InvalidRequest rather than uvicorn's plain-text answer. Either way as an XML
+error document with its x-amz-request-id, when no response of that connection has
+begun; then the connection is closed.
 
 `shoal serve` uses it; with plain uvicorn: `--http app.protocol:HttpProtocol`.
 """
@@ -48,6 +49,10 @@ MAX_URL = 16384
 #: The whole head: request line and every header line.
 MAX_HEAD = 65536
 MAX_HEADERS = 256
+#: Requests a client may send ahead of the answers it is waiting for (HTTP pipelining):
+#: each waits as a parsed request, so one read of tiny requests would otherwise queue
+#: thousands. A client past it is disconnected (pipelined requests may always be).
+MAX_PIPELINE = 32
 
 
 class HeadTooLarge(Exception):
@@ -98,6 +103,7 @@ class HttpProtocol(HttpToolsProtocol):
         self._reading_head = True  # until the current head is complete
         self._head_size = 0  # bytes fed to the parser since that head began
         self._refusal: S3Error | None = None
+        self._overrun = False  # MAX_PIPELINE passed
 
     def _arm_head(self) -> None:
         if self._head_limit is not None:
@@ -162,6 +168,11 @@ class HttpProtocol(HttpToolsProtocol):
                 self._unsupported_upgrade_warning()
             return False
         except httptools.HttpParserError as exc:
+            if self._overrun:
+                client = self.client[0] if self.client else "-"
+                log.info("too many pipelined requests", extra={"remote": client})
+                self.transport.close()
+                return False
             refusal, self._refusal = self._refusal, None
             self._refuse(refusal or InvalidRequest(f"Malformed HTTP/1.1 request: {exc}."))
             return False
@@ -187,6 +198,9 @@ class HttpProtocol(HttpToolsProtocol):
         self._refuse(InvalidRequest(f"Malformed HTTP/1.1 request: {msg}"))
 
     def on_message_begin(self) -> None:
+        if len(self.pipeline) >= MAX_PIPELINE:
+            self._overrun = True
+            raise HeadTooLarge(MAX_PIPELINE)
         super().on_message_begin()
         self._reading_head = True
 

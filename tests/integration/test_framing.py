@@ -5,6 +5,7 @@ streaming an endless header cannot grow the server, and others are answered mean
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.protocol import MAX_HEAD, MAX_HEADER, MAX_HEADERS, MAX_URL
+from app.protocol import MAX_HEAD, MAX_HEADER, MAX_HEADERS, MAX_PIPELINE, MAX_URL
 from tests.integration.conftest import error_code, spawn_server
 
 Raw = Callable[..., str]
@@ -58,6 +59,14 @@ def test_heads_within_the_limits_are_served(raw: Raw) -> None:
     near = b"X-Big: " + b"a" * (MAX_HEADER - 100) + b"\r\n"
     reply = raw(get(near + b"Connection: close\r\n", b"/-/live"))
     assert reply.startswith("HTTP/1.1 200 "), reply[:300]
+
+
+def test_pipelined_requests_are_answered_in_order(raw: Raw) -> None:
+    live = b"GET /-/live HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    last = b"GET /-/version HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    reply = raw(live * (MAX_PIPELINE - 1) + last)
+    assert reply.count("HTTP/1.1 200 ") == MAX_PIPELINE
+    assert reply.rindex('"status"') < reply.index('"version"')
 
 
 MALFORMED = {
@@ -143,3 +152,34 @@ def test_endless_header_line_cannot_grow_the_server(own_server: tuple[int, str])
     assert sent < 64 * 1024 * 1024, "the server kept reading an endless header"
     if reply:  # (a reset can beat the answer to the client: then only the close is seen)
         assert_s3_error(reply.decode("latin-1"), "RequestHeaderSectionTooLarge")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_a_flood_of_pipelined_requests_cannot_grow_the_server(
+    own_server: tuple[int, str],
+) -> None:
+    """Thousands of tiny requests in a few reads, never reading an answer: each would
+    wait as a parsed request (41 MB for five such clients before the limit)."""
+    pid, url = own_server
+    host, port = url.rsplit("/", 1)[1].rsplit(":", 1)
+    assert httpx.get(f"{url}/-/live").status_code == 200
+    before = rss(pid)
+    flood = b"GET /-/live HTTP/1.1\r\nHost: x\r\n\r\n" * 7500
+    clients = [socket.create_connection((host, int(port)), timeout=30) for _ in range(5)]
+    try:
+        for sock in clients:
+            with contextlib.suppress(OSError):
+                sock.sendall(flood)
+        # Each flood is cut off: the connection ends without all its answers.
+        for sock in clients:
+            received = b""
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(65536):
+                    received += chunk
+            assert received.count(b"HTTP/1.1 200 ") <= MAX_PIPELINE + 1
+        assert httpx.get(f"{url}/-/live").status_code == 200
+        grown = rss(pid) - before
+        assert grown < 8 * 1024 * 1024, f"the server grew by {grown} bytes"
+    finally:
+        for sock in clients:
+            sock.close()
