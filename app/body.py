@@ -51,7 +51,7 @@ STREAMING_MODES = frozenset(
     }
 )
 SIGNED_STREAMING = frozenset({STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER})
-_HEX_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 #: "<16 hex digits>;chunk-signature=<64 hex digits>" is 97 bytes: room to spare, no more.
 _MAX_CHUNK_HEADER = 256
 _MAX_TRAILER_LINE = 1024
@@ -286,7 +286,7 @@ def parse_integrity(headers: dict[str, str], *, default_algorithm: str | None) -
             raise InvalidDigest()
     sha = headers.get("x-amz-content-sha256")
     if sha is not None and sha != "UNSIGNED-PAYLOAD" and sha not in STREAMING_MODES:
-        if not _HEX_SHA256.match(sha):
+        if not _HEX_SHA256.fullmatch(sha):
             raise InvalidArgument(
                 "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER,"
                 " STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER,"
