@@ -58,15 +58,27 @@ class AuthFailure(Exception):
     }
 
     def __init__(self, code: str, message: str, **fields: str) -> None:
+        message = _xml_safe(message)
         super().__init__(message)
         self.code = code
         self.message = message
-        self.fields = fields
+        self.fields = {name: _xml_safe(value) for name, value in fields.items()}
 
     @property
     def status(self) -> int:
         """HTTP status AWS uses for this code (403 unless listed as a client error)."""
         return self.STATUS.get(self.code, 403)
+
+
+# What XML 1.0 cannot carry, even as a character reference: controls, lone surrogates
+# (undecodable request bytes, read with surrogateescape), U+FFFE/U+FFFF.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """Client text echoed in an error (an access key, a credential part) made sendable:
+    clients fail to parse an error document holding `&#xdcff;` or a raw control byte."""
+    return _NOT_XML.sub("\ufffd", text)
 
 
 @dataclass(frozen=True)

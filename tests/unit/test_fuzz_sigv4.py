@@ -8,6 +8,8 @@ so the canonicalisation is deterministic and agrees with the SDK.
 
 Findings, each kept as a named example below:
 - a `Date` header whose offset moves 9999-12-31 past year 9999 raised OverflowError;
+- an undecodable access key (or credential part) was echoed as `&#xdcff;`, which no
+  client can parse; error text is now XML-safe;
 - `X-Amz-Expires`, the credential date and `X-Amz-Date` took Arabic-Indic digits (`\\d`,
   strptime); `X-Amz-Date` also took one-digit fields (`20260101T1234Z` style).
 """
@@ -17,6 +19,8 @@ from __future__ import annotations
 import string
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode, urlsplit
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 import pytest
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
@@ -31,6 +35,7 @@ from auth.signer import signed_headers
 from auth.sigv4 import (
     EMPTY_SHA256,
     STREAMING_PAYLOAD,
+    UNSIGNED_PAYLOAD,
     AuthFailure,
     ChunkVerifier,
     Scope,
@@ -74,7 +79,16 @@ def _outcome(call: object) -> Verified | AuthFailure:
         return call()  # type: ignore[operator]
     except AuthFailure as failure:
         assert failure.code and 400 <= failure.status < 500
+        _assert_sendable_as_xml(failure)
         return failure
+
+
+def _assert_sendable_as_xml(failure: AuthFailure) -> None:
+    """The error document echoes the message and fields: they must parse back as XML."""
+    texts = [failure.message, *failure.fields.values()]
+    document = "<Error>" + "".join(f"<F>{escape(t)}</F>" for t in texts) + "</Error>"
+    parsed = ElementTree.fromstring(document.encode("utf-8"))
+    assert [f.text or "" for f in parsed] == texts
 
 
 def _credential(date: str = AMZ_NOW[:8], key: str = AK) -> str:
@@ -176,6 +190,35 @@ def test_x_amz_date_is_the_exact_basic_format(amz_date: str) -> None:
     """Regression: strptime read Arabic-Indic digits and one-digit fields."""
     assert sigv4._parse_amz_date(amz_date) is None
     assert sigv4._parse_amz_date("20260301T120000Z") == NOW
+
+
+@pytest.mark.parametrize("access_key", [b"\xff\xfe", "\u00e9".encode(), b"a]]>&<"])
+def test_an_echoed_access_key_is_sendable_xml(access_key: bytes) -> None:
+    """Regression: an undecodable access key came back as `&#xdcff;` (clients cannot parse
+    that error document); what XML cannot hold is now U+FFFD."""
+    credential = access_key + f"/{AMZ_NOW[:8]}/{REGION}/s3/aws4_request".encode()
+    authorization = (
+        b"AWS4-HMAC-SHA256 Credential=" + credential
+        + b", SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=" + b"0" * 64
+    )  # fmt: skip
+    headers = [
+        (b"host", HOST.encode()),
+        (b"x-amz-date", AMZ_NOW.encode()),
+        (b"x-amz-content-sha256", UNSIGNED_PAYLOAD.encode()),
+        (b"authorization", authorization),
+    ]
+    with pytest.raises(AuthFailure) as failure:
+        verify_header_auth(
+            method="GET",
+            raw_path=b"/",
+            raw_query=b"",
+            headers=headers,
+            lookup=LOOKUP,
+            region=REGION,
+            now=NOW,
+        )
+    assert failure.value.code == "InvalidAccessKeyId"
+    _assert_sendable_as_xml(failure.value)
 
 
 # ------------------------------------------------------------------- presigned URLs
