@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 
 from starlette.responses import Response
@@ -60,6 +61,24 @@ def int_param(ctx: RequestContext, name: str, default: int, *, cap: int) -> int:
     return min(value, cap)
 
 
+#: Characters XML 1.0 cannot carry, not even as character references. A request
+#: parameter echoed with one of them makes the whole listing unparseable (botocore then
+#: reports the 200 as a 500), so it is refused unless encoding-type=url encodes it.
+_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def echoed_param(ctx: RequestContext, name: str, *, url_encoded: bool) -> str:
+    """A text parameter the listing answer repeats, refused if XML cannot hold it."""
+    value = ctx.query.get(name, "")
+    if not url_encoded and _NOT_XML.search(value):
+        raise InvalidArgument(
+            f"The {name} parameter contains characters XML cannot represent;"
+            " send encoding-type=url to use them.",
+            ArgumentName=name,
+        )
+    return value
+
+
 _TOKEN_PREFIX = "1:"  # a format version, so tokens can change shape later
 
 
@@ -103,8 +122,10 @@ def _contents(page: ListPage, encode: Callable[[str], str], with_owner: bool) ->
 async def list_objects(ctx: RequestContext) -> Response:
     encode = encoder(ctx)
     max_keys = int_param(ctx, "max-keys", MAX_KEYS, cap=MAX_KEYS)
-    prefix, delimiter = ctx.query.get("prefix", ""), ctx.query.get("delimiter", "")
-    marker = ctx.query.get("marker", "")
+    prefix, delimiter, marker = (
+        echoed_param(ctx, n, url_encoded="encoding-type" in ctx.query)
+        for n in ("prefix", "delimiter", "marker")
+    )
     page = await ctx.backend.list_objects(
         ctx.bucket, prefix=prefix, delimiter=delimiter, after=marker, max_keys=max_keys
     )
@@ -127,9 +148,11 @@ async def list_objects(ctx: RequestContext) -> Response:
 async def list_objects_v2(ctx: RequestContext) -> Response:
     encode = encoder(ctx)
     max_keys = int_param(ctx, "max-keys", MAX_KEYS, cap=MAX_KEYS)
-    prefix, delimiter = ctx.query.get("prefix", ""), ctx.query.get("delimiter", "")
+    prefix, delimiter, start_after = (
+        echoed_param(ctx, n, url_encoded="encoding-type" in ctx.query)
+        for n in ("prefix", "delimiter", "start-after")
+    )
     token = ctx.query.get("continuation-token")
-    start_after = ctx.query.get("start-after", "")
     after = _untoken(token) if token is not None else start_after
     page = await ctx.backend.list_objects(
         ctx.bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from app.body import read_small, upload_body
 from app.context import RequestContext
 from app.errors import BadDigest, InvalidPart, InvalidRequest, MalformedXML, NoSuchUpload
-from app.handlers.listing import encoder, int_param
+from app.handlers.listing import echoed_param, encoder, int_param
 from app.handlers.object import conditional_write, write_result_headers
 from app.handlers.registry import handler, owner, xml_response
 from app.headers import object_write, query_part_number
@@ -229,9 +229,11 @@ async def list_parts(ctx: RequestContext) -> Response:
 async def list_multipart_uploads(ctx: RequestContext) -> Response:
     encode = encoder(ctx)
     max_uploads = int_param(ctx, "max-uploads", 1000, cap=1000)
-    prefix, delimiter = ctx.query.get("prefix", ""), ctx.query.get("delimiter", "")
-    key_marker = ctx.query.get("key-marker", "")
-    upload_id_marker = ctx.query.get("upload-id-marker", "")
+    prefix, delimiter, key_marker = (
+        echoed_param(ctx, n, url_encoded="encoding-type" in ctx.query)
+        for n in ("prefix", "delimiter", "key-marker")
+    )
+    upload_id_marker = echoed_param(ctx, "upload-id-marker", url_encoded=False)  # never encoded
     page = await ctx.backend.list_multipart_uploads(
         ctx.bucket,
         prefix=prefix,

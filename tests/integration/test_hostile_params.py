@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
 from app.server import SyncServer
+from tests.integration.conftest import error_code
 from tests.integration.test_bad_input import _md5
 
 BODY = b"0123456789"
@@ -304,14 +306,45 @@ def test_unknown_list_type(http: httpx.Client, stored: str, value: str) -> None:
         {"list-type": "2", "start-after": "\x00"},
         {"marker": "../../etc", "delimiter": "/"},
         {"prefix": "x" * 1000 + "/", "delimiter": "/"},
-        {"uploads": "", "key-marker": "\x00", "upload-id-marker": "\x00"},
-        {"uploads": "", "prefix": "\x00", "delimiter": "\x00"},
+        {"uploads": "", "key-marker": "\x00", "prefix": "\x01", "delimiter": "\x00"},
     ],
 )
 def test_listing_parameters_with_nul(http: httpx.Client, stored: str, params: dict) -> None:
     """NUL and path-like markers are plain text to a listing: an answer, never a 500."""
     response = http.get(f"/{stored}", params={**params, "encoding-type": "url"})
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"marker": "a\x00b"},
+        {"delimiter": "\x1f"},
+        {"prefix": "\x00"},
+        {"list-type": "2", "start-after": "\x0b"},
+        {"uploads": "", "key-marker": "\x00"},
+        {"uploads": "", "upload-id-marker": "\x00", "encoding-type": "url"},
+        {"uploads": "", "prefix": "\ufffe"},
+    ],
+)
+def test_listing_parameters_xml_cannot_carry(http: httpx.Client, stored: str, params: dict) -> None:
+    """Echoed back raw, these would make the answer unparseable XML 1.0 (botocore then
+    turns the 200 into a 500): refused unless encoding-type=url encodes them."""
+    name = next(n for n in params if n not in ("list-type", "uploads", "encoding-type"))
+    response = http.get(f"/{stored}", params=params)
+    _error(response, 400, "InvalidArgument")
+    assert f"<ArgumentName>{name}</ArgumentName>" in response.text
+
+
+def test_boto3_listing_with_control_characters(s3: Any, stored: str, upload: str) -> None:
+    """boto3 asks ListObjects(V2) for encoding-type=url, not ListMultipartUploads."""
+    assert s3.list_objects(Bucket=stored, Marker="a\x00")["IsTruncated"] is False
+    assert s3.list_objects_v2(Bucket=stored, StartAfter="\x01")["KeyCount"] == 1
+    with pytest.raises(ClientError) as info:
+        s3.list_multipart_uploads(Bucket=stored, KeyMarker="\x00")
+    assert error_code(info.value) == "InvalidArgument"
+    listed = s3.list_multipart_uploads(Bucket=stored, KeyMarker="\x00", EncodingType="url")
+    assert listed["ResponseMetadata"]["HTTPStatusCode"] == 200
 
 
 @pytest.mark.parametrize(
