@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
+from xml.etree import ElementTree
 
 from auth.signer import signed_headers
 from auth.sigv4 import (
@@ -654,7 +655,23 @@ class Answer:
     def label(self) -> str:
         if self.status == 501 and _not_implemented(self):
             return "501-NotImplemented"
+        if self.status is not None and not self.xml_parses:
+            return f"{self.status}-bad-xml"
         return str(self.status) if self.status is not None else self.outcome
+
+    @property
+    def xml_parses(self) -> bool:
+        """Whether an XML error/result body parses (`&#xdcff;` or a raw control byte would
+        make every SDK fail on it); True when there is no XML body to check."""
+        head, _, body = self.raw.partition(b"\r\n\r\n")
+        lowered = head.lower()
+        if b"content-type: application/xml" not in lowered or b"transfer-encoding" in lowered:
+            return True
+        try:
+            ElementTree.fromstring(body)
+        except ElementTree.ParseError:
+            return False
+        return True
 
 
 def _complete(data: bytes, head_only: bool) -> tuple[int | None, bool]:
@@ -725,10 +742,13 @@ def _not_implemented(answer: Answer) -> bool:
 
 
 def is_finding(answer: Answer) -> bool:
-    """A 5xx, or bytes that are not HTTP at all. S3's own 501 NotImplemented (a feature
-    shoal does not have, e.g. ?tagging) is counted apart in the histogram, not a finding."""
+    """A 5xx, an XML body that does not parse, or bytes that are not HTTP at all. S3's
+    own 501 NotImplemented (a feature shoal does not have, e.g. ?tagging) is counted apart
+    in the histogram, not a finding."""
     if answer.status == 501 and _not_implemented(answer):
         return False
+    if answer.status is not None and not answer.xml_parses:
+        return True
     return (answer.status is not None and answer.status >= 500) or answer.outcome == "garbage"
 
 
