@@ -386,6 +386,9 @@ HOSTILE: tuple[bytes, ...] = (
     b"\xc0\xaf",
     b"bytes=16-",
     b"bytes=0-15",
+    b"%01",
+    b"%ef%bf%bf",
+    b"%ed%b3%bf",
 )
 VALID_PREFIXES = (
     b"bytes=0-", b"aws-chunked", b"100-continue", b"chunked", b"close",
