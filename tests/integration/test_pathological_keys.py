@@ -35,21 +35,8 @@ def listed(s3: Any, bucket: str, **params: Any) -> tuple[list[str], list[str]]:
     return keys, [p["Prefix"] for p in page.get("CommonPrefixes", [])]
 
 
-def erasure_depth_bug(request: pytest.FixtureRequest, erasure: bool, key: str) -> None:
-    """Known erasure-drive bug (storage/erasure/drive.py, not this module's store): its
-    shard writes create directories with os.makedirs, recursive per level in Python 3.11,
-    so a key of ~1,000 segments fails on every drive (503 "Not enough drives to write")."""
-    if erasure and key.count("/") > 900:
-        request.applymarker(
-            pytest.mark.xfail(reason="erasure drive: os.makedirs RecursionError", strict=False)
-        )
-
-
 @pytest.mark.parametrize("key", PATHOLOGICAL.values(), ids=PATHOLOGICAL.keys())
-def test_pathological_key_lifecycle(
-    s3: Any, bucket: str, key: str, erasure: bool, request: pytest.FixtureRequest
-) -> None:
-    erasure_depth_bug(request, erasure, key)
+def test_pathological_key_lifecycle(s3: Any, bucket: str, key: str) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=b"deep")
     s3.put_object(Bucket=bucket, Key="plain", Body=b"p")
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"deep"
