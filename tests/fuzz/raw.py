@@ -755,6 +755,19 @@ def is_finding(answer: Answer) -> bool:
     return (answer.status is not None and answer.status >= 500) or answer.outcome == "garbage"
 
 
+WRITES = (b"PUT ", b"POST ", b"DELETE ")
+
+
+def anonymous_write(payload: bytes, answer: Answer) -> bool:
+    """With auth on: a write that carries no signature at all succeeded (an auth bypass;
+    the scratch bucket's policy only lets anyone read `pub/*`, and POST Object needs a
+    signed policy)."""
+    if not payload.startswith(WRITES) or answer.status is None or answer.status >= 300:
+        return False
+    head = payload.partition(b"\r\n\r\n")[0].lower()
+    return b"\nauthorization:" not in head and b"x-amz-signature" not in head
+
+
 # --------------------------------------------------------------------------- a server
 
 
@@ -930,20 +943,26 @@ class Fuzzer:
         seen: set[tuple[str, str, str]],
         budget: Budget,
     ) -> None:
-        report.statuses[answer.label] += 1
-        report.by_class.setdefault(kind, collections.Counter())[answer.label] += 1
-        if not is_finding(answer):
+        bypass = self.auth and anonymous_write(payload, answer)
+        label = f"{answer.status}-anonymous-write" if bypass else answer.label
+        report.statuses[label] += 1
+        report.by_class.setdefault(kind, collections.Counter())[label] += 1
+        if not (bypass or is_finding(answer)):
             return
-        key = (kind, seed_name, answer.label)
+        key = (kind, seed_name, label)
         if key in seen:
             return
         seen.add(key)
-        small = minimize(payload, lambda p: is_finding(
-            exchange(self.url.hostname or "", self.proc.port, p, budget.timeout)))  # fmt: skip
-        path = self._save(f"{kind}-{seed_name}-{answer.label}", small, answer.raw)
+
+        def still_fails(candidate: bytes) -> bool:
+            again = exchange(self.url.hostname or "", self.proc.port, candidate, budget.timeout)
+            return anonymous_write(candidate, again) if bypass else is_finding(again)
+
+        small = minimize(payload, still_fails)
+        path = self._save(f"{kind}-{seed_name}-{label}", small, answer.raw)
         report.findings.append(
             {
-                "label": answer.label,
+                "label": label,
                 "class": kind,
                 "seed": seed_name,
                 "first_line": small.split(b"\r\n", 1)[0][:120],
