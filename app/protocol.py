@@ -185,7 +185,7 @@ class HttpProtocol(HttpToolsProtocol):
         client = self.client[0] if self.client else "-"
         log.info("request refused", extra={"remote": client, "code": error.code})
         if cycle is not None and not cycle.response_complete:
-            if cycle.response_started:
+            if cycle.response_started or self.pipeline:  # (an earlier one is answering)
                 self.transport.close()
                 return
             cycle.disconnected = True  # its app sees the client gone, and writes nothing
