@@ -11,18 +11,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage.backend import MAX_KEY_BYTES, ObjectWrite
+from storage.diskio import rmtree_quiet
 from storage.errors import StorageError
 from storage.filestore import FileStore
 from storage.keys import (
     CONT_SUFFIX,
+    META_SUFFIX,
     OBJECT_MARKER,
     decode_path,
     encode_component,
@@ -32,6 +36,8 @@ from storage.keys import (
     parse_dir,
     parse_meta_file,
 )
+from storage.listing import list_page
+from storage.walk import find_leftovers
 
 #: Characters keys are made of: mostly the awkward ones, plus any code point.
 _AWKWARD = st.sampled_from(["/", ".", "%", "+", "\x00", "\x01", "\x7f", "é", "😀", "_", "s"])
@@ -166,3 +172,45 @@ def test_marker_and_prefix_with_nul_list_normally(tmp_path: Path) -> None:
             await store.close()
 
     assert asyncio.run(main()) == ["a\x00b"]
+
+
+#: File names a directory can hold, as bytes (any but "/" and NUL, at most 255).
+DISK_NAMES = st.one_of(
+    st.binary(min_size=1, max_size=40),
+    st.builds(
+        lambda a, m, b: (a + m + b).encode("utf-8", "surrogateescape"),
+        st.text(max_size=10),
+        st.sampled_from([OBJECT_MARKER, OBJECT_MARKER + META_SUFFIX, CONT_SUFFIX, "%", "%2E"]),
+        st.text(max_size=10),
+    ),
+).filter(lambda b: b not in (b".", b"..") and b"/" not in b and b"\0" not in b and len(b) < 256)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(DISK_NAMES, st.booleans(), st.booleans()), max_size=12))
+def test_walking_any_directory_contents_never_raises(
+    entries: list[tuple[bytes, bool, bool]],
+) -> None:
+    """Whatever an operator or a crash left in a bucket directory, listing and the
+    leftover scan answer; every key they report is one whose sidecar is really there."""
+    base = tempfile.mkdtemp()
+    try:
+        bucket = os.path.join(base, "b")
+        os.mkdir(bucket)
+        for name, is_dir, nested in entries:
+            path = os.path.join(os.fsencode(bucket), name)
+            with contextlib.suppress(OSError):  # the name is taken already
+                if is_dir:
+                    os.mkdir(path)
+                    if nested:
+                        Path(os.fsdecode(path), "x" + OBJECT_MARKER + META_SUFFIX).write_text("{}")
+                else:
+                    Path(os.fsdecode(path)).write_text("{}")
+        page = list_page(
+            bucket, prefix="", delimiter="", after="", max_keys=100, summarize=lambda k, p: k
+        )
+        for key in page.objects:
+            assert os.path.isfile(key_path(key).meta_path(bucket))
+        find_leftovers(bucket)
+    finally:
+        rmtree_quiet(base)
