@@ -65,7 +65,7 @@ from storage.errors import (
     NoSuchUpload,
     PreconditionFailed,
 )
-from storage.keys import META_SUFFIX, KeyPath, is_inside, key_path
+from storage.keys import KeyPath, is_inside, key_path
 from storage.listing import list_page, read_summary, uploads_page
 from storage.multipart import (
     UploadStore,
@@ -177,7 +177,8 @@ class FileStore:
 
     def _remove_leftovers(self) -> int:
         """After recover(): delete what a crash can orphan outside the temporary area —
-        object data without metadata (a delete cut off between its unlinks), directories
+        object data without metadata or the reverse (a delete cut off between its
+        unlinks; no write ever leaves either once recover() is done), directories
         without files, part data no part record names, and the documents of buckets whose
         directory is gone (a DeleteBucket cut off after moving the bucket away: a bucket
         re-created under that name must not inherit its old policy).
@@ -192,12 +193,12 @@ class FileStore:
                 continue
             buckets.add(entry.name)
             found = find_leftovers(entry.path)
-            for key, data in found.data:
+            for key, lone, partner in found.unpaired:
                 with self.locks.hold(object_lock_name(entry.name, key)):
-                    if not os.path.exists(data + META_SUFFIX) and os.path.exists(data):
-                        unlink_quiet(data)
+                    if not os.path.exists(partner) and os.path.exists(lone):
+                        unlink_quiet(lone)
                         removed += 1
-                remove_empty_parents(os.path.dirname(data), entry.path)
+                remove_empty_parents(os.path.dirname(lone), entry.path)
             for path in reversed(found.bare_dirs):  # children before their parents
                 with contextlib.suppress(OSError):
                     os.rmdir(path)
@@ -527,8 +528,11 @@ class FileStore:
             parent = kp.parent(bdir)
             with self.locks.hold(object_lock_name(bucket, key)):
                 removed = _stored_size(kp.meta_path(bdir), kp.data_path(bdir))
+                # Sidecar first: the object is gone from here on. A kill before the data
+                # is unlinked leaves data without metadata, never listed or served, and
+                # removed when the store next opens (_remove_leftovers).
                 with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    os.unlink(kp.meta_path(bdir))  # the object is gone from here on
+                    os.unlink(kp.meta_path(bdir))
                 unlink_quiet(kp.data_path(bdir))
                 with contextlib.suppress(FileNotFoundError):
                     fsync_dir(parent)

@@ -251,10 +251,11 @@ class Walker:
 
 @dataclass
 class Leftovers:
-    """What crashes can leave in a bucket tree: object data files without their metadata
-    sidecar (a delete cut off between its two unlinks) and directories without files."""
+    """What crashes can leave in a bucket tree: object data without its metadata sidecar
+    (a delete cut off between its two unlinks), a sidecar without data (the same, on a
+    file system that persisted the two unlinks out of order), directories without files."""
 
-    data: list[tuple[str, str]]  # (key, data file path)
+    unpaired: list[tuple[str, str, str]]  # (key, the lone file, its missing partner)
     bare_dirs: list[str]  # parents before children
 
 
@@ -285,9 +286,15 @@ def find_leftovers(bucket_dir: str) -> Leftovers:
                 stack.append((de.path, dir_prefix + text + ("" if cont else "/")))
                 continue
             bare = False  # a file, or a directory that is not ours: keep this one
-            text = None if is_dir else parse_data_file(de.name)
-            if text is not None and de.name + META_SUFFIX not in names:
-                found.data.append((dir_prefix + text, de.path))
+            if is_dir:
+                continue
+            partner = de.name + META_SUFFIX
+            text = parse_data_file(de.name)
+            if text is None:
+                partner = de.name[: -len(META_SUFFIX)]
+                text = parse_meta_file(de.name)
+            if text is not None and partner not in names:
+                found.unpaired.append((dir_prefix + text, de.path, os.path.join(path, partner)))
         if bare and path != bucket_dir:
             found.bare_dirs.append(path)
     return found

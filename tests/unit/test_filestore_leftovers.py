@@ -80,7 +80,7 @@ async def test_open_removes_what_crashes_orphaned(tmp_path: Path) -> None:
     await fs.open()
     await fs.create_bucket("bucket")
     await fs.create_bucket("gone")
-    for key in ["keep", "a/b/half-deleted", "/" * 1000 + "deep-half-d"]:
+    for key in ["keep", "a/b/half-deleted", "/" * 1000 + "deep-half-d", "m/lone-sidecar"]:
         await fs.put_object("bucket", key, chunks(b"data"), ObjectWrite())
     upload = await fs.create_multipart_upload("bucket", "mp", ObjectWrite())
     part = await fs.upload_part("bucket", "mp", upload.upload_id, 1, chunks(b"p1"), ObjectWrite())
@@ -93,6 +93,8 @@ async def test_open_removes_what_crashes_orphaned(tmp_path: Path) -> None:
     # A DeleteObject cut off between unlinking the sidecar and the data.
     for key in ["a/b/half-deleted", "/" * 1000 + "deep-half-d"]:
         os.unlink(key_path(key).meta_path(str(bucket_dir)))
+    # The same on a file system that persisted the two unlinks out of order.
+    os.unlink(key_path("m/lone-sidecar").data_path(str(bucket_dir)))
     # A delete cut off before removing its empty parents.
     makedirs(os.path.join(bucket_dir, *key_path("e/f/g/x").dirs))
     # Part data whose record was never written (or that a re-upload superseded).
