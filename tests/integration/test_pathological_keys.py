@@ -15,7 +15,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from tests.integration.conftest import error_code
+from tests.integration.conftest import error_code, multipart_put
 
 PATHOLOGICAL = {
     "slashes": "/" * 1023 + "z",
@@ -97,3 +97,16 @@ def test_key_past_the_limit_is_refused(s3: Any, bucket: str) -> None:
         s3.put_object(Bucket=bucket, Key="/" * 1024 + "z", Body=b"x")
     assert error_code(info.value) == "KeyTooLongError"
     assert listed(s3, bucket) == ([], [])
+
+
+def test_multipart_and_copy_of_the_deepest_key(s3: Any, bucket: str) -> None:
+    key = PATHOLOGICAL["slashes"]
+    multipart_put(s3, bucket, key, [b"a" * (5 * 1024 * 1024), b"b"])
+    assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == 5 * 1024 * 1024 + 1
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    copy = PATHOLOGICAL["dot-segments"]
+    s3.copy_object(Bucket=bucket, Key=copy, CopySource={"Bucket": bucket, "Key": key})
+    assert s3.get_object(Bucket=bucket, Key=copy, Range="bytes=-2")["Body"].read() == b"ab"
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": key}, {"Key": copy}]})
+    assert listed(s3, bucket) == ([], [])
+    s3.delete_bucket(Bucket=bucket)
