@@ -248,7 +248,15 @@ class FileStore:
     # -- paths -----------------------------------------------------------------------
 
     def _bucket_dir(self, bucket: str) -> str:
+        """A bucket's directory; names that cannot be one of ours (the app validates names
+        first: this is the store's own guard) are NoSuchBucket, never an OSError."""
         if not bucket or bucket.startswith(".") or "/" in bucket or "\0" in bucket:
+            raise _no_bucket()
+        try:
+            too_long = len(bucket.encode("utf-8")) > 255
+        except UnicodeEncodeError:
+            too_long = True  # lone surrogates: not a name we could have created
+        if too_long:
             raise _no_bucket()
         return os.path.join(self.root, bucket)
 

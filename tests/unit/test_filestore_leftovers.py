@@ -163,3 +163,17 @@ async def test_keys_past_path_max_are_refused_not_500(tmp_path: Path) -> None:
             await fs.delete_object("bucket", "%" * 1024)
     finally:
         await fs.close()
+
+
+@pytest.mark.parametrize("name", ["\udc80", "b" * 256, "a/b", ".tmp", "x\0"])
+async def test_impossible_bucket_names_are_no_such_bucket(store: FileStore, name: str) -> None:
+    for call in (
+        lambda: store.create_bucket(name),
+        lambda: store.head_bucket(name),
+        lambda: store.list_objects(name),
+        lambda: store.put_object(name, "k", chunks(b"x"), ObjectWrite()),
+        lambda: store.delete_bucket(name),
+    ):
+        with pytest.raises(errors.NoSuchBucket):
+            await call()
+    assert [b.name for b in await store.list_buckets()] == ["bucket"]
