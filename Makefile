@@ -30,7 +30,7 @@ test: venv
 # The Hypothesis suites with the random "fuzz" profile, capped per test (FUZZ_MAX_EXAMPLES,
 # FUZZ_TEST_SECONDS), then the raw request fuzzer against real servers in every mode for
 # FUZZ_SECONDS in all (findings under FUZZ_OUT). A few minutes; see README "Development".
-FUZZ_MAX_EXAMPLES ?= 600
+FUZZ_MAX_EXAMPLES ?= 400
 FUZZ_TEST_SECONDS ?= 20
 FUZZ_SECONDS      ?= 180
 FUZZ_OUT          ?= /tmp/shoal-fuzz-findings
