@@ -34,18 +34,23 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 from xml.etree import ElementTree
 
 from auth.signer import signed_headers
 from auth.sigv4 import (
+    ALGORITHM,
     EMPTY_SHA256,
     STREAMING_PAYLOAD,
     STREAMING_UNSIGNED_TRAILER,
     UNSIGNED_PAYLOAD,
     Scope,
+    canonical_query,
+    canonical_request,
+    parse_query,
     sign,
     signing_key,
+    string_to_sign,
 )
 from tests.integration.conftest import auth_config, erasure_config, signed_client
 from tests.integration.serving import Proc
@@ -86,7 +91,7 @@ class Seed:
     headers: dict[str, str] = field(default_factory=dict)
     amz: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
-    payload: str = "sha256"  # sha256 | unsigned | chunked-unsigned | chunked-signed
+    payload: str = "sha256"  # sha256 | unsigned | chunked-unsigned | chunked-signed | presigned
     anonymous: bool = False
     tags: tuple[str, ...] = ()  # "xml", "chunked", "form": the mutators that apply
 
@@ -134,6 +139,8 @@ def seeds(upload_id: str) -> list[Seed]:
     body = b"hello fuzz world"
     return [
         Seed("list-buckets", "GET", "/"),
+        Seed("presigned-get", "GET", f"{b}/obj", "versionId=null", payload="presigned"),
+        Seed("presigned-put", "PUT", f"{b}/presigned", body=body, payload="presigned"),
         Seed("get-object", "GET", f"{b}/obj", headers={"If-None-Match": '"x"'}),
         Seed(
             "get-range",
@@ -277,6 +284,30 @@ def _chunk_signatures(seed_signature: str, amz_date: str, data: bytes) -> list[s
     return out
 
 
+def presigned_query(seed: Seed, host: str) -> str:
+    """The seed's query with query-string SigV4 (a presigned URL, signing `host` only)."""
+    amz_date = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    scope = Scope(amz_date[:8], REGION)
+    auth = [
+        ("X-Amz-Algorithm", ALGORITHM),
+        ("X-Amz-Credential", f"{ACCESS_KEY}/{scope}"),
+        ("X-Amz-Date", amz_date),
+        ("X-Amz-Expires", "300"),
+        ("X-Amz-SignedHeaders", "host"),
+    ]
+    query = "&".join(p for p in (seed.query, urlencode(auth, quote_via=quote)) if p)
+    canonical = canonical_request(
+        seed.method,
+        seed.path,
+        canonical_query(parse_query(query)),
+        [("host", host)],
+        ["host"],
+        UNSIGNED_PAYLOAD,
+    )
+    key = signing_key(SECRET, scope.date, REGION)
+    return f"{query}&X-Amz-Signature={sign(key, string_to_sign(amz_date, scope, canonical))}"
+
+
 def render(seed: Seed, host: str, signed: bool) -> Request:
     """The seed as a valid request, signed now (SigV4 header auth) when `signed`."""
     body, headers = seed.body, dict(seed.headers)
@@ -285,9 +316,13 @@ def render(seed: Seed, host: str, signed: bool) -> Request:
         "unsigned": UNSIGNED_PAYLOAD,
         "chunked-unsigned": STREAMING_UNSIGNED_TRAILER,
         "chunked-signed": STREAMING_PAYLOAD,
+        "presigned": UNSIGNED_PAYLOAD,
     }[seed.payload]
     amz = dict(seed.amz)
-    if signed and not seed.anonymous:
+    if signed and seed.payload == "presigned":
+        seed = replace(seed, query=presigned_query(seed, host))
+        amz = {"host": host, **amz}
+    elif signed and not seed.anonymous:
         auth = signed_headers(
             seed.method,
             seed.path,
