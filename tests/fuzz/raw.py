@@ -814,6 +814,9 @@ class Budget:
     workers: int = 8
     timeout: float = 1.5
     seed: int = 11
+    #: How long the health probes may take after a batch ("within seconds", with room
+    #: for a loaded CI machine).
+    probe_timeout: float = 10.0
 
     @classmethod
     def from_env(cls, **defaults: Any) -> Budget:
@@ -874,7 +877,7 @@ class Fuzzer:
             self.proc.url,
             ACCESS_KEY,
             SECRET,
-            connect_timeout=5,
+            connect_timeout=10,
             read_timeout=10,
         )
         self.canary: dict[str, str] = {}
@@ -901,14 +904,14 @@ class Fuzzer:
             self.s3.put_object(Bucket=SCRATCH, Key=key, Body=b"scratch object " + key.encode())
         self.upload_id = self.s3.create_multipart_upload(Bucket=SCRATCH, Key="mp")["UploadId"]
 
-    def healthy(self) -> str | None:
+    def healthy(self, timeout: float) -> str | None:
         """None when the server answers the probes within seconds, else what failed."""
         if self.proc.proc.poll() is not None:
             return f"server exited with {self.proc.proc.returncode}"
         live = exchange(
             self.url.hostname or "", self.proc.port,
             f"GET /-/live HTTP/1.1\r\nHost: {self.host}\r\nConnection: close\r\n\r\n".encode(),
-            timeout=5,
+            timeout=timeout,
         )  # fmt: skip
         if live.status != 200:
             return f"GET /-/live answered {live.label}"
@@ -953,7 +956,7 @@ class Fuzzer:
                 for (kind, seed_name, payload), answer in zip(batch, answers, strict=True):
                     self._record(report, kind, seed_name, payload, answer, seen, budget)
                 report.sent += count
-                problem = self.healthy()
+                problem = self.healthy(budget.probe_timeout)
                 if problem:
                     path = self._save("unresponsive", b"\n\n=====\n\n".join(p for *_, p in batch))
                     report.problems.append(f"after request {report.sent}: {problem} ({path})")

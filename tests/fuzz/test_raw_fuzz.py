@@ -24,6 +24,6 @@ def test_mutated_requests_never_get_a_5xx_and_leave_the_canary(tmp_path: Path) -
     classes = [c for c in CLASSES if c not in EXCLUDED]
     with fuzzer(tmp_path / "server", erasure=False, auth=True, out=tmp_path / "findings") as one:
         report = one.run(budget, classes)
-    assert report.sent >= 100, report.summary()  # the budget let it do real work
+    assert report.sent >= budget.batch, report.summary()  # at least one whole batch
     assert sum(report.statuses.values()) == report.sent
     assert report.ok, report.summary()
