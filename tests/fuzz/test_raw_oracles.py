@@ -37,6 +37,8 @@ def _answer(status: int, body: bytes, head: bool = False) -> Answer:
         (_answer(501, b"<Error><Code>Other</Code></Error>"), True, "501"),
         (_answer(400, b"<Error><Key>&#x1;</Key></Error>"), True, "400-bad-xml"),
         (_answer(400, b"<Error><Key>&#xffff;</Key></Error>"), True, "400-bad-xml"),
+        (_answer(200, b"<List><Key>&#x1;</Key></List>"), False, "200"),
+        (_answer(404, b"", head=True), False, "404"),
         (Answer(None, b"SSH-2.0\r\n", "garbage"), True, "garbage"),
         (Answer(None, b"", "closed"), False, "closed"),
         (Answer(None, b"", "timeout"), False, "timeout"),
