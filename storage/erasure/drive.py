@@ -640,21 +640,24 @@ class LocalDrive:
         removed = 0
         with self._locks.hold(object_lock_name(bucket, key)):
             listed = {v["v"] for v in _read_versions(versions_dir + RECORD_SUFFIX)}
+            named = []
             for entry in _scan(versions_dir):
-                if entry.name not in listed:
-                    if _mtime_ns(entry) < cutoff:
-                        rmtree_quiet(entry.path)
-                        removed += 1
-                    continue
-                # A named version: only temp files of shard writes cut off by a crash.
-                for dirpath, _dirs, files in walk_dirs(entry.path):
-                    for f in files:
-                        path = os.path.join(dirpath, f)
-                        if f.endswith(".tmp") and _mtime_ns(path) < cutoff:
-                            unlink_quiet(path)
-                            removed += 1
+                if entry.name in listed:
+                    named.append(entry.path)
+                elif _mtime_ns(entry) < cutoff:
+                    rmtree_quiet(entry.path)
+                    removed += 1
             with contextlib.suppress(OSError):
                 os.rmdir(versions_dir)  # only if now empty
+        # In named versions, only temp files of shard writes cut off by a crash (no
+        # lock needed: a temp file that old belongs to no running call).
+        for top in named:
+            for dirpath, _dirs, files in walk_dirs(top):
+                for f in files:
+                    path = os.path.join(dirpath, f)
+                    if f.endswith(".tmp") and _mtime_ns(path) < cutoff:
+                        unlink_quiet(path)
+                        removed += 1
         return removed
 
     def _sweep_uploads(self, bucket: str, cutoff: int) -> int:

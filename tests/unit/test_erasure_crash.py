@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 
 import storage.multipart
 from storage.backend import CompletedPart, ObjectWrite
-from storage.erasure.drive import ShardMissing, object_dir
+from storage.erasure.drive import LocalDrive, ShardMissing, object_dir
 from storage.erasure.faults import FaultyDrive
 from storage.erasure.store import ErasureStore
 from storage.errors import NoSuchUpload
@@ -241,3 +243,58 @@ async def test_uploads_no_quorum_records_are_removed(
     assert [has_upload(d, cut.upload_id) for d in drives[3:]] == [not exclusive] * 3
     assert all(has_upload(d, live.upload_id) for d in drives)
     assert (await store.get_upload(BUCKET, KEY, live.upload_id)).upload_id == live.upload_id
+
+
+def _age(path: Path, seconds: float) -> None:
+    """Make `path` look last modified `seconds` ago (before this process touched it)."""
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+@pytest.mark.parametrize("exclusive", [True, False], ids=["single-node", "cluster"])
+async def test_the_sweep_takes_what_an_earlier_process_left_and_nothing_else(
+    tmp_path: Path, exclusive: bool
+) -> None:
+    drive = LocalDrive(str(tmp_path), exclusive=exclusive)
+    try:
+        root = Path(drive.root)
+        root.mkdir()
+        await drive.make_bucket(BUCKET)
+        vdir = object_dir(BUCKET, "k")
+        named, dead, fresh = "18e0000000000001aaaaaaaa", "18e0000000000002aaaaaaaa", "18f0"
+        entry = {"v": named, "parts": [{"n": 0, "size": 3, "chunk": CHUNK, "crc": [[1] * N]}]}
+        await drive.write_version(
+            BUCKET, "k", entry, [(f"{vdir}/{named}/chunk-0/shard-0", b"abc", 1)]
+        )
+        for vid in (dead, fresh):
+            await drive.write_shard(f"{vdir}/{vid}/chunk-0/shard-0", b"abc", 1)
+        stale_tmp = root / vdir / named / "chunk-0" / "shard-0.dat.0badf00d.tmp"
+        stale_tmp.write_bytes(b"cut off")
+        udir = root / "multipart" / BUCKET / "upload1"
+        (udir / "part-1.p2" / "chunk-0").mkdir(parents=True)
+        (udir / "part-1.p1" / "chunk-0").mkdir(parents=True)
+        (udir / "part-1.json").write_text('{"v": "p2"}')
+        (udir / "upload.json").write_text("{}")
+        bare = root / "multipart" / BUCKET / "upload2"
+        (bare / "part-1.p1").mkdir(parents=True)
+        junk = root / "tmp" / "half-a-record.tmp"
+        junk.write_bytes(b"x")
+        for path in (root / vdir / dead, stale_tmp, udir / "part-1.p1", udir / "part-1.p2", bare):
+            _age(path, 30)
+        for path in (udir / "part-1.json", udir / "upload.json", junk):
+            _age(path, 30)
+        assert await drive.sweep("", 3600) == 1
+        assert not junk.exists() and len(list((root / "tmp").glob("opened-*"))) == 1
+        removed = await drive.sweep(BUCKET, 3600)
+        left = {p.name for p in (root / vdir).iterdir()}
+        assert left == {named, fresh}  # the running process's own write stays
+        assert not stale_tmp.exists()
+        assert (udir / "part-1.json").exists() and (udir / "upload.json").exists()
+        assert (udir / "part-1.p2").exists()
+        # An upload's part folders have no commit check: in a cluster only age takes them.
+        assert (udir / "part-1.p1").exists() != exclusive
+        assert bare.exists() != exclusive
+        assert removed == (4 if exclusive else 2)
+        assert [v["v"] for v in await drive.read_object(BUCKET, "k")] == [named]
+    finally:
+        drive.close()
