@@ -229,6 +229,8 @@ class Healer:
                 await self.heal_object(bucket, key, self.queued_total, Pacer(self.rate))
             except Exception as exc:
                 self.queued_total.fail(f"{bucket}/{key}", exc)
+            # Totals since start: only the latest objects it could not rebuild are kept.
+            del self.queued_total.unrecoverable[:-MAX_ERRORS]
 
     async def _periodic(self) -> None:
         while True:
