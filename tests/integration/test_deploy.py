@@ -221,8 +221,11 @@ def test_exec_start_run_by_hand_serves(tmp_path: Path) -> None:
     env_file = Path(here(unit_value("EnvironmentFile")))
     # Without the generated keys, ExecStart on the unit's public address refuses to
     # start (before it binds), and says how to set them.
+    argv = [here(a).replace("/opt/shoal/bin/", f"{VENV_BIN}/") for a in exec_start()]
+    assert option(argv, "--host") == "0.0.0.0"
+    argv[argv.index("--port") + 1] = str(free_port())  # (were it to start after all)
     refused = subprocess.run(
-        [here(a).replace("/opt/shoal/bin/", f"{VENV_BIN}/") for a in exec_start()],
+        argv,
         env=unit_env(here, env_file),
         cwd=tmp_path,
         capture_output=True,
