@@ -174,7 +174,8 @@ class HttpProtocol(HttpToolsProtocol):
                 self.transport.close()
                 return False
             refusal, self._refusal = self._refusal, None
-            self._refuse(refusal or InvalidRequest(f"Malformed HTTP/1.1 request: {exc}."))
+            reason = str(exc).rstrip(".")  # (llhttp's own words, never the client's bytes)
+            self._refuse(refusal or InvalidRequest(f"Malformed HTTP/1.1 request: {reason}."))
             return False
         return True
 
