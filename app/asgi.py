@@ -62,7 +62,7 @@ def error_response(error: S3Error, request: Request, request_id: str) -> Respons
     children: list = [("Code", error.code), ("Message", error.text)]
     children += list(error.fields.items())
     children += [("Resource", request.url.path), ("RequestId", request_id)]
-    body = document("Error", children, namespace=False)
+    body = document("Error", children, namespace=False, lossy=True)
     return Response(body, error.status, headers, media_type="application/xml")
 
 

@@ -200,7 +200,9 @@ def preflight(rules: tuple[Rule, ...], headers: dict[str, str]) -> Response:
         text = "CORSResponse: This CORS request is not allowed."
         if not rules:
             text = "CORSResponse: CORS is not enabled for this bucket."
-        body = document("Error", [("Code", "AccessForbidden"), ("Message", text)], namespace=False)
+        body = document(
+            "Error", [("Code", "AccessForbidden"), ("Message", text)], namespace=False, lossy=True
+        )
         return Response(body, 403, {"vary": "Origin"}, media_type="application/xml")
     answer = _origin_headers(rule, origin)
     answer["access-control-allow-methods"] = ", ".join(rule.methods)

@@ -71,7 +71,7 @@ def error_answer(error: S3Error) -> bytes:
     request_id = new_request_id()
     children: list[tuple[str, str]] = [("Code", error.code), ("Message", error.text)]
     children += list(error.fields.items())
-    body = document("Error", [*children, ("RequestId", request_id)], namespace=False)
+    body = document("Error", [*children, ("RequestId", request_id)], namespace=False, lossy=True)
     head = (
         f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n"
         "content-type: application/xml\r\n"

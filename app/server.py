@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import socket
 import ssl
@@ -40,6 +39,7 @@ import uvicorn
 from app import lifecycle, logs
 from auth.signer import signed_headers
 from config import Config, StorageConfig, load_config
+from storage.diskio import rmtree_quiet
 
 AppFactory = Callable[[Config], Any]
 
@@ -252,7 +252,7 @@ def embedded_config(config: Config | Mapping[str, Any] | None = None) -> tuple[C
 
 
 def _remove_tree(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    rmtree_quiet(path)  # not shutil.rmtree: keys nest 1,023 directories deep
 
 
 def _terminate(pid: int) -> None:

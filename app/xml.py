@@ -8,7 +8,7 @@ XML bombs and external entities never expand.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
@@ -38,30 +38,44 @@ _NEEDS_ESCAPE = re.compile(r"""[&<>"'\x00-\x08\x0b-\x1f\x7f\ud800-\udfff\ufffe\u
 Node = tuple[str, "str | int | bool | Iterable[Node] | None"]
 
 
+#: Characters XML 1.0 cannot carry even as a character reference.
+_NOT_XML_10 = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def escape(text: str) -> str:
     return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES.get(m[0]) or f"&#x{ord(m[0]):x};", text)
 
 
-def _render(tag: str, value: object, out: list[str]) -> None:
+def escape_lossy(text: str) -> str:
+    """escape() for text only a person reads (error documents echo request values): a
+    character XML 1.0 cannot carry becomes U+FFFD, so every client can parse the error
+    and see its code, instead of failing on a reference such as &#x0;."""
+    return escape(_NOT_XML_10.sub("\ufffd", text))
+
+
+def _render(tag: str, value: object, out: list[str], esc: Callable[[str], str]) -> None:
     if value is None:
         return
     end = tag.split(" ", 1)[0]
     if isinstance(value, bool):
         out.append(f"<{tag}>{'true' if value else 'false'}</{end}>")
     elif isinstance(value, str | int):
-        out.append(f"<{tag}>{escape(str(value))}</{end}>")
+        out.append(f"<{tag}>{esc(str(value))}</{end}>")
     else:
         out.append(f"<{tag}>")
         for child_tag, child in value:  # type: ignore[attr-defined]
-            _render(child_tag, child, out)
+            _render(child_tag, child, out, esc)
         out.append(f"</{end}>")
 
 
-def document(root: str, children: Iterable[Node], *, namespace: bool = True) -> bytes:
-    """Render a whole response document."""
+def document(
+    root: str, children: Iterable[Node], *, namespace: bool = True, lossy: bool = False
+) -> bytes:
+    """Render a whole response document (`lossy`: with escape_lossy, for error documents)."""
     out = [DECLARATION, f'<{root} xmlns="{S3_NS}">' if namespace else f"<{root}>"]
+    esc = escape_lossy if lossy else escape
     for tag, value in children:
-        _render(tag, value, out)
+        _render(tag, value, out, esc)
     out.append(f"</{root}>")
     return "".join(out).encode()
 

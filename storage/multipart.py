@@ -54,6 +54,9 @@ from storage.streams import Spooled
 T = TypeVar("T")
 UPLOAD_RECORD = "metadata.json"
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+#: Any id a store issues: new_upload_id's, which the erasure store prefixes with
+#: "s{set}." once it has several pools (the id then says which set holds the upload).
+_ISSUED_ID_RE = re.compile(r"(?:s[0-9]{1,6}\.)?[A-Za-z0-9_-]{16,128}", re.ASCII)
 #: A part's data file, as commit_part names it (part number, random token).
 _PART_DATA_RE = re.compile(r"^part-([0-9]{5})\.[0-9a-f]{12}$")
 
@@ -79,6 +82,12 @@ def new_upload(
 def check_part_number(number: int) -> None:
     if not 1 <= number <= MAX_PARTS:
         raise InvalidRequest(f"Part number must be an integer between 1 and {MAX_PARTS}")
+
+
+def is_upload_id(text: str) -> bool:
+    """Whether some store could have issued `text`: anything else (NUL, '../', a 5 KB
+    string) is NoSuchUpload before it can become part of a path on a drive."""
+    return _ISSUED_ID_RE.fullmatch(text) is not None
 
 
 def new_upload_id() -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from starlette.responses import Response
 
 from app.body import read_small, upload_body
@@ -18,6 +16,7 @@ from auth.numbers import parse_uint
 from storage import checksums
 from storage.backend import MAX_PARTS, CompletedPart, PartInfo, UploadInfo
 from storage.checksums import Checksum
+from storage.multipart import is_upload_id
 
 MAX_PART_SIZE = 5 * 1024**3
 MAX_COMPLETE_BODY = 4 * 1024 * 1024
@@ -29,15 +28,11 @@ async def upload_for_part(ctx: RequestContext) -> UploadInfo:
     return await ctx.backend.get_upload(ctx.bucket, ctx.key, upload_id_param(ctx))
 
 
-#: The upload ids the stores issue (storage.multipart.new_upload_id: URL-safe base64).
-_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
-
-
 def upload_id_param(ctx: RequestContext) -> str:
     """The uploadId query parameter; one no store could have issued is NoSuchUpload here,
     so text such as NUL or '../' never becomes part of a path on a drive."""
     upload_id = ctx.query.get("uploadId", "")
-    if _UPLOAD_ID.fullmatch(upload_id) is None:
+    if not is_upload_id(upload_id):
         raise NoSuchUpload()
     return upload_id
 

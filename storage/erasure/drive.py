@@ -254,11 +254,17 @@ class LocalDrive:
         #: mtime (ns) of this process's stamp file: everything this process writes is at
         #: least as new (see _sweep). Set by the first call that finds the drive.
         self._opened_ns: int | None = None
+        self._stamp_path: str | None = None
         self._opening = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._locks.close()
+        # A clean close leaves no file behind; a killed process's stamp is swept by the
+        # next one like any other temp file older than its own.
+        if self._stamp_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._stamp_path)
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         """On this drive's threads. Unlike storage.threads.run this may be abandoned (a
@@ -287,6 +293,7 @@ class LocalDrive:
             with open(stamp, "wb"):
                 pass
             self._opened_ns = os.stat(stamp).st_mtime_ns
+            self._stamp_path = stamp
 
     def _abs(self, rel: str) -> str:
         self._require_root()

@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
@@ -41,6 +40,7 @@ from storage.backend import (
     UploadInfo,
     UploadListPage,
 )
+from storage.diskio import rmtree_quiet
 from storage.erasure.coder import DEFAULT_BACKEND, ErasureCoder
 from storage.erasure.drive import Drive, LocalDrive, ShardWrite, object_dir, shard_path
 from storage.erasure.healing import ABANDONED_AFTER_SECONDS, Healer
@@ -78,7 +78,13 @@ from storage.errors import (
 from storage.keys import check_key
 from storage.listing import uploads_page
 from storage.memory import map_big_buffers
-from storage.multipart import check_completion, check_part_number, multipart_etag, new_upload
+from storage.multipart import (
+    check_completion,
+    check_part_number,
+    is_upload_id,
+    multipart_etag,
+    new_upload,
+)
 from storage.records import (
     dumps,
     iso,
@@ -308,7 +314,7 @@ class ErasureStore:
 
     def _wipe(self) -> None:
         for path in self.paths:
-            shutil.rmtree(os.path.join(path, ".smartstorage"), ignore_errors=True)
+            rmtree_quiet(os.path.join(path, ".smartstorage"))  # keys nest 1,023 deep
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -954,7 +960,7 @@ class ErasureStore:
 
     @staticmethod
     def _upload_dir(bucket: str, upload_id: str) -> str:
-        if not upload_id or "/" in upload_id or upload_id.startswith("."):
+        if not is_upload_id(upload_id):  # never text that could become a path
             raise _no_upload()
         return f"multipart/{bucket}/{upload_id}"
 

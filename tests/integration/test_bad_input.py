@@ -149,3 +149,24 @@ def _md5(body: bytes) -> str:
     import hashlib
 
     return base64.b64encode(hashlib.md5(body).digest()).decode()
+
+
+@pytest.mark.parametrize(
+    ("target", "code"),
+    [
+        ("/{bucket}/obj%00", "NoSuchKey"),
+        ("/{bucket}/obj%01%ef%bf%bf", "NoSuchKey"),
+        ("/%01{bucket}/obj", "InvalidBucketName"),
+        ("/{bucket}/precious?response-expires=a%00b", "InvalidArgument"),
+    ],
+)
+def test_error_documents_echoing_unsendable_characters_parse(http, stored, target, code):
+    """A value XML 1.0 cannot carry (NUL, other controls, U+FFFF) is echoed as U+FFFD:
+    a character reference such as &#x0; makes every XML parser, botocore's too, refuse the
+    error document, and the client loses the S3 error code."""
+    from xml.etree.ElementTree import fromstring
+
+    response = http.get(target.format(bucket=stored))
+    assert 400 <= response.status_code < 500
+    root = fromstring(response.content)  # raises on &#x0; and the like
+    assert root.findtext("Code") == code
