@@ -145,7 +145,7 @@ def resolve(
     if not valid_bucket_name(bucket):
         raise InvalidBucketName(BucketName=bucket)
     if key is None:
-        return _op(_bucket_operation(method, query, headers), bucket, None)
+        return _op(_bucket_operation(method, query), bucket, None)
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise KeyTooLongError(Size=len(key.encode()), MaxSizeAllowed=MAX_KEY_BYTES)
     return _op(_object_operation(method, query, headers), bucket, key)
@@ -161,7 +161,7 @@ def _unsupported(query: dict[str, str], names: frozenset[str]) -> None:
             raise NotImplementedFeature(f"The {name} sub-resource is not implemented.")
 
 
-def _bucket_operation(method: str, query: dict[str, str], headers: dict[str, str]) -> str:
+def _bucket_operation(method: str, query: dict[str, str]) -> str:
     _unsupported(query, UNSUPPORTED_BUCKET)
     if method == "GET":
         if "location" in query:
@@ -193,7 +193,9 @@ def _bucket_operation(method: str, query: dict[str, str], headers: dict[str, str
         return "DeleteBucketPolicy" if "policy" in query else "DeleteBucket"
     if method == "POST" and "delete" in query:
         return "DeleteObjects"
-    if method == "POST" and headers.get("content-type", "").startswith("multipart/form-data"):
+    if method == "POST":
+        # Any other POST to a bucket is a form upload; one that is not multipart/form-data
+        # is S3's 412 PreconditionFailed, answered by the handler (app/form.py).
         return "PostObject"
     raise MethodNotAllowed(Method=method, ResourceType="BUCKET")
 

@@ -110,7 +110,13 @@ def _read_headers(
     elif ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
         # A whole-object checksum only describes a whole-object answer.
         headers.update(checksum_headers(meta))
-    headers.update(response_overrides(ctx.query))
+    overrides = response_overrides(ctx.query)
+    if overrides and ctx.gate is not None and ctx.principal.anonymous:
+        # S3's rule: a public object's answer cannot be re-labelled by whoever links to it.
+        raise InvalidRequest(
+            "Request specific response headers cannot be used for anonymous GET requests."
+        )
+    headers.update(overrides)
     length = meta.size if span is None else span[1] - span[0] + 1
     headers["content-length"] = str(length)
     return status, headers, span

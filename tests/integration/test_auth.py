@@ -150,6 +150,8 @@ def test_bucket_policy_is_enforced(server: SyncServer, s3: Any, bucket: str) -> 
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
     with httpx.Client(base_url=server.endpoint_url) as http:
         assert http.get(f"/{bucket}/secret.txt").content == b"classified"
+        relabelled = http.get(f"/{bucket}/secret.txt?response-content-type=text/html")
+        assert relabelled.status_code == 400 and b"anonymous GET" in relabelled.content
         assert http.put(f"/{bucket}/secret.txt", content=b"x").status_code == 403
         assert http.get(f"/{bucket}?list-type=2").status_code == 403
     other = client(server, OTHER_KEY, OTHER_SECRET)

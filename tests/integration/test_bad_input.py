@@ -140,7 +140,10 @@ def test_unknown_upload_and_part_numbers(s3, stored):
 
 
 def test_method_not_allowed(http, stored):
-    assert http.post(f"/{stored}").status_code == 405
+    # A bucket POST that is not a form upload: S3's 412, naming the enclosure type.
+    response = http.post(f"/{stored}", content=b"x=1")
+    assert response.status_code == 412 and "<Code>PreconditionFailed</Code>" in response.text
+    assert "multipart/form-data" in response.text
     assert http.request("PATCH", f"/{stored}/precious").status_code == 405
 
 
