@@ -23,6 +23,7 @@ from botocore.config import Config as BotoConfig
 
 from storage.keys import META_SUFFIX, OBJECT_MARKER
 from tests.integration.conftest import multipart_put, spawn_server
+from tests.integration.crashing import at_random, kill_while_writing
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +133,6 @@ def test_sigkill_during_overwrites_never_tears(tmp_path: Path) -> None:
 
     try:
         for _ in range(ROUNDS):
-            stop = threading.Event()
 
             def writer(worker: int, client, stop: threading.Event) -> None:
                 nonlocal next_version
@@ -151,16 +151,8 @@ def test_sigkill_during_overwrites_never_tears(tmp_path: Path) -> None:
                     with lock:
                         acked[version] = time.monotonic()
 
-            threads = [
-                threading.Thread(target=writer, args=(i, node.client(), stop)) for i in range(4)
-            ]
-            for thread in threads:
-                thread.start()
-            time.sleep(rng.uniform(0.3, 1.5))
-            node.kill()
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=30)
+            writers = [functools.partial(writer, i, node.client()) for i in range(4)]
+            kill_while_writing(node.kill, writers, at_random(rng))
 
             node.start()
             s3 = node.client()
@@ -293,21 +285,14 @@ def test_sigkill_during_deletes_and_overwrites_leaves_no_orphans(tmp_path: Path)
 
     try:
         for _ in range(ROUNDS):
-            stop = threading.Event()
             target = counter["acked"] + rng.randint(3, 40)
-            threads = [
-                threading.Thread(target=worker, args=(rng.random(), node.client(), stop))
-                for _ in range(4)
-            ]
-            for thread in threads:
-                thread.start()
-            with progress:
-                reached = functools.partial(lambda n: counter["acked"] >= n, target)
-                assert progress.wait_for(reached, timeout=120)
-            node.kill()
-            stop.set()
-            for thread in threads:
-                thread.join(timeout=30)
+
+            def acknowledged(n: int = target) -> None:
+                with progress:
+                    assert progress.wait_for(lambda: counter["acked"] >= n, timeout=120)
+
+            writers = [functools.partial(worker, rng.random(), node.client()) for _ in range(4)]
+            kill_while_writing(node.kill, writers, acknowledged)
 
             node.start()
             assert orphans(data_dir) == []

@@ -13,6 +13,7 @@ leftover and live bytes, e.g.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.integration.conftest import error_code
+from tests.integration.crashing import at_random, kill_while_writing
 from tests.integration.test_erasure_faults import BUCKET, CHUNK, PART, Node
 
 pytestmark = pytest.mark.slow
@@ -237,19 +239,8 @@ def test_crash_cycles_leave_no_orphans(crashing: Node) -> None:
     ledger = Ledger()
     retried = 0
     for cycle in range(CYCLES):
-        stop = threading.Event()
-        threads = [
-            threading.Thread(target=writer, args=(cycle * 10 + i, node.s3(), ledger, stop))
-            for i in range(3)
-        ]
-        for thread in threads:
-            thread.start()
-        time.sleep(rng.uniform(0.3, 1.5))
-        node.kill()
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-            assert not thread.is_alive()
+        writers = [functools.partial(writer, cycle * 10 + i, node.s3(), ledger) for i in range(3)]
+        kill_while_writing(node.kill, writers, at_random(rng))
         node.start()
         retried += retry_completions(node, ledger)
         check_objects(node, ledger)

@@ -8,6 +8,7 @@ left behind."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -35,6 +36,7 @@ from tests.integration.conftest import (
     signed_client,
     spawn_server,
 )
+from tests.integration.crashing import at_random, kill_while_writing
 
 pytestmark = pytest.mark.slow
 
@@ -665,19 +667,8 @@ def test_sigkill_during_writes_leaves_whole_versions(node: Node) -> None:
                 acked[version] = time.monotonic()
 
     for round_ in range(5):
-        stop = threading.Event()
-        threads = [
-            threading.Thread(target=writer, args=(round_ * 10 + i, node.s3(), stop))
-            for i in range(3)
-        ]
-        for thread in threads:
-            thread.start()
-        time.sleep(rng.uniform(0.3, 1.2))
-        node.kill()
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-            assert not thread.is_alive()
+        writers = [functools.partial(writer, round_ * 10 + i, node.s3()) for i in range(3)]
+        kill_while_writing(node.kill, writers, at_random(rng, 0.3, 1.2))
 
         node.start()
         s3 = node.s3()
