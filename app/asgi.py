@@ -82,6 +82,9 @@ async def s3_endpoint(request: Request) -> Response:
     headers = _lower_headers(request)
     base_domain = config.server.base_domain
     try:
+        if "host" not in headers and request.scope.get("http_version") == "1.1":
+            # RFC 9112 3.2: a server must refuse such a request with 400.
+            raise InvalidRequest("An HTTP/1.1 request must carry a Host header.")
         if request.method == "OPTIONS":
             bucket, _ = split_target(_raw_path(request), headers.get("host", ""), base_domain)
             rules = await request.app.state.cors.for_request(config, bucket)

@@ -173,3 +173,11 @@ def test_error_documents_echoing_unsendable_characters_parse(http, stored, targe
     assert 400 <= response.status_code < 500
     root = fromstring(response.content)  # raises on &#x0; and the like
     assert root.findtext("Code") == code
+
+
+def test_http11_request_without_host_is_refused(raw, stored):
+    """RFC 9112: an HTTP/1.1 request without Host is a 400 (HTTP/1.0 needs none)."""
+    target = f"GET /{stored}/precious HTTP/".encode()
+    refused = raw(target + b"1.1\r\nConnection: close\r\n\r\n")
+    assert refused.startswith("HTTP/1.1 400 ") and "<Code>InvalidRequest</Code>" in refused
+    assert raw(target + b"1.0\r\n\r\n").startswith("HTTP/1.1 200 ")
