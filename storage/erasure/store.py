@@ -129,6 +129,11 @@ def _no_upload() -> NoSuchUpload:
     return NoSuchUpload("The specified upload does not exist.")
 
 
+def _upload_lock(upload_id: str) -> str:
+    """The lock that orders an upload's part records, its Complete and its Abort."""
+    return f"u\0{upload_id}"
+
+
 def _failed() -> PreconditionFailed:
     return PreconditionFailed("At least one of the pre-conditions you specified did not hold")
 
@@ -1038,7 +1043,13 @@ class ErasureStore:
         pv = new_version_id()
         pdir = f"{udir}/part-{part_number}.{pv}"
         try:
-            writer = await self._write_chunks(body, drives, pdir, rot, f"{bucket}/{key}", write)
+            try:
+                writer = await self._write_chunks(body, drives, pdir, rot, f"{bucket}/{key}", write)
+            except ServiceUnavailable:
+                # A Complete or Abort removed the upload's folder under the shard writes.
+                if await self._upload_gone(bucket, key, upload_id):
+                    raise _no_upload() from None
+                raise
             checksums = write.finalize(writer.size, writer.md5) if write.finalize else {}
             part = PartInfo(part_number, writer.size, writer.md5, now(), dict(checksums or {}))
             record = {
@@ -1049,7 +1060,11 @@ class ErasureStore:
                 "crc": writer.crcs,
             }
             path = f"{udir}/part-{part_number}.json"
-            async with self._locks.hold(f"p\0{upload_id}\0{part_number}"):
+            # The upload's lock, which Complete and Abort hold throughout: a record written
+            # after either would name a part of an upload that is gone (a folder nothing
+            # removes), and a part replaced while a Complete links it vanishes under it.
+            async with self._locks.hold(_upload_lock(upload_id)):
+                await self.get_upload(bucket, key, upload_id)
                 previous = await self._read_set_doc(drives, path, f"part {part_number}")
                 superseded = previous is not None and previous["v"] > pv
                 if not superseded:
@@ -1068,6 +1083,17 @@ class ErasureStore:
         elif previous is not None:
             self._spawn(self._discard(drives, f"{udir}/part-{part_number}.{previous['v']}"))
         return part
+
+    async def _upload_gone(self, bucket: str, key: str, upload_id: str) -> bool:
+        """Whether a quorum of drives says the upload no longer exists (False when they
+        cannot tell)."""
+        try:
+            await self.get_upload(bucket, key, upload_id)
+        except NoSuchUpload:
+            return True
+        except ServiceUnavailable:
+            return False
+        return False
 
     async def _parts(
         self, bucket: str, key: str, upload_id: str
@@ -1113,7 +1139,22 @@ class ErasureStore:
         and the upload stays whole until the version is committed, so a completion cut
         off anywhere (a crash included) can simply be retried; what an unfinished one
         linked is an unnamed version folder, swept later. The digesters are fed by
-        reading the parts back (data shards, no decoding)."""
+        reading the parts back (data shards, no decoding).
+
+        All of it under the upload's lock: the parts chosen stay as they were (an
+        UploadPart commits its record only under that lock), and a racing Complete or
+        Abort waits, then finds the upload gone: NoSuchUpload, not a failed link."""
+        async with self._locks.hold(_upload_lock(upload_id)):
+            return await self._complete(bucket, key, upload_id, parts, write)
+
+    async def _complete(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[CompletedPart],
+        write: ObjectWrite,
+    ) -> ObjectMeta:
         info = await self.get_upload(bucket, key, upload_id)
         stored = await self._parts(bucket, key, upload_id)
         chosen = check_completion(parts, stored)
@@ -1187,12 +1228,15 @@ class ErasureStore:
             await run(update, pieces)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self.get_upload(bucket, key, upload_id)
-        drives = self.sets[self.upload_set(bucket, key, upload_id)[0]]
-        results = await _each(drives, lambda d: d.delete(self._upload_dir(bucket, upload_id)))
-        ok = len(_ok(results))
-        if ok < self.write_quorum:
-            raise write_quorum_error(f"upload {upload_id}", ok, len(drives), self.write_quorum)
+        """Under the upload's lock, like Complete: of two, the second finds it gone."""
+        async with self._locks.hold(_upload_lock(upload_id)):
+            await self.get_upload(bucket, key, upload_id)
+            drives = self.sets[self.upload_set(bucket, key, upload_id)[0]]
+            udir = self._upload_dir(bucket, upload_id)
+            results = await _each(drives, lambda d: d.delete(udir))
+            ok = len(_ok(results))
+            if ok < self.write_quorum:
+                raise write_quorum_error(f"upload {upload_id}", ok, len(drives), self.write_quorum)
         self.usage.upload_ended(bucket, key)
 
     async def _all_uploads(self, bucket: str) -> list[UploadInfo]:
