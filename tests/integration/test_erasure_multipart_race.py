@@ -28,7 +28,7 @@ ROUNDS = 8
 
 
 def attempt(call: Callable[[], Any]) -> str:
-    """"200" or the S3 error code; a 5xx fails the test with its message."""
+    """The answer: "200" or the S3 error code; a 5xx fails the test with its message."""
     try:
         call()
     except ClientError as exc:
