@@ -25,6 +25,11 @@ class KeyedLocks:
         """Names with a holder or a waiter now."""
         return len(self._locks)
 
+    def users(self, name: Hashable) -> int:
+        """Holders and waiters of `name` now: 2 or more means someone is queued."""
+        entry = self._locks.get(name)
+        return 0 if entry is None else entry[1]
+
     @contextlib.asynccontextmanager
     async def hold(self, name: Hashable) -> AsyncIterator[None]:
         lock, users = self._locks.get(name) or (asyncio.Lock(), 0)

@@ -66,3 +66,24 @@ async def test_cancelled_waiters_and_raising_holders_are_forgotten() -> None:
     assert len(locks) == 0
     async with locks.hold("x"):  # and the name can be taken again
         assert len(locks) == 1
+
+
+async def test_users_counts_holders_and_waiters() -> None:
+    locks = KeyedLocks()
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with locks.hold("n"):
+            entered.set()
+            await release.wait()
+
+    first = asyncio.ensure_future(holder())
+    await entered.wait()
+    assert locks.users("n") == 1 and locks.users("other") == 0
+    second = asyncio.ensure_future(holder())
+    while locks.users("n") < 2:
+        await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(first, second)
+    assert locks.users("n") == 0
