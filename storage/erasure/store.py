@@ -1202,8 +1202,14 @@ class ErasureStore:
             try:
                 results = await _each(drives, link_all)
                 before = await self._commit(bucket, key, entry, drives, set(_ok(results)))
-            except BaseException:
+            except BaseException as exc:
                 self._spawn(self._discard(drives, vdir))
+                # In a cluster, another node's Complete or Abort (which this node's lock
+                # does not hold back) may have removed the parts under the links.
+                if isinstance(exc, ServiceUnavailable) and await self._upload_gone(
+                    bucket, key, upload_id
+                ):
+                    raise _no_upload() from None
                 raise
         await self._discard(drives, udir)  # the upload is gone once this returns
         self.usage.object_written(bucket, key, _size(before), size)

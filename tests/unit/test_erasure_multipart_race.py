@@ -12,6 +12,7 @@ lock instead, the hook sees it queued there and lets the paused operation go on.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -221,3 +222,23 @@ async def test_parts_uploaded_before_a_complete_are_in_it(
         BUCKET, KEY, upload_id, [CompletedPart(1, part.etag)], ObjectWrite()
     )
     assert await read(store) == NEW and meta.size == len(NEW)
+
+
+async def test_a_complete_whose_upload_another_node_ended_is_no_such_upload(
+    store: ErasureStore, hooks: list[Hook]
+) -> None:
+    """A cluster's other node holds no lock of this one: its Abort removes the upload
+    (here: its folder on every drive) while this node's Complete links the parts."""
+    upload_id, done = await started(store)
+
+    async def hook(op: str, path: str) -> None:
+        if op == "link":
+            for p in upload_folders(store, upload_id):
+                shutil.rmtree(Path(p) / ".smartstorage" / "multipart" / BUCKET / upload_id)
+
+    hooks.append(hook)
+    with pytest.raises(NoSuchUpload):
+        await store.complete_multipart_upload(BUCKET, KEY, upload_id, done, ObjectWrite())
+    assert await store.current(BUCKET, KEY) is None
+    await settle(store)
+    assert upload_folders(store, upload_id) == []
