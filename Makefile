@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: venv run test lint bench clean fuzz
 
@@ -15,16 +16,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 	  echo "'$(PYTHON) -m venv' failed; on Debian/Ubuntu install the python3-venv package" >&2; exit 1; }
 
-# Re-install only when pyproject.toml changed since the last install.
+# `make run` installs only the runtime dependencies; `make test` adds the test extras.
+# Each re-installs only when pyproject.toml changed since its last install.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -e .
 	@touch $(STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -e '.[test]'
+	@touch $(STAMP) $(TEST_STAMP)
 
 run: venv
 	$(BIN)/shoal serve --address 127.0.0.1 --port 3000 --dir ./data
 
-test: venv
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -n auto
 
 # The Hypothesis suites with the random "fuzz" profile, capped per test (FUZZ_MAX_EXAMPLES,
@@ -34,15 +41,15 @@ FUZZ_MAX_EXAMPLES ?= 400
 FUZZ_TEST_SECONDS ?= 20
 FUZZ_SECONDS      ?= 180
 FUZZ_OUT          ?= /tmp/shoal-fuzz-findings
-fuzz: venv
+fuzz: $(TEST_STAMP)
 	HYPOTHESIS_PROFILE=fuzz FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_TEST_SECONDS=$(FUZZ_TEST_SECONDS) \
 	  $(BIN)/python -m pytest -p tests.fuzz.budget -n 2 -q $$(grep -l '^from hypothesis' tests/unit/*.py)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_OUT=$(FUZZ_OUT) $(BIN)/python -m tests.fuzz.raw
 
-lint: venv
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-bench: venv
+bench: $(TEST_STAMP)
 	@if [ -f bench/run.py ]; then $(BIN)/python bench/run.py; else $(BIN)/python -m bench; fi
 
 # ./data (what `make run` stored) is left alone on purpose.
