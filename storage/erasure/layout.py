@@ -13,6 +13,10 @@ marks it offline) as long as every set keeps k+1 readable drives, and a complete
 empty drive where a formatted one was is taken as a replacement and formatted into
 that slot, for healing to fill. Not when fewer than k drives of that set keep their
 data, though: then the empty folders are more likely disks that failed to mount.
+
+A drive folder that does not exist is created when no drive is formatted yet (a fresh
+node, like `storage.directory`). Once the cluster exists a vanished folder is an
+unmounted or removed disk: it stays offline, never re-created on the disk underneath.
 """
 
 from __future__ import annotations
@@ -190,6 +194,12 @@ class DriveState:
     def name(self) -> str:
         return self.drive.name
 
+    @property
+    def absent(self) -> bool:
+        """The drive folder does not exist (LocalDrive.read_format's FileNotFoundError);
+        one that exists but cannot be read is an error of another kind."""
+        return isinstance(self.error, FileNotFoundError)
+
 
 async def inspect_drive(drive: Drive) -> DriveState:
     """Read a drive's format.json (and whether it is empty when it has none).
@@ -276,6 +286,7 @@ async def open_layout(drives: Sequence[Drive], *, node_id: str | None, k: int, m
 
     if formatted:
         return await _open_existing(states, slots, node_id=node_id, k=k, m=m)
+    states = [_absent_as_blank(st) for st in states]
     unreadable = [st for st in states if st.error is not None]
     if unreadable:
         for st in unreadable:
@@ -286,6 +297,15 @@ async def open_layout(drives: Sequence[Drive], *, node_id: str | None, k: int, m
             + " cannot be read; refusing to create a cluster on part of the drives"
         )
     return await _format_fresh(drives, slots, node_id=node_id, k=k, m=m)
+
+
+def _absent_as_blank(st: DriveState) -> DriveState:
+    """On a node with no formatted drive, a missing drive folder is a blank drive:
+    formatting creates the whole path (write_format makes its directories)."""
+    if not st.absent:
+        return st
+    log.info("drive %s does not exist: creating it", st.name)
+    return DriveState(st.drive, empty=True)
 
 
 def check_formats_agree(formatted: Sequence[DriveState], *, k: int, m: int) -> None:
@@ -493,10 +513,16 @@ async def _all_blank(states: Sequence[DriveState]) -> bool:
 
 
 def _report_unreadable(st: DriveState) -> None:
+    hint = (
+        " (a replacement disk: create the folder empty and restart to have it formatted)"
+        if st.absent
+        else ""
+    )
     log.error(
-        "drive %s cannot be read, keeping it offline in its slot: %s",
+        "drive %s cannot be read, keeping it offline in its slot: %s%s",
         st.name,
         _describe(st.error),
+        hint,
     )
 
 

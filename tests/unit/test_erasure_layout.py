@@ -309,10 +309,55 @@ async def test_newer_format_version_refused(paths: list[Path], opened: list[Loca
 async def test_nothing_formatted_and_a_drive_unreadable(
     paths: list[Path], opened: list[LocalDrive]
 ) -> None:
-    shutil.rmtree(paths[2])
-    with pytest.raises(LayoutError, match=f"{paths[2]} .*cannot be read; refusing to create"):
-        await open_layout(local(opened, paths[:3]), node_id="n", k=2, m=1)
+    """A drive folder that exists but cannot be read stops a fresh start: no cluster is
+    created on part of the drives (a missing folder is created instead, below)."""
+    drives: list = local(opened, paths[:3])
+    faulty = FaultyDrive(drives[2])
+    faulty.fail("read_format", error=PermissionError(errno.EACCES, "Permission denied"))
+    drives[2] = faulty
+    with pytest.raises(LayoutError, match=f"{paths[2]} .*PermissionError.*refusing to create"):
+        await open_layout(drives, node_id="n", k=2, m=1)
     assert not (paths[0] / ".smartstorage").exists()
+    assert faulty.calls["write_format"] == 0
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads through chmod 000")
+async def test_nothing_formatted_and_a_drive_folder_unreadable(
+    paths: list[Path], opened: list[LocalDrive]
+) -> None:
+    paths[1].chmod(0)
+    try:
+        with pytest.raises(LayoutError, match=f"{paths[1]} .*PermissionError"):
+            await open_layout(local(opened, paths[:3]), node_id="n", k=2, m=1)
+    finally:
+        paths[1].chmod(0o755)
+    assert not (paths[0] / ".smartstorage").exists()
+
+
+async def test_missing_drive_folders_are_created_on_a_fresh_node(
+    tmp_path: Path, opened: list[LocalDrive]
+) -> None:
+    """Like storage.directory: folders (and their parents) that do not exist yet are
+    created and formatted; reopening finds the same layout."""
+    paths = [tmp_path / "fresh" / f"disk{i}" / "shoal" for i in range(3)]
+    paths[0].mkdir(parents=True)  # one exists, empty; the others do not
+    layout = await open_layout(local(opened, paths), node_id="n", k=2, m=1)
+    assert layout.fresh and layout.missing == []
+    assert [read_format(p)["position"] for p in paths] == [0, 1, 2]
+    again = await open_layout(local(opened, paths), node_id="n", k=2, m=1)
+    assert again.drive_ids == layout.drive_ids and not again.fresh
+
+
+async def test_vanished_folder_of_a_formatted_node_is_not_recreated(
+    paths: list[Path], opened: list[LocalDrive], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once formatted, a missing folder is an unmounted disk: offline, with a hint."""
+    await open_layout(local(opened, paths[:4]), node_id="n", k=2, m=2)
+    shutil.rmtree(paths[3])
+    with caplog.at_level(logging.ERROR, logger="shoal.storage"):
+        layout = await open_layout(local(opened, paths[:4]), node_id="n", k=2, m=2)
+    assert layout.missing == [str(paths[3])] and not paths[3].exists()
+    assert any("create the folder empty" in r.getMessage() for r in caplog.records)
 
 
 async def test_empty_replacement_drive(
