@@ -103,3 +103,21 @@ def test_readme_cluster_example_serves(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_readme_embedded_example_runs_as_written(tmp_path: Path) -> None:
+    """The embedded example pasted into a file of its own: imports, asyncio.run and all."""
+    script = tmp_path / "embedded.py"
+    script.write_text(example("python", "**Embedded, from Python**"))
+    env = {**os.environ, "PYTHONPATH": str(README.parent)}
+    env = {k: v for k, v in env.items() if not k.startswith("SHOAL_")}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["b'Hello, shoal!'"]
