@@ -177,9 +177,14 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _exit_on_stdin_eof(server: Any) -> None:
-    """A parent that dies without stopping us closes our stdin; shut down gracefully."""
+    """A parent that dies without stopping us closes our stdin; shut down gracefully.
+
+    Reads the raw fd, not sys.stdin: this daemon thread is still blocked in the read when
+    the interpreter exits, and one blocked inside the buffered reader holds its lock,
+    which aborts finalization (`Fatal Python error: _enter_buffered_busy`, SIGABRT)."""
+    fd = sys.stdin.fileno() if sys.stdin is not None else 0
     try:
-        while sys.stdin.buffer.read(4096):
+        while os.read(fd, 4096):
             pass
     except (OSError, ValueError):
         pass

@@ -184,6 +184,60 @@ async def test_async_subprocess_mode() -> None:
         os.kill(pid, 0)
 
 
+@pytest.mark.anyio
+async def test_subprocess_stop_exits_0_without_fatal_error(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The child's stdin watcher used to sit in a buffered read at interpreter exit:
+    `Fatal Python error: _enter_buffered_busy` and SIGABRT on every stop()."""
+    server = await Server.create_and_start(subprocess=True)
+    try:
+        assert await server.create_bucket("stops-cleanly") == {"name": "stops-cleanly"}
+    finally:
+        await server.stop()
+    err = capfd.readouterr().err  # the child writes to the stderr it inherited
+    assert server.exit_status == 0, err
+    assert "Fatal Python error" not in err
+
+
+class _SleepRecorder:
+    """Stands in for the `asyncio` module inside uvicorn.server, noting its sleeps."""
+
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def sleep(self, delay: float, *args: Any) -> Any:
+        self.sleeps.append(delay)
+        return await asyncio.sleep(delay, *args)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("keep_alive", [False, True])
+async def test_in_process_stop_waits_on_conditions_not_sleeps(
+    monkeypatch: pytest.MonkeyPatch, keep_alive: bool
+) -> None:
+    """stop() is woken by the request to stop and by the connections closing, rather
+    than uvicorn's 0.1 s polls (two per stop, ~200 ms), and still stops cleanly."""
+    import uvicorn.server
+
+    recorder = _SleepRecorder()
+    monkeypatch.setattr(uvicorn.server, "asyncio", recorder)
+    server = await Server.create_and_start()
+    port = server.port
+    data_dir = Path(server.config.storage.directory)  # type: ignore[union-attr]
+    async with httpx.AsyncClient() as client:
+        if keep_alive:  # an idle keep-alive connection open while stopping
+            resp = await client.get(server.endpoint_url + "/")
+            assert resp.status_code == 200
+        await server.stop()
+    assert recorder.sleeps == []
+    assert not port_open(port)
+    assert not data_dir.exists()
+
+
 def test_sync_subprocess_mode() -> None:
     with SyncServer({"server": {"region": "eu-central-1"}}, subprocess=True) as server:
         server.create_bucket("sync-sub")
