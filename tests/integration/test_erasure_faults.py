@@ -37,6 +37,7 @@ from tests.integration.conftest import (
     spawn_server,
 )
 from tests.integration.crashing import at_random, kill_while_writing
+from tests.integration.serving import Proc
 
 pytestmark = pytest.mark.slow
 
@@ -731,3 +732,30 @@ def test_heal_sweeps_what_killed_writes_left_behind(node: Node) -> None:
     assert s3.get_object(Bucket=BUCKET, Key="orphans")["Body"].read() == data
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == ["orphans"]
     check_shards(node.drives, {"orphans": data})
+
+
+# ---------------------------------------------------------------- a fresh node
+
+
+def test_fresh_node_creates_its_drive_folders(tmp_path: Path) -> None:
+    """Drive folders (and their parents) that do not exist yet are created at the first
+    start, as storage.directory is; objects land on them as shards."""
+    drives = [tmp_path / "new" / f"disk{i}" / "shoal" for i in range(WIDTH)]
+    settings = {
+        "cluster": {
+            "enabled": True,
+            "drives": {"paths": [str(p) for p in drives]},
+            "erasure": {"data_shards": K, "parity_shards": WIDTH - K},
+        }
+    }
+    server = Proc(tmp_path, "--log-level", "error", settings=settings)
+    try:
+        s3 = signed_client(server.url)
+        s3.create_bucket(Bucket=BUCKET)
+        body = os.urandom(100_003)
+        s3.put_object(Bucket=BUCKET, Key="k", Body=body)
+        assert s3.get_object(Bucket=BUCKET, Key="k")["Body"].read() == body
+        assert all((d / ".smartstorage" / "format.json").is_file() for d in drives)
+        assert shard_count(drives) == WIDTH
+    finally:
+        assert server.stop() == 0, server.stderr()
