@@ -44,11 +44,24 @@ def _json(data: Any, status: int = 200) -> Response:
     )
 
 
+#: The admin-only endpoints (the open ones are health.ENDPOINTS).
+ADMIN_ENDPOINTS = frozenset({"cluster", "heal"})
+
+
 async def handle(request: Request, path: str, authenticate: Any) -> Response:
-    """Route one management request; an S3Error for anything refused."""
+    """Route one management request; an S3Error for anything refused.
+
+    Order of checks: a path that names no endpoint is 404 NoSuchKey before any
+    signature check, whoever asks. That reveals nothing: the endpoints are the fixed,
+    documented list above, so a 404 tells an anonymous caller only what the docs do,
+    and answering 403 instead would tell a signed-in admin nothing useful about a
+    typo. Admin endpoints then need a signature (403 AccessDenied before anything
+    else about the request, its method included), the open ones never do."""
     name = path[len(PREFIX) :].rstrip("/")
     if name in health.ENDPOINTS:
         return _health(request, name)
+    if name not in ADMIN_ENDPOINTS:
+        raise NoSuchKey(f"No management endpoint {path}")
     config = request.app.state.config
     if config.auth.enabled:
         principal = authenticate(request)
@@ -61,19 +74,18 @@ async def handle(request: Request, path: str, authenticate: Any) -> Response:
             raise MethodNotAllowed()
         status = backend.status() if hasattr(backend, "status") else {"mode": "standalone"}
         return _json({"mode": "erasure", **status} if healer is not None else status)
-    if name == "heal":
-        if healer is None:
-            raise InvalidRequest("Healing needs cluster mode (cluster.enabled = true).")
-        if request.method == "GET":
-            return _json(healer.status())
-        if request.method != "POST":
-            raise MethodNotAllowed()
-        if request.query_params.get("background", "").lower() == "true":
-            task = asyncio.get_running_loop().create_task(healer.scan())
-            request.app.state.admin_tasks = {*getattr(request.app.state, "admin_tasks", ()), task}
-            return _json({"started": True}, 202)
-        return _json(dataclasses.asdict(await healer.scan()))
-    raise NoSuchKey(f"No management endpoint {path}")
+    # name == "heal"
+    if healer is None:
+        raise InvalidRequest("Healing needs cluster mode (cluster.enabled = true).")
+    if request.method == "GET":
+        return _json(healer.status())
+    if request.method != "POST":
+        raise MethodNotAllowed()
+    if request.query_params.get("background", "").lower() == "true":
+        task = asyncio.get_running_loop().create_task(healer.scan())
+        request.app.state.admin_tasks = {*getattr(request.app.state, "admin_tasks", ()), task}
+        return _json({"started": True}, 202)
+    return _json(dataclasses.asdict(await healer.scan()))
 
 
 def _health(request: Request, name: str) -> Response:
