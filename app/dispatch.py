@@ -119,10 +119,17 @@ def _decode_key(part: str) -> str:
 
 
 def _virtual_host_bucket(host: str, base_domain: str | None) -> str | None:
+    """The bucket a virtual-hosted Host names (`<bucket>.<base_domain>` or
+    `<bucket>.localhost`), or None for path style. The base domain itself is path style:
+    clients that address buckets by host still send ListBuckets to it, and
+    `s3.localhost` must not read as bucket `s3` of `localhost`."""
     hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     hostname = hostname.lower().rstrip(".")
-    for domain in (base_domain, "localhost"):
-        if domain and hostname.endswith("." + domain.lower()):
+    domains = [d.lower().rstrip(".") for d in (base_domain, "localhost") if d]
+    if hostname in domains:
+        return None
+    for domain in domains:
+        if hostname.endswith("." + domain):
             return hostname[: -len(domain) - 1]
     return None
 

@@ -35,7 +35,16 @@ RAW_PATHS = (
     | st.just(b"/bucket/" + b"k" * (MAX_KEY_BYTES + 1))
 )
 HOSTS = st.sampled_from(
-    ["", "localhost", "127.0.0.1:9000", "bucket.localhost", "b.localhost:1", "[::1]", "x.s3.test"]
+    [
+        "",
+        "localhost",
+        "127.0.0.1:9000",
+        "bucket.localhost",
+        "b.localhost:1",
+        "[::1]",
+        "x.s3.test",
+        "s3.test:1",
+    ]
 ) | st.text(max_size=20)
 QUERY_NAMES = st.sampled_from(
     [
@@ -82,6 +91,47 @@ def test_resolve_total(
         assert valid_bucket_name(op.bucket)
     if op.key is not None:
         assert len(op.key.encode("utf-8", "surrogatepass")) <= MAX_KEY_BYTES
+
+
+def _outcome(method: str, raw_path: bytes, host: str, base_domain: str | None) -> object:
+    """resolve's Operation, or the code of the S3 error it raised."""
+    try:
+        return resolve(method, raw_path, host, {}, {}, base_domain=base_domain)
+    except S3Error as exc:
+        return exc.code
+
+
+BASE_DOMAINS = st.sampled_from(["s3.localhost", "s3.test", "S3.Example.COM."])
+
+
+@given(
+    METHODS,
+    RAW_PATHS,
+    BASE_DOMAINS,
+    st.sampled_from(["lower", "upper", "dot"]),
+    st.sampled_from(["", ":9000", ":1"]),
+)
+@example("GET", b"/", "s3.localhost", "lower", ":9000")  # ListBuckets, not bucket "s3"
+def test_base_domain_itself_is_path_style(
+    method: str, raw_path: bytes, base_domain: str, case: str, port: str
+) -> None:
+    """A request to the base domain itself (any case, trailing dot, any port) resolves
+    exactly like the same request to an address: `GET /` is ListBuckets."""
+    host = base_domain.lower().rstrip(".")
+    host = {"lower": host, "upper": host.upper(), "dot": host + "."}[case] + port
+    assert _outcome(method, raw_path, host, base_domain) == _outcome(
+        method, raw_path, "127.0.0.1" + port, None
+    )
+
+
+@given(st.sampled_from(["bkt", "my.bucket", "bucket-1"]), BASE_DOMAINS, st.sampled_from(["", ":9"]))
+def test_bucket_below_base_domain(bucket: str, base_domain: str, port: str) -> None:
+    """`<bucket>.<base domain>` names the bucket, never one ending in the domain's labels."""
+    host = f"{bucket}.{base_domain.rstrip('.')}{port}"
+    op = resolve("GET", b"/k", host, {}, {}, base_domain=base_domain)
+    assert (op.name, op.bucket, op.key) == ("GetObject", bucket, "k")
+    listing = resolve("GET", b"/", host, {}, {}, base_domain=base_domain)
+    assert (listing.name, listing.bucket) == ("ListObjects", bucket)
 
 
 @given(st.text(max_size=6))
