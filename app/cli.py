@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the server",
         description="Run the server. Flags override the config file and SHOAL_* variables.",
     )
+    serve.set_defaults(command_parser=serve)  # errors in serve's flags show serve's usage
     serve.add_argument("--config", metavar="FILE", help="TOML config file (default: $SHOAL_CONFIG)")
     serve.add_argument("--port", type=int, metavar="N", help="port; 0 picks a free one")
     serve.add_argument("--address", metavar="A", help="address to bind, e.g. 127.0.0.1")
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         if (args.access_key is None) != (args.secret_key is None):
-            parser.error("--access-key and --secret-key go together")
+            have, lack = ("access", "secret") if args.access_key else ("secret", "access")
+            args.command_parser.error(f"--{have}-key needs --{lack}-key")
         return serve(args)
     parser.print_help(sys.stderr)
     return EXIT_CONFIG
@@ -120,6 +122,8 @@ def serve(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(overrides_from_args(args), config_file=args.config)
     except ConfigError as e:
+        if half := _half_tls_flags(args, e):
+            args.command_parser.error(half)  # exits with status 2, like other usage errors
         return _fail(str(e), EXIT_CONFIG)
     from app import exposure  # (light: the HTTP stack is not loaded yet)
 
@@ -174,6 +178,21 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return 0
+
+
+def _half_tls_flags(args: argparse.Namespace, error: ConfigError) -> str | None:
+    """The usage error, in terms of the flags, when one of --tls-cert/--tls-key was given
+    and neither the other flag nor the config file supplied its partner."""
+    pairs = {
+        "server.tls.key_file": ("--tls-cert", args.tls_cert, "--tls-key", "key_file"),
+        "server.tls.cert_file": ("--tls-key", args.tls_key, "--tls-cert", "cert_file"),
+    }
+    if error.key not in pairs:
+        return None
+    have, given, lack, key = pairs[error.key]
+    if given is None:  # the config file set only one of them: the key-named message fits
+        return None
+    return f"{have} needs {lack} (or server.tls.{key} in the config file)"
 
 
 def _exit_on_stdin_eof(server: Any) -> None:

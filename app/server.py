@@ -72,8 +72,11 @@ def url_host(host: str) -> str:
 
 
 def listening_line(sock: socket.socket, use_ssl: bool) -> str:
+    """`shoal listening on URL`, a URL a user can open: for a wildcard bind (0.0.0.0,
+    ::) the loopback address, which reaches it from the same host."""
     host, port = sock.getsockname()[:2]
-    return f"shoal listening on {'https' if use_ssl else 'http'}://{url_host(host)}:{port}"
+    scheme = "https" if use_ssl else "http"
+    return f"shoal listening on {scheme}://{url_host(client_host(host))}:{port}"
 
 
 def client_host(address: str) -> str:

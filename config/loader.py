@@ -348,8 +348,8 @@ def validate(cfg: Config) -> None:
     if (tls.cert_file is None) != (tls.key_file is None):
         have, lack = ("cert_file", "key_file") if tls.cert_file else ("key_file", "cert_file")
         raise ConfigError(
-            f"server.tls: {have} and key_file/cert_file go together; {have} is set "
-            f"but {lack} is not",
+            f"server.tls: {have} is set but {lack} is not; set server.tls.{lack} too "
+            "(HTTPS needs both the certificate and its private key)",
             f"server.tls.{lack}",
         )
     creds = cfg.auth.credentials

@@ -333,6 +333,60 @@ def test_cli_bad_config_exits_2_without_traceback(
     assert proc.stdout == ""
 
 
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=ROOT,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tls-cert", "c.pem"], "--tls-cert needs --tls-key (or server.tls.key_file "),
+        (["--tls-key", "k.pem"], "--tls-key needs --tls-cert (or server.tls.cert_file "),
+        (["--access-key", "k"], "--access-key needs --secret-key"),
+        (["--secret-key", "s"], "--secret-key needs --access-key"),
+        (["--port", "abc"], "argument --port: invalid int value"),
+    ],
+)
+def test_cli_flag_errors_name_the_flags_and_show_serve_usage(args: list[str], message: str) -> None:
+    proc = run_cli("serve", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("usage: shoal serve "), proc.stderr
+    assert f"shoal serve: error: {message}" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_cli_half_tls_pair_in_the_file_names_the_keys(tmp_path: Path) -> None:
+    conf = tmp_path / "shoal.toml"
+    conf.write_text('[server.tls]\ncert_file = "c.pem"\n')
+    proc = run_cli("serve", "--config", str(conf))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(
+        "shoal: server.tls: cert_file is set but key_file is not; set server.tls.key_file too"
+    ), proc.stderr
+    # the flag given, its partner in the file: nothing missing, so on to reading them
+    local = ("--address", "127.0.0.1", "--tls-key", str(tmp_path / "k.pem"))
+    proc = run_cli("serve", "--config", str(conf), *local)
+    assert proc.returncode == 2 and "server.tls.cert_file: cannot read" in proc.stderr
+
+
+def test_cli_wildcard_bind_prints_a_url_one_can_open(tmp_path: Path) -> None:
+    with cli_server(
+        "--address", "0.0.0.0", "--port", "0", "--dir", str(tmp_path), "--silent",
+        "--auth", "--access-key", "admin", "--secret-key", "a-long-secret-for-tests-12345",
+    ) as (_, line):  # fmt: skip
+        m = LISTENING_RE.match(line)
+        assert m and m.group(2) == "127.0.0.1", line
+        url = line.rsplit(" ", 1)[1]
+        assert httpx.get(url + "/-/live", timeout=10).json() == {"status": "live"}
+
+
 def test_cli_console_script_entry() -> None:
     from app.cli import build_parser, main, overrides_from_args
 
