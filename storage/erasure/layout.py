@@ -286,26 +286,18 @@ async def open_layout(drives: Sequence[Drive], *, node_id: str | None, k: int, m
 
     if formatted:
         return await _open_existing(states, slots, node_id=node_id, k=k, m=m)
-    states = [_absent_as_blank(st) for st in states]
-    unreadable = [st for st in states if st.error is not None]
+    absent = [st.name for st in states if st.absent]
+    unreadable = [st for st in states if st.error is not None and not st.absent]
     if unreadable:
-        for st in unreadable:
-            _report_unreadable(st)
         raise LayoutError(
             "no drive is formatted yet and "
             + ", ".join(f"{st.name} ({_describe(st.error)})" for st in unreadable)
             + " cannot be read; refusing to create a cluster on part of the drives"
         )
+    for name in absent:
+        # Like storage.directory: formatting creates the path (write_format's makedirs).
+        log.info("drive %s does not exist yet: creating it", name)
     return await _format_fresh(drives, slots, node_id=node_id, k=k, m=m)
-
-
-def _absent_as_blank(st: DriveState) -> DriveState:
-    """On a node with no formatted drive, a missing drive folder is a blank drive:
-    formatting creates the whole path (write_format makes its directories)."""
-    if not st.absent:
-        return st
-    log.info("drive %s does not exist: creating it", st.name)
-    return DriveState(st.drive, empty=True)
 
 
 def check_formats_agree(formatted: Sequence[DriveState], *, k: int, m: int) -> None:
