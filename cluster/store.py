@@ -201,16 +201,24 @@ class DistributedStore(ErasureStore):
         ids = [[d for _, d in members] for members in view.sets]
         missing: list[str] = []
         errors: dict[str, str] = {}
-        for drive, drive_id in zip(local, mine, strict=True):
+        reads: list[tuple[dict[str, Any] | None, Exception | None]] = []
+        for drive in local:
             try:
-                record = await drive.read_format()
-            except Exception as exc:  # unreadable: offline in its slot
+                reads.append((await drive.read_format(), None))
+            except Exception as exc:
+                reads.append((None, exc))
+        # As on a single node (storage.erasure.layout): while none of this node's drives
+        # is formatted, a drive folder that does not exist yet is a blank drive to create.
+        fresh = all(record is None for record, _ in reads)
+        for drive, drive_id, (record, error) in zip(local, mine, reads, strict=True):
+            absent = fresh and isinstance(error, FileNotFoundError)
+            if error is not None and not absent:  # unreadable: offline in its slot
                 missing.append(drive.name)
-                errors[drive.name] = repr(exc)
+                errors[drive.name] = repr(error)
                 continue
             slot = slots[(self.node_id, drive_id)]
             if record is None:
-                if not await drive.is_empty():
+                if not absent and not await drive.is_empty():
                     raise LayoutError(
                         f"drive {drive.name} has data but no .smartstorage/format.json; "
                         "refusing to format it"

@@ -98,14 +98,20 @@ class Node:
                 self.proc.wait()
 
 
-def make_nodes(tmp_path: Path, count: int, drives: int, *, secret: str = SECRET) -> list[Node]:
+def make_nodes(
+    tmp_path: Path, count: int, drives: int, *, secret: str = SECRET, create_drives: bool = True
+) -> list[Node]:
+    """`count` nodes of `drives` drive folders each (`create_drives=False`: folders
+    that do not exist yet, which a fresh node creates)."""
     ports = [free_udp_port() for _ in range(count)]
     nodes = []
     for i in range(count):
         directory = tmp_path / f"node{i}"
+        directory.mkdir(parents=True)
         paths = []
         for d in range(drives):
-            (directory / f"drive{d}").mkdir(parents=True)
+            if create_drives:
+                (directory / f"drive{d}").mkdir()
             paths.append(str(directory / f"drive{d}"))
         seeds = [f"127.0.0.1:{p}" for j, p in enumerate(ports) if j != i]
         config = directory / "shoal.toml"
@@ -154,7 +160,8 @@ def running(nodes: list[Node]) -> Iterator[list[Node]]:
 
 @pytest.fixture
 def three(tmp_path: Path) -> Iterator[list[Node]]:
-    nodes = make_nodes(tmp_path, 3, 2)
+    # A fresh cluster's nodes create their drive folders (absent until the first start).
+    nodes = make_nodes(tmp_path, 3, 2, create_drives=False)
     with running(nodes):
         yield nodes
 
