@@ -9,7 +9,8 @@ the rest are cut off cleanly (nothing partial stored), storage and QUIC close.
 Exit status: 0 after a clean stop (SIGTERM included), 130 after SIGINT, 2 for a bad
 configuration or usage (listening beyond loopback with auth off or the default
 credentials included: app/exposure.py), 1 when the address cannot be bound, 3 when the
-application fails to start.
+application fails to start (e.g. drive folders that cannot be used: one line `shoal:
+storage failed to open: ...` on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from config import ConfigError, load_config
 
 EXIT_CONFIG = 2
 EXIT_BIND = 1
+EXIT_START = 3  # the application failed to start (e.g. storage that cannot be opened)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +177,11 @@ def serve(args: argparse.Namespace) -> int:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         return 130
+    except SystemExit as e:  # uvicorn's failed startup: storage that cannot be opened...
+        reason = lifecycle.start_error(app)
+        if reason is None:
+            raise
+        return _fail(reason, e.code if isinstance(e.code, int) else EXIT_START)
     finally:
         sock.close()
     return 0

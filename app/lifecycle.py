@@ -56,7 +56,7 @@ def around(inner: Lifespan) -> Lifespan:
                 "auth": exposure.auth_state(config),
             },
         )
-        async with inner(app) as inner_state:
+        async with _opened(inner, app) as inner_state:
             state.storage_open = True
             log.info(
                 "storage open",
@@ -75,6 +75,32 @@ def around(inner: Lifespan) -> Lifespan:
         logs.finish()
 
     return lifespan
+
+
+@contextlib.asynccontextmanager
+async def _opened(inner: Lifespan, app: Any) -> AsyncIterator[Any]:
+    """The backend's lifespan; a failure to open storage is kept, as one line, in
+    `app.state.start_error`, which `shoal serve` prints instead of the traceback
+    uvicorn logs for a failed startup."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            inner_state = await stack.enter_async_context(inner(app))
+        except Exception as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__  # one line
+            app.state.start_error = f"storage failed to open: {reason}"
+            log.error("storage failed to open", extra={"reason": reason})
+            raise
+        yield inner_state
+
+
+def start_error(app: Any) -> str | None:
+    """Why the app failed to start, in one line, if it said (see _opened)."""
+    for _ in range(4):  # through any middleware uvicorn wrapped around the app
+        reason: str | None = getattr(getattr(app, "state", None), "start_error", None)
+        if reason is not None:
+            return reason
+        app = getattr(app, "app", None)
+    return None
 
 
 def shutting_down(app: Any, signal: str | None) -> None:

@@ -224,7 +224,8 @@ class ShoalUvicornServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         try:
-            await super().startup(sockets=sockets)
+            with _known_failures_untraced(self.config, embedded=self._embedded):
+                await super().startup(sockets=sockets)
         except SystemExit:
             if not self._embedded:
                 raise
@@ -233,6 +234,34 @@ class ShoalUvicornServer(uvicorn.Server):
             return
         if self.started and self._on_started is not None:
             self._on_started()
+
+
+class _UntracedStart(logging.Filter):
+    """Drops the traceback uvicorn logs for a failed startup when the app has already
+    said, in one line, why (lifecycle.start_error): `shoal serve` prints that line."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__()
+        self._config = config
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = str(record.msg)
+        known = lifecycle.start_error(self._config.loaded_app) is not None
+        return not (known and text.startswith("Traceback (most recent call last)"))
+
+
+@contextlib.contextmanager
+def _known_failures_untraced(config: uvicorn.Config, *, embedded: bool) -> Iterator[None]:
+    if embedded:  # the host gets the traceback in the RuntimeError start() raises
+        yield
+        return
+    logger = logging.getLogger("uvicorn.error")
+    untraced = _UntracedStart(config)
+    logger.addFilter(untraced)
+    try:
+        yield
+    finally:
+        logger.removeFilter(untraced)
 
 
 def _idle(connection: Any) -> bool:

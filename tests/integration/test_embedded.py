@@ -387,6 +387,22 @@ def test_cli_wildcard_bind_prints_a_url_one_can_open(tmp_path: Path) -> None:
         assert httpx.get(url + "/-/live", timeout=10).json() == {"status": "live"}
 
 
+def test_cli_storage_that_cannot_open_is_one_line_and_status_3(tmp_path: Path) -> None:
+    """A drive folder that cannot be used (here a regular file) used to fail the start
+    with a traceback packed into a log line."""
+    drives = [tmp_path / f"drive{i}" for i in range(6)]
+    drives[0].write_text("not a folder")
+    conf = tmp_path / "shoal.toml"
+    paths = ", ".join(f'"{d}"' for d in drives)
+    conf.write_text(f"[cluster]\nenabled = true\n[cluster.drives]\npaths = [{paths}]\n")
+    proc = run_cli("serve", "--config", str(conf), "--address", "127.0.0.1", "--port", "0")
+    assert proc.returncode == 3, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("shoal: ")]
+    assert len(lines) == 1 and lines[0].startswith("shoal: storage failed to open: "), lines
+    assert str(drives[0]) in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
 def test_cli_console_script_entry() -> None:
     from app.cli import build_parser, main, overrides_from_args
 
