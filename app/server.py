@@ -48,6 +48,8 @@ LISTENING_RE = re.compile(r"^shoal listening on (https?)://(\[[^\]]+\]|[^:/\s]+)
 
 _UVICORN_LEVELS = {"error": "error", "warn": "warning", "info": "info", "debug": "debug"}
 
+log = logging.getLogger("shoal.server")
+
 
 # ---------------------------------------------------------------- shared with the CLI
 
@@ -331,6 +333,17 @@ def embedded_config(config: Config | Mapping[str, Any] | None = None) -> tuple[C
     return cfg, cfg.storage.directory == StorageConfig().directory
 
 
+async def _reap(task: asyncio.Future[Any]) -> None:
+    """Wait for a task just cancelled: its cancellation is expected, any other failure
+    is logged (the caller is stopping and has nothing to raise it to)."""
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception:
+        log.warning("a server task failed while stopping", exc_info=True)
+
+
 def _remove_tree(path: str) -> None:
     rmtree_quiet(path)  # not shutil.rmtree: keys nest 1,023 directories deep
 
@@ -458,8 +471,10 @@ class Server:
             else:
                 await self._start_in_process(cfg)
         except BaseException:
-            with contextlib.suppress(Exception):
+            try:
                 await self.stop()
+            except Exception:  # the start's own error is what the caller needs to see
+                log.warning("cleanup after a failed start failed", exc_info=True)
             raise
 
     async def stop(self) -> None:
@@ -478,8 +493,7 @@ class Server:
             self._sock.close()
         if self._pump is not None:
             self._pump.cancel()
-            with contextlib.suppress(BaseException):
-                await self._pump
+            await _reap(self._pump)
         self._sock = self._task = self._uvicorn = self._proc = self._pump = None
         self._port = None
         self.app = None
@@ -589,8 +603,7 @@ class Server:
         except TimeoutError:
             server.force_exit = True
             task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await _reap(task)
         finally:
             self._task = None
         if task.done() and not task.cancelled() and task.exception() is not None:

@@ -546,11 +546,14 @@ class _Connection(QuicConnectionProtocol):
             fut.set_exception(_Stopped())
 
     def _reset(self, sid: int, *, stop_reading: bool) -> None:
-        with contextlib.suppress(Exception):
-            self._quic.reset_stream(sid, _CANCELLED)
+        frames = [self._quic.reset_stream]
         if stop_reading:
-            with contextlib.suppress(Exception):
-                self._quic.stop_stream(sid, _CANCELLED)
+            frames.append(self._quic.stop_stream)
+        for send in frames:  # each on its own: one refused does not skip the other
+            try:
+                send(sid, _CANCELLED)
+            except Exception as exc:  # aioquic refuses streams already finished or unknown
+                log.debug("stream %d: %s not sent: %s", sid, send.__name__, exc)
         if not self._dead:
             self._transmit_soon()
 

@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,27 @@ def signed_client(
             **config,
         ),
     )
+
+
+def wait_for(
+    what: str,
+    check: Callable[[], bool],
+    timeout: float = 20.0,
+    *,
+    interval: float = 0.05,
+    ignore: tuple[type[Exception], ...] = (),
+) -> None:
+    """Poll `check` until it holds (the one deadline loop of the integration tests);
+    exceptions in `ignore` count as "not yet" (a node starting or stopping)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except ignore:
+            pass
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(interval)
 
 
 def auth_config(*pairs: tuple[str, str]) -> dict[str, Any]:

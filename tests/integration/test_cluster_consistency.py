@@ -22,6 +22,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.integration.conftest import error_code, signed_client
+from tests.integration.conftest import wait_for as shared_wait_for
 from tests.integration.test_cluster import KEY, SECRET_KEY, Node, heal, make_nodes, running
 
 pytestmark = pytest.mark.slow
@@ -47,16 +48,10 @@ def md5(data: bytes) -> str:
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass  # a node that is starting or stopping answers nothing useful yet
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.2)
+    """The shared wait, where a node that is starting or stopping answers nothing useful."""
+    shared_wait_for(
+        what, check, timeout, interval=0.2, ignore=(httpx.HTTPError, ValueError, KeyError)
+    )
 
 
 def node_state(observer: Node, name: str) -> str:

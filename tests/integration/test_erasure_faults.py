@@ -35,6 +35,7 @@ from tests.integration.conftest import (
     multipart_put,
     signed_client,
     spawn_server,
+    wait_for,
 )
 from tests.integration.crashing import at_random, kill_while_writing
 from tests.integration.serving import Proc
@@ -89,10 +90,11 @@ class Node:
         self.proc, self.url = spawn_server(
             self.root / "meta", "--config", str(self.config), "--log-level", "error"
         )
-        deadline = time.monotonic() + 60
-        while self.heal_status()["startup_sweep"] is None:
-            assert time.monotonic() < deadline, "the sweep at start never finished"
-            time.sleep(0.05)
+        wait_for(
+            "the sweep at start finished",
+            lambda: self.heal_status()["startup_sweep"] is not None,
+            timeout=60,
+        )
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

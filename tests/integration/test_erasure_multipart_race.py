@@ -10,7 +10,6 @@ left on the drives.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.conftest import error_code
+from tests.integration.conftest import error_code, wait_for
 
 BODY = b"hello"
 ETAG = f'"{hashlib.md5(BODY).hexdigest()}"'
@@ -43,13 +42,6 @@ def upload_folders(config: dict, bucket: str) -> list[Path]:
     drives = config.get("cluster", {}).get("drives", {}).get("paths", [])
     folders = (Path(d) / ".smartstorage" / "multipart" / bucket for d in drives)
     return [upload for folder in folders if folder.is_dir() for upload in folder.iterdir()]
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("ender", ["complete", "abort"])
@@ -89,4 +81,4 @@ def test_parts_and_completions_racing_never_answer_5xx(
     assert seen["NoSuchUpload"] >= ROUNDS  # the losing Complete or Abort of every round
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     # Parts refused after the upload ended leave nothing behind once their cleanup ran.
-    wait_until("no upload folder is left", lambda: not upload_folders(shoal_config, bucket))
+    wait_for("no upload folder is left", lambda: not upload_folders(shoal_config, bucket))
