@@ -13,7 +13,7 @@ import re
 import time
 from typing import Any
 
-from app import logs
+from shoal.app import logs
 
 _CREDENTIAL = re.compile(rb"Credential=([A-Za-z0-9+=,.@_-]{1,128})/")
 _QUERY_CREDENTIAL = re.compile(rb"(?:^|&)X-Amz-Credential=([A-Za-z0-9+=,.@_-]{1,128})%2F", re.I)

@@ -28,8 +28,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app import health
-from app.errors import AccessDenied, InvalidRequest, MethodNotAllowed, NoSuchKey
+from shoal.app import health
+from shoal.app.errors import AccessDenied, InvalidRequest, MethodNotAllowed, NoSuchKey
 
 PREFIX = "/-/"
 

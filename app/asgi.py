@@ -22,26 +22,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-import app.handlers  # noqa: F401  (registers every operation handler)
-from app import admin, cors, health, lifecycle, logs
-from app.accesslog import AccessLog
-from app.authz import PolicyGate
-from app.body import unread_body
-from app.context import RequestContext
-from app.dispatch import resolve, split_target
-from app.errors import AccessDenied, InternalError, InvalidRequest, S3Error, from_storage
-from app.exchange import Exchanges
-from app.handlers.registry import HANDLERS
-from app.metrics import Metrics
-from app.timeouts import Timeouts
-from app.xml import document
-from auth import ANONYMOUS, Authenticator, Principal
-from auth.actions import accepts_payload
-from auth.sigv4 import AuthFailure
-from config import Config, ConfigError, load_config
-from storage import checksums
-from storage.backend import Backend
-from storage.errors import StorageError
+import shoal.app.handlers  # noqa: F401  (registers every operation handler)
+from shoal.app import admin, cors, health, lifecycle, logs
+from shoal.app.accesslog import AccessLog
+from shoal.app.authz import PolicyGate
+from shoal.app.body import unread_body
+from shoal.app.context import RequestContext
+from shoal.app.dispatch import resolve, split_target
+from shoal.app.errors import AccessDenied, InternalError, InvalidRequest, S3Error, from_storage
+from shoal.app.exchange import Exchanges
+from shoal.app.handlers.registry import HANDLERS
+from shoal.app.metrics import Metrics
+from shoal.app.timeouts import Timeouts
+from shoal.app.xml import document
+from shoal.auth import ANONYMOUS, Authenticator, Principal
+from shoal.auth.actions import accepts_payload
+from shoal.auth.sigv4 import AuthFailure
+from shoal.config import Config, ConfigError, load_config
+from shoal.storage import checksums
+from shoal.storage.backend import Backend
+from shoal.storage.errors import StorageError
 
 log = logging.getLogger("shoal")
 
@@ -187,7 +187,7 @@ def make_backend(config: Config) -> Backend:
     """FileStore on one directory; in cluster mode an ErasureStore over this node's
     drives, or, with a cluster secret, a DistributedStore over every node's drives."""
     if not config.cluster.enabled:
-        from storage.filestore import FileStore
+        from shoal.storage.filestore import FileStore
 
         return FileStore(
             config.storage.directory,
@@ -212,10 +212,10 @@ def make_backend(config: Config) -> Backend:
     }
     secret = cluster_secret(config)
     if secret is None:
-        from storage.erasure.store import ErasureStore
+        from shoal.storage.erasure.store import ErasureStore
 
         return ErasureStore(c.drives.paths, **erasure)
-    from cluster.store import DistributedStore
+    from shoal.cluster.store import DistributedStore
 
     return DistributedStore(
         c.drives.paths,

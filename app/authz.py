@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
-from app.errors import AccessDenied
-from auth import Principal
-from auth.actions import OPERATIONS, resource_arn
-from auth.policy import (
+from shoal.app.errors import AccessDenied
+from shoal.auth import Principal
+from shoal.auth.actions import OPERATIONS, resource_arn
+from shoal.auth.policy import (
     Decision,
     Policy,
     PolicyError,
@@ -22,8 +22,8 @@ from auth.policy import (
     is_allowed,
     parse_policy,
 )
-from storage.backend import Backend
-from storage.errors import NoSuchBucket, NoSuchBucketPolicy
+from shoal.storage.backend import Backend
+from shoal.storage.errors import NoSuchBucket, NoSuchBucketPolicy
 
 CACHE_SECONDS = 1.0
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
-from app.errors import (
+from shoal.app.errors import (
     BadDigest,
     EntityTooLarge,
     IncompleteBody,
@@ -29,17 +29,17 @@ from app.errors import (
     SignatureDoesNotMatch,
     XAmzContentSHA256Mismatch,
 )
-from auth.numbers import parse_hex, parse_uint
-from auth.sigv4 import (
+from shoal.auth.numbers import parse_hex, parse_uint
+from shoal.auth.sigv4 import (
     STREAMING_PAYLOAD,
     STREAMING_PAYLOAD_TRAILER,
     AuthFailure,
     ChunkVerifier,
     Verified,
 )
-from storage import checksums
-from storage.backend import Digester
-from storage.checksums import Checksum
+from shoal.storage import checksums
+from shoal.storage.backend import Digester
+from shoal.storage.checksums import Checksum
 
 STREAMING_MODES = frozenset(
     {

@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Any
 
-from config import ConfigError, load_config
+from shoal.config import ConfigError, load_config
 
 EXIT_CONFIG = 2
 EXIT_BIND = 1
@@ -127,7 +127,7 @@ def serve(args: argparse.Namespace) -> int:
         if half := _half_tls_flags(args, e):
             args.command_parser.error(half)  # exits with status 2, like other usage errors
         return _fail(str(e), EXIT_CONFIG)
-    from app import exposure  # (light: the HTTP stack is not loaded yet)
+    from shoal.app import exposure  # (light: the HTTP stack is not loaded yet)
 
     try:
         exposure.check(cfg, cfg.server.address)
@@ -139,8 +139,8 @@ def serve(args: argparse.Namespace) -> int:
             return _fail(f"server.tls.{key}: cannot read {path!r}", EXIT_CONFIG)
 
     # Imported late: a config error should not pay for loading the HTTP stack.
-    from app import lifecycle, logs
-    from app.server import (
+    from shoal.app import lifecycle, logs
+    from shoal.app.server import (
         ShoalUvicornServer,
         bind_socket,
         default_app_factory,
@@ -218,11 +218,11 @@ def _exit_on_stdin_eof(server: Any) -> None:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("shoal")
-    except Exception:
+    except PackageNotFoundError:  # imported from a checkout that was never installed
         return "0+unknown"
 
 

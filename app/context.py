@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from app.authz import PolicyGate
-from app.dispatch import Operation
-from auth import Principal
-from config import Config
-from storage.backend import Backend
+from shoal.app.authz import PolicyGate
+from shoal.app.dispatch import Operation
+from shoal.auth import Principal
+from shoal.config import Config
+from shoal.storage.backend import Backend
 
 #: Owner reported in listings and ACLs: standalone shoal has one account.
 OWNER_ID = "75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a"

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 from starlette.responses import Response
 
-from app.errors import InvalidRequest, MalformedXML
-from app.headers import header_value_ok
-from app.xml import Node, document, parse
-from auth.numbers import parse_uint
-from config import Config
-from storage.backend import Backend
-from storage.errors import NoSuchBucket, NoSuchBucketDocument
+from shoal.app.errors import InvalidRequest, MalformedXML
+from shoal.app.headers import header_value_ok
+from shoal.app.xml import Node, document, parse
+from shoal.auth.numbers import parse_uint
+from shoal.config import Config
+from shoal.storage.backend import Backend
+from shoal.storage.errors import NoSuchBucket, NoSuchBucketDocument
 
 METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "HEAD"})
 MAX_RULES = 100

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from app.errors import (
+from shoal.app.errors import (
     InvalidArgument,
     InvalidBucketName,
     InvalidRequest,
@@ -20,8 +20,8 @@ from app.errors import (
     MethodNotAllowed,
     NotImplementedFeature,
 )
-from auth.actions import action_for
-from storage.backend import MAX_KEY_BYTES
+from shoal.auth.actions import action_for
+from shoal.storage.backend import MAX_KEY_BYTES
 
 
 @dataclass(frozen=True)

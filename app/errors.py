@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from storage import errors as storage_errors
+from shoal.storage import errors as storage_errors
 
 
 class S3Error(Exception):

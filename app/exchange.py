@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from app.accesslog import AccessLog, claimed_access_key
-from app.errors import RequestTimeout, S3Error, ServiceUnavailable
-from app.timeouts import Sweeper, Timeouts, Watch
+from shoal.app.accesslog import AccessLog, claimed_access_key
+from shoal.app.errors import RequestTimeout, S3Error, ServiceUnavailable
+from shoal.app.timeouts import Sweeper, Timeouts, Watch
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorRenderer = Callable[[S3Error, Request, str], Response]

@@ -21,7 +21,7 @@ import os
 import socket
 from typing import Any
 
-from config import Config, ConfigError, Credential
+from shoal.config import Config, ConfigError, Credential
 
 #: The credentials every example and the embedded API use: known to everyone.
 WELL_KNOWN = Credential("STORAGE", "STORAGE")

@@ -20,7 +20,7 @@ from enum import Enum
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from app.errors import (
+from shoal.app.errors import (
     IncorrectNumberOfFilesInPostRequest,
     MalformedPOSTRequest,
     MaxPostPreDataLengthExceeded,

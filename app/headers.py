@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from typing import NoReturn
 
-from app.errors import (
+from shoal.app.errors import (
     InvalidArgument,
     InvalidRange,
     InvalidStorageClass,
     MetadataTooLarge,
     PreconditionFailed,
 )
-from auth.numbers import parse_uint
-from storage.backend import MAX_PARTS, ObjectMeta, ObjectWrite
+from shoal.auth.numbers import parse_uint
+from shoal.storage.backend import MAX_PARTS, ObjectMeta, ObjectWrite
 
 #: Standard headers S3 stores with an object and returns on GET/HEAD. Nothing else from
 #: a client's headers is stored (reserved x-amz-* namespaces never are), except

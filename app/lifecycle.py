@@ -21,10 +21,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from app import exposure, health, logs
-from app.exchange import Exchanges
-from app.timeouts import STATE_KEY
-from config import ConfigError
+from shoal.app import exposure, health, logs
+from shoal.app.exchange import Exchanges
+from shoal.app.timeouts import STATE_KEY
+from shoal.config import ConfigError
 
 log = logging.getLogger("shoal.server")
 

@@ -32,7 +32,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.stdlib import ExtraAdder, ProcessorFormatter
 
-from config import Config
+from shoal.config import Config
 
 EventDict = MutableMapping[str, Any]
 Renderer = Callable[[Any, str, EventDict], str]
@@ -264,7 +264,7 @@ def configure(config: Config) -> None:
 
 
 def configure_once(config: Config) -> None:
-    """For `uvicorn app:create_app`: take over logging unless `shoal serve` already did
+    """For `uvicorn shoal:create_app`: take over logging unless `shoal serve` already did
     or the process only hosts an embedded server."""
     if not _configured and not hosted:
         configure(config)

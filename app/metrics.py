@@ -100,14 +100,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import exposure
-from app.dispatch import Operation, split_target
-from app.errors import AccessDenied
-from app.metrics_collectors import StoreCollector
-from app.metrics_listener import MetricsListener
-from auth import Principal
-from config import Config, ConfigError
-from storage.usage import BucketUsage, count_existing, recount
+from shoal.app import exposure
+from shoal.app.dispatch import Operation, split_target
+from shoal.app.errors import AccessDenied
+from shoal.app.metrics_collectors import StoreCollector
+from shoal.app.metrics_listener import MetricsListener
+from shoal.auth import Principal
+from shoal.config import Config, ConfigError
+from shoal.storage.usage import BucketUsage, count_existing, recount
 
 log = logging.getLogger("shoal")
 

@@ -22,7 +22,7 @@ gets S3's InvalidRequest rather than uvicorn's plain-text answer. Either way as 
 error document with its x-amz-request-id, when no response of that connection has
 begun; then the connection is closed.
 
-`shoal serve` uses it; with plain uvicorn: `--http app.protocol:HttpProtocol`.
+`shoal serve` uses it; with plain uvicorn: `--http shoal.app.protocol:HttpProtocol`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from app.errors import InvalidRequest, RequestHeaderSectionTooLarge, RequestTimeout, S3Error
-from app.timeouts import STATE_KEY, Timeouts
+from shoal.app.errors import InvalidRequest, RequestHeaderSectionTooLarge, RequestTimeout, S3Error
+from shoal.app.timeouts import STATE_KEY, Timeouts
 
 log = logging.getLogger("shoal.http")
 
@@ -65,8 +65,8 @@ class HeadTooLarge(Exception):
 
 def error_answer(error: S3Error) -> bytes:
     """A complete S3 error answer (status line to body) that closes the connection."""
-    from app.asgi import new_request_id  # the ASGI app is loaded by now
-    from app.xml import document
+    from shoal.app.asgi import new_request_id  # the ASGI app is loaded by now
+    from shoal.app.xml import document
 
     request_id = new_request_id()
     children: list[tuple[str, str]] = [("Code", error.code), ("Message", error.text)]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from app.server import StorageDescriptor, SyncServer
+    from shoal.app.server import StorageDescriptor, SyncServer
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def shoal_config() -> Mapping[str, Any]:
 
 @pytest.fixture(scope="session")
 def shoal_server(shoal_config: Mapping[str, Any]) -> Iterator[SyncServer]:
-    from app.server import SyncServer
+    from shoal.app.server import SyncServer
 
     with SyncServer(shoal_config) as server:
         yield server

@@ -3,7 +3,7 @@ subprocess, for tests and tools (the reference's `SmartStorage.createAndStart`).
 
 In-process mode runs uvicorn as a task on the caller's event loop (or, for `SyncServer`,
 on a private loop in a background thread), so starting takes milliseconds. Subprocess
-mode runs `python -m app.cli serve` and learns the port from its "listening" line, which
+mode runs `python -m shoal serve` and learns the port from its "listening" line, which
 isolates the server from the caller's process (signals, globals, crashes).
 
 This module also holds the uvicorn settings and socket binding shared with the CLI, so
@@ -36,10 +36,11 @@ from typing import Any
 
 import uvicorn
 
-from app import lifecycle, logs
-from auth.signer import signed_headers
-from config import Config, StorageConfig, load_config
-from storage.diskio import rmtree_quiet
+import shoal
+from shoal.app import lifecycle, logs
+from shoal.auth.signer import signed_headers
+from shoal.config import Config, StorageConfig, load_config
+from shoal.storage.diskio import rmtree_quiet
 
 AppFactory = Callable[[Config], Any]
 
@@ -118,7 +119,7 @@ def uvicorn_config(
         host=cfg.server.address,  # (the socket is bound by the caller: for app/exposure.py)
         port=cfg.server.port,
         loop="uvloop",
-        http="app.protocol:HttpProtocol",
+        http="shoal.app.protocol:HttpProtocol",
         ws="none",
         lifespan="on",
         interface="asgi3",
@@ -272,7 +273,7 @@ def _idle(connection: Any) -> bool:
 
 
 def default_app_factory(cfg: Config) -> Any:
-    from app.asgi import create_app
+    from shoal.app.asgi import create_app
 
     return create_app(cfg)
 
@@ -616,14 +617,16 @@ class Server:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(cfg.to_toml())
         self._cleanup.append(weakref.finalize(self, _unlink, conf_path))
-        root = str(Path(__file__).resolve().parent.parent)
+        # The child imports shoal from where this process did (the folder holding the
+        # `shoal` package), whatever the caller's working directory or sys.path.
+        root = str(Path(shoal.__file__).resolve().parent.parent)
         env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SHOAL_")}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [
             sys.executable,
             "-m",
-            "app.cli",
+            "shoal",
             "serve",
             "--config",
             conf_path,

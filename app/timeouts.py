@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from config import Config
+from shoal.config import Config
 
 #: The longest a client may keep the server waiting for its next bytes.
 IDLE_CAP = 30.0

@@ -15,7 +15,7 @@ from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
-from app.errors import MalformedXML
+from shoal.app.errors import MalformedXML
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 #: S3's deepest request documents nest about 6 deep; the largest, a 10,000-part

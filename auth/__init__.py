@@ -3,6 +3,6 @@ auth/sigv4.py, the bucket-policy engine in auth/policy.py, the operation → IAM
 table in auth/actions.py, and the seam the ASGI layer calls in auth/seam.py.
 """
 
-from auth.seam import ANONYMOUS, Authenticator, Principal
+from shoal.auth.seam import ANONYMOUS, Authenticator, Principal
 
 __all__ = ["ANONYMOUS", "Authenticator", "Principal"]

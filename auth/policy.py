@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from functools import cached_property, lru_cache
 from typing import Any
 
-from auth.actions import ARN_PREFIX, S3_ACTIONS
+from shoal.auth.actions import ARN_PREFIX, S3_ACTIONS
 
 ACCOUNT_ID = "000000000000"
 MAX_POLICY_BYTES = 20 * 1024

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from auth.numbers import parse_uint
-from auth.sigv4 import (
+from shoal.auth.numbers import parse_uint
+from shoal.auth.sigv4 import (
     ALGORITHM,
     AuthFailure,
     CredentialLookup,

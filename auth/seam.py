@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from auth.sigv4 import Header, Verified, verify_request
+from shoal.auth.sigv4 import Header, Verified, verify_request
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from auth.sigv4 import (
+from shoal.auth.sigv4 import (
     ALGORITHM,
     UNSIGNED_PAYLOAD,
     Scope,

@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
-from auth.numbers import parse_int
+from shoal.auth.numbers import parse_int
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "s3"

@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from storage.erasure.coder import BACKENDS, ErasureCoder
+from shoal.storage.erasure.coder import BACKENDS, ErasureCoder
 
 MiB = 1 << 20
 SAMPLE_SECONDS = 0.1

@@ -199,7 +199,7 @@ def shoal_argv(data_dir: str, port: int = 0) -> list[str]:
     return [
         PYTHON,
         "-m",
-        "app.cli",
+        "shoal",
         "serve",
         "--address",
         "127.0.0.1",

@@ -30,7 +30,7 @@ def serve_profiled(out: str, args: list[str]) -> int:
     import signal
 
     sys.path.insert(0, procs.REPO)
-    from app.cli import main as shoal_main
+    from shoal.app.cli import main as shoal_main
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if out.endswith(".yappi"):

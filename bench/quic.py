@@ -38,7 +38,7 @@ from typing import Any
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from cluster.transport import (  # noqa: E402
+from shoal.cluster.transport import (  # noqa: E402
     DEFAULT_MAX_DATAGRAM_SIZE,
     MAX_DATAGRAM_SIZE,
     Reply,

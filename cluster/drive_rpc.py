@@ -16,8 +16,8 @@ import errno
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from cluster.transport import PeerUnavailable, Reply, Request, RpcError, Transport
-from storage.erasure.drive import (
+from shoal.cluster.transport import PeerUnavailable, Reply, Request, RpcError, Transport
+from shoal.storage.erasure.drive import (
     CorruptShard,
     Drive,
     DriveError,

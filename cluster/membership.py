@@ -32,10 +32,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cluster.transport import PeerUnavailable, Reply, Request, RpcError, Transport
-from storage.diskio import replace_atomically
-from storage.erasure.layout import form_sets
-from storage.threads import run
+from shoal.cluster.transport import PeerUnavailable, Reply, Request, RpcError, Transport
+from shoal.storage.diskio import replace_atomically
+from shoal.storage.erasure.layout import form_sets
+from shoal.storage.threads import run
 
 log = logging.getLogger("shoal.cluster")
 

@@ -15,12 +15,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from cluster.drive_rpc import DriveService, RemoteDrive
-from cluster.membership import Membership, View, ViewStore
-from cluster.transport import Reply, Request, Transport
-from storage.erasure.drive import Drive
-from storage.erasure.layout import Layout, LayoutError, format_record, parse_format
-from storage.erasure.store import ErasureStore
+from shoal.cluster.drive_rpc import DriveService, RemoteDrive
+from shoal.cluster.membership import Membership, View, ViewStore
+from shoal.cluster.transport import Reply, Request, Transport
+from shoal.storage.erasure.drive import Drive
+from shoal.storage.erasure.layout import Layout, LayoutError, format_record, parse_format
+from shoal.storage.erasure.store import ErasureStore
 
 log = logging.getLogger("shoal.cluster")
 

@@ -94,9 +94,9 @@ from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
-from cluster import frames
-from cluster.frames import Frame, FrameError, FrameReader, Kind
-from cluster.tls import fingerprint, load_or_create_certificate
+from shoal.cluster import frames
+from shoal.cluster.frames import Frame, FrameError, FrameReader, Kind
+from shoal.cluster.tls import fingerprint, load_or_create_certificate
 
 log = logging.getLogger("shoal.cluster.transport")
 

@@ -1,8 +1,8 @@
 """Typed configuration for shoal: `load_config()` builds a validated, frozen `Config`
 from defaults, a TOML file, SHOAL_* environment variables and explicit overrides."""
 
-from config.loader import ConfigError, load_config
-from config.model import (
+from shoal.config.loader import ConfigError, load_config
+from shoal.config.model import (
     AuthConfig,
     ClusterConfig,
     Config,

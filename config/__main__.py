@@ -1,7 +1,7 @@
-"""`python -m config markdown|toml`: print the README table or the example config."""
+"""`python -m shoal.config markdown|toml`: print the README table or the example config."""
 
 import sys
 
-from config.docs import main
+from shoal.config.docs import main
 
 sys.exit(main())

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from config.loader import ENV_PREFIX, _describe, _hints
-from config.model import Config, Credential, Rule
+from shoal.config.loader import ENV_PREFIX, _describe, _hints
+from shoal.config.model import Config, Credential, Rule
 
 
 def iter_settings(
@@ -181,6 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     elif what == "toml":
         print(example_toml(), end="")
     else:
-        print("usage: python -m config [markdown|toml]", file=sys.stderr)
+        print("usage: python -m shoal.config [markdown|toml]", file=sys.stderr)
         return 2
     return 0

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from config.model import Config, Credential, Rule
+from shoal.config.model import Config, Credential, Rule
 
 ENV_PREFIX = "SHOAL_"
 ENV_CONFIG_FILE = "SHOAL_CONFIG"
@@ -370,7 +370,7 @@ def validate(cfg: Config) -> None:
             "cluster.erasure",
         )
     if c.enabled:
-        from storage.erasure.coder import check_layout
+        from shoal.storage.erasure.coder import check_layout
 
         try:
             check_layout(c.erasure.data_shards, c.erasure.parity_shards, c.erasure.backend)

@@ -479,7 +479,7 @@ class Config:
     def replace(self, overrides: Mapping[str, Any] | None = None, /, **sections: Any) -> Config:
         """A validated copy with `overrides` (nested mapping) and/or keyword sections
         applied, e.g. `cfg.replace(server={"port": 0})`."""
-        from config.loader import apply_overrides
+        from shoal.config.loader import apply_overrides
 
         merged: dict[str, Any] = dict(overrides or {})
         merged.update(sections)
@@ -491,7 +491,7 @@ class Config:
 
     def to_toml(self) -> str:
         """TOML text that `load_config(config_file=...)` reads back to an equal Config."""
-        from config.docs import to_toml
+        from shoal.config.docs import to_toml
 
         return to_toml(self)
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from storage.diskio import (
+from shoal.storage.diskio import (
     CHUNK,
     StripedLocks,
     fsync_dir,
@@ -38,8 +38,8 @@ from storage.diskio import (
     unlink_quiet,
     write_bytes_durably,
 )
-from storage.errors import NoSuchBucket
-from storage.records import dumps
+from shoal.storage.errors import NoSuchBucket
+from shoal.storage.records import dumps
 
 OWNER_LOCK = "owner.lock"
 

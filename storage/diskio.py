@@ -18,8 +18,8 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from storage.errors import NoSuchBucket
-from storage.records import dumps, loads
+from shoal.storage.errors import NoSuchBucket
+from shoal.storage.records import dumps, loads
 
 CHUNK = 1 << 20  # bytes per thread hop when streaming
 

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 
-from storage.backend import (
+from shoal.storage.backend import (
     BucketInfo,
     CompletedPart,
     ListPage,
@@ -40,8 +40,8 @@ from storage.backend import (
     UploadInfo,
     UploadListPage,
 )
-from storage.commit import Commit, TempArea, decide_and_apply, record_bytes, recover
-from storage.diskio import (
+from shoal.storage.commit import Commit, TempArea, decide_and_apply, record_bytes, recover
+from shoal.storage.diskio import (
     CHUNK,
     StripedLocks,
     fsync_dir,
@@ -53,7 +53,7 @@ from storage.diskio import (
     unlink_quiet,
     write_json,
 )
-from storage.errors import (
+from shoal.storage.errors import (
     BucketAlreadyOwnedByYou,
     BucketNotEmpty,
     InvalidRequest,
@@ -65,17 +65,17 @@ from storage.errors import (
     NoSuchUpload,
     PreconditionFailed,
 )
-from storage.keys import KeyPath, is_inside, key_path
-from storage.listing import list_page, read_summary, uploads_page
-from storage.multipart import (
+from shoal.storage.keys import KeyPath, is_inside, key_path
+from shoal.storage.listing import list_page, read_summary, uploads_page
+from shoal.storage.multipart import (
     UploadStore,
     check_completion,
     check_part_number,
     multipart_etag,
     new_upload,
 )
-from storage.records import FORMAT, iso, meta_from_dict, meta_to_dict, now, parse_iso
-from storage.streams import (
+from shoal.storage.records import FORMAT, iso, meta_from_dict, meta_to_dict, now, parse_iso
+from shoal.storage.streams import (
     FileObjectReader,
     Spooled,
     assemble,
@@ -84,9 +84,9 @@ from storage.streams import (
     spool,
     write_unsynced,
 )
-from storage.threads import run
-from storage.usage import BucketUsage
-from storage.walk import ListingCache, Walker, find_leftovers
+from shoal.storage.threads import run
+from shoal.storage.usage import BucketUsage
+from shoal.storage.walk import ListingCache, Walker, find_leftovers
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from storage.backend import MAX_KEY_BYTES
-from storage.errors import InvalidRequest, KeyTooLong
+from shoal.storage.backend import MAX_KEY_BYTES
+from shoal.storage.errors import InvalidRequest, KeyTooLong
 
 #: Marks our object files; `enc` never lets it appear inside a key segment.
 OBJECT_MARKER = "._storage_object"

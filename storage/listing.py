@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from storage.backend import MAX_KEY_BYTES, ListPage, ObjectSummary, UploadInfo, UploadListPage
-from storage.diskio import read_json
-from storage.errors import InvalidRequest
-from storage.records import parse_iso
-from storage.walk import ListingCache, Walker
+from shoal.storage.backend import MAX_KEY_BYTES, ListPage, ObjectSummary, UploadInfo, UploadListPage
+from shoal.storage.diskio import read_json
+from shoal.storage.errors import InvalidRequest
+from shoal.storage.records import parse_iso
+from shoal.storage.walk import ListingCache, Walker
 
 
 def check_params(*texts: str) -> None:

@@ -17,7 +17,7 @@ import re
 import secrets
 from typing import TypeVar
 
-from storage.backend import (
+from shoal.storage.backend import (
     MAX_PARTS,
     MIN_PART_SIZE,
     CompletedPart,
@@ -25,8 +25,8 @@ from storage.backend import (
     PartInfo,
     UploadInfo,
 )
-from storage.commit import TempArea
-from storage.diskio import (
+from shoal.storage.commit import TempArea
+from shoal.storage.diskio import (
     StripedLocks,
     fsync_dir,
     part_lock_name,
@@ -35,21 +35,21 @@ from storage.diskio import (
     unlink_quiet,
     write_json,
 )
-from storage.errors import (
+from shoal.storage.errors import (
     EntityTooSmall,
     InvalidPart,
     InvalidPartOrder,
     InvalidRequest,
     NoSuchUpload,
 )
-from storage.records import (
+from shoal.storage.records import (
     now,
     part_from_dict,
     part_to_dict,
     upload_from_dict,
     upload_to_dict,
 )
-from storage.streams import Spooled
+from shoal.storage.streams import Spooled
 
 T = TypeVar("T")
 UPLOAD_RECORD = "metadata.json"

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.backend import ObjectMeta, ObjectWrite, PartInfo, UploadInfo
+from shoal.storage.backend import ObjectMeta, ObjectWrite, PartInfo, UploadInfo
 
 FORMAT = 1
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import anyio
 
-from storage.backend import Digester, ObjectMeta
-from storage.diskio import CHUNK, unlink_quiet
-from storage.errors import EntityTooLarge
-from storage.threads import run
+from shoal.storage.backend import Digester, ObjectMeta
+from shoal.storage.diskio import CHUNK, unlink_quiet
+from shoal.storage.errors import EntityTooLarge
+from shoal.storage.threads import run
 
 #: Received buffers that may wait for the disk while more arrive (memory: AHEAD MiB).
 AHEAD = 3

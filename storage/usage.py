@@ -35,8 +35,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from storage.backend import Backend
-from storage.errors import NoSuchBucket
+from shoal.storage.backend import Backend
+from shoal.storage.errors import NoSuchBucket
 
 log = logging.getLogger("shoal.storage")
 T = TypeVar("T")

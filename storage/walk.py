@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Generator
 from dataclasses import dataclass
 
-from storage.keys import (
+from shoal.storage.keys import (
     DIR_LIMIT,
     META_SUFFIX,
     encode_segment,

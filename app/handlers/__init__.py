@@ -1,6 +1,6 @@
 """One handler per S3 operation, grouped by family; importing this registers them all."""
 
-from app.handlers import (  # noqa: F401
+from shoal.app.handlers import (  # noqa: F401
     bucket,
     copy,
     cors,

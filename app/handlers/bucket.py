@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from app.body import read_small
-from app.context import RequestContext
-from app.errors import MalformedPolicy
-from app.handlers.registry import handler, owner, xml_response
-from app.xml import child_text, parse, text_document, timestamp
-from auth.policy import PolicyError, parse_policy
+from shoal.app.body import read_small
+from shoal.app.context import RequestContext
+from shoal.app.errors import MalformedPolicy
+from shoal.app.handlers.registry import handler, owner, xml_response
+from shoal.app.xml import child_text, parse, text_document, timestamp
+from shoal.auth.policy import PolicyError, parse_policy
 
 MAX_CONFIG_BODY = 64 * 1024
 MAX_POLICY_BODY = 64 * 1024  # the policy's own 20 KiB limit is checked by parse_policy

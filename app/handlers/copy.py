@@ -7,17 +7,17 @@ from urllib.parse import unquote
 
 from starlette.responses import Response
 
-from app.context import RequestContext
-from app.dispatch import valid_bucket_name
-from app.errors import InvalidArgument, InvalidRequest
-from app.handlers.multipart import part_result_headers, upload_for_part
-from app.handlers.object import conditional_write, write_result_headers
-from app.handlers.registry import handler, xml_response
-from app.headers import check_conditions, object_write, parse_copy_range, query_part_number
-from app.xml import timestamp
-from storage import checksums
-from storage.backend import ObjectReader, ObjectWrite
-from storage.checksums import Checksum
+from shoal.app.context import RequestContext
+from shoal.app.dispatch import valid_bucket_name
+from shoal.app.errors import InvalidArgument, InvalidRequest
+from shoal.app.handlers.multipart import part_result_headers, upload_for_part
+from shoal.app.handlers.object import conditional_write, write_result_headers
+from shoal.app.handlers.registry import handler, xml_response
+from shoal.app.headers import check_conditions, object_write, parse_copy_range, query_part_number
+from shoal.app.xml import timestamp
+from shoal.storage import checksums
+from shoal.storage.backend import ObjectReader, ObjectWrite
+from shoal.storage.checksums import Checksum
 
 MAX_COPY_SOURCE = 5 * 1024**3
 

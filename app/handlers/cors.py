@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from app import cors
-from app.body import read_small, require_integrity_header
-from app.context import RequestContext
-from app.errors import NoSuchCORSConfiguration
-from app.handlers.registry import handler
-from storage.errors import NoSuchBucketDocument
+from shoal.app import cors
+from shoal.app.body import read_small, require_integrity_header
+from shoal.app.context import RequestContext
+from shoal.app.errors import NoSuchCORSConfiguration
+from shoal.app.handlers.registry import handler
+from shoal.storage.errors import NoSuchBucketDocument
 
 MAX_CORS_BODY = 64 * 1024
 

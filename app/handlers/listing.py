@@ -9,12 +9,12 @@ from collections.abc import Callable
 
 from starlette.responses import Response
 
-from app.context import RequestContext
-from app.errors import InvalidArgument
-from app.handlers.registry import handler, owner, xml_response
-from app.xml import Node, timestamp
-from auth.numbers import parse_uint
-from storage.backend import ListPage
+from shoal.app.context import RequestContext
+from shoal.app.errors import InvalidArgument
+from shoal.app.handlers.registry import handler, owner, xml_response
+from shoal.app.xml import Node, timestamp
+from shoal.auth.numbers import parse_uint
+from shoal.storage.backend import ListPage
 
 MAX_KEYS = 1000
 #: Characters AWS leaves as they are with encoding-type=url; space becomes '+'.

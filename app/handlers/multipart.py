@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from app.body import read_small, upload_body
-from app.context import RequestContext
-from app.errors import BadDigest, InvalidPart, InvalidRequest, MalformedXML, NoSuchUpload
-from app.handlers.listing import echoed_param, encoder, int_param
-from app.handlers.object import conditional_write, write_result_headers
-from app.handlers.registry import handler, owner, xml_response
-from app.headers import object_write, query_part_number
-from app.xml import Node, child_text, parse, timestamp
-from auth.numbers import parse_uint
-from storage import checksums
-from storage.backend import MAX_PARTS, CompletedPart, PartInfo, UploadInfo
-from storage.checksums import Checksum
-from storage.multipart import is_upload_id
+from shoal.app.body import read_small, upload_body
+from shoal.app.context import RequestContext
+from shoal.app.errors import BadDigest, InvalidPart, InvalidRequest, MalformedXML, NoSuchUpload
+from shoal.app.handlers.listing import echoed_param, encoder, int_param
+from shoal.app.handlers.object import conditional_write, write_result_headers
+from shoal.app.handlers.registry import handler, owner, xml_response
+from shoal.app.headers import object_write, query_part_number
+from shoal.app.xml import Node, child_text, parse, timestamp
+from shoal.auth.numbers import parse_uint
+from shoal.storage import checksums
+from shoal.storage.backend import MAX_PARTS, CompletedPart, PartInfo, UploadInfo
+from shoal.storage.checksums import Checksum
+from shoal.storage.multipart import is_upload_id
 
 MAX_PART_SIZE = 5 * 1024**3
 MAX_COMPLETE_BODY = 4 * 1024 * 1024

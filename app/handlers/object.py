@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 from starlette.responses import Response, StreamingResponse
 
-from app.body import read_small, require_integrity_header, upload_body
-from app.context import RequestContext
-from app.errors import (
+from shoal.app.body import read_small, require_integrity_header, upload_body
+from shoal.app.context import RequestContext
+from shoal.app.errors import (
     InvalidPartNumber,
     InvalidRequest,
     KeyTooLongError,
@@ -17,8 +17,8 @@ from app.errors import (
     S3Error,
     from_storage,
 )
-from app.handlers.registry import handler, xml_response
-from app.headers import (
+from shoal.app.handlers.registry import handler, xml_response
+from shoal.app.headers import (
     check_conditions,
     checksum_headers,
     object_headers,
@@ -27,10 +27,10 @@ from app.headers import (
     query_part_number,
     response_overrides,
 )
-from app.xml import Node, child_text, parse
-from storage import checksums
-from storage.backend import MAX_KEY_BYTES, ObjectMeta, ObjectReader, ObjectWrite
-from storage.errors import StorageError
+from shoal.app.xml import Node, child_text, parse
+from shoal.storage import checksums
+from shoal.storage.backend import MAX_KEY_BYTES, ObjectMeta, ObjectReader, ObjectWrite
+from shoal.storage.errors import StorageError
 
 #: Objects up to this size are answered in one body instead of a stream.
 SMALL_BODY = 256 * 1024

@@ -14,18 +14,18 @@ from urllib.parse import quote, urlencode
 
 from starlette.responses import RedirectResponse, Response
 
-from app.body import raw_stream
-from app.context import RequestContext
-from app.errors import EntityTooSmall, InvalidArgument
-from app.form import PostForm
-from app.handlers.registry import handler, xml_response
-from app.headers import object_write
-from auth import ANONYMOUS, Principal
-from auth.numbers import parse_uint
-from auth.postpolicy import check_policy, decode_policy, verify_signature
-from storage import checksums
-from storage.backend import ObjectWrite
-from storage.checksums import Checksum
+from shoal.app.body import raw_stream
+from shoal.app.context import RequestContext
+from shoal.app.errors import EntityTooSmall, InvalidArgument
+from shoal.app.form import PostForm
+from shoal.app.handlers.registry import handler, xml_response
+from shoal.app.headers import object_write
+from shoal.auth import ANONYMOUS, Principal
+from shoal.auth.numbers import parse_uint
+from shoal.auth.postpolicy import check_policy, decode_policy, verify_signature
+from shoal.storage import checksums
+from shoal.storage.backend import ObjectWrite
+from shoal.storage.checksums import Checksum
 
 #: Form fields stored as the object's headers (besides x-amz-meta-*).
 STORED_FIELDS = (

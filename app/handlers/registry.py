@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from starlette.responses import Response
 
-from app.context import RequestContext
-from app.xml import Node, document
+from shoal.app.context import RequestContext
+from shoal.app.xml import Node, document
 
 Handler = Callable[[RequestContext], Awaitable[Response]]
 HANDLERS: dict[str, Handler] = {}
@@ -30,6 +30,6 @@ def xml_response(
 
 
 def owner() -> list[Node]:
-    from app.context import OWNER_ID, OWNER_NAME
+    from shoal.app.context import OWNER_ID, OWNER_NAME
 
     return [("ID", OWNER_ID), ("DisplayName", OWNER_NAME)]

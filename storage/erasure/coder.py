@@ -30,7 +30,7 @@ from typing import Final
 
 from pyeclib.ec_iface import ECDriver, ECDriverError
 
-from storage import threads
+from shoal.storage import threads
 
 BACKENDS: Final = ("isa_l_rs_vand", "isa_l_rs_cauchy")
 #: bench/erasure.py: Cauchy and Vandermonde are equally fast within noise on every

@@ -47,7 +47,7 @@ from typing import Any, Protocol, TypeVar
 
 import google_crc32c
 
-from storage.diskio import (
+from shoal.storage.diskio import (
     StripedLocks,
     fsync_dir,
     makedirs,
@@ -58,10 +58,10 @@ from storage.diskio import (
     rmtree_quiet,
     unlink_quiet,
 )
-from storage.keys import OBJECT_MARKER, decode_path, key_path
-from storage.listing import walk_page
-from storage.records import dumps, loads
-from storage.walk import ListingCache
+from shoal.storage.keys import OBJECT_MARKER, decode_path, key_path
+from shoal.storage.listing import walk_page
+from shoal.storage.records import dumps, loads
+from shoal.storage.walk import ListingCache
 
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.erasure.drive import Drive, DrivePage, ShardWrite
+from shoal.storage.erasure.drive import Drive, DrivePage, ShardWrite
 
 OPS = frozenset(
     {

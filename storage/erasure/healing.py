@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from storage.checksums import Checksum
-from storage.erasure.drive import (
+from shoal.storage.checksums import Checksum
+from shoal.storage.erasure.drive import (
     CorruptShard,
     Drive,
     DriveError,
@@ -39,15 +39,15 @@ from storage.erasure.drive import (
     object_dir,
     shard_path,
 )
-from storage.erasure.shards import read_chunk
-from storage.erasure.versions import chunk_refs, resolve
-from storage.errors import ServiceUnavailable
-from storage.keys import check_key
-from storage.records import dumps, loads
-from storage.threads import run
+from shoal.storage.erasure.shards import read_chunk
+from shoal.storage.erasure.versions import chunk_refs, resolve
+from shoal.storage.errors import ServiceUnavailable
+from shoal.storage.keys import check_key
+from shoal.storage.records import dumps, loads
+from shoal.storage.threads import run
 
 if TYPE_CHECKING:
-    from storage.erasure.store import ErasureStore
+    from shoal.storage.erasure.store import ErasureStore
 
 log = logging.getLogger("shoal.storage")
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from storage.erasure.drive import (
+from shoal.storage.erasure.drive import (
     CorruptShard,
     Drive,
     DriveOffline,

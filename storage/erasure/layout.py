@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage.erasure.drive import Drive, DriveError
+from shoal.storage.erasure.drive import Drive, DriveError
 
 log = logging.getLogger("shoal.storage")
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import google_crc32c
 
-from storage.backend import Digester
-from storage.erasure.coder import ErasureCoder
-from storage.erasure.drive import Drive, shard_path
-from storage.erasure.versions import ChunkRef, write_quorum_error
-from storage.errors import ServiceUnavailable
-from storage.threads import run
+from shoal.storage.backend import Digester
+from shoal.storage.erasure.coder import ErasureCoder
+from shoal.storage.erasure.drive import Drive, shard_path
+from shoal.storage.erasure.versions import ChunkRef, write_quorum_error
+from shoal.storage.errors import ServiceUnavailable
+from shoal.storage.threads import run
 
 log = logging.getLogger("shoal.storage")
 

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, S
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from storage.backend import (
+from shoal.storage.backend import (
     BucketInfo,
     CompletedPart,
     ListPage,
@@ -40,15 +40,15 @@ from storage.backend import (
     UploadInfo,
     UploadListPage,
 )
-from storage.diskio import rmtree_quiet
-from storage.erasure.coder import DEFAULT_BACKEND, ErasureCoder
-from storage.erasure.drive import Drive, LocalDrive, ShardWrite, object_dir, shard_path
-from storage.erasure.healing import ABANDONED_AFTER_SECONDS, Healer
-from storage.erasure.health import HealthTrackedDrive
-from storage.erasure.layout import Layout, open_layout
-from storage.erasure.locks import KeyedLocks
-from storage.erasure.shards import ChunkWriter, encode_whole, read_chunk
-from storage.erasure.versions import (
+from shoal.storage.diskio import rmtree_quiet
+from shoal.storage.erasure.coder import DEFAULT_BACKEND, ErasureCoder
+from shoal.storage.erasure.drive import Drive, LocalDrive, ShardWrite, object_dir, shard_path
+from shoal.storage.erasure.healing import ABANDONED_AFTER_SECONDS, Healer
+from shoal.storage.erasure.health import HealthTrackedDrive
+from shoal.storage.erasure.layout import Layout, open_layout
+from shoal.storage.erasure.locks import KeyedLocks
+from shoal.storage.erasure.shards import ChunkWriter, encode_whole, read_chunk
+from shoal.storage.erasure.versions import (
     ChunkRef,
     Placement,
     chunk_refs,
@@ -62,7 +62,7 @@ from storage.erasure.versions import (
     resolve,
     write_quorum_error,
 )
-from storage.errors import (
+from shoal.storage.errors import (
     BucketAlreadyOwnedByYou,
     BucketNotEmpty,
     EntityTooLarge,
@@ -75,17 +75,17 @@ from storage.errors import (
     PreconditionFailed,
     ServiceUnavailable,
 )
-from storage.keys import check_key
-from storage.listing import uploads_page
-from storage.memory import map_big_buffers
-from storage.multipart import (
+from shoal.storage.keys import check_key
+from shoal.storage.listing import uploads_page
+from shoal.storage.memory import map_big_buffers
+from shoal.storage.multipart import (
     check_completion,
     check_part_number,
     is_upload_id,
     multipart_etag,
     new_upload,
 )
-from storage.records import (
+from shoal.storage.records import (
     dumps,
     iso,
     loads,
@@ -97,9 +97,9 @@ from storage.records import (
     upload_from_dict,
     upload_to_dict,
 )
-from storage.streams import prepend, read_head
-from storage.threads import run
-from storage.usage import BucketUsage
+from shoal.storage.streams import prepend, read_head
+from shoal.storage.threads import run
+from shoal.storage.usage import BucketUsage
 
 log = logging.getLogger("shoal.storage")
 T = TypeVar("T")

@@ -27,9 +27,9 @@ from typing import Any
 
 import xxhash
 
-from storage.backend import ObjectMeta
-from storage.errors import NoSuchKey, ServiceUnavailable
-from storage.records import meta_from_dict
+from shoal.storage.backend import ObjectMeta
+from shoal.storage.errors import NoSuchKey, ServiceUnavailable
+from shoal.storage.records import meta_from_dict
 
 _last_ns = 0
 _clock = threading.Lock()

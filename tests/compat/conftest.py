@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.server import SyncServer
+from shoal.app.server import SyncServer
 from tests.compat.scenario import Target
 from tests.integration.conftest import auth_config, make_certificate, signed_client
 
@@ -90,7 +90,7 @@ def require_command(name: str, install: str) -> str:
 @pytest.fixture
 def cleanup_buckets(verifier: Any) -> Iterator[list[str]]:
     """Buckets a failed scenario may leave behind are emptied and removed."""
-    from app.pytest_plugin import _empty_and_delete
+    from shoal.app.pytest_plugin import _empty_and_delete
 
     names: list[str] = []
     yield names

@@ -37,8 +37,8 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 from xml.etree import ElementTree
 
-from auth.signer import signed_headers
-from auth.sigv4 import (
+from shoal.auth.signer import signed_headers
+from shoal.auth.sigv4 import (
     ALGORITHM,
     EMPTY_SHA256,
     STREAMING_PAYLOAD,

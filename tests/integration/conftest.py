@@ -77,7 +77,7 @@ def spawn_server(
 ) -> tuple[subprocess.Popen[str], str]:
     """`shoal serve` in a child process on a free port: (process, endpoint URL).
     `flags` are extra CLI flags (default: `--log-level error`)."""
-    argv = [sys.executable, "-m", "app.cli", "serve", "--address", "127.0.0.1", "--port", "0"]
+    argv = [sys.executable, "-m", "shoal", "serve", "--address", "127.0.0.1", "--port", "0"]
     argv += ["--dir", str(directory), *(flags or ("--log-level", "error"))]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert proc.stdout is not None

@@ -1,5 +1,5 @@
 """A real shoal process for the operations tests (logs, health, limits, shutdown):
-`shoal serve` or plain `uvicorn app:create_app --factory`, its stderr kept in a file so
+`shoal serve` or plain `uvicorn shoal:create_app --factory`, its stderr kept in a file so
 that it can be read while the process runs and after it has gone."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from config import load_config
+from shoal.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 UVICORN_RE = re.compile(r"running on (http://127\.0\.0\.1:\d+)")
@@ -38,19 +38,22 @@ class Proc:
         env: Mapping[str, str] | None = None,
         uvicorn: bool = False,
         name: str = "server",
+        shoal: Sequence[str] = (sys.executable, "-m", "shoal"),
     ) -> None:
+        """`shoal` is how to run the CLI: this interpreter's module by default, or another
+        installation's console script."""
         self.log = tmp_path / f"{name}.stderr"
         self.directory = tmp_path / f"{name}-data"
         settings = {"storage": {"directory": str(self.directory)}, **(settings or {})}
         conf = config_file(tmp_path / f"{name}.toml", settings)
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
-        child_env |= {"PYTHONPATH": str(ROOT), **(env or {})}
+        child_env |= env or {}
         if uvicorn:
             child_env["SHOAL_CONFIG"] = str(conf)
-            argv = [sys.executable, "-m", "uvicorn", "app:create_app", "--factory"]
+            argv = [sys.executable, "-m", "uvicorn", "shoal:create_app", "--factory"]
             argv += ["--host", "127.0.0.1", "--port", "0", *flags]
         else:
-            argv = [sys.executable, "-m", "app.cli", "serve", "--config", str(conf)]
+            argv = [*shoal, "serve", "--config", str(conf)]
             argv += ["--address", "127.0.0.1", "--port", "0", *flags]
         with open(self.log, "w") as err:
             self.proc = subprocess.Popen(

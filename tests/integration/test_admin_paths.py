@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from app import SyncServer
-from auth.signer import signed_headers
+from shoal.app import SyncServer
+from shoal.auth.signer import signed_headers
 from tests.integration.conftest import auth_config
 
 ADMIN = ("admin", "admin-secret")

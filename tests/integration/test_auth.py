@@ -15,8 +15,8 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from app.server import SyncServer
-from auth.signer import signed_headers
+from shoal.app.server import SyncServer
+from shoal.auth.signer import signed_headers
 from tests.integration.conftest import auth_config, error_code, signed_client, spawn_server
 
 KEY, SECRET = "AKIDSHOALTEST", "shoal-secret-key"
@@ -200,7 +200,7 @@ def _streaming_put(
 ) -> httpx.Response:
     """A STREAMING-AWS4-HMAC-SHA256-PAYLOAD upload, every chunk signed in the chain
     (the signatures' maths is checked against AWS's published examples in test_sigv4)."""
-    from auth.sigv4 import EMPTY_SHA256, STREAMING_PAYLOAD, Scope, sign, signing_key
+    from shoal.auth.sigv4 import EMPTY_SHA256, STREAMING_PAYLOAD, Scope, sign, signing_key
 
     host = server.endpoint_url.split("://", 1)[1]
     size = sum(len(c) for c in chunks)

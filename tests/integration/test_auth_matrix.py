@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from app.server import SyncServer
-from auth.actions import BODY_OPERATIONS, OPERATIONS
-from auth.signer import signed_headers
+from shoal.app.server import SyncServer
+from shoal.auth.actions import BODY_OPERATIONS, OPERATIONS
+from shoal.auth.signer import signed_headers
 from tests.integration.conftest import auth_config, signed_client
 
 KEY, SECRET = "AKIDMATRIX", "the-real-secret"

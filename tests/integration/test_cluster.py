@@ -22,8 +22,8 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from auth.signer import signed_headers
-from storage.keys import OBJECT_MARKER
+from shoal.auth.signer import signed_headers
+from shoal.storage.keys import OBJECT_MARKER
 from tests.integration.conftest import error_code, multipart_put, signed_client
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ class Node:
     endpoint: str = ""
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "app.cli", "serve", "--address", "127.0.0.1"]
+        argv = [sys.executable, "-m", "shoal", "serve", "--address", "127.0.0.1"]
         argv += ["--port", "0", "--dir", str(self.directory / "state"), "--log-level", "error"]
         argv += ["--config", str(self.config)]
         with open(self.directory / "stderr.log", "ab") as errors:

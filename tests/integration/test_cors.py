@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from app.server import SyncServer
+from shoal.app.server import SyncServer
 
 ALLOWED = "http://app.localhost:5173"
 

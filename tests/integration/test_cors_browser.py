@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.server import SyncServer
+from shoal.app.server import SyncServer
 from tests.integration.conftest import signed_client
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

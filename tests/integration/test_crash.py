@@ -21,7 +21,7 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from storage.keys import META_SUFFIX, OBJECT_MARKER
+from shoal.storage.keys import META_SUFFIX, OBJECT_MARKER
 from tests.integration.conftest import multipart_put, spawn_server
 from tests.integration.crashing import at_random, kill_while_writing
 

@@ -26,8 +26,8 @@ import yaml
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
-from config import load_config
-from storage.keys import OBJECT_MARKER
+from shoal.config import load_config
+from shoal.storage.keys import OBJECT_MARKER
 from tests.integration.conftest import erasure_config, signed_client, spawn_server
 from tests.integration.test_cluster import KEY, SECRET_KEY, make_nodes, running
 
@@ -111,7 +111,7 @@ def test_unit_has_the_production_settings() -> None:
     writable = " ".join(unit_values("ReadWritePaths")).split()
     assert "/var/lib/shoal" in writable
     argv = exec_start()
-    assert argv[:2] == ["/opt/shoal/bin/uvicorn", "app:create_app"] and "--factory" in argv
+    assert argv[:2] == ["/opt/shoal/bin/uvicorn", "shoal:create_app"] and "--factory" in argv
     # systemd must wait longer than uvicorn's graceful shutdown before it kills.
     graceful = int(option(argv, "--timeout-graceful-shutdown"))
     assert int(unit_value("TimeoutStopSec").rstrip("s")) > graceful

@@ -1,5 +1,5 @@
 """The ways to start shoal: embedded async and sync servers (in-process and subprocess),
-`shoal serve` / `python -m app.cli`, uvicorn with the app factory, and the pytest plugin."""
+`shoal serve` / `python -m shoal`, uvicorn with the app factory, and the pytest plugin."""
 
 from __future__ import annotations
 
@@ -21,16 +21,16 @@ from typing import Any
 import httpx
 import pytest
 
-from app.server import LISTENING_RE, Server, StorageDescriptor, SyncServer
-from config import Config, load_config
+from shoal.app.server import LISTENING_RE, Server, StorageDescriptor, SyncServer
+from shoal.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a child process: no SHOAL_* leaking in, repo importable."""
+    """The environment for a child process: no SHOAL_* leaking in. shoal is imported as
+    installed (no PYTHONPATH), as a user's process would."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SHOAL_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
 
@@ -253,7 +253,7 @@ def test_sync_subprocess_mode() -> None:
 @contextlib.contextmanager
 def cli_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[Any, str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", *args],
+        [sys.executable, "-m", "shoal", "serve", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -320,7 +320,7 @@ def test_cli_bad_config_exits_2_without_traceback(
     args: list[str], env: dict[str, str], message: str
 ) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve", *args],
+        [sys.executable, "-m", "shoal", "serve", *args],
         capture_output=True,
         text=True,
         env=child_env(**env),
@@ -335,7 +335,7 @@ def test_cli_bad_config_exits_2_without_traceback(
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
+        [sys.executable, "-m", "shoal", *args],
         capture_output=True,
         text=True,
         env=child_env(),
@@ -404,7 +404,7 @@ def test_cli_storage_that_cannot_open_is_one_line_and_status_3(tmp_path: Path) -
 
 
 def test_cli_console_script_entry() -> None:
-    from app.cli import build_parser, main, overrides_from_args
+    from shoal.app.cli import build_parser, main, overrides_from_args
 
     args = build_parser().parse_args(
         [
@@ -472,15 +472,22 @@ def test_cli_https(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- uvicorn entry
 
 
-@pytest.mark.parametrize("factory_flag", [["--factory"], []])
-def test_uvicorn_app_factory(tmp_path: Path, factory_flag: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("entry", "factory_flag"),
+    [
+        ("shoal:create_app", ["--factory"]),
+        ("shoal:create_app", []),
+        ("app:create_app", ["--factory"]),  # from a checkout (cwd = the repository)
+    ],
+)
+def test_uvicorn_app_factory(tmp_path: Path, entry: str, factory_flag: list[str]) -> None:
     env = child_env(SHOAL_STORAGE__DIRECTORY=str(tmp_path / "d"))
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
-            "app:create_app",
+            entry,
             *factory_flag,
             "--host",
             "127.0.0.1",
@@ -493,7 +500,7 @@ def test_uvicorn_app_factory(tmp_path: Path, factory_flag: list[str]) -> None:
         stdout=subprocess.DEVNULL,
         text=True,
         env=env,
-        cwd=tmp_path,
+        cwd=ROOT if entry.startswith("app:") else tmp_path,
     )
     try:
         port = None
@@ -543,7 +550,7 @@ def test_pytest_plugin_fixtures(tmp_path: Path) -> None:
             "pytest",
             "-q",
             "-p",
-            "app.pytest_plugin",
+            "shoal.app.pytest_plugin",
             "-p",
             "no:cacheprovider",
             "test_user.py",
@@ -559,17 +566,19 @@ def test_pytest_plugin_fixtures(tmp_path: Path) -> None:
 
 
 def test_package_exports() -> None:
-    import app
-    from app.asgi import create_app
+    import shoal
+    import shoal.app
+    from shoal.app.asgi import create_app
 
-    assert app.create_app is create_app
-    assert (app.Server, app.SyncServer, app.StorageDescriptor) == (
-        Server,
-        SyncServer,
-        StorageDescriptor,
-    )
-    with pytest.raises(AttributeError):
-        app.nothing_here  # noqa: B018
+    for package in (shoal, shoal.app):
+        assert package.create_app is create_app
+        assert (package.Server, package.SyncServer, package.StorageDescriptor) == (
+            Server,
+            SyncServer,
+            StorageDescriptor,
+        )
+        with pytest.raises(AttributeError):
+            package.nothing_here  # noqa: B018
 
 
 def test_cli_busy_port_exits_1(tmp_path: Path) -> None:
@@ -581,7 +590,7 @@ def test_cli_busy_port_exits_1(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "app.cli",
+                "shoal",
                 "serve",
                 "--address",
                 "127.0.0.1",
@@ -607,7 +616,7 @@ def test_cli_exit_with_parent_stops_when_stdin_closes(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "app.cli",
+            "shoal",
             "serve",
             "--address",
             "127.0.0.1",

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.protocol import MAX_HEAD, MAX_HEADER, MAX_HEADERS, MAX_PIPELINE, MAX_URL
+from shoal.app.protocol import MAX_HEAD, MAX_HEADER, MAX_HEADERS, MAX_PIPELINE, MAX_URL
 from tests.integration.conftest import error_code, spawn_server
 
 Raw = Callable[..., str]

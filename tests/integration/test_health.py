@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import SyncServer
+from shoal.app import SyncServer
 from tests.integration.conftest import auth_config, erasure_config, signed_client
 from tests.integration.test_cluster import Node, make_nodes
 

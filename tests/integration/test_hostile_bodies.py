@@ -23,8 +23,8 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from auth.signer import signed_headers
-from auth.sigv4 import STREAMING_PAYLOAD, STREAMING_UNSIGNED_TRAILER
+from shoal.auth.signer import signed_headers
+from shoal.auth.sigv4 import STREAMING_PAYLOAD, STREAMING_UNSIGNED_TRAILER
 from tests.integration.conftest import auth_config, erasure_config, error_code, signed_client
 from tests.integration.serving import Proc
 from tests.unit.test_fuzz_chunked import ChunkSigner, frame

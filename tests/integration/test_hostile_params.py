@@ -11,7 +11,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from app.server import SyncServer
+from shoal.app.server import SyncServer
 from tests.integration.conftest import error_code
 from tests.integration.test_bad_input import _md5
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from app import SyncServer
+from shoal.app import SyncServer
 from tests.integration.conftest import erasure_config, error_code, signed_client
 from tests.integration.serving import Proc
 

@@ -1,7 +1,7 @@
 """Logs: one structlog pipeline for the access log, shoal's own loggers (lifecycle,
 storage and cluster events) and uvicorn's, as JSON or text; one line per request with
 its fields and never a secret; `--silent` and `logging.enabled = false` print nothing;
-plain `uvicorn app:create_app` gets the same pipeline."""
+plain `uvicorn shoal:create_app` gets the same pipeline."""
 
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ import pytest
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import SyncServer
-from auth.signer import signed_headers
+from shoal.app import SyncServer
+from shoal.auth.signer import signed_headers
 from tests.integration.conftest import erasure_config, error_code, multipart_put, ssl_context
 
 #: The families the deploy/ dashboard and alert rules use: present in every mode.
@@ -418,7 +418,7 @@ def test_several_workers_add_up_in_multiprocess_mode(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SHOAL_")}
     env |= {"PROMETHEUS_MULTIPROC_DIR": str(shared), "SHOAL_STORAGE__DIRECTORY": str(data)}
-    argv = [sys.executable, "-m", "uvicorn", "app:create_app", "--factory", "--workers", "2"]
+    argv = [sys.executable, "-m", "uvicorn", "shoal:create_app", "--factory", "--workers", "2"]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "error"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.server import SyncServer
+from shoal.app.server import SyncServer
 from tests.integration.conftest import auth_config, signed_client
 
 KEY, SECRET = "AKIDPOSTFORM", "post-form-secret"

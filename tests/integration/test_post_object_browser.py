@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app.server import SyncServer
+from shoal.app.server import SyncServer
 from tests.integration.conftest import auth_config, signed_client
 from tests.integration.test_cors_browser import CHROMIUM, run_page_dom
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.server import SyncServer
-from auth.sigv4 import ALGORITHM, sign, signing_key
+from shoal.app.server import SyncServer
+from shoal.auth.sigv4 import ALGORITHM, sign, signing_key
 from tests.integration.conftest import auth_config, erasure_config, signed_client
 from tests.unit.test_fuzz_form import cuts_st, edits_st, encode, mutate, split
 

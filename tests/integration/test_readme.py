@@ -8,14 +8,16 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.integration.conftest import signed_client, spawn_server
+from tests.integration.conftest import signed_client, spawn_server, wait_for
 from tests.integration.serving import config_file
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -112,8 +114,7 @@ def test_readme_embedded_example_runs_as_written(tmp_path: Path) -> None:
     """The embedded example pasted into a file of its own: imports, asyncio.run and all."""
     script = tmp_path / "embedded.py"
     script.write_text(example("python", "**Embedded, from Python**"))
-    env = {**os.environ, "PYTHONPATH": str(README.parent)}
-    env = {k: v for k, v in env.items() if not k.startswith("SHOAL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
     done = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,
@@ -156,3 +157,50 @@ def test_readme_curl_admin_example(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_readme_uvicorn_line_serves(tmp_path: Path) -> None:
+    """"Other ways to start": the uvicorn line, from the checkout, on a free port and a
+    temporary data directory instead of 3000 and /srv/shoal."""
+    command = example("sh", "**uvicorn, with the app factory.**")
+    assert "--port 3000" in command and "/srv/shoal" in command
+    command = command.replace("--port 3000", "--port 0").replace("/srv/shoal", str(tmp_path))
+    log = tmp_path / "uvicorn.stderr"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            ["bash", "-c", command], cwd=README.parent, env=env, stderr=err, start_new_session=True
+        )
+    try:
+        found: list[str] = []
+
+        def started() -> bool:
+            assert proc.poll() is None, log.read_text()
+            found[:] = re.findall(r"running on (http://127\.0\.0\.1:\d+)", log.read_text())
+            return bool(found)
+
+        wait_for("uvicorn is listening", started, timeout=60)
+        assert httpx.put(f"{found[0]}/from-uvicorn", timeout=10).status_code == 200
+        assert (tmp_path / "from-uvicorn").is_dir()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        # uvicorn re-raises SIGTERM once it has shut down gracefully (test_shutdown.py).
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM), log.read_text()
+    assert "Finished server process" in log.read_text()
+
+
+def test_readme_pytest_plugin_example(tmp_path: Path) -> None:
+    """The plugin example in a test file of its own, run by pytest with the installed
+    plugin found through its entry point (nothing named on the command line)."""
+    (tmp_path / "test_example.py").write_text(example("python", "**pytest plugin.**"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOAL_", "PYTEST_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout

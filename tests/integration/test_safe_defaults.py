@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import SyncServer, exposure
-from app.metrics import Metrics
-from auth import ANONYMOUS
-from auth.signer import signed_headers
-from config import ConfigError, load_config
-from storage.filestore import FileStore
+from shoal.app import SyncServer, exposure
+from shoal.app.metrics import Metrics
+from shoal.auth import ANONYMOUS
+from shoal.auth.signer import signed_headers
+from shoal.config import ConfigError, load_config
+from shoal.storage.filestore import FileStore
 from tests.integration.conftest import auth_config, spawn_server
 
 STRONG = ("admin", "a-long-random-secret-for-tests")
@@ -106,7 +106,7 @@ def clean_env(**more: str) -> dict[str, str]:
     return env | more
 
 
-SERVE = [sys.executable, "-m", "app.cli", "serve", "--port", "0"]
+SERVE = [sys.executable, "-m", "shoal", "serve", "--port", "0"]
 
 
 @pytest.mark.parametrize(
@@ -126,8 +126,8 @@ def test_shoal_serve_refuses_with_status_2(tmp_path: Path, flags: list[str], why
 
 
 def test_plain_uvicorn_refuses_too(tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "uvicorn", "app:create_app", "--factory"]
-    argv += ["--host", "0.0.0.0", "--port", "0", "--http", "app.protocol:HttpProtocol"]
+    argv = [sys.executable, "-m", "uvicorn", "shoal:create_app", "--factory"]
+    argv += ["--host", "0.0.0.0", "--port", "0", "--http", "shoal.app.protocol:HttpProtocol"]
     env = clean_env(SHOAL_STORAGE__DIRECTORY=str(tmp_path / "d"))
     done = run(argv, env, tmp_path)
     assert done.returncode != 0

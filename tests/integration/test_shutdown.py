@@ -145,13 +145,13 @@ def test_sigterm_finishes_uploads_within_the_deadline_and_cuts_off_the_rest(
 
 @pytest.mark.slow
 def test_sigterm_under_plain_uvicorn(tmp_path: Path) -> None:
-    """The same under `uvicorn app:create_app --factory --timeout-graceful-shutdown`,
+    """The same under `uvicorn shoal:create_app --factory --timeout-graceful-shutdown`,
     except that uvicorn (>= 0.29) re-raises SIGTERM once it has shut down gracefully, so
     the process ends as killed by SIGTERM, which systemd counts as a clean stop. Every
     log line is written before that, up to uvicorn's last."""
     data = tmp_path / "data"
     settings: dict[str, Any] = {"storage": {"directory": str(data)}}
-    flags = ("--http", "app.protocol:HttpProtocol", "--timeout-graceful-shutdown", "4")
+    flags = ("--http", "shoal.app.protocol:HttpProtocol", "--timeout-graceful-shutdown", "4")
     proc = Proc(tmp_path, *flags, settings=settings, uvicorn=True)
     try:
         assert httpx.put(f"{proc.url}/shutdown", timeout=30).status_code == 200

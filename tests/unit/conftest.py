@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.filestore import FileStore
+from shoal.storage.filestore import FileStore
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.authz import could_allow
-from auth import ANONYMOUS, Principal
-from auth.policy import PolicyRequest, evaluate, is_allowed, parse_policy
+from shoal.app.authz import could_allow
+from shoal.auth import ANONYMOUS, Principal
+from shoal.auth.policy import PolicyRequest, evaluate, is_allowed, parse_policy
 
 BUCKET = "b"
 USER = Principal("AKIDUSER")

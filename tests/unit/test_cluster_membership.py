@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from cluster.membership import Membership, View, ViewStore, form_view
-from cluster.transport import Reply, Request
+from shoal.cluster.membership import Membership, View, ViewStore, form_view
+from shoal.cluster.transport import Reply, Request
 
 pytestmark = pytest.mark.anyio
 

@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 import xxhash
 
-from cluster.membership import View, form_view, grow_view
-from storage.erasure.versions import placement
+from shoal.cluster.membership import View, form_view, grow_view
+from shoal.storage.erasure.versions import placement
 
 
 def test_one_pool_places_keys_as_before_pools_existed() -> None:

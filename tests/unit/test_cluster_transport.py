@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from cluster import frames, transport
-from cluster.frames import FrameError, FrameReader, Kind
-from cluster.tls import CERT_FILE, KEY_FILE
-from cluster.transport import (
+from shoal.cluster import frames, transport
+from shoal.cluster.frames import FrameError, FrameReader, Kind
+from shoal.cluster.tls import CERT_FILE, KEY_FILE
+from shoal.cluster.transport import (
     CHUNK,
     AuthenticationFailed,
     PeerUnavailable,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from config import Config, ConfigError, Credential, load_config
-from config.docs import env_name, example_toml, iter_settings
+from shoal.config import Config, ConfigError, Credential, load_config
+from shoal.config.docs import env_name, example_toml, iter_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -366,7 +366,7 @@ def test_secrets_not_in_repr() -> None:
 def test_readme_and_example_document_every_key() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     example = (ROOT / "deploy" / "shoal.example.toml").read_text(encoding="utf-8")
-    assert example == example_toml(), "regenerate: python -m config toml > deploy/..."
+    assert example == example_toml(), "regenerate: python -m shoal.config toml > deploy/..."
     for key, *_ in iter_settings():
         assert f"`{key}`" in readme, key
         assert f"`{env_name(key)}`" in readme, key
@@ -375,7 +375,7 @@ def test_readme_and_example_document_every_key() -> None:
 
 
 def test_hand_built_config_is_checked_by_load_config() -> None:
-    from config import ServerConfig
+    from shoal.config import ServerConfig
 
     bad = Config(server=ServerConfig(port=-1))
     with pytest.raises(ConfigError, match=r"^server\.port:"):

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pyeclib.ec_iface import ECDriver, ECDriverError
 
-from storage.erasure.coder import (
+from shoal.storage.erasure.coder import (
     BACKENDS,
     DEFAULT_BACKEND,
     HEADER_SIZE,

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-import storage.multipart
-from storage.backend import CompletedPart, ObjectWrite
-from storage.erasure.drive import LocalDrive, ShardMissing, object_dir
-from storage.erasure.faults import FaultyDrive
-from storage.erasure.store import ErasureStore
-from storage.errors import NoSuchUpload
+from shoal.storage import multipart
+from shoal.storage.backend import CompletedPart, ObjectWrite
+from shoal.storage.erasure.drive import LocalDrive, ShardMissing, object_dir
+from shoal.storage.erasure.faults import FaultyDrive
+from shoal.storage.erasure.store import ErasureStore
+from shoal.storage.errors import NoSuchUpload
 from tests.integration.test_erasure_crash import audit
 from tests.unit.conftest import chunks
 
@@ -84,7 +84,7 @@ def has_upload(drive: Path, upload_id: str) -> bool:
 
 @pytest.fixture(autouse=True)
 def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage.multipart, "MIN_PART_SIZE", CHUNK)
+    monkeypatch.setattr(multipart, "MIN_PART_SIZE", CHUNK)
 
 
 #: (the drive operation the crash comes at, which call of it during the completion,

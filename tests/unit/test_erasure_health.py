@@ -13,15 +13,15 @@ from pathlib import Path
 import google_crc32c
 import pytest
 
-from storage.erasure.drive import (
+from shoal.storage.erasure.drive import (
     CorruptShard,
     DriveOffline,
     DriveTimeout,
     LocalDrive,
     ShardMissing,
 )
-from storage.erasure.faults import FaultyDrive
-from storage.erasure.health import HealthTrackedDrive
+from shoal.storage.erasure.faults import FaultyDrive
+from shoal.storage.erasure.health import HealthTrackedDrive
 
 pytestmark = pytest.mark.anyio
 

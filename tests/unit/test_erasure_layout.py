@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from storage.erasure.drive import LocalDrive
-from storage.erasure.faults import FaultyDrive
-from storage.erasure.layout import (
+from shoal.storage.erasure.drive import LocalDrive
+from shoal.storage.erasure.faults import FaultyDrive
+from shoal.storage.erasure.layout import (
     LayoutError,
     form_sets,
     open_layout,

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from storage.erasure.locks import KeyedLocks
+from shoal.storage.erasure.locks import KeyedLocks
 
 pytestmark = pytest.mark.anyio
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-import storage.multipart
-from storage.backend import CompletedPart, ObjectWrite
-from storage.erasure.drive import Drive
-from storage.erasure.faults import FaultyDrive
-from storage.erasure.store import ErasureStore, _upload_lock
-from storage.errors import NoSuchUpload
+from shoal.storage import multipart
+from shoal.storage.backend import CompletedPart, ObjectWrite
+from shoal.storage.erasure.drive import Drive
+from shoal.storage.erasure.faults import FaultyDrive
+from shoal.storage.erasure.store import ErasureStore, _upload_lock
+from shoal.storage.errors import NoSuchUpload
 from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio
@@ -65,7 +65,7 @@ class Hooked(FaultyDrive):
 
 @pytest.fixture(autouse=True)
 def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage.multipart, "MIN_PART_SIZE", CHUNK)
+    monkeypatch.setattr(multipart, "MIN_PART_SIZE", CHUNK)
 
 
 @pytest.fixture

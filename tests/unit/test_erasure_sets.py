@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from storage.backend import CompletedPart, ObjectWrite
-from storage.erasure.store import ErasureStore
-from storage.errors import NoSuchKey
+from shoal.storage.backend import CompletedPart, ObjectWrite
+from shoal.storage.erasure.store import ErasureStore
+from shoal.storage.errors import NoSuchKey
 from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio

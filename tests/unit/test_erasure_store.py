@@ -21,22 +21,22 @@ from typing import Any
 import google_crc32c
 import pytest
 
-import storage.multipart
-from storage.backend import CompletedPart, ObjectWrite
-from storage.erasure import shards
-from storage.erasure.drive import LocalDrive, object_dir, shard_path
-from storage.erasure.faults import FaultyDrive
-from storage.erasure.health import HealthTrackedDrive
-from storage.erasure.store import ErasureStore
-from storage.erasure.versions import chunk_refs
-from storage.errors import (
+from shoal.storage import multipart
+from shoal.storage.backend import CompletedPart, ObjectWrite
+from shoal.storage.erasure import shards
+from shoal.storage.erasure.drive import LocalDrive, object_dir, shard_path
+from shoal.storage.erasure.faults import FaultyDrive
+from shoal.storage.erasure.health import HealthTrackedDrive
+from shoal.storage.erasure.store import ErasureStore
+from shoal.storage.erasure.versions import chunk_refs
+from shoal.storage.errors import (
     NoSuchBucket,
     NoSuchKey,
     NoSuchUpload,
     PreconditionFailed,
     ServiceUnavailable,
 )
-from storage.multipart import multipart_etag
+from shoal.storage.multipart import multipart_etag
 from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio
@@ -736,7 +736,7 @@ async def test_conditional_writes_with_faults(cluster: Cluster) -> None:
 
 
 async def test_multipart_with_faults(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage.multipart, "MIN_PART_SIZE", CHUNK)
+    monkeypatch.setattr(multipart, "MIN_PART_SIZE", CHUNK)
     store, key = cluster.store, "big"
     parts = [body(2 * CHUNK + 100, seed=20), body(CHUNK, seed=21), body(777, seed=22)]
     up = await store.create_multipart_upload(BUCKET, key, ObjectWrite(content_type="a/b"))

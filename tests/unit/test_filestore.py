@@ -11,13 +11,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from storage import errors
-from storage.backend import ObjectWrite
-from storage.commit import Commit
-from storage.diskio import object_lock_name
-from storage.filestore import FileStore
-from storage.keys import key_path
-from storage.records import meta_from_dict, meta_to_dict
+from shoal.storage import errors
+from shoal.storage.backend import ObjectWrite
+from shoal.storage.commit import Commit
+from shoal.storage.diskio import object_lock_name
+from shoal.storage.filestore import FileStore
+from shoal.storage.keys import key_path
+from shoal.storage.records import meta_from_dict, meta_to_dict
 from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio
@@ -245,7 +245,7 @@ async def test_two_stores_one_directory(tmp_path: Path) -> None:
 
 
 def test_striped_lock_is_exclusive_across_instances(tmp_path: Path) -> None:
-    from storage.diskio import StripedLocks
+    from shoal.storage.diskio import StripedLocks
 
     l1, l2 = StripedLocks(str(tmp_path)), StripedLocks(str(tmp_path))
     name = object_lock_name("b", "k")
@@ -274,7 +274,7 @@ def _crash_state(
     root: Path, key: str, body: bytes, *, decided: bool, moved: bool, superseded: bool = False
 ) -> None:
     """Leave what a process killed mid-put would: temp data plus a pending or decided record."""
-    from storage.records import now
+    from shoal.storage.records import now
 
     dead = root / ".tmp" / "p999999-dead"
     dead.mkdir(parents=True)
@@ -410,8 +410,8 @@ async def test_metadata_record_is_versioned_json(store: FileStore) -> None:
 
 _WRITER = """
 import anyio, os, sys
-from storage.filestore import FileStore
-from storage.backend import ObjectWrite
+from shoal.storage.filestore import FileStore
+from shoal.storage.backend import ObjectWrite
 
 async def body(n):
     for _ in range(n):
@@ -446,12 +446,10 @@ async def test_sigkill_mid_write_leaves_whole_objects(tmp_path: Path) -> None:
     await fs.create_bucket("bucket")
     await fs.put_object("bucket", "k", chunks(b"first"), ObjectWrite())
     await fs.close()
-    repo = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": repo}
     rng = random.Random(5)
     for _ in range(6):
         proc = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(data_dir)], env=env, stdout=subprocess.PIPE
+            [sys.executable, "-c", _WRITER, str(data_dir)], stdout=subprocess.PIPE
         )
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == b"ready"

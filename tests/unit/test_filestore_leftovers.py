@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from storage import errors
-from storage.backend import CompletedPart, ObjectWrite
-from storage.diskio import makedirs, rmtree_quiet
-from storage.filestore import FileStore
-from storage.keys import key_path
+from shoal.storage import errors
+from shoal.storage.backend import CompletedPart, ObjectWrite
+from shoal.storage.diskio import makedirs, rmtree_quiet
+from shoal.storage.filestore import FileStore
+from shoal.storage.keys import key_path
 from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio

@@ -10,10 +10,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from storage import errors
-from storage.backend import MIN_PART_SIZE, CompletedPart, ObjectWrite
-from storage.filestore import FileStore
-from storage.records import now
+from shoal.storage import errors
+from shoal.storage.backend import MIN_PART_SIZE, CompletedPart, ObjectWrite
+from shoal.storage.filestore import FileStore
+from shoal.storage.records import now
 from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio

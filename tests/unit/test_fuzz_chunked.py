@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.body import AwsChunkedDecoder
-from app.errors import IncompleteBody, MalformedTrailerError, S3Error
-from auth.sigv4 import (
+from shoal.app.body import AwsChunkedDecoder
+from shoal.app.errors import IncompleteBody, MalformedTrailerError, S3Error
+from shoal.auth.sigv4 import (
     EMPTY_SHA256,
     STREAMING_PAYLOAD,
     STREAMING_PAYLOAD_TRAILER,

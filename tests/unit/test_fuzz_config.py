@@ -16,8 +16,8 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from config import Config, ConfigError, load_config
-from config.docs import _toml_str, env_name, iter_settings
+from shoal.config import Config, ConfigError, load_config
+from shoal.config.docs import _toml_str, env_name, iter_settings
 
 KEYS = [key for key, *_ in iter_settings()]
 SECTIONS = sorted({key.rsplit(".", 1)[0] for key in KEYS if "." in key})

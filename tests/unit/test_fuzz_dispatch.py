@@ -12,13 +12,13 @@ import re
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from app import cors
-from app.dispatch import Operation, resolve, valid_bucket_name
-from app.errors import MalformedXML, S3Error
-from app.handlers.multipart import completed_parts
-from app.handlers.registry import HANDLERS
-from auth.actions import action_for
-from storage.backend import MAX_KEY_BYTES
+from shoal.app import cors
+from shoal.app.dispatch import Operation, resolve, valid_bucket_name
+from shoal.app.errors import MalformedXML, S3Error
+from shoal.app.handlers.multipart import completed_parts
+from shoal.app.handlers.registry import HANDLERS
+from shoal.auth.actions import action_for
+from shoal.storage.backend import MAX_KEY_BYTES
 
 METHODS = st.sampled_from(["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"]) | st.text(
     max_size=8

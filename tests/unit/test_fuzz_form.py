@@ -13,14 +13,14 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from app.errors import (
+from shoal.app.errors import (
     IncorrectNumberOfFilesInPostRequest,
     MalformedPOSTRequest,
     MaxPostPreDataLengthExceeded,
     PreconditionFailed,
     S3Error,
 )
-from app.form import FEED, PostForm
+from shoal.app.form import FEED, PostForm
 
 BOUNDARY = "----shoalFormBoundary7MA4YWxkTrZu0gW"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"

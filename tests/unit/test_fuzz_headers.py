@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from app.errors import (
+from shoal.app.errors import (
     InvalidArgument,
     InvalidRange,
     InvalidStorageClass,
@@ -22,8 +22,8 @@ from app.errors import (
     PreconditionFailed,
     S3Error,
 )
-from app.handlers.copy import parse_copy_source
-from app.headers import (
+from shoal.app.handlers.copy import parse_copy_source
+from shoal.app.headers import (
     RESPONSE_OVERRIDES,
     STORED_HEADERS,
     check_conditions,
@@ -35,7 +35,7 @@ from app.headers import (
     query_part_number,
     response_overrides,
 )
-from storage.backend import ObjectMeta
+from shoal.storage.backend import ObjectMeta
 
 SENDABLE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 #: Digits of every kind Python's int() or isdigit() might take, and near misses.

@@ -20,11 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.backend import MAX_KEY_BYTES, ObjectWrite
-from storage.diskio import rmtree_quiet
-from storage.errors import StorageError
-from storage.filestore import FileStore
-from storage.keys import (
+from shoal.storage.backend import MAX_KEY_BYTES, ObjectWrite
+from shoal.storage.diskio import rmtree_quiet
+from shoal.storage.errors import StorageError
+from shoal.storage.filestore import FileStore
+from shoal.storage.keys import (
     CONT_SUFFIX,
     META_SUFFIX,
     OBJECT_MARKER,
@@ -36,8 +36,8 @@ from storage.keys import (
     parse_dir,
     parse_meta_file,
 )
-from storage.listing import list_page
-from storage.walk import find_leftovers
+from shoal.storage.listing import list_page
+from shoal.storage.walk import find_leftovers
 
 #: Characters keys are made of: mostly the awkward ones, plus any code point.
 _AWKWARD = st.sampled_from(["/", ".", "%", "+", "\x00", "\x01", "\x7f", "é", "😀", "_", "s"])

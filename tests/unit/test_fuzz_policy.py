@@ -22,8 +22,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from auth.actions import S3_ACTIONS
-from auth.policy import (
+from shoal.auth.actions import S3_ACTIONS
+from shoal.auth.policy import (
     MAX_POLICY_BYTES,
     Decision,
     Policy,
@@ -266,7 +266,7 @@ def test_a_parsed_policy_compiles_its_patterns_once(monkeypatch: pytest.MonkeyPa
             built.append(pattern)
             super().__init__(pattern, ignore_case)
 
-    monkeypatch.setattr("auth.policy.Wildcard", Counting)
+    monkeypatch.setattr("shoal.auth.policy.Wildcard", Counting)
     assert evaluate(policy, request) is Decision.DEFAULT
     assert evaluate(policy, PolicyRequest("k", "s3:GetObject", resources[-1][:-1] + "x")) is (
         Decision.ALLOW

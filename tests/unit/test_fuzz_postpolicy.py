@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auth.postpolicy import PostPolicy, check_policy, decode_policy, verify_signature
-from auth.sigv4 import ALGORITHM, AuthFailure, sign, signing_key
+from shoal.auth.postpolicy import PostPolicy, check_policy, decode_policy, verify_signature
+from shoal.auth.sigv4 import ALGORITHM, AuthFailure, sign, signing_key
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 REGION = "us-east-1"

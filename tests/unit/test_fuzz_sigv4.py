@@ -29,10 +29,10 @@ from botocore.credentials import Credentials
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from auth import sigv4
-from auth.seam import Authenticator
-from auth.signer import signed_headers
-from auth.sigv4 import (
+from shoal.auth import sigv4
+from shoal.auth.seam import Authenticator
+from shoal.auth.signer import signed_headers
+from shoal.auth.sigv4 import (
     EMPTY_SHA256,
     STREAMING_PAYLOAD,
     UNSIGNED_PAYLOAD,

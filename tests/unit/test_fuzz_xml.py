@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.errors import MalformedXML, S3Error
-from app.handlers.object import MAX_DELETE_KEYS, parse_delete
-from app.xml import MAX_DEPTH, MAX_ELEMENTS, escape, parse
+from shoal.app.errors import MalformedXML, S3Error
+from shoal.app.handlers.object import MAX_DELETE_KEYS, parse_delete
+from shoal.app.xml import MAX_DEPTH, MAX_ELEMENTS, escape, parse
 
 DELETE = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'

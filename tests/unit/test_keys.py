@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from storage.errors import InvalidRequest, KeyTooLong
-from storage.keys import (
+from shoal.storage.errors import InvalidRequest, KeyTooLong
+from shoal.storage.keys import (
     CONT_SUFFIX,
     OBJECT_MARKER,
     decode_component,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from storage.backend import ObjectWrite, UploadInfo
-from storage.diskio import makedirs, rmtree_quiet
-from storage.keys import key_path
-from storage.listing import list_page, read_summary, rollup, uploads_page
-from storage.walk import Walker
+from shoal.storage.backend import ObjectWrite, UploadInfo
+from shoal.storage.diskio import makedirs, rmtree_quiet
+from shoal.storage.keys import key_path
+from shoal.storage.listing import list_page, read_summary, rollup, uploads_page
+from shoal.storage.walk import Walker
 
 AWKWARD = [
     "a-c",

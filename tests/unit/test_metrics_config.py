@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from app.metrics import Metrics
-from auth import ANONYMOUS
-from config import ConfigError, load_config
-from storage.filestore import FileStore
+from shoal.app.metrics import Metrics
+from shoal.auth import ANONYMOUS
+from shoal.config import ConfigError, load_config
+from shoal.storage.filestore import FileStore
 
 
 def test_defaults_serve_metrics_on_the_s3_listener_unauthenticated() -> None:

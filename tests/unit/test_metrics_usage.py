@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from storage.backend import CompletedPart, ObjectWrite
-from storage.erasure.store import ErasureStore
-from storage.filestore import FileStore
-from storage.records import now
-from storage.usage import BucketUsage, count_existing, recount
+from shoal.storage.backend import CompletedPart, ObjectWrite
+from shoal.storage.erasure.store import ErasureStore
+from shoal.storage.filestore import FileStore
+from shoal.storage.records import now
+from shoal.storage.usage import BucketUsage, count_existing, recount
 from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio

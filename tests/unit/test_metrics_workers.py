@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.metrics import forget_exited_workers
+from shoal.app.metrics import forget_exited_workers
 
 
 def test_live_gauges_of_exited_workers_are_dropped(tmp_path: Path) -> None:

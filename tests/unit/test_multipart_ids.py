@@ -1,6 +1,6 @@
 """Upload ids as clients pass them around."""
 
-from storage.multipart import new_upload_id
+from shoal.storage.multipart import new_upload_id
 
 
 def test_upload_ids_never_look_like_a_command_line_option() -> None:

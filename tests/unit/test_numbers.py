@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auth.numbers import MAX_DECIMAL_DIGITS, parse_hex, parse_int, parse_uint
+from shoal.auth.numbers import MAX_DECIMAL_DIGITS, parse_hex, parse_int, parse_uint
 
 
 @pytest.mark.parametrize("text", ["0", "7", "007", "9" * MAX_DECIMAL_DIGITS])

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from auth.actions import (
+from shoal.auth.actions import (
     OPERATIONS,
     S3_ACTIONS,
     action_for,
@@ -16,7 +16,7 @@ from auth.actions import (
     resource_arn,
     source_requirement,
 )
-from auth.policy import (
+from shoal.auth.policy import (
     ACCOUNT_ID,
     Decision,
     Policy,

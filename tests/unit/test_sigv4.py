@@ -19,8 +19,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-from auth import sigv4
-from auth.sigv4 import AuthFailure, ChunkVerifier, verify_header_auth, verify_presigned
+from shoal.auth import sigv4
+from shoal.auth.sigv4 import AuthFailure, ChunkVerifier, verify_header_auth, verify_presigned
 
 AK = "AKIAIOSFODNN7EXAMPLE"
 SK = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

@@ -1,0 +1,5 @@
+"""`python -m shoal serve ...`: the same as the `shoal` console script."""
+
+from shoal.app.cli import main
+
+raise SystemExit(main())
