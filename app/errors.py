@@ -206,6 +206,10 @@ class NoSuchKey(S3Error):
     status, message = 404, "The specified key does not exist."
 
 
+class NoSuchVersion(S3Error):
+    status, message = 404, "The specified version does not exist."
+
+
 class NoSuchUpload(S3Error):
     status = 404
     message = (
@@ -263,11 +267,16 @@ class XAmzContentSHA256Mismatch(S3Error):
 
 
 #: Storage-layer error class name -> S3 code, where the two differ.
-_RENAMED = {"KeyTooLong": "KeyTooLongError"}
+_RENAMED = {"KeyTooLong": "KeyTooLongError", "Unsupported": "NotImplemented"}
 
 
 def from_storage(exc: storage_errors.StorageError) -> S3Error:
     """Translate a deliberate service-layer error; anything unknown is internal."""
     name = type(exc).__name__
     cls = S3Error.registry.get(_RENAMED.get(name, name), InternalError)
-    return cls(exc.message or None, **exc.details)
+    error = cls(exc.message or None, **exc.details)
+    if exc.delete_marker is not None:
+        error.headers.update(
+            {"x-amz-delete-marker": "true", "x-amz-version-id": exc.delete_marker}
+        )
+    return error

@@ -26,10 +26,29 @@ class Digester(Protocol):
     def update(self, data: bytes, /) -> None: ...
 
 
+#: A bucket's versioning state as S3 names it; "" for a bucket that was never versioned
+#: (it can go from "" to either, and between the two, but never back to "").
+VERSIONING_STATES = ("", "Enabled", "Suspended")
+#: The version id of an object written while versioning was off or suspended.
+NULL_VERSION = "null"
+
+
 @dataclass(frozen=True)
 class BucketInfo:
     name: str
     created: datetime
+    versioning: str = ""  # one of VERSIONING_STATES
+    #: Object lock enabled (at creation, or later on a versioned bucket); never turned off.
+    object_lock: bool = False
+
+
+@dataclass(frozen=True)
+class Retention:
+    """An object version's object-lock retention (S3's x-amz-object-lock-mode and
+    -retain-until-date)."""
+
+    mode: str  # "GOVERNANCE" | "COMPLIANCE"
+    until: datetime  # UTC
 
 
 @dataclass
@@ -63,9 +82,57 @@ class ObjectMeta:
     checksums: dict[str, str] = field(default_factory=dict)
     checksum_type: str | None = None  # "FULL_OBJECT" | "COMPOSITE"
     parts: list[PartInfo] | None = None  # set for objects made by CompleteMultipartUpload
-    version_id: str = "null"
-    #: Attributes added by later features (tags, retention, encryption, ...).
+    version_id: str = NULL_VERSION
+    #: A delete marker (size 0, no bytes, etag ""): what a DELETE without a version id
+    #: leaves in a versioned bucket. Reads of the key answer NoSuchKey while it is current.
+    delete_marker: bool = False
+    retention: Retention | None = None
+    legal_hold: bool = False
+    #: Attributes added by later features (tags, encryption, ...).
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What a DELETE did: S3's x-amz-version-id and x-amz-delete-marker answers."""
+
+    #: The delete marker made, or the version removed; None in a never-versioned bucket
+    #: (nothing to report).
+    version_id: str | None = None
+    #: A marker was made, or the version removed was a marker.
+    delete_marker: bool = False
+
+
+@dataclass(frozen=True)
+class VersionSummary:
+    """One version (or delete marker) in ListObjectVersions."""
+
+    key: str
+    version_id: str
+    is_latest: bool
+    delete_marker: bool
+    size: int
+    etag: str  # "" for a delete marker
+    last_modified: datetime
+    storage_class: str = "STANDARD"
+
+
+@dataclass
+class VersionListPage:
+    """Keys ascending (UTF-8 byte order), each key's versions newest first (by the order
+    they were acknowledged, the null version in its place), markers included."""
+
+    versions: list[VersionSummary]
+    common_prefixes: list[str]
+    truncated: bool
+    next_key_marker: str | None
+    next_version_id_marker: str | None
+
+
+#: Called under the key's lock with the version a delete or metadata change is about to
+#: touch (None: the key has no such version); raising aborts the change untouched. How
+#: the ASGI layer applies If-Match and object-lock rules atomically with the change.
+Guard = Callable[["ObjectMeta | None"], None]
 
 
 @dataclass
@@ -87,6 +154,10 @@ class ObjectWrite:
     if_match: str | None = None  # ETag (no quotes) the current object must have
     if_none_match: bool = False  # True for "If-None-Match: *": fail if the key exists
     max_size: int | None = None  # EntityTooLarge beyond this many bytes
+    #: Object lock settings stored with the new version (x-amz-object-lock-* headers, or
+    #: the bucket's default retention, resolved by the ASGI layer).
+    retention: Retention | None = None
+    legal_hold: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -172,18 +243,84 @@ class Backend(Protocol):
 
     # Buckets
     async def list_buckets(self) -> list[BucketInfo]: ...
-    async def create_bucket(self, bucket: str) -> BucketInfo: ...
-    async def delete_bucket(self, bucket: str) -> None: ...
-    async def head_bucket(self, bucket: str) -> BucketInfo: ...
+    async def create_bucket(self, bucket: str, *, object_lock: bool = False) -> BucketInfo:
+        """With `object_lock`, the bucket starts with versioning Enabled and lock on."""
+        ...
 
-    # Objects
+    async def delete_bucket(self, bucket: str) -> None:
+        """BucketNotEmpty while any version or delete marker is left."""
+        ...
+
+    async def head_bucket(self, bucket: str) -> BucketInfo:
+        """Cheap enough to call per request (backends may cache a bucket record for a
+        second or two: S3 itself takes a while to apply a versioning change)."""
+        ...
+
+    async def update_bucket(
+        self, bucket: str, *, versioning: str | None = None, object_lock: bool | None = None
+    ) -> BucketInfo:
+        """Persist a new versioning state and/or turn object lock on (the ASGI layer
+        enforces S3's rules on which changes are allowed)."""
+        ...
+
+    # Objects. `version_id` None means the current version; "null" the null version.
+    # Reads of a current delete marker raise NoSuchKey(delete_marker=True, version_id=..);
+    # a version id that names a marker raises MethodNotAllowed(delete_marker=True, ...);
+    # an unknown one NoSuchVersion.
     async def put_object(
         self, bucket: str, key: str, body: AsyncIterable[bytes], write: ObjectWrite
+    ) -> ObjectMeta:
+        """Enabled bucket: a new version with a fresh id; otherwise the null version,
+        replacing the previous null one. The version acknowledged last is current."""
+        ...
+
+    async def head_object(
+        self, bucket: str, key: str, version_id: str | None = None
     ) -> ObjectMeta: ...
-    async def head_object(self, bucket: str, key: str) -> ObjectMeta: ...
-    async def open_object(self, bucket: str, key: str) -> ObjectReader: ...
-    async def delete_object(self, bucket: str, key: str) -> None:
-        """Idempotent: deleting a missing key succeeds (the bucket must exist)."""
+    async def open_object(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectReader: ...
+    async def delete_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        version_id: str | None = None,
+        guard: Guard | None = None,
+    ) -> DeleteResult:
+        """Without a version id: never-versioned bucket, remove the object (idempotent);
+        Enabled, add a delete marker; Suspended, replace the null version by a marker.
+        With one: remove that version (or marker) for good; the next newest becomes
+        current. `guard` sees the version removed (or the current one, without a version
+        id). The bucket must exist."""
+        ...
+
+    async def update_object_meta(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        change: Callable[[ObjectMeta], ObjectMeta],
+    ) -> ObjectMeta:
+        """Replace one version's metadata (retention, legal hold, later tags and ACLs)
+        atomically: `change` gets the stored metadata under the key's lock and returns
+        the new one (it may raise to refuse); the bytes and version id stay."""
+        ...
+
+    async def list_object_versions(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        max_keys: int = 1000,
+    ) -> VersionListPage:
+        """Versions after (key_marker, version_id_marker): with only a key marker, keys
+        greater than it; with both, that key's versions older than the marker version,
+        then greater keys. Reads only as much as one page needs."""
+        ...
 
     async def list_objects(
         self,

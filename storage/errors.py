@@ -9,12 +9,17 @@ from __future__ import annotations
 
 
 class StorageError(Exception):
-    """Base of the errors a backend raises on purpose."""
+    """Base of the errors a backend raises on purpose. `delete_marker` names the delete
+    marker the error is about (a read of a key whose current version is a marker, or of
+    a marker by its version id): S3 answers with x-amz-delete-marker and its version id."""
 
-    def __init__(self, message: str = "", **details: str) -> None:
+    def __init__(
+        self, message: str = "", *, delete_marker: str | None = None, **details: str
+    ) -> None:
         super().__init__(message or type(self).__name__)
         self.message = message
         self.details = details
+        self.delete_marker = delete_marker
 
 
 class NoSuchBucket(StorageError):
@@ -35,6 +40,14 @@ class NoSuchKey(StorageError):
 
 class NoSuchUpload(StorageError):
     pass
+
+
+class NoSuchVersion(StorageError):
+    """A version id that does not exist for the key (a malformed one is the app's 400)."""
+
+
+class MethodNotAllowed(StorageError):
+    """A GET or HEAD of a delete marker by its version id."""
 
 
 class NoSuchBucketPolicy(StorageError):
@@ -71,6 +84,10 @@ class KeyTooLong(StorageError):
 
 class InvalidRequest(StorageError):
     pass
+
+
+class Unsupported(StorageError):
+    """A feature this backend does not offer (S3's 501 NotImplemented)."""
 
 
 class ServiceUnavailable(StorageError):

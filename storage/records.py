@@ -11,7 +11,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from shoal.storage.backend import ObjectMeta, ObjectWrite, PartInfo, UploadInfo
+from shoal.storage.backend import (
+    NULL_VERSION,
+    ObjectMeta,
+    ObjectWrite,
+    PartInfo,
+    Retention,
+    UploadInfo,
+)
 
 FORMAT = 1
 
@@ -65,6 +72,14 @@ def part_from_dict(d: dict[str, Any]) -> PartInfo:
     )
 
 
+def retention_to_dict(retention: Retention | None) -> dict[str, str] | None:
+    return None if retention is None else {"mode": retention.mode, "until": iso(retention.until)}
+
+
+def retention_from_dict(d: dict[str, Any] | None) -> Retention | None:
+    return None if not d else Retention(mode=str(d["mode"]), until=parse_iso(d["until"]))
+
+
 def meta_to_dict(meta: ObjectMeta) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -79,6 +94,9 @@ def meta_to_dict(meta: ObjectMeta) -> dict[str, Any]:
         "checksum_type": meta.checksum_type,
         "parts": None if meta.parts is None else [part_to_dict(p) for p in meta.parts],
         "version_id": meta.version_id,
+        "delete_marker": meta.delete_marker,
+        "retention": retention_to_dict(meta.retention),
+        "legal_hold": meta.legal_hold,
         "extra": dict(meta.extra),
     }
 
@@ -96,7 +114,10 @@ def meta_from_dict(d: dict[str, Any]) -> ObjectMeta:
         checksums=dict(d.get("checksums") or {}),
         checksum_type=d.get("checksum_type"),
         parts=None if parts is None else [part_from_dict(p) for p in parts],
-        version_id=str(d.get("version_id") or "null"),
+        version_id=str(d.get("version_id") or NULL_VERSION),
+        delete_marker=bool(d.get("delete_marker")),
+        retention=retention_from_dict(d.get("retention")),
+        legal_hold=bool(d.get("legal_hold")),
         extra=dict(d.get("extra") or {}),
     )
 
@@ -108,6 +129,8 @@ def write_to_dict(write: ObjectWrite) -> dict[str, Any]:
         "headers": dict(write.headers),
         "user_metadata": dict(write.user_metadata),
         "checksum_type": write.checksum_type,
+        "retention": retention_to_dict(write.retention),
+        "legal_hold": write.legal_hold,
         "extra": dict(write.extra),
     }
 
@@ -118,6 +141,8 @@ def write_from_dict(d: dict[str, Any]) -> ObjectWrite:
         headers=dict(d.get("headers") or {}),
         user_metadata=dict(d.get("user_metadata") or {}),
         checksum_type=d.get("checksum_type"),
+        retention=retention_from_dict(d.get("retention")),
+        legal_hold=bool(d.get("legal_hold")),
         extra=dict(d.get("extra") or {}),
     )
 
