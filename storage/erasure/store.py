@@ -59,8 +59,6 @@ from shoal.storage.erasure.versions import (
     chunks_for,
     entry_meta,
     live,
-    minted_here,
-    new_version_id,
     placement,
     read_quorum_error,
     resolve,
@@ -106,6 +104,7 @@ from shoal.storage.records import (
 from shoal.storage.streams import prepend, read_head
 from shoal.storage.threads import run
 from shoal.storage.usage import BucketUsage
+from shoal.storage.version_ids import minted_here, new_version_id
 
 log = logging.getLogger("shoal.storage")
 T = TypeVar("T")

@@ -18,9 +18,6 @@ drives rather than loading the last two.
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,25 +27,6 @@ import xxhash
 from shoal.storage.backend import ObjectMeta
 from shoal.storage.errors import NoSuchKey, ServiceUnavailable
 from shoal.storage.records import meta_from_dict
-
-_last_ns = 0
-_clock = threading.Lock()
-_node_tag = os.urandom(4).hex()
-
-
-def new_version_id() -> str:
-    """Ordered by creation time (strictly increasing in this process); fixed width so string
-    order is time order; a per-process tag breaks ties between nodes."""
-    global _last_ns
-    with _clock:
-        _last_ns = max(time.time_ns(), _last_ns + 1)
-        stamp = _last_ns
-    return f"{stamp:016x}{_node_tag}"
-
-
-def minted_here(vid: str) -> bool:
-    """Whether this process made version id `vid` (it ends with the process's tag)."""
-    return vid.endswith(_node_tag)
 
 
 @dataclass(frozen=True)
