@@ -218,11 +218,18 @@ def _default_credentials() -> list[Credential]:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    enabled: bool = setting(False, doc="require AWS SigV4 signatures")
+    enabled: bool = setting(
+        False, doc="require AWS signatures (SigV4; SigV2 too unless auth.sigv2 = false)"
+    )
     credentials: list[Credential] = setting(
         factory=_default_credentials,
         expect="a non-empty list of {access_key_id, secret_access_key}",
         doc="accepted key pairs; the first is the one the embedded API hands out",
+    )
+    sigv2: bool = setting(
+        True,
+        doc="also accept AWS Signature Version 2 (header and presigned URLs, what boto3 "
+        "presigns with by default); false: SigV4 only, SigV2 is 400 InvalidRequest",
     )
 
 
