@@ -25,6 +25,7 @@ from shoal.storage.erasure.drive import (
     ShardMissing,
     ShardWrite,
 )
+from shoal.storage.erasure.records import RecordSummary, VersionRecord
 
 PREFIX = "drive."
 
@@ -58,9 +59,17 @@ def _from_wire(exc: RpcError, name: str) -> BaseException:
     return DriveError(f"{name}: {code}: {message}")
 
 
+def _records_to_wire(versions: Sequence[VersionRecord]) -> list[dict[str, Any]]:
+    return [v.to_dict() for v in versions]
+
+
+def _records_from_wire(versions: Sequence[dict[str, Any]]) -> list[VersionRecord]:
+    return [VersionRecord.from_dict(v) for v in versions]
+
+
 def _page_to_dict(page: DrivePage) -> dict[str, Any]:
     return {
-        "keys": [[k, v] for k, v in page.keys],
+        "keys": [[k, [s.to_dict() for s in v]] for k, v in page.keys],
         "prefixes": page.prefixes,
         "truncated": page.truncated,
         "last": page.last,
@@ -69,7 +78,7 @@ def _page_to_dict(page: DrivePage) -> dict[str, Any]:
 
 def _page_from_dict(d: dict[str, Any]) -> DrivePage:
     return DrivePage(
-        [(str(k), list(v)) for k, v in d["keys"]],
+        [(str(k), [RecordSummary.from_dict(s) for s in v]) for k, v in d["keys"]],
         list(d["prefixes"]),
         bool(d["truncated"]),
         d.get("last"),
@@ -164,14 +173,16 @@ class DriveService:
         return Reply({})
 
     async def _read_object(self, drive: Drive, r: Request) -> Reply:
-        return Reply({"versions": await drive.read_object(r.args["bucket"], r.args["key"])})
+        versions = await drive.read_object(r.args["bucket"], r.args["key"])
+        return Reply({"versions": _records_to_wire(versions)})
 
     async def _update_object(self, drive: Drive, r: Request) -> Reply:
         a = r.args
+        add = None if a.get("add") is None else VersionRecord.from_dict(a["add"])
         versions = await drive.update_object(
-            a["bucket"], a["key"], a.get("add"), a.get("drop") or (), a.get("drop_older_than")
+            a["bucket"], a["key"], add, a.get("drop") or (), a.get("drop_older_than")
         )
-        return Reply({"versions": versions})
+        return Reply({"versions": _records_to_wire(versions)})
 
     async def _list_objects(self, drive: Drive, r: Request) -> Reply:
         a = r.args
@@ -190,17 +201,17 @@ class DriveService:
         for path, size, crc in r.args["shards"]:
             shards.append((path, r.body[offset : offset + size], int(crc)))
             offset += size
-        versions = await drive.write_version(
-            r.args["bucket"], r.args["key"], r.args["entry"], shards
-        )
-        return Reply({"versions": versions})
+        entry = VersionRecord.from_dict(r.args["entry"])
+        versions = await drive.write_version(r.args["bucket"], r.args["key"], entry, shards)
+        return Reply({"versions": _records_to_wire(versions)})
 
     async def _read_small(self, drive: Drive, r: Request) -> Reply:
         a = r.args
         versions, shard = await drive.read_small(
             a["bucket"], a["key"], int(a["shard"]), int(a["limit"])
         )
-        return Reply({"versions": versions, "has_shard": shard is not None}, shard or b"")
+        answer = {"versions": _records_to_wire(versions), "has_shard": shard is not None}
+        return Reply(answer, shard or b"")
 
     async def _sweep(self, drive: Drive, r: Request) -> Reply:
         return Reply({"removed": await drive.sweep(r.args["bucket"], float(r.args["older_than"]))})
@@ -265,26 +276,26 @@ class RemoteDrive:
     async def make_bucket(self, bucket: str) -> None:
         await self._call("make_bucket", {"bucket": bucket})
 
-    async def read_object(self, bucket: str, key: str) -> list[dict[str, Any]]:
+    async def read_object(self, bucket: str, key: str) -> list[VersionRecord]:
         reply = await self._call("read_object", {"bucket": bucket, "key": key})
-        return list(reply.result["versions"])
+        return _records_from_wire(reply.result["versions"])
 
     async def update_object(
         self,
         bucket: str,
         key: str,
-        add: dict[str, Any] | None = None,
+        add: VersionRecord | None = None,
         drop: Sequence[str] = (),
         drop_older_than: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[VersionRecord]:
         args = {
             "bucket": bucket,
             "key": key,
-            "add": add,
+            "add": None if add is None else add.to_dict(),
             "drop": list(drop),
             "drop_older_than": drop_older_than,
         }
-        return list((await self._call("update_object", args)).result["versions"])
+        return _records_from_wire((await self._call("update_object", args)).result["versions"])
 
     async def list_objects(
         self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int
@@ -299,23 +310,25 @@ class RemoteDrive:
         return _page_from_dict((await self._call("list_objects", args)).result)
 
     async def write_version(
-        self, bucket: str, key: str, entry: dict[str, Any], shards: Sequence[ShardWrite]
-    ) -> list[dict[str, Any]]:
+        self, bucket: str, key: str, entry: VersionRecord, shards: Sequence[ShardWrite]
+    ) -> list[VersionRecord]:
         args = {
             "bucket": bucket,
             "key": key,
-            "entry": entry,
+            "entry": entry.to_dict(),
             "shards": [[path, len(data), crc] for path, data, crc in shards],
         }
         body = b"".join(data for _, data, _ in shards)
-        return list((await self._call("write_version", args, body)).result["versions"])
+        reply = await self._call("write_version", args, body)
+        return _records_from_wire(reply.result["versions"])
 
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int
-    ) -> tuple[list[dict[str, Any]], bytes | None]:
+    ) -> tuple[list[VersionRecord], bytes | None]:
         args = {"bucket": bucket, "key": key, "shard": shard, "limit": limit}
         reply = await self._call("read_small", args)
-        return list(reply.result["versions"]), reply.body if reply.result["has_shard"] else None
+        shard_bytes = reply.body if reply.result["has_shard"] else None
+        return _records_from_wire(reply.result["versions"]), shard_bytes
 
     async def sweep(self, bucket: str, older_than: float) -> int:
         reply = await self._call("sweep", {"bucket": bucket, "older_than": older_than})

@@ -58,6 +58,7 @@ from shoal.storage.diskio import (
     rmtree_quiet,
     unlink_quiet,
 )
+from shoal.storage.erasure.records import RecordSummary, VersionRecord
 from shoal.storage.keys import OBJECT_MARKER, decode_path, key_path
 from shoal.storage.listing import walk_page
 from shoal.storage.records import dumps, loads
@@ -97,7 +98,7 @@ ShardWrite = tuple[str, bytes, int]  # (path, bytes, CRC32C)
 class DrivePage:
     """One page of a drive's keys: (key, version summaries newest first) and prefixes."""
 
-    keys: list[tuple[str, list[dict[str, Any]]]]
+    keys: list[tuple[str, list[RecordSummary]]]
     prefixes: list[str]
     truncated: bool
     last: str | None
@@ -112,19 +113,6 @@ def object_dir(bucket: str, key: str) -> str:
 def shard_path(base: str, chunk: int, shard: int) -> str:
     """`base` is a version directory (or a part directory below it)."""
     return f"{base}/chunk-{chunk}/shard-{shard}"
-
-
-def summary(version: dict[str, Any]) -> dict[str, Any]:
-    """What a listing needs of one version entry of an object record."""
-    meta = version.get("meta") or {}
-    return {
-        "v": version["v"],
-        "deleted": bool(version.get("deleted")),
-        "size": meta.get("size", 0),
-        "etag": meta.get("etag", ""),
-        "last_modified": meta.get("last_modified"),
-        "storage_class": (meta.get("headers") or {}).get("x-amz-storage-class") or "STANDARD",
-    }
 
 
 class Drive(Protocol):
@@ -188,7 +176,7 @@ class Drive(Protocol):
         """Create the bucket's data directory (idempotent)."""
         ...
 
-    async def read_object(self, bucket: str, key: str) -> list[dict[str, Any]]:
+    async def read_object(self, bucket: str, key: str) -> list[VersionRecord]:
         """The key's version entries on this drive, newest first; [] if none."""
         ...
 
@@ -196,10 +184,10 @@ class Drive(Protocol):
         self,
         bucket: str,
         key: str,
-        add: dict[str, Any] | None = None,
+        add: VersionRecord | None = None,
         drop: Sequence[str] = (),
         drop_older_than: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[VersionRecord]:
         """Atomically (per key, across processes) add a version entry and/or drop entries
         by id or older than a version id, deleting dropped versions' shard directories.
         An added version's directory is made durable first. Returns the entries after."""
@@ -210,8 +198,8 @@ class Drive(Protocol):
     ) -> DrivePage: ...
 
     async def write_version(
-        self, bucket: str, key: str, entry: dict[str, Any], shards: Sequence[ShardWrite]
-    ) -> list[dict[str, Any]]:
+        self, bucket: str, key: str, entry: VersionRecord, shards: Sequence[ShardWrite]
+    ) -> list[VersionRecord]:
         """write_shard for each shard, then update_object(add=entry): a small object's
         whole write on this drive in one round trip."""
         ...
@@ -227,7 +215,7 @@ class Drive(Protocol):
 
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int
-    ) -> tuple[list[dict[str, Any]], bytes | None]:
+    ) -> tuple[list[VersionRecord], bytes | None]:
         """read_object, plus shard number `shard` of the newest version when that is a
         single chunk of at most `limit` bytes (None if absent or corrupt): a small
         object's whole read on this drive in one round trip."""
@@ -497,10 +485,10 @@ class LocalDrive:
         bucket_dir = os.path.join(self.root, "data", bucket)
         return kp.meta_path(bucket_dir), bucket_dir, kp.dirs
 
-    async def read_object(self, bucket: str, key: str) -> list[dict[str, Any]]:
+    async def read_object(self, bucket: str, key: str) -> list[VersionRecord]:
         return await self._run(self._read_object, bucket, key)
 
-    def _read_object(self, bucket: str, key: str) -> list[dict[str, Any]]:
+    def _read_object(self, bucket: str, key: str) -> list[VersionRecord]:
         record, _, _ = self._record_path(bucket, key)
         return _read_versions(record)
 
@@ -508,40 +496,41 @@ class LocalDrive:
         self,
         bucket: str,
         key: str,
-        add: dict[str, Any] | None = None,
+        add: VersionRecord | None = None,
         drop: Sequence[str] = (),
         drop_older_than: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[VersionRecord]:
         return await self._run(self._update_object, bucket, key, add, tuple(drop), drop_older_than)
 
     def _update_object(
         self,
         bucket: str,
         key: str,
-        add: dict[str, Any] | None,
+        add: VersionRecord | None,
         drop: tuple[str, ...],
         drop_older_than: str | None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[VersionRecord]:
         record, bucket_dir, dirs = self._record_path(bucket, key)
         versions_dir = record[: -len(RECORD_SUFFIX)]
         with self._locks.hold(object_lock_name(bucket, key)):
             versions = _read_versions(record)
             if add is not None:
                 makedirs_below(bucket_dir, dirs)
-                _settle_version(os.path.join(versions_dir, add["v"]), add)
-                versions = [v for v in versions if v["v"] != add["v"]] + [add]
+                _settle_version(os.path.join(versions_dir, add.vid), add)
+                versions = [v for v in versions if v.vid != add.vid] + [add]
             gone = [
-                v["v"]
+                v.vid
                 for v in versions
-                if v["v"] in drop or (drop_older_than is not None and v["v"] < drop_older_than)
+                if v.vid in drop or (drop_older_than is not None and v.vid < drop_older_than)
             ]
             if add is None and not gone:
                 return versions
             versions = sorted(
-                (v for v in versions if v["v"] not in gone), key=lambda v: v["v"], reverse=True
+                (v for v in versions if v.vid not in gone), key=lambda v: v.vid, reverse=True
             )
             if versions:
-                replace_atomically(record, dumps({"format": 1, "versions": versions}), self._tmp())
+                stored = {"format": 1, "versions": [v.to_dict() for v in versions]}
+                replace_atomically(record, dumps(stored), self._tmp())
             else:
                 unlink_quiet(record)
                 fsync_dir(os.path.dirname(record))
@@ -562,9 +551,9 @@ class LocalDrive:
     def _list_objects(
         self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int
     ) -> DrivePage:
-        def summarize(key: str, sidecar: str) -> tuple[str, list[dict[str, Any]]] | None:
-            versions = _read_versions(sidecar)
-            return (key, [summary(v) for v in versions]) if versions else None
+        def summarize(key: str, sidecar: str) -> tuple[str, list[RecordSummary]] | None:
+            versions = _read_stored(sidecar)
+            return (key, [RecordSummary.of_stored(v) for v in versions]) if versions else None
 
         self._require_root()
         bucket_dir = os.path.join(self.root, "data", bucket)
@@ -582,20 +571,20 @@ class LocalDrive:
         return DrivePage(items, prefixes, truncated, last)
 
     async def write_version(
-        self, bucket: str, key: str, entry: dict[str, Any], shards: Sequence[ShardWrite]
-    ) -> list[dict[str, Any]]:
+        self, bucket: str, key: str, entry: VersionRecord, shards: Sequence[ShardWrite]
+    ) -> list[VersionRecord]:
         return await self._run(self._write_version, bucket, key, entry, tuple(shards))
 
     def _write_version(
-        self, bucket: str, key: str, entry: dict[str, Any], shards: tuple[ShardWrite, ...]
-    ) -> list[dict[str, Any]]:
+        self, bucket: str, key: str, entry: VersionRecord, shards: tuple[ShardWrite, ...]
+    ) -> list[VersionRecord]:
         for path, data, crc in shards:
             self._write_shard(path, data, crc, sync_dir=False)
         return self._update_object(bucket, key, entry, (), None)
 
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int
-    ) -> tuple[list[dict[str, Any]], bytes | None]:
+    ) -> tuple[list[VersionRecord], bytes | None]:
         return await self._run(self._read_small, bucket, key, shard, limit)
 
     async def sweep(self, bucket: str, older_than: float) -> int:
@@ -646,7 +635,7 @@ class LocalDrive:
         """Under the key's lock, so that no commit names a folder while it goes."""
         removed = 0
         with self._locks.hold(object_lock_name(bucket, key)):
-            listed = {v["v"] for v in _read_versions(versions_dir + RECORD_SUFFIX)}
+            listed = {v["v"] for v in _read_stored(versions_dir + RECORD_SUFFIX)}
             named = []
             for entry in _scan(versions_dir):
                 if entry.name in listed:
@@ -691,24 +680,31 @@ class LocalDrive:
 
     def _read_small(
         self, bucket: str, key: str, shard: int, limit: int
-    ) -> tuple[list[dict[str, Any]], bytes | None]:
+    ) -> tuple[list[VersionRecord], bytes | None]:
         versions = self._read_object(bucket, key)
-        if not versions or versions[0].get("deleted"):
+        if not versions or versions[0].deleted:
             return versions, None
-        parts = versions[0].get("parts") or []
-        if len(parts) != 1 or parts[0]["n"] or len(parts[0]["crc"]) != 1:
+        parts = versions[0].parts
+        if len(parts) != 1 or parts[0].number or len(parts[0].crcs) != 1:
             return versions, None
-        if parts[0]["size"] > limit:
+        if parts[0].size > limit:
             return versions, None
-        base = f"{object_dir(bucket, key)}/{versions[0]['v']}"
+        base = f"{object_dir(bucket, key)}/{versions[0].vid}"
         try:
-            data = self._read_shard(shard_path(base, 0, shard), parts[0]["crc"][0][shard])
+            data = self._read_shard(shard_path(base, 0, shard), parts[0].crcs[0][shard])
         except (ShardMissing, CorruptShard):
             return versions, None
         return versions, data
 
 
-def _read_versions(record: str) -> list[dict[str, Any]]:
+def _read_versions(record: str) -> list[VersionRecord]:
+    """An object record's versions, newest first. UnsupportedRecord (a fault, not
+    "absent") for one a newer shoal wrote: rewriting it would lose what it holds."""
+    return [VersionRecord.from_dict(v) for v in _read_stored(record)]
+
+
+def _read_stored(record: str) -> list[dict[str, Any]]:
+    """The version dicts of an object record as stored."""
     try:
         with open(record, "rb") as f:
             data = f.read()
@@ -721,21 +717,21 @@ def _read_versions(record: str) -> list[dict[str, Any]]:
     return [v for v in versions if isinstance(v, dict) and isinstance(v.get("v"), str)]
 
 
-def _settle_version(vdir: str, entry: dict[str, Any]) -> None:
+def _settle_version(vdir: str, entry: VersionRecord) -> None:
     """Before a record names version `entry`: its folders made durable (the files were
     fsynced when written), and a shard of every chunk present — else ShardMissing, so
     the drive never lists a version it does not hold (a folder swept while a write was
     cut off, or an upload part it never got)."""
-    for part in entry.get("parts") or []:
-        base = os.path.join(vdir, f"part-{part['n']}") if part.get("n") else vdir
-        for c in range(len(part.get("crc") or ())):
+    for part in entry.parts:
+        base = os.path.join(vdir, f"part-{part.number}") if part.number else vdir
+        for c in range(len(part.crcs)):
             chunk = os.path.join(base, f"chunk-{c}")
             try:
                 names = os.listdir(chunk)
             except (FileNotFoundError, NotADirectoryError):
                 names = []
             if not any(n.endswith(".dat") for n in names):
-                raise ShardMissing(f"{chunk}: no shard, so version {entry['v']} is not here")
+                raise ShardMissing(f"{chunk}: no shard, so version {entry.vid} is not here")
             fsync_dir(chunk)
         if base != vdir:
             fsync_dir(base)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.storage.erasure.drive import Drive, DrivePage, ShardWrite
+from shoal.storage.erasure.records import VersionRecord
 
 OPS = frozenset(
     {
@@ -202,7 +203,7 @@ class FaultyDrive:
         await self._enter("make_bucket")
         await self.inner.make_bucket(bucket)
 
-    async def read_object(self, bucket: str, key: str) -> list[dict[str, Any]]:
+    async def read_object(self, bucket: str, key: str) -> list[VersionRecord]:
         await self._enter("read_object")
         return await self.inner.read_object(bucket, key)
 
@@ -210,16 +211,16 @@ class FaultyDrive:
         self,
         bucket: str,
         key: str,
-        add: dict[str, Any] | None = None,
+        add: VersionRecord | None = None,
         drop: Sequence[str] = (),
         drop_older_than: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[VersionRecord]:
         await self._enter("update_object")
         return await self.inner.update_object(bucket, key, add, drop, drop_older_than)
 
     async def write_version(
-        self, bucket: str, key: str, entry: dict[str, Any], shards: Sequence[ShardWrite]
-    ) -> list[dict[str, Any]]:
+        self, bucket: str, key: str, entry: VersionRecord, shards: Sequence[ShardWrite]
+    ) -> list[VersionRecord]:
         await self._enter("write_version")
         return await self.inner.write_version(bucket, key, entry, shards)
 
@@ -229,7 +230,7 @@ class FaultyDrive:
 
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int
-    ) -> tuple[list[dict[str, Any]], bytes | None]:
+    ) -> tuple[list[VersionRecord], bytes | None]:
         await self._enter("read_small")
         return await self.inner.read_small(bucket, key, shard, limit)
 

@@ -39,6 +39,7 @@ from shoal.storage.erasure.drive import (
     object_dir,
     shard_path,
 )
+from shoal.storage.erasure.records import VersionRecord
 from shoal.storage.erasure.shards import read_chunk
 from shoal.storage.erasure.versions import chunk_refs, resolve
 from shoal.storage.errors import ServiceUnavailable
@@ -114,11 +115,11 @@ class Md5:
         return self._h.hexdigest()
 
 
-def _part_bounds(entry: dict[str, Any]) -> list[tuple[int, int]]:
+def _part_bounds(entry: VersionRecord) -> list[tuple[int, int]]:
     bounds, offset = [], 0
-    for part in entry["parts"]:
-        bounds.append((offset, offset + int(part["size"])))
-        offset += int(part["size"])
+    for part in entry.parts:
+        bounds.append((offset, offset + part.size))
+        offset += part.size
     return bounds
 
 
@@ -134,6 +135,10 @@ class Pacer:
         self.bytes += n
         ahead = self.bytes / self.rate - (time.monotonic() - self.start)
         await asyncio.sleep(max(ahead, 0))
+
+
+def _doc_version(record: dict[str, Any]) -> str:
+    return str(record["v"])
 
 
 def _age_seconds(vid: str) -> float:
@@ -356,7 +361,7 @@ class Healer:
         votes = [a for d, a in zip(drives, answers, strict=True) if id(d) in voters]
         votes += [None] * (len(voters) - len(votes))
         try:
-            agreed = resolve(votes, store.doc_read_quorum, path)
+            agreed = resolve(votes, store.doc_read_quorum, path, _doc_version)
         except ServiceUnavailable:
             return True  # cannot tell now; leave everything as it is
         for drive, copy, answer in zip(drives, copies, answers, strict=False):
@@ -459,14 +464,14 @@ class Healer:
             report.unrecoverable.append(f"{what}: {exc.message}")
             return
         await self._retire(bucket, key, drives, answers, entry, report)
-        if entry is None or entry.get("deleted"):
+        if entry is None or entry.deleted:
             return
         reachable = [p for p, a in enumerate(answers) if a is not None and drives[p].online]
-        lacking = [p for p in reachable if all(e["v"] != entry["v"] for e in answers[p] or [])]
-        vdir = f"{object_dir(bucket, key)}/{entry['v']}"
+        lacking = [p for p in reachable if all(e.vid != entry.vid for e in answers[p] or [])]
+        vdir = f"{object_dir(bucket, key)}/{entry.vid}"
         rebuilt = False
         n = len(drives)
-        for ref in chunk_refs(vdir, entry):
+        for ref in chunk_refs(vdir, entry.parts):
             good: dict[int, bytes] = {}
             bad: list[int] = []
             for p in reachable:
@@ -524,8 +529,8 @@ class Healer:
         bucket: str,
         key: str,
         drives: Sequence[Drive],
-        answers: list[list[dict[str, Any]] | None],
-        entry: dict[str, Any] | None,
+        answers: Sequence[Sequence[VersionRecord] | None],
+        entry: VersionRecord | None,
         report: HealReport,
     ) -> None:
         """Drop versions older than the current one, delete markers, and abandoned
@@ -535,7 +540,7 @@ class Healer:
         the versions before it: dropped while some drives still list an older
         version, it could hand that version a read quorum again."""
         store = self.store
-        marker = entry is not None and bool(entry.get("deleted"))
+        marker = entry is not None and entry.deleted
         cleared = all(a is not None for a in answers)
         holding: list[int] = []
         for p, entries in enumerate(answers):
@@ -543,19 +548,19 @@ class Healer:
                 continue
             doomed = []
             for e in entries:
-                if entry is not None and e["v"] == entry["v"]:
+                if entry is not None and e.vid == entry.vid:
                     if marker:
                         holding.append(p)
-                elif await store.in_use(bucket, key, e["v"]):
+                elif await store.in_use(bucket, key, e.vid):
                     cleared = False
-                elif entry is None or e["v"] > entry["v"]:
+                elif entry is None or e.vid > entry.vid:
                     # Newer than what a quorum agrees on: a write that died before its
                     # commit (or is still running, hence the wait — unless the process
                     # that made it is known to be gone).
-                    if _age_seconds(e["v"]) > ABANDONED_AFTER_SECONDS or store.abandoned(e["v"]):
-                        doomed.append(e["v"])
-                elif e["v"] < entry["v"]:
-                    doomed.append(e["v"])
+                    if _age_seconds(e.vid) > ABANDONED_AFTER_SECONDS or store.abandoned(e.vid):
+                        doomed.append(e.vid)
+                elif e.vid < entry.vid:
+                    doomed.append(e.vid)
             if doomed:
                 try:
                     await drives[p].update_object(bucket, key, drop=doomed)
@@ -567,7 +572,7 @@ class Healer:
         if marker and cleared and entry is not None:
             for p in holding:
                 try:
-                    await drives[p].update_object(bucket, key, drop=[entry["v"]])
+                    await drives[p].update_object(bucket, key, drop=[entry.vid])
                     report.versions_retired += 1
                 except Exception as exc:
                     report.fail(f"retiring the delete marker of {bucket}/{key}", exc)
@@ -576,7 +581,7 @@ class Healer:
         self,
         bucket: str,
         key: str,
-        entry: dict[str, Any],
+        entry: VersionRecord,
         drives: Sequence[Drive],
         rot: int,
         report: HealReport,
@@ -584,22 +589,22 @@ class Healer:
         """Read a rebuilt object back and check it against what the client's upload
         proved: the MD5 ETag of a plain object or of each part, each part's checksums,
         and a full-object checksum."""
-        meta = entry["meta"]
+        meta = entry.live_meta()
         whole: dict[str, Hasher] = {}
-        if meta.get("checksum_type") != "COMPOSITE":
-            whole = {a: Checksum(a) for a in meta.get("checksums") or {}}
-        if meta.get("parts") is None:
+        if meta.checksum_type != "COMPOSITE":
+            whole = {a: Checksum(a) for a in meta.checksums}
+        if meta.parts is None:
             whole["MD5"] = Md5()
-            expected = [{"MD5": meta["etag"], **(meta.get("checksums") or {})}]
+            expected = [{"MD5": meta.etag, **meta.checksums}]
             per_part: list[dict[str, Hasher]] = [whole]
         else:
-            expected = [{"MD5": p["etag"], **p.get("checksums", {})} for p in meta["parts"]]
+            expected = [{"MD5": p.etag, **p.checksums} for p in meta.parts]
             per_part = [
                 {a: Md5() if a == "MD5" else Checksum(a) for a in want} for want in expected
             ]
-        vdir = f"{object_dir(bucket, key)}/{entry['v']}"
+        vdir = f"{object_dir(bucket, key)}/{entry.vid}"
         bounds = _part_bounds(entry)
-        for ref in chunk_refs(vdir, entry):
+        for ref in chunk_refs(vdir, entry.parts):
             pieces, _ = await read_chunk(drives, self.store.coder, ref, rot, f"{bucket}/{key}")
             part = next(i for i, (lo, hi) in enumerate(bounds) if lo <= ref.offset < hi)
             hashers = [
@@ -609,7 +614,7 @@ class Healer:
             await run(lambda ps=pieces, hs=hashers: [h.update(p) for p in ps for h in hs])
         checks = [(want, got) for want, got in zip(expected, per_part, strict=True)]
         if per_part[0] is not whole:
-            checks.append((meta.get("checksums") or {}, whole))
+            checks.append((meta.checksums, whole))
         for want, got in checks:
             for algorithm, hasher in got.items():
                 if algorithm in want and hasher.b64() != want[algorithm]:

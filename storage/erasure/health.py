@@ -31,6 +31,7 @@ from shoal.storage.erasure.drive import (
     ShardWrite,
     is_io_error,
 )
+from shoal.storage.erasure.records import VersionRecord
 
 log = logging.getLogger("shoal.storage")
 
@@ -272,25 +273,25 @@ class HealthTrackedDrive:
     async def make_bucket(self, bucket: str) -> None:
         await self._call("make_bucket", lambda: self.inner.make_bucket(bucket))
 
-    async def read_object(self, bucket: str, key: str) -> list[dict[str, Any]]:
+    async def read_object(self, bucket: str, key: str) -> list[VersionRecord]:
         return await self._call("read_object", lambda: self.inner.read_object(bucket, key))
 
     async def update_object(
         self,
         bucket: str,
         key: str,
-        add: dict[str, Any] | None = None,
+        add: VersionRecord | None = None,
         drop: Sequence[str] = (),
         drop_older_than: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[VersionRecord]:
         return await self._call(
             "update_object",
             lambda: self.inner.update_object(bucket, key, add, drop, drop_older_than),
         )
 
     async def write_version(
-        self, bucket: str, key: str, entry: dict[str, Any], shards: Sequence[ShardWrite]
-    ) -> list[dict[str, Any]]:
+        self, bucket: str, key: str, entry: VersionRecord, shards: Sequence[ShardWrite]
+    ) -> list[VersionRecord]:
         size = sum(len(data) for _, data, _ in shards)
         return await self._call(
             "write_version", lambda: self.inner.write_version(bucket, key, entry, shards), size
@@ -301,7 +302,7 @@ class HealthTrackedDrive:
 
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int
-    ) -> tuple[list[dict[str, Any]], bytes | None]:
+    ) -> tuple[list[VersionRecord], bytes | None]:
         return await self._call(
             "read_small", lambda: self.inner.read_small(bucket, key, shard, limit)
         )

@@ -51,13 +51,13 @@ from shoal.storage.erasure.healing import ABANDONED_AFTER_SECONDS, Healer
 from shoal.storage.erasure.health import HealthTrackedDrive
 from shoal.storage.erasure.layout import Layout, open_layout
 from shoal.storage.erasure.locks import KeyedLocks
+from shoal.storage.erasure.records import PartLayout, PartRecord, RecordSummary, VersionRecord
 from shoal.storage.erasure.shards import ChunkWriter, encode_whole, read_chunk
 from shoal.storage.erasure.versions import (
     ChunkRef,
     Placement,
     chunk_refs,
     chunks_for,
-    entry_meta,
     live,
     placement,
     read_quorum_error,
@@ -93,11 +93,8 @@ from shoal.storage.records import (
     dumps,
     iso,
     loads,
-    meta_to_dict,
     now,
     parse_iso,
-    part_from_dict,
-    part_to_dict,
     upload_from_dict,
     upload_to_dict,
 )
@@ -122,7 +119,7 @@ class Located:
 
     set: int
     rot: int
-    answers: list[list[dict[str, Any]] | None]
+    answers: list[list[VersionRecord] | None]
     others: list[int] = dataclasses.field(default_factory=list)
 
 
@@ -181,7 +178,12 @@ async def _agreed(
         return [] if raw is None else [loads(raw)]
 
     results = await _each(drives, one)
-    return resolve([None if isinstance(r, BaseException) else r for r in results], quorum, what)
+    answers = [None if isinstance(r, BaseException) else r for r in results]
+    return resolve(answers, quorum, what, _doc_version)
+
+
+def _doc_version(record: dict[str, Any]) -> str:
+    return str(record["v"])
 
 
 class ErasureStore:
@@ -397,7 +399,7 @@ class ErasureStore:
         for s, each in zip(where.candidates, answers, strict=True):
             entry = resolve(each, self.k, f"{bucket}/{key}")
             if entry is not None:
-                found.append((entry["v"], s, bool(entry.get("deleted"))))
+                found.append((entry.vid, s, entry.deleted))
         if not found:
             return Located(where.home, where.rot, answers[where.candidates.index(where.home)])
         _, s, _ = max(found)
@@ -410,9 +412,7 @@ class ErasureStore:
             return self.place(bucket, key).home
         return (await self.locate(bucket, key)).set
 
-    async def _set_entries(
-        self, s: int, bucket: str, key: str
-    ) -> list[list[dict[str, Any]] | None]:
+    async def _set_entries(self, s: int, bucket: str, key: str) -> list[list[VersionRecord] | None]:
         results = await _each(self.sets[s], lambda d: d.read_object(bucket, key))
         return [None if isinstance(r, BaseException) else r for r in results]
 
@@ -574,12 +574,12 @@ class ErasureStore:
 
     async def read_entries(
         self, bucket: str, key: str
-    ) -> tuple[list[HealthTrackedDrive], int, list[list[dict[str, Any]] | None]]:
+    ) -> tuple[list[HealthTrackedDrive], int, list[list[VersionRecord] | None]]:
         """(set drives, rotation, each drive's entries or None if it failed)."""
         found = await self.locate(bucket, key)
         return self.sets[found.set], found.rot, found.answers
 
-    async def current(self, bucket: str, key: str) -> dict[str, Any] | None:
+    async def current(self, bucket: str, key: str) -> VersionRecord | None:
         """The newest version with a read quorum (a delete marker included), or None."""
         _, _, answers = await self.read_entries(bucket, key)
         return resolve(answers, self.k, f"{bucket}/{key}")
@@ -588,12 +588,12 @@ class ErasureStore:
         self,
         bucket: str,
         key: str,
-        entry: dict[str, Any],
+        entry: VersionRecord,
         drives: Sequence[Drive],
         alive: set[int],
         undo: Callable[[], Awaitable[Any]] | None = None,
         shards: Sequence[Sequence[ShardWrite]] | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> VersionRecord | None:
         """Add `entry` to the record on the drives that hold its shards, then retire the
         versions it replaces; withdraw it if fewer than k+1 drives took it. Withdrawing
         deletes the version's folder, so `undo` first takes out what must survive.
@@ -602,7 +602,7 @@ class ErasureStore:
         replaced as the drives listed it (None: none, or they could not tell)."""
         targets = sorted(alive)
 
-        def add(p: int) -> Awaitable[list[dict[str, Any]]]:
+        def add(p: int) -> Awaitable[list[VersionRecord]]:
             if shards is None:
                 return drives[p].update_object(bucket, key, add=entry)
             return drives[p].write_version(bucket, key, entry, shards[p])
@@ -613,13 +613,13 @@ class ErasureStore:
             if undo is not None:
                 await undo()
             await _each(
-                [drives[p] for p in ok], lambda d: d.update_object(bucket, key, drop=[entry["v"]])
+                [drives[p] for p in ok], lambda d: d.update_object(bucket, key, drop=[entry.vid])
             )
             raise write_quorum_error(f"{bucket}/{key}", len(ok), len(drives), self.write_quorum)
         replaced = any(len(r) > 1 for r in results if isinstance(r, list))
-        if replaced or entry.get("deleted") or len(ok) < len(drives):
-            self._spawn(self._retire(bucket, key, entry["v"], drives))
-        return _replaced(results, targets, len(drives), entry["v"], self.k)
+        if replaced or entry.deleted or len(ok) < len(drives):
+            self._spawn(self._retire(bucket, key, entry.vid, drives))
+        return _replaced(results, targets, len(drives), entry.vid, self.k)
 
     async def _retire(self, bucket: str, key: str, vid: str, drives: Sequence[Drive]) -> None:
         """Drop versions older than `vid` (and `vid` itself if it is a delete marker) once
@@ -630,8 +630,8 @@ class ErasureStore:
                 await asyncio.sleep(pause)
                 pause = min(pause * 1.5, 1.0)
             entry = resolve((await self.read_entries(bucket, key))[2], self.k, key)
-            marker = entry is not None and entry["v"] == vid and bool(entry.get("deleted"))
-            drop = [vid] if entry is not None and entry["v"] > vid else []  # superseded
+            marker = entry is not None and entry.vid == vid and entry.deleted
+            drop = [vid] if entry is not None and entry.vid > vid else []  # superseded
             results = await _each(
                 drives, lambda d: d.update_object(bucket, key, drop=drop, drop_older_than=vid)
             )
@@ -644,8 +644,8 @@ class ErasureStore:
         except Exception:
             log.warning("cleanup of %s/%s failed; healing will retry", bucket, key, exc_info=True)
 
-    def _check_conditions(self, entry: dict[str, Any] | None, write: ObjectWrite) -> None:
-        current = None if entry is None or entry.get("deleted") else entry["meta"]["etag"]
+    def _check_conditions(self, entry: VersionRecord | None, write: ObjectWrite) -> None:
+        current = None if entry is None or entry.deleted else entry.live_meta().etag
         if write.if_none_match and current is not None:
             raise _failed()
         if write.if_match is not None:
@@ -767,12 +767,8 @@ class ErasureStore:
                 ]
             checksums = write.finalize(size, md5) if write.finalize else {}
             meta = self._make_meta(key, size, md5, write, checksums)
-            entry = {
-                "v": vid,
-                "rot": rot,
-                "meta": meta_to_dict(meta),
-                "parts": [{"n": 0, "size": size, "chunk": self.chunk_size, "crc": crcs}],
-            }
+            layout = PartLayout(0, size, self.chunk_size, tuple(map(tuple, crcs)))
+            entry = VersionRecord(vid, rot, meta, parts=(layout,))
             async with self._locks.hold(f"o\0{bucket}\0{key}"):
                 if write.if_none_match or write.if_match is not None:
                     self._check_conditions(await self.current(bucket, key), write)
@@ -785,18 +781,16 @@ class ErasureStore:
 
     async def _open_entry(
         self, bucket: str, key: str
-    ) -> tuple[list[HealthTrackedDrive], dict[str, Any]]:
+    ) -> tuple[list[HealthTrackedDrive], VersionRecord]:
         self._check_key(key)
         await self._require_bucket(bucket)
         drives, _, answers = await self.read_entries(bucket, key)
         return drives, live(resolve(answers, self.k, f"{bucket}/{key}"))
 
-    async def head_object(
-        self, bucket: str, key: str, version_id: str | None = None
-    ) -> ObjectMeta:
+    async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectMeta:
         _, entry = await self._open_entry(bucket, key)
         _only_null(version_id)
-        return entry_meta(entry)
+        return entry.live_meta()
 
     async def open_object(
         self, bucket: str, key: str, version_id: str | None = None
@@ -829,12 +823,12 @@ class ErasureStore:
         shards = {
             (p - rot) % self.n: r[1]
             for p, r in enumerate(results)
-            if not isinstance(r, BaseException) and r[1] is not None and r[0][0]["v"] == entry["v"]
+            if not isinstance(r, BaseException) and r[1] is not None and r[0][0].vid == entry.vid
         }
         size = reader.meta.size
         if size == 0:
             reader.data = b""
-        elif len(shards) >= self.k and len(entry["parts"]) == 1 and size <= SMALL_READ:
+        elif len(shards) >= self.k and len(entry.parts) == 1 and size <= SMALL_READ:
             reader.data = await run(self.coder.decode, shards, size)
             lost = [j for j in range(self.k) if j not in shards]
             # A shard on an offline drive is not something healing can fix now.
@@ -855,14 +849,14 @@ class ErasureStore:
         async with self._locks.hold(f"o\0{bucket}\0{key}"):
             found = await self.locate(bucket, key)
             entry = resolve(found.answers, self.k, f"{bucket}/{key}")
-            exists = entry is not None and not entry.get("deleted")
+            exists = entry is not None and not entry.deleted
             if version_id is not None and (version_id != NULL_VERSION or not exists):
                 raise _no_version()
             if guard is not None:
-                guard(entry_meta(entry) if exists and entry is not None else None)
-            if entry is None or entry.get("deleted"):
+                guard(entry.live_meta() if exists and entry is not None else None)
+            if entry is None or entry.deleted:
                 return DeleteResult()
-            marker = {"v": new_version_id(), "deleted": True, "meta": {}, "parts": []}
+            marker = VersionRecord.marker(new_version_id())
             # An older copy in another pool (two writers raced a pool's arrival) must
             # not resurface once this marker retires.
             for s in [found.set, *found.others]:
@@ -997,7 +991,7 @@ class ErasureStore:
         if len(pages) < self.k:
             raise read_quorum_error(f"bucket {bucket}", len(pages), len(drives), self.k)
         truncated = [p.last for p in pages if p.truncated and p.last is not None]
-        votes: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+        votes: dict[str, list[list[RecordSummary]]] = defaultdict(list)
         cps: Counter[str] = Counter()
         for page in pages:
             for name, versions in page.keys:
@@ -1008,17 +1002,17 @@ class ErasureStore:
         for name, lists in votes.items():
             if s not in self.place(bucket, name).candidates:
                 continue
-            answers: list[list[dict[str, Any]] | None] = [*lists]
+            answers: list[list[RecordSummary] | None] = [*lists]
             answers += [[] for _ in range(len(pages) - len(lists))]
             answers += [None] * missing
-            entry = resolve(answers, self.k, f"{bucket}/{name}")
-            if entry is not None and not entry["deleted"]:
+            found = resolve(answers, self.k, f"{bucket}/{name}", _summary_version)
+            if found is not None and not found.deleted and found.last_modified is not None:
                 merged[name] = ObjectSummary(
                     key=name,
-                    size=int(entry["size"]),
-                    etag=str(entry["etag"]),
-                    last_modified=parse_iso(entry["last_modified"]),
-                    storage_class=entry["storage_class"],
+                    size=found.size,
+                    etag=found.etag,
+                    last_modified=parse_iso(found.last_modified),
+                    storage_class=found.storage_class,
                 )
         for cp, count in cps.items():
             if count >= self.k:
@@ -1120,23 +1114,19 @@ class ErasureStore:
                 raise
             checksums = write.finalize(writer.size, writer.md5) if write.finalize else {}
             part = PartInfo(part_number, writer.size, writer.md5, now(), dict(checksums or {}))
-            record = {
-                "v": pv,
-                "info": part_to_dict(part),
-                "size": writer.size,
-                "chunk": self.chunk_size,
-                "crc": writer.crcs,
-            }
+            crcs = tuple(map(tuple, writer.crcs))
+            record = PartRecord(pv, part, writer.size, self.chunk_size, crcs)
             path = f"{udir}/part-{part_number}.json"
             # The upload's lock, which Complete and Abort hold throughout: a record written
             # after either would name a part of an upload that is gone (a folder nothing
             # removes), and a part replaced while a Complete links it vanishes under it.
             async with self._locks.hold(_upload_lock(upload_id)):
                 await self.get_upload(bucket, key, upload_id)
-                previous = await self._read_set_doc(drives, path, f"part {part_number}")
-                superseded = previous is not None and previous["v"] > pv
+                stored = await self._read_set_doc(drives, path, f"part {part_number}")
+                previous = None if stored is None else PartRecord.from_dict(stored)
+                superseded = previous is not None and previous.pv > pv
                 if not superseded:
-                    data = dumps(record)
+                    data = dumps(record.to_dict())
                     targets = [drives[p] for p in sorted(writer.alive)]
                     ok = len(_ok(await _each(targets, lambda d: d.write_doc(path, data))))
                     if ok < self.write_quorum:
@@ -1149,7 +1139,7 @@ class ErasureStore:
         if superseded:  # a later upload of this part number won: it stays
             self._spawn(self._discard(drives, pdir))
         elif previous is not None:
-            self._spawn(self._discard(drives, f"{udir}/part-{part_number}.{previous['v']}"))
+            self._spawn(self._discard(drives, f"{udir}/part-{part_number}.{previous.pv}"))
         return part
 
     async def _upload_gone(self, bucket: str, key: str, upload_id: str) -> bool:
@@ -1165,7 +1155,7 @@ class ErasureStore:
 
     async def _parts(
         self, bucket: str, key: str, upload_id: str
-    ) -> dict[int, tuple[PartInfo, dict[str, Any]]]:
+    ) -> dict[int, tuple[PartInfo, PartRecord]]:
         drives = self.sets[self.upload_set(bucket, key, upload_id)[0]]
         udir = self._upload_dir(bucket, upload_id)
         numbers: set[int] = set()
@@ -1179,11 +1169,8 @@ class ErasureStore:
         records = await asyncio.gather(
             *(self._read_set_doc(drives, f"{udir}/part-{n}.json", f"part {n}") for n in numbers)
         )
-        return {
-            n: (part_from_dict(r["info"]), r)
-            for n, r in zip(numbers, records, strict=True)
-            if r is not None
-        }
+        parts = [PartRecord.from_dict(r) for r in records if r is not None]
+        return {p.info.number: (p.info, p) for p in parts}
 
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, *, after: int = 0, max_parts: int = 1000
@@ -1232,19 +1219,12 @@ class ErasureStore:
         vid = new_version_id()
         vdir = f"{object_dir(bucket, key)}/{vid}"
         infos = [p for p, _ in chosen]
-        layout = [
-            {"n": p.number, "size": r["size"], "chunk": r["chunk"], "crc": r["crc"]}
-            for p, r in chosen
-        ]
-        entry: dict[str, Any] = {"v": vid, "rot": rot, "parts": layout}
         size = sum(p.size for p in infos)
         if write.digesters:
             refs = []
             offset = 0
-            for (p, r), part in zip(chosen, layout, strict=True):
-                for ref in chunk_refs(
-                    f"{udir}/part-{p.number}.{r['v']}", {"parts": [{**part, "n": 0}]}
-                ):
+            for p, r in chosen:
+                for ref in chunk_refs(f"{udir}/part-{p.number}.{r.pv}", [r.layout(0)]):
                     refs.append(
                         ChunkRef(ref.base, ref.index, offset + ref.offset, ref.size, ref.crcs)
                     )
@@ -1253,8 +1233,8 @@ class ErasureStore:
         etag = multipart_etag(infos)
         checksums = write.finalize(size, etag) if write.finalize else {}
         meta = self._make_meta(key, size, etag, write, checksums, parts=infos, upload=info)
-        entry["meta"] = meta_to_dict(meta)
-        links = [(f"{udir}/part-{p.number}.{r['v']}", f"{vdir}/part-{p.number}") for p, r in chosen]
+        entry = VersionRecord(vid, rot, meta, parts=tuple(r.layout() for _, r in chosen))
+        links = [(f"{udir}/part-{p.number}.{r.pv}", f"{vdir}/part-{p.number}") for p, r in chosen]
 
         async def link_all(d: Drive) -> None:
             # A drive that missed a part is not counted: update_object refuses a version
@@ -1378,22 +1358,26 @@ class ErasureStore:
 
 def _replaced(
     results: Sequence[object], targets: Sequence[int], width: int, vid: str, k: int
-) -> dict[str, Any] | None:
+) -> VersionRecord | None:
     """The version a commit of `vid` replaced: the newest older one that k of the drives
     that answered the commit list (None if there is none, or they cannot tell)."""
-    answers: list[list[dict[str, Any]] | None] = [None] * width
+    answers: list[list[VersionRecord] | None] = [None] * width
     for p, result in zip(targets, results, strict=True):
         if isinstance(result, list):
-            answers[p] = [e for e in result if e["v"] < vid]
+            answers[p] = [e for e in result if e.vid < vid]
     try:
         return resolve(answers, k, "")
     except ServiceUnavailable:
         return None
 
 
-def _size(entry: dict[str, Any] | None) -> int | None:
+def _size(entry: VersionRecord | None) -> int | None:
     """An entry's object size; None for no entry or a delete marker."""
-    return None if entry is None or entry.get("deleted") else int(entry["meta"]["size"])
+    return None if entry is None else entry.size
+
+
+def _summary_version(summary: RecordSummary) -> str:
+    return summary.vid
 
 
 def _last(objects: list[ObjectSummary], prefixes: list[str]) -> str | None:
@@ -1410,22 +1394,22 @@ class ErasureObjectReader:
         bucket: str,
         key: str,
         drives: Sequence[Drive],
-        entry: dict[str, Any],
+        entry: VersionRecord,
     ) -> None:
-        self.meta = entry_meta(entry)
+        self.meta = entry.live_meta()
         self._store, self._bucket, self._key = store, bucket, key
         self._drives = drives
         self._entry = entry
-        self._refs = chunk_refs(f"{object_dir(bucket, key)}/{entry['v']}", entry)
+        self._refs = chunk_refs(f"{object_dir(bucket, key)}/{entry.vid}", entry.parts)
         self._closed = False
         #: The whole object when it was read with its record (small objects).
         self.data: bytes | None = None
-        store.pin(bucket, key, entry["v"], 1)
+        store.pin(bucket, key, entry.vid, 1)
 
     async def _chunk(self, ref: ChunkRef) -> list[memoryview]:
         what = f"{self._bucket}/{self._key}"
         pieces, degraded = await read_chunk(
-            self._drives, self._store.coder, ref, self._entry["rot"], what
+            self._drives, self._store.coder, ref, self._entry.rot, what
         )
         if degraded and self._store.healer is not None:
             self._store.healer.queue(self._bucket, self._key)
@@ -1463,7 +1447,7 @@ class ErasureObjectReader:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._store.pin(self._bucket, self._key, self._entry["v"], -1)
+            self._store.pin(self._bucket, self._key, self._entry.vid, -1)
 
     async def __aenter__(self) -> ErasureObjectReader:
         return self

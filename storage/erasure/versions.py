@@ -7,26 +7,23 @@ list — with parity never exceeding data shards, at most m-1 drives can have mi
 successful write, fewer than k, so a stale copy can never outvote the newest version,
 and a failed write (or its leftovers) never hides the previous one.
 
-Entry layout (JSON):
-    {"v": version id, "rot": shard rotation, "meta": ObjectMeta as a dict,
-     "deleted": true for a delete marker,
-     "parts": [{"n": part number (0 for a plain PUT), "size": bytes, "chunk": chunk size,
-                "crc": [[CRC32C of shard 0..n-1] per chunk]}]}
+Entries are storage.erasure.records.VersionRecord (its docstring has the JSON shape).
 Shard j of every chunk lives on set position (j + rot) % n, so parity spreads over all
 drives rather than loading the last two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import xxhash
 
-from shoal.storage.backend import ObjectMeta
+from shoal.storage.erasure.records import PartLayout, VersionRecord
 from shoal.storage.errors import NoSuchKey, ServiceUnavailable
-from shoal.storage.records import meta_from_dict
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -74,19 +71,19 @@ class ChunkRef:
     crcs: tuple[int, ...]
 
 
-def part_base(version_dir: str, part: dict[str, Any]) -> str:
-    return f"{version_dir}/part-{part['n']}" if part["n"] else version_dir
+def part_base(version_dir: str, part: PartLayout) -> str:
+    return f"{version_dir}/part-{part.number}" if part.number else version_dir
 
 
-def chunk_refs(version_dir: str, entry: dict[str, Any]) -> list[ChunkRef]:
+def chunk_refs(version_dir: str, parts: Sequence[PartLayout]) -> list[ChunkRef]:
     refs: list[ChunkRef] = []
     offset = 0
-    for part in entry["parts"]:
+    for part in parts:
         base = part_base(version_dir, part)
-        left, step = int(part["size"]), int(part["chunk"])
-        for i, crcs in enumerate(part["crc"]):
+        left, step = part.size, part.chunk
+        for i, crcs in enumerate(part.crcs):
             size = min(step, left)
-            refs.append(ChunkRef(base, i, offset, size, tuple(crcs)))
+            refs.append(ChunkRef(base, i, offset, size, crcs))
             offset += size
             left -= size
     return refs
@@ -97,27 +94,35 @@ def chunks_for(refs: list[ChunkRef], start: int, end: int) -> list[ChunkRef]:
     return [r for r in refs if r.offset <= end and r.offset + r.size > start]
 
 
-def entry_meta(entry: dict[str, Any]) -> ObjectMeta:
-    return meta_from_dict(entry["meta"])
+def _vid(entry: VersionRecord) -> str:
+    return entry.vid
 
 
-def resolve(answers: list[list[dict[str, Any]] | None], k: int, what: str) -> dict[str, Any] | None:
+def resolve(
+    answers: Sequence[Sequence[R] | None],
+    k: int,
+    what: str,
+    vid: Callable[[R], str] = _vid,  # type: ignore[assignment]
+) -> R | None:
     """The newest version listed by at least k drives (None: the key does not exist).
 
     `answers` has one item per drive of the set: its entries, or None if it failed to
-    answer. ServiceUnavailable when too few answered to tell, or when a version that
-    could still have a quorum among the silent drives is newer than every settled one.
+    answer. `vid` says an entry's version id (VersionRecord.vid by default; replicated
+    records are dicts with "v"). ServiceUnavailable when too few answered to tell, or
+    when a version that could still have a quorum among the silent drives is newer than
+    every settled one.
     """
     answered = [a for a in answers if a is not None]
     silent = len(answers) - len(answered)
     if len(answered) < k:
         raise read_quorum_error(what, len(answered), len(answers), k)
     counts: dict[str, int] = {}
-    first: dict[str, dict[str, Any]] = {}
+    first: dict[str, R] = {}
     for entries in answered:
         for e in entries:
-            counts[e["v"]] = counts.get(e["v"], 0) + 1
-            first.setdefault(e["v"], e)
+            v = vid(e)
+            counts[v] = counts.get(v, 0) + 1
+            first.setdefault(v, e)
     for vid in sorted(counts, reverse=True):
         if counts[vid] >= k:
             return first[vid]
@@ -130,9 +135,9 @@ def resolve(answers: list[list[dict[str, Any]] | None], k: int, what: str) -> di
     return None
 
 
-def live(entry: dict[str, Any] | None) -> dict[str, Any]:
+def live(entry: VersionRecord | None) -> VersionRecord:
     """The entry of an existing object, or NoSuchKey for none or a delete marker."""
-    if entry is None or entry.get("deleted"):
+    if entry is None or entry.deleted:
         raise NoSuchKey("The specified key does not exist.")
     return entry
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 import shutil
@@ -24,6 +25,7 @@ from shoal.storage import multipart
 from shoal.storage.backend import CompletedPart, ObjectWrite
 from shoal.storage.erasure.drive import LocalDrive, ShardMissing, object_dir
 from shoal.storage.erasure.faults import FaultyDrive
+from shoal.storage.erasure.records import PartLayout, VersionRecord
 from shoal.storage.erasure.store import ErasureStore
 from shoal.storage.errors import NoSuchUpload
 from tests.integration.test_erasure_crash import audit
@@ -183,13 +185,13 @@ async def test_a_drive_never_lists_a_version_it_lacks_shards_of(tmp_path: Path) 
         entry = await store.current(BUCKET, "k")
         assert entry is not None
         local = store._local[0]
-        vdir = Path(local.root) / object_dir(BUCKET, "k") / entry["v"]
-        forged = {**entry, "v": entry["v"][:-1] + "0"}
-        shutil.copytree(vdir, vdir.with_name(forged["v"]))
-        shutil.rmtree(vdir.with_name(forged["v"]) / "chunk-1")
+        vdir = Path(local.root) / object_dir(BUCKET, "k") / entry.vid
+        forged = dataclasses.replace(entry, vid=entry.vid[:-1] + "0")
+        shutil.copytree(vdir, vdir.with_name(forged.vid))
+        shutil.rmtree(vdir.with_name(forged.vid) / "chunk-1")
         with pytest.raises(ShardMissing):
             await local.update_object(BUCKET, "k", add=forged)
-        assert [v["v"] for v in await local.read_object(BUCKET, "k")] == [entry["v"]]
+        assert [v.vid for v in await local.read_object(BUCKET, "k")] == [entry.vid]
     finally:
         await store.close()
 
@@ -262,7 +264,7 @@ async def test_the_sweep_takes_what_an_earlier_process_left_and_nothing_else(
         await drive.make_bucket(BUCKET)
         vdir = object_dir(BUCKET, "k")
         named, dead, fresh = "18e0000000000001aaaaaaaa", "18e0000000000002aaaaaaaa", "18f0"
-        entry = {"v": named, "parts": [{"n": 0, "size": 3, "chunk": CHUNK, "crc": [[1] * N]}]}
+        entry = VersionRecord(named, parts=(PartLayout(0, 3, CHUNK, ((1,) * N,)),))
         await drive.write_version(
             BUCKET, "k", entry, [(f"{vdir}/{named}/chunk-0/shard-0", b"abc", 1)]
         )
@@ -295,6 +297,6 @@ async def test_the_sweep_takes_what_an_earlier_process_left_and_nothing_else(
         assert (udir / "part-1.p1").exists() != exclusive
         assert bare.exists() != exclusive
         assert removed == (4 if exclusive else 2)
-        assert [v["v"] for v in await drive.read_object(BUCKET, "k")] == [named]
+        assert [v.vid for v in await drive.read_object(BUCKET, "k")] == [named]
     finally:
         drive.close()

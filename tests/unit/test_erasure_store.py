@@ -27,6 +27,7 @@ from shoal.storage.erasure import shards
 from shoal.storage.erasure.drive import LocalDrive, object_dir, shard_path
 from shoal.storage.erasure.faults import FaultyDrive
 from shoal.storage.erasure.health import HealthTrackedDrive
+from shoal.storage.erasure.records import VersionRecord
 from shoal.storage.erasure.store import ErasureStore
 from shoal.storage.erasure.versions import chunk_refs
 from shoal.storage.errors import (
@@ -146,7 +147,7 @@ async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def current(c: Cluster, key: str, bucket: str = BUCKET) -> dict[str, Any]:
+async def current(c: Cluster, key: str, bucket: str = BUCKET) -> VersionRecord:
     entry = await c.store.current(bucket, key)
     assert entry is not None
     return entry
@@ -154,7 +155,7 @@ async def current(c: Cluster, key: str, bucket: str = BUCKET) -> dict[str, Any]:
 
 async def versions_on(c: Cluster, key: str, bucket: str = BUCKET) -> list[list[str]]:
     """Each drive's version ids for `key` (bypassing faults and health)."""
-    return [[e["v"] for e in await d.read_object(bucket, key)] for d in c.local]
+    return [[e.vid for e in await d.read_object(bucket, key)] for d in c.local]
 
 
 async def dirs_on(c: Cluster, key: str, bucket: str = BUCKET) -> list[list[str]]:
@@ -166,9 +167,9 @@ async def check_shards(c: Cluster, key: str, bucket: str = BUCKET) -> None:
     """Every drive holds the record of the current version and nothing older, and every
     shard of every chunk with the size and CRC32C the record says."""
     entry = await current(c, key, bucket)
-    assert await versions_on(c, key, bucket) == [[entry["v"]]] * N
+    assert await versions_on(c, key, bucket) == [[entry.vid]] * N
     _, rot = c.store.set_for(bucket, key)
-    for ref in chunk_refs(f"{object_dir(bucket, key)}/{entry['v']}", entry):
+    for ref in chunk_refs(f"{object_dir(bucket, key)}/{entry.vid}", entry.parts):
         for j in range(N):
             drive = c.local[(j + rot) % N]
             path = shard_path(ref.base, ref.index, j)
@@ -181,7 +182,7 @@ async def check_shards(c: Cluster, key: str, bucket: str = BUCKET) -> None:
 
 
 def shard_file(c: Cluster, key: str, entry: dict[str, Any], chunk: int, shard: int) -> Path:
-    base = f"{object_dir(BUCKET, key)}/{entry['v']}"
+    base = f"{object_dir(BUCKET, key)}/{entry.vid}"
     local = c.local[c.pos(key, shard)]
     return Path(local.root) / (shard_path(base, chunk, shard) + ".dat")
 
@@ -233,8 +234,8 @@ async def test_put_survives_a_failing_shard_write(
     assert rule.hits >= 1
     entry = await current(cluster, key)
     holders = await versions_on(cluster, key)
-    assert holders[p] == [] and holders[:p] + holders[p + 1 :] == [[entry["v"]]] * (N - 1)
-    base = f"{object_dir(BUCKET, key)}/{entry['v']}"
+    assert holders[p] == [] and holders[:p] + holders[p + 1 :] == [[entry.vid]] * (N - 1)
+    base = f"{object_dir(BUCKET, key)}/{entry.vid}"
     missing = {
         i
         for i in range(nchunks)
@@ -282,7 +283,7 @@ async def test_put_without_k_plus_one_drives_is_refused_and_cleaned_up(
     old = body(CHUNK + 1, seed=3)
     before = await put(store, key, old)
     await settle(store)
-    v1 = (await current(cluster, key))["v"]
+    v1 = (await current(cluster, key)).vid
     for j, nth in faults.items():
         f = cluster.faulty[cluster.pos(key, j)]
         f.fail(
@@ -331,7 +332,7 @@ async def test_failed_record_commit_keeps_the_previous_version(
     old, new = body(2 * CHUNK + 3, seed=1), body(3 * CHUNK + 5, seed=2)
     before = await put(store, key, old)
     await settle(store)
-    v1 = (await current(cluster, key))["v"]
+    v1 = (await current(cluster, key)).vid
     for j in shard_faults:
         cluster.faulty[cluster.pos(key, j)].fail("write_shard")
     for j in commit_faults:
@@ -361,13 +362,13 @@ async def test_small_objects_survive_faults(cluster: Cluster) -> None:
     old, new = body(1000, seed=40), body(CHUNK - 1, seed=41)
     await put(store, key, old)
     await settle(store)
-    v1 = (await current(cluster, key))["v"]
+    v1 = (await current(cluster, key)).vid
     lost = cluster.pos(key, 1)
     cluster.faulty[lost].fail("write_version")
     await put(store, key, new)
     await settle(store)
     holders = await versions_on(cluster, key)
-    v2 = (await current(cluster, key))["v"]
+    v2 = (await current(cluster, key)).vid
     assert holders[lost] == [] and holders.count([v2]) == N - 1 and v1 < v2
     assert await read(store, key) == new
     assert store.healer.backlog == 1  # shard 1 was rebuilt from parity
@@ -569,7 +570,7 @@ async def test_a_delete_one_drive_missed_never_resurfaces(cluster: Cluster) -> N
     data = body(2 * CHUNK, seed=9)
     await put(store, key, data)
     await settle(store)
-    v1 = (await current(cluster, key))["v"]
+    v1 = (await current(cluster, key)).vid
     stale = cluster.pos(key, 0)
     cluster.fail_commit(stale)
     await store.delete_object(BUCKET, key)
@@ -664,7 +665,7 @@ async def test_a_reader_keeps_its_version_through_overwrite_and_delete(
     old, new = body(4 * CHUNK + 9, seed=10), body(3 * CHUNK, seed=11)
     await put(store, key, old)
     await settle(store)
-    v1 = (await current(cluster, key))["v"]
+    v1 = (await current(cluster, key)).vid
     reader = await store.open_object(BUCKET, key)
     cluster.faulty[cluster.pos(key, 3)].fail("write_shard")  # and a fault on the way
     meta = await put(store, key, new)
@@ -675,7 +676,7 @@ async def test_a_reader_keeps_its_version_through_overwrite_and_delete(
     assert b"".join([x async for x in reader.stream()]) == old
     await reader.close()
     await settle(store)
-    v2 = (await current(cluster, key))["v"]
+    v2 = (await current(cluster, key)).vid
     assert all(d == [v2] for d in await dirs_on(cluster, key) if d)
 
     await cluster.recover()
@@ -727,7 +728,7 @@ async def test_conditional_writes_with_faults(cluster: Cluster) -> None:
     assert created.etag != (await store.head_object(BUCKET, "new")).etag
     await settle(store)
     # Refused writes left nothing behind.
-    v = (await current(cluster, key))["v"]
+    v = (await current(cluster, key)).vid
     assert all(d == [v] for d in await dirs_on(cluster, key) if d)
     assert await dirs_on(cluster, "absent") == [[]] * N
 

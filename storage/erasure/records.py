@@ -1,0 +1,210 @@
+"""The erasure store's persisted records as types: a version of an object, its parts'
+layout, what a listing needs of it, and an upload part's record.
+
+A drive keeps an object's versions in one JSON file, newest first:
+
+    {"format": 1, "versions": [version, ...]}
+    version: {"schema": 1, "v": version id, "rot": shard rotation,
+              "meta": ObjectMeta as storage.records.meta_to_dict writes it ({} for a
+                      delete marker), "deleted": true for a delete marker,
+              "parts": [{"n": part number (0 for a plain PUT), "size": bytes,
+                         "chunk": chunk size, "crc": [[CRC32C of shard 0..n-1] per chunk]}],
+              "inline": base64 of this drive's shard of a one-chunk object (optional)}
+
+`schema` is the one version number of this shape. Records written before it existed
+have no such field and are schema 1; a record of a newer schema than this code knows is
+refused (UnsupportedRecord) rather than rewritten without the fields it cannot see.
+
+`inline` is room for small objects (one file per drive per PUT): when set, the drive's
+shard of the version's only chunk lives in the record instead of in chunk-0/. Nothing
+writes it yet; a record that has it round-trips it unchanged.
+
+Records cross the cluster's RPC as these dicts too (cluster.drive_rpc converts at that
+boundary); everywhere else in storage.erasure they are the types below.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from shoal.storage.backend import ObjectMeta, PartInfo
+from shoal.storage.records import meta_from_dict, meta_to_dict, part_from_dict, part_to_dict
+
+#: The version record's on-disk shape (see the module docstring).
+SCHEMA = 1
+
+
+class UnsupportedRecord(ValueError):
+    """A record written by a newer shoal, in a schema this code does not know."""
+
+
+def _crcs_from(raw: Any) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(int(c) for c in chunk) for chunk in raw or ())
+
+
+@dataclass(frozen=True)
+class PartLayout:
+    """Where one part's bytes are: `chunks` chunks of `chunk` bytes (the last shorter),
+    each with the CRC32C of every shard. Part 0 is a plain PUT's only part."""
+
+    number: int
+    size: int
+    chunk: int
+    crcs: tuple[tuple[int, ...], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.number, "size": self.size, "chunk": self.chunk, "crc": self._crc_lists()}
+
+    def _crc_lists(self) -> list[list[int]]:
+        return [list(chunk) for chunk in self.crcs]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PartLayout:
+        return cls(int(d.get("n") or 0), int(d["size"]), int(d["chunk"]), _crcs_from(d["crc"]))
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One version of an object as each drive of its set lists it (see the module
+    docstring). `meta` is None for a delete marker."""
+
+    vid: str
+    rot: int = 0
+    meta: ObjectMeta | None = None
+    deleted: bool = False
+    parts: tuple[PartLayout, ...] = ()
+    #: This drive's shard of a one-chunk object, kept in the record (unused for now).
+    inline: bytes | None = None
+
+    @classmethod
+    def marker(cls, vid: str) -> VersionRecord:
+        """A delete marker: hides every version before it."""
+        return cls(vid, deleted=True)
+
+    @property
+    def size(self) -> int | None:
+        """The object's size; None for a delete marker."""
+        return None if self.deleted or self.meta is None else self.meta.size
+
+    def live_meta(self) -> ObjectMeta:
+        assert self.meta is not None, "a delete marker has no object metadata"
+        return self.meta
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schema": SCHEMA,
+            "v": self.vid,
+            "rot": self.rot,
+            "meta": {} if self.meta is None else meta_to_dict(self.meta),
+            "parts": [p.to_dict() for p in self.parts],
+        }
+        if self.deleted:
+            d["deleted"] = True
+        if self.inline is not None:
+            d["inline"] = base64.b64encode(self.inline).decode("ascii")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VersionRecord:
+        """Today's records and those written before `schema` existed alike."""
+        schema = int(d.get("schema", SCHEMA))
+        if schema > SCHEMA:
+            raise UnsupportedRecord(
+                f"version {d.get('v')!r} has record schema {schema}; this shoal reads "
+                f"up to {SCHEMA}"
+            )
+        meta = d.get("meta")
+        inline = d.get("inline")
+        return cls(
+            vid=str(d["v"]),
+            rot=int(d.get("rot") or 0),
+            meta=meta_from_dict(meta) if meta else None,
+            deleted=bool(d.get("deleted")),
+            parts=tuple(PartLayout.from_dict(p) for p in d.get("parts") or ()),
+            inline=None if inline is None else base64.b64decode(inline),
+        )
+
+
+@dataclass(frozen=True)
+class RecordSummary:
+    """What a listing needs of one version, read straight from the stored dict (a
+    listing summarises every key of a page: it skips parsing the whole metadata)."""
+
+    vid: str
+    deleted: bool
+    size: int
+    etag: str
+    last_modified: str | None
+    storage_class: str
+
+    @classmethod
+    def of_stored(cls, version: dict[str, Any]) -> RecordSummary:
+        """From a version record as stored (VersionRecord.to_dict's shape)."""
+        meta = version.get("meta") or {}
+        return cls(
+            vid=str(version["v"]),
+            deleted=bool(version.get("deleted")),
+            size=int(meta.get("size", 0)),
+            etag=str(meta.get("etag", "")),
+            last_modified=meta.get("last_modified"),
+            storage_class=(meta.get("headers") or {}).get("x-amz-storage-class") or "STANDARD",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.vid,
+            "deleted": self.deleted,
+            "size": self.size,
+            "etag": self.etag,
+            "last_modified": self.last_modified,
+            "storage_class": self.storage_class,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RecordSummary:
+        return cls(
+            vid=str(d["v"]),
+            deleted=bool(d["deleted"]),
+            size=int(d["size"]),
+            etag=str(d["etag"]),
+            last_modified=d.get("last_modified"),
+            storage_class=str(d["storage_class"]),
+        )
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """An uploaded part as the drives of its upload's set record it
+    (`multipart/{bucket}/{upload}/part-{P}.json`); its shards are in `part-{P}.{pv}/`."""
+
+    pv: str  # the part upload's own id: a later upload of the number replaces it
+    info: PartInfo
+    size: int
+    chunk: int
+    crcs: tuple[tuple[int, ...], ...]
+
+    def layout(self, number: int | None = None) -> PartLayout:
+        """As a part of a completed version (number 0: as a folder of its own)."""
+        n = self.info.number if number is None else number
+        return PartLayout(n, self.size, self.chunk, self.crcs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.pv,
+            "info": part_to_dict(self.info),
+            "size": self.size,
+            "chunk": self.chunk,
+            "crc": self.layout()._crc_lists(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PartRecord:
+        return cls(
+            pv=str(d["v"]),
+            info=part_from_dict(d["info"]),
+            size=int(d["size"]),
+            chunk=int(d["chunk"]),
+            crcs=_crcs_from(d["crc"]),
+        )

@@ -1,0 +1,137 @@
+"""The erasure store's typed records: what drives already hold still reads, and every
+record survives its own round trip through JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shoal.storage.backend import ObjectMeta, PartInfo
+from shoal.storage.erasure.records import (
+    SCHEMA,
+    PartLayout,
+    PartRecord,
+    RecordSummary,
+    UnsupportedRecord,
+    VersionRecord,
+)
+from shoal.storage.records import dumps, loads, meta_to_dict
+
+WHEN = datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC)
+
+#: A PUT's entry and a delete marker exactly as drives stored them before the record
+#: was typed (no "schema" field, a marker without "rot").
+OLD_PUT = {
+    "v": "18e0000000000001aaaaaaaa",
+    "rot": 3,
+    "meta": {
+        "format": 1,
+        "key": "a/b.txt",
+        "size": 11,
+        "etag": "5eb63bbbe01eeed093cb22bb8f5acdc3",
+        "last_modified": "2026-12-03T10:00:00Z",
+        "content_type": "text/plain",
+        "headers": {"x-amz-storage-class": "STANDARD_IA"},
+        "user_metadata": {"colour": "blue"},
+        "checksums": {"CRC32C": "yZRlqg=="},
+        "checksum_type": "FULL_OBJECT",
+        "parts": None,
+        "extra": {},
+    },
+    "parts": [{"n": 0, "size": 11, "chunk": 65536, "crc": [[1, 2, 3, 4, 5, 6]]}],
+}
+OLD_MARKER = {"v": "18e0000000000002aaaaaaaa", "deleted": True, "meta": {}, "parts": []}
+
+
+def test_a_record_in_the_old_shape_reads_as_schema_one() -> None:
+    record = VersionRecord.from_dict(OLD_PUT)
+    assert record.vid == OLD_PUT["v"] and record.rot == 3 and not record.deleted
+    assert record.meta is not None and record.meta.etag == OLD_PUT["meta"]["etag"]
+    assert record.meta.user_metadata == {"colour": "blue"}
+    assert record.meta.last_modified == WHEN
+    assert record.parts == (PartLayout(0, 11, 65536, ((1, 2, 3, 4, 5, 6),)),)
+    assert record.size == 11 and record.inline is None
+    marker = VersionRecord.from_dict(OLD_MARKER)
+    assert marker.deleted and marker.meta is None and marker.parts == () and marker.size is None
+
+
+def test_what_is_written_keeps_the_old_key_names() -> None:
+    written = VersionRecord.from_dict(OLD_PUT).to_dict()
+    assert written["schema"] == SCHEMA
+    for name in ("v", "rot", "parts"):
+        assert written[name] == OLD_PUT[name]
+    for name, value in OLD_PUT["meta"].items():  # type: ignore[attr-defined]
+        assert written["meta"][name] == value
+    marker = VersionRecord.from_dict(OLD_MARKER).to_dict()
+    assert marker["deleted"] is True and marker["meta"] == {} and marker["parts"] == []
+    # A listing summarises the stored dict directly: the same answer either way.
+    assert RecordSummary.of_stored(written) == RecordSummary.of_stored(OLD_PUT)
+    assert RecordSummary.of_stored(OLD_PUT).storage_class == "STANDARD_IA"
+
+
+def test_a_newer_schema_is_refused_not_misread() -> None:
+    with pytest.raises(UnsupportedRecord):
+        VersionRecord.from_dict({**OLD_PUT, "schema": SCHEMA + 1})
+
+
+def test_an_inline_shard_round_trips() -> None:
+    record = VersionRecord("v1", 1, None, parts=(), inline=b"\x00\xffshard")
+    assert VersionRecord.from_dict(loads(dumps(record.to_dict()))) == record
+
+
+_text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
+_crcs = st.lists(
+    st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=6).map(tuple), max_size=4
+).map(tuple)
+_layouts = st.builds(
+    PartLayout, st.integers(0, 10_000), st.integers(0, 2**40), st.integers(1, 2**26), _crcs
+)
+_parts_info = st.builds(
+    PartInfo,
+    number=st.integers(1, 10_000),
+    size=st.integers(0, 2**40),
+    etag=_text,
+    last_modified=st.just(WHEN),
+    checksums=st.dictionaries(st.sampled_from(["CRC32", "SHA256"]), _text, max_size=2),
+)
+_metas = st.builds(
+    ObjectMeta,
+    key=_text,
+    size=st.integers(0, 2**40),
+    etag=_text,
+    last_modified=st.just(WHEN),
+    content_type=st.just("text/plain"),
+    headers=st.dictionaries(_text, _text, max_size=3),
+    user_metadata=st.dictionaries(_text, _text, max_size=3),
+    parts=st.none() | st.lists(_parts_info, max_size=3),
+)
+_records = st.builds(
+    VersionRecord,
+    vid=_text.filter(bool),
+    rot=st.integers(0, 15),
+    meta=st.none() | _metas,
+    deleted=st.booleans(),
+    parts=st.lists(_layouts, max_size=3).map(tuple),
+    inline=st.none() | st.binary(max_size=64),
+)
+
+
+@given(_records)
+def test_every_record_survives_json(record: VersionRecord) -> None:
+    stored = json.loads(dumps(record.to_dict()))
+    assert VersionRecord.from_dict(stored) == record
+    if record.meta is not None:  # the meta is exactly what the standalone sidecar holds
+        assert stored["meta"] == json.loads(dumps(meta_to_dict(record.meta)))
+
+
+@given(_parts_info, st.integers(1, 2**26), _crcs)
+def test_a_part_record_survives_json(info: PartInfo, chunk: int, crcs: tuple) -> None:  # type: ignore[type-arg]
+    record = PartRecord("18e0000000000001aaaaaaaa", info, info.size, chunk, crcs)
+    stored = json.loads(dumps(record.to_dict()))
+    assert set(stored) == {"v", "info", "size", "chunk", "crc"}
+    assert PartRecord.from_dict(stored) == record
+    assert record.layout().number == info.number and record.layout(0).number == 0
