@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import itertools
 import os
 import secrets
@@ -27,9 +26,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from shoal.storage import journal
 from shoal.storage.diskio import (
-    CHUNK,
     StripedLocks,
+    data_matches,
     fsync_dir,
     fsync_path,
     makedirs_below,
@@ -39,6 +39,7 @@ from shoal.storage.diskio import (
     write_bytes_durably,
 )
 from shoal.storage.errors import NoSuchBucket
+from shoal.storage.journal import PLAN_SUFFIX
 from shoal.storage.records import dumps
 
 OWNER_LOCK = "owner.lock"
@@ -195,23 +196,6 @@ def decide_and_apply(
     return trash
 
 
-def _data_matches(path: str, record: dict[str, Any]) -> bool:
-    """Whether spooled data is what its record describes (size, and MD5 for single PUTs)."""
-    try:
-        if os.stat(path).st_size != int(record["size"]):
-            return False
-        etag = str(record["etag"])
-        if "-" in etag:
-            return True  # multipart data is fsynced before its record is written
-        digest = hashlib.md5()
-        with open(path, "rb") as f:
-            while block := f.read(CHUNK):
-                digest.update(block)
-        return digest.hexdigest() == etag
-    except (OSError, KeyError, TypeError, ValueError):
-        return False
-
-
 def _move_data(commit: Commit) -> None:
     """Rename the data into place, re-creating parents a concurrent delete removed."""
     for _ in range(100):
@@ -234,7 +218,7 @@ def roll_forward(root: str, commit_path: str) -> bool:
         unlink_quiet(commit_path)
         return False
     if os.path.exists(commit.data_tmp):
-        if not _data_matches(commit.data_tmp, record):
+        if not data_matches(commit.data_tmp, record):
             unlink_quiet(commit_path)
             return False
         try:
@@ -259,7 +243,8 @@ def roll_forward(root: str, commit_path: str) -> bool:
 
 
 def recover(root: str, temp: TempArea, locks: StripedLocks) -> int:
-    """Roll forward every decided write of dead processes, then drop all their files."""
+    """Roll forward every decided write (and journaled plan, storage.journal) of dead
+    processes, then drop all their files."""
     done = 0
     with temp.abandoned() as found:
         files: list[str] = []
@@ -269,15 +254,17 @@ def recover(root: str, temp: TempArea, locks: StripedLocks) -> int:
             else:
                 files.append(path)
         for name in sorted(files):
-            if not name.endswith(".commit"):
+            section = {".commit": "commit", PLAN_SUFFIX: "plan"}.get(os.path.splitext(name)[1])
+            if section is None:
                 continue
             try:
-                lock = str(read_json(name)["commit"]["lock"])
+                lock = str(read_json(name)[section]["lock"])
             except (OSError, ValueError, KeyError, TypeError):
                 unlink_quiet(name)
                 continue
+            finish = roll_forward if section == "commit" else journal.roll_forward
             with locks.hold(lock):
-                done += roll_forward(root, name)
+                done += finish(root, name)
         for path in found:
             if os.path.isdir(path):
                 rmtree_quiet(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import secrets
 import threading
@@ -73,6 +74,23 @@ def read_json(path: str) -> dict[str, Any]:
 
 def write_json(path: str, record: dict[str, Any], tmp_dir: str) -> None:
     replace_atomically(path, dumps(record), tmp_dir)
+
+
+def data_matches(path: str, record: dict[str, Any]) -> bool:
+    """Whether spooled data is what its record describes (size, and MD5 for single PUTs)."""
+    try:
+        if os.stat(path).st_size != int(record["size"]):
+            return False
+        etag = str(record["etag"])
+        if "-" in etag:
+            return True  # multipart data is fsynced before its record is written
+        digest = hashlib.md5()
+        with open(path, "rb") as f:
+            while block := f.read(CHUNK):
+                digest.update(block)
+        return digest.hexdigest() == etag
+    except (OSError, KeyError, TypeError, ValueError):
+        return False
 
 
 def unlink_quiet(path: str) -> None:

@@ -24,14 +24,19 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import AsyncIterable
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterable, Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 import anyio
 
 from shoal.storage.backend import (
+    NULL_VERSION,
+    VERSIONING_STATES,
     BucketInfo,
     CompletedPart,
+    DeleteResult,
+    Guard,
     ListPage,
     ObjectMeta,
     ObjectWrite,
@@ -39,6 +44,7 @@ from shoal.storage.backend import (
     PartListPage,
     UploadInfo,
     UploadListPage,
+    VersionListPage,
 )
 from shoal.storage.commit import Commit, TempArea, decide_and_apply, record_bytes, recover
 from shoal.storage.diskio import (
@@ -51,7 +57,6 @@ from shoal.storage.diskio import (
     replace_atomically,
     rmtree_quiet,
     unlink_quiet,
-    write_json,
 )
 from shoal.storage.errors import (
     BucketAlreadyOwnedByYou,
@@ -65,6 +70,9 @@ from shoal.storage.errors import (
     NoSuchUpload,
     PreconditionFailed,
 )
+from shoal.storage.filebuckets import BucketRecords
+from shoal.storage.fileversions import VERSIONS_DIR, KeyVersions, Versions, versions_root
+from shoal.storage.journal import TEMP, Move
 from shoal.storage.keys import KeyPath, is_inside, key_path
 from shoal.storage.listing import list_page, read_summary, uploads_page
 from shoal.storage.multipart import (
@@ -74,7 +82,7 @@ from shoal.storage.multipart import (
     multipart_etag,
     new_upload,
 )
-from shoal.storage.records import FORMAT, iso, meta_from_dict, meta_to_dict, now, parse_iso
+from shoal.storage.records import meta_from_dict, meta_to_dict, now
 from shoal.storage.streams import (
     FileObjectReader,
     Spooled,
@@ -86,7 +94,8 @@ from shoal.storage.streams import (
 )
 from shoal.storage.threads import run
 from shoal.storage.usage import BucketUsage
-from shoal.storage.walk import ListingCache, Walker, find_leftovers
+from shoal.storage.versionlisting import versions_page
+from shoal.storage.walk import ListingCache, Walker, find_leftovers, find_version_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +104,30 @@ def _no_bucket() -> NoSuchBucket:
     return NoSuchBucket("The specified bucket does not exist")
 
 
+def _bucket_exists() -> BucketAlreadyOwnedByYou:
+    return BucketAlreadyOwnedByYou(
+        "Your previous request to create the named bucket succeeded and you already own it."
+    )
+
+
+def _not_empty() -> BucketNotEmpty:
+    return BucketNotEmpty("The bucket you tried to delete is not empty")
+
+
+def _holds_keys(bucket_dir: str, vroot: str) -> bool:
+    """Whether a bucket tree holds an object, or its version tree a version or marker."""
+    if Walker(bucket_dir).next_key("") is not None:
+        return True
+    return Walker(vroot, versions=True).next_key("") is not None
+
+
 def _no_key() -> NoSuchKey:
     return NoSuchKey("The specified key does not exist.")
+
+
+def _bucket_lock(bucket: str) -> str:
+    """Held while a bucket is created or deleted, and while its record changes."""
+    return f"b\0{bucket}"
 
 
 def _stored_size(meta_path: str, data_path: str) -> int | None:
@@ -142,6 +173,8 @@ class FileStore:
         #: body (Expect: 100-continue) without a thread hop in the common case.
         self._seen_buckets: set[str] = set()
         self.uploads = UploadStore("", self.temp, self.locks)
+        self.buckets = BucketRecords("", "")
+        self.versions = Versions("", self.temp, self.listings)
         self._task: asyncio.Task[None] | None = None
         #: Objects, bytes and uploads per bucket, for metrics.
         self.usage = BucketUsage()
@@ -168,6 +201,8 @@ class FileStore:
         self.temp.open()
         self.locks = StripedLocks(os.path.join(self.root, ".locks"))
         self.uploads = UploadStore(os.path.join(self.root, ".multipart"), self.temp, self.locks)
+        self.buckets = BucketRecords(self.root, self.temp.dir)
+        self.versions = Versions(self.root, self.temp, self.listings)
         rolled = recover(self.root, self.temp, self.locks)
         if rolled:
             log.info("recovered %d interrupted writes", rolled)
@@ -202,8 +237,23 @@ class FileStore:
             for path in reversed(found.bare_dirs):  # children before their parents
                 with contextlib.suppress(OSError):
                     os.rmdir(path)
+            removed += self._remove_version_leftovers(entry.name)
         removed += self.uploads.remove_stray_parts()
         return removed + self._remove_orphan_documents(buckets)
+
+    def _remove_version_leftovers(self, bucket: str) -> int:
+        """Version data without its record and emptied version directories: what a
+        crash can leave in a bucket's version tree once its plans are rolled forward."""
+        vroot = versions_root(self.root, bucket)
+        found = find_version_leftovers(vroot)
+        for key, lone in found.unpaired:
+            with self.locks.hold(object_lock_name(bucket, key)):
+                if not os.path.exists(lone + ".json") and os.path.exists(lone):
+                    unlink_quiet(lone)
+        for path in reversed(found.bare_dirs):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        return len(found.unpaired)
 
     def _remove_orphan_documents(self, buckets: set[str]) -> int:
         removed = 0
@@ -211,6 +261,7 @@ class FileStore:
             (".buckets", ".json"),
             (".policies", ".policy.json"),
             (".bucket-config", ""),
+            (VERSIONS_DIR, ""),
         )
         for sub, suffix in places:
             with contextlib.suppress(FileNotFoundError):
@@ -218,9 +269,10 @@ class FileStore:
                     name = entry.name[: len(entry.name) - len(suffix)]
                     if not entry.name.endswith(suffix) or name in buckets:
                         continue
-                    if os.path.isdir(os.path.join(self.root, name)):
-                        continue  # created since the scan
-                    rmtree_quiet(entry.path)
+                    with self.locks.hold(_bucket_lock(name)):
+                        if os.path.isdir(os.path.join(self.root, name)):
+                            continue  # created since the scan
+                        rmtree_quiet(entry.path)
                     removed += 1
         return removed
 
@@ -291,18 +343,18 @@ class FileStore:
 
     # -- buckets ---------------------------------------------------------------------
 
-    def _record_path(self, bucket: str) -> str:
-        return os.path.join(self.root, ".buckets", bucket + ".json")
-
     def _policy_path(self, bucket: str) -> str:
         return os.path.join(self.root, ".policies", bucket + ".policy.json")
 
     def _bucket_info(self, bucket: str, path: str) -> BucketInfo:
+        return self.buckets.info(bucket, path)
+
+    def _versioning(self, bucket: str, bucket_dir: str) -> str:
+        """The bucket's versioning state (read under a key's lock by every change)."""
         try:
-            created = parse_iso(read_json(self._record_path(bucket))["created"])
-        except (OSError, ValueError, KeyError, TypeError):
-            created = datetime.fromtimestamp(int(os.stat(path).st_mtime), UTC)
-        return BucketInfo(bucket, created)
+            return self.buckets.info(bucket, bucket_dir).versioning
+        except FileNotFoundError as exc:
+            raise _no_bucket() from exc
 
     async def list_buckets(self) -> list[BucketInfo]:
         def work() -> list[BucketInfo]:
@@ -316,20 +368,18 @@ class FileStore:
 
         return await run(work)
 
-    async def create_bucket(self, bucket: str) -> BucketInfo:
+    async def create_bucket(self, bucket: str, *, object_lock: bool = False) -> BucketInfo:
         def work() -> BucketInfo:
             path = self._bucket_dir(bucket)
-            try:
-                os.mkdir(path)
-            except FileExistsError as exc:
-                raise BucketAlreadyOwnedByYou(
-                    "Your previous request to create the named bucket succeeded and you "
-                    "already own it."
-                ) from exc
+            with self.locks.hold(_bucket_lock(bucket)):
+                if os.path.isdir(path):
+                    raise _bucket_exists()
+                info = self.buckets.new(bucket, object_lock=object_lock)
+                try:
+                    os.mkdir(path)
+                except FileExistsError as exc:
+                    raise _bucket_exists() from exc
             fsync_dir(self.root)
-            info = BucketInfo(bucket, now(whole_seconds=True))
-            record = {"format": FORMAT, "name": bucket, "created": iso(info.created)}
-            write_json(self._record_path(bucket), record, self.temp.dir)
             return info
 
         return await run(work)
@@ -340,28 +390,49 @@ class FileStore:
 
         return await run(work)
 
+    async def update_bucket(
+        self, bucket: str, *, versioning: str | None = None, object_lock: bool | None = None
+    ) -> BucketInfo:
+        def work() -> BucketInfo:
+            with self.locks.hold(_bucket_lock(bucket)):
+                info = self._bucket_info(bucket, self._require_bucket(bucket))
+                if versioning is not None:
+                    if versioning not in VERSIONING_STATES[1:]:
+                        raise InvalidRequest(f"Versioning cannot be set to {versioning!r}")
+                    info = replace(info, versioning=versioning)
+                if object_lock is not None:
+                    info = replace(info, object_lock=object_lock)
+                self.buckets.write(info)
+                return info
+
+        return await run(work)
+
     async def delete_bucket(self, bucket: str) -> None:
         def work() -> None:
             bdir = self._require_bucket(bucket)
-            if Walker(bdir).next_key("") is not None:
-                raise BucketNotEmpty("The bucket you tried to delete is not empty")
-            # Move it aside in one step, then make sure no write slipped in meanwhile.
-            trash = self.temp.path(".bucket")
-            os.rename(bdir, trash)
-            self._seen_buckets.discard(bucket)
-            if Walker(trash).next_key("") is not None:
-                os.rename(trash, bdir)
-                raise BucketNotEmpty("The bucket you tried to delete is not empty")
-            fsync_dir(self.root)
+            vroot = versions_root(self.root, bucket)
+            with self.locks.hold(_bucket_lock(bucket)):
+                if _holds_keys(bdir, vroot):
+                    raise _not_empty()
+                # Move it aside in one step, then make sure no write slipped in meanwhile.
+                trash = self.temp.path(".bucket")
+                os.rename(bdir, trash)
+                self._seen_buckets.discard(bucket)
+                if _holds_keys(trash, vroot):
+                    os.rename(trash, bdir)
+                    raise _not_empty()
+                fsync_dir(self.root)
+                unlink_quiet(self._policy_path(bucket))
+                rmtree_quiet(os.path.join(self.root, ".bucket-config", bucket))
+                rmtree_quiet(vroot)
+                unlink_quiet(self.buckets.path(bucket))
+                self.buckets.forget(bucket)
             for up_bucket, info in self.uploads.all():
                 if up_bucket == bucket:
                     with self.locks.hold(object_lock_name(bucket, info.key)):
                         removed = self.uploads.remove(info.upload_id)
                     if removed:
                         self.usage.upload_ended(bucket, info.key)
-            unlink_quiet(self._policy_path(bucket))
-            rmtree_quiet(os.path.join(self.root, ".bucket-config", bucket))
-            unlink_quiet(self._record_path(bucket))
             rmtree_quiet(trash)
             self.listings.bump()
             self.usage.bucket_deleted(bucket)
@@ -422,6 +493,8 @@ class FileStore:
                 checksums=dict(checksums or {}),
                 checksum_type=write.checksum_type or (upload.checksum_type if upload else None),
                 parts=parts,
+                retention=source.retention,
+                legal_hold=source.legal_hold,
                 extra=dict(source.extra),
             )
             commit = Commit(
@@ -438,7 +511,9 @@ class FileStore:
         except BaseException:
             unlink_quiet(spooled.path)
             raise
-        replaced = self._decide(payload, commit, write, upload, data_synced=spooled.synced)
+        meta, replaced = self._decide(
+            payload, commit, write, upload, data_synced=spooled.synced, bucket=bucket, meta=meta
+        )
         self.usage.object_written(bucket, key, replaced, meta.size)
         if upload is not None:
             self.usage.upload_ended(bucket, key)
@@ -452,22 +527,55 @@ class FileStore:
         upload: UploadInfo | None,
         *,
         data_synced: bool,
-    ) -> int | None:
-        """Make the write visible; returns the size of the object it replaced, if any."""
+        bucket: str,
+        meta: ObjectMeta,
+    ) -> tuple[ObjectMeta, int | None]:
+        """Make the write visible; returns it (with its version id) and the size of the
+        object version it replaced, if any. Never-versioned buckets take the plain
+        commit; versioned ones a journaled plan (storage.fileversions)."""
         with self.locks.hold(commit.lock):
             try:
                 if upload is not None and not self.uploads.exists(upload.upload_id):
                     raise NoSuchUpload("The specified upload does not exist.")
                 self._check_conditions(commit.meta, write)
+                state = self._versioning(bucket, commit.bucket_dir)
             except BaseException:
                 unlink_quiet(commit.data_tmp)
                 raise
-            replaced = _stored_size(commit.meta, commit.data)
-            trash = decide_and_apply(self.temp, payload, commit, data_synced=data_synced)
+            if state:
+                kv = self._versions_of(bucket, meta.key, commit.bucket_dir)
+                moves: list[Move] = []
+                trash = None
+                if commit.upload_dir is not None:
+                    trash = self.temp.path(".trash")
+                    with contextlib.suppress(FileNotFoundError):
+                        ino = os.lstat(commit.upload_dir).st_ino
+                        moves.append(Move(commit.upload_dir, trash, ino, TEMP))
+                meta, replaced = self.versions.put(
+                    kv,
+                    state,
+                    meta,
+                    data_tmp=commit.data_tmp,
+                    data_inode=commit.inode,
+                    data_synced=data_synced,
+                    extra_moves=moves,
+                )
+            else:
+                replaced = _stored_size(commit.meta, commit.data)
+                trash = decide_and_apply(self.temp, payload, commit, data_synced=data_synced)
             self.listings.bump()
         if trash is not None:
             rmtree_quiet(trash)
-        return replaced
+        return meta, replaced
+
+    def _versions_of(self, bucket: str, key: str, bucket_dir: str) -> KeyVersions:
+        return KeyVersions(
+            key,
+            self._key_path(key),
+            bucket_dir,
+            versions_root(self.root, bucket),
+            object_lock_name(bucket, key),
+        )
 
     @staticmethod
     def _check_conditions(meta_path: str, write: ObjectWrite) -> None:
@@ -491,19 +599,30 @@ class FileStore:
                     "At least one of the pre-conditions you specified did not hold"
                 )
 
-    async def head_object(self, bucket: str, key: str) -> ObjectMeta:
+    async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectMeta:
         kp = self._key_path(key)
 
         def work() -> ObjectMeta:
             bdir = self._locate(bucket, kp)
+            # Lock-free while the current object answers: its sidecar is always current.
             try:
-                return meta_from_dict(read_json(kp.meta_path(bdir)))
-            except (FileNotFoundError, NotADirectoryError) as exc:
-                raise _no_key() from exc
+                meta = meta_from_dict(read_json(kp.meta_path(bdir)))
+            except (FileNotFoundError, NotADirectoryError):
+                meta = None
+            if meta is not None and version_id in (None, meta.version_id):
+                return meta
+            kv = self._versions_of(bucket, key, bdir)
+            if version_id is None and not kv.has_versions():
+                raise _no_key()
+            with self.locks.hold(kv.lock):
+                record, _ = self.versions.find(kv, version_id)
+            return meta_from_dict(record)
 
         return await run(work)
 
-    async def open_object(self, bucket: str, key: str) -> FileObjectReader:
+    async def open_object(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> FileObjectReader:
         """The reader keeps an open descriptor: call close() (or use `async with`)."""
         kp = self._key_path(key)
 
@@ -512,7 +631,17 @@ class FileStore:
             with self.locks.hold(object_lock_name(bucket, key)):
                 try:
                     meta = meta_from_dict(read_json(kp.meta_path(bdir)))
-                    fd = os.open(kp.data_path(bdir), os.O_RDONLY)
+                    data = kp.data_path(bdir)
+                except (FileNotFoundError, NotADirectoryError):
+                    meta, data = None, ""
+                if meta is None or version_id not in (None, meta.version_id):
+                    kv = self._versions_of(bucket, key, bdir)
+                    if version_id is None and not kv.has_versions():
+                        raise _no_key()
+                    record, data = self.versions.find(kv, version_id)
+                    meta = meta_from_dict(record)
+                try:
+                    fd = os.open(data, os.O_RDONLY)
                 except (FileNotFoundError, NotADirectoryError) as exc:
                     raise _no_key() from exc
             if os.fstat(fd).st_size != meta.size:
@@ -528,28 +657,101 @@ class FileStore:
 
         return await run(work)
 
-    async def delete_object(self, bucket: str, key: str) -> None:
+    async def delete_object(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        version_id: str | None = None,
+        guard: Guard | None = None,
+    ) -> DeleteResult:
         kp = self._key_path(key)
 
-        def work() -> None:
+        def work() -> DeleteResult:
             bdir = self._locate(bucket, kp)
-            parent = kp.parent(bdir)
-            with self.locks.hold(object_lock_name(bucket, key)):
-                removed = _stored_size(kp.meta_path(bdir), kp.data_path(bdir))
-                # Sidecar first: the object is gone from here on. A kill before the data
-                # is unlinked leaves data without metadata, never listed or served, and
-                # removed when the store next opens (_remove_leftovers).
-                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                    os.unlink(kp.meta_path(bdir))
-                unlink_quiet(kp.data_path(bdir))
-                with contextlib.suppress(FileNotFoundError):
-                    fsync_dir(parent)
-                self.listings.bump()
-            remove_empty_parents(parent, bdir)
+            kv = self._versions_of(bucket, key, bdir)
+            with self.locks.hold(kv.lock):
+                state = self._versioning(bucket, bdir)
+                if state or (version_id is not None and kv.has_versions()):
+                    result, removed = self.versions.delete(kv, state, version_id, guard)
+                    self.listings.bump()
+                    self.usage.object_deleted(bucket, key, removed)
+                    return result
+                removed = self._delete_plain(kp, bdir, version_id, guard)
+            remove_empty_parents(kp.parent(bdir), bdir)
             self.listings.bump()
             self.usage.object_deleted(bucket, key, removed)
+            return DeleteResult(version_id=version_id)
 
-        await run(work)
+        return await run(work)
+
+    def _delete_plain(
+        self, kp: KeyPath, bdir: str, version_id: str | None, guard: Guard | None
+    ) -> int | None:
+        """Delete in a never-versioned bucket (lock held): the object, if any, is the null
+        version. Returns the size removed."""
+        try:
+            current: ObjectMeta | None = meta_from_dict(read_json(kp.meta_path(bdir)))
+        except (FileNotFoundError, NotADirectoryError):
+            current = None
+        if version_id not in (None, NULL_VERSION):
+            current = None  # an id this key cannot have: nothing to delete
+        if guard is not None:
+            guard(current)
+        if current is None:
+            return None
+        removed = _stored_size(kp.meta_path(bdir), kp.data_path(bdir))
+        # Sidecar first: the object is gone from here on. A kill before the data is
+        # unlinked leaves data without metadata, never listed or served, and removed
+        # when the store next opens (_remove_leftovers).
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            os.unlink(kp.meta_path(bdir))
+        unlink_quiet(kp.data_path(bdir))
+        with contextlib.suppress(FileNotFoundError):
+            fsync_dir(kp.parent(bdir))
+        self.listings.bump()
+        return removed
+
+    async def update_object_meta(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        change: Callable[[ObjectMeta], ObjectMeta],
+    ) -> ObjectMeta:
+        kp = self._key_path(key)
+
+        def work() -> ObjectMeta:
+            kv = self._versions_of(bucket, key, self._locate(bucket, kp))
+            with self.locks.hold(kv.lock):
+                return self.versions.update(kv, version_id, change)
+
+        return await run(work)
+
+    async def list_object_versions(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        delimiter: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        max_keys: int = 1000,
+    ) -> VersionListPage:
+        def work() -> VersionListPage:
+            bdir = self._require_bucket(bucket)
+            return versions_page(
+                bdir,
+                versions_root(self.root, bucket),
+                prefix=prefix,
+                delimiter=delimiter,
+                key_marker=key_marker,
+                version_id_marker=version_id_marker,
+                max_keys=max_keys,
+                cache=self.listings,
+            )
+
+        return await run(work)
 
     async def list_objects(
         self,

@@ -74,6 +74,8 @@ def new_upload(
         headers=dict(write.headers),
         user_metadata=dict(write.user_metadata),
         checksum_type=write.checksum_type,
+        retention=write.retention,
+        legal_hold=write.legal_hold,
         extra=dict(write.extra),
     )
     return UploadInfo(key, new_upload_id(), now(), stored, checksum_algorithm, checksum_type)

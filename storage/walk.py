@@ -24,6 +24,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 from shoal.storage.keys import (
     DIR_LIMIT,
@@ -84,7 +85,8 @@ class ListingCache:
     def __init__(self, size: int = 128) -> None:
         self.generation = 0
         self._size = size
-        self._items: OrderedDict[str, tuple[tuple[int, int], Listing]] = OrderedDict()
+        #: Directory listings (Walker's) or sorted version directories (fileversions').
+        self._items: OrderedDict[str, tuple[tuple[int, int], Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     def bump(self) -> None:
@@ -98,7 +100,7 @@ class ListingCache:
         except OSError:
             return generation, -1
 
-    def get(self, path: str, stamp: tuple[int, int]) -> Listing | None:
+    def get(self, path: str, stamp: tuple[int, int]) -> Any:
         with self._lock:
             item = self._items.get(path)
             if item is None or item[0] != stamp:
@@ -106,7 +108,7 @@ class ListingCache:
             self._items.move_to_end(path)
             return item[1]
 
-    def put(self, path: str, stamp: tuple[int, int], listing: Listing) -> None:
+    def put(self, path: str, stamp: tuple[int, int], listing: Any) -> None:
         with self._lock:
             self._items[path] = (stamp, listing)
             self._items.move_to_end(path)
@@ -117,8 +119,13 @@ class ListingCache:
 class Walker:
     """Ordered key lookups below one bucket directory (blocking; run in a worker thread)."""
 
-    def __init__(self, bucket_dir: str, shared: ListingCache | None = None) -> None:
+    def __init__(
+        self, bucket_dir: str, shared: ListingCache | None = None, *, versions: bool = False
+    ) -> None:
         self.bucket_dir = bucket_dir
+        #: Walk a tree of version directories (storage.fileversions) instead of a bucket:
+        #: a key is a directory named like its data file, not a metadata sidecar.
+        self.versions = versions
         self._cache: dict[str, Listing] = {}
         self._shared = shared
         #: Directories searched so far: the work done, for callers that bound it.
@@ -140,6 +147,9 @@ class Walker:
             with os.scandir(path) as it:
                 for de in it:
                     if de.is_dir(follow_symlinks=False):
+                        if self.versions and (text := parse_data_file(de.name)) is not None:
+                            entries.append(Entry(dir_prefix + text, FILE, de.path))
+                            continue
                         parsed = parse_dir(de.name)
                         if parsed is None:
                             continue
@@ -298,3 +308,57 @@ def find_leftovers(bucket_dir: str) -> Leftovers:
         if bare and path != bucket_dir:
             found.bare_dirs.append(path)
     return found
+
+
+@dataclass
+class VersionLeftovers:
+    """What crashes can leave in a tree of version directories (storage.fileversions)."""
+
+    unpaired: list[tuple[str, str]]  # (key, version data without its record)
+    bare_dirs: list[str]  # parents before children
+
+
+def find_version_leftovers(versions_root: str) -> VersionLeftovers:
+    """Scan a bucket's version tree (blocking; iterative, like find_leftovers)."""
+    found = VersionLeftovers([], [])
+    stack = [(versions_root, "", False)]
+    while stack:
+        path, dir_prefix, is_key = stack.pop()
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        names = {de.name for de in entries}
+        if is_key:
+            for name in names:
+                if not name.endswith(".json") and name + ".json" not in names:
+                    found.unpaired.append((dir_prefix, os.path.join(path, name)))
+        else:
+            for de in entries:
+                try:
+                    if not de.is_dir(follow_symlinks=False):
+                        continue
+                except OSError:
+                    continue
+                text = parse_data_file(de.name)
+                if text is not None:
+                    stack.append((de.path, dir_prefix + text, True))
+                    continue
+                parsed = parse_dir(de.name)
+                if parsed is not None:
+                    stack.append(
+                        (de.path, dir_prefix + parsed[0] + ("" if parsed[1] else "/"), False)
+                    )
+        if not is_key and path != versions_root and all(_is_dir(de) for de in entries):
+            found.bare_dirs.append(path)  # holds no version, at most directories
+        elif is_key and not entries:
+            found.bare_dirs.append(path)
+    return found
+
+
+def _is_dir(de: os.DirEntry[str]) -> bool:
+    try:
+        return de.is_dir(follow_symlinks=False)
+    except OSError:
+        return False

@@ -1,0 +1,183 @@
+"""ListObjectVersions pages for the FileStore.
+
+Keys come from two ordered walks merged: the bucket tree (keys whose current version is
+an object) and the version tree (keys with older versions or delete markers, see
+storage.fileversions). A key's versions are its current object, if any, then the names
+in its version directory newest first; only the versions that land on the page have
+their records read, so a page costs about the same at 100 versions or 100,000 (the
+sorted names of a directory are cached while it is unchanged). Prefix, delimiter and
+common prefixes follow storage.listing's rules; a page may end inside a key, and
+resumes after (key marker, version id marker).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.storage.backend import MAX_KEY_BYTES, NULL_VERSION, VersionListPage, VersionSummary
+from shoal.storage.diskio import read_json
+from shoal.storage.errors import StorageError
+from shoal.storage.fileversions import RECORD_SUFFIX, sorted_versions, stamp
+from shoal.storage.keys import join_below, key_path
+from shoal.storage.listing import PAGE_BUDGET, check_params, rollup
+from shoal.storage.records import parse_iso
+from shoal.storage.version_ids import valid_version_id
+from shoal.storage.walk import ListingCache, Walker
+
+
+@dataclass(frozen=True)
+class _Version:
+    vid: str
+    stamp: int
+    meta_path: str
+    record: dict[str, Any] | None = None  # read already (the current object's)
+
+
+def _read(path: str) -> dict[str, Any] | None:
+    try:
+        return read_json(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError):
+        return None  # a damaged record: not a version we can describe
+
+
+def key_versions(
+    sidecar: str | None, vdir: str | None, cache: ListingCache | None
+) -> list[_Version]:
+    """A key's versions, newest first: the current object, then its version directory."""
+    out: list[_Version] = []
+    if sidecar is not None:
+        record = _read(sidecar)
+        if record is not None:
+            vid = str(record.get("version_id") or NULL_VERSION)
+            out.append(_Version(vid, stamp(vid, record), sidecar, record))
+    if vdir is not None:
+        out.extend(
+            _Version(s.vid, s.stamp, os.path.join(vdir, s.vid + RECORD_SUFFIX))
+            for s in sorted_versions(vdir, cache)
+        )
+    return out
+
+
+def _resume(versions: list[_Version], marker: str) -> int:
+    """Index of the first version after `marker` (one that vanished: after where its
+    id would sort)."""
+    for i, v in enumerate(versions):
+        if v.vid == marker:
+            return i + 1
+    if marker == NULL_VERSION or not valid_version_id(marker):
+        return len(versions)
+    cut = stamp(marker)
+    return next((i for i, v in enumerate(versions) if v.stamp < cut), len(versions))
+
+
+def _summary(key: str, version: _Version, latest: bool) -> VersionSummary | None:
+    rec = version.record if version.record is not None else _read(version.meta_path)
+    if rec is None:
+        return None  # removed since the directory was listed
+    try:
+        marker = bool(rec.get("delete_marker"))
+        return VersionSummary(
+            key=key,
+            version_id=version.vid,
+            is_latest=latest,
+            delete_marker=marker,
+            size=0 if marker else int(rec["size"]),
+            etag="" if marker else str(rec["etag"]),
+            last_modified=parse_iso(rec["last_modified"]),
+            storage_class=str((rec.get("headers") or {}).get("x-amz-storage-class") or "STANDARD"),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass
+class _Page:
+    max_keys: int
+    versions: list[VersionSummary] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    last: tuple[str, str | None] | None = None
+
+    def full(self) -> bool:
+        return len(self.versions) + len(self.prefixes) >= self.max_keys
+
+    def done(self, truncated: bool) -> VersionListPage:
+        key, vid = self.last if truncated and self.last else (None, None)
+        return VersionListPage(self.versions, self.prefixes, truncated, key, vid)
+
+    def emit(self, key: str, versions: list[_Version], start: int) -> bool:
+        """Add a key's versions from `start`; False once the page is full with some left."""
+        for i in range(start, len(versions)):
+            if self.full():
+                return False
+            summary = _summary(key, versions[i], i == 0)
+            if summary is not None:
+                self.versions.append(summary)
+                self.last = (key, summary.version_id)
+        return True
+
+
+def versions_page(
+    bucket_dir: str,
+    vroot: str,
+    *,
+    prefix: str,
+    delimiter: str,
+    key_marker: str,
+    version_id_marker: str,
+    max_keys: int,
+    cache: ListingCache | None = None,
+) -> VersionListPage:
+    """One ListObjectVersions page (blocking: run it in one worker thread)."""
+    check_params(prefix, delimiter, key_marker, version_id_marker)
+    page = _Page(max_keys)
+    if max_keys <= 0 or len(prefix.encode("utf-8")) > MAX_KEY_BYTES:
+        return page.done(False)
+    current = Walker(bucket_dir, cache)
+    older = Walker(vroot, cache, versions=True)
+    cursor, skip = key_marker, False
+    if key_marker.startswith(prefix):
+        cp = rollup(key_marker, prefix, delimiter)
+        if cp is not None:
+            cursor, skip = cp, True
+        elif key_marker and version_id_marker:
+            versions = _marker_versions(bucket_dir, vroot, key_marker, cache)
+            if not page.emit(key_marker, versions, _resume(versions, version_id_marker)):
+                return page.done(True)
+    while True:
+        a = current.next_key(cursor, skip=skip, prefix=prefix)
+        b = older.next_key(cursor, skip=skip, prefix=prefix)
+        if a is None and b is None:
+            return page.done(False)
+        key = min(f[0] for f in (a, b) if f is not None)
+        if page.full() or (page.last and current.visits + older.visits > PAGE_BUDGET):
+            return page.done(True)
+        cp = rollup(key, prefix, delimiter)
+        if cp is not None:
+            page.prefixes.append(cp)
+            page.last = (cp, None)
+            cursor, skip = cp, True
+            continue
+        cursor, skip = key, False
+        versions = key_versions(
+            a[1] if a is not None and a[0] == key else None,
+            b[1] if b is not None and b[0] == key else None,
+            cache,
+        )
+        if not page.emit(key, versions, 0):
+            return page.done(True)
+
+
+def _marker_versions(
+    bucket_dir: str, vroot: str, key: str, cache: ListingCache | None
+) -> list[_Version]:
+    """The versions of the key a page resumes inside."""
+    try:
+        kp = key_path(key)
+    except StorageError:
+        return []  # not a key anything can be stored under
+    vdir = join_below(vroot, (*kp.dirs, kp.data_name))
+    return key_versions(kp.meta_path(bucket_dir), vdir, cache)
