@@ -25,7 +25,8 @@ import google_crc32c
 from shoal.storage.backend import Digester
 from shoal.storage.erasure.coder import ErasureCoder
 from shoal.storage.erasure.drive import Drive, shard_path
-from shoal.storage.erasure.versions import ChunkRef, write_quorum_error
+from shoal.storage.erasure.quorum import describe, reason, write_quorum_error
+from shoal.storage.erasure.versions import ChunkRef
 from shoal.storage.errors import ServiceUnavailable
 from shoal.storage.threads import run
 
@@ -73,6 +74,8 @@ class ChunkWriter:
     what: str  # for error messages: "bucket/key"
     hashers: list[Digester] = field(default_factory=list)
     alive: set[int] = field(default_factory=set)
+    #: Positions dropped from `alive`, with why (for the quorum error).
+    lost: dict[int, str] = field(default_factory=dict)
     crcs: list[list[int]] = field(default_factory=list)
     size: int = 0
     _md5: Any = field(default_factory=hashlib.md5)
@@ -80,6 +83,7 @@ class ChunkWriter:
 
     def __post_init__(self) -> None:
         self.alive = {p for p in range(len(self.drives)) if getattr(self.drives[p], "online", True)}
+        self.lost = {p: "offline" for p in range(len(self.drives)) if p not in self.alive}
         self.hashers = [self._md5, *self.hashers]
         self._check()
 
@@ -90,7 +94,8 @@ class ChunkWriter:
     def _check(self) -> None:
         need = self.coder.k + 1
         if len(self.alive) < need:
-            raise write_quorum_error(self.what, len(self.alive), len(self.drives), need)
+            failed = describe([(p, self.drives[p], why) for p, why in sorted(self.lost.items())])
+            raise write_quorum_error(self.what, len(self.alive), len(self.drives), need, failed)
 
     async def add(self, data: bytes) -> None:
         """Encode the next chunk and start writing it; waits while WRITE_DEPTH chunks are
@@ -141,6 +146,7 @@ class ChunkWriter:
                     raise result
                 log.warning("shard write to %s failed: %r", self.drives[p].name, result)
                 self.alive.discard(p)
+                self.lost[p] = reason(result)
         self._check()
 
 
@@ -151,7 +157,7 @@ async def read_chunk(
     whether it needed parity); ServiceUnavailable below k shards."""
     n, k = len(drives), coder.k
     got: dict[int, bytes] = {}
-    failed = 0
+    failed: dict[int, str] = {}  # set position -> why its shard could not be read
     tasks: dict[asyncio.Task[bytes], int] = {}
 
     def start(j: int) -> None:
@@ -173,9 +179,10 @@ async def read_chunk(
     try:
         while len(got) < k:
             if not tasks:
+                why = describe([(p, drives[p], r) for p, r in sorted(failed.items())])
                 raise ServiceUnavailable(
                     f"Not enough intact shards to read {what}: {len(got)} of {n} readable, "
-                    f"{k} needed."
+                    f"{k} needed." + (f" Failed: {why}." if why else "")
                 )
             done, _ = await asyncio.wait(
                 tasks, timeout=HEDGE_SECONDS, return_when=asyncio.FIRST_COMPLETED
@@ -192,7 +199,7 @@ async def read_chunk(
                 if exc is None:
                     got[j] = task.result()
                     continue
-                failed += 1
+                failed[(j + rot) % n] = reason(exc)
                 log.warning("shard %d of %s unreadable: %r", j, what, exc)
                 if queue:
                     start(queue.pop(0))
@@ -200,4 +207,4 @@ async def read_chunk(
         for task in tasks:
             task.cancel()
     pieces = await run(coder.decode_views, got, ref.size)
-    return pieces, failed > 0
+    return pieces, bool(failed)

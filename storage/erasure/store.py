@@ -51,6 +51,7 @@ from shoal.storage.erasure.healing import ABANDONED_AFTER_SECONDS, Healer
 from shoal.storage.erasure.health import HealthTrackedDrive
 from shoal.storage.erasure.layout import Layout, open_layout
 from shoal.storage.erasure.locks import KeyedLocks
+from shoal.storage.erasure.quorum import Answers, fan_out, fan_out_at, read_quorum_error
 from shoal.storage.erasure.records import PartLayout, PartRecord, RecordSummary, VersionRecord
 from shoal.storage.erasure.shards import ChunkWriter, encode_whole, read_chunk
 from shoal.storage.erasure.versions import (
@@ -60,9 +61,7 @@ from shoal.storage.erasure.versions import (
     chunks_for,
     live,
     placement,
-    read_quorum_error,
     resolve,
-    write_quorum_error,
 )
 from shoal.storage.errors import (
     BucketAlreadyOwnedByYou,
@@ -121,6 +120,11 @@ class Located:
     rot: int
     answers: list[list[VersionRecord] | None]
     others: list[int] = dataclasses.field(default_factory=list)
+    failed: str = ""  # the silent drives of the set and why (for errors)
+
+    def current(self, k: int, what: str) -> VersionRecord | None:
+        """The newest version a read quorum agrees on (see versions.resolve)."""
+        return resolve(self.answers, k, what, failed=self.failed)
 
 
 def _no_bucket() -> NoSuchBucket:
@@ -153,21 +157,6 @@ def _failed() -> PreconditionFailed:
     return PreconditionFailed("At least one of the pre-conditions you specified did not hold")
 
 
-async def _each(
-    drives: Sequence[Drive], call: Callable[[Drive], Awaitable[T]]
-) -> list[T | BaseException]:
-    """`call` on every drive at once; a drive's exception is its result."""
-    results = await asyncio.gather(*(call(d) for d in drives), return_exceptions=True)
-    for r in results:
-        if isinstance(r, BaseException) and not isinstance(r, Exception):
-            raise r
-    return results
-
-
-def _ok(results: Sequence[object]) -> list[int]:
-    return [i for i, r in enumerate(results) if not isinstance(r, BaseException)]
-
-
 async def _agreed(
     drives: Sequence[Drive], path: str, quorum: int, what: str
 ) -> dict[str, Any] | None:
@@ -177,9 +166,8 @@ async def _agreed(
         raw = await d.read_doc(path)
         return [] if raw is None else [loads(raw)]
 
-    results = await _each(drives, one)
-    answers = [None if isinstance(r, BaseException) else r for r in results]
-    return resolve(answers, quorum, what, _doc_version)
+    answers = await fan_out(drives, one)
+    return resolve(answers.by_position(), quorum, what, _doc_version, answers.failed())
 
 
 def _doc_version(record: dict[str, Any]) -> str:
@@ -391,20 +379,28 @@ class ErasureStore:
         makes the key unreadable and unwritable rather than risk a stale answer."""
         where = self.place(bucket, key)
         if len(where.candidates) == 1:
-            return Located(where.home, where.rot, await self._set_entries(where.home, bucket, key))
+            home = await self._set_entries(where.home, bucket, key)
+            return self._located(where.home, where.rot, home)
         answers = await asyncio.gather(
             *(self._set_entries(s, bucket, key) for s in where.candidates)
         )
         found = []
         for s, each in zip(where.candidates, answers, strict=True):
-            entry = resolve(each, self.k, f"{bucket}/{key}")
+            entry = resolve(each.by_position(), self.k, f"{bucket}/{key}", failed=each.failed())
             if entry is not None:
                 found.append((entry.vid, s, entry.deleted))
         if not found:
-            return Located(where.home, where.rot, answers[where.candidates.index(where.home)])
+            home = answers[where.candidates.index(where.home)]
+            return self._located(where.home, where.rot, home)
         _, s, _ = max(found)
         others = [t for _, t, deleted in found if t != s and not deleted]
-        return Located(s, where.rot, answers[where.candidates.index(s)], others)
+        return self._located(s, where.rot, answers[where.candidates.index(s)], others)
+
+    @staticmethod
+    def _located(
+        s: int, rot: int, answers: Answers[list[VersionRecord]], others: Sequence[int] = ()
+    ) -> Located:
+        return Located(s, rot, answers.by_position(), list(others), answers.failed())
 
     async def _target(self, bucket: str, key: str) -> int:
         """The set a write of the key goes to."""
@@ -412,9 +408,8 @@ class ErasureStore:
             return self.place(bucket, key).home
         return (await self.locate(bucket, key)).set
 
-    async def _set_entries(self, s: int, bucket: str, key: str) -> list[list[VersionRecord] | None]:
-        results = await _each(self.sets[s], lambda d: d.read_object(bucket, key))
-        return [None if isinstance(r, BaseException) else r for r in results]
+    async def _set_entries(self, s: int, bucket: str, key: str) -> Answers[list[VersionRecord]]:
+        return await fan_out(self.sets[s], lambda d: d.read_object(bucket, key))
 
     @property
     def write_quorum(self) -> int:
@@ -448,16 +443,16 @@ class ErasureStore:
         async def one(d: Drive) -> None:
             await (d.delete(path) if data is None else d.write_doc(path, data))
 
-        results = await _each(self.drives, one)
-        ok = _ok(results)
+        answers = await fan_out(self.drives, one)
         voters = len(self.doc_drives)
-        counted = sum(1 for i in ok if i < voters)
-        if counted < self._doc_write_quorum:
+        try:
+            answers.require(self._doc_write_quorum, what, among=voters)
+        except ServiceUnavailable:
             if data is not None:
                 # Withdrawn where it landed: fewer than a write quorum of drives lost
                 # their old copy, so the drives left still hold a read quorum of it.
-                await _each([self.drives[i] for i in ok], lambda d: d.delete(path))
-            raise write_quorum_error(what, counted, voters, self._doc_write_quorum)
+                await fan_out(self.drives, lambda d: d.delete(path), only=answers.ok())
+            raise
 
     # -- buckets ---------------------------------------------------------------------
 
@@ -482,9 +477,8 @@ class ErasureStore:
 
     async def list_buckets(self) -> list[BucketInfo]:
         names: set[str] = set()
-        for result in await _each(self.drives, lambda d: d.list_dir("buckets")):
-            if not isinstance(result, BaseException):
-                names.update(n[:-5] for n in result if n.endswith(".json"))
+        for listed in (await fan_out(self.drives, lambda d: d.list_dir("buckets"))).values():
+            names.update(n[:-5] for n in listed if n.endswith(".json"))
         out = []
         for name in sorted(names):
             with contextlib.suppress(NoSuchBucket):
@@ -503,7 +497,7 @@ class ErasureStore:
                     "already own it."
                 )
             info = BucketInfo(bucket, now(whole_seconds=True))
-            await _each(self.drives, lambda d: d.make_bucket(bucket))
+            await fan_out(self.drives, lambda d: d.make_bucket(bucket))
             await self._write_doc(path, {"name": bucket, "created": iso(info.created)}, bucket)
         return info
 
@@ -526,7 +520,7 @@ class ErasureStore:
                 f"policies/{bucket}.policy.json",
                 f"bucket-config/{bucket}",
             ):
-                await _each(self.drives, lambda d, p=path: d.delete(p))
+                await fan_out(self.drives, lambda d, p=path: d.delete(p))
         self.usage.bucket_deleted(bucket)
 
     # -- bucket documents --------------------------------------------------------------
@@ -581,8 +575,7 @@ class ErasureStore:
 
     async def current(self, bucket: str, key: str) -> VersionRecord | None:
         """The newest version with a read quorum (a delete marker included), or None."""
-        _, _, answers = await self.read_entries(bucket, key)
-        return resolve(answers, self.k, f"{bucket}/{key}")
+        return (await self.locate(bucket, key)).current(self.k, f"{bucket}/{key}")
 
     async def _commit(
         self,
@@ -600,26 +593,24 @@ class ErasureStore:
         With `shards` (per set position), each drive writes its shard and the entry
         in one round trip: a small object's whole write. Returns the version it
         replaced as the drives listed it (None: none, or they could not tell)."""
-        targets = sorted(alive)
 
         def add(p: int) -> Awaitable[list[VersionRecord]]:
             if shards is None:
                 return drives[p].update_object(bucket, key, add=entry)
             return drives[p].write_version(bucket, key, entry, shards[p])
 
-        results = await asyncio.gather(*(add(p) for p in targets), return_exceptions=True)
-        ok = [targets[i] for i in _ok(results)]
+        lacking = [(p, "missed the shards") for p in range(len(drives)) if p not in alive]
+        answers = await fan_out_at(drives, add, only=sorted(alive), skipped=lacking)
+        ok = answers.ok()
         if len(ok) < self.write_quorum:
             if undo is not None:
                 await undo()
-            await _each(
-                [drives[p] for p in ok], lambda d: d.update_object(bucket, key, drop=[entry.vid])
-            )
-            raise write_quorum_error(f"{bucket}/{key}", len(ok), len(drives), self.write_quorum)
-        replaced = any(len(r) > 1 for r in results if isinstance(r, list))
+            await fan_out(drives, lambda d: d.update_object(bucket, key, drop=[entry.vid]), only=ok)
+            answers.require(self.write_quorum, f"{bucket}/{key}")
+        replaced = any(len(r) > 1 for r in answers.values())
         if replaced or entry.deleted or len(ok) < len(drives):
             self._spawn(self._retire(bucket, key, entry.vid, drives))
-        return _replaced(results, targets, len(drives), entry.vid, self.k)
+        return _replaced(answers, entry.vid, self.k)
 
     async def _retire(self, bucket: str, key: str, vid: str, drives: Sequence[Drive]) -> None:
         """Drop versions older than `vid` (and `vid` itself if it is a delete marker) once
@@ -632,15 +623,15 @@ class ErasureStore:
             entry = resolve((await self.read_entries(bucket, key))[2], self.k, key)
             marker = entry is not None and entry.vid == vid and entry.deleted
             drop = [vid] if entry is not None and entry.vid > vid else []  # superseded
-            results = await _each(
+            answers = await fan_out(
                 drives, lambda d: d.update_object(bucket, key, drop=drop, drop_older_than=vid)
             )
             # A delete marker is what hides the versions before it: dropping it on some
             # drives while others still list an older version could hand that version
             # a read quorum again. So it goes only once every drive is rid of them;
             # otherwise healing retires both later.
-            if marker and len(_ok(results)) == len(drives):
-                await _each(drives, lambda d: d.update_object(bucket, key, drop=[vid]))
+            if marker and len(answers.ok()) == len(drives):
+                await fan_out(drives, lambda d: d.update_object(bucket, key, drop=[vid]))
         except Exception:
             log.warning("cleanup of %s/%s failed; healing will retry", bucket, key, exc_info=True)
 
@@ -733,7 +724,7 @@ class ErasureStore:
         return writer
 
     async def _discard(self, drives: Sequence[Drive], path: str) -> None:
-        await _each(drives, lambda d: d.delete(path))
+        await fan_out(drives, lambda d: d.delete(path))
 
     async def put_object(
         self, bucket: str, key: str, body: AsyncIterable[bytes], write: ObjectWrite
@@ -807,15 +798,12 @@ class ErasureStore:
             raise
         drives = self.sets[s]
         try:
-            results = await asyncio.gather(
-                *(
-                    d.read_small(bucket, key, (p - rot) % self.n, SMALL_READ)
-                    for p, d in enumerate(drives)
-                ),
-                return_exceptions=True,
+            read = await fan_out_at(
+                drives, lambda p: drives[p].read_small(bucket, key, (p - rot) % self.n, SMALL_READ)
             )
-            answers = [None if isinstance(r, BaseException) else r[0] for r in results]
-            entry = live(resolve(answers, self.k, f"{bucket}/{key}"))
+            results = read.by_position()
+            answers = [None if r is None else r[0] for r in results]
+            entry = live(resolve(answers, self.k, f"{bucket}/{key}", failed=read.failed()))
             _only_null(version_id)
             reader = ErasureObjectReader(self, bucket, key, drives, entry)
         finally:
@@ -823,7 +811,7 @@ class ErasureStore:
         shards = {
             (p - rot) % self.n: r[1]
             for p, r in enumerate(results)
-            if not isinstance(r, BaseException) and r[1] is not None and r[0][0].vid == entry.vid
+            if r is not None and r[1] is not None and r[0][0].vid == entry.vid
         }
         size = reader.meta.size
         if size == 0:
@@ -848,7 +836,7 @@ class ErasureStore:
         await self._require_bucket(bucket)
         async with self._locks.hold(f"o\0{bucket}\0{key}"):
             found = await self.locate(bucket, key)
-            entry = resolve(found.answers, self.k, f"{bucket}/{key}")
+            entry = found.current(self.k, f"{bucket}/{key}")
             exists = entry is not None and not entry.deleted
             if version_id is not None and (version_id != NULL_VERSION or not exists):
                 raise _no_version()
@@ -981,15 +969,14 @@ class ErasureStore:
         """One erasure set's share of a page: each key resolved like a read, each common
         prefix kept when a read quorum of drives has it."""
         drives = self.sets[s]
-        results = await _each(
+        listed = await fan_out(
             drives,
             lambda d: d.list_objects(
                 bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
             ),
         )
-        pages = [r for r in results if not isinstance(r, BaseException)]
-        if len(pages) < self.k:
-            raise read_quorum_error(f"bucket {bucket}", len(pages), len(drives), self.k)
+        listed.require(self.k, f"bucket {bucket}", write=False)
+        pages = listed.values()
         truncated = [p.last for p in pages if p.truncated and p.last is not None]
         votes: dict[str, list[list[RecordSummary]]] = defaultdict(list)
         cps: Counter[str] = Counter()
@@ -1020,7 +1007,8 @@ class ErasureStore:
             elif count + missing >= self.k:
                 # As for keys (resolve): the silent drives could make it a quorum, so
                 # leaving it out might hide keys that exist.
-                raise read_quorum_error(f"bucket {bucket}", len(pages), len(drives), self.k)
+                failed = listed.failed()
+                raise read_quorum_error(f"bucket {bucket}", len(pages), len(drives), self.k, failed)
         return merged, min(truncated) if truncated else None
 
     # -- multipart -----------------------------------------------------------------------
@@ -1050,11 +1038,10 @@ class ErasureStore:
         path = f"{self._upload_dir(bucket, info.upload_id)}/upload.json"
         self._creating.add(info.upload_id)
         try:
-            results = await _each(drives, lambda d: d.write_doc(path, data))
-            ok = len(_ok(results))
-            if ok < self.write_quorum:
+            answers = await fan_out(drives, lambda d: d.write_doc(path, data))
+            if len(answers.ok()) < self.write_quorum:
                 await self._discard(drives, self._upload_dir(bucket, info.upload_id))
-                raise write_quorum_error(f"{bucket}/{key}", ok, len(drives), self.write_quorum)
+                answers.require(self.write_quorum, f"{bucket}/{key}")
         finally:
             self._creating.discard(info.upload_id)
         self.usage.upload_started(bucket, key)
@@ -1127,12 +1114,13 @@ class ErasureStore:
                 superseded = previous is not None and previous.pv > pv
                 if not superseded:
                     data = dumps(record.to_dict())
-                    targets = [drives[p] for p in sorted(writer.alive)]
-                    ok = len(_ok(await _each(targets, lambda d: d.write_doc(path, data))))
-                    if ok < self.write_quorum:
-                        raise write_quorum_error(
-                            f"{bucket}/{key} part {part_number}", ok, len(drives), self.write_quorum
-                        )
+                    answers = await fan_out(
+                        drives,
+                        lambda d: d.write_doc(path, data),
+                        only=sorted(writer.alive),
+                        skipped=sorted(writer.lost.items()),
+                    )
+                    answers.require(self.write_quorum, f"{bucket}/{key} part {part_number}")
         except BaseException:
             self._spawn(self._discard(drives, pdir))
             raise
@@ -1159,10 +1147,8 @@ class ErasureStore:
         drives = self.sets[self.upload_set(bucket, key, upload_id)[0]]
         udir = self._upload_dir(bucket, upload_id)
         numbers: set[int] = set()
-        for result in await _each(drives, lambda d: d.list_dir(udir)):
-            if isinstance(result, BaseException):
-                continue
-            for name in result:
+        for listed in (await fan_out(drives, lambda d: d.list_dir(udir))).values():
+            for name in listed:
                 if name.startswith("part-") and name.endswith(".json"):
                     with contextlib.suppress(ValueError):
                         numbers.add(int(name[5:-5]))
@@ -1248,8 +1234,8 @@ class ErasureStore:
                 self._check_conditions(await self.current(bucket, key), write)
             await self.get_upload(bucket, key, upload_id)
             try:
-                results = await _each(drives, link_all)
-                before = await self._commit(bucket, key, entry, drives, set(_ok(results)))
+                linked = await fan_out(drives, link_all)
+                before = await self._commit(bucket, key, entry, drives, set(linked.ok()))
             except BaseException as exc:
                 self._spawn(self._discard(drives, vdir))
                 # In a cluster, another node's Complete or Abort (which this node's lock
@@ -1287,19 +1273,17 @@ class ErasureStore:
             await self.get_upload(bucket, key, upload_id)
             drives = self.sets[self.upload_set(bucket, key, upload_id)[0]]
             udir = self._upload_dir(bucket, upload_id)
-            results = await _each(drives, lambda d: d.delete(udir))
-            ok = len(_ok(results))
-            if ok < self.write_quorum:
-                raise write_quorum_error(f"upload {upload_id}", ok, len(drives), self.write_quorum)
+            answers = await fan_out(drives, lambda d: d.delete(udir))
+            answers.require(self.write_quorum, f"upload {upload_id}")
         self.usage.upload_ended(bucket, key)
 
     async def _all_uploads(self, bucket: str) -> list[UploadInfo]:
         found: dict[str, UploadInfo] = {}
         for drives in self.sets:
             ids: set[str] = set()
-            for result in await _each(drives, lambda d: d.list_dir(f"multipart/{bucket}")):
-                if not isinstance(result, BaseException):
-                    ids.update(result)
+            listing = await fan_out(drives, lambda d: d.list_dir(f"multipart/{bucket}"))
+            for listed in listing.values():
+                ids.update(listed)
             for upload_id in ids:
                 record = await self._read_set_doc(
                     drives, f"multipart/{bucket}/{upload_id}/upload.json", upload_id
@@ -1356,15 +1340,13 @@ class ErasureStore:
         }
 
 
-def _replaced(
-    results: Sequence[object], targets: Sequence[int], width: int, vid: str, k: int
-) -> VersionRecord | None:
+def _replaced(committed: Answers[list[VersionRecord]], vid: str, k: int) -> VersionRecord | None:
     """The version a commit of `vid` replaced: the newest older one that k of the drives
     that answered the commit list (None if there is none, or they cannot tell)."""
-    answers: list[list[VersionRecord] | None] = [None] * width
-    for p, result in zip(targets, results, strict=True):
-        if isinstance(result, list):
-            answers[p] = [e for e in result if e.vid < vid]
+    answers = [
+        None if entries is None else [e for e in entries if e.vid < vid]
+        for entries in committed.by_position()
+    ]
     try:
         return resolve(answers, k, "")
     except ServiceUnavailable:

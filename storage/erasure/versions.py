@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import xxhash
 
+from shoal.storage.erasure.quorum import read_quorum_error
 from shoal.storage.erasure.records import PartLayout, VersionRecord
 from shoal.storage.errors import NoSuchKey, ServiceUnavailable
 
@@ -103,19 +104,21 @@ def resolve(
     k: int,
     what: str,
     vid: Callable[[R], str] = _vid,  # type: ignore[assignment]
+    failed: str = "",
 ) -> R | None:
     """The newest version listed by at least k drives (None: the key does not exist).
 
     `answers` has one item per drive of the set: its entries, or None if it failed to
     answer. `vid` says an entry's version id (VersionRecord.vid by default; replicated
-    records are dicts with "v"). ServiceUnavailable when too few answered to tell, or
+    records are dicts with "v"); `failed` why the silent drives are (for the error).
+    ServiceUnavailable when too few answered to tell, or
     when a version that could still have a quorum among the silent drives is newer than
     every settled one.
     """
     answered = [a for a in answers if a is not None]
     silent = len(answers) - len(answered)
     if len(answered) < k:
-        raise read_quorum_error(what, len(answered), len(answers), k)
+        raise read_quorum_error(what, len(answered), len(answers), k, failed)
     counts: dict[str, int] = {}
     first: dict[str, R] = {}
     for entries in answered:
@@ -140,17 +143,3 @@ def live(entry: VersionRecord | None) -> VersionRecord:
     if entry is None or entry.deleted:
         raise NoSuchKey("The specified key does not exist.")
     return entry
-
-
-def read_quorum_error(what: str, answered: int, total: int, k: int) -> ServiceUnavailable:
-    return ServiceUnavailable(
-        f"Not enough drives to read {what}: {answered} of {total} answered, "
-        f"{k} needed. Retry once drives are back.",
-    )
-
-
-def write_quorum_error(what: str, ok: int, total: int, need: int) -> ServiceUnavailable:
-    return ServiceUnavailable(
-        f"Not enough drives to write {what}: {ok} of {total} succeeded, {need} needed; "
-        f"nothing was changed. Retry once drives are back.",
-    )
