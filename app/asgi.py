@@ -160,7 +160,7 @@ def _raw_path(request: Request) -> bytes:
 
 
 def _authenticate(request: Request) -> Principal:
-    """SigV4 from the raw path and query, before any body byte is read."""
+    """The signature (SigV4 or SigV2) from the raw path and query, before any body byte."""
     authenticator: Authenticator = request.app.state.authenticator
     return authenticator.authenticate(
         method=request.method,
@@ -310,6 +310,8 @@ def create_app(config: Config | None = None) -> Starlette:
     application.state.authenticator = Authenticator(
         {c.access_key_id: c.secret_access_key for c in config.auth.credentials},
         config.server.region,
+        sigv2=config.auth.sigv2,
+        host_bucket=lambda host: split_target(b"/", host, config.server.base_domain)[0],
     )
     if config.metrics.enabled:
         application.metrics = Metrics(config, backend, _authenticate)

@@ -1,10 +1,11 @@
-"""POST Object (browser form uploads): the POST policy and its SigV4 signature.
+"""POST Object (browser form uploads): the POST policy and its signature.
 
 The form carries a base64 JSON policy (`expiration`, `conditions`) signed with the
-caller's SigV4 signing key; every form field must be allowed by a condition. The policy
-is read whole and checked for shape before anything else (`decode_policy`), so any
-malformed document, whatever it holds, is one InvalidPolicyDocument (400) and never an
-exception of the JSON or datetime layers. Pure logic: the ASGI layer parses the form and
+caller's SigV4 signing key, or with SigV2 (`AWSAccessKeyId`, `signature`: HMAC-SHA1 under
+the secret); every form field must be allowed by a condition. The policy is read whole
+and checked for shape before anything else (`decode_policy`), so any malformed document,
+whatever it holds, is one InvalidPolicyDocument (400) and never an exception of the JSON
+or datetime layers. Pure logic: the ASGI layer parses the form and
 stores the file, enforcing `PostPolicy.length_range` as the file's bytes arrive.
 Failures are AuthFailure, with AWS's codes and messages.
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shoal.auth import sigv2
 from shoal.auth.numbers import parse_uint
 from shoal.auth.sigv4 import (
     ALGORITHM,
@@ -158,31 +160,72 @@ def _bound(value: object) -> int | None:
     return parse_uint(text)
 
 
+def is_sigv2(fields: Mapping[str, str]) -> bool:
+    """Whether a form is signed with SigV2 (`AWSAccessKeyId`, `signature`: boto3's
+    generate_presigned_post by default) rather than SigV4 (`x-amz-*` fields)."""
+    return not any(name in fields for name in _SIGV4_FIELDS)
+
+
+_SIGV4_FIELDS = ("x-amz-algorithm", "x-amz-credential", "x-amz-signature", "x-amz-date")
+
+
 def verify_signature(fields: Mapping[str, str], lookup: CredentialLookup, region: str) -> str:
-    """The access key whose secret signed the policy (SigV4 POST)."""
+    """The access key whose secret signed the policy (SigV4, or SigV2: base64 HMAC-SHA1
+    of the policy field)."""
+    if is_sigv2(fields):
+        return _verify_sigv2(fields, lookup)
     if fields.get("x-amz-algorithm") != ALGORITHM:
         raise AuthFailure("InvalidArgument", f"Only {ALGORITHM} POST policies are accepted.")
     for name in ("x-amz-credential", "x-amz-date", "x-amz-signature", "policy"):
-        if name not in fields:
-            raise AuthFailure(
-                "InvalidArgument", f"Bucket POST must contain a field named '{name}'."
-            )
+        _require(fields, name)
     access_key, scope = _parse_credential(fields["x-amz-credential"], region, presigned=True)
+    secret = _secret(lookup, access_key)
+    expected = sign(signing_key(secret, scope.date, region), fields["policy"])
+    _compare(expected, fields["x-amz-signature"])
+    return access_key
+
+
+def _verify_sigv2(fields: Mapping[str, str], lookup: CredentialLookup) -> str:
+    for name in ("awsaccesskeyid", "signature", "policy"):
+        _require(fields, name)
+    access_key = fields["awsaccesskeyid"]
+    _compare(sigv2.sign(_secret(lookup, access_key), fields["policy"]), fields["signature"])
+    return access_key
+
+
+def _require(fields: Mapping[str, str], name: str) -> None:
+    if name not in fields:
+        label = _FIELD_LABELS.get(name, name)
+        raise AuthFailure(
+            "InvalidArgument",
+            f"Bucket POST must contain a field named '{label}'.  If it is specified, please"
+            " check the order of the fields.",
+            ArgumentName=label,
+        )
+
+
+#: How AWS spells the fields it names in errors (form field names are read lower-case).
+_FIELD_LABELS = {"awsaccesskeyid": "AWSAccessKeyId", "signature": "Signature"}
+
+
+def _secret(lookup: CredentialLookup, access_key: str) -> str:
     secret = lookup(access_key)
     if secret is None:
         raise AuthFailure(
             "InvalidAccessKeyId",
             "The AWS Access Key Id you provided does not exist in our records.",
+            AWSAccessKeyId=access_key,
         )
-    expected = sign(signing_key(secret, scope.date, region), fields["policy"])
+    return secret
+
+
+def _compare(expected: str, given: str) -> None:
     # Bytes: compare_digest refuses str holding non-ASCII characters (a client's choice).
-    given = fields["x-amz-signature"].encode("utf-8", "surrogatepass")
-    if not hmac.compare_digest(expected.encode("ascii"), given):
+    if not hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8", "surrogatepass")):
         raise AuthFailure(
             "SignatureDoesNotMatch",
             "The request signature we calculated does not match the signature you provided.",
         )
-    return access_key
 
 
 def check_policy(policy: PostPolicy, fields: Mapping[str, str], bucket: str, now: datetime) -> None:

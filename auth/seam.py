@@ -1,18 +1,34 @@
-"""Who is calling: the single point where a request's SigV4 signature is checked.
+"""Who is calling: the single point where a request's signature is checked.
 
-The ASGI layer calls `Authenticator.authenticate` once per request with the parsed
-operation, before any body byte is read (so an `Expect: 100-continue` upload is refused
-without being sent). Authorization against bucket policies follows in app/authz.py,
-which may do I/O; nothing here does.
+The ASGI layer calls `Authenticator.authenticate` once per request, before any body byte
+is read (so an `Expect: 100-continue` upload is refused without being sent). It accepts
+SigV4 (auth/sigv4.py) and, unless turned off, SigV2 (auth/sigv2.py), each as a header or
+a presigned URL, and exactly one of those per request. Authorization against bucket
+policies follows in app/authz.py, which may do I/O; nothing here does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from shoal.auth.sigv4 import Header, Verified, verify_request
+from shoal.auth import sigv2, sigv4
+from shoal.auth.postpolicy import is_sigv2, verify_signature
+from shoal.auth.sigv4 import AuthFailure, Header, Verified
+
+#: The bucket a Host header names (virtual-hosted style), None for path style.
+HostBucket = Callable[[str], str | None]
+
+ONLY_ONE = (
+    "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+    "Signature query string parameter or the Authorization header should be specified"
+)
+#: What AWS answers a SigV2 request where only SigV4 is accepted.
+SIGV2_REFUSED = (
+    "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
+)
 
 
 @dataclass(frozen=True)
@@ -20,7 +36,8 @@ class Principal:
     """Who made a request; `access_key` is None for anonymous callers."""
 
     access_key: str | None = None
-    #: The proof of a signed request (signing key, seed signature) for streaming bodies.
+    #: The proof of a SigV4 request (signing key, seed signature) for streaming bodies;
+    #: None for SigV2, whose bodies carry no chunk signatures.
     verified: Verified | None = None
 
     @property
@@ -31,12 +48,29 @@ class Principal:
 ANONYMOUS = Principal()
 
 
-class Authenticator:
-    """Verifies header and presigned-URL SigV4 against the configured credentials."""
+def _path_style(host: str) -> str | None:
+    return None
 
-    def __init__(self, credentials: Mapping[str, str], region: str) -> None:
+
+class Authenticator:
+    """Verifies SigV4 and SigV2 (header and presigned) against the configured credentials.
+
+    `host_bucket` tells which bucket a Host header names: SigV2 signs it as part of the
+    resource. `sigv2=False` refuses SigV2 as AWS's SigV4-only regions do (400
+    InvalidRequest)."""
+
+    def __init__(
+        self,
+        credentials: Mapping[str, str],
+        region: str,
+        *,
+        sigv2: bool = True,
+        host_bucket: HostBucket = _path_style,
+    ) -> None:
         self._secrets = dict(credentials)
         self._region = region
+        self.sigv2 = sigv2
+        self._host_bucket = host_bucket
 
     def secret_for(self, access_key: str) -> str | None:
         return self._secrets.get(access_key)
@@ -54,13 +88,42 @@ class Authenticator:
 
         `headers` are the raw (name, value) pairs as received, so the signature covers
         exactly the bytes the client signed."""
-        verified = verify_request(
-            method=method,
-            raw_path=raw_path,
-            raw_query=raw_query,
-            headers=headers,
-            lookup=self._secrets.get,
-            region=self._region,
-            now=now,
+        header = any(_is(name, b"authorization") for name, _ in headers)
+        v4_query = sigv4.is_presigned(raw_query)
+        v2_query = sigv2.is_query_auth(raw_query)
+        if sum((header, v4_query, v2_query)) > 1:
+            raise AuthFailure("InvalidArgument", ONLY_ONE)
+        pieces: dict[str, Any] = dict(
+            method=method, raw_path=raw_path, raw_query=raw_query, headers=headers
         )
-        return ANONYMOUS if verified is None else Principal(verified.access_key, verified)
+        if v2_query or (header and sigv2.is_header_auth(headers)):
+            if not self.sigv2:
+                raise AuthFailure("InvalidRequest", SIGV2_REFUSED)
+            verify = sigv2.verify_query_auth if v2_query else sigv2.verify_header_auth
+            bucket = self._host_bucket(_host(headers))
+            access_key = verify(**pieces, lookup=self._secrets.get, now=now, bucket=bucket)
+            return Principal(access_key)
+        if not (header or v4_query):
+            return ANONYMOUS
+        verify4 = sigv4.verify_presigned if v4_query else sigv4.verify_header_auth
+        verified = verify4(**pieces, lookup=self._secrets.get, region=self._region, now=now)
+        return Principal(verified.access_key, verified)
+
+    def verify_post_signature(self, fields: Mapping[str, str]) -> str:
+        """The access key whose secret signed a POST Object policy (SigV4, or SigV2
+        unless turned off)."""
+        if is_sigv2(fields) and not self.sigv2:
+            raise AuthFailure("InvalidRequest", SIGV2_REFUSED)
+        return verify_signature(fields, self._secrets.get, self._region)
+
+
+def _is(name: str | bytes, wanted: bytes) -> bool:
+    raw = name if isinstance(name, bytes) else name.encode("latin-1", "replace")
+    return raw.lower() == wanted
+
+
+def _host(headers: Sequence[Header]) -> str:
+    for name, value in headers:
+        if _is(name, b"host"):
+            return value.decode("latin-1") if isinstance(value, bytes) else value
+    return ""

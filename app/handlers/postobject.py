@@ -22,7 +22,7 @@ from shoal.app.handlers.registry import handler, xml_response
 from shoal.app.headers import object_write
 from shoal.auth import ANONYMOUS, Principal
 from shoal.auth.numbers import parse_uint
-from shoal.auth.postpolicy import check_policy, decode_policy, verify_signature
+from shoal.auth.postpolicy import check_policy, decode_policy
 from shoal.storage import checksums
 from shoal.storage.backend import ObjectWrite
 from shoal.storage.checksums import Checksum
@@ -66,10 +66,7 @@ async def _authorize(
     if "policy" in fields:
         if "x-amz-signature" in fields or ctx.gate is not None:
             authenticator = ctx.request.app.state.authenticator
-            access_key = verify_signature(
-                fields, authenticator.secret_for, ctx.config.server.region
-            )
-            principal = Principal(access_key)
+            principal = Principal(authenticator.verify_post_signature(fields))
         policy = decode_policy(fields["policy"])
         check_policy(policy, fields, ctx.bucket, datetime.now(UTC))
         length_range = policy.length_range
