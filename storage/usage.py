@@ -1,7 +1,9 @@
 """Objects, bytes and multipart uploads per bucket, kept up to date as the store writes,
 so that reporting them (Prometheus gauges) never walks a directory.
 
-A store reports every change it makes, with what it knew of the object it replaced:
+Objects are stored object versions: in a versioned bucket each version counts, with
+its bytes (delete markers count for nothing). A store reports every change it makes,
+with what it knew of the object version it replaced:
 `object_written(bucket, key, replaced_size, size)` (None: there was no object),
 `object_deleted`, `upload_started`/`upload_ended` and `bucket_deleted`. Those are plain
 counter updates under a lock (stores call them from worker threads too).
@@ -285,15 +287,31 @@ async def recount(backend: Backend, usage: BucketUsage, *, page: int = 1000) -> 
 async def _count_bucket(
     backend: Backend, usage: BucketUsage, bucket: str, figures: Figures, page: int
 ) -> tuple[int, int, int]:
-    """One bucket's objects, then its uploads, a page at a time."""
+    """One bucket's objects (every version of them, in a bucket that was ever
+    versioned), then its uploads, a page at a time."""
     objects = size = uploads = 0
-    after: str | None = ""
+    versioned = bool((await _retrying(backend.head_bucket, bucket)).versioning)
+    after: tuple[str, str] | None = ("", "")
     while after is not None:
         t0 = time.monotonic()
-        listed = await _retrying(backend.list_objects, bucket, after=after, max_keys=page)
-        counts = (len(listed.objects), sum(o.size for o in listed.objects), 0)
-        after = listed.last if listed.truncated and listed.last else None
-        usage._counted(bucket, figures, counts, after, "objects")
+        if versioned:
+            found = await _retrying(
+                backend.list_object_versions,
+                bucket,
+                key_marker=after[0],
+                version_id_marker=after[1],
+                max_keys=page,
+            )
+            stored = [v for v in found.versions if not v.delete_marker]
+            counts = (len(stored), sum(v.size for v in stored), 0)
+            key = found.next_key_marker if found.truncated else None
+            after = None if key is None else (key, found.next_version_id_marker or "")
+        else:
+            listed = await _retrying(backend.list_objects, bucket, after=after[0], max_keys=page)
+            counts = (len(listed.objects), sum(o.size for o in listed.objects), 0)
+            key = listed.last if listed.truncated and listed.last else None
+            after = None if key is None else (key, "")
+        usage._counted(bucket, figures, counts, key, "objects")
         objects, size = objects + counts[0], size + counts[1]
         await asyncio.sleep(time.monotonic() - t0)
     marker: tuple[str, str] | None = ("", "")

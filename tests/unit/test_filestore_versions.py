@@ -290,3 +290,20 @@ async def test_versions_survive_reopen_and_listing_pages(tmp_path: Path) -> None
         key_marker, vid_marker = page.next_key_marker or "", page.next_version_id_marker or ""
     assert seen == [m.version_id for m in reversed(made)]
     await fs.close()
+
+
+async def test_counting_existing_versions(store: FileStore) -> None:
+    from shoal.storage.usage import count_existing
+
+    await store.create_bucket("plain")
+    await store.put_object("plain", "p", chunks(b"1234"), ObjectWrite())
+    await store.update_bucket("bucket", versioning="Enabled")
+    for data in (b"1", b"22", b"333"):
+        await put(store, "a", data)
+    await store.delete_object("bucket", "a")
+    await put(store, "b", b"4444")
+    store.usage.track(counting=True)
+    await count_existing(store, store.usage, page=2)
+    snapshot = store.usage.snapshot()
+    assert snapshot["bucket"] == (4, 10, 0)
+    assert snapshot["plain"] == (1, 4, 0)
