@@ -88,7 +88,9 @@ class Authenticator:
 
         `headers` are the raw (name, value) pairs as received, so the signature covers
         exactly the bytes the client signed."""
-        header = any(_is(name, b"authorization") for name, _ in headers)
+        # An empty Authorization header signs nothing: the caller is anonymous (S3
+        # answers such a CreateBucket 403 AccessDenied, not a malformed-header 400).
+        header = any(_is(name, b"authorization") and _filled(v) for name, v in headers)
         v4_query = sigv4.is_presigned(raw_query)
         v2_query = sigv2.is_query_auth(raw_query)
         if sum((header, v4_query, v2_query)) > 1:
@@ -120,6 +122,10 @@ class Authenticator:
 def _is(name: str | bytes, wanted: bytes) -> bool:
     raw = name if isinstance(name, bytes) else name.encode("latin-1", "replace")
     return raw.lower() == wanted
+
+
+def _filled(value: str | bytes) -> bool:
+    return bool(value.strip())
 
 
 def _host(headers: Sequence[Header]) -> str:

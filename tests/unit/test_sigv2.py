@@ -545,6 +545,16 @@ def test_only_one_auth_mechanism() -> None:
         assert "Only one auth mechanism allowed" in failure.message
 
 
+def test_an_empty_authorization_header_is_anonymous() -> None:
+    for value in (b"", b"  "):
+        request = dict(
+            method="PUT", raw_path=b"/bkt", raw_query=b"", headers=[(b"authorization", value)]
+        )
+        assert authenticator().authenticate(**request, now=datetime.now(UTC)) is ANONYMOUS
+    with_query = {**presigned(), "headers": [(b"authorization", b"")]}
+    assert check(with_query) == AK
+
+
 def test_sigv2_can_be_turned_off() -> None:
     for request in (wire(header_signed("GET", f"{ENDPOINT}/bkt/k")), presigned()):
         failure = failure_of(request, sigv2=False)
