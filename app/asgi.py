@@ -119,7 +119,7 @@ async def s3_endpoint(request: Request) -> Response:
             if principal.verified and not accepts_payload(op.name, principal.verified.payload_hash):
                 raise InvalidRequest(f"{op.name} does not take a request body in this form.")
             await gate.check_operation(
-                op.name, principal, op.bucket, op.key, _policy_context(request, query)
+                op.name, principal, op.bucket, op.key, _policy_context(request, query), op.action
             )
         ctx = RequestContext(
             op=op,

@@ -59,12 +59,24 @@ class PolicyGate:
         context: dict[str, object] | None = None,
     ) -> None:
         """AccessDenied unless `principal` may do `action` on the bucket or object."""
+        if not await self.allows(principal, action, bucket, key, context):
+            raise AccessDenied()
+
+    async def allows(
+        self,
+        principal: Principal,
+        action: str,
+        bucket: str | None,
+        key: str | None = None,
+        context: dict[str, object] | None = None,
+    ) -> bool:
+        """Whether `principal` may do `action` on the bucket or object: for a second
+        action a request needs only in some cases (s3:BypassGovernanceRetention)."""
         policy = await self.policy(bucket) if bucket else None
         request = PolicyRequest(
             principal.access_key, action, resource_arn(bucket, key), context or {}
         )
-        if not is_allowed(evaluate(policy, request), authenticated=not principal.anonymous):
-            raise AccessDenied()
+        return is_allowed(evaluate(policy, request), authenticated=not principal.anonymous)
 
     async def check_operation(
         self,
@@ -73,13 +85,17 @@ class PolicyGate:
         bucket: str | None,
         key: str | None,
         context: dict[str, object],
+        action: str | None = None,
     ) -> None:
-        """The check one operation needs, made before any body byte is read.
+        """The check one operation needs, made before any body byte is read; `action`
+        (the Operation's own) replaces the table's where a request names a version.
 
         DeleteObjects names its keys in its body: here it only has to be possible that
         this caller may delete some key of the bucket; its handler then checks each key.
         """
         entry = OPERATIONS[name]
+        if action is not None:
+            entry = replace(entry, action=action)
         if name == "DeleteObjects":
             policy = await self.policy(bucket) if bucket else None
             if not could_allow(policy, principal, entry.action):

@@ -2,7 +2,8 @@
 
 Method, addressing style (path or virtual-hosted), bucket, key and sub-resource query
 are turned into an `Operation` once; handlers never look at the URL shape again. The
-IAM action each operation needs (auth/actions.py's table) travels with it.
+IAM action each operation needs (auth/actions.py's table) travels with it: a request
+that names a version (`versionId`) needs the version's action (s3:GetObjectVersion, ...).
 """
 
 from __future__ import annotations
@@ -46,24 +47,20 @@ UNSUPPORTED_BUCKET = frozenset(
         "metadataTable",
         "metrics",
         "notification",
-        "object-lock",
         "ownershipControls",
         "policyStatus",
         "publicAccessBlock",
         "replication",
         "requestPayment",
         "tagging",
-        "versions",
         "website",
     ]
 )
 UNSUPPORTED_OBJECT = frozenset(
     [
         "attributes",
-        "legal-hold",
         "renameObject",
         "restore",
-        "retention",
         "select",
         "tagging",
         "torrent",
@@ -155,11 +152,12 @@ def resolve(
         return _op(_bucket_operation(method, query), bucket, None)
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise KeyTooLongError(Size=len(key.encode()), MaxSizeAllowed=MAX_KEY_BYTES)
-    return _op(_object_operation(method, query, headers), bucket, key)
+    name = _object_operation(method, query, headers)
+    return _op(name, bucket, key, version="versionId" in query)
 
 
-def _op(name: str, bucket: str | None, key: str | None) -> Operation:
-    return Operation(name, bucket, key, action_for(name))
+def _op(name: str, bucket: str | None, key: str | None, *, version: bool = False) -> Operation:
+    return Operation(name, bucket, key, action_for(name, version=version))
 
 
 def _unsupported(query: dict[str, str], names: frozenset[str]) -> None:
@@ -179,6 +177,10 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "ListMultipartUploads"
         if "versioning" in query:
             return "GetBucketVersioning"
+        if "versions" in query:
+            return "ListObjectVersions"
+        if "object-lock" in query:
+            return "GetObjectLockConfiguration"
         if "acl" in query:
             return "GetBucketAcl"
         if "cors" in query:
@@ -191,7 +193,11 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "PutBucketPolicy"
         if "cors" in query:
             return "PutBucketCors"
-        if "versioning" in query or "acl" in query:
+        if "versioning" in query:
+            return "PutBucketVersioning"
+        if "object-lock" in query:
+            return "PutObjectLockConfiguration"
+        if "acl" in query:
             raise NotImplementedFeature()
         return "CreateBucket"
     if method == "DELETE":
@@ -225,12 +231,20 @@ def _object_operation(method: str, query: dict[str, str], headers: dict[str, str
     if method == "GET":
         if upload:
             return "ListParts"
+        if "retention" in query:
+            return "GetObjectRetention"
+        if "legal-hold" in query:
+            return "GetObjectLegalHold"
         return "GetObjectAcl" if "acl" in query else "GetObject"
     if method == "HEAD":
         return "HeadObject"
     if method == "PUT":
         if "acl" in query:
             raise NotImplementedFeature()
+        if "retention" in query:
+            return "PutObjectRetention"
+        if "legal-hold" in query:
+            return "PutObjectLegalHold"
         copy = "x-amz-copy-source" in headers
         if upload or "partNumber" in query:
             return "UploadPartCopy" if copy else "UploadPart"

@@ -102,6 +102,10 @@ class InvalidBucketName(S3Error):
     status, message = 400, "The specified bucket is not valid."
 
 
+class InvalidBucketState(S3Error):
+    status, message = 409, "The request is not valid with the current state of the bucket."
+
+
 class InvalidDigest(S3Error):
     status, message = 400, "The Content-MD5 you specified is not valid."
 
@@ -210,6 +214,10 @@ class NoSuchVersion(S3Error):
     status, message = 404, "The specified version does not exist."
 
 
+class NoSuchObjectLockConfiguration(S3Error):
+    status, message = 404, "The specified object does not have a ObjectLock configuration"
+
+
 class NoSuchUpload(S3Error):
     status = 404
     message = (
@@ -222,6 +230,10 @@ class NotImplementedFeature(S3Error):
     code = "NotImplemented"
     status = 501
     message = "A header or query you provided implies functionality that is not implemented."
+
+
+class ObjectLockConfigurationNotFoundError(S3Error):
+    status, message = 404, "Object Lock configuration does not exist for this bucket"
 
 
 class PreconditionFailed(S3Error):
@@ -276,7 +288,5 @@ def from_storage(exc: storage_errors.StorageError) -> S3Error:
     cls = S3Error.registry.get(_RENAMED.get(name, name), InternalError)
     error = cls(exc.message or None, **exc.details)
     if exc.delete_marker is not None:
-        error.headers.update(
-            {"x-amz-delete-marker": "true", "x-amz-version-id": exc.delete_marker}
-        )
+        error.headers.update({"x-amz-delete-marker": "true", "x-amz-version-id": exc.delete_marker})
     return error

@@ -16,8 +16,10 @@ from shoal.app.errors import (
     MetadataTooLarge,
     PreconditionFailed,
 )
+from shoal.app.xml import timestamp
 from shoal.auth.numbers import parse_uint
-from shoal.storage.backend import MAX_PARTS, ObjectMeta, ObjectWrite
+from shoal.storage.backend import MAX_PARTS, NULL_VERSION, ObjectMeta, ObjectWrite
+from shoal.storage.version_ids import valid_version_id
 
 #: Standard headers S3 stores with an object and returns on GET/HEAD. Nothing else from
 #: a client's headers is stored (reserved x-amz-* namespaces never are), except
@@ -146,8 +148,42 @@ def response_overrides(query: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-def object_headers(meta: ObjectMeta) -> dict[str, str]:
-    """Headers GET and HEAD return for an object (length and range added by the caller)."""
+def version_param(query: dict[str, str]) -> str | None:
+    """The versionId a request names (None: the current version); a malformed one is
+    S3's 400 InvalidArgument, before any storage is touched."""
+    version_id = query.get("versionId")
+    if version_id is None:
+        return None
+    if not valid_version_id(version_id):
+        message = "Invalid version id specified"
+        if version_id == "":
+            message = "Version id cannot be the empty string"
+        raise InvalidArgument(message, ArgumentName="versionId", ArgumentValue=version_id)
+    return version_id
+
+
+def version_headers(version_id: str, *, versioned: bool) -> dict[str, str]:
+    """x-amz-version-id for an answer about one version: every id but the null one, and
+    the null one too where the bucket is (or was) versioned or the request named it."""
+    if version_id != NULL_VERSION or versioned:
+        return {"x-amz-version-id": version_id}
+    return {}
+
+
+def lock_headers(meta: ObjectMeta) -> dict[str, str]:
+    """The x-amz-object-lock-* headers GET and HEAD return for a locked version."""
+    headers = {}
+    if meta.retention is not None:
+        headers["x-amz-object-lock-mode"] = meta.retention.mode
+        headers["x-amz-object-lock-retain-until-date"] = timestamp(meta.retention.until)
+    if meta.legal_hold:
+        headers["x-amz-object-lock-legal-hold"] = "ON"
+    return headers
+
+
+def object_headers(meta: ObjectMeta, *, versioned: bool = False) -> dict[str, str]:
+    """Headers GET and HEAD return for an object (length and range added by the caller);
+    `versioned`: the bucket is or was versioned, so even the null version is named."""
     headers = {
         "etag": f'"{meta.etag}"',
         "last-modified": http_date(meta.last_modified),
@@ -157,8 +193,8 @@ def object_headers(meta: ObjectMeta) -> dict[str, str]:
     headers.update(meta.headers)
     for name, value in meta.user_metadata.items():
         headers[META_PREFIX + name] = value
-    if meta.version_id != "null":
-        headers["x-amz-version-id"] = meta.version_id
+    headers.update(version_headers(meta.version_id, versioned=versioned))
+    headers.update(lock_headers(meta))
     return headers
 
 
@@ -179,7 +215,7 @@ def _parse_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _etag_matches(condition: str, etag: str) -> bool:
+def etag_matches(condition: str, etag: str) -> bool:
     wanted = {t.strip().removeprefix("W/").strip('"') for t in condition.split(",")}
     return "*" in wanted or etag in wanted
 
@@ -194,7 +230,7 @@ def check_conditions(headers: dict[str, str], meta: ObjectMeta, prefix: str = "i
     modified = meta.last_modified.replace(microsecond=0)
     if_match = headers.get(prefix + "match")
     if if_match is not None:
-        if not _etag_matches(if_match, meta.etag):
+        if not etag_matches(if_match, meta.etag):
             raise PreconditionFailed(Condition="If-Match")
     else:
         since = _parse_date(headers.get(prefix + "unmodified-since"))
@@ -203,7 +239,7 @@ def check_conditions(headers: dict[str, str], meta: ObjectMeta, prefix: str = "i
     if_none_match = headers.get(prefix + "none-match")
     not_modified = False
     if if_none_match is not None:
-        not_modified = _etag_matches(if_none_match, meta.etag)
+        not_modified = etag_matches(if_none_match, meta.etag)
     else:
         since = _parse_date(headers.get(prefix + "modified-since"))
         not_modified = since is not None and modified <= since and since <= datetime.now(UTC)

@@ -10,7 +10,9 @@ bucket policy names for it and to the kind of resource it acts on:
   that could delete some key of the bucket, then every key of the request is checked.
 
 CopyObject and UploadPartCopy additionally need s3:GetObject on the copy source; see
-`source_requirement`.
+`source_requirement`. A request naming a version (``versionId``) is checked against the
+version's action instead, as AWS does (`VERSION_ACTIONS`: a GET of a version needs
+s3:GetObjectVersion).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ OPERATIONS: dict[str, OperationAction] = {
     "HeadBucket": OperationAction("s3:ListBucket", "bucket"),
     "GetBucketLocation": OperationAction("s3:GetBucketLocation", "bucket"),
     "GetBucketVersioning": OperationAction("s3:GetBucketVersioning", "bucket"),
+    "PutBucketVersioning": OperationAction("s3:PutBucketVersioning", "bucket"),
+    "ListObjectVersions": OperationAction("s3:ListBucketVersions", "bucket"),
+    "GetObjectLockConfiguration": OperationAction("s3:GetBucketObjectLockConfiguration", "bucket"),
+    "PutObjectLockConfiguration": OperationAction("s3:PutBucketObjectLockConfiguration", "bucket"),
     "GetBucketAcl": OperationAction("s3:GetBucketAcl", "bucket"),
     "ListObjects": OperationAction("s3:ListBucket", "bucket"),
     "ListObjectsV2": OperationAction("s3:ListBucket", "bucket"),
@@ -55,6 +61,10 @@ OPERATIONS: dict[str, OperationAction] = {
     "HeadObject": OperationAction("s3:GetObject", "object"),
     "GetObjectAcl": OperationAction("s3:GetObjectAcl", "object"),
     "DeleteObject": OperationAction("s3:DeleteObject", "object"),
+    "GetObjectRetention": OperationAction("s3:GetObjectRetention", "object"),
+    "PutObjectRetention": OperationAction("s3:PutObjectRetention", "object"),
+    "GetObjectLegalHold": OperationAction("s3:GetObjectLegalHold", "object"),
+    "PutObjectLegalHold": OperationAction("s3:PutObjectLegalHold", "object"),
     "CreateMultipartUpload": OperationAction("s3:PutObject", "object"),
     "UploadPart": OperationAction("s3:PutObject", "object"),
     "UploadPartCopy": OperationAction("s3:PutObject", "object"),
@@ -65,6 +75,16 @@ OPERATIONS: dict[str, OperationAction] = {
     "PostObject": OperationAction("s3:PutObject", "bucket"),
 }
 
+#: The action an operation needs instead when it names a version (`?versionId=`).
+VERSION_ACTIONS: dict[str, str] = {
+    "GetObject": "s3:GetObjectVersion",
+    "HeadObject": "s3:GetObjectVersion",
+    "GetObjectAcl": "s3:GetObjectVersionAcl",
+    "DeleteObject": "s3:DeleteObjectVersion",
+}
+#: What bypassing a GOVERNANCE retention needs besides x-amz-bypass-governance-retention.
+BYPASS_GOVERNANCE_ACTION = "s3:BypassGovernanceRetention"
+
 #: Operations that carry a request body, and so accept every payload mode
 #: (UNSIGNED-PAYLOAD, a hex SHA-256, and the aws-chunked STREAMING-* modes, which boto3
 #: uses over HTTPS even for DeleteObjects). Every other operation has no body: it accepts
@@ -74,6 +94,10 @@ BODY_OPERATIONS = frozenset(
         "CreateBucket",
         "PutBucketPolicy",
         "PutBucketCors",
+        "PutBucketVersioning",
+        "PutObjectLockConfiguration",
+        "PutObjectRetention",
+        "PutObjectLegalHold",
         "DeleteObjects",
         "PutObject",
         "UploadPart",
@@ -93,6 +117,7 @@ def accepts_payload(operation: str, payload_hash: str) -> bool:
 # Operations that read a copy source, and what they need on it.
 COPY_OPERATIONS = frozenset({"CopyObject", "UploadPartCopy"})
 SOURCE_ACTION = "s3:GetObject"
+SOURCE_VERSION_ACTION = "s3:GetObjectVersion"
 
 
 def resource_arn(bucket: str | None, key: str | None = None) -> str:
@@ -104,8 +129,11 @@ def resource_arn(bucket: str | None, key: str | None = None) -> str:
     return f"{ARN_PREFIX}{bucket}/{key}"
 
 
-def action_for(operation: str) -> str:
-    """IAM action of an operation; KeyError for an operation not in the table."""
+def action_for(operation: str, *, version: bool = False) -> str:
+    """IAM action of an operation (`version`: the request names a version); KeyError for
+    an operation not in the table."""
+    if version and operation in VERSION_ACTIONS:
+        return VERSION_ACTIONS[operation]
     return OPERATIONS[operation].action
 
 
@@ -120,12 +148,14 @@ def operation_resource(operation: str, bucket: str | None, key: str | None = Non
 
 
 def source_requirement(
-    operation: str, source_bucket: str, source_key: str
+    operation: str, source_bucket: str, source_key: str, *, version: bool = False
 ) -> tuple[str, str] | None:
-    """(action, resource ARN) a copy needs on its source, or None for other operations."""
+    """(action, resource ARN) a copy needs on its source (`version`: the source names a
+    version), or None for other operations."""
     if operation not in COPY_OPERATIONS:
         return None
-    return SOURCE_ACTION, resource_arn(source_bucket, source_key)
+    action = SOURCE_VERSION_ACTION if version else SOURCE_ACTION
+    return action, resource_arn(source_bucket, source_key)
 
 
 # S3 actions a policy may name (AWS refuses a policy naming an action that does not

@@ -7,5 +7,7 @@ from shoal.app.handlers import (  # noqa: F401
     listing,
     multipart,
     object,
+    objectlock,
     postobject,
+    versioning,
 )

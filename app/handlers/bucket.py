@@ -1,4 +1,4 @@
-"""Bucket-level operations: list, create, delete, head, location, versioning, ACL, policy."""
+"""Bucket-level operations: list, create, delete, head, location, ACL, policy."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from starlette.responses import Response
 
 from shoal.app.body import read_small
 from shoal.app.context import RequestContext
-from shoal.app.errors import MalformedPolicy
+from shoal.app.errors import InvalidArgument, MalformedPolicy
 from shoal.app.handlers.registry import handler, owner, xml_response
+from shoal.app.headers import version_headers, version_param
 from shoal.app.xml import child_text, parse, text_document, timestamp
 from shoal.auth.policy import PolicyError, parse_policy
 
@@ -40,7 +41,14 @@ async def create_bucket(ctx: RequestContext) -> Response:
         if body.strip():
             # CreateBucketConfiguration: the location is accepted and reported as ours.
             child_text(parse(body), "LocationConstraint")
-    await ctx.backend.create_bucket(ctx.bucket)
+    lock = ctx.headers.get("x-amz-bucket-object-lock-enabled", "").strip().lower()
+    if lock not in ("", "true", "false"):
+        raise InvalidArgument(
+            "Object Lock enabled must be true or false",
+            ArgumentName="x-amz-bucket-object-lock-enabled",
+            ArgumentValue=lock,
+        )
+    await ctx.backend.create_bucket(ctx.bucket, object_lock=lock == "true")
     return Response(headers={"location": f"/{ctx.bucket}"})
 
 
@@ -67,12 +75,6 @@ async def get_bucket_location(ctx: RequestContext) -> Response:
     return Response(body, media_type="application/xml")
 
 
-@handler("GetBucketVersioning")
-async def get_bucket_versioning(ctx: RequestContext) -> Response:
-    await ctx.backend.head_bucket(ctx.bucket)
-    return xml_response("VersioningConfiguration", [])
-
-
 #: As S3 writes it; s3cmd (cp, mv, setacl) reads the grantee's type from xsi:type.
 _CANONICAL_USER = (
     'Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser"'
@@ -95,8 +97,10 @@ async def get_bucket_acl(ctx: RequestContext) -> Response:
 
 @handler("GetObjectAcl")
 async def get_object_acl(ctx: RequestContext) -> Response:
-    await ctx.backend.head_object(ctx.bucket, ctx.key)
-    return xml_response("AccessControlPolicy", _acl())
+    meta = await ctx.backend.head_object(ctx.bucket, ctx.key, version_param(ctx.query))
+    return xml_response(
+        "AccessControlPolicy", _acl(), headers=version_headers(meta.version_id, versioned=False)
+    )
 
 
 @handler("GetBucketPolicy")

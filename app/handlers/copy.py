@@ -12,25 +12,44 @@ from shoal.app.dispatch import valid_bucket_name
 from shoal.app.errors import InvalidArgument, InvalidRequest
 from shoal.app.handlers.multipart import part_result_headers, upload_for_part
 from shoal.app.handlers.object import conditional_write, write_result_headers
+from shoal.app.handlers.objectlock import apply_write_lock
 from shoal.app.handlers.registry import handler, xml_response
-from shoal.app.headers import check_conditions, object_write, parse_copy_range, query_part_number
+from shoal.app.headers import (
+    check_conditions,
+    object_write,
+    parse_copy_range,
+    query_part_number,
+    version_headers,
+    version_param,
+)
 from shoal.app.xml import timestamp
+from shoal.auth.actions import source_requirement
 from shoal.storage import checksums
 from shoal.storage.backend import ObjectReader, ObjectWrite
 from shoal.storage.checksums import Checksum
+from shoal.storage.errors import MethodNotAllowed
 
 MAX_COPY_SOURCE = 5 * 1024**3
 
 
-def copy_source(ctx: RequestContext) -> tuple[str, str]:
+def copy_source(ctx: RequestContext) -> tuple[str, str, str | None]:
     return parse_copy_source(ctx.headers["x-amz-copy-source"])
 
 
-def parse_copy_source(raw: str) -> tuple[str, str]:
-    """(bucket, key) of x-amz-copy-source: 'bucket/key' or '/bucket/key', URL-encoded."""
+def parse_copy_source(raw: str) -> tuple[str, str, str | None]:
+    """(bucket, key, version id) of x-amz-copy-source: 'bucket/key' or '/bucket/key',
+    URL-encoded, optionally followed by '?versionId=...'."""
     path, _, query = raw.partition("?")
-    if query and query != "versionId=null":
-        raise InvalidArgument("Invalid version id specified", ArgumentName="versionId")
+    version_id = None
+    if query:
+        name, _, value = query.partition("=")
+        if name != "versionId":
+            raise InvalidArgument(
+                "Invalid copy source: only versionId may follow the key",
+                ArgumentName="x-amz-copy-source",
+                ArgumentValue=raw,
+            )
+        version_id = version_param({"versionId": unquote(value)})
     try:
         decoded = unquote(path, errors="strict")
     except UnicodeDecodeError:
@@ -42,14 +61,22 @@ def parse_copy_source(raw: str) -> tuple[str, str]:
             ArgumentName="x-amz-copy-source",
             ArgumentValue=raw,
         )
-    return bucket, key
+    return bucket, key, version_id
 
 
 async def open_source(ctx: RequestContext) -> ObjectReader:
-    bucket, key = copy_source(ctx)
+    bucket, key, version_id = copy_source(ctx)
     if ctx.gate is not None:
-        await ctx.gate.check(ctx.principal, "s3:GetObject", bucket, key)
-    reader = await ctx.backend.open_object(bucket, key)
+        needed = source_requirement(ctx.op.name, bucket, key, version=version_id is not None)
+        assert needed is not None
+        await ctx.gate.check(ctx.principal, needed[0], bucket, key)
+    try:
+        reader = await ctx.backend.open_object(bucket, key, version_id)
+    except MethodNotAllowed as exc:
+        raise InvalidRequest(
+            "The source of a copy request may not specifically refer to a delete marker by"
+            " version id."
+        ) from exc
     try:
         check_conditions(ctx.headers, reader.meta, prefix="x-amz-copy-source-if-")
         if reader.meta.size > MAX_COPY_SOURCE and ctx.op.name == "CopyObject":
@@ -61,6 +88,15 @@ async def open_source(ctx: RequestContext) -> ObjectReader:
         await reader.close()
         raise
     return reader
+
+
+def source_version_headers(ctx: RequestContext, reader: ObjectReader) -> dict[str, str]:
+    """x-amz-copy-source-version-id: the version copied, when it has an id or was named."""
+    named = copy_source(ctx)[2] is not None
+    version = version_headers(reader.meta.version_id, versioned=named)
+    if not version:
+        return {}
+    return {"x-amz-copy-source-version-id": version["x-amz-version-id"]}
 
 
 def _checksummed(write: ObjectWrite, algorithm: str) -> ObjectWrite:
@@ -82,7 +118,7 @@ async def copy_object(ctx: RequestContext) -> Response:
                 "Unknown metadata directive.", ArgumentName="x-amz-metadata-directive"
             )
         if (
-            copy_source(ctx) == (ctx.bucket, ctx.key)
+            copy_source(ctx) == (ctx.bucket, ctx.key, None)
             and directive == "COPY"
             and "x-amz-storage-class" not in ctx.headers
         ):
@@ -105,6 +141,8 @@ async def copy_object(ctx: RequestContext) -> Response:
                 {k: v for k, v in storage_class.headers.items() if k == "x-amz-storage-class"}
             )
         conditional_write(ctx, write)
+        info = await ctx.backend.head_bucket(ctx.bucket)
+        await apply_write_lock(ctx, info, write)
         algorithm = (
             ctx.headers.get("x-amz-checksum-algorithm", "").upper()
             or next(iter(source.checksums), None)
@@ -115,11 +153,13 @@ async def copy_object(ctx: RequestContext) -> Response:
         meta = await ctx.backend.put_object(
             ctx.bucket, ctx.key, reader.stream(), _checksummed(write, algorithm)
         )
+        source_headers = source_version_headers(ctx, reader)
     finally:
         await reader.close()
     result = [("LastModified", timestamp(meta.last_modified)), ("ETag", f'"{meta.etag}"')]
     result += [(f"Checksum{a}", v) for a, v in meta.checksums.items()]
-    headers = {k: v for k, v in write_result_headers(meta).items() if k != "etag"}
+    headers = {k: v for k, v in write_result_headers(meta, info).items() if k != "etag"}
+    headers.update(source_headers)
     return xml_response("CopyObjectResult", result, headers=headers)
 
 
@@ -140,9 +180,11 @@ async def upload_part_copy(ctx: RequestContext) -> Response:
         part = await ctx.backend.upload_part(
             ctx.bucket, ctx.key, upload.upload_id, number, body, write
         )
+        source_headers = source_version_headers(ctx, reader)
     finally:
         await reader.close()
     result = [("LastModified", timestamp(part.last_modified)), ("ETag", f'"{part.etag}"')]
     result += [(f"Checksum{a}", v) for a, v in part.checksums.items()]
     headers = {k: v for k, v in part_result_headers(part).items() if k != "etag"}
+    headers.update(source_headers)
     return xml_response("CopyPartResult", result, headers=headers)

@@ -9,6 +9,7 @@ from shoal.app.context import RequestContext
 from shoal.app.errors import BadDigest, InvalidPart, InvalidRequest, MalformedXML, NoSuchUpload
 from shoal.app.handlers.listing import echoed_param, encoder, int_param
 from shoal.app.handlers.object import conditional_write, write_result_headers
+from shoal.app.handlers.objectlock import apply_write_lock, require_write_integrity
 from shoal.app.handlers.registry import handler, owner, xml_response
 from shoal.app.headers import object_write, query_part_number
 from shoal.app.xml import Node, child_text, parse, timestamp
@@ -46,6 +47,7 @@ def part_result_headers(part: PartInfo) -> dict[str, str]:
 @handler("CreateMultipartUpload")
 async def create_multipart_upload(ctx: RequestContext) -> Response:
     write = object_write(ctx.headers, max_metadata_size=ctx.config.limits.max_metadata_size)
+    await apply_write_lock(ctx, await ctx.backend.head_bucket(ctx.bucket), write)
     algorithm = ctx.headers.get("x-amz-checksum-algorithm", "").upper() or None
     kind = ctx.headers.get("x-amz-checksum-type", "").upper() or None
     if algorithm is not None and algorithm not in checksums.ALGORITHMS:
@@ -75,6 +77,9 @@ async def create_multipart_upload(ctx: RequestContext) -> Response:
 async def upload_part(ctx: RequestContext) -> Response:
     number = query_part_number(ctx.query)
     upload = await upload_for_part(ctx)
+    if upload.write.retention is not None or upload.write.legal_hold:
+        # An upload that will carry a lock has only integrity-checked parts (S3's rule).
+        require_write_integrity(ctx, await ctx.backend.head_bucket(ctx.bucket))
     # limits.max_object_size is "the largest single PUT or part"; S3's own cap otherwise.
     max_size = min(MAX_PART_SIZE, ctx.config.limits.max_object_size)
     body, integrity = upload_body(
@@ -137,6 +142,9 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
     parts = completed_parts(await read_small(ctx.request, MAX_COMPLETE_BODY, object_checksums=True))
     write = object_write({}, max_metadata_size=0)
     conditional_write(ctx, write)
+    # The lock chosen at creation (the upload's own write carries it too).
+    write.retention, write.legal_hold = upload.write.retention, upload.write.legal_hold
+    bucket = await ctx.backend.head_bucket(ctx.bucket)
     algorithm = upload.checksum_algorithm
     if algorithm and upload.checksum_type == "COMPOSITE":
         stored = await _stored_parts(ctx, upload_id)
@@ -175,7 +183,7 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
     result += [(f"Checksum{a}", v) for a, v in meta.checksums.items()]
     if meta.checksums and meta.checksum_type:
         result.append(("ChecksumType", meta.checksum_type))
-    headers = {k: v for k, v in write_result_headers(meta).items() if k != "etag"}
+    headers = {k: v for k, v in write_result_headers(meta, bucket).items() if k != "etag"}
     return xml_response("CompleteMultipartUploadResult", result, headers=headers)
 
 

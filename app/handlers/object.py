@@ -1,4 +1,5 @@
-"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects."""
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects,
+with or without a version id."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from starlette.responses import Response, StreamingResponse
 
+from shoal.app import objectlock
 from shoal.app.body import read_small, require_integrity_header, upload_body
 from shoal.app.context import RequestContext
 from shoal.app.errors import (
@@ -17,6 +19,7 @@ from shoal.app.errors import (
     S3Error,
     from_storage,
 )
+from shoal.app.handlers.objectlock import apply_write_lock, may_bypass, require_write_integrity
 from shoal.app.handlers.registry import handler, xml_response
 from shoal.app.headers import (
     check_conditions,
@@ -26,11 +29,23 @@ from shoal.app.headers import (
     parse_range,
     query_part_number,
     response_overrides,
+    version_headers,
+    version_param,
 )
 from shoal.app.xml import Node, child_text, parse
+from shoal.auth.actions import action_for
 from shoal.storage import checksums
-from shoal.storage.backend import MAX_KEY_BYTES, ObjectMeta, ObjectReader, ObjectWrite
-from shoal.storage.errors import StorageError
+from shoal.storage.backend import (
+    MAX_KEY_BYTES,
+    NULL_VERSION,
+    BucketInfo,
+    DeleteResult,
+    Guard,
+    ObjectMeta,
+    ObjectReader,
+    ObjectWrite,
+)
+from shoal.storage.errors import NoSuchVersion, StorageError
 
 #: Objects up to this size are answered in one body instead of a stream.
 SMALL_BODY = 256 * 1024
@@ -50,11 +65,12 @@ def conditional_write(ctx: RequestContext, write: ObjectWrite) -> None:
         write.if_match = if_match.strip().strip('"')
 
 
-def write_result_headers(meta: ObjectMeta) -> dict[str, str]:
+def write_result_headers(meta: ObjectMeta, info: BucketInfo) -> dict[str, str]:
+    """ETag, checksums and the new version's id (the null one too, once the bucket has
+    been versioned)."""
     headers = {"etag": f'"{meta.etag}"'}
     headers.update(checksum_headers(meta))
-    if meta.version_id != "null":
-        headers["x-amz-version-id"] = meta.version_id
+    headers.update(version_headers(meta.version_id, versioned=bool(info.versioning)))
     return headers
 
 
@@ -62,6 +78,9 @@ def write_result_headers(meta: ObjectMeta) -> dict[str, str]:
 async def put_object(ctx: RequestContext) -> Response:
     write = object_write(ctx.headers, max_metadata_size=ctx.config.limits.max_metadata_size)
     conditional_write(ctx, write)
+    info = await ctx.backend.head_bucket(ctx.bucket)
+    require_write_integrity(ctx, info)
+    await apply_write_lock(ctx, info, write)
     max_size = ctx.config.limits.max_object_size
     body, integrity = upload_body(
         ctx.request, ctx.headers, default_algorithm=checksums.DEFAULT_ALGORITHM, max_size=max_size
@@ -71,7 +90,7 @@ async def put_object(ctx: RequestContext) -> Response:
     write.max_size = max_size
     write.checksum_type = "FULL_OBJECT"
     meta = await ctx.backend.put_object(ctx.bucket, ctx.key, body, write)
-    return Response(headers=write_result_headers(meta))
+    return Response(headers=write_result_headers(meta, info))
 
 
 def _part_range(ctx: RequestContext, meta: ObjectMeta) -> tuple[int, int] | None:
@@ -90,13 +109,22 @@ def _part_range(ctx: RequestContext, meta: ObjectMeta) -> tuple[int, int] | None
     return start, start + parts[number - 1].size - 1
 
 
+async def _versioned(ctx: RequestContext, meta: ObjectMeta, version_id: str | None) -> bool:
+    """Whether GET/HEAD name the version they answer with even when it is the null one:
+    the request named it, or the bucket is or was versioned."""
+    if version_id is not None or meta.version_id != NULL_VERSION:
+        return True
+    return bool((await ctx.backend.head_bucket(ctx.bucket)).versioning)
+
+
 def _read_headers(
-    ctx: RequestContext, meta: ObjectMeta
+    ctx: RequestContext, meta: ObjectMeta, versioned: bool
 ) -> tuple[int, dict[str, str], tuple[int, int] | None]:
     """Status, headers and byte range for GET/HEAD, after the conditional checks."""
-    headers = object_headers(meta)
+    headers = object_headers(meta, versioned=versioned)
     if not check_conditions(ctx.headers, meta):
-        return 304, {k: headers[k] for k in ("etag", "last-modified")}, None
+        kept = ("etag", "last-modified", "x-amz-version-id")
+        return 304, {k: headers[k] for k in kept if k in headers}, None
     if "partNumber" in ctx.query:
         span = _part_range(ctx, meta)
         if meta.parts:
@@ -124,16 +152,19 @@ def _read_headers(
 
 @handler("HeadObject")
 async def head_object(ctx: RequestContext) -> Response:
-    meta = await ctx.backend.head_object(ctx.bucket, ctx.key)
-    status, headers, _ = _read_headers(ctx, meta)
+    version_id = version_param(ctx.query)
+    meta = await ctx.backend.head_object(ctx.bucket, ctx.key, version_id)
+    status, headers, _ = _read_headers(ctx, meta, await _versioned(ctx, meta, version_id))
     return Response(status_code=status, headers=headers)
 
 
 @handler("GetObject")
 async def get_object(ctx: RequestContext) -> Response:
-    reader = await ctx.backend.open_object(ctx.bucket, ctx.key)
+    version_id = version_param(ctx.query)
+    reader = await ctx.backend.open_object(ctx.bucket, ctx.key, version_id)
     try:
-        status, headers, span = _read_headers(ctx, reader.meta)
+        versioned = await _versioned(ctx, reader.meta, version_id)
+        status, headers, span = _read_headers(ctx, reader.meta, versioned)
         if status == 304 or reader.meta.size == 0:
             await reader.close()
             return Response(status_code=status, headers=headers)
@@ -166,8 +197,36 @@ async def _stream_then_close(
 
 @handler("DeleteObject")
 async def delete_object(ctx: RequestContext) -> Response:
-    await ctx.backend.delete_object(ctx.bucket, ctx.key)
-    return Response(status_code=204)
+    version_id = version_param(ctx.query)
+    if_match = ctx.headers.get("if-match")
+    guard = objectlock.delete_guard(
+        if_match=if_match,
+        version_id=version_id,
+        bypass=version_id is not None and await may_bypass(ctx, ctx.key),
+        clock=objectlock.now,
+    )
+    result = await _delete(ctx, ctx.key, version_id, guard)
+    return Response(status_code=204, headers=delete_headers(result))
+
+
+async def _delete(
+    ctx: RequestContext, key: str, version_id: str | None, guard: Guard | None
+) -> DeleteResult:
+    """Delete one key or version; a version that does not exist is already deleted
+    (S3's DELETE is idempotent for versions too)."""
+    try:
+        return await ctx.backend.delete_object(ctx.bucket, key, version_id=version_id, guard=guard)
+    except NoSuchVersion:
+        return DeleteResult(version_id=version_id)
+
+
+def delete_headers(result: DeleteResult) -> dict[str, str]:
+    headers = {}
+    if result.version_id is not None:
+        headers["x-amz-version-id"] = result.version_id
+    if result.delete_marker:
+        headers["x-amz-delete-marker"] = "true"
+    return headers
 
 
 def parse_delete(body: bytes) -> tuple[bool, list[tuple[str, str | None]]]:
@@ -197,23 +256,37 @@ async def delete_objects(ctx: RequestContext) -> Response:
     quiet, keys = parse_delete(await read_small(ctx.request, MAX_DELETE_BODY))
     results: list[Node] = []
     for key, version in keys:
-        error = await _delete_one(ctx, key)
-        if error is not None:
-            results.append(("Error", [("Key", key), ("Code", error.code), ("Message", error.text)]))
+        outcome = await _delete_one(ctx, key, version)
+        if isinstance(outcome, S3Error):
+            error = [("Key", key), ("VersionId", version)]
+            error += [("Code", outcome.code), ("Message", outcome.text)]
+            results.append(("Error", error))
         elif not quiet:
-            results.append(("Deleted", [("Key", key), ("VersionId", version)]))
+            deleted: list[Node] = [("Key", key), ("VersionId", version)]
+            if outcome.delete_marker:
+                deleted.append(("DeleteMarker", True))
+                deleted.append(("DeleteMarkerVersionId", outcome.version_id))
+            results.append(("Deleted", deleted))
     return xml_response("DeleteResult", results)
 
 
-async def _delete_one(ctx: RequestContext, key: str) -> S3Error | None:
+async def _delete_one(ctx: RequestContext, key: str, version: str | None) -> S3Error | DeleteResult:
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         return KeyTooLongError()
     try:
+        if version is not None:
+            version_param({"versionId": version})
         if ctx.gate is not None:
-            await ctx.gate.check(ctx.principal, "s3:DeleteObject", ctx.bucket, key)
-        await ctx.backend.delete_object(ctx.bucket, key)
+            action = action_for("DeleteObject", version=version is not None)
+            await ctx.gate.check(ctx.principal, action, ctx.bucket, key)
+        guard = objectlock.delete_guard(
+            if_match=None,
+            version_id=version,
+            bypass=version is not None and await may_bypass(ctx, key),
+            clock=objectlock.now,
+        )
+        return await _delete(ctx, key, version, guard)
     except StorageError as exc:
         return from_storage(exc)
     except S3Error as exc:
         return exc
-    return None

@@ -18,8 +18,9 @@ from shoal.app.body import raw_stream
 from shoal.app.context import RequestContext
 from shoal.app.errors import EntityTooSmall, InvalidArgument
 from shoal.app.form import PostForm
+from shoal.app.handlers.objectlock import apply_write_lock
 from shoal.app.handlers.registry import handler, xml_response
-from shoal.app.headers import object_write
+from shoal.app.headers import object_write, version_headers
 from shoal.auth import ANONYMOUS, Principal
 from shoal.auth.numbers import parse_uint
 from shoal.auth.postpolicy import check_policy, decode_policy
@@ -39,7 +40,7 @@ STORED_FIELDS = (
 
 @handler("PostObject")
 async def post_object(ctx: RequestContext) -> Response:
-    await ctx.backend.head_bucket(ctx.bucket)
+    info = await ctx.backend.head_bucket(ctx.bucket)
     expected = parse_uint(ctx.headers.get("content-length"))
     form = PostForm(ctx.headers.get("content-type", ""), raw_stream(ctx.request, expected))
     fields = await form.read_fields()
@@ -52,8 +53,11 @@ async def post_object(ctx: RequestContext) -> Response:
     key = fields["key"].replace("${filename}", form.filename)
     length_range = await _authorize(ctx, fields, key)
     write = _object_write(ctx, fields, length_range)
+    # A form carries no lock fields: a lock-enabled bucket's default retention applies.
+    await apply_write_lock(ctx, info, write)
     meta = await ctx.backend.put_object(ctx.bucket, key, form.file(), write)
-    return _answer(ctx, fields, key, f'"{meta.etag}"')
+    version = version_headers(meta.version_id, versioned=bool(info.versioning))
+    return _answer(ctx, fields, key, f'"{meta.etag}"', version)
 
 
 async def _authorize(
@@ -101,12 +105,14 @@ def _object_write(
     return write
 
 
-def _answer(ctx: RequestContext, fields: dict[str, str], key: str, etag: str) -> Response:
+def _answer(
+    ctx: RequestContext, fields: dict[str, str], key: str, etag: str, version: dict[str, str]
+) -> Response:
     redirect = fields.get("success_action_redirect") or fields.get("redirect")
     if redirect:
         query = urlencode({"bucket": ctx.bucket, "key": key, "etag": etag})
         separator = "&" if "?" in redirect else "?"
-        return RedirectResponse(f"{redirect}{separator}{query}", status_code=303)
+        return RedirectResponse(f"{redirect}{separator}{query}", status_code=303, headers=version)
     status = fields.get("success_action_status", "204")
     if status == "201":
         # Quoted: a key may hold what a header cannot (CR, LF, non-latin-1 characters).
@@ -115,6 +121,7 @@ def _answer(ctx: RequestContext, fields: dict[str, str], key: str, etag: str) ->
             "PostResponse",
             [("Location", location), ("Bucket", ctx.bucket), ("Key", key), ("ETag", etag)],
             status=201,
-            headers={"etag": etag, "location": location},
+            headers={"etag": etag, "location": location, **version},
         )
-    return Response(status_code=200 if status == "200" else 204, headers={"etag": etag})
+    status_code = 200 if status == "200" else 204
+    return Response(status_code=status_code, headers={"etag": etag, **version})

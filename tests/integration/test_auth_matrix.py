@@ -28,6 +28,17 @@ CORS_XML = (
     b"<AllowedMethod>GET</AllowedMethod></CORSRule></CORSConfiguration>"
 )
 
+VERSIONING_XML = b"<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>"
+LOCK_XML = (
+    b"<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled>"
+    b"</ObjectLockConfiguration>"
+)
+RETENTION_XML = (
+    b"<Retention><Mode>GOVERNANCE</Mode><RetainUntilDate>2099-01-01T00:00:00Z</RetainUntilDate>"
+    b"</Retention>"
+)
+LEGAL_HOLD_XML = b"<LegalHold><Status>ON</Status></LegalHold>"
+
 # operation -> (method, path, query, body, extra headers); {upload} is a live upload id.
 REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
     "ListBuckets": ("GET", "/", "", b"", {}),
@@ -36,6 +47,10 @@ REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
     "HeadBucket": ("HEAD", "/matrix", "", b"", {}),
     "GetBucketLocation": ("GET", "/matrix", "location=", b"", {}),
     "GetBucketVersioning": ("GET", "/matrix", "versioning=", b"", {}),
+    "PutBucketVersioning": ("PUT", "/matrix", "versioning=", VERSIONING_XML, {}),
+    "ListObjectVersions": ("GET", "/matrix", "versions=", b"", {}),
+    "GetObjectLockConfiguration": ("GET", "/matrix", "object-lock=", b"", {}),
+    "PutObjectLockConfiguration": ("PUT", "/matrix", "object-lock=", LOCK_XML, {}),
     "GetBucketAcl": ("GET", "/matrix", "acl=", b"", {}),
     "ListObjects": ("GET", "/matrix", "", b"", {}),
     "ListObjectsV2": ("GET", "/matrix", "list-type=2", b"", {}),
@@ -53,6 +68,10 @@ REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
     "HeadObject": ("HEAD", "/matrix/kept", "", b"", {}),
     "GetObjectAcl": ("GET", "/matrix/kept", "acl=", b"", {}),
     "DeleteObject": ("DELETE", "/matrix/kept", "", b"", {}),
+    "GetObjectRetention": ("GET", "/matrix/kept", "retention=", b"", {}),
+    "PutObjectRetention": ("PUT", "/matrix/kept", "retention=", RETENTION_XML, {}),
+    "GetObjectLegalHold": ("GET", "/matrix/kept", "legal-hold=", b"", {}),
+    "PutObjectLegalHold": ("PUT", "/matrix/kept", "legal-hold=", LEGAL_HOLD_XML, {}),
     "CreateMultipartUpload": ("POST", "/matrix/kept", "uploads=", b"", {}),
     "UploadPart": ("PUT", "/matrix/kept", "partNumber=1&uploadId={upload}", b"part", {}),
     "UploadPartCopy": (
@@ -119,6 +138,10 @@ def test_forged_signature_is_refused(server: Any, operation: str, mode: str) -> 
         "DeleteObjects",
         "PutBucketPolicy",
         "PutBucketCors",
+        "PutBucketVersioning",
+        "PutObjectLockConfiguration",
+        "PutObjectRetention",
+        "PutObjectLegalHold",
     ):
         extra["content-md5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
     headers = signed_headers(

@@ -188,8 +188,8 @@ def test_versioning_and_acl_reads(s3, bucket):
         ("PUT", "lifecycle"),
         ("GET", "tagging"),
         ("GET", "encryption"),
-        ("GET", "versions"),
-        ("PUT", "versioning"),
+        ("GET", "replication"),
+        ("PUT", "notification"),
         ("GET", "website"),
     ],
 )
@@ -199,7 +199,7 @@ def test_unimplemented_bucket_subresources(http, bucket, method, query):
     assert "<Code>NotImplemented</Code>" in response.text
 
 
-@pytest.mark.parametrize("query", ["tagging", "retention", "legal-hold", "attributes"])
+@pytest.mark.parametrize("query", ["tagging", "select", "torrent", "attributes"])
 def test_unimplemented_object_subresources(http, bucket, query):
     response = http.get(f"/{bucket}/key?{query}")
     assert response.status_code == 501 and "NotImplemented" in response.text

@@ -60,6 +60,10 @@ QUERY_NAMES = st.sampled_from(
         "location",
         "tagging",
         "versions",
+        "versionId",
+        "object-lock",
+        "retention",
+        "legal-hold",
         "select",
         "torrent",
     ]
@@ -86,7 +90,8 @@ def test_resolve_total(
         assert 400 <= exc.status < 600 and exc.status != 500
         return
     assert isinstance(op, Operation)
-    assert op.name in HANDLERS and op.action == action_for(op.name)
+    assert op.name in HANDLERS
+    assert op.action == action_for(op.name, version=op.key is not None and "versionId" in query)
     if op.bucket is not None:
         assert valid_bucket_name(op.bucket)
     if op.key is not None:

@@ -210,7 +210,7 @@ COPY_SOURCES = st.text(max_size=60) | st.builds(
 @given(COPY_SOURCES)
 def test_copy_source_total(raw: str) -> None:
     try:
-        bucket, key = parse_copy_source(raw)
+        bucket, key, _ = parse_copy_source(raw)
     except S3Error as exc:
         assert exc.status == 400
         return

@@ -1,0 +1,78 @@
+"""Dispatch of versioning and object-lock requests: each sub-resource reaches its
+operation with the IAM action AWS checks (the version's own where a version is named),
+and nothing of it is left in the 501 tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal.app.dispatch import UNSUPPORTED_BUCKET, UNSUPPORTED_OBJECT, resolve
+from shoal.app.handlers.registry import HANDLERS
+
+V = "0123456789abcdef01234567"
+
+CASES = [
+    ("GET", b"/bkt", {"versioning": ""}, "GetBucketVersioning", "s3:GetBucketVersioning"),
+    ("PUT", b"/bkt", {"versioning": ""}, "PutBucketVersioning", "s3:PutBucketVersioning"),
+    ("GET", b"/bkt", {"versions": ""}, "ListObjectVersions", "s3:ListBucketVersions"),
+    (
+        "GET",
+        b"/bkt",
+        {"versions": "", "prefix": "a", "key-marker": "k", "version-id-marker": V},
+        "ListObjectVersions",
+        "s3:ListBucketVersions",
+    ),
+    (
+        "GET",
+        b"/bkt",
+        {"object-lock": ""},
+        "GetObjectLockConfiguration",
+        "s3:GetBucketObjectLockConfiguration",
+    ),
+    (
+        "PUT",
+        b"/bkt",
+        {"object-lock": ""},
+        "PutObjectLockConfiguration",
+        "s3:PutBucketObjectLockConfiguration",
+    ),
+    ("GET", b"/bkt/k", {"retention": ""}, "GetObjectRetention", "s3:GetObjectRetention"),
+    ("PUT", b"/bkt/k", {"retention": ""}, "PutObjectRetention", "s3:PutObjectRetention"),
+    (
+        "PUT",
+        b"/bkt/k",
+        {"retention": "", "versionId": V},
+        "PutObjectRetention",
+        "s3:PutObjectRetention",
+    ),
+    ("GET", b"/bkt/k", {"legal-hold": ""}, "GetObjectLegalHold", "s3:GetObjectLegalHold"),
+    ("PUT", b"/bkt/k", {"legal-hold": ""}, "PutObjectLegalHold", "s3:PutObjectLegalHold"),
+    ("GET", b"/bkt/k", {}, "GetObject", "s3:GetObject"),
+    ("GET", b"/bkt/k", {"versionId": V}, "GetObject", "s3:GetObjectVersion"),
+    ("GET", b"/bkt/k", {"versionId": "null"}, "GetObject", "s3:GetObjectVersion"),
+    ("HEAD", b"/bkt/k", {"versionId": V}, "HeadObject", "s3:GetObjectVersion"),
+    ("DELETE", b"/bkt/k", {}, "DeleteObject", "s3:DeleteObject"),
+    ("DELETE", b"/bkt/k", {"versionId": V}, "DeleteObject", "s3:DeleteObjectVersion"),
+    ("GET", b"/bkt/k", {"acl": "", "versionId": V}, "GetObjectAcl", "s3:GetObjectVersionAcl"),
+    # A copy names its source's version in a header: the write itself is a PutObject.
+    ("PUT", b"/bkt/k", {}, "CopyObject", "s3:PutObject"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "query", "name", "action"), CASES)
+def test_versioning_and_lock_dispatch(
+    method: str, path: bytes, query: dict[str, str], name: str, action: str
+) -> None:
+    headers = {"x-amz-copy-source": "/bkt/src?versionId=null"} if name == "CopyObject" else {}
+    op = resolve(method, path, "127.0.0.1:9000", query, headers)
+    assert (op.name, op.action) == (name, action)
+    assert op.name in HANDLERS
+
+
+def test_nothing_of_versioning_is_unsupported() -> None:
+    assert not {"versioning", "versions", "object-lock"} & UNSUPPORTED_BUCKET
+    assert not {"retention", "legal-hold", "versionId"} & UNSUPPORTED_OBJECT
+    # Tagging stays 501, with or without a version.
+    for path in (b"/bkt", b"/bkt/k"):
+        with pytest.raises(Exception, match="NotImplemented"):
+            resolve("GET", path, "", {"tagging": "", "versionId": V}, {})
