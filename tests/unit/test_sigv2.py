@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
+from xml.etree import ElementTree
 
 import boto3
 import pytest
@@ -25,10 +26,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal.app.dispatch import split_target
+from shoal.app.xml import escape_lossy
 from shoal.auth import sigv2
 from shoal.auth.postpolicy import verify_signature
 from shoal.auth.seam import ANONYMOUS, Authenticator
 from shoal.auth.sigv4 import AuthFailure
+from tests.unit import test_fuzz_sigv4 as fuzz
 
 AK, SK = "AKIDSIGV2", "sigv2/secret+key"
 DOMAIN = "s3.localhost"
@@ -321,7 +324,7 @@ def test_header_auth_round_trips_and_tampering_fails(
 @given(
     object_key=_object_keys,
     signed=_botocore_params,
-    expires=st.integers(min_value=1, max_value=604800),
+    expires=st.integers(min_value=300, max_value=604800),  # none expires mid-test
     virtual=st.booleans(),
     amz=st.dictionaries(_meta_names, _header_values, max_size=2),
 )
@@ -613,3 +616,85 @@ def test_post_form_sigv2_off() -> None:
     with pytest.raises(AuthFailure) as failure:
         authenticator(sigv2=False).verify_post_signature(post_fields())
     assert (failure.value.code, failure.value.status) == ("InvalidRequest", 400)
+
+
+# --- anything a client sends: a result or an S3 error, never another exception ----------
+
+_authorization_values = (
+    st.builds(
+        lambda key, signature: f"AWS {key}:{signature}",
+        st.sampled_from([AK, "", "NOBODY"]) | fuzz.text,
+        st.sampled_from(["c2ln", ""]) | fuzz.text,
+    )
+    | fuzz.text
+)
+_v2_queries = st.builds(
+    lambda expires, rest: f"AWSAccessKeyId={AK}&Signature=c2ln&Expires={expires}&{rest}",
+    st.integers(-(10**20), 10**20).map(str) | fuzz.text,
+    fuzz.text,
+)
+_dates = (
+    st.sampled_from(["Mon, 31 Dec 9999 23:59:59 -0100", "Thu, 01 Jan 0001 00:00:00 +0100", ""])
+    | fuzz.text
+)
+
+
+@given(
+    method=st.sampled_from(["GET", "PUT", "POST"]) | fuzz.text,
+    path=fuzz.raw_bytes | fuzz.text,
+    query=_v2_queries | fuzz.raw_bytes | fuzz.text,
+    headers=st.lists(fuzz.header, max_size=6),
+    authorization=_authorization_values,
+    date=_dates,
+    amz_date=st.none() | _dates,
+    moment=fuzz.now,
+    host=st.sampled_from([f"bkt.{DOMAIN}", DOMAIN, ""]) | fuzz.text,
+)
+def test_sigv2_never_raises_anything_else(
+    method: str,
+    path: bytes | str,
+    query: bytes | str,
+    headers: list,
+    authorization: str,
+    date: str,
+    amz_date: str | None,
+    moment: datetime,
+    host: str,
+) -> None:
+    pairs = [("date", date), ("host", host), *headers]
+    if amz_date is not None:
+        pairs.append(("x-amz-date", amz_date))
+    raw = dict(method=method, raw_path=_raw(path), raw_query=_raw(query))
+    seam = authenticator()
+    _outcome(lambda: seam.authenticate(**raw, headers=pairs, now=moment))
+    with_header = [("authorization", authorization), *pairs]
+    _outcome(lambda: seam.authenticate(**raw, headers=with_header, now=moment))
+    lookup = {AK: SK}.get
+    _outcome(
+        lambda: sigv2.verify_header_auth(**raw, headers=with_header, lookup=lookup, now=moment)
+    )
+    _outcome(lambda: sigv2.verify_query_auth(**raw, headers=with_header, lookup=lookup, now=moment))
+
+
+def _outcome(call: Any) -> Any:
+    """A result, or an AuthFailure with a 4xx status whose message and fields render as
+    XML the way the app renders error documents; nothing else may escape."""
+    try:
+        return call()
+    except AuthFailure as failure:
+        assert failure.code and 400 <= failure.status < 500
+        texts = [failure.message, *failure.fields.values()]
+        document = "<E>" + "".join(f"<F>{escape_lossy(t)}</F>" for t in texts) + "</E>"
+        ElementTree.fromstring(document.encode("utf-8"))
+        return failure
+
+
+def _raw(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
+
+
+@given(
+    fields=st.dictionaries(st.sampled_from(["awsaccesskeyid", "signature", "policy"]), fuzz.text)
+)
+def test_sigv2_post_fields_verify_or_fail(fields: dict[str, str]) -> None:
+    _outcome(lambda: verify_signature(fields, {AK: SK}.get, "us-east-1"))
