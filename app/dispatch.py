@@ -67,6 +67,17 @@ UNSUPPORTED_OBJECT = frozenset(
     ]
 )
 
+#: Sub-resources served with these methods only (HEAD reads like GET): any other method
+#: is 405, never a fall-through to the plain operation (DELETE ?versions must not
+#: delete the bucket, nor DELETE ?retention the object).
+SUBRESOURCE_METHODS = {
+    "versioning": frozenset({"GET", "HEAD", "PUT"}),
+    "versions": frozenset({"GET", "HEAD"}),
+    "object-lock": frozenset({"GET", "HEAD", "PUT"}),
+    "retention": frozenset({"GET", "HEAD", "PUT"}),
+    "legal-hold": frozenset({"GET", "HEAD", "PUT"}),
+}
+
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _BAD_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _BAD_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
@@ -160,14 +171,17 @@ def _op(name: str, bucket: str | None, key: str | None, *, version: bool = False
     return Operation(name, bucket, key, action_for(name, version=version))
 
 
-def _unsupported(query: dict[str, str], names: frozenset[str]) -> None:
+def _unsupported(query: dict[str, str], names: frozenset[str], method: str, kind: str) -> None:
     for name in query:
         if name in names:
             raise NotImplementedFeature(f"The {name} sub-resource is not implemented.")
+        allowed = SUBRESOURCE_METHODS.get(name)
+        if allowed is not None and method not in allowed:
+            raise MethodNotAllowed(Method=method, ResourceType=kind)
 
 
 def _bucket_operation(method: str, query: dict[str, str]) -> str:
-    _unsupported(query, UNSUPPORTED_BUCKET)
+    _unsupported(query, UNSUPPORTED_BUCKET, method, "BUCKET")
     if method == "GET":
         if "location" in query:
             return "GetBucketLocation"
@@ -226,7 +240,7 @@ def _list_operation(query: dict[str, str]) -> str:
 
 
 def _object_operation(method: str, query: dict[str, str], headers: dict[str, str]) -> str:
-    _unsupported(query, UNSUPPORTED_OBJECT)
+    _unsupported(query, UNSUPPORTED_OBJECT, method, "OBJECT")
     upload = "uploadId" in query
     if method == "GET":
         if upload:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from shoal.app.dispatch import UNSUPPORTED_BUCKET, UNSUPPORTED_OBJECT, resolve
+from shoal.app.errors import MethodNotAllowed
 from shoal.app.handlers.registry import HANDLERS
 
 V = "0123456789abcdef01234567"
@@ -76,3 +77,23 @@ def test_nothing_of_versioning_is_unsupported() -> None:
     for path in (b"/bkt", b"/bkt/k"):
         with pytest.raises(Exception, match="NotImplemented"):
             resolve("GET", path, "", {"tagging": "", "versionId": V}, {})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query"),
+    [
+        ("DELETE", b"/bkt", "versions"),
+        ("PUT", b"/bkt", "versions"),
+        ("POST", b"/bkt", "versions"),
+        ("DELETE", b"/bkt", "versioning"),
+        ("DELETE", b"/bkt", "object-lock"),
+        ("POST", b"/bkt", "object-lock"),
+        ("DELETE", b"/bkt/k", "retention"),
+        ("DELETE", b"/bkt/k", "legal-hold"),
+        ("POST", b"/bkt/k", "retention"),
+    ],
+)
+def test_other_methods_on_these_subresources_are_405(method: str, path: bytes, query: str) -> None:
+    """Never a fall-through to DeleteBucket, DeleteObject, CreateBucket or PostObject."""
+    with pytest.raises(MethodNotAllowed):
+        resolve(method, path, "", {query: ""}, {})
