@@ -17,17 +17,23 @@ from shoal.app import logs
 
 _CREDENTIAL = re.compile(rb"Credential=([A-Za-z0-9+=,.@_-]{1,128})/")
 _QUERY_CREDENTIAL = re.compile(rb"(?:^|&)X-Amz-Credential=([A-Za-z0-9+=,.@_-]{1,128})%2F", re.I)
+# SigV2 (`AWS key:signature`, `AWSAccessKeyId=key`): its requests carry no SigV4 proof.
+_SIGV2 = re.compile(rb"AWS ([A-Za-z0-9+=,.@_-]{1,128}):")
+_QUERY_SIGV2 = re.compile(rb"(?:^|&)AWSAccessKeyId=([A-Za-z0-9+=,.@_-]{1,128})(?:&|$)")
 
 
 def claimed_access_key(scope: dict[str, Any]) -> str | None:
-    """The access key id a SigV4 request names (header or presigned query)."""
+    """The access key id a SigV4 or SigV2 request names (header or presigned query)."""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            match = _CREDENTIAL.search(value)
+            match = _CREDENTIAL.search(value) or _SIGV2.match(value)
             return match.group(1).decode() if match else None
     query: bytes = scope.get("query_string", b"")
     if b"Credential" in query:
         match = _QUERY_CREDENTIAL.search(query)
+        return match.group(1).decode() if match else None
+    if b"AWSAccessKeyId" in query:
+        match = _QUERY_SIGV2.search(query)
         return match.group(1).decode() if match else None
     return None
 

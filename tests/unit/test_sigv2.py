@@ -25,6 +25,7 @@ from botocore.credentials import Credentials
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shoal.app.accesslog import claimed_access_key
 from shoal.app.dispatch import split_target
 from shoal.app.xml import escape_lossy
 from shoal.auth import sigv2
@@ -565,6 +566,14 @@ def test_sigv2_can_be_turned_off() -> None:
         assert "AWS4-HMAC-SHA256" in failure.message
     unsigned = {"method": "GET", "raw_path": b"/bkt/k", "raw_query": b"", "headers": []}
     assert authenticator(sigv2=False).authenticate(**unsigned, now=datetime.now(UTC)) is ANONYMOUS
+
+
+def test_access_log_names_the_sigv2_key() -> None:
+    header = wire(header_signed("GET", f"{ENDPOINT}/bkt/k"))
+    query = presigned()
+    for request in (header, query):
+        scope = {"headers": request["headers"], "query_string": request["raw_query"]}
+        assert claimed_access_key(scope) == AK
 
 
 # --- POST Object forms signed with SigV2 ------------------------------------------------
