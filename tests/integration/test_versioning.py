@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
 import uuid
@@ -550,3 +551,61 @@ def test_erasure_mode_answers_501_for_versioning(tmp_path: Path) -> None:
         assert "VersionId" not in deleted and "DeleteMarker" not in deleted
         assert s3.list_objects_v2(Bucket="ecbucket")["KeyCount"] == 0
         s3.delete_bucket(Bucket="ecbucket")
+
+
+def test_list_object_versions_against_a_reference(s3: Any, versioned: str) -> None:
+    """Random puts, deletes and version removals; every page size and the delimiter
+    view agree with a model of the bucket."""
+    rng = random.Random(13)
+    keys = ["a", "a/b", "a/c/d", "b", "é", "a+b", "z/z"]
+    model: dict[str, list[tuple[str, bool]]] = {}  # key -> [(version id, marker)], oldest first
+    for _ in range(60):
+        key = rng.choice(keys)
+        roll = rng.random()
+        if roll < 0.55:
+            vid = s3.put_object(Bucket=versioned, Key=key, Body=b"x")["VersionId"]
+            model.setdefault(key, []).append((vid, False))
+        elif roll < 0.8:
+            vid = s3.delete_object(Bucket=versioned, Key=key)["VersionId"]
+            model.setdefault(key, []).append((vid, True))
+        elif model.get(key):
+            vid, _ = rng.choice(model[key])
+            s3.delete_object(Bucket=versioned, Key=key, VersionId=vid)
+            model[key] = [e for e in model[key] if e[0] != vid]
+    order = sorted((k for k in model if model[k]), key=lambda k: k.encode())
+    reference = [
+        (k, vid, marker, i == 0)
+        for k in order
+        for i, (vid, marker) in enumerate(reversed(model[k]))
+    ]
+    position = {(k, vid): n for n, (k, vid, _, _) in enumerate(reference)}
+
+    def entries(page: dict[str, Any]) -> list[tuple[str, str, bool, bool]]:
+        found = [(v["Key"], v["VersionId"], False, v["IsLatest"]) for v in page.get("Versions", [])]
+        found += [
+            (m["Key"], m["VersionId"], True, m["IsLatest"]) for m in page.get("DeleteMarkers", [])
+        ]
+        return sorted(found, key=lambda e: position.get((e[0], e[1]), -1))
+
+    for size in (1, 2, 3, 7, 1000):
+        seen: list[tuple[str, str, bool, bool]] = []
+        kwargs: dict[str, Any] = {"Bucket": versioned, "MaxKeys": size}
+        while True:
+            page = s3.list_object_versions(**kwargs)
+            got = entries(page)
+            assert len(got) <= size
+            seen += got
+            if not page["IsTruncated"]:
+                break
+            kwargs["KeyMarker"] = page["NextKeyMarker"]
+            kwargs["VersionIdMarker"] = page["NextVersionIdMarker"]
+        assert seen == reference, size
+    grouped = s3.list_object_versions(Bucket=versioned, Delimiter="/")
+    prefixes = sorted({k.split("/", 1)[0] + "/" for k in order if "/" in k})
+    assert [p["Prefix"] for p in grouped.get("CommonPrefixes", [])] == prefixes
+    assert entries(grouped) == [e for e in reference if "/" not in e[0]]
+    under = s3.list_object_versions(Bucket=versioned, Prefix="a/", Delimiter="/")
+    assert entries(under) == [e for e in reference if e[0] == "a/b"]
+    assert [p["Prefix"] for p in under.get("CommonPrefixes", [])] == (
+        ["a/c/"] if "a/c/d" in order else []
+    )
