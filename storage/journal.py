@@ -142,13 +142,22 @@ def decide(
 
 
 def apply(plan: Plan, record_path: str) -> None:
-    """Perform the renames not done yet, make them durable, then place the record."""
+    """Perform the renames not done yet, make them durable, then place the record.
+
+    Directories the renames changed are fsynced before the record leaves the temporary
+    area, except the temporary area itself (nothing there needs to survive once the
+    plan is done) and the record's own destination, fsynced once it is there (the
+    commit of a never-versioned write makes its data and record durable the same way).
+    """
     touched: set[str] = set()
     for move in plan.moves:
         if _move(plan, move):
             touched.add(os.path.dirname(move.src))
-            if move.place != TEMP:
-                touched.add(os.path.dirname(move.dst))
+            touched.add(os.path.dirname(move.dst))
+    touched.discard(os.path.dirname(record_path))
+    touched -= {os.path.dirname(m.dst) for m in plan.moves if m.place == TEMP}
+    if plan.final is not None:
+        touched.discard(os.path.dirname(plan.final))
     for path in sorted(touched):
         try:
             fsync_dir(path)
