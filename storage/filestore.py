@@ -8,6 +8,7 @@ Layout (browsable, see storage.keys for the key encoding):
     {dir}/.policies/{bucket}.policy.json                         bucket policies, as given
     {dir}/.buckets/{bucket}.json                                 bucket records
     {dir}/.bucket-config/{bucket}/{name}                         other bucket documents (cors)
+    {dir}/.versions/{bucket}/{encoded key}._storage_object/      older versions, delete markers
     {dir}/.tmp/                                                  temp files, commit records
     {dir}/.locks/                                                per-stripe flock files
 
@@ -15,6 +16,11 @@ An object exists exactly when its metadata sidecar exists: writes rename the dat
 place before the sidecar, deletes unlink the sidecar first, and a data file without a
 sidecar (left by a crash mid-delete) is never listed or served and is removed when the
 store next opens (see _remove_leftovers). Blocking disk work always runs in worker threads.
+
+A bucket that was ever versioned keeps its current objects in exactly that place too;
+the rest of each key's versions live in `.versions/` (storage.fileversions), and its
+writes and deletes are journaled plans (storage.journal) rather than plain commits. A
+never-versioned bucket has no `.versions/` folder and takes the plain path throughout.
 """
 
 from __future__ import annotations
