@@ -409,8 +409,14 @@ def test_conditional_requests_on_versions(s3: Any, versioned: str) -> None:
     assert error_code(error) == "PreconditionFailed"
     second = s3.put_object(Bucket=versioned, Key="k", Body=b"2", IfMatch=first["ETag"])
     assert second["VersionId"] != first["VersionId"]
-    # A fresh key can be created with If-None-Match: * once its current version is a marker.
-    s3.put_object(Bucket=versioned, Key="new", Body=b"n", IfNoneMatch="*")
+    # Behind a delete marker the key does not exist: If-None-Match: * writes, If-Match
+    # finds no key.
+    s3.put_object(Bucket=versioned, Key="gone", Body=b"g")
+    s3.delete_object(Bucket=versioned, Key="gone")
+    error = _error(s3.put_object, Bucket=versioned, Key="gone", Body=b"n", IfMatch=first["ETag"])
+    assert error_code(error) == "NoSuchKey"
+    s3.put_object(Bucket=versioned, Key="gone", Body=b"n", IfNoneMatch="*")
+    assert s3.get_object(Bucket=versioned, Key="gone")["Body"].read() == b"n"
     # Conditional DELETE: If-Match against the current version's ETag.
     error = _error(s3.delete_object, Bucket=versioned, Key="k", IfMatch=first["ETag"])
     assert error_code(error) == "PreconditionFailed"
