@@ -19,7 +19,7 @@ from typing import Any
 from shoal.storage.backend import MAX_KEY_BYTES, NULL_VERSION, VersionListPage, VersionSummary
 from shoal.storage.diskio import read_json
 from shoal.storage.errors import StorageError
-from shoal.storage.fileversions import RECORD_SUFFIX, sorted_versions, stamp
+from shoal.storage.fileversions import RECORD_SUFFIX, Stored, sorted_versions, stamp
 from shoal.storage.keys import join_below, key_path
 from shoal.storage.listing import PAGE_BUDGET, check_params, rollup
 from shoal.storage.records import parse_iso
@@ -44,34 +44,47 @@ def _read(path: str) -> dict[str, Any] | None:
         return None  # a damaged record: not a version we can describe
 
 
-def key_versions(
-    sidecar: str | None, vdir: str | None, cache: ListingCache | None
-) -> list[_Version]:
-    """A key's versions, newest first: the current object, then its version directory."""
-    out: list[_Version] = []
-    if sidecar is not None:
-        record = _read(sidecar)
-        if record is not None:
-            vid = str(record.get("version_id") or NULL_VERSION)
-            out.append(_Version(vid, stamp(vid, record), sidecar, record))
-    if vdir is not None:
-        out.extend(
-            _Version(s.vid, s.stamp, os.path.join(vdir, s.vid + RECORD_SUFFIX))
-            for s in sorted_versions(vdir, cache)
+class KeyVersionList:
+    """A key's versions, newest first: the current object, then its version directory.
+    Built from names alone; a version's record path is made only when it is asked for,
+    so a page inside a key of 100,000 versions costs what its own versions cost."""
+
+    def __init__(self, sidecar: str | None, vdir: str | None, cache: ListingCache | None):
+        self.current: _Version | None = None
+        if sidecar is not None:
+            record = _read(sidecar)
+            if record is not None:
+                vid = str(record.get("version_id") or NULL_VERSION)
+                self.current = _Version(vid, stamp(vid, record), sidecar, record)
+        self.vdir = vdir or ""
+        self.stored: list[Stored] = sorted_versions(vdir, cache) if vdir is not None else []
+        self._first = 0 if self.current is None else 1
+
+    def __len__(self) -> int:
+        return self._first + len(self.stored)
+
+    def __getitem__(self, i: int) -> _Version:
+        if i < self._first and self.current is not None:
+            return self.current
+        s = self.stored[i - self._first]
+        return _Version(s.vid, s.stamp, os.path.join(self.vdir, s.vid + RECORD_SUFFIX))
+
+    def resume(self, marker: str) -> int:
+        """Index of the first version after `marker` (one that vanished: after where
+        its id would sort)."""
+        if self.current is not None and self.current.vid == marker:
+            return 1
+        for i, s in enumerate(self.stored):
+            if s.vid == marker:
+                return self._first + i + 1
+        if marker == NULL_VERSION or not valid_version_id(marker):
+            return len(self)
+        cut = stamp(marker)
+        if self.current is not None and self.current.stamp < cut:
+            return 0
+        return self._first + next(
+            (i for i, s in enumerate(self.stored) if s.stamp < cut), len(self.stored)
         )
-    return out
-
-
-def _resume(versions: list[_Version], marker: str) -> int:
-    """Index of the first version after `marker` (one that vanished: after where its
-    id would sort)."""
-    for i, v in enumerate(versions):
-        if v.vid == marker:
-            return i + 1
-    if marker == NULL_VERSION or not valid_version_id(marker):
-        return len(versions)
-    cut = stamp(marker)
-    return next((i for i, v in enumerate(versions) if v.stamp < cut), len(versions))
 
 
 def _summary(key: str, version: _Version, latest: bool) -> VersionSummary | None:
@@ -108,7 +121,7 @@ class _Page:
         key, vid = self.last if truncated and self.last else (None, None)
         return VersionListPage(self.versions, self.prefixes, truncated, key, vid)
 
-    def emit(self, key: str, versions: list[_Version], start: int) -> bool:
+    def emit(self, key: str, versions: KeyVersionList, start: int) -> bool:
         """Add a key's versions from `start`; False once the page is full with some left."""
         for i in range(start, len(versions)):
             if self.full():
@@ -145,7 +158,7 @@ def versions_page(
             cursor, skip = cp, True
         elif key_marker and version_id_marker:
             versions = _marker_versions(bucket_dir, vroot, key_marker, cache)
-            if not page.emit(key_marker, versions, _resume(versions, version_id_marker)):
+            if not page.emit(key_marker, versions, versions.resume(version_id_marker)):
                 return page.done(True)
     while True:
         a = current.next_key(cursor, skip=skip, prefix=prefix)
@@ -162,7 +175,7 @@ def versions_page(
             cursor, skip = cp, True
             continue
         cursor, skip = key, False
-        versions = key_versions(
+        versions = KeyVersionList(
             a[1] if a is not None and a[0] == key else None,
             b[1] if b is not None and b[0] == key else None,
             cache,
@@ -173,11 +186,11 @@ def versions_page(
 
 def _marker_versions(
     bucket_dir: str, vroot: str, key: str, cache: ListingCache | None
-) -> list[_Version]:
+) -> KeyVersionList:
     """The versions of the key a page resumes inside."""
     try:
         kp = key_path(key)
     except StorageError:
-        return []  # not a key anything can be stored under
+        return KeyVersionList(None, None, cache)  # not a key anything is stored under
     vdir = join_below(vroot, (*kp.dirs, kp.data_name))
-    return key_versions(kp.meta_path(bucket_dir), vdir, cache)
+    return KeyVersionList(kp.meta_path(bucket_dir), vdir, cache)
