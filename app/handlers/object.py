@@ -117,11 +117,32 @@ async def _versioned(ctx: RequestContext, meta: ObjectMeta, version_id: str | No
     return bool((await ctx.backend.head_bucket(ctx.bucket)).versioning)
 
 
+#: Lock headers and the permission a caller needs to see them (S3 leaves them out
+#: otherwise).
+_LOCK_VISIBILITY = (
+    ("s3:GetObjectRetention", ("x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date")),
+    ("s3:GetObjectLegalHold", ("x-amz-object-lock-legal-hold",)),
+)
+
+
+async def _hidden(ctx: RequestContext, meta: ObjectMeta) -> list[str]:
+    """The lock headers this caller may not see (none while auth is off)."""
+    if ctx.gate is None or (meta.retention is None and not meta.legal_hold):
+        return []
+    hidden: list[str] = []
+    for action, names in _LOCK_VISIBILITY:
+        if not await ctx.gate.allows(ctx.principal, action, ctx.bucket, ctx.key):
+            hidden += names
+    return hidden
+
+
 def _read_headers(
-    ctx: RequestContext, meta: ObjectMeta, versioned: bool
+    ctx: RequestContext, meta: ObjectMeta, versioned: bool, hidden: list[str]
 ) -> tuple[int, dict[str, str], tuple[int, int] | None]:
     """Status, headers and byte range for GET/HEAD, after the conditional checks."""
     headers = object_headers(meta, versioned=versioned)
+    for name in hidden:
+        headers.pop(name, None)
     if not check_conditions(ctx.headers, meta):
         kept = ("etag", "last-modified", "x-amz-version-id")
         return 304, {k: headers[k] for k in kept if k in headers}, None
@@ -154,7 +175,8 @@ def _read_headers(
 async def head_object(ctx: RequestContext) -> Response:
     version_id = version_param(ctx.query)
     meta = await ctx.backend.head_object(ctx.bucket, ctx.key, version_id)
-    status, headers, _ = _read_headers(ctx, meta, await _versioned(ctx, meta, version_id))
+    versioned = await _versioned(ctx, meta, version_id)
+    status, headers, _ = _read_headers(ctx, meta, versioned, await _hidden(ctx, meta))
     return Response(status_code=status, headers=headers)
 
 
@@ -164,7 +186,8 @@ async def get_object(ctx: RequestContext) -> Response:
     reader = await ctx.backend.open_object(ctx.bucket, ctx.key, version_id)
     try:
         versioned = await _versioned(ctx, reader.meta, version_id)
-        status, headers, span = _read_headers(ctx, reader.meta, versioned)
+        hidden = await _hidden(ctx, reader.meta)
+        status, headers, span = _read_headers(ctx, reader.meta, versioned, hidden)
         if status == 304 or reader.meta.size == 0:
             await reader.close()
             return Response(status_code=status, headers=headers)

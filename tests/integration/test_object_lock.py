@@ -436,3 +436,34 @@ def test_aws_cli_object_lock(server: SyncServer, s3: Any, locked: str, tmp_path:
     assert got["Retention"]["Mode"] == "GOVERNANCE"
     config = api("get-object-lock-configuration", "--bucket", locked)
     assert config["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
+
+
+def test_lock_headers_need_their_read_permissions(s3: Any, locked: str) -> None:
+    """GET/HEAD show x-amz-object-lock-* only to callers allowed s3:GetObjectRetention
+    (mode, date) and s3:GetObjectLegalHold (hold), as S3 does."""
+    s3.put_object(
+        Bucket=locked,
+        Key="k",
+        Body=b"x",
+        ObjectLockMode="GOVERNANCE",
+        ObjectLockRetainUntilDate=_later(days=1),
+        ObjectLockLegalHoldStatus="ON",
+    )
+    head = s3.head_object(Bucket=locked, Key="k")
+    assert head["ObjectLockMode"] == "GOVERNANCE" and head["ObjectLockLegalHoldStatus"] == "ON"
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:GetObjectRetention",
+                "Resource": f"arn:aws:s3:::{locked}/*",
+            }
+        ],
+    }
+    s3.put_bucket_policy(Bucket=locked, Policy=json.dumps(deny))
+    for answer in (s3.head_object(Bucket=locked, Key="k"), s3.get_object(Bucket=locked, Key="k")):
+        assert "ObjectLockMode" not in answer and "ObjectLockRetainUntilDate" not in answer
+        assert answer["ObjectLockLegalHoldStatus"] == "ON"
+    s3.delete_bucket_policy(Bucket=locked)
