@@ -247,5 +247,10 @@ def object_lock_name(bucket: str, key: str) -> str:
     return f"o\0{bucket}\0{key}"
 
 
+def bucket_lock_name(bucket: str) -> str:
+    """Held while a bucket is created or deleted, and while its record changes."""
+    return f"b\0{bucket}"
+
+
 def part_lock_name(upload_id: str, number: int) -> str:
     return f"p\0{upload_id}\0{number}"

@@ -27,35 +27,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 from collections.abc import AsyncIterable, Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
-
-import anyio
+from datetime import timedelta
 
 from shoal.storage.backend import (
     NULL_VERSION,
     VERSIONING_STATES,
     BucketInfo,
-    CompletedPart,
     DeleteResult,
     Guard,
     ListPage,
     ObjectMeta,
     ObjectWrite,
     PartInfo,
-    PartListPage,
     UploadInfo,
-    UploadListPage,
     VersionListPage,
 )
 from shoal.storage.commit import Commit, TempArea, decide_and_apply, record_bytes, recover
 from shoal.storage.diskio import (
     CHUNK,
     StripedLocks,
+    bucket_lock_name,
     fsync_dir,
     object_lock_name,
     read_json,
@@ -77,22 +72,17 @@ from shoal.storage.errors import (
     PreconditionFailed,
 )
 from shoal.storage.filebuckets import BucketRecords
-from shoal.storage.fileversions import VERSIONS_DIR, KeyVersions, Versions, versions_root
+from shoal.storage.filemultipart import FileMultipart
+from shoal.storage.fileversions import KeyVersions, Versions, versions_root
 from shoal.storage.journal import TEMP, Move
 from shoal.storage.keys import KeyPath, is_inside, key_path
-from shoal.storage.listing import list_page, read_summary, uploads_page
-from shoal.storage.multipart import (
-    UploadStore,
-    check_completion,
-    check_part_number,
-    multipart_etag,
-    new_upload,
-)
+from shoal.storage.leftovers import remove_leftovers
+from shoal.storage.listing import list_page, read_summary
+from shoal.storage.multipart import UploadStore
 from shoal.storage.records import meta_from_dict, meta_to_dict, now
 from shoal.storage.streams import (
     FileObjectReader,
     Spooled,
-    assemble,
     prepend,
     read_head,
     spool,
@@ -101,7 +91,7 @@ from shoal.storage.streams import (
 from shoal.storage.threads import run
 from shoal.storage.usage import BucketUsage
 from shoal.storage.versionlisting import versions_page
-from shoal.storage.walk import ListingCache, Walker, find_leftovers, find_version_leftovers
+from shoal.storage.walk import ListingCache, Walker
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +121,6 @@ def _no_key() -> NoSuchKey:
     return NoSuchKey("The specified key does not exist.")
 
 
-def _bucket_lock(bucket: str) -> str:
-    """Held while a bucket is created or deleted, and while its record changes."""
-    return f"b\0{bucket}"
-
-
 def _stored_size(meta_path: str, data_path: str) -> int | None:
     """The size of the object stored at these paths (None: there is none), from its
     data file: two stats rather than reading and parsing the record."""
@@ -156,7 +141,7 @@ PATH_MAX = 4096
 PREFETCH_BYTES = 256 * 1024
 
 
-class FileStore:
+class FileStore(FileMultipart):
     """Buckets as directories, objects as files; see the module docstring."""
 
     def __init__(
@@ -212,75 +197,9 @@ class FileStore:
         rolled = recover(self.root, self.temp, self.locks)
         if rolled:
             log.info("recovered %d interrupted writes", rolled)
-        removed = self._remove_leftovers()
+        removed = remove_leftovers(self.root, self.locks, self.uploads)
         if removed:
             log.info("removed %d files left behind by interrupted operations", removed)
-
-    def _remove_leftovers(self) -> int:
-        """After recover(): delete what a crash can orphan outside the temporary area —
-        object data without metadata or the reverse (a delete cut off between its
-        unlinks; no write ever leaves either once recover() is done), directories
-        without files, part data no part record names, and the documents of buckets whose
-        directory is gone (a DeleteBucket cut off after moving the bucket away: a bucket
-        re-created under that name must not inherit its old policy).
-
-        Safe beside live workers on the same directory: every removal is re-checked under
-        the lock its writers hold. Costs one scan of every bucket tree per start.
-        """
-        removed = 0
-        buckets: set[str] = set()
-        for entry in os.scandir(self.root):
-            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
-                continue
-            buckets.add(entry.name)
-            found = find_leftovers(entry.path)
-            for key, lone, partner in found.unpaired:
-                with self.locks.hold(object_lock_name(entry.name, key)):
-                    if not os.path.exists(partner) and os.path.exists(lone):
-                        unlink_quiet(lone)
-                        removed += 1
-                remove_empty_parents(os.path.dirname(lone), entry.path)
-            for path in reversed(found.bare_dirs):  # children before their parents
-                with contextlib.suppress(OSError):
-                    os.rmdir(path)
-            removed += self._remove_version_leftovers(entry.name)
-        removed += self.uploads.remove_stray_parts()
-        return removed + self._remove_orphan_documents(buckets)
-
-    def _remove_version_leftovers(self, bucket: str) -> int:
-        """Version data without its record and emptied version directories: what a
-        crash can leave in a bucket's version tree once its plans are rolled forward."""
-        vroot = versions_root(self.root, bucket)
-        found = find_version_leftovers(vroot)
-        for key, lone in found.unpaired:
-            with self.locks.hold(object_lock_name(bucket, key)):
-                if not os.path.exists(lone + ".json") and os.path.exists(lone):
-                    unlink_quiet(lone)
-        for path in reversed(found.bare_dirs):
-            with contextlib.suppress(OSError):
-                os.rmdir(path)
-        return len(found.unpaired)
-
-    def _remove_orphan_documents(self, buckets: set[str]) -> int:
-        removed = 0
-        places = (
-            (".buckets", ".json"),
-            (".policies", ".policy.json"),
-            (".bucket-config", ""),
-            (VERSIONS_DIR, ""),
-        )
-        for sub, suffix in places:
-            with contextlib.suppress(FileNotFoundError):
-                for entry in os.scandir(os.path.join(self.root, sub)):
-                    name = entry.name[: len(entry.name) - len(suffix)]
-                    if not entry.name.endswith(suffix) or name in buckets:
-                        continue
-                    with self.locks.hold(_bucket_lock(name)):
-                        if os.path.isdir(os.path.join(self.root, name)):
-                            continue  # created since the scan
-                        rmtree_quiet(entry.path)
-                    removed += 1
-        return removed
 
     async def close(self) -> None:
         if self._task is not None:
@@ -377,7 +296,7 @@ class FileStore:
     async def create_bucket(self, bucket: str, *, object_lock: bool = False) -> BucketInfo:
         def work() -> BucketInfo:
             path = self._bucket_dir(bucket)
-            with self.locks.hold(_bucket_lock(bucket)):
+            with self.locks.hold(bucket_lock_name(bucket)):
                 if os.path.isdir(path):
                     raise _bucket_exists()
                 info = self.buckets.new(bucket, object_lock=object_lock)
@@ -400,7 +319,7 @@ class FileStore:
         self, bucket: str, *, versioning: str | None = None, object_lock: bool | None = None
     ) -> BucketInfo:
         def work() -> BucketInfo:
-            with self.locks.hold(_bucket_lock(bucket)):
+            with self.locks.hold(bucket_lock_name(bucket)):
                 info = self._bucket_info(bucket, self._require_bucket(bucket))
                 if versioning is not None:
                     if versioning not in VERSIONING_STATES[1:]:
@@ -417,7 +336,7 @@ class FileStore:
         def work() -> None:
             bdir = self._require_bucket(bucket)
             vroot = versions_root(self.root, bucket)
-            with self.locks.hold(_bucket_lock(bucket)):
+            with self.locks.hold(bucket_lock_name(bucket)):
                 if _holds_keys(bdir, vroot):
                     raise _not_empty()
                 # Move it aside in one step, then make sure no write slipped in meanwhile.
@@ -779,147 +698,6 @@ class FileStore:
                 summarize=read_summary,
                 cache=self.listings,
             )
-
-        return await run(work)
-
-    # -- multipart -------------------------------------------------------------------
-
-    async def create_multipart_upload(
-        self,
-        bucket: str,
-        key: str,
-        write: ObjectWrite,
-        checksum_algorithm: str | None = None,
-        checksum_type: str | None = None,
-    ) -> UploadInfo:
-        kp = self._key_path(key)
-        info = new_upload(key, write, checksum_algorithm, checksum_type)
-
-        def work() -> None:
-            self._locate(bucket, kp)
-            self.uploads.create(bucket, info)
-
-        await run(work)
-        self.usage.upload_started(bucket, key)
-        return info
-
-    async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
-        def work() -> UploadInfo:
-            self._require_bucket(bucket)
-            return self.uploads.load(bucket, key, upload_id)
-
-        return await run(work)
-
-    async def upload_part(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        part_number: int,
-        body: AsyncIterable[bytes],
-        write: ObjectWrite,
-    ) -> PartInfo:
-        check_part_number(part_number)
-        await self.get_upload(bucket, key, upload_id)
-        spooled = await spool(body, self.temp.path(".data"), write.digesters, write.max_size)
-        try:
-            checksums = write.finalize(spooled.size, spooled.md5) if write.finalize else {}
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await run(unlink_quiet, spooled.path)
-            raise
-        part = PartInfo(part_number, spooled.size, spooled.md5, now(), dict(checksums or {}))
-        await run(self.uploads.commit_part, upload_id, spooled, part)
-        return part
-
-    async def list_parts(
-        self, bucket: str, key: str, upload_id: str, *, after: int = 0, max_parts: int = 1000
-    ) -> PartListPage:
-        def work() -> PartListPage:
-            self._require_bucket(bucket)
-            info = self.uploads.load(bucket, key, upload_id)
-            stored = self.uploads.parts(upload_id)
-            numbers = sorted(n for n in stored if n > after)
-            chosen = [stored[n][0] for n in numbers][: max(max_parts, 0)]
-            truncated = len(numbers) > len(chosen)
-            marker = chosen[-1].number if chosen else None
-            return PartListPage(info, chosen, truncated, marker)
-
-        return await run(work)
-
-    async def complete_multipart_upload(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        parts: list[CompletedPart],
-        write: ObjectWrite,
-    ) -> ObjectMeta:
-        """`write.finalize` is called with (size, multipart ETag "hex-N")."""
-        kp = self._key_path(key)
-
-        def validate() -> tuple[str, UploadInfo, list[tuple[PartInfo, str]]]:
-            bdir = self._locate(bucket, kp)
-            info = self.uploads.load(bucket, key, upload_id)
-            return bdir, info, check_completion(parts, self.uploads.parts(upload_id))
-
-        bdir, info, chosen = await run(validate)
-        try:
-            spooled = await run(
-                assemble, self.temp.path(".data"), [p for _, p in chosen], write.digesters
-            )
-        except FileNotFoundError as exc:  # a part was replaced or aborted meanwhile
-            raise NoSuchUpload("The specified upload does not exist.") from exc
-        infos = [p for p, _ in chosen]
-        commit = functools.partial(self._commit_sync, parts=infos, upload=info)
-        return await run(commit, bucket, key, kp, bdir, spooled, write, multipart_etag(infos))
-
-    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        def work() -> None:
-            self._require_bucket(bucket)
-            self.uploads.load(bucket, key, upload_id)
-            with self.locks.hold(object_lock_name(bucket, key)):
-                if not self.uploads.remove(upload_id):
-                    raise NoSuchUpload("The specified upload does not exist.")
-            self.usage.upload_ended(bucket, key)
-
-        await run(work)
-
-    async def list_multipart_uploads(
-        self,
-        bucket: str,
-        *,
-        prefix: str = "",
-        delimiter: str = "",
-        key_marker: str = "",
-        upload_id_marker: str = "",
-        max_uploads: int = 1000,
-    ) -> UploadListPage:
-        def work() -> UploadListPage:
-            self._require_bucket(bucket)
-            mine = [info for b, info in self.uploads.all() if b == bucket]
-            return uploads_page(
-                mine,
-                prefix=prefix,
-                delimiter=delimiter,
-                key_marker=key_marker,
-                upload_id_marker=upload_id_marker,
-                max_uploads=max_uploads,
-            )
-
-        return await run(work)
-
-    async def expire_multipart_uploads(self, older_than: datetime) -> int:
-        def work() -> int:
-            count = 0
-            for bucket, info in self.uploads.all():
-                if info.initiated < older_than:
-                    with self.locks.hold(object_lock_name(bucket, info.key)):
-                        removed = self.uploads.remove(info.upload_id)
-                    if removed:
-                        self.usage.upload_ended(bucket, info.key)
-                    count += removed
-            return count
 
         return await run(work)
 
