@@ -307,3 +307,52 @@ async def test_counting_existing_versions(store: FileStore) -> None:
     snapshot = store.usage.snapshot()
     assert snapshot["bucket"] == (4, 10, 0)
     assert snapshot["plain"] == (1, 4, 0)
+
+
+async def test_overlapping_writers_last_acknowledged_is_current(store: FileStore) -> None:
+    """Writers of one key in worker threads, racing: the version committed last (its
+    id minted under the key's lock) is current, and the listing follows commit order."""
+    import anyio
+
+    await store.update_bucket("bucket", versioning="Enabled")
+    made: list[str] = []
+
+    async def writer(n: int) -> None:
+        parts = [b"%d" % n] * (1 + n % 4) + [b"x" * (n * 50_000)]
+        made.append(
+            (await store.put_object("bucket", "k", chunks(*parts), ObjectWrite())).version_id
+        )
+
+    async with anyio.create_task_group() as tg:
+        for n in range(12):
+            tg.start_soon(writer, n)
+    listed = [v for _, v, _, _ in await listing(store)]
+    assert listed == sorted(made, reverse=True)
+    assert (await store.head_object("bucket", "k")).version_id == max(made)
+
+
+async def test_two_stores_share_versioning_state(tmp_path: Path) -> None:
+    """Two stores (uvicorn workers) on one directory: a versioning change made through
+    one is seen by the next write through the other."""
+    a, b = FileStore(tmp_path / "d"), FileStore(tmp_path / "d")
+    await a.open()
+    await b.open()
+    try:
+        await a.create_bucket("bucket")
+        await b.put_object("bucket", "k", chunks(b"null"), ObjectWrite())
+        await a.update_bucket("bucket", versioning="Enabled")
+        v1 = await b.put_object("bucket", "k", chunks(b"one"), ObjectWrite())
+        assert v1.version_id != NULL_VERSION
+        marker = await a.delete_object("bucket", "k")
+        with pytest.raises(errors.NoSuchKey) as missing:
+            await b.head_object("bucket", "k")
+        assert missing.value.delete_marker == marker.version_id
+        listed = await b.list_object_versions("bucket")
+        assert [v.version_id for v in listed.versions] == [
+            marker.version_id,
+            v1.version_id,
+            NULL_VERSION,
+        ]
+    finally:
+        await a.close()
+        await b.close()
