@@ -132,13 +132,20 @@ def decide(
         if plan.data_tmp is not None:
             unlink_quiet(plan.data_tmp)
         raise
-    try:
-        apply(plan, decided)
-    except NoSuchBucket:
-        unlink_quiet(decided)
-        if plan.data_tmp is not None:
-            unlink_quiet(plan.data_tmp)
-        raise
+    for attempt in range(3):
+        try:
+            apply(plan, decided)
+            return
+        except NoSuchBucket:
+            unlink_quiet(decided)
+            if plan.data_tmp is not None:
+                unlink_quiet(plan.data_tmp)
+            raise
+        except OSError:
+            # Applying again is safe (every rename is guarded); if it keeps failing the
+            # record stays, and the next start finishes the plan.
+            if attempt == 2:
+                raise
 
 
 def apply(plan: Plan, record_path: str) -> None:
@@ -194,16 +201,23 @@ def _rename(plan: Plan, move: Move) -> None:
         except FileNotFoundError:
             if not os.path.lexists(move.src):
                 raise
-            if move.place == KEY:
-                makedirs_below(plan.bucket_dir, plan.dirs)
-            elif move.place == VERSIONS:
-                if not os.path.isdir(plan.bucket_dir):
-                    raise NoSuchBucket("The specified bucket does not exist") from None
-                os.makedirs(plan.versions_root, exist_ok=True)
-                makedirs_below(plan.versions_root, (*plan.dirs, plan.vname))
-            else:
+            if move.place == TEMP:
                 raise
+            try:
+                _make_parents(plan, move.place)
+            except FileNotFoundError:
+                continue  # a parent emptied by another key's change went away: again
     raise RuntimeError("could not create a version's directories")  # pragma: no cover
+
+
+def _make_parents(plan: Plan, place: str) -> None:
+    if place == KEY:
+        makedirs_below(plan.bucket_dir, plan.dirs)
+        return
+    if not os.path.isdir(plan.bucket_dir):
+        raise NoSuchBucket("The specified bucket does not exist")
+    os.makedirs(plan.versions_root, exist_ok=True)
+    makedirs_below(plan.versions_root, (*plan.dirs, plan.vname))
 
 
 def roll_forward(root: str, record_path: str) -> bool:
