@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from shoal.app.dispatch import UNSUPPORTED_BUCKET, UNSUPPORTED_OBJECT, resolve
-from shoal.app.errors import MethodNotAllowed
+from shoal.app.errors import InvalidArgument, MethodNotAllowed
 from shoal.app.handlers.registry import HANDLERS
+from shoal.app.headers import version_headers, version_param
 
 V = "0123456789abcdef01234567"
 
@@ -97,3 +98,34 @@ def test_other_methods_on_these_subresources_are_405(method: str, path: bytes, q
     """Never a fall-through to DeleteBucket, DeleteObject, CreateBucket or PostObject."""
     with pytest.raises(MethodNotAllowed):
         resolve(method, path, "", {query: ""}, {})
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        (V, True),
+        ("null", True),
+        ("", False),
+        ("NULL", False),
+        (V.upper(), False),
+        (V[:-1], False),
+        ("../" + V, False),
+        (V + "\x00", False),
+    ],
+)
+def test_version_param(value: str, ok: bool) -> None:
+    """A versionId is "null" or an id shoal could have made; anything else is 400
+    InvalidArgument before any storage is touched (so it never reaches a path)."""
+    if ok:
+        assert version_param({"versionId": value}) == value
+        return
+    with pytest.raises(InvalidArgument) as info:
+        version_param({"versionId": value})
+    assert info.value.status == 400
+
+
+def test_version_headers() -> None:
+    assert version_param({}) is None
+    assert version_headers(V, versioned=False) == {"x-amz-version-id": V}
+    assert version_headers("null", versioned=False) == {}
+    assert version_headers("null", versioned=True) == {"x-amz-version-id": "null"}
