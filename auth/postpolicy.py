@@ -163,16 +163,22 @@ def _bound(value: object) -> int | None:
 def is_sigv2(fields: Mapping[str, str]) -> bool:
     """Whether a form is signed with SigV2 (`AWSAccessKeyId`, `signature`: boto3's
     generate_presigned_post by default) rather than SigV4 (`x-amz-*` fields)."""
-    return not any(name in fields for name in _SIGV4_FIELDS)
+    return not any(name in fields for name in _SIGV4_FIELDS) and any(
+        name in fields for name in ("awsaccesskeyid", "signature")
+    )
 
 
 _SIGV4_FIELDS = ("x-amz-algorithm", "x-amz-credential", "x-amz-signature", "x-amz-date")
 
 
-def verify_signature(fields: Mapping[str, str], lookup: CredentialLookup, region: str) -> str:
+def verify_signature(
+    fields: Mapping[str, str], lookup: CredentialLookup, region: str, *, allow_sigv2: bool = True
+) -> str:
     """The access key whose secret signed the policy (SigV4, or SigV2: base64 HMAC-SHA1
-    of the policy field)."""
+    of the policy field, refused as AWS's SigV4-only regions do unless `allow_sigv2`)."""
     if is_sigv2(fields):
+        if not allow_sigv2:
+            raise AuthFailure("InvalidRequest", sigv2.REFUSED)
         return _verify_sigv2(fields, lookup)
     if fields.get("x-amz-algorithm") != ALGORITHM:
         raise AuthFailure("InvalidArgument", f"Only {ALGORITHM} POST policies are accepted.")

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from shoal.auth import sigv2, sigv4
-from shoal.auth.postpolicy import is_sigv2, verify_signature
+from shoal.auth.postpolicy import verify_signature
 from shoal.auth.sigv4 import AuthFailure, Header, Verified
 
 #: The bucket a Host header names (virtual-hosted style), None for path style.
@@ -24,10 +24,6 @@ HostBucket = Callable[[str], str | None]
 ONLY_ONE = (
     "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
     "Signature query string parameter or the Authorization header should be specified"
-)
-#: What AWS answers a SigV2 request where only SigV4 is accepted.
-SIGV2_REFUSED = (
-    "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
 )
 
 
@@ -100,7 +96,7 @@ class Authenticator:
         )
         if v2_query or (header and sigv2.is_header_auth(headers)):
             if not self.sigv2:
-                raise AuthFailure("InvalidRequest", SIGV2_REFUSED)
+                raise AuthFailure("InvalidRequest", sigv2.REFUSED)
             verify = sigv2.verify_query_auth if v2_query else sigv2.verify_header_auth
             bucket = self._host_bucket(_host(headers))
             access_key = verify(**pieces, lookup=self._secrets.get, now=now, bucket=bucket)
@@ -114,9 +110,7 @@ class Authenticator:
     def verify_post_signature(self, fields: Mapping[str, str]) -> str:
         """The access key whose secret signed a POST Object policy (SigV4, or SigV2
         unless turned off)."""
-        if is_sigv2(fields) and not self.sigv2:
-            raise AuthFailure("InvalidRequest", SIGV2_REFUSED)
-        return verify_signature(fields, self._secrets.get, self._region)
+        return verify_signature(fields, self._secrets.get, self._region, allow_sigv2=self.sigv2)
 
 
 def _is(name: str | bytes, wanted: bytes) -> bool:

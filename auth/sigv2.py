@@ -97,6 +97,10 @@ QUERY_AUTH_SIGNED = SIGNED_PARAMETERS | {
     "renameObject",
 }
 
+#: What AWS's SigV4-only regions answer a SigV2 request (400 InvalidRequest).
+REFUSED = (
+    "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256."
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MALFORMED = "AWS authorization header is invalid.  Expected AwsAccessKeyId:signature"
 _NO_DATE = "AWS authentication requires a valid Date or x-amz-date header"

@@ -579,15 +579,16 @@ def test_access_log_names_the_sigv2_key() -> None:
 # --- POST Object forms signed with SigV2 ------------------------------------------------
 
 
-def post_fields(**conditions: Any) -> dict[str, str]:
+def post_fields(**config: Any) -> dict[str, str]:
     client = boto3.client(
         "s3",
         endpoint_url=ENDPOINT,
         aws_access_key_id=AK,
         aws_secret_access_key=SK,
         region_name="us-east-1",
+        config=Config(**config),
     )
-    post = client.generate_presigned_post("bkt", "k", **conditions)
+    post = client.generate_presigned_post("bkt", "k")
     return {name.lower(): value for name, value in post["fields"].items()}
 
 
@@ -622,9 +623,15 @@ def test_post_form_missing_sigv2_field(missing: str, label: str) -> None:
 
 
 def test_post_form_sigv2_off() -> None:
+    strict = authenticator(sigv2=False)
     with pytest.raises(AuthFailure) as failure:
-        authenticator(sigv2=False).verify_post_signature(post_fields())
+        strict.verify_post_signature(post_fields())
     assert (failure.value.code, failure.value.status) == ("InvalidRequest", 400)
+    v4 = post_fields(signature_version="s3v4")
+    assert "x-amz-signature" in v4 and strict.verify_post_signature(v4) == AK
+    with pytest.raises(AuthFailure) as failure:  # a form with no signature at all
+        strict.verify_post_signature({"policy": v4["policy"]})
+    assert failure.value.code == "InvalidArgument"
 
 
 # --- anything a client sends: a result or an S3 error, never another exception ----------
