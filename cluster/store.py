@@ -150,13 +150,13 @@ class DistributedStore(ErasureStore):
         args = request.args
         return Reply({"busy": self.busy(str(args["bucket"]), str(args["key"]), str(args["vid"]))})
 
-    async def _bucket_deleted(self, bucket: str) -> None:
-        """The others stop trusting that they saw it exist (ErasureStore._require_bucket
+    async def bucket_deleted(self, bucket: str) -> None:
+        """The others stop trusting that they saw it exist (ReplicatedRecords.require
         would otherwise let writes into it for a moment)."""
         await self._ask_peers("store.forget_bucket", {"bucket": bucket})
 
     async def _serve_forget_bucket(self, request: Request) -> Reply:
-        self._buckets.pop(str(request.args["bucket"]), None)
+        self.buckets.forget(str(request.args["bucket"]))
         return Reply({})
 
     def _drive_returned(self) -> None:

@@ -56,20 +56,21 @@ def describe(failures: Sequence[tuple[int, Drive, str]]) -> str:
 def read_quorum_error(
     what: str, answered: int, total: int, k: int, failed: str = ""
 ) -> ServiceUnavailable:
-    why = f" Failed: {failed}." if failed else ""
-    return ServiceUnavailable(
-        f"Not enough drives to read {what}: {answered} of {total} answered, "
-        f"{k} needed.{why} Retry once drives are back.",
-    )
+    tally = f"{answered} of {total} answered, {k} needed."
+    return _quorum_error(f"read {what}", tally, failed)
 
 
 def write_quorum_error(
     what: str, ok: int, total: int, need: int, failed: str = ""
 ) -> ServiceUnavailable:
+    tally = f"{ok} of {total} succeeded, {need} needed; nothing was changed."
+    return _quorum_error(f"write {what}", tally, failed)
+
+
+def _quorum_error(action: str, tally: str, failed: str) -> ServiceUnavailable:
     why = f" Failed: {failed}." if failed else ""
     return ServiceUnavailable(
-        f"Not enough drives to write {what}: {ok} of {total} succeeded, {need} needed; "
-        f"nothing was changed.{why} Retry once drives are back.",
+        f"Not enough drives to {action}: {tally}{why} Retry once drives are back."
     )
 
 

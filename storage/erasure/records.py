@@ -26,6 +26,7 @@ boundary); everywhere else in storage.erasure they are the types below.
 from __future__ import annotations
 
 import base64
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,25 +154,15 @@ class RecordSummary:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "v": self.vid,
-            "deleted": self.deleted,
-            "size": self.size,
-            "etag": self.etag,
-            "last_modified": self.last_modified,
-            "storage_class": self.storage_class,
-        }
+        """For the wire: the stored names, "v" for the version id."""
+        d = dataclasses.asdict(self)
+        d["v"] = d.pop("vid")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RecordSummary:
-        return cls(
-            vid=str(d["v"]),
-            deleted=bool(d["deleted"]),
-            size=int(d["size"]),
-            etag=str(d["etag"]),
-            last_modified=d.get("last_modified"),
-            storage_class=str(d["storage_class"]),
-        )
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "vid"]
+        return cls(vid=str(d["v"]), **{name: d[name] for name in names})
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,8 @@ async def test_a_drive_never_lists_a_version_it_lacks_shards_of(tmp_path: Path) 
         assert entry is not None
         local = store._local[0]
         vdir = Path(local.root) / object_dir(BUCKET, "k") / entry.vid
-        forged = dataclasses.replace(entry, vid=entry.vid[:-1] + "0")
+        other = "1" if entry.vid.endswith("0") else "0"  # never the real id itself
+        forged = dataclasses.replace(entry, vid=entry.vid[:-1] + other)
         shutil.copytree(vdir, vdir.with_name(forged.vid))
         shutil.rmtree(vdir.with_name(forged.vid) / "chunk-1")
         with pytest.raises(ShardMissing):

@@ -23,7 +23,8 @@ from shoal.storage import multipart
 from shoal.storage.backend import CompletedPart, ObjectWrite
 from shoal.storage.erasure.drive import Drive
 from shoal.storage.erasure.faults import FaultyDrive
-from shoal.storage.erasure.store import ErasureStore, _upload_lock
+from shoal.storage.erasure.store import ErasureStore
+from shoal.storage.erasure.uploads import upload_lock
 from shoal.storage.errors import NoSuchUpload
 from tests.unit.conftest import chunks
 
@@ -144,7 +145,7 @@ async def test_a_second_complete_finds_the_upload_gone(
             if "task" not in second:
                 second["task"] = asyncio.ensure_future(complete())
             await until(
-                lambda: "linking" in second or store._locks.users(_upload_lock(upload_id)) > 1
+                lambda: "linking" in second or store.locks.users(upload_lock(upload_id)) > 1
             )
         elif op == "link" and "task" in second:  # the second links what is going
             second["linking"] = True
@@ -175,7 +176,7 @@ async def test_a_part_replaced_while_a_complete_links_it_waits_and_is_refused(
             await until(
                 lambda: (
                     (part.done() and not store._background)
-                    or store._locks.users(_upload_lock(upload_id)) > 1
+                    or store.locks.users(upload_lock(upload_id)) > 1
                 )
             )
 

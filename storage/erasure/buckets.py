@@ -1,0 +1,215 @@
+"""Buckets, policies and bucket documents: small records replicated to every drive.
+
+Each is written to every drive with a fresh version id ("v") and succeeds on a majority
+of the first pool's drives; a reader takes the newest copy that enough of those drives
+hold that no failed or stale write can win (versions.resolve). A write that misses its
+majority is withdrawn where it landed, so the drives left still agree on the old copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from shoal.storage.backend import BucketInfo
+from shoal.storage.erasure.drive import Drive
+from shoal.storage.erasure.health import HealthTrackedDrive
+from shoal.storage.erasure.quorum import fan_out
+from shoal.storage.erasure.versions import resolve
+from shoal.storage.errors import (
+    BucketAlreadyOwnedByYou,
+    BucketNotEmpty,
+    NoSuchBucket,
+    NoSuchBucketDocument,
+    NoSuchBucketPolicy,
+    ServiceUnavailable,
+    Unsupported,
+)
+from shoal.storage.records import dumps, iso, loads, now, parse_iso
+from shoal.storage.version_ids import new_version_id
+
+if TYPE_CHECKING:
+    from shoal.storage.erasure.store import ErasureStore
+
+#: How long a bucket seen to exist is trusted without asking the drives again.
+BUCKET_TTL = 2.0
+
+
+def no_bucket() -> NoSuchBucket:
+    return NoSuchBucket("The specified bucket does not exist")
+
+
+def no_versions() -> Unsupported:
+    return Unsupported("Versioning and object lock are not implemented in erasure mode yet.")
+
+
+def _doc_version(record: dict[str, Any]) -> str:
+    return str(record["v"])
+
+
+async def agreed(
+    drives: Sequence[Drive], path: str, quorum: int, what: str
+) -> dict[str, Any] | None:
+    """The newest copy of a small record that `quorum` drives hold (see resolve)."""
+
+    async def one(d: Drive) -> list[dict[str, Any]]:
+        raw = await d.read_doc(path)
+        return [] if raw is None else [loads(raw)]
+
+    answers = await fan_out(drives, one)
+    return resolve(answers.by_position(), quorum, what, _doc_version, answers.failed())
+
+
+class ReplicatedRecords:
+    """The records every drive holds a copy of (see the module docstring)."""
+
+    def __init__(self, store: ErasureStore) -> None:
+        self.store = store
+        #: Buckets seen to exist, until when (event loop time) that is trusted.
+        self._seen: dict[str, float] = {}
+
+    # -- the quorum --------------------------------------------------------------------
+
+    @property
+    def doc_drives(self) -> list[HealthTrackedDrive]:
+        """The drives whose copies of replicated records count: the first pool's. The
+        records go to every drive, but a joining node's drives start with none (until
+        healing copies them) and must not outvote the drives that have them."""
+        return self.store.drives[: self.store.pools[0] * self.store.n]
+
+    @property
+    def write_quorum(self) -> int:
+        return len(self.doc_drives) // 2 + 1
+
+    @property
+    def read_quorum(self) -> int:
+        return len(self.doc_drives) - self.write_quorum + 1
+
+    async def read(self, path: str, what: str) -> dict[str, Any] | None:
+        """A record kept on every drive (bucket, policy, document)."""
+        return await agreed(self.doc_drives, path, self.read_quorum, what)
+
+    async def write(self, path: str, record: dict[str, Any] | None, what: str) -> None:
+        """Write (or with None, remove) a replicated record on every drive."""
+        data = None if record is None else dumps({**record, "v": new_version_id()})
+
+        async def one(d: Drive) -> None:
+            await (d.delete(path) if data is None else d.write_doc(path, data))
+
+        drives = self.store.drives
+        answers = await fan_out(drives, one)
+        try:
+            answers.require(self.write_quorum, what, among=len(self.doc_drives))
+        except ServiceUnavailable:
+            if data is not None:
+                # Withdrawn where it landed: fewer than a write quorum of drives lost
+                # their old copy, so the drives left still hold a read quorum of it.
+                await fan_out(drives, lambda d: d.delete(path), only=answers.ok())
+            raise
+
+    # -- buckets -----------------------------------------------------------------------
+
+    @staticmethod
+    def _bucket_path(bucket: str) -> str:
+        if not bucket or bucket.startswith(".") or "/" in bucket or "\0" in bucket:
+            raise no_bucket()
+        return f"buckets/{bucket}.json"
+
+    async def bucket_record(self, bucket: str) -> dict[str, Any]:
+        record = await self.read(self._bucket_path(bucket), f"bucket {bucket}")
+        if record is None:
+            self.forget(bucket)
+            raise no_bucket()
+        self._seen[bucket] = asyncio.get_running_loop().time() + BUCKET_TTL
+        return record
+
+    async def require(self, bucket: str) -> None:
+        """NoSuchBucket unless the bucket exists (asking the drives at most every
+        BUCKET_TTL seconds)."""
+        expires = self._seen.get(bucket)
+        if expires is None or expires < asyncio.get_running_loop().time():
+            await self.bucket_record(bucket)
+
+    def forget(self, bucket: str) -> None:
+        """Stop trusting that the bucket was seen to exist."""
+        self._seen.pop(bucket, None)
+
+    async def list_buckets(self) -> list[BucketInfo]:
+        names: set[str] = set()
+        for listed in (await fan_out(self.store.drives, lambda d: d.list_dir("buckets"))).values():
+            names.update(n[:-5] for n in listed if n.endswith(".json"))
+        out = []
+        for name in sorted(names):
+            with contextlib.suppress(NoSuchBucket):
+                out.append(await self.head_bucket(name))
+        return out
+
+    async def create_bucket(self, bucket: str, *, object_lock: bool = False) -> BucketInfo:
+        if object_lock:
+            raise no_versions()
+        path = self._bucket_path(bucket)
+        async with self.store.locks.hold(f"b\0{bucket}"):
+            with contextlib.suppress(NoSuchBucket):
+                await self.bucket_record(bucket)
+                raise BucketAlreadyOwnedByYou(
+                    "Your previous request to create the named bucket succeeded and you "
+                    "already own it."
+                )
+            info = BucketInfo(bucket, now(whole_seconds=True))
+            await fan_out(self.store.drives, lambda d: d.make_bucket(bucket))
+            await self.write(path, {"name": bucket, "created": iso(info.created)}, bucket)
+        return info
+
+    async def head_bucket(self, bucket: str) -> BucketInfo:
+        record = await self.bucket_record(bucket)
+        return BucketInfo(bucket, parse_iso(record["created"]))
+
+    async def delete_bucket(self, bucket: str) -> None:
+        store = self.store
+        async with store.locks.hold(f"b\0{bucket}"):
+            await self.bucket_record(bucket)
+            page = await store.list_objects(bucket, max_keys=1)
+            if page.objects or page.common_prefixes:
+                raise BucketNotEmpty("The bucket you tried to delete is not empty")
+            await self.write(self._bucket_path(bucket), None, f"bucket {bucket}")
+            self.forget(bucket)
+            await store.bucket_deleted(bucket)
+            for path in (
+                f"data/{bucket}",
+                f"multipart/{bucket}",
+                f"policies/{bucket}.policy.json",
+                f"bucket-config/{bucket}",
+            ):
+                await fan_out(store.drives, lambda d, p=path: d.delete(p))
+        store.usage.bucket_deleted(bucket)
+
+    # -- bucket documents --------------------------------------------------------------
+
+    @staticmethod
+    def _document_path(bucket: str, name: str) -> str:
+        if name == "policy":
+            return f"policies/{bucket}.policy.json"
+        return f"bucket-config/{bucket}/{name}"
+
+    async def get_bucket_document(self, bucket: str, name: str) -> str:
+        await self.require(bucket)
+        record = await self.read(self._document_path(bucket, name), f"{bucket}?{name}")
+        if record is None:
+            raise NoSuchBucketDocument(f"The bucket has no {name} configuration")
+        return str(record["text"])
+
+    async def put_bucket_document(self, bucket: str, name: str, text: str) -> None:
+        await self.require(bucket)
+        await self.write(self._document_path(bucket, name), {"text": text}, f"{bucket}?{name}")
+
+    async def delete_bucket_document(self, bucket: str, name: str) -> None:
+        await self.require(bucket)
+        await self.write(self._document_path(bucket, name), None, f"{bucket}?{name}")
+
+    async def get_bucket_policy(self, bucket: str) -> str:
+        try:
+            return await self.get_bucket_document(bucket, "policy")
+        except NoSuchBucketDocument as exc:
+            raise NoSuchBucketPolicy("The bucket policy does not exist") from exc

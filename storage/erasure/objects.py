@@ -1,0 +1,356 @@
+"""Object I/O on the erasure sets: PUT, GET, HEAD and DELETE of one key.
+
+The key's set is fixed by a hash of bucket/key (versions.placement); the body is cut
+into chunks, each encoded into k data + m parity shards written to the set's drives in
+parallel (storage.erasure.shards); then the version is committed to the object record
+on every drive of the set (storage.erasure.commits). A body of one chunk goes in one
+round trip per drive: its shard and the record together; a small object is read the
+same way, its record and shard together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterable, Sequence
+from typing import TYPE_CHECKING
+
+from shoal.storage.backend import (
+    NULL_VERSION,
+    DeleteResult,
+    Guard,
+    ObjectMeta,
+    ObjectWrite,
+    PartInfo,
+    UploadInfo,
+)
+from shoal.storage.erasure.commits import entry_size
+from shoal.storage.erasure.drive import Drive, ShardWrite, object_dir, shard_path
+from shoal.storage.erasure.health import HealthTrackedDrive
+from shoal.storage.erasure.quorum import Answers, fan_out, fan_out_at
+from shoal.storage.erasure.readers import ErasureObjectReader
+from shoal.storage.erasure.records import PartLayout, VersionRecord
+from shoal.storage.erasure.shards import ChunkWriter, encode_whole
+from shoal.storage.erasure.versions import live, resolve
+from shoal.storage.errors import (
+    EntityTooLarge,
+    InvalidRequest,
+    NoSuchKey,
+    NoSuchVersion,
+    PreconditionFailed,
+)
+from shoal.storage.keys import check_key
+from shoal.storage.records import now
+from shoal.storage.streams import prepend, read_head
+from shoal.storage.threads import run
+from shoal.storage.version_ids import new_version_id
+
+if TYPE_CHECKING:
+    from shoal.storage.erasure.store import ErasureStore
+
+#: Objects up to this size are read together with their records (one round trip).
+SMALL_READ = 1024 * 1024
+
+
+@dataclasses.dataclass
+class Located:
+    """Where a key is (see ObjectIO.locate): its set, shard rotation, the set's drives'
+    answers, and other sets still holding live versions of it."""
+
+    set: int
+    rot: int
+    answers: list[list[VersionRecord] | None]
+    others: list[int] = dataclasses.field(default_factory=list)
+    failed: str = ""  # the silent drives of the set and why (for errors)
+
+    def current(self, k: int, what: str) -> VersionRecord | None:
+        """The newest version a read quorum agrees on (see versions.resolve)."""
+        return resolve(self.answers, k, what, failed=self.failed)
+
+
+def no_version() -> NoSuchVersion:
+    return NoSuchVersion("The specified version does not exist.")
+
+
+def _only_null(version_id: str | None) -> None:
+    if version_id not in (None, NULL_VERSION):
+        raise no_version()
+
+
+def _failed() -> PreconditionFailed:
+    return PreconditionFailed("At least one of the pre-conditions you specified did not hold")
+
+
+def check_key_name(key: str) -> None:
+    if key == "":
+        raise InvalidRequest("Key must not be empty")
+    check_key(key)
+
+
+def check_conditions(entry: VersionRecord | None, write: ObjectWrite) -> None:
+    """If-None-Match / If-Match of a write against the key's current version."""
+    current = None if entry is None or entry.deleted else entry.live_meta().etag
+    if write.if_none_match and current is not None:
+        raise _failed()
+    if write.if_match is not None:
+        if current is None:
+            raise NoSuchKey("The specified key does not exist.")
+        wanted = write.if_match.strip().strip('"')
+        if wanted not in ("*", current):
+            raise _failed()
+
+
+def make_meta(
+    key: str,
+    size: int,
+    etag: str,
+    write: ObjectWrite,
+    checksums: dict[str, str],
+    *,
+    parts: list[PartInfo] | None = None,
+    upload: UploadInfo | None = None,
+) -> ObjectMeta:
+    source = upload.write if upload is not None else write
+    return ObjectMeta(
+        key=key,
+        size=size,
+        etag=etag,
+        last_modified=now(whole_seconds=True),
+        content_type=source.content_type,
+        headers=dict(source.headers),
+        user_metadata=dict(source.user_metadata),
+        checksums=dict(checksums or {}),
+        checksum_type=write.checksum_type or (upload.checksum_type if upload else None),
+        parts=parts,
+        extra=dict(source.extra),
+    )
+
+
+@dataclasses.dataclass
+class ObjectIO:
+    """PUT, GET, HEAD and DELETE of objects (see the module docstring)."""
+
+    store: ErasureStore
+
+    # -- where a key is ----------------------------------------------------------------
+
+    async def locate(self, bucket: str, key: str) -> Located:
+        """The set holding the key's newest version, else its home set. With several
+        pools every candidate set is asked; one that cannot tell (too few drives)
+        makes the key unreadable and unwritable rather than risk a stale answer."""
+        store = self.store
+        where = store.place(bucket, key)
+
+        async def entries(s: int) -> Answers[list[VersionRecord]]:
+            return await fan_out(store.sets[s], lambda d: d.read_object(bucket, key))
+
+        def located(s: int, each: Answers[list[VersionRecord]], others: list[int]) -> Located:
+            return Located(s, where.rot, each.by_position(), others, each.failed())
+
+        if len(where.candidates) == 1:
+            return located(where.home, await entries(where.home), [])
+        answers = await asyncio.gather(*(entries(s) for s in where.candidates))
+        found = []
+        for s, each in zip(where.candidates, answers, strict=True):
+            entry = resolve(each.by_position(), store.k, f"{bucket}/{key}", failed=each.failed())
+            if entry is not None:
+                found.append((entry.vid, s, entry.deleted))
+        if not found:
+            return located(where.home, answers[where.candidates.index(where.home)], [])
+        _, s, _ = max(found)
+        others = [t for _, t, deleted in found if t != s and not deleted]
+        return located(s, answers[where.candidates.index(s)], others)
+
+    async def target(self, bucket: str, key: str) -> int:
+        """The set a write of the key goes to."""
+        if len(self.store.pools) == 1:
+            return self.store.place(bucket, key).home
+        return (await self.locate(bucket, key)).set
+
+    async def read_entries(
+        self, bucket: str, key: str
+    ) -> tuple[list[HealthTrackedDrive], int, list[list[VersionRecord] | None]]:
+        """(set drives, rotation, each drive's entries or None if it failed)."""
+        found = await self.locate(bucket, key)
+        return self.store.sets[found.set], found.rot, found.answers
+
+    async def current(self, bucket: str, key: str) -> VersionRecord | None:
+        """The newest version with a read quorum (a delete marker included), or None."""
+        return (await self.locate(bucket, key)).current(self.store.k, f"{bucket}/{key}")
+
+    # -- reads and writes --------------------------------------------------------------
+
+    async def write_chunks(
+        self,
+        body: AsyncIterable[bytes],
+        drives: Sequence[Drive],
+        base: str,
+        rot: int,
+        what: str,
+        write: ObjectWrite,
+    ) -> ChunkWriter:
+        """Stream `body` into chunks on `drives`; the writer knows size, MD5, CRCs.
+        The body is read on while earlier chunks are encoded and written."""
+        store = self.store
+        chunk_size = store.chunk_size
+        writer = ChunkWriter(drives, store.coder, base, rot, what, list(write.digesters))
+        chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=1)
+
+        async def cut() -> None:
+            buf = bytearray()
+            received = 0
+            try:
+                async for piece in body:
+                    received += len(piece)
+                    if write.max_size is not None and received > write.max_size:
+                        raise EntityTooLarge(
+                            "Your proposed upload exceeds the maximum allowed size"
+                        )
+                    buf += piece
+                    while len(buf) >= chunk_size:
+                        await chunks.put(bytes(memoryview(buf)[:chunk_size]))
+                        del buf[:chunk_size]
+                if buf:
+                    await chunks.put(bytes(buf))
+                await chunks.put(None)
+            except Exception as exc:
+                await chunks.put(exc)
+
+        reader = asyncio.create_task(cut())
+        try:
+            while (item := await chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                await writer.add(item)
+            await writer.finish()
+        except BaseException:
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+            await writer.abort()
+            raise
+        return writer
+
+    async def discard(self, drives: Sequence[Drive], path: str) -> None:
+        await fan_out(drives, lambda d: d.delete(path))
+
+    async def put_object(
+        self, bucket: str, key: str, body: AsyncIterable[bytes], write: ObjectWrite
+    ) -> ObjectMeta:
+        store = self.store
+        check_key_name(key)
+        await store.buckets.require(bucket)
+        s, rot = await self.target(bucket, key), store.place(bucket, key).rot
+        drives = store.sets[s]
+        vid = new_version_id()
+        vdir = f"{object_dir(bucket, key)}/{vid}"
+        what = f"{bucket}/{key}"
+        chunks = aiter(body)
+        head, more = await read_head(chunks, store.chunk_size, write.max_size)
+        shards: list[list[ShardWrite]] | None = None
+        try:
+            if more:
+                writer = await self.write_chunks(
+                    prepend(head, chunks), drives, vdir, rot, what, write
+                )
+                size, md5, crcs, alive = writer.size, writer.md5, writer.crcs, writer.alive
+            else:
+                # One chunk: encoded here, then shard and record go to each drive together.
+                size, md5, encoded, crcs = (
+                    len(head),
+                    *await encode_whole(store.coder, head, write.digesters),
+                )
+                alive = {p for p, d in enumerate(drives) if d.online}
+                shards = [
+                    [(shard_path(vdir, 0, j), *encoded[j])] if encoded else []
+                    for j in ((p - rot) % store.n for p in range(store.n))
+                ]
+            checksums = write.finalize(size, md5) if write.finalize else {}
+            meta = make_meta(key, size, md5, write, checksums)
+            layout = PartLayout(0, size, store.chunk_size, tuple(map(tuple, crcs)))
+            entry = VersionRecord(vid, rot, meta, parts=(layout,))
+            async with store.locks.hold(f"o\0{bucket}\0{key}"):
+                if write.if_none_match or write.if_match is not None:
+                    check_conditions(await self.current(bucket, key), write)
+                before = await store.commits.commit(bucket, key, entry, drives, alive, shards)
+        except BaseException:
+            store.spawn(self.discard(drives, vdir))
+            raise
+        store.usage.object_written(bucket, key, entry_size(before), size)
+        return meta
+
+    async def _open_entry(
+        self, bucket: str, key: str
+    ) -> tuple[list[HealthTrackedDrive], VersionRecord]:
+        check_key_name(key)
+        await self.store.buckets.require(bucket)
+        drives, _, answers = await self.read_entries(bucket, key)
+        return drives, live(resolve(answers, self.store.k, f"{bucket}/{key}"))
+
+    async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectMeta:
+        _, entry = await self._open_entry(bucket, key)
+        _only_null(version_id)
+        return entry.live_meta()
+
+    async def open_object(
+        self, bucket: str, key: str, version_id: str | None = None
+    ) -> ErasureObjectReader:
+        """One round trip for a small object: every drive answers with its entries and,
+        when the newest is a single chunk, its shard of it."""
+        store = self.store
+        check_key_name(key)
+        await store.buckets.require(bucket)
+        with store.readers.opening(bucket, key):
+            s, rot = await self.target(bucket, key), store.place(bucket, key).rot
+            drives = store.sets[s]
+            read = await fan_out_at(
+                drives,
+                lambda p: drives[p].read_small(bucket, key, (p - rot) % store.n, SMALL_READ),
+            )
+            results = read.by_position()
+            answers = [None if r is None else r[0] for r in results]
+            entry = live(resolve(answers, store.k, f"{bucket}/{key}", failed=read.failed()))
+            _only_null(version_id)
+            reader = ErasureObjectReader(store, bucket, key, drives, entry)
+        shards = {
+            (p - rot) % store.n: r[1]
+            for p, r in enumerate(results)
+            if r is not None and r[1] is not None and r[0][0].vid == entry.vid
+        }
+        size = reader.meta.size
+        if size == 0:
+            reader.data = b""
+        elif len(shards) >= store.k and len(entry.parts) == 1 and size <= SMALL_READ:
+            reader.data = await run(store.coder.decode, shards, size)
+            lost = [j for j in range(store.k) if j not in shards]
+            # A shard on an offline drive is not something healing can fix now.
+            online = any(drives[(j + rot) % store.n].online for j in lost)
+            if online and store.healer is not None:
+                store.healer.queue(bucket, key)
+        return reader
+
+    async def delete_object(
+        self, bucket: str, key: str, version_id: str | None, guard: Guard | None
+    ) -> DeleteResult:
+        store = self.store
+        check_key_name(key)
+        await store.buckets.require(bucket)
+        async with store.locks.hold(f"o\0{bucket}\0{key}"):
+            found = await self.locate(bucket, key)
+            entry = found.current(store.k, f"{bucket}/{key}")
+            exists = entry is not None and not entry.deleted
+            if version_id is not None and (version_id != NULL_VERSION or not exists):
+                raise no_version()
+            if guard is not None:
+                guard(entry.live_meta() if exists and entry is not None else None)
+            if entry is None or entry.deleted:
+                return DeleteResult()
+            marker = VersionRecord.marker(new_version_id())
+            # An older copy in another pool (two writers raced a pool's arrival) must
+            # not resurface once this marker retires.
+            for s in [found.set, *found.others]:
+                drives = store.sets[s]
+                await store.commits.commit(bucket, key, marker, drives, set(range(len(drives))))
+        store.usage.object_deleted(bucket, key, entry_size(entry))
+        return DeleteResult()
