@@ -356,3 +356,31 @@ async def test_two_stores_share_versioning_state(tmp_path: Path) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_version_leftovers_are_removed_at_open(tmp_path: Path) -> None:
+    """Version data without its record, emptied version folders, and the version tree
+    of a bucket whose folder is gone: removed when the store next opens."""
+    fs = FileStore(tmp_path / "d")
+    await fs.open()
+    await fs.create_bucket("bucket")
+    await fs.update_bucket("bucket", versioning="Enabled")
+    v1 = await fs.put_object("bucket", "a/k", chunks(b"one"), ObjectWrite())
+    await fs.put_object("bucket", "a/k", chunks(b"two"), ObjectWrite())
+    await fs.close()
+    vroot = Path(fs.root, ".versions", "bucket")
+    lone = vroot / "a" / "k._storage_object" / ("f" * 24)
+    lone.write_bytes(b"orphan")
+    empty = vroot / "a" / "gone._storage_object"
+    empty.mkdir()
+    stale = Path(fs.root, ".versions", "deleted", "x._storage_object")
+    stale.mkdir(parents=True)
+    fs = FileStore(tmp_path / "d")
+    await fs.open()
+    try:
+        assert not lone.exists() and not empty.exists()
+        assert not stale.parent.exists()
+        async with await fs.open_object("bucket", "a/k", v1.version_id) as reader:
+            assert await reader.read_all() == b"one"
+    finally:
+        await fs.close()
