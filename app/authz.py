@@ -73,9 +73,9 @@ class PolicyGate:
         """Whether `principal` may do `action` on the bucket or object: for a second
         action a request needs only in some cases (s3:BypassGovernanceRetention)."""
         policy = await self.policy(bucket) if bucket else None
-        request = PolicyRequest(
-            principal.access_key, action, resource_arn(bucket, key), context or {}
-        )
+        # How the caller signed (s3:signatureversion, s3:authType) is a condition too.
+        context = {**(context or {}), **principal.condition_keys()}
+        request = PolicyRequest(principal.access_key, action, resource_arn(bucket, key), context)
         return is_allowed(evaluate(policy, request), authenticated=not principal.anonymous)
 
     async def check_operation(

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from shoal.auth import sigv2, sigv4
-from shoal.auth.postpolicy import verify_signature
+from shoal.auth.postpolicy import is_sigv2, verify_signature
 from shoal.auth.sigv4 import AuthFailure, Header, Verified
 
 #: The bucket a Host header names (virtual-hosted style), None for path style.
@@ -35,10 +35,24 @@ class Principal:
     #: The proof of a SigV4 request (signing key, seed signature) for streaming bodies;
     #: None for SigV2, whose bodies carry no chunk signatures.
     verified: Verified | None = None
+    #: How the request was signed, as bucket policies test it (`s3:signatureversion`:
+    #: "AWS" for SigV2, "AWS4-HMAC-SHA256"; `s3:authType`: "REST-HEADER",
+    #: "REST-QUERY-STRING" or "POST"); None for anonymous callers.
+    signature_version: str | None = None
+    auth_type: str | None = None
 
     @property
     def anonymous(self) -> bool:
         return self.access_key is None
+
+    def condition_keys(self) -> dict[str, object]:
+        """The policy condition keys this principal's signature sets."""
+        keys: dict[str, object] = {}
+        if self.signature_version is not None:
+            keys["s3:signatureversion"] = self.signature_version
+        if self.auth_type is not None:
+            keys["s3:authType"] = self.auth_type
+        return keys
 
 
 ANONYMOUS = Principal()
@@ -100,17 +114,24 @@ class Authenticator:
             verify = sigv2.verify_query_auth if v2_query else sigv2.verify_header_auth
             bucket = self._host_bucket(_host(headers))
             access_key = verify(**pieces, lookup=self._secrets.get, now=now, bucket=bucket)
-            return Principal(access_key)
+            return Principal(access_key, None, sigv2.SCHEME, _auth_type(v2_query))
         if not (header or v4_query):
             return ANONYMOUS
         verify4 = sigv4.verify_presigned if v4_query else sigv4.verify_header_auth
         verified = verify4(**pieces, lookup=self._secrets.get, region=self._region, now=now)
-        return Principal(verified.access_key, verified)
+        return Principal(verified.access_key, verified, sigv4.ALGORITHM, _auth_type(v4_query))
 
-    def verify_post_signature(self, fields: Mapping[str, str]) -> str:
-        """The access key whose secret signed a POST Object policy (SigV4, or SigV2
-        unless turned off)."""
-        return verify_signature(fields, self._secrets.get, self._region, allow_sigv2=self.sigv2)
+    def verify_post_signature(self, fields: Mapping[str, str]) -> Principal:
+        """Who signed a POST Object form's policy (SigV4, or SigV2 unless turned off)."""
+        access_key = verify_signature(
+            fields, self._secrets.get, self._region, allow_sigv2=self.sigv2
+        )
+        version = sigv2.SCHEME if is_sigv2(fields) else sigv4.ALGORITHM
+        return Principal(access_key, None, version, "POST")
+
+
+def _auth_type(query: bool) -> str:
+    return "REST-QUERY-STRING" if query else "REST-HEADER"
 
 
 def _is(name: str | bytes, wanted: bytes) -> bool:

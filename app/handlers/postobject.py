@@ -70,7 +70,7 @@ async def _authorize(
     if "policy" in fields:
         if "x-amz-signature" in fields or ctx.gate is not None:
             authenticator = ctx.request.app.state.authenticator
-            principal = Principal(authenticator.verify_post_signature(fields))
+            principal = authenticator.verify_post_signature(fields)
         policy = decode_policy(fields["policy"])
         check_policy(policy, fields, ctx.bucket, datetime.now(UTC))
         length_range = policy.length_range

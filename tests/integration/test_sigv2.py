@@ -5,6 +5,7 @@ and curl; expiry and the week-long ceiling; SigV4 presign limits; `auth.sigv2 = 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -356,6 +357,46 @@ def test_boto3_default_post_policy_uploads(served: Endpoint, bucket: str) -> Non
     assert s3.get_object(Bucket=bucket, Key="forms/f.txt")["Body"].read() == b"form"
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key="forms/g.txt")
+
+
+def test_bucket_policy_can_deny_sigv2(served: Endpoint, bucket: str) -> None:
+    """s3:signatureversion and s3:authType in a bucket policy, as AWS documents them."""
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+                "Condition": {"StringEquals": {"s3:signatureversion": "AWS"}},
+            },
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+                "Condition": {"StringEquals": {"s3:authType": "POST"}},
+            },
+        ],
+    }
+    s3v4 = served.client(signature_version="s3v4")
+    s3v4.put_bucket_policy(Bucket=bucket, Policy=json.dumps(deny))
+    key = "obj ü+%.txt"
+    with pytest.raises(ClientError) as info:
+        served.v2().get_object(Bucket=bucket, Key=key)
+    assert error_code(info.value) == "AccessDenied"
+    assert s3v4.get_object(Bucket=bucket, Key=key)["Body"].read() == b"hello sigv2"
+    v2_url = served.client().generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}
+    )
+    form = s3v4.generate_presigned_post(bucket, "posted")
+    with served.http() as http:
+        assert http.get(v2_url).status_code == 403
+        posted = http.post(form["url"], data=form["fields"], files={"file": ("f", b"x")})
+        assert posted.status_code == 403, posted.text
+    served.v2().put_object(Bucket=bucket, Key="put-v2", Body=b"allowed")  # not denied
+    s3v4.delete_bucket_policy(Bucket=bucket)
 
 
 # --- auth.sigv2 = false ---------------------------------------------------------------

@@ -559,6 +559,29 @@ def test_an_empty_authorization_header_is_anonymous() -> None:
     assert check(with_query) == AK
 
 
+def test_principal_tells_policies_how_it_signed() -> None:
+    """s3:signatureversion and s3:authType, as AWS sets them for bucket policies."""
+    client = boto3.client(
+        "s3",
+        endpoint_url=ENDPOINT,
+        aws_access_key_id=AK,
+        aws_secret_access_key=SK,
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4"),
+    )
+    v4_url = client.generate_presigned_url("get_object", Params={"Bucket": "bkt", "Key": "k"})
+    cases = [
+        (wire(header_signed("GET", f"{ENDPOINT}/bkt/k")), "AWS", "REST-HEADER"),
+        (presigned(), "AWS", "REST-QUERY-STRING"),
+        (wire(AWSRequest("GET", v4_url).prepare()), "AWS4-HMAC-SHA256", "REST-QUERY-STRING"),
+    ]
+    for request, version, auth_type in cases:
+        principal = authenticator().authenticate(**request, now=datetime.now(UTC))
+        expected = {"s3:signatureversion": version, "s3:authType": auth_type}
+        assert principal.condition_keys() == expected
+    assert ANONYMOUS.condition_keys() == {}
+
+
 def test_sigv2_can_be_turned_off() -> None:
     for request in (wire(header_signed("GET", f"{ENDPOINT}/bkt/k")), presigned()):
         failure = failure_of(request, sigv2=False)
@@ -596,7 +619,9 @@ def test_boto3_default_post_policy_is_sigv2_and_verifies() -> None:
     fields = post_fields()
     assert "signature" in fields and "x-amz-signature" not in fields
     assert verify_signature(fields, {AK: SK}.get, "us-east-1") == AK
-    assert authenticator().verify_post_signature(fields) == AK
+    principal = authenticator().verify_post_signature(fields)
+    assert principal.access_key == AK
+    assert principal.condition_keys() == {"s3:signatureversion": "AWS", "s3:authType": "POST"}
     policy = base64.b64decode(fields["policy"]).replace(b'"k"', b'"j"')
     forged = {**fields, "policy": base64.b64encode(policy).decode()}
     for bad, expected in (
@@ -628,7 +653,9 @@ def test_post_form_sigv2_off() -> None:
         strict.verify_post_signature(post_fields())
     assert (failure.value.code, failure.value.status) == ("InvalidRequest", 400)
     v4 = post_fields(signature_version="s3v4")
-    assert "x-amz-signature" in v4 and strict.verify_post_signature(v4) == AK
+    assert "x-amz-signature" in v4
+    principal = strict.verify_post_signature(v4)
+    assert (principal.access_key, principal.signature_version) == (AK, "AWS4-HMAC-SHA256")
     with pytest.raises(AuthFailure) as failure:  # a form with no signature at all
         strict.verify_post_signature({"policy": v4["policy"]})
     assert failure.value.code == "InvalidArgument"
