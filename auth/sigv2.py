@@ -156,23 +156,27 @@ def canonical_resource(
     bucket: str | None,
     signed: frozenset[str],
     *,
-    bucket_slash: bool = True,
+    path_as_sent: bool = False,
+    query_as_sent: bool = False,
 ) -> str:
     """`/bucket` when the Host named it, the path as sent, then `?` and the signed
-    parameters sorted by name (`name` or `name=value`, values decoded), `&`-joined.
+    parameters sorted by name (`name=value`, values decoded, or `name` when the value is
+    empty), `&`-joined.
 
-    A path-style request to a bucket alone (`/bucket`) is signed as `/bucket/`, as S3
-    reads it (botocore signs that); `bucket_slash=False` gives the path exactly as sent,
-    which other signers use."""
+    S3 reads a path-style request to a bucket alone (`/bucket`) as `/bucket/` (botocore
+    signs that) and an empty sub-resource (`?versioning=`) as a bare name (MinIO and
+    rclone sign that). The `*_as_sent` flags keep either as the request spells it, which
+    other signers sign (botocore too, for an `=` it wrote; rclone for the bucket path)."""
     path = _text(raw_path) or "/"
     if bucket:
         path = f"/{bucket}{path}"
-    elif bucket_slash and path.count("/") == 1 and len(path) > 1:
+    elif not path_as_sent and path.count("/") == 1 and len(path) > 1:
         path += "/"
     params = [(n, v) for n, v in query_pairs(raw_query) if n in signed]
     params.sort(key=lambda pair: pair[0])  # stable: repeats keep their order, as botocore
     if params:
-        path += "?" + "&".join(n if v is None else f"{n}={v}" for n, v in params)
+        bare = (lambda v: v is None) if query_as_sent else (lambda v: not v)
+        path += "?" + "&".join(n if bare(v) else f"{n}={v}" for n, v in params)
     return path
 
 
@@ -180,11 +184,16 @@ def _resources(
     raw_path: Text, raw_query: Text, bucket: str | None, lists: Sequence[frozenset[str]]
 ) -> list[str]:
     """The spellings of one request's resource a signer may have signed: each list of
-    signed parameters, the bare bucket with and without its slash. The first is AWS's."""
+    signed parameters, S3's reading of the path and query or the request's own (all
+    name the same bucket, object and sub-resources, so accepting any lets no request
+    pass for another). The first is AWS's; most requests have just one."""
     spellings = (
-        canonical_resource(raw_path, raw_query, bucket, signed, bucket_slash=slash)
+        canonical_resource(
+            raw_path, raw_query, bucket, signed, path_as_sent=path, query_as_sent=query
+        )
         for signed in lists
-        for slash in (True, False)
+        for path in (False, True)
+        for query in (False, True)
     )
     return list(dict.fromkeys(spellings))
 

@@ -236,6 +236,28 @@ def test_bucket_request_signed_with_or_without_slash() -> None:
     assert check(as_sent) == AK
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "signed"),
+    [
+        (b"/bkt", b"versioning=", "/bkt?versioning"),  # rclone, MinIO: bare, path as sent
+        (b"/bkt", b"versioning=", "/bkt/?versioning"),
+        (b"/bkt", b"versioning=", "/bkt?versioning="),  # the query as written
+        (b"/bkt", b"versioning", "/bkt/?versioning"),  # botocore
+        (b"/bkt/k", b"versionId=&x=1", "/bkt/k?versionId="),
+        (b"/bkt/k", b"versionId=&x=1", "/bkt/k?versionId"),
+    ],
+)
+def test_every_signer_spelling_of_one_resource(path: bytes, query: bytes, signed: str) -> None:
+    date = email.utils.formatdate(usegmt=True)
+    signature = sigv2.sign(SK, f"GET\n\n\n{date}\n{signed}")
+    headers = [(b"date", date.encode()), (b"authorization", f"AWS {AK}:{signature}".encode())]
+    request = {"method": "GET", "raw_path": path, "raw_query": query, "headers": headers}
+    assert check(request) == AK
+    for other in (b"/bkt2", b"/bkt/x", path + b"x"):  # other buckets and objects
+        assert code({**request, "raw_path": other}) == "SignatureDoesNotMatch"
+    assert code({**request, "raw_query": query + b"&acl"}) == "SignatureDoesNotMatch"
+
+
 # --- properties over keys, paths, sub-resources, headers -------------------------------
 
 _access_keys = st.text(
