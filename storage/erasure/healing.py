@@ -27,9 +27,11 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from shoal.storage.backend import BucketInfo
 from shoal.storage.checksums import Checksum
+from shoal.storage.erasure.coder import ErasureCoder
 from shoal.storage.erasure.drive import (
     CorruptShard,
     Drive,
@@ -39,6 +41,8 @@ from shoal.storage.erasure.drive import (
     object_dir,
     shard_path,
 )
+from shoal.storage.erasure.health import HealthTrackedDrive
+from shoal.storage.erasure.quorum import fan_out
 from shoal.storage.erasure.records import VersionRecord
 from shoal.storage.erasure.shards import read_chunk
 from shoal.storage.erasure.versions import chunk_refs, resolve
@@ -46,9 +50,6 @@ from shoal.storage.errors import ServiceUnavailable
 from shoal.storage.keys import check_key
 from shoal.storage.records import dumps, loads
 from shoal.storage.threads import run
-
-if TYPE_CHECKING:
-    from shoal.storage.erasure.store import ErasureStore
 
 log = logging.getLogger("shoal.storage")
 
@@ -94,6 +95,49 @@ class HealReport:
         if len(self.errors) < MAX_ERRORS:
             self.errors.append(reason)
         log.warning("healing: %s", reason)
+
+
+class HealedStore(Protocol):
+    """What healing needs of the store it repairs (storage.erasure.store.ErasureStore):
+    its drives and erasure sets, the quorum sizes, and the questions only the store can
+    answer — which versions readers have open, what a crashed writer left behind."""
+
+    k: int
+    coder: ErasureCoder
+    drives: list[HealthTrackedDrive]
+    sets: list[list[HealthTrackedDrive]]
+
+    @property
+    def doc_drives(self) -> list[HealthTrackedDrive]:
+        """The drives whose copies of replicated records (buckets, policies) count."""
+        ...
+
+    @property
+    def doc_read_quorum(self) -> int: ...
+
+    def local_drives(self) -> list[HealthTrackedDrive]:
+        """This node's own online drives (the ones it sweeps at start)."""
+        ...
+
+    async def list_buckets(self) -> list[BucketInfo]: ...
+
+    async def read_entries(
+        self, bucket: str, key: str
+    ) -> tuple[list[HealthTrackedDrive], int, list[list[VersionRecord] | None]]:
+        """The key's set, shard rotation, and each drive's versions (None: failed)."""
+        ...
+
+    async def in_use(self, bucket: str, key: str, vid: str) -> bool:
+        """Whether a reader (on any node) may have a version up to `vid` open."""
+        ...
+
+    def abandoned(self, vid: str) -> bool:
+        """Whether a version no quorum lists can no longer be committed by anyone."""
+        ...
+
+    def abandoned_upload(self, upload_id: str, initiated: Sequence[str]) -> bool:
+        """Whether an upload no quorum of drives records can be removed."""
+        ...
 
 
 class Hasher(Protocol):
@@ -149,7 +193,7 @@ def _age_seconds(vid: str) -> float:
 
 
 class Healer:
-    def __init__(self, store: ErasureStore, *, interval: float, rate: int) -> None:
+    def __init__(self, store: HealedStore, *, interval: float, rate: int) -> None:
         self.store = store
         self.interval = interval
         self.rate = rate
@@ -345,18 +389,16 @@ class Healer:
         the record exists."""
         store = self.store
         drives = [d for d in store.drives if d.online]
+        read = await fan_out(drives, lambda d: d.read_doc(path))
+        failed = {p for p, _ in read.errors()}
+        for p, exc in read.errors():
+            report.fail(f"reading {path} on {drives[p].name}", exc)
         copies: list[dict[str, Any] | None] = []
         answers: list[list[dict[str, Any]] | None] = []
-        for drive in drives:
-            try:
-                raw = await drive.read_doc(path)
-            except Exception as exc:
-                report.fail(f"reading {path} on {drive.name}", exc)
-                copies.append(None)
-                answers.append(None)
-                continue
-            copies.append(None if raw is None else loads(raw))
-            answers.append([] if raw is None else [copies[-1]])
+        for p, raw in enumerate(read.by_position()):
+            copy = None if p in failed or raw is None else loads(raw)
+            copies.append(copy)
+            answers.append(None if p in failed else [] if copy is None else [copy])
         voters = {id(d) for d in store.doc_drives}
         votes = [a for d, a in zip(drives, answers, strict=True) if id(d) in voters]
         votes += [None] * (len(voters) - len(votes))
@@ -407,14 +449,13 @@ class Healer:
                     report.fail(f"listing uploads of {bucket} on {drive.name}", exc)
             for upload_id in sorted(ids):
                 udir = f"multipart/{bucket}/{upload_id}"
+                read = await fan_out(drives, lambda d, u=udir: d.read_doc(f"{u}/upload.json"))
+                if read.errors():  # the next scan looks again
+                    report.fail(f"reading upload {upload_id}", read.errors()[0][1])
+                    continue
                 try:
-                    copies = [
-                        None if raw is None else loads(raw)
-                        for raw in await asyncio.gather(
-                            *(d.read_doc(f"{udir}/upload.json") for d in drives)
-                        )
-                    ]
-                except Exception as exc:  # the next scan looks again
+                    copies = [None if raw is None else loads(raw) for raw in read.values()]
+                except ValueError as exc:  # a torn record: the next scan looks again
                     report.fail(f"reading upload {upload_id}", exc)
                     continue
                 if sum(c is not None for c in copies) >= store.k:
@@ -422,10 +463,9 @@ class Healer:
                 initiated = [str(c.get("initiated", "")) for c in copies if c is not None]
                 if not store.abandoned_upload(upload_id, initiated):
                     continue
-                try:
-                    await asyncio.gather(*(d.delete(udir) for d in drives))
-                except Exception as exc:
-                    report.fail(f"removing abandoned upload {upload_id}", exc)
+                removal = await fan_out(drives, lambda d, u=udir: d.delete(u))
+                if removal.errors():
+                    report.fail(f"removing abandoned upload {upload_id}", removal.errors()[0][1])
                 else:
                     report.uploads_removed += 1
 

@@ -97,6 +97,14 @@ class Answers(Generic[T]):
                 out[p] = r  # type: ignore[assignment]
         return out
 
+    def errors(self) -> list[tuple[int, BaseException]]:
+        """(position, exception) of each drive that failed."""
+        return [
+            (p, r)
+            for p, r in zip(self.positions, self.results, strict=True)
+            if isinstance(r, BaseException)
+        ]
+
     def values(self) -> list[T]:
         return [r for r in self.results if _good(r)]  # type: ignore[misc]
 
