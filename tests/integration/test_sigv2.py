@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError
 from shoal.app.server import SyncServer
 from tests.integration.conftest import (
     auth_config,
+    erasure_config,
     error_code,
     make_certificate,
     multipart_put,
@@ -113,15 +114,19 @@ def _settings(tls_files: tuple[str, str] | None, **auth: Any) -> dict[str, Any]:
     return config
 
 
-@pytest.fixture(scope="module", params=["http", "https"])
+@pytest.fixture(scope="module", params=["http", "https", "https-erasure"])
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Endpoint]:
+    """Standalone over HTTP and HTTPS, and an erasure-coded node over HTTPS."""
     tls = None
-    if request.param == "https":  # a certificate for the virtual hosts too
+    if request.param.startswith("https"):  # a certificate for the virtual hosts too
         names = ("localhost", f"*.{DOMAIN}")
         tls = make_certificate(tmp_path_factory.mktemp("tls"), names)
-    with SyncServer(_settings(tls)) as server:
+    settings = _settings(tls)
+    if request.param.endswith("erasure"):
+        settings |= erasure_config(tmp_path_factory.mktemp("drives"))
+    with SyncServer(settings) as server:
         yield Endpoint(server, tls[0] if tls else True)
 
 
