@@ -89,6 +89,7 @@ from shoal.storage.streams import (
     write_unsynced,
 )
 from shoal.storage.threads import run
+from shoal.storage.ttlcache import TtlCache
 from shoal.storage.usage import BucketUsage
 from shoal.storage.versionlisting import versions_page
 from shoal.storage.walk import ListingCache, Walker
@@ -136,6 +137,8 @@ def _stored_size(meta_path: str, data_path: str) -> int | None:
 
 #: Longest path the kernel accepts, with its terminating NUL (Linux).
 PATH_MAX = 4096
+#: How long head_bucket answers from memory (storage/ttlcache.py).
+HEAD_TTL = 1.0
 
 #: Objects up to this size are read whole when opened.
 PREFETCH_BYTES = 256 * 1024
@@ -163,6 +166,10 @@ class FileStore(FileMultipart):
         #: Buckets seen to exist, so a PUT can refuse a missing bucket before reading its
         #: body (Expect: 100-continue) without a thread hop in the common case.
         self._seen_buckets: set[str] = set()
+        #: Bucket records as head_bucket last read them, and a count of the bucket
+        #: changes made through this store (a read that raced one is not cached).
+        self._heads: TtlCache[str, BucketInfo] = TtlCache(HEAD_TTL)
+        self._bucket_changes = 0
         self.uploads = UploadStore("", self.temp, self.locks)
         self.buckets = BucketRecords("", "")
         self.versions = Versions("", self.temp, self.listings)
@@ -310,10 +317,24 @@ class FileStore(FileMultipart):
         return await run(work)
 
     async def head_bucket(self, bucket: str) -> BucketInfo:
+        """From memory for up to HEAD_TTL seconds (see storage/ttlcache.py): asked on
+        every request. Writes read the state afresh under the key's lock."""
+        info = self._heads.get(bucket)
+        if info is not None:
+            return info
+
         def work() -> BucketInfo:
             return self._bucket_info(bucket, self._require_bucket(bucket))
 
-        return await run(work)
+        changes = self._bucket_changes
+        info = await run(work)
+        if changes == self._bucket_changes:
+            self._heads.put(bucket, info)
+        return info
+
+    def _bucket_changed(self, bucket: str) -> None:
+        self._bucket_changes += 1
+        self._heads.forget(bucket)
 
     async def update_bucket(
         self, bucket: str, *, versioning: str | None = None, object_lock: bool | None = None
@@ -330,7 +351,10 @@ class FileStore(FileMultipart):
                 self.buckets.write(info)
                 return info
 
-        return await run(work)
+        try:
+            return await run(work)
+        finally:
+            self._bucket_changed(bucket)
 
     async def delete_bucket(self, bucket: str) -> None:
         def work() -> None:
@@ -362,7 +386,10 @@ class FileStore(FileMultipart):
             self.listings.bump()
             self.usage.bucket_deleted(bucket)
 
-        await run(work)
+        try:
+            await run(work)
+        finally:
+            self._bucket_changed(bucket)
 
     # -- objects ---------------------------------------------------------------------
 
