@@ -17,7 +17,7 @@ from shoal.storage.backend import BucketInfo
 from shoal.storage.erasure.drive import Drive
 from shoal.storage.erasure.health import HealthTrackedDrive
 from shoal.storage.erasure.quorum import fan_out
-from shoal.storage.erasure.versions import resolve
+from shoal.storage.erasure.versions import doc_rank, resolve
 from shoal.storage.errors import (
     BucketAlreadyOwnedByYou,
     BucketNotEmpty,
@@ -45,10 +45,6 @@ def no_versions() -> Unsupported:
     return Unsupported("Versioning and object lock are not implemented in erasure mode yet.")
 
 
-def _doc_version(record: dict[str, Any]) -> str:
-    return str(record["v"])
-
-
 async def agreed(
     drives: Sequence[Drive], path: str, quorum: int, what: str
 ) -> dict[str, Any] | None:
@@ -59,7 +55,7 @@ async def agreed(
         return [] if raw is None else [loads(raw)]
 
     answers = await fan_out(drives, one)
-    return resolve(answers.by_position(), quorum, what, _doc_version, answers.failed())
+    return resolve(answers.by_position(), quorum, what, doc_rank, answers.failed())
 
 
 class ReplicatedRecords:

@@ -62,23 +62,26 @@ class VersionCommits:
             answers.require(store.write_quorum, f"{bucket}/{key}")
         replaced = any(len(r) > 1 for r in answers.values())
         if replaced or entry.deleted or len(ok) < len(drives):
-            store.spawn(self.retire(bucket, key, entry.vid, drives))
-        return _replaced(answers, entry.vid, store.k)
+            store.spawn(self.retire(bucket, key, entry, drives))
+        return _replaced(answers, entry, store.k)
 
-    async def retire(self, bucket: str, key: str, vid: str, drives: Sequence[Drive]) -> None:
-        """Drop versions older than `vid` (and `vid` itself if it is a delete marker) once
-        no reader has them open (an hour at most)."""
+    async def retire(
+        self, bucket: str, key: str, committed: VersionRecord, drives: Sequence[Drive]
+    ) -> None:
+        """Drop versions older than `committed` (and it too if it is a delete marker)
+        once no reader has them open (an hour at most)."""
         store = self.store
+        vid, order = committed.vid, committed.order
         try:
             deadline, pause = time.monotonic() + 3600, 0.05
-            while time.monotonic() < deadline and await store.in_use(bucket, key, vid):
+            while time.monotonic() < deadline and await store.in_use(bucket, key, order):
                 await asyncio.sleep(pause)
                 pause = min(pause * 1.5, 1.0)
             entry = resolve((await store.read_entries(bucket, key))[2], store.k, key)
             marker = entry is not None and entry.vid == vid and entry.deleted
-            drop = [vid] if entry is not None and entry.vid > vid else []  # superseded
+            drop = [vid] if entry is not None and entry.order > order else []  # superseded
             answers = await fan_out(
-                drives, lambda d: d.update_object(bucket, key, drop=drop, drop_older_than=vid)
+                drives, lambda d: d.update_object(bucket, key, drop=drop, drop_older_than=order)
             )
             # A delete marker is what hides the versions before it: dropping it on some
             # drives while others still list an older version could hand that version
@@ -90,11 +93,13 @@ class VersionCommits:
             log.warning("cleanup of %s/%s failed; healing will retry", bucket, key, exc_info=True)
 
 
-def _replaced(committed: Answers[list[VersionRecord]], vid: str, k: int) -> VersionRecord | None:
-    """The version a commit of `vid` replaced: the newest older one that k of the drives
-    that answered the commit list (None if there is none, or they cannot tell)."""
+def _replaced(
+    committed: Answers[list[VersionRecord]], entry: VersionRecord, k: int
+) -> VersionRecord | None:
+    """The version a commit of `entry` replaced: the newest older one that k of the
+    drives that answered the commit list (None if there is none, or they cannot tell)."""
     answers = [
-        None if entries is None else [e for e in entries if e.vid < vid]
+        None if entries is None else [e for e in entries if e.order < entry.order]
         for entries in committed.by_position()
     ]
     try:

@@ -521,12 +521,12 @@ class LocalDrive:
             gone = [
                 v.vid
                 for v in versions
-                if v.vid in drop or (drop_older_than is not None and v.vid < drop_older_than)
+                if v.vid in drop or (drop_older_than is not None and v.order < drop_older_than)
             ]
             if add is None and not gone:
                 return versions
             versions = sorted(
-                (v for v in versions if v.vid not in gone), key=lambda v: v.vid, reverse=True
+                (v for v in versions if v.vid not in gone), key=lambda v: v.rank, reverse=True
             )
             if versions:
                 stored = {"format": 1, "versions": [v.to_dict() for v in versions]}

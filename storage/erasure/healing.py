@@ -45,7 +45,7 @@ from shoal.storage.erasure.health import HealthTrackedDrive
 from shoal.storage.erasure.quorum import fan_out
 from shoal.storage.erasure.records import VersionRecord
 from shoal.storage.erasure.shards import read_chunk
-from shoal.storage.erasure.versions import chunk_refs, resolve
+from shoal.storage.erasure.versions import chunk_refs, doc_rank, resolve
 from shoal.storage.errors import ServiceUnavailable
 from shoal.storage.keys import check_key
 from shoal.storage.records import dumps, loads
@@ -179,10 +179,6 @@ class Pacer:
         self.bytes += n
         ahead = self.bytes / self.rate - (time.monotonic() - self.start)
         await asyncio.sleep(max(ahead, 0))
-
-
-def _doc_version(record: dict[str, Any]) -> str:
-    return str(record["v"])
 
 
 def _age_seconds(vid: str) -> float:
@@ -403,7 +399,7 @@ class Healer:
         votes = [a for d, a in zip(drives, answers, strict=True) if id(d) in voters]
         votes += [None] * (len(voters) - len(votes))
         try:
-            agreed = resolve(votes, store.doc_read_quorum, path, _doc_version)
+            agreed = resolve(votes, store.doc_read_quorum, path, doc_rank)
         except ServiceUnavailable:
             return True  # cannot tell now; leave everything as it is
         for drive, copy, answer in zip(drives, copies, answers, strict=False):
@@ -591,15 +587,15 @@ class Healer:
                 if entry is not None and e.vid == entry.vid:
                     if marker:
                         holding.append(p)
-                elif await store.in_use(bucket, key, e.vid):
+                elif await store.in_use(bucket, key, e.order):
                     cleared = False
-                elif entry is None or e.vid > entry.vid:
+                elif entry is None or e.order > entry.order:
                     # Newer than what a quorum agrees on: a write that died before its
                     # commit (or is still running, hence the wait — unless the process
                     # that made it is known to be gone).
-                    if _age_seconds(e.vid) > ABANDONED_AFTER_SECONDS or store.abandoned(e.vid):
+                    if _age_seconds(e.order) > ABANDONED_AFTER_SECONDS or store.abandoned(e.order):
                         doomed.append(e.vid)
-                elif e.vid < entry.vid:
+                elif e.order < entry.order:
                     doomed.append(e.vid)
             if doomed:
                 try:

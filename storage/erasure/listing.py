@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from shoal.storage.backend import ListPage, ObjectSummary
 from shoal.storage.erasure.quorum import fan_out, read_quorum_error
-from shoal.storage.erasure.records import RecordSummary
+from shoal.storage.erasure.records import Rank, RecordSummary
 from shoal.storage.erasure.versions import resolve
 from shoal.storage.records import parse_iso
 
@@ -24,8 +24,8 @@ def _last(objects: list[ObjectSummary], prefixes: list[str]) -> str | None:
     return max(names) if names else None
 
 
-def _summary_version(summary: RecordSummary) -> str:
-    return summary.vid
+def _summary_rank(summary: RecordSummary) -> Rank:
+    return summary.order, summary.vid
 
 
 @dataclasses.dataclass
@@ -111,7 +111,7 @@ class Listing:
             answers: list[list[RecordSummary] | None] = [*lists]
             answers += [[] for _ in range(len(pages) - len(lists))]
             answers += [None] * missing
-            found = resolve(answers, store.k, f"{bucket}/{name}", _summary_version)
+            found = resolve(answers, store.k, f"{bucket}/{name}", _summary_rank)
             if found is not None and not found.deleted and found.last_modified is not None:
                 merged[name] = ObjectSummary(
                     key=name,

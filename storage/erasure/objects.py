@@ -155,7 +155,7 @@ class ObjectIO:
         for s, each in zip(where.candidates, answers, strict=True):
             entry = resolve(each.by_position(), store.k, f"{bucket}/{key}", failed=each.failed())
             if entry is not None:
-                found.append((entry.vid, s, entry.deleted))
+                found.append((entry.order, s, entry.deleted))
         if not found:
             return located(where.home, answers[where.candidates.index(where.home)], [])
         _, s, _ = max(found)
@@ -269,10 +269,11 @@ class ObjectIO:
             checksums = write.finalize(size, md5) if write.finalize else {}
             meta = make_meta(key, size, md5, write, checksums)
             layout = PartLayout(0, size, store.chunk_size, tuple(map(tuple, crcs)))
-            entry = VersionRecord(vid, rot, meta, parts=(layout,))
             async with store.locks.hold(f"o\0{bucket}\0{key}"):
                 if write.if_none_match or write.if_match is not None:
                     check_conditions(await self.current(bucket, key), write)
+                # Ordered by when it commits, not when it began (records.py: "order").
+                entry = VersionRecord(vid, rot, meta, parts=(layout,), committed=new_version_id())
                 before = await store.commits.commit(bucket, key, entry, drives, alive, shards)
         except BaseException:
             store.spawn(self.discard(drives, vdir))

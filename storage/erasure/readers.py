@@ -54,7 +54,8 @@ class OpenVersions:
                 del self._opening[(bucket, key)]
 
     def busy(self, bucket: str, key: str, vid: str) -> bool:
-        """Whether a reader in this process has a version up to `vid` open, or is
+        """Whether a reader in this process has a version up to `vid` (a version's
+        order: VersionRecord.order) open, or is
         between reading the key's records and pinning what it found (a version it may
         pick could be retired under it otherwise)."""
         return self._opening.get((bucket, key), 0) > 0 or any(
@@ -81,7 +82,7 @@ class ErasureObjectReader:
         self._closed = False
         #: The whole object when it was read with its record (small objects).
         self.data: bytes | None = None
-        store.pin(bucket, key, entry.vid, 1)
+        store.pin(bucket, key, entry.order, 1)
 
     async def _chunk(self, ref: ChunkRef) -> list[memoryview]:
         what = f"{self._bucket}/{self._key}"
@@ -124,7 +125,7 @@ class ErasureObjectReader:
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._store.pin(self._bucket, self._key, self._entry.vid, -1)
+            self._store.pin(self._bucket, self._key, self._entry.order, -1)
 
     async def __aenter__(self) -> ErasureObjectReader:
         return self

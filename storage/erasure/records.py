@@ -4,16 +4,24 @@ layout, what a listing needs of it, and an upload part's record.
 A drive keeps an object's versions in one JSON file, newest first:
 
     {"format": 1, "versions": [version, ...]}
-    version: {"schema": 1, "v": version id, "rot": shard rotation,
+    version: {"schema": 2, "v": version id (names its folder), "rot": shard rotation,
               "meta": ObjectMeta as storage.records.meta_to_dict writes it ({} for a
                       delete marker), "deleted": true for a delete marker,
               "parts": [{"n": part number (0 for a plain PUT), "size": bytes,
                          "chunk": chunk size, "crc": [[CRC32C of shard 0..n-1] per chunk]}],
+              "order": the id that orders it among the key's versions, when not "v",
               "inline": base64 of this drive's shard of a one-chunk object (optional)}
 
 `schema` is the one version number of this shape. Records written before it existed
-have no such field and are schema 1; a record of a newer schema than this code knows is
-refused (UnsupportedRecord) rather than rewritten without the fields it cannot see.
+have no such field and are schema 1; schema 2 added "order". A record of a newer schema
+than this code knows is refused (UnsupportedRecord) rather than misordered or rewritten
+without the fields it cannot see.
+
+Why "order": a write's shards go into a folder named by an id taken when it starts
+("v"), but the version that is current must be the write acknowledged last. So the id
+that orders versions ("order") is taken at the commit, under the key's lock: a long
+upload that began first and finished last is not hidden by a short one begun later.
+Records without it are ordered by "v", as they always were.
 
 `inline` is room for small objects (one file per drive per PUT): when set, the drive's
 shard of the version's only chunk lives in the record instead of in chunk-0/. Nothing
@@ -33,8 +41,12 @@ from typing import Any
 from shoal.storage.backend import ObjectMeta, PartInfo
 from shoal.storage.records import meta_from_dict, meta_to_dict, part_from_dict, part_to_dict
 
+#: (order, id) of an entry: the same entry ranks the same on every drive, and a newer
+#: one ranks higher (see the module docstring: why the order is not always the id).
+Rank = tuple[str, str]
+
 #: The version record's on-disk shape (see the module docstring).
-SCHEMA = 1
+SCHEMA = 2
 
 
 class UnsupportedRecord(ValueError):
@@ -78,6 +90,18 @@ class VersionRecord:
     parts: tuple[PartLayout, ...] = ()
     #: This drive's shard of a one-chunk object, kept in the record (unused for now).
     inline: bytes | None = None
+    #: The id taken at the commit, which orders versions (None: `vid` orders it).
+    committed: str | None = None
+
+    @property
+    def order(self) -> str:
+        """Newer versions have greater orders (see the module docstring)."""
+        return self.committed or self.vid
+
+    @property
+    def rank(self) -> Rank:
+        """What sorts the key's versions, newest highest: (order, id)."""
+        return self.order, self.vid
 
     @classmethod
     def marker(cls, vid: str) -> VersionRecord:
@@ -105,6 +129,8 @@ class VersionRecord:
             d["deleted"] = True
         if self.inline is not None:
             d["inline"] = base64.b64encode(self.inline).decode("ascii")
+        if self.committed is not None:
+            d["order"] = self.committed
         return d
 
     @classmethod
@@ -125,6 +151,7 @@ class VersionRecord:
             deleted=bool(d.get("deleted")),
             parts=tuple(PartLayout.from_dict(p) for p in d.get("parts") or ()),
             inline=None if inline is None else base64.b64decode(inline),
+            committed=str(d["order"]) if d.get("order") else None,
         )
 
 
@@ -134,6 +161,7 @@ class RecordSummary:
     listing summarises every key of a page: it skips parsing the whole metadata)."""
 
     vid: str
+    order: str
     deleted: bool
     size: int
     etag: str
@@ -146,6 +174,7 @@ class RecordSummary:
         meta = version.get("meta") or {}
         return cls(
             vid=str(version["v"]),
+            order=str(version.get("order") or version["v"]),
             deleted=bool(version.get("deleted")),
             size=int(meta.get("size", 0)),
             etag=str(meta.get("etag", "")),

@@ -294,7 +294,7 @@ class Multipart:
         etag = multipart_etag(infos)
         checksums = write.finalize(size, etag) if write.finalize else {}
         meta = make_meta(key, size, etag, write, checksums, parts=infos, upload=info)
-        entry = VersionRecord(vid, rot, meta, parts=tuple(r.layout() for _, r in chosen))
+        layout = tuple(r.layout() for _, r in chosen)
         links = [(f"{udir}/part-{p.number}.{r.pv}", f"{vdir}/part-{p.number}") for p, r in chosen]
 
         async def link_all(d: Drive) -> None:
@@ -310,6 +310,8 @@ class Multipart:
             await self.get_upload(bucket, key, upload_id)
             try:
                 linked = await fan_out(drives, link_all)
+                # Ordered by when it commits, not when it began (records.py: "order").
+                entry = VersionRecord(vid, rot, meta, parts=layout, committed=new_version_id())
                 before = await self.store.commits.commit(
                     bucket, key, entry, drives, set(linked.ok())
                 )

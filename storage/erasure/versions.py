@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import xxhash
 
 from shoal.storage.erasure.quorum import read_quorum_error
-from shoal.storage.erasure.records import PartLayout, VersionRecord
+from shoal.storage.erasure.records import PartLayout, Rank, VersionRecord
 from shoal.storage.errors import NoSuchKey, ServiceUnavailable
 
 R = TypeVar("R")
@@ -95,22 +95,27 @@ def chunks_for(refs: list[ChunkRef], start: int, end: int) -> list[ChunkRef]:
     return [r for r in refs if r.offset <= end and r.offset + r.size > start]
 
 
-def _vid(entry: VersionRecord) -> str:
-    return entry.vid
+def rank(entry: VersionRecord) -> Rank:
+    return entry.rank
+
+
+def doc_rank(record: dict[str, Any]) -> Rank:
+    """A replicated record (bucket, policy, document, upload): its "v" is both."""
+    return str(record["v"]), str(record["v"])
 
 
 def resolve(
     answers: Sequence[Sequence[R] | None],
     k: int,
     what: str,
-    vid: Callable[[R], str] = _vid,  # type: ignore[assignment]
+    rank_of: Callable[[R], Rank] = rank,  # type: ignore[assignment]
     failed: str = "",
 ) -> R | None:
     """The newest version listed by at least k drives (None: the key does not exist).
 
     `answers` has one item per drive of the set: its entries, or None if it failed to
-    answer. `vid` says an entry's version id (VersionRecord.vid by default; replicated
-    records are dicts with "v"); `failed` why the silent drives are (for the error).
+    answer. `rank_of` ranks an entry (`rank` for a VersionRecord; `doc_rank` for a
+    replicated record); `failed` says why the silent drives are (for the error).
     ServiceUnavailable when too few answered to tell, or
     when a version that could still have a quorum among the silent drives is newer than
     every settled one.
@@ -119,20 +124,20 @@ def resolve(
     silent = len(answers) - len(answered)
     if len(answered) < k:
         raise read_quorum_error(what, len(answered), len(answers), k, failed)
-    counts: dict[str, int] = {}
-    first: dict[str, R] = {}
+    counts: dict[Rank, int] = {}
+    first: dict[Rank, R] = {}
     for entries in answered:
         for e in entries:
-            v = vid(e)
-            counts[v] = counts.get(v, 0) + 1
-            first.setdefault(v, e)
-    for vid in sorted(counts, reverse=True):
-        if counts[vid] >= k:
-            return first[vid]
-        if counts[vid] + silent >= k:
+            r = rank_of(e)
+            counts[r] = counts.get(r, 0) + 1
+            first.setdefault(r, e)
+    for r in sorted(counts, reverse=True):
+        if counts[r] >= k:
+            return first[r]
+        if counts[r] + silent >= k:
             raise ServiceUnavailable(
                 f"Cannot tell the current version of {what}: {silent} of {len(answers)} "
-                f"drives did not answer and the newest version is on {counts[vid]} of the "
+                f"drives did not answer and the newest version is on {counts[r]} of the "
                 f"others, {k} needed. Retry once drives are back."
             )
     return None

@@ -55,6 +55,7 @@ def test_a_record_in_the_old_shape_reads_as_schema_one() -> None:
     assert record.meta.last_modified == WHEN
     assert record.parts == (PartLayout(0, 11, 65536, ((1, 2, 3, 4, 5, 6),)),)
     assert record.size == 11 and record.inline is None
+    assert record.order == OLD_PUT["v"]  # ordered by its id, as before "order" existed
     marker = VersionRecord.from_dict(OLD_MARKER)
     assert marker.deleted and marker.meta is None and marker.parts == () and marker.size is None
 
@@ -76,6 +77,16 @@ def test_what_is_written_keeps_the_old_key_names() -> None:
 def test_a_newer_schema_is_refused_not_misread() -> None:
     with pytest.raises(UnsupportedRecord):
         VersionRecord.from_dict({**OLD_PUT, "schema": SCHEMA + 1})
+
+
+def test_the_commit_order_ranks_versions_and_round_trips() -> None:
+    began_first = VersionRecord("18e0000000000001aaaaaaaa", committed="18e0000000000009aaaaaaaa")
+    began_later = VersionRecord("18e0000000000002aaaaaaaa", committed="18e0000000000003aaaaaaaa")
+    assert began_first.rank > began_later.rank  # committed last: the newer version
+    stored = began_first.to_dict()
+    assert stored["v"] == began_first.vid and stored["order"] == began_first.committed
+    assert VersionRecord.from_dict(stored) == began_first
+    assert RecordSummary.of_stored(stored).order == began_first.committed
 
 
 def test_an_inline_shard_round_trips() -> None:
@@ -117,6 +128,7 @@ _records = st.builds(
     deleted=st.booleans(),
     parts=st.lists(_layouts, max_size=3).map(tuple),
     inline=st.none() | st.binary(max_size=64),
+    committed=st.none() | _text.filter(bool),
 )
 
 
