@@ -2,10 +2,11 @@
 
 Every drive of an object's set holds a record listing version entries, newest first.
 A write adds its entry everywhere it can and succeeds only on a write quorum (k+1); a
-failed write removes it again. Readers take the newest version that at least k drives
-list — with parity never exceeding data shards, at most m-1 drives can have missed a
-successful write, fewer than k, so a stale copy can never outvote the newest version,
-and a failed write (or its leftovers) never hides the previous one.
+failed write removes it again. Readers take the newest version (by its rank: the order
+taken when it committed, see records.py) that at least k drives list — with parity
+never exceeding data shards, at most m-1 drives can have missed a successful write,
+fewer than k, so a stale copy can never outvote the newest version, and a failed write
+(or its leftovers) never hides the previous one.
 
 Entries are storage.erasure.records.VersionRecord (its docstring has the JSON shape).
 Shard j of every chunk lives on set position (j + rot) % n, so parity spreads over all
