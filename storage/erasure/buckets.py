@@ -8,7 +8,6 @@ majority is withdrawn where it landed, so the drives left still agree on the old
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from shoal.storage.errors import (
     Unsupported,
 )
 from shoal.storage.records import dumps, iso, loads, now, parse_iso
+from shoal.storage.ttlcache import TtlCache
 from shoal.storage.version_ids import new_version_id
 
 if TYPE_CHECKING:
@@ -63,8 +63,9 @@ class ReplicatedRecords:
 
     def __init__(self, store: ErasureStore) -> None:
         self.store = store
-        #: Buckets seen to exist, until when (event loop time) that is trusted.
-        self._seen: dict[str, float] = {}
+        #: Buckets as last read from the drives, trusted for BUCKET_TTL seconds (the
+        #: ASGI layer asks head_bucket on every request).
+        self._seen: TtlCache[str, BucketInfo] = TtlCache(BUCKET_TTL)
 
     # -- the quorum --------------------------------------------------------------------
 
@@ -118,19 +119,17 @@ class ReplicatedRecords:
         if record is None:
             self.forget(bucket)
             raise no_bucket()
-        self._seen[bucket] = asyncio.get_running_loop().time() + BUCKET_TTL
+        self._seen.put(bucket, BucketInfo(bucket, parse_iso(record["created"])))
         return record
 
     async def require(self, bucket: str) -> None:
         """NoSuchBucket unless the bucket exists (asking the drives at most every
         BUCKET_TTL seconds)."""
-        expires = self._seen.get(bucket)
-        if expires is None or expires < asyncio.get_running_loop().time():
-            await self.bucket_record(bucket)
+        await self.head_bucket(bucket)
 
     def forget(self, bucket: str) -> None:
-        """Stop trusting that the bucket was seen to exist."""
-        self._seen.pop(bucket, None)
+        """Stop trusting what was read of the bucket."""
+        self._seen.forget(bucket)
 
     async def list_buckets(self) -> list[BucketInfo]:
         names: set[str] = set()
@@ -159,8 +158,11 @@ class ReplicatedRecords:
         return info
 
     async def head_bucket(self, bucket: str) -> BucketInfo:
-        record = await self.bucket_record(bucket)
-        return BucketInfo(bucket, parse_iso(record["created"]))
+        info = self._seen.get(bucket)
+        if info is None:
+            record = await self.bucket_record(bucket)
+            info = BucketInfo(bucket, parse_iso(record["created"]))
+        return info
 
     async def delete_bucket(self, bucket: str) -> None:
         store = self.store
