@@ -58,7 +58,6 @@ UNSUPPORTED_BUCKET = frozenset(
 )
 UNSUPPORTED_OBJECT = frozenset(
     [
-        "attributes",
         "renameObject",
         "restore",
         "select",
@@ -76,6 +75,7 @@ SUBRESOURCE_METHODS = {
     "object-lock": frozenset({"GET", "HEAD", "PUT"}),
     "retention": frozenset({"GET", "HEAD", "PUT"}),
     "legal-hold": frozenset({"GET", "HEAD", "PUT"}),
+    "attributes": frozenset({"GET"}),
 }
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -249,6 +249,8 @@ def _object_operation(method: str, query: dict[str, str], headers: dict[str, str
             return "GetObjectRetention"
         if "legal-hold" in query:
             return "GetObjectLegalHold"
+        if "attributes" in query:
+            return "GetObjectAttributes"
         return "GetObjectAcl" if "acl" in query else "GetObject"
     if method == "HEAD":
         return "HeadObject"

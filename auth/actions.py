@@ -60,6 +60,7 @@ OPERATIONS: dict[str, OperationAction] = {
     "GetObject": OperationAction("s3:GetObject", "object"),
     "HeadObject": OperationAction("s3:GetObject", "object"),
     "GetObjectAcl": OperationAction("s3:GetObjectAcl", "object"),
+    "GetObjectAttributes": OperationAction("s3:GetObjectAttributes", "object"),
     "DeleteObject": OperationAction("s3:DeleteObject", "object"),
     "GetObjectRetention": OperationAction("s3:GetObjectRetention", "object"),
     "PutObjectRetention": OperationAction("s3:PutObjectRetention", "object"),
@@ -80,6 +81,7 @@ VERSION_ACTIONS: dict[str, str] = {
     "GetObject": "s3:GetObjectVersion",
     "HeadObject": "s3:GetObjectVersion",
     "GetObjectAcl": "s3:GetObjectVersionAcl",
+    "GetObjectAttributes": "s3:GetObjectVersionAttributes",
     "DeleteObject": "s3:DeleteObjectVersion",
 }
 #: What bypassing a GOVERNANCE retention needs besides x-amz-bypass-governance-retention.

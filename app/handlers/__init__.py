@@ -1,6 +1,7 @@
 """One handler per S3 operation, grouped by family; importing this registers them all."""
 
 from shoal.app.handlers import (  # noqa: F401
+    attributes,
     bucket,
     copy,
     cors,

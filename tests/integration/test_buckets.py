@@ -199,7 +199,7 @@ def test_unimplemented_bucket_subresources(http, bucket, method, query):
     assert "<Code>NotImplemented</Code>" in response.text
 
 
-@pytest.mark.parametrize("query", ["tagging", "select", "torrent", "attributes"])
+@pytest.mark.parametrize("query", ["tagging", "select", "torrent"])
 def test_unimplemented_object_subresources(http, bucket, query):
     response = http.get(f"/{bucket}/key?{query}")
     assert response.status_code == 501 and "NotImplemented" in response.text

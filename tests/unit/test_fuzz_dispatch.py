@@ -66,6 +66,11 @@ QUERY_NAMES = st.sampled_from(
         "legal-hold",
         "select",
         "torrent",
+        "attributes",
+        "max-buckets",
+        "continuation-token",
+        "prefix",
+        "bucket-region",
     ]
 ) | st.text(max_size=8)
 QUERIES = st.dictionaries(QUERY_NAMES, st.sampled_from(["", "2", "3", "1"]) | st.text(max_size=8))
@@ -237,3 +242,39 @@ def test_wildcard_match_is_glob(pattern: str, value: str) -> None:
     regex = ".*".join(re.escape(p) for p in pattern.lower().split("*"))
     expected = re.fullmatch(regex, value.lower(), re.DOTALL) is not None
     assert cors.wildcard_match(pattern, value) is expected
+
+
+@given(METHODS, QUERIES, st.sampled_from([None, "s3.test"]))
+def test_service_requests_are_list_buckets(
+    method: str, query: dict[str, str], base_domain: str | None
+) -> None:
+    """GET / with any parameters (ListBuckets' paging ones among them) is ListBuckets;
+    other methods on the service are 405."""
+    try:
+        op = resolve(method, b"/", "127.0.0.1:9000", query, {}, base_domain=base_domain)
+    except S3Error as exc:
+        assert exc.code == "MethodNotAllowed" and method not in ("GET", "HEAD")
+        return
+    assert op.name == "ListBuckets" and op.action == "s3:ListAllMyBuckets"
+
+
+@given(QUERIES, METHODS)
+def test_attributes_is_get_object_attributes(query: dict[str, str], method: str) -> None:
+    """?attributes on an object is GetObjectAttributes for GET (its version's action with
+    versionId), 405 for every other method, never the plain operation."""
+    query = {**query, "attributes": ""}
+    try:
+        op = resolve(method, b"/bkt/k", "", query, {})
+    except S3Error as exc:
+        assert 400 <= exc.status < 600 and exc.status != 500
+        return
+    unsupported = {"tagging", "select", "torrent"} & set(query)
+    assert method == "GET" and not unsupported
+    if "uploadId" in query:
+        assert op.name == "ListParts"
+        return
+    if {"retention", "legal-hold", "acl"} & set(query):
+        return
+    version = "versionId" in query
+    assert op.name == "GetObjectAttributes"
+    assert op.action == ("s3:GetObjectVersionAttributes" if version else "s3:GetObjectAttributes")

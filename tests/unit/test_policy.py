@@ -694,6 +694,7 @@ EXPECTED_TABLE = {
     "GetObject": ("s3:GetObject", "object"),
     "HeadObject": ("s3:GetObject", "object"),
     "GetObjectAcl": ("s3:GetObjectAcl", "object"),
+    "GetObjectAttributes": ("s3:GetObjectAttributes", "object"),
     "DeleteObject": ("s3:DeleteObject", "object"),
     "GetObjectRetention": ("s3:GetObjectRetention", "object"),
     "PutObjectRetention": ("s3:PutObjectRetention", "object"),
