@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.conftest import error_code, multipart_put
+from shoal.app.server import SyncServer
+from tests.integration.conftest import auth_config, error_code, multipart_put, signed_client
 
 ALL = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]
 PART = 5 * 1024 * 1024
@@ -182,3 +187,56 @@ def test_bad_requests(s3: Any, http: Any, bucket: str, headers: dict[str, str]) 
 def test_other_methods_are_not_allowed(http: Any, bucket: str) -> None:
     response = http.put(f"/{bucket}/k?attributes", content=b"")
     assert response.status_code == 405 and "MethodNotAllowed" in response.text
+
+
+KEY, SECRET = "AKIDATTRIBUTES", "attributes-secret"
+OTHER_KEY, OTHER_SECRET = "AKIDATTROTHER", "other-attributes-secret"
+
+
+@pytest.fixture(scope="module")
+def auth_server() -> Iterator[SyncServer]:
+    with SyncServer(auth_config((KEY, SECRET), (OTHER_KEY, OTHER_SECRET))) as running:
+        yield running
+
+
+def test_iam_actions(auth_server: SyncServer) -> None:
+    """s3:GetObjectAttributes, and s3:GetObjectVersionAttributes with a versionId: neither
+    s3:GetObject nor the other of the two grants it."""
+    owner = signed_client(auth_server.endpoint_url, KEY, SECRET)
+    other = signed_client(auth_server.endpoint_url, OTHER_KEY, OTHER_SECRET)
+    bucket = f"attr-{uuid.uuid4().hex[:12]}"
+    owner.create_bucket(Bucket=bucket)
+    owner.put_object(Bucket=bucket, Key="k", Body=b"guarded")
+    arn = f"arn:aws:s3:::{bucket}/*"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObjectAttributes",
+                "Resource": arn,
+            },
+            {
+                "Effect": "Deny",
+                "Principal": {"AWS": f"arn:aws:iam::000000000000:user/{OTHER_KEY}"},
+                "Action": "s3:GetObjectAttributes",
+                "Resource": arn,
+            },
+        ],
+    }
+    owner.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    asked = {"x-amz-object-attributes": "ObjectSize"}
+    with httpx.Client(base_url=auth_server.endpoint_url) as anonymous:
+        got = anonymous.get(f"/{bucket}/k?attributes", headers=asked)
+        assert got.status_code == 200 and "<ObjectSize>7</ObjectSize>" in got.text
+        assert anonymous.get(f"/{bucket}/k").status_code == 403
+        versioned = anonymous.get(f"/{bucket}/k?attributes&versionId=null", headers=asked)
+        assert versioned.status_code == 403 and "AccessDenied" in versioned.text
+    with pytest.raises(ClientError) as info:
+        other.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=["ETag"])
+    assert error_code(info.value) == "AccessDenied"
+    assert other.get_object(Bucket=bucket, Key="k")["Body"].read() == b"guarded"
+    owner.delete_bucket_policy(Bucket=bucket)
+    owner.delete_object(Bucket=bucket, Key="k")
+    owner.delete_bucket(Bucket=bucket)
