@@ -122,9 +122,9 @@ class DistributedStore(ErasureStore):
 
     # -- what the other nodes must hear about -------------------------------------------
 
-    async def _ask_peers(self, method: str, args: dict[str, Any]) -> list[Reply]:
-        """Every other node this one does not hold offline; answers from those that
-        gave one within a couple of seconds."""
+    async def _ask_peers(self, method: str, args: dict[str, Any]) -> list[Reply | None]:
+        """Ask every other node this one does not hold offline; one item each: its
+        answer, or None if it gave none within a couple of seconds."""
         membership = self.membership
         if membership is None or membership.view is None:
             return []
@@ -137,14 +137,20 @@ class DistributedStore(ErasureStore):
             *(self.transport.call(a, method, args, timeout=2.0) for a in addresses),
             return_exceptions=True,
         )
-        return [r for r in replies if isinstance(r, Reply)]
+        for r in replies:
+            if isinstance(r, BaseException) and not isinstance(r, Exception):
+                raise r
+        return [r if isinstance(r, Reply) else None for r in replies]
 
     async def in_use(self, bucket: str, key: str, vid: str) -> bool:
-        """A version replaced through this node may be streaming to a client of another."""
+        """A version replaced through this node may be streaming to a client of another.
+        A node that is up but did not answer (busy, on a loaded machine) may be one of
+        them: its silence counts as "in use", so the caller asks again later rather than
+        deleting shards under a reader's feet."""
         if self.busy(bucket, key, vid):
             return True
         replies = await self._ask_peers("store.busy", {"bucket": bucket, "key": key, "vid": vid})
-        return any(r.result.get("busy") for r in replies)
+        return any(r is None or r.result.get("busy") for r in replies)
 
     async def _serve_busy(self, request: Request) -> Reply:
         args = request.args

@@ -68,18 +68,23 @@ class VersionCommits:
     async def retire(
         self, bucket: str, key: str, committed: VersionRecord, drives: Sequence[Drive]
     ) -> None:
-        """Drop versions older than `committed` (and it too if it is a delete marker)
-        once no reader has them open (an hour at most)."""
+        """Drop versions older than `committed` (and it too if it is a delete marker, or
+        superseded already) once no reader has them open (an hour at most).
+
+        The wait comes after reading what is current: a reader that chose `committed`
+        just before a newer version landed is pinning it (or still opening) by then, on
+        this node or another, so `committed` is not dropped under it. Once a newer
+        version is on k+1 drives no new reader can choose an older one."""
         store = self.store
         vid, order = committed.vid, committed.order
         try:
+            entry = resolve((await store.read_entries(bucket, key))[2], store.k, key)
+            marker = entry is not None and entry.vid == vid and entry.deleted
+            drop = [vid] if entry is not None and entry.order > order else []  # superseded
             deadline, pause = time.monotonic() + 3600, 0.05
             while time.monotonic() < deadline and await store.in_use(bucket, key, order):
                 await asyncio.sleep(pause)
                 pause = min(pause * 1.5, 1.0)
-            entry = resolve((await store.read_entries(bucket, key))[2], store.k, key)
-            marker = entry is not None and entry.vid == vid and entry.deleted
-            drop = [vid] if entry is not None and entry.order > order else []  # superseded
             answers = await fan_out(
                 drives, lambda d: d.update_object(bucket, key, drop=drop, drop_older_than=order)
             )
