@@ -119,6 +119,7 @@ def test_bad_continuation_token(s3: Any, token: str) -> None:
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
+@pytest.mark.cli
 def test_aws_cli_max_buckets(
     shoal_descriptor: Any, verify: str | bool, tmp_path: Path, family: tuple[str, list[str]]
 ) -> None:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
 from tests.integration.conftest import auth_config, error_code, multipart_put, signed_client
+from tests.integration.test_cluster import make_nodes, running
 
 ALL = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]
 PART = 5 * 1024 * 1024
@@ -240,3 +242,26 @@ def test_iam_actions(auth_server: SyncServer) -> None:
     owner.delete_bucket_policy(Bucket=bucket)
     owner.delete_object(Bucket=bucket, Key="k")
     owner.delete_bucket(Bucket=bucket)
+
+
+@pytest.mark.slow
+def test_in_a_cluster(tmp_path: Path) -> None:
+    """Written through one node of a three-node cluster, asked of another; and the other
+    node's ListBuckets pages over the same buckets."""
+    with running(make_nodes(tmp_path, 3, 2)) as (a, b, _):
+        writer, reader = a.s3(), b.s3()
+        prefix = f"cl{uuid.uuid4().hex[:8]}-"
+        for i in range(3):
+            writer.create_bucket(Bucket=f"{prefix}{i}")
+        pieces = [b"p" * PART, b"q"]
+        _sha256_upload(writer, f"{prefix}0", "mp", pieces)
+        got = reader.get_object_attributes(Bucket=f"{prefix}0", Key="mp", ObjectAttributes=ALL)
+        assert got["ObjectSize"] == PART + 1 and got["ETag"].endswith("-2")
+        parts = got["ObjectParts"]
+        assert parts["TotalPartsCount"] == 2
+        assert [p["ChecksumSHA256"] for p in parts["Parts"]] == [_sha256(p) for p in pieces]
+        first = reader.list_buckets(Prefix=prefix, MaxBuckets=2)
+        assert [x["Name"] for x in first["Buckets"]] == [f"{prefix}0", f"{prefix}1"]
+        rest = reader.list_buckets(Prefix=prefix, ContinuationToken=first["ContinuationToken"])
+        assert [x["Name"] for x in rest["Buckets"]] == [f"{prefix}2"]
+        assert "ContinuationToken" not in rest
