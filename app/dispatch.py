@@ -75,7 +75,7 @@ SUBRESOURCE_METHODS = {
     "object-lock": frozenset({"GET", "HEAD", "PUT"}),
     "retention": frozenset({"GET", "HEAD", "PUT"}),
     "legal-hold": frozenset({"GET", "HEAD", "PUT"}),
-    "attributes": frozenset({"GET"}),
+    "attributes": frozenset({"GET", "HEAD"}),
 }
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

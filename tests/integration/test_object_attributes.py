@@ -186,9 +186,14 @@ def test_bad_requests(s3: Any, http: Any, bucket: str, headers: dict[str, str]) 
     assert "<Code>InvalidArgument</Code>" in response.text
 
 
-def test_other_methods_are_not_allowed(http: Any, bucket: str) -> None:
-    response = http.put(f"/{bucket}/k?attributes", content=b"")
-    assert response.status_code == 405 and "MethodNotAllowed" in response.text
+def test_other_methods(s3: Any, http: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"12345")
+    head = http.head(f"/{bucket}/k?attributes")  # HEAD reads as HeadObject, as always
+    assert head.status_code == 200 and head.headers["content-length"] == "5"
+    for method in ("PUT", "DELETE", "POST"):
+        response = http.request(method, f"/{bucket}/k?attributes", content=b"")
+        assert response.status_code == 405 and "MethodNotAllowed" in response.text
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"12345"
 
 
 KEY, SECRET = "AKIDATTRIBUTES", "attributes-secret"

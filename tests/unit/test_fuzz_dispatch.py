@@ -261,7 +261,8 @@ def test_service_requests_are_list_buckets(
 @given(QUERIES, METHODS)
 def test_attributes_is_get_object_attributes(query: dict[str, str], method: str) -> None:
     """?attributes on an object is GetObjectAttributes for GET (its version's action with
-    versionId), 405 for every other method, never the plain operation."""
+    versionId), HeadObject for HEAD (as with every sub-resource), 405 for every other
+    method."""
     query = {**query, "attributes": ""}
     try:
         op = resolve(method, b"/bkt/k", "", query, {})
@@ -269,7 +270,10 @@ def test_attributes_is_get_object_attributes(query: dict[str, str], method: str)
         assert 400 <= exc.status < 600 and exc.status != 500
         return
     unsupported = {"tagging", "select", "torrent"} & set(query)
-    assert method == "GET" and not unsupported
+    assert method in ("GET", "HEAD") and not unsupported
+    if method == "HEAD":
+        assert op.name == "HeadObject"  # and so needs s3:GetObject, as any HEAD
+        return
     if "uploadId" in query:
         assert op.name == "ListParts"
         return
