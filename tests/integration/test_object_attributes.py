@@ -9,14 +9,20 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
+from hypothesis import given
+from hypothesis import strategies as st
 
+from shoal.app.errors import InvalidArgument
+from shoal.app.handlers.attributes import ATTRIBUTES, parts_node, requested_attributes
 from shoal.app.server import SyncServer
+from shoal.storage.backend import ObjectMeta, PartInfo
 from tests.integration.conftest import auth_config, error_code, multipart_put, signed_client
 from tests.integration.test_cluster import make_nodes, running
 
@@ -270,3 +276,49 @@ def test_in_a_cluster(tmp_path: Path) -> None:
         rest = reader.list_buckets(Prefix=prefix, ContinuationToken=first["ContinuationToken"])
         assert [x["Name"] for x in rest["Buckets"]] == [f"{prefix}2"]
         assert "ContinuationToken" not in rest
+
+
+# The header and the part pages on their own.
+
+
+@given(st.lists(st.sampled_from([*ATTRIBUTES, "Colour", "etag", ""]), max_size=6))
+def test_requested_attributes(names: list[str]) -> None:
+    value = " , ".join(names)
+    try:
+        got = requested_attributes(value)
+    except InvalidArgument:
+        assert not set(names) - {""} or not set(names) <= {*ATTRIBUTES, ""}
+        return
+    assert got == set(names) - {""} and got <= set(ATTRIBUTES) and got
+
+
+@given(st.integers(1, 40), st.integers(1, 12), st.booleans())
+def test_part_pages_cover_each_part_once(count: int, max_parts: int, checksums: bool) -> None:
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    parts = [
+        PartInfo(n, n * 10, f"{n:032x}", when, {"SHA256": f"s{n}"}) for n in range(1, count + 1)
+    ]
+    meta = ObjectMeta(
+        "k", 0, "e-1", when, parts=parts, checksums={"SHA256": "x-1"} if checksums else {}
+    )
+    seen: list[int] = []
+    after = 0
+    while True:
+        node = dict(parts_node(meta, after=after, max_parts=max_parts) or [])
+        assert node["PartsCount"] == count and node["MaxParts"] == max_parts
+        page = [
+            p
+            for tag, p in parts_node(meta, after=after, max_parts=max_parts) or []
+            if tag == "Part"
+        ]
+        if checksums:
+            seen += [dict(p)["PartNumber"] for p in page]
+        if not node["IsTruncated"]:
+            assert node["NextPartNumberMarker"] is None
+            break
+        after = node["NextPartNumberMarker"]
+        if checksums:
+            assert after == seen[-1]
+    if checksums:
+        assert seen == list(range(1, count + 1))
+    assert parts_node(ObjectMeta("k", 0, "e", when), after=0, max_parts=5) is None
