@@ -67,6 +67,13 @@ REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
     "GetObject": ("GET", "/matrix/kept", "", b"", {}),
     "HeadObject": ("HEAD", "/matrix/kept", "", b"", {}),
     "GetObjectAcl": ("GET", "/matrix/kept", "acl=", b"", {}),
+    "GetObjectAttributes": (
+        "GET",
+        "/matrix/kept",
+        "attributes=",
+        b"",
+        {"x-amz-object-attributes": "ETag"},
+    ),
     "DeleteObject": ("DELETE", "/matrix/kept", "", b"", {}),
     "GetObjectRetention": ("GET", "/matrix/kept", "retention=", b"", {}),
     "PutObjectRetention": ("PUT", "/matrix/kept", "retention=", RETENTION_XML, {}),
