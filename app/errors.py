@@ -4,6 +4,7 @@ AWS's default message. Raising one anywhere in a request yields the right XML do
 
 from __future__ import annotations
 
+from email.utils import formatdate
 from typing import ClassVar
 
 from shoal.storage import errors as storage_errors
@@ -289,4 +290,6 @@ def from_storage(exc: storage_errors.StorageError) -> S3Error:
     error = cls(exc.message or None, **exc.details)
     if exc.delete_marker is not None:
         error.headers.update({"x-amz-delete-marker": "true", "x-amz-version-id": exc.delete_marker})
+    if exc.last_modified is not None:
+        error.headers["last-modified"] = formatdate(exc.last_modified.timestamp(), usegmt=True)
     return error

@@ -7,19 +7,28 @@ error. Nothing here knows about HTTP.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class StorageError(Exception):
     """Base of the errors a backend raises on purpose. `delete_marker` names the delete
     marker the error is about (a read of a key whose current version is a marker, or of
-    a marker by its version id): S3 answers with x-amz-delete-marker and its version id."""
+    a marker by its version id): S3 answers with x-amz-delete-marker and its version id,
+    and with the marker's `last_modified` when a request named it."""
 
     def __init__(
-        self, message: str = "", *, delete_marker: str | None = None, **details: str
+        self,
+        message: str = "",
+        *,
+        delete_marker: str | None = None,
+        last_modified: datetime | None = None,
+        **details: str,
     ) -> None:
         super().__init__(message or type(self).__name__)
         self.message = message
         self.details = details
         self.delete_marker = delete_marker
+        self.last_modified = last_modified
 
 
 class NoSuchBucket(StorageError):

@@ -398,6 +398,7 @@ class Versions:
             raise MethodNotAllowed(
                 "The specified method is not allowed against this resource.",
                 delete_marker=version_id,
+                last_modified=meta_from_dict(record).last_modified,
             )
         return record, kv.entry_data(version_id)
 

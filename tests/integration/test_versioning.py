@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,10 @@ def test_delete_marker_lifecycle(s3: Any, versioned: str) -> None:
     error = _error(s3.get_object, Bucket=versioned, Key="k", VersionId=marker)
     assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 405
     assert error_code(error) == "MethodNotAllowed"
-    assert error.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-delete-marker"] == "true"
+    headers = error.response["ResponseMetadata"]["HTTPHeaders"]
+    assert headers["x-amz-delete-marker"] == "true"
+    listed = s3.list_object_versions(Bucket=versioned)["DeleteMarkers"][0]["LastModified"]
+    assert parsedate_to_datetime(headers["last-modified"]) == listed  # as S3 answers a 405
     # The old version is still there, but listings show nothing.
     got = s3.get_object(Bucket=versioned, Key="k", VersionId=vid)
     assert got["Body"].read() == b"kept"
