@@ -52,7 +52,6 @@ UNSUPPORTED_BUCKET = frozenset(
         "publicAccessBlock",
         "replication",
         "requestPayment",
-        "tagging",
         "website",
     ]
 )
@@ -61,7 +60,6 @@ UNSUPPORTED_OBJECT = frozenset(
         "renameObject",
         "restore",
         "select",
-        "tagging",
         "torrent",
     ]
 )
@@ -76,6 +74,7 @@ SUBRESOURCE_METHODS = {
     "retention": frozenset({"GET", "HEAD", "PUT"}),
     "legal-hold": frozenset({"GET", "HEAD", "PUT"}),
     "attributes": frozenset({"GET", "HEAD"}),
+    "tagging": frozenset({"GET", "HEAD", "PUT", "DELETE"}),
 }
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -199,6 +198,8 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "GetBucketAcl"
         if "cors" in query:
             return "GetBucketCors"
+        if "tagging" in query:
+            return "GetBucketTagging"
         return _list_operation(query)
     if method == "HEAD":
         return "HeadBucket"
@@ -211,12 +212,16 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "PutBucketVersioning"
         if "object-lock" in query:
             return "PutObjectLockConfiguration"
+        if "tagging" in query:
+            return "PutBucketTagging"
         if "acl" in query:
             raise NotImplementedFeature()
         return "CreateBucket"
     if method == "DELETE":
         if "cors" in query:
             return "DeleteBucketCors"
+        if "tagging" in query:
+            return "DeleteBucketTagging"
         return "DeleteBucketPolicy" if "policy" in query else "DeleteBucket"
     if method == "POST" and "delete" in query:
         return "DeleteObjects"
@@ -251,6 +256,8 @@ def _object_operation(method: str, query: dict[str, str], headers: dict[str, str
             return "GetObjectLegalHold"
         if "attributes" in query:
             return "GetObjectAttributes"
+        if "tagging" in query:
+            return "GetObjectTagging"
         return "GetObjectAcl" if "acl" in query else "GetObject"
     if method == "HEAD":
         return "HeadObject"
@@ -261,11 +268,15 @@ def _object_operation(method: str, query: dict[str, str], headers: dict[str, str
             return "PutObjectRetention"
         if "legal-hold" in query:
             return "PutObjectLegalHold"
+        if "tagging" in query:
+            return "PutObjectTagging"
         copy = "x-amz-copy-source" in headers
         if upload or "partNumber" in query:
             return "UploadPartCopy" if copy else "UploadPart"
         return "CopyObject" if copy else "PutObject"
     if method == "DELETE":
+        if "tagging" in query:
+            return "DeleteObjectTagging"
         return "AbortMultipartUpload" if upload else "DeleteObject"
     if method == "POST":
         if "uploads" in query:

@@ -46,6 +46,10 @@ class AuthorizationQueryParametersError(S3Error):
     )
 
 
+class BadRequest(S3Error):
+    status, message = 400, "Bad Request"
+
+
 class BadDigest(S3Error):
     status, message = 400, "The Content-MD5 you specified did not match what we received."
 
@@ -143,6 +147,14 @@ class InvalidRequest(S3Error):
     status, message = 400, "Invalid Request"
 
 
+class InvalidTag(S3Error):
+    status = 400
+    message = (
+        "The tag provided was not a valid tag. This error can occur if the tag did not pass"
+        " input validation."
+    )
+
+
 class InvalidStorageClass(S3Error):
     status, message = 400, "The storage class you specified is not valid"
 
@@ -217,6 +229,10 @@ class NoSuchVersion(S3Error):
 
 class NoSuchObjectLockConfiguration(S3Error):
     status, message = 404, "The specified object does not have a ObjectLock configuration"
+
+
+class NoSuchTagSet(S3Error):
+    status, message = 404, "The TagSet does not exist"
 
 
 class NoSuchUpload(S3Error):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from typing import NoReturn
 
+from shoal.app import tagging
 from shoal.app.errors import (
     InvalidArgument,
     InvalidRange,
@@ -103,7 +104,12 @@ def object_write(headers: dict[str, str], *, max_metadata_size: int) -> ObjectWr
     if size > max_metadata_size:
         raise MetadataTooLarge(Size=size, MaxSizeAllowed=max_metadata_size)
     content_type = headers.get("content-type") or "binary/octet-stream"
-    return ObjectWrite(content_type=content_type, headers=stored, user_metadata=user)
+    return ObjectWrite(
+        content_type=content_type,
+        headers=stored,
+        user_metadata=user,
+        tags=tagging.request_tags(headers),
+    )
 
 
 def header_value_ok(value: str) -> bool:
@@ -195,6 +201,8 @@ def object_headers(meta: ObjectMeta, *, versioned: bool = False) -> dict[str, st
         headers[META_PREFIX + name] = value
     headers.update(version_headers(meta.version_id, versioned=versioned))
     headers.update(lock_headers(meta))
+    if meta.tags:
+        headers["x-amz-tagging-count"] = str(len(meta.tags))
     return headers
 
 

@@ -54,6 +54,10 @@ OPERATIONS: dict[str, OperationAction] = {
     "GetBucketCors": OperationAction("s3:GetBucketCORS", "bucket"),
     "PutBucketCors": OperationAction("s3:PutBucketCORS", "bucket"),
     "DeleteBucketCors": OperationAction("s3:PutBucketCORS", "bucket"),
+    "GetBucketTagging": OperationAction("s3:GetBucketTagging", "bucket"),
+    "PutBucketTagging": OperationAction("s3:PutBucketTagging", "bucket"),
+    # As AWS: removing a bucket's tags is putting an empty tag set.
+    "DeleteBucketTagging": OperationAction("s3:PutBucketTagging", "bucket"),
     "DeleteObjects": OperationAction("s3:DeleteObject", "object"),
     "PutObject": OperationAction("s3:PutObject", "object"),
     "CopyObject": OperationAction("s3:PutObject", "object"),
@@ -66,6 +70,9 @@ OPERATIONS: dict[str, OperationAction] = {
     "PutObjectRetention": OperationAction("s3:PutObjectRetention", "object"),
     "GetObjectLegalHold": OperationAction("s3:GetObjectLegalHold", "object"),
     "PutObjectLegalHold": OperationAction("s3:PutObjectLegalHold", "object"),
+    "GetObjectTagging": OperationAction("s3:GetObjectTagging", "object"),
+    "PutObjectTagging": OperationAction("s3:PutObjectTagging", "object"),
+    "DeleteObjectTagging": OperationAction("s3:DeleteObjectTagging", "object"),
     "CreateMultipartUpload": OperationAction("s3:PutObject", "object"),
     "UploadPart": OperationAction("s3:PutObject", "object"),
     "UploadPartCopy": OperationAction("s3:PutObject", "object"),
@@ -83,6 +90,9 @@ VERSION_ACTIONS: dict[str, str] = {
     "GetObjectAcl": "s3:GetObjectVersionAcl",
     "GetObjectAttributes": "s3:GetObjectVersionAttributes",
     "DeleteObject": "s3:DeleteObjectVersion",
+    "GetObjectTagging": "s3:GetObjectVersionTagging",
+    "PutObjectTagging": "s3:PutObjectVersionTagging",
+    "DeleteObjectTagging": "s3:DeleteObjectVersionTagging",
 }
 #: What bypassing a GOVERNANCE retention needs besides x-amz-bypass-governance-retention.
 BYPASS_GOVERNANCE_ACTION = "s3:BypassGovernanceRetention"
@@ -100,6 +110,8 @@ BODY_OPERATIONS = frozenset(
         "PutObjectLockConfiguration",
         "PutObjectRetention",
         "PutObjectLegalHold",
+        "PutBucketTagging",
+        "PutObjectTagging",
         "DeleteObjects",
         "PutObject",
         "UploadPart",

@@ -88,7 +88,9 @@ class ObjectMeta:
     delete_marker: bool = False
     retention: Retention | None = None
     legal_hold: bool = False
-    #: Attributes added by later features (tags, encryption, ...).
+    #: The version's tag set (S3 object tags: key -> value, at most 10).
+    tags: dict[str, str] = field(default_factory=dict)
+    #: Attributes added by later features (encryption, ...).
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -158,6 +160,8 @@ class ObjectWrite:
     #: the bucket's default retention, resolved by the ASGI layer).
     retention: Retention | None = None
     legal_hold: bool = False
+    #: The new version's tag set (x-amz-tagging, a POST form's tagging, a copy's tags).
+    tags: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

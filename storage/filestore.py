@@ -447,6 +447,7 @@ class FileStore(FileMultipart):
                 parts=parts,
                 retention=source.retention,
                 legal_hold=source.legal_hold,
+                tags=dict(source.tags),
                 extra=dict(source.extra),
             )
             commit = Commit(

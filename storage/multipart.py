@@ -76,6 +76,7 @@ def new_upload(
         checksum_type=write.checksum_type,
         retention=write.retention,
         legal_hold=write.legal_hold,
+        tags=dict(write.tags),
         extra=dict(write.extra),
     )
     return UploadInfo(key, new_upload_id(), now(), stored, checksum_algorithm, checksum_type)

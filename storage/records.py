@@ -97,6 +97,7 @@ def meta_to_dict(meta: ObjectMeta) -> dict[str, Any]:
         "delete_marker": meta.delete_marker,
         "retention": retention_to_dict(meta.retention),
         "legal_hold": meta.legal_hold,
+        "tags": dict(meta.tags),
         "extra": dict(meta.extra),
     }
 
@@ -118,6 +119,7 @@ def meta_from_dict(d: dict[str, Any]) -> ObjectMeta:
         delete_marker=bool(d.get("delete_marker")),
         retention=retention_from_dict(d.get("retention")),
         legal_hold=bool(d.get("legal_hold")),
+        tags=dict(d.get("tags") or {}),
         extra=dict(d.get("extra") or {}),
     )
 
@@ -131,6 +133,7 @@ def write_to_dict(write: ObjectWrite) -> dict[str, Any]:
         "checksum_type": write.checksum_type,
         "retention": retention_to_dict(write.retention),
         "legal_hold": write.legal_hold,
+        "tags": dict(write.tags),
         "extra": dict(write.extra),
     }
 
@@ -143,6 +146,7 @@ def write_from_dict(d: dict[str, Any]) -> ObjectWrite:
         checksum_type=d.get("checksum_type"),
         retention=retention_from_dict(d.get("retention")),
         legal_hold=bool(d.get("legal_hold")),
+        tags=dict(d.get("tags") or {}),
         extra=dict(d.get("extra") or {}),
     )
 

@@ -10,5 +10,6 @@ from shoal.app.handlers import (  # noqa: F401
     object,
     objectlock,
     postobject,
+    tagging,
     versioning,
 )

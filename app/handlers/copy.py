@@ -7,6 +7,7 @@ from urllib.parse import unquote
 
 from starlette.responses import Response
 
+from shoal.app import tagging
 from shoal.app.context import RequestContext
 from shoal.app.dispatch import valid_bucket_name
 from shoal.app.errors import InvalidArgument, InvalidRequest
@@ -107,6 +108,17 @@ def _checksummed(write: ObjectWrite, algorithm: str) -> ObjectWrite:
     return write
 
 
+def _copied_tags(ctx: RequestContext, source_tags: dict[str, str]) -> dict[str, str]:
+    """x-amz-tagging-directive: COPY (the default) keeps the source's tags, REPLACE takes
+    x-amz-tagging's (none without it), whatever the metadata directive says."""
+    directive = ctx.headers.get("x-amz-tagging-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise InvalidArgument("Unknown tagging directive.", ArgumentName="x-amz-tagging-directive")
+    if directive == "REPLACE":
+        return tagging.request_tags(ctx.headers)
+    return dict(source_tags)
+
+
 @handler("CopyObject")
 async def copy_object(ctx: RequestContext) -> Response:
     reader = await open_source(ctx)
@@ -140,6 +152,7 @@ async def copy_object(ctx: RequestContext) -> Response:
             write.headers.update(
                 {k: v for k, v in storage_class.headers.items() if k == "x-amz-storage-class"}
             )
+        write.tags = _copied_tags(ctx, source.tags)
         conditional_write(ctx, write)
         info = await ctx.backend.head_bucket(ctx.bucket)
         await apply_write_lock(ctx, info, write)

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 
 from starlette.responses import RedirectResponse, Response
 
+from shoal.app import tagging
 from shoal.app.body import raw_stream
 from shoal.app.context import RequestContext
 from shoal.app.errors import EntityTooSmall, InvalidArgument
@@ -85,6 +86,11 @@ def _object_write(
     headers = {k: v for k, v in fields.items() if k.startswith("x-amz-meta-")}
     headers |= {name: fields[name] for name in STORED_FIELDS if name in fields}
     write = object_write(headers, max_metadata_size=ctx.config.limits.max_metadata_size)
+    if "tagging" in fields:
+        # The form's tagging field is a Tagging XML document, as S3's POST takes it.
+        write.tags = tagging.parse_document(
+            fields["tagging"].encode(), limit=tagging.MAX_OBJECT_TAGS
+        )
     limit = ctx.config.limits.max_object_size
     low, high = length_range or (0, limit)
     checksum = Checksum(checksums.DEFAULT_ALGORITHM)

@@ -123,6 +123,7 @@ def make_meta(
         checksums=dict(checksums or {}),
         checksum_type=write.checksum_type or (upload.checksum_type if upload else None),
         parts=parts,
+        tags=dict(source.tags),
         extra=dict(source.extra),
     )
 

@@ -38,6 +38,7 @@ RETENTION_XML = (
     b"</Retention>"
 )
 LEGAL_HOLD_XML = b"<LegalHold><Status>ON</Status></LegalHold>"
+TAGGING_XML = b"<Tagging><TagSet><Tag><Key>a</Key><Value>1</Value></Tag></TagSet></Tagging>"
 
 # operation -> (method, path, query, body, extra headers); {upload} is a live upload id.
 REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
@@ -61,6 +62,9 @@ REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
     "GetBucketCors": ("GET", "/matrix", "cors=", b"", {}),
     "PutBucketCors": ("PUT", "/matrix", "cors=", CORS_XML, {}),
     "DeleteBucketCors": ("DELETE", "/matrix", "cors=", b"", {}),
+    "GetBucketTagging": ("GET", "/matrix", "tagging=", b"", {}),
+    "PutBucketTagging": ("PUT", "/matrix", "tagging=", TAGGING_XML, {}),
+    "DeleteBucketTagging": ("DELETE", "/matrix", "tagging=", b"", {}),
     "DeleteObjects": ("POST", "/matrix", "delete=", DELETE_XML, {}),
     "PutObject": ("PUT", "/matrix/kept", "", b"forged", {}),
     "CopyObject": ("PUT", "/matrix/copy", "", b"", {"x-amz-copy-source": "/matrix/kept"}),
@@ -79,6 +83,9 @@ REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
     "PutObjectRetention": ("PUT", "/matrix/kept", "retention=", RETENTION_XML, {}),
     "GetObjectLegalHold": ("GET", "/matrix/kept", "legal-hold=", b"", {}),
     "PutObjectLegalHold": ("PUT", "/matrix/kept", "legal-hold=", LEGAL_HOLD_XML, {}),
+    "GetObjectTagging": ("GET", "/matrix/kept", "tagging=", b"", {}),
+    "PutObjectTagging": ("PUT", "/matrix/kept", "tagging=", TAGGING_XML, {}),
+    "DeleteObjectTagging": ("DELETE", "/matrix/kept", "tagging=", b"", {}),
     "CreateMultipartUpload": ("POST", "/matrix/kept", "uploads=", b"", {}),
     "UploadPart": ("PUT", "/matrix/kept", "partNumber=1&uploadId={upload}", b"part", {}),
     "UploadPartCopy": (
@@ -177,7 +184,9 @@ def test_forged_signature_is_refused(server: Any, operation: str, mode: str) -> 
         s3.get_bucket_cors(Bucket="matrix")
 
 
-@pytest.mark.parametrize("operation", ["GetObject", "ListObjectsV2", "GetBucketAcl", "ListParts"])
+@pytest.mark.parametrize(
+    "operation", ["GetObject", "ListObjectsV2", "GetBucketAcl", "ListParts", "GetObjectTagging"]
+)
 def test_the_same_request_with_the_real_secret_passes(server: Any, operation: str) -> None:
     """The control: only the signature made the requests above fail."""
     running, _, upload = server

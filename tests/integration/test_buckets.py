@@ -186,7 +186,6 @@ def test_versioning_and_acl_reads(s3, bucket):
     [
         ("GET", "lifecycle"),
         ("PUT", "lifecycle"),
-        ("GET", "tagging"),
         ("GET", "encryption"),
         ("GET", "replication"),
         ("PUT", "notification"),
@@ -199,7 +198,7 @@ def test_unimplemented_bucket_subresources(http, bucket, method, query):
     assert "<Code>NotImplemented</Code>" in response.text
 
 
-@pytest.mark.parametrize("query", ["tagging", "select", "torrent"])
+@pytest.mark.parametrize("query", ["select", "torrent"])
 def test_unimplemented_object_subresources(http, bucket, query):
     response = http.get(f"/{bucket}/key?{query}")
     assert response.status_code == 501 and "NotImplemented" in response.text

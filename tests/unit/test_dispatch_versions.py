@@ -74,10 +74,10 @@ def test_versioning_and_lock_dispatch(
 def test_nothing_of_versioning_is_unsupported() -> None:
     assert not {"versioning", "versions", "object-lock"} & UNSUPPORTED_BUCKET
     assert not {"retention", "legal-hold", "versionId"} & UNSUPPORTED_OBJECT
-    # Tagging stays 501, with or without a version.
-    for path in (b"/bkt", b"/bkt/k"):
-        with pytest.raises(Exception, match="NotImplemented"):
-            resolve("GET", path, "", {"tagging": "", "versionId": V}, {})
+    # Tagging is served, with or without a version.
+    assert resolve("GET", b"/bkt/k", "", {"tagging": "", "versionId": V}, {}).action == (
+        "s3:GetObjectVersionTagging"
+    )
 
 
 @pytest.mark.parametrize(

@@ -269,7 +269,7 @@ def test_attributes_is_get_object_attributes(query: dict[str, str], method: str)
     except S3Error as exc:
         assert 400 <= exc.status < 600 and exc.status != 500
         return
-    unsupported = {"tagging", "select", "torrent"} & set(query)
+    unsupported = {"select", "torrent"} & set(query)
     assert method in ("GET", "HEAD") and not unsupported
     if method == "HEAD":
         assert op.name == "HeadObject"  # and so needs s3:GetObject, as any HEAD
@@ -282,3 +282,36 @@ def test_attributes_is_get_object_attributes(query: dict[str, str], method: str)
     version = "versionId" in query
     assert op.name == "GetObjectAttributes"
     assert op.action == ("s3:GetObjectVersionAttributes" if version else "s3:GetObjectAttributes")
+
+
+#: The operation ?tagging is for each method, on a bucket and on an object.
+_TAGGING = {
+    ("GET", False): ("GetBucketTagging", "s3:GetBucketTagging"),
+    ("PUT", False): ("PutBucketTagging", "s3:PutBucketTagging"),
+    ("DELETE", False): ("DeleteBucketTagging", "s3:PutBucketTagging"),
+    ("GET", True): ("GetObjectTagging", "s3:GetObjectTagging"),
+    ("PUT", True): ("PutObjectTagging", "s3:PutObjectTagging"),
+    ("DELETE", True): ("DeleteObjectTagging", "s3:DeleteObjectTagging"),
+}
+
+
+@given(METHODS, st.booleans(), st.booleans())
+def test_tagging_routes(method: str, on_object: bool, version: bool) -> None:
+    """?tagging alone is the tagging operation of its method (the version's action with a
+    versionId on an object), HeadObject/HeadBucket for HEAD, 405 for any other method."""
+    query = {"tagging": ""} | ({"versionId": "null"} if version else {})
+    path = b"/bkt/k" if on_object else b"/bkt"
+    try:
+        op = resolve(method, path, "", query, {})
+    except S3Error as exc:
+        assert exc.code == "MethodNotAllowed"
+        assert method not in ("GET", "HEAD", "PUT", "DELETE")
+        return
+    if method == "HEAD":
+        assert op.name == ("HeadObject" if on_object else "HeadBucket")
+        return
+    name, action = _TAGGING[(method, on_object)]
+    if on_object and version:
+        action = action.replace("Object", "ObjectVersion")
+    assert (op.name, op.action) == (name, action)
+    assert op.name in HANDLERS

@@ -706,6 +706,12 @@ EXPECTED_TABLE = {
     "CompleteMultipartUpload": ("s3:PutObject", "object"),
     "AbortMultipartUpload": ("s3:AbortMultipartUpload", "object"),
     "ListParts": ("s3:ListMultipartUploadParts", "object"),
+    "GetBucketTagging": ("s3:GetBucketTagging", "bucket"),
+    "PutBucketTagging": ("s3:PutBucketTagging", "bucket"),
+    "DeleteBucketTagging": ("s3:PutBucketTagging", "bucket"),
+    "GetObjectTagging": ("s3:GetObjectTagging", "object"),
+    "PutObjectTagging": ("s3:PutObjectTagging", "object"),
+    "DeleteObjectTagging": ("s3:DeleteObjectTagging", "object"),
 }
 
 
@@ -730,6 +736,17 @@ def test_handlers_all_have_a_table_entry() -> None:
     for path in app.rglob("*.py"):
         names.update(re.findall(r'@handler\("(\w+)"\)', path.read_text()))
     assert names <= set(OPERATIONS), names - set(OPERATIONS)
+
+
+def test_tagging_version_actions() -> None:
+    """A tagging request naming a version needs the version's action, as AWS checks it."""
+    for verb in ("Get", "Put", "Delete"):
+        assert action_for(f"{verb}ObjectTagging") == f"s3:{verb}ObjectTagging"
+        assert action_for(f"{verb}ObjectTagging", version=True) == (
+            f"s3:{verb}ObjectVersionTagging"
+        )
+        assert action_for(f"{verb}ObjectTagging", version=True) in S3_ACTIONS
+    assert action_for("DeleteBucketTagging", version=True) == "s3:PutBucketTagging"
 
 
 def test_resource_arn() -> None:
