@@ -10,6 +10,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -221,6 +222,26 @@ def test_object_tagging_of_versions(s3: Any, bucket: str, erasure: bool) -> None
     assert s3.get_object_tagging(Bucket=bucket, Key="v", VersionId=first)["TagSet"] == []
     for version in (first, second):
         s3.delete_object(Bucket=bucket, Key="v", VersionId=version)
+
+
+def test_tags_survive_a_restart(tmp_path: Path) -> None:
+    """Object tags (set on write and by PutObjectTagging) and a bucket's tag set are
+    persisted: a new server on the same data directory reads them back."""
+    config = {"storage": {"directory": str(tmp_path / "data"), "clean_slate": False}}
+    with SyncServer(config) as first:
+        s3 = signed_client(first.endpoint_url)
+        s3.create_bucket(Bucket="kept-tags")
+        s3.put_bucket_tagging(Bucket="kept-tags", Tagging={"TagSet": TAG_SET})
+        s3.put_object(Bucket="kept-tags", Key="on-write", Body=b"x", Tagging="a=1")
+        s3.put_object(Bucket="kept-tags", Key="later", Body=b"y")
+        s3.put_object_tagging(Bucket="kept-tags", Key="later", Tagging={"TagSet": TAG_SET})
+    with SyncServer(config) as second:
+        s3 = signed_client(second.endpoint_url)
+        assert s3.get_bucket_tagging(Bucket="kept-tags")["TagSet"] == TAG_SET
+        got = s3.get_object_tagging(Bucket="kept-tags", Key="on-write")["TagSet"]
+        assert got == [{"Key": "a", "Value": "1"}]
+        assert s3.get_object_tagging(Bucket="kept-tags", Key="later")["TagSet"] == TAG_SET
+        assert _count(s3.head_object(Bucket="kept-tags", Key="later")) == "2"
 
 
 KEY, SECRET = "AKIDTAGGING", "tagging-secret"
