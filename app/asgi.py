@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 import shoal.app.handlers  # noqa: F401  (registers every operation handler)
-from shoal.app import admin, cors, health, lifecycle, logs
+from shoal.app import admin, cors, health, lifecycle, logs, tagging
 from shoal.app.accesslog import AccessLog
 from shoal.app.authz import PolicyGate
 from shoal.app.body import unread_body
@@ -180,6 +180,7 @@ def _policy_context(request: Request, query: dict[str, str]) -> dict[str, object
     for name in ("prefix", "delimiter", "max-keys"):
         if name in query:
             context[f"s3:{name}"] = query[name]
+    context.update(tagging.request_condition_keys(request.headers.get(tagging.HEADER)))
     return context
 
 

@@ -113,6 +113,23 @@ def request_tags(headers: dict[str, str]) -> dict[str, str]:
     return {} if value is None else parse_header(value)
 
 
+def request_condition_keys(header: str | None) -> dict[str, object]:
+    """The policy condition keys of a write's x-amz-tagging: s3:RequestObjectTagKeys (every
+    key, for ForAnyValue/ForAllValues) and s3:RequestObjectTag/<key> per tag. A header
+    that breaks the rules gives none here; the handler refuses it after authorization."""
+    if header is None:
+        return {}
+    try:
+        tags = parse_header(header)
+    except (InvalidArgument, InvalidTag, BadRequest):
+        return {}
+    if not tags:
+        return {}
+    keys: dict[str, object] = {"s3:RequestObjectTagKeys": tuple(tags)}
+    keys.update({f"s3:RequestObjectTag/{k}": v for k, v in tags.items()})
+    return keys
+
+
 def render(tags: dict[str, str]) -> bytes:
     """The Tagging document GetObjectTagging and GetBucketTagging answer, keys in order."""
     tag_nodes: list[Node] = [("Tag", [("Key", key), ("Value", tags[key])]) for key in sorted(tags)]

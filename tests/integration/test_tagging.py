@@ -290,3 +290,45 @@ def test_iam_actions(auth_server: SyncServer) -> None:
     owner.delete_bucket_policy(Bucket=bucket)
     owner.delete_object(Bucket=bucket, Key="k")
     owner.delete_bucket(Bucket=bucket)
+
+
+def test_request_tag_conditions(auth_server: SyncServer) -> None:
+    """A policy may allow writes by the tags they carry: s3:RequestObjectTag/<key> and
+    s3:RequestObjectTagKeys see PutObject's x-amz-tagging."""
+    owner = signed_client(auth_server.endpoint_url, KEY, SECRET)
+    bucket = f"tagc-{uuid.uuid4().hex[:12]}"
+    owner.create_bucket(Bucket=bucket)
+    arn = f"arn:aws:s3:::{bucket}/*"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": arn,
+                "Condition": {
+                    "StringEquals": {"s3:RequestObjectTag/project": "blue"},
+                    "ForAllValues:StringEquals": {"s3:RequestObjectTagKeys": ["project", "owner"]},
+                },
+            }
+        ],
+    }
+    owner.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    with httpx.Client(base_url=auth_server.endpoint_url) as anonymous:
+
+        def put(key: str, tagging: str | None) -> int:
+            headers = {} if tagging is None else {"x-amz-tagging": tagging}
+            return anonymous.put(f"/{bucket}/{key}", content=b"x", headers=headers).status_code
+
+        assert put("blue", "project=blue&owner=me") == 200
+        assert put("red", "project=red") == 403
+        assert put("untagged", None) == 403
+        assert put("extra", "project=blue&cost=1") == 403  # a key outside the allowed set
+    assert owner.get_object_tagging(Bucket=bucket, Key="blue")["TagSet"] == [
+        {"Key": "owner", "Value": "me"},
+        {"Key": "project", "Value": "blue"},
+    ]
+    owner.delete_bucket_policy(Bucket=bucket)
+    owner.delete_object(Bucket=bucket, Key="blue")
+    owner.delete_bucket(Bucket=bucket)

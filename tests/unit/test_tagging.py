@@ -168,3 +168,16 @@ def test_records_keep_tags(tags: dict[str, str]) -> None:
     old = {k: v for k, v in meta_to_dict(meta).items() if k != "tags"}
     assert meta_from_dict(old).tags == {}
     assert write_from_dict({}).tags == {}
+
+
+def test_request_condition_keys() -> None:
+    keys = tagging.request_condition_keys("project=blue&owner=me")
+    assert keys == {
+        "s3:RequestObjectTagKeys": ("project", "owner"),
+        "s3:RequestObjectTag/project": "blue",
+        "s3:RequestObjectTag/owner": "me",
+    }
+    assert tagging.request_condition_keys(None) == {}
+    assert tagging.request_condition_keys("") == {}
+    # A header the handler will refuse gives no keys (never a tag it did not mean).
+    assert tagging.request_condition_keys("a=1&a=2") == {}
