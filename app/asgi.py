@@ -32,6 +32,7 @@ from shoal.app.dispatch import resolve, split_target
 from shoal.app.errors import AccessDenied, InternalError, InvalidRequest, S3Error, from_storage
 from shoal.app.exchange import Exchanges
 from shoal.app.handlers.registry import HANDLERS
+from shoal.app.handlers.tagging import existing_tag_context
 from shoal.app.metrics import Metrics
 from shoal.app.timeouts import Timeouts
 from shoal.app.xml import document
@@ -118,9 +119,10 @@ async def s3_endpoint(request: Request) -> Response:
             request.state.verified = principal.verified
             if principal.verified and not accepts_payload(op.name, principal.verified.payload_hash):
                 raise InvalidRequest(f"{op.name} does not take a request body in this form.")
-            await gate.check_operation(
-                op.name, principal, op.bucket, op.key, _policy_context(request, query), op.action
-            )
+            context = _policy_context(request, query)
+            backend = request.app.state.backend
+            context.update(await existing_tag_context(gate, backend, op, query))
+            await gate.check_operation(op.name, principal, op.bucket, op.key, context, op.action)
         ctx = RequestContext(
             op=op,
             request=request,

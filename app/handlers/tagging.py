@@ -12,16 +12,61 @@ import dataclasses
 from starlette.responses import Response
 
 from shoal.app import tagging
+from shoal.app.authz import PolicyGate
 from shoal.app.body import read_small, require_integrity_header
 from shoal.app.context import RequestContext
+from shoal.app.dispatch import Operation
 from shoal.app.errors import NoSuchTagSet
 from shoal.app.handlers.registry import handler
 from shoal.app.headers import version_headers, version_param
-from shoal.storage.backend import ObjectMeta
-from shoal.storage.errors import NoSuchBucketDocument
+from shoal.storage.backend import Backend, ObjectMeta
+from shoal.storage.errors import NoSuchBucketDocument, StorageError
+from shoal.storage.version_ids import valid_version_id
 
 DOCUMENT = "tagging"
 MAX_TAGGING_BODY = 64 * 1024
+#: Operations on an existing object whose policy may test its tags
+#: (s3:ExistingObjectTag/<key>), as AWS lists them.
+EXISTING_TAG_OPERATIONS = frozenset(
+    {
+        "GetObject",
+        "HeadObject",
+        "GetObjectAcl",
+        "GetObjectAttributes",
+        "GetObjectTagging",
+        "PutObjectTagging",
+        "DeleteObjectTagging",
+        "GetObjectRetention",
+        "PutObjectRetention",
+        "GetObjectLegalHold",
+        "PutObjectLegalHold",
+    }
+)
+EXISTING_TAG_KEY = "s3:existingobjecttag/"
+
+
+async def existing_tag_context(
+    gate: PolicyGate, backend: Backend, op: Operation, query: dict[str, str]
+) -> dict[str, object]:
+    """s3:ExistingObjectTag/<key> for each tag of the version an operation acts on, read
+    only when the bucket's policy tests such a key (so other requests cost no extra
+    read). A version that cannot be read gives none: the handler then answers
+    NoSuchKey or the like, after authorization, as for any request."""
+    if op.bucket is None or op.key is None or op.name not in EXISTING_TAG_OPERATIONS:
+        return {}
+    policy = await gate.policy(op.bucket)
+    if policy is None or not any(
+        c.key.startswith(EXISTING_TAG_KEY) for s in policy.statements for c in s.conditions
+    ):
+        return {}
+    version_id = query.get("versionId")
+    if version_id is not None and not valid_version_id(version_id):
+        return {}
+    try:
+        meta = await backend.head_object(op.bucket, op.key, version_id)
+    except StorageError:
+        return {}
+    return {f"s3:ExistingObjectTag/{k}": v for k, v in meta.tags.items()}
 
 
 @handler("PutBucketTagging")

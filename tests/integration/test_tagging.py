@@ -332,3 +332,41 @@ def test_request_tag_conditions(auth_server: SyncServer) -> None:
     owner.delete_bucket_policy(Bucket=bucket)
     owner.delete_object(Bucket=bucket, Key="blue")
     owner.delete_bucket(Bucket=bucket)
+
+
+def test_existing_tag_conditions(auth_server: SyncServer) -> None:
+    """s3:ExistingObjectTag/<key> tests the tags of the version a read acts on: a public
+    read of objects tagged public=yes only, following PutObjectTagging's changes."""
+    owner = signed_client(auth_server.endpoint_url, KEY, SECRET)
+    bucket = f"tage-{uuid.uuid4().hex[:12]}"
+    owner.create_bucket(Bucket=bucket)
+    owner.put_object(Bucket=bucket, Key="open", Body=b"open", Tagging="public=yes")
+    owner.put_object(Bucket=bucket, Key="closed", Body=b"closed", Tagging="public=no")
+    owner.put_object(Bucket=bucket, Key="untagged", Body=b"untagged")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ["s3:GetObject", "s3:GetObjectTagging"],
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+                "Condition": {"StringEquals": {"s3:ExistingObjectTag/public": "yes"}},
+            }
+        ],
+    }
+    owner.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    with httpx.Client(base_url=auth_server.endpoint_url) as anonymous:
+        assert anonymous.get(f"/{bucket}/open").content == b"open"
+        assert anonymous.get(f"/{bucket}/open?tagging").status_code == 200
+        assert anonymous.get(f"/{bucket}/closed").status_code == 403
+        assert anonymous.get(f"/{bucket}/untagged").status_code == 403
+        assert anonymous.get(f"/{bucket}/absent").status_code == 403
+        owner.put_object_tagging(
+            Bucket=bucket, Key="closed", Tagging={"TagSet": [{"Key": "public", "Value": "yes"}]}
+        )
+        assert anonymous.get(f"/{bucket}/closed").content == b"closed"
+    owner.delete_bucket_policy(Bucket=bucket)
+    for key in ("open", "closed", "untagged"):
+        owner.delete_object(Bucket=bucket, Key=key)
+    owner.delete_bucket(Bucket=bucket)
