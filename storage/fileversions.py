@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shoal.storage.backend import NULL_VERSION, DeleteResult, Guard, ObjectMeta
@@ -185,6 +185,19 @@ def _moves(pairs: list[tuple[str, str]], place: str) -> list[Move]:
     return out
 
 
+@dataclass
+class Room:
+    """What making room for a new current version decided (Versions._make_room)."""
+
+    vid: str
+    moves: list[Move] = field(default_factory=list)
+    trash: list[str] = field(default_factory=list)
+    #: Size of the object version that goes away (None: none goes).
+    displaced: int | None = None
+    #: Fields added to the new version's record (a null version's order).
+    record_extra: dict[str, Any] = field(default_factory=dict)
+
+
 class Versions:
     """Versioned writes, deletes, reads and metadata changes of a FileStore."""
 
@@ -222,6 +235,38 @@ class Versions:
 
     # -- writes --------------------------------------------------------------------------
 
+    def _make_room(
+        self, kv: KeyVersions, state: str, cur: dict[str, Any] | None, *, overwrite: bool
+    ) -> Room:
+        """Where a new current version (an object or a delete marker) goes. Enabled: a
+        fresh id, the current object demoted to an older version. Otherwise the null
+        version, and the old null one goes: the current object if it is null (with
+        `overwrite` a PUT installs over its files, else they are moved away), or the
+        null entry among the older versions."""
+        cur_vid = None if cur is None else str(cur.get("version_id") or NULL_VERSION)
+        after = 0 if cur is None or cur_vid is None else stamp(cur_vid, cur)
+        if state == "Enabled":
+            room = Room(mint(after))
+            if cur_vid is not None:
+                room.moves += self._demote(kv, cur_vid)
+            return room
+        room = Room(NULL_VERSION, record_extra={ORDER: int(mint(after)[:16], 16)})
+        if cur_vid == NULL_VERSION and cur is not None:
+            room.displaced = int(cur["size"])
+            if not overwrite:
+                dropped, room.trash = self._drop(kv.meta, kv.data)
+                room.moves += dropped
+        elif cur_vid is not None:
+            room.moves += self._demote(kv, cur_vid)
+        old_null = kv.entry(NULL_VERSION)
+        if old_null is not None:
+            if not old_null.get("delete_marker"):
+                room.displaced = int(old_null["size"])
+            dropped, trash = self._drop(kv.entry_meta(NULL_VERSION), kv.entry_data(NULL_VERSION))
+            room.moves += dropped
+            room.trash += trash
+        return room
+
     def put(
         self,
         kv: KeyVersions,
@@ -236,45 +281,20 @@ class Versions:
         """Store a new version whose data is at `data_tmp`: a fresh id when `state` is
         Enabled, else the null version. Returns it and the size of the object version it
         replaced (None: none; the new one adds to the count)."""
-        cur = kv.current()
-        cur_vid = None if cur is None else str(cur.get("version_id") or NULL_VERSION)
-        after = 0 if cur is None or cur_vid is None else stamp(cur_vid, cur)
-        moves: list[Move] = []
-        trash: list[str] = []
-        replaced: int | None = None
-        record_extra: dict[str, Any] = {}
-        if state == "Enabled":
-            vid = mint(after)
-            if cur_vid is not None:
-                moves += self._demote(kv, cur_vid)
-        else:
-            vid = NULL_VERSION
-            record_extra[ORDER] = int(mint(after)[:16], 16)
-            if cur_vid == NULL_VERSION:
-                replaced = int(cur["size"]) if cur is not None else None
-            elif cur_vid is not None:
-                moves += self._demote(kv, cur_vid)
-            old_null = kv.entry(NULL_VERSION)
-            if old_null is not None:
-                if not old_null.get("delete_marker"):
-                    replaced = int(old_null["size"])
-                dropped, trash = self._drop(
-                    kv.entry_meta(NULL_VERSION), kv.entry_data(NULL_VERSION)
-                )
-                moves += dropped
-        meta = replace(meta, version_id=vid)
+        room = self._make_room(kv, state, kv.current(), overwrite=True)
+        meta = replace(meta, version_id=room.vid)
         install = Move(data_tmp, kv.data, data_inode, KEY)
         plan = kv.plan(
-            [*moves, install, *extra_moves],
+            [*room.moves, install, *extra_moves],
             kv.meta,
             data_tmp=data_tmp,
             data=kv.data,
             data_inode=data_inode,
         )
-        record = {**meta_to_dict(meta), **record_extra}
+        record = {**meta_to_dict(meta), **room.record_extra}
         decide(self.temp, self.root, record, plan, data_synced=data_synced)
-        self._finish(kv, trash, emptied=bool(trash))
-        return meta, replaced
+        self._finish(kv, room.trash, emptied=bool(room.trash))
+        return meta, room.displaced
 
     def delete(
         self, kv: KeyVersions, state: str, version_id: str | None, guard: Guard | None
@@ -284,46 +304,21 @@ class Versions:
         if version_id is not None:
             return self._delete_version(kv, version_id, guard)
         cur = kv.current()
-        cur_vid = None if cur is None else str(cur.get("version_id") or NULL_VERSION)
         if guard is not None:
             guard(None if cur is None else meta_from_dict(cur))
-        after = 0 if cur is None or cur_vid is None else stamp(cur_vid, cur)
-        moves: list[Move] = []
-        trash: list[str] = []
-        removed: int | None = None
-        record_extra: dict[str, Any] = {}
-        if state == "Enabled":
-            vid = mint(after)
-            if cur_vid is not None:
-                moves += self._demote(kv, cur_vid)
-        else:
-            vid = NULL_VERSION
-            record_extra[ORDER] = int(mint(after)[:16], 16)
-            if cur_vid == NULL_VERSION and cur is not None:
-                removed = int(cur["size"])
-                dropped, trash = self._drop(kv.meta, kv.data)
-                moves += dropped
-            elif cur_vid is not None:
-                moves += self._demote(kv, cur_vid)
-            old_null = kv.entry(NULL_VERSION)
-            if old_null is not None:
-                if not old_null.get("delete_marker"):
-                    removed = int(old_null["size"])
-                dropped, more = self._drop(kv.entry_meta(NULL_VERSION), kv.entry_data(NULL_VERSION))
-                moves += dropped
-                trash += more
+        room = self._make_room(kv, state, cur, overwrite=False)
         marker = ObjectMeta(
             key=kv.key,
             size=0,
             etag="",
             last_modified=now(whole_seconds=True),
-            version_id=vid,
+            version_id=room.vid,
             delete_marker=True,
         )
-        record = {**meta_to_dict(marker), **record_extra}
-        decide(self.temp, self.root, record, kv.plan(moves, kv.entry_meta(vid)))
-        self._finish(kv, trash, emptied=bool(trash))
-        return DeleteResult(version_id=vid, delete_marker=True), removed
+        record = {**meta_to_dict(marker), **room.record_extra}
+        decide(self.temp, self.root, record, kv.plan(room.moves, kv.entry_meta(room.vid)))
+        self._finish(kv, room.trash, emptied=bool(room.trash))
+        return DeleteResult(version_id=room.vid, delete_marker=True), room.displaced
 
     def _delete_version(
         self, kv: KeyVersions, vid: str, guard: Guard | None
