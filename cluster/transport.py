@@ -662,7 +662,8 @@ class _Connection(QuicConnectionProtocol):
         """Answer with an error frame; stop the rest of the request if it is still coming."""
         if reading:
             self._ignored.add(sid)
-            with contextlib.suppress(Exception):
+            # ValueError: the stream is gone already (the peer closed it), nothing to stop.
+            with contextlib.suppress(ValueError):
                 self._quic.stop_stream(sid, _CANCELLED)
         self._answer(sid, frames.error_head(code, message))
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from shoal.storage.abandon import reap
 from shoal.storage.backend import Digester, ObjectMeta
 from shoal.storage.diskio import CHUNK, unlink_quiet
 from shoal.storage.errors import EntityTooLarge
@@ -145,8 +146,7 @@ async def spool(
         with anyio.CancelScope(shield=True):
             # Never close the descriptor under a write still in progress.
             for future in queue:
-                with contextlib.suppress(BaseException):
-                    await future
+                await reap(future, "a write to a temporary file")
             if fd >= 0:
                 os.close(fd)
             await run(unlink_quiet, path)

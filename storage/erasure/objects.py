@@ -11,11 +11,11 @@ same way, its record and shard together.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import AsyncIterable, Sequence
 from typing import TYPE_CHECKING
 
+from shoal.storage.abandon import reap
 from shoal.storage.backend import (
     NULL_VERSION,
     DeleteResult,
@@ -227,8 +227,7 @@ class ObjectIO:
             await writer.finish()
         except BaseException:
             reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
+            await reap(reader, "reading an upload's body")
             await writer.abort()
             raise
         return writer

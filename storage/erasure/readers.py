@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from shoal.storage.abandon import reap
 from shoal.storage.erasure.drive import Drive, object_dir
 from shoal.storage.erasure.records import VersionRecord
 from shoal.storage.erasure.shards import read_chunk
@@ -119,8 +120,7 @@ class ErasureObjectReader:
         finally:
             if ahead is not None:
                 ahead.cancel()
-                with contextlib.suppress(BaseException):
-                    await ahead
+                await reap(ahead, "reading ahead")
 
     async def close(self) -> None:
         if not self._closed:

@@ -13,7 +13,6 @@ corrupt, failing, or slower than the hedge delay.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 
 import google_crc32c
 
+from shoal.storage.abandon import reap
 from shoal.storage.backend import Digester
 from shoal.storage.erasure.coder import ErasureCoder
 from shoal.storage.erasure.drive import Drive, shard_path
@@ -118,8 +118,7 @@ class ChunkWriter:
         for task in self._pending:
             task.cancel()
         for task in self._pending:
-            with contextlib.suppress(BaseException):
-                await task
+            await reap(task, "a shard write")
         self._pending = []
 
     async def _wait(self, keep: int) -> None:
