@@ -156,9 +156,9 @@ class DistributedStore(ErasureStore):
         args = request.args
         return Reply({"busy": self.busy(str(args["bucket"]), str(args["key"]), str(args["vid"]))})
 
-    async def bucket_deleted(self, bucket: str) -> None:
-        """The others stop trusting that they saw it exist (ReplicatedRecords.require
-        would otherwise let writes into it for a moment)."""
+    async def bucket_changed(self, bucket: str) -> None:
+        """The others stop trusting what they saw of it: that it exists (writes would
+        otherwise get into a deleted bucket for a moment), its versioning state."""
         await self._ask_peers("store.forget_bucket", {"bucket": bucket})
 
     async def _serve_forget_bucket(self, request: Request) -> Reply:

@@ -40,6 +40,9 @@ class BucketInfo:
     versioning: str = ""  # one of VERSIONING_STATES
     #: Object lock enabled (at creation, or later on a versioned bucket); never turned off.
     object_lock: bool = False
+    #: The canonical user id of the account that created it; "" for a bucket made
+    #: before buckets had owners (the ASGI layer decides whom that means).
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class ObjectMeta:
     legal_hold: bool = False
     #: The version's tag set (S3 object tags: key -> value, at most 10).
     tags: dict[str, str] = field(default_factory=dict)
+    #: The canonical user id of the account that wrote it; "" if unknown.
+    owner: str = ""
     #: Attributes added by later features (encryption, ...).
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -162,6 +167,8 @@ class ObjectWrite:
     legal_hold: bool = False
     #: The new version's tag set (x-amz-tagging, a POST form's tagging, a copy's tags).
     tags: dict[str, str] = field(default_factory=dict)
+    #: The writer's canonical user id (stored as the version's owner).
+    owner: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -247,8 +254,11 @@ class Backend(Protocol):
 
     # Buckets
     async def list_buckets(self) -> list[BucketInfo]: ...
-    async def create_bucket(self, bucket: str, *, object_lock: bool = False) -> BucketInfo:
-        """With `object_lock`, the bucket starts with versioning Enabled and lock on."""
+    async def create_bucket(
+        self, bucket: str, *, object_lock: bool = False, owner: str = ""
+    ) -> BucketInfo:
+        """With `object_lock`, the bucket starts with versioning Enabled and lock on;
+        `owner` (a canonical user id) is stored with it."""
         ...
 
     async def delete_bucket(self, bucket: str) -> None:

@@ -1,7 +1,7 @@
 """The FileStore's bucket records: `.buckets/{bucket}.json`.
 
-A record holds the bucket's creation time, versioning state and whether object lock is
-on (records written before versioning existed read as "" and False). Writes are made
+A record holds the bucket's creation time, owner, versioning state and whether object
+lock is on (records written before versioning existed read as "" and False). Writes are made
 for the read path: every object write looks up its bucket's versioning state under the
 key's lock, so records are cached and revalidated with one stat (inode, mtime, size): a
 change made by another process on the same directory is seen at once.
@@ -54,6 +54,7 @@ class BucketRecords:
                 parse_iso(rec["created"]),
                 versioning=str(rec.get("versioning") or ""),
                 object_lock=bool(rec.get("object_lock")),
+                owner=str(rec.get("owner") or ""),
             )
         except FileNotFoundError:
             return self._fallback(bucket, bucket_dir)
@@ -69,7 +70,7 @@ class BucketRecords:
     def _fallback(bucket: str, bucket_dir: str) -> BucketInfo:
         return BucketInfo(bucket, datetime.fromtimestamp(int(os.stat(bucket_dir).st_mtime), UTC))
 
-    def new(self, bucket: str, *, object_lock: bool) -> BucketInfo:
+    def new(self, bucket: str, *, object_lock: bool, owner: str = "") -> BucketInfo:
         """A new bucket's record, written before its directory exists (so a bucket
         created with object lock never exists without it)."""
         info = BucketInfo(
@@ -77,6 +78,7 @@ class BucketRecords:
             now(whole_seconds=True),
             versioning="Enabled" if object_lock else "",
             object_lock=object_lock,
+            owner=owner,
         )
         self.write(info)
         return info
@@ -88,6 +90,7 @@ class BucketRecords:
             "created": iso(info.created),
             "versioning": info.versioning,
             "object_lock": info.object_lock,
+            "owner": info.owner,
         }
         write_json(self.path(info.name), record, self.tmp_dir)
         with self._lock:

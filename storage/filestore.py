@@ -300,13 +300,15 @@ class FileStore(FileMultipart):
 
         return await run(work)
 
-    async def create_bucket(self, bucket: str, *, object_lock: bool = False) -> BucketInfo:
+    async def create_bucket(
+        self, bucket: str, *, object_lock: bool = False, owner: str = ""
+    ) -> BucketInfo:
         def work() -> BucketInfo:
             path = self._bucket_dir(bucket)
             with self.locks.hold(bucket_lock_name(bucket)):
                 if os.path.isdir(path):
                     raise _bucket_exists()
-                info = self.buckets.new(bucket, object_lock=object_lock)
+                info = self.buckets.new(bucket, object_lock=object_lock, owner=owner)
                 try:
                     os.mkdir(path)
                 except FileExistsError as exc:
@@ -448,6 +450,7 @@ class FileStore(FileMultipart):
                 retention=source.retention,
                 legal_hold=source.legal_hold,
                 tags=dict(source.tags),
+                owner=source.owner,
                 extra=dict(source.extra),
             )
             commit = Commit(

@@ -98,6 +98,7 @@ def meta_to_dict(meta: ObjectMeta) -> dict[str, Any]:
         "retention": retention_to_dict(meta.retention),
         "legal_hold": meta.legal_hold,
         "tags": dict(meta.tags),
+        "owner": meta.owner,
         "extra": dict(meta.extra),
     }
 
@@ -120,6 +121,7 @@ def meta_from_dict(d: dict[str, Any]) -> ObjectMeta:
         retention=retention_from_dict(d.get("retention")),
         legal_hold=bool(d.get("legal_hold")),
         tags=dict(d.get("tags") or {}),
+        owner=str(d.get("owner") or ""),
         extra=dict(d.get("extra") or {}),
     )
 
@@ -134,6 +136,7 @@ def write_to_dict(write: ObjectWrite) -> dict[str, Any]:
         "retention": retention_to_dict(write.retention),
         "legal_hold": write.legal_hold,
         "tags": dict(write.tags),
+        "owner": write.owner,
         "extra": dict(write.extra),
     }
 
@@ -147,6 +150,7 @@ def write_from_dict(d: dict[str, Any]) -> ObjectWrite:
         retention=retention_from_dict(d.get("retention")),
         legal_hold=bool(d.get("legal_hold")),
         tags=dict(d.get("tags") or {}),
+        owner=str(d.get("owner") or ""),
         extra=dict(d.get("extra") or {}),
     )
 

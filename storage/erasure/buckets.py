@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from shoal.storage.backend import BucketInfo
+from shoal.storage.backend import VERSIONING_STATES, BucketInfo
 from shoal.storage.erasure.drive import Drive
 from shoal.storage.erasure.health import HealthTrackedDrive
 from shoal.storage.erasure.quorum import fan_out
@@ -56,6 +57,28 @@ async def agreed(
 
     answers = await fan_out(drives, one)
     return resolve(answers.by_position(), quorum, what, doc_rank, answers.failed())
+
+
+def _record(info: BucketInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "created": iso(info.created),
+        "versioning": info.versioning,
+        "object_lock": info.object_lock,
+        "owner": info.owner,
+    }
+
+
+def _info(bucket: str, record: dict[str, Any]) -> BucketInfo:
+    """A bucket record as read (those written before versioning lack its fields)."""
+    versioning = str(record.get("versioning") or "")
+    return BucketInfo(
+        bucket,
+        parse_iso(record["created"]),
+        versioning=versioning if versioning in VERSIONING_STATES else "Suspended",
+        object_lock=bool(record.get("object_lock")),
+        owner=str(record.get("owner") or ""),
+    )
 
 
 class ReplicatedRecords:
@@ -119,7 +142,7 @@ class ReplicatedRecords:
         if record is None:
             self.forget(bucket)
             raise no_bucket()
-        self._seen.put(bucket, BucketInfo(bucket, parse_iso(record["created"])))
+        self._seen.put(bucket, _info(bucket, record))
         return record
 
     async def require(self, bucket: str) -> None:
@@ -141,9 +164,9 @@ class ReplicatedRecords:
                 out.append(await self.head_bucket(name))
         return out
 
-    async def create_bucket(self, bucket: str, *, object_lock: bool = False) -> BucketInfo:
-        if object_lock:
-            raise no_versions()
+    async def create_bucket(
+        self, bucket: str, *, object_lock: bool = False, owner: str = ""
+    ) -> BucketInfo:
         path = self._bucket_path(bucket)
         async with self.store.locks.hold(f"b\0{bucket}"):
             with contextlib.suppress(NoSuchBucket):
@@ -152,16 +175,37 @@ class ReplicatedRecords:
                     "Your previous request to create the named bucket succeeded and you "
                     "already own it."
                 )
-            info = BucketInfo(bucket, now(whole_seconds=True))
+            info = BucketInfo(
+                bucket,
+                now(whole_seconds=True),
+                versioning="Enabled" if object_lock else "",
+                object_lock=object_lock,
+                owner=owner,
+            )
             await fan_out(self.store.drives, lambda d: d.make_bucket(bucket))
-            await self.write(path, {"name": bucket, "created": iso(info.created)}, bucket)
+            await self.write(path, _record(info), bucket)
+        return info
+
+    async def update_bucket(
+        self, bucket: str, *, versioning: str | None = None, object_lock: bool | None = None
+    ) -> BucketInfo:
+        """A new versioning state and/or object lock, agreed by the quorum like the
+        record itself; the other nodes forget what they cached of it."""
+        async with self.store.locks.hold(f"b\0{bucket}"):
+            info = _info(bucket, await self.bucket_record(bucket))
+            if versioning is not None:
+                info = replace(info, versioning=versioning)
+            if object_lock:
+                info = replace(info, object_lock=True)
+            await self.write(self._bucket_path(bucket), _record(info), f"bucket {bucket}")
+            self.forget(bucket)
+            await self.store.bucket_changed(bucket)
         return info
 
     async def head_bucket(self, bucket: str) -> BucketInfo:
         info = self._seen.get(bucket)
         if info is None:
-            record = await self.bucket_record(bucket)
-            info = BucketInfo(bucket, parse_iso(record["created"]))
+            info = _info(bucket, await self.bucket_record(bucket))
         return info
 
     async def delete_bucket(self, bucket: str) -> None:
@@ -173,7 +217,7 @@ class ReplicatedRecords:
                 raise BucketNotEmpty("The bucket you tried to delete is not empty")
             await self.write(self._bucket_path(bucket), None, f"bucket {bucket}")
             self.forget(bucket)
-            await store.bucket_deleted(bucket)
+            await store.bucket_changed(bucket)
             for path in (
                 f"data/{bucket}",
                 f"multipart/{bucket}",

@@ -270,8 +270,9 @@ class ErasureStore:
         process (a cluster asks every node: cluster.store)."""
         return self.busy(bucket, key, vid)
 
-    async def bucket_deleted(self, bucket: str) -> None:
-        """After a bucket's deletion: other nodes forget they saw it (cluster.store)."""
+    async def bucket_changed(self, bucket: str) -> None:
+        """After a bucket's deletion or change: other nodes forget what they saw of it
+        (cluster.store)."""
 
     # -- replicated records ----------------------------------------------------------
 
@@ -288,8 +289,12 @@ class ErasureStore:
     async def list_buckets(self) -> list[BucketInfo]:
         return await self.buckets.list_buckets()
 
-    async def create_bucket(self, bucket: str, *, object_lock: bool = False) -> BucketInfo:
-        return await self.buckets.create_bucket(bucket, object_lock=object_lock)
+    async def create_bucket(
+        self, bucket: str, *, object_lock: bool = False, owner: str = ""
+    ) -> BucketInfo:
+        if object_lock:
+            raise no_versions()  # until its objects have versions (next commits)
+        return await self.buckets.create_bucket(bucket, object_lock=object_lock, owner=owner)
 
     async def head_bucket(self, bucket: str) -> BucketInfo:
         return await self.buckets.head_bucket(bucket)
@@ -352,7 +357,7 @@ class ErasureStore:
         self, bucket: str, *, versioning: str | None = None, object_lock: bool | None = None
     ) -> BucketInfo:
         await self.head_bucket(bucket)
-        raise no_versions()
+        raise no_versions()  # until its objects have versions (next commits)
 
     async def update_object_meta(
         self,
