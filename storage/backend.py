@@ -54,6 +54,16 @@ class Retention:
     until: datetime  # UTC
 
 
+@dataclass(frozen=True)
+class Grant:
+    """One ACL entry: who (a canonical user id, or a group URI when `group`) may do what
+    (READ, WRITE, READ_ACP, WRITE_ACP or FULL_CONTROL)."""
+
+    grantee: str
+    permission: str
+    group: bool = False
+
+
 @dataclass
 class PartInfo:
     """One part of a multipart upload, or of a completed multipart object."""
@@ -95,6 +105,8 @@ class ObjectMeta:
     tags: dict[str, str] = field(default_factory=dict)
     #: The canonical user id of the account that wrote it; "" if unknown.
     owner: str = ""
+    #: The version's ACL grants; None is the default (its owner has FULL_CONTROL).
+    acl: tuple[Grant, ...] | None = None
     #: Attributes added by later features (encryption, ...).
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -169,6 +181,8 @@ class ObjectWrite:
     tags: dict[str, str] = field(default_factory=dict)
     #: The writer's canonical user id (stored as the version's owner).
     owner: str = ""
+    #: The new version's ACL grants (x-amz-acl, x-amz-grant-*); None: the default.
+    acl: tuple[Grant, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

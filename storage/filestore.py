@@ -451,6 +451,7 @@ class FileStore(FileMultipart):
                 legal_hold=source.legal_hold,
                 tags=dict(source.tags),
                 owner=source.owner,
+                acl=source.acl,
                 extra=dict(source.extra),
             )
             commit = Commit(

@@ -11,16 +11,19 @@ All methods block; FileStore calls them from worker threads.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
 import secrets
-from typing import TypeVar
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from shoal.storage.backend import (
     MAX_PARTS,
     MIN_PART_SIZE,
     CompletedPart,
+    ObjectMeta,
     ObjectWrite,
     PartInfo,
     UploadInfo,
@@ -43,7 +46,11 @@ from shoal.storage.errors import (
     NoSuchUpload,
 )
 from shoal.storage.records import (
+    iso,
+    meta_from_dict,
+    meta_to_dict,
     now,
+    parse_iso,
     part_from_dict,
     part_to_dict,
     upload_from_dict,
@@ -53,6 +60,13 @@ from shoal.storage.streams import Spooled
 
 T = TypeVar("T")
 UPLOAD_RECORD = "metadata.json"
+#: Where the FileStore remembers completed uploads: `.multipart/.completed/{id}.json`
+#: (a name no upload id can have, so the upload scans pass it by).
+COMPLETED_DIR = ".completed"
+#: How long a completed upload's result is remembered: a CompleteMultipartUpload
+#: repeated with the same parts within it answers 200 with that result, as S3 does
+#: (an SDK retrying after a lost answer must not see NoSuchUpload for its success).
+COMPLETION_MEMORY = timedelta(hours=24)
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 #: Any id a store issues: new_upload_id's, which the erasure store prefixes with
 #: "s{set}." once it has several pools (the id then says which set holds the upload).
@@ -77,6 +91,8 @@ def new_upload(
         retention=write.retention,
         legal_hold=write.legal_hold,
         tags=dict(write.tags),
+        owner=write.owner,
+        acl=write.acl,
         extra=dict(write.extra),
     )
     return UploadInfo(key, new_upload_id(), now(), stored, checksum_algorithm, checksum_type)
@@ -106,6 +122,58 @@ def multipart_etag(parts: list[PartInfo]) -> str:
     """S3's multipart ETag: hex MD5 of the concatenated binary part MD5s, then "-N"."""
     digest = hashlib.md5(b"".join(bytes.fromhex(p.etag) for p in parts)).hexdigest()
     return f"{digest}-{len(parts)}"
+
+
+def parts_digest(parts: list[CompletedPart]) -> str:
+    """Names a CompleteMultipartUpload's part list (numbers and ETags, as S3 compares
+    them) in a fixed size, so a 10,000-part list is remembered in 64 characters."""
+    text = "\n".join(str(p.number) + ":" + p.etag.strip('"').lower() for p in parts)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def completion_record(
+    bucket: str, upload_id: str, parts: list[CompletedPart], meta: ObjectMeta
+) -> dict[str, Any]:
+    """What a store keeps of a completed upload: enough to answer a repeat of the same
+    Complete (the object's record without its part list, which only GETs need)."""
+    return {
+        "format": 1,
+        "v": iso(now()),
+        "bucket": bucket,
+        "upload_id": upload_id,
+        "parts": parts_digest(parts),
+        "meta": meta_to_dict(dataclasses.replace(meta, parts=None)),
+    }
+
+
+def recalled_completion(
+    record: dict[str, Any] | None,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    parts: list[CompletedPart],
+) -> ObjectMeta | None:
+    """The result a repeated Complete answers with, if `record` (completion_record's) is
+    of this upload, completed with the same parts, within COMPLETION_MEMORY."""
+    if record is None:
+        return None
+    try:
+        meta = meta_from_dict(record["meta"])
+        same = (record["bucket"], record["upload_id"], meta.key) == (bucket, upload_id, key)
+        fresh = parse_iso(str(record["v"])) > now() - COMPLETION_MEMORY
+    except (KeyError, TypeError, ValueError):
+        return None  # a record of another format: as if none were kept
+    if not (same and fresh and record.get("parts") == parts_digest(parts)):
+        return None
+    return meta
+
+
+def completion_expired(record: dict[str, Any]) -> bool:
+    """Whether a kept completion is past remembering (unreadable ones are too)."""
+    try:
+        return parse_iso(str(record["v"])) < now() - COMPLETION_MEMORY
+    except (KeyError, TypeError, ValueError):
+        return True
 
 
 def _no_upload() -> NoSuchUpload:
@@ -244,6 +312,51 @@ class UploadStore:
             return [name for name in os.listdir(self.root) if _ID_RE.match(name)]
         except FileNotFoundError:
             return []
+
+    def _completed_path(self, upload_id: str) -> str:
+        if not _ID_RE.match(upload_id):
+            raise _no_upload()
+        return os.path.join(self.root, COMPLETED_DIR, f"{upload_id}.json")
+
+    def remember(
+        self, bucket: str, upload_id: str, parts: list[CompletedPart], meta: ObjectMeta
+    ) -> None:
+        """Keep a completed upload's result (atomically written) for repeats of its
+        Complete; written once the object is committed."""
+        path = self._completed_path(upload_id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_json(path, completion_record(bucket, upload_id, parts, meta), self.temp.dir)
+
+    def recall(
+        self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart]
+    ) -> ObjectMeta | None:
+        """The remembered result of completing this upload with these parts, if any."""
+        try:
+            record: dict[str, Any] | None = read_json(self._completed_path(upload_id))
+        except (OSError, ValueError):
+            record = None
+        return recalled_completion(record, bucket, key, upload_id, parts)
+
+    def forget_completed(self) -> int:
+        """Drop completions kept past COMPLETION_MEMORY."""
+        folder = os.path.join(self.root, COMPLETED_DIR)
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return 0
+        removed = 0
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                record = read_json(path)
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError):
+                record = {}
+            if completion_expired(record):
+                unlink_quiet(path)
+                removed += 1
+        return removed
 
     def remove(self, upload_id: str) -> bool:
         """Move the upload away (atomic), then delete it; False if it was not there."""

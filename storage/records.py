@@ -13,6 +13,7 @@ from typing import Any
 
 from shoal.storage.backend import (
     NULL_VERSION,
+    Grant,
     ObjectMeta,
     ObjectWrite,
     PartInfo,
@@ -80,6 +81,16 @@ def retention_from_dict(d: dict[str, Any] | None) -> Retention | None:
     return None if not d else Retention(mode=str(d["mode"]), until=parse_iso(d["until"]))
 
 
+def acl_to_list(acl: tuple[Grant, ...] | None) -> list[list[Any]] | None:
+    return None if acl is None else [[g.grantee, g.permission, g.group] for g in acl]
+
+
+def acl_from_list(items: list[list[Any]] | None) -> tuple[Grant, ...] | None:
+    if items is None:
+        return None
+    return tuple(Grant(str(g[0]), str(g[1]), bool(g[2])) for g in items)
+
+
 def meta_to_dict(meta: ObjectMeta) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -99,6 +110,7 @@ def meta_to_dict(meta: ObjectMeta) -> dict[str, Any]:
         "legal_hold": meta.legal_hold,
         "tags": dict(meta.tags),
         "owner": meta.owner,
+        "acl": acl_to_list(meta.acl),
         "extra": dict(meta.extra),
     }
 
@@ -122,6 +134,7 @@ def meta_from_dict(d: dict[str, Any]) -> ObjectMeta:
         legal_hold=bool(d.get("legal_hold")),
         tags=dict(d.get("tags") or {}),
         owner=str(d.get("owner") or ""),
+        acl=acl_from_list(d.get("acl")),
         extra=dict(d.get("extra") or {}),
     )
 
@@ -137,6 +150,7 @@ def write_to_dict(write: ObjectWrite) -> dict[str, Any]:
         "legal_hold": write.legal_hold,
         "tags": dict(write.tags),
         "owner": write.owner,
+        "acl": acl_to_list(write.acl),
         "extra": dict(write.extra),
     }
 
@@ -151,6 +165,7 @@ def write_from_dict(d: dict[str, Any]) -> ObjectWrite:
         legal_hold=bool(d.get("legal_hold")),
         tags=dict(d.get("tags") or {}),
         owner=str(d.get("owner") or ""),
+        acl=acl_from_list(d.get("acl")),
         extra=dict(d.get("extra") or {}),
     )
 
