@@ -351,7 +351,9 @@ def upload_body(
         integrity.decoded_length = _int_header(headers, "x-amz-decoded-content-length")
         if integrity.decoded_length is None:
             raise MissingContentLength()
-    elif length is None:
+    elif length is None and "chunked" not in headers.get("transfer-encoding", "").lower():
+        # HTTP chunked framing (curl -T -, streams of unknown length) needs no length:
+        # the body streams to its end, max_size enforced by the store as it arrives.
         raise MissingContentLength()
     elif integrity.trailer is not None:
         raise InvalidRequest("x-amz-trailer requires an aws-chunked body.")

@@ -3,9 +3,12 @@ HTTP conditional and range rules S3 applies."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import re
 from datetime import UTC, datetime
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.utils import formatdate, parsedate_to_datetime
 from typing import NoReturn
 
@@ -99,8 +102,12 @@ def object_write(headers: dict[str, str], *, max_metadata_size: int) -> ObjectWr
             raise InvalidStorageClass(StorageClassRequested=storage_class)
         if storage_class != "STANDARD":
             stored["x-amz-storage-class"] = storage_class
-    user = {n[len(META_PREFIX) :]: v for n, v in headers.items() if n.startswith(META_PREFIX)}
-    size = sum(len(n) + len(v.encode("latin-1", "replace")) for n, v in user.items())
+    user = {
+        n[len(META_PREFIX) :]: stored_metadata_value(v)
+        for n, v in headers.items()
+        if n.startswith(META_PREFIX)
+    }
+    size = sum(len(n) + len(v.encode("utf-8", "surrogatepass")) for n, v in user.items())
     if size > max_metadata_size:
         raise MetadataTooLarge(Size=size, MaxSizeAllowed=max_metadata_size)
     content_type = headers.get("content-type") or "binary/octet-stream"
@@ -110,6 +117,35 @@ def object_write(headers: dict[str, str], *, max_metadata_size: int) -> ObjectWr
         user_metadata=user,
         tags=tagging.request_tags(headers),
     )
+
+
+def stored_metadata_value(value: str) -> str:
+    """A metadata value as S3 stores it: RFC 2047 encoded-words decoded, and raw UTF-8
+    (header octets, which arrive as latin-1 text) read as UTF-8; other octets stay as
+    sent. S3 documents this, and encodes non-ASCII values again when it answers
+    (`metadata_header_value`)."""
+    if not value.isascii():
+        octets = value.encode("latin-1")
+        try:
+            return octets.decode("utf-8")
+        except UnicodeDecodeError:
+            return value  # latin-1 text that is not UTF-8: kept as the client sent it
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (HeaderParseError, LookupError, UnicodeDecodeError):
+        return value  # not valid encoded-words: S3 keeps such text as it is
+
+
+def metadata_header_value(value: str) -> str:
+    """A stored metadata value as GET and HEAD send it: as is when ASCII, else one RFC
+    2047 encoded-word (`=?UTF-8?B?...?=`), mail-safe as S3 returns it (so too an ASCII
+    value whose decoded words hold a control character, which no header may carry)."""
+    if value.isascii() and header_value_ok(value):
+        return value
+    encoded = base64.b64encode(value.encode("utf-8", "surrogatepass")).decode("ascii")
+    return f"=?UTF-8?B?{encoded}?="
 
 
 def header_value_ok(value: str) -> bool:
@@ -198,7 +234,7 @@ def object_headers(meta: ObjectMeta, *, versioned: bool = False) -> dict[str, st
     }
     headers.update(meta.headers)
     for name, value in meta.user_metadata.items():
-        headers[META_PREFIX + name] = value
+        headers[META_PREFIX + name] = metadata_header_value(value)
     headers.update(version_headers(meta.version_id, versioned=versioned))
     headers.update(lock_headers(meta))
     if meta.tags:
@@ -320,9 +356,7 @@ def parse_copy_range(value: str, size: int) -> tuple[int, int]:
         )
     start, end = _position(match[1]), _position(match[2])
     if end < start or end >= size:
-        raise InvalidArgument(
-            f"Range specified is not valid for source object of size: {size}",
-            ArgumentName="x-amz-copy-source-range",
-            ArgumentValue=value,
-        )
+        # 416 InvalidRange, as S3 answers (and the S3 test suites expect) for a range
+        # outside the source; a malformed one is the InvalidArgument above.
+        raise InvalidRange(RangeRequested=value, ActualObjectSize=size)
     return start, end

@@ -288,12 +288,43 @@ def _parse_action(action: str) -> str:
 
 
 def _check_resource(resource: str, bucket: str) -> None:
+    """A resource must be able to name this bucket or an object in it (S3 refuses the
+    rest as "Policy has invalid resource"); wildcards count: `arn:aws:s3:::*`,
+    `arn:aws:s3:::*/*` and `arn:aws:s3:::buck*` all cover bucket `bucket`."""
     if not resource.startswith(ARN_PREFIX):
         raise PolicyError("Policy has invalid resource")
-    # The bucket part must be this bucket; a trailing * ("bucket*") covers it too.
     rest = resource[len(ARN_PREFIX) :]
-    if not rest.startswith(bucket) or rest[len(bucket) : len(bucket) + 1] not in ("", "/", "*"):
+    if not (_wildcard(rest, False).fullmatch(bucket) or _may_start_with(rest, bucket + "/")):
         raise PolicyError("Policy has invalid resource")
+
+
+def _may_start_with(pattern: str, prefix: str) -> bool:
+    """Whether some string the IAM wildcard `pattern` matches begins with `prefix`: the
+    pattern positions reachable after reading the prefix, `*` absorbing any run."""
+    states = _closure({0}, pattern)
+    for char in prefix:
+        states = _closure(
+            {
+                i + (pattern[i] != "*")
+                for i in states
+                if i < len(pattern) and pattern[i] in ("*", "?", char)
+            },
+            pattern,
+        )
+        if not states:
+            return False
+    return True
+
+
+def _closure(states: set[int], pattern: str) -> set[int]:
+    """Add the positions past each `*` (it may match nothing)."""
+    out, todo = set(states), list(states)
+    while todo:
+        i = todo.pop()
+        if i < len(pattern) and pattern[i] == "*" and i + 1 not in out:
+            out.add(i + 1)
+            todo.append(i + 1)
+    return out
 
 
 def _split_operator(operator: str) -> tuple[str | None, str, bool]:

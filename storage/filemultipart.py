@@ -8,6 +8,7 @@ or versioned, see FileStore._commit_sync).
 from __future__ import annotations
 
 import functools
+import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,8 @@ from shoal.storage.multipart import (
 from shoal.storage.records import now
 from shoal.storage.streams import assemble, spool
 from shoal.storage.threads import run
+
+log = logging.getLogger("shoal.storage")
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable
@@ -145,7 +148,31 @@ class FileMultipart:
         parts: list[CompletedPart],
         write: ObjectWrite,
     ) -> ObjectMeta:
-        """`write.finalize` is called with (size, multipart ETag "hex-N")."""
+        """`write.finalize` is called with (size, multipart ETag "hex-N"). Repeated with
+        the same parts once it succeeded, answers with the remembered result (S3 is
+        idempotent here), as long as storage.multipart.COMPLETION_MEMORY."""
+        try:
+            meta = await self._complete(bucket, key, upload_id, parts, write)
+        except NoSuchUpload:
+            recalled = await run(self.uploads.recall, bucket, key, upload_id, parts)
+            if recalled is None:
+                raise
+            return recalled
+        try:
+            await run(self.uploads.remember, bucket, upload_id, parts, meta)
+        except OSError:
+            # The object is committed; only a repeat of this Complete will not know it.
+            log.warning("could not remember completed upload %s", upload_id, exc_info=True)
+        return meta
+
+    async def _complete(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: list[CompletedPart],
+        write: ObjectWrite,
+    ) -> ObjectMeta:
         kp = self._key_path(key)
 
         def validate() -> tuple[str, UploadInfo, list[tuple[PartInfo, str]]]:
@@ -201,6 +228,7 @@ class FileMultipart:
 
     async def expire_multipart_uploads(self, older_than: datetime) -> int:
         def work() -> int:
+            self.uploads.forget_completed()
             count = 0
             for bucket, info in self.uploads.all():
                 if info.initiated < older_than:

@@ -152,7 +152,8 @@ async def list_objects_v2(ctx: RequestContext) -> Response:
         echoed_param(ctx, n, url_encoded="encoding-type" in ctx.query)
         for n in ("prefix", "delimiter", "start-after")
     )
-    token = ctx.query.get("continuation-token")
+    # An empty token (SDKs that always send the parameter) is no token, as in S3.
+    token = ctx.query.get("continuation-token") or None
     after = _untoken(token) if token is not None else start_after
     page = await ctx.backend.list_objects(
         ctx.bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys

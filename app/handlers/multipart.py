@@ -15,8 +15,17 @@ from shoal.app.headers import object_write, query_part_number
 from shoal.app.xml import Node, child_text, parse, timestamp
 from shoal.auth.numbers import parse_uint
 from shoal.storage import checksums
-from shoal.storage.backend import MAX_PARTS, CompletedPart, PartInfo, UploadInfo
+from shoal.storage.backend import (
+    MAX_PARTS,
+    BucketInfo,
+    CompletedPart,
+    ObjectMeta,
+    ObjectWrite,
+    PartInfo,
+    UploadInfo,
+)
 from shoal.storage.checksums import Checksum
+from shoal.storage.errors import NoSuchUpload as StorageNoSuchUpload
 from shoal.storage.multipart import is_upload_id
 
 MAX_PART_SIZE = 5 * 1024**3
@@ -138,7 +147,10 @@ async def _stored_parts(ctx: RequestContext, upload_id: str) -> dict[int, PartIn
 @handler("CompleteMultipartUpload")
 async def complete_multipart_upload(ctx: RequestContext) -> Response:
     upload_id = upload_id_param(ctx)
-    upload = await ctx.backend.get_upload(ctx.bucket, ctx.key, upload_id)
+    try:
+        upload = await ctx.backend.get_upload(ctx.bucket, ctx.key, upload_id)
+    except StorageNoSuchUpload:
+        return await _repeated_completion(ctx, upload_id)
     parts = completed_parts(await read_small(ctx.request, MAX_COMPLETE_BODY, object_checksums=True))
     write = object_write({}, max_metadata_size=0)
     conditional_write(ctx, write)
@@ -174,6 +186,21 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
 
         write.digesters, write.finalize, write.checksum_type = [checksum], finalize, "FULL_OBJECT"
     meta = await ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, write)
+    return _completion_result(ctx, meta, bucket)
+
+
+async def _repeated_completion(ctx: RequestContext, upload_id: str) -> Response:
+    """A Complete of an upload no longer open: the store answers with the result of its
+    earlier completion with the same parts (S3 is idempotent here), or NoSuchUpload."""
+    parts = completed_parts(await read_small(ctx.request, MAX_COMPLETE_BODY, object_checksums=True))
+    bucket = await ctx.backend.head_bucket(ctx.bucket)
+    meta = await ctx.backend.complete_multipart_upload(
+        ctx.bucket, ctx.key, upload_id, parts, ObjectWrite()
+    )
+    return _completion_result(ctx, meta, bucket)
+
+
+def _completion_result(ctx: RequestContext, meta: ObjectMeta, bucket: BucketInfo) -> Response:
     result: list[Node] = [
         ("Location", f"/{ctx.bucket}/{ctx.key}"),
         ("Bucket", ctx.bucket),

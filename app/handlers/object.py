@@ -11,7 +11,7 @@ from shoal.app import objectlock
 from shoal.app.body import read_small, require_integrity_header, upload_body
 from shoal.app.context import RequestContext
 from shoal.app.errors import (
-    InvalidPartNumber,
+    InvalidPart,
     InvalidRequest,
     KeyTooLongError,
     MalformedXML,
@@ -101,10 +101,10 @@ def _part_range(ctx: RequestContext, meta: ObjectMeta) -> tuple[int, int] | None
     parts = meta.parts or []
     if not parts:
         if number != 1:
-            raise InvalidPartNumber()
+            raise InvalidPart()
         return (0, meta.size - 1) if meta.size else None
     if number > len(parts):
-        raise InvalidPartNumber()
+        raise InvalidPart()
     start = sum(p.size for p in parts[: number - 1])
     return start, start + parts[number - 1].size - 1
 

@@ -31,6 +31,7 @@ from shoal.storage.backend import (
 )
 from shoal.storage.erasure.buckets import agreed
 from shoal.storage.erasure.commits import entry_size
+from shoal.storage.erasure.completed import Completions
 from shoal.storage.erasure.drive import Drive, object_dir
 from shoal.storage.erasure.healing import ABANDONED_AFTER_SECONDS
 from shoal.storage.erasure.objects import check_conditions, check_key_name, make_meta
@@ -76,6 +77,7 @@ class Multipart:
         self.store = store
         #: Uploads being created in this process (not yet on a quorum of drives).
         self.creating: set[str] = set()
+        self.completions = Completions(store.k)
 
     def abandoned(self, upload_id: str, initiated: Sequence[str]) -> bool:
         """Whether an upload that no quorum of drives records can be removed: not one
@@ -194,22 +196,20 @@ class Multipart:
                 await self.get_upload(bucket, key, upload_id)
                 stored = await self._read_set_doc(drives, path, f"part {number}")
                 previous = None if stored is None else PartRecord.from_dict(stored)
-                superseded = previous is not None and previous.pv > pv
-                if not superseded:
-                    data = dumps(record.to_dict())
-                    answers = await fan_out(
-                        drives,
-                        lambda d: d.write_doc(path, data),
-                        only=sorted(writer.alive),
-                        skipped=sorted(writer.lost.items()),
-                    )
-                    answers.require(self.store.write_quorum, f"{bucket}/{key} part {number}")
+                # Of two uploads of one part number, the one that finishes last is the
+                # part (as in S3), whichever began first: its record replaces the other.
+                data = dumps(record.to_dict())
+                answers = await fan_out(
+                    drives,
+                    lambda d: d.write_doc(path, data),
+                    only=sorted(writer.alive),
+                    skipped=sorted(writer.lost.items()),
+                )
+                answers.require(self.store.write_quorum, f"{bucket}/{key} part {number}")
         except BaseException:
             self.store.spawn(self.store.objects.discard(drives, pdir))
             raise
-        if superseded:  # a later upload of this part number won: it stays
-            self.store.spawn(self.store.objects.discard(drives, pdir))
-        elif previous is not None:
+        if previous is not None:
             self.store.spawn(
                 self.store.objects.discard(drives, f"{udir}/part-{number}.{previous.pv}")
             )
@@ -266,7 +266,16 @@ class Multipart:
         UploadPart commits its record only under that lock), and a racing Complete or
         Abort waits, then finds the upload gone: NoSuchUpload, not a failed link."""
         async with self.store.locks.hold(upload_lock(upload_id)):
-            return await self._complete(bucket, key, upload_id, parts, write)
+            drives = self.store.sets[self.upload_set(bucket, key, upload_id)[0]]
+            try:
+                meta = await self._complete(bucket, key, upload_id, parts, write)
+            except NoSuchUpload:  # completed before? S3 repeats that result (completed.py)
+                recalled = await self.completions.recall(drives, bucket, key, upload_id, parts)
+                if recalled is None:
+                    raise
+                return recalled
+            await self.completions.remember(drives, bucket, upload_id, parts, meta)
+            return meta
 
     async def _complete(
         self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart], write: ObjectWrite
@@ -377,6 +386,8 @@ class Multipart:
         return uploads_page(await self._all_uploads(bucket), **page)
 
     async def expire_multipart_uploads(self, older_than: datetime) -> int:
+        for drives in self.store.sets:
+            await self.completions.forget_expired(drives)
         count = 0
         for bucket in await self.store.list_buckets():
             for info in await self._all_uploads(bucket.name):
