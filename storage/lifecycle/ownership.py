@@ -1,0 +1,67 @@
+"""Which node runs a bucket's lifecycle pass in a cluster: exactly one of the members
+it considers live, chosen by rendezvous hashing of the bucket name over their ids.
+Every node that agrees on who is live picks the same one; when a node goes offline
+only its buckets move, to the next-highest node, which resumes from the bucket's stored
+progress. Standalone and single erasure nodes run every bucket (`Everything`)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Protocol
+
+
+class Ownership(Protocol):
+    def runs(self, bucket: str) -> bool:
+        """Whether this node runs `bucket`'s pass now."""
+        ...
+
+
+class Everything:
+    """The one node there is runs every bucket."""
+
+    def runs(self, bucket: str) -> bool:
+        return True
+
+
+class NodeView(Protocol):
+    @property
+    def nodes(self) -> Mapping[str, object]: ...
+
+
+class Members(Protocol):
+    """What cluster/membership.py's Membership offers: this node's id, the view of the
+    cluster's members, and which of them this node has not declared offline."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def view(self) -> NodeView | None: ...
+
+    def reachable(self, node_id: str) -> bool: ...
+
+
+def owner(bucket: str, node_ids: list[str]) -> str:
+    """The node among `node_ids` that runs `bucket` (highest random weight)."""
+
+    def weight(node: str) -> bytes:
+        return hashlib.sha256(f"{node}\0{bucket}".encode()).digest()
+
+    return max(node_ids, key=weight)
+
+
+class ByMembership:
+    """One node per bucket, among the members this node sees alive."""
+
+    def __init__(self, members: Members) -> None:
+        self.members = members
+
+    def live(self) -> list[str]:
+        view = self.members.view
+        nodes = list(view.nodes) if view is not None else []
+        live = [n for n in nodes if self.members.reachable(n)]
+        return sorted(set(live) | {self.members.node_id})
+
+    def runs(self, bucket: str) -> bool:
+        return owner(bucket, self.live()) == self.members.node_id
