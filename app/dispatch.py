@@ -42,7 +42,6 @@ UNSUPPORTED_BUCKET = frozenset(
         "encryption",
         "intelligent-tiering",
         "inventory",
-        "lifecycle",
         "logging",
         "metadataTable",
         "metrics",
@@ -75,6 +74,7 @@ SUBRESOURCE_METHODS = {
     "legal-hold": frozenset({"GET", "HEAD", "PUT"}),
     "attributes": frozenset({"GET", "HEAD"}),
     "tagging": frozenset({"GET", "HEAD", "PUT", "DELETE"}),
+    "lifecycle": frozenset({"GET", "HEAD", "PUT", "DELETE"}),
 }
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -200,6 +200,8 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "GetBucketCors"
         if "tagging" in query:
             return "GetBucketTagging"
+        if "lifecycle" in query:
+            return "GetBucketLifecycleConfiguration"
         return _list_operation(query)
     if method == "HEAD":
         return "HeadBucket"
@@ -214,6 +216,8 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "PutObjectLockConfiguration"
         if "tagging" in query:
             return "PutBucketTagging"
+        if "lifecycle" in query:
+            return "PutBucketLifecycleConfiguration"
         if "acl" in query:
             raise NotImplementedFeature()
         return "CreateBucket"
@@ -222,6 +226,8 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "DeleteBucketCors"
         if "tagging" in query:
             return "DeleteBucketTagging"
+        if "lifecycle" in query:
+            return "DeleteBucketLifecycle"
         return "DeleteBucketPolicy" if "policy" in query else "DeleteBucket"
     if method == "POST" and "delete" in query:
         return "DeleteObjects"

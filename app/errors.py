@@ -219,6 +219,10 @@ class NoSuchCORSConfiguration(S3Error):
     status, message = 404, "The CORS configuration does not exist"
 
 
+class NoSuchLifecycleConfiguration(S3Error):
+    status, message = 404, "The lifecycle configuration does not exist"
+
+
 class NoSuchKey(S3Error):
     status, message = 404, "The specified key does not exist."
 

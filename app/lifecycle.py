@@ -23,6 +23,7 @@ from typing import Any
 
 from shoal.app import exposure, health, logs
 from shoal.app.exchange import Exchanges
+from shoal.app.handlers.lifecycle import start_worker
 from shoal.app.timeouts import STATE_KEY
 from shoal.config import ConfigError
 
@@ -65,10 +66,12 @@ def around(inner: Lifespan) -> Lifespan:
                     "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                 },
             )
+            worker = start_worker(app)  # the lifecycle rules' background worker
             try:
                 yield {**(inner_state or {}), STATE_KEY: exchanges.limits}
             finally:
                 exchanges.draining = True
+                await worker.stop()
                 await drain(exchanges)
                 state.storage_open = False
         log.info("stopped")

@@ -39,6 +39,9 @@ What (names are a contract with deploy/'s dashboard and alert rules):
     shoal_heal_shards_healed_total, shoal_heal_objects_scanned_total,
     shoal_heal_shards_missing_total, shoal_heal_shards_corrupt_total,
     shoal_heal_backlog, shoal_heal_scan_running
+    shoal_lifecycle_actions_total{action}           what the lifecycle worker did: expired,
+                                                    noncurrent_removed,
+                                                    delete_marker_removed, upload_aborted
 
 `operation` is the S3 operation (GetObject, PutObject, ...), or GetMetrics for a scrape,
 Admin for /-/ requests, Preflight for CORS OPTIONS, Unknown for requests refused before
@@ -238,6 +241,12 @@ class Metrics:
             registry=own,
         )
         self._rpc: dict[str, tuple[Any, Any, Any]] = {}
+        self.lifecycle_actions = Counter(
+            "shoal_lifecycle_actions",
+            "what the lifecycle worker did, by action",
+            ["action"],
+            registry=own,
+        )
         #: What /-/ready answers (app.health), set by create_app: shoal_ready follows it.
         self.readiness: Callable[[], bool] | None = None
 
@@ -396,6 +405,11 @@ class Metrics:
             children[1].inc(sent)
         if received:
             children[2].inc(received)
+
+    def lifecycle_action(self, action: str) -> None:
+        """storage.lifecycle's observer: one object expired, version or marker removed,
+        or upload aborted."""
+        self.lifecycle_actions.labels(action).inc()
 
     # -- the scrape on the S3 listener -----------------------------------------------------
 

@@ -58,6 +58,10 @@ OPERATIONS: dict[str, OperationAction] = {
     "PutBucketTagging": OperationAction("s3:PutBucketTagging", "bucket"),
     # As AWS: removing a bucket's tags is putting an empty tag set.
     "DeleteBucketTagging": OperationAction("s3:PutBucketTagging", "bucket"),
+    "GetBucketLifecycleConfiguration": OperationAction("s3:GetLifecycleConfiguration", "bucket"),
+    "PutBucketLifecycleConfiguration": OperationAction("s3:PutLifecycleConfiguration", "bucket"),
+    # As AWS: removing a bucket's lifecycle configuration needs the PUT action.
+    "DeleteBucketLifecycle": OperationAction("s3:PutLifecycleConfiguration", "bucket"),
     "DeleteObjects": OperationAction("s3:DeleteObject", "object"),
     "PutObject": OperationAction("s3:PutObject", "object"),
     "CopyObject": OperationAction("s3:PutObject", "object"),
@@ -111,6 +115,7 @@ BODY_OPERATIONS = frozenset(
         "PutObjectRetention",
         "PutObjectLegalHold",
         "PutBucketTagging",
+        "PutBucketLifecycleConfiguration",
         "PutObjectTagging",
         "DeleteObjects",
         "PutObject",

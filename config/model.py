@@ -313,6 +313,29 @@ class MultipartConfig:
 
 
 @dataclass(frozen=True)
+class LifecycleConfig:
+    day_seconds: int = setting(
+        86400,
+        expect="an integer >= 1 (seconds)",
+        check=int_range(1),
+        doc="length of a lifecycle rule's day: shorten it (e.g. 1) to test expiry in seconds",
+    )
+    interval_seconds: int = setting(
+        3600,
+        expect="an integer >= 1 (seconds)",
+        check=int_range(1),
+        doc="how often the lifecycle worker passes over the buckets with rules",
+    )
+    operations_per_second: int = setting(
+        200,
+        expect="an integer >= 1",
+        check=int_range(1),
+        doc="the lifecycle worker's budget: deletes, aborts and listing pages per second, "
+        "so requests keep priority",
+    )
+
+
+@dataclass(frozen=True)
 class ErasureConfig:
     data_shards: int = setting(
         4,
@@ -480,6 +503,7 @@ class Config:
     logging: LoggingConfig = setting(factory=LoggingConfig)
     limits: LimitsConfig = setting(factory=LimitsConfig)
     multipart: MultipartConfig = setting(factory=MultipartConfig)
+    lifecycle: LifecycleConfig = setting(factory=LifecycleConfig)
     cluster: ClusterConfig = setting(factory=ClusterConfig)
     metrics: MetricsConfig = setting(factory=MetricsConfig)
 

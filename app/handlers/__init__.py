@@ -5,6 +5,7 @@ from shoal.app.handlers import (  # noqa: F401
     bucket,
     copy,
     cors,
+    lifecycle,
     listing,
     multipart,
     object,

@@ -19,6 +19,7 @@ from shoal.app.errors import (
     S3Error,
     from_storage,
 )
+from shoal.app.handlers.lifecycle import expiration_headers
 from shoal.app.handlers.objectlock import apply_write_lock, may_bypass, require_write_integrity
 from shoal.app.handlers.registry import handler, xml_response
 from shoal.app.headers import (
@@ -177,6 +178,7 @@ async def head_object(ctx: RequestContext) -> Response:
     meta = await ctx.backend.head_object(ctx.bucket, ctx.key, version_id)
     versioned = await _versioned(ctx, meta, version_id)
     status, headers, _ = _read_headers(ctx, meta, versioned, await _hidden(ctx, meta))
+    headers.update(await expiration_headers(ctx, meta, version_id))
     return Response(status_code=status, headers=headers)
 
 
@@ -188,6 +190,7 @@ async def get_object(ctx: RequestContext) -> Response:
         versioned = await _versioned(ctx, reader.meta, version_id)
         hidden = await _hidden(ctx, reader.meta)
         status, headers, span = _read_headers(ctx, reader.meta, versioned, hidden)
+        headers.update(await expiration_headers(ctx, reader.meta, version_id))
         if status == 304 or reader.meta.size == 0:
             await reader.close()
             return Response(status_code=status, headers=headers)
