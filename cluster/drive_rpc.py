@@ -180,7 +180,12 @@ class DriveService:
         a = r.args
         add = None if a.get("add") is None else VersionRecord.from_dict(a["add"])
         versions = await drive.update_object(
-            a["bucket"], a["key"], add, a.get("drop") or (), a.get("drop_older_than")
+            a["bucket"],
+            a["key"],
+            add,
+            a.get("drop") or (),
+            a.get("drop_nulls_before"),
+            bool(a.get("keep_data")),
         )
         return Reply({"versions": _records_to_wire(versions)})
 
@@ -286,14 +291,16 @@ class RemoteDrive:
         key: str,
         add: VersionRecord | None = None,
         drop: Sequence[str] = (),
-        drop_older_than: str | None = None,
+        drop_nulls_before: str | None = None,
+        keep_data: bool = False,
     ) -> list[VersionRecord]:
         args = {
             "bucket": bucket,
             "key": key,
             "add": None if add is None else add.to_dict(),
             "drop": list(drop),
-            "drop_older_than": drop_older_than,
+            "drop_nulls_before": drop_nulls_before,
+            "keep_data": keep_data,
         }
         return _records_from_wire((await self._call("update_object", args)).result["versions"])
 

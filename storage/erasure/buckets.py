@@ -25,7 +25,6 @@ from shoal.storage.errors import (
     NoSuchBucketDocument,
     NoSuchBucketPolicy,
     ServiceUnavailable,
-    Unsupported,
 )
 from shoal.storage.records import dumps, iso, loads, now, parse_iso
 from shoal.storage.ttlcache import TtlCache
@@ -40,10 +39,6 @@ BUCKET_TTL = 2.0
 
 def no_bucket() -> NoSuchBucket:
     return NoSuchBucket("The specified bucket does not exist")
-
-
-def no_versions() -> Unsupported:
-    return Unsupported("Versioning and object lock are not implemented in erasure mode yet.")
 
 
 async def agreed(
@@ -212,8 +207,8 @@ class ReplicatedRecords:
         store = self.store
         async with store.locks.hold(f"b\0{bucket}"):
             await self.bucket_record(bucket)
-            page = await store.list_objects(bucket, max_keys=1)
-            if page.objects or page.common_prefixes:
+            page = await store.list_object_versions(bucket, max_keys=1)
+            if page.versions or page.common_prefixes:
                 raise BucketNotEmpty("The bucket you tried to delete is not empty")
             await self.write(self._bucket_path(bucket), None, f"bucket {bucket}")
             self.forget(bucket)

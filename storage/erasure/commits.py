@@ -2,8 +2,10 @@
 versions it replaced (storage.erasure.versions explains the quorum rule).
 
 A commit adds the version's entry on the drives that hold its shards and succeeds on
-k+1 of them; short of that it is withdrawn again, so the previous version stays. What
-it replaced is retired in the background, once no reader has it open.
+k+1 of them; short of that it is withdrawn again, so the previous version stays. A
+null entry replaces the null version (in a bucket that was never versioned, every
+version is null): what it replaced is retired in the background, once no reader has it
+open. An Enabled bucket's versions stay until deleted by id.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 from shoal.storage.erasure.drive import Drive, ShardWrite
 from shoal.storage.erasure.quorum import Answers, fan_out, fan_out_at
 from shoal.storage.erasure.records import VersionRecord
-from shoal.storage.erasure.versions import resolve
+from shoal.storage.erasure.versions import resolve, settled
 from shoal.storage.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -45,8 +47,9 @@ class VersionCommits:
         """Add `entry` to the record on the drives that hold its shards (`alive`), then
         retire the versions it replaces; withdraw it if fewer than k+1 drives took it.
         With `shards` (per set position), each drive writes its shard and the entry
-        in one round trip: a small object's whole write. Returns the version it
-        replaced as the drives listed it (None: none, or they could not tell)."""
+        in one round trip: a small object's whole write. Returns the null version a
+        null entry replaced as the drives listed it (None: none, they could not tell,
+        or `entry` is not null)."""
         store = self.store
 
         def add(p: int) -> Awaitable[list[VersionRecord]]:
@@ -60,40 +63,52 @@ class VersionCommits:
         if len(ok) < store.write_quorum:
             await fan_out(drives, lambda d: d.update_object(bucket, key, drop=[entry.vid]), only=ok)
             answers.require(store.write_quorum, f"{bucket}/{key}")
-        replaced = any(len(r) > 1 for r in answers.values())
-        if replaced or entry.deleted or len(ok) < len(drives):
-            store.spawn(self.retire(bucket, key, entry, drives))
-        return _replaced(answers, entry, store.k)
+        if entry.is_null:
+            # It replaces the null version (in a bucket never versioned: everything).
+            replaced = any(len(r) > 1 for r in answers.values())
+            if replaced or entry.deleted or len(ok) < len(drives):
+                store.spawn(self.retire(bucket, key, drives))
+            return _replaced(answers, entry, store.k)
+        return None
 
-    async def retire(
-        self, bucket: str, key: str, committed: VersionRecord, drives: Sequence[Drive]
-    ) -> None:
-        """Drop versions older than `committed` (and it too if it is a delete marker, or
-        superseded already) once no reader has them open (an hour at most).
+    async def wait_for_readers(self, bucket: str, key: str, order: str) -> None:
+        """Until no reader (on any node) has a version up to `order` open; an hour at
+        most (a reader that slow has lost its client long ago)."""
+        deadline, pause = time.monotonic() + 3600, 0.05
+        while time.monotonic() < deadline and await self.store.in_use(bucket, key, order):
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 1.0)
 
-        The wait comes after reading what is current: a reader that chose `committed`
-        just before a newer version landed is pinning it (or still opening) by then, on
-        this node or another, so `committed` is not dropped under it. Once a newer
-        version is on k+1 drives no new reader can choose an older one."""
+    async def retire(self, bucket: str, key: str, drives: Sequence[Drive]) -> None:
+        """Drop the null entries the newest committed null entry hides (and it too, if
+        it only stands for a deletion) once no reader has them open.
+
+        The wait comes after reading what is current: a reader that chose an older
+        entry just before the newer one landed is pinning it (or still opening) by
+        then, on this node or another, so it is not dropped under it. Once a newer
+        entry is on k+1 drives no new reader can choose an older one."""
         store = self.store
-        vid, order = committed.vid, committed.order
         try:
-            entry = resolve((await store.read_entries(bucket, key))[2], store.k, key)
-            marker = entry is not None and entry.vid == vid and entry.deleted
-            drop = [vid] if entry is not None and entry.order > order else []  # superseded
-            deadline, pause = time.monotonic() + 3600, 0.05
-            while time.monotonic() < deadline and await store.in_use(bucket, key, order):
-                await asyncio.sleep(pause)
-                pause = min(pause * 1.5, 1.0)
-            answers = await fan_out(
-                drives, lambda d: d.update_object(bucket, key, drop=drop, drop_older_than=order)
+            newest = next(
+                (
+                    e
+                    for e in settled((await store.read_entries(bucket, key))[2], store.k)
+                    if e.is_null
+                ),
+                None,
             )
-            # A delete marker is what hides the versions before it: dropping it on some
-            # drives while others still list an older version could hand that version
-            # a read quorum again. So it goes only once every drive is rid of them;
-            # otherwise healing retires both later.
-            if marker and len(answers.ok()) == len(drives):
-                await fan_out(drives, lambda d: d.update_object(bucket, key, drop=[vid]))
+            if newest is None:
+                return
+            await self.wait_for_readers(bucket, key, newest.order)
+            answers = await fan_out(
+                drives, lambda d: d.update_object(bucket, key, drop_nulls_before=newest.order)
+            )
+            # A marker standing for a deletion is what hides the versions before it:
+            # dropping it on some drives while others still list an older version
+            # could hand that version a read quorum again. So it goes only once every
+            # drive is rid of them; otherwise healing retires both later.
+            if newest.transient and len(answers.ok()) == len(drives):
+                await fan_out(drives, lambda d: d.update_object(bucket, key, drop=[newest.vid]))
         except Exception:
             log.warning("cleanup of %s/%s failed; healing will retry", bucket, key, exc_info=True)
 
@@ -101,10 +116,11 @@ class VersionCommits:
 def _replaced(
     committed: Answers[list[VersionRecord]], entry: VersionRecord, k: int
 ) -> VersionRecord | None:
-    """The version a commit of `entry` replaced: the newest older one that k of the
-    drives that answered the commit list (None if there is none, or they cannot tell)."""
+    """The null version a commit of null `entry` replaced: the newest older null entry
+    that k of the drives that answered the commit list (None if there is none, or they
+    cannot tell)."""
     answers = [
-        None if entries is None else [e for e in entries if e.order < entry.order]
+        None if entries is None else [e for e in entries if e.order < entry.order and e.is_null]
         for entries in committed.by_position()
     ]
     try:

@@ -186,11 +186,15 @@ class Drive(Protocol):
         key: str,
         add: VersionRecord | None = None,
         drop: Sequence[str] = (),
-        drop_older_than: str | None = None,
+        drop_nulls_before: str | None = None,
+        keep_data: bool = False,
     ) -> list[VersionRecord]:
-        """Atomically (per key, across processes) add a version entry and/or drop entries
-        by id or older than a version id, deleting dropped versions' shard directories.
-        An added version's directory is made durable first. Returns the entries after."""
+        """Atomically (per key, across processes) add a version entry (replacing its
+        copy, if listed) and/or drop entries by id, and null entries ordered before
+        `drop_nulls_before` (records.py: what the null version is), deleting dropped
+        versions' shard directories unless `keep_data` (they go once no reader has
+        them open). An added version's directory is made durable first. Returns the
+        entries after."""
         ...
 
     async def list_objects(
@@ -498,9 +502,12 @@ class LocalDrive:
         key: str,
         add: VersionRecord | None = None,
         drop: Sequence[str] = (),
-        drop_older_than: str | None = None,
+        drop_nulls_before: str | None = None,
+        keep_data: bool = False,
     ) -> list[VersionRecord]:
-        return await self._run(self._update_object, bucket, key, add, tuple(drop), drop_older_than)
+        return await self._run(
+            self._update_object, bucket, key, add, tuple(drop), drop_nulls_before, keep_data
+        )
 
     def _update_object(
         self,
@@ -508,7 +515,8 @@ class LocalDrive:
         key: str,
         add: VersionRecord | None,
         drop: tuple[str, ...],
-        drop_older_than: str | None,
+        drop_nulls_before: str | None = None,
+        keep_data: bool = False,
     ) -> list[VersionRecord]:
         record, bucket_dir, dirs = self._record_path(bucket, key)
         versions_dir = record[: -len(RECORD_SUFFIX)]
@@ -521,7 +529,8 @@ class LocalDrive:
             gone = [
                 v.vid
                 for v in versions
-                if v.vid in drop or (drop_older_than is not None and v.order < drop_older_than)
+                if v.vid in drop
+                or (drop_nulls_before is not None and v.is_null and v.order < drop_nulls_before)
             ]
             if add is None and not gone:
                 return versions
@@ -534,7 +543,7 @@ class LocalDrive:
             else:
                 unlink_quiet(record)
                 fsync_dir(os.path.dirname(record))
-            for vid in gone:
+            for vid in () if keep_data else gone:
                 rmtree_quiet(os.path.join(versions_dir, vid))
             if not versions:
                 with contextlib.suppress(OSError):
@@ -580,7 +589,7 @@ class LocalDrive:
     ) -> list[VersionRecord]:
         for path, data, crc in shards:
             self._write_shard(path, data, crc, sync_dir=False)
-        return self._update_object(bucket, key, entry, (), None)
+        return self._update_object(bucket, key, entry, ())
 
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int

@@ -213,10 +213,11 @@ class FaultyDrive:
         key: str,
         add: VersionRecord | None = None,
         drop: Sequence[str] = (),
-        drop_older_than: str | None = None,
+        drop_nulls_before: str | None = None,
+        keep_data: bool = False,
     ) -> list[VersionRecord]:
         await self._enter("update_object")
-        return await self.inner.update_object(bucket, key, add, drop, drop_older_than)
+        return await self.inner.update_object(bucket, key, add, drop, drop_nulls_before, keep_data)
 
     async def write_version(
         self, bucket: str, key: str, entry: VersionRecord, shards: Sequence[ShardWrite]

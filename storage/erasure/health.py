@@ -282,11 +282,12 @@ class HealthTrackedDrive:
         key: str,
         add: VersionRecord | None = None,
         drop: Sequence[str] = (),
-        drop_older_than: str | None = None,
+        drop_nulls_before: str | None = None,
+        keep_data: bool = False,
     ) -> list[VersionRecord]:
         return await self._call(
             "update_object",
-            lambda: self.inner.update_object(bucket, key, add, drop, drop_older_than),
+            lambda: self.inner.update_object(bucket, key, add, drop, drop_nulls_before, keep_data),
         )
 
     async def write_version(

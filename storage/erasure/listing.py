@@ -1,13 +1,15 @@
 """Listing a bucket across erasure sets: each set's drives list their keys in S3 order,
 each key is resolved like a read (the newest version a read quorum agrees on), and the
-sets' pages are merged up to the name every set is complete to."""
+sets' pages are merged up to the name every set is complete to. ListObjectVersions
+(storage.erasure.versionlisting) reads the same pages, judging each key's versions."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from shoal.storage.backend import ListPage, ObjectSummary
 from shoal.storage.erasure.quorum import fan_out, read_quorum_error
@@ -17,6 +19,11 @@ from shoal.storage.records import parse_iso
 
 if TYPE_CHECKING:
     from shoal.storage.erasure.store import ErasureStore
+
+
+T = TypeVar("T")
+#: A key's entries as each drive of its set listed them (None: the drive failed).
+Answers = list[list[RecordSummary] | None]
 
 
 def _last(objects: list[ObjectSummary], prefixes: list[str]) -> str | None:
@@ -61,31 +68,68 @@ class Listing:
     async def _merged_page(
         self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int
     ) -> tuple[list[tuple[str, ObjectSummary | None]], str | None]:
+        """Keys after `after` as ListObjects shows them (None: a common prefix)."""
+
+        def current(name: str, answers: Answers) -> ObjectSummary | None:
+            found = resolve(answers, self.store.k, f"{bucket}/{name}", _summary_rank)
+            if found is None or found.deleted or found.last_modified is None:
+                return None
+            return ObjectSummary(
+                key=name,
+                size=found.size,
+                etag=found.etag,
+                last_modified=parse_iso(found.last_modified),
+                storage_class=found.storage_class,
+            )
+
+        def newer(old: ObjectSummary, new: ObjectSummary) -> ObjectSummary:
+            # A key in two pools (see ErasureStore.locate) is listed as its newer copy.
+            return new if new.last_modified > old.last_modified else old
+
+        return await self.merged_page(bucket, prefix, delimiter, after, max_keys, current, newer)
+
+    async def merged_page(
+        self,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        after: str,
+        max_keys: int,
+        judge: Callable[[str, Answers], T | None],
+        merge: Callable[[T, T], T],
+    ) -> tuple[list[tuple[str, T | None]], str | None]:
         """Entries after `after` agreed by the drives of every set, in order, and the name
-        up to which they are complete (None: to the end)."""
-        merged: dict[str, ObjectSummary | None] = {}
+        up to which they are complete (None: to the end). `judge` makes a key's entry
+        out of its drives' answers (None: not listed); `merge` joins the entries of a
+        key found in two sets. A None entry is a common prefix."""
+        merged: dict[str, T | None] = {}
         bounds: list[str] = []
         for entries, bound in await asyncio.gather(
             *(
-                self._set_page(s, bucket, prefix, delimiter, after, max_keys)
+                self._set_page(s, bucket, prefix, delimiter, after, max_keys, judge)
                 for s in range(len(self.store.sets))
             )
         ):
             for name, item in entries.items():
-                # A key in two pools (see ErasureStore.locate) is listed as its newer copy.
                 old = merged.get(name)
-                if old is None or (item is not None and item.last_modified > old.last_modified):
-                    merged[name] = item
+                merged[name] = item if old is None or item is None else merge(old, item)
             bounds += [bound] if bound is not None else []
         bound = min(bounds) if bounds else None
         names = sorted(n for n in merged if bound is None or n <= bound)
         return [(n, merged[n]) for n in names], bound
 
     async def _set_page(
-        self, s: int, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int
-    ) -> tuple[dict[str, ObjectSummary | None], str | None]:
-        """One erasure set's share of a page: each key resolved like a read, each common
-        prefix kept when a read quorum of drives has it."""
+        self,
+        s: int,
+        bucket: str,
+        prefix: str,
+        delimiter: str,
+        after: str,
+        max_keys: int,
+        judge: Callable[[str, Answers], T | None],
+    ) -> tuple[dict[str, T | None], str | None]:
+        """One erasure set's share of a page: each key judged on its drives' answers,
+        each common prefix kept when a read quorum of drives has it."""
         store = self.store
         drives = store.sets[s]
         listed = await fan_out(
@@ -104,22 +148,16 @@ class Listing:
                 votes[name].append(versions)
             cps.update(page.prefixes)
         missing = len(drives) - len(pages)
-        merged: dict[str, ObjectSummary | None] = {}
+        merged: dict[str, T | None] = {}
         for name, lists in votes.items():
             if s not in store.place(bucket, name).candidates:
                 continue
-            answers: list[list[RecordSummary] | None] = [*lists]
+            answers: Answers = [*lists]
             answers += [[] for _ in range(len(pages) - len(lists))]
             answers += [None] * missing
-            found = resolve(answers, store.k, f"{bucket}/{name}", _summary_rank)
-            if found is not None and not found.deleted and found.last_modified is not None:
-                merged[name] = ObjectSummary(
-                    key=name,
-                    size=found.size,
-                    etag=found.etag,
-                    last_modified=parse_iso(found.last_modified),
-                    storage_class=found.storage_class,
-                )
+            item = judge(name, answers)
+            if item is not None:
+                merged[name] = item
         for cp, count in cps.items():
             if count >= store.k:
                 merged[cp] = None

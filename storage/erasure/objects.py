@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from shoal.storage.abandon import reap
@@ -32,10 +32,11 @@ from shoal.storage.erasure.quorum import Answers, fan_out, fan_out_at
 from shoal.storage.erasure.readers import ErasureObjectReader
 from shoal.storage.erasure.records import PartLayout, VersionRecord
 from shoal.storage.erasure.shards import ChunkWriter, encode_whole
-from shoal.storage.erasure.versions import live, resolve
+from shoal.storage.erasure.versions import live, resolve, settled, visible
 from shoal.storage.errors import (
     EntityTooLarge,
     InvalidRequest,
+    MethodNotAllowed,
     NoSuchKey,
     NoSuchVersion,
     PreconditionFailed,
@@ -73,9 +74,30 @@ def no_version() -> NoSuchVersion:
     return NoSuchVersion("The specified version does not exist.")
 
 
-def _only_null(version_id: str | None) -> None:
-    if version_id not in (None, NULL_VERSION):
-        raise no_version()
+def pick(
+    answers: Sequence[Sequence[VersionRecord] | None],
+    k: int,
+    what: str,
+    version_id: str | None,
+    failed: str = "",
+) -> VersionRecord:
+    """The version a read names: the current one (None), or one by its S3 version id.
+    NoSuchKey for a key that does not exist or whose current version is a delete
+    marker; MethodNotAllowed for a marker named by its id; NoSuchVersion for an id the
+    key does not have."""
+    current = resolve(answers, k, what, failed=failed)
+    if version_id is None:
+        return live(current)
+    for entry in visible(settled(answers, k)):
+        if entry.version_id == version_id:
+            if entry.deleted:
+                raise MethodNotAllowed(
+                    "The specified method is not allowed against this resource.",
+                    delete_marker=entry.version_id,
+                    last_modified=entry.meta.last_modified if entry.meta else None,
+                )
+            return entry
+    raise no_version()
 
 
 def _failed() -> PreconditionFailed:
@@ -111,6 +133,7 @@ def make_meta(
     parts: list[PartInfo] | None = None,
     upload: UploadInfo | None = None,
 ) -> ObjectMeta:
+    """A new version's metadata (its version id is set at the commit)."""
     source = upload.write if upload is not None else write
     return ObjectMeta(
         key=key,
@@ -123,8 +146,23 @@ def make_meta(
         checksums=dict(checksums or {}),
         checksum_type=write.checksum_type or (upload.checksum_type if upload else None),
         parts=parts,
+        retention=source.retention,
+        legal_hold=source.legal_hold,
         tags=dict(source.tags),
+        owner=source.owner,
         extra=dict(source.extra),
+    )
+
+
+def marker_meta(key: str, version_id: str) -> ObjectMeta:
+    """A delete marker's metadata in a versioned bucket."""
+    return ObjectMeta(
+        key=key,
+        size=0,
+        etag="",
+        last_modified=now(whole_seconds=True),
+        version_id=version_id,
+        delete_marker=True,
     )
 
 
@@ -240,7 +278,7 @@ class ObjectIO:
     ) -> ObjectMeta:
         store = self.store
         check_key_name(key)
-        await store.buckets.require(bucket)
+        versioned = (await store.buckets.head_bucket(bucket)).versioning == "Enabled"
         s, rot = await self.target(bucket, key), store.place(bucket, key).rot
         drives = store.sets[s]
         vid = new_version_id()
@@ -272,27 +310,31 @@ class ObjectIO:
             async with store.locks.hold(f"o\0{bucket}\0{key}"):
                 if write.if_none_match or write.if_match is not None:
                     check_conditions(await self.current(bucket, key), write)
-                # Ordered by when it commits, not when it began (records.py: "order").
-                entry = VersionRecord(vid, rot, meta, parts=(layout,), committed=new_version_id())
+                entry = self.new_version(vid, rot, meta, (layout,), versioned)
                 before = await store.commits.commit(bucket, key, entry, drives, alive, shards)
         except BaseException:
             store.spawn(self.discard(drives, vdir))
             raise
         store.usage.object_written(bucket, key, entry_size(before), size)
-        return meta
+        return entry.live_meta()
 
-    async def _open_entry(
-        self, bucket: str, key: str
-    ) -> tuple[list[HealthTrackedDrive], VersionRecord]:
-        check_key_name(key)
-        await self.store.buckets.require(bucket)
-        drives, _, answers = await self.read_entries(bucket, key)
-        return drives, live(resolve(answers, self.store.k, f"{bucket}/{key}"))
+    @staticmethod
+    def new_version(
+        vid: str, rot: int, meta: ObjectMeta, parts: tuple[PartLayout, ...], versioned: bool
+    ) -> VersionRecord:
+        """A write's entry, made under the key's lock: ordered by when it commits, not
+        when it began (records.py: "order"); in an Enabled bucket that id is also its
+        S3 version id, else it is the null version."""
+        order = new_version_id()
+        meta = dataclasses.replace(meta, version_id=order if versioned else NULL_VERSION)
+        return VersionRecord(vid, rot, meta, parts=parts, committed=order)
 
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectMeta:
-        _, entry = await self._open_entry(bucket, key)
-        _only_null(version_id)
-        return entry.live_meta()
+        check_key_name(key)
+        await self.store.buckets.require(bucket)
+        found = await self.locate(bucket, key)
+        what = f"{bucket}/{key}"
+        return pick(found.answers, self.store.k, what, version_id, found.failed).live_meta()
 
     async def open_object(
         self, bucket: str, key: str, version_id: str | None = None
@@ -311,13 +353,12 @@ class ObjectIO:
             )
             results = read.by_position()
             answers = [None if r is None else r[0] for r in results]
-            entry = live(resolve(answers, store.k, f"{bucket}/{key}", failed=read.failed()))
-            _only_null(version_id)
+            entry = pick(answers, store.k, f"{bucket}/{key}", version_id, read.failed())
             reader = ErasureObjectReader(store, bucket, key, drives, entry)
         shards = {
             (p - rot) % store.n: r[1]
             for p, r in enumerate(results)
-            if r is not None and r[1] is not None and r[0][0].vid == entry.vid
+            if r is not None and r[1] is not None and r[0][0].rank == entry.rank
         }
         size = reader.meta.size
         if size == 0:
@@ -334,24 +375,101 @@ class ObjectIO:
     async def delete_object(
         self, bucket: str, key: str, version_id: str | None, guard: Guard | None
     ) -> DeleteResult:
+        """Without a version id: a marker (a version of its own unless the bucket was
+        never versioned); with one, that version removed for good."""
         store = self.store
         check_key_name(key)
-        await store.buckets.require(bucket)
+        versioning = (await store.buckets.head_bucket(bucket)).versioning
+        what = f"{bucket}/{key}"
         async with store.locks.hold(f"o\0{bucket}\0{key}"):
             found = await self.locate(bucket, key)
-            entry = found.current(store.k, f"{bucket}/{key}")
+            entry = found.current(store.k, what)
+            if version_id is not None:
+                return await self._delete_version(bucket, key, found, version_id, guard)
             exists = entry is not None and not entry.deleted
-            if version_id is not None and (version_id != NULL_VERSION or not exists):
-                raise no_version()
             if guard is not None:
                 guard(entry.live_meta() if exists and entry is not None else None)
-            if entry is None or entry.deleted:
+            if not versioning and not exists:
                 return DeleteResult()
-            marker = VersionRecord.marker(new_version_id())
+            mvid = new_version_id()
+            marker_id = mvid if versioning == "Enabled" else NULL_VERSION
+            marker = VersionRecord.marker(mvid, marker_meta(key, marker_id) if versioning else None)
             # An older copy in another pool (two writers raced a pool's arrival) must
             # not resurface once this marker retires.
             for s in [found.set, *found.others]:
                 drives = store.sets[s]
-                await store.commits.commit(bucket, key, marker, drives, set(range(len(drives))))
-        store.usage.object_deleted(bucket, key, entry_size(entry))
-        return DeleteResult()
+                before = await store.commits.commit(
+                    bucket, key, marker, drives, set(range(len(drives)))
+                )
+        if marker.is_null:  # it replaced the null version
+            store.usage.object_deleted(bucket, key, entry_size(before))
+        if not versioning:
+            return DeleteResult()
+        return DeleteResult(version_id=marker_id, delete_marker=True)
+
+    async def update_object_meta(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        change: Callable[[ObjectMeta], ObjectMeta],
+    ) -> ObjectMeta:
+        """A version's metadata replaced under the key's lock: its entry rewritten with
+        one more revision (records.py: "rev") on k+1 of the drives."""
+        store = self.store
+        check_key_name(key)
+        await store.buckets.require(bucket)
+        what = f"{bucket}/{key}"
+        async with store.locks.hold(f"o\0{bucket}\0{key}"):
+            found = await self.locate(bucket, key)
+            entry = pick(found.answers, store.k, what, version_id, found.failed)
+            meta = change(entry.live_meta())
+            updated = dataclasses.replace(entry, meta=meta, revision=entry.revision + 1)
+            answers = await fan_out(
+                store.sets[found.set], lambda d: d.update_object(bucket, key, add=updated)
+            )
+            answers.require(store.write_quorum, what)
+        return meta
+
+    async def _delete_version(
+        self, bucket: str, key: str, found: Located, version_id: str, guard: Guard | None
+    ) -> DeleteResult:
+        """Remove one version (or marker) for good, under the key's lock: its entries
+        leave k+1 drives' records at once — so no read quorum of them is left — and
+        its shards go once no reader has it open. An id the key does not have is no
+        error (S3 answers 204)."""
+        store = self.store
+        versions = visible(settled(found.answers, store.k))
+        target = next((e for e in versions if e.version_id == version_id), None)
+        if guard is not None:
+            guard(None if target is None else target.meta)
+        if target is None:
+            return DeleteResult(version_id=version_id)
+        drives = store.sets[found.set]
+        # The null version goes with any older null entries it hid.
+        gone = [target.vid]
+        if target.is_null:
+            gone += [
+                e.vid for e in settled(found.answers, 1) if e.is_null and e.order < target.order
+            ]
+        dropped = await fan_out(
+            drives, lambda d: d.update_object(bucket, key, drop=gone, keep_data=True)
+        )
+        dropped.require(store.write_quorum, f"{bucket}/{key}")
+        store.spawn(self.remove_data(bucket, key, drives, target, gone))
+        store.usage.object_deleted(bucket, key, entry_size(target))
+        return DeleteResult(version_id=version_id, delete_marker=target.deleted)
+
+    async def remove_data(
+        self,
+        bucket: str,
+        key: str,
+        drives: Sequence[Drive],
+        target: VersionRecord,
+        vids: Sequence[str],
+    ) -> None:
+        """The shards of removed versions, once no reader (on any node) has them open;
+        what a crash leaves is swept (no record names it)."""
+        await self.store.commits.wait_for_readers(bucket, key, target.order)
+        for vid in vids:
+            await self.discard(drives, f"{object_dir(bucket, key)}/{vid}")

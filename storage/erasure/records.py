@@ -4,16 +4,19 @@ layout, what a listing needs of it, and an upload part's record.
 A drive keeps an object's versions in one JSON file, newest first:
 
     {"format": 1, "versions": [version, ...]}
-    version: {"schema": 2, "v": version id (names its folder), "rot": shard rotation,
-              "meta": ObjectMeta as storage.records.meta_to_dict writes it ({} for a
-                      delete marker), "deleted": true for a delete marker,
+    version: {"schema": 3, "v": version id (names its folder), "rot": shard rotation,
+              "meta": ObjectMeta as storage.records.meta_to_dict writes it (a delete
+                      marker's too; {} for one that only stands for a deletion, below),
+              "deleted": true for a delete marker,
+              "rev": how often its metadata was changed since it was written,
               "parts": [{"n": part number (0 for a plain PUT), "size": bytes,
                          "chunk": chunk size, "crc": [[CRC32C of shard 0..n-1] per chunk]}],
               "order": the id that orders it among the key's versions, when not "v",
               "inline": base64 of this drive's shard of a one-chunk object (optional)}
 
 `schema` is the one version number of this shape. Records written before it existed
-have no such field and are schema 1; schema 2 added "order". A record of a newer schema
+have no such field and are schema 1; schema 2 added "order", schema 3 "rev" and markers
+with metadata. A record of a newer schema
 than this code knows is refused (UnsupportedRecord) rather than misordered or rewritten
 without the fields it cannot see.
 
@@ -22,6 +25,17 @@ Why "order": a write's shards go into a folder named by an id taken when it star
 that orders versions ("order") is taken at the commit, under the key's lock: a long
 upload that began first and finished last is not hidden by a short one begun later.
 Records without it are ordered by "v", as they always were.
+
+Which versions a key has (S3's versions, storage.erasure.versions.visible): an object's
+S3 version id is its meta.version_id — the commit's "order" when its bucket had
+versioning Enabled, else "null". The newest null entry hides older ones (a null write
+replaces the null version; they are retired in the background). A marker without
+metadata stands for a deletion in a bucket that never had versioning: it hides the
+null entries before it and is itself no version; once they are gone, it goes too.
+
+Why "rev": metadata changes after the write (retention, legal hold, tags) rewrite the
+entry in place with rev + 1. The copies of one version may then differ for a while;
+the one with the highest rev is the version's metadata (healing copies it over).
 
 `inline` is room for small objects (one file per drive per PUT): when set, the drive's
 shard of the version's only chunk lives in the record instead of in chunk-0/. Nothing
@@ -38,7 +52,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.storage.backend import ObjectMeta, PartInfo
+from shoal.storage.backend import NULL_VERSION, ObjectMeta, PartInfo
 from shoal.storage.records import meta_from_dict, meta_to_dict, part_from_dict, part_to_dict
 
 #: (order, id) of an entry: the same entry ranks the same on every drive, and a newer
@@ -46,7 +60,7 @@ from shoal.storage.records import meta_from_dict, meta_to_dict, part_from_dict, 
 Rank = tuple[str, str]
 
 #: The version record's on-disk shape (see the module docstring).
-SCHEMA = 2
+SCHEMA = 3
 
 
 class UnsupportedRecord(ValueError):
@@ -92,6 +106,8 @@ class VersionRecord:
     inline: bytes | None = None
     #: The id taken at the commit, which orders versions (None: `vid` orders it).
     committed: str | None = None
+    #: Metadata changes since the write (the copy with the highest one is current).
+    revision: int = 0
 
     @property
     def order(self) -> str:
@@ -104,9 +120,25 @@ class VersionRecord:
         return self.order, self.vid
 
     @classmethod
-    def marker(cls, vid: str) -> VersionRecord:
-        """A delete marker: hides every version before it."""
-        return cls(vid, deleted=True)
+    def marker(cls, vid: str, meta: ObjectMeta | None = None) -> VersionRecord:
+        """A delete marker: a version of its own with `meta` (versioned buckets);
+        without, it only stands for a deletion (see the module docstring)."""
+        return cls(vid, meta=meta, deleted=True)
+
+    @property
+    def version_id(self) -> str:
+        """The id S3 clients see ("null" for the null version)."""
+        return NULL_VERSION if self.meta is None else self.meta.version_id
+
+    @property
+    def is_null(self) -> bool:
+        """The null version (or a deletion that replaces it)."""
+        return self.version_id == NULL_VERSION
+
+    @property
+    def transient(self) -> bool:
+        """A marker that only stands for a deletion and is no version of its own."""
+        return self.deleted and self.meta is None
 
     @property
     def size(self) -> int | None:
@@ -114,7 +146,7 @@ class VersionRecord:
         return None if self.deleted or self.meta is None else self.meta.size
 
     def live_meta(self) -> ObjectMeta:
-        assert self.meta is not None, "a delete marker has no object metadata"
+        assert self.meta is not None and not self.deleted, "a delete marker has no object"
         return self.meta
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +163,8 @@ class VersionRecord:
             d["inline"] = base64.b64encode(self.inline).decode("ascii")
         if self.committed is not None:
             d["order"] = self.committed
+        if self.revision:
+            d["rev"] = self.revision
         return d
 
     @classmethod
@@ -152,6 +186,7 @@ class VersionRecord:
             parts=tuple(PartLayout.from_dict(p) for p in d.get("parts") or ()),
             inline=None if inline is None else base64.b64decode(inline),
             committed=str(d["order"]) if d.get("order") else None,
+            revision=int(d.get("rev") or 0),
         )
 
 
@@ -167,20 +202,36 @@ class RecordSummary:
     etag: str
     last_modified: str | None
     storage_class: str
+    version_id: str = NULL_VERSION
+    #: A marker that only stands for a deletion (VersionRecord.transient).
+    transient: bool = False
+    owner: str = ""
 
     @classmethod
     def of_stored(cls, version: dict[str, Any]) -> RecordSummary:
         """From a version record as stored (VersionRecord.to_dict's shape)."""
         meta = version.get("meta") or {}
+        deleted = bool(version.get("deleted"))
         return cls(
             vid=str(version["v"]),
             order=str(version.get("order") or version["v"]),
-            deleted=bool(version.get("deleted")),
+            deleted=deleted,
             size=int(meta.get("size", 0)),
             etag=str(meta.get("etag", "")),
             last_modified=meta.get("last_modified"),
             storage_class=(meta.get("headers") or {}).get("x-amz-storage-class") or "STANDARD",
+            version_id=str(meta.get("version_id") or NULL_VERSION),
+            transient=deleted and not meta,
+            owner=str(meta.get("owner") or ""),
         )
+
+    @property
+    def rank(self) -> Rank:
+        return self.order, self.vid
+
+    @property
+    def is_null(self) -> bool:
+        return self.version_id == NULL_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         """For the wire: the stored names, "v" for the version id."""
@@ -191,7 +242,7 @@ class RecordSummary:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RecordSummary:
         names = [f.name for f in dataclasses.fields(cls) if f.name != "vid"]
-        return cls(vid=str(d["v"]), **{name: d[name] for name in names})
+        return cls(vid=str(d["v"]), **{name: d[name] for name in names if name in d})
 
 
 @dataclass(frozen=True)

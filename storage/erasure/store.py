@@ -7,7 +7,8 @@ Backend methods, each handed to the part that does the work:
 - storage.erasure.objects: PUT, GET, HEAD, DELETE of one key (readers: open objects);
 - storage.erasure.commits: committing a version to a key's record, retiring old ones;
 - storage.erasure.uploads: multipart uploads;
-- storage.erasure.listing: listing a bucket across sets;
+- storage.erasure.listing: listing a bucket across sets (and versionlisting: its
+  versions);
 - storage.erasure.buckets: buckets, policies and bucket documents, the records
   replicated to every drive and agreed by a majority.
 
@@ -41,7 +42,7 @@ from shoal.storage.backend import (
     VersionListPage,
 )
 from shoal.storage.diskio import rmtree_quiet
-from shoal.storage.erasure.buckets import ReplicatedRecords, no_versions
+from shoal.storage.erasure.buckets import ReplicatedRecords
 from shoal.storage.erasure.coder import DEFAULT_BACKEND, ErasureCoder
 from shoal.storage.erasure.commits import VersionCommits
 from shoal.storage.erasure.drive import Drive, LocalDrive
@@ -54,6 +55,7 @@ from shoal.storage.erasure.objects import Located, ObjectIO
 from shoal.storage.erasure.readers import ErasureObjectReader, OpenVersions
 from shoal.storage.erasure.records import VersionRecord
 from shoal.storage.erasure.uploads import Multipart
+from shoal.storage.erasure.versionlisting import VersionListing
 from shoal.storage.erasure.versions import Placement, placement
 from shoal.storage.memory import map_big_buffers
 from shoal.storage.usage import BucketUsage
@@ -122,6 +124,7 @@ class ErasureStore:
         self.objects = ObjectIO(self)
         self.uploads = Multipart(self)
         self.listing = Listing(self)
+        self.version_listing = VersionListing(self)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -292,8 +295,6 @@ class ErasureStore:
     async def create_bucket(
         self, bucket: str, *, object_lock: bool = False, owner: str = ""
     ) -> BucketInfo:
-        if object_lock:
-            raise no_versions()  # until its objects have versions (next commits)
         return await self.buckets.create_bucket(bucket, object_lock=object_lock, owner=owner)
 
     async def head_bucket(self, bucket: str) -> BucketInfo:
@@ -351,13 +352,12 @@ class ErasureStore:
     ) -> ListPage:
         return await self.listing.list_objects(bucket, prefix, delimiter, after, max_keys)
 
-    # Versioning and object lock come to the erasure store after its version records
-    # are typed (issue 13); until then it has only the null version.
     async def update_bucket(
         self, bucket: str, *, versioning: str | None = None, object_lock: bool | None = None
     ) -> BucketInfo:
-        await self.head_bucket(bucket)
-        raise no_versions()  # until its objects have versions (next commits)
+        return await self.buckets.update_bucket(
+            bucket, versioning=versioning, object_lock=object_lock
+        )
 
     async def update_object_meta(
         self,
@@ -366,7 +366,7 @@ class ErasureStore:
         version_id: str | None,
         change: Callable[[ObjectMeta], ObjectMeta],
     ) -> ObjectMeta:
-        raise no_versions()
+        return await self.objects.update_object_meta(bucket, key, version_id, change)
 
     async def list_object_versions(
         self,
@@ -378,7 +378,9 @@ class ErasureStore:
         version_id_marker: str = "",
         max_keys: int = 1000,
     ) -> VersionListPage:
-        raise no_versions()
+        return await self.version_listing.list_object_versions(
+            bucket, prefix, delimiter, key_marker, version_id_marker, max_keys
+        )
 
     # -- the Backend: multipart uploads ------------------------------------------------
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import xxhash
 
@@ -125,13 +125,7 @@ def resolve(
     silent = len(answers) - len(answered)
     if len(answered) < k:
         raise read_quorum_error(what, len(answered), len(answers), k, failed)
-    counts: dict[Rank, int] = {}
-    first: dict[Rank, R] = {}
-    for entries in answered:
-        for e in entries:
-            r = rank_of(e)
-            counts[r] = counts.get(r, 0) + 1
-            first.setdefault(r, e)
+    counts, first = _tally(answered, rank_of)
     for r in sorted(counts, reverse=True):
         if counts[r] >= k:
             return first[r]
@@ -144,8 +138,74 @@ def resolve(
     return None
 
 
+def _tally(
+    answered: Sequence[Sequence[R]], rank_of: Callable[[R], Rank]
+) -> tuple[dict[Rank, int], dict[Rank, R]]:
+    """How many drives list each entry, and its copy to use: a version's copy with the
+    most metadata changes (VersionRecord.revision), else the first seen."""
+    counts: dict[Rank, int] = {}
+    first: dict[Rank, R] = {}
+    for entries in answered:
+        for e in entries:
+            r = rank_of(e)
+            counts[r] = counts.get(r, 0) + 1
+            seen = first.get(r)
+            if seen is None or _revision(e) > _revision(seen):
+                first[r] = e
+    return counts, first
+
+
+def _revision(entry: object) -> int:
+    return entry.revision if isinstance(entry, VersionRecord) else 0
+
+
+def settled(
+    answers: Sequence[Sequence[R] | None],
+    k: int,
+    rank_of: Callable[[R], Rank] = rank,  # type: ignore[assignment]
+) -> list[R]:
+    """Every entry at least k of the drives that answered list (committed versions),
+    newest first. Entries on fewer are writes still running, failed or retired."""
+    counts, first = _tally([a for a in answers if a is not None], rank_of)
+    return [first[r] for r in sorted(counts, reverse=True) if counts[r] >= k]
+
+
+class Entry(Protocol):
+    """A version as listing or reading sees it (VersionRecord, RecordSummary)."""
+
+    @property
+    def is_null(self) -> bool: ...
+
+    @property
+    def deleted(self) -> bool: ...
+
+    @property
+    def transient(self) -> bool: ...
+
+
+E = TypeVar("E", bound=Entry)
+
+
+def visible(entries: Sequence[E]) -> list[E]:
+    """A key's S3 versions out of its settled entries (newest first): the newest null
+    entry hides older ones, and a marker that only stands for a deletion is none
+    (records.py explains both)."""
+    out: list[E] = []
+    null_seen = False
+    for e in entries:
+        if e.is_null:
+            if null_seen:
+                continue
+            null_seen = True
+        if not e.transient:
+            out.append(e)
+    return out
+
+
 def live(entry: VersionRecord | None) -> VersionRecord:
     """The entry of an existing object, or NoSuchKey for none or a delete marker."""
-    if entry is None or entry.deleted:
+    if entry is None or entry.transient:
         raise NoSuchKey("The specified key does not exist.")
+    if entry.deleted:
+        raise NoSuchKey("The specified key does not exist.", delete_marker=entry.version_id)
     return entry

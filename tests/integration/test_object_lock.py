@@ -21,17 +21,23 @@ import pytest
 from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
-from tests.integration.conftest import auth_config, error_code, signed_client
+from tests.integration.conftest import auth_config, erasure_config, error_code, signed_client
 
 AWS = Path(sys.executable).parent / "aws"
 KEY, SECRET = "AKIDLOCK", "lock-secret"
 
 
-@pytest.fixture(scope="module", params=["http", "https"])
-def server(request: pytest.FixtureRequest, tls_files: tuple[str, str]) -> Iterator[SyncServer]:
+@pytest.fixture(scope="module", params=["http", "https", "http-erasure"])
+def server(
+    request: pytest.FixtureRequest,
+    tls_files: tuple[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SyncServer]:
     """Over HTTPS boto3 sends its checksums as aws-chunked trailers, over HTTP as headers:
-    both satisfy the lock bucket's integrity rule."""
+    both satisfy the lock bucket's integrity rule. An erasure node keeps the same rules."""
     config: dict[str, Any] = auth_config((KEY, SECRET))
+    if request.param.endswith("erasure"):
+        config |= erasure_config(tmp_path_factory.mktemp("lock-erasure"))
     if request.param == "https":
         config["server"] = {"tls": {"cert_file": tls_files[0], "key_file": tls_files[1]}}
     with SyncServer(config) as running:

@@ -1,6 +1,6 @@
-"""Versioning through boto3 and the aws CLI against a standalone server: bucket states,
-version ids on every write and read, delete markers, ListObjectVersions paging, version
-ids on copies and batch deletes, and erasure mode's clean 501 until it has versions."""
+"""Versioning through boto3 and the aws CLI against a standalone server and an erasure
+node alike: bucket states, version ids on every write and read, delete markers,
+ListObjectVersions paging, version ids on copies and batch deletes."""
 
 from __future__ import annotations
 
@@ -27,9 +27,14 @@ from tests.integration.conftest import auth_config, erasure_config, error_code, 
 AWS = Path(sys.executable).parent / "aws"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[SyncServer]:
-    with SyncServer() as running:
+@pytest.fixture(scope="module", params=["standalone", "erasure"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SyncServer]:
+    config = None
+    if request.param == "erasure":
+        config = erasure_config(tmp_path_factory.mktemp("versioning-erasure"))
+    with SyncServer(config) as running:
         yield running
 
 
@@ -533,34 +538,6 @@ def test_aws_cli_versioning(server: SyncServer, tmp_path: Path, s3: Any, plain: 
     out = tmp_path / "out"
     api("get-object", "--bucket", plain, "--key", "k", "--version-id", ids[1], str(out))
     assert out.read_bytes() == b"1"
-
-
-def test_erasure_mode_answers_501_for_versioning(tmp_path: Path) -> None:
-    """Until the erasure store keeps versions: a clean 501, and unversioned use as ever."""
-    with SyncServer(erasure_config(tmp_path)) as running:
-        s3 = signed_client(running.endpoint_url)
-        s3.create_bucket(Bucket="ecbucket")
-        assert "Status" not in s3.get_bucket_versioning(Bucket="ecbucket")
-        config = {"Status": "Enabled"}
-        error = _error(s3.put_bucket_versioning, Bucket="ecbucket", VersioningConfiguration=config)
-        assert error_code(error) == "NotImplemented"
-        assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 501
-        assert error_code(_error(s3.list_object_versions, Bucket="ecbucket")) == "NotImplemented"
-        error = _error(s3.create_bucket, Bucket="ec-locked", ObjectLockEnabledForBucket=True)
-        assert error_code(error) == "NotImplemented"
-        put = s3.put_object(Bucket="ecbucket", Key="k", Body=b"x")
-        assert "VersionId" not in put
-        got = s3.get_object(Bucket="ecbucket", Key="k")
-        assert got["Body"].read() == b"x" and "VersionId" not in got
-        assert s3.get_object(Bucket="ecbucket", Key="k", VersionId="null")["Body"].read() == b"x"
-        error = _error(s3.get_object, Bucket="ecbucket", Key="k", VersionId="0" * 24)
-        assert error_code(error) == "NoSuchVersion"
-        error = _error(s3.delete_object, Bucket="ecbucket", Key="k", IfMatch='"00"')
-        assert error_code(error) == "PreconditionFailed"
-        deleted = s3.delete_object(Bucket="ecbucket", Key="k")
-        assert "VersionId" not in deleted and "DeleteMarker" not in deleted
-        assert s3.list_objects_v2(Bucket="ecbucket")["KeyCount"] == 0
-        s3.delete_bucket(Bucket="ecbucket")
 
 
 def test_list_object_versions_against_a_reference(s3: Any, versioned: str) -> None:
