@@ -184,8 +184,8 @@ def test_versioning_and_acl_reads(s3, bucket):
 @pytest.mark.parametrize(
     ("method", "query"),
     [
-        ("GET", "lifecycle"),
-        ("PUT", "lifecycle"),
+        ("GET", "analytics"),
+        ("PUT", "inventory"),
         ("GET", "encryption"),
         ("GET", "replication"),
         ("PUT", "notification"),
