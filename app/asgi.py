@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 import shoal.app.handlers  # noqa: F401  (registers every operation handler)
 from shoal.app import admin, cors, health, lifecycle, logs, tagging
 from shoal.app.accesslog import AccessLog
-from shoal.app.authz import PolicyGate
+from shoal.app.authz import BucketSettings, PolicyGate
 from shoal.app.body import unread_body
 from shoal.app.context import RequestContext
 from shoal.app.dispatch import resolve, split_target
@@ -37,6 +37,8 @@ from shoal.app.metrics import Metrics
 from shoal.app.timeouts import Timeouts
 from shoal.app.xml import document
 from shoal.auth import ANONYMOUS, Authenticator, Principal
+from shoal.auth.accounts import Accounts, AccountSpec
+from shoal.auth.acl import GRANT_HEADERS
 from shoal.auth.actions import accepts_payload
 from shoal.auth.sigv4 import AuthFailure
 from shoal.config import Config, ConfigError, load_config
@@ -122,7 +124,9 @@ async def s3_endpoint(request: Request) -> Response:
             context = _policy_context(request, query)
             backend = request.app.state.backend
             context.update(await existing_tag_context(gate, backend, op, query))
-            await gate.check_operation(op.name, principal, op.bucket, op.key, context, op.action)
+            await gate.check_operation(
+                op.name, principal, op.bucket, op.key, context, op.action, query.get("versionId")
+            )
         ctx = RequestContext(
             op=op,
             request=request,
@@ -132,6 +136,8 @@ async def s3_endpoint(request: Request) -> Response:
             config=config,
             backend=request.app.state.backend,
             principal=principal,
+            accounts=request.app.state.accounts,
+            settings=request.app.state.settings,
             gate=gate,
         )
         response = await HANDLERS[op.name](ctx)
@@ -183,7 +189,22 @@ def _policy_context(request: Request, query: dict[str, str]) -> dict[str, object
         if name in query:
             context[f"s3:{name}"] = query[name]
     context.update(tagging.request_condition_keys(request.headers.get(tagging.HEADER)))
+    for name in ACL_CONDITION_HEADERS:
+        if name in request.headers:
+            context[f"s3:{name}"] = request.headers[name]
     return context
+
+
+#: Request headers a bucket policy may test as s3:<name>.
+ACL_CONDITION_HEADERS = ("x-amz-acl", *GRANT_HEADERS)
+
+
+def make_accounts(config: Config) -> Accounts:
+    """Every configured credential as an account (auth/accounts.py)."""
+    return Accounts.build(
+        AccountSpec(c.access_key_id, c.display_name, c.email, c.admin)
+        for c in config.auth.credentials
+    )
 
 
 def make_backend(config: Config) -> Backend:
@@ -303,7 +324,9 @@ def create_app(config: Config | None = None) -> Starlette:
     application = ShoalApp(lifespan=lifecycle.around(lifespan))
     application.state.config = config
     application.state.backend = backend
-    application.state.gate = PolicyGate(backend) if config.auth.enabled else None
+    application.state.accounts = accounts = make_accounts(config)
+    application.state.settings = settings = BucketSettings(backend, accounts)
+    application.state.gate = PolicyGate(settings) if config.auth.enabled else None
     application.state.cors = cors.BucketRules(backend)
     level, json_format = config.logging.level, config.logging.format == "json"
     quiet = logs.quiet(config) or level not in ("info", "debug")

@@ -1,8 +1,20 @@
-"""Authorization: the bucket policy (if any) decides, else the reference's default.
+"""Authorization, in the order AWS evaluates a request to S3:
 
-Explicit Deny wins, then Allow; with neither, authenticated callers are allowed and
-anonymous ones denied. Parsed policies are cached per bucket for a second and dropped at
-once when this process changes them, so a request costs no policy file read.
+1. an admin account may do anything;
+2. an explicit Deny in the bucket policy refuses;
+3. the bucket's owner may do anything to the bucket and its objects;
+4. an Allow in the bucket policy allows (not for others than the owner when the policy
+   is public and RestrictPublicBuckets is on);
+5. with ACLs enabled (no BucketOwnerEnforced), a bucket grant (READ: list, WRITE: put
+   and delete objects, READ_ACP / WRITE_ACP: its ACL) or, for an existing object, the
+   object's owner (ObjectWriter) or an object grant (READ, READ_ACP, WRITE_ACP) allows
+   (grants to AllUsers / AuthenticatedUsers ignored under IgnorePublicAcls);
+6. anything else is AccessDenied. Anonymous callers go the same way.
+
+A bucket's owner, policy, ACL, ownership rule and public access block are cached per
+bucket for a second (`BucketSettings`) and dropped at once when this process changes
+one, so most requests cost no read; only a non-owner's request on an object that no
+policy allows reads the object's metadata.
 """
 
 from __future__ import annotations
@@ -12,43 +24,106 @@ from dataclasses import dataclass, field, replace
 
 from shoal.app.errors import AccessDenied
 from shoal.auth import Principal
+from shoal.auth.accounts import Account, Accounts
+from shoal.auth.acl import BUCKET_PERMISSIONS, OBJECT_PERMISSIONS, READ, WRITE, effective, permits
 from shoal.auth.actions import OPERATIONS, resource_arn
+from shoal.auth.bucketauth import (
+    ACL_DOCUMENT,
+    OWNERSHIP_DOCUMENT,
+    PUBLIC_ACCESS_DOCUMENT,
+    BucketAuth,
+    acl_from_document,
+    ownership_from_document,
+    public_access_from_document,
+)
 from shoal.auth.policy import (
     Decision,
     Policy,
     PolicyError,
     PolicyRequest,
     evaluate,
-    is_allowed,
     parse_policy,
 )
-from shoal.storage.backend import Backend
-from shoal.storage.errors import NoSuchBucket, NoSuchBucketPolicy
+from shoal.auth.publicpolicy import is_public_policy
+from shoal.storage.backend import Backend, ObjectMeta
+from shoal.storage.errors import (
+    NoSuchBucket,
+    NoSuchBucketDocument,
+    NoSuchBucketPolicy,
+    StorageError,
+)
+from shoal.storage.version_ids import valid_version_id
 
 CACHE_SECONDS = 1.0
 
 
 @dataclass
-class PolicyGate:
+class BucketSettings:
+    """Each bucket's BucketAuth, read from the store at most once a second."""
+
     backend: Backend
-    _cache: dict[str, tuple[float, Policy | None]] = field(default_factory=dict)
+    accounts: Accounts
+    _cache: dict[str, tuple[float, BucketAuth | None]] = field(default_factory=dict)
 
     def forget(self, bucket: str) -> None:
-        """Call after a policy (or its bucket) changed."""
+        """Call after a bucket, its policy, ACL, ownership or public access block changed."""
         self._cache.pop(bucket, None)
 
-    async def policy(self, bucket: str) -> Policy | None:
+    async def get(self, bucket: str) -> BucketAuth | None:
+        """The bucket's settings; None when it does not exist."""
         cached = self._cache.get(bucket)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        auth = await self._load(bucket)
+        self._cache[bucket] = (time.monotonic() + CACHE_SECONDS, auth)
+        return auth
+
+    async def _load(self, bucket: str) -> BucketAuth | None:
+        backend = self.backend
         try:
-            policy: Policy | None = parse_policy(
-                await self.backend.get_bucket_policy(bucket), bucket
+            info = await backend.head_bucket(bucket)
+            owner = self.accounts.owner_id(info.owner)
+            policy = await self._policy(bucket)
+            acl = acl_from_document(await self._document(bucket, ACL_DOCUMENT), owner)
+            ownership = ownership_from_document(await self._document(bucket, OWNERSHIP_DOCUMENT))
+            block = public_access_from_document(
+                await self._document(bucket, PUBLIC_ACCESS_DOCUMENT)
             )
-        except (NoSuchBucketPolicy, NoSuchBucket, PolicyError):
-            policy = None
-        self._cache[bucket] = (time.monotonic() + CACHE_SECONDS, policy)
-        return policy
+        except NoSuchBucket:
+            return None
+        return BucketAuth(owner, acl, ownership, block, policy, is_public_policy(policy))
+
+    async def _policy(self, bucket: str) -> Policy | None:
+        try:
+            return parse_policy(await self.backend.get_bucket_policy(bucket), bucket)
+        except (NoSuchBucketPolicy, PolicyError):
+            return None
+
+    async def _document(self, bucket: str, name: str) -> str | None:
+        try:
+            return await self.backend.get_bucket_document(bucket, name)
+        except NoSuchBucketDocument:
+            return None
+
+
+@dataclass
+class PolicyGate:
+    settings: BucketSettings
+
+    @property
+    def accounts(self) -> Accounts:
+        return self.settings.accounts
+
+    def forget(self, bucket: str) -> None:
+        """Call after a policy, ACL, setting (or its bucket) changed."""
+        self.settings.forget(bucket)
+
+    async def policy(self, bucket: str) -> Policy | None:
+        auth = await self.settings.get(bucket)
+        return None if auth is None else auth.policy
+
+    def account(self, principal: Principal) -> Account | None:
+        return self.accounts.by_key(principal.access_key)
 
     async def check(
         self,
@@ -57,9 +132,10 @@ class PolicyGate:
         bucket: str | None,
         key: str | None = None,
         context: dict[str, object] | None = None,
+        version_id: str | None = None,
     ) -> None:
         """AccessDenied unless `principal` may do `action` on the bucket or object."""
-        if not await self.allows(principal, action, bucket, key, context):
+        if not await self.allows(principal, action, bucket, key, context, version_id):
             raise AccessDenied()
 
     async def allows(
@@ -69,14 +145,58 @@ class PolicyGate:
         bucket: str | None,
         key: str | None = None,
         context: dict[str, object] | None = None,
+        version_id: str | None = None,
     ) -> bool:
-        """Whether `principal` may do `action` on the bucket or object: for a second
-        action a request needs only in some cases (s3:BypassGovernanceRetention)."""
-        policy = await self.policy(bucket) if bucket else None
+        """Whether `principal` may do `action` on the bucket or object (the version
+        `version_id` of it, for object grants); see the module docstring."""
+        account = self.account(principal)
+        if account is not None and account.admin:
+            return True
+        if not bucket:
+            return account is not None
+        auth = await self.settings.get(bucket)
+        if auth is None:  # no such bucket: the handler answers NoSuchBucket
+            return account is not None
+        me = account.canonical_id if account is not None else None
         # How the caller signed (s3:signatureversion, s3:authType) is a condition too.
         context = {**(context or {}), **principal.condition_keys()}
         request = PolicyRequest(principal.access_key, action, resource_arn(bucket, key), context)
-        return is_allowed(evaluate(policy, request), authenticated=not principal.anonymous)
+        decision = evaluate(auth.policy, request)
+        if decision is Decision.DENY:
+            return False
+        if me == auth.owner:
+            return True
+        if decision is Decision.ALLOW and not (
+            auth.policy_public and auth.block.restrict_public_buckets
+        ):
+            return True
+        if not auth.acls_enabled:
+            return False
+        ignore = auth.block.ignore_public_acls
+        permission = BUCKET_PERMISSIONS.get(action)
+        if permission is not None:
+            return permits(auth.acl, me, permission, ignore_public=ignore)
+        if key is None:
+            return False
+        meta = await self._version(bucket, key, version_id)
+        if meta is None:  # missing: a caller that may list learns it (NoSuchKey)
+            return permits(auth.acl, me, READ, ignore_public=ignore)
+        owner = self.accounts.owner_id(meta.owner) if meta.owner else auth.owner
+        if me is not None and me == owner:
+            return True
+        permission = OBJECT_PERMISSIONS.get(action)
+        grants = effective(meta.acl, owner)
+        return permission is not None and permits(grants, me, permission, ignore_public=ignore)
+
+    async def _version(self, bucket: str, key: str, version_id: str | None) -> ObjectMeta | None:
+        """The version whose grants decide, or None when there is none to read (the
+        handler then answers NoSuchKey, NoSuchVersion, ... after authorization)."""
+        if version_id is not None and not valid_version_id(version_id):
+            return None
+        try:
+            return await self.settings.backend.head_object(bucket, key, version_id)
+        except StorageError:
+            return None
 
     async def check_operation(
         self,
@@ -86,40 +206,52 @@ class PolicyGate:
         key: str | None,
         context: dict[str, object],
         action: str | None = None,
+        version_id: str | None = None,
     ) -> None:
         """The check one operation needs, made before any body byte is read; `action`
         (the Operation's own) replaces the table's where a request names a version.
 
         DeleteObjects names its keys in its body: here it only has to be possible that
         this caller may delete some key of the bucket; its handler then checks each key.
+        CreateBucket needs only a signed caller (the handler decides who owns the name).
         """
         entry = OPERATIONS[name]
         if action is not None:
             entry = replace(entry, action=action)
         if name == "DeleteObjects":
-            policy = await self.policy(bucket) if bucket else None
-            if not could_allow(policy, principal, entry.action):
+            if not await self.could_delete(principal, bucket, entry.action):
                 raise AccessDenied()
             return
-        if entry.resource == "service":
+        if entry.resource == "service" or name == "CreateBucket":
             if principal.anonymous:
                 raise AccessDenied()
             return
-        await self.check(
-            principal, entry.action, bucket, key if entry.resource == "object" else None, context
-        )
+        object_key = key if entry.resource == "object" else None
+        await self.check(principal, entry.action, bucket, object_key, context, version_id)
+
+    async def could_delete(self, principal: Principal, bucket: str | None, action: str) -> bool:
+        """Whether `action` may be allowed to `principal` on some object of the bucket,
+        keys not yet known: admin, owner, a WRITE grant, or `could_allow`."""
+        account = self.account(principal)
+        if account is not None and account.admin:
+            return True
+        auth = await self.settings.get(bucket) if bucket else None
+        if auth is None:
+            return account is not None
+        me = account.canonical_id if account is not None else None
+        if me == auth.owner:
+            return True
+        ignore = auth.block.ignore_public_acls
+        if auth.acls_enabled and permits(auth.acl, me, WRITE, ignore_public=ignore):
+            return True
+        return could_allow(auth.policy, principal, action)
 
 
 def could_allow(policy: Policy | None, principal: Principal, action: str) -> bool:
-    """Whether `action` may be allowed to `principal` on some object, keys not yet known.
-
-    Authenticated callers are allowed by default (per-key Denies come later); an
-    anonymous one needs an Allow statement that names it and the action. Each such
-    statement is tried with its resources and conditions ignored, which can only widen
-    it: a caller refused here is refused for every key.
-    """
-    if is_allowed(Decision.DEFAULT, authenticated=not principal.anonymous):
-        return True
+    """Whether some Allow statement of `policy` could allow `action` to `principal` on
+    some object, keys not yet known. Each statement is tried with its resources and
+    conditions ignored, which can only widen it: a caller refused here is refused by
+    the policy for every key."""
     if policy is None:
         return False
     probe = PolicyRequest(principal.access_key, action, "*")

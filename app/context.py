@@ -6,15 +6,12 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from shoal.app.authz import PolicyGate
+from shoal.app.authz import BucketSettings, PolicyGate
 from shoal.app.dispatch import Operation
 from shoal.auth import Principal
+from shoal.auth.accounts import Account, Accounts
 from shoal.config import Config
 from shoal.storage.backend import Backend
-
-#: Owner reported in listings and ACLs: standalone shoal has one account.
-OWNER_ID = "75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a"
-OWNER_NAME = "shoal"
 
 
 @dataclass(frozen=True)
@@ -27,8 +24,20 @@ class RequestContext:
     config: Config
     backend: Backend
     principal: Principal
+    #: Every configured account (owners, grantees), with auth on or off.
+    accounts: Accounts
+    #: Each bucket's owner, ACL, ownership rule and public access block (cached).
+    settings: BucketSettings
     #: Bucket-policy checks beyond the operation's own (None while auth is off).
     gate: PolicyGate | None = None
+
+    @property
+    def requester(self) -> Account | None:
+        """The calling account: None for anonymous callers; with auth off, everyone
+        acts as the default owner (the first credential)."""
+        if self.gate is None:
+            return self.accounts.default_owner
+        return self.accounts.by_key(self.principal.access_key)
 
     @property
     def bucket(self) -> str:

@@ -46,9 +46,6 @@ UNSUPPORTED_BUCKET = frozenset(
         "metadataTable",
         "metrics",
         "notification",
-        "ownershipControls",
-        "policyStatus",
-        "publicAccessBlock",
         "replication",
         "requestPayment",
         "website",
@@ -73,6 +70,10 @@ SUBRESOURCE_METHODS = {
     "retention": frozenset({"GET", "HEAD", "PUT"}),
     "legal-hold": frozenset({"GET", "HEAD", "PUT"}),
     "attributes": frozenset({"GET", "HEAD"}),
+    "acl": frozenset({"GET", "HEAD", "PUT"}),
+    "ownershipControls": frozenset({"GET", "HEAD", "PUT", "DELETE"}),
+    "publicAccessBlock": frozenset({"GET", "HEAD", "PUT", "DELETE"}),
+    "policyStatus": frozenset({"GET", "HEAD"}),
     "tagging": frozenset({"GET", "HEAD", "PUT", "DELETE"}),
     "lifecycle": frozenset({"GET", "HEAD", "PUT", "DELETE"}),
 }
@@ -196,6 +197,12 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "GetObjectLockConfiguration"
         if "acl" in query:
             return "GetBucketAcl"
+        if "ownershipControls" in query:
+            return "GetBucketOwnershipControls"
+        if "publicAccessBlock" in query:
+            return "GetPublicAccessBlock"
+        if "policyStatus" in query:
+            return "GetBucketPolicyStatus"
         if "cors" in query:
             return "GetBucketCors"
         if "tagging" in query:
@@ -219,13 +226,21 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
         if "lifecycle" in query:
             return "PutBucketLifecycleConfiguration"
         if "acl" in query:
-            raise NotImplementedFeature()
+            return "PutBucketAcl"
+        if "ownershipControls" in query:
+            return "PutBucketOwnershipControls"
+        if "publicAccessBlock" in query:
+            return "PutPublicAccessBlock"
         return "CreateBucket"
     if method == "DELETE":
         if "cors" in query:
             return "DeleteBucketCors"
         if "tagging" in query:
             return "DeleteBucketTagging"
+        if "ownershipControls" in query:
+            return "DeleteBucketOwnershipControls"
+        if "publicAccessBlock" in query:
+            return "DeletePublicAccessBlock"
         if "lifecycle" in query:
             return "DeleteBucketLifecycle"
         return "DeleteBucketPolicy" if "policy" in query else "DeleteBucket"
@@ -269,7 +284,7 @@ def _object_operation(method: str, query: dict[str, str], headers: dict[str, str
         return "HeadObject"
     if method == "PUT":
         if "acl" in query:
-            raise NotImplementedFeature()
+            return "PutObjectAcl"
         if "retention" in query:
             return "PutObjectRetention"
         if "legal-hold" in query:

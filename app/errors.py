@@ -33,6 +33,10 @@ class AccessDenied(S3Error):
     status, message = 403, "Access Denied"
 
 
+class AccessControlListNotSupported(S3Error):
+    status, message = 400, "The bucket does not allow ACLs"
+
+
 class AuthorizationHeaderMalformed(S3Error):
     status, message = 400, "The authorization header is malformed."
 
@@ -163,6 +167,18 @@ class KeyTooLongError(S3Error):
     status, message = 400, "Your key is too long"
 
 
+class InvalidBucketAclWithObjectOwnership(S3Error):
+    status = 400
+    message = "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
+
+
+class MalformedACLError(S3Error):
+    status = 400
+    message = (
+        "The XML you provided was not well-formed or did not validate against our published schema"
+    )
+
+
 class MalformedPolicy(S3Error):
     status, message = 400, "Policies must be valid JSON and the first byte must be '{'"
 
@@ -235,8 +251,25 @@ class NoSuchObjectLockConfiguration(S3Error):
     status, message = 404, "The specified object does not have a ObjectLock configuration"
 
 
+class NoSuchPublicAccessBlockConfiguration(S3Error):
+    status, message = 404, "The public access block configuration was not found"
+
+
 class NoSuchTagSet(S3Error):
     status, message = 404, "The TagSet does not exist"
+
+
+class OwnershipControlsNotFoundError(S3Error):
+    status, message = 404, "The bucket ownership controls were not found"
+
+
+class UnexpectedContent(S3Error):
+    status, message = 400, "This request does not support content"
+
+
+class UnresolvableGrantByEmailAddress(S3Error):
+    status = 400
+    message = "The e-mail address you provided does not match any account on record."
 
 
 class NoSuchUpload(S3Error):

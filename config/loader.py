@@ -263,6 +263,10 @@ def _typed(tp: Any, value: Any, fail: Any) -> Any:
     raise TypeError(f"unsupported config type {tp!r}")  # a schema bug, not user input
 
 
+#: The fields every credential must give (the account fields are optional).
+REQUIRED_CREDENTIAL_FIELDS = ("access_key_id", "secret_access_key")
+
+
 def _credentials(value: Any, path: str, origin: str, fail: Any) -> list[Credential]:
     if not isinstance(value, list | tuple) or not value:
         raise fail()
@@ -278,7 +282,7 @@ def _credentials(value: Any, path: str, origin: str, fail: Any) -> list[Credenti
                 ipath,
             )
         given = {_norm(str(k)) for k in item}
-        missing = [f.name for f in dataclasses.fields(Credential) if _norm(f.name) not in given]
+        missing = [n for n in REQUIRED_CREDENTIAL_FIELDS if _norm(n) not in given]
         if missing:
             raise ConfigError(f"{ipath}: missing {', '.join(missing)}{_suffix(origin)}", ipath)
         out.append(_apply_section(Credential(), item, ipath, origin))

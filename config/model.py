@@ -207,6 +207,21 @@ class StorageConfig:
 class Credential:
     access_key_id: str = setting("", expect="a non-empty string", check=non_empty)
     secret_access_key: str = setting("", expect="a non-empty string", check=non_empty)
+    display_name: str | None = setting(
+        None,
+        expect="a non-empty string, or nothing",
+        check=optional_non_empty,
+        doc="the account's DisplayName in owners and ACLs (default: the access key id)",
+    )
+    email: str | None = setting(
+        None,
+        expect="an e-mail address, or nothing",
+        check=optional_non_empty,
+        doc="the address ACL grants by emailAddress resolve to this account",
+    )
+    admin: bool = setting(
+        False, doc="may do anything to every bucket (operators); a lone credential is admin"
+    )
 
     def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
         return f"Credential(access_key_id={self.access_key_id!r}, secret_access_key='***')"

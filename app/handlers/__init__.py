@@ -1,6 +1,7 @@
 """One handler per S3 operation, grouped by family; importing this registers them all."""
 
 from shoal.app.handlers import (  # noqa: F401
+    acl,
     attributes,
     bucket,
     copy,
@@ -10,7 +11,9 @@ from shoal.app.handlers import (  # noqa: F401
     multipart,
     object,
     objectlock,
+    ownership,
     postobject,
+    publicaccess,
     tagging,
     versioning,
 )

@@ -10,14 +10,31 @@ from starlette.responses import Response
 from shoal.app.body import read_small
 from shoal.app.context import RequestContext
 from shoal.app.dispatch import valid_bucket_name
-from shoal.app.errors import InvalidArgument, MalformedPolicy
+from shoal.app.errors import (
+    AccessDenied,
+    BucketAlreadyExists,
+    BucketAlreadyOwnedByYou,
+    InvalidArgument,
+    InvalidBucketAclWithObjectOwnership,
+    MalformedPolicy,
+)
 from shoal.app.handlers.listing import echoed_param
 from shoal.app.handlers.registry import handler, owner, xml_response
-from shoal.app.headers import version_headers, version_param
+from shoal.app.permissions import acl_error
 from shoal.app.xml import Node, child_text, parse, text_document, timestamp
+from shoal.auth.acl import AclError, grants_outside, request_acl
+from shoal.auth.bucketauth import (
+    ACL_DOCUMENT,
+    ENFORCED,
+    OWNERSHIP_DOCUMENT,
+    OWNERSHIP_RULES,
+    acl_document,
+)
 from shoal.auth.numbers import parse_uint
 from shoal.auth.policy import PolicyError, parse_policy
+from shoal.auth.publicpolicy import is_public_policy
 from shoal.storage.backend import BucketInfo
+from shoal.storage.errors import BucketAlreadyOwnedByYou as StorageBucketExists
 
 MAX_CONFIG_BODY = 64 * 1024
 MAX_POLICY_BODY = 64 * 1024  # the policy's own 20 KiB limit is checked by parse_policy
@@ -87,12 +104,21 @@ def bucket_page(
     return page, (bucket_token(page[-1].name) if len(chosen) > limit else None)
 
 
+def visible_buckets(ctx: RequestContext, buckets: list[BucketInfo]) -> list[BucketInfo]:
+    """The caller's own buckets (every bucket for an admin, or with auth off)."""
+    account = ctx.requester
+    if ctx.gate is None or (account is not None and account.admin):
+        return buckets
+    me = account.canonical_id if account is not None else None
+    return [b for b in buckets if ctx.accounts.owner_id(b.owner) == me]
+
+
 @handler("ListBuckets")
 async def list_buckets(ctx: RequestContext) -> Response:
-    buckets = await ctx.backend.list_buckets()
+    buckets = visible_buckets(ctx, await ctx.backend.list_buckets())
     paged = any(name in ctx.query for name in LIST_BUCKETS_PARAMS)
     if not paged:
-        return _bucket_list(buckets, region=None)
+        return _bucket_list(ctx, buckets, region=None)
     limit = max_buckets_param(ctx.query)
     token = ctx.query.get("continuation-token") or None
     after = token_bucket(token) if token is not None else None
@@ -104,17 +130,21 @@ async def list_buckets(ctx: RequestContext) -> Response:
     extra: list[Node] = [("ContinuationToken", next_token)]
     if "prefix" in ctx.query:
         extra.append(("Prefix", echoed_param(ctx, "prefix", url_encoded=False)))
-    return _bucket_list(page, region=region, extra=extra)
+    return _bucket_list(ctx, page, region=region, extra=extra)
 
 
 def _bucket_list(
-    buckets: list[BucketInfo], *, region: str | None, extra: Sequence[Node] = ()
+    ctx: RequestContext,
+    buckets: list[BucketInfo],
+    *,
+    region: str | None,
+    extra: Sequence[Node] = (),
 ) -> Response:
     """ListAllMyBucketsResult; `region`: name it in each bucket (a paged answer)."""
     return xml_response(
         "ListAllMyBucketsResult",
         [
-            ("Owner", owner()),
+            ("Owner", owner(ctx)),
             (
                 "Buckets",
                 [
@@ -148,7 +178,40 @@ async def create_bucket(ctx: RequestContext) -> Response:
             ArgumentName="x-amz-bucket-object-lock-enabled",
             ArgumentValue=lock,
         )
-    await ctx.backend.create_bucket(ctx.bucket, object_lock=lock == "true")
+    creator = ctx.requester
+    me = creator.canonical_id if creator is not None else ""
+    rule = ctx.headers.get("x-amz-object-ownership")
+    if rule is not None and rule not in OWNERSHIP_RULES:
+        raise InvalidArgument(
+            "Invalid x-amz-object-ownership header",
+            ArgumentName="x-amz-object-ownership",
+            ArgumentValue=rule,
+        )
+    try:
+        grants = request_acl(ctx.headers, ctx.accounts, me, me, bucket=True)
+    except AclError as exc:
+        raise acl_error(exc) from exc
+    if rule == ENFORCED and grants is not None and grants_outside(grants, me):
+        raise InvalidBucketAclWithObjectOwnership()
+    try:
+        # With auth off the owner stays "": the first credential, whatever it becomes.
+        owner_field = me if ctx.gate is not None else ""
+        await ctx.backend.create_bucket(ctx.bucket, object_lock=lock == "true", owner=owner_field)
+    except StorageBucketExists:
+        info = await ctx.backend.head_bucket(ctx.bucket)
+        if ctx.accounts.owner_id(info.owner) != me:
+            raise BucketAlreadyExists(BucketName=ctx.bucket) from None
+        if ctx.config.server.region != "us-east-1":
+            raise BucketAlreadyOwnedByYou(BucketName=ctx.bucket) from None
+        # us-east-1 answers the owner 200 and changes nothing, as S3 does.
+        return Response(headers={"location": f"/{ctx.bucket}"})
+    ctx.settings.forget(ctx.bucket)
+    # Settings given at creation; a crash before they land leaves the safe defaults
+    # (private, ObjectWriter).
+    if grants is not None:
+        await ctx.backend.put_bucket_document(ctx.bucket, ACL_DOCUMENT, acl_document(grants))
+    if rule is not None:
+        await ctx.backend.put_bucket_document(ctx.bucket, OWNERSHIP_DOCUMENT, rule)
     return Response(headers={"location": f"/{ctx.bucket}"})
 
 
@@ -175,34 +238,6 @@ async def get_bucket_location(ctx: RequestContext) -> Response:
     return Response(body, media_type="application/xml")
 
 
-#: As S3 writes it; s3cmd (cp, mv, setacl) reads the grantee's type from xsi:type.
-_CANONICAL_USER = (
-    'Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="CanonicalUser"'
-)
-
-
-def _acl() -> list:
-    grantee = (_CANONICAL_USER, owner())
-    return [
-        ("Owner", owner()),
-        ("AccessControlList", [("Grant", [grantee, ("Permission", "FULL_CONTROL")])]),
-    ]
-
-
-@handler("GetBucketAcl")
-async def get_bucket_acl(ctx: RequestContext) -> Response:
-    await ctx.backend.head_bucket(ctx.bucket)
-    return xml_response("AccessControlPolicy", _acl())
-
-
-@handler("GetObjectAcl")
-async def get_object_acl(ctx: RequestContext) -> Response:
-    meta = await ctx.backend.head_object(ctx.bucket, ctx.key, version_param(ctx.query))
-    return xml_response(
-        "AccessControlPolicy", _acl(), headers=version_headers(meta.version_id, versioned=False)
-    )
-
-
 @handler("GetBucketPolicy")
 async def get_bucket_policy(ctx: RequestContext) -> Response:
     policy = await ctx.backend.get_bucket_policy(ctx.bucket)
@@ -221,6 +256,10 @@ async def put_bucket_policy(ctx: RequestContext) -> Response:
         raise MalformedPolicy() from exc
     except PolicyError as exc:
         raise MalformedPolicy(exc.reason) from exc
+    auth = await ctx.settings.get(ctx.bucket)
+    blocked = auth is not None and auth.block.block_public_policy
+    if blocked and is_public_policy(parse_policy(text, ctx.bucket)):
+        raise AccessDenied()
     await ctx.backend.put_bucket_policy(ctx.bucket, text)
     if ctx.gate is not None:
         ctx.gate.forget(ctx.bucket)

@@ -23,6 +23,7 @@ from shoal.app.headers import (
     version_headers,
     version_param,
 )
+from shoal.app.permissions import new_version_acl
 from shoal.app.xml import timestamp
 from shoal.auth.actions import source_requirement
 from shoal.storage import checksums
@@ -153,6 +154,8 @@ async def copy_object(ctx: RequestContext) -> Response:
                 {k: v for k, v in storage_class.headers.items() if k == "x-amz-storage-class"}
             )
         write.tags = _copied_tags(ctx, source.tags)
+        # As S3: a copy gets the ACL the request gives (else the default), never the source's.
+        write.owner, write.acl = await new_version_acl(ctx, ctx.headers)
         conditional_write(ctx, write)
         info = await ctx.backend.head_bucket(ctx.bucket)
         await apply_write_lock(ctx, info, write)

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from shoal.app.context import RequestContext
 from shoal.app.errors import InvalidArgument
-from shoal.app.handlers.registry import handler, owner, xml_response
+from shoal.app.handlers.registry import bucket_owner, handler, owner, xml_response
 from shoal.app.xml import Node, timestamp
 from shoal.auth.numbers import parse_uint
 from shoal.storage.backend import ListPage
@@ -101,7 +101,9 @@ def _untoken(token: str) -> str:
     return text[len(_TOKEN_PREFIX) :]
 
 
-def _contents(page: ListPage, encode: Callable[[str], str], with_owner: bool) -> list[Node]:
+def _contents(page: ListPage, encode: Callable[[str], str], owned: list[Node] | None) -> list[Node]:
+    """`owned`: the Owner element of each object (the bucket owner's: listings do not
+    read each object's metadata), None without fetch-owner."""
     nodes: list[Node] = []
     for obj in page.objects:
         fields: list[Node] = [
@@ -111,8 +113,8 @@ def _contents(page: ListPage, encode: Callable[[str], str], with_owner: bool) ->
             ("Size", obj.size),
             ("StorageClass", obj.storage_class),
         ]
-        if with_owner:
-            fields.append(("Owner", owner()))
+        if owned is not None:
+            fields.append(("Owner", owned))
         nodes.append(("Contents", fields))
     nodes += [("CommonPrefixes", [("Prefix", encode(p))]) for p in page.common_prefixes]
     return nodes
@@ -141,7 +143,9 @@ async def list_objects(ctx: RequestContext) -> Response:
         ("IsTruncated", page.truncated),
         ("EncodingType", ctx.query.get("encoding-type")),
     ]
-    return xml_response("ListBucketResult", result + _contents(page, encode, True))
+    return xml_response(
+        "ListBucketResult", result + _contents(page, encode, owner(ctx, await bucket_owner(ctx)))
+    )
 
 
 @handler("ListObjectsV2")
@@ -159,6 +163,7 @@ async def list_objects_v2(ctx: RequestContext) -> Response:
         ctx.bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
     )
     fetch_owner = ctx.query.get("fetch-owner", "").lower() == "true"
+    owned = owner(ctx, await bucket_owner(ctx)) if fetch_owner else None
     result: list[Node] = [
         ("Name", ctx.bucket),
         ("Prefix", encode(prefix)),
@@ -171,4 +176,4 @@ async def list_objects_v2(ctx: RequestContext) -> Response:
         ("StartAfter", encode(start_after) if start_after else None),
         ("EncodingType", ctx.query.get("encoding-type")),
     ]
-    return xml_response("ListBucketResult", result + _contents(page, encode, fetch_owner))
+    return xml_response("ListBucketResult", result + _contents(page, encode, owned))

@@ -12,6 +12,7 @@ from shoal.app.handlers.object import conditional_write, write_result_headers
 from shoal.app.handlers.objectlock import apply_write_lock, require_write_integrity
 from shoal.app.handlers.registry import handler, owner, xml_response
 from shoal.app.headers import object_write, query_part_number
+from shoal.app.permissions import new_version_acl
 from shoal.app.xml import Node, child_text, parse, timestamp
 from shoal.auth.numbers import parse_uint
 from shoal.storage import checksums
@@ -56,6 +57,7 @@ def part_result_headers(part: PartInfo) -> dict[str, str]:
 @handler("CreateMultipartUpload")
 async def create_multipart_upload(ctx: RequestContext) -> Response:
     write = object_write(ctx.headers, max_metadata_size=ctx.config.limits.max_metadata_size)
+    write.owner, write.acl = await new_version_acl(ctx, ctx.headers)
     await apply_write_lock(ctx, await ctx.backend.head_bucket(ctx.bucket), write)
     algorithm = ctx.headers.get("x-amz-checksum-algorithm", "").upper() or None
     kind = ctx.headers.get("x-amz-checksum-type", "").upper() or None
@@ -233,8 +235,8 @@ async def list_parts(ctx: RequestContext) -> Response:
         ("Bucket", ctx.bucket),
         ("Key", ctx.key),
         ("UploadId", upload_id),
-        ("Initiator", owner()),
-        ("Owner", owner()),
+        ("Initiator", owner(ctx, upload.write.owner or None)),
+        ("Owner", owner(ctx, upload.write.owner or None)),
         ("StorageClass", upload.write.headers.get("x-amz-storage-class", "STANDARD")),
         ("PartNumberMarker", after),
         ("NextPartNumberMarker", page.next_part_number_marker),
@@ -291,8 +293,8 @@ async def list_multipart_uploads(ctx: RequestContext) -> Response:
                 [
                     ("Key", encode(upload.key)),
                     ("UploadId", upload.upload_id),
-                    ("Initiator", owner()),
-                    ("Owner", owner()),
+                    ("Initiator", owner(ctx, upload.write.owner or None)),
+                    ("Owner", owner(ctx, upload.write.owner or None)),
                     ("StorageClass", upload.write.headers.get("x-amz-storage-class", "STANDARD")),
                     ("Initiated", timestamp(upload.initiated)),
                     ("ChecksumAlgorithm", upload.checksum_algorithm),

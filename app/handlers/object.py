@@ -33,6 +33,7 @@ from shoal.app.headers import (
     version_headers,
     version_param,
 )
+from shoal.app.permissions import new_version_acl
 from shoal.app.xml import Node, child_text, parse
 from shoal.auth.actions import action_for
 from shoal.storage import checksums
@@ -78,6 +79,7 @@ def write_result_headers(meta: ObjectMeta, info: BucketInfo) -> dict[str, str]:
 @handler("PutObject")
 async def put_object(ctx: RequestContext) -> Response:
     write = object_write(ctx.headers, max_metadata_size=ctx.config.limits.max_metadata_size)
+    write.owner, write.acl = await new_version_acl(ctx, ctx.headers)
     conditional_write(ctx, write)
     info = await ctx.backend.head_bucket(ctx.bucket)
     require_write_integrity(ctx, info)

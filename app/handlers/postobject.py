@@ -22,6 +22,7 @@ from shoal.app.form import PostForm
 from shoal.app.handlers.objectlock import apply_write_lock
 from shoal.app.handlers.registry import handler, xml_response
 from shoal.app.headers import object_write, version_headers
+from shoal.app.permissions import new_version_acl
 from shoal.auth import ANONYMOUS, Principal
 from shoal.auth.numbers import parse_uint
 from shoal.auth.postpolicy import check_policy, decode_policy
@@ -52,8 +53,11 @@ async def post_object(ctx: RequestContext) -> Response:
             ArgumentName="key",
         )
     key = fields["key"].replace("${filename}", form.filename)
-    length_range = await _authorize(ctx, fields, key)
+    length_range, principal = await _authorize(ctx, fields, key)
     write = _object_write(ctx, fields, length_range)
+    write.owner, write.acl = await new_version_acl(
+        ctx, fields, canned_name="acl", principal=principal
+    )
     # A form carries no lock fields: a lock-enabled bucket's default retention applies.
     await apply_write_lock(ctx, info, write)
     meta = await ctx.backend.put_object(ctx.bucket, key, form.file(), write)
@@ -63,9 +67,9 @@ async def post_object(ctx: RequestContext) -> Response:
 
 async def _authorize(
     ctx: RequestContext, fields: dict[str, str], key: str
-) -> tuple[int, int] | None:
+) -> tuple[tuple[int, int] | None, Principal]:
     """Signature, policy and bucket policy, decided before any byte of the file is read.
-    Returns the policy's content-length-range, if it has one."""
+    Returns the policy's content-length-range, if it has one, and who signed."""
     principal: Principal = ANONYMOUS
     length_range = None
     if "policy" in fields:
@@ -77,7 +81,7 @@ async def _authorize(
         length_range = policy.length_range
     if ctx.gate is not None:
         await ctx.gate.check(principal, "s3:PutObject", ctx.bucket, key)
-    return length_range
+    return length_range, principal
 
 
 def _object_write(

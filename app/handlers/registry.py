@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from shoal.app.context import RequestContext
 from shoal.app.xml import Node, document
+from shoal.auth.accounts import ANONYMOUS_ID
 
 Handler = Callable[[RequestContext], Awaitable[Response]]
 HANDLERS: dict[str, Handler] = {}
@@ -29,7 +30,17 @@ def xml_response(
     return Response(document(root, children), status, headers, media_type="application/xml")
 
 
-def owner() -> list[Node]:
-    from shoal.app.context import OWNER_ID, OWNER_NAME
+async def bucket_owner(ctx: RequestContext) -> str:
+    """The canonical id of the bucket's owner ("" when the bucket does not exist)."""
+    auth = await ctx.settings.get(ctx.bucket)
+    return "" if auth is None else auth.owner
 
-    return [("ID", OWNER_ID), ("DisplayName", OWNER_NAME)]
+
+def owner(ctx: RequestContext, canonical: str | None = None) -> list[Node]:
+    """An Owner (or Initiator) element: the account `canonical` (a stored owner field,
+    "" meaning the default owner), by default the caller."""
+    if canonical is None:
+        account = ctx.requester
+        canonical = account.canonical_id if account is not None else ANONYMOUS_ID
+    canonical = ctx.accounts.owner_id(canonical)
+    return [("ID", canonical), ("DisplayName", ctx.accounts.display_name(canonical) or None)]

@@ -13,7 +13,7 @@ from shoal.app.errors import (
     NotImplementedFeature,
 )
 from shoal.app.handlers.listing import MAX_KEYS, echoed_param, encoder, int_param
-from shoal.app.handlers.registry import handler, owner, xml_response
+from shoal.app.handlers.registry import bucket_owner, handler, owner, xml_response
 from shoal.app.xml import Node, child_text, parse, timestamp
 from shoal.storage.version_ids import valid_version_id
 
@@ -107,6 +107,7 @@ async def list_object_versions(ctx: RequestContext) -> Response:
         ("IsTruncated", page.truncated),
         ("EncodingType", ctx.query.get("encoding-type")),
     ]
+    owned = owner(ctx, await bucket_owner(ctx))
     for version in page.versions:
         fields: list[Node] = [
             ("Key", encode(version.key)),
@@ -115,13 +116,13 @@ async def list_object_versions(ctx: RequestContext) -> Response:
             ("LastModified", timestamp(version.last_modified)),
         ]
         if version.delete_marker:
-            result.append(("DeleteMarker", [*fields, ("Owner", owner())]))
+            result.append(("DeleteMarker", [*fields, ("Owner", owned)]))
             continue
         fields += [
             ("ETag", f'"{version.etag}"'),
             ("Size", version.size),
             ("StorageClass", version.storage_class),
-            ("Owner", owner()),
+            ("Owner", owned),
         ]
         result.append(("Version", fields))
     result += [("CommonPrefixes", [("Prefix", encode(p))]) for p in page.common_prefixes]
