@@ -34,6 +34,7 @@ from shoal.app.exchange import Exchanges
 from shoal.app.handlers.registry import HANDLERS
 from shoal.app.handlers.tagging import existing_tag_context
 from shoal.app.metrics import Metrics
+from shoal.app.serverlog import ServerLog
 from shoal.app.timeouts import Timeouts
 from shoal.app.xml import document
 from shoal.auth import ANONYMOUS, Authenticator, Principal
@@ -313,9 +314,11 @@ def create_app(config: Config | None = None) -> Starlette:
         warm = asyncio.get_running_loop().run_in_executor(None, checksums.warm_up)
         if application.metrics is not None:
             await application.metrics.start()
+        server_log.start()
         try:
             yield
         finally:
+            await server_log.stop()  # delivers what is buffered while the store is open
             if application.metrics is not None:
                 await application.metrics.stop()
             await warm
@@ -333,6 +336,14 @@ def create_app(config: Config | None = None) -> Starlette:
     application.state.exchanges = Exchanges(
         Timeouts.from_config(config), None if quiet else AccessLog(json_format), error_response
     )
+    application.state.server_log = server_log = ServerLog(
+        backend,
+        config.server.region,
+        flush_seconds=config.logging.flush_seconds,
+        flush_records=config.logging.flush_records,
+        max_buffered=config.logging.max_buffered_records,
+    )
+    application.state.exchanges.server_log = server_log.observe
     application.state.authenticator = Authenticator(
         {c.access_key_id: c.secret_access_key for c in config.auth.credentials},
         config.server.region,

@@ -42,7 +42,6 @@ UNSUPPORTED_BUCKET = frozenset(
         "encryption",
         "intelligent-tiering",
         "inventory",
-        "logging",
         "metadataTable",
         "metrics",
         "notification",
@@ -70,6 +69,7 @@ SUBRESOURCE_METHODS = {
     "retention": frozenset({"GET", "HEAD", "PUT"}),
     "legal-hold": frozenset({"GET", "HEAD", "PUT"}),
     "attributes": frozenset({"GET", "HEAD"}),
+    "logging": frozenset({"GET", "HEAD", "PUT"}),
     "acl": frozenset({"GET", "HEAD", "PUT"}),
     "ownershipControls": frozenset({"GET", "HEAD", "PUT", "DELETE"}),
     "publicAccessBlock": frozenset({"GET", "HEAD", "PUT", "DELETE"}),
@@ -205,6 +205,8 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "GetBucketPolicyStatus"
         if "cors" in query:
             return "GetBucketCors"
+        if "logging" in query:
+            return "GetBucketLogging"
         if "tagging" in query:
             return "GetBucketTagging"
         if "lifecycle" in query:
@@ -217,6 +219,8 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "PutBucketPolicy"
         if "cors" in query:
             return "PutBucketCors"
+        if "logging" in query:
+            return "PutBucketLogging"
         if "versioning" in query:
             return "PutBucketVersioning"
         if "object-lock" in query:

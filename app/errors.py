@@ -163,6 +163,10 @@ class InvalidStorageClass(S3Error):
     status, message = 400, "The storage class you specified is not valid"
 
 
+class InvalidTargetBucketForLogging(S3Error):
+    status, message = 400, "The target bucket for logging does not exist"
+
+
 class KeyTooLongError(S3Error):
     status, message = 400, "Your key is too long"
 

@@ -52,6 +52,8 @@ class Exchanges:
         self.in_flight: set[asyncio.Task[Any]] = set()
         self.sweeper = Sweeper(limits)
         self.draining = False  # set at shutdown: /-/ready answers 503
+        #: Server access logging (app/serverlog): sees every answered request.
+        self.server_log: Callable[[Scope, Exchange], None] | None = None
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         task = asyncio.current_task()
@@ -82,6 +84,8 @@ class Exchanges:
             self.in_flight.discard(task)
             if self.access_log is not None:
                 self._log(scope, exchange, aborted)
+            if self.server_log is not None:
+                self.server_log(scope, exchange)
         if aborted is not None and not exchange.complete:
             raise RequestAborted(aborted)
 

@@ -287,6 +287,26 @@ class LoggingConfig:
         doc="text | json (one line per request either way)",
     )
     enabled: bool = setting(True, doc="turn logging off entirely")
+    flush_seconds: int = setting(
+        300,
+        expect="an integer >= 1 (seconds)",
+        check=int_range(1),
+        doc="server access logs (PutBucketLogging): deliver each bucket's buffered records "
+        "at least this often",
+    )
+    flush_records: int = setting(
+        1000,
+        expect="an integer >= 1",
+        check=int_range(1),
+        doc="server access logs: deliver a batch as soon as it holds this many records",
+    )
+    max_buffered_records: int = setting(
+        100000,
+        expect="an integer >= 1",
+        check=int_range(1),
+        doc="server access logs: records held in memory at most; past it new ones are "
+        "dropped and counted",
+    )
 
 
 @dataclass(frozen=True)

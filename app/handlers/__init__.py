@@ -8,6 +8,7 @@ from shoal.app.handlers import (  # noqa: F401
     cors,
     lifecycle,
     listing,
+    logging,
     multipart,
     object,
     objectlock,
