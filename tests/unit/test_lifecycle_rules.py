@@ -3,6 +3,7 @@ the stored JSON form, pacing and which node runs a bucket."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal.storage.lifecycle import rules
-from shoal.storage.lifecycle.ownership import owner
+from shoal.storage.lifecycle.ownership import ByMembership, owner
 from shoal.storage.lifecycle.pace import Pace
 from shoal.storage.lifecycle.rules import (
     Configuration,
@@ -217,3 +218,37 @@ async def test_pace_bounds_operations_per_second() -> None:
     assert 9.9 <= clock.now <= 10.1
     with pytest.raises(ValueError):
         Pace(0)
+
+
+@dataclass
+class View:
+    nodes: dict[str, object]
+
+
+@dataclass
+class Members:
+    """Membership's shape as data: this node, the view, and who it declared offline."""
+
+    node_id: str
+    view: View | None
+    offline: set[str]
+
+    def reachable(self, node_id: str) -> bool:
+        return node_id not in self.offline
+
+
+def test_exactly_one_member_runs_each_bucket() -> None:
+    ids = ["node0", "node1", "node2"]
+    view = View({n: None for n in ids})
+    buckets = [f"bucket-{i}" for i in range(200)]
+    runners = {
+        b: [n for n in ids if ByMembership(Members(n, view, set())).runs(b)] for b in buckets
+    }
+    assert all(len(r) == 1 for r in runners.values())
+    assert {r[0] for r in runners.values()} == set(ids)  # the work is spread
+    # node2 goes offline (as the others see it): its buckets move, the others stay.
+    for bucket, (was,) in runners.items():
+        now = [n for n in ids[:2] if ByMembership(Members(n, view, {"node2"})).runs(bucket)]
+        assert now == ([was] if was != "node2" else now) and len(now) == 1
+    # A node with no view yet runs everything it is asked about.
+    assert ByMembership(Members("solo", None, set())).runs("any")
