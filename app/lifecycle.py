@@ -3,11 +3,12 @@
 Start: refuses to serve openly by accident (app/exposure.py: beyond loopback, auth
 must be on with credentials of one's own), logs `starting` (with the address and
 whether auth is on) and `storage open`, marks storage open (for /-/ready) and hands
-uvicorn the time limits its protocol reads (app/protocol.py). Stop: marks the node as
-shutting down, then, before the backend closes (and with it QUIC), waits for the
-requests still in flight to finish: by then uvicorn has either seen them complete or,
-at its graceful-shutdown deadline, cancelled them, and a cancelled upload is still
-removing its temporary files and answering its client.
+uvicorn the time limits its protocol reads (app/protocol.py), and starts the lifecycle
+rules' background worker (app/handlers/lifecycle.py, storage/lifecycle/). Stop: marks
+the node as shutting down, stops that worker, then, before the backend closes (and
+with it QUIC), waits for the requests still in flight to finish: by then uvicorn has
+either seen them complete or, at its graceful-shutdown deadline, cancelled them, and a
+cancelled upload is still removing its temporary files and answering its client.
 """
 
 from __future__ import annotations
