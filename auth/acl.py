@@ -233,10 +233,9 @@ def _grant(element: Element, accounts: Accounts) -> Grant:
 
 
 def _bounded(grants: list[Grant]) -> tuple[Grant, ...]:
-    unique = tuple(dict.fromkeys(grants))
-    if len(unique) > MAX_GRANTS:
+    if len(grants) > MAX_GRANTS:
         raise AclError("MalformedACLError", MALFORMED)
-    return unique
+    return tuple(dict.fromkeys(grants))
 
 
 def permits(
