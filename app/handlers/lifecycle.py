@@ -25,6 +25,7 @@ from shoal.config import Config
 from shoal.storage.backend import Backend, ObjectMeta
 from shoal.storage.errors import NoSuchBucket, NoSuchBucketDocument
 from shoal.storage.lifecycle.ownership import ByMembership, Everything, Ownership
+from shoal.storage.lifecycle.progress import DOCUMENT as PROGRESS
 from shoal.storage.lifecycle.rules import Configuration, from_json, object_expiration, to_json
 from shoal.storage.lifecycle.worker import DOCUMENT, LifecycleWorker, Settings
 from shoal.storage.ttlcache import TtlCache
@@ -85,6 +86,8 @@ async def get_bucket_lifecycle(ctx: RequestContext) -> Response:
 @handler("DeleteBucketLifecycle")
 async def delete_bucket_lifecycle(ctx: RequestContext) -> Response:
     await ctx.backend.delete_bucket_document(ctx.bucket, DOCUMENT)
+    # A pass cut short must not resume halfway through the bucket under new rules.
+    await ctx.backend.delete_bucket_document(ctx.bucket, PROGRESS)
     _lifecycles(ctx).forget(ctx.bucket)
     return Response(status_code=204)
 

@@ -72,6 +72,10 @@ class Rule:
     noncurrent: NoncurrentExpiration | None = None
     abort_days: int | None = None  # AbortIncompleteMultipartUpload DaysAfterInitiation
 
+    @property
+    def acts_on_objects(self) -> bool:
+        return self.expiration is not None or self.noncurrent is not None
+
 
 @dataclass(frozen=True)
 class Configuration:
@@ -274,3 +278,19 @@ def acts_on_objects(config: Configuration) -> bool:
 def acts_on_uploads(config: Configuration) -> bool:
     """Whether any enabled rule aborts incomplete multipart uploads."""
     return any(r.abort_days is not None for r in config.enabled)
+
+
+def walk_prefixes(config: Configuration, *, uploads: bool = False) -> list[str]:
+    """The key prefixes a pass must list to see everything the enabled rules act on
+    (objects, or with `uploads` multipart uploads), ascending, none inside another: a
+    rule for "logs/" spares the worker a walk over the rest of the bucket."""
+    wanted = sorted(
+        r.filter.prefix
+        for r in config.enabled
+        if (r.abort_days is not None if uploads else r.acts_on_objects)
+    )
+    kept: list[str] = []
+    for prefix in wanted:
+        if not kept or not prefix.startswith(kept[-1]):
+            kept.append(prefix)
+    return kept

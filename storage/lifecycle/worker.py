@@ -188,10 +188,11 @@ class _Pass:
             if rules.acts_on_objects(self.config):
                 await self._objects(after)
         if rules.acts_on_uploads(self.config):
+            start = ("", "")
             if resume is not None and resume.phase == "uploads":
-                await self._uploads(resume.key, resume.upload_id)
-            else:
-                await self._uploads("", "")
+                start = (resume.key, resume.upload_id)
+            for prefix in rules.walk_prefixes(self.config, uploads=True):
+                await self._uploads(prefix, *(start if start[0] >= prefix else ("", "")))
         if self.saved:
             await self.worker.progress.clear(self.bucket)
 
@@ -205,19 +206,23 @@ class _Pass:
     # -- objects ------------------------------------------------------------------------
 
     async def _objects(self, after: str) -> None:
-        if self.info.versioning:
-            try:
-                await self._versioned(after)
-                return
-            except Unsupported:
-                self.worker.warn_once("list object versions", self.bucket)
-                self.versions_ok = False
-        await self._unversioned(after)
+        for prefix in rules.walk_prefixes(self.config):
+            start = after if after >= prefix else ""
+            if self.info.versioning and self.versions_ok:
+                try:
+                    await self._versioned(prefix, start)
+                    continue
+                except Unsupported:
+                    self.worker.warn_once("list object versions", self.bucket)
+                    self.versions_ok = False
+            await self._unversioned(prefix, start)
 
-    async def _unversioned(self, after: str) -> None:
+    async def _unversioned(self, prefix: str, after: str) -> None:
         while True:
             await self.worker.pace.take()
-            page = await self.backend.list_objects(self.bucket, after=after, max_keys=self.page)
+            page = await self.backend.list_objects(
+                self.bucket, prefix=prefix, after=after, max_keys=self.page
+            )
             for obj in page.objects:
                 await self._expire_current(obj.key, obj.size, obj.last_modified, None)
                 await self._checkpoint(Progress("objects", obj.key))
@@ -225,7 +230,7 @@ class _Pass:
                 return
             after = page.last
 
-    async def _versioned(self, after: str) -> None:
+    async def _versioned(self, prefix: str, after: str) -> None:
         key_marker, version_marker = after, ""
         key: str | None = None
         versions: list[VersionSummary] = []
@@ -233,6 +238,7 @@ class _Pass:
             await self.worker.pace.take()
             page = await self.backend.list_object_versions(
                 self.bucket,
+                prefix=prefix,
                 key_marker=key_marker,
                 version_id_marker=version_marker,
                 max_keys=self.page,
@@ -334,11 +340,12 @@ class _Pass:
 
     # -- multipart uploads --------------------------------------------------------------
 
-    async def _uploads(self, key_marker: str, upload_marker: str) -> None:
+    async def _uploads(self, prefix: str, key_marker: str, upload_marker: str) -> None:
         while True:
             await self.worker.pace.take()
             page = await self.backend.list_multipart_uploads(
                 self.bucket,
+                prefix=prefix,
                 key_marker=key_marker,
                 upload_id_marker=upload_marker,
                 max_uploads=self.page,
@@ -359,4 +366,3 @@ class _Pass:
             key_marker = page.next_key_marker
             upload_marker = page.next_upload_id_marker or ""
             await self._checkpoint(Progress("uploads", key_marker, upload_marker))
-

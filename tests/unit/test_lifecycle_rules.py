@@ -3,6 +3,7 @@ the stored JSON form, pacing and which node runs a bucket."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -252,3 +253,32 @@ def test_exactly_one_member_runs_each_bucket() -> None:
         assert now == ([was] if was != "node2" else now) and len(now) == 1
     # A node with no view yet runs everything it is asked about.
     assert ByMembership(Members("solo", None, set())).runs("any")
+
+
+@given(
+    prefixes=st.lists(st.text("ab/", max_size=4), max_size=5),
+    aborts=st.lists(st.booleans(), min_size=5, max_size=5),
+    key=st.text("ab/", max_size=6),
+)
+def test_walk_prefixes_cover_every_rule_and_never_overlap(
+    prefixes: list[str], aborts: list[bool], key: str
+) -> None:
+    rule_list = [
+        Rule(
+            f"r{i}",
+            True,
+            Filter(prefix=p, form="prefix"),
+            abort_days=1 if aborts[i] else None,
+            expiration=None if aborts[i] else Expiration(days=1),
+        )
+        for i, p in enumerate(prefixes)
+    ]
+    config = Configuration(tuple(rule_list))
+    for uploads in (False, True):
+        walked = rules.walk_prefixes(config, uploads=uploads)
+        assert walked == sorted(walked)
+        assert not any(b.startswith(a) for a, b in itertools.pairwise(walked))
+        acting = [r for r in rule_list if (r.abort_days is not None) == uploads]
+        # A key some rule covers is under exactly one walked prefix; no others are walked.
+        covered = any(key.startswith(r.filter.prefix) for r in acting)
+        assert sum(key.startswith(p) for p in walked) == (1 if covered else 0)
