@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -23,7 +24,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
-from tests.integration.conftest import erasure_config, error_code, signed_client, wait_for
+from tests.integration.conftest import (
+    erasure_config,
+    error_code,
+    signed_client,
+    spawn_server,
+    wait_for,
+)
 from tests.integration.test_cluster import make_nodes, running
 
 FAST = {"lifecycle": {"day_seconds": 1, "interval_seconds": 1}}
@@ -479,3 +486,50 @@ def test_aws_cli(server: SyncServer, s3: Any, bucket: str, tmp_path: Path) -> No
     assert aws("delete-bucket-lifecycle").returncode == 0
     missing = aws("get-bucket-lifecycle-configuration")
     assert missing.returncode != 0 and "NoSuchLifecycleConfiguration" in missing.stderr
+
+
+def test_a_killed_pass_resumes_where_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow pass saves its progress; after SIGKILL the next server resumes after the
+    saved key, finishes, and clears the progress. An object written (and due) behind
+    the pass before the kill proves it: a pass from the start would have expired it."""
+    data = tmp_path / "data"
+    progress = data / ".bucket-config" / "resumed" / "lifecycle-progress"
+    monkeypatch.setenv("SHOAL_LIFECYCLE__DAY_SECONDS", "1")
+    monkeypatch.setenv("SHOAL_LIFECYCLE__INTERVAL_SECONDS", "3600")  # one pass, at start
+    proc, endpoint = spawn_server(data)
+    try:
+        s3 = signed_client(endpoint)
+        s3.create_bucket(Bucket="resumed")
+        for i in range(60):
+            s3.put_object(Bucket="resumed", Key=f"k{i:03d}", Body=b"x")
+        rules = [_rule(ID="all", Expiration={"Days": 1})]
+        s3.put_bucket_lifecycle_configuration(
+            Bucket="resumed", LifecycleConfiguration={"Rules": rules}
+        )
+        proc.terminate()
+        proc.wait(timeout=30)
+        # A slow server (4 operations/s): its pass at start takes about 15 s.
+        monkeypatch.setenv("SHOAL_LIFECYCLE__OPERATIONS_PER_SECOND", "4")
+        proc, endpoint = spawn_server(data)
+        s3 = signed_client(endpoint)
+        s3.put_object(Bucket="resumed", Key="a-behind", Body=b"x")  # after its listing
+        written = s3.head_object(Bucket="resumed", Key="a-behind")["LastModified"]
+        wait_for("a checkpoint is saved", progress.exists, EXPIRY_TIMEOUT)
+        wait_for(
+            "a-behind is due",
+            lambda: datetime.now(UTC) >= written + timedelta(seconds=2),
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        saved = json.loads(progress.read_text())
+        assert saved["phase"] == "objects" and "k000" <= saved["key"] < "k059"
+        monkeypatch.setenv("SHOAL_LIFECYCLE__OPERATIONS_PER_SECOND", "1000")
+        proc, endpoint = spawn_server(data)
+        s3 = signed_client(endpoint)
+        wait_for("the pass finishes", lambda: not progress.exists(), EXPIRY_TIMEOUT)
+        assert keys(s3, "resumed") == ["a-behind"]
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
