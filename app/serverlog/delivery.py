@@ -87,6 +87,7 @@ class ServerLog:
         self.delivered = 0  # log objects written
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- the request path ------------------------------------------------------------
 
@@ -139,20 +140,25 @@ class ServerLog:
         self._task = asyncio.create_task(self._run(), name="shoal-server-log")
 
     async def stop(self) -> None:
-        """Stop the worker and deliver everything buffered."""
+        """Stop the worker and deliver everything buffered. The worker is asked to end,
+        not cancelled: a store call may not pass a cancellation on (one in a worker
+        thread finishes first), and a swallowed one would leave it waiting a whole
+        flush interval."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            self._wake.set()
+            await self._task
             self._task = None
         await self.flush(everything=True)
 
     async def _run(self) -> None:
         next_tick = time.monotonic() + self.flush_seconds
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - time.monotonic()))
             self._wake.clear()
+            if self._stopping:
+                return
             due = time.monotonic() >= next_tick
             if due:
                 next_tick = time.monotonic() + self.flush_seconds
