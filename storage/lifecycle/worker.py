@@ -68,6 +68,10 @@ class Settings:
     checkpoint_seconds: float = 5.0  # how often a long pass saves its progress
 
 
+class Stale(Exception):
+    """The bucket's rules changed or went while a pass was under way."""
+
+
 class Skip(Exception):
     """Raised by a guard: the version is not to be removed after all (it changed, it does
     not match on a closer look, or object lock protects it)."""
@@ -141,10 +145,10 @@ class LifecycleWorker:
     async def run_bucket(self, bucket: str) -> None:
         """Apply `bucket`'s rules, from where an earlier pass stopped."""
         try:
-            config = rules.from_json(await self.backend.get_bucket_document(bucket, DOCUMENT))
+            text = await self.backend.get_bucket_document(bucket, DOCUMENT)
         except NoSuchBucketDocument:
             return
-        pass_ = _Pass(self, bucket, config, await self.backend.head_bucket(bucket))
+        pass_ = _Pass(self, bucket, text, await self.backend.head_bucket(bucket))
         await pass_.run(await self.progress.load(bucket))
 
     # -- shared by passes ---------------------------------------------------------------
@@ -167,13 +171,12 @@ class LifecycleWorker:
 class _Pass:
     """One bucket's pass: objects (and versions), then multipart uploads."""
 
-    def __init__(
-        self, worker: LifecycleWorker, bucket: str, config: Configuration, info: BucketInfo
-    ) -> None:
+    def __init__(self, worker: LifecycleWorker, bucket: str, text: str, info: BucketInfo) -> None:
         self.worker = worker
         self.backend = worker.backend
         self.bucket = bucket
-        self.config = config
+        self.text = text
+        self.config: Configuration = rules.from_json(text)
         self.info = info
         self.day = worker.settings.day_seconds
         self.page = worker.settings.page_size
@@ -183,6 +186,29 @@ class _Pass:
 
     async def run(self, resume: Progress | None) -> None:
         self.saved = resume is not None
+        try:
+            await self._phases(resume)
+        except Stale:
+            # New rules start a pass of their own, from the first key, next interval.
+            log.info("lifecycle rules changed during a pass", extra={"bucket": self.bucket})
+        if self.saved:
+            await self.worker.progress.clear(self.bucket)
+
+    async def _page(self, first: bool) -> None:
+        """Before each listing page: wait for the budget and, after the first page,
+        make sure the rules are still the ones this pass applies (a long pass must not
+        go on deleting under rules that were removed or replaced)."""
+        await self.worker.pace.take()
+        if first:
+            return
+        try:
+            text = await self.backend.get_bucket_document(self.bucket, DOCUMENT)
+        except NoSuchBucketDocument:
+            raise Stale() from None
+        if text != self.text:
+            raise Stale()
+
+    async def _phases(self, resume: Progress | None) -> None:
         if resume is None or resume.phase == "objects":
             after = resume.key if resume is not None else ""
             if rules.acts_on_objects(self.config):
@@ -193,8 +219,6 @@ class _Pass:
                 start = (resume.key, resume.upload_id)
             for prefix in rules.walk_prefixes(self.config, uploads=True):
                 await self._uploads(prefix, *(start if start[0] >= prefix else ("", "")))
-        if self.saved:
-            await self.worker.progress.clear(self.bucket)
 
     async def _checkpoint(self, progress: Progress) -> None:
         if time.monotonic() - self._last_save < self.worker.settings.checkpoint_seconds:
@@ -218,8 +242,10 @@ class _Pass:
             await self._unversioned(prefix, start)
 
     async def _unversioned(self, prefix: str, after: str) -> None:
+        first = True
         while True:
-            await self.worker.pace.take()
+            await self._page(first)
+            first = False
             page = await self.backend.list_objects(
                 self.bucket, prefix=prefix, after=after, max_keys=self.page
             )
@@ -234,8 +260,10 @@ class _Pass:
         key_marker, version_marker = after, ""
         key: str | None = None
         versions: list[VersionSummary] = []
+        first = True
         while True:
-            await self.worker.pace.take()
+            await self._page(first)
+            first = False
             page = await self.backend.list_object_versions(
                 self.bucket,
                 prefix=prefix,
@@ -341,8 +369,10 @@ class _Pass:
     # -- multipart uploads --------------------------------------------------------------
 
     async def _uploads(self, prefix: str, key_marker: str, upload_marker: str) -> None:
+        first = True
         while True:
-            await self.worker.pace.take()
+            await self._page(first)
+            first = False
             page = await self.backend.list_multipart_uploads(
                 self.bucket,
                 prefix=prefix,

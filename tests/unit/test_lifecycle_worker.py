@@ -12,6 +12,7 @@ import pytest
 from shoal.storage.backend import ObjectWrite, Retention
 from shoal.storage.filestore import FileStore
 from shoal.storage.lifecycle import rules
+from shoal.storage.lifecycle.pace import Pace
 from shoal.storage.lifecycle.progress import Progress, ProgressStore
 from shoal.storage.lifecycle.rules import (
     Configuration,
@@ -248,3 +249,29 @@ async def test_buckets_without_rules_or_with_rules_removed(fs: FileStore) -> Non
     worker = worker_for(fs, clock)
     await worker.run_once()
     assert await keys(fs, "norules") == ["k"] and worker.passes == 1
+
+
+async def test_a_pass_stops_when_its_rules_go(fs: FileStore) -> None:
+    """Rules removed (or replaced) while a pass is under way: it stops at the next page
+    instead of deleting on under rules that no longer exist."""
+    await fs.create_bucket("stops")
+    await configure(fs, "stops", Rule("all", True, Filter(), Expiration(days=1)))
+    for i in range(12):
+        await put(fs, "stops", f"k{i:02d}")
+    clock = Clock()
+    clock.days(2)
+    worker = worker_for(fs, clock)
+    waits = 0
+
+    async def sleep(seconds: float) -> None:
+        # The pace's wait, with the real FileStore: the rules go during the first page.
+        nonlocal waits
+        waits += 1
+        if waits == 2:
+            await fs.delete_bucket_document("stops", DOCUMENT)
+
+    worker.pace = Pace(1, clock=lambda: 0.0, sleep=sleep)
+    await worker.run_bucket("stops")
+    left = await keys(fs, "stops")
+    assert 0 < worker.done[EXPIRED] <= 3 and len(left) == 12 - worker.done[EXPIRED]
+    assert await ProgressStore(fs).load("stops") is None
