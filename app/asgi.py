@@ -120,6 +120,7 @@ async def s3_endpoint(request: Request) -> Response:
         if gate is not None and op.name != "PostObject":
             principal = _authenticate(request)
             request.state.verified = principal.verified
+            request.state.principal = principal  # the requester of server access logs
             if principal.verified and not accepts_payload(op.name, principal.verified.payload_hash):
                 raise InvalidRequest(f"{op.name} does not take a request body in this form.")
             context = _policy_context(request, query)
@@ -342,6 +343,8 @@ def create_app(config: Config | None = None) -> Starlette:
         flush_seconds=config.logging.flush_seconds,
         flush_records=config.logging.flush_records,
         max_buffered=config.logging.max_buffered_records,
+        accounts=accounts,
+        auth_enabled=config.auth.enabled,
     )
     application.state.exchanges.server_log = server_log.observe
     application.state.authenticator = Authenticator(

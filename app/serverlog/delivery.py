@@ -31,8 +31,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shoal.app.serverlog.keys import log_key
-from shoal.app.serverlog.record import AccessRecord, build_record, format_line, owner_id
+from shoal.app.serverlog.record import (
+    AccessRecord,
+    build_record,
+    format_line,
+    owner_id,
+    requester_id,
+)
 from shoal.app.serverlog.status import DOCUMENT, PARTITIONED, LoggingStatus, load_status
+from shoal.auth.accounts import Accounts
 from shoal.storage.backend import Backend, ObjectWrite
 from shoal.storage.errors import NoSuchBucket, NoSuchBucketDocument, StorageError
 from shoal.storage.ttlcache import TtlCache
@@ -73,8 +80,12 @@ class ServerLog:
         flush_seconds: float,
         flush_records: int,
         max_buffered: int,
+        accounts: Accounts,
+        auth_enabled: bool,
     ) -> None:
         self.backend = backend
+        self.accounts = accounts
+        self.auth_enabled = auth_enabled
         self.region = region
         self.flush_seconds = flush_seconds
         self.flush_records = flush_records
@@ -108,7 +119,8 @@ class ServerLog:
             bytes_in=answered.bytes_in,
             bytes_out=answered.bytes_out,
             elapsed=time.perf_counter() - answered.started,
-            bucket_owner=owner_id(known.owner) if known is not None else "-",
+            bucket_owner=owner_id(known.owner, self.accounts) if known is not None else "-",
+            requester=requester_id(scope, self.accounts, self.auth_enabled),
         )
         if record is None:
             return
@@ -181,7 +193,8 @@ class ServerLog:
             if resolved.status is None:
                 self.buffered -= 1
                 continue
-            self._add(resolved, dataclasses.replace(record, bucket_owner=owner_id(resolved.owner)))
+            owner = owner_id(resolved.owner, self.accounts)
+            self._add(resolved, dataclasses.replace(record, bucket_owner=owner))
         for key in list(self.batches):
             batch = self.batches.get(key)
             if batch and (everything or len(batch) >= self.flush_records):

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from shoal.app.accesslog import claimed_access_key
+from shoal.auth.accounts import Accounts, canonical_id
 
 #: The resource type S3 logs for an operation (`REST.<METHOD>.<TYPE>`); the method is
 #: the request's own.
@@ -109,20 +109,24 @@ class AccessRecord:
     host: str
 
 
-def requester_id(scope: dict[str, Any]) -> str:
-    """Who made the request, as the log names them: today the access key id (the
-    verified one, or the one an unverified request claims), `-` for anonymous. The one
-    place to switch to canonical user ids once accounts have them."""
-    verified = (scope.get("state") or {}).get("verified")
-    if verified is not None:
-        return str(verified.access_key)
-    return claimed_access_key(scope) or "-"
+def requester_id(scope: dict[str, Any], accounts: Accounts, auth_enabled: bool) -> str:
+    """Who made the request, as S3's log names them: the canonical user id of the
+    account that signed it, `-` for anonymous (and refused) requests; with auth off,
+    everyone acts as the default owner (as RequestContext.requester has it)."""
+    if not auth_enabled:
+        return accounts.default_owner.canonical_id
+    principal = (scope.get("state") or {}).get("principal")
+    key = getattr(principal, "access_key", None)
+    if key is None:
+        return "-"
+    account = accounts.by_key(key)
+    return account.canonical_id if account is not None else canonical_id(key)
 
 
-def owner_id(owner: str | None) -> str:
-    """A bucket's owner as the log names it: the owner its record keeps, `-` when it
-    keeps none (buckets made before owners were recorded)."""
-    return owner or "-"
+def owner_id(owner: str, accounts: Accounts) -> str:
+    """A bucket's owner as the log names it: its canonical id (a bucket recorded
+    without one belongs to the default owner)."""
+    return accounts.owner_id(owner)
 
 
 def operation_name(method: str, op_name: str) -> str:
@@ -161,6 +165,7 @@ def build_record(
     bytes_out: int,
     elapsed: float,
     bucket_owner: str,
+    requester: str,
 ) -> AccessRecord | None:
     """The record of an answered request, or None when it named no bucket (S3 logs a
     request only against the bucket it was processed for)."""
@@ -192,7 +197,7 @@ def build_record(
         bucket=op.bucket,
         time=time.time() - elapsed,
         remote_ip=client[0] if client else "-",
-        requester=requester_id(scope),
+        requester=requester,
         request_id=str(state.get("request_id") or "-"),
         operation=operation_name(method, op.name),
         key=quote(op.key, safe="/") if op.key is not None else "-",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import shlex
 from collections.abc import Iterator
@@ -17,7 +18,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
-from tests.integration.conftest import erasure_config, error_code, signed_client, wait_for
+from tests.integration.conftest import (
+    auth_config,
+    erasure_config,
+    error_code,
+    signed_client,
+    wait_for,
+)
 
 #: One record: 26 space-separated fields, three of them quoted, the time in brackets.
 FIELDS = [
@@ -227,7 +234,10 @@ def test_records_in_s3_format(s3: Any, server: SyncServer, buckets: tuple[str, s
     assert put_record["request_uri"] == f"PUT /{source}/dir/a%20b.txt HTTP/1.1"
     assert (put_record["status"], put_record["error_code"]) == ("200", "-")
     assert put_record["object_size"] == "11" and put_record["bytes_sent"] == "-"
-    assert put_record["requester"] == "k" and put_record["auth_type"] == "AuthHeader"
+    # Auth is off: every caller acts as the default owner, whose bucket this is.
+    owner = server.app.state.accounts.default_owner.canonical_id
+    assert put_record["requester"] == owner and put_record["bucket_owner"] == owner
+    assert put_record["auth_type"] == "AuthHeader"
     assert "Boto3" in put_record["user_agent"] and put_record["referer"] == "-"
     get_record = records[_request_id(got)]
     assert get_record["operation"] == "REST.GET.OBJECT"
@@ -328,3 +338,46 @@ def test_buffer_is_bounded(mode: str, tmp_path: Path) -> None:
     with SyncServer(config) as again:
         records = _records(signed_client(again.endpoint_url), "target", "bounded/")
         assert 1 <= len(records) <= 2
+
+
+# --- requesters with auth on ------------------------------------------------------------------
+
+OWNER, OTHER = ("AKLOGOWNER", "owner-secret"), ("AKLOGOTHER", "other-secret")
+
+
+def test_requesters_are_canonical_ids(mode: str, tmp_path: Path) -> None:
+    """With auth on, a record names the signing account's canonical id, `-` for an
+    anonymous caller; the bucket owner is the owner's canonical id, as is the account
+    folder of partitioned names."""
+    config = _config(mode, tmp_path) | auth_config(OWNER, OTHER)
+    with SyncServer(config) as running:
+        owner = signed_client(running.endpoint_url, *OWNER)
+        other = signed_client(running.endpoint_url, *OTHER)
+        owner.create_bucket(Bucket="source")
+        owner.create_bucket(Bucket="target")
+        owner.put_object(Bucket="source", Key="open", Body=b"x")
+        grant = {
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::source/*",
+        }
+        policy = json.dumps({"Version": "2012-10-17", "Statement": [grant]})
+        owner.put_bucket_policy(Bucket="source", Policy=policy)
+        partitioned = {"PartitionedPrefix": {"PartitionDateSource": "EventTime"}}
+        _enable(owner, "source", "target", "p/", partitioned)
+        by_other = _request_id(other.get_object(Bucket="source", Key="open"))
+        anonymous = httpx.get(f"{running.endpoint_url}/source/open")
+        assert anonymous.status_code == 200
+        by_anonymous = anonymous.headers["x-amz-request-id"]
+        records = _wait_for_records(owner, "target", "p/", {by_other, by_anonymous})
+        accounts = running.app.state.accounts
+        owner_id = accounts.by_key(OWNER[0]).canonical_id
+        other_id = accounts.by_key(OTHER[0]).canonical_id
+        by_id = {r["request_id"]: r for r in records}
+        assert by_id[by_other]["requester"] == other_id
+        assert by_id[by_anonymous]["requester"] == "-"
+        assert by_id[by_anonymous]["signature_version"] == "-"
+        assert {r["bucket_owner"] for r in records} == {owner_id}
+        for key in _log_objects(owner, "target", "p/"):
+            assert key.startswith(f"p/{owner_id}/us-east-1/source/"), key

@@ -16,7 +16,13 @@ from shoal.app.dispatch import Operation
 from shoal.app.errors import MalformedXML
 from shoal.app.serverlog import ServerLog
 from shoal.app.serverlog.keys import log_key
-from shoal.app.serverlog.record import build_record, format_line, operation_name
+from shoal.app.serverlog.record import (
+    build_record,
+    format_line,
+    operation_name,
+    owner_id,
+    requester_id,
+)
 from shoal.app.serverlog.status import (
     PARTITIONED,
     SIMPLE,
@@ -25,6 +31,8 @@ from shoal.app.serverlog.status import (
     parse_status,
     render_status,
 )
+from shoal.auth import Principal
+from shoal.auth.accounts import Accounts, AccountSpec, canonical_id
 from shoal.storage.filestore import FileStore
 
 # --- the status document --------------------------------------------------------------------
@@ -136,6 +144,7 @@ def test_line_has_s3s_26_fields() -> None:
         bytes_out=300,
         elapsed=0.0123,
         bucket_owner="owner-id",
+        requester="-",
     )
     assert record is not None
     line = format_line(record)
@@ -155,13 +164,19 @@ def test_line_has_s3s_26_fields() -> None:
 def test_signing_is_named() -> None:
     header = [(b"host", b"h"), (b"authorization", b"AWS4-HMAC-SHA256 Credential=AKID/x/y")]
     record = build_record(
-        _scope(headers=header), status=200, bytes_in=0, bytes_out=0, elapsed=0, bucket_owner="o"
+        _scope(headers=header),
+        status=200,
+        bytes_in=0,
+        bytes_out=0,
+        elapsed=0,
+        bucket_owner="o",
+        requester="r",
     )
     assert record is not None and (record.signature_version, record.auth_type) == (
         "SigV4",
         "AuthHeader",
     )
-    assert record.requester == "AKID"
+    assert record.requester == "r"
     query = b"X-Amz-Credential=AKQ%2Fx&X-Amz-Signature=ab"
     record = build_record(
         _scope(query=query, headers=[(b"host", b"h")]),
@@ -170,6 +185,7 @@ def test_signing_is_named() -> None:
         bytes_out=0,
         elapsed=0,
         bucket_owner="o",
+        requester="r",
     )
     assert record is not None and (record.signature_version, record.auth_type) == (
         "SigV4",
@@ -180,7 +196,9 @@ def test_signing_is_named() -> None:
 def test_requests_without_a_bucket_make_no_record() -> None:
     scope = _scope(op=Operation("ListBuckets", None, None, "s3:ListAllMyBuckets"))
     assert (
-        build_record(scope, status=200, bytes_in=0, bytes_out=0, elapsed=0, bucket_owner="o")
+        build_record(
+            scope, status=200, bytes_in=0, bytes_out=0, elapsed=0, bucket_owner="o", requester="-"
+        )
         is None
     )
 
@@ -233,13 +251,38 @@ async def logged(store: FileStore) -> FileStore:
     return store
 
 
+ACCOUNTS = Accounts.build([AccountSpec("AKOWNER"), AccountSpec("AKOTHER")])
+
+
+def _server_log(store: FileStore, *, flush_records: int, max_buffered: int) -> ServerLog:
+    return ServerLog(
+        store,
+        "us-east-1",
+        flush_seconds=3600,
+        flush_records=flush_records,
+        max_buffered=max_buffered,
+        accounts=ACCOUNTS,
+        auth_enabled=True,
+    )
+
+
+def test_requester_and_owner_are_canonical_ids() -> None:
+    scope = _scope()
+    assert requester_id(scope, ACCOUNTS, True) == "-"  # anonymous
+    scope["state"]["principal"] = Principal(access_key="AKOTHER")
+    assert requester_id(scope, ACCOUNTS, True) == canonical_id("AKOTHER")
+    assert requester_id(scope, ACCOUNTS, False) == canonical_id("AKOWNER")  # auth off
+    assert owner_id("", ACCOUNTS) == canonical_id("AKOWNER")
+    assert owner_id(canonical_id("AKOTHER"), ACCOUNTS) == canonical_id("AKOTHER")
+
+
 async def _objects(store: FileStore, bucket: str) -> list[str]:
     return [o.key for o in (await store.list_objects(bucket)).objects]
 
 
 @pytest.mark.anyio
 async def test_batches_and_the_memory_bound(logged: FileStore) -> None:
-    log = ServerLog(logged, "us-east-1", flush_seconds=3600, flush_records=2, max_buffered=3)
+    log = _server_log(logged, flush_records=2, max_buffered=3)
     for i in range(5):
         log.observe(_put_scope(f"k{i}"), Answer(bytes_in=1))
     assert (log.buffered, log.dropped) == (3, 2)  # bounded before the status is known
@@ -266,7 +309,7 @@ async def test_batches_and_the_memory_bound(logged: FileStore) -> None:
 
 @pytest.mark.anyio
 async def test_buckets_not_logging_cost_nothing_once_known(logged: FileStore) -> None:
-    log = ServerLog(logged, "us-east-1", flush_seconds=3600, flush_records=10, max_buffered=10)
+    log = _server_log(logged, flush_records=10, max_buffered=10)
     scope = _scope(op=Operation("GetObject", "dst", "x", "s3:GetObject"))
     log.observe(scope, Answer())
     await log.flush(everything=True)  # "dst" does not log: its record is let go
@@ -277,7 +320,7 @@ async def test_buckets_not_logging_cost_nothing_once_known(logged: FileStore) ->
 
 @pytest.mark.anyio
 async def test_a_deleted_target_drops_and_counts(logged: FileStore) -> None:
-    log = ServerLog(logged, "us-east-1", flush_seconds=3600, flush_records=10, max_buffered=10)
+    log = _server_log(logged, flush_records=10, max_buffered=10)
     await logged.delete_bucket("dst")
     log.observe(_put_scope("k"), Answer())
     await log.flush(everything=True)
