@@ -1,20 +1,23 @@
 """Authorization, in the order AWS evaluates a request to S3:
 
-1. an admin account may do anything;
-2. an explicit Deny in the bucket policy refuses;
-3. the bucket's owner may do anything to the bucket and its objects;
-4. an Allow in the bucket policy allows (not for others than the owner when the policy
+1. an explicit Deny in the bucket policy refuses (never the bucket owner's own
+   Get/Put/DeleteBucketPolicy: AWS spares the owning account's root user, so no policy
+   locks its owner out);
+2. the bucket's owner, and an admin account (the owner of every bucket), may do
+   anything to the bucket and its objects;
+3. an Allow in the bucket policy allows (not for others than the owner when the policy
    is public and RestrictPublicBuckets is on);
-5. with ACLs enabled (no BucketOwnerEnforced), a bucket grant (READ: list, WRITE: put
+4. with ACLs enabled (no BucketOwnerEnforced), a bucket grant (READ: list, WRITE: put
    and delete objects, READ_ACP / WRITE_ACP: its ACL) or, for an existing object, the
    object's owner (ObjectWriter) or an object grant (READ, READ_ACP, WRITE_ACP) allows
    (grants to AllUsers / AuthenticatedUsers ignored under IgnorePublicAcls);
-6. anything else is AccessDenied. Anonymous callers go the same way.
+5. anything else is AccessDenied. Anonymous callers go the same way.
 
 A bucket's owner, policy, ACL, ownership rule and public access block are cached per
 bucket for a second (`BucketSettings`) and dropped at once when this process changes
-one, so most requests cost no read; only a non-owner's request on an object that no
-policy allows reads the object's metadata.
+one, so most requests cost no read. An object's metadata is read only for a caller
+that neither owns the bucket nor is allowed by its policy, and only once some object
+of the bucket has an owner or grants of its own ("object-grants").
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from shoal.auth.acl import BUCKET_PERMISSIONS, OBJECT_PERMISSIONS, READ, WRITE, 
 from shoal.auth.actions import OPERATIONS, resource_arn
 from shoal.auth.bucketauth import (
     ACL_DOCUMENT,
+    OBJECT_GRANTS_DOCUMENT,
     OWNERSHIP_DOCUMENT,
     PUBLIC_ACCESS_DOCUMENT,
     BucketAuth,
@@ -55,6 +59,8 @@ from shoal.storage.errors import (
 from shoal.storage.version_ids import valid_version_id
 
 CACHE_SECONDS = 1.0
+#: What the bucket owner may always do, whatever its policy denies.
+POLICY_ACTIONS = frozenset({"s3:GetBucketPolicy", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy"})
 
 
 @dataclass
@@ -89,9 +95,20 @@ class BucketSettings:
             block = public_access_from_document(
                 await self._document(bucket, PUBLIC_ACCESS_DOCUMENT)
             )
+            object_grants = await self._document(bucket, OBJECT_GRANTS_DOCUMENT) is not None
         except NoSuchBucket:
             return None
-        return BucketAuth(owner, acl, ownership, block, policy, is_public_policy(policy))
+        public = is_public_policy(policy)
+        return BucketAuth(owner, acl, ownership, block, policy, public, object_grants)
+
+    async def note_object_grants(self, bucket: str) -> None:
+        """Record, before the write that needs it, that some object of the bucket may be
+        another account's or carry grants (once: later calls read the cache)."""
+        auth = await self.get(bucket)
+        if auth is None or auth.object_grants:
+            return
+        await self.backend.put_bucket_document(bucket, OBJECT_GRANTS_DOCUMENT, "true")
+        self.forget(bucket)
 
     async def _policy(self, bucket: str) -> Policy | None:
         try:
@@ -150,21 +167,26 @@ class PolicyGate:
         """Whether `principal` may do `action` on the bucket or object (the version
         `version_id` of it, for object grants); see the module docstring."""
         account = self.account(principal)
-        if account is not None and account.admin:
-            return True
         if not bucket:
             return account is not None
         auth = await self.settings.get(bucket)
         if auth is None:  # no such bucket: the handler answers NoSuchBucket
             return account is not None
         me = account.canonical_id if account is not None else None
+        owner = me is not None and (me == auth.owner or (account is not None and account.admin))
+        if owner and action in POLICY_ACTIONS:
+            return True
         # How the caller signed (s3:signatureversion, s3:authType) is a condition too.
-        context = {**(context or {}), **principal.condition_keys()}
-        request = PolicyRequest(principal.access_key, action, resource_arn(bucket, key), context)
-        decision = evaluate(auth.policy, request)
+        decision = Decision.DEFAULT
+        if auth.policy is not None:
+            context = {**(context or {}), **principal.condition_keys()}
+            arn = resource_arn(bucket, key)
+            decision = evaluate(
+                auth.policy, PolicyRequest(principal.access_key, action, arn, context)
+            )
         if decision is Decision.DENY:
             return False
-        if me == auth.owner:
+        if owner:
             return True
         if decision is Decision.ALLOW and not (
             auth.policy_public and auth.block.restrict_public_buckets
@@ -178,14 +200,18 @@ class PolicyGate:
             return permits(auth.acl, me, permission, ignore_public=ignore)
         if key is None:
             return False
+        if not auth.object_grants and not permits(auth.acl, me, READ, ignore_public=ignore):
+            # Every object is the owner's and private, and a missing one is not the
+            # caller's to learn of: refused without reading the object.
+            return False
         meta = await self._version(bucket, key, version_id)
         if meta is None:  # missing: a caller that may list learns it (NoSuchKey)
             return permits(auth.acl, me, READ, ignore_public=ignore)
-        owner = self.accounts.owner_id(meta.owner) if meta.owner else auth.owner
-        if me is not None and me == owner:
+        writer = self.accounts.owner_id(meta.owner) if meta.owner else auth.owner
+        if me is not None and me == writer:
             return True
         permission = OBJECT_PERMISSIONS.get(action)
-        grants = effective(meta.acl, owner)
+        grants = effective(meta.acl, writer)
         return permission is not None and permits(grants, me, permission, ignore_public=ignore)
 
     async def _version(self, bucket: str, key: str, version_id: str | None) -> ObjectMeta | None:

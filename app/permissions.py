@@ -87,6 +87,8 @@ async def new_version_acl(
         raise acl_error(exc) from exc
     if grants is not None and auth.block.block_public_acls and is_public(grants):
         raise AccessDenied()
+    if version_owner != auth.owner or grants is not None:
+        await ctx.settings.note_object_grants(ctx.bucket)
     return version_owner, grants
 
 

@@ -5,6 +5,9 @@ are kept as bucket documents (every mode stores those):
 - "ownership-controls": the Object Ownership rule, as its name (BucketOwnerEnforced,
   BucketOwnerPreferred, ObjectWriter); absent means ObjectWriter with ACLs enabled.
 - "public-access-block": the four switches, JSON; absent means none of them.
+- "object-grants": present once some object of the bucket was given an owner other than
+  the bucket's or grants of its own (written before that object); while it is absent
+  every object is the bucket owner's and private, so authorization need not read one.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from shoal.storage.backend import Grant
 ACL_DOCUMENT = "acl"
 OWNERSHIP_DOCUMENT = "ownership-controls"
 PUBLIC_ACCESS_DOCUMENT = "public-access-block"
+OBJECT_GRANTS_DOCUMENT = "object-grants"
 
 ENFORCED = "BucketOwnerEnforced"
 PREFERRED = "BucketOwnerPreferred"
@@ -56,6 +60,8 @@ class BucketAuth:
     public_access: PublicAccessBlock | None = None
     policy: Policy | None = None
     policy_public: bool = False
+    #: Some object may be owned by another account or carry grants of its own.
+    object_grants: bool = False
 
     @property
     def acls_enabled(self) -> bool:

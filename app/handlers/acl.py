@@ -76,6 +76,8 @@ async def put_object_acl(ctx: RequestContext) -> Response:
     owner = version_owner(meta, auth, ctx)
     grants = await _requested(ctx, owner, auth.owner, bucket=False)
     _check_settable(auth, grants, owner)
+    if owner != auth.owner or grants != default_acl(owner):
+        await ctx.settings.note_object_grants(ctx.bucket)
 
     def change(stored: ObjectMeta) -> ObjectMeta:
         return dataclasses.replace(stored, acl=grants)

@@ -38,6 +38,11 @@ RETENTION_XML = (
     b"</Retention>"
 )
 LEGAL_HOLD_XML = b"<LegalHold><Status>ON</Status></LegalHold>"
+OWNERSHIP_XML = (
+    b"<OwnershipControls><Rule><ObjectOwnership>BucketOwnerEnforced</ObjectOwnership></Rule>"
+    b"</OwnershipControls>"
+)
+BLOCK_XML = b"<PublicAccessBlockConfiguration><BlockPublicAcls>true</BlockPublicAcls></PublicAccessBlockConfiguration>"  # noqa: E501
 TAGGING_XML = b"<Tagging><TagSet><Tag><Key>a</Key><Value>1</Value></Tag></TagSet></Tagging>"
 
 # operation -> (method, path, query, body, extra headers); {upload} is a live upload id.
@@ -53,6 +58,14 @@ REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
     "GetObjectLockConfiguration": ("GET", "/matrix", "object-lock=", b"", {}),
     "PutObjectLockConfiguration": ("PUT", "/matrix", "object-lock=", LOCK_XML, {}),
     "GetBucketAcl": ("GET", "/matrix", "acl=", b"", {}),
+    "PutBucketAcl": ("PUT", "/matrix", "acl=", b"", {"x-amz-acl": "public-read"}),
+    "GetBucketOwnershipControls": ("GET", "/matrix", "ownershipControls=", b"", {}),
+    "PutBucketOwnershipControls": ("PUT", "/matrix", "ownershipControls=", OWNERSHIP_XML, {}),
+    "DeleteBucketOwnershipControls": ("DELETE", "/matrix", "ownershipControls=", b"", {}),
+    "GetPublicAccessBlock": ("GET", "/matrix", "publicAccessBlock=", b"", {}),
+    "PutPublicAccessBlock": ("PUT", "/matrix", "publicAccessBlock=", BLOCK_XML, {}),
+    "DeletePublicAccessBlock": ("DELETE", "/matrix", "publicAccessBlock=", b"", {}),
+    "GetBucketPolicyStatus": ("GET", "/matrix", "policyStatus=", b"", {}),
     "ListObjects": ("GET", "/matrix", "", b"", {}),
     "ListObjectsV2": ("GET", "/matrix", "list-type=2", b"", {}),
     "ListMultipartUploads": ("GET", "/matrix", "uploads=", b"", {}),
@@ -71,6 +84,7 @@ REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
     "GetObject": ("GET", "/matrix/kept", "", b"", {}),
     "HeadObject": ("HEAD", "/matrix/kept", "", b"", {}),
     "GetObjectAcl": ("GET", "/matrix/kept", "acl=", b"", {}),
+    "PutObjectAcl": ("PUT", "/matrix/kept", "acl=", b"", {"x-amz-acl": "public-read"}),
     "GetObjectAttributes": (
         "GET",
         "/matrix/kept",

@@ -115,15 +115,14 @@ TABLE_ROWS = len(SETUPS) * len(REQUESTERS) * len(ACTIONS)
 def expected(
     requester: str, policy: str, acl: str, ownership: str, block: str, action: str
 ) -> bool:
-    """AWS's evaluation, restated: admin; explicit Deny; the owner; a policy Allow (a public
-    one only for the owner's account under RestrictPublicBuckets); ACL grants unless ACLs
-    are disabled (public grants ignored under IgnorePublicAcls)."""
+    """AWS's evaluation, restated: explicit Deny; the owner (and the admin, owner of every
+    bucket); a policy Allow (a public one only for the owner's account under
+    RestrictPublicBuckets); ACL grants unless ACLs are disabled (public grants ignored
+    under IgnorePublicAcls)."""
     iam = IAM[action]
-    if requester == "admin":
-        return True
     if policy == "deny-all-get" and iam == "s3:GetObject":
         return False
-    if requester == "owner":
+    if requester in ("owner", "admin"):
         return True
     restricted = block == "ignore-and-restrict"
     if policy == "allow-other" and requester == "other" and iam != "s3:GetObjectAcl":
@@ -598,7 +597,9 @@ def test_public_access_block(clients: dict[str, Any], anonymous: httpx.Client) -
     assert code_of(clients[OTHER].get_public_access_block, Bucket=bucket) == "AccessDenied"
 
 
-def test_admin_may_do_anything(clients: dict[str, Any]) -> None:
+def test_admin_owns_every_bucket(clients: dict[str, Any]) -> None:
+    """An admin may do what a bucket's owner may: anything but what the policy denies,
+    and the policy itself is never out of the owner's (or the admin's) reach."""
     owner, admin = clients[OWNER], clients[ADMIN]
     bucket = new_bucket()
     owner.create_bucket(Bucket=bucket)
@@ -608,7 +609,11 @@ def test_admin_may_do_anything(clients: dict[str, Any]) -> None:
     deny = {"Version": "2012-10-17", "Statement": [statement]}
     owner.put_bucket_policy(Bucket=bucket, Policy=json.dumps(deny))
     assert code_of(owner.get_object, Bucket=bucket, Key="k") == "AccessDenied"
-    assert admin.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+    assert code_of(admin.get_object, Bucket=bucket, Key="k") == "AccessDenied"
+    assert code_of(clients[OTHER].get_bucket_policy, Bucket=bucket) == "AccessDenied"
+    assert json.loads(owner.get_bucket_policy(Bucket=bucket)["Policy"]) == deny
     admin.delete_bucket_policy(Bucket=bucket)
+    assert admin.get_object(Bucket=bucket, Key="k")["Body"].read() == b"v"
+    admin.put_object_acl(Bucket=bucket, Key="k", ACL="public-read")
     admin.delete_object(Bucket=bucket, Key="k")
     admin.delete_bucket(Bucket=bucket)
