@@ -8,7 +8,7 @@ and a pass every second, fills a bucket with `--objects` small objects, then mea
 2. during: a rule expiring every object of the filled bucket is put, and once the
    worker has started, the same GET load runs while it deletes: objects expired per
    second (from shoal_lifecycle_actions_total{action="expired"}) and GET ops/s;
-3. after: the GET load again once the worker has nothing left (if it finished).
+3. after: the rule removed (a pass stops at its next page), the GET load alone again.
 
 Usage: python bench/lifecycle_pace.py [--objects 3000] [--seconds 8] [--clients 4]
        [--ops 200]   (lifecycle.operations_per_second, the worker's budget)
@@ -110,6 +110,13 @@ def load(pool: multiprocessing.pool.Pool, endpoint: str, clients: int, seconds: 
     return sum(pool.map(get_load, [(endpoint, seconds)] * clients)) / seconds
 
 
+def _steady(endpoint: str) -> bool:
+    """No object expired over half a second."""
+    first = expired_total(endpoint)
+    time.sleep(0.5)
+    return expired_total(endpoint) == first
+
+
 def wait_until(what: str, check, timeout: float) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not check():
@@ -161,9 +168,16 @@ def main() -> None:
                     f"(budget lifecycle.operations_per_second = {args.ops}); "
                     f"{'more than ' if left >= 1000 else ''}{left} objects left at the end"
                 )
-                if left == 0:
-                    after = load(pool, endpoint, args.clients, args.seconds)
-                    print(f"GET 4 KiB, {args.clients} clients, after:  {after:8.0f} ops/s")
+                # Remove the rule: the pass stops at its next page (it checks).
+                conn = connect(endpoint)
+                assert request(conn, "DELETE", "/cold?lifecycle")[0] == 204
+                wait_until(
+                    "the worker stops",
+                    lambda: _steady(endpoint),
+                    30,
+                )
+                after = load(pool, endpoint, args.clients, args.seconds)
+                print(f"GET 4 KiB, {args.clients} clients, after:  {after:8.0f} ops/s")
         finally:
             proc.terminate()
             proc.wait(timeout=30)
