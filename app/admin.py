@@ -13,9 +13,9 @@ Admin only:
     POST /-/heal      run a healing scan now and return its report
                       (`?background=true`: start it and answer 202 at once)
 
-With auth enabled, requests must be SigV4-signed by one of the configured credentials
-(they are the server's administrators); with auth off, the server is a dev/test tool on
-a trusted address and these are open like everything else.
+With auth enabled, requests must be SigV4-signed by an admin account (a credential with
+`admin = true`, or the only one configured; auth/accounts.py); with auth off, the
+server is a dev/test tool on a trusted address and these are open like everything else.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ async def handle(request: Request, path: str, authenticate: Any) -> Response:
         principal = authenticate(request)
         if principal.access_key is None:
             raise AccessDenied("The management API needs a signed request.")
+        account = request.app.state.accounts.by_key(principal.access_key)
+        if account is None or not account.admin:
+            raise AccessDenied("The management API is for admin accounts.")
     backend = request.app.state.backend
     healer = getattr(backend, "healer", None)
     if name == "cluster":

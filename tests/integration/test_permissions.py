@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
 from shoal.auth.accounts import canonical_id
+from shoal.auth.signer import signed_headers
 from tests.integration.conftest import erasure_config, error_code, signed_client
 
 OWNER, OTHER, ADMIN = "AKIDOWNER", "AKIDOTHER", "AKIDADMIN"
@@ -617,3 +618,11 @@ def test_admin_owns_every_bucket(clients: dict[str, Any]) -> None:
     admin.put_object_acl(Bucket=bucket, Key="k", ACL="public-read")
     admin.delete_object(Bucket=bucket, Key="k")
     admin.delete_bucket(Bucket=bucket)
+
+
+def test_management_api_is_for_admins(server: SyncServer) -> None:
+    host = server.endpoint_url.split("://", 1)[1]
+    for key, status in ((ADMIN, 200), (OTHER, 403), (OWNER, 403)):
+        headers = signed_headers("GET", "/-/cluster", host, key, SECRETS[key], "us-east-1")
+        response = httpx.get(server.endpoint_url + "/-/cluster", headers=headers)
+        assert response.status_code == status, (key, response.text)
