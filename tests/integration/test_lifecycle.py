@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
 from tests.integration.conftest import (
+    auth_config,
     erasure_config,
     error_code,
     signed_client,
@@ -533,3 +534,36 @@ def test_a_killed_pass_resumes_where_it_stopped(
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_iam_actions() -> None:
+    """GET needs s3:GetLifecycleConfiguration; PUT and DELETE s3:PutLifecycleConfiguration:
+    an anonymous caller allowed only the first reads the rules and changes nothing."""
+    key, secret = "AKIDLIFECYCLE", "lifecycle-secret"
+    with SyncServer({**FAST, **auth_config((key, secret))}) as running_server:
+        owner = signed_client(running_server.endpoint_url, key, secret)
+        name = f"lc-iam-{uuid.uuid4().hex[:8]}"
+        owner.create_bucket(Bucket=name)
+        rules = [_rule(ID="iam", Expiration={"Days": 30})]
+        owner.put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration={"Rules": rules}
+        )
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetLifecycleConfiguration",
+                    "Resource": f"arn:aws:s3:::{name}",
+                }
+            ],
+        }
+        owner.put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
+        with httpx.Client(base_url=running_server.endpoint_url) as anonymous:
+            got = anonymous.get(f"/{name}?lifecycle")
+            assert got.status_code == 200 and "<ID>iam</ID>" in got.text
+            assert anonymous.delete(f"/{name}?lifecycle").status_code == 403
+            put = anonymous.put(f"/{name}?lifecycle", content=b"<LifecycleConfiguration/>")
+            assert put.status_code == 403
+        assert owner.get_bucket_lifecycle_configuration(Bucket=name)["Rules"][0]["ID"] == "iam"
