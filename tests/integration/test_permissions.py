@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -626,3 +630,59 @@ def test_management_api_is_for_admins(server: SyncServer) -> None:
         headers = signed_headers("GET", "/-/cluster", host, key, SECRETS[key], "us-east-1")
         response = httpx.get(server.endpoint_url + "/-/cluster", headers=headers)
         assert response.status_code == status, (key, response.text)
+
+
+@pytest.mark.cli
+@pytest.mark.usefixtures("write_acls_stored")
+def test_aws_cli_and_curl(server: SyncServer, clients: dict[str, Any], tmp_path: Path) -> None:
+    """`aws s3 cp --acl public-read` and `aws s3api put-object-acl`, read with plain curl."""
+    aws = Path(sys.executable).parent / "aws"
+    if not aws.exists():
+        pytest.skip("the aws CLI is not installed (pip install awscli)")
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    bucket = new_bucket("cli")
+    clients[OWNER].create_bucket(Bucket=bucket)
+    source = tmp_path / "page.html"
+    source.write_text("<p>public</p>")
+    env = dict(
+        os.environ,
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_ACCESS_KEY_ID=OWNER,
+        AWS_SECRET_ACCESS_KEY=SECRETS[OWNER],
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+
+    def aws_cli(*args: str) -> str:
+        argv = [str(aws), "--endpoint-url", server.endpoint_url, *args]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def curl_status(key: str) -> str:
+        argv = [
+            curl,
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            f"{server.endpoint_url}/{bucket}/{key}",
+        ]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout
+
+    aws_cli("s3", "cp", str(source), f"s3://{bucket}/public.html", "--acl", "public-read")
+    aws_cli("s3", "cp", str(source), f"s3://{bucket}/private.html")
+    assert curl_status("public.html") == "200"
+    assert curl_status("private.html") == "403"
+    aws_cli("s3api", "put-object-acl", "--bucket", bucket, "--key", "private.html",
+            "--grant-read", "uri=http://acs.amazonaws.com/groups/global/AllUsers")  # fmt: skip
+    assert curl_status("private.html") == "200"
+    grants = json.loads(
+        aws_cli("s3api", "get-object-acl", "--bucket", bucket, "--key", "public.html")
+    )
+    assert {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"} in [
+        g["Grantee"] for g in grants["Grants"]
+    ]
