@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError
 from shoal.app.server import SyncServer
 from shoal.auth.accounts import canonical_id
 from shoal.auth.signer import signed_headers
-from tests.integration.conftest import erasure_config, error_code, signed_client
+from tests.integration.conftest import erasure_config, error_code, signed_client, wait_for
 
 OWNER, OTHER, ADMIN = "AKIDOWNER", "AKIDOTHER", "AKIDADMIN"
 SECRETS = {OWNER: "owner-secret", OTHER: "other-secret", ADMIN: "admin-secret"}
@@ -686,3 +686,54 @@ def test_aws_cli_and_curl(server: SyncServer, clients: dict[str, Any], tmp_path:
     assert {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"} in [
         g["Grantee"] for g in grants["Grants"]
     ]
+
+
+@pytest.mark.slow
+def test_in_a_cluster(tmp_path: Path) -> None:
+    """Owners, grants and ownership settings made through one node of a three-node
+    cluster hold when asked of the others."""
+    from tests.integration.test_cluster import KEY, SECRET_KEY, make_nodes, running
+
+    nodes = make_nodes(tmp_path, 3, 2)
+    accounts = (
+        f'credentials = [{{ access_key_id = "{KEY}", secret_access_key = "{SECRET_KEY}", '
+        f'admin = true }}, {{ access_key_id = "{OWNER}", secret_access_key = "{SECRETS[OWNER]}" }}, '  # noqa: E501
+        f'{{ access_key_id = "{OTHER}", secret_access_key = "{SECRETS[OTHER]}" }}]'
+    )
+    for node in nodes:
+        text = node.config.read_text()
+        start = text.index("credentials = [")
+        end = text.index("\n", start)
+        node.config.write_text(text[:start] + accounts + text[end:])
+    with running(nodes) as (a, b, c):
+        owner = signed_client(a.endpoint, OWNER, SECRETS[OWNER])
+        bucket = new_bucket("cluster")
+        owner.create_bucket(Bucket=bucket)
+        owner.put_object(Bucket=bucket, Key="open", Body=b"for all")
+        owner.put_object(Bucket=bucket, Key="closed", Body=b"mine")
+        owner.put_object_acl(Bucket=bucket, Key="open", ACL="public-read")
+        owner.put_bucket_acl(Bucket=bucket, GrantRead=f'id="{OTHER_ID}"')
+        other_b = signed_client(b.endpoint, OTHER, SECRETS[OTHER])
+
+        def other_may_list() -> bool:
+            try:
+                return other_b.list_objects_v2(Bucket=bucket)["KeyCount"] == 2
+            except ClientError as exc:
+                assert error_code(exc) == "AccessDenied"
+                return False
+
+        wait_for("the grant reaches node b", other_may_list)
+        assert httpx.get(f"{b.endpoint}/{bucket}/open").content == b"for all"
+        assert code_of(other_b.get_object, Bucket=bucket, Key="closed") == "AccessDenied"
+        other_c = signed_client(c.endpoint, OTHER, SECRETS[OTHER])
+        assert code_of(other_c.create_bucket, Bucket=bucket) == "BucketAlreadyExists"
+        assert bucket not in {x["Name"] for x in other_c.list_buckets()["Buckets"]}
+        enforced = {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+        owner.put_bucket_acl(Bucket=bucket, ACL="private")
+        owner.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=enforced)
+
+        def public_read_ignored() -> bool:
+            return httpx.get(f"{c.endpoint}/{bucket}/open").status_code == 403
+
+        wait_for("ACLs are off on node c too", public_read_ignored)
+        assert c.s3().get_object(Bucket=bucket, Key="closed")["Body"].read() == b"mine"
