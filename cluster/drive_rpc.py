@@ -197,6 +197,7 @@ class DriveService:
             delimiter=a["delimiter"],
             after=a["after"],
             max_keys=int(a["max_keys"]),
+            versions=bool(a.get("versions")),
         )
         return Reply(_page_to_dict(page))
 
@@ -305,7 +306,14 @@ class RemoteDrive:
         return _records_from_wire((await self._call("update_object", args)).result["versions"])
 
     async def list_objects(
-        self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int
+        self,
+        bucket: str,
+        *,
+        prefix: str,
+        delimiter: str,
+        after: str,
+        max_keys: int,
+        versions: bool = False,
     ) -> DrivePage:
         args = {
             "bucket": bucket,
@@ -313,6 +321,7 @@ class RemoteDrive:
             "delimiter": delimiter,
             "after": after,
             "max_keys": max_keys,
+            "versions": versions,
         }
         return _page_from_dict((await self._call("list_objects", args)).result)
 

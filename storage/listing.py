@@ -84,8 +84,11 @@ def walk_page(
     max_keys: int,
     summarize: Callable[[str, str], T | None],
     cache: ListingCache | None = None,
+    counts: Callable[[str, str], bool] | None = None,
 ) -> Page[T]:
-    """list_page's walk, with whatever `summarize` makes of each sidecar."""
+    """list_page's walk, with whatever `summarize` makes of each sidecar. With
+    `counts`, a common prefix is listed only once a key under it counts (a prefix
+    holding only deleted keys is none); the others are stepped over one by one."""
     check_params(prefix, delimiter, after)
     if max_keys <= 0 or len(prefix.encode("utf-8")) > MAX_KEY_BYTES:
         return [], [], False, None  # (no key is longer than the limit: none can match)
@@ -109,6 +112,9 @@ def walk_page(
         key, sidecar = found
         cp = rollup(key, prefix, delimiter)
         if cp is not None:
+            if counts is not None and not counts(key, sidecar):
+                cursor, skip = key, False
+                continue
             prefixes.append(cp)
             last, cursor, skip = cp, cp, True
             continue

@@ -198,8 +198,19 @@ class Drive(Protocol):
         ...
 
     async def list_objects(
-        self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int
-    ) -> DrivePage: ...
+        self,
+        bucket: str,
+        *,
+        prefix: str,
+        delimiter: str,
+        after: str,
+        max_keys: int,
+        versions: bool = False,
+    ) -> DrivePage:
+        """Keys after `after` with every version entry of each, in S3 order; a common
+        prefix only where a key under it is listed there: its newest entry an object,
+        or with `versions`, any entry but a marker that stands for a deletion."""
+        ...
 
     async def write_version(
         self, bucket: str, key: str, entry: VersionRecord, shards: Sequence[ShardWrite]
@@ -553,16 +564,32 @@ class LocalDrive:
         return versions
 
     async def list_objects(
-        self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int
+        self,
+        bucket: str,
+        *,
+        prefix: str,
+        delimiter: str,
+        after: str,
+        max_keys: int,
+        versions: bool = False,
     ) -> DrivePage:
-        return await self._run(self._list_objects, bucket, prefix, delimiter, after, max_keys)
+        return await self._run(
+            self._list_objects, bucket, prefix, delimiter, after, max_keys, versions
+        )
 
     def _list_objects(
-        self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int
+        self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int, versions: bool
     ) -> DrivePage:
         def summarize(key: str, sidecar: str) -> tuple[str, list[RecordSummary]] | None:
-            versions = _read_stored(sidecar)
-            return (key, [RecordSummary.of_stored(v) for v in versions]) if versions else None
+            stored = _read_stored(sidecar)
+            return (key, [RecordSummary.of_stored(v) for v in stored]) if stored else None
+
+        def listed(_key: str, sidecar: str) -> bool:
+            """Whether a key counts for its common prefix (see Drive.list_objects)."""
+            stored = [RecordSummary.of_stored(v) for v in _read_stored(sidecar)]
+            if versions:
+                return any(not v.transient for v in stored)
+            return bool(stored) and not stored[0].deleted
 
         self._require_root()
         bucket_dir = os.path.join(self.root, "data", bucket)
@@ -575,6 +602,7 @@ class LocalDrive:
             after=after,
             max_keys=max_keys,
             summarize=summarize,
+            counts=listed,
             cache=self.listings,
         )
         return DrivePage(items, prefixes, truncated, last)

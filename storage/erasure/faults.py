@@ -236,9 +236,21 @@ class FaultyDrive:
         return await self.inner.read_small(bucket, key, shard, limit)
 
     async def list_objects(
-        self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int
+        self,
+        bucket: str,
+        *,
+        prefix: str,
+        delimiter: str,
+        after: str,
+        max_keys: int,
+        versions: bool = False,
     ) -> DrivePage:
         await self._enter("list_objects")
         return await self.inner.list_objects(
-            bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
+            bucket,
+            prefix=prefix,
+            delimiter=delimiter,
+            after=after,
+            max_keys=max_keys,
+            versions=versions,
         )

@@ -45,7 +45,7 @@ from shoal.storage.erasure.health import HealthTrackedDrive
 from shoal.storage.erasure.quorum import fan_out
 from shoal.storage.erasure.records import VersionRecord
 from shoal.storage.erasure.shards import read_chunk
-from shoal.storage.erasure.versions import chunk_refs, doc_rank, resolve
+from shoal.storage.erasure.versions import chunk_refs, doc_rank, resolve, settled, visible
 from shoal.storage.errors import ServiceUnavailable
 from shoal.storage.keys import check_key
 from shoal.storage.records import dumps, loads
@@ -500,10 +500,33 @@ class Healer:
             report.unrecoverable.append(f"{what}: {exc.message}")
             return
         await self._retire(bucket, key, drives, answers, entry, report)
-        if entry is None or entry.deleted:
-            return
+        # Every version S3 shows (the current one first), each on every drive.
+        for version in visible(settled(answers, store.k)):
+            await self._heal_version(bucket, key, drives, rot, answers, version, report, pacer)
+
+    async def _heal_version(
+        self,
+        bucket: str,
+        key: str,
+        drives: Sequence[Drive],
+        rot: int,
+        answers: Sequence[Sequence[VersionRecord] | None],
+        entry: VersionRecord,
+        report: HealReport,
+        pacer: Pacer,
+    ) -> None:
+        """One version's missing and rotten shards rebuilt, and its entry (its newest
+        metadata: the highest revision) written where it is missing or older."""
+        store = self.store
+        what = f"{bucket}/{key}"
         reachable = [p for p, a in enumerate(answers) if a is not None and drives[p].online]
-        lacking = [p for p in reachable if all(e.vid != entry.vid for e in answers[p] or [])]
+        lacking = [
+            p
+            for p in reachable
+            if not any(
+                e.rank == entry.rank and e.revision >= entry.revision for e in answers[p] or []
+            )
+        ]
         vdir = f"{object_dir(bucket, key)}/{entry.vid}"
         rebuilt = False
         n = len(drives)
@@ -569,33 +592,40 @@ class Healer:
         entry: VersionRecord | None,
         report: HealReport,
     ) -> None:
-        """Drop versions older than the current one, delete markers, and abandoned
-        writes — never a version a reader (on any node) still has open.
+        """Drop the null entries the newest committed one hides, a marker that only
+        stands for a deletion, and abandoned writes — never a version a reader (on any
+        node) still has open (records.py says which entries are versions).
 
-        A delete marker goes last, and only once every drive answered and is rid of
-        the versions before it: dropped while some drives still list an older
-        version, it could hand that version a read quorum again."""
+        That marker goes last, and only once every drive answered and is rid of the
+        entries before it: dropped while some drives still list an older one, it could
+        hand that one a read quorum again."""
         store = self.store
-        marker = entry is not None and entry.deleted
+        marker = entry is not None and entry.transient
         cleared = all(a is not None for a in answers)
+        kept = settled(answers, store.k)
+        committed = {e.rank for e in kept}
+        newest_null = next((e for e in kept if e.is_null), None)
         holding: list[int] = []
         for p, entries in enumerate(answers):
             if not entries:
                 continue
             doomed = []
             for e in entries:
-                if entry is not None and e.vid == entry.vid:
+                if entry is not None and e.rank == entry.rank:
                     if marker:
                         holding.append(p)
-                elif await store.in_use(bucket, key, e.order):
+                    continue
+                hidden = newest_null is not None and e.is_null and e.order < newest_null.order
+                if e.rank in committed and not hidden:
+                    continue  # a version of the key
+                if await store.in_use(bucket, key, e.order):
                     cleared = False
-                elif entry is None or e.order > entry.order:
-                    # Newer than what a quorum agrees on: a write that died before its
-                    # commit (or is still running, hence the wait — unless the process
-                    # that made it is known to be gone).
-                    if _age_seconds(e.order) > ABANDONED_AFTER_SECONDS or store.abandoned(e.order):
-                        doomed.append(e.vid)
-                elif e.order < entry.order:
+                elif hidden:
+                    doomed.append(e.vid)
+                elif _age_seconds(e.order) > ABANDONED_AFTER_SECONDS or store.abandoned(e.order):
+                    # On too few drives: a write that died before its commit, or the
+                    # rest of a version deleted (or one still being written: hence the
+                    # wait, unless the process that made it is known to be gone).
                     doomed.append(e.vid)
             if doomed:
                 try:

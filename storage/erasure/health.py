@@ -309,12 +309,24 @@ class HealthTrackedDrive:
         )
 
     async def list_objects(
-        self, bucket: str, *, prefix: str, delimiter: str, after: str, max_keys: int
+        self,
+        bucket: str,
+        *,
+        prefix: str,
+        delimiter: str,
+        after: str,
+        max_keys: int,
+        versions: bool = False,
     ) -> DrivePage:
         return await self._call(
             "list_objects",
             lambda: self.inner.list_objects(
-                bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
+                bucket,
+                prefix=prefix,
+                delimiter=delimiter,
+                after=after,
+                max_keys=max_keys,
+                versions=versions,
             ),
         )
 

@@ -97,16 +97,18 @@ class Listing:
         max_keys: int,
         judge: Callable[[str, Answers], T | None],
         merge: Callable[[T, T], T],
+        versions: bool = False,
     ) -> tuple[list[tuple[str, T | None]], str | None]:
         """Entries after `after` agreed by the drives of every set, in order, and the name
         up to which they are complete (None: to the end). `judge` makes a key's entry
         out of its drives' answers (None: not listed); `merge` joins the entries of a
-        key found in two sets. A None entry is a common prefix."""
+        key found in two sets. A None entry is a common prefix (`versions`: one holding
+        versions, not only current objects; see Drive.list_objects)."""
         merged: dict[str, T | None] = {}
         bounds: list[str] = []
         for entries, bound in await asyncio.gather(
             *(
-                self._set_page(s, bucket, prefix, delimiter, after, max_keys, judge)
+                self._set_page(s, bucket, prefix, delimiter, after, max_keys, judge, versions)
                 for s in range(len(self.store.sets))
             )
         ):
@@ -127,6 +129,7 @@ class Listing:
         after: str,
         max_keys: int,
         judge: Callable[[str, Answers], T | None],
+        versions: bool,
     ) -> tuple[dict[str, T | None], str | None]:
         """One erasure set's share of a page: each key judged on its drives' answers,
         each common prefix kept when a read quorum of drives has it."""
@@ -135,7 +138,12 @@ class Listing:
         listed = await fan_out(
             drives,
             lambda d: d.list_objects(
-                bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
+                bucket,
+                prefix=prefix,
+                delimiter=delimiter,
+                after=after,
+                max_keys=max_keys,
+                versions=versions,
             ),
         )
         listed.require(store.k, f"bucket {bucket}", write=False)

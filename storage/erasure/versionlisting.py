@@ -137,6 +137,7 @@ class VersionListing:
                 max_keys,
                 lambda _name, answers: _key_versions(answers, k),
                 _union,
+                versions=True,
             )
             for name, item in items:
                 if page.full():

@@ -1,19 +1,27 @@
-"""FileStore versioning against a brute-force model of S3's semantics: random sequences of
-writes, deletes and deletes by version id over a few keys (with the bucket unversioned,
-Enabled or Suspended), then ListObjectVersions paged with random sizes, prefixes and
-delimiters, ListObjects and reads compared with the model."""
+"""Versioning in the FileStore and the erasure store against a brute-force model of S3's
+semantics: random sequences of writes, deletes and deletes by version id over a few keys
+(with the bucket unversioned, Enabled or Suspended), then ListObjectVersions paged with
+random sizes, prefixes and delimiters, ListObjects and reads compared with the model —
+and for the erasure store, that once its background work is done every drive lists
+exactly the model's versions and holds no other version's shards."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 
 import anyio
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shoal.storage import errors
-from shoal.storage.backend import NULL_VERSION, ObjectWrite
+from shoal.storage.backend import NULL_VERSION, Backend, ObjectWrite
+from shoal.storage.erasure.drive import object_dir
+from shoal.storage.erasure.store import ErasureStore
 from shoal.storage.filestore import FileStore
 from shoal.storage.listing import rollup
 from tests.unit.conftest import chunks
@@ -38,7 +46,7 @@ op = st.one_of(
 )
 
 
-async def apply(fs: FileStore, model: Model, state: str, step: tuple, n: int) -> str:
+async def apply(fs: Backend, model: Model, state: str, step: tuple, n: int) -> str:
     kind = step[0]
     if kind == "state":
         await fs.update_bucket("bucket", versioning=step[1])
@@ -89,7 +97,7 @@ def expected(model: Model, prefix: str, delimiter: str) -> tuple[list[tuple], li
 
 
 async def paged(
-    fs: FileStore, prefix: str, delimiter: str, size: int
+    fs: Backend, prefix: str, delimiter: str, size: int
 ) -> tuple[list[tuple], list[str]]:
     versions: list[tuple] = []
     prefixes: list[str] = []
@@ -113,7 +121,7 @@ async def paged(
     raise AssertionError("listing did not end")
 
 
-async def check(fs: FileStore, model: Model, listings: list[tuple[str, str, int]]) -> None:
+async def check(fs: Backend, model: Model, listings: list[tuple[str, str, int]]) -> None:
     for prefix, delimiter, size in listings:
         assert await paged(fs, prefix, delimiter, size) == expected(model, prefix, delimiter)
     current = sorted(k for k, vs in model.items() if vs and not vs[0].marker)
@@ -123,7 +131,7 @@ async def check(fs: FileStore, model: Model, listings: list[tuple[str, str, int]
             if v.marker:
                 continue
             async with await fs.open_object("bucket", key, v.vid) as reader:
-                assert await reader.read_all() == v.data
+                assert b"".join([bytes(c) async for c in reader.stream()]) == v.data
             if i == 0:
                 assert (await fs.head_object("bucket", key)).version_id == v.vid
         if vs and vs[0].marker:
@@ -135,6 +143,37 @@ async def check(fs: FileStore, model: Model, listings: list[tuple[str, str, int]
                 raise AssertionError("a key whose current version is a marker was found")
 
 
+def open_store(kind: str, tmp: str) -> Backend:
+    if kind == "file":
+        return FileStore(tmp)
+    drives = [os.path.join(tmp, f"drive{i}") for i in range(6)]
+    return ErasureStore(drives, data_shards=4, parity_shards=2, chunk_size=4096)
+
+
+async def settled_drives(store: ErasureStore, model: Model) -> None:
+    """Background work done, the drives list the model's versions and nothing else (no
+    null entry a newer one hid, no marker that stood for a deletion), each version on a
+    write quorum of them (all, unless a drive slowed down past its timeout under load),
+    and keep no shards of any other."""
+    while store._background:
+        await asyncio.wait(set(store._background), timeout=5)
+    for key, versions in model.items():
+        wanted = {v.vid for v in versions}
+        seen: Counter[str] = Counter()
+        folders: set[str] = set()
+        named: set[str] = set()
+        for drive in store._local:
+            listed = await drive.read_object("bucket", key)
+            assert {e.version_id for e in listed} <= wanted
+            seen.update(e.version_id for e in listed)
+            named.update(e.vid for e in listed)
+            folder = os.path.join(drive.root, object_dir("bucket", key))
+            folders.update(os.listdir(folder) if os.path.isdir(folder) else ())
+        assert all(seen[vid] >= store.write_quorum for vid in wanted)
+        assert folders <= named
+
+
+@pytest.mark.parametrize("kind", ["file", "erasure"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     steps=st.lists(op, max_size=30),
@@ -144,10 +183,12 @@ async def check(fs: FileStore, model: Model, listings: list[tuple[str, str, int]
         max_size=3,
     ),
 )
-def test_versions_match_the_model(steps: list[tuple], listings: list[tuple[str, str, int]]) -> None:
+def test_versions_match_the_model(
+    kind: str, steps: list[tuple], listings: list[tuple[str, str, int]]
+) -> None:
     async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            fs = FileStore(tmp)
+            fs = open_store(kind, tmp)
             await fs.open()
             try:
                 await fs.create_bucket("bucket")
@@ -156,9 +197,11 @@ def test_versions_match_the_model(steps: list[tuple], listings: list[tuple[str, 
                 for n, step in enumerate(steps):
                     state = await apply(fs, model, state, step, n)
                 await check(fs, model, listings)
+                if isinstance(fs, ErasureStore):
+                    await settled_drives(fs, model)
                 # The same answers from a store opened afresh on the directory.
                 await fs.close()
-                fs = FileStore(tmp)
+                fs = open_store(kind, tmp)
                 await fs.open()
                 await check(fs, model, listings)
                 if not any(model.values()):
