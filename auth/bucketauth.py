@@ -24,6 +24,12 @@ ACL_DOCUMENT = "acl"
 OWNERSHIP_DOCUMENT = "ownership-controls"
 PUBLIC_ACCESS_DOCUMENT = "public-access-block"
 OBJECT_GRANTS_DOCUMENT = "object-grants"
+SETTINGS_DOCUMENTS = (
+    ACL_DOCUMENT,
+    OWNERSHIP_DOCUMENT,
+    PUBLIC_ACCESS_DOCUMENT,
+    OBJECT_GRANTS_DOCUMENT,
+)
 
 ENFORCED = "BucketOwnerEnforced"
 PREFERRED = "BucketOwnerPreferred"

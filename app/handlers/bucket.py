@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Sequence
 
 from starlette.responses import Response
@@ -28,6 +29,7 @@ from shoal.auth.bucketauth import (
     ENFORCED,
     OWNERSHIP_DOCUMENT,
     OWNERSHIP_RULES,
+    SETTINGS_DOCUMENTS,
     acl_document,
 )
 from shoal.auth.numbers import parse_uint
@@ -35,6 +37,7 @@ from shoal.auth.policy import PolicyError, parse_policy
 from shoal.auth.publicpolicy import is_public_policy
 from shoal.storage.backend import BucketInfo
 from shoal.storage.errors import BucketAlreadyOwnedByYou as StorageBucketExists
+from shoal.storage.errors import NoSuchBucketDocument
 
 MAX_CONFIG_BODY = 64 * 1024
 MAX_POLICY_BODY = 64 * 1024  # the policy's own 20 KiB limit is checked by parse_policy
@@ -205,6 +208,11 @@ async def create_bucket(ctx: RequestContext) -> Response:
             raise BucketAlreadyOwnedByYou(BucketName=ctx.bucket) from None
         # us-east-1 answers the owner 200 and changes nothing, as S3 does.
         return Response(headers={"location": f"/{ctx.bucket}"})
+    # A bucket of this name deleted in a crash may have left its settings behind: they
+    # are not this bucket's (and must not grant anything on it).
+    for name in SETTINGS_DOCUMENTS:
+        with contextlib.suppress(NoSuchBucketDocument):
+            await ctx.backend.delete_bucket_document(ctx.bucket, name)
     ctx.settings.forget(ctx.bucket)
     # Settings given at creation; a crash before they land leaves the safe defaults
     # (private, ObjectWriter).
