@@ -25,7 +25,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
-from shoal.auth.accounts import canonical_id
+from shoal.auth.accounts import ANONYMOUS_ID, canonical_id
 from shoal.auth.signer import signed_headers
 from tests.integration.conftest import erasure_config, error_code, signed_client, wait_for
 
@@ -737,3 +737,41 @@ def test_in_a_cluster(tmp_path: Path) -> None:
 
         wait_for("ACLs are off on node c too", public_read_ignored)
         assert c.s3().get_object(Bucket=bucket, Key="closed")["Body"].read() == b"mine"
+
+
+def test_anonymous_writers(clients: dict[str, Any], anonymous: httpx.Client) -> None:
+    """A public-read-write bucket takes anonymous writes, owned by S3's anonymous id;
+    its owner still reads and deletes them."""
+    owner = clients[OWNER]
+    bucket = new_bucket()
+    owner.create_bucket(Bucket=bucket, ACL="public-read-write")
+    assert anonymous.put(f"/{bucket}/dropped", content=b"anon").status_code == 200
+    acl = owner.get_object_acl(Bucket=bucket, Key="dropped")
+    assert acl["Owner"]["ID"] == ANONYMOUS_ID
+    assert owner.get_object(Bucket=bucket, Key="dropped")["Body"].read() == b"anon"
+    assert anonymous.get(f"/{bucket}?list-type=2").status_code == 200
+    assert anonymous.get(f"/{bucket}/dropped").status_code == 403  # the object is private
+    listed = owner.list_object_versions(Bucket=bucket)["Versions"][0]
+    assert listed["Owner"]["ID"] == OWNER_ID
+    assert anonymous.delete(f"/{bucket}/dropped").status_code == 204
+    owner.put_bucket_acl(Bucket=bucket, ACL="private")
+    assert anonymous.put(f"/{bucket}/again", content=b"x").status_code == 403
+
+
+@pytest.mark.usefixtures("write_acls_stored")
+def test_post_form_grant_fields(clients: dict[str, Any], server: SyncServer) -> None:
+    owner, other = clients[OWNER], clients[OTHER]
+    bucket = new_bucket()
+    owner.create_bucket(Bucket=bucket)
+    grant = f'id="{OTHER_ID}"'
+    post = owner.generate_presigned_post(
+        bucket, "granted", Fields={"x-amz-grant-read": grant},
+        Conditions=[{"x-amz-grant-read": grant}],
+    )  # fmt: skip
+    posted = httpx.post(post["url"], data=post["fields"], files={"file": b"form"})
+    assert posted.status_code == 204, posted.text
+    assert other.get_object(Bucket=bucket, Key="granted")["Body"].read() == b"form"
+    unsigned = owner.generate_presigned_post(bucket, "sneaky")
+    fields = {**unsigned["fields"], "acl": "public-read"}  # not in the signed policy
+    refused = httpx.post(unsigned["url"], data=fields, files={"file": b"x"})
+    assert refused.status_code == 403, refused.text
