@@ -3,6 +3,8 @@ deletes and multipart uploads, restart, and after one healing scan not one orpha
 byte is left (every shard file belongs to a version its drive's record names, every
 part folder to its part record, no temp files), every acknowledged write reads back
 whole, and every CompleteMultipartUpload cut off by the kill completes when retried.
+The same on a versioned bucket: every acknowledged version (and delete marker) is
+there by its id, whole, until a delete of that id; nothing listed is torn.
 
 The cycle count is SHOAL_CRASH_CYCLES (12 by default); with -s the test prints the
 leftover and live bytes, e.g.
@@ -158,9 +160,9 @@ def check_objects(node: Node, ledger: Ledger) -> None:
         assert not lost or key in ledger.deleted, f"{key}: acknowledged writes {lost} lost"
 
 
-def audit(drives: list[Path]) -> tuple[list[str], int, int]:
+def audit(drives: list[Path], versioned: bool = False) -> tuple[list[str], int, int]:
     """(orphans, their bytes, live bytes) on the drives: files no record names, temp
-    files, and records listing more than the current version."""
+    files, and (unless `versioned`) records listing more than the current version."""
     orphans: list[str] = []
     leftover = live = 0
 
@@ -195,7 +197,7 @@ def audit(drives: list[Path]) -> tuple[list[str], int, int]:
                 orphan(path, "temp file")
             elif parts[at + 1] not in named:
                 orphan(path, "version no record names")
-            elif len(named) > 1:
+            elif len(named) > 1 and not versioned:
                 orphan(path, f"record still lists {len(named)} versions")
             else:
                 live += path.stat().st_size
@@ -271,3 +273,98 @@ def test_crash_cycles_leave_no_orphans(crashing: Node) -> None:
         data = node.s3().get_object(Bucket=BUCKET, Key=key)["Body"].read()
         assert hashlib.sha256(data).digest() == digest.digest(), key
     assert audit(node.drives)[0] == []
+
+
+@dataclass
+class VersionLedger:
+    """A versioned bucket's writes: each version's key and bytes (None: a marker) by
+    version id, which were acknowledged, and which ids a delete was sent for."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    count: int = 0
+    acked: dict[str, tuple[str, bytes | None]] = field(default_factory=dict)
+    deleting: set[str] = field(default_factory=set)
+
+    def next(self) -> int:
+        with self.lock:
+            self.count += 1
+            return self.count
+
+
+def version_writer(seed: int, s3: Any, ledger: VersionLedger, stop: threading.Event) -> None:
+    """PUTs (a new version each), DELETEs (a marker each), and deletes of an older
+    version by its id."""
+    rng = random.Random(seed)
+    while not stop.is_set():
+        key = rng.choice(PLAIN)
+        roll = rng.random()
+        try:
+            if roll < 0.15:
+                vid = s3.delete_object(Bucket=BUCKET, Key=key)["VersionId"]
+                with ledger.lock:
+                    ledger.acked[vid] = (key, None)
+                continue
+            with ledger.lock:
+                mine = sorted(v for v, (k, _) in ledger.acked.items() if k == key)
+            if roll < 0.3 and mine:
+                vid = rng.choice(mine)
+                with ledger.lock:
+                    ledger.deleting.add(vid)
+                s3.delete_object(Bucket=BUCKET, Key=key, VersionId=vid)
+                continue
+            n = ledger.next()
+            data = body(key, n)
+            vid = s3.put_object(Bucket=BUCKET, Key=key, Body=data, Metadata={"n": str(n)})[
+                "VersionId"
+            ]
+        except Exception:
+            return  # the server died under us
+        with ledger.lock:
+            ledger.acked[vid] = (key, data)
+
+
+def check_versions(node: Node, ledger: VersionLedger) -> None:
+    """Every acknowledged version not deleted by id is listed and reads back whole (a
+    marker answers 405 by its id); every version listed reads back as some write."""
+    s3 = node.s3()
+    listed: dict[str, tuple[str, bool]] = {}
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET):
+        for v in page.get("Versions", []):
+            listed[v["VersionId"]] = (v["Key"], False)
+        for m in page.get("DeleteMarkers", []):
+            listed[m["VersionId"]] = (m["Key"], True)
+    for vid, (key, data) in ledger.acked.items():
+        if vid in ledger.deleting:
+            continue
+        assert listed.get(vid) == (key, data is None), f"{key} {vid}: acknowledged, not listed"
+    for vid, (key, marker) in listed.items():
+        if marker:
+            with pytest.raises(ClientError) as caught:
+                s3.head_object(Bucket=BUCKET, Key=key, VersionId=vid)
+            assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 405
+            continue
+        got = s3.get_object(Bucket=BUCKET, Key=key, VersionId=vid)
+        assert got["Body"].read() == body(key, int(got["Metadata"]["n"])), f"{key} {vid}: torn"
+
+
+def test_crash_cycles_on_a_versioned_bucket(crashing: Node) -> None:
+    node = crashing
+    rng = random.Random(20261204)
+    s3 = node.s3()
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    ledger = VersionLedger()
+    for cycle in range(CYCLES):
+        writers = [
+            functools.partial(version_writer, cycle * 10 + i, node.s3(), ledger) for i in range(3)
+        ]
+        kill_while_writing(node.kill, writers, at_random(rng))
+        node.start()
+        check_versions(node, ledger)
+    report = node.heal()
+    orphans, leftover, live = audit(node.drives, versioned=True)
+    print(f"\n{CYCLES} crash cycles (versioned): {leftover} bytes left over, {live} live")
+    assert orphans == [], orphans[:20]
+    assert report["unrecoverable"] == [] and report["shards_corrupt"] == 0, report
+    check_versions(node, ledger)
+    assert ledger.acked, "nothing was acknowledged"
