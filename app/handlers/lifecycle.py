@@ -9,6 +9,7 @@ reading the configuration through a one-second cache (as the CORS rules are read
 
 from __future__ import annotations
 
+import os
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +25,7 @@ from shoal.app.metrics import Metrics
 from shoal.config import Config
 from shoal.storage.backend import Backend, ObjectMeta
 from shoal.storage.errors import NoSuchBucket, NoSuchBucketDocument
-from shoal.storage.lifecycle.ownership import ByMembership, Everything, Ownership
+from shoal.storage.lifecycle.ownership import ByMembership, Everything, OneProcess, Ownership
 from shoal.storage.lifecycle.progress import DOCUMENT as PROGRESS
 from shoal.storage.lifecycle.rules import Configuration, from_json, object_expiration, to_json
 from shoal.storage.lifecycle.worker import DOCUMENT, LifecycleWorker, Settings
@@ -125,7 +126,10 @@ def start_worker(app: Any) -> LifecycleWorker:
     backend: Backend = state.backend
     state.lifecycle_rules = BucketLifecycles(backend)
     ownership: Ownership = Everything()
-    if config.cluster.enabled:
+    if not config.cluster.enabled:
+        # uvicorn may run several processes over one directory: one of them runs passes.
+        ownership = OneProcess(os.path.join(config.storage.directory, ".lifecycle.lock"))
+    else:
         from shoal.cluster.store import DistributedStore
 
         if isinstance(backend, DistributedStore) and backend.membership is not None:

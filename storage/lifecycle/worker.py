@@ -112,12 +112,12 @@ class LifecycleWorker:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="lifecycle")
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await asyncio.to_thread(self.ownership.release)
 
     async def _run(self) -> None:
         while True:
@@ -131,6 +131,7 @@ class LifecycleWorker:
 
     async def run_once(self) -> None:
         """One pass over every bucket this node runs."""
+        await asyncio.to_thread(self.ownership.refresh)
         for info in await self.backend.list_buckets():
             if not self.ownership.runs(info.name):
                 continue

@@ -6,13 +6,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal.storage.lifecycle import rules
-from shoal.storage.lifecycle.ownership import ByMembership, owner
+from shoal.storage.lifecycle.ownership import ByMembership, OneProcess, owner
 from shoal.storage.lifecycle.pace import Pace
 from shoal.storage.lifecycle.rules import (
     Configuration,
@@ -282,3 +283,19 @@ def test_walk_prefixes_cover_every_rule_and_never_overlap(
         # A key some rule covers is under exactly one walked prefix; no others are walked.
         covered = any(key.startswith(r.filter.prefix) for r in acting)
         assert sum(key.startswith(p) for p in walked) == (1 if covered else 0)
+
+
+def test_one_process_per_data_directory(tmp_path: Path) -> None:
+    """Several uvicorn workers over one directory: the lock holder runs the passes; when
+    it lets go, the next to try takes over."""
+    path = str(tmp_path / ".lifecycle.lock")
+    first, second = OneProcess(path), OneProcess(path)
+    first.refresh()
+    second.refresh()
+    assert first.runs("b") and not second.runs("b")
+    first.release()
+    second.refresh()
+    assert second.runs("b") and not first.runs("b")
+    first.refresh()
+    assert not first.runs("b")
+    second.release()
