@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
 from tests.integration.conftest import auth_config, erasure_config, error_code, signed_client
+from tests.integration.test_cluster import make_nodes, running
 
 AWS = Path(sys.executable).parent / "aws"
 
@@ -596,3 +598,47 @@ def test_list_object_versions_against_a_reference(s3: Any, versioned: str) -> No
     assert [p["Prefix"] for p in under.get("CommonPrefixes", [])] == (
         ["a/c/"] if "a/c/d" in order else []
     )
+
+
+@pytest.mark.slow
+def test_in_a_cluster(tmp_path: Path) -> None:
+    """Versioning turned on through one node of a three-node cluster holds on the others
+    at once; versions written through each are listed, read and deleted through the
+    others; object lock retention set through one refuses a delete through another."""
+    with running(make_nodes(tmp_path, 3, 2)) as (a, b, c):
+        bucket = _name()
+        a.s3().create_bucket(Bucket=bucket)
+        a.s3().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        assert b.s3().get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+        ids = [
+            node.s3().put_object(Bucket=bucket, Key="k", Body=b"%d" % i)["VersionId"]
+            for i, node in enumerate((a, b, c))
+        ]
+        marker = b.s3().delete_object(Bucket=bucket, Key="k")["VersionId"]
+        listed = c.s3().list_object_versions(Bucket=bucket)
+        assert [v["VersionId"] for v in listed["Versions"]] == ids[::-1]
+        assert [m["VersionId"] for m in listed["DeleteMarkers"]] == [marker]
+        for i, vid in enumerate(ids):
+            got = a.s3().get_object(Bucket=bucket, Key="k", VersionId=vid)
+            assert got["Body"].read() == b"%d" % i
+        c.s3().delete_object(Bucket=bucket, Key="k", VersionId=marker)
+        assert b.s3().get_object(Bucket=bucket, Key="k")["Body"].read() == b"2"
+        b.s3().delete_object(Bucket=bucket, Key="k", VersionId=ids[0])
+        error = _error(a.s3().get_object, Bucket=bucket, Key="k", VersionId=ids[0])
+        assert error_code(error) == "NoSuchVersion"
+        locked = _name()
+        a.s3().create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+        vid = b.s3().put_object(Bucket=locked, Key="k", Body=b"x", ChecksumAlgorithm="SHA256")[
+            "VersionId"
+        ]
+        until = datetime.now(UTC) + timedelta(days=1)
+        c.s3().put_object_retention(
+            Bucket=locked,
+            Key="k",
+            VersionId=vid,
+            Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until},
+        )
+        error = _error(a.s3().delete_object, Bucket=locked, Key="k", VersionId=vid)
+        assert error_code(error) == "AccessDenied"
+        got = b.s3().get_object_retention(Bucket=locked, Key="k", VersionId=vid)
+        assert got["Retention"]["Mode"] == "COMPLIANCE"
