@@ -190,6 +190,8 @@ def _policy_context(request: Request, query: dict[str, str]) -> dict[str, object
     for name in ("prefix", "delimiter", "max-keys"):
         if name in query:
             context[f"s3:{name}"] = query[name]
+    if "versionId" in query:  # GetObjectVersion, DeleteObjectVersion, ...
+        context["s3:versionid"] = query["versionId"]
     context.update(tagging.request_condition_keys(request.headers.get(tagging.HEADER)))
     for name in ACL_CONDITION_HEADERS:
         if name in request.headers:

@@ -508,6 +508,32 @@ def test_version_reads_need_get_object_version(tmp_path: Path) -> None:
         assert s3.get_object(Bucket="pol", Key="k")["VersionId"] == vid
 
 
+def test_policy_condition_on_the_version_id(tmp_path: Path) -> None:
+    """s3:versionid is the versionId a request names: a policy can pin readers to one."""
+    with SyncServer(auth_config(("AKIDVER", "secret"))) as server:
+        s3 = signed_client(server.endpoint_url, "AKIDVER", "secret")
+        s3.create_bucket(Bucket="pin")
+        s3.put_bucket_versioning(Bucket="pin", VersioningConfiguration={"Status": "Enabled"})
+        first = s3.put_object(Bucket="pin", Key="k", Body=b"1")["VersionId"]
+        second = s3.put_object(Bucket="pin", Key="k", Body=b"2")["VersionId"]
+        deny = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:GetObjectVersion",
+                    "Resource": "arn:aws:s3:::pin/*",
+                    "Condition": {"StringNotEquals": {"s3:versionid": first}},
+                }
+            ],
+        }
+        s3.put_bucket_policy(Bucket="pin", Policy=json.dumps(deny))
+        assert s3.get_object(Bucket="pin", Key="k", VersionId=first)["Body"].read() == b"1"
+        error = _error(s3.get_object, Bucket="pin", Key="k", VersionId=second)
+        assert error_code(error) == "AccessDenied"
+
+
 def test_aws_cli_versioning(server: SyncServer, tmp_path: Path, s3: Any, plain: str) -> None:
     if not AWS.exists():
         pytest.skip(f"aws CLI not found at {AWS}")
