@@ -347,14 +347,16 @@ def _unsatisfiable(value: str, size: int) -> NoReturn:
 def parse_copy_range(value: str, size: int) -> tuple[int, int]:
     """x-amz-copy-source-range must be 'bytes=first-last' within the source."""
     match = _RANGE.fullmatch(value.strip())
-    if not match or not match[1] or not match[2]:
+    # Positions longer than any number a client sends (auth/numbers.py) are malformed too.
+    start = parse_uint(match[1]) if match else None
+    end = parse_uint(match[2]) if match else None
+    if start is None or end is None:
         raise InvalidArgument(
             "The x-amz-copy-source-range value must be of the form bytes=first-last"
             " where first and last are the zero-based offsets of the first and last bytes to copy",
             ArgumentName="x-amz-copy-source-range",
             ArgumentValue=value,
         )
-    start, end = _position(match[1]), _position(match[2])
     if end < start or end >= size:
         # 416 InvalidRange, as S3 answers (and the S3 test suites expect) for a range
         # outside the source; a malformed one is the InvalidArgument above.

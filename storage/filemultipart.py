@@ -24,6 +24,7 @@ from shoal.storage.backend import (
     UploadListPage,
 )
 from shoal.storage.diskio import object_lock_name, unlink_quiet
+from shoal.storage.erasure.locks import KeyedLocks
 from shoal.storage.errors import NoSuchUpload
 from shoal.storage.listing import uploads_page
 from shoal.storage.multipart import (
@@ -151,19 +152,26 @@ class FileMultipart:
         """`write.finalize` is called with (size, multipart ETag "hex-N"). Repeated with
         the same parts once it succeeded, answers with the remembered result (S3 is
         idempotent here), as long as storage.multipart.COMPLETION_MEMORY."""
-        try:
-            meta = await self._complete(bucket, key, upload_id, parts, write)
-        except NoSuchUpload:
-            recalled = await run(self.uploads.recall, bucket, key, upload_id, parts)
-            if recalled is None:
-                raise
-            return recalled
-        try:
-            await run(self.uploads.remember, bucket, upload_id, parts, meta)
-        except OSError:
-            # The object is committed; only a repeat of this Complete will not know it.
-            log.warning("could not remember completed upload %s", upload_id, exc_info=True)
-        return meta
+        # One Complete of an upload at a time in this process: a second one waits, then
+        # finds the upload gone and the first's result remembered.
+        async with self._completing.hold(upload_id):
+            try:
+                meta = await self._complete(bucket, key, upload_id, parts, write)
+            except NoSuchUpload:
+                recalled = await run(self.uploads.recall, bucket, key, upload_id, parts)
+                if recalled is None:
+                    raise
+                return recalled
+            try:
+                await run(self.uploads.remember, bucket, upload_id, parts, meta)
+            except OSError:
+                # The object is committed; only a repeat of this Complete will not know it.
+                log.warning("could not remember completed upload %s", upload_id, exc_info=True)
+            return meta
+
+    @functools.cached_property
+    def _completing(self) -> KeyedLocks:
+        return KeyedLocks()
 
     async def _complete(
         self,

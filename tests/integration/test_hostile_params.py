@@ -355,7 +355,6 @@ def test_boto3_listing_with_control_characters(s3: Any, stored: str, upload: str
         base64.urlsafe_b64encode(b"2:obj").decode(),  # another format version
         base64.urlsafe_b64encode(b"1:\xff\xfe").decode(),  # not UTF-8
         base64.b64encode(b"\xfb\xff1:a").decode(),  # standard alphabet
-        "",
     ],
 )
 def test_bad_continuation_tokens(http: httpx.Client, stored: str, token: str) -> None:

@@ -338,11 +338,14 @@ def test_unknown_upload_id(s3: Any, bucket: str) -> None:
 
 
 def test_complete_twice(s3: Any, bucket: str) -> None:
-    """A second complete of the same upload is NoSuchUpload and leaves the object alone."""
+    """A second complete of the same upload with the same parts answers the first's result
+    (S3 is idempotent here), with other parts NoSuchUpload; the object is left alone."""
     upload_id = create(s3, bucket, "twice")
     done = put_parts(s3, bucket, "twice", upload_id, [b"once"])
-    complete(s3, bucket, "twice", upload_id, done)
-    exc = client_error(complete, s3, bucket, "twice", upload_id, done)
+    first = complete(s3, bucket, "twice", upload_id, done)
+    assert complete(s3, bucket, "twice", upload_id, done)["ETag"] == first["ETag"]
+    other = [{**done[0], "ETag": '"00000000000000000000000000000000"'}]
+    exc = client_error(complete, s3, bucket, "twice", upload_id, other)
     assert (error_code(exc), status(exc)) == ("NoSuchUpload", 404)
     assert read(s3, bucket, "twice") == b"once"
 

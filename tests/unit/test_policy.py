@@ -695,6 +695,8 @@ EXPECTED_TABLE = {
     "GetBucketCors": ("s3:GetBucketCORS", "bucket"),
     "PutBucketCors": ("s3:PutBucketCORS", "bucket"),
     "DeleteBucketCors": ("s3:PutBucketCORS", "bucket"),
+    "GetBucketLogging": ("s3:GetBucketLogging", "bucket"),
+    "PutBucketLogging": ("s3:PutBucketLogging", "bucket"),
     "PostObject": ("s3:PutObject", "bucket"),
     "DeleteObjects": ("s3:DeleteObject", "object"),
     "PutObject": ("s3:PutObject", "object"),
