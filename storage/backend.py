@@ -134,6 +134,8 @@ class VersionSummary:
     etag: str  # "" for a delete marker
     last_modified: datetime
     storage_class: str = "STANDARD"
+    #: The version's owner (canonical user id); "" if unknown to the listing.
+    owner: str = ""
 
 
 @dataclass
@@ -195,6 +197,8 @@ class ObjectSummary:
     etag: str
     last_modified: datetime
     storage_class: str = "STANDARD"
+    #: The object's owner (canonical user id); "" if unknown to the listing.
+    owner: str = ""
 
 
 @dataclass

@@ -135,6 +135,7 @@ def read_summary(key: str, sidecar: str) -> ObjectSummary | None:
             etag=str(rec["etag"]),
             last_modified=parse_iso(rec["last_modified"]),
             storage_class=str((rec.get("headers") or {}).get("x-amz-storage-class") or "STANDARD"),
+            owner=str(rec.get("owner") or ""),
         )
     except (FileNotFoundError, NotADirectoryError):
         return None

@@ -102,6 +102,7 @@ def _summary(key: str, version: _Version, latest: bool) -> VersionSummary | None
             etag="" if marker else str(rec["etag"]),
             last_modified=parse_iso(rec["last_modified"]),
             storage_class=str((rec.get("headers") or {}).get("x-amz-storage-class") or "STANDARD"),
+            owner=str(rec.get("owner") or ""),
         )
     except (KeyError, TypeError, ValueError):
         return None

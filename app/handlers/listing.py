@@ -101,9 +101,11 @@ def _untoken(token: str) -> str:
     return text[len(_TOKEN_PREFIX) :]
 
 
-def _contents(page: ListPage, encode: Callable[[str], str], owned: list[Node] | None) -> list[Node]:
-    """`owned`: the Owner element of each object (the bucket owner's: listings do not
-    read each object's metadata), None without fetch-owner."""
+def _contents(
+    ctx: RequestContext, page: ListPage, encode: Callable[[str], str], bucket_owner: str | None
+) -> list[Node]:
+    """`bucket_owner`: None without fetch-owner; else the owner of objects the listing
+    does not know the owner of."""
     nodes: list[Node] = []
     for obj in page.objects:
         fields: list[Node] = [
@@ -113,8 +115,8 @@ def _contents(page: ListPage, encode: Callable[[str], str], owned: list[Node] | 
             ("Size", obj.size),
             ("StorageClass", obj.storage_class),
         ]
-        if owned is not None:
-            fields.append(("Owner", owned))
+        if bucket_owner is not None:
+            fields.append(("Owner", owner(ctx, obj.owner or bucket_owner)))
         nodes.append(("Contents", fields))
     nodes += [("CommonPrefixes", [("Prefix", encode(p))]) for p in page.common_prefixes]
     return nodes
@@ -144,7 +146,7 @@ async def list_objects(ctx: RequestContext) -> Response:
         ("EncodingType", ctx.query.get("encoding-type")),
     ]
     return xml_response(
-        "ListBucketResult", result + _contents(page, encode, owner(ctx, await bucket_owner(ctx)))
+        "ListBucketResult", result + _contents(ctx, page, encode, await bucket_owner(ctx))
     )
 
 
@@ -163,7 +165,7 @@ async def list_objects_v2(ctx: RequestContext) -> Response:
         ctx.bucket, prefix=prefix, delimiter=delimiter, after=after, max_keys=max_keys
     )
     fetch_owner = ctx.query.get("fetch-owner", "").lower() == "true"
-    owned = owner(ctx, await bucket_owner(ctx)) if fetch_owner else None
+    listing_owner = await bucket_owner(ctx) if fetch_owner else None
     result: list[Node] = [
         ("Name", ctx.bucket),
         ("Prefix", encode(prefix)),
@@ -176,4 +178,4 @@ async def list_objects_v2(ctx: RequestContext) -> Response:
         ("StartAfter", encode(start_after) if start_after else None),
         ("EncodingType", ctx.query.get("encoding-type")),
     ]
-    return xml_response("ListBucketResult", result + _contents(page, encode, owned))
+    return xml_response("ListBucketResult", result + _contents(ctx, page, encode, listing_owner))

@@ -107,7 +107,7 @@ async def list_object_versions(ctx: RequestContext) -> Response:
         ("IsTruncated", page.truncated),
         ("EncodingType", ctx.query.get("encoding-type")),
     ]
-    owned = owner(ctx, await bucket_owner(ctx))
+    default_owner = await bucket_owner(ctx)
     for version in page.versions:
         fields: list[Node] = [
             ("Key", encode(version.key)),
@@ -116,13 +116,14 @@ async def list_object_versions(ctx: RequestContext) -> Response:
             ("LastModified", timestamp(version.last_modified)),
         ]
         if version.delete_marker:
+            owned = owner(ctx, version.owner or default_owner)
             result.append(("DeleteMarker", [*fields, ("Owner", owned)]))
             continue
         fields += [
             ("ETag", f'"{version.etag}"'),
             ("Size", version.size),
             ("StorageClass", version.storage_class),
-            ("Owner", owned),
+            ("Owner", owner(ctx, version.owner or default_owner)),
         ]
         result.append(("Version", fields))
     result += [("CommonPrefixes", [("Prefix", encode(p))]) for p in page.common_prefixes]

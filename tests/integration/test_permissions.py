@@ -475,6 +475,10 @@ def test_acl_on_write(clients: dict[str, Any], anonymous: httpx.Client) -> None:
     assert anonymous.get(f"/{bucket}/copy").status_code == 403  # a copy keeps no ACL
     for key in ("put", "copy", "mpu", "posted"):
         assert other.get_object_acl(Bucket=bucket, Key=key)["Owner"]["ID"] == OTHER_ID, key
+    listed = owner.list_objects_v2(Bucket=bucket, FetchOwner=True)["Contents"]
+    assert {o["Key"]: o["Owner"]["ID"] for o in listed}["put"] == OTHER_ID
+    versions = owner.list_object_versions(Bucket=bucket)["Versions"]
+    assert {v["Key"]: v["Owner"]["ID"] for v in versions}["mpu"] == OTHER_ID
     # The bucket owner may do anything in its bucket, also to objects others wrote.
     assert owner.get_object(Bucket=bucket, Key="copy")["Body"].read() == b"p"
 
@@ -751,8 +755,9 @@ def test_anonymous_writers(clients: dict[str, Any], anonymous: httpx.Client) -> 
     assert owner.get_object(Bucket=bucket, Key="dropped")["Body"].read() == b"anon"
     assert anonymous.get(f"/{bucket}?list-type=2").status_code == 200
     assert anonymous.get(f"/{bucket}/dropped").status_code == 403  # the object is private
-    listed = owner.list_object_versions(Bucket=bucket)["Versions"][0]
-    assert listed["Owner"]["ID"] == OWNER_ID
+    owner.put_object(Bucket=bucket, Key="mine", Body=b"m")
+    versions = owner.list_object_versions(Bucket=bucket)["Versions"]
+    assert {v["Key"]: v["Owner"]["ID"] for v in versions}["mine"] == OWNER_ID
     assert anonymous.delete(f"/{bucket}/dropped").status_code == 204
     owner.put_bucket_acl(Bucket=bucket, ACL="private")
     assert anonymous.put(f"/{bucket}/again", content=b"x").status_code == 403
