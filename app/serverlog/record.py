@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from shoal.auth import Principal
 from shoal.auth.accounts import Accounts, canonical_id
 
 #: The resource type S3 logs for an operation (`REST.<METHOD>.<TYPE>`); the method is
@@ -115,8 +116,8 @@ def requester_id(scope: dict[str, Any], accounts: Accounts, auth_enabled: bool) 
     everyone acts as the default owner (as RequestContext.requester has it)."""
     if not auth_enabled:
         return accounts.default_owner.canonical_id
-    principal = (scope.get("state") or {}).get("principal")
-    key = getattr(principal, "access_key", None)
+    principal: Principal | None = (scope.get("state") or {}).get("principal")
+    key = principal.access_key if principal is not None else None
     if key is None:
         return "-"
     account = accounts.by_key(key)
