@@ -25,6 +25,7 @@ from tests.integration.conftest import (
     signed_client,
     wait_for,
 )
+from tests.integration.test_cluster import make_nodes, running
 
 #: One record: 26 space-separated fields, three of them quoted, the time in brackets.
 FIELDS = [
@@ -381,3 +382,24 @@ def test_requesters_are_canonical_ids(mode: str, tmp_path: Path) -> None:
         assert {r["bucket_owner"] for r in records} == {owner_id}
         for key in _log_objects(owner, "target", "p/"):
             assert key.startswith(f"p/{owner_id}/us-east-1/source/"), key
+
+
+# --- a cluster ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_in_a_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logging set through one node of a three-node cluster applies on the others: each
+    node delivers the records of the requests it served, readable through any node."""
+    monkeypatch.setenv("SHOAL_LOGGING__FLUSH_SECONDS", "1")  # the nodes inherit it
+    with running(make_nodes(tmp_path, 3, 2)) as (a, b, c):
+        a.s3().create_bucket(Bucket="source")
+        a.s3().create_bucket(Bucket="target")
+        _enable(a.s3(), "source", "target", "cluster/")
+        ids = set()
+        for node in (a, b, c):
+            put = node.s3().put_object(Bucket="source", Key=node.name, Body=b"x")
+            ids.add(_request_id(put))
+        records = _wait_for_records(c.s3(), "target", "cluster/", ids)
+        assert {r["key"] for r in records if r["request_id"] in ids} == {"node0", "node1", "node2"}
+        assert len(_log_objects(b.s3(), "target", "cluster/")) >= 3  # one per node at least
