@@ -150,6 +150,7 @@ def make_meta(
         legal_hold=source.legal_hold,
         tags=dict(source.tags),
         owner=source.owner,
+        acl=source.acl,
         extra=dict(source.extra),
     )
 
