@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 from shoal.auth.acl import effective
 from shoal.auth.policy import Policy
@@ -68,6 +69,12 @@ class BucketAuth:
     policy_public: bool = False
     #: Some object may be owned by another account or carry grants of its own.
     object_grants: bool = False
+
+    @cached_property
+    def policy_denies(self) -> bool:
+        """Whether the policy has a Deny statement (without one, nothing it says can
+        refuse the owner, so the owner's requests skip evaluating it)."""
+        return self.policy is not None and any(s.effect == "Deny" for s in self.policy.statements)
 
     @property
     def acls_enabled(self) -> bool:
