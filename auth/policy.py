@@ -1,14 +1,17 @@
 """Bucket policies: validation as S3 does on PutBucketPolicy, and IAM-style evaluation.
 
-Identities: shoal has one account, `ACCOUNT_ID` (``000000000000``). A caller signing
-with access key K is the IAM user ``arn:aws:iam::000000000000:user/K``; an anonymous
+Identities: in policies every credential is an IAM user of one account, `ACCOUNT_ID`
+(``000000000000``; auth/accounts.py makes each credential an account of its own for
+ownership and ACLs). A caller signing with access key K is the IAM user
+``arn:aws:iam::000000000000:user/K``; an anonymous
 caller has no identity and is matched only by the principal ``"*"`` / ``{"AWS": "*"}``.
 The account id ``000000000000`` or ``arn:aws:iam::000000000000:root`` as principal
 matches every authenticated caller.
 
 `evaluate` returns DENY when a Deny statement matches (explicit Deny always wins),
-ALLOW when an Allow statement matches, else DEFAULT; `is_allowed` applies the
-reference's default (authenticated callers allowed, anonymous ones denied). Pure logic:
+ALLOW when an Allow statement matches, else DEFAULT (app/authz.py then decides by
+owner and ACLs); `is_allowed` is the reference's rule for DEFAULT (authenticated
+callers allowed, anonymous ones denied). Pure logic:
 no I/O, the caller supplies the request context (aws:SourceIp, aws:SecureTransport,
 s3:prefix, ...). Not supported: policy variables (``${aws:username}``) in resources,
 Principal types other than AWS / CanonicalUser (CanonicalUser never matches).
