@@ -54,7 +54,7 @@ BUCKET_PERMISSIONS = {
     "s3:ListBucketMultipartUploads": READ,
     "s3:PutObject": WRITE,
     "s3:DeleteObject": WRITE,
-    "s3:DeleteObjectVersion": WRITE,
+    # s3:DeleteObjectVersion: never by a bucket grant (AWS: only for the bucket owner).
     "s3:AbortMultipartUpload": WRITE,
     "s3:ListMultipartUploadParts": WRITE,
     "s3:GetBucketAcl": READ_ACP,
