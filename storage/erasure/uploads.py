@@ -36,7 +36,7 @@ from shoal.storage.erasure.drive import Drive, object_dir
 from shoal.storage.erasure.healing import ABANDONED_AFTER_SECONDS
 from shoal.storage.erasure.objects import check_conditions, check_key_name, make_meta
 from shoal.storage.erasure.quorum import fan_out
-from shoal.storage.erasure.records import PartRecord, VersionRecord
+from shoal.storage.erasure.records import PartRecord
 from shoal.storage.erasure.shards import read_chunk
 from shoal.storage.erasure.versions import ChunkRef, chunk_refs
 from shoal.storage.errors import NoSuchUpload, ServiceUnavailable
@@ -313,14 +313,14 @@ class Multipart:
                 with contextlib.suppress(FileNotFoundError):
                     await d.link(src, dst)
 
+        versioned = (await self.store.buckets.head_bucket(bucket)).versioning == "Enabled"
         async with self.store.locks.hold(f"o\0{bucket}\0{key}"):
             if write.if_none_match or write.if_match is not None:
                 check_conditions(await self.store.objects.current(bucket, key), write)
             await self.get_upload(bucket, key, upload_id)
             try:
                 linked = await fan_out(drives, link_all)
-                # Ordered by when it commits, not when it began (records.py: "order").
-                entry = VersionRecord(vid, rot, meta, parts=layout, committed=new_version_id())
+                entry = self.store.objects.new_version(vid, rot, meta, layout, versioned)
                 before = await self.store.commits.commit(
                     bucket, key, entry, drives, set(linked.ok())
                 )
@@ -336,7 +336,7 @@ class Multipart:
         await self.store.objects.discard(drives, udir)  # the upload is gone once this returns
         self.store.usage.object_written(bucket, key, entry_size(before), size)
         self.store.usage.upload_ended(bucket, key)
-        return meta
+        return entry.live_meta()
 
     async def _feed(
         self,
