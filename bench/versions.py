@@ -1,9 +1,10 @@
-"""Versioning costs in the standalone FileStore, measured against the store directly:
-PUT and GET of small objects in an Enabled bucket against a never-versioned one (same
-run, same keys), disk bytes per stored version, and ListObjectVersions over 10,000
-versions (one key, and 1,000 keys of 10).
+"""Versioning costs, measured against a store directly (the standalone FileStore, or
+with --erasure an erasure node's store on six drive folders, 4+2): PUT and GET of small
+objects in an Enabled bucket against a never-versioned one (same run, same keys), disk
+bytes per noncurrent version beyond what the current objects take, and
+ListObjectVersions over 10,000 versions (one key, and 1,000 keys of 10).
 
-    .venv/bin/python bench/filestore_versions.py [directory on the disk to measure]
+    .venv/bin/python bench/versions.py [--erasure] [directory on the disk to measure]
 """
 
 from __future__ import annotations
@@ -16,32 +17,36 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 
-from shoal.storage.backend import ObjectWrite
+from shoal.storage.backend import Backend, ObjectWrite
+from shoal.storage.erasure.store import ErasureStore
 from shoal.storage.filestore import FileStore
 
 SIZE = 4096
 ROUNDS = 5
 KEYS = 200
+#: Versions of the one key (SHOAL_BENCH_ONE_KEY to change).
+ONE_KEY = int(os.environ.get("SHOAL_BENCH_ONE_KEY", "10000"))
 
 
 async def body(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def timed_put(fs: FileStore, bucket: str, key: str, data: bytes) -> float:
+async def timed_put(fs: Backend, bucket: str, key: str, data: bytes) -> float:
     t0 = time.perf_counter()
     await fs.put_object(bucket, key, body(data), ObjectWrite())
     return time.perf_counter() - t0
 
 
-async def timed_get(fs: FileStore, bucket: str, key: str) -> float:
+async def timed_get(fs: Backend, bucket: str, key: str) -> float:
     t0 = time.perf_counter()
     async with await fs.open_object(bucket, key) as reader:
-        await reader.read_all()
+        async for _ in reader.stream():
+            pass
     return time.perf_counter() - t0
 
 
-async def compare(fs: FileStore, rounds: int) -> dict[str, list[float]]:
+async def compare(fs: Backend, rounds: int) -> dict[str, list[float]]:
     """PUT then GET each key in both buckets, alternating which goes first, so that
     drift in the disk's speed (other work on the machine) falls on both alike."""
     data = os.urandom(SIZE)
@@ -73,7 +78,7 @@ def disk_bytes(path: str) -> tuple[int, int, int]:
     return files, apparent, allocated
 
 
-async def list_all(fs: FileStore, bucket: str) -> tuple[int, float, float, int]:
+async def list_all(fs: Backend, bucket: str) -> tuple[int, float, float, int]:
     """Every version, a page of 1,000 at a time: (versions, seconds, CPU seconds of this
     process, pages). CPU time shows the cost on a machine busy with other work."""
     t0, c0 = time.perf_counter(), time.process_time()
@@ -90,8 +95,27 @@ async def list_all(fs: FileStore, bucket: str) -> tuple[int, float, float, int]:
         key, vid = page.next_key_marker or "", page.next_version_id_marker or ""
 
 
-async def main(directory: str) -> None:
-    fs = FileStore(directory, clean_slate=True)
+def bucket_bytes(fs: Backend, directory: str, bucket: str) -> tuple[int, int, int]:
+    """What `bucket` takes on disk: its folder (and the FileStore's version folder), or
+    its folder on every drive."""
+    if isinstance(fs, FileStore):
+        folders = [os.path.join(fs.root, bucket), os.path.join(fs.root, ".versions", bucket)]
+    else:
+        folders = [os.path.join(p, ".smartstorage", "data", bucket) for p in drives(directory)]
+    sums = [disk_bytes(f) for f in folders]
+    return sum(s[0] for s in sums), sum(s[1] for s in sums), sum(s[2] for s in sums)
+
+
+def drives(directory: str) -> list[str]:
+    return [os.path.join(directory, f"drive{i}") for i in range(6)]
+
+
+async def main(directory: str, erasure: bool) -> None:
+    fs: Backend
+    if erasure:
+        fs = ErasureStore(drives(directory), clean_slate=True, chunk_size=1024 * 1024)
+    else:
+        fs = FileStore(directory, clean_slate=True)
     await fs.open()
     await fs.create_bucket("plain")
     await fs.create_bucket("versioned")
@@ -106,7 +130,8 @@ async def main(directory: str) -> None:
             f"{plain * 1e6:.0f} us, Enabled {enabled * 1e6:.0f} us, ratio {enabled / plain:.2f}"
         )
     noncurrent = KEYS * ROUNDS  # every round but the newest left one per key behind
-    files, apparent, allocated = disk_bytes(os.path.join(fs.root, ".versions", "versioned"))
+    plain, versioned = (bucket_bytes(fs, directory, b) for b in ("plain", "versioned"))
+    files, apparent, allocated = (v - p for v, p in zip(versioned, plain, strict=True))
     print(
         f"noncurrent versions of {SIZE} B: {noncurrent}; per version {apparent / noncurrent:.0f} "
         f"bytes apparent ({(apparent / noncurrent) - SIZE:.0f} beyond the data), "
@@ -114,8 +139,15 @@ async def main(directory: str) -> None:
     )
     await fs.create_bucket("one")
     await fs.update_bucket("one", versioning="Enabled")
-    for _ in range(10_000):
-        await fs.put_object("one", "k", body(b"x"), ObjectWrite())
+    # The PUT cost as one key's versions pile up, a tenth of them at a time.
+    step = max(ONE_KEY // 10, 1)
+    costs = []
+    for done in range(0, ONE_KEY, step):
+        t0 = time.perf_counter()
+        for _ in range(min(step, ONE_KEY - done)):
+            await fs.put_object("one", "k", body(b"x"), ObjectWrite())
+        costs.append(f"{(time.perf_counter() - t0) / step * 1e3:.1f}")
+    print(f"PUT of one key, ms each per {step} versions added: {' '.join(costs)}")
     count, took, cpu, pages = await list_all(fs, "one")
     print(
         f"ListObjectVersions, one key with {count} versions: {took * 1e3:.0f} ms "
@@ -135,8 +167,11 @@ async def main(directory: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        asyncio.run(main(sys.argv[1]))
+    args = sys.argv[1:]
+    use_erasure = "--erasure" in args
+    places = [a for a in args if a != "--erasure"]
+    if places:
+        asyncio.run(main(places[0], use_erasure))
     else:
         with tempfile.TemporaryDirectory(dir=os.getcwd()) as tmp:
-            asyncio.run(main(tmp))
+            asyncio.run(main(tmp, use_erasure))
