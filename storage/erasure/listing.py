@@ -80,6 +80,7 @@ class Listing:
                 etag=found.etag,
                 last_modified=parse_iso(found.last_modified),
                 storage_class=found.storage_class,
+                owner=found.owner,
             )
 
         def newer(old: ObjectSummary, new: ObjectSummary) -> ObjectSummary:

@@ -68,6 +68,7 @@ class _Page:
                     etag="" if v.deleted else v.etag,
                     last_modified=parse_iso(v.last_modified or "1970-01-01T00:00:00.000Z"),
                     storage_class=v.storage_class,
+                    owner=v.owner,
                 )
             )
             self.last = (key, v.version_id)

@@ -79,11 +79,6 @@ def anonymous(server: SyncServer) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def erasure_node(request: pytest.FixtureRequest) -> bool:
-    return request.node.callspec.params.get("server") == "erasure"
-
-
 def new_bucket(prefix: str = "perm") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
@@ -442,7 +437,7 @@ def test_object_acl_with_versions(
     )
 
 
-def test_acl_on_write(clients: dict[str, Any], anonymous: httpx.Client, erasure_node: bool) -> None:
+def test_acl_on_write(clients: dict[str, Any], anonymous: httpx.Client) -> None:
     """x-amz-acl and x-amz-grant-* on PutObject, CopyObject, CreateMultipartUpload and a
     POST form's acl field; the writer owns what it writes (ObjectWriter)."""
     owner, other = clients[OWNER], clients[OTHER]
@@ -469,12 +464,10 @@ def test_acl_on_write(clients: dict[str, Any], anonymous: httpx.Client, erasure_
     assert anonymous.get(f"/{bucket}/copy").status_code == 403  # a copy keeps no ACL
     for key in ("put", "copy", "mpu", "posted"):
         assert other.get_object_acl(Bucket=bucket, Key=key)["Owner"]["ID"] == OTHER_ID, key
-    # The erasure store's listings do not know owners yet: they name the bucket owner.
-    lister = OWNER_ID if erasure_node else OTHER_ID
     listed = owner.list_objects_v2(Bucket=bucket, FetchOwner=True)["Contents"]
-    assert {o["Key"]: o["Owner"]["ID"] for o in listed}["put"] == lister
+    assert {o["Key"]: o["Owner"]["ID"] for o in listed}["put"] == OTHER_ID
     versions = owner.list_object_versions(Bucket=bucket)["Versions"]
-    assert {v["Key"]: v["Owner"]["ID"] for v in versions}["mpu"] == lister
+    assert {v["Key"]: v["Owner"]["ID"] for v in versions}["mpu"] == OTHER_ID
     # The bucket owner may do anything in its bucket, also to objects others wrote.
     assert owner.get_object(Bucket=bucket, Key="copy")["Body"].read() == b"p"
 
