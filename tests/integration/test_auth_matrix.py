@@ -44,6 +44,15 @@ OWNERSHIP_XML = (
 )
 BLOCK_XML = b"<PublicAccessBlockConfiguration><BlockPublicAcls>true</BlockPublicAcls></PublicAccessBlockConfiguration>"  # noqa: E501
 TAGGING_XML = b"<Tagging><TagSet><Tag><Key>a</Key><Value>1</Value></Tag></TagSet></Tagging>"
+LOGGING_XML = (
+    b"<BucketLoggingStatus><LoggingEnabled><TargetBucket>matrix</TargetBucket>"
+    b"<TargetPrefix>logs/</TargetPrefix></LoggingEnabled></BucketLoggingStatus>"
+)
+LIFECYCLE_XML = (
+    b"<LifecycleConfiguration><Rule><ID>r</ID><Filter><Prefix>x/</Prefix></Filter>"
+    b"<Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>"
+    b"</LifecycleConfiguration>"
+)
 
 # operation -> (method, path, query, body, extra headers); {upload} is a live upload id.
 REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
@@ -78,6 +87,11 @@ REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
     "GetBucketTagging": ("GET", "/matrix", "tagging=", b"", {}),
     "PutBucketTagging": ("PUT", "/matrix", "tagging=", TAGGING_XML, {}),
     "DeleteBucketTagging": ("DELETE", "/matrix", "tagging=", b"", {}),
+    "GetBucketLifecycleConfiguration": ("GET", "/matrix", "lifecycle=", b"", {}),
+    "PutBucketLifecycleConfiguration": ("PUT", "/matrix", "lifecycle=", LIFECYCLE_XML, {}),
+    "DeleteBucketLifecycle": ("DELETE", "/matrix", "lifecycle=", b"", {}),
+    "GetBucketLogging": ("GET", "/matrix", "logging=", b"", {}),
+    "PutBucketLogging": ("PUT", "/matrix", "logging=", LOGGING_XML, {}),
     "DeleteObjects": ("POST", "/matrix", "delete=", DELETE_XML, {}),
     "PutObject": ("PUT", "/matrix/kept", "", b"forged", {}),
     "CopyObject": ("PUT", "/matrix/copy", "", b"", {"x-amz-copy-source": "/matrix/kept"}),
