@@ -308,6 +308,7 @@ class FileStore(FileMultipart):
             with self.locks.hold(bucket_lock_name(bucket)):
                 if os.path.isdir(path):
                     raise _bucket_exists()
+                self._remove_leftovers(bucket)
                 info = self.buckets.new(bucket, object_lock=object_lock, owner=owner)
                 try:
                     os.mkdir(path)
@@ -358,6 +359,14 @@ class FileStore(FileMultipart):
         finally:
             self._bucket_changed(bucket)
 
+    def _remove_leftovers(self, bucket: str) -> None:
+        """A deleted bucket's policy, documents and versions: at its deletion, and again
+        before a bucket of the same name is made (a deletion cut off by a crash after
+        the bucket's folder went must not hand them to the new bucket)."""
+        unlink_quiet(self._policy_path(bucket))
+        rmtree_quiet(os.path.join(self.root, ".bucket-config", bucket))
+        rmtree_quiet(versions_root(self.root, bucket))
+
     async def delete_bucket(self, bucket: str) -> None:
         def work() -> None:
             bdir = self._require_bucket(bucket)
@@ -373,9 +382,7 @@ class FileStore(FileMultipart):
                     os.rename(trash, bdir)
                     raise _not_empty()
                 fsync_dir(self.root)
-                unlink_quiet(self._policy_path(bucket))
-                rmtree_quiet(os.path.join(self.root, ".bucket-config", bucket))
-                rmtree_quiet(vroot)
+                self._remove_leftovers(bucket)
                 unlink_quiet(self.buckets.path(bucket))
                 self.buckets.forget(bucket)
             for up_bucket, info in self.uploads.all():

@@ -177,6 +177,8 @@ class ReplicatedRecords:
                 object_lock=object_lock,
                 owner=owner,
             )
+            # What a deletion cut off after the record went left must not come back.
+            await self._remove_leftovers(bucket)
             await fan_out(self.store.drives, lambda d: d.make_bucket(bucket))
             await self.write(path, _record(info), bucket)
         return info
@@ -213,14 +215,19 @@ class ReplicatedRecords:
             await self.write(self._bucket_path(bucket), None, f"bucket {bucket}")
             self.forget(bucket)
             await store.bucket_changed(bucket)
-            for path in (
-                f"data/{bucket}",
-                f"multipart/{bucket}",
-                f"policies/{bucket}.policy.json",
-                f"bucket-config/{bucket}",
-            ):
-                await fan_out(store.drives, lambda d, p=path: d.delete(p))
+            await self._remove_leftovers(bucket)
         store.usage.bucket_deleted(bucket)
+
+    async def _remove_leftovers(self, bucket: str) -> None:
+        """A deleted bucket's objects, uploads, policy and documents on every drive."""
+        for path in (
+            f"data/{bucket}",
+            f"multipart/{bucket}",
+            f"multipart-done/{bucket}",
+            f"policies/{bucket}.policy.json",
+            f"bucket-config/{bucket}",
+        ):
+            await fan_out(self.store.drives, lambda d, p=path: d.delete(p))
 
     # -- bucket documents --------------------------------------------------------------
 
