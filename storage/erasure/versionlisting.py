@@ -4,7 +4,9 @@ It reads the pages ListObjects reads (storage.erasure.listing: each drive lists 
 keys with every version entry of each), and shows each key's S3 versions: the entries
 a read quorum of its set's drives list, as storage.erasure.versions.visible sees them,
 newest first. A page may end inside a key; the next resumes after (key marker, version
-id marker), reading that key's record alone first.
+id marker), reading that key's record alone first. The drives list a page's keys in
+rounds sized by the versions per key seen so far, so a page of 1,000 versions of keys
+with 10 each reads about 100 keys, not 1,000.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from shoal.storage.version_ids import valid_version_id
 
 if TYPE_CHECKING:
     from shoal.storage.erasure.store import ErasureStore
+
+
+#: Keys the drives list in a page's first round (later rounds: as many as fit).
+FIRST_ROUND = 100
 
 
 def _summary_rank(summary: RecordSummary) -> tuple[str, str]:
@@ -129,13 +135,15 @@ class VersionListing:
                     if not page.emit(key_marker, found.versions, start, found.latest):
                         return page.done(True)
         k = self.store.k
+        keys = min(max_keys, FIRST_ROUND)
+        seen = shown = 0
         while True:
             items, bound = await self.store.listing.merged_page(
                 bucket,
                 prefix,
                 delimiter,
                 cursor,
-                max_keys,
+                keys,
                 lambda _name, answers: _key_versions(answers, k),
                 _union,
                 versions=True,
@@ -148,6 +156,12 @@ class VersionListing:
                     page.last = (name, None)
                 elif not page.emit(name, item.versions, 0, item.latest):
                     return page.done(True)
+                seen += 1
+                shown += 1 if item is None else len(item.versions)
+            # As many keys as the page has room for at the versions per key seen so far:
+            # the drives read every version of each key they list.
+            room = max_keys - len(page.versions) - len(page.prefixes)
+            keys = max(1, min(max_keys, room * seen // max(shown, 1)))
             if bound is None:
                 return page.done(False)
             cursor = bound
