@@ -11,7 +11,10 @@ bucket-owner-full-control is AccessControlListNotSupported).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+
+from starlette.responses import Response
 
 from shoal.app.context import RequestContext
 from shoal.app.errors import (
@@ -28,6 +31,7 @@ from shoal.auth.accounts import ANONYMOUS_ID
 from shoal.auth.acl import GRANT_HEADERS, AclError, is_public, request_acl
 from shoal.auth.bucketauth import PREFERRED, BucketAuth
 from shoal.storage.backend import Grant
+from shoal.storage.errors import NoSuchBucketDocument
 
 BUCKET_OWNER_FULL_CONTROL = "bucket-owner-full-control"
 XSI = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
@@ -43,6 +47,16 @@ async def bucket_auth(ctx: RequestContext) -> BucketAuth:
     if auth is None:
         raise NoSuchBucket(BucketName=ctx.bucket)
     return auth
+
+
+async def delete_setting(ctx: RequestContext, document: str) -> Response:
+    """Delete* of a bucket setting kept as a document (ownership controls, public access
+    block): 204, also when none was set (as S3); this node stops caching it at once."""
+    await bucket_auth(ctx)
+    with contextlib.suppress(NoSuchBucketDocument):  # nothing set: done already
+        await ctx.backend.delete_bucket_document(ctx.bucket, document)
+    ctx.settings.forget(ctx.bucket)
+    return Response(status_code=204)
 
 
 def writer_id(ctx: RequestContext, principal: Principal | None = None) -> str:

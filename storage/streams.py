@@ -239,8 +239,8 @@ class FileObjectReader:
         finally:
             if ahead is not None:
                 # Never let close() shut the descriptor under a read in progress.
-                with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
-                    await ahead
+                with anyio.CancelScope(shield=True):
+                    await reap(ahead, "reading ahead")
 
     def _read_ahead(self, pos: int, last: int) -> asyncio.Future[bytes] | None:
         if pos > last:

@@ -5,8 +5,6 @@ BucketOwnerEnforced the default for new buckets in April 2023)."""
 
 from __future__ import annotations
 
-import contextlib
-
 from starlette.responses import Response
 
 from shoal.app.body import read_small
@@ -17,11 +15,10 @@ from shoal.app.errors import (
     OwnershipControlsNotFoundError,
 )
 from shoal.app.handlers.registry import handler, xml_response
-from shoal.app.permissions import bucket_auth
+from shoal.app.permissions import bucket_auth, delete_setting
 from shoal.app.xml import parse
 from shoal.auth.acl import grants_outside
 from shoal.auth.bucketauth import ENFORCED, OWNERSHIP_DOCUMENT, OWNERSHIP_RULES
-from shoal.storage.errors import NoSuchBucketDocument
 
 MAX_OWNERSHIP_BODY = 16 * 1024
 
@@ -60,9 +57,4 @@ async def get_ownership_controls(ctx: RequestContext) -> Response:
 
 @handler("DeleteBucketOwnershipControls")
 async def delete_ownership_controls(ctx: RequestContext) -> Response:
-    await bucket_auth(ctx)
-    # Nothing set: deleting it is done already, as in S3.
-    with contextlib.suppress(NoSuchBucketDocument):
-        await ctx.backend.delete_bucket_document(ctx.bucket, OWNERSHIP_DOCUMENT)
-    ctx.settings.forget(ctx.bucket)
-    return Response(status_code=204)
+    return await delete_setting(ctx, OWNERSHIP_DOCUMENT)

@@ -5,7 +5,6 @@ and policy handlers."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 from starlette.responses import Response
@@ -14,7 +13,7 @@ from shoal.app.body import read_small
 from shoal.app.context import RequestContext
 from shoal.app.errors import MalformedXML, NoSuchBucketPolicy, NoSuchPublicAccessBlockConfiguration
 from shoal.app.handlers.registry import handler, xml_response
-from shoal.app.permissions import bucket_auth
+from shoal.app.permissions import bucket_auth, delete_setting
 from shoal.app.xml import parse
 from shoal.auth.bucketauth import (
     PUBLIC_ACCESS_DOCUMENT,
@@ -22,7 +21,6 @@ from shoal.auth.bucketauth import (
     PublicAccessBlock,
     public_access_document,
 )
-from shoal.storage.errors import NoSuchBucketDocument
 
 MAX_BLOCK_BODY = 16 * 1024
 
@@ -68,12 +66,7 @@ async def get_public_access_block(ctx: RequestContext) -> Response:
 
 @handler("DeletePublicAccessBlock")
 async def delete_public_access_block(ctx: RequestContext) -> Response:
-    await bucket_auth(ctx)
-    # Nothing set: deleting it is done already, as in S3.
-    with contextlib.suppress(NoSuchBucketDocument):
-        await ctx.backend.delete_bucket_document(ctx.bucket, PUBLIC_ACCESS_DOCUMENT)
-    ctx.settings.forget(ctx.bucket)
-    return Response(status_code=204)
+    return await delete_setting(ctx, PUBLIC_ACCESS_DOCUMENT)
 
 
 @handler("GetBucketPolicyStatus")
