@@ -509,8 +509,12 @@ def test_a_killed_pass_resumes_where_it_stopped(
         s3.put_bucket_lifecycle_configuration(
             Bucket="resumed", LifecycleConfiguration={"Rules": rules}
         )
+        last = s3.head_object(Bucket="resumed", Key="k059")["LastModified"]
         proc.terminate()
         proc.wait(timeout=30)
+        # Every object due before the next server's pass at start (else it finds nothing
+        # to do, saves no checkpoint, and runs again only an interval later).
+        wait_for("k059 is due", lambda: datetime.now(UTC) >= last + timedelta(seconds=2))
         # A slow server (4 operations/s): its pass at start takes about 15 s.
         monkeypatch.setenv("SHOAL_LIFECYCLE__OPERATIONS_PER_SECOND", "4")
         proc, endpoint = spawn_server(data)
