@@ -64,6 +64,28 @@ class Grant:
     group: bool = False
 
 
+@dataclass(frozen=True)
+class Encryption:
+    """How a version's (or an upload's) stored bytes are sealed: server-side encryption.
+
+    Storage keeps this with the version and reads nothing in it but `plain_size` and
+    `plain_etag` (what listings show); the stored bytes, `ObjectMeta.size` and `etag` are
+    the ciphertext's. The data key in it is sealed (by a keyring key or the customer's
+    key), so the record reveals nothing without that key.
+    """
+
+    algorithm: str  # "AES256" (SSE-S3, SSE-C) | "aws:kms" (SSE-KMS)
+    customer: bool = False  # SSE-C: the key comes with every request, never stored
+    key_id: str = ""  # the keyring key sealing the data key (SSE-S3, SSE-KMS)
+    sealed_key: str = ""  # base64 of the object's data key, sealed
+    key_md5: str = ""  # SSE-C: base64 MD5 of the customer's key, as S3 echoes it
+    key_proof: str = ""  # SSE-C: a salted HMAC that proves a later key is the same
+    context: str = ""  # SSE-KMS encryption context (base64 JSON, as given)
+    bucket_key: bool = False  # x-amz-server-side-encryption-bucket-key-enabled
+    plain_size: int = 0  # bytes the client wrote (what listings and HEAD show)
+    plain_etag: str = ""  # the ETag clients see (no quotes)
+
+
 @dataclass
 class PartInfo:
     """One part of a multipart upload, or of a completed multipart object."""
@@ -107,8 +129,21 @@ class ObjectMeta:
     owner: str = ""
     #: The version's ACL grants; None is the default (its owner has FULL_CONTROL).
     acl: tuple[Grant, ...] | None = None
-    #: Attributes added by later features (encryption, ...).
+    #: Set when the stored bytes are encrypted (then `size` and `etag` are the
+    #: ciphertext's; `encryption.plain_size`/`plain_etag` what the client wrote).
+    encryption: Encryption | None = None
+    #: Attributes added by later features.
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shown_size(self) -> int:
+        """The size clients see: the plaintext's for an encrypted version."""
+        return self.size if self.encryption is None else self.encryption.plain_size
+
+    @property
+    def shown_etag(self) -> str:
+        """The ETag clients see."""
+        return self.etag if self.encryption is None else self.encryption.plain_etag
 
 
 @dataclass(frozen=True)
@@ -185,6 +220,11 @@ class ObjectWrite:
     owner: str = ""
     #: The new version's ACL grants (x-amz-acl, x-amz-grant-*); None: the default.
     acl: tuple[Grant, ...] | None = None
+    #: How the body handed over is sealed; stored with the version. A backend reads it
+    #: once the body is consumed (the sealing stream fills in the plain size and ETag as
+    #: it ends). An upload keeps its creation's; CompleteMultipartUpload's write carries
+    #: the object's final record.
+    encryption: Encryption | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -79,7 +79,7 @@ from shoal.storage.keys import KeyPath, is_inside, key_path
 from shoal.storage.leftovers import remove_leftovers
 from shoal.storage.listing import list_page, read_summary
 from shoal.storage.multipart import UploadStore
-from shoal.storage.records import meta_from_dict, meta_to_dict, now
+from shoal.storage.records import meta_from_dict, meta_to_dict, new_meta, now
 from shoal.storage.streams import (
     FileObjectReader,
     Spooled,
@@ -442,25 +442,7 @@ class FileStore(FileMultipart):
         """Steps 2-4 of a write, in one worker thread: finalize, record, decide, apply."""
         try:
             checksums = write.finalize(spooled.size, etag) if write.finalize else {}
-            source = upload.write if upload is not None else write
-            meta = ObjectMeta(
-                key=key,
-                size=spooled.size,
-                etag=etag,
-                last_modified=now(whole_seconds=True),
-                content_type=source.content_type,
-                headers=dict(source.headers),
-                user_metadata=dict(source.user_metadata),
-                checksums=dict(checksums or {}),
-                checksum_type=write.checksum_type or (upload.checksum_type if upload else None),
-                parts=parts,
-                retention=source.retention,
-                legal_hold=source.legal_hold,
-                tags=dict(source.tags),
-                owner=source.owner,
-                acl=source.acl,
-                extra=dict(source.extra),
-            )
+            meta = new_meta(key, spooled.size, etag, write, checksums, parts=parts, upload=upload)
             commit = Commit(
                 data_tmp=spooled.path,
                 data=kp.data_path(bdir),

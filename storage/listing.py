@@ -15,7 +15,7 @@ from typing import TypeVar
 from shoal.storage.backend import MAX_KEY_BYTES, ListPage, ObjectSummary, UploadInfo, UploadListPage
 from shoal.storage.diskio import read_json
 from shoal.storage.errors import InvalidRequest
-from shoal.storage.records import parse_iso
+from shoal.storage.records import parse_iso, shown_size_etag
 from shoal.storage.walk import ListingCache, Walker
 
 
@@ -129,10 +129,11 @@ def read_summary(key: str, sidecar: str) -> ObjectSummary | None:
     """An ObjectSummary from a metadata sidecar (None if it is gone or unreadable)."""
     try:
         rec = read_json(sidecar)
+        size, etag = shown_size_etag(rec)
         return ObjectSummary(
             key=key,
-            size=int(rec["size"]),
-            etag=str(rec["etag"]),
+            size=size,
+            etag=etag,
             last_modified=parse_iso(rec["last_modified"]),
             storage_class=str((rec.get("headers") or {}).get("x-amz-storage-class") or "STANDARD"),
             owner=str(rec.get("owner") or ""),

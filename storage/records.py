@@ -7,12 +7,14 @@ encryption) add fields without migrating anything already stored.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 from shoal.storage.backend import (
     NULL_VERSION,
+    Encryption,
     Grant,
     ObjectMeta,
     ObjectWrite,
@@ -91,6 +93,60 @@ def acl_from_list(items: list[list[Any]] | None) -> tuple[Grant, ...] | None:
     return tuple(Grant(str(g[0]), str(g[1]), bool(g[2])) for g in items)
 
 
+def encryption_to_dict(enc: Encryption | None) -> dict[str, Any] | None:
+    return None if enc is None else dataclasses.asdict(enc)
+
+
+def encryption_from_dict(d: dict[str, Any] | None) -> Encryption | None:
+    if not d:
+        return None
+    known = {f.name for f in dataclasses.fields(Encryption)}
+    return Encryption(**{k: v for k, v in d.items() if k in known})
+
+
+def shown_size_etag(record: dict[str, Any]) -> tuple[int, str]:
+    """(size, ETag) as clients see them, from a stored meta record: the plaintext's for an
+    encrypted version (listings read records without building an ObjectMeta)."""
+    enc = record.get("encryption")
+    if enc:
+        return int(enc["plain_size"]), str(enc["plain_etag"])
+    return int(record["size"]), str(record["etag"])
+
+
+def new_meta(
+    key: str,
+    size: int,
+    etag: str,
+    write: ObjectWrite,
+    checksums: dict[str, str],
+    *,
+    parts: list[PartInfo] | None = None,
+    upload: UploadInfo | None = None,
+) -> ObjectMeta:
+    """A new version's metadata from what the write (or the upload's creation) asked for;
+    its version id is set at the commit. Called once the body is consumed."""
+    source = upload.write if upload is not None else write
+    return ObjectMeta(
+        key=key,
+        size=size,
+        etag=etag,
+        last_modified=now(whole_seconds=True),
+        content_type=source.content_type,
+        headers=dict(source.headers),
+        user_metadata=dict(source.user_metadata),
+        checksums=dict(checksums or {}),
+        checksum_type=write.checksum_type or (upload.checksum_type if upload else None),
+        parts=parts,
+        retention=source.retention,
+        legal_hold=source.legal_hold,
+        tags=dict(source.tags),
+        owner=source.owner,
+        acl=source.acl,
+        encryption=write.encryption,
+        extra=dict(source.extra),
+    )
+
+
 def meta_to_dict(meta: ObjectMeta) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -111,6 +167,7 @@ def meta_to_dict(meta: ObjectMeta) -> dict[str, Any]:
         "tags": dict(meta.tags),
         "owner": meta.owner,
         "acl": acl_to_list(meta.acl),
+        "encryption": encryption_to_dict(meta.encryption),
         "extra": dict(meta.extra),
     }
 
@@ -135,6 +192,7 @@ def meta_from_dict(d: dict[str, Any]) -> ObjectMeta:
         tags=dict(d.get("tags") or {}),
         owner=str(d.get("owner") or ""),
         acl=acl_from_list(d.get("acl")),
+        encryption=encryption_from_dict(d.get("encryption")),
         extra=dict(d.get("extra") or {}),
     )
 
@@ -151,6 +209,7 @@ def write_to_dict(write: ObjectWrite) -> dict[str, Any]:
         "tags": dict(write.tags),
         "owner": write.owner,
         "acl": acl_to_list(write.acl),
+        "encryption": encryption_to_dict(write.encryption),
         "extra": dict(write.extra),
     }
 
@@ -166,6 +225,7 @@ def write_from_dict(d: dict[str, Any]) -> ObjectWrite:
         tags=dict(d.get("tags") or {}),
         owner=str(d.get("owner") or ""),
         acl=acl_from_list(d.get("acl")),
+        encryption=encryption_from_dict(d.get("encryption")),
         extra=dict(d.get("extra") or {}),
     )
 

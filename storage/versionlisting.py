@@ -22,7 +22,7 @@ from shoal.storage.errors import StorageError
 from shoal.storage.fileversions import RECORD_SUFFIX, Stored, sorted_versions, stamp
 from shoal.storage.keys import join_below, key_path
 from shoal.storage.listing import PAGE_BUDGET, check_params, rollup
-from shoal.storage.records import parse_iso
+from shoal.storage.records import parse_iso, shown_size_etag
 from shoal.storage.version_ids import valid_version_id
 from shoal.storage.walk import ListingCache, Walker
 
@@ -93,13 +93,14 @@ def _summary(key: str, version: _Version, latest: bool) -> VersionSummary | None
         return None  # removed since the directory was listed
     try:
         marker = bool(rec.get("delete_marker"))
+        size, etag = (0, "") if marker else shown_size_etag(rec)
         return VersionSummary(
             key=key,
             version_id=version.vid,
             is_latest=latest,
             delete_marker=marker,
-            size=0 if marker else int(rec["size"]),
-            etag="" if marker else str(rec["etag"]),
+            size=size,
+            etag=etag,
             last_modified=parse_iso(rec["last_modified"]),
             storage_class=str((rec.get("headers") or {}).get("x-amz-storage-class") or "STANDARD"),
             owner=str(rec.get("owner") or ""),

@@ -22,8 +22,6 @@ from shoal.storage.backend import (
     Guard,
     ObjectMeta,
     ObjectWrite,
-    PartInfo,
-    UploadInfo,
 )
 from shoal.storage.erasure.commits import entry_size
 from shoal.storage.erasure.drive import Drive, ShardWrite, object_dir, shard_path
@@ -42,7 +40,7 @@ from shoal.storage.errors import (
     PreconditionFailed,
 )
 from shoal.storage.keys import check_key
-from shoal.storage.records import now
+from shoal.storage.records import new_meta, now
 from shoal.storage.streams import prepend, read_head
 from shoal.storage.threads import run
 from shoal.storage.version_ids import new_version_id
@@ -121,38 +119,6 @@ def check_conditions(entry: VersionRecord | None, write: ObjectWrite) -> None:
         wanted = write.if_match.strip().strip('"')
         if wanted not in ("*", current):
             raise _failed()
-
-
-def make_meta(
-    key: str,
-    size: int,
-    etag: str,
-    write: ObjectWrite,
-    checksums: dict[str, str],
-    *,
-    parts: list[PartInfo] | None = None,
-    upload: UploadInfo | None = None,
-) -> ObjectMeta:
-    """A new version's metadata (its version id is set at the commit)."""
-    source = upload.write if upload is not None else write
-    return ObjectMeta(
-        key=key,
-        size=size,
-        etag=etag,
-        last_modified=now(whole_seconds=True),
-        content_type=source.content_type,
-        headers=dict(source.headers),
-        user_metadata=dict(source.user_metadata),
-        checksums=dict(checksums or {}),
-        checksum_type=write.checksum_type or (upload.checksum_type if upload else None),
-        parts=parts,
-        retention=source.retention,
-        legal_hold=source.legal_hold,
-        tags=dict(source.tags),
-        owner=source.owner,
-        acl=source.acl,
-        extra=dict(source.extra),
-    )
 
 
 def marker_meta(key: str, version_id: str) -> ObjectMeta:
@@ -306,7 +272,7 @@ class ObjectIO:
                     for j in ((p - rot) % store.n for p in range(store.n))
                 ]
             checksums = write.finalize(size, md5) if write.finalize else {}
-            meta = make_meta(key, size, md5, write, checksums)
+            meta = new_meta(key, size, md5, write, checksums)
             layout = PartLayout(0, size, store.chunk_size, tuple(map(tuple, crcs)))
             async with store.locks.hold(f"o\0{bucket}\0{key}"):
                 if write.if_none_match or write.if_match is not None:

@@ -53,7 +53,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from shoal.storage.backend import NULL_VERSION, ObjectMeta, PartInfo
-from shoal.storage.records import meta_from_dict, meta_to_dict, part_from_dict, part_to_dict
+from shoal.storage.records import (
+    meta_from_dict,
+    meta_to_dict,
+    part_from_dict,
+    part_to_dict,
+    shown_size_etag,
+)
 
 #: (order, id) of an entry: the same entry ranks the same on every drive, and a newer
 #: one ranks higher (see the module docstring: why the order is not always the id).
@@ -198,7 +204,7 @@ class RecordSummary:
     vid: str
     order: str
     deleted: bool
-    size: int
+    size: int  # as clients see it (the plaintext's for an encrypted version)
     etag: str
     last_modified: str | None
     storage_class: str
@@ -212,12 +218,13 @@ class RecordSummary:
         """From a version record as stored (VersionRecord.to_dict's shape)."""
         meta = version.get("meta") or {}
         deleted = bool(version.get("deleted"))
+        size, etag = shown_size_etag(meta) if "size" in meta else (0, "")
         return cls(
             vid=str(version["v"]),
             order=str(version.get("order") or version["v"]),
             deleted=deleted,
-            size=int(meta.get("size", 0)),
-            etag=str(meta.get("etag", "")),
+            size=size,
+            etag=etag,
             last_modified=meta.get("last_modified"),
             storage_class=(meta.get("headers") or {}).get("x-amz-storage-class") or "STANDARD",
             version_id=str(meta.get("version_id") or NULL_VERSION),

@@ -34,7 +34,7 @@ from shoal.storage.erasure.commits import entry_size
 from shoal.storage.erasure.completed import Completions
 from shoal.storage.erasure.drive import Drive, object_dir
 from shoal.storage.erasure.healing import ABANDONED_AFTER_SECONDS
-from shoal.storage.erasure.objects import check_conditions, check_key_name, make_meta
+from shoal.storage.erasure.objects import check_conditions, check_key_name
 from shoal.storage.erasure.quorum import fan_out
 from shoal.storage.erasure.records import PartRecord
 from shoal.storage.erasure.shards import read_chunk
@@ -48,7 +48,14 @@ from shoal.storage.multipart import (
     multipart_etag,
     new_upload,
 )
-from shoal.storage.records import dumps, now, parse_iso, upload_from_dict, upload_to_dict
+from shoal.storage.records import (
+    dumps,
+    new_meta,
+    now,
+    parse_iso,
+    upload_from_dict,
+    upload_to_dict,
+)
 from shoal.storage.threads import run
 from shoal.storage.version_ids import new_version_id
 
@@ -302,7 +309,7 @@ class Multipart:
             await self._feed(drives, rot, refs, write.digesters, f"{bucket}/{key}")
         etag = multipart_etag(infos)
         checksums = write.finalize(size, etag) if write.finalize else {}
-        meta = make_meta(key, size, etag, write, checksums, parts=infos, upload=info)
+        meta = new_meta(key, size, etag, write, checksums, parts=infos, upload=info)
         layout = tuple(r.layout() for _, r in chosen)
         links = [(f"{udir}/part-{p.number}.{r.pv}", f"{vdir}/part-{p.number}") for p, r in chosen]
 
