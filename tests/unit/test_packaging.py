@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FOLDERS = ("app", "auth", "cluster", "config", "storage")
+FOLDERS = ("app", "auth", "cluster", "config", "sse", "storage")
 
 
 def pyproject() -> dict:
