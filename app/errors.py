@@ -119,6 +119,11 @@ class InvalidDigest(S3Error):
     status, message = 400, "The Content-MD5 you specified is not valid."
 
 
+class InvalidEncryptionAlgorithmError(S3Error):
+    status = 400
+    message = "The encryption request you specified is not valid. The valid value is AES256."
+
+
 class InvalidPart(S3Error):
     status = 400
     message = (
@@ -169,6 +174,13 @@ class InvalidTargetBucketForLogging(S3Error):
 
 class KeyTooLongError(S3Error):
     status, message = 400, "Your key is too long"
+
+
+class KMSNotFoundException(S3Error):
+    """An SSE-KMS key id the keyring does not hold (AWS names the KMS error it got)."""
+
+    code = "KMS.NotFoundException"
+    status, message = 400, "The specified KMS key does not exist."
 
 
 class InvalidBucketAclWithObjectOwnership(S3Error):
@@ -317,6 +329,10 @@ class RequestTimeout(S3Error):
 class RequestTimeTooSkewed(S3Error):
     status = 403
     message = "The difference between the request time and the current time is too large."
+
+
+class ServerSideEncryptionConfigurationNotFoundError(S3Error):
+    status, message = 404, "The server side encryption configuration was not found"
 
 
 class ServiceUnavailable(S3Error):
