@@ -1,0 +1,377 @@
+"""The at-rest format of one sealed stream: authenticated AES-256-GCM packages.
+
+A sealed stream is what storage holds for a single-part object, or for ONE part of a
+multipart object (each part is its own sealed stream, sealed under the part number as
+its identity, so parts cannot be swapped).
+
+Byte layout (offsets from the start of the stream)::
+
+    0        1                       33
+    +--------+-----------------------+-------------------+-------------------+---
+    | 0x01   | salt (32 random bytes)| package 0         | package 1         | ...
+    +--------+-----------------------+-------------------+-------------------+---
+     version  \\_________ HEADER = 33 bytes _/
+
+    package i = AES-256-GCM(stream_key, nonce_i, plaintext_i, aad_i)
+              = ciphertext (len(plaintext_i) bytes) || tag (TAG = 16 bytes)
+
+- The plaintext is cut into packages of PACKAGE = 64 KiB; every package is full except
+  the last, which holds 1..PACKAGE bytes. An empty stream has exactly one package with
+  an empty plaintext (16 bytes: just its tag), so even emptiness is authenticated.
+  A plaintext of n*PACKAGE bytes has n packages, the last one full (no empty extra).
+  So `sealed_length(p) = HEADER + p + TAG * max(1, ceil(p / PACKAGE))`, and the sealed
+  position of every package follows from its index alone: ranged reads decrypt only the
+  packages they touch.
+- stream_key = HKDF-SHA256(ikm=data_key, salt=salt, info=b"shoal-sse-v1 stream" ||
+  identity), 32 bytes. The salt is fresh for every stream, so a key is never reused
+  across streams even when a data key is (every part of a multipart upload shares its
+  object's data key).
+- nonce_i = i as 12 bytes big-endian (unique per package under a stream key).
+- aad_i = final flag (1 byte: 0x01 for the stream's last package, else 0x00) ||
+  i as 8 bytes big-endian || identity. The caller's identity (the part number; 0 for a
+  single PUT) is also in the key derivation.
+
+What is refused (TamperedError, never wrong bytes): a flipped bit anywhere (header,
+ciphertext or tag); packages reordered (the index is in nonce and AAD); packages or
+parts swapped between streams (salt, identity); a stream truncated mid-package, or
+ending at a package boundary before its final package (the expected count follows from
+the recorded plaintext size, and a package sealed as non-final never opens as the
+last); bytes after the final package; an unknown version byte.
+
+Memory: a Sealer or Opener holds at most one package plus the caller's chunk;
+`seal_stream` and `open_range` batch about 1 MiB of crypto per `offload` call, so the
+event loop never runs AES itself and does not hop to a thread per 64 KiB package.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from shoal.sse.errors import TamperedError
+
+VERSION = 1
+SALT = 32
+#: Length of the stream header: the version byte and the salt.
+HEADER = 1 + SALT
+#: Plaintext bytes per package (the last package of a stream may hold fewer).
+PACKAGE = 64 * 1024
+#: AES-GCM tag length, appended to every package.
+TAG = 16
+SEALED_PACKAGE = PACKAGE + TAG
+#: Bytes of crypto per thread hop in seal_stream / open_range.
+BATCH = 1024 * 1024
+
+_INFO = b"shoal-sse-v1 stream"
+
+#: Runs `fn(*args)` off the event loop (e.g. shoal.storage.threads.run).
+Offload = Callable[..., Awaitable[Any]]
+
+
+def package_count(plain: int) -> int:
+    """Packages in a stream of `plain` plaintext bytes (one, empty, for an empty one)."""
+    if plain < 0:
+        raise ValueError(f"negative plaintext length {plain}")
+    return max(1, -(-plain // PACKAGE))
+
+
+def sealed_length(plain: int) -> int:
+    """Bytes a stream of `plain` plaintext bytes occupies sealed (header included)."""
+    return HEADER + plain + TAG * package_count(plain)
+
+
+def plain_length(sealed: int) -> int:
+    """The plaintext length of a sealed stream `sealed` bytes long; ValueError for a
+    length no stream can have."""
+    body = sealed - HEADER
+    if body < TAG:
+        raise ValueError(f"{sealed} bytes is too short for a sealed stream")
+    full, rest = divmod(body, SEALED_PACKAGE)
+    if rest == 0:
+        return full * PACKAGE
+    if rest == TAG and full == 0:
+        return 0
+    if rest <= TAG:
+        raise ValueError(f"{sealed} bytes is not the length of a sealed stream")
+    return full * PACKAGE + rest - TAG
+
+
+def sealed_span(start: int, end: int, plain_size: int) -> tuple[int, int, int]:
+    """For plaintext bytes [start, end] (inclusive) of a `plain_size` stream: the sealed
+    bytes [s, e] (inclusive, offsets in the sealed stream, whole packages, header not
+    included) to read, and how many plaintext bytes of the first package to skip."""
+    if not 0 <= start <= end < plain_size:
+        raise ValueError(f"range [{start}, {end}] is outside a {plain_size}-byte stream")
+    first, last = start // PACKAGE, end // PACKAGE
+    s = HEADER + first * SEALED_PACKAGE
+    e = HEADER + last * SEALED_PACKAGE + _plain_in(last, plain_size) + TAG - 1
+    return s, e, start - first * PACKAGE
+
+
+def _plain_in(index: int, plain_size: int) -> int:
+    """Plaintext bytes in package `index` of a `plain_size` stream."""
+    return min(PACKAGE, plain_size - index * PACKAGE)
+
+
+class _Keys:
+    """The per-stream AES-GCM key and the nonce/AAD of each package."""
+
+    def __init__(self, data_key: bytes, identity: bytes, salt: bytes) -> None:
+        if len(data_key) != 32:
+            raise ValueError("a data key is 32 bytes")
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_INFO + identity)
+        self.aead = AESGCM(hkdf.derive(data_key))
+        self.identity = bytes(identity)
+
+    def aad(self, index: int, final: bool) -> bytes:
+        return (b"\x01" if final else b"\x00") + index.to_bytes(8, "big") + self.identity
+
+
+def _nonce(index: int) -> bytes:
+    return index.to_bytes(12, "big")
+
+
+class Sealer:
+    """Seals one stream incrementally: feed plaintext with update(), end with finish().
+
+    A package is sealed only once more plaintext follows it (or at finish), because
+    whether it is the final package is part of its AAD."""
+
+    def __init__(self, data_key: bytes, identity: bytes) -> None:
+        salt = os.urandom(SALT)
+        self._keys = _Keys(data_key, identity, salt)
+        self._header: bytes | None = bytes([VERSION]) + salt
+        self._index = 0
+        self._buf = bytearray()
+        self._done = False
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Sealed bytes ready so far: the header on first output, then every package
+        known not to be the last."""
+        if self._done:
+            raise ValueError("Sealer already finished")
+        out = [self._take_header()]
+        view = memoryview(data)
+        pos = 0
+        if self._buf:
+            want = PACKAGE - len(self._buf)
+            if len(view) <= want:  # not more than fills the held package: keep holding
+                self._buf += view
+                return b"".join(out)
+            self._buf += view[:want]
+            pos = want
+            out.append(self._seal(self._buf, final=False))
+            self._buf = bytearray()
+        while len(view) - pos > PACKAGE:
+            out.append(self._seal(view[pos : pos + PACKAGE], final=False))
+            pos += PACKAGE
+        self._buf += view[pos:]
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """The final package (and the header, if nothing was output yet)."""
+        if self._done:
+            raise ValueError("Sealer already finished")
+        self._done = True
+        out = self._take_header() + self._seal(self._buf, final=True)
+        self._buf = bytearray()
+        return out
+
+    def _take_header(self) -> bytes:
+        header, self._header = self._header or b"", None
+        return header
+
+    def _seal(self, plain: bytes | bytearray | memoryview, *, final: bool) -> bytes:
+        i = self._index
+        self._index += 1
+        return self._keys.aead.encrypt(_nonce(i), plain, self._keys.aad(i, final))
+
+
+def parse_header(header: bytes) -> bytes:
+    """The salt of a stream header; TamperedError for a header of the wrong length or
+    an unknown version."""
+    if len(header) != HEADER:
+        raise TamperedError(f"sealed stream header is {len(header)} bytes, not {HEADER}")
+    if header[0] != VERSION:
+        raise TamperedError(f"unknown sealed stream version {header[0]}")
+    return bytes(header[1:])
+
+
+class Opener:
+    """Opens packages first_package..last_package of one stream, fed in order as sealed
+    bytes starting at that package's first byte (see sealed_span).
+
+    `plain_size` is the stream's recorded plaintext size; it fixes every package's
+    length and which one is final. `last_package` (default: the stream's final one) is
+    where the caller stops reading; finish() checks every package up to it was fed."""
+
+    def __init__(
+        self,
+        data_key: bytes,
+        identity: bytes,
+        header: bytes,
+        plain_size: int,
+        first_package: int,
+        *,
+        last_package: int | None = None,
+    ) -> None:
+        count = package_count(plain_size)
+        final = count - 1
+        last = final if last_package is None else last_package
+        if not 0 <= first_package <= last <= final:
+            raise ValueError(
+                f"packages {first_package}..{last} are outside a {count}-package stream"
+            )
+        self._keys = _Keys(data_key, identity, parse_header(header))
+        self._plain_size = plain_size
+        self._final = final
+        self._index = first_package
+        self._last = last
+        self._buf = bytearray()
+
+    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+        """Plaintext of every package completed by the bytes fed so far."""
+        out: list[bytes] = []
+        view = memoryview(data)
+        pos = 0
+        if self._buf:
+            want = self._need() - len(self._buf)
+            if len(view) < want:
+                self._buf += view
+                return b""
+            self._buf += view[:want]
+            pos = want
+            out.append(self._open(self._buf))
+            self._buf = bytearray()
+        while pos < len(view):
+            need = self._need()
+            if len(view) - pos < need:
+                break
+            out.append(self._open(view[pos : pos + need]))
+            pos += need
+        self._buf += view[pos:]
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """Checks the stream did not end early (mid-package, or before the last package
+        asked for); returns b"" as every complete package was already returned."""
+        if self._buf or self._index <= self._last:
+            raise TamperedError(
+                f"sealed stream ended early, at package {self._index} of {self._last + 1}"
+            )
+        return b""
+
+    def _need(self) -> int:
+        if self._index > self._last:
+            raise TamperedError("sealed stream continues past its last package")
+        return _plain_in(self._index, self._plain_size) + TAG
+
+    def _open(self, sealed: bytes | bytearray | memoryview) -> bytes:
+        i = self._index
+        self._index += 1
+        try:
+            return self._keys.aead.decrypt(_nonce(i), sealed, self._keys.aad(i, i == self._final))
+        except InvalidTag:
+            raise TamperedError(f"sealed package {i} failed authentication") from None
+
+
+# ---------------------------------------------------------------- async helpers
+
+
+async def seal_stream(
+    body: AsyncIterable[bytes],
+    data_key: bytes,
+    identity: bytes,
+    offload: Offload,
+    on_plain: Callable[[bytes], None] | None = None,
+) -> AsyncIterator[bytes]:
+    """The sealed stream of `body`: about 1 MiB of plaintext per `offload` hop, where
+    `on_plain(chunk)` sees every plaintext chunk (for hashing) before it is sealed."""
+    sealer = Sealer(data_key, identity)
+
+    def step(chunks: list[bytes], last: bool) -> bytes:
+        out = []
+        for chunk in chunks:
+            if on_plain is not None:
+                on_plain(chunk)
+            out.append(sealer.update(chunk))
+        if last:
+            out.append(sealer.finish())
+        return b"".join(out)
+
+    batch: list[bytes] = []
+    size = 0
+    async for chunk in body:
+        if not chunk:
+            continue
+        batch.append(chunk)
+        size += len(chunk)
+        if size >= BATCH:
+            sealed = await offload(step, batch, False)
+            batch, size = [], 0
+            if sealed:
+                yield sealed
+    yield await offload(step, batch, True)
+
+
+async def _collect(stream: AsyncIterator[bytes]) -> bytes:
+    return b"".join([chunk async for chunk in stream])
+
+
+async def open_range(
+    read: Callable[[int, int], AsyncIterator[bytes]],
+    data_key: bytes,
+    identity: bytes,
+    plain_size: int,
+    start: int,
+    end: int,
+    offload: Offload,
+) -> AsyncIterator[bytes]:
+    """Plaintext bytes [start, end] (inclusive) of a sealed stream whose recorded
+    plaintext size is `plain_size`, reading only the header and the packages the range
+    touches through `read(s, e)` (sealed bytes [s, e] inclusive). A whole read of an
+    empty stream is `start=0, end=-1`: it checks the stream's one empty package."""
+    header = await _collect(read(0, HEADER - 1))
+    if plain_size == 0 and (start, end) == (0, -1):
+        first = last = skip = 0
+        s, e = HEADER, HEADER + TAG - 1
+    else:
+        s, e, skip = sealed_span(start, end, plain_size)
+        first, last = start // PACKAGE, end // PACKAGE
+    opener: Opener = await offload(
+        lambda: Opener(data_key, identity, header, plain_size, first, last_package=last)
+    )
+    left = end - start + 1
+
+    def trim(plain: bytes) -> bytes:
+        nonlocal skip, left
+        if skip:
+            cut = min(skip, len(plain))
+            plain, skip = plain[cut:], skip - cut
+        plain = plain[:left]
+        left -= len(plain)
+        return plain
+
+    batch: list[bytes] = []
+    size = 0
+    async for chunk in read(s, e):
+        batch.append(chunk)
+        size += len(chunk)
+        if size >= BATCH:
+            plain = trim(await offload(opener.update, b"".join(batch)))
+            batch, size = [], 0
+            if plain:
+                yield plain
+
+    def tail(rest: bytes) -> bytes:
+        return opener.update(rest) + opener.finish()
+
+    plain = trim(await offload(tail, b"".join(batch)))
+    if plain:
+        yield plain
