@@ -39,7 +39,6 @@ UNSUPPORTED_BUCKET = frozenset(
     [
         "accelerate",
         "analytics",
-        "encryption",
         "intelligent-tiering",
         "inventory",
         "metadataTable",
@@ -76,6 +75,7 @@ SUBRESOURCE_METHODS = {
     "policyStatus": frozenset({"GET", "HEAD"}),
     "tagging": frozenset({"GET", "HEAD", "PUT", "DELETE"}),
     "lifecycle": frozenset({"GET", "HEAD", "PUT", "DELETE"}),
+    "encryption": frozenset({"GET", "HEAD", "PUT", "DELETE"}),
 }
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -211,6 +211,8 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "GetBucketTagging"
         if "lifecycle" in query:
             return "GetBucketLifecycleConfiguration"
+        if "encryption" in query:
+            return "GetBucketEncryption"
         return _list_operation(query)
     if method == "HEAD":
         return "HeadBucket"
@@ -235,6 +237,8 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "PutBucketOwnershipControls"
         if "publicAccessBlock" in query:
             return "PutPublicAccessBlock"
+        if "encryption" in query:
+            return "PutBucketEncryption"
         return "CreateBucket"
     if method == "DELETE":
         if "cors" in query:
@@ -247,6 +251,8 @@ def _bucket_operation(method: str, query: dict[str, str]) -> str:
             return "DeletePublicAccessBlock"
         if "lifecycle" in query:
             return "DeleteBucketLifecycle"
+        if "encryption" in query:
+            return "DeleteBucketEncryption"
         return "DeleteBucketPolicy" if "policy" in query else "DeleteBucket"
     if method == "POST" and "delete" in query:
         return "DeleteObjects"

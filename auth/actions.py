@@ -73,6 +73,10 @@ OPERATIONS: dict[str, OperationAction] = {
     "PutBucketLifecycleConfiguration": OperationAction("s3:PutLifecycleConfiguration", "bucket"),
     # As AWS: removing a bucket's lifecycle configuration needs the PUT action.
     "DeleteBucketLifecycle": OperationAction("s3:PutLifecycleConfiguration", "bucket"),
+    "GetBucketEncryption": OperationAction("s3:GetEncryptionConfiguration", "bucket"),
+    "PutBucketEncryption": OperationAction("s3:PutEncryptionConfiguration", "bucket"),
+    # As AWS: removing the default encryption needs the PUT action.
+    "DeleteBucketEncryption": OperationAction("s3:PutEncryptionConfiguration", "bucket"),
     "DeleteObjects": OperationAction("s3:DeleteObject", "object"),
     "PutObject": OperationAction("s3:PutObject", "object"),
     "CopyObject": OperationAction("s3:PutObject", "object"),
@@ -134,6 +138,7 @@ BODY_OPERATIONS = frozenset(
         "PutObjectLegalHold",
         "PutBucketTagging",
         "PutBucketLifecycleConfiguration",
+        "PutBucketEncryption",
         "PutObjectTagging",
         "DeleteObjects",
         "PutObject",

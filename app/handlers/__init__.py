@@ -6,6 +6,7 @@ from shoal.app.handlers import (  # noqa: F401
     bucket,
     copy,
     cors,
+    encryption,
     lifecycle,
     listing,
     logging,

@@ -53,6 +53,11 @@ LIFECYCLE_XML = (
     b"<Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>"
     b"</LifecycleConfiguration>"
 )
+ENCRYPTION_XML = (
+    b"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault>"
+    b"<SSEAlgorithm>AES256</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule>"
+    b"</ServerSideEncryptionConfiguration>"
+)
 
 # operation -> (method, path, query, body, extra headers); {upload} is a live upload id.
 REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
@@ -90,6 +95,9 @@ REQUESTS: dict[str, tuple[str, str, str, bytes, dict[str, str]]] = {
     "GetBucketLifecycleConfiguration": ("GET", "/matrix", "lifecycle=", b"", {}),
     "PutBucketLifecycleConfiguration": ("PUT", "/matrix", "lifecycle=", LIFECYCLE_XML, {}),
     "DeleteBucketLifecycle": ("DELETE", "/matrix", "lifecycle=", b"", {}),
+    "GetBucketEncryption": ("GET", "/matrix", "encryption=", b"", {}),
+    "PutBucketEncryption": ("PUT", "/matrix", "encryption=", ENCRYPTION_XML, {}),
+    "DeleteBucketEncryption": ("DELETE", "/matrix", "encryption=", b"", {}),
     "GetBucketLogging": ("GET", "/matrix", "logging=", b"", {}),
     "PutBucketLogging": ("PUT", "/matrix", "logging=", LOGGING_XML, {}),
     "DeleteObjects": ("POST", "/matrix", "delete=", DELETE_XML, {}),

@@ -186,7 +186,7 @@ def test_versioning_and_acl_reads(s3, bucket):
     [
         ("GET", "analytics"),
         ("PUT", "inventory"),
-        ("GET", "encryption"),
+        ("GET", "intelligent-tiering"),
         ("GET", "replication"),
         ("PUT", "notification"),
         ("GET", "website"),
