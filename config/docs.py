@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from shoal.config.loader import ENV_PREFIX, _describe, _hints
-from shoal.config.model import Config, Credential, Rule
+from shoal.config.model import Config, Credential, KmsKey, Rule
 
 
 def iter_settings(
@@ -73,8 +73,8 @@ def to_toml(cfg: Config) -> str:
         scalars, tables = [], []
         for f in dataclasses.fields(obj):
             v = getattr(obj, f.name)
-            is_creds = isinstance(v, list) and bool(v) and isinstance(v[0], Credential)
-            if dataclasses.is_dataclass(v) or is_creds:
+            tables_list = isinstance(v, list) and bool(v) and dataclasses.is_dataclass(v[0])
+            if dataclasses.is_dataclass(v) or tables_list:
                 tables.append((f.name, v))
             elif v is not None:
                 scalars.append(f"{f.name} = {toml_value(v)}")
@@ -83,10 +83,11 @@ def to_toml(cfg: Config) -> str:
         lines.append("")
         for sub, v in tables:
             if isinstance(v, list):
-                for cred in v:
+                for item in v:
                     lines.append(f"[[{name}.{sub}]]")
-                    lines.append(f"access_key_id = {toml_value(cred.access_key_id)}")
-                    lines.append(f"secret_access_key = {toml_value(cred.secret_access_key)}")
+                    for g in dataclasses.fields(item):
+                        if (value := getattr(item, g.name)) is not None:
+                            lines.append(f"{g.name} = {toml_value(value)}")
                     lines.append("")
             else:
                 section(v, f"{name}.{sub}")
@@ -117,6 +118,12 @@ def markdown_table() -> str:
         doc = f"{rule.doc}; " if rule and rule.doc else ""
         if tp == list[Credential]:
             expect = "JSON list of {access_key_id, secret_access_key}, or KEY:SECRET,..."
+        if tp == list[KmsKey]:
+            expect = (
+                "TOML `[[kms.keys]]` tables, each `id` and `secret` (base64 of 32 random "
+                "bytes) or `secret_file` (a file holding it); env: JSON list of {id, "
+                "secret_file}"
+            )
         text = f"{doc}{expect}".replace("|", "\\|")
         rows.append(f"| `{key}` | `{_default_text(tp, default)}` | `{env_name(key)}` | {text} |")
     return "\n".join(rows)
@@ -146,7 +153,7 @@ def example_toml() -> str:
             tp = _hints(cls)[f.name]
             rule: Rule | None = f.metadata.get("rule")
             value = getattr(default, f.name)
-            if dataclasses.is_dataclass(tp) or tp == list[Credential]:
+            if dataclasses.is_dataclass(tp) or tp in (list[Credential], list[KmsKey]):
                 nested.append((f.name, tp, value, rule))
                 continue
             expect = rule.expect if rule and rule.expect else _describe(tp)
@@ -165,6 +172,18 @@ def example_toml() -> str:
                             f"# secret_access_key = {toml_value(c.secret_access_key)}",
                         ]
                     )
+            elif tp == list[KmsKey]:
+                out.extend(
+                    [
+                        "",
+                        f"# {rule.doc if rule else sub}. Repeat the table for more keys;",
+                        "# secret_file holds base64 of 32 random bytes (openssl rand -base64",
+                        '# 32 > FILE; chmod 600), or give secret = "<that base64>" instead.',
+                        f"# [[{name}.{sub}]]",
+                        '# id = "key-1"',
+                        '# secret_file = "/etc/shoal/kms-key-1"',
+                    ]
+                )
             else:
                 section(tp, f"{name}.{sub}")
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from shoal.config.model import Config, Credential, Rule
+from shoal.config.model import Config, Credential, KmsKey, Rule, kms_secret_bytes
 
 ENV_PREFIX = "SHOAL_"
 ENV_CONFIG_FILE = "SHOAL_CONFIG"
@@ -219,6 +219,8 @@ def _convert(tp: Any, value: Any, current: Any, path: str, origin: str, rule: Ru
 
     def fail(detail: str | None = None) -> ConfigError:
         shown = repr(env_raw) if env_raw is not None else _show(value)
+        if rule and rule.secret:
+            shown = "a value not shown (a secret)"
         more = f" ({detail})" if detail else ""
         return ConfigError(f"{path}: expected {expect}, got {shown}{more}{_suffix(origin)}", path)
 
@@ -227,8 +229,10 @@ def _convert(tp: Any, value: Any, current: Any, path: str, origin: str, rule: Ru
             value = _parse_env(tp, env_raw)
         except ValueError:
             raise fail() from None
-    if tp == list[Credential]:
-        return _credentials(value, path, origin, fail)
+    if tp in _TABLE_LISTS:
+        return _tables(
+            _TABLE_LISTS[tp], value, path, origin, fail, secret=bool(rule and rule.secret)
+        )
     value = _typed(tp, value, fail)
     if rule and rule.check:
         try:
@@ -267,25 +271,45 @@ def _typed(tp: Any, value: Any, fail: Any) -> Any:
 REQUIRED_CREDENTIAL_FIELDS = ("access_key_id", "secret_access_key")
 
 
-def _credentials(value: Any, path: str, origin: str, fail: Any) -> list[Credential]:
-    if not isinstance(value, list | tuple) or not value:
+@dataclasses.dataclass(frozen=True)
+class _TableList:
+    """A setting that is a list of tables (TOML `[[section.key]]`)."""
+
+    item: type
+    required: tuple[str, ...]
+    non_empty: bool
+    what: str  # "a table with ..." in messages
+
+
+_TABLE_LISTS: dict[Any, _TableList] = {
+    list[Credential]: _TableList(
+        Credential,
+        REQUIRED_CREDENTIAL_FIELDS,
+        True,
+        "a table with access_key_id and secret_access_key",
+    ),
+    list[KmsKey]: _TableList(KmsKey, ("id",), False, "a table with id and secret or secret_file"),
+}
+
+
+def _tables(
+    spec: _TableList, value: Any, path: str, origin: str, fail: Any, *, secret: bool
+) -> list[Any]:
+    if not isinstance(value, list | tuple) or (spec.non_empty and not value):
         raise fail()
     out = []
     for i, item in enumerate(value):
         ipath = f"{path}[{i}]"
-        if isinstance(item, Credential):
+        if isinstance(item, spec.item):
             item = dataclasses.asdict(item)
         if not isinstance(item, Mapping):
-            raise ConfigError(
-                f"{ipath}: expected a table with access_key_id and secret_access_key, "
-                f"got {_show(item)}{_suffix(origin)}",
-                ipath,
-            )
+            shown = "something else" if secret else _show(item)
+            raise ConfigError(f"{ipath}: expected {spec.what}, got {shown}{_suffix(origin)}", ipath)
         given = {_norm(str(k)) for k in item}
-        missing = [n for n in REQUIRED_CREDENTIAL_FIELDS if _norm(n) not in given]
+        missing = [n for n in spec.required if _norm(n) not in given]
         if missing:
             raise ConfigError(f"{ipath}: missing {', '.join(missing)}{_suffix(origin)}", ipath)
-        out.append(_apply_section(Credential(), item, ipath, origin))
+        out.append(_apply_section(spec.item(), item, ipath, origin))
     return out
 
 
@@ -309,6 +333,8 @@ def _parse_env(tp: Any, raw: str) -> Any:
         if s.startswith("["):
             return _json(s)
         return [p.strip() for p in s.split(",") if p.strip()]
+    if tp == list[KmsKey]:
+        return _json(s)
     if tp == list[Credential]:
         if s.startswith("["):
             return _json(s)
@@ -335,6 +361,8 @@ def _describe(tp: Any) -> str:
         return "a string or nothing"
     if tp == list[str]:
         return "a list of strings"
+    if tp in _TABLE_LISTS:
+        return f"a list of tables ({_TABLE_LISTS[tp].what})"
     return "a table of settings"
 
 
@@ -408,3 +436,54 @@ def validate(cfg: Config) -> None:
             f"cluster.quic_port: must differ from server.port ({cfg.server.port})",
             "cluster.quic_port",
         )
+    _validate_kms(cfg)
+
+
+def _validate_kms(cfg: Config) -> None:
+    """Key ids unique, each key's secret given once and readable, the default one of
+    them. Messages name the key and field, never a secret."""
+    keys = cfg.kms.keys
+    ids = [k.id for k in keys]
+    for i, key in enumerate(keys):
+        if key.id in ids[:i]:
+            raise ConfigError(f"kms.keys[{i}].id: duplicate key id {key.id!r}", f"kms.keys[{i}].id")
+        kms_key_bytes(key, f"kms.keys[{i}]")
+    default = cfg.kms.default_key_id
+    if default is not None and default not in ids:
+        raise ConfigError(
+            f"kms.default_key_id: no key {default!r} in kms.keys", "kms.default_key_id"
+        )
+
+
+def kms_key_bytes(key: KmsKey, where: str) -> bytes:
+    """The 32 bytes of a kms key, from its secret or by reading its secret_file (at
+    load, and again when the keyring is built). `where` is the key's dotted path
+    (kms.keys[i]) for messages."""
+    if (key.secret is None) == (key.secret_file is None):
+        which = "not both" if key.secret is not None else "one of them"
+        raise ConfigError(f"{where}: key {key.id!r} needs secret or secret_file ({which})", where)
+    if key.secret is not None:
+        try:
+            return kms_secret_bytes(key.secret)
+        except ValueError as exc:  # already checked on the way in; hand-built Config
+            raise ConfigError(f"{where}.secret: key {key.id!r}: {exc}", f"{where}.secret") from None
+    assert key.secret_file is not None
+    try:
+        with open(key.secret_file, encoding="utf-8") as f:
+            text = f.read(4096)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, UnicodeError):
+            reason = "not UTF-8 text"  # the decoder's message would quote a byte of it
+        else:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigError(
+            f"{where}.secret_file: cannot read {key.secret_file!r}: {reason}",
+            f"{where}.secret_file",
+        ) from None
+    try:
+        return kms_secret_bytes(text)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{where}.secret_file: {key.secret_file!r} does not hold base64 of 32 bytes ({exc})",
+            f"{where}.secret_file",
+        ) from None

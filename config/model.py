@@ -9,6 +9,8 @@ into the README table and the example TOML, so schema, validation and docs never
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import ipaddress
 import re
@@ -35,6 +37,8 @@ class Rule:
     expect: str
     check: Callable[[Any], Any] | None = None
     doc: str = ""
+    #: A secret: error messages never show the value given.
+    secret: bool = False
 
 
 def setting(
@@ -44,9 +48,10 @@ def setting(
     check: Callable[[Any], Any] | None = None,
     doc: str = "",
     factory: Callable[[], Any] | None = None,
+    secret: bool = False,
 ) -> Any:
     """A dataclass field carrying its validation rule and documentation."""
-    meta = {"rule": Rule(expect, check, doc)}
+    meta = {"rule": Rule(expect, check, doc, secret)}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -134,6 +139,41 @@ def host_ports(value: list[str]) -> list[str]:
                 ok = False
         if not ok:
             raise ValueError(f"{entry!r} is not host:port")
+    return value
+
+
+#: A kms key id: shown in headers and ARNs, so a conservative alphabet.
+_KEY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,255}")
+
+#: Bytes in a kms key (AES-256).
+KMS_KEY_SIZE = 32
+
+
+def kms_key_id(value: str) -> str:
+    if not _KEY_ID_RE.fullmatch(value):
+        raise ValueError
+    return value
+
+
+def optional_kms_key_id(value: str | None) -> str | None:
+    return None if value is None else kms_key_id(value)
+
+
+def kms_secret_bytes(text: str) -> bytes:
+    """The 32 bytes a kms secret's base64 text stands for. The ValueError never quotes
+    the text (it is a secret)."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64") from None
+    if len(raw) != KMS_KEY_SIZE:
+        raise ValueError(f"decodes to {len(raw)} bytes, not {KMS_KEY_SIZE}")
+    return raw
+
+
+def optional_kms_secret(value: str | None) -> str | None:
+    if value is not None:
+        kms_secret_bytes(value)
     return value
 
 
@@ -525,6 +565,61 @@ class MetricsConfig:
     )
 
 
+KMS_SECRET = "base64 of 32 random bytes (e.g. `openssl rand -base64 32`)"
+
+
+@dataclass(frozen=True)
+class KmsKey:
+    """One key-encryption key of the local keyring: `secret` or `secret_file`."""
+
+    id: str = setting(
+        "",
+        expect="a key id: letters, digits, '.', '_', '-' (at most 256)",
+        check=kms_key_id,
+        doc="the key's name, as SSE-KMS requests give it (or in an ARN ending key/<id>)",
+    )
+    secret: str | None = setting(
+        None,
+        expect=KMS_SECRET,
+        check=optional_kms_secret,
+        doc="the key itself",
+        secret=True,
+    )
+    secret_file: str | None = setting(
+        None,
+        expect="a path or nothing",
+        check=optional_non_empty,
+        doc="a file holding the key's base64 text instead",
+    )
+
+    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
+        return f"KmsKey(id={self.id!r}, secret='***', secret_file={self.secret_file!r})"
+
+
+@dataclass(frozen=True)
+class KmsConfig:
+    keys: list[KmsKey] = setting(
+        factory=list,
+        expect="a list of {id, secret} or {id, secret_file}",
+        secret=True,
+        doc="the local keyring sealing SSE-S3 and SSE-KMS data keys (none: those "
+        "requests are refused); every cluster node needs the same; keep retired keys "
+        "to read what they sealed",
+    )
+    default_key_id: str | None = setting(
+        None,
+        expect="the id of one of kms.keys, or nothing",
+        check=optional_kms_key_id,
+        doc="the key SSE-S3 (and SSE-KMS without a key id) seals new objects with "
+        "(default: the first key)",
+    )
+    allow_sse_c_over_http: bool = setting(
+        False,
+        doc="accept SSE-C keys over plain HTTP (tests on loopback); otherwise they are "
+        "refused unless the request came over HTTPS",
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration. Build it with `load_config`, derive variants with
@@ -541,6 +636,7 @@ class Config:
     lifecycle: LifecycleConfig = setting(factory=LifecycleConfig)
     cluster: ClusterConfig = setting(factory=ClusterConfig)
     metrics: MetricsConfig = setting(factory=MetricsConfig)
+    kms: KmsConfig = setting(factory=KmsConfig)
 
     def replace(self, overrides: Mapping[str, Any] | None = None, /, **sections: Any) -> Config:
         """A validated copy with `overrides` (nested mapping) and/or keyword sections
