@@ -35,6 +35,7 @@ from shoal.app.handlers.registry import HANDLERS
 from shoal.app.handlers.tagging import existing_tag_context
 from shoal.app.metrics import Metrics
 from shoal.app.serverlog import ServerLog
+from shoal.app.ssepolicy import encryption_context
 from shoal.app.timeouts import Timeouts
 from shoal.app.xml import document
 from shoal.auth import ANONYMOUS, Authenticator, Principal
@@ -126,6 +127,7 @@ async def s3_endpoint(request: Request) -> Response:
             context = _policy_context(request, query)
             backend = request.app.state.backend
             context.update(await existing_tag_context(gate, backend, op, query))
+            context.update(await encryption_context(gate, backend, op, query, headers))
             await gate.check_operation(
                 op.name, principal, op.bucket, op.key, context, op.action, query.get("versionId")
             )
