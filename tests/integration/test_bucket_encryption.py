@@ -29,12 +29,17 @@ KEY, SECRET = "AKIDENCRYPTION", "encryption-secret"
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 
 
+def _secret() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
 @pytest.fixture(scope="module", params=["standalone", "erasure"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SyncServer]:
     # Auth on: bucket policies apply only to signed-in callers.
     config = auth_config((KEY, SECRET))
+    config["kms"] = {"keys": [{"id": name, "secret": _secret()} for name in ("key-1", "key-2")]}
     if request.param == "erasure":
         config.update(erasure_config(tmp_path_factory.mktemp("encryption-erasure")))
     with SyncServer(config) as running:
