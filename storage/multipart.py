@@ -93,6 +93,7 @@ def new_upload(
         tags=dict(write.tags),
         owner=write.owner,
         acl=write.acl,
+        encryption=write.encryption,  # the upload's sealed data key, for its parts
         extra=dict(write.extra),
     )
     return UploadInfo(key, new_upload_id(), now(), stored, checksum_algorithm, checksum_type)
