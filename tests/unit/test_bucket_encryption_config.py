@@ -164,6 +164,42 @@ def test_any_body_is_a_config_or_an_s3_error(body: bytes) -> None:
         assert parse_configuration(render(config)) == config
 
 
+TAGS = [
+    "ServerSideEncryptionConfiguration",
+    "Rule",
+    "ApplyServerSideEncryptionByDefault",
+    "SSEAlgorithm",
+    "KMSMasterKeyID",
+    "BucketKeyEnabled",
+    "BlockedEncryptionTypes",
+    "EncryptionType",
+]
+TEXTS = ["AES256", "aws:kms", "aws:kms:dsse", "true", "false", "NONE", "SSE-C", "key-1", ""]
+elements = st.recursive(
+    st.tuples(st.sampled_from(TAGS), st.sampled_from(TEXTS)).map(
+        lambda t: f"<{t[0]}>{t[1]}</{t[0]}>"
+    ),
+    lambda inner: st.tuples(st.sampled_from(TAGS), st.lists(inner, max_size=3)).map(
+        lambda t: f"<{t[0]}>{''.join(t[1])}</{t[0]}>"
+    ),
+    max_leaves=12,
+)
+
+
+@given(elements)
+def test_documents_of_the_right_words(body: str) -> None:
+    """Near misses of the real document: a valid config that renders back, or an S3
+    error, never anything else."""
+    try:
+        config = parse_configuration(body.encode())
+    except S3Error as exc:
+        assert exc.status in (400, 501)
+    else:
+        assert config.algorithm in ("AES256", "aws:kms")
+        assert (config.kms_key_id is None) or config.algorithm == "aws:kms"
+        assert parse_configuration(render(config)) == config
+
+
 @pytest.mark.parametrize(
     "text",
     [
