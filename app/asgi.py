@@ -44,6 +44,7 @@ from shoal.auth.acl import GRANT_HEADERS
 from shoal.auth.actions import accepts_payload
 from shoal.auth.sigv4 import AuthFailure
 from shoal.config import Config, ConfigError, load_config
+from shoal.sse.keyring import Keyring
 from shoal.storage import checksums
 from shoal.storage.backend import Backend
 from shoal.storage.errors import StorageError
@@ -142,6 +143,7 @@ async def s3_endpoint(request: Request) -> Response:
             principal=principal,
             accounts=request.app.state.accounts,
             settings=request.app.state.settings,
+            keyring=request.app.state.keyring,
             gate=gate,
         )
         response = await HANDLERS[op.name](ctx)
@@ -336,6 +338,7 @@ def create_app(config: Config | None = None) -> Starlette:
     application.state.settings = settings = BucketSettings(backend, accounts)
     application.state.gate = PolicyGate(settings) if config.auth.enabled else None
     application.state.cors = cors.BucketRules(backend)
+    application.state.keyring = Keyring.from_config(config.kms)
     level, json_format = config.logging.level, config.logging.format == "json"
     quiet = logs.quiet(config) or level not in ("info", "debug")
     application.state.exchanges = Exchanges(

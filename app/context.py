@@ -11,6 +11,7 @@ from shoal.app.dispatch import Operation
 from shoal.auth import Principal
 from shoal.auth.accounts import Account, Accounts
 from shoal.config import Config
+from shoal.sse.keyring import Keyring
 from shoal.storage.backend import Backend
 
 
@@ -28,6 +29,8 @@ class RequestContext:
     accounts: Accounts
     #: Each bucket's owner, ACL, ownership rule and public access block (cached).
     settings: BucketSettings
+    #: The kms keyring sealing SSE-S3 and SSE-KMS data keys (empty when none is set).
+    keyring: Keyring
     #: Bucket-policy checks beyond the operation's own (None while auth is off).
     gate: PolicyGate | None = None
 

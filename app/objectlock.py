@@ -316,7 +316,7 @@ def delete_guard(
         if if_match is not None:
             if meta is None or meta.delete_marker:
                 raise NoSuchKey()
-            if not etag_matches(if_match, meta.etag):
+            if not etag_matches(if_match, meta.shown_etag):
                 raise PreconditionFailed(Condition="If-Match")
         if version_id is not None:
             check_removal(meta, bypass=bypass, now=clock())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from shoal.app import sse
 from shoal.app.context import RequestContext
 from shoal.app.errors import InvalidArgument
 from shoal.app.handlers.registry import handler, xml_response
@@ -98,7 +99,8 @@ async def get_object_attributes(ctx: RequestContext) -> Response:
     max_parts = min(_uint_header(ctx.headers, "x-amz-max-parts", DEFAULT_MAX_PARTS), 1000)
     after = min(_uint_header(ctx.headers, "x-amz-part-number-marker", 0), MAX_PARTS)
     version_id = version_param(ctx.query)
-    meta = await ctx.backend.head_object(ctx.bucket, ctx.key, version_id)
+    # An encrypted version's sizes and ETag as S3 shows them (SSE-C: with its key only).
+    meta = sse.check_read(ctx, await ctx.backend.head_object(ctx.bucket, ctx.key, version_id))
     versioned = version_id is not None or meta.version_id != NULL_VERSION
     if not versioned:
         versioned = bool((await ctx.backend.head_bucket(ctx.bucket)).versioning)

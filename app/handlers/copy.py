@@ -7,12 +7,12 @@ from urllib.parse import unquote
 
 from starlette.responses import Response
 
-from shoal.app import tagging
+from shoal.app import sse, tagging
 from shoal.app.context import RequestContext
 from shoal.app.dispatch import valid_bucket_name
 from shoal.app.errors import InvalidArgument, InvalidRequest
-from shoal.app.handlers.multipart import part_result_headers, upload_for_part
-from shoal.app.handlers.object import conditional_write, write_result_headers
+from shoal.app.handlers.multipart import part_key, part_result_headers, upload_for_part
+from shoal.app.handlers.object import conditional_write, plain_reader, write_result_headers
 from shoal.app.handlers.objectlock import apply_write_lock
 from shoal.app.handlers.registry import handler, xml_response
 from shoal.app.headers import (
@@ -24,6 +24,7 @@ from shoal.app.headers import (
     version_param,
 )
 from shoal.app.permissions import new_version_acl
+from shoal.app.sealing import seal_write
 from shoal.app.xml import timestamp
 from shoal.auth.actions import source_requirement
 from shoal.storage import checksums
@@ -80,6 +81,9 @@ async def open_source(ctx: RequestContext) -> ObjectReader:
             " version id."
         ) from exc
     try:
+        # Read as its plaintext (with the source's own key: x-amz-copy-source-...-customer-*
+        # for SSE-C); conditions and sizes are the client's view.
+        reader = plain_reader(ctx, reader, bucket, key, copy_source=True)
         check_conditions(ctx.headers, reader.meta, prefix="x-amz-copy-source-if-")
         if reader.meta.size > MAX_COPY_SOURCE and ctx.op.name == "CopyObject":
             raise InvalidRequest(
@@ -134,6 +138,7 @@ async def copy_object(ctx: RequestContext) -> Response:
             copy_source(ctx) == (ctx.bucket, ctx.key, None)
             and directive == "COPY"
             and "x-amz-storage-class" not in ctx.headers
+            and not sse.names_encryption(ctx.headers)
         ):
             raise InvalidRequest(
                 "This copy request is illegal because it is trying to copy an object to itself"
@@ -166,13 +171,18 @@ async def copy_object(ctx: RequestContext) -> Response:
         )
         if algorithm not in checksums.ALGORITHMS:
             raise InvalidRequest(f"Checksum algorithm {algorithm} is not supported.")
-        meta = await ctx.backend.put_object(
-            ctx.bucket, ctx.key, reader.stream(), _checksummed(write, algorithm)
-        )
+        # The target's encryption: the request's headers, else its bucket's default.
+        choice = await sse.choose(ctx, ctx.headers, ctx.bucket)
+        body = reader.stream()
+        _checksummed(write, algorithm)
+        if choice is not None:
+            record, data_key = sse.new_record(ctx.keyring, choice, ctx.bucket, ctx.key)
+            body = seal_write(write, body, record, data_key)
+        meta = await ctx.backend.put_object(ctx.bucket, ctx.key, body, write)
         source_headers = source_version_headers(ctx, reader)
     finally:
         await reader.close()
-    result = [("LastModified", timestamp(meta.last_modified)), ("ETag", f'"{meta.etag}"')]
+    result = [("LastModified", timestamp(meta.last_modified)), ("ETag", f'"{meta.shown_etag}"')]
     result += [(f"Checksum{a}", v) for a, v in meta.checksums.items()]
     headers = {k: v for k, v in write_result_headers(meta, info).items() if k != "etag"}
     headers.update(source_headers)
@@ -183,6 +193,7 @@ async def copy_object(ctx: RequestContext) -> Response:
 async def upload_part_copy(ctx: RequestContext) -> Response:
     number = query_part_number(ctx.query)
     upload = await upload_for_part(ctx)
+    data_key = part_key(ctx, upload)  # the target upload's (its SSE-C key with every part)
     reader = await open_source(ctx)
     try:
         size = reader.meta.size
@@ -193,6 +204,9 @@ async def upload_part_copy(ctx: RequestContext) -> Response:
         if upload.checksum_algorithm:
             _checksummed(write, upload.checksum_algorithm)
         body = reader.stream(*span) if size else reader.stream(0, -1)
+        enc = upload.write.encryption
+        if enc is not None and data_key is not None:
+            body = seal_write(write, body, enc, data_key, number)
         part = await ctx.backend.upload_part(
             ctx.bucket, ctx.key, upload.upload_id, number, body, write
         )
@@ -203,4 +217,5 @@ async def upload_part_copy(ctx: RequestContext) -> Response:
     result += [(f"Checksum{a}", v) for a, v in part.checksums.items()]
     headers = {k: v for k, v in part_result_headers(part).items() if k != "etag"}
     headers.update(source_headers)
+    headers.update(sse.response_headers(upload.write.encryption))
     return xml_response("CopyPartResult", result, headers=headers)

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from starlette.responses import Response
 
+from shoal.app import sse
 from shoal.app.body import read_small, upload_body
 from shoal.app.context import RequestContext
-from shoal.app.errors import BadDigest, InvalidPart, InvalidRequest, MalformedXML, NoSuchUpload
+from shoal.app.errors import (
+    BadDigest,
+    InvalidArgument,
+    InvalidPart,
+    InvalidRequest,
+    MalformedXML,
+    NoSuchUpload,
+)
 from shoal.app.handlers.listing import echoed_param, encoder, int_param
 from shoal.app.handlers.object import conditional_write, write_result_headers
 from shoal.app.handlers.objectlock import apply_write_lock, require_write_integrity
 from shoal.app.handlers.registry import handler, owner, xml_response
 from shoal.app.headers import object_write, query_part_number
 from shoal.app.permissions import new_version_acl
+from shoal.app.sealing import OpeningDigester, seal_write
 from shoal.app.xml import Node, child_text, parse, timestamp
 from shoal.auth.numbers import parse_uint
+from shoal.sse.packages import plain_length
 from shoal.storage import checksums
 from shoal.storage.backend import (
     MAX_PARTS,
     BucketInfo,
     CompletedPart,
+    Digester,
+    Encryption,
     ObjectMeta,
     ObjectWrite,
     PartInfo,
@@ -73,10 +87,14 @@ async def create_multipart_upload(ctx: RequestContext) -> Response:
         raise InvalidRequest(f"The FULL_OBJECT checksum type cannot be used with {algorithm}.")
     if kind == "COMPOSITE" and algorithm == "CRC64NVME":
         raise InvalidRequest("The COMPOSITE checksum type cannot be used with CRC64NVME.")
+    choice = await sse.choose(ctx, ctx.headers, ctx.bucket)
+    if choice is not None:
+        # The upload keeps its data key, sealed; every part is sealed with it.
+        write.encryption = sse.new_record(ctx.keyring, choice, ctx.bucket, ctx.key)[0]
     upload = await ctx.backend.create_multipart_upload(ctx.bucket, ctx.key, write, algorithm, kind)
-    headers = {}
+    headers = sse.response_headers(write.encryption)
     if algorithm:
-        headers = {"x-amz-checksum-algorithm": algorithm, "x-amz-checksum-type": kind or ""}
+        headers |= {"x-amz-checksum-algorithm": algorithm, "x-amz-checksum-type": kind or ""}
     return xml_response(
         "InitiateMultipartUploadResult",
         [("Bucket", ctx.bucket), ("Key", ctx.key), ("UploadId", upload.upload_id)],
@@ -88,6 +106,7 @@ async def create_multipart_upload(ctx: RequestContext) -> Response:
 async def upload_part(ctx: RequestContext) -> Response:
     number = query_part_number(ctx.query)
     upload = await upload_for_part(ctx)
+    data_key = part_key(ctx, upload)
     if upload.write.retention is not None or upload.write.legal_hold:
         # An upload that will carry a lock has only integrity-checked parts (S3's rule).
         require_write_integrity(ctx, await ctx.backend.head_bucket(ctx.bucket))
@@ -109,8 +128,42 @@ async def upload_part(ctx: RequestContext) -> Response:
     write.digesters = list(integrity.digesters.values())
     write.finalize = integrity.finalize
     write.max_size = max_size
+    enc = upload.write.encryption
+    if enc is not None and data_key is not None:
+        body = seal_write(write, body, enc, data_key, number)
     part = await ctx.backend.upload_part(ctx.bucket, ctx.key, upload.upload_id, number, body, write)
-    return Response(headers=part_result_headers(part))
+    return Response(headers=part_result_headers(part) | sse.response_headers(enc))
+
+
+def part_key(ctx: RequestContext, upload: UploadInfo) -> bytes | None:
+    """The data key an upload's parts are sealed with (None: not encrypted)."""
+    enc = upload.write.encryption
+    customer = _upload_customer(ctx, upload, required=True)
+    if enc is None:
+        return None
+    return sse.data_key(ctx.keyring, enc, ctx.bucket, ctx.key, customer)
+
+
+def _upload_customer(
+    ctx: RequestContext, upload: UploadInfo, *, required: bool
+) -> sse.CustomerKey | None:
+    """The SSE-C key a request about an upload carries: an SSE-C upload takes the key it
+    was created with (checked against its proof; `required` for parts), others none."""
+    enc = upload.write.encryption
+    customer = sse.customer_key(ctx.headers, sse.transport(ctx))
+    if enc is not None and enc.customer:
+        if customer is None and required:
+            raise InvalidRequest(
+                "The multipart upload initiate requested encryption. Subsequent part requests"
+                " must include the appropriate encryption parameters."
+            )
+        if customer is not None:
+            sse.check_customer(enc, customer)
+    elif customer is not None:
+        raise InvalidArgument(
+            "The provided encryption parameters did not match the ones used originally."
+        )
+    return customer
 
 
 def completed_parts(body: bytes) -> list[CompletedPart]:
@@ -160,8 +213,10 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
     write.retention, write.legal_hold = upload.write.retention, upload.write.legal_hold
     bucket = await ctx.backend.head_bucket(ctx.bucket)
     algorithm = upload.checksum_algorithm
-    if algorithm and upload.checksum_type == "COMPOSITE":
-        stored = await _stored_parts(ctx, upload_id)
+    enc = upload.write.encryption
+    composite = bool(algorithm) and upload.checksum_type == "COMPOSITE"
+    stored = await _stored_parts(ctx, upload_id) if composite or enc is not None else {}
+    if algorithm and composite:
         values = []
         for part in parts:
             info = stored.get(part.number)
@@ -174,10 +229,17 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
         write.finalize = lambda size, md5: {algorithm: value}
         write.checksum_type = "COMPOSITE"
     else:
-        # FULL_OBJECT: computed over the assembled bytes (CRC64NVME when none was chosen).
+        # FULL_OBJECT: computed over the assembled bytes (CRC64NVME when none was chosen);
+        # an encrypted object's over its plaintext, each part opened as it goes by.
         algorithm = algorithm or checksums.DEFAULT_ALGORITHM
         checksum = Checksum(algorithm)
         expected = ctx.headers.get(checksums.header_name(algorithm))
+        digester: Digester = checksum
+        if enc is not None:
+            data_key = _completion_key(ctx, upload)
+            sealed = [(p.number, stored[p.number].size) for p in parts if p.number in stored]
+            if data_key is not None:
+                digester = OpeningDigester(sealed, data_key, checksum)
 
         def finalize(size: int, md5: str) -> dict[str, str]:
             if expected is not None and expected != checksum.b64():
@@ -186,9 +248,39 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
                 )
             return {algorithm: checksum.b64()}
 
-        write.digesters, write.finalize, write.checksum_type = [checksum], finalize, "FULL_OBJECT"
+        write.digesters, write.finalize, write.checksum_type = [digester], finalize, "FULL_OBJECT"
+        if enc is not None and digester is checksum:
+            # SSE-C without its key: nothing can read the plaintext, so no checksum.
+            write.digesters, write.finalize, write.checksum_type = [], None, None
+    if enc is not None:
+        _seal_completion(write, enc, [stored[p.number] for p in parts if p.number in stored])
     meta = await ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, write)
     return _completion_result(ctx, meta, bucket)
+
+
+def _completion_key(ctx: RequestContext, upload: UploadInfo) -> bytes | None:
+    """The data key to open an encrypted upload's parts at completion; for SSE-C only
+    when the request carries the key (S3 asks for it only where a checksum needs it)."""
+    enc = upload.write.encryption
+    assert enc is not None
+    customer = _upload_customer(ctx, upload, required=bool(upload.checksum_algorithm))
+    if enc.customer and customer is None:
+        return None
+    return sse.data_key(ctx.keyring, enc, ctx.bucket, ctx.key, customer)
+
+
+def _seal_completion(write: ObjectWrite, enc: Encryption, parts: list[PartInfo]) -> None:
+    """The completed object's record: the upload's sealed key, the sum of its parts'
+    plaintext sizes, and the multipart ETag (known when the store calls finalize)."""
+    plain_size = sum(plain_length(p.size) for p in parts)
+    inner = write.finalize
+    write.encryption = dataclasses.replace(enc, plain_size=plain_size)
+
+    def finalize(size: int, etag: str) -> dict[str, str]:
+        write.encryption = dataclasses.replace(enc, plain_size=plain_size, plain_etag=etag)
+        return inner(plain_size, etag) if inner is not None else {}
+
+    write.finalize = finalize
 
 
 async def _repeated_completion(ctx: RequestContext, upload_id: str) -> Response:
@@ -207,7 +299,7 @@ def _completion_result(ctx: RequestContext, meta: ObjectMeta, bucket: BucketInfo
         ("Location", f"/{ctx.bucket}/{ctx.key}"),
         ("Bucket", ctx.bucket),
         ("Key", ctx.key),
-        ("ETag", f'"{meta.etag}"'),
+        ("ETag", f'"{meta.shown_etag}"'),
     ]
     result += [(f"Checksum{a}", v) for a, v in meta.checksums.items()]
     if meta.checksums and meta.checksum_type:
@@ -245,7 +337,7 @@ async def list_parts(ctx: RequestContext) -> Response:
         ("ChecksumAlgorithm", upload.checksum_algorithm),
         ("ChecksumType", upload.checksum_type),
     ]
-    for part in page.parts:
+    for part in (sse.shown_part(p, upload.write.encryption) for p in page.parts):
         fields: list[Node] = [
             ("PartNumber", part.number),
             ("LastModified", timestamp(part.last_modified)),

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from starlette.responses import Response, StreamingResponse
 
-from shoal.app import objectlock
+from shoal.app import objectlock, sse
 from shoal.app.body import read_small, require_integrity_header, upload_body
 from shoal.app.context import RequestContext
 from shoal.app.errors import (
@@ -34,6 +34,7 @@ from shoal.app.headers import (
     version_param,
 )
 from shoal.app.permissions import new_version_acl
+from shoal.app.sealing import PlainReader, seal_write
 from shoal.app.xml import Node, child_text, parse
 from shoal.auth.actions import action_for
 from shoal.storage import checksums
@@ -68,10 +69,11 @@ def conditional_write(ctx: RequestContext, write: ObjectWrite) -> None:
 
 
 def write_result_headers(meta: ObjectMeta, info: BucketInfo) -> dict[str, str]:
-    """ETag, checksums and the new version's id (the null one too, once the bucket has
-    been versioned)."""
-    headers = {"etag": f'"{meta.etag}"'}
+    """ETag, checksums, encryption and the new version's id (the null one too, once the
+    bucket has been versioned)."""
+    headers = {"etag": f'"{meta.shown_etag}"'}
     headers.update(checksum_headers(meta))
+    headers.update(sse.response_headers(meta.encryption))
     headers.update(version_headers(meta.version_id, versioned=bool(info.versioning)))
     return headers
 
@@ -84,6 +86,7 @@ async def put_object(ctx: RequestContext) -> Response:
     info = await ctx.backend.head_bucket(ctx.bucket)
     require_write_integrity(ctx, info)
     await apply_write_lock(ctx, info, write)
+    choice = await sse.choose(ctx, ctx.headers, ctx.bucket)
     max_size = ctx.config.limits.max_object_size
     body, integrity = upload_body(
         ctx.request, ctx.headers, default_algorithm=checksums.DEFAULT_ALGORITHM, max_size=max_size
@@ -92,6 +95,9 @@ async def put_object(ctx: RequestContext) -> Response:
     write.finalize = integrity.finalize
     write.max_size = max_size
     write.checksum_type = "FULL_OBJECT"
+    if choice is not None:
+        record, data_key = sse.new_record(ctx.keyring, choice, ctx.bucket, ctx.key)
+        body = seal_write(write, body, record, data_key)
     meta = await ctx.backend.put_object(ctx.bucket, ctx.key, body, write)
     return Response(headers=write_result_headers(meta, info))
 
@@ -144,6 +150,7 @@ def _read_headers(
 ) -> tuple[int, dict[str, str], tuple[int, int] | None]:
     """Status, headers and byte range for GET/HEAD, after the conditional checks."""
     headers = object_headers(meta, versioned=versioned)
+    headers.update(sse.response_headers(meta.encryption))
     for name in hidden:
         headers.pop(name, None)
     if not check_conditions(ctx.headers, meta):
@@ -177,7 +184,7 @@ def _read_headers(
 @handler("HeadObject")
 async def head_object(ctx: RequestContext) -> Response:
     version_id = version_param(ctx.query)
-    meta = await ctx.backend.head_object(ctx.bucket, ctx.key, version_id)
+    meta = sse.check_read(ctx, await ctx.backend.head_object(ctx.bucket, ctx.key, version_id))
     versioned = await _versioned(ctx, meta, version_id)
     status, headers, _ = _read_headers(ctx, meta, versioned, await _hidden(ctx, meta))
     headers.update(await expiration_headers(ctx, meta, version_id))
@@ -189,6 +196,7 @@ async def get_object(ctx: RequestContext) -> Response:
     version_id = version_param(ctx.query)
     reader = await ctx.backend.open_object(ctx.bucket, ctx.key, version_id)
     try:
+        reader = plain_reader(ctx, reader, ctx.bucket, ctx.key)
         versioned = await _versioned(ctx, reader.meta, version_id)
         hidden = await _hidden(ctx, reader.meta)
         status, headers, span = _read_headers(ctx, reader.meta, versioned, hidden)
@@ -209,6 +217,20 @@ async def get_object(ctx: RequestContext) -> Response:
         await reader.close()
         raise
     return StreamingResponse(_stream_then_close(reader, first, stream), status, headers)
+
+
+def plain_reader(
+    ctx: RequestContext,
+    reader: ObjectReader,
+    bucket: str,
+    key: str,
+    *,
+    copy_source: bool = False,
+) -> ObjectReader:
+    """An open version as the client reads it: decrypted when it is encrypted (after
+    S3's checks of the request's SSE-C headers). The caller closes it either way."""
+    data_key = sse.read_key(ctx, reader.meta, bucket, key, copy_source=copy_source)
+    return reader if data_key is None else PlainReader(reader, data_key)
 
 
 async def _stream_then_close(

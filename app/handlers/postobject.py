@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 
 from starlette.responses import RedirectResponse, Response
 
-from shoal.app import tagging
+from shoal.app import sse, tagging
 from shoal.app.body import raw_stream
 from shoal.app.context import RequestContext
 from shoal.app.errors import EntityTooSmall, InvalidArgument
@@ -23,6 +23,7 @@ from shoal.app.handlers.objectlock import apply_write_lock
 from shoal.app.handlers.registry import handler, xml_response
 from shoal.app.headers import object_write, version_headers
 from shoal.app.permissions import new_version_acl
+from shoal.app.sealing import seal_write
 from shoal.auth import ANONYMOUS, Principal
 from shoal.auth.numbers import parse_uint
 from shoal.auth.postpolicy import check_policy, decode_policy
@@ -60,9 +61,16 @@ async def post_object(ctx: RequestContext) -> Response:
     )
     # A form carries no lock fields: a lock-enabled bucket's default retention applies.
     await apply_write_lock(ctx, info, write)
-    meta = await ctx.backend.put_object(ctx.bucket, key, form.file(), write)
-    version = version_headers(meta.version_id, versioned=bool(info.versioning))
-    return _answer(ctx, fields, key, f'"{meta.etag}"', version)
+    # The form's x-amz-server-side-encryption* fields, else the bucket's default.
+    choice = await sse.choose(ctx, fields, ctx.bucket)
+    body = form.file()
+    if choice is not None:
+        record, data_key = sse.new_record(ctx.keyring, choice, ctx.bucket, key)
+        body = seal_write(write, body, record, data_key)
+    meta = await ctx.backend.put_object(ctx.bucket, key, body, write)
+    headers = version_headers(meta.version_id, versioned=bool(info.versioning))
+    headers.update(sse.response_headers(meta.encryption))
+    return _answer(ctx, fields, key, f'"{meta.shown_etag}"', headers)
 
 
 async def _authorize(

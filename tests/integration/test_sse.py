@@ -1,0 +1,558 @@
+"""Server-side encryption end to end with boto3 (at its defaults) and the aws CLI, on a
+standalone server and an erasure node: SSE-S3, SSE-KMS and SSE-C round trips of every
+size around a package boundary and of multipart objects, ranged reads at package
+boundaries, SSE-C keys refused as S3 refuses them, copies that change encryption,
+checksums over the plaintext, and no plaintext anywhere on disk."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shoal.app.server import SyncServer
+from shoal.sse.packages import sealed_length
+from tests.integration.conftest import erasure_config, error_code, signed_client
+from tests.integration.test_cluster import make_nodes, running
+
+AWS = Path(sys.executable).parent / "aws"
+KEY_1 = base64.b64encode(hashlib.sha256(b"test key one").digest()).decode()
+KEY_2 = base64.b64encode(hashlib.sha256(b"test key two").digest()).decode()
+KMS = {
+    "keys": [{"id": "key-1", "secret": KEY_1}, {"id": "key-2", "secret": KEY_2}],
+    "allow_sse_c_over_http": True,
+}
+CUSTOMER_KEY = hashlib.sha256(b"a customer's key").digest()
+OTHER_KEY = hashlib.sha256(b"someone else's key").digest()
+PACKAGE = 64 * 1024
+MiB = 1024 * 1024
+
+
+def sse_c(key: bytes = CUSTOMER_KEY, *, copy: bool = False) -> dict[str, Any]:
+    """boto3's SSE-C arguments (it adds the key's MD5 itself)."""
+    prefix = "CopySource" if copy else ""
+    return {f"{prefix}SSECustomerAlgorithm": "AES256", f"{prefix}SSECustomerKey": key}
+
+
+#: The encryption modes, as PutObject / CreateMultipartUpload arguments.
+MODES: dict[str, dict[str, Any]] = {
+    "sse-s3": {"ServerSideEncryption": "AES256"},
+    "sse-kms": {"ServerSideEncryption": "aws:kms"},
+    "sse-kms-key-2": {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "key-2"},
+    "sse-c": sse_c(),
+}
+
+
+def read_args(mode: str) -> dict[str, Any]:
+    """What a GET/HEAD of an object written in `mode` must carry."""
+    return sse_c() if mode == "sse-c" else {}
+
+
+@pytest.fixture(scope="module", params=["standalone", "erasure"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SyncServer]:
+    config: dict[str, Any] = {"kms": KMS}
+    if request.param == "erasure":
+        config |= erasure_config(tmp_path_factory.mktemp("sse-erasure"))
+    with SyncServer(config) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def s3(server: SyncServer) -> Any:
+    d = server.get_storage_descriptor()
+    return signed_client(d.endpoint_url, d.access_key, d.access_secret)
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"sse-{uuid.uuid4().hex[:16]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def stored_files(server: SyncServer) -> list[Path]:
+    """Every file the server keeps: its data directory and every drive."""
+    config = server.config
+    assert config is not None
+    roots = [Path(config.storage.directory)]
+    if config.cluster.enabled:
+        roots += [Path(p) for p in config.cluster.drives.paths]
+    return [p for root in roots for p in root.rglob("*") if p.is_file()]
+
+
+def holds(files: list[Path], pattern: bytes) -> bool:
+    return any(pattern in f.read_bytes() for f in files)
+
+
+def pattern_body(size: int, tag: bytes) -> bytes:
+    unit = b"<<PLAINTEXT-" + tag + b">>"
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+def headers_of(response: dict[str, Any]) -> dict[str, str]:
+    return response["ResponseMetadata"]["HTTPHeaders"]
+
+
+def client_error(call: Any, **kwargs: Any) -> ClientError:
+    with pytest.raises(ClientError) as info:
+        call(**kwargs)
+    return info.value
+
+
+@pytest.mark.parametrize("size", [0, 1, PACKAGE - 1, PACKAGE, PACKAGE + 1, 3 * PACKAGE + 7])
+@pytest.mark.parametrize("mode", list(MODES))
+def test_round_trip(s3: Any, bucket: str, mode: str, size: int) -> None:
+    body = os.urandom(size)
+    put = s3.put_object(Bucket=bucket, Key="k", Body=body, **MODES[mode])
+    got = s3.get_object(Bucket=bucket, Key="k", **read_args(mode))
+    assert got["Body"].read() == body
+    assert got["ContentLength"] == size
+    head = s3.head_object(Bucket=bucket, Key="k", **read_args(mode))
+    assert head["ContentLength"] == size and head["ETag"] == put["ETag"] == got["ETag"]
+    listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert [(o["Size"], o["ETag"]) for o in listed] == [(size, put["ETag"])]
+    if mode == "sse-c":
+        assert put["SSECustomerAlgorithm"] == got["SSECustomerAlgorithm"] == "AES256"
+        md5 = base64.b64encode(hashlib.md5(CUSTOMER_KEY).digest()).decode()
+        assert put["SSECustomerKeyMD5"] == got["SSECustomerKeyMD5"] == md5
+        assert "ServerSideEncryption" not in got
+    else:
+        algorithm = MODES[mode]["ServerSideEncryption"]
+        assert put["ServerSideEncryption"] == got["ServerSideEncryption"] == algorithm
+        assert head["ServerSideEncryption"] == algorithm
+    if mode.startswith("sse-kms"):
+        wanted = MODES[mode].get("SSEKMSKeyId", "key-1")
+        assert put["SSEKMSKeyId"] == got["SSEKMSKeyId"] == wanted
+    # S3: an SSE-S3 ETag is the plaintext's MD5; SSE-C and SSE-KMS ETags are not.
+    md5 = f'"{hashlib.md5(body).hexdigest()}"'
+    assert (put["ETag"] == md5) == (mode == "sse-s3")
+
+
+RANGES = [
+    (PACKAGE - 1, PACKAGE),
+    (PACKAGE, 2 * PACKAGE - 1),
+    (0, 0),
+    (2 * PACKAGE - 3, 2 * PACKAGE + 5),
+]
+
+
+@pytest.mark.parametrize("mode", ["sse-s3", "sse-c"])
+def test_ranges_at_package_boundaries(s3: Any, bucket: str, mode: str) -> None:
+    body = os.urandom(3 * PACKAGE + 100)
+    s3.put_object(Bucket=bucket, Key="k", Body=body, **MODES[mode])
+    for first, last in [*RANGES, (len(body) - 1, len(body) - 1)]:
+        got = s3.get_object(
+            Bucket=bucket, Key="k", Range=f"bytes={first}-{last}", **read_args(mode)
+        )
+        assert got["Body"].read() == body[first : last + 1]
+        assert got["ContentRange"] == f"bytes {first}-{last}/{len(body)}"
+    for suffix in (1, 100, PACKAGE + 1):
+        got = s3.get_object(Bucket=bucket, Key="k", Range=f"bytes=-{suffix}", **read_args(mode))
+        assert got["Body"].read() == body[-suffix:]
+    got = s3.get_object(Bucket=bucket, Key="k", Range=f"bytes={PACKAGE}-", **read_args(mode))
+    assert got["Body"].read() == body[PACKAGE:]
+    error = client_error(
+        s3.get_object, Bucket=bucket, Key="k", Range=f"bytes={len(body)}-", **read_args(mode)
+    )
+    assert error_code(error) == "InvalidRange"
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_multipart(s3: Any, bucket: str, mode: str) -> None:
+    pieces = [os.urandom(5 * MiB), os.urandom(PACKAGE + 3)]
+    body = b"".join(pieces)
+    created = s3.create_multipart_upload(Bucket=bucket, Key="mp", **MODES[mode])
+    upload_id = created["UploadId"]
+    if mode != "sse-c":
+        assert created["ServerSideEncryption"] == MODES[mode]["ServerSideEncryption"]
+    parts = []
+    for number, piece in enumerate(pieces, 1):
+        done = s3.upload_part(
+            Bucket=bucket,
+            Key="mp",
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=piece,
+            **read_args(mode),
+        )
+        parts.append({"PartNumber": number, "ETag": done["ETag"]})
+    listed = s3.list_parts(Bucket=bucket, Key="mp", UploadId=upload_id)["Parts"]
+    assert [p["Size"] for p in listed] == [len(p) for p in pieces]
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
+    assert done["ETag"].endswith('-2"')
+    got = s3.get_object(Bucket=bucket, Key="mp", **read_args(mode))
+    assert got["Body"].read() == body and got["ContentLength"] == len(body)
+    assert got["ETag"] == done["ETag"]
+    # A range across the part boundary, and each part by number.
+    first, last = 5 * MiB - 10, 5 * MiB + PACKAGE + 1
+    got = s3.get_object(Bucket=bucket, Key="mp", Range=f"bytes={first}-{last}", **read_args(mode))
+    assert got["Body"].read() == body[first : last + 1]
+    for number, piece in enumerate(pieces, 1):
+        got = s3.get_object(Bucket=bucket, Key="mp", PartNumber=number, **read_args(mode))
+        assert got["Body"].read() == piece and got["PartsCount"] == 2
+    # boto3 encodes an SSE-C key for GetObject, not for GetObjectAttributes.
+    encoded = {}
+    if mode == "sse-c":
+        encoded = {
+            "SSECustomerAlgorithm": "AES256",
+            "SSECustomerKey": base64.b64encode(CUSTOMER_KEY).decode(),
+            "SSECustomerKeyMD5": base64.b64encode(hashlib.md5(CUSTOMER_KEY).digest()).decode(),
+        }
+    attributes = s3.get_object_attributes(
+        Bucket=bucket, Key="mp", ObjectAttributes=["ObjectSize", "ETag", "ObjectParts"], **encoded
+    )
+    assert attributes["ObjectSize"] == len(body)
+    assert attributes["ObjectParts"]["TotalPartsCount"] == 2
+    assert f'"{attributes["ETag"]}"' == done["ETag"]
+    listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert [(o["Key"], o["Size"]) for o in listed] == [("mp", len(body))]
+
+
+def test_sse_c_key_is_required_and_checked(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"secret", **sse_c())
+    for call in (s3.get_object, s3.head_object):
+        missing = client_error(call, Bucket=bucket, Key="k")
+        assert missing.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        wrong = client_error(call, Bucket=bucket, Key="k", **sse_c(OTHER_KEY))
+        assert wrong.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    missing = client_error(s3.get_object, Bucket=bucket, Key="k")
+    assert error_code(missing) == "InvalidRequest"
+    assert error_code(client_error(s3.get_object, Bucket=bucket, Key="k", **sse_c(OTHER_KEY))) == (
+        "AccessDenied"
+    )
+    # An object that is not SSE-C takes no customer key.
+    s3.put_object(Bucket=bucket, Key="plain", Body=b"x")
+    error = client_error(s3.get_object, Bucket=bucket, Key="plain", **sse_c())
+    assert error_code(error) == "InvalidRequest"
+
+
+def test_sse_c_parts_need_the_uploads_key(s3: Any, bucket: str) -> None:
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp", **sse_c())["UploadId"]
+    for extra in ({}, sse_c(OTHER_KEY)):
+        error = client_error(
+            s3.upload_part,
+            Bucket=bucket,
+            Key="mp",
+            UploadId=upload_id,
+            PartNumber=1,
+            Body=b"x",
+            **extra,
+        )
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 403)
+
+
+def test_bad_sse_headers(server: SyncServer, s3: Any, bucket: str) -> None:
+    error = client_error(
+        s3.put_object,
+        Bucket=bucket,
+        Key="k",
+        Body=b"x",
+        ServerSideEncryption="aws:kms",
+        SSEKMSKeyId="no-such-key",
+    )
+    assert error_code(error) == "KMS.NotFoundException"
+    arn = "arn:aws:kms:us-east-1:123456789012:key/key-2"
+    put = s3.put_object(
+        Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="aws:kms", SSEKMSKeyId=arn
+    )
+    assert put["SSEKMSKeyId"] == "key-2"
+    endpoint = server.get_storage_descriptor().endpoint_url
+    key = base64.b64encode(CUSTOMER_KEY).decode()
+    cases = {
+        "bad md5": {
+            "x-amz-server-side-encryption-customer-algorithm": "AES256",
+            "x-amz-server-side-encryption-customer-key": key,
+            "x-amz-server-side-encryption-customer-key-MD5": base64.b64encode(b"0" * 16).decode(),
+        },
+        "short key": {
+            "x-amz-server-side-encryption-customer-algorithm": "AES256",
+            "x-amz-server-side-encryption-customer-key": base64.b64encode(b"short").decode(),
+            "x-amz-server-side-encryption-customer-key-MD5": base64.b64encode(
+                hashlib.md5(b"short").digest()
+            ).decode(),
+        },
+        "no algorithm": {"x-amz-server-side-encryption-customer-key": key},
+        "unknown method": {"x-amz-server-side-encryption": "rot13"},
+    }
+    for name, headers in cases.items():
+        response = httpx.put(f"{endpoint}/{bucket}/bad", content=b"x", headers=headers)
+        assert response.status_code == 400, name
+    assert error_code(client_error(s3.head_object, Bucket=bucket, Key="bad")) == "404"
+
+
+def test_no_plaintext_on_disk(server: SyncServer, s3: Any, bucket: str) -> None:
+    """A recognisable pattern written in every mode, single and multipart, is in no
+    file under the data directory or on any drive; the same written unencrypted is
+    (so the search does find what is there)."""
+    for mode, args in MODES.items():
+        tag = mode.encode()
+        s3.put_object(Bucket=bucket, Key=f"{mode}/one", Body=pattern_body(300_000, tag), **args)
+        upload_id = s3.create_multipart_upload(Bucket=bucket, Key=f"{mode}/mp", **args)["UploadId"]
+        done = s3.upload_part(
+            Bucket=bucket,
+            Key=f"{mode}/mp",
+            UploadId=upload_id,
+            PartNumber=1,
+            Body=pattern_body(200_000, tag + b"-mp"),
+            **read_args(mode),
+        )
+        s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key=f"{mode}/mp",
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": done["ETag"]}]},
+        )
+    s3.put_object(Bucket=bucket, Key="clear", Body=pattern_body(300_000, b"clear"))
+    files = stored_files(server)
+    assert holds(files, b"<<PLAINTEXT-clear>>")
+    for mode in MODES:
+        assert not holds(files, b"<<PLAINTEXT-" + mode.encode()), mode
+
+
+def test_copy_changes_encryption(s3: Any, bucket: str) -> None:
+    body = os.urandom(PACKAGE * 2 + 9)
+    s3.put_object(Bucket=bucket, Key="k", Body=body)
+    # A copy onto itself that only changes the encryption is allowed (S3's rule).
+    copied = s3.copy_object(
+        Bucket=bucket,
+        Key="k",
+        CopySource={"Bucket": bucket, "Key": "k"},
+        ServerSideEncryption="AES256",
+    )
+    assert copied["ServerSideEncryption"] == "AES256"
+    assert s3.head_object(Bucket=bucket, Key="k")["ServerSideEncryption"] == "AES256"
+    # SSE-S3 -> SSE-C -> SSE-KMS key-2 -> clear, each read back.
+    s3.copy_object(Bucket=bucket, Key="c", CopySource={"Bucket": bucket, "Key": "k"}, **sse_c())
+    assert s3.get_object(Bucket=bucket, Key="c", **sse_c())["Body"].read() == body
+    s3.copy_object(
+        Bucket=bucket,
+        Key="kms",
+        CopySource={"Bucket": bucket, "Key": "c"},
+        ServerSideEncryption="aws:kms",
+        SSEKMSKeyId="key-2",
+        **sse_c(copy=True),
+    )
+    got = s3.get_object(Bucket=bucket, Key="kms")
+    assert got["Body"].read() == body and got["SSEKMSKeyId"] == "key-2"
+    error = client_error(
+        s3.copy_object, Bucket=bucket, Key="x", CopySource={"Bucket": bucket, "Key": "c"}
+    )
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    s3.copy_object(Bucket=bucket, Key="clear", CopySource={"Bucket": bucket, "Key": "kms"})
+    got = s3.get_object(Bucket=bucket, Key="clear")
+    assert got["Body"].read() == body and "ServerSideEncryption" not in got
+
+
+def test_upload_part_copy_between_encryptions(s3: Any, bucket: str) -> None:
+    source = os.urandom(5 * MiB + 17)
+    s3.put_object(Bucket=bucket, Key="src", Body=source, **sse_c(OTHER_KEY))
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp", ServerSideEncryption="aws:kms")[
+        "UploadId"
+    ]
+    first = s3.upload_part_copy(
+        Bucket=bucket,
+        Key="mp",
+        UploadId=upload_id,
+        PartNumber=1,
+        CopySource={"Bucket": bucket, "Key": "src"},
+        **sse_c(OTHER_KEY, copy=True),
+    )
+    second = s3.upload_part_copy(
+        Bucket=bucket,
+        Key="mp",
+        UploadId=upload_id,
+        PartNumber=2,
+        CopySource={"Bucket": bucket, "Key": "src"},
+        CopySourceRange=f"bytes={PACKAGE - 1}-{PACKAGE}",
+        **sse_c(OTHER_KEY, copy=True),
+    )
+    parts = [
+        {"PartNumber": 1, "ETag": first["CopyPartResult"]["ETag"]},
+        {"PartNumber": 2, "ETag": second["CopyPartResult"]["ETag"]},
+    ]
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
+    got = s3.get_object(Bucket=bucket, Key="mp")
+    assert got["Body"].read() == source + source[PACKAGE - 1 : PACKAGE + 1]
+
+
+def test_checksums_over_the_plaintext(s3: Any, bucket: str) -> None:
+    body = os.urandom(PACKAGE + 5)
+    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    for mode, args in MODES.items():
+        put = s3.put_object(Bucket=bucket, Key=mode, Body=body, ChecksumAlgorithm="CRC32", **args)
+        assert put["ChecksumCRC32"] == crc
+        got = s3.get_object(Bucket=bucket, Key=mode, ChecksumMode="ENABLED", **read_args(mode))
+        assert got["Body"].read() == body and got["ChecksumCRC32"] == crc
+        error = client_error(
+            s3.put_object, Bucket=bucket, Key=mode, Body=body, ChecksumCRC32="AAAAAA==", **args
+        )
+        assert error_code(error) == "BadDigest"
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+        s3.put_object(Bucket=bucket, Key=mode, Body=body, ContentMD5=md5, **args)
+        wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+        error = client_error(
+            s3.put_object, Bucket=bucket, Key=mode, Body=body, ContentMD5=wrong, **args
+        )
+        assert error_code(error) == "BadDigest"
+
+
+def test_multipart_full_object_checksum(s3: Any, bucket: str) -> None:
+    pieces = [os.urandom(5 * MiB), os.urandom(1000)]
+    body = b"".join(pieces)
+    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    upload_id = s3.create_multipart_upload(
+        Bucket=bucket,
+        Key="mp",
+        ServerSideEncryption="AES256",
+        ChecksumAlgorithm="CRC32",
+        ChecksumType="FULL_OBJECT",
+    )["UploadId"]
+    parts = []
+    for number, piece in enumerate(pieces, 1):
+        done = s3.upload_part(
+            Bucket=bucket,
+            Key="mp",
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=piece,
+            ChecksumAlgorithm="CRC32",
+        )
+        parts.append(
+            {"PartNumber": number, "ETag": done["ETag"], "ChecksumCRC32": done["ChecksumCRC32"]}
+        )
+    done = s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="mp",
+        UploadId=upload_id,
+        MultipartUpload={"Parts": parts},
+        ChecksumCRC32=crc,
+        ChecksumType="FULL_OBJECT",
+    )
+    assert done["ChecksumCRC32"] == crc
+
+
+def test_flipped_byte_is_never_served(server: SyncServer, s3: Any, bucket: str) -> None:
+    """A byte changed in a stored object: its GET fails (an error, or a connection cut
+    short), never answers other bytes. Standalone: one file holds the object."""
+    config = server.config
+    assert config is not None
+    if config.cluster.enabled:
+        pytest.skip("an erasure node heals a flipped byte from parity (its own tests)")
+    body = os.urandom(5 * PACKAGE + 11)
+    before = set(stored_files(server))
+    s3.put_object(Bucket=bucket, Key="k", Body=body, ServerSideEncryption="AES256")
+    sealed = [
+        f
+        for f in set(stored_files(server)) - before
+        if f.stat().st_size == sealed_length(len(body))
+    ]
+    assert len(sealed) == 1
+    data = bytearray(sealed[0].read_bytes())
+    data[2 * PACKAGE] ^= 0x01
+    sealed[0].write_bytes(bytes(data))
+    try:
+        got = s3.get_object(Bucket=bucket, Key="k")["Body"].read()
+    except (ClientError, BotoCoreError):
+        pass
+    else:
+        pytest.fail(f"a tampered object was served ({len(got)} bytes)")
+    ranged = s3.get_object(Bucket=bucket, Key="k", Range="bytes=0-100")
+    assert ranged["Body"].read() == body[:101]  # packages before the flip still open
+
+
+def test_aws_cli(server: SyncServer, tmp_path: Path, bucket: str) -> None:
+    if not AWS.exists():
+        pytest.skip(f"aws CLI not found at {AWS}")
+    d = server.get_storage_descriptor()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_ACCESS_KEY_ID": d.access_key,
+        "AWS_SECRET_ACCESS_KEY": d.access_secret,
+        "AWS_DEFAULT_REGION": d.region,
+        "AWS_MAX_ATTEMPTS": "1",
+        "AWS_PAGER": "",
+    }
+
+    def cp(*args: str) -> None:
+        cmd = [str(AWS), "s3", "cp", *args, "--endpoint-url", d.endpoint_url, "--no-progress"]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+
+    key_file = tmp_path / "customer.key"
+    key_file.write_bytes(CUSTOMER_KEY)
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.write_bytes(os.urandom(PACKAGE + 1))
+    large.write_bytes(os.urandom(9 * MiB))  # past the CLI's 8 MiB multipart threshold
+    flags = {
+        "sse-s3": ["--sse", "AES256"],
+        "sse-kms": ["--sse", "aws:kms", "--sse-kms-key-id", "key-1"],
+        "sse-c": ["--sse-c", "AES256", "--sse-c-key", f"fileb://{key_file}"],
+    }
+    for mode, flag in flags.items():
+        for source in (small, large):
+            url = f"s3://{bucket}/{mode}/{source.name}"
+            cp(str(source), url, *flag)
+            back = tmp_path / f"back-{mode}-{source.name}"
+            cp(url, str(back), *(flag if mode == "sse-c" else []))
+            assert back.read_bytes() == source.read_bytes(), (mode, source.name)
+
+
+def test_without_a_keyring(tmp_path: Path) -> None:
+    """A server with no kms keys refuses SSE-S3/KMS with a clear 400, and SSE-C over
+    plain HTTP unless allowed."""
+    with SyncServer({"storage": {"directory": str(tmp_path)}}) as started:
+        d = started.get_storage_descriptor()
+        s3 = signed_client(d.endpoint_url, d.access_key, d.access_secret)
+        s3.create_bucket(Bucket="bkt")
+        for args in (MODES["sse-s3"], MODES["sse-kms"]):
+            error = client_error(s3.put_object, Bucket="bkt", Key="k", Body=b"x", **args)
+            assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+            assert "kms.keys" in error.response["Error"]["Message"]
+        error = client_error(s3.put_object, Bucket="bkt", Key="k", Body=b"x", **sse_c())
+        assert error_code(error) == "InvalidRequest"
+        assert "secure" in error.response["Error"]["Message"]
+
+
+@pytest.mark.slow
+def test_in_a_cluster(tmp_path: Path) -> None:
+    """Three nodes with the same keyring: objects sealed through one node are read
+    through the others, and no drive of any node holds their plaintext."""
+    nodes = make_nodes(tmp_path, 3, 2)
+    for i in range(3):
+        config = tmp_path / f"node{i}" / "shoal.toml"
+        keys = ", ".join(f'{{ id = "{k["id"]}", secret = "{k["secret"]}" }}' for k in KMS["keys"])
+        config.write_text(
+            config.read_text() + f"\n[kms]\nkeys = [{keys}]\nallow_sse_c_over_http = true\n"
+        )
+    with running(nodes) as (a, b, c):
+        a.s3().create_bucket(Bucket="enc")
+        bodies = {mode: pattern_body(400_000, mode.encode()) for mode in MODES}
+        for mode, body in bodies.items():
+            a.s3().put_object(Bucket="enc", Key=mode, Body=body, **MODES[mode])
+        for node in (b, c):
+            for mode, body in bodies.items():
+                got = node.s3().get_object(Bucket="enc", Key=mode, **read_args(mode))
+                assert got["Body"].read() == body
+        files = [p for p in tmp_path.rglob("*") if p.is_file()]
+        for mode in MODES:
+            assert not holds(files, b"<<PLAINTEXT-" + mode.encode()), mode
