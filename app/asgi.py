@@ -260,6 +260,7 @@ def make_backend(config: Config) -> Backend:
         heartbeat_interval=c.heartbeat_interval_ms / 1000,
         heartbeat_timeout=c.heartbeat_timeout_ms / 1000,
         max_datagram_size=c.max_datagram_size,
+        keyring_fingerprint=Keyring.from_config(config.kms).fingerprint(),
         **erasure,
     )
 

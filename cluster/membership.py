@@ -13,6 +13,13 @@ member to add it; the smallest id alive decides (others forward), one join at a 
 and pushes the new view — the newcomer's drives as new sets, a new pool (see
 storage.erasure.versions.Placement) — to every member before answering.
 
+Every node must hold the same kms keyring (shoal.sse.keyring): nodes exchange its
+one-way fingerprint in hello and join. A new cluster is not formed while any seed's
+keyring differs (each node logs which one, and forms once the odd node is restarted
+with the same keys); a node joining or rejoining a formed cluster with another keyring
+is refused (JoinRefused: the process stops) rather than seal data the others could not
+open. The fingerprint reveals nothing of the keys.
+
 Heartbeats: every node pings every other one each `heartbeat_interval_ms`. A peer not
 heard from for two intervals is suspect; after `heartbeat_timeout_ms` it is offline —
 but only while this node hears from a majority of the cluster (itself included), so
@@ -44,6 +51,17 @@ VIEW_FORMAT = 1
 
 class JoinRefused(Exception):
     """The cluster would not take this node in; the message says why."""
+
+
+KEYRING_DIFFERS = "kms keyring differs from the cluster's"
+
+
+def keyring_refusal(node: str, address: str) -> str:
+    """Why a node refuses a peer whose keyring fingerprint differs (no key material)."""
+    return (
+        f"{KEYRING_DIFFERS}: node {node} at {address} holds other kms.keys; every node "
+        "needs the same keys (ids and secrets)"
+    )
 
 
 @dataclass
@@ -190,8 +208,12 @@ class Membership:
         m: int,
         heartbeat_interval: float,
         heartbeat_timeout: float,
+        keyring_fingerprint: str = "",
     ) -> None:
         self.transport = transport
+        #: Keyring.fingerprint() of this node's kms keyring, compared with every peer's.
+        self.keyring = keyring_fingerprint
+        self._keyring_warned: set[tuple[str, str]] = set()
         self.store = store
         self.node_id = node_id
         self.address = address
@@ -224,10 +246,15 @@ class Membership:
     async def join(self, deadline: float = 600.0) -> View:
         """The view: persisted, else received, else formed with the seeds."""
         started = time.monotonic()
+        if self.view is not None:  # a restart: the members that answer must agree
+            others = [i.address for n, i in self.view.nodes.items() if n != self.node_id]
+            self._check_keyrings(await self._ask_hello(others))
         while self.view is None:
             if time.monotonic() - started > deadline:
                 raise TimeoutError("cluster formation: seeds did not all answer")
             infos = await self._ask_seeds()
+            self._check_keyrings([i for i in infos if i.get("view")])
+            differing = [i for i in infos if i.get("keyring", "") != self.keyring]
             if self.view is not None:
                 break
             known = [View.from_dict(i["view"]) for i in infos if i.get("view")]
@@ -243,6 +270,8 @@ class Membership:
                     break
                 except PeerUnavailable as exc:
                     log.warning("joining: %s; retrying", exc)
+            elif differing:  # not forming a cluster whose nodes could not read each other
+                self._warn_keyrings(differing)
             elif len(infos) == len(self.seeds):
                 everyone = [(self.node_id, self.address, self.drive_count)]
                 everyone += [(i["node_id"], i["address"], int(i["drives"])) for i in infos]
@@ -275,18 +304,44 @@ class Membership:
             await asyncio.sleep(1.0)
 
     async def _ask_seeds(self) -> list[dict[str, Any]]:
-        async def one(seed: str) -> dict[str, Any] | None:
+        return await self._ask_hello(self.seeds)
+
+    async def _ask_hello(self, addresses: Sequence[str]) -> list[dict[str, Any]]:
+        async def one(address: str) -> dict[str, Any] | None:
             try:
-                return (await self.transport.call(seed, "cluster.hello", {}, timeout=2)).result
+                return (await self.transport.call(address, "cluster.hello", {}, timeout=2)).result
             except (PeerUnavailable, RpcError):
                 return None
 
-        answers = await asyncio.gather(*(one(s) for s in self.seeds))
+        answers = await asyncio.gather(*(one(a) for a in addresses))
         return [a for a in answers if a is not None]
+
+    def _warn_keyrings(self, infos: Sequence[dict[str, Any]]) -> None:
+        """Log (once per peer and keyring) that these seeds hold another keyring."""
+        for info in infos:
+            seen = (str(info.get("node_id")), str(info.get("keyring")))
+            if seen not in self._keyring_warned:
+                self._keyring_warned.add(seen)
+                message = keyring_refusal(seen[0], str(info.get("address")))
+                log.error("not forming the cluster: %s", message)
+
+    def _check_keyrings(self, infos: Sequence[dict[str, Any]]) -> None:
+        """JoinRefused if any member of a formed cluster that answered holds another
+        kms keyring."""
+        for info in infos:
+            if info.get("keyring", "") != self.keyring:
+                message = keyring_refusal(str(info.get("node_id")), str(info.get("address")))
+                log.error("refusing to join the cluster: %s", message)
+                raise JoinRefused(message)
 
     async def _ask_to_join(self, members: list[str]) -> View:
         """Runtime join: a member adds this node to the view (see _join)."""
-        args = {"node_id": self.node_id, "address": self.address, "drives": self.drive_count}
+        args = {
+            "node_id": self.node_id,
+            "address": self.address,
+            "drives": self.drive_count,
+            "keyring": self.keyring,
+        }
         for address in members:
             try:
                 reply = await self.transport.call(address, "cluster.join", args, timeout=30)
@@ -308,6 +363,10 @@ class Membership:
         if view is None:
             raise RpcError("NotFormed", "this node is not a member of a formed cluster yet")
         args = request.args
+        if args.get("keyring", "") != self.keyring:
+            message = keyring_refusal(str(args.get("node_id")), str(args.get("address")))
+            log.error("refusing a join: %s", message)
+            raise RpcError("KeyringMismatch", message)
         leader = self.leader()
         if leader != self.node_id and not args.get("forwarded"):
             address = view.nodes[leader].address
@@ -383,6 +442,7 @@ class Membership:
                 "address": self.address,
                 "drives": self.drive_count,
                 "view": self.view.to_dict() if self.view else None,
+                "keyring": self.keyring,
             }
         )
 

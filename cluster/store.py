@@ -41,6 +41,7 @@ class DistributedStore(ErasureStore):
         heartbeat_interval: float,
         heartbeat_timeout: float,
         max_datagram_size: int | None = None,
+        keyring_fingerprint: str = "",
         **erasure: Any,
     ) -> None:
         super().__init__(paths, **erasure)
@@ -62,6 +63,7 @@ class DistributedStore(ErasureStore):
         self._advertise = advertise
         self._seeds = list(seeds)
         self._heartbeat = (heartbeat_interval, heartbeat_timeout)
+        self._keyring = keyring_fingerprint  # every node must hold the same kms keyring
         self.membership: Membership | None = None
         self._remotes: defaultdict[str, list[RemoteDrive]] = defaultdict(list)  # by node
 
@@ -79,6 +81,7 @@ class DistributedStore(ErasureStore):
             m=self.m,
             heartbeat_interval=self._heartbeat[0],
             heartbeat_timeout=self._heartbeat[1],
+            keyring_fingerprint=self._keyring,
         )
         self.membership.start()
         await self.membership.join()
