@@ -8,8 +8,9 @@ class TamperedError(Exception):
     truncated, reordered, corrupted, or opened with the wrong key. Never wrong bytes."""
 
 
-class KeyNotFound(KeyError):
-    """The keyring holds no key with this id (or the ARN names none of them)."""
+class KeyNotFound(Exception):
+    """The keyring holds no key with this id (or the ARN names none of them). Not a
+    KeyError, so no `except KeyError` meant for a dict lookup swallows it."""
 
     def __init__(self, key_id: str) -> None:
         super().__init__(key_id)

@@ -178,7 +178,12 @@ def test_seal_stream_hashes_plaintext_and_opens(n: int) -> None:
         for pos in range(0, n, 8192):
             yield plain[pos : pos + 8192]
 
-    sealed = asyncio.run(collect(seal_stream(body(), KEY, ID, counting, seen.append)))
+    async def pieces() -> list[bytes]:
+        return [p async for p in seal_stream(body(), KEY, ID, counting, seen.append)]
+
+    out = asyncio.run(pieces())
+    assert max(len(p) for p in out) < BATCH + 2 * SEALED_PACKAGE  # memory: one batch
+    sealed = b"".join(out)
     assert b"".join(seen) == plain
     assert open_all(sealed, n) == plain
     assert calls == n // BATCH + 1  # ~1 MiB per hop, never one hop per package
