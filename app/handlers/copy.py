@@ -161,7 +161,7 @@ async def copy_object(ctx: RequestContext) -> Response:
         write.tags = _copied_tags(ctx, source.tags)
         # As S3: a copy gets the ACL the request gives (else the default), never the source's.
         write.owner, write.acl = await new_version_acl(ctx, ctx.headers)
-        conditional_write(ctx, write)
+        await conditional_write(ctx, write)
         info = await ctx.backend.head_bucket(ctx.bucket)
         await apply_write_lock(ctx, info, write)
         algorithm = (

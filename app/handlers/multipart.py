@@ -208,7 +208,7 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
         return await _repeated_completion(ctx, upload_id)
     parts = completed_parts(await read_small(ctx.request, MAX_COMPLETE_BODY, object_checksums=True))
     write = object_write({}, max_metadata_size=0)
-    conditional_write(ctx, write)
+    await conditional_write(ctx, write)
     # The lock chosen at creation (the upload's own write carries it too).
     write.retention, write.legal_hold = upload.write.retention, upload.write.legal_hold
     bucket = await ctx.backend.head_bucket(ctx.bucket)

@@ -48,7 +48,8 @@ from shoal.storage.backend import (
     ObjectReader,
     ObjectWrite,
 )
-from shoal.storage.errors import NoSuchVersion, StorageError
+from shoal.storage.errors import NoSuchBucket, NoSuchVersion, StorageError
+from shoal.storage.errors import NoSuchKey as StorageNoSuchKey
 
 #: Objects up to this size are answered in one body instead of a stream.
 SMALL_BODY = 256 * 1024
@@ -56,7 +57,7 @@ MAX_DELETE_KEYS = 1000
 MAX_DELETE_BODY = 2 * 1024 * 1024
 
 
-def conditional_write(ctx: RequestContext, write: ObjectWrite) -> None:
+async def conditional_write(ctx: RequestContext, write: ObjectWrite) -> None:
     """If-None-Match: * and If-Match on writes, checked by the backend at commit."""
     if_none_match = ctx.headers.get("if-none-match")
     if if_none_match is not None:
@@ -65,7 +66,18 @@ def conditional_write(ctx: RequestContext, write: ObjectWrite) -> None:
         write.if_none_match = True
     if_match = ctx.headers.get("if-match")
     if if_match is not None:
-        write.if_match = if_match.strip().strip('"')
+        write.if_match = await _stored_etag(ctx, if_match.strip().strip('"'))
+
+
+async def _stored_etag(ctx: RequestContext, etag: str) -> str:
+    """The stored ETag the backend compares for an If-Match the client wrote with the
+    ETag it sees: an encrypted current version's stored (ciphertext) ETag differs. The
+    backend still checks atomically: a version written meanwhile has another one."""
+    try:
+        meta = await ctx.backend.head_object(ctx.bucket, ctx.key)
+    except (StorageNoSuchKey, NoSuchBucket):
+        return etag  # no current version: the backend answers as it does
+    return meta.etag if meta.encryption is not None and meta.shown_etag == etag else etag
 
 
 def write_result_headers(meta: ObjectMeta, info: BucketInfo) -> dict[str, str]:
@@ -82,7 +94,7 @@ def write_result_headers(meta: ObjectMeta, info: BucketInfo) -> dict[str, str]:
 async def put_object(ctx: RequestContext) -> Response:
     write = object_write(ctx.headers, max_metadata_size=ctx.config.limits.max_metadata_size)
     write.owner, write.acl = await new_version_acl(ctx, ctx.headers)
-    conditional_write(ctx, write)
+    await conditional_write(ctx, write)
     info = await ctx.backend.head_bucket(ctx.bucket)
     require_write_integrity(ctx, info)
     await apply_write_lock(ctx, info, write)

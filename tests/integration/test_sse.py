@@ -450,11 +450,22 @@ def test_multipart_full_object_checksum(s3: Any, bucket: str) -> None:
 
 def test_flipped_byte_is_never_served(server: SyncServer, s3: Any, bucket: str) -> None:
     """A byte changed in a stored object: its GET fails (an error, or a connection cut
-    short), never answers other bytes. Standalone: one file holds the object."""
+    short), never answers other bytes. Standalone: one file holds the object; an erasure
+    node rebuilds the ciphertext from parity and serves the object whole."""
     config = server.config
     assert config is not None
     if config.cluster.enabled:
-        pytest.skip("an erasure node heals a flipped byte from parity (its own tests)")
+        body = os.urandom(5 * PACKAGE + 11)
+        s3.put_object(Bucket=bucket, Key="k", Body=body, ServerSideEncryption="AES256")
+        drive = Path(config.cluster.drives.paths[0])
+        shards = [p for p in drive.rglob("*.dat") if bucket in str(p)]
+        assert shards
+        for shard in shards:
+            data = bytearray(shard.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            shard.write_bytes(bytes(data))
+        assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == body
+        return
     body = os.urandom(5 * PACKAGE + 11)
     before = set(stored_files(server))
     s3.put_object(Bucket=bucket, Key="k", Body=body, ServerSideEncryption="AES256")
@@ -475,6 +486,62 @@ def test_flipped_byte_is_never_served(server: SyncServer, s3: Any, bucket: str) 
         pytest.fail(f"a tampered object was served ({len(got)} bytes)")
     ranged = s3.get_object(Bucket=bucket, Key="k", Range="bytes=0-100")
     assert ranged["Body"].read() == body[:101]  # packages before the flip still open
+
+
+def test_bucket_default_applies_to_writes_without_headers(
+    server: SyncServer, s3: Any, bucket: str
+) -> None:
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": "aws:kms",
+                        "KMSMasterKeyID": "key-2",
+                    },
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
+    )
+    body = pattern_body(100_000, b"bucket-default")
+    put = s3.put_object(Bucket=bucket, Key="k", Body=body)
+    assert put["ServerSideEncryption"] == "aws:kms" and put["SSEKMSKeyId"] == "key-2"
+    assert put["BucketKeyEnabled"] is True
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=upload_id, PartNumber=1, Body=body)
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="mp",
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    for key in ("k", "mp"):
+        got = s3.get_object(Bucket=bucket, Key=key)
+        assert got["Body"].read() == body and got["SSEKMSKeyId"] == "key-2"
+    # Headers win over the default.
+    assert s3.put_object(Bucket=bucket, Key="c", Body=b"x", **sse_c())["SSECustomerKeyMD5"]
+    assert not holds(stored_files(server), b"<<PLAINTEXT-bucket-default>>")
+
+
+def test_conditional_requests_use_the_shown_etag(s3: Any, bucket: str) -> None:
+    body = os.urandom(1000)
+    etag = s3.put_object(Bucket=bucket, Key="k", Body=body, ServerSideEncryption="AES256")["ETag"]
+    assert etag == f'"{hashlib.md5(body).hexdigest()}"'
+    got = s3.get_object(Bucket=bucket, Key="k", IfMatch=etag)
+    assert got["Body"].read() == body
+    error = client_error(s3.get_object, Bucket=bucket, Key="k", IfNoneMatch=etag)
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    replaced = s3.put_object(
+        Bucket=bucket, Key="k", Body=b"new", IfMatch=etag, ServerSideEncryption="AES256"
+    )
+    error = client_error(
+        s3.put_object, Bucket=bucket, Key="k", Body=b"newer", IfMatch=etag, **sse_c()
+    )
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    s3.delete_object(Bucket=bucket, Key="k", IfMatch=replaced["ETag"])
+    assert error_code(client_error(s3.head_object, Bucket=bucket, Key="k")) == "404"
 
 
 def test_aws_cli(server: SyncServer, tmp_path: Path, bucket: str) -> None:
