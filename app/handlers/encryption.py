@@ -3,7 +3,9 @@
 
 As S3: the bucket must exist before the body is looked at; GET without a configuration
 is 404 ServerSideEncryptionConfigurationNotFoundError; DELETE is 204 also when none was
-set."""
+set. A KMSMasterKeyID is not checked against the keyring (S3 does not validate it either:
+the writes that use an unknown one fail with KMS.NotFoundException), but a server with no
+keys at all refuses a default it could never apply."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import contextlib
 
 from starlette.responses import Response
 
+from shoal.app import sse
 from shoal.app.body import read_small, require_integrity_header
 from shoal.app.context import RequestContext
 from shoal.app.encryptionconfig import (
@@ -32,6 +35,8 @@ async def put_bucket_encryption(ctx: RequestContext) -> Response:
     await ctx.backend.head_bucket(ctx.bucket)
     require_integrity_header(ctx.headers)
     config = parse_configuration(await read_small(ctx.request, MAX_ENCRYPTION_BODY))
+    # Without a key every write to the bucket would fail: refused here, clearly (400).
+    sse.default_key(ctx.keyring)
     await ctx.backend.put_bucket_document(ctx.bucket, DOCUMENT, config.to_json())
     encryptions(ctx.backend).forget(ctx.bucket)
     return Response()

@@ -24,6 +24,7 @@ from shoal.app.handlers.registry import handler, xml_response
 from shoal.app.headers import object_write, version_headers
 from shoal.app.permissions import new_version_acl
 from shoal.app.sealing import seal_write
+from shoal.app.ssepolicy import request_condition_keys
 from shoal.auth import ANONYMOUS, Principal
 from shoal.auth.numbers import parse_uint
 from shoal.auth.postpolicy import check_policy, decode_policy
@@ -88,7 +89,8 @@ async def _authorize(
         check_policy(policy, fields, ctx.bucket, datetime.now(UTC))
         length_range = policy.length_range
     if ctx.gate is not None:
-        await ctx.gate.check(principal, "s3:PutObject", ctx.bucket, key)
+        context = request_condition_keys(fields)  # the form's x-amz-server-side-encryption*
+        await ctx.gate.check(principal, "s3:PutObject", ctx.bucket, key, context)
     return length_range, principal
 
 

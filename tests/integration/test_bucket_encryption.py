@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 from shoal.app.server import SyncServer
 from shoal.auth.signer import signed_headers
 from tests.integration.conftest import auth_config, erasure_config, error_code, signed_client
+from tests.integration.test_sse import holds, pattern_body, stored_files
 
 AWS = Path(sys.executable).parent / "aws"
 KEY, SECRET = "AKIDENCRYPTION", "encryption-secret"
@@ -352,3 +353,99 @@ def test_the_kms_key_id_condition(s3: Any, bucket: str) -> None:
     # No key id at all: the Null test lets it through.
     s3.put_object(Bucket=bucket, Key="plain", Body=b"x")
     assert s3.get_object(Bucket=bucket, Key="plain")["Body"].read() == b"x"
+
+
+def test_the_parts_of_an_encrypted_upload_pass(s3: Any, bucket: str) -> None:
+    """An upload the policy let begin (it asked for SSE-S3) completes under it."""
+    s3.put_bucket_policy(Bucket=bucket, Policy=_policy(bucket, REQUIRE_SSE, REQUIRE_AES256))
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="m", ServerSideEncryption="AES256")
+    upload_id = upload["UploadId"]
+    etag = s3.upload_part(
+        Bucket=bucket, Key="m", UploadId=upload_id, PartNumber=1, Body=b"part one"
+    )["ETag"]
+    done = s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="m",
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )
+    assert done["ServerSideEncryption"] == "AES256"
+    assert s3.get_object(Bucket=bucket, Key="m")["Body"].read() == b"part one"
+
+
+def test_a_post_form_carries_its_encryption_fields(
+    server: SyncServer, s3: Any, bucket: str
+) -> None:
+    s3.put_bucket_policy(Bucket=bucket, Policy=_policy(bucket, REQUIRE_SSE))
+
+    def post(key: str, fields: dict[str, str]) -> httpx.Response:
+        conditions: list[Any] = [{k: v} for k, v in fields.items()]
+        form = s3.generate_presigned_post(bucket, key, Fields=fields, Conditions=conditions)
+        files = {"file": ("a.txt", b"form body", "text/plain")}
+        return httpx.post(form["url"], data=form["fields"], files=files)
+
+    refused = post("plain", {})
+    assert refused.status_code == 403 and "<Code>AccessDenied</Code>" in refused.text
+    sealed = post("sealed", {"x-amz-server-side-encryption": "AES256"})
+    assert sealed.status_code == 204, sealed.text
+    assert sealed.headers["x-amz-server-side-encryption"] == "AES256"
+    assert s3.get_object(Bucket=bucket, Key="sealed")["Body"].read() == b"form body"
+
+
+# ------------------------------------------------------- the default applied to writes
+
+
+def test_plain_writes_get_the_default(server: SyncServer, s3: Any, bucket: str) -> None:
+    clear, sealed = pattern_body(100_000, b"CLEAR"), pattern_body(100_000, b"DEFAULT")
+    s3.put_object(Bucket=bucket, Key="before", Body=clear)
+    rule = {
+        "ApplyServerSideEncryptionByDefault": {
+            "SSEAlgorithm": "aws:kms",
+            "KMSMasterKeyID": "key-2",
+        },
+        "BucketKeyEnabled": True,
+    }
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [rule]})
+    put = s3.put_object(Bucket=bucket, Key="after", Body=sealed)
+    assert put["ServerSideEncryption"] == "aws:kms" and put["BucketKeyEnabled"] is True
+    assert put["SSEKMSKeyId"].endswith("key-2")
+    head = s3.head_object(Bucket=bucket, Key="after")
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"].endswith("key-2")
+    assert s3.get_object(Bucket=bucket, Key="after")["Body"].read() == sealed
+    # On disk (every drive, in erasure mode): the plain object is found, the other not.
+    files = stored_files(server)
+    assert holds(files, b"<<PLAINTEXT-CLEAR>>")
+    assert not holds(files, b"<<PLAINTEXT-DEFAULT>>")
+    # Headers on the request win over the default.
+    own = s3.put_object(Bucket=bucket, Key="own", Body=b"x", ServerSideEncryption="AES256")
+    assert own["ServerSideEncryption"] == "AES256" and "SSEKMSKeyId" not in own
+    # Objects written before the default stay as they were.
+    assert "ServerSideEncryption" not in s3.head_object(Bucket=bucket, Key="before")
+    s3.delete_bucket_encryption(Bucket=bucket)
+    assert "ServerSideEncryption" not in s3.put_object(Bucket=bucket, Key="later", Body=b"x")
+
+
+def test_a_default_naming_an_unknown_key_fails_the_writes(s3: Any, bucket: str) -> None:
+    """S3 does not check KMSMasterKeyID at PUT; the writes that use it are refused."""
+    default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "no-such-key"}
+    config = {"Rules": [{"ApplyServerSideEncryptionByDefault": default}]}
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=config)
+    error = _error(s3.put_object, Bucket=bucket, Key="k", Body=b"x")
+    assert error_code(error) == "KMS.NotFoundException" and _status(error) == 400
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+
+
+def test_a_server_without_keys_refuses_a_default(tmp_path: Path) -> None:
+    with SyncServer(auth_config((KEY, SECRET))) as server:
+        s3 = signed_client(server.endpoint_url, KEY, SECRET)
+        s3.create_bucket(Bucket="nokeys")
+        config = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+        error = _error(
+            s3.put_bucket_encryption, Bucket="nokeys", ServerSideEncryptionConfiguration=config
+        )
+        assert error_code(error) == "InvalidRequest" and "kms.keys" in str(error)
+        assert error_code(_error(s3.get_bucket_encryption, Bucket="nokeys")).endswith(
+            "NotFoundError"
+        )
+        s3.put_object(Bucket="nokeys", Key="k", Body=b"x")
+        assert s3.get_object(Bucket="nokeys", Key="k")["Body"].read() == b"x"
