@@ -425,6 +425,30 @@ def test_plain_writes_get_the_default(server: SyncServer, s3: Any, bucket: str) 
     assert "ServerSideEncryption" not in s3.put_object(Bucket=bucket, Key="later", Body=b"x")
 
 
+def test_copies_and_multipart_uploads_get_the_default(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="source", Body=b"copy me")
+    config = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=config)
+    copied = s3.copy_object(Bucket=bucket, Key="copy", CopySource=f"{bucket}/source")
+    assert copied["ServerSideEncryption"] == "AES256"
+    assert s3.head_object(Bucket=bucket, Key="copy")["ServerSideEncryption"] == "AES256"
+    assert s3.get_object(Bucket=bucket, Key="copy")["Body"].read() == b"copy me"
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="multi")
+    assert upload["ServerSideEncryption"] == "AES256"
+    part = s3.upload_part(
+        Bucket=bucket, Key="multi", UploadId=upload["UploadId"], PartNumber=1, Body=b"one part"
+    )
+    assert part["ServerSideEncryption"] == "AES256"
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key="multi",
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    assert s3.head_object(Bucket=bucket, Key="multi")["ServerSideEncryption"] == "AES256"
+    assert s3.get_object(Bucket=bucket, Key="multi")["Body"].read() == b"one part"
+
+
 def test_a_default_naming_an_unknown_key_fails_the_writes(s3: Any, bucket: str) -> None:
     """S3 does not check KMSMasterKeyID at PUT; the writes that use it are refused."""
     default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "no-such-key"}
