@@ -23,8 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shoal.app.server import SyncServer
 from shoal.sse.packages import sealed_length
-from tests.integration.conftest import erasure_config, error_code, signed_client
+from tests.integration.conftest import erasure_config, error_code, signed_client, spawn_server
 from tests.integration.test_cluster import make_nodes, running
+from tests.integration.test_readme import example
 
 AWS = Path(sys.executable).parent / "aws"
 KEY_1 = base64.b64encode(hashlib.sha256(b"test key one").digest()).decode()
@@ -623,3 +624,29 @@ def test_in_a_cluster(tmp_path: Path) -> None:
         files = [p for p in tmp_path.rglob("*") if p.is_file()]
         for mode in MODES:
             assert not holds(files, b"<<PLAINTEXT-" + mode.encode()), mode
+
+
+def test_readme_example(tmp_path: Path) -> None:
+    """The README's key command and [kms] TOML, as written (paths pointed at a temporary
+    folder), give a server that seals SSE-S3 objects with that key."""
+    command = example("sh", "### Server-side encryption").splitlines()[0]
+    key_file = tmp_path / "kms-key-1"
+    generate = command.split(" > ")[0]
+    done = subprocess.run(generate, shell=True, capture_output=True, text=True, check=True)
+    key_file.write_text(done.stdout)
+    assert len(base64.b64decode(done.stdout.strip())) == 32
+    toml = example("toml", "### Server-side encryption")
+    config = tmp_path / "shoal.toml"
+    config.write_text(toml.replace("/etc/shoal/kms-key-1", str(key_file)))
+    proc, url = spawn_server(tmp_path / "data", "--config", str(config), "--log-level", "error")
+    try:
+        client = signed_client(url)
+        client.create_bucket(Bucket="readme")
+        put = client.put_object(
+            Bucket="readme", Key="k", Body=b"sealed", ServerSideEncryption="AES256"
+        )
+        assert put["ServerSideEncryption"] == "AES256"
+        assert client.get_object(Bucket="readme", Key="k")["Body"].read() == b"sealed"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
