@@ -22,7 +22,14 @@ from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
 from shoal.auth.signer import signed_headers
-from tests.integration.conftest import auth_config, erasure_config, error_code, signed_client
+from tests.integration.conftest import (
+    auth_config,
+    erasure_config,
+    error_code,
+    signed_client,
+    wait_for,
+)
+from tests.integration.test_cluster import make_nodes, running
 from tests.integration.test_sse import holds, pattern_body, stored_files
 
 AWS = Path(sys.executable).parent / "aws"
@@ -473,3 +480,37 @@ def test_a_server_without_keys_refuses_a_default(tmp_path: Path) -> None:
         )
         s3.put_object(Bucket="nokeys", Key="k", Body=b"x")
         assert s3.get_object(Bucket="nokeys", Key="k")["Body"].read() == b"x"
+
+
+@pytest.mark.slow
+def test_in_a_cluster(tmp_path: Path) -> None:
+    """A default set through one node is every node's: read back through another, and a
+    plain write through a third is sealed (no drive of any node holds its plaintext)."""
+    nodes = make_nodes(tmp_path, 3, 2)
+    keys = ", ".join(f'{{ id = "key-{i}", secret = "{_secret()}" }}' for i in (1, 2))
+    for i in range(3):
+        config = tmp_path / f"node{i}" / "shoal.toml"
+        config.write_text(config.read_text() + f"\n[kms]\nkeys = [{keys}]\n")
+    with running(nodes) as (a, b, c):
+        a.s3().create_bucket(Bucket="defaults")
+        rule = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}
+        a.s3().put_bucket_encryption(
+            Bucket="defaults", ServerSideEncryptionConfiguration={"Rules": [rule]}
+        )
+        got = b.s3().get_bucket_encryption(Bucket="defaults")
+        assert got["ServerSideEncryptionConfiguration"]["Rules"] == [
+            {**rule, "BucketKeyEnabled": False}
+        ]
+        body = pattern_body(300_000, b"CLUSTER-DEFAULT")
+
+        def sealed_through_c() -> bool:
+            # Another node's cached "no default" lasts at most a second.
+            put = c.s3().put_object(Bucket="defaults", Key="probe", Body=b"probe")
+            return put.get("ServerSideEncryption") == "aws:kms"
+
+        wait_for("node c applies the default", sealed_through_c)
+        put = c.s3().put_object(Bucket="defaults", Key="k", Body=body)
+        assert put["ServerSideEncryption"] == "aws:kms"
+        assert b.s3().get_object(Bucket="defaults", Key="k")["Body"].read() == body
+        files = [p for p in tmp_path.rglob("*") if p.is_file()]
+        assert not holds(files, b"<<PLAINTEXT-CLUSTER-DEFAULT>>")
