@@ -11,6 +11,7 @@ from starlette.responses import Response
 from shoal.app.body import read_small
 from shoal.app.context import RequestContext
 from shoal.app.dispatch import valid_bucket_name
+from shoal.app.encryptionconfig import encryptions
 from shoal.app.errors import (
     AccessDenied,
     BucketAlreadyExists,
@@ -214,6 +215,7 @@ async def create_bucket(ctx: RequestContext) -> Response:
         with contextlib.suppress(NoSuchBucketDocument):
             await ctx.backend.delete_bucket_document(ctx.bucket, name)
     ctx.settings.forget(ctx.bucket)
+    encryptions(ctx.backend).forget(ctx.bucket)
     # Settings given at creation; a crash before they land leaves the safe defaults
     # (private, ObjectWriter).
     if grants is not None:
@@ -226,6 +228,7 @@ async def create_bucket(ctx: RequestContext) -> Response:
 @handler("DeleteBucket")
 async def delete_bucket(ctx: RequestContext) -> Response:
     await ctx.backend.delete_bucket(ctx.bucket)
+    encryptions(ctx.backend).forget(ctx.bucket)
     if ctx.gate is not None:
         ctx.gate.forget(ctx.bucket)
     return Response(status_code=204)

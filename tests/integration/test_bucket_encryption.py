@@ -456,6 +456,18 @@ def test_copies_and_multipart_uploads_get_the_default(s3: Any, bucket: str) -> N
     assert s3.get_object(Bucket=bucket, Key="multi")["Body"].read() == b"one part"
 
 
+def test_a_bucket_made_again_starts_without_a_default(s3: Any, bucket: str) -> None:
+    """Deleting the bucket drops its default at once, cache and all."""
+    config = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=config)
+    assert s3.put_object(Bucket=bucket, Key="k", Body=b"x")["ServerSideEncryption"] == "AES256"
+    s3.delete_object(Bucket=bucket, Key="k")
+    s3.delete_bucket(Bucket=bucket)
+    s3.create_bucket(Bucket=bucket)
+    assert "ServerSideEncryption" not in s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    assert error_code(_error(s3.get_bucket_encryption, Bucket=bucket)).endswith("NotFoundError")
+
+
 def test_a_default_naming_an_unknown_key_fails_the_writes(s3: Any, bucket: str) -> None:
     """S3 does not check KMSMasterKeyID at PUT; the writes that use it are refused."""
     default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "no-such-key"}
