@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import aclosing
 
 from shoal.app.errors import InternalError
 from shoal.app.sse import AES256, identity, shown
@@ -110,8 +111,9 @@ class PlainReader:
                         last - plain_at,
                         run,
                     )
-                    async for chunk in chunks:
-                        yield chunk
+                    async with aclosing(chunks):
+                        async for chunk in chunks:
+                            yield chunk
                 plain_at += plain_size
                 sealed_at += sealed_size
         except TamperedError as exc:

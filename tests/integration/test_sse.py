@@ -23,7 +23,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shoal.app.server import SyncServer
 from shoal.sse.packages import sealed_length
-from tests.integration.conftest import erasure_config, error_code, signed_client, spawn_server
+from tests.integration.conftest import (
+    erasure_config,
+    error_code,
+    signed_client,
+    spawn_server,
+    ssl_context,
+)
 from tests.integration.test_cluster import make_nodes, running
 from tests.integration.test_readme import example
 
@@ -60,21 +66,36 @@ def read_args(mode: str) -> dict[str, Any]:
     return sse_c() if mode == "sse-c" else {}
 
 
-@pytest.fixture(scope="module", params=["standalone", "erasure"])
+@pytest.fixture(scope="module", params=["standalone", "erasure", "https"])
 def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tls_files: tuple[str, str],
 ) -> Iterator[SyncServer]:
+    """A standalone server and an erasure node over HTTP (SSE-C allowed there for the
+    tests), and a standalone one over HTTPS, where boto3 sends its checksums as aws-chunked
+    trailers and SSE-C needs no exception."""
     config: dict[str, Any] = {"kms": KMS}
     if request.param == "erasure":
         config |= erasure_config(tmp_path_factory.mktemp("sse-erasure"))
+    if request.param == "https":
+        config = {
+            "kms": {**KMS, "allow_sse_c_over_http": False},
+            "server": {"tls": {"cert_file": tls_files[0], "key_file": tls_files[1]}},
+        }
     with SyncServer(config) as started:
         yield started
 
 
 @pytest.fixture(scope="module")
-def s3(server: SyncServer) -> Any:
+def verify(server: SyncServer, tls_files: tuple[str, str]) -> str | bool:
+    return tls_files[0] if server.get_storage_descriptor().use_ssl else True
+
+
+@pytest.fixture(scope="module")
+def s3(server: SyncServer, verify: str | bool) -> Any:
     d = server.get_storage_descriptor()
-    return signed_client(d.endpoint_url, d.access_key, d.access_secret)
+    return signed_client(d.endpoint_url, d.access_key, d.access_secret, verify)
 
 
 @pytest.fixture
@@ -257,7 +278,7 @@ def test_sse_c_parts_need_the_uploads_key(s3: Any, bucket: str) -> None:
         assert error.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 403)
 
 
-def test_bad_sse_headers(server: SyncServer, s3: Any, bucket: str) -> None:
+def test_bad_sse_headers(server: SyncServer, verify: str | bool, s3: Any, bucket: str) -> None:
     error = client_error(
         s3.put_object,
         Bucket=bucket,
@@ -291,7 +312,9 @@ def test_bad_sse_headers(server: SyncServer, s3: Any, bucket: str) -> None:
         "unknown method": {"x-amz-server-side-encryption": "rot13"},
     }
     for name, headers in cases.items():
-        response = httpx.put(f"{endpoint}/{bucket}/bad", content=b"x", headers=headers)
+        response = httpx.put(
+            f"{endpoint}/{bucket}/bad", content=b"x", headers=headers, verify=ssl_context(verify)
+        )
         assert response.status_code == 400, name
     assert error_code(client_error(s3.head_object, Bucket=bucket, Key="bad")) == "404"
 
@@ -545,7 +568,7 @@ def test_conditional_requests_use_the_shown_etag(s3: Any, bucket: str) -> None:
     assert error_code(client_error(s3.head_object, Bucket=bucket, Key="k")) == "404"
 
 
-def test_aws_cli(server: SyncServer, tmp_path: Path, bucket: str) -> None:
+def test_aws_cli(server: SyncServer, verify: str | bool, tmp_path: Path, bucket: str) -> None:
     if not AWS.exists():
         pytest.skip(f"aws CLI not found at {AWS}")
     d = server.get_storage_descriptor()
@@ -560,6 +583,8 @@ def test_aws_cli(server: SyncServer, tmp_path: Path, bucket: str) -> None:
         "AWS_MAX_ATTEMPTS": "1",
         "AWS_PAGER": "",
     }
+    if isinstance(verify, str):
+        env["AWS_CA_BUNDLE"] = verify
 
     def cp(*args: str) -> None:
         cmd = [str(AWS), "s3", "cp", *args, "--endpoint-url", d.endpoint_url, "--no-progress"]
