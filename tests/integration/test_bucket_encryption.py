@@ -47,7 +47,10 @@ def server(
 ) -> Iterator[SyncServer]:
     # Auth on: bucket policies apply only to signed-in callers.
     config = auth_config((KEY, SECRET))
-    config["kms"] = {"keys": [{"id": name, "secret": _secret()} for name in ("key-1", "key-2")]}
+    config["kms"] = {
+        "keys": [{"id": name, "secret": _secret()} for name in ("key-1", "key-2")],
+        "allow_sse_c_over_http": True,  # the SSE-C condition key's test, on loopback
+    }
     if request.param == "erasure":
         config.update(erasure_config(tmp_path_factory.mktemp("encryption-erasure")))
     with SyncServer(config) as running:
@@ -342,6 +345,19 @@ def test_the_parts_of_an_unencrypted_upload_are_refused(s3: Any, bucket: str) ->
     assert error_code(error) == "AccessDenied"
     # Aborting is s3:AbortMultipartUpload, which the policy leaves alone.
     s3.abort_multipart_upload(Bucket=bucket, Key="m", UploadId=upload)
+
+
+def test_the_customer_algorithm_condition(s3: Any, bucket: str) -> None:
+    """A policy can refuse SSE-C uploads (the customer-algorithm key is present)."""
+    no_sse_c = {"Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}}
+    s3.put_bucket_policy(Bucket=bucket, Policy=_policy(bucket, no_sse_c))
+    customer = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": os.urandom(32)}
+    error = _error(s3.put_object, Bucket=bucket, Key="c", Body=b"x", **customer)
+    assert error_code(error) == "AccessDenied"
+    error = _error(s3.create_multipart_upload, Bucket=bucket, Key="c", **customer)
+    assert error_code(error) == "AccessDenied"
+    s3.put_object(Bucket=bucket, Key="s", Body=b"x", ServerSideEncryption="AES256")
+    assert s3.get_object(Bucket=bucket, Key="s")["Body"].read() == b"x"
 
 
 def test_the_kms_key_id_condition(s3: Any, bucket: str) -> None:
