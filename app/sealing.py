@@ -18,11 +18,23 @@ from contextlib import aclosing
 from shoal.app.errors import InternalError
 from shoal.app.sse import AES256, identity, shown
 from shoal.sse.errors import TamperedError
-from shoal.sse.packages import HEADER, Opener, open_range, plain_length, seal_stream, sealed_length
+from shoal.sse.packages import (
+    HEADER,
+    PACKAGE,
+    TAG,
+    Opener,
+    open_range,
+    plain_length,
+    seal_stream,
+    sealed_length,
+    sealed_span,
+)
 from shoal.storage.backend import Digester, Encryption, ObjectMeta, ObjectReader, ObjectWrite
 from shoal.storage.threads import run
 
 log = logging.getLogger("shoal.sse")
+#: Reads of a sealed stream's start up to this long are made in one storage read.
+SMALL_READ = 256 * 1024
 
 
 def seal_write(
@@ -102,13 +114,13 @@ class PlainReader:
             for number, sealed_size, plain_size in segments(self._stored):
                 first, last = max(start, plain_at), min(end, plain_at + plain_size - 1)
                 if first <= last:
+                    local = (first - plain_at, last - plain_at)
                     chunks = open_range(
-                        self._reader_at(sealed_at),
+                        await self._reader_for(sealed_at, plain_size, *local),
                         self._key,
                         identity(number),
                         plain_size,
-                        first - plain_at,
-                        last - plain_at,
+                        *local,
                         run,
                     )
                     async with aclosing(chunks):
@@ -122,7 +134,21 @@ class PlainReader:
                 "The stored data of this object failed its integrity check."
             ) from exc
 
-    def _reader_at(self, base: int) -> Callable[[int, int], AsyncIterator[bytes]]:
+    async def _reader_for(
+        self, base: int, plain_size: int, first: int, last: int
+    ) -> Callable[[int, int], AsyncIterator[bytes]]:
+        """How open_range reads one sealed stream (at `base` in the stored object). A
+        short read from the stream's first package is fetched in one storage read, header
+        included (a small GET then costs one read, not two); others read as asked."""
+        end = sealed_span(first, last, plain_size)[1] if plain_size else HEADER + TAG - 1
+        if first < PACKAGE and end < SMALL_READ:
+            held = b"".join([c async for c in self._reader.stream(base, base + end)])
+
+            async def from_memory(s: int, e: int) -> AsyncIterator[bytes]:
+                yield held[s : e + 1]
+
+            return from_memory
+
         def read(s: int, e: int) -> AsyncIterator[bytes]:
             return self._reader.stream(base + s, base + e)
 
