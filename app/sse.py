@@ -88,38 +88,33 @@ def customer_key(
     if algorithm is None and text is None and md5 is None:
         return None
     transport.check()
+    # The order and words of AWS's recorded answers (ArgumentName as AWS names it).
     if algorithm is None:
-        raise InvalidArgument(
-            f"{_C} provide a valid encryption algorithm.", ArgumentName=prefix + "algorithm"
-        )
+        raise InvalidArgument(f"{_C} provide a valid encryption algorithm.", ArgumentName=SSE)
     if algorithm != AES256:
         raise InvalidEncryptionAlgorithmError(
             "The Encryption request you specified is not valid. Supported value: AES256.",
-            ArgumentName=prefix + "algorithm",
+            ArgumentName=SSE,
             ArgumentValue=algorithm,
         )
     if text is None:
-        raise InvalidArgument(
-            f"{_C} provide an appropriate secret key.", ArgumentName=prefix + "key"
-        )
+        raise InvalidArgument(f"{_C} provide an appropriate secret key.", ArgumentName=SSE)
     if md5 is None:
         raise InvalidArgument(
-            f"{_C} provide the client calculated MD5 of the secret key.",
-            ArgumentName=prefix + "key-MD5",
+            f"{_C} provide the client calculated MD5 of the secret key.", ArgumentName=SSE
         )
     try:
         key = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != 32:
-        raise InvalidArgument(
-            "The secret key was invalid for the specified algorithm.",
-            ArgumentName=prefix + "key",
-        )
-    if base64.b64encode(hashlib.md5(key).digest()).decode() != md5.strip():
+        key = None
+    if key is not None and base64.b64encode(hashlib.md5(key).digest()).decode() != md5.strip():
         raise InvalidArgument(
             "The calculated MD5 hash of the key did not match the hash that was provided.",
-            ArgumentName=prefix + "key-MD5",
+            ArgumentName=SSE,
+        )
+    if key is None or len(key) != 32:
+        raise InvalidArgument(
+            "The secret key was invalid for the specified algorithm.", ArgumentName=SSE
         )
     return CustomerKey(key, md5.strip())
 
@@ -204,6 +199,8 @@ def read_key(
 ) -> bytes | None:
     """The data key to read a stored version with (None: not encrypted), after S3's
     checks of the request's SSE-C headers (a copy's source: the x-amz-copy-source- ones)."""
+    if not copy_source:
+        refuse_write_headers(ctx.headers)
     customer = customer_key(ctx.headers, transport(ctx), copy_source=copy_source)
     check_customer(meta.encryption, customer)
     if meta.encryption is None:
@@ -213,6 +210,7 @@ def read_key(
 
 def check_read(ctx: RequestContext, meta: ObjectMeta) -> ObjectMeta:
     """HEAD-like reads (no bytes): the SSE-C checks, then the client's view."""
+    refuse_write_headers(ctx.headers)
     check_customer(meta.encryption, customer_key(ctx.headers, transport(ctx)))
     return shown(meta)
 
@@ -299,7 +297,7 @@ def check_customer(enc: Encryption | None, customer: CustomerKey | None) -> None
                 " parameters must be provided to retrieve the object."
             )
         if not keys.proof_matches(customer.key, enc.key_proof):
-            raise AccessDenied()
+            raise AccessDenied(f"{_C} provide the correct secret key.")
     elif customer is not None:
         raise InvalidRequest("The encryption parameters are not applicable to this object.")
 
@@ -325,20 +323,38 @@ def data_key(
         raise InternalError() from exc
 
 
-def response_headers(enc: Encryption | None) -> dict[str, str]:
-    """The encryption headers S3 echoes on writes and reads of an encrypted version."""
+def response_headers(
+    enc: Encryption | None, *, context: bool = False, customer: bool = True
+) -> dict[str, str]:
+    """The encryption headers S3 echoes about an encrypted version or upload: the
+    context only where the request could give it (writes that choose encryption), the
+    SSE-C pair everywhere but CompleteMultipartUpload (`customer=False`)."""
     if enc is None:
         return {}
     if enc.customer:
+        if not customer:
+            return {}
         return {CUSTOMER + "algorithm": enc.algorithm, CUSTOMER + "key-MD5": enc.key_md5}
     headers = {SSE: enc.algorithm}
     if enc.algorithm == KMS:
         headers[KMS_KEY_ID] = enc.key_id
-        if enc.context:
+        if enc.context and context:
             headers[CONTEXT] = enc.context
     if enc.bucket_key:
         headers[BUCKET_KEY] = "true"
     return headers
+
+
+def refuse_write_headers(headers: dict[str, str]) -> None:
+    """Reads and parts take no x-amz-server-side-encryption (only an object's writer
+    chooses its encryption): 400, as S3 answers."""
+    value = headers.get(SSE)
+    if value is not None:
+        raise InvalidArgument(
+            "x-amz-server-side-encryption header is not supported for this operation.",
+            ArgumentName=SSE,
+            ArgumentValue=value,
+        )
 
 
 def shown(meta: ObjectMeta) -> ObjectMeta:

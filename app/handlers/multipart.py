@@ -26,6 +26,7 @@ from shoal.app.permissions import new_version_acl
 from shoal.app.sealing import OpeningDigester, seal_write
 from shoal.app.xml import Node, child_text, parse, timestamp
 from shoal.auth.numbers import parse_uint
+from shoal.sse import keys
 from shoal.sse.packages import plain_length
 from shoal.storage import checksums
 from shoal.storage.backend import (
@@ -92,7 +93,7 @@ async def create_multipart_upload(ctx: RequestContext) -> Response:
         # The upload keeps its data key, sealed; every part is sealed with it.
         write.encryption = sse.new_record(ctx.keyring, choice, ctx.bucket, ctx.key)[0]
     upload = await ctx.backend.create_multipart_upload(ctx.bucket, ctx.key, write, algorithm, kind)
-    headers = sse.response_headers(write.encryption)
+    headers = sse.response_headers(write.encryption, context=True)
     if algorithm:
         headers |= {"x-amz-checksum-algorithm": algorithm, "x-amz-checksum-type": kind or ""}
     return xml_response(
@@ -136,7 +137,9 @@ async def upload_part(ctx: RequestContext) -> Response:
 
 
 def part_key(ctx: RequestContext, upload: UploadInfo) -> bytes | None:
-    """The data key an upload's parts are sealed with (None: not encrypted)."""
+    """The data key an upload's parts are sealed with (None: not encrypted). A part
+    names no encryption of its own; an SSE-C upload's parts bring its key."""
+    sse.refuse_write_headers(ctx.headers)
     enc = upload.write.encryption
     customer = _upload_customer(ctx, upload, required=True)
     if enc is None:
@@ -148,19 +151,22 @@ def _upload_customer(
     ctx: RequestContext, upload: UploadInfo, *, required: bool
 ) -> sse.CustomerKey | None:
     """The SSE-C key a request about an upload carries: an SSE-C upload takes the key it
-    was created with (checked against its proof; `required` for parts), others none."""
+    was created with (`required` for parts), other uploads none. S3's answers are 400s."""
     enc = upload.write.encryption
     customer = sse.customer_key(ctx.headers, sse.transport(ctx))
-    if enc is not None and enc.customer:
-        if customer is None and required:
-            raise InvalidRequest(
-                "The multipart upload initiate requested encryption. Subsequent part requests"
-                " must include the appropriate encryption parameters."
-            )
-        if customer is not None:
-            sse.check_customer(enc, customer)
-    elif customer is not None:
-        raise InvalidArgument(
+    is_customer = enc is not None and enc.customer
+    missing = customer is None and is_customer and required
+    if missing or (customer is not None and not is_customer):
+        raise InvalidRequest(
+            "The multipart upload initiate requested encryption. Subsequent part requests"
+            " must include the appropriate encryption parameters."
+        )
+    if (
+        customer is not None
+        and enc is not None
+        and not keys.proof_matches(customer.key, enc.key_proof)
+    ):
+        raise InvalidRequest(
             "The provided encryption parameters did not match the ones used originally."
         )
     return customer
@@ -216,6 +222,7 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
     enc = upload.write.encryption
     composite = bool(algorithm) and upload.checksum_type == "COMPOSITE"
     stored = await _stored_parts(ctx, upload_id) if composite or enc is not None else {}
+    data_key = _completion_key(ctx, upload) if enc is not None else None
     if algorithm and composite:
         values = []
         for part in parts:
@@ -235,11 +242,9 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
         checksum = Checksum(algorithm)
         expected = ctx.headers.get(checksums.header_name(algorithm))
         digester: Digester = checksum
-        if enc is not None:
-            data_key = _completion_key(ctx, upload)
+        if data_key is not None:
             sealed = [(p.number, stored[p.number].size) for p in parts if p.number in stored]
-            if data_key is not None:
-                digester = OpeningDigester(sealed, data_key, checksum)
+            digester = OpeningDigester(sealed, data_key, checksum)
 
         def finalize(size: int, md5: str) -> dict[str, str]:
             if expected is not None and expected != checksum.b64():
@@ -263,8 +268,14 @@ def _completion_key(ctx: RequestContext, upload: UploadInfo) -> bytes | None:
     when the request carries the key (S3 asks for it only where a checksum needs it)."""
     enc = upload.write.encryption
     assert enc is not None
-    customer = _upload_customer(ctx, upload, required=bool(upload.checksum_algorithm))
+    customer = _upload_customer(ctx, upload, required=False)
     if enc.customer and customer is None:
+        if upload.checksum_algorithm:
+            # S3 needs the key at completion only where a checksum needs the plaintext.
+            raise InvalidArgument(
+                "The multipart upload was created with a checksum algorithm: completing it"
+                " requires its customer-provided encryption key."
+            )
         return None
     return sse.data_key(ctx.keyring, enc, ctx.bucket, ctx.key, customer)
 
@@ -304,7 +315,8 @@ def _completion_result(ctx: RequestContext, meta: ObjectMeta, bucket: BucketInfo
     result += [(f"Checksum{a}", v) for a, v in meta.checksums.items()]
     if meta.checksums and meta.checksum_type:
         result.append(("ChecksumType", meta.checksum_type))
-    headers = {k: v for k, v in write_result_headers(meta, bucket).items() if k != "etag"}
+    headers = write_result_headers(meta, bucket, completion=True)
+    headers.pop("etag")
     return xml_response("CompleteMultipartUploadResult", result, headers=headers)
 
 

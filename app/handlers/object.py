@@ -80,12 +80,17 @@ async def _stored_etag(ctx: RequestContext, etag: str) -> str:
     return meta.etag if meta.encryption is not None and meta.shown_etag == etag else etag
 
 
-def write_result_headers(meta: ObjectMeta, info: BucketInfo) -> dict[str, str]:
+def write_result_headers(
+    meta: ObjectMeta, info: BucketInfo, *, completion: bool = False
+) -> dict[str, str]:
     """ETag, checksums, encryption and the new version's id (the null one too, once the
-    bucket has been versioned)."""
+    bucket has been versioned). A completion echoes less encryption, as S3 does."""
     headers = {"etag": f'"{meta.shown_etag}"'}
     headers.update(checksum_headers(meta))
-    headers.update(sse.response_headers(meta.encryption))
+    encryption = sse.response_headers(
+        meta.encryption, context=not completion, customer=not completion
+    )
+    headers.update(encryption)
     headers.update(version_headers(meta.version_id, versioned=bool(info.versioning)))
     return headers
 

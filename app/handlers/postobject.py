@@ -70,7 +70,7 @@ async def post_object(ctx: RequestContext) -> Response:
         body = seal_write(write, body, record, data_key)
     meta = await ctx.backend.put_object(ctx.bucket, key, body, write)
     headers = version_headers(meta.version_id, versioned=bool(info.versioning))
-    headers.update(sse.response_headers(meta.encryption))
+    headers.update(sse.response_headers(meta.encryption, context=True))
     return _answer(ctx, fields, key, f'"{meta.shown_etag}"', headers)
 
 

@@ -264,6 +264,8 @@ def test_sse_c_key_is_required_and_checked(s3: Any, bucket: str) -> None:
 
 
 def test_sse_c_parts_need_the_uploads_key(s3: Any, bucket: str) -> None:
+    """An SSE-C upload's parts bring its key (400 without, 400 with another, as S3);
+    other uploads' parts bring none."""
     upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp", **sse_c())["UploadId"]
     for extra in ({}, sse_c(OTHER_KEY)):
         error = client_error(
@@ -275,7 +277,75 @@ def test_sse_c_parts_need_the_uploads_key(s3: Any, bucket: str) -> None:
             Body=b"x",
             **extra,
         )
-        assert error.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 403)
+        assert error_code(error) == "InvalidRequest"
+    plain = s3.create_multipart_upload(Bucket=bucket, Key="p", ServerSideEncryption="AES256")
+    error = client_error(
+        s3.upload_part,
+        Bucket=bucket,
+        Key="p",
+        UploadId=plain["UploadId"],
+        PartNumber=1,
+        Body=b"x",
+        **sse_c(),
+    )
+    assert error_code(error) == "InvalidRequest"
+    # A checksummed SSE-C upload needs its key to complete (the checksum is the
+    # plaintext's); the right key completes it.
+    upload_id = s3.create_multipart_upload(
+        Bucket=bucket, Key="ck", ChecksumAlgorithm="SHA256", **sse_c()
+    )["UploadId"]
+    part = s3.upload_part(
+        Bucket=bucket,
+        Key="ck",
+        UploadId=upload_id,
+        PartNumber=1,
+        Body=b"abc",
+        ChecksumAlgorithm="SHA256",
+        **sse_c(),
+    )
+    parts = {
+        "Parts": [{"PartNumber": 1, "ETag": part["ETag"], "ChecksumSHA256": part["ChecksumSHA256"]}]
+    }
+    error = client_error(
+        s3.complete_multipart_upload,
+        Bucket=bucket,
+        Key="ck",
+        UploadId=upload_id,
+        MultipartUpload=parts,
+    )
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="ck", UploadId=upload_id, MultipartUpload=parts, **sse_c()
+    )
+    assert "SSECustomerAlgorithm" not in done  # S3 echoes no SSE-C on a completion
+    assert s3.get_object(Bucket=bucket, Key="ck", **sse_c())["Body"].read() == b"abc"
+
+
+def test_reads_and_parts_take_no_sse_header(
+    server: SyncServer, verify: str | bool, s3: Any, bucket: str
+) -> None:
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x", ServerSideEncryption="AES256")
+    endpoint = server.get_storage_descriptor().endpoint_url
+    with httpx.Client(verify=ssl_context(verify)) as http:
+        for method in ("GET", "HEAD"):
+            response = http.request(
+                method, f"{endpoint}/{bucket}/k", headers={"x-amz-server-side-encryption": "AES256"}
+            )
+            assert response.status_code == 400, method
+
+
+def test_kms_context_is_echoed_on_the_write_only(s3: Any, bucket: str) -> None:
+    context = base64.b64encode(b'{"project": "shoal"}').decode()
+    put = s3.put_object(
+        Bucket=bucket,
+        Key="k",
+        Body=b"x",
+        ServerSideEncryption="aws:kms",
+        SSEKMSEncryptionContext=context,
+    )
+    assert put["SSEKMSEncryptionContext"] == context
+    got = s3.get_object(Bucket=bucket, Key="k")
+    assert got["Body"].read() == b"x" and "SSEKMSEncryptionContext" not in got
 
 
 def test_bad_sse_headers(server: SyncServer, verify: str | bool, s3: Any, bucket: str) -> None:
