@@ -638,6 +638,59 @@ def test_conditional_requests_use_the_shown_etag(s3: Any, bucket: str) -> None:
     assert error_code(client_error(s3.head_object, Bucket=bucket, Key="k")) == "404"
 
 
+def test_post_object_form_fields(
+    server: SyncServer, verify: str | bool, s3: Any, bucket: str
+) -> None:
+    """A browser form's x-amz-server-side-encryption* fields encrypt its file."""
+    for fields in (
+        {
+            "x-amz-server-side-encryption": "aws:kms",
+            "x-amz-server-side-encryption-aws-kms-key-id": "key-2",
+        },
+        {
+            "x-amz-server-side-encryption-customer-algorithm": "AES256",
+            "x-amz-server-side-encryption-customer-key": base64.b64encode(CUSTOMER_KEY).decode(),
+            "x-amz-server-side-encryption-customer-key-md5": base64.b64encode(
+                hashlib.md5(CUSTOMER_KEY).digest()
+            ).decode(),
+        },
+    ):
+        form = s3.generate_presigned_post(
+            bucket, "form", Fields=fields, Conditions=[{k: v} for k, v in fields.items()]
+        )
+        body = pattern_body(70_000, b"post-form")
+        response = httpx.post(
+            form["url"],
+            data=form["fields"],
+            files={"file": ("a.bin", body, "application/octet-stream")},
+            verify=ssl_context(verify),
+        )
+        assert response.status_code == 204, response.text
+        customer = "x-amz-server-side-encryption-customer-key" in fields
+        got = s3.get_object(Bucket=bucket, Key="form", **(sse_c() if customer else {}))
+        assert got["Body"].read() == body
+        assert ("SSECustomerKeyMD5" in got) == customer
+        assert not holds(stored_files(server), b"<<PLAINTEXT-post-form>>")
+
+
+def test_versions_keep_their_own_keys(s3: Any, bucket: str) -> None:
+    """Each version of a key has its own encryption (and SSE-C key), as on S3."""
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    first = s3.put_object(Bucket=bucket, Key="k", Body=b"one", **sse_c())["VersionId"]
+    second = s3.put_object(Bucket=bucket, Key="k", Body=b"two", **sse_c(OTHER_KEY))["VersionId"]
+    third = s3.put_object(Bucket=bucket, Key="k", Body=b"three", ServerSideEncryption="AES256")
+    got = s3.get_object(Bucket=bucket, Key="k", VersionId=first, **sse_c())
+    assert got["Body"].read() == b"one"
+    got = s3.get_object(Bucket=bucket, Key="k", VersionId=second, **sse_c(OTHER_KEY))
+    assert got["Body"].read() == b"two"
+    error = client_error(s3.get_object, Bucket=bucket, Key="k", VersionId=second, **sse_c())
+    assert error_code(error) == "AccessDenied"
+    assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == b"three"
+    versions = s3.list_object_versions(Bucket=bucket)["Versions"]
+    assert sorted(v["Size"] for v in versions) == [3, 3, 5]
+    assert third["VersionId"] == versions[0]["VersionId"]
+
+
 def test_aws_cli(server: SyncServer, verify: str | bool, tmp_path: Path, bucket: str) -> None:
     if not AWS.exists():
         pytest.skip(f"aws CLI not found at {AWS}")
