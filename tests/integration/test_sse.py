@@ -116,7 +116,16 @@ def stored_files(server: SyncServer) -> list[Path]:
 
 
 def holds(files: list[Path], pattern: bytes) -> bool:
-    return any(pattern in f.read_bytes() for f in files)
+    """Whether any of `files` holds `pattern` (a file the server removed meanwhile, a
+    temporary one, holds nothing any more)."""
+    return any(pattern in contents for contents in map(_read_if_there, files))
+
+
+def _read_if_there(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 def pattern_body(size: int, tag: bytes) -> bytes:
