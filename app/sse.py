@@ -156,7 +156,8 @@ def requested(headers: dict[str, str], keyring: Keyring, transport: Transport) -
                 " x-amz-server-side-encryption : aws:kms",
                 ArgumentName=kms_only[0],
             )
-        return Choice(AES256, key_id=default_key(keyring), bucket_key=bucket_key)
+        # Bucket keys are an SSE-KMS matter: S3 reports none on SSE-S3 objects.
+        return Choice(AES256, key_id=default_key(keyring))
     context = headers.get(CONTEXT, "")
     if context:
         _check_context(context)
@@ -171,7 +172,7 @@ def default_choice(default: DefaultEncryption, keyring: Keyring) -> Choice:
         named = default.kms_key_id
         key_id = resolve(keyring, named) if named else default_key(keyring)
         return Choice(KMS, key_id=key_id, bucket_key=default.bucket_key)
-    return Choice(AES256, key_id=default_key(keyring), bucket_key=default.bucket_key)
+    return Choice(AES256, key_id=default_key(keyring))
 
 
 def transport(ctx: RequestContext) -> Transport:
@@ -183,9 +184,13 @@ async def choose(ctx: RequestContext, headers: dict[str, str], bucket: str) -> C
     """The encryption of a new object or upload: its headers' (or form fields'), else
     the bucket's default, else none."""
     choice = requested(headers, ctx.keyring, transport(ctx))
-    if choice is not None:
+    if choice is not None and (choice.algorithm != KMS or BUCKET_KEY in headers):
         return choice
     default = await bucket_default_encryption(ctx.backend, bucket)
+    if choice is not None:
+        # SSE-KMS that says nothing of bucket keys takes the bucket's setting (S3's rule).
+        bucket_key = default is not None and default.bucket_key
+        return dataclasses.replace(choice, bucket_key=bucket_key)
     return None if default is None else default_choice(default, ctx.keyring)
 
 

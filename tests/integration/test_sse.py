@@ -623,8 +623,13 @@ def test_bucket_default_applies_to_writes_without_headers(
     for key in ("k", "mp"):
         got = s3.get_object(Bucket=bucket, Key=key)
         assert got["Body"].read() == body and got["SSEKMSKeyId"] == "key-2"
-    # Headers win over the default.
+    # Headers win over the default; SSE-KMS that names no bucket key takes the bucket's,
+    # and SSE-S3 objects report none (as S3).
     assert s3.put_object(Bucket=bucket, Key="c", Body=b"x", **sse_c())["SSECustomerKeyMD5"]
+    kms = s3.put_object(Bucket=bucket, Key="kms", Body=b"x", ServerSideEncryption="aws:kms")
+    assert kms["SSEKMSKeyId"] == "key-1" and kms["BucketKeyEnabled"] is True
+    sse_s3 = s3.put_object(Bucket=bucket, Key="s3", Body=b"x", ServerSideEncryption="AES256")
+    assert "BucketKeyEnabled" not in sse_s3
     assert not holds(stored_files(server), b"<<PLAINTEXT-bucket-default>>")
 
 
