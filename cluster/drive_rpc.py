@@ -25,7 +25,7 @@ from shoal.storage.erasure.drive import (
     ShardMissing,
     ShardWrite,
 )
-from shoal.storage.erasure.records import RecordSummary, VersionRecord
+from shoal.storage.erasure.records import Rank, RecordSummary, VersionRecord
 
 PREFIX = "drive."
 
@@ -173,7 +173,10 @@ class DriveService:
         return Reply({})
 
     async def _read_object(self, drive: Drive, r: Request) -> Reply:
-        versions = await drive.read_object(r.args["bucket"], r.args["key"])
+        a = r.args
+        versions = await drive.read_object(
+            a["bucket"], a["key"], a.get("version_id"), bool(a.get("everything"))
+        )
         return Reply({"versions": _records_to_wire(versions)})
 
     async def _update_object(self, drive: Drive, r: Request) -> Reply:
@@ -183,7 +186,7 @@ class DriveService:
             a["bucket"],
             a["key"],
             add,
-            a.get("drop") or (),
+            [(str(order), str(vid)) for order, vid in a.get("drop") or ()],
             a.get("drop_nulls_before"),
             bool(a.get("keep_data")),
         )
@@ -214,7 +217,7 @@ class DriveService:
     async def _read_small(self, drive: Drive, r: Request) -> Reply:
         a = r.args
         versions, shard = await drive.read_small(
-            a["bucket"], a["key"], int(a["shard"]), int(a["limit"])
+            a["bucket"], a["key"], int(a["shard"]), int(a["limit"]), a.get("version_id")
         )
         answer = {"versions": _records_to_wire(versions), "has_shard": shard is not None}
         return Reply(answer, shard or b"")
@@ -282,8 +285,11 @@ class RemoteDrive:
     async def make_bucket(self, bucket: str) -> None:
         await self._call("make_bucket", {"bucket": bucket})
 
-    async def read_object(self, bucket: str, key: str) -> list[VersionRecord]:
-        reply = await self._call("read_object", {"bucket": bucket, "key": key})
+    async def read_object(
+        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+    ) -> list[VersionRecord]:
+        args = {"bucket": bucket, "key": key, "version_id": version_id, "everything": everything}
+        reply = await self._call("read_object", args)
         return _records_from_wire(reply.result["versions"])
 
     async def update_object(
@@ -291,7 +297,7 @@ class RemoteDrive:
         bucket: str,
         key: str,
         add: VersionRecord | None = None,
-        drop: Sequence[str] = (),
+        drop: Sequence[Rank] = (),
         drop_nulls_before: str | None = None,
         keep_data: bool = False,
     ) -> list[VersionRecord]:
@@ -299,7 +305,7 @@ class RemoteDrive:
             "bucket": bucket,
             "key": key,
             "add": None if add is None else add.to_dict(),
-            "drop": list(drop),
+            "drop": [list(rank) for rank in drop],
             "drop_nulls_before": drop_nulls_before,
             "keep_data": keep_data,
         }
@@ -339,9 +345,15 @@ class RemoteDrive:
         return _records_from_wire(reply.result["versions"])
 
     async def read_small(
-        self, bucket: str, key: str, shard: int, limit: int
+        self, bucket: str, key: str, shard: int, limit: int, version_id: str | None = None
     ) -> tuple[list[VersionRecord], bytes | None]:
-        args = {"bucket": bucket, "key": key, "shard": shard, "limit": limit}
+        args = {
+            "bucket": bucket,
+            "key": key,
+            "shard": shard,
+            "limit": limit,
+            "version_id": version_id,
+        }
         reply = await self._call("read_small", args)
         shard_bytes = reply.body if reply.result["has_shard"] else None
         return _records_from_wire(reply.result["versions"]), shard_bytes

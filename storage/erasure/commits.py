@@ -61,7 +61,9 @@ class VersionCommits:
         answers = await fan_out_at(drives, add, only=sorted(alive), skipped=lacking)
         ok = answers.ok()
         if len(ok) < store.write_quorum:
-            await fan_out(drives, lambda d: d.update_object(bucket, key, drop=[entry.vid]), only=ok)
+            await fan_out(
+                drives, lambda d: d.update_object(bucket, key, drop=[entry.rank]), only=ok
+            )
             answers.require(store.write_quorum, f"{bucket}/{key}")
         if entry.is_null:
             # It replaces the null version (in a bucket never versioned: everything).
@@ -108,7 +110,7 @@ class VersionCommits:
             # could hand that version a read quorum again. So it goes only once every
             # drive is rid of them; otherwise healing retires both later.
             if newest.transient and len(answers.ok()) == len(drives):
-                await fan_out(drives, lambda d: d.update_object(bucket, key, drop=[newest.vid]))
+                await fan_out(drives, lambda d: d.update_object(bucket, key, drop=[newest.rank]))
         except Exception:
             log.warning("cleanup of %s/%s failed; healing will retry", bucket, key, exc_info=True)
 

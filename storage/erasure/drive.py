@@ -15,6 +15,8 @@ Layout below `{drive}/.smartstorage/`:
     data/{bucket}/{encoded key}._storage_object.metadata.json   the object record: versions
     data/{bucket}/{encoded key}._storage_object/{version}/[part-{P}/]chunk-{N}/shard-{M}.dat
                                                        ... and shard-{M}.meta (size, CRC32C)
+    data/{bucket}/{encoded key}._storage_object/~history-{token}.json
+                                                       older versions' entries (history.py)
     multipart/{bucket}/{upload id}/upload.json, part-{P}.json, part-{P}.{pv}/chunk-{N}/...
     quarantine/                                        corrupt shards, moved aside by healing
     tmp/opened-{pid}-{token}                           stamp of the process that has the drive
@@ -58,7 +60,8 @@ from shoal.storage.diskio import (
     rmtree_quiet,
     unlink_quiet,
 )
-from shoal.storage.erasure.records import RecordSummary, VersionRecord
+from shoal.storage.erasure.history import KeyRecord, stored_entries
+from shoal.storage.erasure.records import Rank, RecordSummary, VersionRecord, visible
 from shoal.storage.keys import OBJECT_MARKER, decode_path, key_path
 from shoal.storage.listing import walk_page
 from shoal.storage.records import dumps, loads
@@ -176,8 +179,12 @@ class Drive(Protocol):
         """Create the bucket's data directory (idempotent)."""
         ...
 
-    async def read_object(self, bucket: str, key: str) -> list[VersionRecord]:
-        """The key's version entries on this drive, newest first; [] if none."""
+    async def read_object(
+        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+    ) -> list[VersionRecord]:
+        """The key's newest version entries on this drive (storage.erasure.history: its
+        record's), and with `version_id` every entry of that S3 version; with
+        `everything`, all of them. Newest first; [] if none."""
         ...
 
     async def update_object(
@@ -185,16 +192,17 @@ class Drive(Protocol):
         bucket: str,
         key: str,
         add: VersionRecord | None = None,
-        drop: Sequence[str] = (),
+        drop: Sequence[Rank] = (),
         drop_nulls_before: str | None = None,
         keep_data: bool = False,
     ) -> list[VersionRecord]:
         """Atomically (per key, across processes) add a version entry (replacing its
-        copy, if listed) and/or drop entries by id, and null entries ordered before
+        copy, if listed) and/or drop entries by rank, and null entries ordered before
         `drop_nulls_before` (records.py: what the null version is), deleting dropped
         versions' shard directories unless `keep_data` (they go once no reader has
         them open). An added version's directory is made durable first. Returns the
-        entries after."""
+        newest entries after, as read_object, plus the newest null entry below the
+        newest null one (which null version a null write replaced)."""
         ...
 
     async def list_objects(
@@ -229,9 +237,9 @@ class Drive(Protocol):
         ...
 
     async def read_small(
-        self, bucket: str, key: str, shard: int, limit: int
+        self, bucket: str, key: str, shard: int, limit: int, version_id: str | None = None
     ) -> tuple[list[VersionRecord], bytes | None]:
-        """read_object, plus shard number `shard` of the newest version when that is a
+        """read_object, plus shard number `shard` of the newest entry when that is a
         single chunk of at most `limit` bytes (None if absent or corrupt): a small
         object's whole read on this drive in one round trip."""
         ...
@@ -500,19 +508,23 @@ class LocalDrive:
         bucket_dir = os.path.join(self.root, "data", bucket)
         return kp.meta_path(bucket_dir), bucket_dir, kp.dirs
 
-    async def read_object(self, bucket: str, key: str) -> list[VersionRecord]:
-        return await self._run(self._read_object, bucket, key)
+    async def read_object(
+        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+    ) -> list[VersionRecord]:
+        return await self._run(self._read_object, bucket, key, version_id, everything)
 
-    def _read_object(self, bucket: str, key: str) -> list[VersionRecord]:
-        record, _, _ = self._record_path(bucket, key)
-        return _read_versions(record)
+    def _read_object(
+        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+    ) -> list[VersionRecord]:
+        record = self._key_record(self._record_path(bucket, key)[0])
+        return record.everything() if everything else record.window(version_id)
 
     async def update_object(
         self,
         bucket: str,
         key: str,
         add: VersionRecord | None = None,
-        drop: Sequence[str] = (),
+        drop: Sequence[Rank] = (),
         drop_nulls_before: str | None = None,
         keep_data: bool = False,
     ) -> list[VersionRecord]:
@@ -525,43 +537,36 @@ class LocalDrive:
         bucket: str,
         key: str,
         add: VersionRecord | None,
-        drop: tuple[str, ...],
+        drop: tuple[Rank, ...],
         drop_nulls_before: str | None = None,
         keep_data: bool = False,
     ) -> list[VersionRecord]:
-        record, bucket_dir, dirs = self._record_path(bucket, key)
-        versions_dir = record[: -len(RECORD_SUFFIX)]
+        path, bucket_dir, dirs = self._record_path(bucket, key)
         with self._locks.hold(object_lock_name(bucket, key)):
-            versions = _read_versions(record)
+            record = self._key_record(path)
             if add is not None:
                 makedirs_below(bucket_dir, dirs)
-                _settle_version(os.path.join(versions_dir, add.vid), add)
-                versions = [v for v in versions if v.vid != add.vid] + [add]
-            gone = [
-                v.vid
-                for v in versions
-                if v.vid in drop
-                or (drop_nulls_before is not None and v.is_null and v.order < drop_nulls_before)
-            ]
+                _settle_version(os.path.join(record.folder, add.vid), add)
+            gone = record.change(add, drop, drop_nulls_before)
             if add is None and not gone:
-                return versions
-            versions = sorted(
-                (v for v in versions if v.vid not in gone), key=lambda v: v.rank, reverse=True
-            )
-            if versions:
-                stored = {"format": 1, "versions": [v.to_dict() for v in versions]}
-                replace_atomically(record, dumps(stored), self._tmp())
+                return record.window(older_null=True)
+            if record.empty:
+                unlink_quiet(path)
+                fsync_dir(os.path.dirname(path))
             else:
-                unlink_quiet(record)
-                fsync_dir(os.path.dirname(record))
+                record.save()
             for vid in () if keep_data else gone:
-                rmtree_quiet(os.path.join(versions_dir, vid))
-            if not versions:
+                rmtree_quiet(os.path.join(record.folder, vid))
+            if record.empty:
                 with contextlib.suppress(OSError):
-                    os.rmdir(versions_dir)
-                remove_empty_parents(os.path.dirname(record), bucket_dir)
+                    os.rmdir(record.folder)
+                remove_empty_parents(os.path.dirname(path), bucket_dir)
+            entries = record.window(older_null=True)
         self.listings.bump()
-        return versions
+        return entries
+
+    def _key_record(self, path: str) -> KeyRecord:
+        return KeyRecord.load(path, path[: -len(RECORD_SUFFIX)], self._tmp)
 
     async def list_objects(
         self,
@@ -580,15 +585,22 @@ class LocalDrive:
     def _list_objects(
         self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int, versions: bool
     ) -> DrivePage:
+        def entries(sidecar: str) -> list[RecordSummary]:
+            """What ListObjects needs is the record's newest entry; ListObjectVersions
+            needs every entry, in the history segments too."""
+            folder = sidecar[: -len(RECORD_SUFFIX)]
+            stored = stored_entries(sidecar, folder, everything=versions)
+            return [RecordSummary.of_stored(v) for v in stored]
+
         def summarize(key: str, sidecar: str) -> tuple[str, list[RecordSummary]] | None:
-            stored = _read_stored(sidecar)
-            return (key, [RecordSummary.of_stored(v) for v in stored]) if stored else None
+            stored = entries(sidecar)
+            return (key, stored) if stored else None
 
         def listed(_key: str, sidecar: str) -> bool:
             """Whether a key counts for its common prefix (see Drive.list_objects)."""
-            stored = [RecordSummary.of_stored(v) for v in _read_stored(sidecar)]
+            stored = entries(sidecar)
             if versions:
-                return any(not v.transient for v in stored)
+                return bool(visible(stored))
             return bool(stored) and not stored[0].deleted
 
         self._require_root()
@@ -620,9 +632,9 @@ class LocalDrive:
         return self._update_object(bucket, key, entry, ())
 
     async def read_small(
-        self, bucket: str, key: str, shard: int, limit: int
+        self, bucket: str, key: str, shard: int, limit: int, version_id: str | None = None
     ) -> tuple[list[VersionRecord], bytes | None]:
-        return await self._run(self._read_small, bucket, key, shard, limit)
+        return await self._run(self._read_small, bucket, key, shard, limit, version_id)
 
     async def sweep(self, bucket: str, older_than: float) -> int:
         return await self._run(self._sweep, bucket, older_than)
@@ -672,7 +684,7 @@ class LocalDrive:
         """Under the key's lock, so that no commit names a folder while it goes."""
         removed = 0
         with self._locks.hold(object_lock_name(bucket, key)):
-            listed = {v["v"] for v in _read_stored(versions_dir + RECORD_SUFFIX)}
+            listed = self._key_record(versions_dir + RECORD_SUFFIX).names()
             named = []
             for entry in _scan(versions_dir):
                 if entry.name in listed:
@@ -716,9 +728,9 @@ class LocalDrive:
         return removed
 
     def _read_small(
-        self, bucket: str, key: str, shard: int, limit: int
+        self, bucket: str, key: str, shard: int, limit: int, version_id: str | None
     ) -> tuple[list[VersionRecord], bytes | None]:
-        versions = self._read_object(bucket, key)
+        versions = self._read_object(bucket, key, version_id)
         if not versions or versions[0].deleted:
             return versions, None
         parts = versions[0].parts
@@ -732,26 +744,6 @@ class LocalDrive:
         except (ShardMissing, CorruptShard):
             return versions, None
         return versions, data
-
-
-def _read_versions(record: str) -> list[VersionRecord]:
-    """An object record's versions, newest first. UnsupportedRecord (a fault, not
-    "absent") for one a newer shoal wrote: rewriting it would lose what it holds."""
-    return [VersionRecord.from_dict(v) for v in _read_stored(record)]
-
-
-def _read_stored(record: str) -> list[dict[str, Any]]:
-    """The version dicts of an object record as stored."""
-    try:
-        with open(record, "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    try:
-        versions = loads(data).get("versions") or []
-    except ValueError:
-        return []  # a torn or damaged record counts as absent; healing rewrites it
-    return [v for v in versions if isinstance(v, dict) and isinstance(v.get("v"), str)]
 
 
 def _settle_version(vdir: str, entry: VersionRecord) -> None:

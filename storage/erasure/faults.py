@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shoal.storage.erasure.drive import Drive, DrivePage, ShardWrite
-from shoal.storage.erasure.records import VersionRecord
+from shoal.storage.erasure.records import Rank, VersionRecord
 
 OPS = frozenset(
     {
@@ -203,16 +203,18 @@ class FaultyDrive:
         await self._enter("make_bucket")
         await self.inner.make_bucket(bucket)
 
-    async def read_object(self, bucket: str, key: str) -> list[VersionRecord]:
+    async def read_object(
+        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+    ) -> list[VersionRecord]:
         await self._enter("read_object")
-        return await self.inner.read_object(bucket, key)
+        return await self.inner.read_object(bucket, key, version_id, everything)
 
     async def update_object(
         self,
         bucket: str,
         key: str,
         add: VersionRecord | None = None,
-        drop: Sequence[str] = (),
+        drop: Sequence[Rank] = (),
         drop_nulls_before: str | None = None,
         keep_data: bool = False,
     ) -> list[VersionRecord]:
@@ -230,10 +232,10 @@ class FaultyDrive:
         return await self.inner.sweep(bucket, older_than)
 
     async def read_small(
-        self, bucket: str, key: str, shard: int, limit: int
+        self, bucket: str, key: str, shard: int, limit: int, version_id: str | None = None
     ) -> tuple[list[VersionRecord], bytes | None]:
         await self._enter("read_small")
-        return await self.inner.read_small(bucket, key, shard, limit)
+        return await self.inner.read_small(bucket, key, shard, limit, version_id)
 
     async def list_objects(
         self,

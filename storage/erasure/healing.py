@@ -43,9 +43,9 @@ from shoal.storage.erasure.drive import (
 )
 from shoal.storage.erasure.health import HealthTrackedDrive
 from shoal.storage.erasure.quorum import fan_out
-from shoal.storage.erasure.records import VersionRecord
+from shoal.storage.erasure.records import VersionRecord, visible
 from shoal.storage.erasure.shards import read_chunk
-from shoal.storage.erasure.versions import chunk_refs, doc_rank, resolve, settled, visible
+from shoal.storage.erasure.versions import chunk_refs, doc_rank, resolve, settled
 from shoal.storage.errors import ServiceUnavailable
 from shoal.storage.keys import check_key
 from shoal.storage.records import dumps, loads
@@ -491,7 +491,7 @@ class Healer:
     async def heal_object(self, bucket: str, key: str, report: HealReport, pacer: Pacer) -> None:
         check_key(key)
         store = self.store
-        drives, rot, answers = await store.read_entries(bucket, key)
+        drives, rot, answers = await store.read_entries(bucket, key, everything=True)
         report.objects_scanned += 1
         what = f"{bucket}/{key}"
         try:
@@ -621,12 +621,12 @@ class Healer:
                 if await store.in_use(bucket, key, e.order):
                     cleared = False
                 elif hidden:
-                    doomed.append(e.vid)
+                    doomed.append(e.rank)
                 elif _age_seconds(e.order) > ABANDONED_AFTER_SECONDS or store.abandoned(e.order):
                     # On too few drives: a write that died before its commit, or the
                     # rest of a version deleted (or one still being written: hence the
                     # wait, unless the process that made it is known to be gone).
-                    doomed.append(e.vid)
+                    doomed.append(e.rank)
             if doomed:
                 try:
                     await drives[p].update_object(bucket, key, drop=doomed)
@@ -638,7 +638,7 @@ class Healer:
         if marker and cleared and entry is not None:
             for p in holding:
                 try:
-                    await drives[p].update_object(bucket, key, drop=[entry.vid])
+                    await drives[p].update_object(bucket, key, drop=[entry.rank])
                     report.versions_retired += 1
                 except Exception as exc:
                     report.fail(f"retiring the delete marker of {bucket}/{key}", exc)

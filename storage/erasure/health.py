@@ -31,7 +31,7 @@ from shoal.storage.erasure.drive import (
     ShardWrite,
     is_io_error,
 )
-from shoal.storage.erasure.records import VersionRecord
+from shoal.storage.erasure.records import Rank, VersionRecord
 
 log = logging.getLogger("shoal.storage")
 
@@ -273,15 +273,19 @@ class HealthTrackedDrive:
     async def make_bucket(self, bucket: str) -> None:
         await self._call("make_bucket", lambda: self.inner.make_bucket(bucket))
 
-    async def read_object(self, bucket: str, key: str) -> list[VersionRecord]:
-        return await self._call("read_object", lambda: self.inner.read_object(bucket, key))
+    async def read_object(
+        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+    ) -> list[VersionRecord]:
+        return await self._call(
+            "read_object", lambda: self.inner.read_object(bucket, key, version_id, everything)
+        )
 
     async def update_object(
         self,
         bucket: str,
         key: str,
         add: VersionRecord | None = None,
-        drop: Sequence[str] = (),
+        drop: Sequence[Rank] = (),
         drop_nulls_before: str | None = None,
         keep_data: bool = False,
     ) -> list[VersionRecord]:
@@ -302,10 +306,10 @@ class HealthTrackedDrive:
         return await self._call("sweep", lambda: self.inner.sweep(bucket, older_than))
 
     async def read_small(
-        self, bucket: str, key: str, shard: int, limit: int
+        self, bucket: str, key: str, shard: int, limit: int, version_id: str | None = None
     ) -> tuple[list[VersionRecord], bytes | None]:
         return await self._call(
-            "read_small", lambda: self.inner.read_small(bucket, key, shard, limit)
+            "read_small", lambda: self.inner.read_small(bucket, key, shard, limit, version_id)
         )
 
     async def list_objects(

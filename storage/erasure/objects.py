@@ -28,9 +28,9 @@ from shoal.storage.erasure.drive import Drive, ShardWrite, object_dir, shard_pat
 from shoal.storage.erasure.health import HealthTrackedDrive
 from shoal.storage.erasure.quorum import Answers, fan_out, fan_out_at
 from shoal.storage.erasure.readers import ErasureObjectReader
-from shoal.storage.erasure.records import PartLayout, VersionRecord
+from shoal.storage.erasure.records import PartLayout, Rank, VersionRecord, visible
 from shoal.storage.erasure.shards import ChunkWriter, encode_whole
-from shoal.storage.erasure.versions import live, resolve, settled, visible
+from shoal.storage.erasure.versions import live, resolve, settled
 from shoal.storage.errors import (
     EntityTooLarge,
     InvalidRequest,
@@ -141,15 +141,21 @@ class ObjectIO:
 
     # -- where a key is ----------------------------------------------------------------
 
-    async def locate(self, bucket: str, key: str) -> Located:
-        """The set holding the key's newest version, else its home set. With several
-        pools every candidate set is asked; one that cannot tell (too few drives)
-        makes the key unreadable and unwritable rather than risk a stale answer."""
+    async def locate(
+        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+    ) -> Located:
+        """The set holding the key's newest version, else its home set, with each drive's
+        newest entries (and those of S3 version `version_id`; with `everything`, all:
+        Drive.read_object). With several pools every candidate set is asked; one that
+        cannot tell (too few drives) makes the key unreadable and unwritable rather
+        than risk a stale answer."""
         store = self.store
         where = store.place(bucket, key)
 
         async def entries(s: int) -> Answers[list[VersionRecord]]:
-            return await fan_out(store.sets[s], lambda d: d.read_object(bucket, key))
+            return await fan_out(
+                store.sets[s], lambda d: d.read_object(bucket, key, version_id, everything)
+            )
 
         def located(s: int, each: Answers[list[VersionRecord]], others: list[int]) -> Located:
             return Located(s, where.rot, each.by_position(), others, each.failed())
@@ -175,10 +181,11 @@ class ObjectIO:
         return (await self.locate(bucket, key)).set
 
     async def read_entries(
-        self, bucket: str, key: str
+        self, bucket: str, key: str, everything: bool = False
     ) -> tuple[list[HealthTrackedDrive], int, list[list[VersionRecord] | None]]:
-        """(set drives, rotation, each drive's entries or None if it failed)."""
-        found = await self.locate(bucket, key)
+        """(set drives, rotation, each drive's entries or None if it failed): the newest,
+        or with `everything` all of them."""
+        found = await self.locate(bucket, key, everything=everything)
         return self.store.sets[found.set], found.rot, found.answers
 
     async def current(self, bucket: str, key: str) -> VersionRecord | None:
@@ -299,7 +306,7 @@ class ObjectIO:
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectMeta:
         check_key_name(key)
         await self.store.buckets.require(bucket)
-        found = await self.locate(bucket, key)
+        found = await self.locate(bucket, key, version_id)
         what = f"{bucket}/{key}"
         return pick(found.answers, self.store.k, what, version_id, found.failed).live_meta()
 
@@ -316,7 +323,9 @@ class ObjectIO:
             drives = store.sets[s]
             read = await fan_out_at(
                 drives,
-                lambda p: drives[p].read_small(bucket, key, (p - rot) % store.n, SMALL_READ),
+                lambda p: drives[p].read_small(
+                    bucket, key, (p - rot) % store.n, SMALL_READ, version_id
+                ),
             )
             results = read.by_position()
             answers = [None if r is None else r[0] for r in results]
@@ -349,7 +358,7 @@ class ObjectIO:
         versioning = (await store.buckets.head_bucket(bucket)).versioning
         what = f"{bucket}/{key}"
         async with store.locks.hold(f"o\0{bucket}\0{key}"):
-            found = await self.locate(bucket, key)
+            found = await self.locate(bucket, key, version_id)
             entry = found.current(store.k, what)
             if version_id is not None:
                 return await self._delete_version(bucket, key, found, version_id, guard)
@@ -388,7 +397,7 @@ class ObjectIO:
         await store.buckets.require(bucket)
         what = f"{bucket}/{key}"
         async with store.locks.hold(f"o\0{bucket}\0{key}"):
-            found = await self.locate(bucket, key)
+            found = await self.locate(bucket, key, version_id)
             entry = pick(found.answers, store.k, what, version_id, found.failed)
             meta = change(entry.live_meta())
             updated = dataclasses.replace(entry, meta=meta, revision=entry.revision + 1)
@@ -414,10 +423,10 @@ class ObjectIO:
             return DeleteResult(version_id=version_id)
         drives = store.sets[found.set]
         # The null version goes with any older null entries it hid.
-        gone = [target.vid]
+        gone = [target.rank]
         if target.is_null:
             gone += [
-                e.vid for e in settled(found.answers, 1) if e.is_null and e.order < target.order
+                e.rank for e in settled(found.answers, 1) if e.is_null and e.order < target.order
             ]
         dropped = await fan_out(
             drives, lambda d: d.update_object(bucket, key, drop=gone, keep_data=True)
@@ -433,10 +442,10 @@ class ObjectIO:
         key: str,
         drives: Sequence[Drive],
         target: VersionRecord,
-        vids: Sequence[str],
+        ranks: Sequence[Rank],
     ) -> None:
         """The shards of removed versions, once no reader (on any node) has them open;
         what a crash leaves is swept (no record names it)."""
         await self.store.commits.wait_for_readers(bucket, key, target.order)
-        for vid in vids:
+        for _, vid in ranks:
             await self.discard(drives, f"{object_dir(bucket, key)}/{vid}")

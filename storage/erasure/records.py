@@ -1,9 +1,11 @@
 """The erasure store's persisted records as types: a version of an object, its parts'
 layout, what a listing needs of it, and an upload part's record.
 
-A drive keeps an object's versions in one JSON file, newest first:
+A drive keeps an object's newest versions in one JSON file, newest first, and older ones
+in history segments it names (storage.erasure.history: so a PUT's cost does not grow
+with the key's versions):
 
-    {"format": 1, "versions": [version, ...]}
+    {"format": 1, "versions": [version, ...], "history": [segment summaries]}
     version: {"schema": 3, "v": version id (names its folder), "rot": shard rotation,
               "meta": ObjectMeta as storage.records.meta_to_dict writes it (a delete
                       marker's too; {} for one that only stands for a deletion, below),
@@ -26,7 +28,7 @@ that orders versions ("order") is taken at the commit, under the key's lock: a l
 upload that began first and finished last is not hidden by a short one begun later.
 Records without it are ordered by "v", as they always were.
 
-Which versions a key has (S3's versions, storage.erasure.versions.visible): an object's
+Which versions a key has (S3's versions, records.visible): an object's
 S3 version id is its meta.version_id — the commit's "order" when its bucket had
 versioning Enabled, else "null". The newest null entry hides older ones (a null write
 replaces the null version; they are retired in the background). A marker without
@@ -49,8 +51,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from shoal.storage.backend import NULL_VERSION, ObjectMeta, PartInfo
 from shoal.storage.records import (
@@ -286,3 +289,35 @@ class PartRecord:
             chunk=int(d["chunk"]),
             crcs=_crcs_from(d["crc"]),
         )
+
+
+class Entry(Protocol):
+    """A version as listing or reading sees it (VersionRecord, RecordSummary)."""
+
+    @property
+    def is_null(self) -> bool: ...
+
+    @property
+    def deleted(self) -> bool: ...
+
+    @property
+    def transient(self) -> bool: ...
+
+
+E = TypeVar("E", bound=Entry)
+
+
+def visible(entries: Sequence[E]) -> list[E]:
+    """A key's S3 versions out of its settled entries (newest first): the newest null
+    entry hides older ones, and a marker that only stands for a deletion is none
+    (records.py explains both)."""
+    out: list[E] = []
+    null_seen = False
+    for e in entries:
+        if e.is_null:
+            if null_seen:
+                continue
+            null_seen = True
+        if not e.transient:
+            out.append(e)
+    return out

@@ -250,10 +250,11 @@ class ErasureStore:
         return await self.objects.locate(bucket, key)
 
     async def read_entries(
-        self, bucket: str, key: str
+        self, bucket: str, key: str, everything: bool = False
     ) -> tuple[list[HealthTrackedDrive], int, list[list[VersionRecord] | None]]:
-        """(set drives, rotation, each drive's entries or None if it failed)."""
-        return await self.objects.read_entries(bucket, key)
+        """(set drives, rotation, each drive's entries or None if it failed): the newest,
+        or with `everything` all of them."""
+        return await self.objects.read_entries(bucket, key, everything)
 
     async def current(self, bucket: str, key: str) -> VersionRecord | None:
         """The newest version with a read quorum (a delete marker included), or None."""

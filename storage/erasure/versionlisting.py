@@ -2,7 +2,7 @@
 
 It reads the pages ListObjects reads (storage.erasure.listing: each drive lists its
 keys with every version entry of each), and shows each key's S3 versions: the entries
-a read quorum of its set's drives list, as storage.erasure.versions.visible sees them,
+a read quorum of its set's drives list, as records.visible sees them,
 newest first. A page may end inside a key; the next resumes after (key marker, version
 id marker), reading that key's record alone first. The drives list a page's keys in
 rounds sized by the versions per key seen so far, so a page of 1,000 versions of keys
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 from shoal.storage.backend import MAX_KEY_BYTES, NULL_VERSION, VersionListPage, VersionSummary
 from shoal.storage.erasure.listing import Answers
-from shoal.storage.erasure.records import RecordSummary
-from shoal.storage.erasure.versions import settled, visible
+from shoal.storage.erasure.records import RecordSummary, visible
+from shoal.storage.erasure.versions import settled
 from shoal.storage.listing import check_params, rollup
 from shoal.storage.records import parse_iso
 from shoal.storage.version_ids import valid_version_id
@@ -167,7 +167,7 @@ class VersionListing:
             cursor = bound
 
     async def _one_key(self, bucket: str, key: str) -> _KeyVersions | None:
-        _, _, answers = await self.store.read_entries(bucket, key)
+        _, _, answers = await self.store.read_entries(bucket, key, everything=True)
         stored: Answers = [
             None if a is None else [RecordSummary.of_stored(e.to_dict()) for e in a]
             for a in answers

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import xxhash
 
@@ -168,38 +168,6 @@ def settled(
     newest first. Entries on fewer are writes still running, failed or retired."""
     counts, first = _tally([a for a in answers if a is not None], rank_of)
     return [first[r] for r in sorted(counts, reverse=True) if counts[r] >= k]
-
-
-class Entry(Protocol):
-    """A version as listing or reading sees it (VersionRecord, RecordSummary)."""
-
-    @property
-    def is_null(self) -> bool: ...
-
-    @property
-    def deleted(self) -> bool: ...
-
-    @property
-    def transient(self) -> bool: ...
-
-
-E = TypeVar("E", bound=Entry)
-
-
-def visible(entries: Sequence[E]) -> list[E]:
-    """A key's S3 versions out of its settled entries (newest first): the newest null
-    entry hides older ones, and a marker that only stands for a deletion is none
-    (records.py explains both)."""
-    out: list[E] = []
-    null_seen = False
-    for e in entries:
-        if e.is_null:
-            if null_seen:
-                continue
-            null_seen = True
-        if not e.transient:
-            out.append(e)
-    return out
 
 
 def live(entry: VersionRecord | None) -> VersionRecord:
