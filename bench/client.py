@@ -12,6 +12,8 @@ result is a dict, in order (see the `op_*` functions for their fields).
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import html
 import json
 import os
@@ -366,6 +368,36 @@ async def op_bucket(host: str, port: int, spec: dict[str, Any]) -> dict[str, Any
         conn.close()
 
 
+#: PutBucketEncryption's body for SSE-S3 as the default of every write.
+SSE_S3_DEFAULT = (
+    b'<ServerSideEncryptionConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    b"<Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm>"
+    b"</ApplyServerSideEncryptionByDefault></Rule></ServerSideEncryptionConfiguration>"
+)
+
+
+async def op_bucket_encryption(host: str, port: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """PutBucketEncryption on `bucket`: SSE-S3 (AES256) by default for every write that
+    names no encryption itself; then GetBucketEncryption, to report what the server
+    holds. Unsigned, like every bench request (the servers run with auth off)."""
+    md5 = base64.b64encode(hashlib.md5(SSE_S3_DEFAULT).digest()).decode()
+    conn = await connect(host, port)
+    try:
+        target = f"/{spec['bucket']}?encryption="
+        put = await conn.request(
+            b"PUT", target, SSE_S3_DEFAULT, f"Content-MD5: {md5}\r\n", keep_body=True
+        )
+        get = await conn.request(b"GET", target, keep_body=True)
+        return {
+            "status": put.status,
+            "put_body": put.body.decode(errors="replace")[:500],
+            "get_status": get.status,
+            "algorithm": "AES256" if b"<SSEAlgorithm>AES256</SSEAlgorithm>" in get.body else None,
+        }
+    finally:
+        conn.close()
+
+
 async def op_small_put(host: str, port: int, spec: dict[str, Any]) -> dict[str, Any]:
     """PUT `size`-byte objects at `concurrency` for `duration` s (after `warmup` s)."""
     bucket, size, conc = spec["bucket"], spec["size"], spec["concurrency"]
@@ -451,9 +483,9 @@ async def op_small_get(host: str, port: int, spec: dict[str, Any]) -> dict[str, 
         close_all(conns)
 
 
-def body_chunks(size: int, chunk: int = MiB) -> Iterator[bytes]:
-    """`size` bytes generated on the fly from one random 1 MiB block."""
-    block = os.urandom(chunk)
+def body_chunks(size: int, block: bytes) -> Iterator[bytes]:
+    """`size` bytes generated on the fly by repeating `block`."""
+    chunk = len(block)
     full, rest = divmod(size, chunk)
     for _ in range(full):
         yield block
@@ -462,22 +494,29 @@ def body_chunks(size: int, chunk: int = MiB) -> Iterator[bytes]:
 
 
 async def op_big_put(host: str, port: int, spec: dict[str, Any]) -> dict[str, Any]:
-    """One streamed PUT of `size` bytes; MB/s is 10^6 bytes per second."""
+    """One streamed PUT of `size` bytes (one random 1 MiB block repeated); MB/s is 10^6
+    bytes per second. `probe` is 64 bytes of that block (hex), which every file holding
+    the plaintext contains, so the orchestrator can look for them on disk; `sse` is the
+    encryption the server says it applied (`x-amz-server-side-encryption`)."""
     conn = await connect(host, port)
     try:
         size = spec["size"]
+        block = os.urandom(MiB)
         cpu0, t0 = cpu_seconds(), time.perf_counter()
         r = await asyncio.wait_for(
-            conn.stream_put(f"/{spec['bucket']}/{spec['key']}", size, body_chunks(size)),
+            conn.stream_put(f"/{spec['bucket']}/{spec['key']}", size, body_chunks(size, block)),
             spec.get("timeout", 600),
         )
         elapsed = time.perf_counter() - t0
+        sse = r.headers.get(b"x-amz-server-side-encryption")
         return {
             "status": r.status,
             "bytes": size,
             "seconds": elapsed,
             "mb_per_s": size / elapsed / 1e6,
             "client_cpu": (cpu_seconds() - cpu0) / elapsed,
+            "probe": block[4096 : 4096 + 64].hex(),
+            "sse": None if sse is None else sse.decode(),
         }
     finally:
         conn.close()
@@ -603,6 +642,7 @@ async def op_list(host: str, port: int, spec: dict[str, Any]) -> dict[str, Any]:
 
 OPS: dict[str, Callable[[str, int, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
     "bucket": op_bucket,
+    "bucket_encryption": op_bucket_encryption,
     "small_put": op_small_put,
     "small_get": op_small_get,
     "big_put": op_big_put,

@@ -8,6 +8,7 @@ reaches only the orchestrator, which then stops them in order.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -222,6 +223,13 @@ def erasure_env(root: str, drives: int = EC_DRIVES) -> dict[str, str]:
     for p in paths:
         os.makedirs(p, exist_ok=True)
     return {"SHOAL_CLUSTER__ENABLED": "true", "SHOAL_CLUSTER__DRIVES__PATHS": ",".join(paths)}
+
+
+def sse_env() -> dict[str, str]:
+    """SHOAL_* variables giving a standalone shoal a one-key keyring (a fresh random
+    32-byte key each time, never written to disk), so it can seal SSE-S3 objects."""
+    key = base64.b64encode(os.urandom(32)).decode()
+    return {"SHOAL_KMS__KEYS": json.dumps([{"id": "bench-key", "secret": key}])}
 
 
 #: the benchmark's cluster: CLUSTER_NODES node processes with CLUSTER_DRIVES drive folders

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import memory
+import plaintext
 import procs
 
 MiB = 1 << 20
@@ -82,8 +83,12 @@ QUICK = Plan(
 ERASURE_STEPS = ("buckets", "put4k_c16", "get4k_keys", "get4k_c16", "big_put", "big_get")
 #: The steps the 3-node cluster takes part in: the big streamed PUT and GET.
 CLUSTER_STEPS = ("buckets", "big_put", "big_get")
+#: The steps the encrypting (SSE-S3) standalone shoal takes part in: the erasure node's.
+SSE_STEPS = ERASURE_STEPS
 #: Servers that take part in some steps only, in the first `Plan.ec_rounds` rounds.
-LIMITED_STEPS = {"erasure": ERASURE_STEPS, "cluster": CLUSTER_STEPS}
+LIMITED_STEPS = {"erasure": ERASURE_STEPS, "cluster": CLUSTER_STEPS, "sse": SSE_STEPS}
+#: Servers whose "bench" bucket gets SSE-S3 as its default encryption.
+ENCRYPTING = ("sse",)
 
 AnyServer = procs.Server | procs.ClusterServer
 
@@ -112,6 +117,10 @@ def steps(plan: Plan) -> list[Step]:
         for r in client([{"op": "bucket", "bucket": "bench"}, {"op": "bucket", "bucket": "lst"}]):
             if r.get("status") != 200:
                 raise RuntimeError(f"{server.name}: cannot create buckets: {r}")
+        if server.name in ENCRYPTING:
+            (r,) = client([{"op": "bucket_encryption", "bucket": "bench"}])
+            if r.get("status") != 200 or r.get("algorithm") != "AES256":
+                raise RuntimeError(f"{server.name}: cannot set SSE-S3 as the default: {r}")
         return None
 
     out.append(("buckets", buckets, 1))
@@ -180,6 +189,8 @@ def steps(plan: Plan) -> list[Step]:
             # A refused PUT or a short GET is fast, not a figure.
             if op == "big_put" and result.get("status") != 200:
                 result["error"] = f"PUT answered {result.get('status')}"
+            elif op == "big_put" and server.name in ENCRYPTING and result.get("sse") != "AES256":
+                result["error"] = f"PUT not encrypted (answered SSE {result['sse']})"
             if op == "big_get" and (result.get("status") != 200 or result.get("bytes") != plan.big):
                 result["error"] = (
                     f"GET answered {result.get('status')} with "
@@ -274,6 +285,33 @@ def pick_median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         peers = [r["peer_rss_peak"] for r in rounds]
         out["peer_rss_peak"] = [max(p) for p in zip(*peers, strict=True)]
     return out
+
+
+def _probe(results: dict[str, Any], name: str) -> str | None:
+    """The 64 plaintext bytes (hex) of `name`'s big PUT, if it stored one."""
+    put = (results.get(name) or {}).get("big_put") or {}
+    return put.get("probe") if put.get("status") == 200 else None
+
+
+def describe_check(check: dict[str, Any] | None) -> str:
+    """One line on whether the encrypting server's big object was stored encrypted."""
+    if check is None:
+        return "sse: its big object was not stored, so nothing was checked on disk"
+    if check["plaintext_files"]:
+        return "sse: PLAINTEXT ON DISK, its figures measure unencrypted writes: " + ", ".join(
+            check["plaintext_files"][:5]
+        )
+    if not check["control_files"]:
+        return (
+            "sse: no plaintext of its big object on disk, but the control found none in "
+            "standalone shoal's either, so the scan proves nothing"
+        )
+    return (
+        "sse: stored encrypted: 64 bytes of its big object's plaintext are in no file of "
+        "its data directory (the same scan finds standalone shoal's in "
+        + ", ".join(check["control_files"][:3])
+        + ")"
+    )
 
 
 def cluster_info(server: AnyServer) -> dict[str, Any]:
@@ -479,6 +517,12 @@ EC_RSS = ("RSS growth, {big} PUT+GET", "erasure_memory")
 CL_NAMES = ("baseline", "shoal", "erasure", "cluster")
 CL_RATIOS = {"vs_erasure": "erasure", "vs_shoal": "shoal"}
 CL_RSS = ("node 0 RSS growth, {big} PUT+GET", "cluster_memory")
+#: the encrypting server's table: its figures beside standalone shoal's, same metrics as
+#: the erasure node's
+SSE_ROWS = EC_ROWS
+SSE_NAMES = ("shoal", "sse")
+SSE_RATIOS = {"vs_shoal": "shoal"}
+SSE_RSS = ("RSS growth, {big} PUT+GET", "sse_memory")
 
 
 def peer_rss_growth(res: dict[str, Any] | None) -> list[int] | None:
@@ -571,7 +615,7 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
             f"client ceiling (do-nothing server, 64 conns): PUT {cp:,.0f} ops/s, "
             f"GET {cg:,.0f} ops/s"
         )
-    for name in ("baseline", "shoal", "erasure", "cluster"):
+    for name in ("baseline", "shoal", "sse", "erasure", "cluster"):
         if name not in results:
             continue
         res = results.get(name) or {}
@@ -629,16 +673,19 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
             paired.append(f"{k} {ratios[len(ratios) // 2]:.2f}")
     if paired:
         out.append("median of per-round (back-to-back) shoal/baseline ratios: " + ", ".join(paired))
-    paired = []
-    for k in ("put4k_c16", "get4k_c16", "big_get"):
-        e = (results.get("erasure") or {}).get(k, {}).get("rounds")
-        s = (results.get("shoal") or {}).get(k, {}).get("rounds")
-        if e and s and len(e) > 1 and len(s) >= len(e) and all(s):
-            # The erasure node ran the first len(e) rounds, each next to shoal's.
-            ratios = sorted(x / y for x, y in zip(e, s[: len(e)], strict=True))
-            paired.append(f"{k} {ratios[len(ratios) // 2]:.2f}")
-    if paired:
-        out.append("median of per-round (back-to-back) erasure/shoal ratios: " + ", ".join(paired))
+    for other in ("sse", "erasure"):
+        paired = []
+        for k in ("put4k_c16", "get4k_c16", "big_get"):
+            e = (results.get(other) or {}).get(k, {}).get("rounds")
+            s = (results.get("shoal") or {}).get(k, {}).get("rounds")
+            if e and s and len(e) > 1 and len(s) >= len(e) and all(s):
+                # It ran the first len(e) rounds, each next to shoal's.
+                ratios = sorted(x / y for x, y in zip(e, s[: len(e)], strict=True))
+                paired.append(f"{k} {ratios[len(ratios) // 2]:.2f}")
+        if paired:
+            out.append(
+                f"median of per-round (back-to-back) {other}/shoal ratios: " + ", ".join(paired)
+            )
     c = (results.get("cluster") or {}).get("big_get", {}).get("rounds")
     paired = []
     for other in ("erasure", "shoal"):
@@ -674,14 +721,18 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-cluster", action="store_true", help="don't measure the 3-node cluster"
     )
     parser.add_argument(
+        "--skip-sse", action="store_true", help="don't measure the encrypting (SSE-S3) shoal"
+    )
+    parser.add_argument(
         "--only",
-        choices=["shoal", "baseline", "erasure", "erasure-node", "cluster"],
+        choices=["shoal", "baseline", "erasure", "erasure-node", "cluster", "sse"],
         help="measure one server (no ratios); or only the erasure-coding "
         "throughput (bench/erasure.py); or only the erasure-coded node "
         "with standalone shoal and the baseline beside it (its steps "
         "only, --quick or not); or only the 3-node cluster with the "
         "erasure node and standalone shoal beside it (its big PUT and "
-        "GET only)",
+        "GET only); or only the encrypting (SSE-S3) shoal with "
+        "standalone shoal beside it (its steps only)",
     )
     parser.add_argument(
         "--json",
@@ -696,7 +747,10 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     ec_only = args.only == "erasure-node"
     cl_only = args.only == "cluster"
-    only_steps = ERASURE_STEPS if ec_only else CLUSTER_STEPS if cl_only else None
+    sse_only = args.only == "sse"
+    only_steps = (
+        ERASURE_STEPS if ec_only else CLUSTER_STEPS if cl_only else SSE_STEPS if sse_only else None
+    )
     if only_steps:  # every server gets the erasure node's (and cluster's) rounds
         plan = dataclasses.replace(plan, rounds=plan.ec_rounds)
     server_cpus, client_cpus = procs.cpu_plan(not args.no_pin)
@@ -732,6 +786,8 @@ def main(argv: list[str] | None = None) -> int:
         # The erasure node's drives are folders under its data directory (which
         # it doesn't otherwise use).
         "erasure": procs.shoal_argv,
+        # Started exactly like "shoal", plus a keyring (procs.sse_env()).
+        "sse": procs.shoal_argv,
     }
     if args.only in ("shoal", "baseline"):
         names = [args.only]
@@ -739,9 +795,12 @@ def main(argv: list[str] | None = None) -> int:
         names = ["shoal", "erasure", "cluster"]
     elif ec_only:
         names = ["baseline", "shoal", "erasure"]
+    elif sse_only:
+        names = ["shoal", "sse"]
     else:
         names = (
             ["baseline", "shoal"]
+            + ([] if args.skip_sse else ["sse"])
             + ([] if args.skip_erasure_node else ["erasure"])
             + ([] if args.skip_cluster else ["cluster"])
         )
@@ -759,7 +818,13 @@ def main(argv: list[str] | None = None) -> int:
                 # the single erasure node); each holds 2 of the 6 drives.
                 server = procs.ClusterServer(name, data, work, server_cpus)
             else:
-                env = procs.erasure_env(data) if name == "erasure" else None
+                env = (
+                    procs.erasure_env(data)
+                    if name == "erasure"
+                    else procs.sse_env()
+                    if name == "sse"
+                    else None
+                )
                 server = procs.Server(
                     name,
                     servers[name](data),
@@ -837,6 +902,17 @@ def main(argv: list[str] | None = None) -> int:
             results["erasure_memory"] = erasure_memory(results, plan)
         if "cluster" in results:
             results["cluster_memory"] = erasure_memory(results, plan, "cluster")
+        if "sse" in results:
+            results["sse_memory"] = erasure_memory(results, plan, "sse")
+            probe = _probe(results, "sse")
+            if probe:
+                log("sse: looking for its big object's plaintext on disk (and shoal's)")
+                results["sse_check"] = plaintext.check(
+                    os.path.join(work, "data-sse"),
+                    probe,
+                    os.path.join(work, "data-shoal") if _probe(results, "shoal") else None,
+                    _probe(results, "shoal"),
+                )
         times: dict[str, list[float]] = {
             n: []
             for n in names
@@ -919,6 +995,27 @@ def main(argv: list[str] | None = None) -> int:
         mem = results.get("erasure_memory")
         if mem is not None:
             print(memory.describe(mem, name="erasure node, its big PUT and GET steps above"))
+    if "sse" in results and not (ec_only or cl_only):
+        results["sse_rows"] = sse_rows = side_rows(
+            results, plan, SSE_ROWS, SSE_NAMES, SSE_RATIOS, SSE_RSS
+        )
+        print()
+        print(
+            "encrypting shoal (sse): standalone shoal started the same way plus a one-key "
+            "keyring (a fresh random key), its bucket's default encryption SSE-S3 (AES256), "
+            f"so every object is sealed with AES-256-GCM; measured in the first "
+            f"{plan.ec_rounds} round(s) of the same steps, taking turns with the others. "
+            "sse/shoal = sse / standalone shoal."
+        )
+        if "error" in results["sse"]:
+            print("sse server FAILED (see below)")
+        print()
+        print_side_table(sse_rows, SSE_NAMES, {"sse/shoal": "vs_shoal"})
+        print()
+        mem = results.get("sse_memory")
+        if mem is not None:
+            print(memory.describe(mem, name="sse, its big PUT and GET steps above"))
+        print(describe_check(results.get("sse_check")))
     if "cluster" in results:
         cl = results["cluster"]
         layout = (cl.get("cluster") or {}).get("erasure") or {}
