@@ -174,8 +174,14 @@ class DriveService:
 
     async def _read_object(self, drive: Drive, r: Request) -> Reply:
         a = r.args
+        below = a.get("below")
         versions = await drive.read_object(
-            a["bucket"], a["key"], a.get("version_id"), bool(a.get("everything"))
+            a["bucket"],
+            a["key"],
+            a.get("version_id"),
+            bool(a.get("everything")),
+            None if below is None else (str(below[0]), str(below[1])),
+            int(a.get("limit") or 0),
         )
         return Reply({"versions": _records_to_wire(versions)})
 
@@ -200,7 +206,7 @@ class DriveService:
             delimiter=a["delimiter"],
             after=a["after"],
             max_keys=int(a["max_keys"]),
-            versions=bool(a.get("versions")),
+            versions=int(a.get("versions") or 0),
         )
         return Reply(_page_to_dict(page))
 
@@ -286,9 +292,22 @@ class RemoteDrive:
         await self._call("make_bucket", {"bucket": bucket})
 
     async def read_object(
-        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        everything: bool = False,
+        below: Rank | None = None,
+        limit: int = 0,
     ) -> list[VersionRecord]:
-        args = {"bucket": bucket, "key": key, "version_id": version_id, "everything": everything}
+        args = {
+            "bucket": bucket,
+            "key": key,
+            "version_id": version_id,
+            "everything": everything,
+            "below": None if below is None else list(below),
+            "limit": limit,
+        }
         reply = await self._call("read_object", args)
         return _records_from_wire(reply.result["versions"])
 
@@ -319,7 +338,7 @@ class RemoteDrive:
         delimiter: str,
         after: str,
         max_keys: int,
-        versions: bool = False,
+        versions: int = 0,
     ) -> DrivePage:
         args = {
             "bucket": bucket,

@@ -180,11 +180,18 @@ class Drive(Protocol):
         ...
 
     async def read_object(
-        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        everything: bool = False,
+        below: Rank | None = None,
+        limit: int = 0,
     ) -> list[VersionRecord]:
         """The key's newest version entries on this drive (storage.erasure.history: its
         record's), and with `version_id` every entry of that S3 version; with
-        `everything`, all of them. Newest first; [] if none."""
+        `everything`, all of them; with `limit`, at most that many ranked below `below`
+        (None: from the newest). Newest first; [] if none."""
         ...
 
     async def update_object(
@@ -213,11 +220,12 @@ class Drive(Protocol):
         delimiter: str,
         after: str,
         max_keys: int,
-        versions: bool = False,
+        versions: int = 0,
     ) -> DrivePage:
-        """Keys after `after` with every version entry of each, in S3 order; a common
-        prefix only where a key under it is listed there: its newest entry an object,
-        or with `versions`, any entry but a marker that stands for a deletion."""
+        """Keys after `after`, in S3 order, each with its newest version entries (its
+        record's) or, with `versions`, its first that many entries (a key listing as
+        many is cut there); a common prefix only where a key under it is listed there:
+        its newest entry an object, or with `versions`, it has a visible version."""
         ...
 
     async def write_version(
@@ -509,15 +517,29 @@ class LocalDrive:
         return kp.meta_path(bucket_dir), bucket_dir, kp.dirs
 
     async def read_object(
-        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        everything: bool = False,
+        below: Rank | None = None,
+        limit: int = 0,
     ) -> list[VersionRecord]:
-        return await self._run(self._read_object, bucket, key, version_id, everything)
+        return await self._run(self._read_object, bucket, key, version_id, everything, below, limit)
 
     def _read_object(
-        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        everything: bool = False,
+        below: Rank | None = None,
+        limit: int = 0,
     ) -> list[VersionRecord]:
         record = self._key_record(self._record_path(bucket, key)[0])
-        return record.everything() if everything else record.window(version_id)
+        if everything:
+            return record.everything()
+        return record.older(below, limit) if limit else record.window(version_id)
 
     async def update_object(
         self,
@@ -576,20 +598,20 @@ class LocalDrive:
         delimiter: str,
         after: str,
         max_keys: int,
-        versions: bool = False,
+        versions: int = 0,
     ) -> DrivePage:
         return await self._run(
             self._list_objects, bucket, prefix, delimiter, after, max_keys, versions
         )
 
     def _list_objects(
-        self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int, versions: bool
+        self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int, versions: int
     ) -> DrivePage:
         def entries(sidecar: str) -> list[RecordSummary]:
             """What ListObjects needs is the record's newest entry; ListObjectVersions
-            needs every entry, in the history segments too."""
+            a page's worth of entries, from the history segments too."""
             folder = sidecar[: -len(RECORD_SUFFIX)]
-            stored = stored_entries(sidecar, folder, everything=versions)
+            stored = stored_entries(sidecar, folder, versions)
             return [RecordSummary.of_stored(v) for v in stored]
 
         def summarize(key: str, sidecar: str) -> tuple[str, list[RecordSummary]] | None:

@@ -204,10 +204,16 @@ class FaultyDrive:
         await self.inner.make_bucket(bucket)
 
     async def read_object(
-        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        everything: bool = False,
+        below: Rank | None = None,
+        limit: int = 0,
     ) -> list[VersionRecord]:
         await self._enter("read_object")
-        return await self.inner.read_object(bucket, key, version_id, everything)
+        return await self.inner.read_object(bucket, key, version_id, everything, below, limit)
 
     async def update_object(
         self,
@@ -245,7 +251,7 @@ class FaultyDrive:
         delimiter: str,
         after: str,
         max_keys: int,
-        versions: bool = False,
+        versions: int = 0,
     ) -> DrivePage:
         await self._enter("list_objects")
         return await self.inner.list_objects(

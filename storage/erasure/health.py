@@ -274,10 +274,17 @@ class HealthTrackedDrive:
         await self._call("make_bucket", lambda: self.inner.make_bucket(bucket))
 
     async def read_object(
-        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        everything: bool = False,
+        below: Rank | None = None,
+        limit: int = 0,
     ) -> list[VersionRecord]:
         return await self._call(
-            "read_object", lambda: self.inner.read_object(bucket, key, version_id, everything)
+            "read_object",
+            lambda: self.inner.read_object(bucket, key, version_id, everything, below, limit),
         )
 
     async def update_object(
@@ -320,7 +327,7 @@ class HealthTrackedDrive:
         delimiter: str,
         after: str,
         max_keys: int,
-        versions: bool = False,
+        versions: int = 0,
     ) -> DrivePage:
         return await self._call(
             "list_objects",

@@ -124,6 +124,21 @@ class KeyRecord:
             out += self.segment(seg)
         return out
 
+    def older(self, below: Rank | None, limit: int) -> list[VersionRecord]:
+        """At most `limit` entries ranked below `below` (None: from the newest), newest
+        first, reading only the segments that can hold them: a page of one key's
+        versions costs the page, not the key."""
+        out = [e for e in self.head if below is None or e.rank < below][:limit]
+        for seg in self.history:
+            if len(out) >= limit:
+                break
+            if below is not None and seg.lo >= below:
+                continue
+            out += [e for e in self.segment(seg) if below is None or e.rank < below][
+                : limit - len(out)
+            ]
+        return out
+
     def window(
         self, version_id: str | None = None, *, older_null: bool = False
     ) -> list[VersionRecord]:
@@ -285,12 +300,15 @@ def _entries(stored: dict[str, Any]) -> list[dict[str, Any]]:
     return [v for v in versions if isinstance(v, dict) and isinstance(v.get("v"), str)]
 
 
-def stored_entries(path: str, folder: str, *, everything: bool) -> list[dict[str, Any]]:
-    """A key's version dicts as stored, newest first: the record's, and with
-    `everything` its segments' too (what a listing summarises)."""
+def stored_entries(path: str, folder: str, limit: int) -> list[dict[str, Any]]:
+    """A key's version dicts as stored, newest first, for a listing to summarise: the
+    record's (`limit` 0), or its first `limit` entries, from segments too."""
     stored = read_stored(path)
     out = _entries(stored)
-    if everything:
-        for s in stored.get("history") or ():
-            out += _entries(read_stored(os.path.join(folder, str(s["file"]))))
-    return out
+    if not limit:
+        return out
+    for s in stored.get("history") or ():
+        if len(out) >= limit:
+            break
+        out += _entries(read_stored(os.path.join(folder, str(s["file"]))))
+    return out[:limit]

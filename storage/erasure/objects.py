@@ -142,19 +142,26 @@ class ObjectIO:
     # -- where a key is ----------------------------------------------------------------
 
     async def locate(
-        self, bucket: str, key: str, version_id: str | None = None, everything: bool = False
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        everything: bool = False,
+        below: Rank | None = None,
+        limit: int = 0,
     ) -> Located:
         """The set holding the key's newest version, else its home set, with each drive's
-        newest entries (and those of S3 version `version_id`; with `everything`, all:
-        Drive.read_object). With several pools every candidate set is asked; one that
-        cannot tell (too few drives) makes the key unreadable and unwritable rather
-        than risk a stale answer."""
+        newest entries (and those of S3 version `version_id`; with `everything`, all;
+        with `limit`, a page of them below `below`: Drive.read_object). With several
+        pools every candidate set is asked; one that cannot tell (too few drives) makes
+        the key unreadable and unwritable rather than risk a stale answer."""
         store = self.store
         where = store.place(bucket, key)
 
         async def entries(s: int) -> Answers[list[VersionRecord]]:
             return await fan_out(
-                store.sets[s], lambda d: d.read_object(bucket, key, version_id, everything)
+                store.sets[s],
+                lambda d: d.read_object(bucket, key, version_id, everything, below, limit),
             )
 
         def located(s: int, each: Answers[list[VersionRecord]], others: list[int]) -> Located:
@@ -181,11 +188,18 @@ class ObjectIO:
         return (await self.locate(bucket, key)).set
 
     async def read_entries(
-        self, bucket: str, key: str, everything: bool = False
+        self,
+        bucket: str,
+        key: str,
+        everything: bool = False,
+        below: Rank | None = None,
+        limit: int = 0,
+        version_id: str | None = None,
     ) -> tuple[list[HealthTrackedDrive], int, list[list[VersionRecord] | None]]:
-        """(set drives, rotation, each drive's entries or None if it failed): the newest,
-        or with `everything` all of them."""
-        found = await self.locate(bucket, key, everything=everything)
+        """(set drives, rotation, each drive's entries or None if it failed): the newest
+        (and those of S3 version `version_id`), with `everything` all of them, with
+        `limit` a page below `below` (Drive.read_object)."""
+        found = await self.locate(bucket, key, version_id, everything, below, limit)
         return self.store.sets[found.set], found.rot, found.answers
 
     async def current(self, bucket: str, key: str) -> VersionRecord | None:

@@ -53,7 +53,7 @@ from shoal.storage.erasure.listing import Listing
 from shoal.storage.erasure.locks import KeyedLocks
 from shoal.storage.erasure.objects import Located, ObjectIO
 from shoal.storage.erasure.readers import ErasureObjectReader, OpenVersions
-from shoal.storage.erasure.records import VersionRecord
+from shoal.storage.erasure.records import Rank, VersionRecord
 from shoal.storage.erasure.uploads import Multipart
 from shoal.storage.erasure.versionlisting import VersionListing
 from shoal.storage.erasure.versions import Placement, placement
@@ -250,11 +250,18 @@ class ErasureStore:
         return await self.objects.locate(bucket, key)
 
     async def read_entries(
-        self, bucket: str, key: str, everything: bool = False
+        self,
+        bucket: str,
+        key: str,
+        everything: bool = False,
+        below: Rank | None = None,
+        limit: int = 0,
+        version_id: str | None = None,
     ) -> tuple[list[HealthTrackedDrive], int, list[list[VersionRecord] | None]]:
-        """(set drives, rotation, each drive's entries or None if it failed): the newest,
-        or with `everything` all of them."""
-        return await self.objects.read_entries(bucket, key, everything)
+        """(set drives, rotation, each drive's entries or None if it failed): the newest
+        (and those of S3 version `version_id`), with `everything` all of them, with
+        `limit` a page below `below` (Drive.read_object)."""
+        return await self.objects.read_entries(bucket, key, everything, below, limit, version_id)
 
     async def current(self, bucket: str, key: str) -> VersionRecord | None:
         """The newest version with a read quorum (a delete marker included), or None."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from shoal.storage.backend import MAX_KEY_BYTES, NULL_VERSION, VersionListPage, VersionSummary
 from shoal.storage.erasure.listing import Answers
-from shoal.storage.erasure.records import RecordSummary, visible
+from shoal.storage.erasure.records import Rank, RecordSummary, VersionRecord, visible
 from shoal.storage.erasure.versions import settled
 from shoal.storage.listing import check_params, rollup
 from shoal.storage.records import parse_iso
@@ -32,17 +32,6 @@ FIRST_ROUND = 100
 
 def _summary_rank(summary: RecordSummary) -> tuple[str, str]:
     return summary.rank
-
-
-def _resume(versions: list[RecordSummary], marker: str) -> int:
-    """Index of the first version after `marker` (one that vanished: after where its
-    id would sort; a null one, after the key)."""
-    for i, v in enumerate(versions):
-        if v.version_id == marker:
-            return i + 1
-    if marker == NULL_VERSION or not valid_version_id(marker):
-        return len(versions)
-    return next((i for i, v in enumerate(versions) if v.order < marker), len(versions))
 
 
 @dataclasses.dataclass
@@ -83,24 +72,65 @@ class _Page:
 
 @dataclasses.dataclass(frozen=True)
 class _KeyVersions:
-    """A key's S3 versions, newest first, and the id of its current entry."""
+    """One read's share of a key's S3 versions, newest first, and the id of its current
+    entry."""
 
     versions: list[RecordSummary]
     latest: str
+    #: Where some drive's entries of the key stopped (it listed a page's worth): older
+    #: versions come from the next read, below this rank. None: this was all of them.
+    horizon: Rank | None = None
+    #: A null entry was among these or newer ones: older nulls are hidden.
+    null_seen: bool = False
 
 
-def _key_versions(answers: Answers, k: int) -> _KeyVersions | None:
+def _cut(answers: Answers, limit: int) -> tuple[Answers, Rank | None]:
+    """Drives list at most `limit` entries of a key. Below the highest rank where one
+    stopped, the others' entries cannot be judged (that drive's may just not be
+    listed), so they are left for the next read."""
+    ends = [a[-1].rank for a in answers if a is not None and len(a) >= limit]
+    if not ends:
+        return answers, None
+    horizon = max(ends)
+    return [None if a is None else [e for e in a if e.rank >= horizon] for a in answers], horizon
+
+
+def _key_versions(
+    answers: Answers, k: int, limit: int, latest: str | None = None, null_seen: bool = False
+) -> _KeyVersions | None:
+    """The versions a read quorum lists, from one read of at most `limit` entries per
+    drive; `latest` and `null_seen` carry over from the key's newer entries."""
+    answers, horizon = _cut(answers, limit)
     entries = settled(answers, k, _summary_rank)
-    versions = visible(entries)
-    if not versions:
+    versions = [v for v in visible(entries) if not (null_seen and v.is_null)]
+    if not entries or (not versions and horizon is None):
         return None
-    return _KeyVersions(versions, entries[0].vid)
+    return _KeyVersions(
+        versions,
+        entries[0].vid if latest is None else latest,
+        horizon,
+        null_seen or any(e.is_null for e in entries),
+    )
 
 
 def _union(a: _KeyVersions, b: _KeyVersions) -> _KeyVersions:
-    """A key whose versions are in two sets (pools): all of them, newest first."""
+    """A key whose versions are in two sets (pools): both reads, newest first."""
     both = sorted([*a.versions, *b.versions], key=lambda v: v.rank, reverse=True)
-    return _KeyVersions(both, max(a.versions[0], b.versions[0], key=lambda v: v.rank).vid)
+    cuts = [h for h in (a.horizon, b.horizon) if h is not None]
+    horizon = max(cuts) if cuts else None
+    newest = max([*a.versions, *b.versions], key=lambda v: v.rank, default=None)
+    return _KeyVersions(
+        [v for v in both if horizon is None or v.rank >= horizon],
+        a.latest if newest is None else newest.vid,
+        horizon,
+        a.null_seen or b.null_seen,
+    )
+
+
+def _summaries(answers: list[list[VersionRecord] | None]) -> Answers:
+    return [
+        None if a is None else [RecordSummary.of_stored(e.to_dict()) for e in a] for a in answers
+    ]
 
 
 @dataclasses.dataclass
@@ -129,11 +159,9 @@ class VersionListing:
             if cp is not None:
                 cursor = cp
             elif key_marker and version_id_marker:
-                found = await self._one_key(bucket, key_marker)
-                if found is not None:
-                    start = _resume(found.versions, version_id_marker)
-                    if not page.emit(key_marker, found.versions, start, found.latest):
-                        return page.done(True)
+                found = await self._resume(bucket, key_marker, version_id_marker, max_keys)
+                if not await self._emit(page, bucket, key_marker, found, max_keys):
+                    return page.done(True)
         k = self.store.k
         keys = min(max_keys, FIRST_ROUND)
         seen = shown = 0
@@ -144,9 +172,9 @@ class VersionListing:
                 delimiter,
                 cursor,
                 keys,
-                lambda _name, answers: _key_versions(answers, k),
+                lambda _name, answers: _key_versions(answers, k, max_keys),
                 _union,
-                versions=True,
+                versions=max_keys,
             )
             for name, item in items:
                 if page.full():
@@ -154,22 +182,60 @@ class VersionListing:
                 if item is None:
                     page.prefixes.append(name)
                     page.last = (name, None)
-                elif not page.emit(name, item.versions, 0, item.latest):
+                elif not await self._emit(page, bucket, name, item, max_keys):
                     return page.done(True)
                 seen += 1
                 shown += 1 if item is None else len(item.versions)
             # As many keys as the page has room for at the versions per key seen so far:
-            # the drives read every version of each key they list.
+            # the drives read up to a page's worth of versions of each key they list.
             room = max_keys - len(page.versions) - len(page.prefixes)
             keys = max(1, min(max_keys, room * seen // max(shown, 1)))
             if bound is None:
                 return page.done(False)
             cursor = bound
 
-    async def _one_key(self, bucket: str, key: str) -> _KeyVersions | None:
-        _, _, answers = await self.store.read_entries(bucket, key, everything=True)
-        stored: Answers = [
-            None if a is None else [RecordSummary.of_stored(e.to_dict()) for e in a]
-            for a in answers
-        ]
-        return _key_versions(stored, self.store.k)
+    async def _emit(
+        self, page: _Page, bucket: str, key: str, found: _KeyVersions | None, limit: int
+    ) -> bool:
+        """Add a key's versions to the page, reading on past where the drives' listing of
+        it stopped, a page's worth at a time; False once the page is full with some
+        left."""
+        while found is not None:
+            if not page.emit(key, found.versions, 0, found.latest):
+                return False
+            if found.horizon is None:
+                break
+            found = await self._older(bucket, key, found.horizon, found, limit)
+        return True
+
+    async def _older(
+        self, bucket: str, key: str, below: Rank, newer: _KeyVersions, limit: int
+    ) -> _KeyVersions | None:
+        """The key's versions ranked below `below`, one read of at most `limit` entries
+        per drive (storage.erasure.history reads only the segments they are in)."""
+        _, _, answers = await self.store.read_entries(bucket, key, below=below, limit=limit)
+        return _key_versions(
+            _summaries(answers), self.store.k, limit, newer.latest, newer.null_seen
+        )
+
+    async def _resume(self, bucket: str, key: str, marker: str, limit: int) -> _KeyVersions | None:
+        """The key's versions after version `marker` (one that vanished: after where
+        its id would sort; a null one, after the key)."""
+        known = marker == NULL_VERSION or valid_version_id(marker)
+        _, _, answers = await self.store.read_entries(
+            bucket, key, version_id=marker if known else None
+        )
+        entries = settled(_summaries(answers), self.store.k, _summary_rank)
+        if not entries:
+            return None
+        hit = next((e for e in entries if e.version_id == marker), None)
+        if hit is not None:
+            below = hit.rank
+        elif marker != NULL_VERSION and known:
+            below = (marker, "")
+        else:
+            return None
+        newer = _KeyVersions(
+            [], entries[0].vid, below, any(e.is_null and e.rank > below for e in entries)
+        )
+        return await self._older(bucket, key, below, newer, limit)
