@@ -182,6 +182,10 @@ def steps(plan: Plan) -> list[Step]:
                 for s in samplers:
                     s.stop()
             result["rss_idle"], result["rss_peak"] = idle[0], samplers[0].peak
+            # CPU time per MB moved: what the transfer costs the server, whatever share
+            # of its core other work on the machine left it.
+            if "server_cpu_seconds" in result:
+                result["cpu_ms_per_mb"] = result["server_cpu_seconds"] * 1e3 / (plan.big / 1e6)
             result["rss_samples"] = len(samplers[0].samples)
             if peers:
                 result["peer_rss_idle"] = idle[1:]
@@ -519,7 +523,11 @@ CL_RATIOS = {"vs_erasure": "erasure", "vs_shoal": "shoal"}
 CL_RSS = ("node 0 RSS growth, {big} PUT+GET", "cluster_memory")
 #: the encrypting server's table: its figures beside standalone shoal's, same metrics as
 #: the erasure node's
-SSE_ROWS = EC_ROWS
+SSE_ROWS = [
+    *EC_ROWS,
+    ("server CPU, {big} PUT", "ms/MB", ("big_put", "cpu_ms_per_mb")),
+    ("server CPU, {big} GET", "ms/MB", ("big_get", "cpu_ms_per_mb")),
+]
 SSE_NAMES = ("shoal", "sse")
 SSE_RATIOS = {"vs_shoal": "shoal"}
 SSE_RSS = ("RSS growth, {big} PUT+GET", "sse_memory")
@@ -564,7 +572,7 @@ def side_rows(
                 },
                 "target": "",
                 "verdict": "",
-                "higher_is_better": unit != "ms",
+                "higher_is_better": not unit.startswith("ms"),
             }
         )
     grow = {n: rss_growth(results.get(n)) for n in names}
@@ -882,6 +890,7 @@ def main(argv: list[str] | None = None) -> int:
                         # Includes the client's ~0.1 s start-up, so slightly low.
                         for o in out:
                             o["server_cpu"] = busy / (time.perf_counter() - t0)
+                            o["server_cpu_seconds"] = busy  # of all `ops` together
                         return out
 
                     try:

@@ -29,8 +29,20 @@ def suite(put4k: float, get4k: float, put_mb: float, get_mb: float, peak: int) -
     return {
         "put4k_c16": {"ops_per_s": put4k, "p50_ms": 10.0},
         "get4k_c16": {"ops_per_s": get4k, "p50_ms": 4.0},
-        "big_put": {"mb_per_s": put_mb, "status": 200, "rss_idle": 50 * MiB, "rss_peak": peak},
-        "big_get": {"mb_per_s": get_mb, "status": 200, "bytes": run.QUICK.big, "rss_peak": peak},
+        "big_put": {
+            "mb_per_s": put_mb,
+            "status": 200,
+            "rss_idle": 50 * MiB,
+            "rss_peak": peak,
+            "cpu_ms_per_mb": 1e3 / put_mb,
+        },
+        "big_get": {
+            "mb_per_s": get_mb,
+            "status": 200,
+            "bytes": run.QUICK.big,
+            "rss_peak": peak,
+            "cpu_ms_per_mb": 1e3 / get_mb,
+        },
     }
 
 
@@ -49,6 +61,8 @@ def test_sse_rows_ratio_to_standalone_and_rss_verdict() -> None:
     assert by["256 MiB PUT, 1 stream"]["sse"] == 100
     assert by["256 MiB PUT, 1 stream"]["vs_shoal"] == pytest.approx(0.5)
     assert by["256 MiB GET, 1 stream"]["vs_shoal"] == pytest.approx(0.25)
+    cpu = by["server CPU, 256 MiB PUT"]
+    assert cpu["vs_shoal"] == pytest.approx(2.0) and not cpu["higher_is_better"]
     rss = by["RSS growth, 256 MiB PUT+GET"]
     assert rss["sse"] == pytest.approx(70) and rss["shoal"] == pytest.approx(10)
     assert rss["verdict"] == "FAIL" and rss["target"] == f"< {memory.LIMIT // MiB} MiB"
