@@ -5,8 +5,11 @@ drives it from a separate client process (bench/client.py), and prints a table o
 shoal, baseline and shoal/baseline with PASS/SHORT against the targets, then a table
 for an erasure-coded shoal node (6 drive folders, 4+2) measured in the same rounds:
 erasure, erasure/standalone shoal, erasure/baseline and its RSS growth during the big
-PUT/GET, then one for a 3-node cluster (node processes joined by QUIC, 2 drive folders
-each, 4+2 over the 6) measured in the same rounds on its big PUT/GET through node 0:
+PUT/GET, then one for an encrypting shoal (standalone, a keyring, its bucket's default
+SSE-S3) measured in the same rounds: sse, sse/standalone shoal, CPU per MB of the big
+transfers, RSS growth, and a scan of its data directory proving the big object was
+stored encrypted, then one for a 3-node cluster (node processes joined by QUIC, 2 drive
+folders each, 4+2 over the 6) measured in the same rounds on its big PUT/GET through node 0:
 cluster, cluster/erasure node, cluster/standalone shoal and node 0's RSS growth. The
 figures also go to bench/results.json. With two or more CPUs the server is pinned to
 one core and the client to another (the cluster's three nodes all share the server's
