@@ -321,7 +321,7 @@ class _Pass:
                 raise Skip()  # overwritten since the listing
             at = self.worker.clock()
             if not rules.current_expired(
-                self.config, key, meta.size, meta.tags, meta.last_modified, at, self.day
+                self.config, key, meta.shown_size, meta.tags, meta.last_modified, at, self.day
             ):
                 raise Skip()
             # A delete marker leaves every version in place; removing a null version
@@ -352,7 +352,14 @@ class _Pass:
             if locked(meta, at):
                 raise Skip()
             if noncurrent is not None and not rules.noncurrent_expired(
-                self.config, key, meta.size, meta.tags, noncurrent[0], noncurrent[1], at, self.day
+                self.config,
+                key,
+                meta.shown_size,
+                meta.tags,
+                noncurrent[0],
+                noncurrent[1],
+                at,
+                self.day,
             ):
                 raise Skip()
 
