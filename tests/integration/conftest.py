@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
+import os
 import socket
 import ssl
 import subprocess
@@ -266,3 +268,75 @@ def multipart_put(s3: Any, bucket: str, key: str, pieces: list[bytes], **create:
 
 def error_code(exc: Any) -> str:
     return exc.response["Error"]["Code"]
+
+
+#: The aws CLI installed with the test extras (beside this interpreter).
+AWS = Path(sys.executable).parent / "aws"
+
+
+class AwsCli:
+    """The aws CLI at its defaults against one endpoint, with nothing of the user's own
+    configuration: credentials from the environment, one attempt (a refused request
+    fails the test instead of being retried), no pager."""
+
+    def __init__(
+        self,
+        home: Path,
+        endpoint: str,
+        key: str,
+        secret: str,
+        *,
+        region: str = "us-east-1",
+        ca_bundle: str | bool = True,
+        config_file: Path | None = None,
+    ) -> None:
+        if not AWS.exists():
+            pytest.skip(f"aws CLI not found at {AWS}")
+        self.endpoint = endpoint
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            "LC_ALL": "C.UTF-8",
+            "PYTHONUTF8": "1",
+            "AWS_CONFIG_FILE": str(config_file or home / "none"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "none"),
+            "AWS_ACCESS_KEY_ID": key,
+            "AWS_SECRET_ACCESS_KEY": secret,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_MAX_ATTEMPTS": "1",
+            "AWS_PAGER": "",
+        }
+        if isinstance(ca_bundle, str):
+            self.env["AWS_CA_BUNDLE"] = ca_bundle
+
+    @classmethod
+    def of(
+        cls,
+        home: Path,
+        descriptor: Any,
+        ca_bundle: str | bool = True,
+        config_file: Path | None = None,
+    ) -> AwsCli:
+        """For a server started by the shoal pytest plugin (its storage descriptor)."""
+        return cls(
+            home,
+            descriptor.endpoint_url,
+            descriptor.access_key,
+            descriptor.access_secret,
+            region=descriptor.region,
+            ca_bundle=ca_bundle,
+            config_file=config_file,
+        )
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`aws <args> --endpoint-url ...`; with `check`, it must succeed."""
+        cmd = [str(AWS), *args, "--endpoint-url", self.endpoint]
+        done = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=120)
+        if check:
+            assert done.returncode == 0, f"{args}: {done.returncode}\n{done.stderr}"
+        return done
+
+    def api(self, *args: str) -> dict[str, Any]:
+        """`aws s3api <args>`, which must succeed, its JSON answer ({} for none)."""
+        done = self.run("s3api", *args, "--output", "json")
+        return json.loads(done.stdout) if done.stdout.strip() else {}

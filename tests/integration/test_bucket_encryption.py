@@ -9,8 +9,6 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ from botocore.exceptions import ClientError
 from shoal.app.server import SyncServer
 from shoal.auth.signer import signed_headers
 from tests.integration.conftest import (
+    AwsCli,
     auth_config,
     erasure_config,
     error_code,
@@ -32,7 +31,6 @@ from tests.integration.conftest import (
 from tests.integration.test_cluster import make_nodes, running
 from tests.integration.test_sse import holds, pattern_body, stored_files
 
-AWS = Path(sys.executable).parent / "aws"
 KEY, SECRET = "AKIDENCRYPTION", "encryption-secret"
 NS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 
@@ -233,26 +231,7 @@ def test_the_iam_actions(s3: Any, bucket: str) -> None:
 def test_aws_cli_put_bucket_encryption(
     server: SyncServer, tmp_path: Path, s3: Any, bucket: str
 ) -> None:
-    if not AWS.exists():
-        pytest.skip(f"aws CLI not found at {AWS}")
-    d = server.get_storage_descriptor()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_ACCESS_KEY_ID": d.access_key,
-        "AWS_SECRET_ACCESS_KEY": d.access_secret,
-        "AWS_DEFAULT_REGION": d.region,
-        "AWS_MAX_ATTEMPTS": "1",
-        "AWS_PAGER": "",
-    }
-
-    def api(*args: str) -> dict[str, Any]:
-        cmd = [str(AWS), "s3api", *args, "--endpoint-url", d.endpoint_url, "--output", "json"]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout) if done.stdout.strip() else {}
+    api = AwsCli.of(tmp_path, server.get_storage_descriptor()).api
 
     config = {
         "Rules": [

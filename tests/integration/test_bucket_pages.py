@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,9 +20,8 @@ from hypothesis import strategies as st
 from shoal.app.errors import InvalidArgument
 from shoal.app.handlers.bucket import bucket_page, bucket_token, token_bucket
 from shoal.storage.backend import BucketInfo
-from tests.integration.conftest import error_code
+from tests.integration.conftest import AwsCli, error_code
 
-AWS = Path(sys.executable).parent / "aws"
 NAMES = st.from_regex(r"[a-z0-9][a-z0-9-]{1,20}[a-z0-9]", fullmatch=True)
 
 
@@ -123,28 +119,10 @@ def test_bad_continuation_token(s3: Any, token: str) -> None:
 def test_aws_cli_max_buckets(
     shoal_descriptor: Any, verify: str | bool, tmp_path: Path, family: tuple[str, list[str]]
 ) -> None:
-    if not AWS.exists():
-        pytest.skip(f"aws CLI not found at {AWS}")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_ACCESS_KEY_ID": shoal_descriptor.access_key,
-        "AWS_SECRET_ACCESS_KEY": shoal_descriptor.access_secret,
-        "AWS_DEFAULT_REGION": shoal_descriptor.region,
-        "AWS_PAGER": "",
-    }
-    if isinstance(verify, str):
-        env["AWS_CA_BUNDLE"] = verify
-    base = [str(AWS), "s3api", "list-buckets", "--endpoint-url", shoal_descriptor.endpoint_url]
+    cli = AwsCli.of(tmp_path, shoal_descriptor, verify)
     # An explicit --max-buckets turns the CLI's own paging off: one page of 2, as asked.
-    done = subprocess.run(
-        [*base, "--max-buckets", "2", "--prefix", family[0]],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = cli.run(
+        "s3api", "list-buckets", "--max-buckets", "2", "--prefix", family[0], check=False
     )
     if "Unknown options" in done.stderr:
         pytest.skip("this aws CLI has no list-buckets --max-buckets")
@@ -153,14 +131,7 @@ def test_aws_cli_max_buckets(
     assert [b["Name"] for b in page["Buckets"]] == family[1][:2]
     assert page["ContinuationToken"]
     # --page-size: the CLI walks every page of 2, following the tokens.
-    done = subprocess.run(
-        [*base, "--page-size", "2", "--prefix", family[0]],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    done = cli.run("s3api", "list-buckets", "--page-size", "2", "--prefix", family[0])
     assert [b["Name"] for b in json.loads(done.stdout)["Buckets"]] == family[1]
 
 

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -18,10 +17,11 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
+from tests.integration.conftest import AwsCli
+
 pytestmark = pytest.mark.cli
 
 MiB = 1024 * 1024
-AWS = Path(sys.executable).parent / "aws"
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -30,8 +30,6 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 def aws(shoal_descriptor: Any, verify: str | bool, tmp_path: Path) -> Run:
     """Run `aws <args> --endpoint-url ...` with credentials from the descriptor and a
     private config file (path-style addressing, 5 MB multipart threshold and parts)."""
-    if not AWS.exists():
-        pytest.skip(f"aws CLI not found at {AWS} (pip install awscli)")
     home = tmp_path / "aws-home"
     home.mkdir()
     config = home / "config"
@@ -43,31 +41,7 @@ def aws(shoal_descriptor: Any, verify: str | bool, tmp_path: Path) -> Run:
         "    multipart_threshold = 5MB\n"
         "    multipart_chunksize = 5MB\n"
     )
-    (home / "credentials").write_text("")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "LC_ALL": "C.UTF-8",
-        "PYTHONUTF8": "1",
-        "AWS_CONFIG_FILE": str(config),
-        "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
-        "AWS_ACCESS_KEY_ID": shoal_descriptor.access_key,
-        "AWS_SECRET_ACCESS_KEY": shoal_descriptor.access_secret,
-        "AWS_DEFAULT_REGION": shoal_descriptor.region,
-        "AWS_MAX_ATTEMPTS": "1",
-        "AWS_PAGER": "",
-    }
-    if isinstance(verify, str):
-        env["AWS_CA_BUNDLE"] = verify
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = [str(AWS), *args, "--endpoint-url", shoal_descriptor.endpoint_url]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-        if check:
-            assert done.returncode == 0, f"{args}: {done.returncode}\n{done.stderr}"
-        return done
-
-    return run
+    return AwsCli.of(home, shoal_descriptor, verify, config_file=config).run
 
 
 @pytest.fixture

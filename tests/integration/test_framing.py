@@ -92,9 +92,7 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("name", MALFORMED)
-def test_malformed_framing_gets_an_s3_error(
-    raw: Raw, s3: object, bucket: str, name: str
-) -> None:
+def test_malformed_framing_gets_an_s3_error(raw: Raw, s3: object, bucket: str, name: str) -> None:
     reply = raw(MALFORMED[name].replace(b"{bucket}", bucket.encode()))
     assert_s3_error(reply, "InvalidRequest")
     # Nothing was stored from a request that could not be parsed.

@@ -7,11 +7,9 @@ stale uploads — and leaving alone what the rules do not cover or object lock p
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
 from tests.integration.conftest import (
+    AwsCli,
     auth_config,
     erasure_config,
     error_code,
@@ -449,33 +448,16 @@ def test_in_a_cluster_one_node_runs_each_bucket(tmp_path: Path) -> None:
         assert sorted(counts) == [0.0, 0.0, 6.0], counts
 
 
-AWS = Path(sys.executable).parent / "aws"
-
-
 @pytest.mark.cli
 def test_aws_cli(server: SyncServer, s3: Any, bucket: str, tmp_path: Path) -> None:
     """The aws CLI's put/get/delete-bucket-lifecycle-configuration."""
-    if not AWS.exists():
-        pytest.skip(f"aws CLI not found at {AWS}")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_ACCESS_KEY_ID": "k",
-        "AWS_SECRET_ACCESS_KEY": "s",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_PAGER": "",
-    }
+    cli = AwsCli(tmp_path, server.endpoint_url, "k", "s")
     config = tmp_path / "lifecycle.json"
     rules = [_rule(ID="cli", Filter={"Prefix": "cli/"}, Expiration={"Days": 7})]
     config.write_text(json.dumps({"Rules": rules}))
-    base = [str(AWS), "s3api", "--endpoint-url", server.endpoint_url]
 
     def aws(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*base, *args, "--bucket", bucket], env=env, capture_output=True, text=True, timeout=120
-        )
+        return cli.run("s3api", *args, "--bucket", bucket, check=False)
 
     put = aws("put-bucket-lifecycle-configuration", "--lifecycle-configuration", f"file://{config}")
     assert put.returncode == 0, put.stderr

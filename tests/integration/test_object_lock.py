@@ -9,9 +9,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +18,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
-from tests.integration.conftest import auth_config, erasure_config, error_code, signed_client
+from tests.integration.conftest import (
+    AwsCli,
+    auth_config,
+    erasure_config,
+    error_code,
+    signed_client,
+)
 
-AWS = Path(sys.executable).parent / "aws"
 KEY, SECRET = "AKIDLOCK", "lock-secret"
 
 
@@ -403,27 +405,9 @@ def test_bypass_needs_the_permission(server: SyncServer, s3: Any, locked: str) -
 
 
 def test_aws_cli_object_lock(server: SyncServer, s3: Any, locked: str, tmp_path: Path) -> None:
-    if not AWS.exists():
-        pytest.skip(f"aws CLI not found at {AWS}")
     if server.endpoint_url.startswith("https"):
         pytest.skip("one CLI run is enough: HTTP only")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_ACCESS_KEY_ID": KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_MAX_ATTEMPTS": "1",
-        "AWS_PAGER": "",
-    }
-
-    def api(*args: str) -> dict[str, Any]:
-        cmd = [str(AWS), "s3api", *args, "--endpoint-url", server.endpoint_url, "--output", "json"]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout) if done.stdout.strip() else {}
+    api = AwsCli(tmp_path, server.endpoint_url, KEY, SECRET).api
 
     vid = s3.put_object(Bucket=locked, Key="k", Body=b"x")["VersionId"]
     until = _later(days=1).strftime("%Y-%m-%dT%H:%M:%SZ")

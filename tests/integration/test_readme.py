@@ -160,7 +160,7 @@ def test_readme_curl_admin_example(tmp_path: Path) -> None:
 
 
 def test_readme_uvicorn_line_serves(tmp_path: Path) -> None:
-    """"Other ways to start": the uvicorn line, from the checkout, on a free port and a
+    """ "Other ways to start": the uvicorn line, from the checkout, on a free port and a
     temporary data directory instead of 3000 and /srv/shoal."""
     command = example("sh", "**uvicorn, with the app factory.**")
     assert "--port 3000" in command and "/srv/shoal" in command

@@ -10,7 +10,6 @@ import base64
 import hashlib
 import os
 import subprocess
-import sys
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shoal.app.server import SyncServer
 from shoal.sse.packages import sealed_length
 from tests.integration.conftest import (
+    AwsCli,
     erasure_config,
     error_code,
     signed_client,
@@ -33,7 +33,6 @@ from tests.integration.conftest import (
 from tests.integration.test_cluster import make_nodes, running
 from tests.integration.test_readme import example
 
-AWS = Path(sys.executable).parent / "aws"
 KEY_1 = base64.b64encode(hashlib.sha256(b"test key one").digest()).decode()
 KEY_2 = base64.b64encode(hashlib.sha256(b"test key two").digest()).decode()
 KMS = {
@@ -706,27 +705,10 @@ def test_versions_keep_their_own_keys(s3: Any, bucket: str) -> None:
 
 
 def test_aws_cli(server: SyncServer, verify: str | bool, tmp_path: Path, bucket: str) -> None:
-    if not AWS.exists():
-        pytest.skip(f"aws CLI not found at {AWS}")
-    d = server.get_storage_descriptor()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_ACCESS_KEY_ID": d.access_key,
-        "AWS_SECRET_ACCESS_KEY": d.access_secret,
-        "AWS_DEFAULT_REGION": d.region,
-        "AWS_MAX_ATTEMPTS": "1",
-        "AWS_PAGER": "",
-    }
-    if isinstance(verify, str):
-        env["AWS_CA_BUNDLE"] = verify
+    cli = AwsCli.of(tmp_path, server.get_storage_descriptor(), verify)
 
     def cp(*args: str) -> None:
-        cmd = [str(AWS), "s3", "cp", *args, "--endpoint-url", d.endpoint_url, "--no-progress"]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
+        cli.run("s3", "cp", *args, "--no-progress")
 
     key_file = tmp_path / "customer.key"
     key_file.write_bytes(CUSTOMER_KEY)

@@ -9,8 +9,6 @@ import hashlib
 import json
 import os
 import random
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,10 +21,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
-from tests.integration.conftest import auth_config, erasure_config, error_code, signed_client
+from tests.integration.conftest import (
+    AwsCli,
+    auth_config,
+    erasure_config,
+    error_code,
+    signed_client,
+)
 from tests.integration.test_cluster import make_nodes, running
-
-AWS = Path(sys.executable).parent / "aws"
 
 
 @pytest.fixture(scope="module", params=["standalone", "erasure"])
@@ -535,26 +537,7 @@ def test_policy_condition_on_the_version_id(tmp_path: Path) -> None:
 
 
 def test_aws_cli_versioning(server: SyncServer, tmp_path: Path, s3: Any, plain: str) -> None:
-    if not AWS.exists():
-        pytest.skip(f"aws CLI not found at {AWS}")
-    d = server.get_storage_descriptor()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_ACCESS_KEY_ID": d.access_key,
-        "AWS_SECRET_ACCESS_KEY": d.access_secret,
-        "AWS_DEFAULT_REGION": d.region,
-        "AWS_MAX_ATTEMPTS": "1",
-        "AWS_PAGER": "",
-    }
-
-    def api(*args: str) -> dict[str, Any]:
-        cmd = [str(AWS), "s3api", *args, "--endpoint-url", d.endpoint_url, "--output", "json"]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout) if done.stdout.strip() else {}
+    api = AwsCli.of(tmp_path, server.get_storage_descriptor()).api
 
     api("put-bucket-versioning", "--bucket", plain, "--versioning-configuration", "Status=Enabled")
     assert api("get-bucket-versioning", "--bucket", plain)["Status"] == "Enabled"
