@@ -46,8 +46,8 @@ event loop never runs AES itself and does not hop to a thread per 64 KiB package
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeAlias
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -69,6 +69,9 @@ SEALED_PACKAGE = PACKAGE + TAG
 BATCH = 1024 * 1024
 
 _INFO = b"shoal-sse-v1 stream"
+
+#: What the crypto reads: any contiguous bytes-like object.
+Buffer: TypeAlias = bytes | bytearray | memoryview
 
 #: Runs `fn(*args)` off the event loop (e.g. shoal.storage.threads.run).
 Offload = Callable[..., Awaitable[Any]]
@@ -137,60 +140,152 @@ def _nonce(index: int) -> bytes:
     return index.to_bytes(12, "big")
 
 
+class _Scratch:
+    """A buffer reused from call to call: a fresh megabyte per call costs page faults
+    and zeroing worth a good part of the AES time. A request above KEEP gets a buffer
+    of its own that is not kept, so what a stream holds stays bounded."""
+
+    KEEP = 2 * BATCH + SEALED_PACKAGE
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def view(self, size: int) -> memoryview:
+        """`size` writable bytes, valid until the next call."""
+        if size > len(self._buf):
+            if size > self.KEEP:
+                return memoryview(bytearray(size))
+            self._buf = bytearray(size)
+        return memoryview(self._buf)[:size]
+
+
+class _Input:
+    """The chunks fed to one call, read as consecutive package-sized spans.
+
+    A package begun in an earlier call is completed in `stage` (its held start is
+    there; this copies at most one package). The rest is read as one contiguous view:
+    a lone chunk as it is, several copied once into `flat` (a slice assignment per
+    chunk costs far less than per-package slicing across chunks in Python)."""
+
+    def __init__(
+        self, chunks: Iterable[Buffer], stage: memoryview, fill: int, flat: _Scratch
+    ) -> None:
+        self._views = [view for view in map(memoryview, chunks) if len(view)]
+        self._stage = stage
+        self._fill = fill  # bytes of the next span already in stage
+        self._scratch = flat
+        self._flat: memoryview | None = None
+        self._pos = 0
+        self.size = fill + sum(map(len, self._views))  # bytes in all
+
+    def take(self, size: int) -> memoryview:
+        """The next `size` bytes (the caller knows they are there)."""
+        if self._fill:
+            self._top_up(size)
+            self._fill = 0
+            return self._stage[:size]
+        flat = self._flat if self._flat is not None else self._flatten()
+        span = flat[self._pos : self._pos + size]
+        self._pos += size
+        return span
+
+    def hold(self) -> int:
+        """Copies every byte not taken into stage (the caller knows they fit); returns
+        how many it holds."""
+        if self._flat is None:
+            self._top_up(len(self._stage))
+            assert not self._views, "more left over than one package"
+            return self._fill
+        rest = self._flat[self._pos :]
+        self._stage[: len(rest)] = rest
+        return len(rest)
+
+    def _flatten(self) -> memoryview:
+        views = self._views
+        if len(views) == 1:
+            self._flat = views[0]
+        else:
+            self._flat = self._scratch.view(sum(map(len, views)))
+            at = 0
+            for view in views:
+                self._flat[at : at + len(view)] = view
+                at += len(view)
+        return self._flat
+
+    def _top_up(self, size: int) -> None:
+        views, at = self._views, 0
+        while self._fill < size and at < len(views):
+            view = views[at]
+            n = min(size - self._fill, len(view))
+            self._stage[self._fill : self._fill + n] = view[:n]
+            self._fill += n
+            if n < len(view):
+                views[at] = view[n:]
+                break
+            at += 1
+        del views[:at]
+
+
 class Sealer:
     """Seals one stream incrementally: feed plaintext with update(), end with finish().
 
     A package is sealed only once more plaintext follows it (or at finish), because
-    whether it is the final package is part of its AAD."""
+    whether it is the final package is part of its AAD. Packages are sealed straight
+    from the caller's bytes into one reused output buffer; only a package that
+    straddles calls is copied first (into a held package-sized buffer), and several
+    chunks fed at once are copied once into one contiguous buffer."""
 
     def __init__(self, data_key: bytes, identity: bytes) -> None:
         salt = os.urandom(SALT)
         self._keys = _Keys(data_key, identity, salt)
         self._header: bytes | None = bytes([VERSION]) + salt
         self._index = 0
-        self._buf = bytearray()
+        self._stage = memoryview(bytearray(PACKAGE))
+        self._fill = 0  # plaintext bytes held in _stage, not yet sealed
+        self._in = _Scratch()
+        self._out = _Scratch()
         self._done = False
 
-    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+    def update(self, data: Buffer) -> bytes:
         """Sealed bytes ready so far: the header on first output, then every package
         known not to be the last."""
-        if self._done:
-            raise ValueError("Sealer already finished")
-        out = [self._take_header()]
-        view = memoryview(data)
-        pos = 0
-        if self._buf:
-            want = PACKAGE - len(self._buf)
-            if len(view) <= want:  # not more than fills the held package: keep holding
-                self._buf += view
-                return b"".join(out)
-            self._buf += view[:want]
-            pos = want
-            out.append(self._seal(self._buf, final=False))
-            self._buf = bytearray()
-        while len(view) - pos > PACKAGE:
-            out.append(self._seal(view[pos : pos + PACKAGE], final=False))
-            pos += PACKAGE
-        self._buf += view[pos:]
-        return b"".join(out)
+        return bytes(self.seal_chunks([data], final=False))
 
     def finish(self) -> bytes:
         """The final package (and the header, if nothing was output yet)."""
+        return bytes(self.seal_chunks([], final=True))
+
+    def seal_chunks(self, chunks: Iterable[Buffer], *, final: bool) -> memoryview:
+        """update() of each chunk in turn (then finish(), if `final`) as one view, which
+        is valid only until the next call (it is this Sealer's reused buffer)."""
         if self._done:
             raise ValueError("Sealer already finished")
-        self._done = True
-        out = self._take_header() + self._seal(self._buf, final=True)
-        self._buf = bytearray()
-        return out
+        feed = _Input(chunks, self._stage, self._fill, self._in)
+        total = feed.size
+        if final:
+            self._done = True
+            count, plain = package_count(total), total
+        else:
+            count = (total - 1) // PACKAGE if total else 0  # the last one waits
+            plain = count * PACKAGE
+        header = self._take_header()
+        into = self._out.view(len(header) + plain + TAG * count)
+        into[: len(header)] = header
+        at = len(header)
+        aead, keys = self._keys.aead, self._keys
+        for n in range(count):
+            size = min(PACKAGE, plain - n * PACKAGE)
+            i = self._index
+            self._index += 1
+            aad = keys.aad(i, final and n == count - 1)
+            aead.encrypt_into(_nonce(i), feed.take(size), aad, into[at : at + size + TAG])
+            at += size + TAG
+        self._fill = feed.hold()
+        return into
 
     def _take_header(self) -> bytes:
         header, self._header = self._header or b"", None
         return header
-
-    def _seal(self, plain: bytes | bytearray | memoryview, *, final: bool) -> bytes:
-        i = self._index
-        self._index += 1
-        return self._keys.aead.encrypt(_nonce(i), plain, self._keys.aad(i, final))
 
 
 def parse_header(header: bytes) -> bytes:
@@ -209,7 +304,9 @@ class Opener:
 
     `plain_size` is the stream's recorded plaintext size; it fixes every package's
     length and which one is final. `last_package` (default: the stream's final one) is
-    where the caller stops reading; finish() checks every package up to it was fed."""
+    where the caller stops reading; finish() checks every package up to it was fed.
+    Packages open straight from the caller's bytes into one reused output buffer, as
+    in Sealer."""
 
     def __init__(
         self,
@@ -233,52 +330,55 @@ class Opener:
         self._final = final
         self._index = first_package
         self._last = last
-        self._buf = bytearray()
+        self._stage = memoryview(bytearray(SEALED_PACKAGE))
+        self._fill = 0  # sealed bytes of the next package held in _stage
+        self._in = _Scratch()
+        self._out = _Scratch()
 
-    def update(self, data: bytes | bytearray | memoryview) -> bytes:
+    def update(self, data: Buffer) -> bytes:
         """Plaintext of every package completed by the bytes fed so far."""
-        out: list[bytes] = []
-        view = memoryview(data)
-        pos = 0
-        if self._buf:
-            want = self._need() - len(self._buf)
-            if len(view) < want:
-                self._buf += view
-                return b""
-            self._buf += view[:want]
-            pos = want
-            out.append(self._open(self._buf))
-            self._buf = bytearray()
-        while pos < len(view):
-            need = self._need()
-            if len(view) - pos < need:
+        return bytes(self.open_chunks([data]))
+
+    def open_chunks(self, chunks: Iterable[Buffer]) -> memoryview:
+        """update() of each chunk in turn as one view, which is valid only until the
+        next call (it is this Opener's reused buffer). A call that raises TamperedError
+        returns nothing: every package is authenticated before the view is returned."""
+        feed = _Input(chunks, self._stage, self._fill, self._in)
+        avail = feed.size
+        sizes: list[int] = []  # plaintext bytes of each package these bytes complete
+        i, used = self._index, 0
+        while used < avail:
+            if i > self._last:
+                raise TamperedError("sealed stream continues past its last package")
+            size = _plain_in(i, self._plain_size)
+            if avail - used < size + TAG:
                 break
-            out.append(self._open(view[pos : pos + need]))
-            pos += need
-        self._buf += view[pos:]
-        return b"".join(out)
+            sizes.append(size)
+            used += size + TAG
+            i += 1
+        into = self._out.view(sum(sizes))
+        at = 0
+        aead, keys = self._keys.aead, self._keys
+        for size in sizes:
+            i = self._index
+            self._index += 1
+            aad = keys.aad(i, i == self._final)
+            try:
+                aead.decrypt_into(_nonce(i), feed.take(size + TAG), aad, into[at : at + size])
+            except InvalidTag:
+                raise TamperedError(f"sealed package {i} failed authentication") from None
+            at += size
+        self._fill = feed.hold()
+        return into
 
     def finish(self) -> bytes:
         """Checks the stream did not end early (mid-package, or before the last package
         asked for); returns b"" as every complete package was already returned."""
-        if self._buf or self._index <= self._last:
+        if self._fill or self._index <= self._last:
             raise TamperedError(
                 f"sealed stream ended early, at package {self._index} of {self._last + 1}"
             )
         return b""
-
-    def _need(self) -> int:
-        if self._index > self._last:
-            raise TamperedError("sealed stream continues past its last package")
-        return _plain_in(self._index, self._plain_size) + TAG
-
-    def _open(self, sealed: bytes | bytearray | memoryview) -> bytes:
-        i = self._index
-        self._index += 1
-        try:
-            return self._keys.aead.decrypt(_nonce(i), sealed, self._keys.aad(i, i == self._final))
-        except InvalidTag:
-            raise TamperedError(f"sealed package {i} failed authentication") from None
 
 
 # ---------------------------------------------------------------- async helpers
@@ -296,14 +396,10 @@ async def seal_stream(
     sealer = Sealer(data_key, identity)
 
     def step(chunks: list[bytes], last: bool) -> bytes:
-        out = []
-        for chunk in chunks:
-            if on_plain is not None:
+        if on_plain is not None:
+            for chunk in chunks:
                 on_plain(chunk)
-            out.append(sealer.update(chunk))
-        if last:
-            out.append(sealer.finish())
-        return b"".join(out)
+        return bytes(sealer.seal_chunks(chunks, final=last))
 
     batch: list[bytes] = []
     size = 0
@@ -349,14 +445,16 @@ async def open_range(
     )
     left = end - start + 1
 
-    def trim(plain: bytes) -> bytes:
+    def step(chunks: list[bytes], last: bool) -> bytes:
+        """Opens a batch and cuts it to the range: one copy out of the opened buffer."""
         nonlocal skip, left
-        if skip:
-            cut = min(skip, len(plain))
-            plain, skip = plain[cut:], skip - cut
-        plain = plain[:left]
-        left -= len(plain)
-        return plain
+        plain = opener.open_chunks(chunks)
+        if last:
+            opener.finish()
+        cut = min(skip, len(plain))
+        take = min(left, len(plain) - cut)
+        skip, left = skip - cut, left - take
+        return bytes(plain[cut : cut + take])
 
     batch: list[bytes] = []
     size = 0
@@ -364,14 +462,10 @@ async def open_range(
         batch.append(chunk)
         size += len(chunk)
         if size >= BATCH:
-            plain = trim(await offload(opener.update, b"".join(batch)))
+            plain = await offload(step, batch, False)
             batch, size = [], 0
             if plain:
                 yield plain
-
-    def tail(rest: bytes) -> bytes:
-        return opener.update(rest) + opener.finish()
-
-    plain = trim(await offload(tail, b"".join(batch)))
+    plain = await offload(step, batch, True)
     if plain:
         yield plain
