@@ -270,6 +270,20 @@ def error_code(exc: Any) -> str:
     return exc.response["Error"]["Code"]
 
 
+def error_status(exc: Any) -> int:
+    status: int = exc.response["ResponseMetadata"]["HTTPStatusCode"]
+    return status
+
+
+def client_error(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The botocore ClientError that `call(*args, **kwargs)` must raise."""
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as info:
+        call(*args, **kwargs)
+    return info.value
+
+
 #: The aws CLI installed with the test extras (beside this interpreter).
 AWS = Path(sys.executable).parent / "aws"
 

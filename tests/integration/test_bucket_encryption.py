@@ -23,8 +23,10 @@ from shoal.auth.signer import signed_headers
 from tests.integration.conftest import (
     AwsCli,
     auth_config,
+    client_error,
     erasure_config,
     error_code,
+    error_status,
     signed_client,
     wait_for,
 )
@@ -68,17 +70,6 @@ def bucket(s3: Any) -> str:
     return name
 
 
-def _error(call: Any, **kwargs: Any) -> ClientError:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    return info.value
-
-
-def _status(error: ClientError) -> int:
-    status: int = error.response["ResponseMetadata"]["HTTPStatusCode"]
-    return status
-
-
 def _raw_put(server: SyncServer, bucket: str, body: bytes, *, md5: bool = True) -> httpx.Response:
     """PutBucketEncryption with a body boto3 would not send."""
     d = server.get_storage_descriptor()
@@ -106,9 +97,9 @@ def _rules(s3: Any, bucket: str) -> list[dict[str, Any]]:
 
 
 def test_without_a_configuration_get_is_404(s3: Any, bucket: str) -> None:
-    error = _error(s3.get_bucket_encryption, Bucket=bucket)
+    error = client_error(s3.get_bucket_encryption, Bucket=bucket)
     assert error_code(error) == "ServerSideEncryptionConfigurationNotFoundError"
-    assert _status(error) == 404
+    assert error_status(error) == 404
     assert "server side encryption configuration was not found" in str(error)
 
 
@@ -124,7 +115,7 @@ def test_sse_s3_default_round_trip_and_delete(s3: Any, bucket: str) -> None:
     ]
     deleted = s3.delete_bucket_encryption(Bucket=bucket)
     assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
-    error = _error(s3.get_bucket_encryption, Bucket=bucket)
+    error = client_error(s3.get_bucket_encryption, Bucket=bucket)
     assert error_code(error) == "ServerSideEncryptionConfigurationNotFoundError"
     # Deleting what is not there is 204 again, as S3.
     again = s3.delete_bucket_encryption(Bucket=bucket)
@@ -148,12 +139,14 @@ def test_sse_kms_default_with_key_and_bucket_key(s3: Any, bucket: str) -> None:
 def test_kms_key_with_aes256_is_invalid_argument(s3: Any, bucket: str) -> None:
     default = {"SSEAlgorithm": "AES256", "KMSMasterKeyID": "key-1"}
     config = {"Rules": [{"ApplyServerSideEncryptionByDefault": default}]}
-    error = _error(
+    error = client_error(
         s3.put_bucket_encryption, Bucket=bucket, ServerSideEncryptionConfiguration=config
     )
-    assert error_code(error) == "InvalidArgument" and _status(error) == 400
+    assert error_code(error) == "InvalidArgument" and error_status(error) == 400
     assert error.response["Error"]["ArgumentName"] == "ApplyServerSideEncryptionByDefault"
-    assert error_code(_error(s3.get_bucket_encryption, Bucket=bucket)).endswith("NotFoundError")
+    assert error_code(client_error(s3.get_bucket_encryption, Bucket=bucket)).endswith(
+        "NotFoundError"
+    )
 
 
 @pytest.mark.parametrize(
@@ -167,10 +160,10 @@ def test_kms_key_with_aes256_is_invalid_argument(s3: Any, bucket: str) -> None:
 )
 def test_malformed_configurations(s3: Any, bucket: str, rules: list[Any]) -> None:
     config = {"Rules": rules}
-    error = _error(
+    error = client_error(
         s3.put_bucket_encryption, Bucket=bucket, ServerSideEncryptionConfiguration=config
     )
-    assert error_code(error) == "MalformedXML" and _status(error) == 400
+    assert error_code(error) == "MalformedXML" and error_status(error) == 400
 
 
 def test_raw_bodies(server: SyncServer, s3: Any, bucket: str) -> None:
@@ -186,7 +179,9 @@ def test_raw_bodies(server: SyncServer, s3: Any, bucket: str) -> None:
     assert entity.status_code == 400 and "<Code>MalformedXML</Code>" in entity.text
     dsse = _raw_put(server, bucket, good.replace(b"AES256", b"aws:kms:dsse"))
     assert dsse.status_code == 501 and "<Code>NotImplemented</Code>" in dsse.text
-    assert error_code(_error(s3.get_bucket_encryption, Bucket=bucket)).endswith("NotFoundError")
+    assert error_code(client_error(s3.get_bucket_encryption, Bucket=bucket)).endswith(
+        "NotFoundError"
+    )
     assert _raw_put(server, bucket, good).status_code == 200
     assert _rules(s3, bucket)[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
 
@@ -199,8 +194,8 @@ def test_missing_bucket(s3: Any, call: str) -> None:
     kwargs: dict[str, Any] = {"Bucket": f"enc-missing-{uuid.uuid4().hex[:8]}"}
     if call == "put_bucket_encryption":
         kwargs["ServerSideEncryptionConfiguration"] = {"Rules": []}  # existence comes first
-    error = _error(getattr(s3, call), **kwargs)
-    assert error_code(error) == "NoSuchBucket" and _status(error) == 404
+    error = client_error(getattr(s3, call), **kwargs)
+    assert error_code(error) == "NoSuchBucket" and error_status(error) == 404
 
 
 def test_the_iam_actions(s3: Any, bucket: str) -> None:
@@ -217,15 +212,19 @@ def test_the_iam_actions(s3: Any, bucket: str) -> None:
     }
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(deny))
     assert _rules(s3, bucket)[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    put = _error(s3.put_bucket_encryption, Bucket=bucket, ServerSideEncryptionConfiguration=config)
+    put = client_error(
+        s3.put_bucket_encryption, Bucket=bucket, ServerSideEncryptionConfiguration=config
+    )
     assert error_code(put) == "AccessDenied"
-    assert error_code(_error(s3.delete_bucket_encryption, Bucket=bucket)) == "AccessDenied"
+    assert error_code(client_error(s3.delete_bucket_encryption, Bucket=bucket)) == "AccessDenied"
     deny["Statement"][0]["Action"] = "s3:GetEncryptionConfiguration"
     s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(deny))
-    assert error_code(_error(s3.get_bucket_encryption, Bucket=bucket)) == "AccessDenied"
+    assert error_code(client_error(s3.get_bucket_encryption, Bucket=bucket)) == "AccessDenied"
     assert s3.delete_bucket_encryption(Bucket=bucket)["ResponseMetadata"]["HTTPStatusCode"] == 204
     s3.delete_bucket_policy(Bucket=bucket)
-    assert error_code(_error(s3.get_bucket_encryption, Bucket=bucket)).endswith("NotFoundError")
+    assert error_code(client_error(s3.get_bucket_encryption, Bucket=bucket)).endswith(
+        "NotFoundError"
+    )
 
 
 def test_aws_cli_put_bucket_encryption(
@@ -256,7 +255,9 @@ def test_aws_cli_put_bucket_encryption(
     }
     assert _rules(s3, bucket) == config["Rules"]
     api("delete-bucket-encryption", "--bucket", bucket)
-    assert error_code(_error(s3.get_bucket_encryption, Bucket=bucket)).endswith("NotFoundError")
+    assert error_code(client_error(s3.get_bucket_encryption, Bucket=bucket)).endswith(
+        "NotFoundError"
+    )
 
 
 # ----------------------------------------------------------------- policy conditions
@@ -299,7 +300,7 @@ def test_a_policy_denying_unencrypted_uploads(s3: Any, bucket: str) -> None:
     # The header decides, not the bucket default (as S3).
     config = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=config)
-    error = _error(s3.put_object, Bucket=bucket, Key="k", Body=b"plain")
+    error = client_error(s3.put_object, Bucket=bucket, Key="k", Body=b"plain")
     assert error_code(error) == "AccessDenied"
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["before", "sse"]
 
@@ -308,13 +309,15 @@ def test_the_parts_of_an_unencrypted_upload_are_refused(s3: Any, bucket: str) ->
     """UploadPart and Complete carry the upload's own encryption: none here."""
     upload = s3.create_multipart_upload(Bucket=bucket, Key="m")["UploadId"]
     s3.put_bucket_policy(Bucket=bucket, Policy=_policy(bucket, REQUIRE_SSE))
-    error = _error(s3.upload_part, Bucket=bucket, Key="m", UploadId=upload, PartNumber=1, Body=b"x")
+    error = client_error(
+        s3.upload_part, Bucket=bucket, Key="m", UploadId=upload, PartNumber=1, Body=b"x"
+    )
     assert error_code(error) == "AccessDenied"
     s3.delete_bucket_policy(Bucket=bucket)
     etag = s3.upload_part(Bucket=bucket, Key="m", UploadId=upload, PartNumber=1, Body=b"x")["ETag"]
     s3.put_bucket_policy(Bucket=bucket, Policy=_policy(bucket, REQUIRE_SSE))
     parts = {"Parts": [{"PartNumber": 1, "ETag": etag}]}
-    error = _error(
+    error = client_error(
         s3.complete_multipart_upload,
         Bucket=bucket,
         Key="m",
@@ -331,9 +334,9 @@ def test_the_customer_algorithm_condition(s3: Any, bucket: str) -> None:
     no_sse_c = {"Null": {"s3:x-amz-server-side-encryption-customer-algorithm": "false"}}
     s3.put_bucket_policy(Bucket=bucket, Policy=_policy(bucket, no_sse_c))
     customer = {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": os.urandom(32)}
-    error = _error(s3.put_object, Bucket=bucket, Key="c", Body=b"x", **customer)
+    error = client_error(s3.put_object, Bucket=bucket, Key="c", Body=b"x", **customer)
     assert error_code(error) == "AccessDenied"
-    error = _error(s3.create_multipart_upload, Bucket=bucket, Key="c", **customer)
+    error = client_error(s3.create_multipart_upload, Bucket=bucket, Key="c", **customer)
     assert error_code(error) == "AccessDenied"
     s3.put_object(Bucket=bucket, Key="s", Body=b"x", ServerSideEncryption="AES256")
     assert s3.get_object(Bucket=bucket, Key="s")["Body"].read() == b"x"
@@ -343,7 +346,7 @@ def test_the_kms_key_id_condition(s3: Any, bucket: str) -> None:
     key_id = "s3:x-amz-server-side-encryption-aws-kms-key-id"
     only_key_1 = {"StringNotEquals": {key_id: "key-1"}, "Null": {key_id: "false"}}
     s3.put_bucket_policy(Bucket=bucket, Policy=_policy(bucket, only_key_1))
-    error = _error(
+    error = client_error(
         s3.put_object,
         Bucket=bucket,
         Key="k",
@@ -460,7 +463,9 @@ def test_a_bucket_made_again_starts_without_a_default(s3: Any, bucket: str) -> N
     s3.delete_bucket(Bucket=bucket)
     s3.create_bucket(Bucket=bucket)
     assert "ServerSideEncryption" not in s3.put_object(Bucket=bucket, Key="k", Body=b"x")
-    assert error_code(_error(s3.get_bucket_encryption, Bucket=bucket)).endswith("NotFoundError")
+    assert error_code(client_error(s3.get_bucket_encryption, Bucket=bucket)).endswith(
+        "NotFoundError"
+    )
 
 
 def test_a_default_naming_an_unknown_key_fails_the_writes(s3: Any, bucket: str) -> None:
@@ -468,8 +473,8 @@ def test_a_default_naming_an_unknown_key_fails_the_writes(s3: Any, bucket: str) 
     default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "no-such-key"}
     config = {"Rules": [{"ApplyServerSideEncryptionByDefault": default}]}
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=config)
-    error = _error(s3.put_object, Bucket=bucket, Key="k", Body=b"x")
-    assert error_code(error) == "KMS.NotFoundException" and _status(error) == 400
+    error = client_error(s3.put_object, Bucket=bucket, Key="k", Body=b"x")
+    assert error_code(error) == "KMS.NotFoundException" and error_status(error) == 400
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
 
 
@@ -478,11 +483,11 @@ def test_a_server_without_keys_refuses_a_default(tmp_path: Path) -> None:
         s3 = signed_client(server.endpoint_url, KEY, SECRET)
         s3.create_bucket(Bucket="nokeys")
         config = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
-        error = _error(
+        error = client_error(
             s3.put_bucket_encryption, Bucket="nokeys", ServerSideEncryptionConfiguration=config
         )
         assert error_code(error) == "InvalidRequest" and "kms.keys" in str(error)
-        assert error_code(_error(s3.get_bucket_encryption, Bucket="nokeys")).endswith(
+        assert error_code(client_error(s3.get_bucket_encryption, Bucket="nokeys")).endswith(
             "NotFoundError"
         )
         s3.put_object(Bucket="nokeys", Key="k", Body=b"x")

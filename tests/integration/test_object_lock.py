@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
 from tests.integration.conftest import (
     AwsCli,
     auth_config,
+    client_error,
     erasure_config,
     error_code,
+    error_status,
     signed_client,
 )
 
@@ -80,16 +81,6 @@ def plain(s3: Any) -> str:
     return name
 
 
-def _error(call: Any, **kwargs: Any) -> ClientError:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    return info.value
-
-
-def _status(error: ClientError) -> int:
-    return error.response["ResponseMetadata"]["HTTPStatusCode"]
-
-
 def _later(**delta: float) -> dt.datetime:
     return (dt.datetime.now(dt.UTC) + dt.timedelta(**delta)).replace(microsecond=0)
 
@@ -108,19 +99,23 @@ def test_lock_bucket_is_versioned_and_configured(s3: Any, locked: str) -> None:
     )
     config = s3.get_object_lock_configuration(Bucket=locked)["ObjectLockConfiguration"]
     assert config == {"ObjectLockEnabled": "Enabled", "Rule": rule}
-    error = _error(
+    error = client_error(
         s3.put_bucket_versioning, Bucket=locked, VersioningConfiguration={"Status": "Suspended"}
     )
-    assert error_code(error) == "InvalidBucketState" and _status(error) == 409
+    assert error_code(error) == "InvalidBucketState" and error_status(error) == 409
     assert s3.get_bucket_versioning(Bucket=locked)["Status"] == "Enabled"
 
 
 def test_lock_configuration_on_other_buckets(s3: Any, plain: str) -> None:
-    error = _error(s3.get_object_lock_configuration, Bucket=plain)
-    assert error_code(error) == "ObjectLockConfigurationNotFoundError" and _status(error) == 404
+    error = client_error(s3.get_object_lock_configuration, Bucket=plain)
+    assert (
+        error_code(error) == "ObjectLockConfigurationNotFoundError" and error_status(error) == 404
+    )
     enabled = {"ObjectLockEnabled": "Enabled"}
-    error = _error(s3.put_object_lock_configuration, Bucket=plain, ObjectLockConfiguration=enabled)
-    assert error_code(error) == "InvalidBucketState" and _status(error) == 409
+    error = client_error(
+        s3.put_object_lock_configuration, Bucket=plain, ObjectLockConfiguration=enabled
+    )
+    assert error_code(error) == "InvalidBucketState" and error_status(error) == 409
     # A versioned bucket can have object lock turned on (and then never off).
     s3.put_bucket_versioning(Bucket=plain, VersioningConfiguration={"Status": "Enabled"})
     s3.put_object_lock_configuration(Bucket=plain, ObjectLockConfiguration=enabled)
@@ -140,8 +135,10 @@ def test_lock_configuration_on_other_buckets(s3: Any, plain: str) -> None:
 )
 def test_bad_lock_configurations(s3: Any, locked: str, rule: dict[str, Any]) -> None:
     config = {"ObjectLockEnabled": "Enabled", "Rule": rule}
-    error = _error(s3.put_object_lock_configuration, Bucket=locked, ObjectLockConfiguration=config)
-    assert error_code(error) in ("MalformedXML", "InvalidArgument") and _status(error) == 400
+    error = client_error(
+        s3.put_object_lock_configuration, Bucket=locked, ObjectLockConfiguration=config
+    )
+    assert error_code(error) in ("MalformedXML", "InvalidArgument") and error_status(error) == 400
     stored = s3.get_object_lock_configuration(Bucket=locked)["ObjectLockConfiguration"]
     assert "Rule" not in stored
 
@@ -165,14 +162,14 @@ def test_retention_on_write_and_governance_bypass(s3: Any, locked: str) -> None:
     marker = s3.delete_object(Bucket=locked, Key="k")
     assert marker["DeleteMarker"] is True
     # The version itself is protected.
-    error = _error(s3.delete_object, Bucket=locked, Key="k", VersionId=vid)
-    assert error_code(error) == "AccessDenied" and _status(error) == 403
+    error = client_error(s3.delete_object, Bucket=locked, Key="k", VersionId=vid)
+    assert error_code(error) == "AccessDenied" and error_status(error) == 403
     batch = s3.delete_objects(Bucket=locked, Delete={"Objects": [{"Key": "k", "VersionId": vid}]})
     assert [e["Code"] for e in batch["Errors"]] == ["AccessDenied"]
     assert s3.get_object(Bucket=locked, Key="k", VersionId=vid)["Body"].read() == b"locked"
     # Shortening GOVERNANCE needs the bypass; lengthening does not.
     shorter = {"Mode": "GOVERNANCE", "RetainUntilDate": _later(hours=1)}
-    error = _error(
+    error = client_error(
         s3.put_object_retention, Bucket=locked, Key="k", VersionId=vid, Retention=shorter
     )
     assert error_code(error) == "AccessDenied"
@@ -186,7 +183,7 @@ def test_retention_on_write_and_governance_bypass(s3: Any, locked: str) -> None:
     # With the bypass header (and, auth on, the configured credential's rights) it goes.
     gone = s3.delete_object(Bucket=locked, Key="k", VersionId=vid, BypassGovernanceRetention=True)
     assert gone["VersionId"] == vid
-    error = _error(s3.get_object, Bucket=locked, Key="k", VersionId=vid)
+    error = client_error(s3.get_object, Bucket=locked, Key="k", VersionId=vid)
     assert error_code(error) == "NoSuchVersion"
 
 
@@ -199,7 +196,7 @@ def test_compliance_is_never_bypassed(s3: Any, locked: str) -> None:
         ObjectLockMode="COMPLIANCE",
         ObjectLockRetainUntilDate=until,
     )["VersionId"]
-    error = _error(
+    error = client_error(
         s3.delete_object, Bucket=locked, Key="k", VersionId=vid, BypassGovernanceRetention=True
     )
     assert error_code(error) == "AccessDenied"
@@ -207,7 +204,7 @@ def test_compliance_is_never_bypassed(s3: Any, locked: str) -> None:
         {"Mode": "COMPLIANCE", "RetainUntilDate": _later(hours=2)},
         {"Mode": "GOVERNANCE", "RetainUntilDate": _later(days=3)},
     ):
-        error = _error(
+        error = client_error(
             s3.put_object_retention,
             Bucket=locked,
             Key="k",
@@ -230,7 +227,7 @@ def test_legal_hold_blocks_deletion_whatever_the_mode(s3: Any, locked: str) -> N
     head = s3.head_object(Bucket=locked, Key="k")
     assert head["ObjectLockLegalHoldStatus"] == "ON" and "ObjectLockMode" not in head
     assert s3.get_object_legal_hold(Bucket=locked, Key="k")["LegalHold"] == {"Status": "ON"}
-    error = _error(
+    error = client_error(
         s3.delete_object, Bucket=locked, Key="k", VersionId=vid, BypassGovernanceRetention=True
     )
     assert error_code(error) == "AccessDenied"
@@ -313,7 +310,7 @@ def test_lock_headers_on_multipart_and_copy(s3: Any, locked: str) -> None:
 
 def test_lock_requests_refused(s3: Any, locked: str, plain: str) -> None:
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    error = _error(
+    error = client_error(
         s3.put_object,
         Bucket=locked,
         Key="k",
@@ -322,7 +319,7 @@ def test_lock_requests_refused(s3: Any, locked: str, plain: str) -> None:
         ObjectLockRetainUntilDate=past,
     )
     assert error_code(error) == "InvalidArgument"
-    error = _error(
+    error = client_error(
         s3.put_object,
         Bucket=plain,
         Key="k",
@@ -331,22 +328,26 @@ def test_lock_requests_refused(s3: Any, locked: str, plain: str) -> None:
         ObjectLockRetainUntilDate=_later(days=1),
     )
     assert error_code(error) == "InvalidRequest"
-    error = _error(s3.put_object, Bucket=plain, Key="k", Body=b"x", ObjectLockLegalHoldStatus="ON")
+    error = client_error(
+        s3.put_object, Bucket=plain, Key="k", Body=b"x", ObjectLockLegalHoldStatus="ON"
+    )
     assert error_code(error) == "InvalidRequest"
     s3.put_object(Bucket=plain, Key="k", Body=b"x")
     retention = {"Mode": "GOVERNANCE", "RetainUntilDate": _later(days=1)}
-    error = _error(s3.put_object_retention, Bucket=plain, Key="k", Retention=retention)
+    error = client_error(s3.put_object_retention, Bucket=plain, Key="k", Retention=retention)
     assert error_code(error) == "InvalidRequest"
-    error = _error(s3.get_object_legal_hold, Bucket=plain, Key="k")
+    error = client_error(s3.get_object_legal_hold, Bucket=plain, Key="k")
     assert error_code(error) == "InvalidRequest"
     # An object with no retention has no retention to show.
     s3.put_object(Bucket=locked, Key="free", Body=b"f")
-    error = _error(s3.get_object_retention, Bucket=locked, Key="free")
-    assert error_code(error) == "NoSuchObjectLockConfiguration" and _status(error) == 404
+    error = client_error(s3.get_object_retention, Bucket=locked, Key="free")
+    assert error_code(error) == "NoSuchObjectLockConfiguration" and error_status(error) == 404
     past_retention = {"Mode": "GOVERNANCE", "RetainUntilDate": past}
-    error = _error(s3.put_object_retention, Bucket=locked, Key="free", Retention=past_retention)
+    error = client_error(
+        s3.put_object_retention, Bucket=locked, Key="free", Retention=past_retention
+    )
     assert error_code(error) == "InvalidArgument"
-    error = _error(s3.put_object_retention, Bucket=locked, Key="absent", Retention=retention)
+    error = client_error(s3.put_object_retention, Bucket=locked, Key="absent", Retention=retention)
     assert error_code(error) == "NoSuchKey"
 
 
@@ -354,7 +355,7 @@ def test_lock_bucket_writes_need_an_integrity_header(
     s3: Any, s3_required: Any, locked: str
 ) -> None:
     body = b"needs a digest"
-    error = _error(s3_required.put_object, Bucket=locked, Key="k", Body=body)
+    error = client_error(s3_required.put_object, Bucket=locked, Key="k", Body=body)
     assert error_code(error) == "InvalidRequest"
     assert "Versions" not in s3.list_object_versions(Bucket=locked)
     s3_required.put_object(Bucket=locked, Key="k", Body=body, ContentMD5=_md5(body))
@@ -385,12 +386,12 @@ def test_bypass_needs_the_permission(server: SyncServer, s3: Any, locked: str) -
         ],
     }
     s3.put_bucket_policy(Bucket=locked, Policy=json.dumps(deny))
-    error = _error(
+    error = client_error(
         s3.delete_object, Bucket=locked, Key="k", VersionId=vid, BypassGovernanceRetention=True
     )
     assert error_code(error) == "AccessDenied"
     shorter = {"Mode": "GOVERNANCE", "RetainUntilDate": _later(hours=1)}
-    error = _error(
+    error = client_error(
         s3.put_object_retention,
         Bucket=locked,
         Key="k",

@@ -24,6 +24,7 @@ from shoal.app.server import SyncServer
 from shoal.sse.packages import sealed_length
 from tests.integration.conftest import (
     AwsCli,
+    client_error,
     erasure_config,
     error_code,
     signed_client,
@@ -134,12 +135,6 @@ def pattern_body(size: int, tag: bytes) -> bytes:
 
 def headers_of(response: dict[str, Any]) -> dict[str, str]:
     return response["ResponseMetadata"]["HTTPHeaders"]
-
-
-def client_error(call: Any, **kwargs: Any) -> ClientError:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    return info.value
 
 
 @pytest.mark.parametrize("size", [0, 1, PACKAGE - 1, PACKAGE, PACKAGE + 1, 3 * PACKAGE + 7])

@@ -18,12 +18,12 @@ from typing import Any
 
 import httpx
 import pytest
-from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
 from tests.integration.conftest import (
     AwsCli,
     auth_config,
+    client_error,
     erasure_config,
     error_code,
     signed_client,
@@ -71,12 +71,6 @@ def _headers(response: dict[str, Any]) -> dict[str, str]:
     return response["ResponseMetadata"]["HTTPHeaders"]
 
 
-def _error(call: Any, **kwargs: Any) -> ClientError:
-    with pytest.raises(ClientError) as info:
-        call(**kwargs)
-    return info.value
-
-
 def test_versioning_states(s3: Any, plain: str) -> None:
     got = s3.get_bucket_versioning(Bucket=plain)
     assert "Status" not in got and "MFADelete" not in got
@@ -87,7 +81,7 @@ def test_versioning_states(s3: Any, plain: str) -> None:
 
 def test_mfa_delete_is_refused_clearly(s3: Any, plain: str) -> None:
     config = {"Status": "Enabled", "MFADelete": "Enabled"}
-    error = _error(s3.put_bucket_versioning, Bucket=plain, VersioningConfiguration=config)
+    error = client_error(s3.put_bucket_versioning, Bucket=plain, VersioningConfiguration=config)
     assert error_code(error) == "NotImplemented"
     assert "MFA Delete" in error.response["Error"]["Message"]
     assert "Status" not in s3.get_bucket_versioning(Bucket=plain)
@@ -148,13 +142,13 @@ def test_every_write_makes_a_version(s3: Any, versioned: str) -> None:
 def test_version_ids_malformed_and_unknown(s3: Any, versioned: str) -> None:
     vid = s3.put_object(Bucket=versioned, Key="k", Body=b"x")["VersionId"]
     for bad in ("not-a-version", "../../etc", vid + "0"):
-        error = _error(s3.get_object, Bucket=versioned, Key="k", VersionId=bad)
+        error = client_error(s3.get_object, Bucket=versioned, Key="k", VersionId=bad)
         assert error_code(error) == "InvalidArgument"
         assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     unknown = "0" * 24
-    error = _error(s3.get_object, Bucket=versioned, Key="k", VersionId=unknown)
+    error = client_error(s3.get_object, Bucket=versioned, Key="k", VersionId=unknown)
     assert error_code(error) == "NoSuchVersion"
-    error = _error(s3.head_object, Bucket=versioned, Key="k", VersionId=unknown)
+    error = client_error(s3.head_object, Bucket=versioned, Key="k", VersionId=unknown)
     assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
@@ -165,15 +159,15 @@ def test_delete_marker_lifecycle(s3: Any, versioned: str) -> None:
     marker = deleted["VersionId"]
     assert marker not in (vid, "null")
     # Current version is a marker: 404 NoSuchKey, naming the marker.
-    error = _error(s3.get_object, Bucket=versioned, Key="k")
+    error = client_error(s3.get_object, Bucket=versioned, Key="k")
     assert error_code(error) == "NoSuchKey"
     headers = error.response["ResponseMetadata"]["HTTPHeaders"]
     assert headers["x-amz-delete-marker"] == "true"
     assert headers["x-amz-version-id"] == marker
-    head = _error(s3.head_object, Bucket=versioned, Key="k")
+    head = client_error(s3.head_object, Bucket=versioned, Key="k")
     assert head.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-delete-marker"] == "true"
     # The marker by its id: 405.
-    error = _error(s3.get_object, Bucket=versioned, Key="k", VersionId=marker)
+    error = client_error(s3.get_object, Bucket=versioned, Key="k", VersionId=marker)
     assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 405
     assert error_code(error) == "MethodNotAllowed"
     headers = error.response["ResponseMetadata"]["HTTPHeaders"]
@@ -191,7 +185,7 @@ def test_delete_marker_lifecycle(s3: Any, versioned: str) -> None:
     # Removing the last version for good.
     gone = s3.delete_object(Bucket=versioned, Key="k", VersionId=vid)
     assert gone["VersionId"] == vid and "DeleteMarker" not in gone
-    assert error_code(_error(s3.get_object, Bucket=versioned, Key="k")) == "NoSuchKey"
+    assert error_code(client_error(s3.get_object, Bucket=versioned, Key="k")) == "NoSuchKey"
     assert "Versions" not in s3.list_object_versions(Bucket=versioned)
 
 
@@ -351,13 +345,13 @@ def test_bucket_with_only_versions_or_markers_is_not_empty(s3: Any, versioned: s
     vid = s3.put_object(Bucket=versioned, Key="k", Body=b"x")["VersionId"]
     marker = s3.delete_object(Bucket=versioned, Key="k")["VersionId"]
     assert s3.list_objects_v2(Bucket=versioned)["KeyCount"] == 0
-    error = _error(s3.delete_bucket, Bucket=versioned)
+    error = client_error(s3.delete_bucket, Bucket=versioned)
     assert error_code(error) == "BucketNotEmpty"
     s3.delete_object(Bucket=versioned, Key="k", VersionId=vid)
-    assert error_code(_error(s3.delete_bucket, Bucket=versioned)) == "BucketNotEmpty"
+    assert error_code(client_error(s3.delete_bucket, Bucket=versioned)) == "BucketNotEmpty"
     s3.delete_object(Bucket=versioned, Key="k", VersionId=marker)
     s3.delete_bucket(Bucket=versioned)
-    assert error_code(_error(s3.head_bucket, Bucket=versioned)) == "404"
+    assert error_code(client_error(s3.head_bucket, Bucket=versioned)) == "404"
 
 
 def test_copy_from_a_version(s3: Any, versioned: str) -> None:
@@ -380,12 +374,14 @@ def test_copy_from_a_version(s3: Any, versioned: str) -> None:
     # A marker can not be copied, by id or as the current version.
     marker = s3.delete_object(Bucket=versioned, Key="src")["VersionId"]
     by_id = {"Bucket": versioned, "Key": "src", "VersionId": marker}
-    error = _error(s3.copy_object, Bucket=versioned, Key="dst3", CopySource=by_id)
+    error = client_error(s3.copy_object, Bucket=versioned, Key="dst3", CopySource=by_id)
     assert error_code(error) == "InvalidRequest"
-    error = _error(s3.copy_object, Bucket=versioned, Key="dst3", CopySource=f"{versioned}/src")
+    error = client_error(
+        s3.copy_object, Bucket=versioned, Key="dst3", CopySource=f"{versioned}/src"
+    )
     assert error_code(error) == "NoSuchKey"
     bad = {"Bucket": versioned, "Key": "src", "VersionId": "bad"}
-    assert error_code(_error(s3.copy_object, Bucket=versioned, Key="x", CopySource=bad)) == (
+    assert error_code(client_error(s3.copy_object, Bucket=versioned, Key="x", CopySource=bad)) == (
         "InvalidArgument"
     )
 
@@ -416,9 +412,9 @@ def test_upload_part_copy_from_a_version(s3: Any, versioned: str) -> None:
 
 def test_conditional_requests_on_versions(s3: Any, versioned: str) -> None:
     first = s3.put_object(Bucket=versioned, Key="k", Body=b"1")
-    error = _error(s3.put_object, Bucket=versioned, Key="k", Body=b"2", IfNoneMatch="*")
+    error = client_error(s3.put_object, Bucket=versioned, Key="k", Body=b"2", IfNoneMatch="*")
     assert error_code(error) == "PreconditionFailed"
-    error = _error(s3.put_object, Bucket=versioned, Key="k", Body=b"2", IfMatch='"0000"')
+    error = client_error(s3.put_object, Bucket=versioned, Key="k", Body=b"2", IfMatch='"0000"')
     assert error_code(error) == "PreconditionFailed"
     second = s3.put_object(Bucket=versioned, Key="k", Body=b"2", IfMatch=first["ETag"])
     assert second["VersionId"] != first["VersionId"]
@@ -426,26 +422,28 @@ def test_conditional_requests_on_versions(s3: Any, versioned: str) -> None:
     # finds no key.
     s3.put_object(Bucket=versioned, Key="gone", Body=b"g")
     s3.delete_object(Bucket=versioned, Key="gone")
-    error = _error(s3.put_object, Bucket=versioned, Key="gone", Body=b"n", IfMatch=first["ETag"])
+    error = client_error(
+        s3.put_object, Bucket=versioned, Key="gone", Body=b"n", IfMatch=first["ETag"]
+    )
     assert error_code(error) == "NoSuchKey"
     s3.put_object(Bucket=versioned, Key="gone", Body=b"n", IfNoneMatch="*")
     assert s3.get_object(Bucket=versioned, Key="gone")["Body"].read() == b"n"
     # Conditional DELETE: If-Match against the current version's ETag.
-    error = _error(s3.delete_object, Bucket=versioned, Key="k", IfMatch=first["ETag"])
+    error = client_error(s3.delete_object, Bucket=versioned, Key="k", IfMatch=first["ETag"])
     assert error_code(error) == "PreconditionFailed"
     assert s3.get_object(Bucket=versioned, Key="k")["Body"].read() == b"2"
     deleted = s3.delete_object(Bucket=versioned, Key="k", IfMatch=second["ETag"])
     assert deleted["DeleteMarker"] is True
-    error = _error(s3.delete_object, Bucket=versioned, Key="k", IfMatch=second["ETag"])
+    error = client_error(s3.delete_object, Bucket=versioned, Key="k", IfMatch=second["ETag"])
     assert error_code(error) == "NoSuchKey"
 
 
 def test_conditional_delete_unversioned(s3: Any, plain: str) -> None:
     put = s3.put_object(Bucket=plain, Key="k", Body=b"1")
-    error = _error(s3.delete_object, Bucket=plain, Key="k", IfMatch='"00"')
+    error = client_error(s3.delete_object, Bucket=plain, Key="k", IfMatch='"00"')
     assert error_code(error) == "PreconditionFailed"
     s3.delete_object(Bucket=plain, Key="k", IfMatch=put["ETag"])
-    assert error_code(_error(s3.get_object, Bucket=plain, Key="k")) == "NoSuchKey"
+    assert error_code(client_error(s3.get_object, Bucket=plain, Key="k")) == "NoSuchKey"
 
 
 def test_multipart_and_post_report_version_ids(s3: Any, versioned: str) -> None:
@@ -473,7 +471,7 @@ def test_acl_of_a_version(s3: Any, versioned: str) -> None:
     s3.delete_object(Bucket=versioned, Key="k")
     acl = s3.get_object_acl(Bucket=versioned, Key="k", VersionId=vid)
     assert acl["Grants"][0]["Permission"] == "FULL_CONTROL"
-    error = _error(s3.get_object_acl, Bucket=versioned, Key="k", VersionId="0" * 24)
+    error = client_error(s3.get_object_acl, Bucket=versioned, Key="k", VersionId="0" * 24)
     assert error_code(error) == "NoSuchVersion"
 
 
@@ -497,11 +495,13 @@ def test_version_reads_need_get_object_version(tmp_path: Path) -> None:
         }
         s3.put_bucket_policy(Bucket="pol", Policy=json.dumps(deny))
         assert s3.get_object(Bucket="pol", Key="k")["Body"].read() == b"x"
-        assert error_code(_error(s3.get_object, Bucket="pol", Key="k", VersionId=vid)) == (
+        assert error_code(client_error(s3.get_object, Bucket="pol", Key="k", VersionId=vid)) == (
             "AccessDenied"
         )
-        assert error_code(_error(s3.head_object, Bucket="pol", Key="k", VersionId=vid)) == "403"
-        error = _error(s3.delete_object, Bucket="pol", Key="k", VersionId=vid)
+        assert (
+            error_code(client_error(s3.head_object, Bucket="pol", Key="k", VersionId=vid)) == "403"
+        )
+        error = client_error(s3.delete_object, Bucket="pol", Key="k", VersionId=vid)
         assert error_code(error) == "AccessDenied"
         batch = s3.delete_objects(
             Bucket="pol", Delete={"Objects": [{"Key": "k", "VersionId": vid}]}
@@ -532,7 +532,7 @@ def test_policy_condition_on_the_version_id(tmp_path: Path) -> None:
         }
         s3.put_bucket_policy(Bucket="pin", Policy=json.dumps(deny))
         assert s3.get_object(Bucket="pin", Key="k", VersionId=first)["Body"].read() == b"1"
-        error = _error(s3.get_object, Bucket="pin", Key="k", VersionId=second)
+        error = client_error(s3.get_object, Bucket="pin", Key="k", VersionId=second)
         assert error_code(error) == "AccessDenied"
 
 
@@ -633,7 +633,7 @@ def test_in_a_cluster(tmp_path: Path) -> None:
         c.s3().delete_object(Bucket=bucket, Key="k", VersionId=marker)
         assert b.s3().get_object(Bucket=bucket, Key="k")["Body"].read() == b"2"
         b.s3().delete_object(Bucket=bucket, Key="k", VersionId=ids[0])
-        error = _error(a.s3().get_object, Bucket=bucket, Key="k", VersionId=ids[0])
+        error = client_error(a.s3().get_object, Bucket=bucket, Key="k", VersionId=ids[0])
         assert error_code(error) == "NoSuchVersion"
         locked = _name()
         a.s3().create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
@@ -647,7 +647,7 @@ def test_in_a_cluster(tmp_path: Path) -> None:
             VersionId=vid,
             Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until},
         )
-        error = _error(a.s3().delete_object, Bucket=locked, Key="k", VersionId=vid)
+        error = client_error(a.s3().delete_object, Bucket=locked, Key="k", VersionId=vid)
         assert error_code(error) == "AccessDenied"
         got = b.s3().get_object_retention(Bucket=locked, Key="k", VersionId=vid)
         assert got["Retention"]["Mode"] == "COMPLIANCE"
