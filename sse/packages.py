@@ -162,10 +162,11 @@ class _Scratch:
 class _Input:
     """The chunks fed to one call, read as consecutive package-sized spans.
 
-    A package begun in an earlier call is completed in `stage` (its held start is
-    there; this copies at most one package). The rest is read as one contiguous view:
-    a lone chunk as it is, several copied once into `flat` (a slice assignment per
-    chunk costs far less than per-package slicing across chunks in Python)."""
+    Chunks of a package or more (on average) are read in place, and only a package
+    that straddles two of them is copied, into `stage` (which also holds the start of
+    a package begun in an earlier call). Smaller chunks are first copied once into one
+    contiguous `flat` buffer: a slice assignment per chunk costs far less in Python
+    than assembling each package from many pieces."""
 
     def __init__(
         self, chunks: Iterable[Buffer], stage: memoryview, fill: int, flat: _Scratch
@@ -177,10 +178,20 @@ class _Input:
         self._flat: memoryview | None = None
         self._pos = 0
         self.size = fill + sum(map(len, self._views))  # bytes in all
+        self._direct = len(self._views) * PACKAGE <= self.size + PACKAGE
 
     def take(self, size: int) -> memoryview:
         """The next `size` bytes (the caller knows they are there)."""
-        if self._fill:
+        if self._direct and not self._fill and self._views:
+            views = self._views
+            view = views[0]
+            if len(view) > size:
+                views[0] = view[size:]
+                return view[:size]
+            if len(view) == size:
+                del views[0]
+                return view
+        if self._fill or self._direct:
             self._top_up(size)
             self._fill = 0
             return self._stage[:size]
