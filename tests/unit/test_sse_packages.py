@@ -4,14 +4,20 @@ ranged opens equal to the plaintext slice, and every kind of tampering refused."
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from unittest import mock
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shoal.sse import packages
 from shoal.sse.errors import TamperedError
 from shoal.sse.packages import (
     BATCH,
@@ -293,3 +299,32 @@ def test_opener_returns_every_complete_package_at_once() -> None:
     assert opener.update(sealed[HEADER:-1]) == plaintext(n)[: 10 * PACKAGE]
     assert opener.update(sealed[-1:]) == plaintext(n)[10 * PACKAGE :]
     assert opener.finish() == b""
+
+
+def test_the_documented_format_byte_for_byte() -> None:
+    """The sealed bytes follow sse/packages.py's docstring exactly (a reader built from
+    that text alone opens them), and stay what they were: objects already stored must
+    open after any refactor."""
+    data_key, identity, plain = bytes(range(32, 64)), b"\x00\x00\x00\x07", b"shoal" * 20000
+    with mock.patch.object(packages.os, "urandom", lambda n: bytes(range(n))):
+        sealer = packages.Sealer(data_key, identity)
+        sealed = sealer.update(plain) + sealer.finish()
+    assert hashlib.sha256(sealed).hexdigest() == KNOWN_ANSWER
+    assert sealed[0] == 1 and sealed[1:33] == bytes(range(32))
+    key = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=sealed[1:33],
+        info=b"shoal-sse-v1 stream" + identity,
+    ).derive(data_key)
+    body, out, i = sealed[33:], b"", 0
+    while body:
+        package, body = body[: 65536 + 16], body[65536 + 16 :]
+        aad = bytes([0 if body else 1]) + i.to_bytes(8, "big") + identity
+        out += AESGCM(key).decrypt(i.to_bytes(12, "big"), package, aad)
+        i += 1
+    assert out == plain and i == 2
+
+
+#: SHA-256 of the stream sealed in test_the_documented_format_byte_for_byte.
+KNOWN_ANSWER = "48b478b5a78aae507822dfd5d213d5aa9c69fec6db2e16a46c7fd4c2f571ee6e"
