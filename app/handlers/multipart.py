@@ -11,6 +11,7 @@ from shoal.app.body import read_small, upload_body
 from shoal.app.context import RequestContext
 from shoal.app.errors import (
     BadDigest,
+    EntityTooSmall,
     InvalidArgument,
     InvalidPart,
     InvalidRequest,
@@ -31,6 +32,7 @@ from shoal.sse.packages import plain_length
 from shoal.storage import checksums
 from shoal.storage.backend import (
     MAX_PARTS,
+    MIN_PART_SIZE,
     BucketInfo,
     CompletedPart,
     Digester,
@@ -223,6 +225,8 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
     composite = bool(algorithm) and upload.checksum_type == "COMPOSITE"
     stored = await _stored_parts(ctx, upload_id) if composite or enc is not None else {}
     data_key = _completion_key(ctx, upload) if enc is not None else None
+    if enc is not None:
+        _require_plain_part_sizes(parts, stored)
     if algorithm and composite:
         values = []
         for part in parts:
@@ -261,6 +265,20 @@ async def complete_multipart_upload(ctx: RequestContext) -> Response:
         _seal_completion(write, enc, [stored[p.number] for p in parts if p.number in stored])
     meta = await ctx.backend.complete_multipart_upload(ctx.bucket, ctx.key, upload_id, parts, write)
     return _completion_result(ctx, meta, bucket)
+
+
+def _require_plain_part_sizes(parts: list[CompletedPart], stored: dict[int, PartInfo]) -> None:
+    """S3's minimum size of every part but the last, judged on an encrypted upload's
+    plaintext (the store sees the larger ciphertext). Only for a list the store would
+    otherwise take, so its InvalidPartOrder and InvalidPart keep their precedence."""
+    numbers = [p.number for p in parts]
+    if numbers != sorted(set(numbers)):
+        return
+    if any(p.number not in stored or stored[p.number].etag != p.etag for p in parts):
+        return
+    for p in parts[:-1]:
+        if plain_length(stored[p.number].size) < MIN_PART_SIZE:
+            raise EntityTooSmall(part_number=str(p.number))
 
 
 def _completion_key(ctx: RequestContext, upload: UploadInfo) -> bytes | None:

@@ -195,6 +195,36 @@ def test_ranges_at_package_boundaries(s3: Any, bucket: str, mode: str) -> None:
     assert error_code(error) == "InvalidRange"
 
 
+def test_a_part_under_5_mib_of_plaintext_is_too_small(s3: Any, bucket: str) -> None:
+    """S3's minimum part size counts what the client sent, not the larger ciphertext."""
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key="mp", ServerSideEncryption="AES256")[
+        "UploadId"
+    ]
+    parts = []
+    for number, size in ((1, 5 * MiB - 1), (2, 10)):
+        done = s3.upload_part(
+            Bucket=bucket, Key="mp", UploadId=upload_id, PartNumber=number, Body=b"p" * size
+        )
+        parts.append({"PartNumber": number, "ETag": done["ETag"]})
+    error = client_error(
+        s3.complete_multipart_upload,
+        Bucket=bucket,
+        Key="mp",
+        UploadId=upload_id,
+        MultipartUpload={"Parts": parts},
+    )
+    assert error_code(error) == "EntityTooSmall"
+    # The upload is still open: a first part of 5 MiB completes it.
+    done = s3.upload_part(
+        Bucket=bucket, Key="mp", UploadId=upload_id, PartNumber=1, Body=b"p" * (5 * MiB)
+    )
+    parts[0]["ETag"] = done["ETag"]
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="mp", UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
+    assert s3.head_object(Bucket=bucket, Key="mp")["ContentLength"] == 5 * MiB + 10
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 def test_multipart(s3: Any, bucket: str, mode: str) -> None:
     pieces = [os.urandom(5 * MiB), os.urandom(PACKAGE + 3)]
