@@ -353,6 +353,7 @@ def create_app(config: Config | None = None) -> Starlette:
         max_buffered=config.logging.max_buffered_records,
         accounts=accounts,
         auth_enabled=config.auth.enabled,
+        keyring=application.state.keyring,
     )
     application.state.exchanges.server_log = server_log.observe
     application.state.authenticator = Authenticator(

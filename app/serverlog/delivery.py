@@ -30,6 +30,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shoal.app import sse
+from shoal.app.encryptionconfig import bucket_default_encryption
+from shoal.app.errors import S3Error
+from shoal.app.sealing import seal_write
 from shoal.app.serverlog.keys import log_key
 from shoal.app.serverlog.record import (
     AccessRecord,
@@ -40,6 +44,7 @@ from shoal.app.serverlog.record import (
 )
 from shoal.app.serverlog.status import DOCUMENT, PARTITIONED, LoggingStatus, load_status
 from shoal.auth.accounts import Accounts
+from shoal.sse.keyring import Keyring
 from shoal.storage.backend import Backend, ObjectWrite
 from shoal.storage.errors import NoSuchBucket, NoSuchBucketDocument, StorageError
 from shoal.storage.ttlcache import TtlCache
@@ -82,8 +87,10 @@ class ServerLog:
         max_buffered: int,
         accounts: Accounts,
         auth_enabled: bool,
+        keyring: Keyring,
     ) -> None:
         self.backend = backend
+        self.keyring = keyring
         self.accounts = accounts
         self.auth_enabled = auth_enabled
         self.region = region
@@ -215,6 +222,19 @@ class ServerLog:
         self.statuses.put(bucket, resolved)
         return resolved
 
+    async def _sealed(
+        self, bucket: str, key: str, write: ObjectWrite, body: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        """A log object is written without encryption headers, so it takes the target
+        bucket's default encryption like any such write (never plaintext in a bucket
+        that asked for encryption at rest)."""
+        default = await bucket_default_encryption(self.backend, bucket)
+        if default is None:
+            return body
+        choice = sse.default_choice(default, self.keyring)
+        record, data_key = sse.new_record(self.keyring, choice, bucket, key)
+        return seal_write(write, body, record, data_key)
+
     async def _deliver(self, key: BatchKey, batch: list[AccessRecord]) -> None:
         source, status, _ = key
         self.buffered -= len(batch)
@@ -233,10 +253,10 @@ class ServerLog:
             yield body
 
         try:
-            await self.backend.put_object(
-                status.target_bucket, name, chunks(), ObjectWrite(content_type="text/plain")
-            )
-        except StorageError as exc:  # e.g. the target bucket was deleted since
+            write = ObjectWrite(content_type="text/plain")
+            stream = await self._sealed(status.target_bucket, name, write, chunks())
+            await self.backend.put_object(status.target_bucket, name, stream, write)
+        except (StorageError, S3Error) as exc:  # e.g. the target bucket was deleted since
             self.dropped += len(batch)
             log.warning(
                 "server access log for %s not delivered to %s: %s",

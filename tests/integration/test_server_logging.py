@@ -71,6 +71,8 @@ def parse_line(line: str) -> dict[str, str]:
 
 def _config(mode: str, directory: Path, **logging: Any) -> dict[str, Any]:
     config: dict[str, Any] = {"logging": {"flush_seconds": 1, **logging}}
+    # A keyring, so that a target bucket may have default encryption.
+    config["kms"] = {"keys": [{"id": "key-1", "secret": base64.b64encode(bytes(32)).decode()}]}
     # Kept across a restart (the shutdown test starts a second server on the same data).
     config["storage"] = {"directory": str(directory / "data"), "clean_slate": False}
     if mode == "erasure":
@@ -260,6 +262,23 @@ def test_records_in_s3_format(s3: Any, server: SyncServer, buckets: tuple[str, s
         assert SIMPLE_NAME.fullmatch(key.removeprefix("access/")), key
         assert s3.head_object(Bucket=target, Key=key)["ContentType"] == "text/plain"
     assert not [r for r in records.values() if r["bucket"] == target]
+
+
+def test_logs_take_the_target_buckets_default_encryption(s3: Any, buckets: tuple[str, str]) -> None:
+    """A delivered log object is a write without encryption headers: the target
+    bucket's default encryption applies to it as to any other."""
+    source, target = buckets
+    s3.put_bucket_encryption(
+        Bucket=target,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
+    )
+    _enable(s3, source, target, "sealed/")
+    put = s3.put_object(Bucket=source, Key="k", Body=b"x")
+    _wait_for_records(s3, target, "sealed/", {_request_id(put)})
+    for key in _log_objects(s3, target, "sealed/"):
+        assert s3.head_object(Bucket=target, Key=key)["ServerSideEncryption"] == "AES256"
 
 
 def test_partitioned_names(s3: Any, buckets: tuple[str, str]) -> None:

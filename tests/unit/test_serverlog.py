@@ -33,6 +33,7 @@ from shoal.app.serverlog.status import (
 )
 from shoal.auth import Principal
 from shoal.auth.accounts import Accounts, AccountSpec, canonical_id
+from shoal.sse.keyring import Keyring
 from shoal.storage.filestore import FileStore
 
 # --- the status document --------------------------------------------------------------------
@@ -263,6 +264,7 @@ def _server_log(store: FileStore, *, flush_records: int, max_buffered: int) -> S
         max_buffered=max_buffered,
         accounts=ACCOUNTS,
         auth_enabled=True,
+        keyring=Keyring({}),
     )
 
 
