@@ -359,9 +359,11 @@ class Backend(Protocol):
         *,
         version_id: str | None = None,
         guard: Guard | None = None,
+        owner: str = "",
     ) -> DeleteResult:
         """Without a version id: never-versioned bucket, remove the object (idempotent);
-        Enabled, add a delete marker; Suspended, replace the null version by a marker.
+        Enabled, add a delete marker (owned by `owner`, a canonical user id); Suspended,
+        replace the null version by a marker.
         With one: remove that version (or marker) for good; the next newest becomes
         current. `guard` sees the version removed (or the current one, without a version
         id). The bucket must exist."""

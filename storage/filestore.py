@@ -610,6 +610,7 @@ class FileStore(FileMultipart):
         *,
         version_id: str | None = None,
         guard: Guard | None = None,
+        owner: str = "",
     ) -> DeleteResult:
         kp = self._key_path(key)
 
@@ -619,7 +620,7 @@ class FileStore(FileMultipart):
             with self.locks.hold(kv.lock):
                 state = self._versioning(bucket, bdir)
                 if state or (version_id is not None and kv.has_versions()):
-                    result, removed = self.versions.delete(kv, state, version_id, guard)
+                    result, removed = self.versions.delete(kv, state, version_id, guard, owner)
                     self.listings.bump()
                     self.usage.object_deleted(bucket, key, removed)
                     return result

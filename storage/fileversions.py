@@ -297,10 +297,16 @@ class Versions:
         return meta, room.displaced
 
     def delete(
-        self, kv: KeyVersions, state: str, version_id: str | None, guard: Guard | None
+        self,
+        kv: KeyVersions,
+        state: str,
+        version_id: str | None,
+        guard: Guard | None,
+        owner: str = "",
     ) -> tuple[DeleteResult, int | None]:
-        """S3's DELETE in a versioned bucket; returns what it did and the size of the
-        object version it removed (None: it removed none)."""
+        """S3's DELETE in a versioned bucket (a marker it makes is `owner`'s); returns
+        what it did and the size of the object version it removed (None: it removed
+        none)."""
         if version_id is not None:
             return self._delete_version(kv, version_id, guard)
         cur = kv.current()
@@ -314,6 +320,7 @@ class Versions:
             last_modified=now(whole_seconds=True),
             version_id=room.vid,
             delete_marker=True,
+            owner=owner,
         )
         record = {**meta_to_dict(marker), **room.record_extra}
         decide(self.temp, self.root, record, kv.plan(room.moves, kv.entry_meta(room.vid)))

@@ -281,8 +281,12 @@ async def _delete(
 ) -> DeleteResult:
     """Delete one key or version; a version that does not exist is already deleted
     (S3's DELETE is idempotent for versions too)."""
+    # A marker is owned as a new version would be (the bucket owner unless ACLs are on).
+    owner = "" if version_id is not None else (await new_version_acl(ctx, {}))[0]
     try:
-        return await ctx.backend.delete_object(ctx.bucket, key, version_id=version_id, guard=guard)
+        return await ctx.backend.delete_object(
+            ctx.bucket, key, version_id=version_id, guard=guard, owner=owner
+        )
     except NoSuchVersion:
         return DeleteResult(version_id=version_id)
 

@@ -121,7 +121,7 @@ def check_conditions(entry: VersionRecord | None, write: ObjectWrite) -> None:
             raise _failed()
 
 
-def marker_meta(key: str, version_id: str) -> ObjectMeta:
+def marker_meta(key: str, version_id: str, owner: str = "") -> ObjectMeta:
     """A delete marker's metadata in a versioned bucket."""
     return ObjectMeta(
         key=key,
@@ -130,6 +130,7 @@ def marker_meta(key: str, version_id: str) -> ObjectMeta:
         last_modified=now(whole_seconds=True),
         version_id=version_id,
         delete_marker=True,
+        owner=owner,
     )
 
 
@@ -363,10 +364,15 @@ class ObjectIO:
         return reader
 
     async def delete_object(
-        self, bucket: str, key: str, version_id: str | None, guard: Guard | None
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        guard: Guard | None,
+        owner: str = "",
     ) -> DeleteResult:
-        """Without a version id: a marker (a version of its own unless the bucket was
-        never versioned); with one, that version removed for good."""
+        """Without a version id: a marker (a version of its own, `owner`'s, unless the
+        bucket was never versioned); with one, that version removed for good."""
         store = self.store
         check_key_name(key)
         versioning = (await store.buckets.head_bucket(bucket)).versioning
@@ -383,7 +389,8 @@ class ObjectIO:
                 return DeleteResult()
             mvid = new_version_id()
             marker_id = mvid if versioning == "Enabled" else NULL_VERSION
-            marker = VersionRecord.marker(mvid, marker_meta(key, marker_id) if versioning else None)
+            meta = marker_meta(key, marker_id, owner) if versioning else None
+            marker = VersionRecord.marker(mvid, meta)
             # An older copy in another pool (two writers raced a pool's arrival) must
             # not resurface once this marker retires.
             for s in [found.set, *found.others]:

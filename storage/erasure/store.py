@@ -345,9 +345,15 @@ class ErasureStore:
         return await self.objects.open_object(bucket, key, version_id)
 
     async def delete_object(
-        self, bucket: str, key: str, *, version_id: str | None = None, guard: Guard | None = None
+        self,
+        bucket: str,
+        key: str,
+        *,
+        version_id: str | None = None,
+        guard: Guard | None = None,
+        owner: str = "",
     ) -> DeleteResult:
-        return await self.objects.delete_object(bucket, key, version_id, guard)
+        return await self.objects.delete_object(bucket, key, version_id, guard, owner)
 
     async def list_objects(
         self,

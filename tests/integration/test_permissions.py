@@ -437,6 +437,22 @@ def test_object_acl_with_versions(
     )
 
 
+def test_delete_markers_name_who_made_them(clients: dict[str, Any]) -> None:
+    """With ACLs on, a delete marker is owned by the account that deleted (as a new
+    version would be); ListObjectVersions names it."""
+    owner, other = clients[OWNER], clients[OTHER]
+    bucket = new_bucket()
+    owner.create_bucket(
+        Bucket=bucket, GrantWrite=f'id="{OTHER_ID}"', GrantFullControl=f'id="{OWNER_ID}"'
+    )
+    owner.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    owner.put_object(Bucket=bucket, Key="k", Body=b"x")
+    other.delete_object(Bucket=bucket, Key="k")
+    owner.delete_object(Bucket=bucket, Key="k")
+    markers = owner.list_object_versions(Bucket=bucket)["DeleteMarkers"]
+    assert [m["Owner"]["ID"] for m in markers] == [OWNER_ID, OTHER_ID]
+
+
 def test_acl_on_write(clients: dict[str, Any], anonymous: httpx.Client) -> None:
     """x-amz-acl and x-amz-grant-* on PutObject, CopyObject, CreateMultipartUpload and a
     POST form's acl field; the writer owns what it writes (ObjectWriter)."""
