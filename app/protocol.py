@@ -22,6 +22,14 @@ gets S3's InvalidRequest rather than uvicorn's plain-text answer. Either way as 
 error document with its x-amz-request-id, when no response of that connection has
 begun; then the connection is closed.
 
+A connection closed while its client is still sending (an answer given before the body
+was read: a refused upload, a form past its size limit) lingers, as nginx's does: our
+side of it is shut down after the answer, and what still arrives is read and dropped
+until the client hangs up, is silent for LINGER_IDLE, LINGER_MAX has passed or
+LINGER_BYTES have been dropped (a client that never stops is not served for nothing). Closing
+a socket with unread bytes makes the kernel send a reset, and a reset can destroy the
+answer in the client's receive buffer before the client has read it.
+
 `shoal serve` uses it; with plain uvicorn: `--http shoal.app.protocol:HttpProtocol`.
 """
 
@@ -53,6 +61,12 @@ MAX_HEADERS = 256
 #: each waits as a parsed request, so one read of tiny requests would otherwise queue
 #: thousands. A client past it is disconnected (pipelined requests may always be).
 MAX_PIPELINE = 32
+#: A lingering close ends when the client has been silent this long...
+LINGER_IDLE = 1.0
+#: ...or this long after it began, whichever comes first.
+LINGER_MAX = 5.0
+#: ...or once this much has been dropped.
+LINGER_BYTES = 4 << 20
 
 
 class HeadTooLarge(Exception):
@@ -86,6 +100,58 @@ def timeout_response() -> bytes:
     return error_answer(RequestTimeout())
 
 
+class LingeringTransport(asyncio.Transport):
+    """The connection's transport as uvicorn's request cycles see it: its close() lingers
+    when the client may still be sending (see the module docstring)."""
+
+    def __init__(self, inner: asyncio.Transport, protocol: HttpProtocol) -> None:
+        super().__init__()
+        self.inner = inner
+        self._protocol = protocol
+
+    def close(self) -> None:
+        if self._protocol.mid_request():
+            self._protocol.linger()
+        else:
+            self.inner.close()
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self.inner.is_closing()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.inner.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.inner.writelines(list_of_data)
+
+    def can_write_eof(self) -> bool:
+        return self.inner.can_write_eof()
+
+    def write_eof(self) -> None:
+        self.inner.write_eof()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.inner.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self.inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.inner.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self.inner.is_reading()
+
+    def get_write_buffer_size(self) -> int:
+        return self.inner.get_write_buffer_size()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.inner.set_write_buffer_limits(high, low)
+
+
 class HttpProtocol(HttpToolsProtocol):
     def __init__(
         self,
@@ -104,6 +170,10 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_size = 0  # bytes fed to the parser since that head began
         self._refusal: S3Error | None = None
         self._overrun = False  # MAX_PIPELINE passed
+        self.lingering = False
+        self._dropped = 0  # bytes read and dropped while lingering
+        self._linger_idle: asyncio.TimerHandle | None = None
+        self._linger_end: asyncio.TimerHandle | None = None
 
     def _arm_head(self) -> None:
         if self._head_limit is not None:
@@ -129,10 +199,38 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = LingeringTransport(transport, self)
         self._arm_head()
+
+    def mid_request(self) -> bool:
+        """Whether the client may still be sending: a request body not read to its end,
+        or a head begun."""
+        cycle = self.cycle
+        return (cycle is not None and cycle.more_body) or self._head_size > 0
+
+    def linger(self) -> None:
+        """Close our side once the queued answer is sent, and drop what still arrives."""
+        if self.lingering:
+            return
+        transport = self.transport
+        assert isinstance(transport, LingeringTransport)
+        inner = transport.inner
+        if inner.is_closing():  # (the connection is already lost)
+            inner.close()
+            return
+        self.lingering = True
+        self._disarm_head()
+        if inner.can_write_eof():  # (TLS cannot: its client sees the close instead)
+            inner.write_eof()
+        inner.resume_reading()
+        self._linger_end = self.loop.call_later(LINGER_MAX, inner.close)
+        self._linger_idle = self.loop.call_later(LINGER_IDLE, inner.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head()
+        for timer in (self._linger_idle, self._linger_end):
+            if timer is not None:
+                timer.cancel()
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
@@ -140,7 +238,18 @@ class HttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, but a head is fed only up to what is left of MAX_HEAD: the rest of
-        the bytes wait (in this call) until that head is complete."""
+        the bytes wait (in this call) until that head is complete. Nothing is parsed
+        once the connection lingers."""
+        if self.lingering:
+            assert isinstance(self.transport, LingeringTransport)
+            inner = self.transport.inner
+            self._dropped += len(data)
+            if self._dropped > LINGER_BYTES:
+                inner.close()
+            elif self._linger_idle is not None:
+                self._linger_idle.cancel()
+                self._linger_idle = self.loop.call_later(LINGER_IDLE, inner.close)
+            return
         if self._head_timer is not None:
             self._head_begun = True
         self._unset_keepalive_if_required()

@@ -78,7 +78,8 @@ class Node:
 def orphans(data_dir: Path) -> list[str]:
     """Everything a crash left behind that no object, upload or live process owns: object
     data without its metadata sidecar (or the reverse), empty directories in a bucket
-    tree, temp files other than the running process's claim, part data no record names."""
+    tree (a bucket's own may be empty: every key deleted), temp files other than the
+    running process's claim, part data no record names."""
     found: list[str] = []
     for path in sorted(data_dir.rglob("*")):
         rel = path.relative_to(data_dir)
@@ -93,7 +94,7 @@ def orphans(data_dir: Path) -> list[str]:
                 if named != path.name:
                     found.append(f"part data no record names: {rel}")
         elif not top.startswith("."):
-            if path.is_dir() and not any(path.iterdir()):
+            if len(rel.parts) > 1 and path.is_dir() and not any(path.iterdir()):
                 found.append(f"empty directory {rel}")
             elif (
                 path.name.endswith(OBJECT_MARKER)

@@ -122,6 +122,26 @@ def own_server(tmp_path: Path) -> Iterator[tuple[int, str]]:
         proc.wait(timeout=30)
 
 
+def test_an_answer_given_before_the_body_is_not_lost_to_a_reset(
+    own_server: tuple[int, str],
+) -> None:
+    """A PUT refused before its body is read: the answer arrives whole, then the server's
+    end of the connection (FIN), and what the client still sends is read and dropped, not
+    met with a reset (closing with unread bytes would reset, destroying the answer in the
+    client's buffer when the reset comes first, as it did now and then)."""
+    port = int(own_server[1].rsplit(":", 1)[1])
+    head = b"PUT /nobucket/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head % (6 << 30) + b"x" * (256 << 10))
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 4"), reply[:200]
+        assert reply.endswith(b"</Error>"), reply[-200:]
+        sock.sendall(b"x" * (1 << 20))  # still read (and dropped) by the server
+        assert sock.recv(1) == b""  # a reset would raise ConnectionResetError here
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
 def test_endless_header_line_cannot_grow_the_server(own_server: tuple[int, str]) -> None:
     pid, url = own_server
