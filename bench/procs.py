@@ -22,6 +22,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from sigv4 import Credentials, signed_headers
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
 PYTHON = sys.executable
@@ -39,6 +41,7 @@ def cpu_plan(pin: bool) -> tuple[set[int] | None, set[int] | None]:
 
 
 def _preexec(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A `preexec_fn` pinning the child to `cpus` (None: leave it be)."""
     if cpus is None:
         return None
 
@@ -46,6 +49,9 @@ def _preexec(cpus: set[int] | None) -> Callable[[], None] | None:
         os.sched_setaffinity(0, cpus)
 
     return pin
+
+
+pin_fn = _preexec
 
 
 def spawn(
@@ -125,6 +131,18 @@ def tail(path: str, n: int = 2000) -> str:
         return ""
 
 
+def http_answers(port: int, deadline: float) -> bool:
+    """One attempt: connect to 127.0.0.1:`port` and read an HTTP status line (any
+    status); False if nothing answers yet."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            s.settimeout(max(0.1, deadline - time.perf_counter()))
+            return s.recv(16).startswith(b"HTTP/1.")
+    except OSError:
+        return False
+
+
 class Server:
     """A server subprocess that announces `... listening on http://HOST:PORT`."""
 
@@ -135,10 +153,14 @@ class Server:
         log_path: str,
         cpus: set[int] | None,
         env: dict[str, str] | None = None,
+        probe_port: int | None = None,
     ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
+        # A server that doesn't print `listening on` (uvicorn serving shoal's factory):
+        # it listens on this port, and is ready once an HTTP answer comes back.
+        self.probe_port = probe_port
         self.cpus = cpus
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -170,12 +192,17 @@ class Server:
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with open(self.log_path, "rb") as f:
-                f.seek(self._offset)
-                m = LISTEN_RE.search(f.read().decode(errors="replace"))
-            if m:
-                self.host, self.port = m.group(1), int(m.group(2))
-                return self
+            if self.probe_port is not None:
+                if http_answers(self.probe_port, time.perf_counter() + 1.0):
+                    self.port = self.probe_port
+                    return self
+            else:
+                with open(self.log_path, "rb") as f:
+                    f.seek(self._offset)
+                    m = LISTEN_RE.search(f.read().decode(errors="replace"))
+                if m:
+                    self.host, self.port = m.group(1), int(m.group(2))
+                    return self
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"{self.name} exited with {self.proc.returncode}:\n{tail(self.log_path)}"
@@ -265,10 +292,16 @@ class ClusterServer:
         cpus: set[int] | None,
         nodes: int = CLUSTER_NODES,
         drives: int = CLUSTER_DRIVES,
+        cluster_toml: str = "",
+        env: dict[str, str] | None = None,
+        auth: Credentials | None = None,
     ) -> None:
+        """`cluster_toml`: more `[cluster]` lines (e.g. `max_datagram_size = 1452`);
+        `env`: more variables for every node (e.g. auth)."""
         self.name = name
         self.root = root
         self.cpus = cpus
+        self.auth = auth
         self.info: dict[str, Any] = {}
         self.drives = nodes * drives
         ports = [free_udp_port() for _ in range(nodes)]
@@ -290,12 +323,19 @@ class ClusterServer:
                     'secret = "shoal-bench-cluster"\n'
                     "heartbeat_interval_ms = 1000\n"
                     "heartbeat_timeout_ms = 30000\n"
+                    f"{cluster_toml}"
                     "\n[cluster.drives]\n"
                     f"paths = {_toml_list(paths)}\n"
                 )
             argv = [*shoal_argv(os.path.join(home, "state")), "--config", config]
             self.nodes.append(
-                Server(f"{name} node{i}", argv, os.path.join(log_dir, f"{name}-node{i}.log"), cpus)
+                Server(
+                    f"{name} node{i}",
+                    argv,
+                    os.path.join(log_dir, f"{name}-node{i}.log"),
+                    cpus,
+                    env=env,
+                )
             )
 
     @property
@@ -332,10 +372,8 @@ class ClusterServer:
         return self
 
     def status(self) -> dict[str, Any]:
-        """Node 0's `GET /-/cluster`."""
-        url = f"http://{self.host}:{self.port}/-/cluster"
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return dict(json.load(r))
+        """Node 0's `GET /-/cluster` (signed when its nodes run with auth)."""
+        return cluster_status(self.host, self.port, self.auth)
 
     def _wait_formed(self, deadline: float) -> dict[str, Any]:
         info: dict[str, Any] = {}
@@ -384,6 +422,17 @@ class ClusterServer:
         self.stop()
 
 
+def cluster_status(host: str, port: int, auth: Credentials | None = None) -> dict[str, Any]:
+    """A node's `GET /-/cluster` (mode, erasure layout, nodes, drives), signed with
+    `auth` when given."""
+    headers = {}
+    if auth is not None:
+        headers = signed_headers(auth, "GET", "/-/cluster", f"{host}:{port}")
+    req = urllib.request.Request(f"http://{host}:{port}/-/cluster", headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return dict(json.load(r))
+
+
 def baseline_argv(data_dir: str, port: int = 0) -> list[str]:
     return [
         PYTHON,
@@ -397,6 +446,65 @@ def baseline_argv(data_dir: str, port: int = 0) -> list[str]:
     ]
 
 
+def rawasgi_argv(data_dir: str, port: int = 0) -> list[str]:
+    return [
+        PYTHON,
+        os.path.join(BENCH_DIR, "rawasgi.py"),
+        "--address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        data_dir,
+    ]
+
+
+#: The bench's access key for the production-line shoal (auth on, as the unit runs it).
+BENCH_ACCESS_KEY = "bench"
+
+
+def production_argv(port: int) -> list[str]:
+    """shoal as deploy/shoal.service starts it (README "Production"): uvicorn serving the
+    app factory with the unit's flags; only the address (127.0.0.1) and port differ."""
+    return [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "shoal:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "shoal.app.protocol:HttpProtocol",
+        "--lifespan",
+        "on",
+        "--no-proxy-headers",
+        "--no-server-header",
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "30",
+    ]
+
+
+def production_env(data_dir: str, secret: str, metrics_port: int) -> dict[str, str]:
+    """The unit's environment (its Environment= lines and deploy/shoal.env's settings):
+    the example TOML (every key at its default), data under `data_dir`, auth on with
+    one generated key, metrics on their own listener, JSON logs (shoal's access log,
+    one line per request, to the server's log file as journald would get it)."""
+    return {
+        "SHOAL_CONFIG": os.path.join(REPO, "deploy", "shoal.example.toml"),
+        "SHOAL_STORAGE__DIRECTORY": data_dir,
+        "SHOAL_AUTH__ENABLED": "true",
+        "SHOAL_AUTH__CREDENTIALS": f"{BENCH_ACCESS_KEY}:{secret}",
+        "SHOAL_METRICS__PORT": str(metrics_port),
+        "SHOAL_LOGGING__FORMAT": "json",
+    }
+
+
 def null_argv(port: int = 0) -> list[str]:
     return [PYTHON, os.path.join(BENCH_DIR, "nullserver.py"), "--port", str(port)]
 
@@ -408,10 +516,12 @@ def run_client(
     cpus: set[int] | None,
     timeout: float,
     during: Callable[[], None] | None = None,
+    auth: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Run bench/client.py against `server` with `ops`; returns one result per op.
-    `during`, if given, is called once the client is running (e.g. to start a sampler)."""
-    spec = json.dumps({"host": server.host, "port": server.port, "ops": ops})
+    `during`, if given, is called once the client is running (e.g. to start a sampler);
+    `auth` ({access_key, secret, region}) makes it sign every request."""
+    spec = json.dumps({"host": server.host, "port": server.port, "ops": ops, "auth": auth})
     proc = subprocess.Popen(
         [PYTHON, os.path.join(BENCH_DIR, "client.py"), spec],
         cwd=REPO,

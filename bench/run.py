@@ -713,7 +713,21 @@ def notes(results: dict[str, Any], plan: Plan) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="shoal vs. a minimal uvicorn baseline")
+    """`make bench`: issue 17's table (bench/table.py); with `--detailed`, the older
+    side-by-side suite below (its own client, SSE server, memory test)."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if "--detailed" not in args_in:
+        import table
+
+        return table.main(args_in)
+    args_in.remove("--detailed")
+    return detailed(args_in)
+
+
+def detailed(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="run.py --detailed", description="shoal vs. a minimal uvicorn baseline"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
