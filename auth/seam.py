@@ -100,15 +100,17 @@ class Authenticator:
         exactly the bytes the client signed."""
         # An empty Authorization header signs nothing: the caller is anonymous (S3
         # answers such a CreateBucket 403 AccessDenied, not a malformed-header 400).
-        header = any(_is(name, b"authorization") and _filled(v) for name, v in headers)
-        v4_query = sigv4.is_presigned(raw_query)
-        v2_query = sigv2.is_query_auth(raw_query)
+        table = sigv4.header_table(headers)  # one pass over the headers for every check
+        authorization = table.get("authorization", ())
+        header = any(_filled(v) for v in authorization)
+        v4_query = bool(raw_query) and sigv4.is_presigned(raw_query)
+        v2_query = bool(raw_query) and sigv2.is_query_auth(raw_query)
         if sum((header, v4_query, v2_query)) > 1:
             raise AuthFailure("InvalidArgument", ONLY_ONE)
         pieces: dict[str, Any] = dict(
             method=method, raw_path=raw_path, raw_query=raw_query, headers=headers
         )
-        if v2_query or (header and sigv2.is_header_auth(headers)):
+        if v2_query or (header and ",".join(authorization).split(" ", 1)[0] == sigv2.SCHEME):
             if not self.sigv2:
                 raise AuthFailure("InvalidRequest", sigv2.REFUSED)
             verify = sigv2.verify_query_auth if v2_query else sigv2.verify_header_auth
@@ -117,6 +119,8 @@ class Authenticator:
             return Principal(access_key, None, sigv2.SCHEME, _auth_type(v2_query))
         if not (header or v4_query):
             return ANONYMOUS
+        if not v4_query:
+            pieces["headers"] = table
         verify4 = sigv4.verify_presigned if v4_query else sigv4.verify_header_auth
         verified = verify4(**pieces, lookup=self._secrets.get, region=self._region, now=now)
         return Principal(verified.access_key, verified, sigv4.ALGORITHM, _auth_type(v4_query))

@@ -169,20 +169,41 @@ def canonical_query(pairs: Iterable[tuple[bytes, bytes]], exclude: str = "") -> 
     return "&".join(f"{name}={value}" for name, value in encoded)
 
 
-def canonical_headers(headers: Sequence[Header], signed: Sequence[str]) -> str:
+#: Header values (text, arrival order) by lower-case name: built once per request.
+HeaderTable = dict[str, list[str]]
+
+
+def header_table(headers: Sequence[Header] | HeaderTable) -> HeaderTable:
+    """The request's headers as a table (one pass instead of one per header looked up)."""
+    if isinstance(headers, dict):
+        return headers
+    table: HeaderTable = {}
+    for name, value in headers:
+        key = _text(name).lower()
+        found = table.get(key)
+        if found is None:
+            table[key] = [_text(value)]
+        else:
+            found.append(_text(value))
+    return table
+
+
+def canonical_headers(headers: Sequence[Header] | HeaderTable, signed: Sequence[str]) -> str:
     """`name:value\\n` for each signed header: values trimmed, whitespace runs collapsed,
     repeated headers comma-joined in arrival order."""
-    values: dict[str, list[str]] = {}
-    for name, value in headers:
-        values.setdefault(_text(name).lower(), []).append(" ".join(_text(value).split()))
-    return "".join(f"{name}:{','.join(values.get(name, []))}\n" for name in signed)
+    table = header_table(headers)
+    lines = []
+    for name in signed:
+        values = table.get(name, ())
+        lines.append(f"{name}:{','.join(' '.join(v.split()) for v in values)}\n")
+    return "".join(lines)
 
 
 def canonical_request(
     method: str,
     raw_path: Text,
     query: str,
-    headers: Sequence[Header],
+    headers: Sequence[Header] | HeaderTable,
     signed: Sequence[str],
     payload_hash: str,
 ) -> str:
@@ -197,8 +218,8 @@ def string_to_sign(amz_date: str, scope: Scope, canonical: str) -> str:
     return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
 
 
-def _header(headers: Sequence[Header], name: str) -> str | None:
-    found = [_text(v) for n, v in headers if _text(n).lower() == name]
+def _header(headers: Sequence[Header] | HeaderTable, name: str) -> str | None:
+    found = header_table(headers).get(name)
     return ",".join(found) if found else None
 
 
@@ -263,12 +284,23 @@ def parse_authorization(value: str, region: str) -> tuple[str, Scope, tuple[str,
     return access_key, scope, signed, parts["Signature"]
 
 
+@lru_cache(maxsize=64)
 def _parse_amz_date(value: str) -> datetime | None:
-    """`YYYYMMDDTHHMMSSZ` exactly (strptime alone takes one-digit fields and non-ASCII digits)."""
+    """`YYYYMMDDTHHMMSSZ` exactly, ASCII digits only (strptime would also take one-digit
+    fields and non-ASCII digits; it is also ~20 times slower). Cached: every request of
+    the same second carries the same stamp."""
     if not _AMZ_DATE.fullmatch(value):
         return None
     try:
-        return datetime.strptime(value, _AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+        return datetime(
+            int(value[0:4]),
+            int(value[4:6]),
+            int(value[6:8]),
+            int(value[9:11]),
+            int(value[11:13]),
+            int(value[13:15]),
+            tzinfo=UTC,
+        )
     except ValueError:
         return None
 
@@ -277,10 +309,10 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _check_unsigned_headers(headers: Sequence[Header], signed: Sequence[str]) -> None:
+def _check_unsigned_headers(headers: Sequence[Header] | HeaderTable, signed: Sequence[str]) -> None:
     """Refuse unsigned `x-amz-*` headers (else anyone holding a signed request could add
     x-amz-copy-source or x-amz-acl) and an unsigned host, as AWS does (AccessDenied)."""
-    present = {_text(name).lower() for name, _ in headers}
+    present = header_table(headers)
     missing = sorted(({n for n in present if n.startswith("x-amz-")} | {"host"}) - set(signed))
     if missing:
         raise AuthFailure(
@@ -299,7 +331,7 @@ def _check_signature(expected: str, given: str) -> None:
         )
 
 
-def _request_time(headers: Sequence[Header]) -> tuple[str, datetime]:
+def _request_time(headers: Sequence[Header] | HeaderTable) -> tuple[str, datetime]:
     """The signed request time: `x-amz-date`, else the `Date` header (as ISO 8601 basic)."""
     amz_date = _header(headers, "x-amz-date")
     if amz_date is not None:
@@ -348,12 +380,13 @@ def verify_header_auth(
     method: str,
     raw_path: Text,
     raw_query: Text,
-    headers: Sequence[Header],
+    headers: Sequence[Header] | HeaderTable,
     lookup: CredentialLookup,
     region: str,
     now: datetime,
 ) -> Verified:
     """Verify a request signed with the Authorization header, before its body is read."""
+    headers = header_table(headers)
     authorization = _header(headers, "authorization")
     if authorization is None:
         raise AuthFailure("AccessDenied", "Access Denied")

@@ -79,6 +79,7 @@ from shoal.storage.keys import KeyPath, is_inside, key_path
 from shoal.storage.leftovers import remove_leftovers
 from shoal.storage.listing import list_page, read_summary
 from shoal.storage.multipart import UploadStore
+from shoal.storage.quickread import read_record, read_small
 from shoal.storage.records import meta_from_dict, meta_to_dict, new_meta, now
 from shoal.storage.streams import (
     FileObjectReader,
@@ -266,6 +267,20 @@ class FileStore(FileMultipart):
             # file could not be created (ENAMETOOLONG), so refuse the key, not 500.
             raise KeyTooLong("Your key is too long")
         return bdir
+
+    def _current_paths(self, bucket: str, kp: KeyPath) -> tuple[str, str] | None:
+        """(sidecar, data) of a key's current object in a bucket seen to exist, with
+        _locate's lexical checks; None where _locate would refuse (the thread path
+        then answers)."""
+        if bucket not in self._seen_buckets:
+            return None
+        bdir = os.path.join(self.root, bucket)
+        meta = kp.meta_path(bdir)
+        if not is_inside(os.path.normpath(bdir), os.path.normpath(meta)):
+            return None
+        if len(os.fsencode(meta)) >= PATH_MAX:
+            return None
+        return meta, kp.data_path(bdir)
 
     @staticmethod
     def _key_path(key: str) -> KeyPath:
@@ -547,6 +562,13 @@ class FileStore(FileMultipart):
 
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectMeta:
         kp = self._key_path(key)
+        paths = self._current_paths(bucket, kp)
+        found = read_record(paths[0]) if paths is not None else None
+        if found is not None:
+            # On the loop when the sidecar is cached (storage/quickread.py).
+            quick = meta_from_dict(found[0])
+            if version_id in (None, quick.version_id):
+                return quick
 
         def work() -> ObjectMeta:
             bdir = self._locate(bucket, kp)
@@ -571,6 +593,13 @@ class FileStore(FileMultipart):
     ) -> FileObjectReader:
         """The reader keeps an open descriptor: call close() (or use `async with`)."""
         kp = self._key_path(key)
+        paths = self._current_paths(bucket, kp)
+        quick = read_small(*paths) if paths is not None else None
+        if quick is not None:
+            # A small current object, cached: read on the loop (storage/quickread.py).
+            meta = meta_from_dict(quick[0])
+            if version_id in (None, meta.version_id):
+                return FileObjectReader(-1, meta, data=quick[1])
 
         def work() -> FileObjectReader:
             bdir = self._locate(bucket, kp)

@@ -1,0 +1,122 @@
+"""Small current objects read on the event loop: no thread hop, no lock.
+
+A small GET's latency was mostly hand-offs (submit to a worker thread, wake it, wake the
+loop back), not work. These reads skip them when they cannot block on the disk: they
+take bytes with `preadv(RWF_NOWAIT)`, which fails (EAGAIN) instead of waiting when the
+bytes are not in the page cache, and the caller then takes the worker-thread path.
+Opening a file whose directory entry is not cached can still wait for the disk once;
+every later read of it is served from memory.
+
+Consistency without the key's lock: a plain commit (storage/commit.py) renames the
+data into place, then renames its record, which names the data's inode, over the
+sidecar. A reader that
+1. reads the sidecar (and notes its inode and ctime),
+2. opens the data and finds the inode the record names, and
+3. finds the sidecar path still holding the same file (inode and ctime),
+has seen a record and the data it describes, both current at step 2. Anything else (a
+record without a commit section, as versioned buckets and metadata updates write, a
+write or delete in between, a page not cached) answers None: take the locked path.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any
+
+from shoal.storage.records import loads
+
+#: Largest object (and sidecar) read on the loop; larger ones take a worker thread.
+LOOP_READ_MAX = 128 * 1024
+
+_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+
+
+class _State:
+    """Whether this kernel and filesystem take RWF_NOWAIT reads (learnt once)."""
+
+    enabled = _NOWAIT is not None
+
+
+def enabled() -> bool:
+    return _State.enabled
+
+
+def _read_cached(fd: int, size: int) -> bytes | None:
+    """`size` bytes from offset 0 if they are all in the page cache, else None."""
+    if size == 0:
+        return b""
+    buf = bytearray(size)
+    try:
+        n = os.preadv(fd, [buf], 0, _NOWAIT or 0)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            _State.enabled = False  # this filesystem cannot: stop trying
+            return None
+        raise
+    return bytes(buf) if n == size else None
+
+
+def _open(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def read_record(meta_path: str) -> tuple[dict[str, Any], os.stat_result] | None:
+    """The sidecar's record and its stat, if it exists and is cached; else None."""
+    if not _State.enabled:
+        return None
+    fd = _open(meta_path)
+    if fd is None:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_size > LOOP_READ_MAX:
+            return None
+        raw = _read_cached(fd, st.st_size)
+    finally:
+        os.close(fd)
+    if raw is None:
+        return None
+    try:
+        return loads(raw), st
+    except ValueError:
+        return None  # torn or foreign: the locked path reports it
+
+
+def _same_file(path: str, st: os.stat_result) -> bool:
+    try:
+        now = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return (now.st_ino, now.st_dev, now.st_ctime_ns) == (st.st_ino, st.st_dev, st.st_ctime_ns)
+
+
+def read_small(meta_path: str, data_path: str) -> tuple[dict[str, Any], bytes] | None:
+    """The current record and the whole data it describes, read without blocking; None
+    when that cannot be done (see the module docstring)."""
+    found = read_record(meta_path)
+    if found is None:
+        return None
+    record, meta_st = found
+    commit = record.get("commit")
+    size = record.get("size")
+    if not isinstance(commit, dict) or not isinstance(size, int) or size > LOOP_READ_MAX:
+        return None
+    fd = _open(data_path)
+    if fd is None:
+        return None
+    try:
+        st = os.fstat(fd)
+        if st.st_ino != commit.get("inode") or st.st_size != size:
+            return None
+        data = _read_cached(fd, size)
+    finally:
+        os.close(fd)
+    if data is None or not _same_file(meta_path, meta_st):
+        return None
+    return record, data

@@ -1,0 +1,116 @@
+"""Small current objects read on the event loop (storage/quickread.py): served when the
+record and the data agree, refused (None: the locked thread path answers) otherwise."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from shoal.storage import quickread
+from shoal.storage.backend import ObjectWrite
+from shoal.storage.errors import NoSuchKey
+from shoal.storage.filestore import FileStore
+from shoal.storage.keys import key_path
+from tests.unit.conftest import chunks
+
+pytestmark = pytest.mark.anyio
+
+needs_nowait = pytest.mark.skipif(not quickread.enabled(), reason="no RWF_NOWAIT reads here")
+
+
+async def _store_with(tmp_path: Path, body: bytes) -> tuple[FileStore, str, str]:
+    fs = FileStore(tmp_path / "d")
+    await fs.open()
+    await fs.create_bucket("b")
+    await fs.put_object("b", "dir/k", chunks(body), ObjectWrite())
+    bdir = os.path.join(fs.root, "b")
+    kp = key_path("dir/k")
+    return fs, kp.meta_path(bdir), kp.data_path(bdir)
+
+
+@needs_nowait
+async def test_reads_record_and_data_of_a_plain_commit(tmp_path: Path) -> None:
+    fs, meta, data = await _store_with(tmp_path, b"hello")
+    try:
+        found = quickread.read_small(meta, data)
+        assert found is not None
+        record, body = found
+        assert body == b"hello"
+        assert record["size"] == 5
+        assert record["commit"]["inode"] == os.stat(data).st_ino
+    finally:
+        await fs.close()
+
+
+@needs_nowait
+async def test_refuses_data_the_record_does_not_name(tmp_path: Path) -> None:
+    """Same size, other file (as between a writer's two renames): never served as this
+    record's data."""
+    fs, meta, data = await _store_with(tmp_path, b"hello")
+    try:
+        other = data + ".other"
+        with open(other, "wb") as f:
+            f.write(b"HELLO")
+        os.replace(other, data)
+        assert quickread.read_small(meta, data) is None
+        # The locked path still answers (with what is there: the store's own business).
+        async with await fs.open_object("b", "dir/k") as reader:
+            assert reader.meta.size == 5
+    finally:
+        await fs.close()
+
+
+@needs_nowait
+async def test_refuses_a_record_without_a_commit_section(tmp_path: Path) -> None:
+    """Metadata updates and versioned writes leave no inode to check against."""
+    fs, meta, data = await _store_with(tmp_path, b"hello")
+    try:
+        with open(meta, "rb") as f:
+            record = json.load(f)
+        del record["commit"]
+        with open(meta, "w") as f:
+            json.dump(record, f)
+        assert quickread.read_small(meta, data) is None
+        assert quickread.read_record(meta) is not None  # HEAD needs no data
+        async with await fs.open_object("b", "dir/k") as reader:
+            assert await reader.read_all() == b"hello"
+    finally:
+        await fs.close()
+
+
+@needs_nowait
+async def test_missing_files_and_large_objects_take_the_thread_path(tmp_path: Path) -> None:
+    big = os.urandom(quickread.LOOP_READ_MAX + 1)
+    fs, meta, data = await _store_with(tmp_path, big)
+    try:
+        assert quickread.read_small(meta, data) is None  # too large for the loop
+        async with await fs.open_object("b", "dir/k") as reader:
+            assert await reader.read_all() == big
+        os.unlink(data)
+        assert quickread.read_small(meta + ".nope", data) is None
+        assert quickread.read_small(meta, data) is None
+    finally:
+        await fs.close()
+
+
+async def test_store_answers_the_same_either_way(tmp_path: Path) -> None:
+    """GET and HEAD of a small object, a deleted one and another version id."""
+    fs, _, _ = await _store_with(tmp_path, b"v1")
+    try:
+        async with await fs.open_object("b", "dir/k") as reader:
+            assert await reader.read_all() == b"v1"
+        head = await fs.head_object("b", "dir/k")
+        assert (head.size, head.etag) == (2, reader.meta.etag)
+        await fs.put_object("b", "dir/k", chunks(b"v2!"), ObjectWrite())
+        async with await fs.open_object("b", "dir/k") as reader:
+            assert await reader.read_all() == b"v2!"
+        await fs.delete_object("b", "dir/k")
+        with pytest.raises(NoSuchKey):
+            await fs.open_object("b", "dir/k")
+        with pytest.raises(NoSuchKey):
+            await fs.head_object("b", "dir/k")
+    finally:
+        await fs.close()
