@@ -102,11 +102,11 @@ async def s3_endpoint(request: Request) -> Response:
             response = await metrics.scrape(request)
             response.headers["x-amz-request-id"] = request_id
             return response
-        if admin.is_admin_path(request.url.path):
+        if admin.is_admin_path(request.scope["path"]):
             response = await admin.handle(request, request.url.path, _authenticate)
             response.headers["x-amz-request-id"] = request_id
             return response
-        query = dict(request.query_params)
+        query = dict(request.query_params) if request.scope["query_string"] else {}
         op = resolve(
             request.method,
             _raw_path(request),
@@ -125,7 +125,7 @@ async def s3_endpoint(request: Request) -> Response:
             request.state.principal = principal  # the requester of server access logs
             if principal.verified and not accepts_payload(op.name, principal.verified.payload_hash):
                 raise InvalidRequest(f"{op.name} does not take a request body in this form.")
-            context = _policy_context(request, query)
+            context = _policy_context(request, query, headers)
             backend = request.app.state.backend
             context.update(await existing_tag_context(gate, backend, op, query))
             context.update(await encryption_context(gate, backend, op, query, headers))
@@ -185,21 +185,26 @@ def _authenticate(request: Request) -> Principal:
     )
 
 
-def _policy_context(request: Request, query: dict[str, str]) -> dict[str, object]:
-    """Condition keys a bucket policy may test."""
+def _policy_context(
+    request: Request, query: dict[str, str], headers: dict[str, str]
+) -> dict[str, object]:
+    """Condition keys a bucket policy may test (from the scope and the header table:
+    Starlette's URL and Headers objects cost more than the rest of this together)."""
+    client = request.scope.get("client")
     context: dict[str, object] = {
-        "aws:SecureTransport": request.url.scheme == "https",
-        "aws:SourceIp": request.client.host if request.client else None,
+        "aws:SecureTransport": request.scope.get("scheme") == "https",
+        "aws:SourceIp": client[0] if client else None,
     }
     for name in ("prefix", "delimiter", "max-keys"):
         if name in query:
             context[f"s3:{name}"] = query[name]
     if "versionId" in query:  # GetObjectVersion, DeleteObjectVersion, ...
         context["s3:versionid"] = query["versionId"]
-    context.update(tagging.request_condition_keys(request.headers.get(tagging.HEADER)))
+    if tagging.HEADER in headers:
+        context.update(tagging.request_condition_keys(headers[tagging.HEADER]))
     for name in ACL_CONDITION_HEADERS:
-        if name in request.headers:
-            context[f"s3:{name}"] = request.headers[name]
+        if name in headers:
+            context[f"s3:{name}"] = headers[name]
     return context
 
 
@@ -309,6 +314,10 @@ class ShoalApp(Starlette):
         await self.state.exchanges.serve(scope, receive, send, s3_endpoint)
 
 
+#: Seconds after start-up when the checksum library is loaded (see create_app).
+WARM_UP_DELAY = 0.5
+
+
 def create_app(config: Config | None = None) -> Starlette:
     """Build the application; the storage backend opens and closes with its lifespan."""
     config = config if config is not None else load_config()
@@ -318,8 +327,14 @@ def create_app(config: Config | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.open()
-        # Off the start-up path, but loaded before the first upload needs it.
-        warm = asyncio.get_running_loop().run_in_executor(None, checksums.warm_up)
+        # Loaded before the first uploads need it, but not before the first answer: the
+        # native library's import holds the GIL for ~0.1 s wherever it runs.
+        loop = asyncio.get_running_loop()
+        warming: list[asyncio.Future[None]] = []
+        later = loop.call_later(
+            WARM_UP_DELAY,
+            lambda: warming.append(loop.run_in_executor(None, checksums.warm_up)),
+        )
         if application.metrics is not None:
             await application.metrics.start()
         server_log.start()
@@ -329,7 +344,9 @@ def create_app(config: Config | None = None) -> Starlette:
             await server_log.stop()  # delivers what is buffered while the store is open
             if application.metrics is not None:
                 await application.metrics.stop()
-            await warm
+            later.cancel()
+            for warm in warming:
+                await warm
             await backend.close()
 
     application = ShoalApp(lifespan=lifecycle.around(lifespan))

@@ -242,7 +242,7 @@ class PolicyGate:
         CreateBucket needs only a signed caller (the handler decides who owns the name).
         """
         entry = OPERATIONS[name]
-        if action is not None:
+        if action is not None and action != entry.action:
             entry = replace(entry, action=action)
         if name == "DeleteObjects":
             if not await self.could_delete(principal, bucket, entry.action):

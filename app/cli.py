@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shoal", description="shoal: an S3-compatible object server"
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help=_VERSION_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser(
         "serve",
@@ -215,6 +215,18 @@ def _exit_on_stdin_eof(server: Any) -> None:
     except (OSError, ValueError):
         pass
     server.should_exit = True
+
+
+_VERSION_HELP = "show program's version number and exit"
+
+
+class _VersionAction(argparse.Action):
+    """argparse's `version` action, looking the version up only when asked: the
+    package-metadata scan costs tens of milliseconds of every start otherwise."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"{parser.prog} {_version()}", flush=True)  # stdout, as argparse's own
+        parser.exit()
 
 
 def _version() -> str:

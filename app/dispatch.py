@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 from shoal.app.errors import (
@@ -83,8 +84,10 @@ _BAD_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _BAD_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 
 
+@lru_cache(maxsize=1024)
 def valid_bucket_name(name: str) -> bool:
-    """S3's general-purpose bucket naming rules."""
+    """S3's general-purpose bucket naming rules (cached: asked on every request, and the
+    IPv4 test raises for every good name)."""
     if not _BUCKET_RE.match(name) or ".." in name or ".-" in name or "-." in name:
         return False
     if name.startswith(_BAD_PREFIXES) or name.endswith(_BAD_SUFFIXES):
@@ -126,6 +129,7 @@ def _decode_key(part: str) -> str:
         raise InvalidRequest("Object key is not valid UTF-8") from exc
 
 
+@lru_cache(maxsize=256)
 def _virtual_host_bucket(host: str, base_domain: str | None) -> str | None:
     """The bucket a virtual-hosted Host names (`<bucket>.<base_domain>` or
     `<bucket>.localhost`), or None for path style. The base domain itself is path style:
