@@ -644,12 +644,16 @@ async def list_plain(conn: Connection, bucket: str) -> tuple[int, int]:
 
 
 async def op_list(host: str, port: int, spec: dict[str, Any]) -> dict[str, Any]:
-    """Time listing the whole bucket `repeat` times (S3 paging, or the baseline's list)."""
+    """Time listing the whole bucket `repeat` times (S3 paging, or the baseline's list),
+    starting no new listing once `max_seconds` (if given) have gone by."""
     conn = await connect(host, port)
     times: list[float] = []
     keys = pages = 0
+    stop = time.perf_counter() + spec.get("max_seconds", float("inf"))
     try:
         for _ in range(spec.get("repeat", 3)):
+            if times and time.perf_counter() >= stop:
+                break
             t0 = time.perf_counter()
             if spec.get("style", "s3") == "s3":
                 keys, pages = await list_s3(conn, spec["bucket"], spec.get("max_pages", 1000))

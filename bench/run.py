@@ -1,6 +1,7 @@
-"""shoal benchmark suite: shoal against a minimal uvicorn baseline, side by side.
+"""shoal benchmark suite: `make bench` runs bench/table.py (issue 17's table, measured
+as the outside harness measures it); `--detailed` runs the older suite below.
 
-`python bench/run.py [--quick]` starts each server as a subprocess on 127.0.0.1 (port 0),
+`python bench/run.py --detailed [--quick]` starts each server as a subprocess on 127.0.0.1 (port 0),
 drives it from a separate client process (bench/client.py), and prints a table of
 shoal, baseline and shoal/baseline with PASS/SHORT against the targets, then a table
 for an erasure-coded shoal node (6 drive folders, 4+2) measured in the same rounds:

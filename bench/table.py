@@ -477,7 +477,9 @@ class Bench:
         return r
 
     def list_keys(self, t: Target) -> dict[str, Any]:
-        (r,) = self.client(t, [{"op": "list", "bucket": "lst", "style": "s3", "repeat": 3}])
+        (r,) = self.client(
+            t, [{"op": "list", "bucket": "lst", "style": "s3", "repeat": 3, "max_seconds": 10}]
+        )
         if r.get("keys") != self.plan.list_keys:
             r["error"] = f"listed {r.get('keys')} of {self.plan.list_keys} keys"
         return r
