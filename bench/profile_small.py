@@ -6,7 +6,9 @@ writes its file) and prints the top functions by own time and by cumulative time
 cProfile sees the main thread only: the event loop and everything it runs. Work done
 on anyio worker threads (disk I/O, fsync, hashing) shows up as time awaiting them.
 
-Usage: `python bench/profile_small.py [--seconds 4] [--op put|get|both] [--top 30]`.
+Usage: `python bench/profile_small.py [--seconds 4] [--op put|get|both] [--top 30]
+[--erasure]` (--erasure: a single erasure-coded node over 6 drive folders, as
+`bench/run.py --only erasure-node` starts it).
 """
 
 from __future__ import annotations
@@ -71,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         help="yappi, CPU clock, all threads (pip install yappi) instead of "
         "cProfile (main thread, wall clock)",
     )
+    parser.add_argument(
+        "--erasure",
+        action="store_true",
+        help="profile an erasure-coded node (6 drive folders, 4+2) instead of standalone",
+    )
     args = parser.parse_args(argv)
     server_cpus, client_cpus = procs.cpu_plan(True)
     work = tempfile.mkdtemp(prefix="shoal-bench-prof-")
@@ -85,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
                 prof,
                 *procs.shoal_argv(data)[3:],
             ]
-            server = procs.Server("shoal", argv_, os.path.join(work, f"{op}.log"), server_cpus)
+            env = None
+            if args.erasure:
+                env = procs.erasure_env(os.path.join(work, f"drives-{op}"))
+            server = procs.Server(
+                "shoal", argv_, os.path.join(work, f"{op}.log"), server_cpus, env=env
+            )
             spec = {
                 "bucket": "profbench",
                 "size": 4096,

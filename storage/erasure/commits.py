@@ -43,16 +43,21 @@ class VersionCommits:
         drives: Sequence[Drive],
         alive: set[int],
         shards: Sequence[Sequence[ShardWrite]] | None = None,
+        inline: Sequence[bytes] | None = None,
     ) -> VersionRecord | None:
         """Add `entry` to the record on the drives that hold its shards (`alive`), then
         retire the versions it replaces; withdraw it if fewer than k+1 drives took it.
         With `shards` (per set position), each drive writes its shard and the entry
-        in one round trip: a small object's whole write. Returns the null version a
-        null entry replaced as the drives listed it (None: none, they could not tell,
-        or `entry` is not null)."""
+        in one round trip; with `inline` (per set position), each drive's entry holds
+        its shard (records.py: inline): a small object's whole write. Returns the
+        null version a null entry replaced as the drives listed it (None: none, they
+        could not tell, or `entry` is not null)."""
         store = self.store
 
         def add(p: int) -> Awaitable[list[VersionRecord]]:
+            if inline is not None:
+                own = dataclasses.replace(entry, inline=inline[p])
+                return drives[p].update_object(bucket, key, add=own)
             if shards is None:
                 return drives[p].update_object(bucket, key, add=entry)
             return drives[p].write_version(bucket, key, entry, shards[p])

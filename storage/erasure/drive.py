@@ -209,7 +209,8 @@ class Drive(Protocol):
         versions' shard directories unless `keep_data` (they go once no reader has
         them open). An added version's directory is made durable first. Returns the
         newest entries after, as read_object, plus the newest null entry below the
-        newest null one (which null version a null write replaced)."""
+        newest null one (which null version a null write replaced). An added entry
+        without an inline shard keeps the one of the copy it replaces (records.py)."""
         ...
 
     async def list_objects(
@@ -248,8 +249,9 @@ class Drive(Protocol):
         self, bucket: str, key: str, shard: int, limit: int, version_id: str | None = None
     ) -> tuple[list[VersionRecord], bytes | None]:
         """read_object, plus shard number `shard` of the newest entry when that is a
-        single chunk of at most `limit` bytes (None if absent or corrupt): a small
-        object's whole read on this drive in one round trip."""
+        single chunk of at most `limit` bytes in a shard file (None if absent or
+        corrupt, or inline: its entry has it): a small object's whole read on this
+        drive in one round trip."""
         ...
 
 
@@ -567,6 +569,7 @@ class LocalDrive:
         with self._locks.hold(object_lock_name(bucket, key)):
             record = self._key_record(path)
             if add is not None:
+                add = record.keeping_inline(add)
                 makedirs_below(bucket_dir, dirs)
                 _settle_version(os.path.join(record.folder, add.vid), add)
             gone = record.change(add, drop, drop_nulls_before)
@@ -758,8 +761,8 @@ class LocalDrive:
         parts = versions[0].parts
         if len(parts) != 1 or parts[0].number or len(parts[0].crcs) != 1:
             return versions, None
-        if parts[0].size > limit:
-            return versions, None
+        if parts[0].size > limit or versions[0].is_inline:
+            return versions, None  # an inline shard is in `versions` already
         base = f"{object_dir(bucket, key)}/{versions[0].vid}"
         try:
             data = self._read_shard(shard_path(base, 0, shard), parts[0].crcs[0][shard])
@@ -772,7 +775,12 @@ def _settle_version(vdir: str, entry: VersionRecord) -> None:
     """Before a record names version `entry`: its folders made durable (the files were
     fsynced when written), and a shard of every chunk present — else ShardMissing, so
     the drive never lists a version it does not hold (a folder swept while a write was
-    cut off, or an upload part it never got)."""
+    cut off, or an upload part it never got). An inline version has no folder: its
+    shard is in the entry itself, or the drive does not hold the version either."""
+    if entry.is_inline:
+        if entry.inline is None:
+            raise ShardMissing(f"no inline shard, so version {entry.vid} is not here")
+        return
     for part in entry.parts:
         base = os.path.join(vdir, f"part-{part.number}") if part.number else vdir
         for c in range(len(part.crcs)):

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -44,7 +45,7 @@ from shoal.storage.erasure.drive import (
 from shoal.storage.erasure.health import HealthTrackedDrive
 from shoal.storage.erasure.quorum import fan_out
 from shoal.storage.erasure.records import VersionRecord, visible
-from shoal.storage.erasure.shards import read_chunk
+from shoal.storage.erasure.shards import inline_shards, read_chunk
 from shoal.storage.erasure.versions import chunk_refs, doc_rank, resolve, settled
 from shoal.storage.errors import ServiceUnavailable
 from shoal.storage.keys import check_key
@@ -527,6 +528,9 @@ class Healer:
                 e.rank == entry.rank and e.revision >= entry.revision for e in answers[p] or []
             )
         ]
+        if entry.is_inline:
+            await self._heal_inline(bucket, key, drives, rot, answers, entry, lacking, report)
+            return
         vdir = f"{object_dir(bucket, key)}/{entry.vid}"
         rebuilt = False
         n = len(drives)
@@ -574,6 +578,65 @@ class Healer:
             report.records_healed += 1
         if rebuilt:
             await self._verify(bucket, key, entry, drives, rot, report)
+
+    async def _heal_inline(
+        self,
+        bucket: str,
+        key: str,
+        drives: Sequence[Drive],
+        rot: int,
+        answers: Sequence[Sequence[VersionRecord] | None],
+        entry: VersionRecord,
+        lacking: Sequence[int],
+        report: HealReport,
+    ) -> None:
+        """A version whose shards are in its entries (records.py: inline): a drive
+        whose copy is missing, or lacks its shard, or whose shard fails its CRC32C gets
+        the entry with its shard rebuilt from k intact ones; one whose copy only has
+        older metadata, the entry without a shard (it keeps its own). A rotten shard's
+        bytes go to quarantine/ first, as a rotten shard file does."""
+        store = self.store
+        what = f"{bucket}/{key}"
+        n = len(drives)
+        reachable = [
+            None if a is None or not drives[p].online else a for p, a in enumerate(answers)
+        ]
+        good, bad = inline_shards(reachable, entry, rot)
+        report.shards_checked += len(good) + len(bad)
+        for p in bad:
+            copy = next((e for e in answers[p] or [] if e.rank == entry.rank), None)
+            if copy is None or copy.inline is None:
+                report.shards_missing += 1
+                continue
+            report.shards_corrupt += 1
+            path = shard_path(f"{object_dir(bucket, key)}/{entry.vid}", 0, (p - rot) % n)
+            stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+            try:
+                await drives[p].write_doc(f"quarantine/{stamp}/{path}.dat", copy.inline)
+                report.quarantined += 1
+            except Exception as exc:
+                report.fail(f"quarantining the inline {path} on {drives[p].name}", exc)
+        fresh: dict[int, bytes] = {}
+        if bad:
+            if len(good) < store.k:
+                report.unrecoverable.append(
+                    f"{what}: {len(good)} intact inline shards, {store.k} needed"
+                )
+                return
+            fresh = await store.coder.reconstruct_async(good, [(p - rot) % n for p in bad])
+            good = {**good, **fresh}
+        shared = entry.shared()
+        for p in sorted(set(bad) | set(lacking)):
+            j = (p - rot) % n
+            own = replace(shared, inline=fresh[j]) if j in fresh else shared
+            await drives[p].update_object(bucket, key, add=own)
+            if j in fresh:
+                report.shards_healed += 1
+            if p in lacking:
+                report.records_healed += 1
+        if fresh:
+            data = store.coder.decode(good, entry.live_meta().size)
+            await self._verify(bucket, key, entry, drives, rot, report, data)
 
     async def _quarantine(self, drive: Drive, path: str, report: HealReport) -> None:
         """Move a bad shard aside; if even that fails, its rebuilt copy replaces it."""
@@ -651,10 +714,12 @@ class Healer:
         drives: Sequence[Drive],
         rot: int,
         report: HealReport,
+        data: bytes | None = None,
     ) -> None:
-        """Read a rebuilt object back and check it against what the client's upload
-        proved: the MD5 ETag of a plain object or of each part, each part's checksums,
-        and a full-object checksum."""
+        """Read a rebuilt object back (an inline one is `data`, decoded from the shards
+        just written) and check it against what the client's upload proved: the MD5
+        ETag of a plain object or of each part, each part's checksums, and a
+        full-object checksum."""
         meta = entry.live_meta()
         whole: dict[str, Hasher] = {}
         if meta.checksum_type != "COMPOSITE":
@@ -671,7 +736,11 @@ class Healer:
         vdir = f"{object_dir(bucket, key)}/{entry.vid}"
         bounds = _part_bounds(entry)
         for ref in chunk_refs(vdir, entry.parts):
-            pieces, _ = await read_chunk(drives, self.store.coder, ref, rot, f"{bucket}/{key}")
+            if data is not None:
+                pieces = [memoryview(data)]
+            else:
+                what = f"{bucket}/{key}"
+                pieces, _ = await read_chunk(drives, self.store.coder, ref, rot, what)
             part = next(i for i, (lo, hi) in enumerate(bounds) if lo <= ref.offset < hi)
             hashers = [
                 *per_part[part].values(),

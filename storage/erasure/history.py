@@ -168,6 +168,19 @@ class KeyRecord:
 
     # -- changes -----------------------------------------------------------------------
 
+    def keeping_inline(self, add: VersionRecord) -> VersionRecord:
+        """`add` with the inline shard of the copy it replaces, when it comes without
+        one (records.py: VersionRecord.shared): each drive's shard is its own."""
+        if add.inline is not None:
+            return add
+        copies = [e for e in self.head if e.vid == add.vid]
+        for seg in self.history:
+            if not copies and seg.lo <= add.rank <= seg.hi:
+                copies = [e for e in self.segment(seg) if e.vid == add.vid]
+        if copies and copies[0].inline is not None:
+            return dataclasses.replace(add, inline=copies[0].inline)
+        return add
+
     def change(
         self,
         add: VersionRecord | None,

@@ -14,11 +14,13 @@ with the key's versions):
               "parts": [{"n": part number (0 for a plain PUT), "size": bytes,
                          "chunk": chunk size, "crc": [[CRC32C of shard 0..n-1] per chunk]}],
               "order": the id that orders it among the key's versions, when not "v",
-              "inline": base64 of this drive's shard of a one-chunk object (optional)}
+              "inline": base64 of this drive's shard of a one-chunk object (optional),
+              "inl": true when the version's shards are inline (on every drive's copy)}
 
 `schema` is the one version number of this shape. Records written before it existed
 have no such field and are schema 1; schema 2 added "order", schema 3 "rev" and markers
-with metadata. A record of a newer schema
+with metadata, schema 4 "inline" shards (an older shoal would look for shard files an
+inline version does not have, so it refuses these instead). A record of a newer schema
 than this code knows is refused (UnsupportedRecord) rather than misordered or rewritten
 without the fields it cannot see.
 
@@ -39,9 +41,15 @@ Why "rev": metadata changes after the write (retention, legal hold, tags) rewrit
 entry in place with rev + 1. The copies of one version may then differ for a while;
 the one with the highest rev is the version's metadata (healing copies it over).
 
-`inline` is room for small objects (one file per drive per PUT): when set, the drive's
-shard of the version's only chunk lives in the record instead of in chunk-0/. Nothing
-writes it yet; a record that has it round-trips it unchanged.
+`inline` keeps a small object's shards in the record (storage.erasure.objects: which
+objects): the drive's shard of the version's only chunk lives in its entry instead of in
+chunk-0/, so a small PUT writes one file per drive, not a shard file and the record with
+the fsyncs of each, and a GET reads the record it reads anyway. Every drive's copy of an
+inline version has its own shard (its CRC32C is in "parts", as for a shard file, so a
+damaged one is found and rebuilt from the others); the other fields, "inl" among them
+(which says where the shards are whatever one copy holds), are the same on every drive.
+A copy sent to every drive (a metadata change) goes without `inline`, and a drive keeps
+the shard its copy already has (history.KeyRecord.keeping_inline).
 
 Records cross the cluster's RPC as these dicts too (cluster.drive_rpc converts at that
 boundary); everywhere else in storage.erasure they are the types below.
@@ -69,7 +77,7 @@ from shoal.storage.records import (
 Rank = tuple[str, str]
 
 #: The version record's on-disk shape (see the module docstring).
-SCHEMA = 3
+SCHEMA = 4
 
 
 class UnsupportedRecord(ValueError):
@@ -111,12 +119,20 @@ class VersionRecord:
     meta: ObjectMeta | None = None
     deleted: bool = False
     parts: tuple[PartLayout, ...] = ()
-    #: This drive's shard of a one-chunk object, kept in the record (unused for now).
+    #: This drive's shard of a small one-chunk object, kept in the record (None: the
+    #: version's shards are files, or this is a copy for every drive: `shared`).
     inline: bytes | None = None
     #: The id taken at the commit, which orders versions (None: `vid` orders it).
     committed: str | None = None
     #: Metadata changes since the write (the copy with the highest one is current).
     revision: int = 0
+    #: Whether the version's shards are inline (the same on every drive's copy; true
+    #: whenever `inline` is set).
+    inlined: bool = False
+
+    def __post_init__(self) -> None:
+        if self.inline is not None and not self.inlined:
+            object.__setattr__(self, "inlined", True)
 
     @property
     def order(self) -> str:
@@ -154,6 +170,19 @@ class VersionRecord:
         """The object's size; None for a delete marker."""
         return None if self.deleted or self.meta is None else self.meta.size
 
+    @property
+    def is_inline(self) -> bool:
+        """Whether the version's shards are inline, not files (this copy's may be
+        missing: `inline` None)."""
+        return self.inlined
+
+    def shared(self) -> VersionRecord:
+        """This entry as a copy for every drive: without this drive's inline shard (a
+        drive that lists the version keeps its own, history.KeyRecord.keeping_inline)."""
+        if self.inline is None:
+            return self
+        return dataclasses.replace(self, inline=None, inlined=True)
+
     def live_meta(self) -> ObjectMeta:
         assert self.meta is not None and not self.deleted, "a delete marker has no object"
         return self.meta
@@ -170,6 +199,8 @@ class VersionRecord:
             d["deleted"] = True
         if self.inline is not None:
             d["inline"] = base64.b64encode(self.inline).decode("ascii")
+        if self.is_inline:
+            d["inl"] = True
         if self.committed is not None:
             d["order"] = self.committed
         if self.revision:
@@ -193,10 +224,20 @@ class VersionRecord:
             meta=meta_from_dict(meta) if meta else None,
             deleted=bool(d.get("deleted")),
             parts=tuple(PartLayout.from_dict(p) for p in d.get("parts") or ()),
-            inline=None if inline is None else base64.b64decode(inline),
+            inline=None if inline is None else _inline_from(inline),
+            inlined=bool(d.get("inl")) or inline is not None,
             committed=str(d["order"]) if d.get("order") else None,
             revision=int(d.get("rev") or 0),
         )
+
+
+def _inline_from(raw: Any) -> bytes:
+    """An inline shard as stored; damaged base64 reads as no bytes, which its CRC32C
+    then calls corrupt (so healing rebuilds it) instead of failing the whole record."""
+    try:
+        return base64.b64decode(str(raw), validate=True)
+    except ValueError:
+        return b""
 
 
 @dataclass(frozen=True)

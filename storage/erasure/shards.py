@@ -26,6 +26,7 @@ from shoal.storage.backend import Digester
 from shoal.storage.erasure.coder import ErasureCoder
 from shoal.storage.erasure.drive import Drive, shard_path
 from shoal.storage.erasure.quorum import describe, reason, write_quorum_error
+from shoal.storage.erasure.records import VersionRecord
 from shoal.storage.erasure.versions import ChunkRef
 from shoal.storage.errors import ServiceUnavailable
 from shoal.storage.threads import run
@@ -36,6 +37,8 @@ log = logging.getLogger("shoal.storage")
 WRITE_DEPTH = 2
 #: How long a read waits for its data shards before also asking parity drives.
 HEDGE_SECONDS = 0.5
+#: Chunks up to this size are encoded (and decoded) on the event loop, not a thread.
+ON_LOOP = 64 * 1024
 
 
 def _encode(coder: ErasureCoder, data: bytes) -> tuple[list[bytes], list[int]]:
@@ -52,15 +55,41 @@ async def encode_whole(
     coder: ErasureCoder, data: bytes, digesters: Sequence[Digester]
 ) -> tuple[str, list[tuple[bytes, int]], list[list[int]]]:
     """A body that fits one chunk: (MD5 hex, [(shard, CRC32C)] by shard index, the
-    CRCs as an object entry lists them). An empty body has no chunk at all."""
+    CRCs as an object entry lists them). An empty body has no chunk at all. A body
+    up to ON_LOOP bytes is encoded and hashed right here: that takes less than the
+    hand-off to a worker thread and back."""
     md5 = hashlib.md5()
-    if not data:
+    if len(data) <= ON_LOOP:
         _hash([md5, *digesters], data)
-        return md5.hexdigest(), [], []
-    (shards, crcs), _ = await asyncio.gather(
-        run(_encode, coder, data), run(_hash, [md5, *digesters], data)
-    )
-    return md5.hexdigest(), list(zip(shards, crcs, strict=True)), [crcs]
+        shards, crcs = _encode(coder, data) if data else ([], [])
+    else:
+        (shards, crcs), _ = await asyncio.gather(
+            run(_encode, coder, data), run(_hash, [md5, *digesters], data)
+        )
+    return md5.hexdigest(), list(zip(shards, crcs, strict=True)), [crcs] if data else []
+
+
+def inline_shards(
+    answers: Sequence[Sequence[VersionRecord] | None], entry: VersionRecord, rot: int
+) -> tuple[dict[int, bytes], list[int]]:
+    """An inline version's intact shards out of the drives' copies of it (records.py:
+    inline), by shard index, and the set positions that answered without one: their
+    copy is missing, or its shard fails its CRC32C (bit rot, a damaged record)."""
+    n = len(answers)
+    crcs = entry.parts[0].crcs[0]
+    good: dict[int, bytes] = {}
+    bad: list[int] = []
+    for p, entries in enumerate(answers):
+        if entries is None:
+            continue
+        j = (p - rot) % n
+        copy = next((e for e in entries if e.rank == entry.rank), None)
+        data = None if copy is None else copy.inline
+        if data is not None and google_crc32c.value(data) == crcs[j]:
+            good[j] = data
+        else:
+            bad.append(p)
+    return good, bad
 
 
 @dataclass

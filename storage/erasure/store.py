@@ -51,7 +51,7 @@ from shoal.storage.erasure.health import HealthTrackedDrive
 from shoal.storage.erasure.layout import Layout, open_layout
 from shoal.storage.erasure.listing import Listing
 from shoal.storage.erasure.locks import KeyedLocks
-from shoal.storage.erasure.objects import Located, ObjectIO
+from shoal.storage.erasure.objects import INLINE_MAX, Located, ObjectIO
 from shoal.storage.erasure.readers import ErasureObjectReader, OpenVersions
 from shoal.storage.erasure.records import Rank, VersionRecord
 from shoal.storage.erasure.uploads import Multipart
@@ -90,12 +90,15 @@ class ErasureStore:
         heal_interval: float = 24 * 3600,
         heal_bytes_per_second: int = 64 * 1024 * 1024,
         drive_wrapper: Callable[[Drive], Drive] | None = None,
+        inline_max: int = INLINE_MAX,
     ) -> None:
         self.paths = [os.path.abspath(p) for p in paths]
         self.k, self.m = data_shards, parity_shards
         self.n = data_shards + parity_shards
         self.coder = ErasureCoder(data_shards, parity_shards, coder_backend)
         self.chunk_size = chunk_size
+        #: Objects up to this size keep their shards in their records (objects.py).
+        self.inline_max = inline_max
         self.node_id = node_id
         self.clean_slate = clean_slate
         self.expiration_days = multipart_expiration_days

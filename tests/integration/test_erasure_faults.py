@@ -8,6 +8,7 @@ left behind."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import json
@@ -266,27 +267,68 @@ def data_dir(drive: Path) -> Path:
     return drive / ".smartstorage" / "data" / BUCKET
 
 
+def records_of(drive: Path) -> list[Path]:
+    return sorted(data_dir(drive).rglob("*._storage_object.metadata.json"))
+
+
+def change_inline(drive: Path, change: Callable[[bytes], bytes | None]) -> int:
+    """Apply `change` to every inline shard (records.py: small objects keep theirs in
+    their version records) on the drive: None drops it from the record, as a lost shard
+    file. Returns how many."""
+    changed = 0
+    for path in records_of(drive):
+        stored = json.loads(path.read_text())
+        inline = [e for e in stored["versions"] if "inline" in e]
+        for entry in inline:
+            new = change(base64.b64decode(entry["inline"]))
+            if new is None:
+                del entry["inline"]
+            else:
+                entry["inline"] = base64.b64encode(new).decode()
+        if inline:
+            path.write_text(json.dumps(stored))
+        changed += len(inline)
+    return changed
+
+
+def inline_count(drive: Path) -> int:
+    return sum(
+        "inline" in e
+        for path in records_of(drive)
+        for e in json.loads(path.read_text())["versions"]
+    )
+
+
 def remove_shards(drive: Path, *, from_chunk: int = 0, under: str = "") -> int:
     """Delete the shard files (.dat) below the drive's data folder (or one object's
-    folder); only chunks numbered `from_chunk` or higher. Returns how many."""
+    folder); only chunks numbered `from_chunk` or higher. From the whole drive, its
+    inline shards go too. Returns how many."""
     removed = 0
     for dat in sorted((data_dir(drive) / under).rglob("*.dat")):
         if int(dat.parent.name.removeprefix("chunk-")) >= from_chunk:
             dat.unlink()
             removed += 1
+    if not from_chunk and not under:
+        removed += change_inline(drive, lambda _: None)
     return removed
 
 
+def _flipped(data: bytes) -> bytes:
+    raw = bytearray(data)
+    raw[len(raw) // 2] ^= 0xFF
+    return bytes(raw)
+
+
 def flip_shards(drive: Path) -> int:
-    """Invert one byte in the middle of every shard file on the drive (same length)."""
+    """Invert one byte in the middle of every shard file and inline shard on the drive
+    (same length)."""
     flipped = 0
     for dat in sorted(data_dir(drive).rglob("*.dat")):
-        data = bytearray(dat.read_bytes())
+        data = dat.read_bytes()
         if data:
-            data[len(data) // 2] ^= 0xFF
-            dat.write_bytes(bytes(data))
+            dat.write_bytes(_flipped(data))
             flipped += 1
-    return flipped
+    return flipped + change_inline(drive, _flipped)
 
 
 def take_away(drive: Path) -> Path:
@@ -301,7 +343,9 @@ def bring_back(drive: Path) -> None:
 
 
 def shard_count(drives: list[Path]) -> int:
-    return sum(1 for d in drives for _ in data_dir(d).rglob("*.dat"))
+    """Shard files and inline shards."""
+    files = sum(1 for d in drives for _ in data_dir(d).rglob("*.dat"))
+    return files + sum(inline_count(d) for d in drives)
 
 
 def check_shards(drives: list[Path], objects: dict[str, bytes]) -> int:
@@ -326,6 +370,15 @@ def check_shards(drives: list[Path], objects: dict[str, bytes]) -> int:
         size = entry["meta"]["size"]
         assert sum(part["size"] for part in entry["parts"]) == size, rel
         vdir = rel.removesuffix(".metadata.json") + "/" + entry["v"]
+        if "inline" in entry:  # each drive's copy holds its own shard
+            (crcs,) = entry["parts"][0]["crc"]
+            for p, versions in enumerate(per_drive):
+                j = (p - entry["rot"]) % WIDTH
+                shard = base64.b64decode(versions[0]["inline"])
+                assert google_crc32c.value(shard) == crcs[j], f"{rel}: corrupt on drive {p}"
+                verified += 1
+            assert not (data_dir(drives[0]) / vdir).exists(), f"{rel}: inline, yet a folder"
+            continue
         for part in entry["parts"]:
             base = vdir if part["n"] == 0 else f"{vdir}/part-{part['n']}"
             expected_chunks = -(-part["size"] // part["chunk"])

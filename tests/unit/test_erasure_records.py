@@ -147,3 +147,18 @@ def test_a_part_record_survives_json(info: PartInfo, chunk: int, crcs: tuple) ->
     assert set(stored) == {"v", "info", "size", "chunk", "crc"}
     assert PartRecord.from_dict(stored) == record
     assert record.layout().number == info.number and record.layout(0).number == 0
+
+
+def test_an_inline_shard_round_trips_and_a_schema_3_record_still_reads() -> None:
+    with_shard = VersionRecord.from_dict({**OLD_PUT, "schema": 3, "inline": "AAEC/w=="})
+    assert with_shard.inline == b"\x00\x01\x02\xff" and with_shard.is_inline
+    assert VersionRecord.from_dict(with_shard.to_dict()) == with_shard
+    assert with_shard.to_dict()["schema"] == SCHEMA == 4
+    # For every drive: without this drive's shard; the rest the same.
+    assert with_shard.shared().inline is None and with_shard.shared().is_inline
+    assert with_shard.shared().to_dict() == {
+        k: v for k, v in with_shard.to_dict().items() if k != "inline"
+    }
+    # Damaged base64 reads as no bytes (its CRC32C then fails), not as a broken record.
+    assert VersionRecord.from_dict({**OLD_PUT, "inline": "!!"}).inline == b""
+    assert not VersionRecord.from_dict(OLD_PUT).is_inline

@@ -357,8 +357,9 @@ async def test_failed_record_commit_keeps_the_previous_version(
 async def test_small_objects_survive_faults(cluster: Cluster) -> None:
     """A body that fits one chunk is written with write_version (shards and record in
     one call per drive) and read with read_small (record plus shard): the same quorum
-    rules apply."""
+    rules apply. (Shard files: test_inline_objects_survive_faults has inline shards.)"""
     store, key = cluster.store, "small"
+    store.inline_max = 0
     old, new = body(1000, seed=40), body(CHUNK - 1, seed=41)
     await put(store, key, old)
     await settle(store)
@@ -464,6 +465,7 @@ async def test_heal_says_why_it_could_not_do_something(
     """What healing tried and could not do is counted, with its reason, and logged
     (it was swallowed before: the report said nothing)."""
     store, key = cluster.store, "why"
+    store.inline_max = 0  # a shard file to quarantine
     await put(store, key, body(100, seed=1))
     p = cluster.pos(key, 3)
     cluster.faulty[p].fail("update_object", times=1)  # the old version's cleanup
@@ -938,6 +940,7 @@ async def walk(
 
 async def test_listing_merges_keys_across_drives(cluster: Cluster) -> None:
     store = cluster.store
+    store.inline_max = 0  # lose_shards fails shard writes: objects with shard files
     written: dict[str, bytes] = {}
 
     async def write(names: list[str], fault: Callable[[], object] | None = None) -> None:
@@ -1004,7 +1007,7 @@ async def test_listing_never_drops_a_prefix_silently(cluster: Cluster) -> None:
     on five drives; with two of those silent it was left out of the listing without an
     error, while a key in the same state makes the listing ServiceUnavailable."""
     store = cluster.store
-    cluster.faulty[0].fail("write_version")  # a small object's shard and record
+    cluster.fail_commit(0)  # a small object's shard and record
     await put(store, "p/1", b"x")
     await cluster.recover()
     await put(store, "q", b"y")

@@ -66,6 +66,7 @@ async def test_healing_restores_every_version_of_a_key(cluster: Cluster) -> None
 
 async def test_the_null_version_replaced_is_retired_everywhere(cluster: Cluster) -> None:
     c = cluster
+    c.store.inline_max = 0  # shard folders, to see them go
     await put(c.store, "k", b"first null")
     await c.store.update_bucket(BUCKET, versioning="Enabled")
     kept = (await put(c.store, "k", b"a version")).version_id
@@ -86,6 +87,7 @@ async def test_the_null_version_replaced_is_retired_everywhere(cluster: Cluster)
 
 async def test_a_version_deleted_by_id_stays_with_its_reader(cluster: Cluster) -> None:
     c = cluster
+    c.store.inline_max = 0  # shard folders, to see them go
     await c.store.update_bucket(BUCKET, versioning="Enabled")
     data = body(4 * CHUNK, seed=7)
     old = (await put(c.store, "k", data)).version_id
