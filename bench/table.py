@@ -702,6 +702,13 @@ def notes(results: dict[str, Any]) -> list[str]:
                     f"WARNING: raw ASGI {step} ({fmt(raw)} ops/s) is near the ceiling: "
                     "the client may cap the baseline"
                 )
+    raw_put = ((results.get("raw") or {}).get("put_c16") or {}).get("ops_per_s")
+    if raw_put:
+        out.append(f"raw ASGI 4 KiB PUT c16 (no fsync, for scale): {fmt(raw_put)} ops/s")
+    out.append(
+        "node-to-node shard payload MB/s per datagram size: python bench/quic.py "
+        "(not part of this table)"
+    )
     for name, res in results.items():
         if not isinstance(res, dict) or name == "ceiling":
             continue

@@ -167,3 +167,18 @@ def test_production_line_is_the_units() -> None:
     env = procs.production_env("/d", "s", 9)
     assert env["SHOAL_AUTH__ENABLED"] == "true" and env["SHOAL_LOGGING__FORMAT"] == "json"
     assert os.path.exists(env["SHOAL_CONFIG"])
+
+
+def test_notes_name_the_ceiling_a_capped_baseline_and_failures() -> None:
+    results: dict[str, Any] = {
+        "ceiling": {"ops_per_s": 10_000.0, "client_cpu": 0.5},
+        "raw": {"get_c16": {"ops_per_s": 9_000.0, "client_cpu": 0.4}, "put_c16": result(5_000)},
+        "erasure": {"error": "did not start"},
+        "shoal": {"list": {"error": "listed 9 of 10 keys"}},
+    }
+    text = "\n".join(table.notes(results))
+    assert "10,000 ops/s at 50% of a core" in text
+    assert "WARNING: raw ASGI get_c16" in text
+    assert "no fsync, for scale): 5,000 ops/s" in text
+    assert "erasure: FAILED: did not start" in text
+    assert "shoal list: listed 9 of 10 keys" in text
