@@ -317,9 +317,10 @@ def joiner(tmp_path: Path, name: str, drives: int, seed: Node) -> Node:
 
 
 def keys_on(node: Node, bucket: str) -> set[str]:
-    """Keys with shards on `node`'s drives."""
-    found = node.directory.glob(f"drive*/.smartstorage/data/{bucket}/*/*/chunk-0")
-    return {p.parent.parent.name.removesuffix(OBJECT_MARKER) for p in found}
+    """Keys with records on `node`'s drives (a small object's shards are in its record)."""
+    suffix = OBJECT_MARKER + ".metadata.json"
+    found = node.directory.glob(f"drive*/.smartstorage/data/{bucket}/*{suffix}")
+    return {p.name.removesuffix(suffix) for p in found}
 
 
 def test_a_new_node_joins_and_takes_new_writes(tmp_path: Path, three: list[Node]) -> None:
