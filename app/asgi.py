@@ -22,7 +22,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-import shoal.app.handlers  # noqa: F401  (registers every operation handler)
 from shoal.app import admin, cors, health, lifecycle, logs, tagging
 from shoal.app.accesslog import AccessLog
 from shoal.app.authz import BucketSettings, PolicyGate

@@ -42,8 +42,21 @@ Node = tuple[str, "str | int | bool | Iterable[Node] | None"]
 _NOT_XML_10 = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
+def _escape_one(m: re.Match[str]) -> str:
+    return _ESCAPES.get(m[0]) or f"&#x{ord(m[0]):x};"
+
+
 def escape(text: str) -> str:
-    return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES.get(m[0]) or f"&#x{ord(m[0]):x};", text)
+    if _NEEDS_ESCAPE.search(text) is None:  # the common case: one scan, no new string
+        return text
+    return _NEEDS_ESCAPE.sub(_escape_one, text)
+
+
+class Raw(str):
+    """Element content already rendered (escaped) by the caller: a listing renders its
+    thousand Contents elements with one f-string each instead of a Node tree."""
+
+    __slots__ = ()
 
 
 def escape_lossy(text: str) -> str:
@@ -57,7 +70,9 @@ def _render(tag: str, value: object, out: list[str], esc: Callable[[str], str]) 
     if value is None:
         return
     end = tag.split(" ", 1)[0]
-    if isinstance(value, bool):
+    if type(value) is Raw:
+        out.append(f"<{tag}>{value}</{end}>")
+    elif isinstance(value, bool):
         out.append(f"<{tag}>{'true' if value else 'false'}</{end}>")
     elif isinstance(value, str | int):
         out.append(f"<{tag}>{esc(str(value))}</{end}>")
@@ -86,8 +101,14 @@ def text_document(root: str, text: str) -> bytes:
 
 
 def timestamp(when: datetime) -> str:
-    """ISO 8601 with milliseconds, as S3 writes LastModified and Initiated."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    """ISO 8601 with milliseconds, as S3 writes LastModified and Initiated (formatted
+    by hand: strftime costs several times more, once per listed key)."""
+    if when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    return (
+        f"{when.year:04d}-{when.month:02d}-{when.day:02d}T{when.hour:02d}:{when.minute:02d}:"
+        f"{when.second:02d}.{when.microsecond // 1000:03d}Z"
+    )
 
 
 class _BoundedBuilder(TreeBuilder):

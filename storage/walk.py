@@ -130,6 +130,12 @@ class Walker:
         self._shared = shared
         #: Directories searched so far: the work done, for callers that bound it.
         self.visits = 0
+        #: Where each key _search returned was listed (directory path, entry index), and
+        #: the last answer with its place: the next key is usually the next entry there.
+        self._located: dict[str, tuple[str, int, str]] = {}
+        self._last: tuple[Found, str, int, str] | None = None
+        #: Directories listed with no continuation entry (see _following).
+        self._plain: dict[str, bool] = {}
 
     def _entries(self, path: str, dir_prefix: str) -> Listing:
         cached = self._cache.get(path)
@@ -187,6 +193,10 @@ class Walker:
     def next_key(self, after: str, *, skip: bool = False, prefix: str = "") -> Found | None:
         """The smallest key > `after` starting with `prefix`; with `skip`, also not
         starting with `after`."""
+        following = self._following(after, skip, prefix)
+        if following is not None:
+            return following
+        self._located.clear()
         path, dir_prefix = self.start(prefix)
         # The descent goes one level per key segment (up to 1,023 for a 1,024-byte key),
         # deeper than Python's recursion limit: each level is a suspended generator on an
@@ -202,6 +212,35 @@ class Walker:
                 continue
             stack.append(self._search(*call))
             answer = None
+        place = self._located.get(answer[1]) if answer is not None else None
+        self._last = None if answer is None or place is None else (answer, *place)
+        return answer
+
+    def _following(self, after: str, skip: bool, prefix: str) -> Found | None:
+        """The next key without a descent, when `after` is the last answer and the entry
+        after it in its directory D is a key too. Every key between two keys of D starts
+        with D's prefix; when D is the bucket or a directory (prefix "" or ending in /),
+        every such key lives below D, and below D only a continuation entry (a long
+        segment's first piece, a prefix of the key before) holds keys out of its sorted
+        place: a D without one lists them all in order. None: search from the top."""
+        last = self._last
+        if last is None or skip or last[0][0] != after:
+            return None
+        _, path, index, dir_prefix = last
+        if dir_prefix and not dir_prefix.endswith("/"):
+            return None  # a continuation directory: keys beside it may sort in between
+        listing = self._cache.get(path)
+        if listing is None or index + 1 >= len(listing[1]):
+            return None
+        entries = listing[1]
+        plain = self._plain.get(path)
+        if plain is None:
+            plain = self._plain[path] = all(e.kind != CONT for e in entries)
+        entry = entries[index + 1]
+        if not plain or entry.kind != FILE or not entry.prefix.startswith(prefix):
+            return None
+        answer = (entry.prefix, entry.path)
+        self._last = (answer, path, index + 1, dir_prefix)
         return answer
 
     def _search(
@@ -252,6 +291,7 @@ class Walker:
                 else:
                     continue
             if e.kind == FILE:
+                self._located[e.path] = (path, k - 1, dir_prefix)
                 return (e.prefix, e.path)
             r = yield (e.path, e.prefix, after, skip, prefix, limit)
             if r is not None:

@@ -1,21 +1,3 @@
-"""One handler per S3 operation, grouped by family; importing this registers them all."""
-
-from shoal.app.handlers import (  # noqa: F401
-    acl,
-    attributes,
-    bucket,
-    copy,
-    cors,
-    encryption,
-    lifecycle,
-    listing,
-    logging,
-    multipart,
-    object,
-    objectlock,
-    ownership,
-    postobject,
-    publicaccess,
-    tagging,
-    versioning,
-)
+"""One handler per S3 operation, grouped by family. Importing this package loads none
+of them: app/handlers/registry.py imports a family's module when one of its operations
+is first asked for (`HANDLERS.load_all()` loads every one)."""
