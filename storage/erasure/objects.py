@@ -5,7 +5,9 @@ into chunks, each encoded into k data + m parity shards written to the set's dri
 parallel (storage.erasure.shards); then the version is committed to the object record
 on every drive of the set (storage.erasure.commits). A body of one chunk goes in one
 round trip per drive: its shard and the record together; a small object is read the
-same way, its record and shard together.
+same way, its record and shard together. Up to INLINE_MAX the shards go into the
+records themselves (records.py: inline): one file per drive per PUT, and a GET reads
+nothing but the records.
 """
 
 from __future__ import annotations
