@@ -12,7 +12,6 @@ before sending traffic. Answered without credentials (they reveal no data).
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 from functools import cache
@@ -56,7 +55,8 @@ def mode(backend: Any) -> str:
 
 
 def version_info(backend: Any) -> dict[str, str]:
-    return {"version": version(), "python": platform.python_version(), "mode": mode(backend)}
+    # sys.version begins with what platform.python_version() answers (no import needed).
+    return {"version": version(), "python": sys.version.split()[0], "mode": mode(backend)}
 
 
 def unready_reasons(state: Any) -> list[str]:
