@@ -1,24 +1,30 @@
-"""Node-to-node shard throughput over the cluster transport (QUIC, aioquic).
+"""Node-to-node shard throughput over the cluster transport's two paths: QUIC and the lane.
 
-`python bench/quic.py [--quick] [--seconds S] [--no-pin] [--loop uvloop|asyncio]` starts,
-for each datagram size (1200: QUIC's minimum and aioquic's default; 8952: a jumbo-frame
-LAN without fragmentation; 16384: the transport's default and the most aioquic 1.7 can
-do, see cluster.transport.MAX_DATAGRAM_SIZE), a child process holding a Transport (the "remote
+`python bench/quic.py [--quick] [--seconds S] [--no-pin] [--loop uvloop|asyncio]
+[--sizes 1200,1452,...]` starts, for each datagram size (1200: QUIC's minimum and
+aioquic's default; 1452: a 1500-byte-MTU LAN without fragmentation; 8952: a jumbo-frame
+LAN; 16384: the transport's default and the most aioquic 1.7 can do, see
+cluster.transport.MAX_DATAGRAM_SIZE), a child process holding a Transport (the "remote
 node") and measures from this process `Transport.call` with 1 MiB bodies: "write" sends
 1 MiB and gets an empty reply (a shard write), "read" sends nothing and gets 1 MiB back
-(a shard read), with 1, 4 and 16 calls in flight on the one connection (parallel
-streams), plus, at the default size, 16 calls spread over 4 connections (4 client
-Transports in this process).
+(a shard read), with 1, 4 and 16 calls in flight, on each path:
+
+    quic   plain calls: streams of the one QUIC connection (16 calls over 4 connections
+           too, at the default size: 4 client Transports in this process)
+    lane   bulk calls (`bulk=True`, as the drive RPCs that carry shards make them): TLS
+           over TCP, up to cluster.lane.POOL connections (cluster.lane); the datagram
+           size does not apply to it, it is measured at each size to show that
 
 The baseline, in the same run against the same child, is the same request/response
 exchange over plain asyncio TCP streams on loopback (no encryption, segmentation and
 acknowledgements in the kernel), one connection per call in flight: what moving the
-bytes between two Python processes costs without QUIC. Ratios are QUIC / TCP at the same
-concurrency.
+bytes between two Python processes costs at best. Ratios are path / TCP at the same
+concurrency. The machine's load average is printed before and after.
 
 Each cell is a loop bounded by --seconds (default 1.0; 0.5 with --quick) after one warm-up
-call per worker, so the whole run stays under a minute. With two or more CPUs the child
-runs on one core and this process on another (--no-pin to turn off), as two nodes would.
+call per worker, so the whole run stays within about two minutes (one with --quick). With
+two or more CPUs the child runs on one core and this process on another (--no-pin to turn
+off), as two nodes would.
 Both run uvloop, as `shoal serve` does (--loop asyncio for the standard loop).
 """
 
@@ -48,7 +54,7 @@ from shoal.cluster.transport import (  # noqa: E402
 
 MIB = 1 << 20
 SECRET = "bench-secret"
-DATAGRAM_SIZES = (1200, 8952, MAX_DATAGRAM_SIZE)
+DATAGRAM_SIZES = (1200, 1452, 8952, MAX_DATAGRAM_SIZE)
 CONCURRENCY = (1, 4, 16)
 TCP_HEAD = struct.Struct("!cQ")  # op (b"w" write / b"r" read), length
 
@@ -64,6 +70,7 @@ async def serve(datagram_size: int, state_dir: str) -> None:
         state_dir=state_dir,
         max_datagram_size=datagram_size,
         rpc_timeout=30,
+        connect_timeout=10,  # pings on a loaded machine: a late answer is no failure
     )
 
     async def sink(r: Request) -> Reply:
@@ -119,16 +126,16 @@ async def timed(workers: list[Callable[[], Awaitable[Any]]], seconds: float) -> 
     return count * MIB / (loop.time() - start) / 1e6
 
 
-async def quic_cell(
-    clients: list[Transport], address: str, op: str, conc: int, seconds: float
+async def rpc_cell(
+    clients: list[Transport], address: str, op: str, conc: int, seconds: float, bulk: bool
 ) -> float:
     body = os.urandom(MIB)
 
     def worker(i: int) -> Callable[[], Awaitable[Any]]:
         t = clients[i % len(clients)]
         if op == "write":
-            return lambda: t.call(address, "sink", {}, body)
-        return lambda: t.call(address, "source", {"n": MIB})
+            return lambda: t.call(address, "sink", {}, body, bulk=bulk)
+        return lambda: t.call(address, "source", {"n": MIB}, bulk=bulk)
 
     return await timed([worker(i) for i in range(conc)], seconds)
 
@@ -177,7 +184,9 @@ def spawn_remote(
     return proc, int(line[1]), int(line[2])
 
 
-async def measure(seconds: float, pin: bool, loop: str) -> list[tuple[str, int, float, float]]:
+async def measure(
+    seconds: float, pin: bool, loop: str, sizes: tuple[int, ...] = DATAGRAM_SIZES
+) -> list[tuple[str, int, float, float]]:
     """Rows of (path, concurrency, write MB/s, read MB/s); TCP rows first."""
     cpus = sorted(os.sched_getaffinity(0))
     remote_cpu = None
@@ -186,7 +195,7 @@ async def measure(seconds: float, pin: bool, loop: str) -> list[tuple[str, int, 
         os.sched_setaffinity(0, {cpus[1]})
     rows: list[tuple[str, int, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="shoal-bench-quic-") as tmp:
-        for size in DATAGRAM_SIZES:
+        for size in sizes:
             proc, port, tcp_port = spawn_remote(size, os.path.join(tmp, "remote"), remote_cpu, loop)
             address = f"127.0.0.1:{port}"
             clients = [
@@ -196,22 +205,27 @@ async def measure(seconds: float, pin: bool, loop: str) -> list[tuple[str, int, 
                     state_dir=os.path.join(tmp, "local"),
                     max_datagram_size=size,
                     rpc_timeout=30,
+                    connect_timeout=10,
                 )
                 for i in range(4)
             ]
             try:
-                if size == DATAGRAM_SIZES[0]:
+                if size == sizes[0]:
                     for conc in CONCURRENCY:
                         w = await tcp_cell(tcp_port, "write", conc, seconds)
                         r = await tcp_cell(tcp_port, "read", conc, seconds)
                         rows.append(("tcp", conc, w, r))
-                for conc in CONCURRENCY:
-                    w = await quic_cell(clients[:1], address, "write", conc, seconds)
-                    r = await quic_cell(clients[:1], address, "read", conc, seconds)
-                    rows.append((f"quic {size}", conc, w, r))
+                for bulk, path in ((False, "quic"), (True, "lane")):
+                    for conc in CONCURRENCY:
+                        w = await rpc_cell(clients[:1], address, "write", conc, seconds, bulk)
+                        r = await rpc_cell(clients[:1], address, "read", conc, seconds, bulk)
+                        rows.append((f"{path} {size}", conc, w, r))
+                lanes = clients[0].payload_counts.get(address)
+                if lanes is None or lanes.quic_calls or not lanes.lane_calls:
+                    raise RuntimeError(f"bulk calls did not all take the lane: {lanes}")
                 if size == DEFAULT_MAX_DATAGRAM_SIZE:
-                    w = await quic_cell(clients, address, "write", 16, seconds)
-                    r = await quic_cell(clients, address, "read", 16, seconds)
+                    w = await rpc_cell(clients, address, "write", 16, seconds, False)
+                    r = await rpc_cell(clients, address, "read", 16, seconds, False)
                     rows.append((f"quic {size} x4 conns", 16, w, r))
             finally:
                 for c in clients:
@@ -250,6 +264,11 @@ def main() -> None:
     parser.add_argument(
         "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop of both"
     )
+    parser.add_argument(
+        "--sizes",
+        default=",".join(map(str, DATAGRAM_SIZES)),
+        help="datagram sizes to measure, comma-separated (default %(default)s)",
+    )
     args = parser.parse_args()
     run: Any = asyncio.run
     if args.loop == "uvloop":
@@ -260,11 +279,21 @@ def main() -> None:
         run(serve(args.serve, args.state))
         return
     seconds = args.seconds or (0.5 if args.quick else 1.0)
+    sizes = tuple(int(x) for x in args.sizes.split(","))
     started = time.monotonic()
-    rows = run(measure(seconds, not args.no_pin, args.loop))
+    load_before = _loadavg()
+    rows = run(measure(seconds, not args.no_pin, args.loop, sizes))
     print(f"node-to-node calls with 1 MiB bodies, 127.0.0.1, {args.loop}, {seconds:g} s per cell")
     print(table(rows))
-    print(f"({time.monotonic() - started:.0f} s)")
+    print(
+        f"({time.monotonic() - started:.0f} s; load average {load_before} before, "
+        f"{_loadavg()} after, {os.cpu_count()} CPUs)"
+    )
+
+
+def _loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 `RemoteDrive` is a Drive whose every method is one `Transport.call` to the node that
 owns the disk; `DriveService` answers those calls there from its local drives. Shard
-bytes travel as the call's body, everything else as JSON arguments and results.
+bytes travel as the call's body, everything else as JSON arguments and results. The
+calls that carry shards (write_shard, read_shard, write_version, read_small) are bulk
+calls: they take the peer's bulk lane (TLS over TCP, cluster.lane) when it offers one,
+the rest stays on QUIC.
 
 Answers keep their meaning across the wire: "not there" (ShardMissing, CorruptShard,
 FileNotFoundError) is re-raised as such; anything else that went wrong on the far side
@@ -241,10 +244,12 @@ class RemoteDrive:
         self.drive_id = drive_id
         self.name = name
 
-    async def _call(self, op: str, args: dict[str, Any], body: bytes = b"") -> Reply:
+    async def _call(
+        self, op: str, args: dict[str, Any], body: bytes = b"", *, bulk: bool = False
+    ) -> Reply:
         try:
             return await self.transport.call(
-                self.address, PREFIX + op, {"drive": self.drive_id, **args}, body
+                self.address, PREFIX + op, {"drive": self.drive_id, **args}, body, bulk=bulk
             )
         except RpcError as exc:
             raise _from_wire(exc, self.name) from exc
@@ -261,10 +266,10 @@ class RemoteDrive:
         return bool((await self._call("is_empty", {})).result["empty"])
 
     async def write_shard(self, path: str, data: bytes, crc: int) -> None:
-        await self._call("write_shard", {"path": path, "crc": crc}, data)
+        await self._call("write_shard", {"path": path, "crc": crc}, data, bulk=True)
 
     async def read_shard(self, path: str, crc: int | None = None) -> bytes:
-        return (await self._call("read_shard", {"path": path, "crc": crc})).body
+        return (await self._call("read_shard", {"path": path, "crc": crc}, bulk=True)).body
 
     async def shard_info(self, path: str) -> dict[str, Any] | None:
         return (await self._call("shard_info", {"path": path})).result["info"]
@@ -360,7 +365,7 @@ class RemoteDrive:
             "shards": [[path, len(data), crc] for path, data, crc in shards],
         }
         body = b"".join(data for _, data, _ in shards)
-        reply = await self._call("write_version", args, body)
+        reply = await self._call("write_version", args, body, bulk=True)
         return _records_from_wire(reply.result["versions"])
 
     async def read_small(
@@ -373,7 +378,7 @@ class RemoteDrive:
             "limit": limit,
             "version_id": version_id,
         }
-        reply = await self._call("read_small", args)
+        reply = await self._call("read_small", args, bulk=True)
         shard_bytes = reply.body if reply.result["has_shard"] else None
         return _records_from_wire(reply.result["versions"]), shard_bytes
 

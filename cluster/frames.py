@@ -1,4 +1,5 @@
-"""The cluster RPC wire format: one frame per direction on each QUIC stream.
+"""The cluster RPC wire format: one frame per direction on each QUIC stream, and the
+same frames one after another on a bulk lane connection (cluster.lane).
 
 A frame is a fixed 16-byte prefix, a JSON header and the body bytes:
 
@@ -112,39 +113,59 @@ class FrameReader:
             return None
         if self._head_len < 0 or len(self._head) < self._head_len or self._got < self._body_len:
             raise FrameError("BadFrame", "stream ended inside a frame")
-        try:
-            header = json.loads(self._head)
-        except ValueError as exc:
-            raise FrameError("BadFrame", f"header is not JSON: {exc}") from None
-        if not isinstance(header, dict):
-            raise FrameError("BadFrame", "header is not a JSON object")
+        header = parse_header(self._head)
         assert self.kind is not None
         body: bytes | bytearray = self._body if self._body is not None else b""
         self.frame = Frame(self.kind, header, body, self.version)
         return self.frame
 
     def _parse_prefix(self) -> None:
-        magic, version, kind, head_len, body_len = PREFIX.unpack(self._pre)
-        if magic != MAGIC:
-            raise FrameError("BadFrame", "not a shoal cluster frame")
-        self.version = version
-        if version != VERSION:
-            raise FrameError(
-                "UnsupportedVersion",
-                f"frame version {version} is not supported (this node speaks {VERSION})",
-            )
-        try:
-            self.kind = Kind(kind)
-        except ValueError:
-            raise FrameError("BadFrame", f"unknown frame kind {kind}") from None
-        if self.kind not in self._expect:
-            raise FrameError("BadFrame", f"unexpected {self.kind.name.lower()} frame")
-        if head_len > MAX_HEADER or body_len > MAX_BODY:
-            raise FrameError(
-                "FrameTooLarge",
-                f"frame of {head_len}+{body_len} bytes exceeds {MAX_HEADER}+{MAX_BODY}",
-            )
-        self._head_len = head_len
-        self._body_len = body_len
-        if body_len:
-            self._body = bytearray(body_len)
+        prefix = parse_prefix(self._pre, self._expect)
+        self.kind, self.version = prefix.kind, prefix.version
+        self._head_len = prefix.head_len
+        self._body_len = prefix.body_len
+        if prefix.body_len:
+            self._body = bytearray(prefix.body_len)
+
+
+@dataclass(frozen=True)
+class Prefix:
+    kind: Kind
+    version: int
+    head_len: int
+    body_len: int
+
+
+def parse_prefix(raw: bytes | bytearray, expect: tuple[Kind, ...]) -> Prefix:
+    """A frame's 16-byte prefix, checked: FrameError if this node cannot accept it."""
+    magic, version, kind, head_len, body_len = PREFIX.unpack(raw)
+    if magic != MAGIC:
+        raise FrameError("BadFrame", "not a shoal cluster frame")
+    if version != VERSION:
+        raise FrameError(
+            "UnsupportedVersion",
+            f"frame version {version} is not supported (this node speaks {VERSION})",
+        )
+    try:
+        parsed = Kind(kind)
+    except ValueError:
+        raise FrameError("BadFrame", f"unknown frame kind {kind}") from None
+    if parsed not in expect:
+        raise FrameError("BadFrame", f"unexpected {parsed.name.lower()} frame")
+    if head_len > MAX_HEADER or body_len > MAX_BODY:
+        raise FrameError(
+            "FrameTooLarge",
+            f"frame of {head_len}+{body_len} bytes exceeds {MAX_HEADER}+{MAX_BODY}",
+        )
+    return Prefix(parsed, version, head_len, body_len)
+
+
+def parse_header(raw: bytes | bytearray) -> dict[str, Any]:
+    """A frame's JSON header, which must be an object (FrameError otherwise)."""
+    try:
+        header = json.loads(raw)
+    except ValueError as exc:
+        raise FrameError("BadFrame", f"header is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise FrameError("BadFrame", "header is not a JSON object")
+    return header

@@ -278,4 +278,5 @@ class DistributedStore(ErasureStore):
             status["nodes"] = self.membership.status()
             view = self.membership.view
             status["view_version"] = view.version if view else None
+        status["transport"] = self.transport.status()
         return status

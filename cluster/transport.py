@@ -68,6 +68,14 @@ fragments at about 2/3 of the speed, and where fragments are lost or dropped use
 (1500 minus the same), at about a tenth. A few calls in flight move more than one (the
 next body is queued while the last one's ACKs come back); more connections to one peer
 do not help, the event loop's CPU being the limit.
+
+Bulk lane. That is why the calls that carry shard payload (`call(..., bulk=True)`, made
+by cluster.drive_rpc) do not go over QUIC when the peer offers its bulk lane: TLS over a
+TCP connection on the same address and port number, negotiated over this connection's
+"_lane.offer" and authenticated with the cluster secret (cluster.lane), which moves
+hundreds of MB/s whatever the datagram size. Calls to a peer without one (an older
+node, a port taken or blocked) go over QUIC as before. `payload_counts` and `status()`
+say which path the bulk calls to each peer took.
 """
 
 from __future__ import annotations
@@ -84,7 +92,7 @@ import struct
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
@@ -94,8 +102,9 @@ from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
-from shoal.cluster import frames
+from shoal.cluster import frames, lane
 from shoal.cluster.frames import Frame, FrameError, FrameReader, Kind
+from shoal.cluster.lane import LaneError, LanePool, LaneServer
 from shoal.cluster.tls import fingerprint, load_or_create_certificate
 
 log = logging.getLogger("shoal.cluster.transport")
@@ -118,6 +127,7 @@ _BACKOFF_MIN, _BACKOFF_MAX = 0.05, 1.0  # after a failed connect, calls fail fas
 _CANCELLED = 0x10  # application error code on streams reset by a cancelled call
 _ACCESS_DENIED = 0x11  # application close code after a failed authentication
 _AUTH_HELLO, _AUTH_PROOF = "_auth.hello", "_auth.proof"
+_LANE_OFFER = "_lane.offer"
 
 
 class RpcError(Exception):
@@ -154,6 +164,12 @@ class Reply:
 Handler = Callable[[Request], Awaitable[Reply]]
 #: Told of every call made: (method, seconds, body bytes sent, body bytes received).
 CallObserver = Callable[[str, float, int, int], None]
+
+
+class _LaneUnavailable(Exception):
+    """Refuses a lane offer: this node's lane is not listening."""
+
+    code = "LaneUnavailable"
 
 
 class _Stopped(Exception):
@@ -744,22 +760,7 @@ class _Connection(QuicConnectionProtocol):
 
     async def _serve(self, sid: int, handler: Handler, request: Request) -> None:
         try:
-            try:
-                reply = await handler(request)
-                if not isinstance(reply, Reply):
-                    raise TypeError(f"handler returned {type(reply).__name__}, not Reply")
-                body = reply.body
-                head = frames.encode_head(
-                    Kind.RESPONSE, {"result": reply.result}, frames.body_size(body)
-                )
-            except Exception as exc:
-                code = getattr(exc, "code", None)
-                if isinstance(code, str) and code:
-                    message = getattr(exc, "message", None) or str(exc)
-                else:
-                    log.exception("handler for %s from %s failed", request.method, request.peer)
-                    code, message = "InternalError", f"{type(exc).__name__}: {exc}"
-                head, body = frames.error_head(code, str(message)), b""
+            head, body = await _answer(handler, request)
             await self._send(sid, head, body)
         except (_Stopped, PeerUnavailable):
             pass  # the caller gave up, or the connection is gone
@@ -779,6 +780,26 @@ class _Connection(QuicConnectionProtocol):
         call = self._calls.get(sid)
         if call is not None and not call.future.done():
             call.future.set_exception(PeerUnavailable(f"{self.address}: call reset by the peer"))
+
+
+async def _answer(handler: Handler, request: Request) -> tuple[bytes, bytes | bytearray]:
+    """The response frame's head and body for `request`, or an error frame's head."""
+    try:
+        reply = await handler(request)
+        if not isinstance(reply, Reply):
+            raise TypeError(f"handler returned {type(reply).__name__}, not Reply")
+        body = reply.body
+        return frames.encode_head(
+            Kind.RESPONSE, {"result": reply.result}, frames.body_size(body)
+        ), body
+    except Exception as exc:
+        code = getattr(exc, "code", None)
+        if isinstance(code, str) and code:
+            message = getattr(exc, "message", None) or str(exc)
+        else:
+            log.exception("handler for %s from %s failed", request.method, request.peer)
+            code, message = "InternalError", f"{type(exc).__name__}: {exc}"
+        return frames.error_head(code, str(message)), b""
 
 
 def _result(frame: Frame) -> dict[str, Any]:
@@ -801,6 +822,16 @@ class _Peer:
     last_error: str = ""
 
 
+@dataclass
+class PayloadCounts:
+    """Bulk calls to one address and their body bytes (both ways), by the path taken."""
+
+    lane_calls: int = 0
+    lane_bytes: int = 0
+    quic_calls: int = 0
+    quic_bytes: int = 0
+
+
 class Transport:
     """The node's QUIC endpoint: serves registered handlers and calls other nodes."""
 
@@ -815,6 +846,7 @@ class Transport:
         max_datagram_size: int = DEFAULT_MAX_DATAGRAM_SIZE,
         rpc_timeout: float = 10.0,
         connect_timeout: float = 3.0,
+        bulk_lane: bool = True,
     ) -> None:
         if not secret:
             raise ValueError("the cluster secret must not be empty")
@@ -845,6 +877,16 @@ class Transport:
         self._keylog = _KeyLog()
         self._stopped = False
         self.observer: CallObserver | None = None
+        #: Serve and use the bulk lane (cluster.lane) for bulk calls; False: QUIC only.
+        self.bulk_lane = bulk_lane
+        self._lane_server: LaneServer | None = None
+        #: The TCP port this node's lane offers (its lane server's; a test may point it
+        #: elsewhere); 0 while there is no lane to offer.
+        self.lane_port = 0
+        self._lanes: dict[_Connection, asyncio.Task[LanePool | None] | LanePool | None] = {}
+        self.payload_counts: dict[str, PayloadCounts] = {}
+        self._warming: set[asyncio.Task[None]] = set()
+        self._handlers[_LANE_OFFER] = self._offer_lane
 
     def _configuration(self, *, is_client: bool, keylog: _KeyLog) -> QuicConfiguration:
         return QuicConfiguration(
@@ -888,6 +930,33 @@ class Transport:
         self._server = server
         self.port = sock.getsockname()[1]
         self._stopped = False
+        if self.bulk_lane:
+            await self._start_lane(cert, key)
+
+    async def _start_lane(self, cert: Any, key: Any) -> None:
+        """The bulk lane listens on the QUIC address and port number, over TCP; if that
+        is taken the node runs without it (its peers send it shards over QUIC)."""
+        server = LaneServer(
+            node_id=self.node_id,
+            key=self._key,
+            dispatch=self._lane_dispatch,
+            context=lane.server_context(str(cert), str(key)),
+            fingerprint=self.certificate_fingerprint,
+            auth_timeout=2 * self.connect_timeout,
+        )
+        try:
+            await server.start(self.host, self.port)
+        except OSError as exc:
+            log.warning(
+                "bulk lane cannot listen on TCP %s:%d (%s): shard payloads to this node "
+                "go over QUIC",
+                self.host,
+                self.port,
+                exc,
+            )
+            return
+        self._lane_server = server
+        self.lane_port = server.port
 
     async def stop(self) -> None:
         """Close every connection and the endpoint; calls in flight get PeerUnavailable."""
@@ -907,6 +976,18 @@ class Transport:
         if self._server is not None:
             self._server.close()
             self._server = None
+        for warming in list(self._warming):
+            warming.cancel()
+        for entry in self._lanes.values():
+            if isinstance(entry, LanePool):
+                entry.close()
+            elif isinstance(entry, asyncio.Task):
+                entry.cancel()
+        self._lanes.clear()
+        if self._lane_server is not None:
+            await self._lane_server.stop()
+            self._lane_server = None
+            self.lane_port = 0
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.sleep(0)  # let the sockets' close callbacks run
 
@@ -924,12 +1005,14 @@ class Transport:
         body: bytes = b"",
         *,
         timeout: float | None = None,
+        bulk: bool = False,
     ) -> Reply:
         """Call `method` on the node at "host:port"; see RpcError and PeerUnavailable.
 
         `timeout` (default rpc_timeout) bounds everything: connecting, sending the body and
         the reply. On timeout or cancellation the stream is reset, which cancels the
-        remote handler.
+        remote handler. `bulk`: the call carries shard payload, so it takes the peer's
+        bulk lane when it offers one (cluster.lane), else QUIC.
         """
         if timeout is None:
             timeout = self.rpc_timeout
@@ -947,7 +1030,10 @@ class Transport:
         try:
             async with asyncio.timeout(timeout):
                 conn = await self._connection(address)
-                frame = await conn.request(head, body)
+                if bulk:
+                    frame = await self._bulk_request(conn, address, head, body)
+                else:
+                    frame = await conn.request(head, body)
         except TimeoutError:
             if conn is not None:
                 conn.probe()
@@ -996,6 +1082,10 @@ class Transport:
         if self._peers.get(address) is peer:
             peer.conn = conn
         conn.start_keepalive()
+        if self.bulk_lane:
+            warming = loop.create_task(self._warm_lane(conn, address))
+            self._warming.add(warming)
+            warming.add_done_callback(self._warming.discard)
         return conn
 
     async def _open(self, address: str) -> _Connection:
@@ -1047,8 +1137,118 @@ class Transport:
             conn.close_now(exc)
         raise exc
 
+    # -- the bulk lane
+
+    async def _bulk_request(
+        self, conn: _Connection, address: str, head: bytes, body: bytes | bytearray
+    ) -> Frame:
+        """Over the peer's lane if it offers one; over QUIC if not, or if the lane failed
+        before any of the request went out. PeerUnavailable if it failed after."""
+        counts = self.payload_counts.setdefault(address, PayloadCounts())
+        pool = await self._lane(conn, address) if self.bulk_lane else None
+        if pool is not None:
+            try:
+                frame = await pool.call(head, body)
+            except LaneError as exc:
+                if exc.sent:
+                    raise PeerUnavailable(f"{address}: bulk lane failed mid-call: {exc}") from None
+                log.debug("bulk lane to %s not used: %s", address, exc)
+            else:
+                counts.lane_calls += 1
+                counts.lane_bytes += frames.body_size(body) + len(frame.body)
+                return frame
+        frame = await conn.request(head, body)
+        counts.quic_calls += 1
+        counts.quic_bytes += frames.body_size(body) + len(frame.body)
+        return frame
+
+    async def _lane(self, conn: _Connection, address: str) -> LanePool | None:
+        """The lane `conn`'s peer offered (asked once per connection), if usable now."""
+        entry = self._lanes.get(conn)
+        if entry is None and conn not in self._lanes:
+            entry = asyncio.get_running_loop().create_task(self._ask_lane(conn, address))
+            entry.add_done_callback(_retrieve)
+            self._lanes[conn] = entry
+        if isinstance(entry, asyncio.Task):
+            try:
+                entry = await asyncio.shield(entry)
+            except asyncio.CancelledError:
+                if entry.cancelled():
+                    return None  # the connection went while asking
+                raise
+        return entry if entry is not None and entry.usable() else None
+
+    async def _warm_lane(self, conn: _Connection, address: str) -> None:
+        """Ask for the lane and open a connection as soon as the QUIC connection is up:
+        the first shard calls then find it ready."""
+        pool = await self._lane(conn, address)
+        if pool is not None:
+            await pool.warm()
+
+    async def _ask_lane(self, conn: _Connection, address: str) -> LanePool | None:
+        pool: LanePool | None = None
+        try:
+            offer = await conn._rpc(_LANE_OFFER, {})
+            if offer.get("version") != lane.VERSION:
+                raise ValueError(f"lane version {offer.get('version')!r}")
+            pool = LanePool(
+                host=_split_address(address)[0],
+                port=int(offer["port"]),
+                fingerprint=bytes.fromhex(str(offer["fingerprint"])).hex(),
+                node_id=self.node_id,
+                key=self._key,
+                connect_timeout=self.connect_timeout,
+            )
+        except RpcError as exc:  # an older node (UnknownMethod), or no lane there
+            log.info("%s offers no bulk lane (%s): shard payloads go over QUIC", address, exc)
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("%s made an unusable bulk lane offer (%s): using QUIC", address, exc)
+        except PeerUnavailable:
+            pass  # the connection is gone: the call fails on it too
+        if conn.closed is not None or self._lanes.get(conn) is not asyncio.current_task():
+            if pool is not None:
+                pool.close()
+            return None
+        self._lanes[conn] = pool
+        return pool
+
+    async def _offer_lane(self, request: Request) -> Reply:
+        if self._lane_server is None or not self.lane_port:
+            raise _LaneUnavailable("this node has no bulk lane")
+        return Reply(
+            {
+                "version": lane.VERSION,
+                "port": self.lane_port,
+                "fingerprint": self._lane_server.fingerprint,
+            }
+        )
+
+    async def _lane_dispatch(
+        self, method: str, args: dict[str, Any], body: bytes, peer: str
+    ) -> tuple[bytes, bytes | bytearray]:
+        handler = self._handlers.get(method)
+        if handler is None:
+            return frames.error_head("UnknownMethod", f"no handler for {method!r}"), b""
+        return await _answer(handler, Request(method, args, body, peer))
+
+    def status(self) -> dict[str, Any]:
+        """The bulk lane's state: this node's listener, and per peer address the path
+        its bulk calls took (counts and body bytes since the start)."""
+        peers: dict[str, Any] = {}
+        for address, counts in self.payload_counts.items():
+            peers[address] = {"lane": "none", **asdict(counts)}
+        for conn, entry in self._lanes.items():
+            if conn.address in peers and isinstance(entry, LanePool):
+                peers[conn.address]["lane"] = entry.state
+        return {"lane_port": self.lane_port or None, "peers": peers}
+
     def _forget(self, conn: _Connection) -> None:
         self._server_conns.discard(conn)
+        entry = self._lanes.pop(conn, None)
+        if isinstance(entry, LanePool):
+            entry.close()
+        elif isinstance(entry, asyncio.Task):
+            entry.cancel()
         peer = self._peers.get(conn.address)
         if peer is not None and peer.conn is conn:
             peer.conn = None
