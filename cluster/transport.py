@@ -832,6 +832,176 @@ class PayloadCounts:
     quic_bytes: int = 0
 
 
+class _Lanes:
+    """A Transport's bulk lane side (cluster.lane): the lane server it offers, the lanes
+    its peers offered (one per client QUIC connection, asked once), and per peer address
+    the path its bulk calls took."""
+
+    def __init__(self, owner: Transport) -> None:
+        self._owner = owner
+        self.server: LaneServer | None = None
+        #: The TCP port offered: the lane server's, 0 without one.
+        self.port = 0
+        self._offers: dict[_Connection, asyncio.Task[LanePool | None] | LanePool | None] = {}
+        self._warming: set[asyncio.Task[None]] = set()
+        self.counts: dict[str, PayloadCounts] = {}
+
+    async def start(self, cert: str, key: str) -> None:
+        """The bulk lane listens on the QUIC address and port number, over TCP; if that
+        is taken the node runs without it (its peers send it shards over QUIC)."""
+        owner = self._owner
+        server = LaneServer(
+            node_id=owner.node_id,
+            key=owner._key,
+            dispatch=self.dispatch,
+            context=lane.server_context(cert, key),
+            fingerprint=owner.certificate_fingerprint,
+            auth_timeout=2 * owner.connect_timeout,
+        )
+        try:
+            await server.start(owner.host, owner.port)
+        except OSError as exc:
+            log.warning(
+                "bulk lane cannot listen on TCP %s:%d (%s): shard payloads to this node "
+                "go over QUIC",
+                owner.host,
+                owner.port,
+                exc,
+            )
+            return
+        self.server = server
+        self.port = server.port
+
+    async def stop(self) -> None:
+        for warming in list(self._warming):
+            warming.cancel()
+        for entry in self._offers.values():
+            if isinstance(entry, LanePool):
+                entry.close()
+            elif isinstance(entry, asyncio.Task):
+                entry.cancel()
+        self._offers.clear()
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+            self.port = 0
+
+    def connected(self, conn: _Connection, address: str) -> None:
+        """A client QUIC connection is up: ask for its peer's lane and warm it."""
+        warming = asyncio.get_running_loop().create_task(self._warm(conn, address))
+        self._warming.add(warming)
+        warming.add_done_callback(self._warming.discard)
+
+    def forget(self, conn: _Connection) -> None:
+        """The QUIC connection is gone, and the lane offered on it with it."""
+        entry = self._offers.pop(conn, None)
+        if isinstance(entry, LanePool):
+            entry.close()
+        elif isinstance(entry, asyncio.Task):
+            entry.cancel()
+
+    async def request(
+        self, conn: _Connection, address: str, head: bytes, body: bytes | bytearray
+    ) -> Frame:
+        """Over the peer's lane if it offers one; over QUIC if not, or if the lane failed
+        before any of the request went out. PeerUnavailable if it failed after."""
+        counts = self.counts.setdefault(address, PayloadCounts())
+        pool = await self._lane(conn, address) if self._owner.bulk_lane else None
+        if pool is not None:
+            try:
+                frame = await pool.call(head, body)
+            except LaneError as exc:
+                if exc.sent:
+                    raise PeerUnavailable(f"{address}: bulk lane failed mid-call: {exc}") from None
+                log.debug("bulk lane to %s not used: %s", address, exc)
+            else:
+                counts.lane_calls += 1
+                counts.lane_bytes += frames.body_size(body) + len(frame.body)
+                return frame
+        frame = await conn.request(head, body)
+        counts.quic_calls += 1
+        counts.quic_bytes += frames.body_size(body) + len(frame.body)
+        return frame
+
+    async def _lane(self, conn: _Connection, address: str) -> LanePool | None:
+        """The lane `conn`'s peer offered (asked once per connection), if usable now."""
+        entry = self._offers.get(conn)
+        if entry is None and conn not in self._offers:
+            entry = asyncio.get_running_loop().create_task(self._ask(conn, address))
+            entry.add_done_callback(_retrieve)
+            self._offers[conn] = entry
+        if isinstance(entry, asyncio.Task):
+            try:
+                entry = await asyncio.shield(entry)
+            except asyncio.CancelledError:
+                if entry.cancelled():
+                    return None  # the connection went while asking
+                raise
+        return entry if entry is not None and entry.usable() else None
+
+    async def _warm(self, conn: _Connection, address: str) -> None:
+        """Ask for the lane and open a connection as soon as the QUIC connection is up:
+        the first shard calls then find it ready."""
+        pool = await self._lane(conn, address)
+        if pool is not None:
+            await pool.warm()
+
+    async def _ask(self, conn: _Connection, address: str) -> LanePool | None:
+        pool: LanePool | None = None
+        try:
+            offer = await conn._rpc(_LANE_OFFER, {})
+            if offer.get("version") != lane.VERSION:
+                raise ValueError(f"lane version {offer.get('version')!r}")
+            pool = LanePool(
+                host=_split_address(address)[0],
+                port=int(offer["port"]),
+                fingerprint=bytes.fromhex(str(offer["fingerprint"])).hex(),
+                node_id=self._owner.node_id,
+                key=self._owner._key,
+                connect_timeout=self._owner.connect_timeout,
+            )
+        except RpcError as exc:  # an older node (UnknownMethod), or no lane there
+            log.info("%s offers no bulk lane (%s): shard payloads go over QUIC", address, exc)
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("%s made an unusable bulk lane offer (%s): using QUIC", address, exc)
+        except PeerUnavailable:
+            pass  # the connection is gone: the call fails on it too
+        if conn.closed is not None or self._offers.get(conn) is not asyncio.current_task():
+            if pool is not None:
+                pool.close()
+            return None
+        self._offers[conn] = pool
+        return pool
+
+    async def offer(self, request: Request) -> Reply:
+        if self.server is None or not self.port:
+            raise _LaneUnavailable("this node has no bulk lane")
+        return Reply(
+            {
+                "version": lane.VERSION,
+                "port": self.port,
+                "fingerprint": self.server.fingerprint,
+            }
+        )
+
+    async def dispatch(
+        self, method: str, args: dict[str, Any], body: bytes, peer: str
+    ) -> tuple[bytes, bytes | bytearray]:
+        handler = self._owner._handlers.get(method)
+        if handler is None:
+            return frames.error_head("UnknownMethod", f"no handler for {method!r}"), b""
+        return await _answer(handler, Request(method, args, body, peer))
+
+    def status(self) -> dict[str, Any]:
+        peers: dict[str, Any] = {}
+        for address, counts in self.counts.items():
+            peers[address] = {"lane": "none", **asdict(counts)}
+        for conn, entry in self._offers.items():
+            if conn.address in peers and isinstance(entry, LanePool):
+                peers[conn.address]["lane"] = entry.state
+        return {"lane_port": self.port or None, "peers": peers}
+
+
 class Transport:
     """The node's QUIC endpoint: serves registered handlers and calls other nodes."""
 
@@ -879,14 +1049,27 @@ class Transport:
         self.observer: CallObserver | None = None
         #: Serve and use the bulk lane (cluster.lane) for bulk calls; False: QUIC only.
         self.bulk_lane = bulk_lane
-        self._lane_server: LaneServer | None = None
-        #: The TCP port this node's lane offers (its lane server's; a test may point it
-        #: elsewhere); 0 while there is no lane to offer.
-        self.lane_port = 0
-        self._lanes: dict[_Connection, asyncio.Task[LanePool | None] | LanePool | None] = {}
-        self.payload_counts: dict[str, PayloadCounts] = {}
-        self._warming: set[asyncio.Task[None]] = set()
-        self._handlers[_LANE_OFFER] = self._offer_lane
+        self._lanes = _Lanes(self)
+        self._handlers[_LANE_OFFER] = self._lanes.offer
+
+    @property
+    def lane_port(self) -> int:
+        """The TCP port this node's lane offers; 0 while it has none to offer."""
+        return self._lanes.port
+
+    @lane_port.setter
+    def lane_port(self, port: int) -> None:  # a test points it at a proxy
+        self._lanes.port = port
+
+    @property
+    def payload_counts(self) -> dict[str, PayloadCounts]:
+        """Per peer address: the bulk calls made to it, by the path they took."""
+        return self._lanes.counts
+
+    def status(self) -> dict[str, Any]:
+        """The bulk lane's state: this node's lane port, and per peer address the lane's
+        state and the path its bulk calls took (counts and body bytes since the start)."""
+        return self._lanes.status()
 
     def _configuration(self, *, is_client: bool, keylog: _KeyLog) -> QuicConfiguration:
         return QuicConfiguration(
@@ -931,32 +1114,7 @@ class Transport:
         self.port = sock.getsockname()[1]
         self._stopped = False
         if self.bulk_lane:
-            await self._start_lane(cert, key)
-
-    async def _start_lane(self, cert: Any, key: Any) -> None:
-        """The bulk lane listens on the QUIC address and port number, over TCP; if that
-        is taken the node runs without it (its peers send it shards over QUIC)."""
-        server = LaneServer(
-            node_id=self.node_id,
-            key=self._key,
-            dispatch=self._lane_dispatch,
-            context=lane.server_context(str(cert), str(key)),
-            fingerprint=self.certificate_fingerprint,
-            auth_timeout=2 * self.connect_timeout,
-        )
-        try:
-            await server.start(self.host, self.port)
-        except OSError as exc:
-            log.warning(
-                "bulk lane cannot listen on TCP %s:%d (%s): shard payloads to this node "
-                "go over QUIC",
-                self.host,
-                self.port,
-                exc,
-            )
-            return
-        self._lane_server = server
-        self.lane_port = server.port
+            await self._lanes.start(str(cert), str(key))
 
     async def stop(self) -> None:
         """Close every connection and the endpoint; calls in flight get PeerUnavailable."""
@@ -976,18 +1134,7 @@ class Transport:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for warming in list(self._warming):
-            warming.cancel()
-        for entry in self._lanes.values():
-            if isinstance(entry, LanePool):
-                entry.close()
-            elif isinstance(entry, asyncio.Task):
-                entry.cancel()
-        self._lanes.clear()
-        if self._lane_server is not None:
-            await self._lane_server.stop()
-            self._lane_server = None
-            self.lane_port = 0
+        await self._lanes.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.sleep(0)  # let the sockets' close callbacks run
 
@@ -1031,7 +1178,7 @@ class Transport:
             async with asyncio.timeout(timeout):
                 conn = await self._connection(address)
                 if bulk:
-                    frame = await self._bulk_request(conn, address, head, body)
+                    frame = await self._lanes.request(conn, address, head, body)
                 else:
                     frame = await conn.request(head, body)
         except TimeoutError:
@@ -1083,9 +1230,7 @@ class Transport:
             peer.conn = conn
         conn.start_keepalive()
         if self.bulk_lane:
-            warming = loop.create_task(self._warm_lane(conn, address))
-            self._warming.add(warming)
-            warming.add_done_callback(self._warming.discard)
+            self._lanes.connected(conn, address)
         return conn
 
     async def _open(self, address: str) -> _Connection:
@@ -1137,118 +1282,9 @@ class Transport:
             conn.close_now(exc)
         raise exc
 
-    # -- the bulk lane
-
-    async def _bulk_request(
-        self, conn: _Connection, address: str, head: bytes, body: bytes | bytearray
-    ) -> Frame:
-        """Over the peer's lane if it offers one; over QUIC if not, or if the lane failed
-        before any of the request went out. PeerUnavailable if it failed after."""
-        counts = self.payload_counts.setdefault(address, PayloadCounts())
-        pool = await self._lane(conn, address) if self.bulk_lane else None
-        if pool is not None:
-            try:
-                frame = await pool.call(head, body)
-            except LaneError as exc:
-                if exc.sent:
-                    raise PeerUnavailable(f"{address}: bulk lane failed mid-call: {exc}") from None
-                log.debug("bulk lane to %s not used: %s", address, exc)
-            else:
-                counts.lane_calls += 1
-                counts.lane_bytes += frames.body_size(body) + len(frame.body)
-                return frame
-        frame = await conn.request(head, body)
-        counts.quic_calls += 1
-        counts.quic_bytes += frames.body_size(body) + len(frame.body)
-        return frame
-
-    async def _lane(self, conn: _Connection, address: str) -> LanePool | None:
-        """The lane `conn`'s peer offered (asked once per connection), if usable now."""
-        entry = self._lanes.get(conn)
-        if entry is None and conn not in self._lanes:
-            entry = asyncio.get_running_loop().create_task(self._ask_lane(conn, address))
-            entry.add_done_callback(_retrieve)
-            self._lanes[conn] = entry
-        if isinstance(entry, asyncio.Task):
-            try:
-                entry = await asyncio.shield(entry)
-            except asyncio.CancelledError:
-                if entry.cancelled():
-                    return None  # the connection went while asking
-                raise
-        return entry if entry is not None and entry.usable() else None
-
-    async def _warm_lane(self, conn: _Connection, address: str) -> None:
-        """Ask for the lane and open a connection as soon as the QUIC connection is up:
-        the first shard calls then find it ready."""
-        pool = await self._lane(conn, address)
-        if pool is not None:
-            await pool.warm()
-
-    async def _ask_lane(self, conn: _Connection, address: str) -> LanePool | None:
-        pool: LanePool | None = None
-        try:
-            offer = await conn._rpc(_LANE_OFFER, {})
-            if offer.get("version") != lane.VERSION:
-                raise ValueError(f"lane version {offer.get('version')!r}")
-            pool = LanePool(
-                host=_split_address(address)[0],
-                port=int(offer["port"]),
-                fingerprint=bytes.fromhex(str(offer["fingerprint"])).hex(),
-                node_id=self.node_id,
-                key=self._key,
-                connect_timeout=self.connect_timeout,
-            )
-        except RpcError as exc:  # an older node (UnknownMethod), or no lane there
-            log.info("%s offers no bulk lane (%s): shard payloads go over QUIC", address, exc)
-        except (KeyError, ValueError, TypeError) as exc:
-            log.warning("%s made an unusable bulk lane offer (%s): using QUIC", address, exc)
-        except PeerUnavailable:
-            pass  # the connection is gone: the call fails on it too
-        if conn.closed is not None or self._lanes.get(conn) is not asyncio.current_task():
-            if pool is not None:
-                pool.close()
-            return None
-        self._lanes[conn] = pool
-        return pool
-
-    async def _offer_lane(self, request: Request) -> Reply:
-        if self._lane_server is None or not self.lane_port:
-            raise _LaneUnavailable("this node has no bulk lane")
-        return Reply(
-            {
-                "version": lane.VERSION,
-                "port": self.lane_port,
-                "fingerprint": self._lane_server.fingerprint,
-            }
-        )
-
-    async def _lane_dispatch(
-        self, method: str, args: dict[str, Any], body: bytes, peer: str
-    ) -> tuple[bytes, bytes | bytearray]:
-        handler = self._handlers.get(method)
-        if handler is None:
-            return frames.error_head("UnknownMethod", f"no handler for {method!r}"), b""
-        return await _answer(handler, Request(method, args, body, peer))
-
-    def status(self) -> dict[str, Any]:
-        """The bulk lane's state: this node's listener, and per peer address the path
-        its bulk calls took (counts and body bytes since the start)."""
-        peers: dict[str, Any] = {}
-        for address, counts in self.payload_counts.items():
-            peers[address] = {"lane": "none", **asdict(counts)}
-        for conn, entry in self._lanes.items():
-            if conn.address in peers and isinstance(entry, LanePool):
-                peers[conn.address]["lane"] = entry.state
-        return {"lane_port": self.lane_port or None, "peers": peers}
-
     def _forget(self, conn: _Connection) -> None:
         self._server_conns.discard(conn)
-        entry = self._lanes.pop(conn, None)
-        if isinstance(entry, LanePool):
-            entry.close()
-        elif isinstance(entry, asyncio.Task):
-            entry.cancel()
+        self._lanes.forget(conn)
         peer = self._peers.get(conn.address)
         if peer is not None and peer.conn is conn:
             peer.conn = None
