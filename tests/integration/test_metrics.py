@@ -373,7 +373,7 @@ def test_erasure_node_exposes_drives_and_healing(tmp_path: Path) -> None:
     config = erasure_config(tmp_path / "drives") | {"storage": {"directory": str(tmp_path)}}
     with SyncServer(config) as server, httpx.Client(base_url=server.endpoint_url) as client:
         assert client.put("/healme").status_code == 200
-        assert client.put("/healme/obj", content=os.urandom(100_000)).status_code == 200
+        assert client.put("/healme/obj", content=os.urandom(200_000)).status_code == 200
         got = scrape(client)
         drives = {dict(labels)["drive"] for labels in got.labelled("shoal_drive_online")}
         assert len(drives) == 6
@@ -389,7 +389,7 @@ def test_erasure_node_exposes_drives_and_healing(tmp_path: Path) -> None:
         healed = got.value("shoal_heal_shards_healed_total")
         scanned = got.value("shoal_heal_objects_scanned_total")
 
-        shards = sorted(
+        shards = sorted(  # (200 kB: past the size whose shards stay in the record)
             (tmp_path / "drives").glob("drive*/.smartstorage/data/healme/obj*/*/chunk-0")
         )
         (lost,) = list(shards[0].glob("shard-*.dat"))
@@ -400,7 +400,7 @@ def test_erasure_node_exposes_drives_and_healing(tmp_path: Path) -> None:
         assert after.value("shoal_heal_shards_healed_total") >= healed + 1
         assert after.value("shoal_heal_objects_scanned_total") >= scanned + 1
         assert after.value("shoal_bucket_objects", bucket="healme") == 1
-        assert after.value("shoal_bucket_bytes", bucket="healme") == 100_000
+        assert after.value("shoal_bucket_bytes", bucket="healme") == 200_000
 
 
 @pytest.mark.slow

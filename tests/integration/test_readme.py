@@ -99,12 +99,10 @@ def test_readme_cluster_example_serves(tmp_path: Path) -> None:
         assert client.get_object(Bucket="readme", Key="a/b.txt")["Body"].read() == (
             b"across six drives"
         )
-        shards = list(
-            tmp_path.glob(
-                "d*/.smartstorage/data/readme/a/b.txt._storage_object/*/chunk-0/shard-*.dat"
-            )
-        )
-        assert len(shards) == 6
+        # A small object's shards live in its record on each drive (one per drive).
+        records = list(tmp_path.glob("d*/.smartstorage/data/readme/a/b.txt.*.metadata.json"))
+        assert len(records) == 6
+        assert all('"inline"' in record.read_text() for record in records)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
