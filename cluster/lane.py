@@ -21,8 +21,9 @@ both prove the cluster secret as on QUIC (hello with nonces, server proof, clien
 see cluster.transport), bound to the server certificate's fingerprint (RFC 5929's
 tls-server-end-point binding: a relay presents another certificate, so proofs made
 through it do not verify at either end). The server serves nothing before the client's
-proof, closes a connection that has not proven it within the auth timeout, and keeps at
-most MAX_CONNECTIONS. The secret never travels and is never logged.
+proof, accepts no frame with a body (nor a header above 4 KiB) before it, closes a
+connection that has not proven it within the auth timeout, and keeps at most
+MAX_CONNECTIONS. The secret never travels and is never logged.
 
 Calls. One call at a time per connection: a request frame, then a response or error
 frame (cluster.frames, unchanged), read straight into the body's buffer (a
@@ -68,6 +69,7 @@ MAX_CONNECTIONS = 256  # connections a node's lane server keeps at most
 _WRITE_HIGH = 4 << 20  # transport buffer above which writers wait
 _BACKOFF_MIN, _BACKOFF_MAX = 1.0, 60.0
 _HELLO, _PROOF = "_lane.hello", "_lane.proof"
+_AUTH_HEAD = 4096  # header bytes a frame may have before the client's proof
 
 #: Answers one authenticated request: (method, args, body, peer id) -> (head, body).
 Dispatch = Callable[[str, dict[str, Any], bytes, str], Awaitable[tuple[bytes, Any]]]
@@ -126,6 +128,9 @@ class FrameConnection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.closed: LaneError | None = None
         self.received = 0  # body bytes received, for the transport's counters
+        #: Largest header and body accepted: a server lowers them until the client has
+        #: proven the secret, so nobody unauthenticated makes it allocate 64 MiB buffers.
+        self.max_head, self.max_body = frames.MAX_HEADER, frames.MAX_BODY
         self._loop = asyncio.get_running_loop()
         #: Done once the socket is closed (connection_lost ran).
         self.gone: asyncio.Future[None] = self._loop.create_future()
@@ -186,6 +191,8 @@ class FrameConnection(asyncio.BufferedProtocol):
         """The current buffer is full: parse it and point at the next one."""
         if self._prefix is None:
             self._prefix = frames.parse_prefix(self._pre, self._expect)
+            if self._prefix.head_len > self.max_head or self._prefix.body_len > self.max_body:
+                raise FrameError("FrameTooLarge", "frame larger than accepted now")
             self._head = bytearray(self._prefix.head_len)
             self._set_buffer(self._head)
             if self._head:
@@ -528,6 +535,7 @@ class LaneServer:
             await server.wait_closed()
 
     def _accepted(self, conn: FrameConnection) -> None:
+        conn.max_head, conn.max_body = _AUTH_HEAD, 0  # until the client's proof
         if len(self._tasks) >= MAX_CONNECTIONS:
             log.warning("bulk lane: %d connections open, refusing another", MAX_CONNECTIONS)
             conn.abort()
@@ -554,6 +562,7 @@ class LaneServer:
             if peer is None:
                 refused = True  # close after the error frame went out
                 return
+            conn.max_head, conn.max_body = frames.MAX_HEADER, frames.MAX_BODY
             while True:
                 frame = await conn.read_frame()
                 method, args = frame.header.get("method"), frame.header.get("args", {})

@@ -215,6 +215,23 @@ async def test_a_client_without_the_secret_is_refused(make: Make) -> None:
     pool.close()
 
 
+async def test_before_its_proof_a_client_cannot_send_a_body(make: Make) -> None:
+    """A frame declaring a body (here 64 MiB) before the proof is cut at its prefix."""
+    b = await make("b")
+    loop = asyncio.get_running_loop()
+    _, conn = await loop.create_connection(
+        lambda: FrameConnection((Kind.RESPONSE, Kind.ERROR)),
+        "127.0.0.1",
+        b.lane_port,
+        ssl=lane.client_context(),
+    )
+    assert conn.transport is not None
+    hello = {"method": "_lane.hello", "args": {"node": "x", "nonce": "00" * 32}}
+    conn.transport.write(frames.encode_head(Kind.REQUEST, hello, frames.MAX_BODY))
+    with pytest.raises(LaneError):
+        await asyncio.wait_for(conn.read_frame(), 5)  # cut, nothing answered
+
+
 async def test_a_server_with_another_certificate_is_not_trusted(make: Make) -> None:
     b = await make("b")
     b.handle("echo", echo)
