@@ -100,6 +100,17 @@ async def test_a_peer_without_a_lane_gets_bulk_calls_over_quic(make: Make) -> No
     assert b.lane_port == 0 and a.status()["peers"][addr(b)]["lane"] == "none"
 
 
+async def test_an_older_peer_that_knows_no_offer_gets_bulk_calls_over_quic(
+    make: Make,
+) -> None:
+    a, b = await make("a"), await make("b")
+    del b._handlers["_lane.offer"]  # as a node from before the lane: UnknownMethod
+    b.handle("echo", echo)
+    body = os.urandom(MIB)
+    assert bytes((await a.call(addr(b), "echo", {}, body, bulk=True)).body) == body
+    assert counts(a, b) == (0, 1)
+
+
 def _taken_port() -> tuple[socket.socket, int]:
     """A TCP port something else listens on, whose UDP port is free."""
     while True:
