@@ -44,8 +44,10 @@ scalars = st.one_of(
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(min_size=1, max_size=12), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(min_size=1, max_size=12), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 credential = st.fixed_dictionaries(
@@ -61,9 +63,7 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
     for _ in range(draw(st.integers(0, 6))):
         dotted = draw(st.sampled_from(KEYS).flatmap(spellings) | st.text(min_size=1, max_size=12))
         value = draw(
-            st.lists(credential | values, max_size=3)
-            if dotted.startswith("auth.cred")
-            else values
+            st.lists(credential | values, max_size=3) if dotted.startswith("auth.cred") else values
         )
         node = doc
         *parents, leaf = dotted.split(".")
