@@ -25,6 +25,7 @@ import re
 import secrets
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
@@ -268,8 +269,11 @@ class Baseline:
             os.close(fd)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def serve(app_for: Callable[[str], Any], name: str, argv: list[str] | None = None) -> int:
+    """Run `app_for(data dir)` on uvicorn with shoal's settings (uvloop, httptools, one
+    worker), announcing `<name> listening on <url>` once it serves; shared by the raw
+    ASGI server (rawasgi.py)."""
+    parser = argparse.ArgumentParser(description=f"the bench's {name} server")
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--dir", required=True)
@@ -280,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.address, args.port))
     config = uvicorn.Config(
-        Baseline(root),
+        app_for(root),
         loop="uvloop",
         http="httptools",
         ws="none",
@@ -299,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             await super().startup(sockets=sockets)
             if self.started:
                 host, port = sock.getsockname()[:2]
-                print(f"baseline listening on http://{host}:{port}", flush=True)
+                print(f"{name} listening on http://{host}:{port}", flush=True)
 
     try:
         Announcing(config).run(sockets=[sock])
@@ -308,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sock.close()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve(Baseline, "baseline", argv)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,11 @@ Usage: `python bench/rawasgi.py --address 127.0.0.1 --port 0 --dir DIR`; prints
 
 from __future__ import annotations
 
-import argparse
 import os
-import socket
 import sys
 from typing import Any
 
-import uvicorn
+from baseline import serve
 
 CHUNK = 1 << 20
 
@@ -109,44 +107,7 @@ class RawFiles:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--address", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--dir", required=True)
-    args = parser.parse_args(argv)
-    root = os.path.abspath(args.dir)
-    os.makedirs(root, exist_ok=True)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.address, args.port))
-    config = uvicorn.Config(
-        RawFiles(root),
-        loop="uvloop",
-        http="httptools",
-        ws="none",
-        lifespan="on",
-        interface="asgi3",
-        proxy_headers=False,
-        server_header=False,
-        access_log=False,
-        log_level="warning",
-        workers=1,
-    )
-
-    class Announcing(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets=sockets)
-            if self.started:
-                host, port = sock.getsockname()[:2]
-                print(f"rawasgi listening on http://{host}:{port}", flush=True)
-
-    try:
-        Announcing(config).run(sockets=[sock])
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        sock.close()
-    return 0
+    return serve(RawFiles, "rawasgi", argv)
 
 
 if __name__ == "__main__":
