@@ -40,6 +40,7 @@ from typing import Any
 import memory
 import plaintext
 import procs
+from table import fmt
 
 MiB = 1 << 20
 SMALL = 4096
@@ -432,16 +433,6 @@ def build_rows(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def fmt(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if v >= 1000:
-        return f"{v:,.0f}"
-    if v >= 10:
-        return f"{v:.1f}"
-    return f"{v:.2f}"
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
