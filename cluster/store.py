@@ -68,6 +68,7 @@ class DistributedStore(ErasureStore):
         self._remotes: defaultdict[str, list[RemoteDrive]] = defaultdict(list)  # by node
 
     async def open(self) -> None:
+        self.transport.expect_handlers()  # (until the drive service below is registered)
         await self.transport.start()
         host = self._advertise or "127.0.0.1"
         self.membership = Membership(
@@ -95,6 +96,7 @@ class DistributedStore(ErasureStore):
         DriveService(self.transport, local)
         self.transport.handle("store.busy", self._serve_busy)
         self.transport.handle("store.forget_bucket", self._serve_forget_bucket)
+        self.transport.serving()
         self.membership.on_view = self._view_changed
         self.membership.on_peer_back = lambda node: self._drive_returned()
         self._view_changed(self.membership.view)  # one adopted while the drives opened

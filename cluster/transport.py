@@ -166,6 +166,12 @@ Handler = Callable[[Request], Awaitable[Reply]]
 CallObserver = Callable[[str, float, int, int], None]
 
 
+class _UnknownMethod(Exception):
+    """Refuses a call no handler serves (after waiting for the node's start to finish)."""
+
+    code = "UnknownMethod"
+
+
 class _LaneUnavailable(Exception):
     """Refuses a lane offer: this node's lane is not listening."""
 
@@ -697,7 +703,7 @@ class _Connection(QuicConnectionProtocol):
             self._check_proof(sid, args)
         elif not self.authenticated:
             self._refuse(sid, "AccessDenied", "this connection has not authenticated")
-        elif (handler := self._owner._handlers.get(method)) is None:
+        elif (handler := self._owner.handler_for(method)) is None:
             self._refuse(sid, "UnknownMethod", f"no handler for {method!r}")
         else:
             assert self.peer_id is not None
@@ -987,7 +993,7 @@ class _Lanes:
     async def dispatch(
         self, method: str, args: dict[str, Any], body: bytes, peer: str
     ) -> tuple[bytes, bytes | bytearray]:
-        handler = self._owner._handlers.get(method)
+        handler = self._owner.handler_for(method)
         if handler is None:
             return frames.error_head("UnknownMethod", f"no handler for {method!r}"), b""
         return await _answer(handler, Request(method, args, body, peer))
@@ -1051,6 +1057,9 @@ class Transport:
         self.bulk_lane = bulk_lane
         self._lanes = _Lanes(self)
         self._handlers[_LANE_OFFER] = self._lanes.offer
+        #: Set once every handler is registered (see expect_handlers).
+        self._serving = asyncio.Event()
+        self._serving.set()
 
     @property
     def lane_port(self) -> int:
@@ -1137,6 +1146,34 @@ class Transport:
         await self._lanes.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.sleep(0)  # let the sockets' close callbacks run
+
+    def expect_handlers(self) -> None:
+        """Calls arriving before `serving()` for a method not yet handled wait for it (up
+        to rpc_timeout) instead of being refused: a peer further along in its start may
+        call this node's drives before this node has registered their service, and a
+        refusal would count against those drives' health."""
+        self._serving.clear()
+
+    def serving(self) -> None:
+        """Every handler is registered: unknown methods are refused at once from now on."""
+        self._serving.set()
+
+    def handler_for(self, method: str) -> Handler | None:
+        """`method`'s handler; while handlers are expected, one that waits for it."""
+        handler = self._handlers.get(method)
+        if handler is not None or self._serving.is_set():
+            return handler
+
+        async def when_registered(request: Request) -> Reply:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.rpc_timeout):
+                    await self._serving.wait()
+            registered = self._handlers.get(method)
+            if registered is None:
+                raise _UnknownMethod(f"no handler for {method!r}")
+            return await registered(request)
+
+        return when_registered
 
     def handle(self, method: str, handler: Handler) -> None:
         """Serve `method` with `handler` (replacing any earlier one); "_" names are reserved."""

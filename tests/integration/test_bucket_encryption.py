@@ -401,7 +401,7 @@ def test_a_post_form_carries_its_encryption_fields(
 
 
 def test_plain_writes_get_the_default(server: SyncServer, s3: Any, bucket: str) -> None:
-    clear, sealed = pattern_body(100_000, b"CLEAR"), pattern_body(100_000, b"DEFAULT")
+    clear, sealed = pattern_body(300_000, b"CLEAR"), pattern_body(100_000, b"DEFAULT")
     s3.put_object(Bucket=bucket, Key="before", Body=clear)
     rule = {
         "ApplyServerSideEncryptionByDefault": {

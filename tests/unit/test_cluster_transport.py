@@ -131,6 +131,23 @@ async def test_remote_errors(make: Make) -> None:
         b.handle("_auth.hello", echo)  # reserved names
 
 
+async def test_calls_before_a_starting_node_serves_them_wait_for_it(make: Make) -> None:
+    """A peer further along in its start calls b before b has registered that method:
+    the call waits for it instead of being refused (a refusal counted against the
+    drives it names); once b serves everything, unknown methods are refused again."""
+    a, b = await make("a"), await make("b")
+    b.expect_handlers()
+    early = asyncio.ensure_future(a.call(addr(b), "drive.later", {"n": 1}, b"early"))
+    await asyncio.wait({early}, timeout=0.2)  # (bounded: it must still be waiting)
+    assert not early.done()
+    b.handle("drive.later", echo)
+    b.serving()
+    assert (await early).body == b"early"
+    with pytest.raises(RpcError) as err:
+        await a.call(addr(b), "no.such.method")
+    assert err.value.code == "UnknownMethod"
+
+
 async def _hanging(started: asyncio.Event, cancelled: asyncio.Event) -> Callable[..., Any]:
     async def handler(r: Request) -> Reply:
         started.set()
