@@ -306,7 +306,8 @@ async def proxied(make: Make) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
     proxies: list[Proxy] = []
 
     async def start(tamper: Callable[[str, int, bytes], bytes | None]) -> Any:
-        a, b = await make("a"), await make("b")
+        # (a generous connect timeout: the proxy's hops on a busy machine)
+        a, b = await make("a", connect_timeout=10.0), await make("b", connect_timeout=10.0)
         proxy = Proxy(b.lane_port, tamper)
         await proxy.start()
         proxies.append(proxy)
@@ -368,6 +369,10 @@ async def test_bytes_altered_on_the_way_are_never_delivered(proxied: Any) -> Non
 
     a, b, _ = await proxied(flip)
     b.handle("source", source)
+    # The lane is up first (a busy machine could make the first call fall back to QUIC,
+    # which the proxy does not see): a small reply, under the offset where bytes flip.
+    await a.call(addr(b), "source", {"n": 1024}, bulk=True)
+    assert counts(a, b) == (1, 0)
     with pytest.raises(PeerUnavailable):  # TLS refuses the record: no corrupt body
         await a.call(addr(b), "source", {"n": 16 * MIB}, bulk=True)
     assert flipped["done"]
