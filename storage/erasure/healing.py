@@ -259,6 +259,8 @@ class Healer:
     def status(self) -> dict[str, Any]:
         return {
             "running": self.current is not None,
+            # a scan asked for by a drive's return that has not finished yet
+            "scan_pending": self._scan_requested is not None and not self._scan_requested.done(),
             "backlog": self.backlog,
             "interval_seconds": self.interval,
             "current": asdict(self.current) if self.current else None,
