@@ -1,7 +1,8 @@
 """The fair baseline: a minimal ASGI app that only moves bytes between sockets and files.
 
-Run by uvicorn with the settings shoal uses (uvloop, httptools, one worker, lifespan on,
-no access log, no Server header). It does the least an object server must:
+Run by uvicorn with the settings shoal uses (uvloop, httptools, one worker, no access
+log, no Server header; lifespan off, as there is nothing to start). It does the least
+an object server must:
 
 - `PUT /b` makes a bucket directory; `PUT /b/k` streams the body into a temporary file
   in 1 MiB writes on worker threads (anyio.to_thread), fsyncs it, renames it into place
@@ -130,9 +131,7 @@ def _list(bucket_dir: str) -> bytes:
     return "\n".join(names).encode()
 
 
-async def _respond(
-    send: Send, status: int, body: bytes = b"", ctype: bytes = b"text/plain"
-) -> None:
+async def respond(send: Send, status: int, body: bytes = b"", ctype: bytes = b"text/plain") -> None:
     headers = [(b"content-length", str(len(body)).encode()), (b"content-type", ctype)]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -147,45 +146,37 @@ class Baseline:
         os.makedirs(self.tmp, exist_ok=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
         if scope["type"] != "http":
             return
         method: str = scope["method"]
         bucket, _, key = scope["path"].lstrip("/").partition("/")
         if not bucket:
-            await _respond(send, 200, b"baseline\n")
+            await respond(send, 200, b"baseline\n")
             return
         if bucket.startswith(".") or ".." in key.split("/") or key.startswith("/"):
-            await _respond(send, 400, b"bad name\n")
+            await respond(send, 400, b"bad name\n")
             return
         bucket_dir = os.path.join(self.root, bucket)
         if method == "PUT" and not key:
             await anyio.to_thread.run_sync(lambda: os.makedirs(bucket_dir, exist_ok=True))
-            await _respond(send, 200)
+            await respond(send, 200)
         elif method == "PUT":
             await self.put(receive, send, bucket_dir, os.path.join(bucket_dir, key))
         elif method == "GET" and not key:
             try:
                 listing = await anyio.to_thread.run_sync(_list, bucket_dir)
             except FileNotFoundError:
-                await _respond(send, 404, b"no such bucket\n")
+                await respond(send, 404, b"no such bucket\n")
                 return
-            await _respond(send, 200, listing)
+            await respond(send, 200, listing)
         elif method == "GET":
             await self.get(scope, send, os.path.join(bucket_dir, key))
         else:
-            await _respond(send, 405, b"method not allowed\n")
+            await respond(send, 405, b"method not allowed\n")
 
     async def put(self, receive: Receive, send: Send, bucket_dir: str, dest: str) -> None:
         if not os.path.isdir(bucket_dir):
-            await _respond(send, 404, b"no such bucket\n")
+            await respond(send, 404, b"no such bucket\n")
             return
         tmp = os.path.join(self.tmp, secrets.token_hex(10))
         fd = -1
@@ -218,7 +209,7 @@ class Baseline:
                 os.close(fd)
             _unlink_quiet(tmp)
             raise
-        await _respond(send, 200)
+        await respond(send, 200)
 
     async def get(self, scope: Scope, send: Send, path: str) -> None:
         range_header = None
@@ -230,7 +221,7 @@ class Baseline:
                 _open_read, path, range_header
             )
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            await _respond(send, 404, b"no such key\n")
+            await respond(send, 404, b"no such key\n")
             return
         if end == -2:
             await send(
@@ -288,7 +279,7 @@ def serve(app_for: Callable[[str], Any], name: str, argv: list[str] | None = Non
         loop="uvloop",
         http="httptools",
         ws="none",
-        lifespan="on",
+        lifespan="off",
         interface="asgi3",
         proxy_headers=False,
         server_header=False,

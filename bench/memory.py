@@ -16,7 +16,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from typing import Any
@@ -130,9 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         help="an erasure-coded node (6 drive folders, 4+2) instead",
     )
     args = parser.parse_args(argv)
-    work = tempfile.mkdtemp(prefix="shoal-bench-mem-")
-    name = "erasure node" if args.erasure else "shoal"
-    try:
+    with procs.scratch("shoal-bench-mem-") as (work, _):
+        name = "erasure node" if args.erasure else "shoal"
         r = run_memory_test(
             work,
             args.size_mib * MiB,
@@ -142,9 +140,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(describe(r, name))
         return 0 if r["pass"] else 1
-    finally:
-        procs.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

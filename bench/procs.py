@@ -13,13 +13,15 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sigv4 import Credentials, signed_headers
@@ -107,6 +109,30 @@ def stop_all() -> None:
             stop(proc, grace=5.0)
         except Exception as e:  # keep stopping the others
             print(f"bench: could not stop pid {proc.pid}: {e}", file=sys.stderr)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def scratch(prefix: str) -> Iterator[tuple[str, Callable[[str], None]]]:
+    """A bench run's frame: a scratch folder and a timed log to stderr; SIGTERM and
+    SIGINT (even when started in the background, where SIGINT is ignored) raise
+    KeyboardInterrupt; on the way out every server is stopped and the folder removed."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    work = tempfile.mkdtemp(prefix=prefix)
+    t_start = time.monotonic()
+
+    def log(msg: str) -> None:
+        print(f"[{time.monotonic() - t_start:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    try:
+        yield work, log
+    finally:
+        stop_all()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -433,30 +459,11 @@ def cluster_status(host: str, port: int, auth: Credentials | None = None) -> dic
         return dict(json.load(r))
 
 
-def baseline_argv(data_dir: str, port: int = 0) -> list[str]:
-    return [
-        PYTHON,
-        os.path.join(BENCH_DIR, "baseline.py"),
-        "--address",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dir",
-        data_dir,
-    ]
-
-
-def rawasgi_argv(data_dir: str, port: int = 0) -> list[str]:
-    return [
-        PYTHON,
-        os.path.join(BENCH_DIR, "rawasgi.py"),
-        "--address",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dir",
-        data_dir,
-    ]
+def file_server_argv(name: str, data_dir: str, port: int = 0) -> list[str]:
+    """The command line of one of the bench's file servers: "baseline" (durable) or
+    "rawasgi" (the outside harness's raw ASGI server)."""
+    script = os.path.join(BENCH_DIR, f"{name}.py")
+    return [PYTHON, script, "--address", "127.0.0.1", "--port", str(port), "--dir", data_dir]
 
 
 #: The bench's access key for the production-line shoal (auth on, as the unit runs it).

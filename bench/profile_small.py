@@ -17,9 +17,7 @@ import argparse
 import io
 import os
 import pstats
-import shutil
 import sys
-import tempfile
 
 import procs
 
@@ -80,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     server_cpus, client_cpus = procs.cpu_plan(True)
-    work = tempfile.mkdtemp(prefix="shoal-bench-prof-")
-    try:
+    with procs.scratch("shoal-bench-prof-") as (work, _):
         for op in ["put", "get"] if args.op == "both" else [args.op]:
             data = os.path.join(work, f"data-{op}")
             prof = os.path.join(work, f"{op}.yappi" if args.yappi else f"{op}.prof")
@@ -132,9 +129,6 @@ def main(argv: list[str] | None = None) -> int:
             if args.yappi and os.path.exists(prof + ".threads"):
                 with open(prof + ".threads") as f:
                     print(f.read())
-    finally:
-        procs.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

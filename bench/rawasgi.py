@@ -20,19 +20,13 @@ import os
 import sys
 from typing import Any
 
-from baseline import serve
+from baseline import respond, serve
 
 CHUNK = 1 << 20
 
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
-
-
-async def _respond(send: Send, status: int, body: bytes = b"") -> None:
-    headers = [(b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class RawFiles:
@@ -42,34 +36,26 @@ class RawFiles:
         self.root = root
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
         if scope["type"] != "http":
             return
         bucket, _, key = scope["path"].lstrip("/").partition("/")
         if not bucket:
-            await _respond(send, 200, b"rawasgi\n")
+            await respond(send, 200, b"rawasgi\n")
             return
         if bucket.startswith(".") or ".." in key.split("/") or key.startswith("/"):
-            await _respond(send, 400, b"bad name\n")
+            await respond(send, 400, b"bad name\n")
             return
         path = os.path.join(self.root, bucket, key) if key else os.path.join(self.root, bucket)
         method = scope["method"]
         if method == "PUT" and not key:
             os.makedirs(path, exist_ok=True)
-            await _respond(send, 200)
+            await respond(send, 200)
         elif method == "PUT":
             await self.put(receive, send, path)
         elif method == "GET" and key:
             await self.get(send, path)
         else:
-            await _respond(send, 405)
+            await respond(send, 405)
 
     async def put(self, receive: Receive, send: Send, path: str) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -81,13 +67,13 @@ class RawFiles:
                 f.write(message.get("body", b""))
                 if not message.get("more_body", False):
                     break
-        await _respond(send, 200)
+        await respond(send, 200)
 
     async def get(self, send: Send, path: str) -> None:
         try:
             f = open(path, "rb")  # noqa: SIM115 (closed below, after streaming)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            await _respond(send, 404)
+            await respond(send, 404)
             return
         with f:
             size = os.fstat(f.fileno()).st_size

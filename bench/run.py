@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -772,201 +771,189 @@ def detailed(argv: list[str]) -> int:
         plan = dataclasses.replace(plan, rounds=plan.ec_rounds)
     server_cpus, client_cpus = procs.cpu_plan(not args.no_pin)
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    # Even when started in the background (SIGINT ignored), `kill -INT` stops us cleanly.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    work = tempfile.mkdtemp(prefix="shoal-bench-")
-    t_start = time.monotonic()
-
-    def log(msg: str) -> None:
-        print(f"[{time.monotonic() - t_start:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
-    results: dict[str, Any] = {
-        "meta": {
-            "mode": "quick" if args.quick else "full",
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "server_cpus": sorted(server_cpus) if server_cpus else None,
-            "client_cpus": sorted(client_cpus) if client_cpus else None,
-            "work_dir": work,
-            "plan": plan.__dict__,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "loadavg_start": os.getloadavg(),
-        }
-    }
-    servers = {
-        "baseline": procs.baseline_argv,
-        "shoal": procs.shoal_argv,
-        # The erasure node's drives are folders under its data directory (which
-        # it doesn't otherwise use).
-        "erasure": procs.shoal_argv,
-        # Started exactly like "shoal", plus a keyring (procs.sse_env()).
-        "sse": procs.shoal_argv,
-    }
-    if args.only in ("shoal", "baseline"):
-        names = [args.only]
-    elif cl_only:
-        names = ["shoal", "erasure", "cluster"]
-    elif ec_only:
-        names = ["baseline", "shoal", "erasure"]
-    elif sse_only:
-        names = ["shoal", "sse"]
-    else:
-        names = (
-            ["baseline", "shoal"]
-            + ([] if args.skip_sse else ["sse"])
-            + ([] if args.skip_erasure_node else ["erasure"])
-            + ([] if args.skip_cluster else ["cluster"])
-        )
     try:
-        log("client ceiling against a do-nothing server")
-        results["client_ceiling"] = client_ceiling(work, plan, client_cpus, server_cpus)
-        running: list[AnyServer] = []
-        for name in names:
-            data = os.path.join(work, f"data-{name}")
-            os.makedirs(data)
-            log(f"{name}: starting")
-            server: AnyServer
-            if name == "cluster":
-                # Its 3 nodes all run on the server's core set (the same CPU budget as
-                # the single erasure node); each holds 2 of the 6 drives.
-                server = procs.ClusterServer(name, data, work, server_cpus)
-            else:
-                env = (
-                    procs.erasure_env(data)
-                    if name == "erasure"
-                    else procs.sse_env()
-                    if name == "sse"
-                    else None
-                )
-                server = procs.Server(
-                    name,
-                    servers[name](data),
-                    os.path.join(work, f"{name}.log"),
-                    server_cpus,
-                    env=env,
-                )
-            try:
-                running.append(server.start())
-                results[name] = {}
-                if name in ("erasure", "cluster"):
-                    info = cluster_info(server)
-                    results[name]["cluster"] = info
-                    if info.get("mode") != "erasure":
-                        raise RuntimeError(f"not an erasure-coded node: {info}")
-                if name == "cluster":
-                    log(
-                        f"cluster: formed, {len(info.get('nodes') or [])} nodes alive, node 0 "
-                        f"at {server.host}:{server.port}"
-                    )
-            except (RuntimeError, OSError, ValueError) as e:
-                log(f"{name}: FAILED to start: {e}")
-                results[name] = {"error": str(e)}
-        for i, (step, fn, rounds) in enumerate(steps(plan)):
-            if only_steps and step not in only_steps:
-                continue
-            per_server: dict[str, list[dict[str, Any]]] = {}
-            for rnd in range(rounds):
-                # Take turns (and alternate who goes first), so drifts in background
-                # load hit both servers alike.
-                for server in running if (i + rnd) % 2 == 0 else running[::-1]:
-                    if "error" in results[server.name]:
-                        continue
-                    limited = LIMITED_STEPS.get(server.name)
-                    if limited and (step not in limited or rnd >= plan.ec_rounds):
-                        continue
-                    log(
-                        f"{server.name}: {step}"
-                        + (f" (round {rnd + 1}/{rounds})" if rounds > 1 else "")
-                    )
-
-                    def client(
-                        ops: list[dict[str, Any]],
-                        timeout: float = 300,
-                        server: AnyServer = server,
-                        **kw: Any,
-                    ) -> list[dict[str, Any]]:
-                        # A cluster's CPU is its nodes' together.
-                        def cpu() -> float:
-                            return sum(procs.cpu_seconds(p) for p in server.pids)
-
-                        cpu0, t0 = cpu(), time.perf_counter()
-                        out = procs.run_client(server, ops, cpus=client_cpus, timeout=timeout, **kw)
-                        busy = cpu() - cpu0
-                        # Includes the client's ~0.1 s start-up, so slightly low.
-                        for o in out:
-                            o["server_cpu"] = busy / (time.perf_counter() - t0)
-                            o["server_cpu_seconds"] = busy  # of all `ops` together
-                        return out
-
-                    try:
-                        r = fn(server, client)
-                    except RuntimeError as e:
-                        log(f"{server.name}: {step} FAILED: {e}")
-                        r = {"error": str(e)}
-                        if step == "buckets":
-                            results[server.name]["error"] = str(e)
-                    if r is not None:
-                        per_server.setdefault(server.name, []).append(r)
-            for name, rs in per_server.items():
-                results[name][step] = pick_median(rs)
-        log("stopping the servers")
-        for server in running:
-            server.stop()
-        if "erasure" in results:
-            results["erasure_memory"] = erasure_memory(results, plan)
-        if "cluster" in results:
-            results["cluster_memory"] = erasure_memory(results, plan, "cluster")
-        if "sse" in results:
-            results["sse_memory"] = erasure_memory(results, plan, "sse")
-            probe = _probe(results, "sse")
-            if probe:
-                log("sse: looking for its big object's plaintext on disk (and shoal's)")
-                results["sse_check"] = plaintext.check(
-                    os.path.join(work, "data-sse"),
-                    probe,
-                    os.path.join(work, "data-shoal") if _probe(results, "shoal") else None,
-                    _probe(results, "shoal"),
-                )
-        times: dict[str, list[float]] = {
-            n: []
-            for n in names
-            if "error" not in results[n] and n not in LIMITED_STEPS and not only_steps
-        }
-        if times:
-            log(f"start to first answer, {plan.startups} times each (alternating)")
-        for _ in range(plan.startups):
-            for name in times:
-                port = procs.free_port()
-                t = startup_once(
-                    servers[name](os.path.join(work, f"data-{name}"), port), port, server_cpus
-                )
-                if t is not None:
-                    times[name].append(t * 1e3)
-        for name, ts in times.items():
-            results[name]["startup"] = {
-                "median_ms": statistics.median(ts) if ts else None,
-                "all_ms": ts,
-                "failed": plan.startups - len(ts),
+        with procs.scratch("shoal-bench-") as (work, log):
+            results: dict[str, Any] = {
+                "meta": {
+                    "mode": "quick" if args.quick else "full",
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "server_cpus": sorted(server_cpus) if server_cpus else None,
+                    "client_cpus": sorted(client_cpus) if client_cpus else None,
+                    "work_dir": work,
+                    "plan": plan.__dict__,
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "loadavg_start": os.getloadavg(),
+                }
             }
-        for name in names:
-            log(f"{name}: removing the data")
-            shutil.rmtree(os.path.join(work, f"data-{name}"), ignore_errors=True)
-        if not args.skip_memory and "shoal" in names and not only_steps:
-            log(f"memory test: {plan.big // MiB} MiB PUT + GET through a fresh shoal")
-            try:
-                results["memory"] = memory.run_memory_test(work, plan.big, pin=not args.no_pin)
-            except RuntimeError as e:
-                results["memory"] = {"error": str(e)}
+            servers = {
+                "baseline": functools.partial(procs.file_server_argv, "baseline"),
+                "shoal": procs.shoal_argv,
+                # The erasure node's drives are folders under its data directory (which
+                # it doesn't otherwise use).
+                "erasure": procs.shoal_argv,
+                # Started exactly like "shoal", plus a keyring (procs.sse_env()).
+                "sse": procs.shoal_argv,
+            }
+            if args.only in ("shoal", "baseline"):
+                names = [args.only]
+            elif cl_only:
+                names = ["shoal", "erasure", "cluster"]
+            elif ec_only:
+                names = ["baseline", "shoal", "erasure"]
+            elif sse_only:
+                names = ["shoal", "sse"]
+            else:
+                names = (
+                    ["baseline", "shoal"]
+                    + ([] if args.skip_sse else ["sse"])
+                    + ([] if args.skip_erasure_node else ["erasure"])
+                    + ([] if args.skip_cluster else ["cluster"])
+                )
+            log("client ceiling against a do-nothing server")
+            results["client_ceiling"] = client_ceiling(work, plan, client_cpus, server_cpus)
+            running: list[AnyServer] = []
+            for name in names:
+                data = os.path.join(work, f"data-{name}")
+                os.makedirs(data)
+                log(f"{name}: starting")
+                server: AnyServer
+                if name == "cluster":
+                    # Its 3 nodes all run on the server's core set (the same CPU budget as
+                    # the single erasure node); each holds 2 of the 6 drives.
+                    server = procs.ClusterServer(name, data, work, server_cpus)
+                else:
+                    env = (
+                        procs.erasure_env(data)
+                        if name == "erasure"
+                        else procs.sse_env()
+                        if name == "sse"
+                        else None
+                    )
+                    server = procs.Server(
+                        name,
+                        servers[name](data),
+                        os.path.join(work, f"{name}.log"),
+                        server_cpus,
+                        env=env,
+                    )
+                try:
+                    running.append(server.start())
+                    results[name] = {}
+                    if name in ("erasure", "cluster"):
+                        info = cluster_info(server)
+                        results[name]["cluster"] = info
+                        if info.get("mode") != "erasure":
+                            raise RuntimeError(f"not an erasure-coded node: {info}")
+                    if name == "cluster":
+                        log(
+                            f"cluster: formed, {len(info.get('nodes') or [])} nodes alive, node 0 "
+                            f"at {server.host}:{server.port}"
+                        )
+                except (RuntimeError, OSError, ValueError) as e:
+                    log(f"{name}: FAILED to start: {e}")
+                    results[name] = {"error": str(e)}
+            for i, (step, fn, rounds) in enumerate(steps(plan)):
+                if only_steps and step not in only_steps:
+                    continue
+                per_server: dict[str, list[dict[str, Any]]] = {}
+                for rnd in range(rounds):
+                    # Take turns (and alternate who goes first), so drifts in background
+                    # load hit both servers alike.
+                    for server in running if (i + rnd) % 2 == 0 else running[::-1]:
+                        if "error" in results[server.name]:
+                            continue
+                        limited = LIMITED_STEPS.get(server.name)
+                        if limited and (step not in limited or rnd >= plan.ec_rounds):
+                            continue
+                        log(
+                            f"{server.name}: {step}"
+                            + (f" (round {rnd + 1}/{rounds})" if rounds > 1 else "")
+                        )
+
+                        def client(
+                            ops: list[dict[str, Any]],
+                            timeout: float = 300,
+                            server: AnyServer = server,
+                            **kw: Any,
+                        ) -> list[dict[str, Any]]:
+                            # A cluster's CPU is its nodes' together.
+                            def cpu() -> float:
+                                return sum(procs.cpu_seconds(p) for p in server.pids)
+
+                            cpu0, t0 = cpu(), time.perf_counter()
+                            out = procs.run_client(
+                                server, ops, cpus=client_cpus, timeout=timeout, **kw
+                            )
+                            busy = cpu() - cpu0
+                            # Includes the client's ~0.1 s start-up, so slightly low.
+                            for o in out:
+                                o["server_cpu"] = busy / (time.perf_counter() - t0)
+                                o["server_cpu_seconds"] = busy  # of all `ops` together
+                            return out
+
+                        try:
+                            r = fn(server, client)
+                        except RuntimeError as e:
+                            log(f"{server.name}: {step} FAILED: {e}")
+                            r = {"error": str(e)}
+                            if step == "buckets":
+                                results[server.name]["error"] = str(e)
+                        if r is not None:
+                            per_server.setdefault(server.name, []).append(r)
+                for name, rs in per_server.items():
+                    results[name][step] = pick_median(rs)
+            log("stopping the servers")
+            for server in running:
+                server.stop()
+            if "erasure" in results:
+                results["erasure_memory"] = erasure_memory(results, plan)
+            if "cluster" in results:
+                results["cluster_memory"] = erasure_memory(results, plan, "cluster")
+            if "sse" in results:
+                results["sse_memory"] = erasure_memory(results, plan, "sse")
+                probe = _probe(results, "sse")
+                if probe:
+                    log("sse: looking for its big object's plaintext on disk (and shoal's)")
+                    results["sse_check"] = plaintext.check(
+                        os.path.join(work, "data-sse"),
+                        probe,
+                        os.path.join(work, "data-shoal") if _probe(results, "shoal") else None,
+                        _probe(results, "shoal"),
+                    )
+            times: dict[str, list[float]] = {
+                n: []
+                for n in names
+                if "error" not in results[n] and n not in LIMITED_STEPS and not only_steps
+            }
+            if times:
+                log(f"start to first answer, {plan.startups} times each (alternating)")
+            for _ in range(plan.startups):
+                for name in times:
+                    port = procs.free_port()
+                    t = startup_once(
+                        servers[name](os.path.join(work, f"data-{name}"), port), port, server_cpus
+                    )
+                    if t is not None:
+                        times[name].append(t * 1e3)
+            for name, ts in times.items():
+                results[name]["startup"] = {
+                    "median_ms": statistics.median(ts) if ts else None,
+                    "all_ms": ts,
+                    "failed": plan.startups - len(ts),
+                }
+            for name in names:
+                log(f"{name}: removing the data")
+                shutil.rmtree(os.path.join(work, f"data-{name}"), ignore_errors=True)
+            if not args.skip_memory and "shoal" in names and not only_steps:
+                log(f"memory test: {plan.big // MiB} MiB PUT + GET through a fresh shoal")
+                try:
+                    results["memory"] = memory.run_memory_test(work, plan.big, pin=not args.no_pin)
+                except RuntimeError as e:
+                    results["memory"] = {"error": str(e)}
     except KeyboardInterrupt:
-        log("interrupted; stopping servers")
+        print("bench: interrupted; servers stopped", file=sys.stderr)
         return 130
-    finally:
-        procs.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
 
     log("done")
     results["meta"]["loadavg_end"] = os.getloadavg()

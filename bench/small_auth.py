@@ -20,9 +20,7 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -40,30 +38,13 @@ BUCKET = "small"
 
 
 def shoal_cmd(data: str, port: int) -> tuple[list[str], dict[str, str]]:
-    argv = [
-        procs.PYTHON,
-        "-m",
-        "shoal",
-        "serve",
-        "--address",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dir",
-        data,
-        "--auth",
-        "--access-key",
-        ACCESS,
-        "--secret-key",
-        SECRET,
-        "--log-format",
-        "json",
-    ]
+    argv = procs.shoal_argv(data, port)
+    argv += ["--auth", "--access-key", ACCESS, "--secret-key", SECRET, "--log-format", "json"]
     return argv, {}
 
 
 def baseline_cmd(data: str, port: int) -> tuple[list[str], dict[str, str]]:
-    return procs.baseline_argv(data, port), {}
+    return procs.file_server_argv("baseline", data, port), {}
 
 
 def raw_request(
@@ -239,12 +220,11 @@ def main() -> int:
     server_cpus, client_cpus = procs.cpu_plan(True)
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
-    work = tempfile.mkdtemp(prefix="shoal-small-auth-")
-    # Byte code cached as in an installed copy, out of the checkout.
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(work, "pycache")
-    report: dict[str, Any] = {"loadavg": loadavg()}
-    try:
+    with procs.scratch("shoal-small-auth-") as (work, _):
+        # Byte code cached as in an installed copy, out of the checkout.
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(work, "pycache")
+        report: dict[str, Any] = {"loadavg": loadavg()}
         subjects: list[tuple[str, Any, bool]] = [("shoal", shoal_cmd, True)]
         if args.before:
             before = args.before
@@ -284,9 +264,6 @@ def main() -> int:
                 if a and b and b["ops_per_s"]:
                     report[f"ratio_{name}_{k}"] = round(a["ops_per_s"] / b["ops_per_s"], 3)
         print(json.dumps(report, indent=1))
-    finally:
-        procs.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -23,11 +23,8 @@ import argparse
 import json
 import os
 import secrets
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -362,9 +359,9 @@ def start_server(name: str, work: str, creds: Credentials, cpus: set[int] | None
     }
     server: procs.Server | procs.ClusterServer
     if name == "raw":
-        server = procs.Server(name, procs.rawasgi_argv(data), log, cpus)
+        server = procs.Server(name, procs.file_server_argv("rawasgi", data), log, cpus)
     elif name == "durable":
-        server = procs.Server(name, procs.baseline_argv(data), log, cpus)
+        server = procs.Server(name, procs.file_server_argv("baseline", data), log, cpus)
     elif name in ("shoal", "erasure"):
         port = procs.free_port()
         env = procs.production_env(data, creds.secret, procs.free_port())
@@ -533,7 +530,7 @@ def startup_ms(name: str, work: str, creds: Credentials, cpus: set[int] | None) 
     data = os.path.join(work, f"data-{name}")
     port = procs.free_port()
     if name == "raw":
-        argv, env = procs.rawasgi_argv(data, port), None
+        argv, env = procs.file_server_argv("rawasgi", data, port), None
     else:
         argv = procs.production_argv(port)
         env = procs.production_env(data, creds.secret, procs.free_port())
@@ -734,26 +731,14 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     parts = {args.only} if args.only else set(PARTS)
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    work = tempfile.mkdtemp(prefix="shoal-bench-")
     t_start = time.monotonic()
-
-    def log(msg: str) -> None:
-        print(f"[{time.monotonic() - t_start:6.1f}s] {msg}", file=sys.stderr, flush=True)
-
     load_start = os.getloadavg()
     try:
-        results = run(plan, parts, work, args.pin, log)
+        with procs.scratch("shoal-bench-") as (work, log):
+            results = run(plan, parts, work, args.pin, log)
     except KeyboardInterrupt:
-        log("interrupted; stopping servers")
+        print("bench: interrupted; servers stopped", file=sys.stderr)
         return 130
-    finally:
-        procs.stop_all()
-        shutil.rmtree(work, ignore_errors=True)
     load_end = os.getloadavg()
     rows = build_rows(results, plan, parts)
     results["rows"] = rows

@@ -25,38 +25,11 @@ from shoal.cluster.frames import Kind
 from shoal.cluster.lane import FrameConnection, LaneError, LanePool
 from shoal.cluster.transport import PeerUnavailable, Reply, Request, Transport
 from shoal.storage.erasure.drive import ROOT, CorruptShard, LocalDrive
+from tests.unit.transports import SECRET, Make, addr, anyio_backend  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "correct horse battery staple"
 MIB = 1 << 20
-Make = Callable[..., Awaitable[Transport]]
-
-
-@pytest.fixture(params=["asyncio", ("asyncio", {"use_uvloop": True})], ids=["asyncio", "uvloop"])
-def anyio_backend(request: pytest.FixtureRequest) -> Any:
-    """Both loops: the server runs on uvloop, whose SSL transports differ in details."""
-    return request.param
-
-
-@pytest.fixture
-async def make(tmp_path: Path) -> AsyncIterator[Make]:
-    started: list[Transport] = []
-
-    async def start(name: str, **kwargs: Any) -> Transport:
-        kwargs.setdefault("secret", SECRET)
-        t = Transport(node_id=name, state_dir=str(tmp_path / name), **kwargs)
-        await t.start()
-        started.append(t)
-        return t
-
-    yield start
-    for t in started:
-        await t.stop()
-
-
-def addr(t: Transport) -> str:
-    return f"127.0.0.1:{t.port}"
 
 
 async def echo(r: Request) -> Reply:

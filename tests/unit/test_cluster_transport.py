@@ -8,7 +8,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,43 +26,13 @@ from shoal.cluster.transport import (
     RpcError,
     Transport,
 )
+from tests.unit.transports import SECRET, Make, addr, anyio_backend  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", ("asyncio", {"use_uvloop": True})], ids=["asyncio", "uvloop"])
-def anyio_backend(request: pytest.FixtureRequest) -> Any:
-    """Both loops: the server runs on uvloop, whose UDP transports differ in details."""
-    return request.param
-
-
-SECRET = "correct horse battery staple"
-Make = Callable[..., Awaitable[Transport]]
-
-
 class CodedError(Exception):
     code = "NoSuchShard"
-
-
-@pytest.fixture
-async def make(tmp_path: Path) -> AsyncIterator[Make]:
-    """Start Transports on free ports with their own state dirs; all stopped at the end."""
-    started: list[Transport] = []
-
-    async def start(name: str, *, state: Path | None = None, **kwargs: Any) -> Transport:
-        kwargs.setdefault("secret", SECRET)
-        t = Transport(node_id=name, state_dir=str(state or tmp_path / name), **kwargs)
-        await t.start()
-        started.append(t)
-        return t
-
-    yield start
-    for t in started:
-        await t.stop()
-
-
-def addr(t: Transport) -> str:
-    return f"127.0.0.1:{t.port}"
 
 
 async def echo(r: Request) -> Reply:
