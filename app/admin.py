@@ -6,12 +6,17 @@ Open to anyone (GET or HEAD; app/health.py):
     GET  /-/ready     200 when this node can take traffic, else 503 with the reasons
     GET  /-/version   version, python, mode
 
+Any signed account (app/adminusers.py):
+
+    GET  /-/admin/whoami  name, canonical id, admin flag of the caller
+
 Admin only:
 
     GET  /-/cluster   this node: mode, erasure layout, drives with health, healing
     GET  /-/heal      healing status (backlog, current and last scan)
     POST /-/heal      run a healing scan now and return its report
                       (`?background=true`: start it and answer 202 at once)
+    /-/admin/...      accounts, access keys, identity policies (app/adminusers.py)
 
 With auth enabled, requests must be SigV4-signed by an admin account (a credential with
 `admin = true`, or the only one configured; auth/accounts.py); with auth off, the
@@ -28,7 +33,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shoal.app import health
+from shoal.app import adminusers, health
 from shoal.app.errors import AccessDenied, InvalidRequest, MethodNotAllowed, NoSuchKey
 
 PREFIX = "/-/"
@@ -46,6 +51,8 @@ def _json(data: Any, status: int = 200) -> Response:
 
 #: The admin-only endpoints (the open ones are health.ENDPOINTS).
 ADMIN_ENDPOINTS = frozenset({"cluster", "heal"})
+#: The one endpoint of the accounts API any signed account may call.
+WHOAMI = "admin/whoami"
 
 
 async def handle(request: Request, path: str, authenticate: Any) -> Response:
@@ -60,16 +67,26 @@ async def handle(request: Request, path: str, authenticate: Any) -> Response:
     name = path[len(PREFIX) :].rstrip("/")
     if name in health.ENDPOINTS:
         return _health(request, name)
-    if name not in ADMIN_ENDPOINTS:
+    accounts_api = name == "admin" or name.startswith("admin/")
+    if name not in ADMIN_ENDPOINTS and not accounts_api:
         raise NoSuchKey(f"No management endpoint {path}")
-    config = request.app.state.config
-    if config.auth.enabled:
+    # With auth off everyone acts as the default owner, with every right (as for S3).
+    caller = dataclasses.replace(request.app.state.accounts.default_owner, admin=True)
+    if request.app.state.config.auth.enabled:
         principal = authenticate(request)
         if principal.access_key is None:
             raise AccessDenied("The management API needs a signed request.")
-        account = request.app.state.accounts.by_key(principal.access_key)
-        if account is None or not account.admin:
+        caller = request.app.state.accounts.by_key(principal.access_key)
+        if caller is None:
             raise AccessDenied("The management API is for admin accounts.")
+        if not caller.admin and name != WHOAMI:
+            raise AccessDenied("The management API is for admin accounts.")
+    if name == WHOAMI:
+        if request.method != "GET":
+            raise MethodNotAllowed()
+        return adminusers.whoami(caller)
+    if accounts_api:
+        return await adminusers.handle(request, name[len("admin/") :])
     backend = request.app.state.backend
     healer = getattr(backend, "healer", None)
     if name == "cluster":

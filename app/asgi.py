@@ -33,6 +33,7 @@ from shoal.app.exchange import Exchanges
 from shoal.app.handlers.registry import HANDLERS
 from shoal.app.handlers.tagging import existing_tag_context
 from shoal.app.metrics import Metrics
+from shoal.app.runtimeaccounts import AccountDirectory
 from shoal.app.serverlog import ServerLog
 from shoal.app.ssepolicy import encryption_context
 from shoal.app.timeouts import Timeouts
@@ -45,6 +46,7 @@ from shoal.auth.sigv4 import AuthFailure
 from shoal.config import Config, ConfigError, load_config
 from shoal.sse.keyring import Keyring
 from shoal.storage import checksums
+from shoal.storage.accounts import account_store
 from shoal.storage.backend import Backend
 from shoal.storage.errors import StorageError
 
@@ -326,6 +328,7 @@ def create_app(config: Config | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await backend.open()
+        await directory.start()
         # Loaded before the first uploads need it, but not before the first answer: the
         # native library's import holds the GIL for ~0.1 s wherever it runs.
         loop = asyncio.get_running_loop()
@@ -346,12 +349,16 @@ def create_app(config: Config | None = None) -> Starlette:
             later.cancel()
             for warm in warming:
                 await warm
+            await directory.stop()
             await backend.close()
 
     application = ShoalApp(lifespan=lifecycle.around(lifespan))
     application.state.config = config
     application.state.backend = backend
     application.state.accounts = accounts = make_accounts(config)
+    # Runtime accounts (the admin API) join the configured ones: app/runtimeaccounts.py.
+    directory = AccountDirectory(account_store(backend), accounts)
+    application.state.account_directory = directory
     application.state.settings = settings = BucketSettings(backend, accounts)
     application.state.gate = PolicyGate(settings) if config.auth.enabled else None
     application.state.cors = cors.BucketRules(backend)
@@ -377,6 +384,7 @@ def create_app(config: Config | None = None) -> Starlette:
         config.server.region,
         sigv2=config.auth.sigv2,
         host_bucket=lambda host: split_target(b"/", host, config.server.base_domain)[0],
+        runtime=accounts,
     )
     if config.metrics.enabled:
         application.metrics = Metrics(config, backend, _authenticate)

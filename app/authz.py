@@ -13,6 +13,14 @@
    (grants to AllUsers / AuthenticatedUsers ignored under IgnorePublicAcls);
 5. anything else is AccessDenied. Anonymous callers go the same way.
 
+Identity policies (attached to runtime accounts, auth/accounts.py) join by AWS's rules: an
+explicit Deny in them refuses anything, first of all; an account without any is the
+root of its own account (as configured accounts are) and goes the way above; an account
+with some is an IAM user: in its own buckets (same account) an Allow from its policies
+or from the bucket's policy or ACL suffices, elsewhere (cross-account) its policies
+must allow AND the bucket's policy or ACL must allow. Admin accounts stay admins, only
+their policies' Deny applies.
+
 A bucket's owner, policy, ACL, ownership rule and public access block are cached per
 bucket for a second (`BucketSettings`) and dropped at once when this process changes
 one, so most requests cost no read. An object's metadata is read only for a caller
@@ -167,31 +175,54 @@ class PolicyGate:
         """Whether `principal` may do `action` on the bucket or object (the version
         `version_id` of it, for object grants); see the module docstring."""
         account = self.account(principal)
+        # How the caller signed (s3:signatureversion, s3:authType) is a condition too.
+        context = {**(context or {}), **principal.condition_keys()}
+        arn = resource_arn(bucket, key)
+        identity = _identity(account, principal, action, arn, context)
+        if identity is Decision.DENY:
+            return False
+        # An account with identity policies (and no admin flag) is an IAM user: only
+        # what they, or a resource's policy or ACL, allow is allowed.
+        user = identity is not None and not (account is not None and account.admin)
         if not bucket:
-            return account is not None
+            return account is not None and (not user or identity is Decision.ALLOW)
         auth = await self.settings.get(bucket)
         if auth is None:  # no such bucket: the handler answers NoSuchBucket
-            return account is not None
+            return account is not None and (not user or identity is Decision.ALLOW)
         me = account.canonical_id if account is not None else None
         owner = me is not None and (me == auth.owner or (account is not None and account.admin))
-        if owner and (action in POLICY_ACTIONS or not auth.policy_denies):
+        if owner and not user and (action in POLICY_ACTIONS or not auth.policy_denies):
             return True
-        # How the caller signed (s3:signatureversion, s3:authType) is a condition too.
         decision = Decision.DEFAULT
         if auth.policy is not None:
-            context = {**(context or {}), **principal.condition_keys()}
-            arn = resource_arn(bucket, key)
             decision = evaluate(
                 auth.policy, PolicyRequest(principal.access_key, action, arn, context)
             )
         if decision is Decision.DENY:
             return False
-        if owner:
-            return True
-        if decision is Decision.ALLOW and not (
+        policy_allows = decision is Decision.ALLOW and not (
             auth.policy_public and auth.block.restrict_public_buckets
-        ):
+        )
+        if owner:
+            # Same account: the owner's root, or one of its users that either its own
+            # policies or the bucket policy allow (ACL grants name accounts, not users).
+            return not user or identity is Decision.ALLOW or policy_allows
+        if user and identity is not Decision.ALLOW:
+            return False  # cross-account: the identity side must allow too
+        if policy_allows:
             return True
+        return await self._acl_allows(auth, me, action, bucket, key, version_id)
+
+    async def _acl_allows(
+        self,
+        auth: BucketAuth,
+        me: str | None,
+        action: str,
+        bucket: str,
+        key: str | None,
+        version_id: str | None,
+    ) -> bool:
+        """Whether the bucket's or the object's ACL (or owning the object) allows."""
         if not auth.acls_enabled:
             return False
         ignore = auth.block.ignore_public_acls
@@ -213,6 +244,20 @@ class PolicyGate:
         permission = OBJECT_PERMISSIONS.get(action)
         grants = effective(meta.acl, writer)
         return permission is not None and permits(grants, me, permission, ignore_public=ignore)
+
+    def identity_permits(
+        self, principal: Principal, action: str, arn: str, context: dict[str, object]
+    ) -> bool:
+        """Whether a signed caller's own policies let it ask for `action` at all (the
+        check of operations no bucket policy applies to: ListBuckets, CreateBucket)."""
+        account = self.account(principal)
+        if account is None:
+            return False
+        context = {**context, **principal.condition_keys()}
+        identity = _identity(account, principal, action, arn, context)
+        if identity is Decision.DENY:
+            return False
+        return identity is None or identity is Decision.ALLOW or account.admin
 
     async def _version(self, bucket: str, key: str, version_id: str | None) -> ObjectMeta | None:
         """The version whose grants decide, or None when there is none to read (the
@@ -249,7 +294,8 @@ class PolicyGate:
                 raise AccessDenied()
             return
         if entry.resource == "service" or name == "CreateBucket":
-            if principal.anonymous:
+            arn = resource_arn(None if entry.resource == "service" else bucket)
+            if not self.identity_permits(principal, entry.action, arn, context):
                 raise AccessDenied()
             return
         object_key = key if entry.resource == "object" else None
@@ -257,20 +303,39 @@ class PolicyGate:
 
     async def could_delete(self, principal: Principal, bucket: str | None, action: str) -> bool:
         """Whether `action` may be allowed to `principal` on some object of the bucket,
-        keys not yet known: admin, owner, a WRITE grant, or `could_allow`."""
+        keys not yet known: admin, owner, a WRITE grant, or `could_allow` (for an IAM
+        user, also by its identity policies: either side in its own bucket, both
+        elsewhere)."""
         account = self.account(principal)
+        user = account is not None and account.policy is not None and not account.admin
         if account is not None and account.admin:
             return True
         auth = await self.settings.get(bucket) if bucket else None
         if auth is None:
             return account is not None
         me = account.canonical_id if account is not None else None
+        identity = account is not None and could_allow(account.policy, principal, action)
         if me == auth.owner:
-            return True
+            return not user or identity or could_allow(auth.policy, principal, action)
+        if user and not identity:
+            return False
         ignore = auth.block.ignore_public_acls
         if auth.acls_enabled and permits(auth.acl, me, WRITE, ignore_public=ignore):
             return True
         return could_allow(auth.policy, principal, action)
+
+
+def _identity(
+    account: Account | None,
+    principal: Principal,
+    action: str,
+    arn: str,
+    context: dict[str, object],
+) -> Decision | None:
+    """What the caller's identity policies say; None when it has none (unrestricted)."""
+    if account is None or account.policy is None:
+        return None
+    return evaluate(account.policy, PolicyRequest(principal.access_key, action, arn, context))
 
 
 def could_allow(policy: Policy | None, principal: Principal, action: str) -> bool:

@@ -1,4 +1,5 @@
-"""`shoal serve`: run the server with uvicorn (uvloop + httptools).
+"""`shoal serve`: run the server with uvicorn (uvloop + httptools); `shoal admin`:
+accounts, keys and identity policies through the admin API (app/admincli.py).
 
 Flags are overrides on top of the TOML file and SHOAL_* environment. The socket is bound
 here, before uvicorn starts, so `--port 0` works: once the app is up, one line
@@ -21,6 +22,7 @@ import sys
 import threading
 from typing import Any
 
+from shoal.app import admincli
 from shoal.config import ConfigError, load_config
 
 EXIT_CONFIG = 2
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     # For tests and tools: serve another app factory ("module:callable").
     serve.add_argument("--app", default=None, help=argparse.SUPPRESS)
+    admincli.add_parser(sub)
     return parser
 
 
@@ -111,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             have, lack = ("access", "secret") if args.access_key else ("secret", "access")
             args.command_parser.error(f"--{have}-key needs --{lack}-key")
         return serve(args)
+    if args.command == "admin":
+        return admincli.run(args)
     parser.print_help(sys.stderr)
     return EXIT_CONFIG
 

@@ -288,6 +288,24 @@ class UnresolvableGrantByEmailAddress(S3Error):
     message = "The e-mail address you provided does not match any account on record."
 
 
+class NoSuchUser(S3Error):
+    """The admin API (app/adminusers.py): no account of that name."""
+
+    status, message = 404, "The specified user does not exist."
+
+
+class NoSuchAccessKey(S3Error):
+    status, message = 404, "The specified access key does not exist."
+
+
+class NoSuchPolicy(S3Error):
+    status, message = 404, "The user has no policy of that name."
+
+
+class UserAlreadyExists(S3Error):
+    status, message = 409, "A user of that name already exists."
+
+
 class NoSuchUpload(S3Error):
     status = 404
     message = (

@@ -8,6 +8,12 @@ caller has no identity and is matched only by the principal ``"*"`` / ``{"AWS": 
 The account id ``000000000000`` or ``arn:aws:iam::000000000000:root`` as principal
 matches every authenticated caller.
 
+Identity policies (attached to runtime accounts through the admin API) are parsed by
+`parse_identity_policy`: the same grammar without Principal (the identity is whoever the
+policy is attached to; its statements match that caller, recorded as principal "*"), and
+resources naming any bucket (`arn:aws:s3:::...`) or `*`. app/authz.py combines the two
+kinds by AWS's rules.
+
 `evaluate` returns DENY when a Deny statement matches (explicit Deny always wins),
 ALLOW when an Allow statement matches, else DEFAULT (app/authz.py then decides by
 owner and ACLs); `is_allowed` is the reference's rule for DEFAULT (authenticated
@@ -167,6 +173,22 @@ def user_arn(access_key: str) -> str:
 
 def parse_policy(text: str, bucket: str) -> Policy:
     """Validate a bucket policy for `bucket` as S3 does; PolicyError(reason) if refused."""
+    return _parse_document(text, bucket)
+
+
+def parse_identity_policy(text: str) -> Policy:
+    """Validate an identity (user) policy as IAM does; PolicyError(reason) if refused."""
+    return _parse_document(text, None)
+
+
+def merge_policies(policies: Iterable[Policy]) -> Policy | None:
+    """Several attached policies as one (every statement of each); None for none."""
+    statements = tuple(s for p in policies for s in p.statements)
+    return Policy(statements) if statements else None
+
+
+def _parse_document(text: str, bucket: str | None) -> Policy:
+    """A bucket policy (`bucket` named) or an identity policy (None)."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
         raise PolicyError("Policy exceeds the maximum allowed document size.")
     if not text.startswith("{"):
@@ -224,7 +246,7 @@ def _strings(value: Any, reason: str) -> list[str]:
     return items
 
 
-def _parse_statement(stmt: Any, bucket: str) -> Statement:
+def _parse_statement(stmt: Any, bucket: str | None) -> Statement:
     if not isinstance(stmt, dict):
         raise PolicyError("Statement must be an object or a list of objects")
     _check_keys(stmt, _STATEMENT_KEYS)
@@ -236,7 +258,13 @@ def _parse_statement(stmt: Any, bucket: str) -> Statement:
     effect = stmt["Effect"]
     if effect not in ("Allow", "Deny"):
         raise PolicyError(f"Invalid effect: {effect}")
-    raw_principal, not_principal = _pick(stmt, "Principal")
+    if bucket is None:
+        if "Principal" in stmt or "NotPrincipal" in stmt:
+            raise PolicyError("Policy document should not specify a principal.")
+        principals, not_principal = (EVERYONE,), False
+    else:
+        raw_principal, not_principal = _pick(stmt, "Principal")
+        principals = _parse_principal(raw_principal)
     raw_action, not_action = _pick(stmt, "Action")
     raw_resource, not_resource = _pick(stmt, "Resource")
     actions = tuple(_parse_action(a) for a in _strings(raw_action, "Policy has invalid action"))
@@ -245,7 +273,7 @@ def _parse_statement(stmt: Any, bucket: str) -> Statement:
         _check_resource(resource, bucket)
     return Statement(
         effect=effect,
-        principals=_parse_principal(raw_principal),
+        principals=principals,
         not_principal=not_principal,
         actions=actions,
         not_action=not_action,
@@ -290,10 +318,15 @@ def _parse_action(action: str) -> str:
     return action
 
 
-def _check_resource(resource: str, bucket: str) -> None:
+def _check_resource(resource: str, bucket: str | None) -> None:
     """A resource must be able to name this bucket or an object in it (S3 refuses the
     rest as "Policy has invalid resource"); wildcards count: `arn:aws:s3:::*`,
-    `arn:aws:s3:::*/*` and `arn:aws:s3:::buck*` all cover bucket `bucket`."""
+    `arn:aws:s3:::*/*` and `arn:aws:s3:::buck*` all cover bucket `bucket`. An identity
+    policy (`bucket` None) may name any S3 resource, or `*`."""
+    if bucket is None:
+        if resource != EVERYONE and not resource.startswith(ARN_PREFIX):
+            raise PolicyError("Policy has invalid resource")
+        return
     if not resource.startswith(ARN_PREFIX):
         raise PolicyError("Policy has invalid resource")
     rest = resource[len(ARN_PREFIX) :]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from shoal.auth import sigv2, sigv4
 from shoal.auth.postpolicy import is_sigv2, verify_signature
@@ -58,12 +58,26 @@ class Principal:
 ANONYMOUS = Principal()
 
 
+class RuntimeSecrets(Protocol):
+    """The secrets of keys made at run time (auth/accounts.py Accounts): None for an
+    unknown or revoked key, or a key of a disabled account."""
+
+    def runtime_secret(self, access_key: str) -> str | None: ...
+
+
+class _NoRuntime:
+    def runtime_secret(self, access_key: str) -> str | None:
+        return None
+
+
 def _path_style(host: str) -> str | None:
     return None
 
 
 class Authenticator:
-    """Verifies SigV4 and SigV2 (header and presigned) against the configured credentials.
+    """Verifies SigV4 and SigV2 (header and presigned) against the configured credentials
+    and, after them, the runtime accounts' active keys (`runtime`, read on every request:
+    a key revoked or an account disabled is refused from the next request on).
 
     `host_bucket` tells which bucket a Host header names: SigV2 signs it as part of the
     resource. `sigv2=False` refuses SigV2 as AWS's SigV4-only regions do (400
@@ -76,14 +90,17 @@ class Authenticator:
         *,
         sigv2: bool = True,
         host_bucket: HostBucket = _path_style,
+        runtime: RuntimeSecrets | None = None,
     ) -> None:
         self._secrets = dict(credentials)
+        self._runtime = runtime if runtime is not None else _NoRuntime()
         self._region = region
         self.sigv2 = sigv2
         self._host_bucket = host_bucket
 
     def secret_for(self, access_key: str) -> str | None:
-        return self._secrets.get(access_key)
+        secret = self._secrets.get(access_key)
+        return secret if secret is not None else self._runtime.runtime_secret(access_key)
 
     def authenticate(
         self,
@@ -115,21 +132,19 @@ class Authenticator:
                 raise AuthFailure("InvalidRequest", sigv2.REFUSED)
             verify = sigv2.verify_query_auth if v2_query else sigv2.verify_header_auth
             bucket = self._host_bucket(_host(headers))
-            access_key = verify(**pieces, lookup=self._secrets.get, now=now, bucket=bucket)
+            access_key = verify(**pieces, lookup=self.secret_for, now=now, bucket=bucket)
             return Principal(access_key, None, sigv2.SCHEME, _auth_type(v2_query))
         if not (header or v4_query):
             return ANONYMOUS
         if not v4_query:
             pieces["headers"] = table
         verify4 = sigv4.verify_presigned if v4_query else sigv4.verify_header_auth
-        verified = verify4(**pieces, lookup=self._secrets.get, region=self._region, now=now)
+        verified = verify4(**pieces, lookup=self.secret_for, region=self._region, now=now)
         return Principal(verified.access_key, verified, sigv4.ALGORITHM, _auth_type(v4_query))
 
     def verify_post_signature(self, fields: Mapping[str, str]) -> Principal:
         """Who signed a POST Object form's policy (SigV4, or SigV2 unless turned off)."""
-        access_key = verify_signature(
-            fields, self._secrets.get, self._region, allow_sigv2=self.sigv2
-        )
+        access_key = verify_signature(fields, self.secret_for, self._region, allow_sigv2=self.sigv2)
         version = sigv2.SCHEME if is_sigv2(fields) else sigv4.ALGORITHM
         return Principal(access_key, None, version, "POST")
 

@@ -42,9 +42,9 @@ def fsync_path(path: str) -> None:
         os.close(fd)
 
 
-def write_bytes_durably(path: str, data: bytes) -> None:
-    """Create `path` (must not exist) with `data`, fsynced."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+def write_bytes_durably(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Create `path` (must not exist) with `data`, fsynced (`mode`: 0o600 for secrets)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         view = memoryview(data)
         while view:
@@ -54,10 +54,10 @@ def write_bytes_durably(path: str, data: bytes) -> None:
         os.close(fd)
 
 
-def replace_atomically(path: str, data: bytes, tmp_dir: str) -> None:
+def replace_atomically(path: str, data: bytes, tmp_dir: str, mode: int = 0o644) -> None:
     """Replace `path` with `data` so readers see the old or the new content, never a mix."""
     tmp = os.path.join(tmp_dir, secrets.token_hex(8) + ".tmp")
-    write_bytes_durably(tmp, data)
+    write_bytes_durably(tmp, data, mode)
     try:
         os.replace(tmp, path)
     except BaseException:
@@ -92,8 +92,8 @@ def read_json(path: str) -> dict[str, Any]:
     return loads(read_file(path))
 
 
-def write_json(path: str, record: dict[str, Any], tmp_dir: str) -> None:
-    replace_atomically(path, dumps(record), tmp_dir)
+def write_json(path: str, record: dict[str, Any], tmp_dir: str, mode: int = 0o644) -> None:
+    replace_atomically(path, dumps(record), tmp_dir, mode)
 
 
 def data_matches(path: str, record: dict[str, Any]) -> bool:

@@ -72,6 +72,8 @@ T = TypeVar("T")
 ROOT = ".smartstorage"
 FORMAT_FILE = "format.json"
 RECORD_SUFFIX = ".metadata.json"
+#: Replicated records holding secrets (storage/erasure/accounts.py), written mode 0600.
+SECRET_DOCS = "system/"
 
 
 class ShardMissing(Exception):
@@ -435,7 +437,9 @@ class LocalDrive:
     def _write_doc(self, path: str, data: bytes) -> None:
         target = self._abs(path)
         makedirs(os.path.dirname(target))
-        replace_atomically(target, data, self._tmp())
+        # Records under system/ (runtime accounts) hold secrets: the service's own only.
+        secret = path.startswith(SECRET_DOCS)
+        replace_atomically(target, data, self._tmp(), 0o600 if secret else 0o644)
 
     async def delete(self, path: str) -> None:
         await self._run(self._delete, path)
