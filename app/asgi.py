@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from shoal.app import admin, cors, health, lifecycle, logs, tagging
+from shoal.app import admin, console, cors, health, lifecycle, logs, tagging
 from shoal.app.accesslog import AccessLog
 from shoal.app.authz import BucketSettings, PolicyGate
 from shoal.app.body import unread_body
@@ -101,6 +101,10 @@ async def s3_endpoint(request: Request) -> Response:
         metrics: Metrics | None = request.app.metrics
         if metrics is not None and metrics.is_scrape(request, headers.get("host", "")):
             response = await metrics.scrape(request)
+            response.headers["x-amz-request-id"] = request_id
+            return response
+        if console.is_console_path(request.scope["path"]):  # before the admin API's router
+            response = await console.handle(request, _authenticate)
             response.headers["x-amz-request-id"] = request_id
             return response
         if admin.is_admin_path(request.scope["path"]):

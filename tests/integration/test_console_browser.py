@@ -1,0 +1,265 @@
+"""The web console (/-/console/) in a real headless Chromium driven by Selenium through
+Debian's chromedriver: sign in, create a bucket, upload 20 MiB by the file input
+(multipart), see it listed, download it for real and compare bytes, delete it; and the
+cluster page of a 3-node cluster with one node stopped, shown as down.
+
+Screenshots of every page are kept: in $SHOAL_ARTIFACTS_DIR/console/ when that is set,
+else in this run's pytest temporary folder (<basetemp>/console-screenshots/, printed).
+Needs `apt-get install chromium chromium-driver` (.ci/run installs both)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shoal.app.server import SyncServer
+from tests.integration.conftest import auth_config, signed_client, wait_for
+from tests.integration.test_cluster import KEY, SECRET_KEY, make_nodes, running
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+try:
+    from selenium import webdriver
+    from selenium.common.exceptions import NoAlertPresentException, WebDriverException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+except ImportError:  # the test extras not installed
+    webdriver = None
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None,
+        reason="needs a headless browser and its driver: apt-get install chromium chromium-driver",
+    ),
+    pytest.mark.skipif(webdriver is None, reason="needs selenium (the test extras)"),
+]
+
+ACCESS, SECRET = "console-admin", "console-admin-secret"
+SIZE = 20 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = os.environ.get("SHOAL_ARTIFACTS_DIR")
+    folder = Path(root) / "console" if root else tmp_path_factory.mktemp("console-screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"console screenshots in {folder}")
+    return folder
+
+
+@pytest.fixture
+def downloads(tmp_path: Path) -> Path:
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def browser(tmp_path: Path, downloads: Path) -> Iterator[Any]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    options.add_experimental_option(
+        "prefs",
+        {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            "safebrowsing.enabled": False,
+        },
+    )
+    # The driver's path given: Selenium Manager never looks for (or downloads) one.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
+        yield driver
+    finally:
+        driver.quit()
+
+
+def find(driver: Any, css: str) -> Any:
+    return driver.find_element(By.CSS_SELECTOR, css)
+
+
+def present(driver: Any, css: str) -> bool:
+    return bool(driver.find_elements(By.CSS_SELECTOR, css))
+
+
+def text_of(driver: Any, css: str) -> str:
+    return find(driver, css).text
+
+
+def value_of(driver: Any, css: str) -> str:
+    return find(driver, css).get_attribute("value")
+
+
+def button(driver: Any, label: str) -> Any:
+    return next(b for b in driver.find_elements(By.TAG_NAME, "button") if b.text == label)
+
+
+def status_line(driver: Any) -> str:
+    return find(driver, "#status").text
+
+
+def submit(driver: Any, endpoint: str, key: str, secret: str, shots: Path | None = None) -> None:
+    """Open the console and send the sign-in form."""
+    driver.get(f"{endpoint}/-/console/")
+    wait_for("the sign-in form", lambda: find(driver, "#sign-in").is_displayed())
+    if shots is not None:
+        driver.save_screenshot(str(shots / "01-sign-in.png"))
+    find(driver, "#access-key").send_keys(key)
+    find(driver, "#secret-key").send_keys(secret)
+    find(driver, "#sign-in-button").click()
+
+
+def sign_in(driver: Any, endpoint: str, key: str, secret: str, shots: Path | None = None) -> None:
+    submit(driver, endpoint, key, secret, shots)
+    wait_for(
+        "signed in",
+        lambda: find(driver, "#nav").is_displayed(),
+        timeout=30,
+        ignore=(WebDriverException,),
+    )
+    assert "secret" not in driver.current_url
+
+
+def accept_confirm(driver: Any) -> bool:
+    try:
+        driver.switch_to.alert.accept()
+    except NoAlertPresentException:
+        return False
+    return True
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_sign_in_bucket_upload_download_delete(
+    browser: Any, shots: Path, downloads: Path, tmp_path: Path
+) -> None:
+    driver = browser
+    config = {**auth_config((ACCESS, SECRET)), "storage": {"directory": str(tmp_path / "data")}}
+    with SyncServer(config) as shoal:
+        endpoint = shoal.endpoint_url
+        submit(driver, endpoint, "wrong", "wrong")
+        wait_for("a refused sign-in", lambda: "InvalidAccessKeyId" in status_line(driver))
+        sign_in(driver, endpoint, ACCESS, SECRET, shots)
+        wait_for("the buckets page", lambda: present(driver, "#bucket-list"))
+        find(driver, "#new-bucket").send_keys("console-test")
+        find(driver, "#create-bucket button[type=submit]").click()
+        wait_for("the bucket listed", lambda: present(driver, 'tr[data-bucket="console-test"]'))
+        s3 = signed_client(endpoint, ACCESS, SECRET)
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["console-test"]
+        driver.save_screenshot(str(shots / "02-buckets.png"))
+
+        find(driver, 'tr[data-bucket="console-test"] a').click()
+        wait_for("the object page", lambda: present(driver, "#file-input"))
+        source = tmp_path / "big.bin"
+        source.write_bytes(os.urandom(SIZE))
+        find(driver, "#file-input").send_keys(str(source))
+        wait_for("the upload under way", lambda: present(driver, 'li.upload[data-key="big.bin"]'))
+        driver.save_screenshot(str(shots / "03-uploading.png"))
+        wait_for(
+            "the upload done",
+            lambda: (
+                find(driver, 'li.upload[data-key="big.bin"]').get_attribute("data-state")
+                in ("done", "failed")
+            ),
+            timeout=120,
+        )
+        assert find(driver, 'li.upload[data-key="big.bin"]').get_attribute("data-state") == "done"
+        wait_for("the object listed", lambda: present(driver, 'tr[data-key="big.bin"]'))
+        head = s3.head_object(Bucket="console-test", Key="big.bin")
+        assert head["ContentLength"] == SIZE
+        assert head["ETag"].endswith('-3"')  # multipart: 8 + 8 + 4 MiB
+        driver.save_screenshot(str(shots / "04-objects.png"))
+
+        find(driver, 'tr[data-key="big.bin"] td.actions button').click()
+        target = downloads / "big.bin"
+        wait_for(
+            "the download on disk",
+            lambda: target.exists() and target.stat().st_size == SIZE,
+            timeout=120,
+        )
+        assert sha256(target) == sha256(source)
+
+        find(driver, 'tr[data-key="big.bin"] td a').click()
+        wait_for("the object's metadata", lambda: "content-length" in text_of(driver, "#metadata"))
+        assert str(SIZE) in find(driver, "#metadata").text
+        find(driver, "#share-expiry").send_keys("1 hour")
+        button(driver, "Create link").click()
+        wait_for("a share link", lambda: "X-Amz-Signature=" in value_of(driver, "#share-url"))
+        link = value_of(driver, "#share-url")
+        assert SECRET not in link and "X-Amz-Expires=3600" in link
+        driver.save_screenshot(str(shots / "05-object.png"))
+
+        driver.back()
+        wait_for("the listing again", lambda: present(driver, 'tr[data-key="big.bin"] input.pick'))
+        find(driver, 'tr[data-key="big.bin"] input.pick').click()
+        find(driver, "#delete-selected").click()
+        wait_for("the confirmation", lambda: accept_confirm(driver), ignore=(WebDriverException,))
+        wait_for("the object gone", lambda: not present(driver, 'tr[data-key="big.bin"]'))
+        assert "Deleted 1 object" in status_line(driver)
+        assert s3.list_objects_v2(Bucket="console-test").get("KeyCount") == 0
+
+        driver.get(f"{endpoint}/-/console/#/settings?bucket=console-test")
+        wait_for("the settings page", lambda: find(driver, "#versioning-state").text != "")
+        driver.save_screenshot(str(shots / "06-settings.png"))
+
+        driver.set_window_size(390, 844)  # a phone
+        driver.get(f"{endpoint}/-/console/#/buckets")
+        wait_for("the bucket list", lambda: present(driver, 'tr[data-bucket="console-test"]'))
+        driver.save_screenshot(str(shots / "07-buckets-phone.png"))
+
+        find(driver, "#sign-out").click()
+        wait_for("signed out", lambda: find(driver, "#sign-in").is_displayed())
+        assert driver.execute_script("return sessionStorage.length") == 0
+
+
+def test_cluster_page_shows_a_stopped_node_down(browser: Any, shots: Path, tmp_path: Path) -> None:
+    driver = browser
+    nodes = make_nodes(tmp_path, 3, 2, create_drives=False)
+    with running(nodes) as (a, _b, c):
+        c.kill(signal.SIGSTOP)  # alive to the kernel, never answers
+        sign_in(driver, a.endpoint, KEY, SECRET_KEY)
+        driver.get(f"{a.endpoint}/-/console/#/cluster")
+        wait_for("the nodes table", lambda: present(driver, 'tr[data-node="node2"]'), timeout=30)
+        wait_for(
+            "node2 shown as down",
+            lambda: find(driver, 'tr[data-node="node2"] td.state').text.startswith("down"),
+            timeout=30,
+            ignore=(WebDriverException,),
+        )
+        assert find(driver, 'tr[data-node="node0"] td.state').text == "up"
+        # node1 runs on: up (a loaded machine may make it late, suspect, for a moment)
+        wait_for(
+            "node1 up",
+            lambda: text_of(driver, 'tr[data-node="node1"] td.state') == "up",
+            timeout=30,
+            ignore=(WebDriverException,),
+        )
+        wait_for("the charts", lambda: present(driver, "#charts svg.chart"))
+        driver.save_screenshot(str(shots / "08-cluster.png"))
