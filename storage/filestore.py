@@ -77,7 +77,7 @@ from shoal.storage.fileversions import KeyVersions, Versions, versions_root
 from shoal.storage.journal import TEMP, Move
 from shoal.storage.keys import KeyPath, is_inside, key_path
 from shoal.storage.leftovers import remove_leftovers
-from shoal.storage.listing import list_page, read_summary
+from shoal.storage.listing import cached_summaries, list_page
 from shoal.storage.multipart import UploadStore
 from shoal.storage.quickread import read_record, read_small
 from shoal.storage.records import meta_from_dict, meta_to_dict, new_meta, now
@@ -746,7 +746,7 @@ class FileStore(FileMultipart):
                 delimiter=delimiter,
                 after=after,
                 max_keys=max_keys,
-                summarize=read_summary,
+                summarize=cached_summaries(self.listings),
                 cache=self.listings,
             )
 

@@ -9,6 +9,7 @@ greater than the marker, so resuming after a CP skips that prefix entirely.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -123,6 +124,30 @@ def walk_page(
         if summary is not None:
             objects.append(summary)
             last = key
+
+
+def cached_summaries(cache: ListingCache | None) -> Callable[[str, str], ObjectSummary | None]:
+    """read_summary for one listing page, remembered in `cache` between pages while the
+    directory holding the key's metadata is unchanged (its stamp: the store's generation
+    and the directory's mtime, taken once per directory per page, before any read)."""
+    if cache is None:
+        return read_summary
+    stamps: dict[str, tuple[int, int]] = {}
+
+    def summarize(key: str, sidecar: str) -> ObjectSummary | None:
+        directory = os.path.dirname(sidecar)
+        stamp = stamps.get(directory)
+        if stamp is None:
+            stamp = stamps[directory] = cache.stamp(directory)
+        known: ObjectSummary | None = cache.summary(sidecar, stamp)
+        if known is not None and known.key == key:
+            return known
+        summary = read_summary(key, sidecar)
+        if summary is not None:
+            cache.put_summary(sidecar, stamp, summary)
+        return summary
+
+    return summarize
 
 
 def read_summary(key: str, sidecar: str) -> ObjectSummary | None:

@@ -82,11 +82,16 @@ class ListingCache:
     from other processes) are what they were when the directory was read.
     """
 
-    def __init__(self, size: int = 128) -> None:
+    def __init__(self, size: int = 128, summaries: int = 65_536) -> None:
         self.generation = 0
         self._size = size
         #: Directory listings (Walker's) or sorted version directories (fileversions').
         self._items: OrderedDict[str, tuple[tuple[int, int], Any]] = OrderedDict()
+        #: What listings show of a key (storage.listing's summaries), by the path of its
+        #: metadata file, under the stamp of the directory holding that file: a listing
+        #: reads each key's metadata once per change, not once per page.
+        self._summary_size = summaries
+        self._summaries: OrderedDict[str, tuple[tuple[int, int], Any]] = OrderedDict()
         self._lock = threading.Lock()
 
     def bump(self) -> None:
@@ -110,10 +115,32 @@ class ListingCache:
 
     def put(self, path: str, stamp: tuple[int, int], listing: Any) -> None:
         with self._lock:
-            self._items[path] = (stamp, listing)
-            self._items.move_to_end(path)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+            _remember(self._items, self._size, path, stamp, listing)
+
+    def summary(self, path: str, stamp: tuple[int, int]) -> Any:
+        """The summary remembered for the metadata file at `path` (its directory's
+        `stamp` now), or None."""
+        with self._lock:
+            item = self._summaries.get(path)
+            return item[1] if item is not None and item[0] == stamp else None
+
+    def put_summary(self, path: str, stamp: tuple[int, int], summary: Any) -> None:
+        with self._lock:
+            _remember(self._summaries, self._summary_size, path, stamp, summary)
+
+
+def _remember(
+    items: OrderedDict[str, tuple[tuple[int, int], Any]],
+    size: int,
+    path: str,
+    stamp: tuple[int, int],
+    value: Any,
+) -> None:
+    """Keep `value` as the newest of at most `size` items (the caller holds the lock)."""
+    items[path] = (stamp, value)
+    items.move_to_end(path)
+    while len(items) > size:
+        items.popitem(last=False)
 
 
 class Walker:

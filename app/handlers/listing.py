@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
+from urllib.parse import quote_plus
 
 from starlette.responses import Response
 
@@ -17,21 +18,17 @@ from shoal.auth.numbers import parse_uint
 from shoal.storage.backend import ListPage
 
 MAX_KEYS = 1000
-#: Characters AWS leaves as they are with encoding-type=url; space becomes '+'.
-_URL_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./*")
+#: Keys made only of the characters AWS leaves as they are with encoding-type=url.
+_URL_PLAIN = re.compile(r"[A-Za-z0-9\-_./*]*")
 
 
 def url_encode(value: str) -> str:
-    """encoding-type=url as S3 writes it (what botocore's unquote_plus undoes)."""
-    out = []
-    for byte in value.encode("utf-8", "surrogatepass"):
-        if byte in _URL_SAFE:
-            out.append(chr(byte))
-        elif byte == 0x20:
-            out.append("+")
-        else:
-            out.append(f"%{byte:02X}")
-    return "".join(out)
+    """encoding-type=url as S3 writes it (what botocore's unquote_plus undoes): space
+    becomes '+', '~' is escaped too."""
+    if _URL_PLAIN.fullmatch(value):
+        return value
+    encoded = quote_plus(value, safe="/*", encoding="utf-8", errors="surrogatepass")
+    return encoded.replace("~", "%7E")
 
 
 def encoder(ctx: RequestContext) -> Callable[[str], str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,9 +12,11 @@ import pytest
 
 from shoal.storage.backend import ObjectWrite, UploadInfo
 from shoal.storage.diskio import makedirs, rmtree_quiet
+from shoal.storage.filestore import FileStore
 from shoal.storage.keys import key_path
 from shoal.storage.listing import list_page, read_summary, rollup, uploads_page
 from shoal.storage.walk import Walker
+from tests.unit.conftest import chunks
 
 AWKWARD = [
     "a-c",
@@ -247,3 +250,34 @@ def test_uploads_page_markers_and_prefixes() -> None:
         ups, prefix="", delimiter="", key_marker="a", upload_id_marker="", max_uploads=10
     )
     assert [u.key for u in page.uploads] == ["b/1", "b/2", "c"]
+
+
+@pytest.mark.anyio
+async def test_listings_remember_summaries_only_while_unchanged(store: FileStore) -> None:
+    """Pages reuse what they read of a key's metadata until it changes: through the store
+    (its generation) or behind its back (the directory's mtime)."""
+
+    async def sizes() -> dict[str, int]:
+        page = await store.list_objects("bucket")
+        return {o.key: o.size for o in page.objects}
+
+    await store.put_object("bucket", "d/k", chunks(b"abc"), ObjectWrite())
+    await store.put_object("bucket", "d/other", chunks(b"x"), ObjectWrite())
+    assert await sizes() == {"d/k": 3, "d/other": 1}
+    assert await sizes() == {"d/k": 3, "d/other": 1}  # from memory now
+    await store.put_object("bucket", "d/k", chunks(b"abcde"), ObjectWrite())
+    assert await sizes() == {"d/k": 5, "d/other": 1}
+    # Another process replaces the metadata file (as every writer does: a rename).
+    where = key_path("d/other")
+    folder = Path(store.root, "bucket", *where.dirs)
+    sidecar = folder / where.meta_name
+    record = json.loads(sidecar.read_text())
+    record["size"] = 7
+    replacement = folder / "replacement"
+    replacement.write_text(json.dumps(record))
+    before = folder.stat().st_mtime_ns
+    replacement.replace(sidecar)
+    # (Where the file system's clock ticks coarsely, two changes within one tick share an
+    # mtime; move it on as the next tick would.)
+    os.utime(folder, ns=(before + 10**9, before + 10**9))
+    assert (await sizes())["d/other"] == 7
