@@ -108,7 +108,9 @@ def present(driver: Any, css: str) -> bool:
 
 
 def text_of(driver: Any, css: str) -> str:
-    return find(driver, css).text
+    """The element's text, "" while it is not there."""
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0].text if found else ""
 
 
 def value_of(driver: Any, css: str) -> str:
@@ -229,14 +231,35 @@ def test_sign_in_bucket_upload_download_delete(
         wait_for("the settings page", lambda: find(driver, "#versioning-state").text != "")
         driver.save_screenshot(str(shots / "06-settings.png"))
 
+        driver.get(f"{endpoint}/-/console/#/accounts")
+        wait_for("the accounts page", lambda: present(driver, f'tr[data-user="{ACCESS}"]'))
+        find(driver, "#new-user").send_keys("alice")
+        button(driver, "Add user").click()
+        wait_for("alice's page", lambda: "User alice" in text_of(driver, "#user"))
+        button(driver, "Create access key").click()
+        wait_for("the new key", lambda: present(driver, "#new-secret"))
+        alice_key, alice_secret = (
+            e.text for e in driver.find_elements(By.CSS_SELECTOR, "#new-secret dd.mono")
+        )
+        driver.save_screenshot(str(shots / "07-accounts.png"))
+        alice = signed_client(endpoint, alice_key, alice_secret)
+        assert alice.list_buckets()["Buckets"] == []
+
         driver.set_window_size(390, 844)  # a phone
         driver.get(f"{endpoint}/-/console/#/buckets")
         wait_for("the bucket list", lambda: present(driver, 'tr[data-bucket="console-test"]'))
-        driver.save_screenshot(str(shots / "07-buckets-phone.png"))
+        driver.save_screenshot(str(shots / "08-buckets-phone.png"))
 
         find(driver, "#sign-out").click()
         wait_for("signed out", lambda: find(driver, "#sign-in").is_displayed())
         assert driver.execute_script("return sessionStorage.length") == 0
+        # alice: no admin, no Accounts page, none of the admin's buckets
+        sign_in(driver, endpoint, alice_key, alice_secret)
+        wait_for(
+            "alice's bucket list", lambda: "No buckets yet." in text_of(driver, "#bucket-list")
+        )
+        assert not find(driver, "#nav-accounts").is_displayed()
+        assert text_of(driver, "#whoami") == "alice"
 
 
 def test_cluster_page_shows_a_stopped_node_down(browser: Any, shots: Path, tmp_path: Path) -> None:
@@ -262,4 +285,49 @@ def test_cluster_page_shows_a_stopped_node_down(browser: Any, shots: Path, tmp_p
             ignore=(WebDriverException,),
         )
         wait_for("the charts", lambda: present(driver, "#charts svg.chart"))
-        driver.save_screenshot(str(shots / "08-cluster.png"))
+        driver.save_screenshot(str(shots / "09-cluster.png"))
+
+
+def test_an_upload_resumes_after_a_network_error(
+    browser: Any, downloads: Path, tmp_path: Path
+) -> None:
+    """Part 2 of 3 cannot reach the server (the browser blocks its URL): parts 1 and 3
+    are stored, the upload stops after its retries; with the network back, Resume asks
+    the server which parts it holds and completes the same upload."""
+    driver = browser
+    config = {**auth_config((ACCESS, SECRET)), "storage": {"directory": str(tmp_path / "data")}}
+    with SyncServer(config) as shoal:
+        endpoint = shoal.endpoint_url
+        s3 = signed_client(endpoint, ACCESS, SECRET)
+        s3.create_bucket(Bucket="resumed")
+        sign_in(driver, endpoint, ACCESS, SECRET)
+        driver.get(f"{endpoint}/-/console/#/objects?bucket=resumed")
+        wait_for("the object page", lambda: present(driver, "#file-input"))
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*partNumber=2*"]})
+        source = tmp_path / "resumable.bin"
+        source.write_bytes(os.urandom(SIZE))
+        find(driver, "#file-input").send_keys(str(source))
+        row = 'li.upload[data-key="resumable.bin"]'
+        wait_for(
+            "the upload failed",
+            lambda: find(driver, row).get_attribute("data-state") == "failed",
+            timeout=60,
+            ignore=(WebDriverException,),
+        )
+        (upload,) = s3.list_multipart_uploads(Bucket="resumed")["Uploads"]
+        parts = s3.list_parts(Bucket="resumed", Key="resumable.bin", UploadId=upload["UploadId"])
+        assert [p["PartNumber"] for p in parts["Parts"]] == [1, 3]
+
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+        find(driver, f"{row} button").click()  # Resume
+        wait_for(
+            "the upload done",
+            lambda: find(driver, row).get_attribute("data-state") == "done",
+            timeout=60,
+        )
+        assert "Uploads" not in s3.list_multipart_uploads(Bucket="resumed")  # the same one
+        stored = s3.get_object(Bucket="resumed", Key="resumable.bin")
+        assert stored["ETag"].endswith('-3"')
+        assert hashlib.sha256(stored["Body"].read()).hexdigest() == sha256(source)
+        assert driver.execute_script("return sessionStorage.length") == 1  # only the key

@@ -32,7 +32,7 @@ export async function renderList(view, ctx) {
       h("td", {}, h("a", { href: `#/objects?${new URLSearchParams({ bucket: b.name })}` }, b.name)),
       h("td", { class: "num" }, b.objects ?? "–"),
       h("td", { class: "num" }, bytes(b.bytes)),
-      h("td", {}, b.versioning),
+      h("td", { class: "hide-narrow" }, b.versioning),
       h("td", { class: "hide-narrow" }, when(b.created)),
       h("td", { class: "actions" },
         h("a", { class: "button", href: `#/settings?${new URLSearchParams({ bucket: b.name })}` },
@@ -44,7 +44,7 @@ export async function renderList(view, ctx) {
           await load();
         }, { "aria-label": `Delete bucket ${b.name}` }))));
     replace(list,
-      rows.length ? table(["Name", "Objects", "Size", "Versioning", "Created", ""], rows)
+      rows.length ? table(["Name", "Objects", "Size", ["Versioning", "hide-narrow"], ["Created", "hide-narrow"], ""], rows)
                   : h("p", {}, "No buckets yet."),
       answer.counted ? null : h("p", { class: "hint" },
         "Object counts need the server's metrics (metrics.enabled)."));

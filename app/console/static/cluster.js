@@ -36,7 +36,11 @@ function chart(title, unit, times, series) {
               svg("text", { x: width - pad.right, y: height - 4, "text-anchor": "end", class: "axis" }, "now"));
   for (const s of series) {
     const points = s.values.map((v, i) => (v === null ? null : `${x(times[i]).toFixed(1)},${y(v).toFixed(1)}`)).filter(Boolean);
-    if (points.length) root.append(svg("polyline", { points: points.join(" "), class: `line ${s.class}` }));
+    if (points.length > 1) root.append(svg("polyline", { points: points.join(" "), class: `line ${s.class}` }));
+    if (points.length) {
+      const [px, py] = points[points.length - 1].split(",");
+      root.append(svg("circle", { cx: px, cy: py, r: 3, class: `dot ${s.class}` }));
+    }
   }
   const legend = h("p", { class: "legend" }, series.map((s) => h("span", { class: `key ${s.class}` }, `${s.label}: ${fmt(last(s.values))} ${unit}`)));
   return h("figure", { class: "card chart-card" }, h("figcaption", {}, title), root, legend);
@@ -112,7 +116,7 @@ export async function render(view, ctx) {
           h("td", { class: "num" }, `${bytes(d.free_bytes)} of ${bytes(d.total_bytes)}`)));
       }
     }
-    replace(drives, h("h2", {}, "Drives"), table(["Drive", "Set", "State", "Errors", "Latency", "Free"], rows));
+    replace(drives, h("h2", {}, "Drives"), table(["Drive", "Set", "State", "Errors", ["Latency", "hide-narrow"], "Free"], rows));
 
     const heal = status.healing;
     replace(healing, h("h2", {}, "Healing"),

@@ -260,7 +260,7 @@ export async function renderObject(view, ctx, params) {
           })));
     });
     replace(versions, rows.length > 1 || (rows.length === 1 && text(found[0], "VersionId") !== "null")
-      ? table(["Version", "Size", "Modified", "", ""], rows)
+      ? table(["Version", "Size", ["Modified", "hide-narrow"], "", ""], rows)
       : h("p", { class: "hint" }, "One version only (enable versioning in the bucket settings to keep old ones)."));
   }
 

@@ -74,10 +74,12 @@ export function field(label, input) {
   return h("div", { class: "field" }, h("label", { for: id }, label), input);
 }
 
+// `headings`: text, or [text, class] ("hide-narrow": a column a phone goes without).
 export function table(headings, rows, caption) {
   return h("div", { class: "table-wrap" },
     h("table", {},
       caption ? h("caption", {}, caption) : null,
-      h("thead", {}, h("tr", {}, headings.map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, headings.map((t) => (Array.isArray(t)
+        ? h("th", { scope: "col", class: t[1] }, t[0]) : h("th", { scope: "col" }, t))))),
       h("tbody", {}, rows)));
 }
