@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from shoal.app.server import SyncServer
@@ -121,6 +122,14 @@ def button(driver: Any, label: str) -> Any:
     return next(b for b in driver.find_elements(By.TAG_NAME, "button") if b.text == label)
 
 
+def save(driver: Any, param: str, document: str) -> None:
+    """Type `document` into a bucket setting's editor and press its Save button."""
+    area = find(driver, f"#edit-{param}")
+    area.clear()
+    area.send_keys(document)
+    area.find_element(By.XPATH, "ancestor::section//button[text()='Save']").click()
+
+
 def status_line(driver: Any) -> str:
     return find(driver, "#status").text
 
@@ -216,6 +225,7 @@ def test_sign_in_bucket_upload_download_delete(
         wait_for("a share link", lambda: "X-Amz-Signature=" in value_of(driver, "#share-url"))
         link = value_of(driver, "#share-url")
         assert SECRET not in link and "X-Amz-Expires=3600" in link
+        assert hashlib.sha256(httpx.get(link, timeout=30).content).hexdigest() == sha256(source)
         driver.save_screenshot(str(shots / "05-object.png"))
 
         driver.back()
@@ -230,6 +240,40 @@ def test_sign_in_bucket_upload_download_delete(
         driver.get(f"{endpoint}/-/console/#/settings?bucket=console-test")
         wait_for("the settings page", lambda: find(driver, "#versioning-state").text != "")
         driver.save_screenshot(str(shots / "06-settings.png"))
+        button(driver, "Enable versioning").click()
+        wait_for("versioning on", lambda: text_of(driver, "#versioning-state") == "Enabled")
+        assert s3.get_bucket_versioning(Bucket="console-test")["Status"] == "Enabled"
+        save(driver, "policy", "{not json")
+        wait_for("refused here", lambda: "not valid JSON" in status_line(driver))
+        save(driver, "policy", '{"Version": "2012-10-17", "Statement": []}')
+        wait_for("S3's own error", lambda: status_line(driver).startswith("MalformedPolicy: "))
+        lifecycle = (
+            "<LifecycleConfiguration><Rule><ID>tmp</ID><Status>Enabled</Status>"
+            "<Filter><Prefix>tmp/</Prefix></Filter><Expiration><Days>7</Days></Expiration>"
+            "</Rule></LifecycleConfiguration>"
+        )
+        save(driver, "lifecycle", lifecycle)
+        wait_for("lifecycle saved", lambda: status_line(driver) == "Lifecycle saved.")
+        rules = s3.get_bucket_lifecycle_configuration(Bucket="console-test")["Rules"]
+        assert [r["ID"] for r in rules] == ["tmp"]
+
+        # two versions of a key; the older one restored over the newer
+        old = s3.put_object(Bucket="console-test", Key="docs/a b+c.txt", Body=b"first")
+        s3.put_object(Bucket="console-test", Key="docs/a b+c.txt", Body=b"second")
+        driver.get(f"{endpoint}/-/console/#/objects?bucket=console-test&prefix=docs%2F")
+        wait_for("the folder", lambda: present(driver, 'tr[data-key="docs/a b+c.txt"] td a'))
+        find(driver, 'tr[data-key="docs/a b+c.txt"] td a').click()
+        wait_for("the versions", lambda: old["VersionId"] in text_of(driver, "#versions"))
+        button(driver, "Restore").click()
+        wait_for("restored", lambda: "restored" in status_line(driver))
+        restored = s3.get_object(Bucket="console-test", Key="docs/a b+c.txt")["Body"].read()
+        assert restored == b"first"
+        find(driver, "#tags").send_keys("team=blue\nstage = test")
+        button(driver, "Save tags").click()
+        wait_for("tags saved", lambda: status_line(driver) == "Tags saved.")
+        tags = s3.get_object_tagging(Bucket="console-test", Key="docs/a b+c.txt")["TagSet"]
+        assert {t["Key"]: t["Value"] for t in tags} == {"team": "blue", "stage": "test"}
+        driver.save_screenshot(str(shots / "07-versions.png"))
 
         driver.get(f"{endpoint}/-/console/#/accounts")
         wait_for("the accounts page", lambda: present(driver, f'tr[data-user="{ACCESS}"]'))
@@ -241,14 +285,14 @@ def test_sign_in_bucket_upload_download_delete(
         alice_key, alice_secret = (
             e.text for e in driver.find_elements(By.CSS_SELECTOR, "#new-secret dd.mono")
         )
-        driver.save_screenshot(str(shots / "07-accounts.png"))
+        driver.save_screenshot(str(shots / "08-accounts.png"))
         alice = signed_client(endpoint, alice_key, alice_secret)
         assert alice.list_buckets()["Buckets"] == []
 
         driver.set_window_size(390, 844)  # a phone
         driver.get(f"{endpoint}/-/console/#/buckets")
         wait_for("the bucket list", lambda: present(driver, 'tr[data-bucket="console-test"]'))
-        driver.save_screenshot(str(shots / "08-buckets-phone.png"))
+        driver.save_screenshot(str(shots / "09-buckets-phone.png"))
 
         find(driver, "#sign-out").click()
         wait_for("signed out", lambda: find(driver, "#sign-in").is_displayed())
@@ -285,7 +329,7 @@ def test_cluster_page_shows_a_stopped_node_down(browser: Any, shots: Path, tmp_p
             ignore=(WebDriverException,),
         )
         wait_for("the charts", lambda: present(driver, "#charts svg.chart"))
-        driver.save_screenshot(str(shots / "09-cluster.png"))
+        driver.save_screenshot(str(shots / "10-cluster.png"))
 
 
 def test_an_upload_resumes_after_a_network_error(

@@ -230,13 +230,14 @@ export async function renderObject(view, ctx, params) {
       const list = [["versions", ""], ["prefix", key], ["max-keys", String(PAGE)]];
       if (keyMarker !== null) list.push(["key-marker", keyMarker], ["version-id-marker", versionMarker]);
       const doc = await ctx.client.xml("GET", objectPath(bucket), { params: list });
-      const entries = [...all(doc, "Version"), ...all(doc, "DeleteMarker")].filter((v) => text(v, "Key") === key);
+      // In the server's order: newest first (versions and delete markers interleaved).
+      const entries = Array.from(doc.documentElement.children)
+        .filter((v) => ["Version", "DeleteMarker"].includes(v.tagName) && text(v, "Key") === key);
       found.push(...entries);
       if (text(doc, "IsTruncated") !== "true" || text(doc, "NextKeyMarker") !== key) break;
       keyMarker = text(doc, "NextKeyMarker");
       versionMarker = text(doc, "NextVersionIdMarker");
     }
-    found.sort((a, b) => (text(b, "LastModified") || "").localeCompare(text(a, "LastModified") || ""));
     const rows = found.map((v) => {
       const id = text(v, "VersionId");
       const marker = v.tagName === "DeleteMarker";
