@@ -56,7 +56,8 @@ def add_parser(sub: Any) -> None:
     key = what.add_parser("key", help="access keys").add_subparsers(dest="action", required=True)
     key.add_parser("create", help="a new key (its secret is shown once)").add_argument("user")
     key.add_parser("list", help="an account's keys").add_argument("user")
-    key.add_parser("revoke", help="revoke a key").add_argument("access_key")
+    revoke = key.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("key_id", metavar="ACCESS_KEY")
 
     policy = what.add_parser("policy", help="identity policies")
     actions = policy.add_subparsers(dest="action", required=True)
@@ -126,8 +127,8 @@ def _perform(client: AdminClient, args: argparse.Namespace) -> tuple[Any, str]:
             keys = client.keys(args.user)
             lines = [f"{k['access_key']}  {k['status']}  {k['created'] or '-'}" for k in keys]
             return {"keys": keys}, "\n".join(lines)
-        client.revoke_key(args.access_key)
-        return None, f"revoked {args.access_key}"
+        client.revoke_key(args.key_id)
+        return None, f"revoked {args.key_id}"
     if action == "attach":
         document = sys.stdin.read() if args.file == "-" else _read(args.file)
         client.attach_policy(args.user, args.policy, document)

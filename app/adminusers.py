@@ -65,6 +65,7 @@ async def handle(request: Request, rest: str) -> Response:
     method = request.method
     if parts == ["users"]:
         if method == "GET":
+            await directory.refresh()  # what another node changed a moment ago too
             users = [_config_user(a) for a in accounts.accounts]
             users += [_user(r) for r in directory.records()]
             return json_response({"users": users})
