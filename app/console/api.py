@@ -116,7 +116,6 @@ async def _buckets(request: Request, account: Account | None, admin: bool) -> di
 def _metrics(request: Request) -> dict[str, Any]:
     app = request.app
     series = _series.get(app)
-    drives = []
     collector = StoreCollector(app.state.backend, ready=lambda: True)
     found: dict[str, dict[str, Any]] = {}
     for family in collector.collect():

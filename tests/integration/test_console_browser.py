@@ -43,6 +43,15 @@ pytestmark = [
     pytest.mark.skipif(webdriver is None, reason="needs selenium (the test extras)"),
 ]
 
+#: Drops a file named arguments[1] holding arguments[2] on the element arguments[0].
+DROP = """
+const data = new DataTransfer();
+data.items.add(new File([arguments[2]], arguments[1], {type: "text/plain"}));
+for (const type of ["dragenter", "dragover", "drop"]) {
+  const init = {dataTransfer: data, bubbles: true, cancelable: true};
+  arguments[0].dispatchEvent(new DragEvent(type, init));
+}
+"""
 ACCESS, SECRET = "console-admin", "console-admin-secret"
 SIZE = 20 * 1024 * 1024
 
@@ -203,6 +212,11 @@ def test_sign_in_bucket_upload_download_delete(
         )
         assert find(driver, 'li.upload[data-key="big.bin"]').get_attribute("data-state") == "done"
         wait_for("the object listed", lambda: present(driver, 'tr[data-key="big.bin"]'))
+        # drag and drop: a file dropped on the drop zone (a DragEvent carrying it)
+        driver.execute_script(DROP, find(driver, "#drop-zone"), "dropped.txt", "dropped by a test")
+        wait_for("the dropped file listed", lambda: present(driver, 'tr[data-key="dropped.txt"]'))
+        dropped = s3.get_object(Bucket="console-test", Key="dropped.txt")["Body"].read()
+        assert dropped == b"dropped by a test"
         head = s3.head_object(Bucket="console-test", Key="big.bin")
         assert head["ContentLength"] == SIZE
         assert head["ETag"].endswith('-3"')  # multipart: 8 + 8 + 4 MiB
@@ -231,10 +245,12 @@ def test_sign_in_bucket_upload_download_delete(
         driver.back()
         wait_for("the listing again", lambda: present(driver, 'tr[data-key="big.bin"] input.pick'))
         find(driver, 'tr[data-key="big.bin"] input.pick').click()
+        find(driver, 'tr[data-key="dropped.txt"] input.pick').click()
         find(driver, "#delete-selected").click()
         wait_for("the confirmation", lambda: accept_confirm(driver), ignore=(WebDriverException,))
-        wait_for("the object gone", lambda: not present(driver, 'tr[data-key="big.bin"]'))
-        assert "Deleted 1 object" in status_line(driver)
+        wait_for("the objects gone", lambda: not present(driver, 'tr[data-key="big.bin"]'))
+        assert not present(driver, 'tr[data-key="dropped.txt"]')
+        assert "Deleted 2 object" in status_line(driver)
         assert s3.list_objects_v2(Bucket="console-test").get("KeyCount") == 0
 
         driver.get(f"{endpoint}/-/console/#/settings?bucket=console-test")

@@ -31,20 +31,9 @@ async function info() {
   return response.json();
 }
 
-// Who the key belongs to, and whether it is an admin (for the Accounts page). Before
-// the admin API answers whoami, an admin is one that may read /-/cluster.
+// Who the key belongs to, and whether it is an admin (for the Accounts page).
 async function identify(client) {
-  try {
-    return await client.json("/-/admin/whoami");
-  } catch (error) {
-    if (error.status !== 404) throw error;
-  }
-  try {
-    await client.json("/-/cluster");
-    return { name: client.credentials.accessKey, admin: true };
-  } catch {
-    return { name: client.credentials.accessKey, admin: false };
-  }
+  return client.json("/-/admin/whoami");
 }
 
 async function signIn(credentials) {

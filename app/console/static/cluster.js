@@ -122,7 +122,6 @@ export async function render(view, ctx) {
     replace(healing, h("h2", {}, "Healing"),
       heal ? [
         h("p", {}, heal.running ? "A scan is running. " : "No scan running. ", `Backlog: ${heal.backlog} object(s).`),
-        heal.current ? h("progress", { max: 1, value: 0, "aria-label": "scan in progress" }) : null,
         report("Current scan", heal.current),
         report("Last scan", heal.last_scan) || h("p", { class: "hint" }, "No full scan yet."),
         action("Heal now", async () => {

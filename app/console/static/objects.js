@@ -165,7 +165,10 @@ export async function renderList(view, ctx, params) {
   drop.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("over");
-    const files = Array.from(event.dataTransfer.files).filter((f) => f.size > 0 || f.type !== "");
+    // Files only: a dropped folder is an entry too, but not something to PUT.
+    const files = Array.from(event.dataTransfer.items)
+      .filter((item) => item.kind === "file" && (item.webkitGetAsEntry?.()?.isFile ?? true))
+      .map((item) => item.getAsFile());
     sendAll(files);
   });
   checkAll.addEventListener("change", () => {
