@@ -74,6 +74,20 @@ def downloads(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def browser(tmp_path: Path, downloads: Path) -> Iterator[Any]:
+    yield from chromium(tmp_path, downloads)
+
+
+#: A name for 127.0.0.1 that is not "localhost": a page from it is not a secure context.
+INSECURE_HOST = "console.test"
+
+
+@pytest.fixture
+def insecure_browser(tmp_path: Path, downloads: Path) -> Iterator[Any]:
+    yield from chromium(tmp_path, downloads, f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1")
+
+
+def chromium(tmp_path: Path, downloads: Path, *flags: str) -> Iterator[Any]:
+    """Headless Chromium through Debian's chromedriver, downloading into `downloads`."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -88,6 +102,7 @@ def browser(tmp_path: Path, downloads: Path) -> Iterator[Any]:
         "--disable-sync",
         "--window-size=1280,1000",
         f"--user-data-dir={tmp_path / 'profile'}",
+        *flags,
     ):
         options.add_argument(flag)
     options.add_experimental_option(
@@ -391,3 +406,38 @@ def test_an_upload_resumes_after_a_network_error(
         assert stored["ETag"].endswith('-3"')
         assert hashlib.sha256(stored["Body"].read()).hexdigest() == sha256(source)
         assert driver.execute_script("return sessionStorage.length") == 1  # only the key
+
+
+def test_signing_without_webcrypto_on_a_plain_http_name(
+    insecure_browser: Any, tmp_path: Path
+) -> None:
+    """Over plain HTTP to a name other than loopback's, the browser withholds WebCrypto:
+    the console signs with its own SHA-256 and HMAC, and the server accepts them."""
+    driver = insecure_browser
+    config = {**auth_config((ACCESS, SECRET)), "storage": {"directory": str(tmp_path / "data")}}
+    with SyncServer(config) as shoal:
+        endpoint = shoal.endpoint_url.replace("127.0.0.1", INSECURE_HOST)
+        sign_in(driver, endpoint, ACCESS, SECRET)
+        assert driver.execute_script("return window.isSecureContext") is False
+        digests = driver.execute_async_script(
+            """const done = arguments[arguments.length - 1];
+            import("./sigv4.js").then(async (m) => done(await Promise.all(
+              arguments[0].map((text) => m.sha256Hex(text)))));""",
+            VECTORS,
+        )
+        assert digests == [hashlib.sha256(v.encode()).hexdigest() for v in VECTORS]
+        find(driver, "#new-bucket").send_keys("plain-http")
+        find(driver, "#create-bucket button[type=submit]").click()
+        wait_for("the bucket listed", lambda: present(driver, 'tr[data-bucket="plain-http"]'))
+        find(driver, 'tr[data-bucket="plain-http"] a').click()
+        wait_for("the object page", lambda: present(driver, "#drop-zone"))
+        driver.execute_script(DROP, find(driver, "#drop-zone"), "note.txt", "über plain HTTP")
+        wait_for("the file listed", lambda: present(driver, 'tr[data-key="note.txt"]'))
+        s3 = signed_client(shoal.endpoint_url, ACCESS, SECRET)
+        body = s3.get_object(Bucket="plain-http", Key="note.txt")["Body"].read()
+        assert body == "über plain HTTP".encode()
+
+
+#: SHA-256 inputs of every padding case: empty, one block, the 55/56/64-byte edges, and
+#: several blocks of multi-byte characters.
+VECTORS = ["", "abc", "a" * 55, "a" * 56, "a" * 64, "ä€😀" * 100]
