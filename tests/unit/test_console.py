@@ -4,7 +4,9 @@ who sees which buckets, the metrics history)."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -226,3 +228,26 @@ def test_rates_and_latencies_between_samples() -> None:
     idle = point(after, sample(110.0, 150, 3.0, after.buckets))
     assert idle["requests_per_second"] == 0 and idle["latency_mean_ms"] is None
     assert idle["latency_p95_ms"] is None
+
+
+def test_with_auth_off_the_endpoints_are_open(tmp_path: Path) -> None:
+    """As `make run` serves (auth off): everything is open, like the rest of `/-/`."""
+    config = {"auth": {"enabled": False}, "storage": {"directory": str(tmp_path / "data")}}
+    with SyncServer(config) as shoal, httpx.Client(base_url=shoal.endpoint_url) as http:
+        signed_client(shoal.endpoint_url).create_bucket(Bucket="open")
+        assert http.get("/-/console/api/info").json()["auth"] is False
+        names = [b["name"] for b in http.get("/-/console/api/buckets").json()["buckets"]]
+        assert names == ["open"]
+        assert http.get("/-/console/api/metrics").json()["metrics"] is True
+        assert http.get("/-/console/").status_code == 200
+
+
+def test_every_static_file_is_served_and_packaged() -> None:
+    """A file added to app/console/static/ must have a known type (else the table skips
+    it) and match pyproject.toml's package-data (else a wheel goes without it)."""
+    root = Path(assets.__file__).resolve().parents[2]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = data["package-data"]["shoal.app.console"]
+    for path in assets.STATIC.iterdir():
+        assert path.name in assets.ASSETS, path.name
+        assert any(fnmatch.fnmatch(f"static/{path.name}", g) for g in globs), path.name
