@@ -360,6 +360,8 @@ def test_cluster_page_shows_a_stopped_node_down(browser: Any, shots: Path, tmp_p
             ignore=(WebDriverException,),
         )
         wait_for("the charts", lambda: present(driver, "#charts svg.chart"))
+        wait_for("the drives", lambda: present(driver, "#drives tr.down"))  # node2's
+        driver.set_window_size(1280, 2400)  # the whole page in the screenshot
         driver.save_screenshot(str(shots / "10-cluster.png"))
 
 
