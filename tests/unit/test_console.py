@@ -15,9 +15,13 @@ import httpx
 import pytest
 
 from shoal.app.console import assets
-from shoal.app.console.series import Sample, point, quantile
+from shoal.app.console.series import Sample, Series, point, quantile, read
+from shoal.app.metrics import Metrics
 from shoal.app.server import SyncServer
+from shoal.auth import ANONYMOUS
 from shoal.auth.signer import signed_headers
+from shoal.config import load_config
+from shoal.storage.filestore import FileStore
 from tests.integration.conftest import signed_client, wait_for
 
 ADMIN, ADMIN_SECRET = "console-admin", "admin-secret"
@@ -251,3 +255,19 @@ def test_every_static_file_is_served_and_packaged() -> None:
     for path in assets.STATIC.iterdir():
         assert path.name in assets.ASSETS, path.name
         assert any(fnmatch.fnmatch(f"static/{path.name}", g) for g in globs), path.name
+
+
+def test_samples_read_the_servers_own_counters(tmp_path: Path) -> None:
+    metrics = Metrics(load_config({}, env={}), FileStore(tmp_path), lambda request: ANONYMOUS)
+    before = read(metrics)
+    metrics.requests.labels("GetObject", "200").inc(40)
+    metrics.errors.labels("GetObject", "NoSuchKey").inc(4)
+    for _ in range(40):
+        metrics.duration.labels("GetObject").observe(0.003)
+    after = read(metrics)
+    assert (after.requests - before.requests, after.errors - before.errors) == (40, 4)
+    assert quantile(0.95, before, after) == 0.005  # the bucket holding 3 ms
+    series = Series(metrics, size=3)
+    for _ in range(10):
+        series.samples.append(read(metrics))
+    assert len(series.samples) == 4  # bounded: the size, plus one to difference from
