@@ -176,7 +176,7 @@ def default_choice(default: DefaultEncryption, keyring: Keyring) -> Choice:
 
 
 def transport(ctx: RequestContext) -> Transport:
-    secure = ctx.request.url.scheme == "https"
+    secure = ctx.request.scope.get("scheme") == "https"
     return Transport(secure, ctx.config.kms.allow_sse_c_over_http)
 
 
