@@ -175,10 +175,10 @@ class PolicyGate:
         """Whether `principal` may do `action` on the bucket or object (the version
         `version_id` of it, for object grants); see the module docstring."""
         account = self.account(principal)
-        # How the caller signed (s3:signatureversion, s3:authType) is a condition too.
-        context = {**(context or {}), **principal.condition_keys()}
-        arn = resource_arn(bucket, key)
-        identity = _identity(account, principal, action, arn, context)
+        identity = None  # (computed only for accounts with policies: most have none)
+        if account is not None and account.policy is not None:
+            conditions = _conditions(principal, context)
+            identity = _identity(account, principal, action, resource_arn(bucket, key), conditions)
         if identity is Decision.DENY:
             return False
         # An account with identity policies (and no admin flag) is an IAM user: only
@@ -195,9 +195,11 @@ class PolicyGate:
             return True
         decision = Decision.DEFAULT
         if auth.policy is not None:
-            decision = evaluate(
-                auth.policy, PolicyRequest(principal.access_key, action, arn, context)
+            arn = resource_arn(bucket, key)
+            request = PolicyRequest(
+                principal.access_key, action, arn, _conditions(principal, context)
             )
+            decision = evaluate(auth.policy, request)
         if decision is Decision.DENY:
             return False
         policy_allows = decision is Decision.ALLOW and not (
@@ -253,8 +255,7 @@ class PolicyGate:
         account = self.account(principal)
         if account is None:
             return False
-        context = {**context, **principal.condition_keys()}
-        identity = _identity(account, principal, action, arn, context)
+        identity = _identity(account, principal, action, arn, _conditions(principal, context))
         if identity is Decision.DENY:
             return False
         return identity is None or identity is Decision.ALLOW or account.admin
@@ -323,6 +324,12 @@ class PolicyGate:
         if auth.acls_enabled and permits(auth.acl, me, WRITE, ignore_public=ignore):
             return True
         return could_allow(auth.policy, principal, action)
+
+
+def _conditions(principal: Principal, context: dict[str, object] | None) -> dict[str, object]:
+    """The request's condition keys; how the caller signed (s3:signatureversion,
+    s3:authType) is a condition too."""
+    return {**(context or {}), **principal.condition_keys()}
 
 
 def _identity(
