@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
 from shoal.app.server import SyncServer
 from tests.integration.conftest import auth_config, signed_client, wait_for
@@ -133,9 +134,10 @@ def present(driver: Any, css: str) -> bool:
 
 
 def text_of(driver: Any, css: str) -> str:
-    """The element's text, "" while it is not there."""
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
+    """The element's text, "" while it is not there (read in the page: pages re-render
+    while a test polls them)."""
+    script = "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';"
+    return driver.execute_script(script, css)
 
 
 def value_of(driver: Any, css: str) -> str:
@@ -319,6 +321,7 @@ def test_sign_in_bucket_upload_download_delete(
         driver.save_screenshot(str(shots / "08-accounts.png"))
         alice = signed_client(endpoint, alice_key, alice_secret)
         assert alice.list_buckets()["Buckets"] == []
+        manage_alice(driver, alice)
 
         driver.set_window_size(390, 844)  # a phone
         driver.get(f"{endpoint}/-/console/#/buckets")
@@ -335,6 +338,50 @@ def test_sign_in_bucket_upload_download_delete(
         )
         assert not find(driver, "#nav-accounts").is_displayed()
         assert text_of(driver, "#whoami") == "alice"
+
+
+NO_BUCKETS = (
+    '{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", '
+    '"Action": "s3:CreateBucket", "Resource": "*"}]}'
+)
+
+
+def refused(call: Any, **kwargs: Any) -> str:
+    """The error code of a boto3 call expected to fail."""
+    with pytest.raises(ClientError) as info:
+        call(**kwargs)
+    return info.value.response["Error"]["Code"]
+
+
+def manage_alice(driver: Any, alice: Any) -> None:
+    """On alice's account page: a policy attached and detached, the account disabled and
+    enabled, the key revoked, each in effect at once (alice's own boto3 calls)."""
+    find(driver, "#policy-name").send_keys("no-buckets")
+    find(driver, "#policy-body").send_keys(NO_BUCKETS)
+    button(driver, "Attach").click()
+    wait_for("the status", lambda: "no-buckets" in status_line(driver))
+    assert status_line(driver) == "Policy no-buckets attached."
+    wait_for("attached", lambda: button_there(driver, "Detach"))
+    assert refused(alice.create_bucket, Bucket="alices") == "AccessDenied"
+    button(driver, "Detach").click()
+    wait_for("detached", lambda: "No policies attached." in text_of(driver, "#user"))
+    alice.create_bucket(Bucket="alices")
+    alice.delete_bucket(Bucket="alices")
+    button(driver, "Disable").click()
+    wait_for("disabled", lambda: button_there(driver, "Enable"))
+    assert refused(alice.list_buckets) in ("AccessDenied", "InvalidAccessKeyId")
+    button(driver, "Enable").click()
+    wait_for("enabled", lambda: button_there(driver, "Disable"))
+    assert alice.list_buckets()["Buckets"] == []
+
+
+def button_there(driver: Any, label: str) -> bool:
+    """Whether a button says `label` (asked in the page: rows are re-rendered meanwhile)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('button')]"
+        ".some((b) => b.textContent === arguments[0])",
+        label,
+    )
 
 
 def test_cluster_page_shows_a_stopped_node_down(browser: Any, shots: Path, tmp_path: Path) -> None:
