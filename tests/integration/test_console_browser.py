@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -490,3 +491,30 @@ def test_signing_without_webcrypto_on_a_plain_http_name(
 #: SHA-256 inputs of every padding case: empty, one block, the 55/56/64-byte edges, and
 #: several blocks of multi-byte characters.
 VECTORS = ["", "abc", "a" * 55, "a" * 56, "a" * 64, "ä€😀" * 100]
+
+
+def test_a_large_bucket_is_listed_a_page_at_a_time(browser: Any, tmp_path: Path) -> None:
+    """1005 keys: 1000 on the first page, 5 on the next (a continuation token), and back."""
+    driver = browser
+    config = {**auth_config((ACCESS, SECRET)), "storage": {"directory": str(tmp_path / "data")}}
+    with SyncServer(config) as shoal:
+        s3 = signed_client(shoal.endpoint_url, ACCESS, SECRET)
+        s3.create_bucket(Bucket="many")
+        with ThreadPoolExecutor(8) as pool:
+            list(
+                pool.map(
+                    lambda i: s3.put_object(Bucket="many", Key=f"k{i:04}", Body=b""), range(1005)
+                )
+            )
+        sign_in(driver, shoal.endpoint_url, ACCESS, SECRET)
+        driver.get(f"{shoal.endpoint_url}/-/console/#/objects?bucket=many")
+        rows = "return document.querySelectorAll('#objects tr[data-key]').length"
+        wait_for("the first page", lambda: driver.execute_script(rows) == 1000)
+        assert button_there(driver, "Next page") and not button_there(driver, "Previous page")
+        button(driver, "Next page").click()
+        wait_for("the second page", lambda: driver.execute_script(rows) == 5)
+        assert text_of(driver, "#objects tbody tr:last-child").split()[0] == "k1004"
+        assert not button_there(driver, "Next page")
+        button(driver, "Previous page").click()
+        wait_for("the first page again", lambda: driver.execute_script(rows) == 1000)
+        assert text_of(driver, "#objects tbody tr:first-child").split()[0] == "k0000"
