@@ -271,3 +271,12 @@ def test_samples_read_the_servers_own_counters(tmp_path: Path) -> None:
     for _ in range(10):
         series.samples.append(read(metrics))
     assert len(series.samples) == 4  # bounded: the size, plus one to difference from
+
+
+def test_the_readme_names_the_console_on_its_first_screen() -> None:
+    """A new user reads the quick start, runs `make run`, and opens the console there."""
+    root = Path(assets.__file__).resolve().parents[2]
+    port = re.search(r"shoal serve .*--port (\d+)", (root / "Makefile").read_text())
+    assert port is not None
+    first_screen = "\n".join((root / "README.md").read_text().splitlines()[:25])
+    assert f"http://127.0.0.1:{port.group(1)}/-/console/" in first_screen
