@@ -88,6 +88,12 @@ def insecure_browser(tmp_path: Path, downloads: Path) -> Iterator[Any]:
     yield from chromium(tmp_path, downloads, f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1")
 
 
+@pytest.fixture
+def tls_browser(tmp_path: Path, downloads: Path) -> Iterator[Any]:
+    """For a server with the tests' own self-signed certificate."""
+    yield from chromium(tmp_path, downloads, "--ignore-certificate-errors")
+
+
 def chromium(tmp_path: Path, downloads: Path, *flags: str) -> Iterator[Any]:
     """Headless Chromium through Debian's chromedriver, downloading into `downloads`."""
     options = webdriver.ChromeOptions()
@@ -518,3 +524,30 @@ def test_a_large_bucket_is_listed_a_page_at_a_time(browser: Any, tmp_path: Path)
         button(driver, "Previous page").click()
         wait_for("the first page again", lambda: driver.execute_script(rows) == 1000)
         assert text_of(driver, "#objects tbody tr:first-child").split()[0] == "k0000"
+
+
+def test_the_console_over_https(
+    tls_browser: Any, downloads: Path, tmp_path: Path, tls_files: tuple[str, str]
+) -> None:
+    """Served over the S3 listener's TLS: relative URLs, signing and downloads work."""
+    driver = tls_browser
+    config = {
+        **auth_config((ACCESS, SECRET)),
+        "storage": {"directory": str(tmp_path / "data")},
+        "server": {"tls": {"cert_file": tls_files[0], "key_file": tls_files[1]}},
+    }
+    with SyncServer(config) as shoal:
+        endpoint = shoal.endpoint_url
+        assert endpoint.startswith("https://")
+        sign_in(driver, endpoint, ACCESS, SECRET)
+        find(driver, "#new-bucket").send_keys("over-tls")
+        find(driver, "#create-bucket button[type=submit]").click()
+        wait_for("the bucket listed", lambda: present(driver, 'tr[data-bucket="over-tls"]'))
+        find(driver, 'tr[data-bucket="over-tls"] a').click()
+        wait_for("the object page", lambda: present(driver, "#drop-zone"))
+        driver.execute_script(DROP, find(driver, "#drop-zone"), "secret.txt", "sent over TLS")
+        wait_for("the file listed", lambda: present(driver, 'tr[data-key="secret.txt"]'))
+        find(driver, 'tr[data-key="secret.txt"] td.actions button').click()
+        target = downloads / "secret.txt"
+        wait_for("the download", lambda: target.exists() and target.stat().st_size == 13)
+        assert target.read_bytes() == b"sent over TLS"
