@@ -742,7 +742,7 @@ class Healer:
                 pieces = [memoryview(data)]
             else:
                 what = f"{bucket}/{key}"
-                pieces, _ = await read_chunk(drives, self.store.coder, ref, rot, what)
+                pieces, _, _ = await read_chunk(drives, self.store.coder, ref, rot, what)
             part = next(i for i, (lo, hi) in enumerate(bounds) if lo <= ref.offset < hi)
             hashers = [
                 *per_part[part].values(),

@@ -85,14 +85,17 @@ class ErasureObjectReader:
         self.data: bytes | None = None
         store.pin(bucket, key, entry.order, 1)
 
-    async def _chunk(self, ref: ChunkRef) -> list[memoryview]:
+    async def _chunk(self, ref: ChunkRef, start: int, last: int) -> tuple[int, list[memoryview]]:
+        """(object offset of the first piece, pieces) holding the chunk's bytes within
+        [start, last]: a range read touches only the data shards it needs."""
         what = f"{self._bucket}/{self._key}"
-        pieces, degraded = await read_chunk(
-            self._drives, self._store.coder, ref, self._entry.rot, what
+        lo, hi = max(start - ref.offset, 0), min(last + 1 - ref.offset, ref.size)
+        pieces, degraded, offset = await read_chunk(
+            self._drives, self._store.coder, ref, self._entry.rot, what, lo, hi
         )
         if degraded and self._store.healer is not None:
             self._store.healer.queue(self._bucket, self._key)
-        return pieces
+        return ref.offset + offset, pieces
 
     async def stream(
         self, start: int = 0, end: int | None = None
@@ -104,15 +107,17 @@ class ErasureObjectReader:
                 yield self.data[start : last + 1]
             return
         refs = chunks_for(self._refs, start, last)
-        ahead: asyncio.Task[list[memoryview]] | None = None
+        ahead: asyncio.Task[tuple[int, list[memoryview]]] | None = None
         try:
             for i, ref in enumerate(refs):
-                task = ahead or asyncio.ensure_future(self._chunk(ref))
+                task = ahead or asyncio.ensure_future(self._chunk(ref, start, last))
                 ahead = (
-                    asyncio.ensure_future(self._chunk(refs[i + 1])) if i + 1 < len(refs) else None
+                    asyncio.ensure_future(self._chunk(refs[i + 1], start, last))
+                    if i + 1 < len(refs)
+                    else None
                 )
-                offset = ref.offset
-                for piece in await task:
+                offset, pieces = await task
+                for piece in pieces:
                     lo, hi = max(start - offset, 0), min(last - offset + 1, len(piece))
                     if lo < hi:
                         yield piece if (lo, hi) == (0, len(piece)) else piece[lo:hi]

@@ -5,9 +5,11 @@ k+m shards to their drives in parallel; a drive that fails drops out of the rest
 write, and the write fails as soon as fewer than k+1 drives are left. The next chunk is
 encoded while the previous one's shards are still being written.
 
-Reads ask for the k data shards first (so a healthy read never decodes), verify each
-shard's CRC32C on its drive, and turn to parity shards for any that are missing,
-corrupt, failing, or slower than the hedge delay.
+Reads ask for the data shards holding the bytes wanted first — all k for a whole
+chunk, one or two for a range within it — so a healthy read never decodes and a range
+read touches only what it returns; each shard's CRC32C is verified on its drive, whole,
+so nothing returned skips the bitrot check. Any of them missing, corrupt, failing or
+slower than the hedge delay brings in enough of the others to decode the chunk.
 """
 
 from __future__ import annotations
@@ -179,11 +181,21 @@ class ChunkWriter:
 
 
 async def read_chunk(
-    drives: Sequence[Drive], coder: ErasureCoder, ref: ChunkRef, rot: int, what: str
-) -> tuple[list[memoryview], bool]:
-    """(the chunk's bytes as consecutive pieces — views of the shards, not a copy —,
-    whether it needed parity); ServiceUnavailable below k shards."""
+    drives: Sequence[Drive],
+    coder: ErasureCoder,
+    ref: ChunkRef,
+    rot: int,
+    what: str,
+    lo: int = 0,
+    hi: int | None = None,
+) -> tuple[list[memoryview], bool, int]:
+    """(bytes [lo, hi) of the chunk, or more, as consecutive pieces — views of the
+    shards, not a copy —, whether it needed parity, the offset in the chunk of the
+    first piece); ServiceUnavailable below k shards. Only the data shards holding
+    [lo, hi) are read (each whole, so its CRC32C is checked on its drive); any of them
+    missing, corrupt or slow brings in enough others to decode the chunk."""
     n, k = len(drives), coder.k
+    wanted = set(coder.span_shards(ref.size, lo, ref.size if hi is None else hi))
     got: dict[int, bytes] = {}
     failed: dict[int, str] = {}  # set position -> why its shard could not be read
     tasks: dict[asyncio.Task[bytes], int] = {}
@@ -195,17 +207,24 @@ async def read_chunk(
         )
         tasks[task] = j
 
-    # Data shards first, then parity; shards whose drives are known to be offline go
-    # last of all, so a read skips them straight away (and is not counted as degraded:
-    # healing cannot reach an offline drive anyway).
+    # The wanted data shards first, then the other data shards, then parity; shards
+    # whose drives are known to be offline go last of all, so a read skips them straight
+    # away (and is not counted as degraded: healing cannot reach an offline drive).
     online = [j for j in range(n) if getattr(drives[(j + rot) % n], "online", True)]
-    queue = [j for j in online if j < k] + [j for j in online if j >= k]
+    queue = [j for j in online if j in wanted]
+    queue += [j for j in online if j < k and j not in wanted] + [j for j in online if j >= k]
     queue += [j for j in range(n) if j not in online]
-    for j in queue[:k]:
+    # Every wanted shard on an online drive: read just those; else k to decode from.
+    first = len(wanted) if all(j in online for j in wanted) else k
+    for j in queue[:first]:
         start(j)
-    queue = queue[k:]
+    queue = queue[first:]
+
+    def enough() -> bool:
+        return len(got) >= k or wanted.issubset(got)
+
     try:
-        while len(got) < k:
+        while not enough():
             if not tasks:
                 why = describe([(p, drives[p], r) for p, r in sorted(failed.items())])
                 raise ServiceUnavailable(
@@ -229,10 +248,16 @@ async def read_chunk(
                     continue
                 failed[(j + rot) % n] = reason(exc)
                 log.warning("shard %d of %s unreadable: %r", j, what, exc)
-                if queue:
-                    start(queue.pop(0))
+                # A lost wanted shard means decoding: k shards in all.
+                more = max(1, k - len(got) - len(tasks))
+                for j2 in queue[:more]:
+                    start(j2)
+                queue = queue[more:]
     finally:
         for task in tasks:
             task.cancel()
-    pieces = await run(coder.decode_views, got, ref.size)
-    return pieces, bool(failed)
+    if wanted.issubset(got):
+        offset, pieces = coder.decode_span(got, ref.size, lo, ref.size if hi is None else hi)
+    else:
+        offset, pieces = 0, await run(coder.decode_views, got, ref.size)
+    return pieces, bool(failed), offset

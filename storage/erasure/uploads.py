@@ -359,7 +359,7 @@ class Multipart:
                     d.update(piece)
 
         for ref in refs:
-            pieces, _ = await read_chunk(drives, self.store.coder, ref, rot, what)
+            pieces, _, _ = await read_chunk(drives, self.store.coder, ref, rot, what)
             await run(update, pieces)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:

@@ -1,0 +1,100 @@
+"""What a read asks of the drives: a range read only the data shards holding the range
+(each still checked against its CRC32C), a GET first only the k drives holding data
+shards; and what either does when one of those is missing, damaged or failing.
+
+The set-up is test_erasure_store's: one 4+2 set with 64 KiB chunks, FaultyDrive between
+each LocalDrive and its health tracking, healing run when a test asks.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal.storage.erasure.drive import object_dir
+from tests.unit.test_erasure_store import (
+    BUCKET,
+    CHUNK,
+    Cluster,
+    K,
+    N,
+    body,
+    cluster,
+    current,
+    flip,
+    put,
+    read,
+    shard_file,
+)
+
+pytestmark = pytest.mark.anyio
+
+__all__ = ["cluster"]  # the fixture, imported for this module's tests
+
+SHARD = CHUNK // K  # payload bytes of each data shard of a whole chunk
+
+
+async def read_range(c: Cluster, key: str, start: int, end: int) -> bytes:
+    async with await c.store.open_object(BUCKET, key) as reader:
+        return b"".join([bytes(p) async for p in reader.stream(start, end)])
+
+
+def shard_reads(c: Cluster) -> list[int]:
+    return [f.calls["read_shard"] for f in c.faulty]
+
+
+async def test_a_range_in_one_data_shard_reads_only_that_shard(cluster: Cluster) -> None:
+    c = cluster
+    data = body(3 * CHUNK + 1000, seed=7)
+    await put(c.store, "big", data)
+    before = shard_reads(c)
+    start = CHUNK + SHARD + 10  # chunk 1, inside data shard 1
+    assert await read_range(c, "big", start, start + 100) == data[start : start + 101]
+    after = shard_reads(c)
+    asked = [p for p in range(N) if after[p] != before[p]]
+    assert asked == [c.pos("big", 1)]
+    assert sum(after) - sum(before) == 1
+
+
+async def test_a_range_across_a_chunk_boundary_reads_a_shard_of_each(cluster: Cluster) -> None:
+    c = cluster
+    data = body(3 * CHUNK + 1000, seed=8)
+    await put(c.store, "big", data)
+    before = sum(shard_reads(c))
+    start, end = 2 * CHUNK - 50, 2 * CHUNK + 50  # last data shard of chunk 1, first of 2
+    assert await read_range(c, "big", start, end) == data[start : end + 1]
+    assert sum(shard_reads(c)) - before == 2
+    # The short last chunk: its shards carry ceil(1000 / k) bytes each.
+    tail = 3 * CHUNK + 600
+    assert await read_range(c, "big", tail, len(data) - 1) == data[tail:]
+
+
+async def test_a_range_over_a_damaged_shard_decodes_from_others(cluster: Cluster) -> None:
+    c = cluster
+    data = body(2 * CHUNK, seed=9)
+    await put(c.store, "big", data)
+    entry = await current(c, "big")
+    flip(shard_file(c, "big", entry, 1, 2))  # bit rot in the one shard the range needs
+    start = CHUNK + 2 * SHARD + 5
+    assert await read_range(c, "big", start, start + 200) == data[start : start + 201]
+    # Healing was told (a read that needed parity queues the object).
+    assert c.store.healer is not None and c.store.healer.backlog == 1
+
+
+async def test_a_range_with_a_failing_data_drive_decodes_from_others(cluster: Cluster) -> None:
+    c = cluster
+    data = body(2 * CHUNK, seed=10)
+    await put(c.store, "big", data)
+    c.faulty[c.pos("big", 0)].fail("read_shard")
+    assert await read_range(c, "big", 5, 5000) == data[5:5001]
+    assert await read(c.store, "big") == data
+
+
+async def test_whole_reads_of_every_size_come_back_intact(cluster: Cluster) -> None:
+    c = cluster
+    for size in (1, 3, 4, 5, 63, 64, 65, 1000, CHUNK - 1, CHUNK + 1, 2 * CHUNK + 17):
+        data = body(size, seed=size)
+        await put(c.store, f"k{size}", data)
+        assert await read(c.store, f"k{size}") == data
+        mid = size // 2
+        assert await read_range(c, f"k{size}", mid, size - 1) == data[mid:]
+    assert object_dir(BUCKET, "k1")  # the keys live where test_erasure_store expects
