@@ -28,17 +28,16 @@ from shoal.storage.backend import (
 from shoal.storage.erasure.commits import entry_size
 from shoal.storage.erasure.drive import Drive, ShardWrite, object_dir, shard_path
 from shoal.storage.erasure.health import HealthTrackedDrive
-from shoal.storage.erasure.quorum import Answers, fan_out, fan_out_at
+from shoal.storage.erasure.quorum import Answers, fan_out
 from shoal.storage.erasure.readers import ErasureObjectReader
+from shoal.storage.erasure.recordreads import SMALL_READ, RecordReads, pick
 from shoal.storage.erasure.records import PartLayout, Rank, VersionRecord, visible
-from shoal.storage.erasure.shards import ON_LOOP, ChunkWriter, encode_whole, inline_shards
-from shoal.storage.erasure.versions import live, resolve, settled
+from shoal.storage.erasure.shards import ON_LOOP, ChunkWriter, encode_whole
+from shoal.storage.erasure.versions import resolve, settled
 from shoal.storage.errors import (
     EntityTooLarge,
     InvalidRequest,
-    MethodNotAllowed,
     NoSuchKey,
-    NoSuchVersion,
     PreconditionFailed,
     ServiceUnavailable,
 )
@@ -51,8 +50,6 @@ from shoal.storage.version_ids import new_version_id
 if TYPE_CHECKING:
     from shoal.storage.erasure.store import ErasureStore
 
-#: Objects up to this size are read together with their records (one round trip).
-SMALL_READ = 1024 * 1024
 #: Objects up to this size keep their shards in the version record (records.py: inline):
 #: a PUT then writes one file per drive instead of a shard file and the record, with
 #: the fsyncs of each (the fsyncs are most of a small PUT's time), and a GET reads only
@@ -86,36 +83,6 @@ class Located:
     def current(self, k: int, what: str) -> VersionRecord | None:
         """The newest version a read quorum agrees on (see versions.resolve)."""
         return resolve(self.answers, k, what, failed=self.failed)
-
-
-def no_version() -> NoSuchVersion:
-    return NoSuchVersion("The specified version does not exist.")
-
-
-def pick(
-    answers: Sequence[Sequence[VersionRecord] | None],
-    k: int,
-    what: str,
-    version_id: str | None,
-    failed: str = "",
-) -> VersionRecord:
-    """The version a read names: the current one (None), or one by its S3 version id.
-    NoSuchKey for a key that does not exist or whose current version is a delete
-    marker; MethodNotAllowed for a marker named by its id; NoSuchVersion for an id the
-    key does not have."""
-    current = resolve(answers, k, what, failed=failed)
-    if version_id is None:
-        return live(current)
-    for entry in visible(settled(answers, k)):
-        if entry.version_id == version_id:
-            if entry.deleted:
-                raise MethodNotAllowed(
-                    "The specified method is not allowed against this resource.",
-                    delete_marker=entry.version_id,
-                    last_modified=entry.meta.last_modified if entry.meta else None,
-                )
-            return entry
-    raise no_version()
 
 
 def _failed() -> PreconditionFailed:
@@ -355,45 +322,34 @@ class ObjectIO:
     async def open_object(
         self, bucket: str, key: str, version_id: str | None = None
     ) -> ErasureObjectReader:
-        """One round trip for a small object: every drive answers with its entries and,
-        when the newest is a single chunk, its shard of it."""
+        """One round trip for a small object: each drive answers with its entries and,
+        when the newest is a single chunk, its shard of it (or the shard is inline in
+        them). Only the k drives holding data shards are asked first; the others only
+        when those cannot settle the read (storage.erasure.recordreads)."""
         store = self.store
         check_key_name(key)
         await store.buckets.require(bucket)
+        what = f"{bucket}/{key}"
         with store.readers.opening(bucket, key):
             s, rot = await self.target(bucket, key), store.place(bucket, key).rot
             drives = store.sets[s]
-            read = await fan_out_at(
-                drives,
-                lambda p: drives[p].read_small(
-                    bucket, key, (p - rot) % store.n, SMALL_READ, version_id
-                ),
-            )
-            results = read.by_position()
+            reads = RecordReads(store, drives, bucket, key, rot, version_id)
+            results, failed = await reads.read()
             answers = [None if r is None else r[0] for r in results]
-            what = f"{bucket}/{key}"
-            entry = pick(answers, store.k, what, version_id, read.failed())
-            if entry.is_inline:
-                shards, bad = inline_shards(answers, entry, rot)
-                if len(shards) < store.k:
-                    raise ServiceUnavailable(
-                        f"Not enough intact shards to read {what}: {len(shards)} of "
-                        f"{store.n} readable, {store.k} needed."
-                    )
-                lost = bad
+            entry = pick(answers, store.k, what, version_id, failed)
+            shards, lost = reads.small_shards(results, entry)
+            if entry.is_inline and len(shards) < store.k:
+                raise ServiceUnavailable(
+                    f"Not enough intact shards to read {what}: {len(shards)} of "
+                    f"{store.n} readable, {store.k} needed."
+                )
             reader = ErasureObjectReader(store, bucket, key, drives, entry)
-        if not entry.is_inline:
-            shards = {
-                (p - rot) % store.n: r[1]
-                for p, r in enumerate(results)
-                if r is not None and r[1] is not None and r[0][0].rank == entry.rank
-            }
-            lost = [(j + rot) % store.n for j in range(store.k) if j not in shards]
         size = reader.meta.size
         if size == 0:
             reader.data = b""
         elif len(shards) >= store.k and len(entry.parts) == 1 and size <= SMALL_READ:
-            if size <= ON_LOOP:
+            if size <= ON_LOOP or all(j in shards for j in range(store.k)):
+                # Every data shard here: a join of their payloads, no pyeclib call.
                 reader.data = store.coder.decode(shards, size)
             else:
                 reader.data = await run(store.coder.decode, shards, size)

@@ -1,0 +1,88 @@
+"""A GET asks the k drives holding data shards first (one read of each: the record with
+the inline shards, or with a small object's shard file) and the others only when those
+cannot settle it: a drive failing, a version they do not all have, a damaged shard.
+
+The set-up is test_erasure_store's: one 4+2 set with 64 KiB chunks, FaultyDrive between
+each LocalDrive and its health tracking, healing run when a test asks.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.test_erasure_inline import damage
+from tests.unit.test_erasure_store import (
+    CHUNK,
+    Cluster,
+    K,
+    N,
+    body,
+    cluster,
+    current,
+    put,
+    read,
+)
+
+pytestmark = pytest.mark.anyio
+
+__all__ = ["cluster"]  # the fixture, imported for this module's tests
+
+
+def small_reads(c: Cluster) -> list[int]:
+    return [f.calls["read_small"] for f in c.faulty]
+
+
+def data_positions(c: Cluster, key: str) -> list[int]:
+    return sorted(c.pos(key, j) for j in range(K))
+
+
+async def test_a_get_asks_only_the_data_drives(cluster: Cluster) -> None:
+    c = cluster
+    for key, size in (("inline", 4096), ("file", 300 * 1024), ("large", 3 * CHUNK)):
+        data = body(size, seed=size)
+        await put(c.store, key, data)
+        before = small_reads(c)
+        assert await read(c.store, key) == data
+        after = small_reads(c)
+        assert [p for p in range(N) if after[p] != before[p]] == data_positions(c, key)
+
+
+async def test_a_get_with_a_failing_data_drive_asks_the_others(cluster: Cluster) -> None:
+    c = cluster
+    data = body(4096, seed=11)
+    await put(c.store, "k", data)
+    c.faulty[c.pos("k", 2)].fail("read_small", times=1)
+    before = small_reads(c)
+    assert await read(c.store, "k") == data
+    after = small_reads(c)
+    parity = [c.pos("k", j) for j in range(K, N)]
+    assert all(after[p] == before[p] + 1 for p in parity)
+
+
+async def test_a_version_one_data_drive_missed_is_read_through_the_others(
+    cluster: Cluster,
+) -> None:
+    c = cluster
+    old, new = body(4096, seed=12), body(4096, seed=13)
+    await put(c.store, "k", old)
+    c.fail_commit(c.pos("k", 1))  # the new version reaches 5 of the 6 drives
+    await put(c.store, "k", new)
+    c.clear()
+    assert await read(c.store, "k") == new
+    big_old, big_new = body(2 * CHUNK, seed=14), body(2 * CHUNK, seed=15)
+    await put(c.store, "big", big_old)
+    c.fail_commit(c.pos("big", 0))
+    await put(c.store, "big", big_new)
+    c.clear()
+    assert await read(c.store, "big") == big_new
+
+
+async def test_a_damaged_inline_data_shard_is_read_from_parity(cluster: Cluster) -> None:
+    c = cluster
+    data = body(4096, seed=16)
+    await put(c.store, "k", data)
+    entry = await current(c, "k")
+    assert entry.is_inline
+    damage(c, c.pos("k", 3), "k")
+    assert await read(c.store, "k") == data
+    assert c.store.healer is not None and c.store.healer.backlog == 1
