@@ -1,9 +1,12 @@
-// The console: sign-in, hash routing, pages. Why the secret lives in sessionStorage:
-// requests are signed here, in the tab (SigV4, WebCrypto), so the server holds no
-// session (any node of a cluster serves any request alike, nothing to replicate or
-// expire) and no cookie exists to be ridden by another site (a forged request has no
-// signature: no CSRF). sessionStorage is this tab's only: it survives a reload, is gone
-// when the tab closes, and is never sent anywhere. Sign out clears it.
+// The console: sign-in, hash routing, pages.
+//
+// Why the secret key lives in this page's memory only: requests are signed here, in the
+// tab (SigV4), so the server holds no session (any node of a cluster serves any request
+// alike, nothing to replicate or expire) and no cookie exists for another site to ride
+// (a forged request has no signature: no CSRF). Not in sessionStorage or localStorage:
+// the console shares its origin with the objects the server serves, and an HTML object
+// opened in this tab could read those; a page's memory ends with the page. So a reload
+// asks to sign in again; Sign out forgets the key (and the session's upload notes).
 
 import { Client } from "./s3.js";
 import { fail, say } from "./ui.js";
@@ -12,7 +15,6 @@ import * as objects from "./objects.js";
 import * as cluster from "./cluster.js";
 import * as accounts from "./accounts.js";
 
-const STORE = "shoal-console-credentials";
 const PAGES = {
   buckets: buckets.renderList,
   settings: buckets.renderSettings,
@@ -51,7 +53,7 @@ async function signIn(credentials) {
 }
 
 function signOut() {
-  sessionStorage.removeItem(STORE);
+  sessionStorage.clear(); // resumable uploads' ids (no secrets)
   navigation?.abort();
   Object.assign(context, { client: null, admin: false, name: "" });
   document.getElementById("view").replaceChildren();
@@ -105,7 +107,7 @@ async function start() {
     say("Signing in…");
     try {
       await signIn(credentials);
-      sessionStorage.setItem(STORE, JSON.stringify(credentials));
+      document.getElementById("secret-key").value = "";
       say(`Signed in as ${context.name}.`, "ok");
       await route();
       document.getElementById("main").focus();
@@ -115,18 +117,10 @@ async function start() {
       button.disabled = false;
     }
   });
-  window.addEventListener("hashchange", route);
-  const saved = sessionStorage.getItem(STORE);
-  if (saved) {
-    try {
-      await signIn(JSON.parse(saved));
-      await route();
-      return;
-    } catch (error) {
-      sessionStorage.removeItem(STORE);
-      fail(error);
-    }
-  }
+  window.addEventListener("hashchange", async () => {
+    await route();
+    document.getElementById("main").focus(); // keyboard and screen reader users start at the page
+  });
   form.hidden = false;
   document.getElementById("access-key").focus();
 }
