@@ -196,9 +196,7 @@ class PolicyGate:
         decision = Decision.DEFAULT
         if auth.policy is not None:
             arn = resource_arn(bucket, key)
-            request = PolicyRequest(
-                principal.access_key, action, arn, _conditions(principal, context)
-            )
+            request = _request(account, principal, action, arn, _conditions(principal, context))
             decision = evaluate(auth.policy, request)
         if decision is Decision.DENY:
             return False
@@ -315,15 +313,16 @@ class PolicyGate:
         if auth is None:
             return account is not None
         me = account.canonical_id if account is not None else None
+        name = account.display_name if account is not None and account.runtime else None
         identity = account is not None and could_allow(account.policy, principal, action)
         if me == auth.owner:
-            return not user or identity or could_allow(auth.policy, principal, action)
+            return not user or identity or could_allow(auth.policy, principal, action, name)
         if user and not identity:
             return False
         ignore = auth.block.ignore_public_acls
         if auth.acls_enabled and permits(auth.acl, me, WRITE, ignore_public=ignore):
             return True
-        return could_allow(auth.policy, principal, action)
+        return could_allow(auth.policy, principal, action, name)
 
 
 def _conditions(principal: Principal, context: dict[str, object] | None) -> dict[str, object]:
@@ -342,17 +341,31 @@ def _identity(
     """What the caller's identity policies say; None when it has none (unrestricted)."""
     if account is None or account.policy is None:
         return None
-    return evaluate(account.policy, PolicyRequest(principal.access_key, action, arn, context))
+    return evaluate(account.policy, _request(account, principal, action, arn, context))
 
 
-def could_allow(policy: Policy | None, principal: Principal, action: str) -> bool:
+def _request(
+    account: Account | None,
+    principal: Principal,
+    action: str,
+    arn: str,
+    context: dict[str, object],
+) -> PolicyRequest:
+    """What a policy is asked; a runtime account is also named by its name."""
+    user = account.display_name if account is not None and account.runtime else None
+    return PolicyRequest(principal.access_key, action, arn, context, user)
+
+
+def could_allow(
+    policy: Policy | None, principal: Principal, action: str, user: str | None = None
+) -> bool:
     """Whether some Allow statement of `policy` could allow `action` to `principal` on
     some object, keys not yet known. Each statement is tried with its resources and
     conditions ignored, which can only widen it: a caller refused here is refused by
     the policy for every key."""
     if policy is None:
         return False
-    probe = PolicyRequest(principal.access_key, action, "*")
+    probe = PolicyRequest(principal.access_key, action, "*", user=user)
     for statement in policy.statements:
         if statement.effect != "Allow":
             continue

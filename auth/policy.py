@@ -3,7 +3,8 @@
 Identities: in policies every credential is an IAM user of one account, `ACCOUNT_ID`
 (``000000000000``; auth/accounts.py makes each credential an account of its own for
 ownership and ACLs). A caller signing with access key K is the IAM user
-``arn:aws:iam::000000000000:user/K``; an anonymous
+``arn:aws:iam::000000000000:user/K`` (a runtime account named N also
+``arn:aws:iam::000000000000:user/N``, whichever of its keys signs); an anonymous
 caller has no identity and is matched only by the principal ``"*"`` / ``{"AWS": "*"}``.
 The account id ``000000000000`` or ``arn:aws:iam::000000000000:root`` as principal
 matches every authenticated caller.
@@ -161,6 +162,8 @@ class PolicyRequest:
     action: str
     resource: str
     context: Mapping[str, ContextValue] = field(default_factory=dict)
+    #: A runtime account's name: it is also ``user/<name>``, whichever of its keys signs.
+    user: str | None = None
 
 
 def user_arn(access_key: str) -> str:
@@ -450,7 +453,7 @@ def is_allowed(decision: Decision, authenticated: bool) -> bool:
 def _normalise_context(request: PolicyRequest) -> dict[str, tuple[str, ...]]:
     context: dict[str, tuple[str, ...]] = {}
     if request.principal is not None:
-        context["aws:username"] = (request.principal,)
+        context["aws:username"] = (request.user or request.principal,)
         context["aws:userid"] = (request.principal,)
         context["aws:principalaccount"] = (ACCOUNT_ID,)
         context["aws:principalarn"] = (user_arn(request.principal),)
@@ -470,7 +473,7 @@ def _normalise_context(request: PolicyRequest) -> dict[str, tuple[str, ...]]:
 def _statement_matches(
     stmt: Statement, request: PolicyRequest, context: Mapping[str, tuple[str, ...]]
 ) -> bool:
-    if _principal_matches(stmt.principals, request.principal) == stmt.not_principal:
+    if _principal_matches(stmt.principals, request.principal, request.user) == stmt.not_principal:
         return False
     action_hit = any(p.fullmatch(request.action) for p in stmt.action_patterns)
     if action_hit == stmt.not_action:
@@ -481,13 +484,17 @@ def _statement_matches(
     return all(_condition_holds(c, context) for c in stmt.conditions)
 
 
-def _principal_matches(patterns: Iterable[str], access_key: str | None) -> bool:
+def _principal_matches(
+    patterns: Iterable[str], access_key: str | None, user: str | None = None
+) -> bool:
     for pattern in patterns:
         if pattern == EVERYONE:
             return True
         if access_key is None:
             continue
         if pattern == ACCOUNT_ID or pattern == user_arn(access_key):
+            return True
+        if user is not None and pattern == user_arn(user):
             return True
     return False
 

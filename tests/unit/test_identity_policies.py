@@ -137,6 +137,13 @@ class World:
             self.run(self.store.create_bucket(bucket, owner=owner_id))
             if resource != "none":
                 self.run(self.store.put_bucket_policy(bucket, bucket_policy(bucket, resource)))
+        bob = self.accounts.by_key("bob").canonical_id
+        self.run(self.store.create_bucket("bob-byname", owner=bob))
+        by_name = {
+            **stmt("Allow", GET, "arn:aws:s3:::bob-byname/*"),
+            "Principal": {"AWS": "arn:aws:iam::000000000000:user/alice"},
+        }
+        self.run(self.store.put_bucket_policy("bob-byname", doc(by_name)))
 
     def run(self, coro: object) -> object:
         return self.loop.run_until_complete(coro)  # type: ignore[arg-type]
@@ -213,3 +220,9 @@ def test_runtime_canonical_ids_differ_from_configured_ones() -> None:
 
     assert runtime_canonical_id("alice") != canonical_id("alice")
     assert runtime_canonical_id("alice") == runtime_canonical_id("alice")
+
+
+def test_a_bucket_policy_may_name_a_runtime_account_by_its_name(world: World) -> None:
+    world.alice(None)
+    assert world.allows(GET, "bob-byname")  # user/alice, whichever of her keys signs
+    assert not world.allows(PUT, "bob-byname")
