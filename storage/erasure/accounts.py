@@ -10,12 +10,16 @@ and as consistent as a bucket is, on every node. The drives write `system/` reco
 
 from __future__ import annotations
 
+import asyncio
+
 from shoal.storage.accounts import AccountRecord, from_dict, to_dict, valid_name
 from shoal.storage.erasure.buckets import ReplicatedRecords
 from shoal.storage.erasure.quorum import fan_out
 
 DIR = "system/accounts"
 GENERATION = "system/accounts-generation.json"
+#: Accounts read together when reloading them all (each is one quorum read).
+READS_AT_ONCE = 16
 
 
 class ReplicatedAccountStore:
@@ -39,12 +43,14 @@ class ReplicatedAccountStore:
         drives = self.records.doc_drives
         for listed in (await fan_out(drives, lambda d: d.list_dir(DIR))).values():
             names.update(n[:-5] for n in listed if n.endswith(".json"))
-        out = []
-        for name in sorted(names):
-            record = await self.get(name)
-            if record is not None:
-                out.append(record)
-        return tuple(out)
+        limit = asyncio.Semaphore(READS_AT_ONCE)
+
+        async def one(name: str) -> AccountRecord | None:
+            async with limit:
+                return await self.get(name)
+
+        records = await asyncio.gather(*(one(n) for n in sorted(names)))
+        return tuple(r for r in records if r is not None)
 
     async def get(self, name: str) -> AccountRecord | None:
         if not valid_name(name):
