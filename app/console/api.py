@@ -15,6 +15,7 @@ these is 404 before any signature check (the list above is public anyway).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
@@ -73,7 +74,7 @@ async def handle(request: Request, name: str, authenticate: Authenticate) -> Res
         return _json(await _buckets(request, account, admin))
     if not admin:
         raise AccessDenied("Server metrics are for admin accounts.")
-    return _json(_metrics(request))
+    return _json(await _metrics(request))
 
 
 def _caller(request: Request, authenticate: Authenticate) -> tuple[Account | None, bool]:
@@ -113,20 +114,24 @@ async def _buckets(request: Request, account: Account | None, admin: bool) -> di
     return {"buckets": rows, "counted": counting}
 
 
-def _metrics(request: Request) -> dict[str, Any]:
-    app = request.app
-    series = _series.get(app)
-    collector = StoreCollector(app.state.backend, ready=lambda: True)
-    found: dict[str, dict[str, Any]] = {}
-    for family in collector.collect():
-        if family.name in ("shoal_drive_free_bytes", "shoal_drive_total_bytes"):
-            field = "free_bytes" if "free" in family.name else "total_bytes"
-            for s in family.samples:
-                found.setdefault(s.labels["drive"], {})[field] = s.value
-    drives = [{"drive": name, **values} for name, values in sorted(found.items())]
+async def _metrics(request: Request) -> dict[str, Any]:
+    series = _series.get(request.app)
+    # statvfs of every local drive: in a thread, as a hung drive must not stop the loop
+    drives = await asyncio.to_thread(_drive_space, request.app.state.backend)
     return {
         "interval_seconds": INTERVAL,
         "points": series.points() if series is not None else [],
         "metrics": series is not None,
         "drives": drives,
     }
+
+
+def _drive_space(backend: Any) -> list[dict[str, Any]]:
+    """Free and total bytes of this node's drives, as the metrics scrape reports them."""
+    found: dict[str, dict[str, Any]] = {}
+    for family in StoreCollector(backend, ready=lambda: True).collect():
+        if family.name in ("shoal_drive_free_bytes", "shoal_drive_total_bytes"):
+            field = "free_bytes" if "free" in family.name else "total_bytes"
+            for s in family.samples:
+                found.setdefault(s.labels["drive"], {})[field] = s.value
+    return [{"drive": name, **values} for name, values in sorted(found.items())]
