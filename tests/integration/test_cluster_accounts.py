@@ -95,6 +95,24 @@ def test_identity_policies_reach_every_node(three: list[Node]) -> None:
         wait_for(f"the policy holds on {node.name}", lambda n=node: listing_refused(n))
 
 
+def test_a_node_that_was_down_learns_of_a_revocation(tmp_path: Path) -> None:
+    nodes = make_nodes(tmp_path, 3, 2, create_drives=False)
+    with running(nodes):
+        a, b, c = nodes
+        admin(a).add_user("erin")
+        key = admin(a).create_key("erin")
+        kept = admin(a).create_key("erin")
+        wait_for("the key signs on node2", lambda: signs(c.endpoint, key))
+        c.stop()
+        admin(b).revoke_key(key["access_key"])  # a write quorum: 4 of the 6 drives
+        late = admin(b).create_key("erin")
+        c.start()
+        c.wait_ready()
+        wait_for("node2 back with the change", lambda: signs(c.endpoint, late))
+        assert not signs(c.endpoint, key)
+        assert signs(c.endpoint, kept)
+
+
 def test_records_are_mode_0600_on_every_drive(three: list[Node]) -> None:
     found = 0
     for node in three:
