@@ -348,6 +348,7 @@ def test_sign_in_bucket_upload_download_delete(
             "alice's bucket list", lambda: "No buckets yet." in text_of(driver, "#bucket-list")
         )
         assert not find(driver, "#nav-accounts").is_displayed()
+        assert not find(driver, "#nav-cluster").is_displayed()
         assert text_of(driver, "#whoami") == "alice"
 
 

@@ -47,6 +47,7 @@ async function signIn(credentials) {
                            name: who.name || credentials.accessKey });
   document.getElementById("whoami").textContent = context.name;
   document.getElementById("nav-accounts").hidden = !context.admin;
+  document.getElementById("nav-cluster").hidden = !context.admin; // /-/cluster is admin-only
   document.getElementById("nav").hidden = false;
   document.getElementById("sign-out").hidden = false;
   document.getElementById("sign-in").hidden = true;
