@@ -63,7 +63,9 @@ async def handle(request: Request, path: str, authenticate: Any) -> Response:
     documented list above, so a 404 tells an anonymous caller only what the docs do,
     and answering 403 instead would tell a signed-in admin nothing useful about a
     typo. Admin endpoints then need a signature (403 AccessDenied before anything
-    else about the request, its method included), the open ones never do."""
+    else about the request, its method included), the open ones never do. Below
+    `/-/admin/` paths name users and keys, so everything there is checked for a
+    signature first and only then routed (app/adminusers.py)."""
     name = path[len(PREFIX) :].rstrip("/")
     if name in health.ENDPOINTS:
         return _health(request, name)
