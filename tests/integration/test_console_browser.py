@@ -500,6 +500,19 @@ def test_signing_without_webcrypto_on_a_plain_http_name(
         body = s3.get_object(Bucket="plain-http", Key="note.txt")["Body"].read()
         assert body == "über plain HTTP".encode()
 
+        # a bucket is deleted once empty; before, S3's refusal is shown
+        driver.get(f"{endpoint}/-/console/#/buckets")
+        delete_bucket = 'tr[data-bucket="plain-http"] button[aria-label="Delete bucket plain-http"]'
+        wait_for("the bucket list", lambda: present(driver, delete_bucket))
+        find(driver, delete_bucket).click()
+        wait_for("the confirmation", lambda: accept_confirm(driver), ignore=(WebDriverException,))
+        wait_for("S3's refusal", lambda: status_line(driver).startswith("BucketNotEmpty: "))
+        s3.delete_object(Bucket="plain-http", Key="note.txt")
+        find(driver, delete_bucket).click()
+        wait_for("the confirmation", lambda: accept_confirm(driver), ignore=(WebDriverException,))
+        wait_for("the bucket gone", lambda: not present(driver, 'tr[data-bucket="plain-http"]'))
+        assert s3.list_buckets()["Buckets"] == []
+
 
 #: SHA-256 inputs of every padding case: empty, one block, the 55/56/64-byte edges, and
 #: several blocks of multi-byte characters.
