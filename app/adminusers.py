@@ -43,7 +43,10 @@ MAX_BODY = 64 * 1024
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    return Response(json.dumps(data, indent=2) + "\n", status, media_type="application/json")
+    """A JSON answer no cache keeps (one of them carries a new secret)."""
+    response = Response(json.dumps(data, indent=2) + "\n", status, media_type="application/json")
+    response.headers["cache-control"] = "no-store"
+    return response
 
 
 def no_content() -> Response:
