@@ -367,7 +367,8 @@ def refused(call: Any, **kwargs: Any) -> str:
 
 def manage_alice(driver: Any, alice: Any) -> None:
     """On alice's account page: a policy attached and detached, the account disabled and
-    enabled, the key revoked, each in effect at once (alice's own boto3 calls)."""
+    enabled, a second key made and revoked, each in effect at once (checked with
+    alice's own boto3 calls)."""
     find(driver, "#policy-name").send_keys("no-buckets")
     find(driver, "#policy-body").send_keys(NO_BUCKETS)
     button(driver, "Attach").click()
@@ -384,6 +385,20 @@ def manage_alice(driver: Any, alice: Any) -> None:
     assert refused(alice.list_buckets) in ("AccessDenied", "InvalidAccessKeyId")
     button(driver, "Enable").click()
     wait_for("enabled", lambda: button_there(driver, "Disable"))
+    assert alice.list_buckets()["Buckets"] == []
+    # a second key, revoked: refused at once, the first one unaffected
+    first = text_of(driver, "#new-secret")
+    button(driver, "Create access key").click()
+    wait_for("another key", lambda: text_of(driver, "#new-secret") not in ("", first))
+    key, secret = (e.text for e in driver.find_elements(By.CSS_SELECTOR, "#new-secret dd.mono"))
+    spare = signed_client(alice.meta.endpoint_url, key, secret)
+    assert spare.list_buckets()["Buckets"] == []
+    revoke = f'button[aria-label="Revoke {key}"]'
+    wait_for("the key listed", lambda: present(driver, revoke))
+    find(driver, revoke).click()
+    wait_for("the confirmation", lambda: accept_confirm(driver), ignore=(WebDriverException,))
+    wait_for("revoked", lambda: status_line(driver) == f"Key {key} revoked.")
+    assert refused(spare.list_buckets) in ("InvalidAccessKeyId", "AccessDenied")
     assert alice.list_buckets()["Buckets"] == []
 
 
