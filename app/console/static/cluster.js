@@ -20,7 +20,7 @@ function chart(title, unit, times, series) {
   const height = 160;
   const pad = { left: 48, right: 8, top: 10, bottom: 22 };
   const values = series.flatMap((s) => s.values).filter((v) => v !== null && Number.isFinite(v));
-  const top = Math.max(1e-9, ...values) * 1.1;
+  const top = Math.max(0, ...values) * 1.1 || 1; // an idle or empty chart still has a scale
   const first = times[0] ?? 0;
   const span = Math.max(1, (times[times.length - 1] ?? 1) - first);
   const x = (t) => pad.left + ((t - first) / span) * (width - pad.left - pad.right);
