@@ -62,6 +62,7 @@ from shoal.storage.diskio import (
 )
 from shoal.storage.erasure.history import KeyRecord, stored_entries
 from shoal.storage.erasure.records import Rank, RecordSummary, VersionRecord, visible
+from shoal.storage.erasure.summaries import SummaryCache
 from shoal.storage.keys import OBJECT_MARKER, decode_path, key_path
 from shoal.storage.listing import walk_page
 from shoal.storage.records import dumps, loads
@@ -72,6 +73,9 @@ T = TypeVar("T")
 ROOT = ".smartstorage"
 FORMAT_FILE = "format.json"
 RECORD_SUFFIX = ".metadata.json"
+#: Records of up to this many entries leave their summaries to the listing cache when
+#: written (a versioned key's longer ones are summed up when next listed).
+WRITE_THROUGH = 8
 #: Replicated records holding secrets (storage/erasure/accounts.py), written mode 0600.
 SECRET_DOCS = "system/"
 
@@ -274,6 +278,8 @@ class LocalDrive:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shoal-drive")
         self._locks = StripedLocks(os.path.join(self.root, "locks"), stripes=64)
         self.listings = ListingCache()
+        #: Records' summaries kept between listing pages (storage.erasure.summaries).
+        self.summaries = SummaryCache()
         #: mtime (ns) of this process's stamp file: everything this process writes is at
         #: least as new (see _sweep). Set by the first call that finds the drive.
         self._opened_ns: int | None = None
@@ -440,6 +446,8 @@ class LocalDrive:
         # Records under system/ (runtime accounts) hold secrets: the service's own only.
         secret = path.startswith(SECRET_DOCS)
         replace_atomically(target, data, self._tmp(), 0o600 if secret else 0o644)
+        if path.endswith(RECORD_SUFFIX):
+            self.summaries.forget(target)  # not how records are written, but if one is
 
     async def delete(self, path: str) -> None:
         await self._run(self._delete, path)
@@ -458,6 +466,10 @@ class LocalDrive:
             return
         fsync_dir(os.path.dirname(target))
         self.listings.bump()
+        if path.startswith("data/") and not any(
+            part.endswith(OBJECT_MARKER) for part in path.split("/")
+        ):
+            self.summaries.clear()  # a folder of records (a version folder holds none)
         top = path.split("/", 2)
         if top[0] in ("data", "multipart") and len(top) == 3:
             remove_empty_parents(os.path.dirname(target), self._abs("/".join(top[:2])))
@@ -584,6 +596,11 @@ class LocalDrive:
                 fsync_dir(os.path.dirname(path))
             else:
                 record.save()
+            if record.empty or len(record.written) > WRITE_THROUGH:
+                self.summaries.forget(path)
+            else:
+                written = [RecordSummary.of_stored(v) for v in record.written]
+                self.summaries.replace(path, written)
             for vid in () if keep_data else gone:
                 rmtree_quiet(os.path.join(record.folder, vid))
             if record.empty:
@@ -615,11 +632,18 @@ class LocalDrive:
         self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int, versions: int
     ) -> DrivePage:
         def entries(sidecar: str) -> list[RecordSummary]:
-            """What ListObjects needs is the record's newest entry; ListObjectVersions
-            a page's worth of entries, from the history segments too."""
+            """What ListObjects needs is the record's newest entries (kept between
+            pages: self.summaries); ListObjectVersions a page's worth of entries, from
+            the history segments too."""
+            if not versions and (known := self.summaries.get(sidecar)) is not None:
+                return known
+            generation = self.summaries.generation  # before the record, never after
             folder = sidecar[: -len(RECORD_SUFFIX)]
             stored = stored_entries(sidecar, folder, versions)
-            return [RecordSummary.of_stored(v) for v in stored]
+            summaries = [RecordSummary.of_stored(v) for v in stored]
+            if not versions and summaries:
+                self.summaries.put(sidecar, generation, summaries)
+            return summaries
 
         def summarize(key: str, sidecar: str) -> tuple[str, list[RecordSummary]] | None:
             stored = entries(sidecar)

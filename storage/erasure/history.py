@@ -104,6 +104,8 @@ class KeyRecord:
     tmp: Callable[[], str]  # the drive's temp folder
     head: list[VersionRecord] = dataclasses.field(default_factory=list)
     history: list[Segment] = dataclasses.field(default_factory=list)
+    #: The head's entries as `save` last wrote them (what a listing reads back).
+    written: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @classmethod
     def load(cls, path: str, folder: str, tmp: Callable[[], str]) -> KeyRecord:
@@ -256,7 +258,8 @@ class KeyRecord:
         self._rewrite(widened, entries)
 
     def _write_record(self) -> None:
-        stored: dict[str, Any] = {"format": 1, "versions": [v.to_dict() for v in self.head]}
+        self.written = [v.to_dict() for v in self.head]
+        stored: dict[str, Any] = {"format": 1, "versions": self.written}
         if self.history:
             stored["history"] = [s.to_dict() for s in self.history]
         replace_atomically(self.path, dumps(stored), self.tmp())

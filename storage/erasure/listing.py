@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from shoal.storage.backend import ListPage, ObjectSummary
+from shoal.storage.erasure.drive import Drive, DrivePage
 from shoal.storage.erasure.quorum import fan_out, read_quorum_error
 from shoal.storage.erasure.records import Rank, RecordSummary
 from shoal.storage.erasure.versions import resolve
@@ -33,6 +34,26 @@ def _last(objects: list[ObjectSummary], prefixes: list[str]) -> str | None:
 
 def _summary_rank(summary: RecordSummary) -> Rank:
     return summary.order, summary.vid
+
+
+def _agreed(answers: Answers, k: int) -> RecordSummary | None:
+    """A key's newest entry when at least k drives answered and every one of them has
+    the same newest entry (the common case): then nothing newer exists on any drive
+    that answered, and versions.resolve would pick that entry too. None: ask resolve."""
+    first: RecordSummary | None = None
+    answered = 0
+    for entries in answers:
+        if entries is None:
+            continue
+        if not entries:
+            return None
+        top = entries[0]
+        if first is None:
+            first = top
+        elif top.order != first.order or top.vid != first.vid:
+            return None
+        answered += 1
+    return first if answered >= k else None
 
 
 @dataclasses.dataclass
@@ -71,7 +92,9 @@ class Listing:
         """Keys after `after` as ListObjects shows them (None: a common prefix)."""
 
         def current(name: str, answers: Answers) -> ObjectSummary | None:
-            found = resolve(answers, self.store.k, f"{bucket}/{name}", _summary_rank)
+            found = _agreed(answers, self.store.k)
+            if found is None:
+                found = resolve(answers, self.store.k, f"{bucket}/{name}", _summary_rank)
             if found is None or found.deleted or found.last_modified is None:
                 return None
             return ObjectSummary(
@@ -133,33 +156,53 @@ class Listing:
         versions: bool,
     ) -> tuple[dict[str, T | None], str | None]:
         """One erasure set's share of a page: each key judged on its drives' answers,
-        each common prefix kept when a read quorum of drives has it."""
+        each common prefix kept when a read quorum of drives has it.
+
+        A ListObjects page asks k drives first: when each of them lists the same keys
+        and common prefixes, every key with the same newest entry, that is the page
+        (a key or prefix with a read quorum on the set is on at least one of any
+        n - k + 1 drives, and k agreeing drives leave nothing newer a quorum could
+        hold). Anything else — a drive failing, a key some lack, entries that differ —
+        and the other drives are asked too, and the page judged on every answer."""
         store = self.store
         drives = store.sets[s]
-        listed = await fan_out(
-            drives,
-            lambda d: d.list_objects(
+
+        def call(d: Drive) -> Awaitable[DrivePage]:
+            return d.list_objects(
                 bucket,
                 prefix=prefix,
                 delimiter=delimiter,
                 after=after,
                 max_keys=max_keys,
                 versions=versions,
-            ),
-        )
+            )
+
+        first = [p for p in range(len(drives)) if drives[p].online][: store.k]
+        if versions or len(first) < store.k:
+            listed = await fan_out(drives, call)
+        else:
+            asked = await fan_out(drives, call, only=first)
+            if len(asked.ok()) == store.k:
+                agreed = self._agreed_page(s, bucket, asked.values(), judge)
+                if agreed is not None:
+                    return agreed
+            heard = asked.ok()
+            rest = await fan_out(
+                drives, call, only=[p for p in range(len(drives)) if p not in heard]
+            )
+            results = dict(zip(asked.positions, asked.results, strict=True))
+            listed = dataclasses.replace(
+                rest,
+                positions=(*heard, *rest.positions),
+                results=(*(results[p] for p in heard), *rest.results),
+            )
         listed.require(store.k, f"bucket {bucket}", write=False)
         pages = listed.values()
-        truncated = [p.last for p in pages if p.truncated and p.last is not None]
-        votes: dict[str, list[list[RecordSummary]]] = defaultdict(list)
-        cps: Counter[str] = Counter()
-        for page in pages:
-            for name, versions in page.keys:
-                votes[name].append(versions)
-            cps.update(page.prefixes)
+        votes, cps, bound = _tally_pages(pages)
         missing = len(drives) - len(pages)
         merged: dict[str, T | None] = {}
         for name, lists in votes.items():
-            if s not in store.place(bucket, name).candidates:
+            if not self._home(s, bucket, name):
                 continue
             answers: Answers = [*lists]
             answers += [[] for _ in range(len(pages) - len(lists))]
@@ -175,4 +218,49 @@ class Listing:
                 # leaving it out might hide keys that exist.
                 what, failed = f"bucket {bucket}", listed.failed()
                 raise read_quorum_error(what, len(pages), len(drives), store.k, failed)
-        return merged, min(truncated) if truncated else None
+        return merged, bound
+
+    def _home(self, s: int, bucket: str, name: str) -> bool:
+        """Whether set `s` may hold the key (with one set, always)."""
+        return len(self.store.sets) == 1 or s in self.store.place(bucket, name).candidates
+
+    def _agreed_page(
+        self,
+        s: int,
+        bucket: str,
+        pages: list[DrivePage],
+        judge: Callable[[str, Answers], T | None],
+    ) -> tuple[dict[str, T | None], str | None] | None:
+        """The set's share of a page from k drives' pages when they agree (see
+        _set_page), else None. The drives not asked are silent answers to `judge`."""
+        k = self.store.k
+        votes, cps, bound = _tally_pages(pages)
+        silent: Answers = [None] * (len(self.store.sets[s]) - k)
+        merged: dict[str, T | None] = {}
+        for name, lists in votes.items():
+            if len(lists) < k or _agreed(lists, k) is None:
+                return None
+            if self._home(s, bucket, name):
+                item = judge(name, [*lists, *silent])
+                if item is not None:
+                    merged[name] = item
+        for cp, count in cps.items():
+            if count < k:
+                return None
+            merged[cp] = None
+        return merged, bound
+
+
+def _tally_pages(
+    pages: list[DrivePage],
+) -> tuple[dict[str, list[list[RecordSummary]]], Counter[str], str | None]:
+    """Drives' pages counted: each key's entries per drive that lists it, how many list
+    each common prefix, and the name up to which all of them are complete."""
+    votes: dict[str, list[list[RecordSummary]]] = defaultdict(list)
+    cps: Counter[str] = Counter()
+    for page in pages:
+        for name, entries in page.keys:
+            votes[name].append(entries)
+        cps.update(page.prefixes)
+    truncated = [p.last for p in pages if p.truncated and p.last is not None]
+    return votes, cps, min(truncated) if truncated else None
