@@ -62,7 +62,7 @@ from shoal.storage.diskio import (
 )
 from shoal.storage.erasure.history import KeyRecord, stored_entries
 from shoal.storage.erasure.records import Rank, RecordSummary, VersionRecord, visible
-from shoal.storage.erasure.summaries import SummaryCache
+from shoal.storage.erasure.summaries import RecordCache, SummaryCache
 from shoal.storage.keys import OBJECT_MARKER, decode_path, key_path
 from shoal.storage.listing import walk_page
 from shoal.storage.records import dumps, loads
@@ -76,6 +76,12 @@ RECORD_SUFFIX = ".metadata.json"
 #: Records of up to this many entries leave their summaries to the listing cache when
 #: written (a versioned key's longer ones are summed up when next listed).
 WRITE_THROUGH = 8
+#: Records of at least this many bytes (a large object's: its chunks' shard CRCs) keep
+#: their parsed newest entries for GETs (storage.erasure.summaries), this many per drive.
+BIG_RECORD = 4096
+BIG_RECORDS = 128
+#: A record file as last seen: (inode, mtime ns, size).
+FileStamp = tuple[int, int, int]
 #: Replicated records holding secrets (storage/erasure/accounts.py), written mode 0600.
 SECRET_DOCS = "system/"
 
@@ -280,6 +286,8 @@ class LocalDrive:
         self.listings = ListingCache()
         #: Records' summaries kept between listing pages (storage.erasure.summaries).
         self.summaries = SummaryCache()
+        #: Large records' parsed newest entries, for GETs (see _newest).
+        self.newest: RecordCache[tuple[FileStamp, list[VersionRecord]]] = RecordCache(BIG_RECORDS)
         #: mtime (ns) of this process's stamp file: everything this process writes is at
         #: least as new (see _sweep). Set by the first call that finds the drive.
         self._opened_ns: int | None = None
@@ -448,6 +456,7 @@ class LocalDrive:
         replace_atomically(target, data, self._tmp(), 0o600 if secret else 0o644)
         if path.endswith(RECORD_SUFFIX):
             self.summaries.forget(target)  # not how records are written, but if one is
+            self.newest.forget(target)
 
     async def delete(self, path: str) -> None:
         await self._run(self._delete, path)
@@ -470,6 +479,7 @@ class LocalDrive:
             part.endswith(OBJECT_MARKER) for part in path.split("/")
         ):
             self.summaries.clear()  # a folder of records (a version folder holds none)
+            self.newest.clear()
         top = path.split("/", 2)
         if top[0] in ("data", "multipart") and len(top) == 3:
             remove_empty_parents(os.path.dirname(target), self._abs("/".join(top[:2])))
@@ -596,6 +606,7 @@ class LocalDrive:
                 fsync_dir(os.path.dirname(path))
             else:
                 record.save()
+            self.newest.forget(path)
             if record.empty or len(record.written) > WRITE_THROUGH:
                 self.summaries.forget(path)
             else:
@@ -783,7 +794,10 @@ class LocalDrive:
     def _read_small(
         self, bucket: str, key: str, shard: int, limit: int, version_id: str | None
     ) -> tuple[list[VersionRecord], bytes | None]:
-        versions = self._read_object(bucket, key, version_id)
+        if version_id is None:
+            versions = self._newest(bucket, key)
+        else:
+            versions = self._read_object(bucket, key, version_id)
         if not versions or versions[0].deleted:
             return versions, None
         parts = versions[0].parts
@@ -797,6 +811,24 @@ class LocalDrive:
         except (ShardMissing, CorruptShard):
             return versions, None
         return versions, data
+
+    def _newest(self, bucket: str, key: str) -> list[VersionRecord]:
+        """_read_object's newest entries, kept for large records while their file is
+        the same (inode, mtime, size) and no write through this drive changed it."""
+        path = self._record_path(bucket, key)[0]
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return self._read_object(bucket, key)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        known = self.newest.get(path)
+        if known is not None and known[0] == stamp:
+            return list(known[1])
+        generation = self.newest.generation  # before the record, never after
+        versions = self._read_object(bucket, key)
+        if st.st_size >= BIG_RECORD and not any(v.is_inline for v in versions):
+            self.newest.put(path, generation, (stamp, versions))
+        return versions
 
 
 def _settle_version(vdir: str, entry: VersionRecord) -> None:

@@ -8,6 +8,8 @@ each LocalDrive and its health tracking, healing run when a test asks.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from shoal.storage.erasure.drive import object_dir
@@ -98,3 +100,27 @@ async def test_whole_reads_of_every_size_come_back_intact(cluster: Cluster) -> N
         mid = size // 2
         assert await read_range(c, f"k{size}", mid, size - 1) == data[mid:]
     assert object_dir(BUCKET, "k1")  # the keys live where test_erasure_store expects
+
+
+async def test_a_large_records_entries_are_kept_while_its_file_is_the_same(
+    cluster: Cluster,
+) -> None:
+    """LocalDrive.newest: a large object's parsed record serves the next GET, an
+    overwrite through the store replaces it, and a record file changed behind the
+    drive's back (here: put back as it was) is read again."""
+    c = cluster
+    first, second = body(60 * CHUNK, seed=20), body(60 * CHUNK + 5, seed=21)
+    await put(c.store, "big", first)
+    assert await read(c.store, "big") == first
+    hits = [d.newest.hits for d in c.local]
+    assert await read_range(c, "big", 10, 20) == first[10:21]
+    data_drives = sorted(c.pos("big", j) for j in range(K))
+    assert [p for p in range(N) if c.local[p].newest.hits > hits[p]] == data_drives
+    p = data_drives[0]
+    record = Path(c.local[p]._record_path(BUCKET, "big")[0])
+    saved = record.read_bytes()
+    await put(c.store, "big", second)
+    assert await read(c.store, "big") == second
+    record.write_bytes(saved)  # drive p's record now names the old version again
+    assert await read(c.store, "big") == second  # p disagrees: the others settle it
+    assert (await c.local[p].read_small(BUCKET, "big", 0, 0))[0][0].size == len(first)
