@@ -190,6 +190,8 @@ class Peer:
     rtt_ms: float | None = None
     failures: int = 0
     since: float = field(default_factory=time.time)
+    #: The peer's drives' space as it last reported it: name -> free_bytes, total_bytes.
+    drives: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class Membership:
@@ -233,6 +235,12 @@ class Membership:
         self.on_view: Callable[[View], None] | None = None
         #: Called with a peer's id when it answers again after being suspect or offline.
         self.on_peer_back: Callable[[str], None] | None = None
+        #: Measures this node's drives' space (blocking: run in a thread, one at a time,
+        #: every heartbeat); what it last found goes out with every heartbeat answer, so
+        #: each node can show every drive's free space.
+        self.drive_space: Callable[[], dict[str, dict[str, int]]] | None = None
+        self._space: dict[str, dict[str, int]] = {}
+        self._measuring: asyncio.Task[None] | None = None
         transport.handle("cluster.hello", self._hello)
         transport.handle("cluster.join", self._join)
         transport.handle("cluster.view", self._receive_view)
@@ -456,7 +464,7 @@ class Membership:
         self._task = asyncio.get_running_loop().create_task(self._heartbeats())
 
     async def stop(self) -> None:
-        for task in (self._task, self._announcing):
+        for task in (self._task, self._announcing, self._measuring):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -467,7 +475,11 @@ class Membership:
         if peer is not None:
             self._heard(peer)
         return Reply(
-            {"node_id": self.node_id, "view_version": self.view.version if self.view else 0}
+            {
+                "node_id": self.node_id,
+                "view_version": self.view.version if self.view else 0,
+                "drives": self._space,
+            }
         )
 
     def _heard(self, peer: Peer, rtt: float | None = None) -> None:
@@ -482,8 +494,22 @@ class Membership:
         if rtt is not None:
             peer.rtt_ms = rtt * 1000
 
+    def _measure_space(self) -> None:
+        """Start measuring this node's drives' space unless a measurement still runs (a
+        hung drive holds one thread, never the loop or a pile of threads)."""
+        if self.drive_space is None or (self._measuring and not self._measuring.done()):
+            return
+        measure = self.drive_space
+
+        async def run() -> None:
+            with contextlib.suppress(OSError):
+                self._space = await asyncio.to_thread(measure)
+
+        self._measuring = asyncio.get_running_loop().create_task(run())
+
     async def _heartbeats(self) -> None:
         while True:
+            self._measure_space()
             await asyncio.gather(*(self._ping_one(p) for p in list(self.peers.values())))
             self._judge()
             await asyncio.sleep(self.interval)
@@ -498,6 +524,9 @@ class Membership:
             peer.failures += 1
             return
         self._heard(peer, time.monotonic() - started)
+        drives = reply.result.get("drives")
+        if isinstance(drives, dict):
+            peer.drives = drives
         if self.view is not None and int(reply.result.get("view_version", 0)) < self.view.version:
             with contextlib.suppress(PeerUnavailable, RpcError):
                 await self.transport.call(peer.address, "cluster.view", self.view.to_dict())
@@ -540,6 +569,7 @@ class Membership:
                 "self": True,
                 "last_heartbeat": time.time(),
                 "rtt_ms": 0.0,
+                "drives": self._space,
             }
         ]
         for peer in self.peers.values():
@@ -552,6 +582,7 @@ class Membership:
                     "last_heartbeat": peer.last_seen_wall,
                     "rtt_ms": peer.rtt_ms,
                     "since": peer.since,
+                    "drives": peer.drives,
                 }
             )
         return nodes

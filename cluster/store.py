@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shoal.cluster.drive_rpc import DriveService, RemoteDrive
 from shoal.cluster.membership import Membership, View, ViewStore
 from shoal.cluster.transport import Reply, Request, Transport
-from shoal.storage.erasure.drive import Drive
+from shoal.storage.erasure.drive import Drive, LocalDrive
 from shoal.storage.erasure.layout import Layout, LayoutError, format_record, parse_format
 from shoal.storage.erasure.store import ErasureStore
 
@@ -94,6 +95,13 @@ class DistributedStore(ErasureStore):
             if not isinstance(drive.inner, RemoteDrive)
         }
         DriveService(self.transport, local)
+        # Named as the other nodes name these drives (_remote), for their drive tables.
+        folders = {
+            f"{self.node_id}:{drive_id[:8]}": drive.inner.path
+            for drive_id, drive in local.items()
+            if isinstance(drive.inner, LocalDrive)
+        }
+        self.membership.drive_space = lambda: drive_space(folders)
         self.transport.handle("store.busy", self._serve_busy)
         self.transport.handle("store.forget_bucket", self._serve_forget_bucket)
         self.transport.serving()
@@ -282,3 +290,19 @@ class DistributedStore(ErasureStore):
             status["view_version"] = view.version if view else None
         status["transport"] = self.transport.status()
         return status
+
+
+def drive_space(folders: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """Free and total bytes of each named drive folder's file system (blocking); a
+    folder that cannot be read is left out (its drive's health says why)."""
+    space: dict[str, dict[str, int]] = {}
+    for name, folder in folders.items():
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            continue
+        space[name] = {
+            "free_bytes": st.f_bavail * st.f_frsize,
+            "total_bytes": st.f_blocks * st.f_frsize,
+        }
+    return space

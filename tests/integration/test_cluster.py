@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from shoal.auth.signer import signed_headers
 from shoal.storage.keys import OBJECT_MARKER
-from tests.integration.conftest import error_code, multipart_put, signed_client
+from tests.integration.conftest import error_code, multipart_put, signed_client, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -188,6 +188,18 @@ def test_write_on_one_node_read_on_the_others(three: list[Node]) -> None:
         assert list(node.directory.glob("drive*/.smartstorage/data/shared/dir/obj*/*/chunk-0"))
     status = a.status()
     assert {n["node_id"] for n in status["nodes"]} == {"node0", "node1", "node2"}
+    # Each node's heartbeats carry its drives' space, named as the others name them.
+    wait_for(
+        "every node reported its drives' space",
+        lambda: all(len(x["drives"]) == 2 for x in a.status()["nodes"]),  # 2 drives each
+    )
+    status = a.status()
+    remote = {d["name"] for members in status["sets"] for d in members if ":" in d["name"]}
+    reported = {name for x in status["nodes"] if not x["self"] for name in x["drives"]}
+    assert reported == remote
+    for x in status["nodes"]:
+        for space in x["drives"].values():
+            assert 0 < space["free_bytes"] <= space["total_bytes"], x
     c.s3().delete_object(Bucket="shared", Key="dir/obj")
     with pytest.raises(ClientError) as info:
         a.s3().head_object(Bucket="shared", Key="dir/obj")

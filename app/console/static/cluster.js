@@ -1,6 +1,7 @@
 // Cluster & drives: this node's view of the nodes (state, heartbeat RTT), every
-// drive (state, errors, latency; free space for this node's own), healing, and charts
-// of this node's request rate and latency. Refreshed every REFRESH ms while shown.
+// drive (state, errors, latency; free space: this node's measured now, the others' as their
+// heartbeats last reported it), healing, and charts of this node's request rate and
+// latency. Refreshed every REFRESH ms while shown.
 
 import { action, bytes, h, replace, say, table, when } from "./ui.js";
 
@@ -83,6 +84,10 @@ export async function render(view, ctx) {
   async function load() {
     const [status, metrics] = await Promise.all([ctx.client.json("/-/cluster"), ctx.client.json("/-/console/api/metrics")]);
     const free = new Map(metrics.drives.map((d) => [d.drive, d]));
+    // Other nodes' drives: the space each node last reported with its heartbeats.
+    for (const n of status.nodes || []) {
+      for (const [name, space] of Object.entries(n.drives || {})) if (!free.has(name)) free.set(name, space);
+    }
     replace(summary, h("h2", {}, "This node"),
       h("dl", { class: "meta" },
         h("dt", {}, "mode"), h("dd", {}, status.mode),
@@ -106,7 +111,7 @@ export async function render(view, ctx) {
           h("td", { class: "mono break" }, d.name), h("td", {}, String(index + 1)),
           h("td", { class: "state" }, d.state, d.offline_reason ? ` (${d.offline_reason})` : ""),
           h("td", { class: "num" }, d.errors), h("td", { class: "num hide-narrow" }, d.latency_ms === null ? "–" : `${fmt(d.latency_ms)} ms`),
-          h("td", { class: "num" }, space ? `${bytes(space.free_bytes)} of ${bytes(space.total_bytes)}` : "(another node's)")));
+          h("td", { class: "num" }, space ? `${bytes(space.free_bytes)} of ${bytes(space.total_bytes)}` : "–")));
       }
     });
     if (!rows.length) {
