@@ -486,7 +486,10 @@ class ClusterConfig:
         doc="stable node name; generated and persisted if unset",
     )
     quic_port: int = setting(
-        4000, expect=PORT, check=int_range(0, 65535), doc="inter-node port: QUIC (UDP) and the shard lane (TCP)"
+        4000,
+        expect=PORT,
+        check=int_range(0, 65535),
+        doc="inter-node port: QUIC (UDP) and the shard lane (TCP)",
     )
     seed_nodes: list[str] = setting(
         factory=list,
