@@ -13,12 +13,11 @@ Exit status: 0, 1 when the server refused (its S3 error code on stderr), 2 for u
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
 from typing import Any
-
-import httpx
 
 from shoal.app.adminclient import AdminClient, AdminError
 
@@ -89,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     except AdminError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    except (httpx.HTTPError, OSError) as exc:
+    except (http.client.HTTPException, OSError) as exc:
         print(f"shoal: cannot reach {endpoint}: {type(exc).__name__}", file=sys.stderr)
         return EXIT_REFUSED
     if args.json:

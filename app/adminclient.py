@@ -1,20 +1,21 @@
 """A client of the accounts API (`/-/admin/`, app/adminusers.py): SigV4-signed JSON calls.
 
-Used by `shoal admin ...` (app/admincli.py) and by tests. Requests are signed with
-auth/signer.py, the verifier's own pieces, over the exact body sent (its SHA-256 is the
-signed payload hash), service `s3`, the server's region.
+Used by `shoal admin ...` (app/admincli.py) and by tests, over the standard library's
+http.client (an installed shoal has no HTTP client among its dependencies). Requests are
+signed with auth/signer.py, the verifier's own pieces, over the exact body sent (its
+SHA-256 is the signed payload hash), service `s3`, the server's region.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import re
+import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
-
-import httpx
 
 from shoal.auth.signer import signed_headers
 
@@ -56,13 +57,24 @@ class AdminClient:
         )
         if data:
             headers["content-type"] = "application/json"
-        url = f"{parts.scheme}://{parts.netloc}{target}"
-        with httpx.Client(verify=self.verify, timeout=self.timeout) as client:
-            response = client.request(method, url, content=data, headers=headers)
-        if response.status_code >= 300:
-            found = dict(_TAG.findall(response.text))
-            raise AdminError(response.status_code, found.get("Code", ""), found.get("Message", ""))
-        return response.json() if response.content else None
+        connection: http.client.HTTPConnection
+        if parts.scheme == "https":
+            context = _tls_context(self.verify)
+            connection = http.client.HTTPSConnection(
+                parts.netloc, timeout=self.timeout, context=context
+            )
+        else:
+            connection = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
+        try:
+            connection.request(method, target, body=data, headers=headers)
+            response = connection.getresponse()
+            status, content = response.status, response.read()
+        finally:
+            connection.close()
+        if status >= 300:
+            found = dict(_TAG.findall(content.decode("utf-8", "replace")))
+            raise AdminError(status, found.get("Code", ""), found.get("Message", ""))
+        return json.loads(content) if content else None
 
     # -- the API, one method per endpoint ---------------------------------------------
 
@@ -106,3 +118,13 @@ class AdminClient:
 
 def _seg(text: str) -> str:
     return quote(text, safe="")
+
+
+def _tls_context(verify: str | bool) -> ssl.SSLContext:
+    """`verify`: True for the system's CAs, a CA bundle's path, or False (no checks)."""
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
