@@ -37,13 +37,23 @@ async def store(tmp_path: Path) -> AsyncIterator[FileStore]:
 @pytest.fixture
 async def make(tmp_path: Path) -> AsyncIterator[Make]:
     """Start cluster Transports (tests/unit/transports.py) on free ports, each with its
-    own state dir (`state=` to reuse one); all stopped at the end."""
+    own state dir (`state=` to reuse one); all stopped at the end.
+
+    A Transport's bulk lane listens on TCP at its UDP port's number, and on a busy
+    machine another socket may hold that TCP port: the node then runs without a lane,
+    as it should. A test that lets the port be picked gets a node with its lane (another
+    free port is tried), unless it asked for none."""
     started: list[Transport] = []
 
     async def start(name: str, *, state: Path | None = None, **kwargs: Any) -> Transport:
         kwargs.setdefault("secret", SECRET)
-        t = Transport(node_id=name, state_dir=str(state or tmp_path / name), **kwargs)
-        await t.start()
+        wants_lane = kwargs.get("bulk_lane", True) and not kwargs.get("port")
+        for _ in range(10):
+            t = Transport(node_id=name, state_dir=str(state or tmp_path / name), **kwargs)
+            await t.start()
+            if t.lane_port or not wants_lane:
+                break
+            await t.stop()
         started.append(t)
         return t
 
