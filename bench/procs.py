@@ -117,12 +117,18 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 @contextlib.contextmanager
 def scratch(prefix: str) -> Iterator[tuple[str, Callable[[str], None]]]:
-    """A bench run's frame: a scratch folder and a timed log to stderr; SIGTERM and
-    SIGINT (even when started in the background, where SIGINT is ignored) raise
-    KeyboardInterrupt; on the way out every server is stopped and the folder removed."""
+    """A bench run's frame: a scratch folder (with the servers' byte code) and a timed
+    log to stderr; SIGTERM and SIGINT (even when started in the background, where SIGINT
+    is ignored) raise KeyboardInterrupt; on the way out every server is stopped and the
+    folder removed."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     work = tempfile.mkdtemp(prefix=prefix)
+    # Servers started from here keep their byte code as an installed copy does (pip
+    # compiles it), in the scratch folder, not in the checkout: where the environment
+    # says not to write any, each start would compile every module again.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(work, "pycache")
     t_start = time.monotonic()
 
     def log(msg: str) -> None:

@@ -221,9 +221,6 @@ def main() -> int:
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
     with procs.scratch("shoal-small-auth-") as (work, _):
-        # Byte code cached as in an installed copy, out of the checkout.
-        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-        os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(work, "pycache")
         report: dict[str, Any] = {"loadavg": loadavg()}
         subjects: list[tuple[str, Any, bool]] = [("shoal", shoal_cmd, True)]
         if args.before:
