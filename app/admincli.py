@@ -13,13 +13,13 @@ Exit status: 0, 1 when the server refused (its S3 error code on stderr), 2 for u
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shoal.app.adminclient import AdminClient, AdminError
+if TYPE_CHECKING:  # imported by run(): `shoal serve` starts without an HTTP client
+    from shoal.app.adminclient import AdminClient
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -82,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
         )
     verify: str | bool = False if args.no_verify_ssl else (args.ca_bundle or True)
+    import http.client
+
+    from shoal.app.adminclient import AdminClient, AdminError
+
     client = AdminClient(endpoint, access, secret, region, verify)
     try:
         answer, text = _perform(client, args)

@@ -194,14 +194,15 @@ class FileAccountStore:
 
 def account_store(backend: Backend) -> AccountStore:
     """The store for `backend`'s mode: the data directory, or the drives' quorum."""
-    from shoal.storage.erasure.store import ErasureStore
     from shoal.storage.filestore import FileStore
+
+    if isinstance(backend, FileStore):  # (a standalone start imports no erasure code)
+        root = os.path.abspath(backend.directory)
+        return FileAccountStore(root, os.path.join(root, ".tmp"))
+    from shoal.storage.erasure.store import ErasureStore
 
     if isinstance(backend, ErasureStore):
         from shoal.storage.erasure.accounts import ReplicatedAccountStore
 
         return ReplicatedAccountStore(backend.buckets)
-    if isinstance(backend, FileStore):
-        root = os.path.abspath(backend.directory)
-        return FileAccountStore(root, os.path.join(root, ".tmp"))
     raise TypeError(f"no account store for {type(backend).__name__}")
