@@ -72,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         "cProfile (main thread, wall clock)",
     )
     parser.add_argument(
+        "--callees",
+        metavar="FUNC",
+        help="also print what the functions matching FUNC (a pstats pattern) call",
+    )
+    parser.add_argument(
         "--erasure",
         action="store_true",
         help="profile an erasure-coded node (6 drive folders, 4+2) instead of standalone",
@@ -125,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             stats = pstats.Stats(prof, stream=out).strip_dirs()
             stats.sort_stats("tottime").print_stats(args.top)
             stats.sort_stats("cumulative").print_stats(args.top)
+            if args.callees:
+                stats.print_callees(args.callees)
             print(out.getvalue())
             if args.yappi and os.path.exists(prof + ".threads"):
                 with open(prof + ".threads") as f:

@@ -76,10 +76,10 @@ RECORD_SUFFIX = ".metadata.json"
 #: Records of up to this many entries leave their summaries to the listing cache when
 #: written (a versioned key's longer ones are summed up when next listed).
 WRITE_THROUGH = 8
-#: Records of at least this many bytes (a large object's: its chunks' shard CRCs) keep
-#: their parsed newest entries for GETs (storage.erasure.summaries), this many per drive.
-BIG_RECORD = 4096
-BIG_RECORDS = 128
+#: The record bytes whose parsed newest entries a drive keeps for GETs
+#: (storage.erasure.summaries): a small object's record (its shard inline) is some
+#: 2 KiB, so about 2,000 of those; in memory, parsed, about three times as much.
+NEWEST_BYTES = 4 << 20
 #: A record file as last seen: (inode, mtime ns, size).
 FileStamp = tuple[int, int, int]
 #: Replicated records holding secrets (storage/erasure/accounts.py), written mode 0600.
@@ -286,8 +286,8 @@ class LocalDrive:
         self.listings = ListingCache()
         #: Records' summaries kept between listing pages (storage.erasure.summaries).
         self.summaries = SummaryCache()
-        #: Large records' parsed newest entries, for GETs (see _newest).
-        self.newest: RecordCache[tuple[FileStamp, list[VersionRecord]]] = RecordCache(BIG_RECORDS)
+        #: Records' parsed newest entries, for GETs (see _newest).
+        self.newest: RecordCache[tuple[FileStamp, list[VersionRecord]]] = RecordCache(NEWEST_BYTES)
         #: mtime (ns) of this process's stamp file: everything this process writes is at
         #: least as new (see _sweep). Set by the first call that finds the drive.
         self._opened_ns: int | None = None
@@ -813,8 +813,9 @@ class LocalDrive:
         return versions, data
 
     def _newest(self, bucket: str, key: str) -> list[VersionRecord]:
-        """_read_object's newest entries, kept for large records while their file is
-        the same (inode, mtime, size) and no write through this drive changed it."""
+        """_read_object's newest entries, kept (up to NEWEST_BYTES of records) while
+        their file is the same (inode, mtime, size) and no write through this drive
+        changed it."""
         path = self._record_path(bucket, key)[0]
         try:
             st = os.stat(path)
@@ -826,8 +827,7 @@ class LocalDrive:
             return list(known[1])
         generation = self.newest.generation  # before the record, never after
         versions = self._read_object(bucket, key)
-        if st.st_size >= BIG_RECORD and not any(v.is_inline for v in versions):
-            self.newest.put(path, generation, (stamp, versions))
+        self.newest.put(path, generation, (stamp, versions), weight=st.st_size)
         return versions
 
 

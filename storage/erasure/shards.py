@@ -53,6 +53,13 @@ def _hash(hashers: Sequence[Digester], data: bytes) -> None:
         h.update(data)
 
 
+def _hash_on_loop(hashers: Sequence[Digester], data: bytes) -> None:
+    view = memoryview(data)
+    for h in hashers:
+        for i in range(0, len(view), 2047):
+            h.update(view[i : i + 2047])
+
+
 async def encode_whole(
     coder: ErasureCoder, data: bytes, digesters: Sequence[Digester]
 ) -> tuple[str, list[tuple[bytes, int]], list[list[int]]]:
@@ -62,7 +69,7 @@ async def encode_whole(
     hand-off to a worker thread and back."""
     md5 = hashlib.md5()
     if len(data) <= ON_LOOP:
-        _hash([md5, *digesters], data)
+        _hash_on_loop([md5, *digesters], data)
         shards, crcs = _encode(coder, data) if data else ([], [])
     else:
         (shards, crcs), _ = await asyncio.gather(

@@ -13,7 +13,7 @@ import hashlib
 import pytest
 
 from shoal.storage.erasure.records import RecordSummary
-from shoal.storage.erasure.summaries import SummaryCache
+from shoal.storage.erasure.summaries import RecordCache, SummaryCache
 from tests.unit.test_erasure_store import BUCKET, Cluster, N, body, cluster, put
 
 pytestmark = pytest.mark.anyio
@@ -105,6 +105,24 @@ def test_a_summary_read_across_a_change_is_not_kept() -> None:
         cache.put(f"/r/{name}", cache.generation, summary(name))
     assert cache.get("/r/a") is None and len(cache) == 2  # bounded: the oldest went
     cache.clear()
+    assert len(cache) == 0
+
+
+def test_a_weighed_cache_keeps_its_size_in_weight() -> None:
+    """The newest-entries cache weighs records by their bytes: the least recently used
+    go until the rest fit, and a re-put item counts once."""
+    cache: RecordCache[str] = RecordCache(size=100)
+    cache.put("/r/a", cache.generation, "a", weight=60)
+    cache.put("/r/a", cache.generation, "a2", weight=60)  # replaces, not adds
+    assert cache.get("/r/a") == "a2"
+    cache.put("/r/b", cache.generation, "b", weight=30)
+    assert len(cache) == 2
+    cache.put("/r/c", cache.generation, "c", weight=30)  # 120 > 100: "a" goes
+    assert cache.get("/r/a") is None and cache.get("/r/b") == "b"
+    cache.forget("/r/b")
+    cache.put("/r/d", cache.generation, "d", weight=70)  # fits once b's weight is gone
+    assert cache.get("/r/c") == "c" and cache.get("/r/d") == "d"
+    cache.put("/r/e", cache.generation, "e", weight=500)  # heavier than the whole cache
     assert len(cache) == 0
 
 
