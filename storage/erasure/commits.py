@@ -6,6 +6,16 @@ k+1 of them; short of that it is withdrawn again, so the previous version stays.
 null entry replaces the null version (in a bucket that was never versioned, every
 version is null): what it replaced is retired in the background, once no reader has it
 open. An Enabled bucket's versions stay until deleted by id.
+
+Overwriting a small object is the common case, and retiring what it replaced costs a
+read and a second rewrite of the record on every drive, doubling the write. So when
+every drive took a small object's inline entry and the one it replaced is inline too
+(no files, and a reader holds its data once it has read the record, so none can be
+reading it) the retirement waits for the key's next write here, which drops that
+entry in the same record write that adds its own (`deferred`). The new entry is on
+every drive by then, so dropping the older one can never cost a version its quorum,
+even if that next write fails and is withdrawn. Until then the hidden entry is
+invisible (records.py: visible); a key not written again has it retired by healing.
 """
 
 from __future__ import annotations
@@ -14,12 +24,13 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING
 
 from shoal.storage.erasure.drive import Drive, ShardWrite
 from shoal.storage.erasure.quorum import Answers, fan_out, fan_out_at
-from shoal.storage.erasure.records import VersionRecord
+from shoal.storage.erasure.records import Rank, VersionRecord
 from shoal.storage.erasure.versions import resolve, settled
 from shoal.storage.errors import ServiceUnavailable
 
@@ -28,12 +39,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shoal.storage")
 
+#: Keys whose replaced entry waits for their next write (see above); the least recently
+#: written go first (healing retires theirs).
+DEFERRED_KEYS = 8192
+
 
 @dataclasses.dataclass
 class VersionCommits:
     """Adds versions to object records and retires the ones they replace."""
 
     store: ErasureStore
+    #: (bucket, key) -> the replaced inline entry its next write here drops.
+    deferred: OrderedDict[tuple[str, str], Rank] = dataclasses.field(default_factory=OrderedDict)
 
     async def commit(
         self,
@@ -53,13 +70,15 @@ class VersionCommits:
         null version a null entry replaced as the drives listed it (None: none, they
         could not tell, or `entry` is not null)."""
         store = self.store
+        waiting = self.deferred.pop((bucket, key), None) if shards is None else None
+        drop = [] if waiting is None else [waiting]
 
         def add(p: int) -> Awaitable[list[VersionRecord]]:
             if inline is not None:
                 own = dataclasses.replace(entry, inline=inline[p])
-                return drives[p].update_object(bucket, key, add=own)
+                return drives[p].update_object(bucket, key, add=own, drop=drop)
             if shards is None:
-                return drives[p].update_object(bucket, key, add=entry)
+                return drives[p].update_object(bucket, key, add=entry, drop=drop)
             return drives[p].write_version(bucket, key, entry, shards[p])
 
         lacking = [(p, "missed the shards") for p in range(len(drives)) if p not in alive]
@@ -72,11 +91,36 @@ class VersionCommits:
             answers.require(store.write_quorum, f"{bucket}/{key}")
         if entry.is_null:
             # It replaces the null version (in a bucket never versioned: everything).
+            before = _replaced(answers, entry, store.k)
             replaced = any(len(r) > 1 for r in answers.values())
-            if replaced or entry.deleted or len(ok) < len(drives):
+            small = inline is not None
+            deferred = small and self._defer(bucket, key, entry, before, answers, len(drives))
+            if not deferred and (replaced or entry.deleted or len(ok) < len(drives)):
                 store.spawn(self.retire(bucket, key, drives))
-            return _replaced(answers, entry, store.k)
+            return before
         return None
+
+    def _defer(
+        self,
+        bucket: str,
+        key: str,
+        entry: VersionRecord,
+        before: VersionRecord | None,
+        answers: Answers[list[VersionRecord]],
+        n: int,
+    ) -> bool:
+        """Leave `before` for the key's next write to drop (see the module docstring):
+        when every drive took inline `entry`, a live object, and lists `before`, inline,
+        as the one entry besides it."""
+        if before is None or entry.deleted or before.deleted or not before.is_inline:
+            return False
+        pair = [entry.rank, before.rank]
+        if len(answers.ok()) < n or any([e.rank for e in r] != pair for r in answers.values()):
+            return False
+        self.deferred[(bucket, key)] = before.rank
+        while len(self.deferred) > DEFERRED_KEYS:
+            self.deferred.popitem(last=False)
+        return True
 
     async def wait_for_readers(self, bucket: str, key: str, order: str) -> None:
         """Until no reader (on any node) has a version up to `order` open; an hour at

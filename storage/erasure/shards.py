@@ -54,6 +54,9 @@ def _hash(hashers: Sequence[Digester], data: bytes) -> None:
 
 
 def _hash_on_loop(hashers: Sequence[Digester], data: bytes) -> None:
+    """_hash in pieces below hashlib's 2,048 bytes, which it hashes holding the GIL: a
+    larger piece lets go of it, and the event loop then waits for busy drive threads to
+    hand it back (up to the 5 ms switch interval), far longer than the hashing takes."""
     view = memoryview(data)
     for h in hashers:
         for i in range(0, len(view), 2047):

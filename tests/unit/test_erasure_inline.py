@@ -198,3 +198,40 @@ async def test_versioned_inline_objects(cluster: Cluster) -> None:
     await c.store.delete_object(BUCKET, "k", version_id=ids[0], guard=None)
     await settle(c.store)
     assert [e.version_id for e in await c.local[0].read_object(BUCKET, "k")] == ids[:0:-1]
+
+
+async def test_an_overwritten_inline_entry_goes_with_the_next_write(cluster: Cluster) -> None:
+    """storage.erasure.commits: the entry a small overwrite replaced stays, hidden,
+    until the key's next write drops it in the same record write (no retirement pass
+    between them); a write that fails and is withdrawn still leaves the newest
+    version readable, and one that some drive missed is retired as before."""
+    c = cluster
+    await put(c.store, "k", body(100, seed=1))
+    first = (await current(c, "k")).vid
+    await put(c.store, "k", body(200, seed=2))
+    await settle(c.store)
+    second = (await current(c, "k")).vid
+    assert await versions_on(c, "k") == [[second, first]] * N  # first: hidden, not retired
+    assert await read(c.store, "k") == body(200, seed=2)
+    assert [v.version_id for v in (await c.store.list_object_versions(BUCKET)).versions] == [
+        "null"
+    ]
+    await put(c.store, "k", body(300, seed=3))
+    await settle(c.store)
+    third = (await current(c, "k")).vid
+    assert await versions_on(c, "k") == [[third, second]] * N  # first went with it
+    for p in range(3):  # too few drives take the next write: it is withdrawn
+        c.fail_commit(p)
+    with pytest.raises(ServiceUnavailable):
+        await put(c.store, "k", body(400, seed=4))
+    c.clear()
+    await settle(c.store)
+    assert await read(c.store, "k") == body(300, seed=3)
+    c.fail_commit(0)  # a drive misses a write: the others retire what it replaced
+    await put(c.store, "k", body(500, seed=5))
+    c.clear()
+    await settle(c.store)
+    fifth = (await current(c, "k")).vid
+    assert await read(c.store, "k") == body(500, seed=5)
+    assert [v[:1] for v in (await versions_on(c, "k"))[1:]] == [[fifth]] * (N - 1)
+    assert all(len(v) == 1 for v in (await versions_on(c, "k"))[1:])
