@@ -604,9 +604,10 @@ class LocalDrive:
             if record.empty:
                 unlink_quiet(path)
                 fsync_dir(os.path.dirname(path))
+                self.newest.forget(path)
             else:
                 record.save()
-            self.newest.forget(path)
+                self._remember_newest(path, record)
             if record.empty or len(record.written) > WRITE_THROUGH:
                 self.summaries.forget(path)
             else:
@@ -621,6 +622,18 @@ class LocalDrive:
             entries = record.window(older_null=True)
         self.listings.bump()
         return entries
+
+    def _remember_newest(self, path: str, record: KeyRecord) -> None:
+        """Hand a record just written to the GETs' cache (see _newest): its newest
+        entries, as a read of the file would find them, so the first GET after a PUT
+        parses nothing either."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            self.newest.forget(path)
+            return
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        self.newest.replace(path, (stamp, record.window()), weight=st.st_size)
 
     def _key_record(self, path: str) -> KeyRecord:
         return KeyRecord.load(path, path[: -len(RECORD_SUFFIX)], self._tmp)

@@ -18,9 +18,11 @@ A drive also keeps the parsed newest entries of the records its GETs read, in a
 RecordCache of its own bounded by the records' bytes: a 1 GiB object's record lists
 1,536 shard CRCs, and parsing it is most of a range GET's time; a small object's
 record holds its shard (records.py: inline), and opening and parsing it on each of
-the k drives a GET asks is most of that GET's time. Those are also checked against the
-record file's inode, mtime and size (one stat), so not even a drive folder swapped
-behind the drive's back serves entries its files no longer have.
+the k drives a GET asks is most of that GET's time. A write through the drive hands
+its record's new entries over (`replace`), so even the first GET after a PUT parses
+nothing. Those are also checked against the record file's inode, mtime and size (one
+stat), so not even a drive folder swapped behind the drive's back serves entries its
+files no longer have.
 """
 
 from __future__ import annotations
@@ -74,11 +76,11 @@ class RecordCache(Generic[T]):
             if generation == self.generation:
                 self._keep(path, summaries, weight)
 
-    def replace(self, path: str, summaries: T) -> None:
+    def replace(self, path: str, summaries: T, weight: int = 1) -> None:
         """After the record at `path` was rewritten with entries that sum up so."""
         with self._lock:
             self.generation += 1
-            self._keep(path, summaries, 1)
+            self._keep(path, summaries, weight)
 
     def forget(self, path: str) -> None:
         """After the record at `path` was rewritten or removed."""

@@ -102,20 +102,19 @@ async def test_whole_reads_of_every_size_come_back_intact(cluster: Cluster) -> N
     assert object_dir(BUCKET, "k1")  # the keys live where test_erasure_store expects
 
 
-async def test_a_small_objects_record_is_read_once_and_forgotten_when_overwritten(
+async def test_a_small_objects_record_is_handed_to_gets_by_its_write(
     cluster: Cluster,
 ) -> None:
-    """LocalDrive.newest keeps small records too (their shard is inline): the second
-    GET opens no record on the k data drives, and an overwrite is never served stale."""
+    """LocalDrive.newest keeps small records too (their shard is inline), handed over
+    by the write: even the first GET after a PUT opens no record on the k data drives,
+    and an overwrite is never served stale."""
     c = cluster
-    await put(c.store, "small", body(100, seed=30))
-    assert await read(c.store, "small") == body(100, seed=30)
-    hits = [d.newest.hits for d in c.local]
-    assert await read(c.store, "small") == body(100, seed=30)
     data_drives = sorted(c.pos("small", j) for j in range(K))
-    assert [p for p in range(N) if c.local[p].newest.hits > hits[p]] == data_drives
-    await put(c.store, "small", body(90, seed=31))
-    assert await read(c.store, "small") == body(90, seed=31)
+    for seed, size in ((30, 100), (31, 90)):
+        await put(c.store, "small", body(size, seed=seed))
+        hits = [d.newest.hits for d in c.local]
+        assert await read(c.store, "small") == body(size, seed=seed)
+        assert [p for p in range(N) if c.local[p].newest.hits > hits[p]] == data_drives
 
 
 async def test_a_large_records_entries_are_kept_while_its_file_is_the_same(
