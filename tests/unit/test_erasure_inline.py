@@ -213,9 +213,7 @@ async def test_an_overwritten_inline_entry_goes_with_the_next_write(cluster: Clu
     second = (await current(c, "k")).vid
     assert await versions_on(c, "k") == [[second, first]] * N  # first: hidden, not retired
     assert await read(c.store, "k") == body(200, seed=2)
-    assert [v.version_id for v in (await c.store.list_object_versions(BUCKET)).versions] == [
-        "null"
-    ]
+    assert [v.version_id for v in (await c.store.list_object_versions(BUCKET)).versions] == ["null"]
     await put(c.store, "k", body(300, seed=3))
     await settle(c.store)
     third = (await current(c, "k")).vid
