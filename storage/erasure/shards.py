@@ -41,6 +41,9 @@ WRITE_DEPTH = 2
 HEDGE_SECONDS = 0.5
 #: Chunks up to this size are encoded (and decoded) on the event loop, not a thread.
 ON_LOOP = 64 * 1024
+#: hashlib lets go of the GIL while hashing this many bytes or more at once (CPython's
+#: HASHLIB_GIL_MINSIZE).
+HASH_GIL_FREE = 2048
 
 
 def _encode(coder: ErasureCoder, data: bytes) -> tuple[list[bytes], list[int]]:
@@ -54,13 +57,13 @@ def _hash(hashers: Sequence[Digester], data: bytes) -> None:
 
 
 def _hash_on_loop(hashers: Sequence[Digester], data: bytes) -> None:
-    """_hash in pieces below hashlib's 2,048 bytes, which it hashes holding the GIL: a
-    larger piece lets go of it, and the event loop then waits for busy drive threads to
-    hand it back (up to the 5 ms switch interval), far longer than the hashing takes."""
-    view = memoryview(data)
+    """_hash in pieces small enough that hashlib hashes them holding the GIL: with a
+    larger one it lets go, and the event loop then waits for busy drive threads to hand
+    it back (up to the 5 ms switch interval), far longer than the hashing takes."""
+    view, step = memoryview(data), HASH_GIL_FREE - 1
     for h in hashers:
-        for i in range(0, len(view), 2047):
-            h.update(view[i : i + 2047])
+        for i in range(0, len(view), step):
+            h.update(view[i : i + step])
 
 
 async def encode_whole(
