@@ -118,8 +118,10 @@ class AccountDirectory:
     # -- keeping fresh -----------------------------------------------------------------
 
     async def start(self) -> None:
-        with contextlib.suppress(Exception):
+        try:
             await self.refresh()
+        except Exception as exc:  # no quorum yet (a cluster forming): polling retries
+            log.warning("runtime accounts not readable at start: %s", type(exc).__name__)
         self._task = asyncio.get_running_loop().create_task(self._poll())
 
     async def stop(self) -> None:

@@ -16,36 +16,14 @@ Usage: `python bench/loop.py {shoal,erasure} {GET,PUT} [--conns 16] [--seconds 4
 from __future__ import annotations
 
 import argparse
-import os
+import dataclasses
 import secrets
 import statistics
 import sys
 
 import procs
 import table
-import wrk
 from sigv4 import Credentials
-
-#: The keys of the 4 KiB loops, as table.py names them.
-KEYS = [wrk.key_name("s", i) for i in range(1000)]
-
-
-def small(bench: table.Bench, t: table.Target, method: str, args: argparse.Namespace) -> float:
-    body = os.urandom(table.SMALL) if method == "PUT" else b""
-    path = bench.requests_file(t, method, method, "bench", KEYS, body)
-    r = wrk.run(
-        bench.loadgen,
-        table.HOST,
-        t.port,
-        path,
-        conns=args.conns,
-        duration=args.seconds,
-        warmup=0.5,
-        expect_body=table.SMALL if method == "GET" else -1,
-    )
-    if r["errors"] or r["bad_length"]:
-        raise RuntimeError(f"{r['errors']} errors {r['error_statuses']}")
-    return float(r["ops_per_s"])
 
 
 def report(label: str, figures: list[float]) -> None:
@@ -66,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     creds = Credentials(procs.BENCH_ACCESS_KEY, secrets.token_urlsafe(24))
     with procs.scratch("shoal-bench-loop-") as (work, log):
         t = table.start_server(args.server, work, creds, None)
-        bench = table.Bench(table.QUICK, work, None, log)
+        plan = dataclasses.replace(table.QUICK, duration=args.seconds, warmup=0.5)
+        bench = table.Bench(plan, work, None, log)
         bench.buckets(t)
         if args.big:
             puts, gets = [], []
@@ -78,8 +57,13 @@ def main(argv: list[str] | None = None) -> int:
             report(f"{args.server} {args.big} MiB GET MB/s", gets)
             return 0
         if args.method == "GET" or args.populate:
-            bench.populate(t, "bench", KEYS, table.SMALL, 16)
-        figures = [small(bench, t, args.method, args) for _ in range(args.rounds)]
+            bench.populate(t, "bench", bench.keys(), table.SMALL, 16)
+        figures = []
+        for rnd in range(args.rounds):
+            r = bench.small_loop(t, args.method, args.conns, rnd)
+            if "error" in r:
+                raise RuntimeError(r["error"])
+            figures.append(float(r["ops_per_s"]))
         report(f"{args.server} 4 KiB {args.method} c{args.conns} ops/s", figures)
     return 0
 
