@@ -30,8 +30,8 @@ of the bucket has an owner or grants of its own ("object-grants").
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field, replace
+import asyncio
+from dataclasses import dataclass, replace
 
 from shoal.app.errors import AccessDenied
 from shoal.auth import Principal
@@ -64,6 +64,7 @@ from shoal.storage.errors import (
     NoSuchBucketPolicy,
     StorageError,
 )
+from shoal.storage.ttlcache import TtlCache
 from shoal.storage.version_ids import valid_version_id
 
 CACHE_SECONDS = 1.0
@@ -71,43 +72,48 @@ CACHE_SECONDS = 1.0
 POLICY_ACTIONS = frozenset({"s3:GetBucketPolicy", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy"})
 
 
-@dataclass
 class BucketSettings:
-    """Each bucket's BucketAuth, read from the store at most once a second."""
+    """Each bucket's BucketAuth, read from the store at most once a second (one read at
+    a time: the requests that find it expired wait for the same one)."""
 
-    backend: Backend
-    accounts: Accounts
-    _cache: dict[str, tuple[float, BucketAuth | None]] = field(default_factory=dict)
+    def __init__(self, backend: Backend, accounts: Accounts) -> None:
+        self.backend = backend
+        self.accounts = accounts
+        # A one-element tuple, so "no such bucket" (None) is a cached answer too.
+        self._cache: TtlCache[str, tuple[BucketAuth | None]] = TtlCache(CACHE_SECONDS)
 
     def forget(self, bucket: str) -> None:
         """Call after a bucket, its policy, ACL, ownership or public access block changed."""
-        self._cache.pop(bucket, None)
+        self._cache.forget(bucket)
 
     async def get(self, bucket: str) -> BucketAuth | None:
         """The bucket's settings; None when it does not exist."""
-        cached = self._cache.get(bucket)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        auth = await self._load(bucket)
-        self._cache[bucket] = (time.monotonic() + CACHE_SECONDS, auth)
-        return auth
+        return (await self._cache.load(bucket, lambda: self._load(bucket)))[0]
 
-    async def _load(self, bucket: str) -> BucketAuth | None:
-        backend = self.backend
+    async def _load(self, bucket: str) -> tuple[BucketAuth | None]:
         try:
-            info = await backend.head_bucket(bucket)
-            owner = self.accounts.owner_id(info.owner)
-            policy = await self._policy(bucket)
-            acl = acl_from_document(await self._document(bucket, ACL_DOCUMENT), owner)
-            ownership = ownership_from_document(await self._document(bucket, OWNERSHIP_DOCUMENT))
-            block = public_access_from_document(
-                await self._document(bucket, PUBLIC_ACCESS_DOCUMENT)
+            info = await self.backend.head_bucket(bucket)
+            policy, acl, ownership, block, grants = await asyncio.gather(
+                self._policy(bucket),
+                self._document(bucket, ACL_DOCUMENT),
+                self._document(bucket, OWNERSHIP_DOCUMENT),
+                self._document(bucket, PUBLIC_ACCESS_DOCUMENT),
+                self._document(bucket, OBJECT_GRANTS_DOCUMENT),
             )
-            object_grants = await self._document(bucket, OBJECT_GRANTS_DOCUMENT) is not None
         except NoSuchBucket:
-            return None
-        public = is_public_policy(policy)
-        return BucketAuth(owner, acl, ownership, block, policy, public, object_grants)
+            return (None,)
+        owner = self.accounts.owner_id(info.owner)
+        return (
+            BucketAuth(
+                owner,
+                acl_from_document(acl, owner),
+                ownership_from_document(ownership),
+                public_access_from_document(block),
+                policy,
+                is_public_policy(policy),
+                grants is not None,
+            ),
+        )
 
     async def note_object_grants(self, bucket: str) -> None:
         """Record, before the write that needs it, that some object of the bucket may be

@@ -159,17 +159,14 @@ class BucketEncryptions:
     async def get(self, bucket: str) -> DefaultEncryption | None:
         """The bucket's default; None without one (or without the bucket: the write
         itself then answers NoSuchBucket)."""
-        cached = self._cache.get(bucket)
-        if cached is not None:
-            return cached[0]
+        return (await self._cache.load(bucket, lambda: self._read(bucket)))[0]
+
+    async def _read(self, bucket: str) -> tuple[DefaultEncryption | None]:
         try:
-            config: DefaultEncryption | None = DefaultEncryption.from_json(
-                await self.backend.get_bucket_document(bucket, DOCUMENT)
-            )
+            document = await self.backend.get_bucket_document(bucket, DOCUMENT)
         except (NoSuchBucketDocument, NoSuchBucket):
-            config = None
-        self._cache.put(bucket, (config,))
-        return config
+            return (None,)
+        return (DefaultEncryption.from_json(document),)
 
 
 #: One cache per open backend (servers in one process each have their own).

@@ -167,10 +167,9 @@ class FileStore(FileMultipart):
         #: Buckets seen to exist, so a PUT can refuse a missing bucket before reading its
         #: body (Expect: 100-continue) without a thread hop in the common case.
         self._seen_buckets: set[str] = set()
-        #: Bucket records as head_bucket last read them, and a count of the bucket
-        #: changes made through this store (a read that raced one is not cached).
+        #: Bucket records as head_bucket last read them (forgotten, with a read in
+        #: flight, when this store changes one).
         self._heads: TtlCache[str, BucketInfo] = TtlCache(HEAD_TTL)
-        self._bucket_changes = 0
         self.uploads = UploadStore("", self.temp, self.locks)
         self.buckets = BucketRecords("", "")
         self.versions = Versions("", self.temp, self.listings)
@@ -337,21 +336,14 @@ class FileStore(FileMultipart):
     async def head_bucket(self, bucket: str) -> BucketInfo:
         """From memory for up to HEAD_TTL seconds (see storage/ttlcache.py): asked on
         every request. Writes read the state afresh under the key's lock."""
-        info = self._heads.get(bucket)
-        if info is not None:
-            return info
 
         def work() -> BucketInfo:
             return self._bucket_info(bucket, self._require_bucket(bucket))
 
-        changes = self._bucket_changes
-        info = await run(work)
-        if changes == self._bucket_changes:
-            self._heads.put(bucket, info)
-        return info
+        return await self._heads.load(bucket, lambda: run(work))
 
     def _bucket_changed(self, bucket: str) -> None:
-        self._bucket_changes += 1
+        """Forgets the bucket's entry, and what a read in flight will answer."""
         self._heads.forget(bucket)
 
     async def update_bucket(

@@ -49,15 +49,13 @@ class BucketLifecycles:
 
     async def get(self, bucket: str) -> Configuration:
         """The bucket's configuration; one without rules when it has none."""
-        cached = self._cache.get(bucket)
-        if cached is not None:
-            return cached
+        return await self._cache.load(bucket, lambda: self._read(bucket))
+
+    async def _read(self, bucket: str) -> Configuration:
         try:
-            config = from_json(await self.backend.get_bucket_document(bucket, DOCUMENT))
+            return from_json(await self.backend.get_bucket_document(bucket, DOCUMENT))
         except (NoSuchBucketDocument, NoSuchBucket):
-            config = _NONE
-        self._cache.put(bucket, config)
-        return config
+            return _NONE
 
 
 def _lifecycles(ctx: RequestContext) -> BucketLifecycles:

@@ -200,10 +200,10 @@ class ReplicatedRecords:
         return info
 
     async def head_bucket(self, bucket: str) -> BucketInfo:
-        info = self._seen.get(bucket)
-        if info is None:
-            info = _info(bucket, await self.bucket_record(bucket))
-        return info
+        return await self._seen.load(bucket, lambda: self._read_info(bucket))
+
+    async def _read_info(self, bucket: str) -> BucketInfo:
+        return _info(bucket, await self.bucket_record(bucket))
 
     async def delete_bucket(self, bucket: str) -> None:
         store = self.store
