@@ -22,6 +22,7 @@ import sys
 import threading
 from typing import Any
 
+from shoal import collector_paused
 from shoal.app import admincli
 from shoal.config import ConfigError, load_config
 
@@ -144,15 +145,16 @@ def serve(args: argparse.Namespace) -> int:
             return _fail(f"server.tls.{key}: cannot read {path!r}", EXIT_CONFIG)
 
     # Imported late: a config error should not pay for loading the HTTP stack.
-    from shoal.app import lifecycle, logs
-    from shoal.app.server import (
-        ShoalUvicornServer,
-        bind_socket,
-        default_app_factory,
-        import_factory,
-        listening_line,
-        uvicorn_config,
-    )
+    with collector_paused():
+        from shoal.app import lifecycle, logs
+        from shoal.app.server import (
+            ShoalUvicornServer,
+            bind_socket,
+            default_app_factory,
+            import_factory,
+            listening_line,
+            uvicorn_config,
+        )
 
     try:
         sock = bind_socket(cfg.server.address, cfg.server.port)
@@ -163,7 +165,8 @@ def serve(args: argparse.Namespace) -> int:
     logs.configure(cfg)
     factory = import_factory(args.app) if args.app else default_app_factory
     try:
-        app = factory(cfg)
+        with collector_paused():  # (the factory imports the app's modules)
+            app = factory(cfg)
     except ConfigError as e:  # settings the app refuses (e.g. features not built yet)
         sock.close()
         return _fail(str(e), EXIT_CONFIG)
