@@ -33,7 +33,6 @@ ones and switched to by one atomic record update.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import json
@@ -43,7 +42,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -66,6 +64,7 @@ from shoal.storage.erasure.summaries import RecordCache, SummaryCache
 from shoal.storage.keys import OBJECT_MARKER, decode_path, key_path
 from shoal.storage.listing import walk_page
 from shoal.storage.records import dumps, loads
+from shoal.storage.threads import Workers
 from shoal.storage.walk import ListingCache
 
 T = TypeVar("T")
@@ -281,7 +280,7 @@ class LocalDrive:
         #: other nodes write through this process too, and may resume a write they began
         #: through its predecessor (see _sweep).
         self.exclusive = exclusive
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="shoal-drive")
+        self._workers = Workers(threads, "shoal-drive")
         self._locks = StripedLocks(os.path.join(self.root, "locks"), stripes=64)
         self.listings = ListingCache()
         #: Records' summaries kept between listing pages (storage.erasure.summaries).
@@ -295,7 +294,7 @@ class LocalDrive:
         self._opening = threading.Lock()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._workers.close()
         self._locks.close()
         # A clean close leaves no file behind; a killed process's stamp is swept by the
         # next one like any other temp file older than its own.
@@ -307,7 +306,7 @@ class LocalDrive:
         """On this drive's threads. Unlike storage.threads.run this may be abandoned (a
         timeout above gives up on a hung disk); what it writes is only made visible by
         an object record, so a late finish leaves at most unreferenced files."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
+        return await self._workers.submit(func, *args)
 
     def _require_root(self) -> None:
         """A formatted drive whose folder vanished is unmounted or gone: a fault, never
