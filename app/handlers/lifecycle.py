@@ -127,7 +127,9 @@ def start_worker(app: Any) -> LifecycleWorker:
     if not config.cluster.enabled:
         # uvicorn may run several processes over one directory: one of them runs passes.
         ownership = OneProcess(os.path.join(config.storage.directory, ".lifecycle.lock"))
-    else:
+    elif config.cluster.secret or config.cluster.secret_file:
+        # A DistributedStore (app.asgi.make_backend), whose module is loaded already; an
+        # erasure node alone never imports it (the QUIC stack: ~150 ms of its start).
         from shoal.cluster.store import DistributedStore
 
         if isinstance(backend, DistributedStore) and backend.membership is not None:
