@@ -187,8 +187,8 @@ async def spool(
             pending.append(bytes(chunk))
             pending_len += len(chunk)
             if pending_len >= CHUNK:
-                await writes.make_room(AHEAD)
-                await hashes.make_room(AHEAD)
+                for chain in chains:  # (the flushes too: their queue stays bounded)
+                    await chain.make_room(AHEAD)
                 submit(b"".join(pending))
                 pending, pending_len = [], 0
         if pending:

@@ -631,8 +631,7 @@ class LocalDrive:
         except OSError:
             self.newest.forget(path)
             return
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-        self.newest.replace(path, (stamp, record.window()), weight=st.st_size)
+        self.newest.replace(path, (_stamp(st), record.window()), weight=st.st_size)
 
     def _key_record(self, path: str) -> KeyRecord:
         return KeyRecord.load(path, path[: -len(RECORD_SUFFIX)], self._tmp)
@@ -833,7 +832,7 @@ class LocalDrive:
             st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             return self._read_object(bucket, key)
-        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        stamp = _stamp(st)
         known = self.newest.get(path)
         if known is not None and known[0] == stamp:
             return list(known[1])
@@ -841,6 +840,11 @@ class LocalDrive:
         versions = self._read_object(bucket, key)
         self.newest.put(path, generation, (stamp, versions), weight=st.st_size)
         return versions
+
+
+def _stamp(st: os.stat_result) -> FileStamp:
+    """What tells a record file's versions apart (see _newest)."""
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _settle_version(vdir: str, entry: VersionRecord) -> None:
