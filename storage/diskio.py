@@ -159,6 +159,8 @@ def rmtree_quiet(path: str) -> None:
 def makedirs(path: str) -> None:
     """os.makedirs(path, exist_ok=True) without recursion: os.makedirs recurses once per
     missing level and raises RecursionError for a key of ~1,000 segments (Python 3.11)."""
+    if os.path.isdir(path):
+        return
     missing: list[str] = []
     head = path
     while head and not os.path.isdir(head):
