@@ -1,0 +1,100 @@
+"""The working tree's uncommitted change against HEAD, on two servers side by side.
+
+Starts one of the table's servers (as `loop.py` does) from the working tree, then
+stashes the change (`git stash`), starts a second from HEAD and restores the change
+(`git stash pop`): each server has imported its code by then. Each round measures both,
+in alternating order, so both see the same moments of a noisy machine; sequential runs
+of one and then the other (`loop.py` on each) moved by more than the changes measured.
+Prints each server's figures and their medians.
+
+Usage: `python bench/ab.py {shoal,erasure} {GET,PUT,bigget,bigput} [--rounds 8]`
+(GET/PUT: the 4 KiB loop at 16 connections over 1,000 stored keys; bigget/bigput: one
+256 MiB object). Run it with a change in the working tree and nothing else stashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+import procs
+import table
+from sigv4 import Credentials
+
+BIG = 256 << 20
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", procs.REPO, *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def measure(what: str, t: Any, bench: table.Bench, rnd: int) -> float:
+    if what == "bigget":
+        return float(bench.big(t, "big_get", "big", BIG)["mb_per_s"])
+    if what == "bigput":
+        return float(bench.big(t, "big_put", "big", BIG)["mb_per_s"])
+    r = bench.small_loop(t, what, 16, rnd)
+    if "error" in r:
+        raise RuntimeError(r["error"])
+    return float(r["ops_per_s"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("server", choices=["shoal", "erasure"])
+    parser.add_argument("what", choices=["GET", "PUT", "bigget", "bigput"])
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    if not git("status", "--porcelain", "--untracked-files=no").strip():
+        print("no uncommitted change to compare with HEAD", file=sys.stderr)
+        return 2
+    creds = Credentials(procs.BENCH_ACCESS_KEY, secrets.token_urlsafe(24))
+    plan = dataclasses.replace(table.QUICK, duration=args.seconds, warmup=0.5)
+    with procs.scratch("shoal-bench-ab-") as (work, log):
+        servers: dict[str, tuple[Any, table.Bench]] = {}
+        for label in ("change", "HEAD"):
+            if label == "HEAD":
+                git("stash")
+            try:
+                folder = os.path.join(work, label)
+                os.mkdir(folder)
+                t = table.start_server(args.server, folder, creds, None)
+                bench = table.Bench(plan, folder, None, log)
+                bench.buckets(t)
+                # A first request of each kind, so every module it needs is imported
+                # before the code changes under it.
+                if args.what.startswith("big"):
+                    bench.big(t, "big_put", "big", BIG)
+                    bench.big(t, "big_get", "big", BIG)
+                else:
+                    bench.populate(t, "bench", bench.keys(), table.SMALL, 16)
+                    measure(args.what, t, bench, 0)
+                servers[label] = (t, bench)
+            finally:
+                if label == "HEAD":
+                    git("stash", "pop")
+        figures: dict[str, list[float]] = {label: [] for label in servers}
+        for rnd in range(args.rounds):
+            order = ["change", "HEAD"] if rnd % 2 == 0 else ["HEAD", "change"]
+            for label in order:
+                t, bench = servers[label]
+                figures[label].append(measure(args.what, t, bench, rnd + 1))
+    unit = "MB/s" if args.what.startswith("big") else "ops/s"
+    for label, figs in figures.items():
+        shown = ", ".join(f"{f:.0f}" for f in figs)
+        median = statistics.median(figs)
+        print(f"{label}: {args.server} {args.what} {unit}: {shown}; median {median:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
