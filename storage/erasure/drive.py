@@ -552,9 +552,6 @@ class LocalDrive:
         below: Rank | None = None,
         limit: int = 0,
     ) -> list[VersionRecord]:
-        plain = version_id is None and not everything and below is None and not limit
-        if plain and (known := self._known(bucket, key)) is not None:
-            return known
         return await self._run(self._read_object, bucket, key, version_id, everything, below, limit)
 
     def _read_object(
@@ -713,31 +710,28 @@ class LocalDrive:
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int, version_id: str | None = None
     ) -> tuple[list[VersionRecord], bytes | None]:
-        if version_id is None and (known := self._known(bucket, key, limit)) is not None:
+        if version_id is None and (known := self._known_small(bucket, key, limit)) is not None:
             return known, None
         return await self._run(self._read_small, bucket, key, shard, limit, version_id)
 
-    def _known(
-        self, bucket: str, key: str, small_limit: int | None = None
-    ) -> list[VersionRecord] | None:
-        """The key's newest entries when this drive keeps them parsed (see _newest) and
-        the record file is still the one they came from, found on the event loop without
-        a thread hop (as storage.quickread does for the standalone store): what
-        read_object answers with no version asked for, and read_small (`small_limit`
-        given) unless a shard file is to be read as well. A GET's or HEAD's hops, one
-        per drive, were most of its time: four in parallel to four drives cost four
-        times one (each thread's wake-up waits for the GIL the one before holds). The
-        one system call here is a stat of a record this process read or wrote lately,
-        its inode in the kernel's cache. None: take the thread."""
+    def _known_small(self, bucket: str, key: str, limit: int) -> list[VersionRecord] | None:
+        """_read_small's answer when it reads nothing but a record this drive keeps
+        parsed (see _newest) and the file is still that record: found on the event
+        loop, without a thread hop (as storage.quickread does for the standalone store).
+        The four hops of a small GET, one per data drive, were most of its time: four
+        in parallel to four drives cost four times one (each thread's wake-up waits for
+        the GIL the one before holds). The one system call here is a stat of a record
+        this process read or wrote lately, its inode in the kernel's cache. None: take
+        the thread (a record not kept, changed, or a shard file to read)."""
         path = key_path(key).meta_path(os.path.join(self.root, "data", bucket))
         known = self.newest.peek(path)
-        if known is None or (small_limit is not None and _shard_to_read(known[1], small_limit)):
+        if known is None:
             return None
         try:
             st = os.stat(path)
         except OSError:
             return None  # the thread path tells a missing drive from a missing record
-        if known[0] != _stamp(st):
+        if known[0] != _stamp(st) or _shard_to_read(known[1], limit):
             return None
         self.newest.get(path)  # counted as a hit, and kept as recently used
         return list(known[1])
