@@ -710,31 +710,7 @@ class LocalDrive:
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int, version_id: str | None = None
     ) -> tuple[list[VersionRecord], bytes | None]:
-        if version_id is None and (known := self._known_small(bucket, key, limit)) is not None:
-            return known, None
         return await self._run(self._read_small, bucket, key, shard, limit, version_id)
-
-    def _known_small(self, bucket: str, key: str, limit: int) -> list[VersionRecord] | None:
-        """_read_small's answer when it reads nothing but a record this drive keeps
-        parsed (see _newest) and the file is still that record: found on the event
-        loop, without a thread hop (as storage.quickread does for the standalone store).
-        The four hops of a small GET, one per data drive, were most of its time: four
-        in parallel to four drives cost four times one (each thread's wake-up waits for
-        the GIL the one before holds). The one system call here is a stat of a record
-        this process read or wrote lately, its inode in the kernel's cache. None: take
-        the thread (a record not kept, changed, or a shard file to read)."""
-        path = key_path(key).meta_path(os.path.join(self.root, "data", bucket))
-        known = self.newest.peek(path)
-        if known is None:
-            return None
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None  # the thread path tells a missing drive from a missing record
-        if known[0] != _stamp(st) or _shard_to_read(known[1], limit):
-            return None
-        self.newest.get(path)  # counted as a hit, and kept as recently used
-        return list(known[1])
 
     async def sweep(self, bucket: str, older_than: float) -> int:
         return await self._run(self._sweep, bucket, older_than)
@@ -834,12 +810,16 @@ class LocalDrive:
             versions = self._newest(bucket, key)
         else:
             versions = self._read_object(bucket, key, version_id)
-        if not _shard_to_read(versions, limit):
+        if not versions or versions[0].deleted:
             return versions, None
-        crc = versions[0].parts[0].crcs[0][shard]
+        parts = versions[0].parts
+        if len(parts) != 1 or parts[0].number or len(parts[0].crcs) != 1:
+            return versions, None
+        if parts[0].size > limit or versions[0].is_inline:
+            return versions, None  # an inline shard is in `versions` already
         base = f"{object_dir(bucket, key)}/{versions[0].vid}"
         try:
-            data = self._read_shard(shard_path(base, 0, shard), crc)
+            data = self._read_shard(shard_path(base, 0, shard), parts[0].crcs[0][shard])
         except (ShardMissing, CorruptShard):
             return versions, None
         return versions, data
@@ -861,21 +841,6 @@ class LocalDrive:
         versions = self._read_object(bucket, key)
         self.newest.put(path, generation, (stamp, versions), weight=st.st_size)
         return versions
-
-
-def _shard_to_read(versions: list[VersionRecord], limit: int) -> bool:
-    """Whether read_small reads a shard file: the newest entry is an object of one
-    chunk of at most `limit` bytes whose shards are files (an inline one is in the
-    entry already)."""
-    if not versions or versions[0].deleted or versions[0].is_inline:
-        return False
-    parts = versions[0].parts
-    return (
-        len(parts) == 1
-        and not parts[0].number
-        and len(parts[0].crcs) == 1
-        and parts[0].size <= limit
-    )
 
 
 def _stamp(st: os.stat_result) -> FileStamp:
