@@ -159,8 +159,6 @@ def rmtree_quiet(path: str) -> None:
 def makedirs(path: str) -> None:
     """os.makedirs(path, exist_ok=True) without recursion: os.makedirs recurses once per
     missing level and raises RecursionError for a key of ~1,000 segments (Python 3.11)."""
-    if os.path.isdir(path):
-        return
     missing: list[str] = []
     head = path
     while head and not os.path.isdir(head):
@@ -172,7 +170,8 @@ def makedirs(path: str) -> None:
     for name in reversed(missing):
         with contextlib.suppress(FileExistsError):
             os.mkdir(name)
-    if not os.path.isdir(path):
+    found = path and not missing  # the loop's first look found it a folder
+    if not found and not os.path.isdir(path):
         raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
 
 
