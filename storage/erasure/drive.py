@@ -612,9 +612,8 @@ class LocalDrive:
             else:
                 written = [RecordSummary.of_stored(v) for v in record.written]
                 self.summaries.replace(path, written)
-            for entry in () if keep_data else gone:
-                if not entry.is_inline:  # an inline version has no folder
-                    rmtree_quiet(os.path.join(record.folder, entry.vid))
+            for vid in () if keep_data else gone:
+                rmtree_quiet(os.path.join(record.folder, vid))
             if record.empty:
                 with contextlib.suppress(OSError):
                     os.rmdir(record.folder)
