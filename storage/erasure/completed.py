@@ -72,6 +72,14 @@ class Completions:
         record = await agreed(drives, path, self.quorum, f"completed upload {upload_id}")
         return recalled_completion(record, bucket, key, upload_id, parts)
 
+    async def recorded(self, drives: Sequence[Drive], bucket: str, upload_id: str) -> bool:
+        """Whether a quorum remembers the upload completed: its folders are then only
+        a removal a crash cut off."""
+        path = _path(bucket, upload_id)
+        return path is not None and (
+            await agreed(drives, path, self.quorum, f"completed upload {upload_id}") is not None
+        )
+
     async def forget_expired(self, drives: Sequence[Drive]) -> int:
         """Each drive drops its own expired copies (they are the same on every drive)."""
 

@@ -140,6 +140,10 @@ class HealedStore(Protocol):
         """Whether an upload no quorum of drives records can be removed."""
         ...
 
+    async def completed_upload(self, drives: Sequence[Drive], bucket: str, upload_id: str) -> bool:
+        """Whether the upload's Complete committed (what is left of it can go)."""
+        ...
+
 
 class Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
@@ -458,10 +462,16 @@ class Healer:
                     report.fail(f"reading upload {upload_id}", exc)
                     continue
                 if sum(c is not None for c in copies) >= store.k:
-                    continue
-                initiated = [str(c.get("initiated", "")) for c in copies if c is not None]
-                if not store.abandoned_upload(upload_id, initiated):
-                    continue
+                    try:  # a quorum's copies, but completed: a removal a crash cut off
+                        if not await store.completed_upload(drives, bucket, upload_id):
+                            continue
+                    except ServiceUnavailable as exc:
+                        report.fail(f"reading completion of upload {upload_id}", exc)
+                        continue
+                else:
+                    initiated = [str(c.get("initiated", "")) for c in copies if c is not None]
+                    if not store.abandoned_upload(upload_id, initiated):
+                        continue
                 removal = await fan_out(drives, lambda d, u=udir: d.delete(u))
                 if removal.errors():
                     report.fail(f"removing abandoned upload {upload_id}", removal.errors()[0][1])

@@ -198,6 +198,9 @@ class ErasureStore:
     def abandoned_upload(self, upload_id: str, initiated: Sequence[str]) -> bool:
         return self.uploads.abandoned(upload_id, initiated)
 
+    async def completed_upload(self, drives: Sequence[Drive], bucket: str, upload_id: str) -> bool:
+        return await self.uploads.completions.recorded(drives, bucket, upload_id)
+
     def _drive_returned(self) -> None:
         """A drive (or the node holding it) is back: it missed whatever was written
         meanwhile, so a healing scan brings it up to date."""

@@ -271,18 +271,27 @@ class Multipart:
 
         All of it under the upload's lock: the parts chosen stay as they were (an
         UploadPart commits its record only under that lock), and a racing Complete or
-        Abort waits, then finds the upload gone: NoSuchUpload, not a failed link."""
+        Abort waits, then finds the upload gone: NoSuchUpload, not a failed link.
+
+        The completion is remembered before the upload's folders go, so a crash while
+        they go (some drives' gone, a quorum's left) leaves a repeat that is answered
+        from memory, not retried against parts some drives no longer hold; the repeat
+        finishes the removal."""
         async with self.store.locks.hold(upload_lock(upload_id)):
             drives = self.store.sets[self.upload_set(bucket, key, upload_id)[0]]
-            try:
-                meta = await self._complete(bucket, key, upload_id, parts, write)
-            except NoSuchUpload:  # completed before? S3 repeats that result (completed.py)
-                recalled = await self.completions.recall(drives, bucket, key, upload_id, parts)
-                if recalled is None:
-                    raise
-                return recalled
-            await self.completions.remember(drives, bucket, upload_id, parts, meta)
-            return meta
+            udir = self._upload_dir(bucket, upload_id)
+            recalled = await self.completions.recall(drives, bucket, key, upload_id, parts)
+            if recalled is None:
+                try:
+                    meta = await self._complete(bucket, key, upload_id, parts, write)
+                except NoSuchUpload:  # another node's Complete finished first?
+                    recalled = await self.completions.recall(drives, bucket, key, upload_id, parts)
+                    if recalled is None:
+                        raise
+                    return recalled
+                await self.completions.remember(drives, bucket, upload_id, parts, meta)
+            await self.store.objects.discard(drives, udir)  # gone once this returns
+            return meta if recalled is None else recalled
 
     async def _complete(
         self, bucket: str, key: str, upload_id: str, parts: list[CompletedPart], write: ObjectWrite
@@ -340,7 +349,6 @@ class Multipart:
                 ):
                     raise no_upload() from None
                 raise
-        await self.store.objects.discard(drives, udir)  # the upload is gone once this returns
         self.store.usage.object_written(bucket, key, entry_size(before), size)
         self.store.usage.upload_ended(bucket, key)
         return entry.live_meta()

@@ -805,6 +805,46 @@ async def test_multipart_with_faults(cluster: Cluster, monkeypatch: pytest.Monke
     assert await read(store, key) == whole
 
 
+async def cut_off_completion(cluster: Cluster, key: str) -> tuple[str, Any, list[CompletedPart]]:
+    """A completed upload whose removal reached only two drives (a crash cut it off):
+    a quorum of drives still holds the upload, two no longer hold its parts."""
+    store = cluster.store
+    uid = (await store.create_multipart_upload(BUCKET, key, ObjectWrite())).upload_id
+    part = await store.upload_part(BUCKET, key, uid, 1, chunks(body(CHUNK + 5, 3)), ObjectWrite())
+    done = [CompletedPart(1, part.etag)]
+    for p in range(2, N):
+        cluster.faulty[p].fail("delete", times=1)
+    meta = await store.complete_multipart_upload(BUCKET, key, uid, done, ObjectWrite())
+    await cluster.recover()
+    udir = f"multipart/{BUCKET}/{uid}"
+    assert [bool(await d.list_dir(udir)) for d in cluster.local] == [False] * 2 + [True] * K
+    assert await store.get_upload(BUCKET, key, uid)  # a quorum still records it
+    return uid, meta, done
+
+
+async def test_a_completion_whose_removal_was_cut_off_repeats_its_answer(
+    cluster: Cluster,
+) -> None:
+    store, key = cluster.store, "cut-off"
+    uid, meta, done = await cut_off_completion(cluster, key)
+    again = await store.complete_multipart_upload(BUCKET, key, uid, done, ObjectWrite())
+    assert (again.etag, again.size, again.version_id) == (meta.etag, meta.size, meta.version_id)
+    with pytest.raises(NoSuchUpload):  # the repeat finished the removal
+        await store.get_upload(BUCKET, key, uid)
+    assert not any([await d.list_dir(f"multipart/{BUCKET}/{uid}") for d in cluster.local])
+    assert await read(store, key) == body(CHUNK + 5, 3)
+
+
+async def test_healing_removes_what_a_cut_off_completion_left(cluster: Cluster) -> None:
+    store, key = cluster.store, "cut-off"
+    uid, _, _ = await cut_off_completion(cluster, key)
+    report = await store.healer.scan()
+    assert report.uploads_removed == 1, report
+    assert (await store.list_multipart_uploads(BUCKET)).uploads == []
+    assert not any([await d.list_dir(f"multipart/{BUCKET}/{uid}") for d in cluster.local])
+    assert await read(store, key) == body(CHUNK + 5, 3)
+
+
 # ---------------------------------------------------------------- buckets
 
 
