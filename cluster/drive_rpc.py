@@ -368,6 +368,12 @@ class RemoteDrive:
         reply = await self._call("write_version", args, body, bulk=True)
         return _records_from_wire(reply.result["versions"])
 
+    def known(
+        self, bucket: str, key: str, small_limit: int | None = None
+    ) -> list[VersionRecord] | None:
+        """Another node's records are only known by asking it."""
+        return None
+
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int, version_id: str | None = None
     ) -> tuple[list[VersionRecord], bytes | None]:

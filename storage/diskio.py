@@ -170,7 +170,8 @@ def makedirs(path: str) -> None:
     for name in reversed(missing):
         with contextlib.suppress(FileExistsError):
             os.mkdir(name)
-    if not os.path.isdir(path):
+    found = path and not missing  # the loop's first look found it a folder
+    if not found and not os.path.isdir(path):
         raise NotADirectoryError(errno.ENOTDIR, "not a directory", path)
 
 

@@ -19,6 +19,7 @@ These are pure functions: nothing here touches the disk.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -155,6 +156,7 @@ def join_below(base: str, components: tuple[str, ...] | list[str]) -> str:
     return os.path.join(base, "/".join(components))
 
 
+@functools.lru_cache(maxsize=1024)  # a GET asks once per drive; keys are <= 1 KiB
 def key_path(key: str) -> KeyPath:
     """Encode `key`; asserts that no component can climb out of the bucket directory."""
     check_key(key)

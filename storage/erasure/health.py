@@ -319,6 +319,17 @@ class HealthTrackedDrive:
             "read_small", lambda: self.inner.read_small(bucket, key, shard, limit, version_id)
         )
 
+    def known(
+        self, bucket: str, key: str, small_limit: int | None = None
+    ) -> list[VersionRecord] | None:
+        """No timeout to keep: nothing waits. An offline drive knows nothing."""
+        if not self._online:
+            return None
+        found = self.inner.known(bucket, key, small_limit)
+        if found is not None:
+            self.calls += 1
+        return found
+
     async def list_objects(
         self,
         bucket: str,

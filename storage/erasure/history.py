@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shoal.storage.backend import NULL_VERSION
-from shoal.storage.diskio import replace_atomically, unlink_quiet
+from shoal.storage.diskio import read_file, replace_atomically, unlink_quiet
 from shoal.storage.erasure.records import Rank, VersionRecord
 from shoal.storage.records import dumps, loads
 
@@ -188,10 +188,10 @@ class KeyRecord:
         add: VersionRecord | None,
         drop: Iterable[Rank],
         drop_nulls_before: str | None,
-    ) -> list[str]:
+    ) -> list[VersionRecord]:
         """Add `add` (replacing its copy) and drop entries by rank, and null entries
-        ordered before `drop_nulls_before`; returns the ids of the entries dropped. The
-        caller writes the record (`save`) after."""
+        ordered before `drop_nulls_before`; returns the entries dropped. The caller
+        writes the record (`save`) after."""
         doomed = set(drop)
 
         def keep(e: VersionRecord) -> bool:
@@ -203,7 +203,7 @@ class KeyRecord:
                 self.head = _merged(self.head, add)
             else:
                 self._add_to_segment(add)
-        dropped = [e.vid for e in self.head if not keep(e)]
+        dropped = [e for e in self.head if not keep(e)]
         self.head = [e for e in self.head if keep(e)]
         for seg in list(self.history):
             if not _may_hold(seg, doomed, drop_nulls_before):
@@ -211,7 +211,7 @@ class KeyRecord:
             entries = self.segment(seg)
             left = [e for e in entries if keep(e)]
             if len(left) != len(entries):
-                dropped += [e.vid for e in entries if not keep(e)]
+                dropped += [e for e in entries if not keep(e)]
                 self._rewrite(seg, left)
         return dropped
 
@@ -300,8 +300,7 @@ def read_stored(path: str) -> dict[str, Any]:
     """A record or segment file as stored; {} if absent, torn or damaged (a damaged
     record counts as absent: healing rewrites it)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_file(path)
     except (FileNotFoundError, NotADirectoryError):
         return {}
     try:

@@ -28,7 +28,7 @@ from shoal.storage.backend import (
 from shoal.storage.erasure.commits import entry_size
 from shoal.storage.erasure.drive import Drive, ShardWrite, object_dir, shard_path
 from shoal.storage.erasure.health import HealthTrackedDrive
-from shoal.storage.erasure.quorum import Answers, fan_out
+from shoal.storage.erasure.quorum import Answers, fan_out, fan_out_at
 from shoal.storage.erasure.readers import ErasureObjectReader
 from shoal.storage.erasure.recordreads import SMALL_READ, RecordReads, pick
 from shoal.storage.erasure.records import PartLayout, Rank, VersionRecord, visible
@@ -146,10 +146,14 @@ class ObjectIO:
         store = self.store
         where = store.place(bucket, key)
 
+        plain = version_id is None and not everything and below is None and not limit
+
         async def entries(s: int) -> Answers[list[VersionRecord]]:
-            return await fan_out(
-                store.sets[s],
-                lambda d: d.read_object(bucket, key, version_id, everything, below, limit),
+            drives = store.sets[s]
+            return await fan_out_at(
+                drives,
+                lambda p: drives[p].read_object(bucket, key, version_id, everything, below, limit),
+                known=(lambda p: drives[p].known(bucket, key)) if plain else None,
             )
 
         def located(s: int, each: Answers[list[VersionRecord]], others: list[int]) -> Located:

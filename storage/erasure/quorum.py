@@ -160,11 +160,23 @@ async def fan_out_at(
     *,
     only: Sequence[int] | None = None,
     skipped: Sequence[tuple[int, str]] = (),
+    known: Callable[[int], T | None] | None = None,
 ) -> Answers[T]:
-    """fan_out for calls that depend on the drive's position (its shard, say)."""
+    """fan_out for calls that depend on the drive's position (its shard, say).
+
+    `known`: a drive's answer when it has it in memory (Drive.known), else None; those
+    answer at once, and only the others are called. A task and a timer per drive were
+    a third of a small GET's time."""
     positions = tuple(range(len(drives)) if only is None else only)
-    results = await asyncio.gather(*(call(p) for p in positions), return_exceptions=True)
+    answered: dict[int, T] = {}
+    if known is not None:
+        for p in positions:
+            found = known(p)
+            if found is not None:
+                answered[p] = found
+    asked = [p for p in positions if p not in answered]
+    results = await asyncio.gather(*(call(p) for p in asked), return_exceptions=True)
     for r in results:
         if isinstance(r, BaseException) and not isinstance(r, Exception):
             raise r
-    return Answers(drives, positions, tuple(results), tuple(skipped))
+    return Answers(drives, (*answered, *asked), (*answered.values(), *results), tuple(skipped))

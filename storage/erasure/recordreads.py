@@ -108,7 +108,7 @@ class RecordReads:
         first = [(j + self.rot) % n for j in range(k)]
         if not all(self.drives[p].online for p in first):
             return None, False
-        read = await fan_out_at(self.drives, self._call(), only=first)
+        read = await self._ask(first)
         if len(read.ok()) < k:
             return read, False
         results = read.by_position()
@@ -125,14 +125,22 @@ class RecordReads:
             return read, all(j in shards for j in range(k))
         return read, True
 
+    async def _ask(self, positions: list[int]) -> Answers[SmallRead]:
+        bucket, key, drives = self.bucket, self.key, self.drives
+
+        def known(p: int) -> SmallRead | None:
+            found = drives[p].known(bucket, key, SMALL_READ)
+            return None if found is None else (found, None)
+
+        plain = self.version_id is None  # what a drive keeps is its newest entries
+        return await fan_out_at(
+            drives, self._call(), only=positions, known=known if plain else None
+        )
+
     async def _rest(self, first: Answers[SmallRead] | None) -> tuple[list[SmallRead | None], str]:
         """Every drive's read, asking those `first` did not hear from."""
         heard = set() if first is None else set(first.ok())
-        rest = await fan_out_at(
-            self.drives,
-            self._call(),
-            only=[p for p in range(len(self.drives)) if p not in heard],
-        )
+        rest = await self._ask([p for p in range(len(self.drives)) if p not in heard])
         results = rest.by_position()
         if first is not None:
             for p, r in enumerate(first.by_position()):

@@ -69,6 +69,12 @@ class RecordCache(Generic[T]):
             self._items.move_to_end(path)
             return found[0]
 
+    def peek(self, path: str) -> T | None:
+        """What `get` would answer, without counting or reordering anything."""
+        with self._lock:
+            found = self._items.get(path)
+        return None if found is None else found[0]
+
     def put(self, path: str, generation: int, summaries: T, weight: int = 1) -> None:
         """Keep what a page read of `path` after seeing `generation`, unless a record
         changed since (it might have been this one, read before the change)."""

@@ -8,10 +8,14 @@ each LocalDrive and its health tracking, healing run when a test asks.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from shoal.storage.keys import key_path
 from tests.unit.test_erasure_inline import damage
 from tests.unit.test_erasure_store import (
+    BUCKET,
     CHUNK,
     Cluster,
     K,
@@ -29,7 +33,8 @@ __all__ = ["cluster"]  # the fixture, imported for this module's tests
 
 
 def small_reads(c: Cluster) -> list[int]:
-    return [f.calls["read_small"] for f in c.faulty]
+    """Each drive's record reads: asked (read_small), or answered from memory (known)."""
+    return [f.calls["read_small"] + f.calls["known"] for f in c.faulty]
 
 
 def data_positions(c: Cluster, key: str) -> list[int]:
@@ -45,6 +50,28 @@ async def test_a_get_asks_only_the_data_drives(cluster: Cluster) -> None:
         assert await read(c.store, key) == data
         after = small_reads(c)
         assert [p for p in range(N) if after[p] != before[p]] == data_positions(c, key)
+
+
+async def test_a_get_of_a_record_the_drives_keep_calls_none_of_them(cluster: Cluster) -> None:
+    """The data drives answer from the record they keep parsed: no read_small (a task and
+    a timer each); once the record changes on one, that one is asked again."""
+    c = cluster
+    data = body(4096, seed=5)
+    await put(c.store, "kept", data)
+    assert await read(c.store, "kept") == data
+    asked = [f.calls["read_small"] for f in c.faulty]
+    knew = [f.calls["known"] for f in c.faulty]
+    assert await read(c.store, "kept") == data
+    assert [f.calls["read_small"] for f in c.faulty] == asked
+    assert [f.calls["known"] - n for f, n in zip(c.faulty, knew, strict=True)] == [
+        int(p in data_positions(c, "kept")) for p in range(N)
+    ]
+    first = data_positions(c, "kept")[0]
+    record = key_path("kept").meta_path(os.path.join(c.local[first].root, "data", BUCKET))
+    os.utime(record, ns=(1, 1))  # the file is no longer the one the drive parsed
+    assert await read(c.store, "kept") == data
+    after = [f.calls["read_small"] - n for f, n in zip(c.faulty, asked, strict=True)]
+    assert after == [int(p == first) for p in range(N)]
 
 
 async def test_a_get_with_a_failing_data_drive_asks_the_others(cluster: Cluster) -> None:

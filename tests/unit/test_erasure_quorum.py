@@ -11,7 +11,7 @@ import pytest
 
 from shoal.storage.erasure.drive import DriveOffline, DriveTimeout, LocalDrive
 from shoal.storage.erasure.faults import FaultyDrive
-from shoal.storage.erasure.quorum import fan_out, reason
+from shoal.storage.erasure.quorum import fan_out, fan_out_at, reason
 from shoal.storage.errors import ServiceUnavailable
 
 pytestmark = pytest.mark.anyio
@@ -66,6 +66,26 @@ async def test_only_the_voters_count_when_asked(drives: list[FaultyDrive]) -> No
     with pytest.raises(ServiceUnavailable, match="Not enough drives to read x: 1 of 3"):
         answers.require(2, "x", write=False, among=3)
     assert answers.require(1, "x", write=False, among=3) == [2, 3, 4, 5]
+
+
+async def test_drives_that_know_the_answer_are_not_called(drives: list[FaultyDrive]) -> None:
+    """Answers from memory (`known`) stand by their drives' positions beside the calls'
+    answers and failures; the drives that knew are not called."""
+    drives[3].fail("read_doc")
+    called: list[int] = []
+
+    async def call(p: int) -> bytes | None:
+        called.append(p)
+        return await drives[p].read_doc("nothing.json")
+
+    def known(p: int) -> bytes | None:
+        return b"memory" if p in (0, 2) else None
+
+    answers = await fan_out_at(drives, call, only=[0, 1, 2, 3], known=known)
+    assert sorted(called) == [1, 3]
+    assert answers.by_position() == [b"memory", None, b"memory", None, None, None]
+    assert answers.ok() == [0, 2, 1] and [p for p, _ in answers.errors()] == [3]
+    assert "drive 3" in answers.failed()
 
 
 def test_reasons_are_short_and_carry_no_exception_text() -> None:

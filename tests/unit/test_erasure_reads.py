@@ -8,6 +8,7 @@ each LocalDrive and its health tracking, healing run when a test asks.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,35 @@ async def test_a_small_objects_record_is_handed_to_gets_by_its_write(
         hits = [d.newest.hits for d in c.local]
         assert await read(c.store, "small") == body(size, seed=seed)
         assert [p for p in range(N) if c.local[p].newest.hits > hits[p]] == data_drives
+
+
+async def test_a_kept_record_answers_without_a_thread_until_its_file_changes(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LocalDrive.read_small and read_object answer a GET and a HEAD from the kept
+    record on the event loop (no call reaches the drive's threads) while the file is the
+    one it kept; a record changed behind the drive's back sends that drive's read to its
+    thread again."""
+    c = cluster
+    data = body(100, seed=40)
+    await put(c.store, "loop", data)
+    hops = [0] * N
+    for p, drive in enumerate(c.local):
+
+        def counting(func: object, *args: object, _p: int = p, _run: object = drive._run) -> object:
+            hops[_p] += 1
+            return _run(func, *args)  # type: ignore[operator]
+
+        monkeypatch.setattr(drive, "_run", counting)
+    assert await read(c.store, "loop") == data
+    assert (await c.store.head_object(BUCKET, "loop")).size == len(data)
+    assert hops == [0] * N
+    p = c.pos("loop", 0)
+    record = Path(c.local[p]._record_path(BUCKET, "loop")[0])
+    stamp = record.stat()
+    os.utime(record, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000))
+    assert await read(c.store, "loop") == data
+    assert hops[p] == 1 and sum(hops) == 1
 
 
 async def test_a_large_records_entries_are_kept_while_its_file_is_the_same(
