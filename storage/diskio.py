@@ -70,6 +70,25 @@ def replace_atomically(path: str, data: bytes, tmp_dir: str, mode: int = 0o644) 
 _FIRST_READ = 1 << 16
 
 
+def read_whole(path: str) -> bytes:
+    """A whole file of known kind (a shard) in four system calls: open, fstat, one read
+    of its size, close. A file object makes seven (a second fstat, an lseek, a read to
+    find the end), and each hands the GIL over and back: with two shards read at once
+    on a 2-core VM, that cost more than the reading (0.44 vs 0.12 ms a MiB shard)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size)
+        if len(data) < size:  # short read (a signal, a file shrinking): read on to EOF
+            parts = [data]
+            while block := os.read(fd, CHUNK):
+                parts.append(block)
+            data = b"".join(parts)
+        return data
+    finally:
+        os.close(fd)
+
+
 def read_file(path: str) -> bytes:
     """A whole (small) file with plain descriptor calls: open, usually one read, close.
     Python's file objects cost more than the syscalls for the few hundred bytes of a

@@ -53,6 +53,7 @@ from shoal.storage.diskio import (
     makedirs,
     makedirs_below,
     object_lock_name,
+    read_whole,
     remove_empty_parents,
     replace_atomically,
     rmtree_quiet,
@@ -416,8 +417,7 @@ class LocalDrive:
 
     def _read_shard(self, path: str, crc: int | None) -> bytes:
         try:
-            with open(self._abs(path) + ".dat", "rb", buffering=0) as f:
-                data = f.readall()
+            data = read_whole(self._abs(path) + ".dat")
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise ShardMissing(path) from exc
         if crc is not None and google_crc32c.value(data) != crc:
