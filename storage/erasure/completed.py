@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from shoal.storage.backend import CompletedPart, ObjectMeta
 from shoal.storage.erasure.buckets import agreed
@@ -66,19 +67,21 @@ class Completions:
         upload_id: str,
         parts: list[CompletedPart],
     ) -> ObjectMeta | None:
-        path = _path(bucket, upload_id)
-        if path is None:
-            return None
-        record = await agreed(drives, path, self.quorum, f"completed upload {upload_id}")
+        record = await self._kept(drives, bucket, upload_id)
         return recalled_completion(record, bucket, key, upload_id, parts)
 
     async def recorded(self, drives: Sequence[Drive], bucket: str, upload_id: str) -> bool:
         """Whether a quorum remembers the upload completed: its folders are then only
         a removal a crash cut off."""
+        return await self._kept(drives, bucket, upload_id) is not None
+
+    async def _kept(
+        self, drives: Sequence[Drive], bucket: str, upload_id: str
+    ) -> dict[str, Any] | None:
         path = _path(bucket, upload_id)
-        return path is not None and (
-            await agreed(drives, path, self.quorum, f"completed upload {upload_id}") is not None
-        )
+        if path is None:
+            return None
+        return await agreed(drives, path, self.quorum, f"completed upload {upload_id}")
 
     async def forget_expired(self, drives: Sequence[Drive]) -> int:
         """Each drive drops its own expired copies (they are the same on every drive)."""
