@@ -45,7 +45,7 @@ from shoal.auth.actions import accepts_payload
 from shoal.auth.sigv4 import AuthFailure
 from shoal.config import Config, ConfigError, load_config
 from shoal.sse.keyring import Keyring
-from shoal.storage import checksums
+from shoal.storage import checksums, threads
 from shoal.storage.accounts import account_store
 from shoal.storage.backend import Backend
 from shoal.storage.errors import StorageError
@@ -325,6 +325,7 @@ WARM_UP_DELAY = 0.5
 
 def create_app(config: Config | None = None) -> Starlette:
     """Build the application; the storage backend opens and closes with its lifespan."""
+    threads.cap_malloc_arenas()  # before the storage threads start
     config = config if config is not None else load_config()
     logs.configure_once(config)  # under plain uvicorn; `shoal serve` did it already
     backend = make_backend(config)

@@ -39,7 +39,7 @@ Node = tuple[str, "str | int | bool | Iterable[Node] | None"]
 
 
 #: Characters XML 1.0 cannot carry even as a character reference.
-_NOT_XML_10 = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+NOT_XML_10 = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _escape_one(m: re.Match[str]) -> str:
@@ -63,7 +63,7 @@ def escape_lossy(text: str) -> str:
     """escape() for text only a person reads (error documents echo request values): a
     character XML 1.0 cannot carry becomes U+FFFD, so every client can parse the error
     and see its code, instead of failing on a reference such as &#x0;."""
-    return escape(_NOT_XML_10.sub("\ufffd", text))
+    return escape(NOT_XML_10.sub("\ufffd", text))
 
 
 def _render(tag: str, value: object, out: list[str], esc: Callable[[str], str]) -> None:

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from shoal.app.context import RequestContext
 from shoal.app.errors import InvalidArgument
 from shoal.app.handlers.registry import bucket_owner, handler, owner, xml_response
-from shoal.app.xml import Node, Raw, escape, timestamp
+from shoal.app.xml import NOT_XML_10, Node, Raw, escape, timestamp
 from shoal.auth.numbers import parse_uint
 from shoal.storage.backend import ListPage
 
@@ -58,16 +58,12 @@ def int_param(ctx: RequestContext, name: str, default: int, *, cap: int) -> int:
     return min(value, cap)
 
 
-#: Characters XML 1.0 cannot carry, not even as character references. A request
-#: parameter echoed with one of them makes the whole listing unparseable (botocore then
-#: reports the 200 as a 500), so it is refused unless encoding-type=url encodes it.
-_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
 def echoed_param(ctx: RequestContext, name: str, *, url_encoded: bool) -> str:
-    """A text parameter the listing answer repeats, refused if XML cannot hold it."""
+    """A text parameter the listing answer repeats, refused if XML cannot hold it (one
+    such character makes the whole listing unparseable: botocore then reports the 200
+    as a 500), unless encoding-type=url encodes it."""
     value = ctx.query.get(name, "")
-    if not url_encoded and _NOT_XML.search(value):
+    if not url_encoded and NOT_XML_10.search(value):
         raise InvalidArgument(
             f"The {name} parameter contains characters XML cannot represent;"
             " send encoding-type=url to use them.",

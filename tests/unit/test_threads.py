@@ -1,15 +1,19 @@
 """storage/threads.py: calls run on the workers' threads and answer on the caller's
-loop, errors travel, cancelled calls are skipped, close ends the threads, and `run`
-never returns before its thread is done."""
+loop, errors travel, cancelled calls are skipped, close ends the threads, `run`
+never returns before its thread is done, and the malloc arena cap holds."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import platform
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from shoal.storage.threads import Workers, run
+from shoal.storage.threads import MALLOC_ARENAS, Workers, run
 
 pytestmark = pytest.mark.anyio
 
@@ -93,3 +97,58 @@ async def test_run_waits_for_its_thread_when_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert finished.is_set()
+
+
+#: In a fresh process: optionally cap the arenas, let 8 live threads each allocate,
+#: then print what cap_malloc_arenas answered and how many arenas glibc reports.
+_COUNT_ARENAS = """
+import ctypes, os, sys, tempfile, threading
+from shoal.storage.threads import cap_malloc_arenas
+took = cap_malloc_arenas() if sys.argv[1] == "cap" else None
+held, ready = [], threading.Barrier(9)
+def allocate():
+    held.append(bytearray(1 << 20))  # malloc'd on this thread (too big for pymalloc)
+    ready.wait()
+    ready.wait()
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for t in threads:
+    t.start()
+ready.wait()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+with tempfile.NamedTemporaryFile("r") as out:
+    fp = libc.fopen(out.name.encode(), b"w")
+    libc.malloc_info(0, fp)
+    libc.fclose(fp)
+    arenas = out.read().count("<heap nr=")
+ready.wait()
+for t in threads:
+    t.join()
+print(took, arenas)
+"""
+
+
+def _arenas(mode: str, **env: str) -> tuple[str, int]:
+    base = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run(
+        [sys.executable, "-c", _COUNT_ARENAS, mode],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    return out[0], int(out[1])
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc arenas")
+def test_the_arena_cap_holds_threads_to_two_arenas_unless_the_operator_set_one() -> None:
+    took, uncapped = _arenas("none")
+    assert uncapped > MALLOC_ARENAS  # (else this machine proves nothing)
+    assert _arenas("cap") == ("True", MALLOC_ARENAS)
+    # MALLOC_ARENA_MAX in the environment wins: the cap is not applied over it.
+    took, arenas = _arenas("cap", MALLOC_ARENA_MAX="3")
+    assert (took, arenas) == ("False", 3)
