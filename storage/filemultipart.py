@@ -38,6 +38,10 @@ from shoal.storage.records import now
 from shoal.storage.streams import assemble, spool
 from shoal.storage.threads import run
 
+#: Assemblies a Complete starts over when a part it chose was replaced meanwhile: an
+#: UploadPart does not wait for a Complete, and each replacement costs one.
+ASSEMBLY_TRIES = 5
+
 log = logging.getLogger("shoal.storage")
 
 if TYPE_CHECKING:
@@ -188,13 +192,18 @@ class FileMultipart:
             info = self.uploads.load(bucket, key, upload_id)
             return bdir, info, check_completion(parts, self.uploads.parts(upload_id))
 
-        bdir, info, chosen = await run(validate)
-        try:
-            spooled = await run(
-                assemble, self.temp.path(".data"), [p for _, p in chosen], write.digesters
-            )
-        except FileNotFoundError as exc:  # a part was replaced or aborted meanwhile
-            raise NoSuchUpload("The specified upload does not exist.") from exc
+        for attempt in range(1, ASSEMBLY_TRIES + 1):
+            bdir, info, chosen = await run(validate)  # NoSuchUpload once it is gone
+            try:
+                spooled = await run(
+                    assemble, self.temp.path(".data"), [p for _, p in chosen], write.digesters
+                )
+                break
+            except FileNotFoundError as exc:
+                # A racing UploadPart replaced a chosen part (or an Abort removed the
+                # upload): choose the parts again as they are now.
+                if attempt == ASSEMBLY_TRIES:
+                    raise NoSuchUpload("The specified upload does not exist.") from exc
         infos = [p for p, _ in chosen]
         commit = functools.partial(self._commit_sync, parts=infos, upload=info)
         return await run(commit, bucket, key, kp, bdir, spooled, write, multipart_etag(infos))

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 import anyio
 import pytest
 
-from shoal.storage import errors
+from shoal.storage import errors, filemultipart
 from shoal.storage.backend import MIN_PART_SIZE, CompletedPart, ObjectWrite
 from shoal.storage.filestore import FileStore
 from shoal.storage.records import now
+from shoal.storage.streams import Spooled, assemble
 from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio
@@ -157,6 +159,47 @@ async def test_concurrent_reuploads_of_one_part(store: FileStore) -> None:
     async with await store.open_object("bucket", "k") as reader:
         data = await reader.read_all()
     assert hashlib.md5(data).hexdigest() == part.etag and meta.size == 50_000
+
+
+async def test_complete_chooses_again_when_a_racing_upload_replaces_a_part(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An UploadPart does not wait for a Complete: a part it replaces while the Complete
+    assembles is gone from under it. The Complete takes the parts as they are then; it
+    answered NoSuchUpload for an upload still open."""
+    up = await store.create_multipart_upload("bucket", "k", ObjectWrite())
+    first = await store.upload_part("bucket", "k", up.upload_id, 1, chunks(b"same"), ObjectWrite())
+    assembling, replaced = threading.Event(), threading.Event()
+    calls: list[list[str]] = []
+
+    def assemble_after_the_race(out: str, sources: list[str], digesters: list) -> Spooled:
+        calls.append(list(sources))
+        if len(calls) == 1:
+            assembling.set()
+            assert replaced.wait(10)
+        return assemble(out, sources, digesters)
+
+    monkeypatch.setattr(filemultipart, "assemble", assemble_after_the_race)
+    parts = [CompletedPart(1, first.etag)]
+    async with anyio.create_task_group() as tg:
+        done: list[object] = []
+
+        async def complete() -> None:
+            done.append(
+                await store.complete_multipart_upload(
+                    "bucket", "k", up.upload_id, parts, ObjectWrite()
+                )
+            )
+
+        tg.start_soon(complete)
+        assert await anyio.to_thread.run_sync(assembling.wait, 10)
+        again = await store.upload_part(
+            "bucket", "k", up.upload_id, 1, chunks(b"same"), ObjectWrite()
+        )
+        replaced.set()
+    assert again.etag == first.etag and len(calls) == 2 and calls[0] != calls[1]
+    async with await store.open_object("bucket", "k") as reader:
+        assert await reader.read_all() == b"same"
 
 
 async def test_wrong_ids_and_abort(store: FileStore) -> None:
