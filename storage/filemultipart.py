@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -38,8 +39,8 @@ from shoal.storage.records import now
 from shoal.storage.streams import assemble, spool
 from shoal.storage.threads import run
 
-#: Assemblies a Complete starts over when a part it chose was replaced meanwhile: an
-#: UploadPart does not wait for a Complete, and each replacement costs one.
+#: Times a Complete chooses its parts again when one it chose was replaced before it
+#: could hold it (FileMultipart._complete).
 ASSEMBLY_TRIES = 5
 
 log = logging.getLogger("shoal.storage")
@@ -185,28 +186,61 @@ class FileMultipart:
         parts: list[CompletedPart],
         write: ObjectWrite,
     ) -> ObjectMeta:
+        """Assembles hard links to the chosen parts' data, made first (`_hold`): an
+        UploadPart does not wait for a Complete, and a part it replaced would otherwise
+        vanish mid-assembly, after the digesters had seen the parts before it."""
         kp = self._key_path(key)
-
-        def validate() -> tuple[str, UploadInfo, list[tuple[PartInfo, str]]]:
-            bdir = self._locate(bucket, kp)
-            info = self.uploads.load(bucket, key, upload_id)
-            return bdir, info, check_completion(parts, self.uploads.parts(upload_id))
-
         for attempt in range(1, ASSEMBLY_TRIES + 1):
-            bdir, info, chosen = await run(validate)  # NoSuchUpload once it is gone
             try:
-                spooled = await run(
-                    assemble, self.temp.path(".data"), [p for _, p in chosen], write.digesters
+                bdir, info, infos, sources = await run(
+                    self._hold, bucket, kp, key, upload_id, parts
                 )
                 break
             except FileNotFoundError as exc:
-                # A racing UploadPart replaced a chosen part (or an Abort removed the
-                # upload): choose the parts again as they are now.
+                # A racing UploadPart replaced a chosen part before its link (or an
+                # Abort removed the upload): choose again, as the parts are now.
                 if attempt == ASSEMBLY_TRIES:
                     raise NoSuchUpload("The specified upload does not exist.") from exc
-        infos = [p for p, _ in chosen]
+        try:
+            spooled = await run(assemble, self.temp.path(".data"), sources, write.digesters)
+        except FileNotFoundError as exc:  # a part read in place (see _hold) went meanwhile
+            raise NoSuchUpload("The specified upload does not exist.") from exc
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run(self._release, sources)
         commit = functools.partial(self._commit_sync, parts=infos, upload=info)
         return await run(commit, bucket, key, kp, bdir, spooled, write, multipart_etag(infos))
+
+    def _hold(
+        self, bucket: str, kp: KeyPath, key: str, upload_id: str, parts: list[CompletedPart]
+    ) -> tuple[str, UploadInfo, list[PartInfo], list[str]]:
+        """(bucket dir, upload, chosen parts, their data to read: links in this
+        process's temp area). FileNotFoundError when a chosen part's data went before
+        its link. On a filesystem without hard links the parts are read in place."""
+        bdir = self._locate(bucket, kp)
+        info = self.uploads.load(bucket, key, upload_id)
+        chosen = check_completion(parts, self.uploads.parts(upload_id))
+        sources: list[str] = []
+        try:
+            for _, data in chosen:
+                link = self.temp.path(".part")
+                try:
+                    os.link(data, link)
+                except FileNotFoundError:
+                    raise
+                except OSError:  # EPERM, EOPNOTSUPP, EMLINK: no link to hold it by
+                    link = data
+                sources.append(link)
+        except BaseException:
+            self._release(sources)
+            raise
+        return bdir, info, [p for p, _ in chosen], sources
+
+    def _release(self, sources: list[str]) -> None:
+        """Unlink the links `_hold` made (not the parts read in place)."""
+        for path in sources:
+            if path.startswith(self.temp.dir + os.sep):
+                unlink_quiet(path)
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         def work() -> None:

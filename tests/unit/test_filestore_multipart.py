@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -12,7 +13,7 @@ import anyio
 import pytest
 
 from shoal.storage import errors, filemultipart
-from shoal.storage.backend import MIN_PART_SIZE, CompletedPart, ObjectWrite
+from shoal.storage.backend import MIN_PART_SIZE, CompletedPart, ObjectMeta, ObjectWrite
 from shoal.storage.filestore import FileStore
 from shoal.storage.records import now
 from shoal.storage.streams import Spooled, assemble
@@ -161,45 +162,82 @@ async def test_concurrent_reuploads_of_one_part(store: FileStore) -> None:
     assert hashlib.md5(data).hexdigest() == part.etag and meta.size == 50_000
 
 
-async def test_complete_chooses_again_when_a_racing_upload_replaces_a_part(
+async def test_a_part_replaced_during_completion_stays_what_it_assembles(
     store: FileStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An UploadPart does not wait for a Complete: a part it replaces while the Complete
-    assembles is gone from under it. The Complete takes the parts as they are then; it
-    answered NoSuchUpload for an upload still open."""
+    """An UploadPart does not wait for a Complete: the part it replaces mid-assembly
+    was gone from under it, and the Complete answered NoSuchUpload for an open upload.
+    It assembles links to the parts it chose, made first."""
     up = await store.create_multipart_upload("bucket", "k", ObjectWrite())
-    first = await store.upload_part("bucket", "k", up.upload_id, 1, chunks(b"same"), ObjectWrite())
+    one, two = os.urandom(BIG), b"two"
+    parts = []
+    for n, body in ((1, one), (2, two)):
+        part = await store.upload_part("bucket", "k", up.upload_id, n, chunks(body), ObjectWrite())
+        parts.append(CompletedPart(n, part.etag))
     assembling, replaced = threading.Event(), threading.Event()
     calls: list[list[str]] = []
 
     def assemble_after_the_race(out: str, sources: list[str], digesters: list) -> Spooled:
         calls.append(list(sources))
-        if len(calls) == 1:
-            assembling.set()
-            assert replaced.wait(10)
+        assembling.set()
+        assert replaced.wait(10)
         return assemble(out, sources, digesters)
 
     monkeypatch.setattr(filemultipart, "assemble", assemble_after_the_race)
-    parts = [CompletedPart(1, first.etag)]
+    done: list[ObjectMeta] = []
+
+    async def complete() -> None:
+        done.append(
+            await store.complete_multipart_upload("bucket", "k", up.upload_id, parts, ObjectWrite())
+        )
+
     async with anyio.create_task_group() as tg:
-        done: list[object] = []
-
-        async def complete() -> None:
-            done.append(
-                await store.complete_multipart_upload(
-                    "bucket", "k", up.upload_id, parts, ObjectWrite()
-                )
-            )
-
         tg.start_soon(complete)
         assert await anyio.to_thread.run_sync(assembling.wait, 10)
-        again = await store.upload_part(
-            "bucket", "k", up.upload_id, 1, chunks(b"same"), ObjectWrite()
-        )
+        await store.upload_part("bucket", "k", up.upload_id, 1, chunks(b"new"), ObjectWrite())
         replaced.set()
-    assert again.etag == first.etag and len(calls) == 2 and calls[0] != calls[1]
+    assert len(calls) == 1 and done[0].size == BIG + 3
     async with await store.open_object("bucket", "k") as reader:
-        assert await reader.read_all() == b"same"
+        assert await reader.read_all() == one + two
+    assert not [n for n in os.listdir(store.temp.dir) if n.endswith(".part")]
+
+
+async def test_a_part_replaced_before_its_link_is_chosen_again(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    up = await store.create_multipart_upload("bucket", "k", ObjectWrite())
+    part = await store.upload_part("bucket", "k", up.upload_id, 1, chunks(b"x"), ObjectWrite())
+    links: list[str] = []
+    real_link = os.link
+
+    def link_late_once(src: str, dst: str) -> None:
+        links.append(src)
+        if len(links) == 1:
+            raise FileNotFoundError(src)  # as if a racing UploadPart had just replaced it
+        real_link(src, dst)
+
+    monkeypatch.setattr(filemultipart.os, "link", link_late_once)
+    meta = await store.complete_multipart_upload(
+        "bucket", "k", up.upload_id, [CompletedPart(1, part.etag)], ObjectWrite()
+    )
+    assert meta.size == 1 and len(links) == 2
+
+
+async def test_without_hard_links_parts_are_read_in_place(
+    store: FileStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    up = await store.create_multipart_upload("bucket", "k", ObjectWrite())
+    part = await store.upload_part("bucket", "k", up.upload_id, 1, chunks(b"x"), ObjectWrite())
+
+    def no_links(src: str, dst: str) -> None:
+        raise PermissionError(errno.EPERM, "hard links not supported", src)
+
+    monkeypatch.setattr(filemultipart.os, "link", no_links)
+    meta = await store.complete_multipart_upload(
+        "bucket", "k", up.upload_id, [CompletedPart(1, part.etag)], ObjectWrite()
+    )
+    async with await store.open_object("bucket", "k") as reader:
+        assert meta.size == 1 and await reader.read_all() == b"x"
 
 
 async def test_wrong_ids_and_abort(store: FileStore) -> None:
