@@ -159,11 +159,12 @@ class ChunkWriter:
         await self._wait(0)
 
     async def abort(self) -> None:
-        for task in self._pending:
-            task.cancel()
-        for task in self._pending:
+        """Wait for the chunk writes already started to end, never cancel them: a
+        cancelled write's drive thread writes on unheard, and would re-create shards after
+        the failed write's cleanup removed them (drive timeouts still bound the wait)."""
+        pending, self._pending = self._pending, []
+        for task in pending:
             await reap(task, "a shard write")
-        self._pending = []
 
     async def _wait(self, keep: int) -> None:
         while len(self._pending) > keep:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,6 +295,10 @@ async def test_put_without_k_plus_one_drives_is_refused_and_cleaned_up(
         await put(store, key, body(6 * CHUNK, seed=4))
     with pytest.raises(ServiceUnavailable):
         await put(store, "fresh", body(2 * CHUNK, seed=5))
+    # Three failed writes in a row take a drive offline until its probe (a read of
+    # format.json, which works) brings it back; with three such drives only three of
+    # the k = 4 a read needs would answer meanwhile.
+    await until(lambda: all(d.online for d in cluster.tracked))
     assert await store.head_object(BUCKET, key) == before
     assert await read(store, key) == old
     with pytest.raises(NoSuchKey):
@@ -312,6 +317,43 @@ async def test_put_without_k_plus_one_drives_is_refused_and_cleaned_up(
         cluster.faulty[cluster.pos(key, j)].fail("write_shard")
     meta = await put(store, "empty", b"")
     assert meta.size == 0 and await read(store, "empty") == b""
+
+
+async def test_a_refused_put_cleans_up_after_its_shard_writes_end(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shard write still running on a drive's thread when the PUT is refused ends
+    before the cleanup: a cancelled one wrote on unheard and re-created its shard after
+    the cleanup had removed the version (CI saw the leftover folder under load)."""
+    store, key = cluster.store, "obj"
+    for j in (0, 4):
+        cluster.faulty[cluster.pos(key, j)].fail("write_shard")
+    slow = cluster.local[cluster.pos(key, 1)]
+    entered, gate, written = threading.Event(), threading.Event(), threading.Event()
+    write_shard, delete = slow._write_shard, slow.delete
+
+    def held(path: str, data: bytes, crc: int) -> None:
+        if "/chunk-1/" in path:
+            entered.set()
+            gate.wait(timeout=1.0)  # the cleanup's delete opens it (or 1 s pass)
+            write_shard(path, data, crc)
+            written.set()
+        else:
+            write_shard(path, data, crc)
+
+    async def deleting(path: str) -> None:
+        await delete(path)
+        gate.set()
+        await asyncio.to_thread(written.wait, 5.0)
+
+    monkeypatch.setattr(slow, "_write_shard", held)
+    monkeypatch.setattr(slow, "delete", deleting)
+    with pytest.raises(ServiceUnavailable, match="4 of 6 succeeded, 5 needed"):
+        await put(store, key, body(6 * CHUNK, seed=4))
+    assert entered.is_set()
+    await settle(store)
+    assert written.is_set()
+    assert await dirs_on(cluster, key) == [[]] * N
 
 
 @pytest.mark.parametrize(
