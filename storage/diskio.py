@@ -16,7 +16,7 @@ import os
 import secrets
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from shoal.storage.errors import NoSuchBucket
@@ -129,6 +129,11 @@ def data_matches(path: str, record: dict[str, Any]) -> bool:
 def unlink_quiet(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def unlink_all(paths: Iterable[str]) -> None:
+    for path in paths:
+        unlink_quiet(path)
 
 
 def rmtree_quiet(path: str) -> None:

@@ -24,7 +24,7 @@ from shoal.storage.backend import (
     UploadInfo,
     UploadListPage,
 )
-from shoal.storage.diskio import object_lock_name, unlink_quiet
+from shoal.storage.diskio import object_lock_name, unlink_all, unlink_quiet
 from shoal.storage.erasure.locks import KeyedLocks
 from shoal.storage.errors import NoSuchUpload
 from shoal.storage.listing import uploads_page
@@ -34,6 +34,7 @@ from shoal.storage.multipart import (
     check_part_number,
     multipart_etag,
     new_upload,
+    no_upload,
 )
 from shoal.storage.records import now
 from shoal.storage.streams import assemble, spool
@@ -192,7 +193,7 @@ class FileMultipart:
         kp = self._key_path(key)
         for attempt in range(1, ASSEMBLY_TRIES + 1):
             try:
-                bdir, info, infos, sources = await run(
+                bdir, info, infos, sources, links = await run(
                     self._hold, bucket, kp, key, upload_id, parts
                 )
                 break
@@ -200,27 +201,29 @@ class FileMultipart:
                 # A racing UploadPart replaced a chosen part before its link (or an
                 # Abort removed the upload): choose again, as the parts are now.
                 if attempt == ASSEMBLY_TRIES:
-                    raise NoSuchUpload("The specified upload does not exist.") from exc
+                    raise no_upload() from exc
         try:
             spooled = await run(assemble, self.temp.path(".data"), sources, write.digesters)
         except FileNotFoundError as exc:  # a part read in place (see _hold) went meanwhile
-            raise NoSuchUpload("The specified upload does not exist.") from exc
+            raise no_upload() from exc
         finally:
             with anyio.CancelScope(shield=True):
-                await run(self._release, sources)
+                await run(unlink_all, links)
         commit = functools.partial(self._commit_sync, parts=infos, upload=info)
         return await run(commit, bucket, key, kp, bdir, spooled, write, multipart_etag(infos))
 
     def _hold(
         self, bucket: str, kp: KeyPath, key: str, upload_id: str, parts: list[CompletedPart]
-    ) -> tuple[str, UploadInfo, list[PartInfo], list[str]]:
-        """(bucket dir, upload, chosen parts, their data to read: links in this
-        process's temp area). FileNotFoundError when a chosen part's data went before
-        its link. On a filesystem without hard links the parts are read in place."""
+    ) -> tuple[str, UploadInfo, list[PartInfo], list[str], list[str]]:
+        """(bucket dir, upload, chosen parts, their data to read, the links among those
+        that this made in the process's temp area, for `unlink_all`). FileNotFoundError
+        when a chosen part's data went before its link. On a filesystem without hard
+        links the parts are read in place."""
         bdir = self._locate(bucket, kp)
         info = self.uploads.load(bucket, key, upload_id)
         chosen = check_completion(parts, self.uploads.parts(upload_id))
         sources: list[str] = []
+        links: list[str] = []
         try:
             for _, data in chosen:
                 link = self.temp.path(".part")
@@ -229,18 +232,14 @@ class FileMultipart:
                 except FileNotFoundError:
                     raise
                 except OSError:  # EPERM, EOPNOTSUPP, EMLINK: no link to hold it by
-                    link = data
+                    sources.append(data)
+                    continue
+                links.append(link)
                 sources.append(link)
         except BaseException:
-            self._release(sources)
+            unlink_all(links)
             raise
-        return bdir, info, [p for p, _ in chosen], sources
-
-    def _release(self, sources: list[str]) -> None:
-        """Unlink the links `_hold` made (not the parts read in place)."""
-        for path in sources:
-            if path.startswith(self.temp.dir + os.sep):
-                unlink_quiet(path)
+        return bdir, info, [p for p, _ in chosen], sources, links
 
     async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
         def work() -> None:
@@ -248,7 +247,7 @@ class FileMultipart:
             self.uploads.load(bucket, key, upload_id)
             with self.locks.hold(object_lock_name(bucket, key)):
                 if not self.uploads.remove(upload_id):
-                    raise NoSuchUpload("The specified upload does not exist.")
+                    raise no_upload()
             self.usage.upload_ended(bucket, key)
 
         await run(work)

@@ -68,7 +68,6 @@ from shoal.storage.errors import (
     NoSuchBucketDocument,
     NoSuchBucketPolicy,
     NoSuchKey,
-    NoSuchUpload,
     PreconditionFailed,
 )
 from shoal.storage.filebuckets import BucketRecords
@@ -78,7 +77,7 @@ from shoal.storage.journal import TEMP, Move
 from shoal.storage.keys import KeyPath, is_inside, key_path
 from shoal.storage.leftovers import remove_leftovers
 from shoal.storage.listing import cached_summaries, list_page
-from shoal.storage.multipart import UploadStore
+from shoal.storage.multipart import UploadStore, no_upload
 from shoal.storage.quickread import read_record, read_small
 from shoal.storage.records import meta_from_dict, meta_to_dict, new_meta, now
 from shoal.storage.streams import (
@@ -489,7 +488,7 @@ class FileStore(FileMultipart):
         with self.locks.hold(commit.lock):
             try:
                 if upload is not None and not self.uploads.exists(upload.upload_id):
-                    raise NoSuchUpload("The specified upload does not exist.")
+                    raise no_upload()
                 self._check_conditions(commit.meta, write)
                 state = self._versioning(bucket, commit.bucket_dir)
             except BaseException:

@@ -177,7 +177,8 @@ def completion_expired(record: dict[str, Any]) -> bool:
         return True
 
 
-def _no_upload() -> NoSuchUpload:
+def no_upload() -> NoSuchUpload:
+    """S3's NoSuchUpload, in its words (every store answers an unknown upload so)."""
     return NoSuchUpload(
         "The specified upload does not exist. The upload ID may be invalid, "
         "or the upload may have been aborted or completed."
@@ -195,7 +196,7 @@ class UploadStore:
     def upload_dir(self, upload_id: str) -> str:
         """The directory of `upload_id`; ids that we cannot have issued are NoSuchUpload."""
         if not _ID_RE.match(upload_id):
-            raise _no_upload()
+            raise no_upload()
         return os.path.join(self.root, upload_id)
 
     def create(self, bucket: str, info: UploadInfo) -> None:
@@ -213,9 +214,9 @@ class UploadStore:
             rec = read_json(os.path.join(self.upload_dir(upload_id), UPLOAD_RECORD))
             up_bucket, info = upload_from_dict(rec)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise _no_upload() from exc
+            raise no_upload() from exc
         if up_bucket != bucket or info.key != key or info.upload_id != upload_id:
-            raise _no_upload()
+            raise no_upload()
         return info
 
     def exists(self, upload_id: str) -> bool:
@@ -241,12 +242,12 @@ class UploadStore:
         with self.locks.hold(part_lock_name(upload_id, part.number)):
             if not os.path.exists(os.path.join(updir, UPLOAD_RECORD)):
                 unlink_quiet(spooled.path)
-                raise _no_upload()
+                raise no_upload()
             try:
                 os.replace(spooled.path, os.path.join(updir, data_name))
             except FileNotFoundError as exc:
                 unlink_quiet(spooled.path)
-                raise _no_upload() from exc
+                raise no_upload() from exc
             old: str | None = None
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 old = str(read_json(record_path)["data"])
@@ -254,7 +255,7 @@ class UploadStore:
             try:
                 write_json(record_path, rec, self.temp.dir)
             except FileNotFoundError as exc:  # aborted meanwhile
-                raise _no_upload() from exc
+                raise no_upload() from exc
             if old and old != data_name and "/" not in old:
                 unlink_quiet(os.path.join(updir, old))
 
@@ -265,7 +266,7 @@ class UploadStore:
         try:
             names = os.listdir(updir)
         except FileNotFoundError as exc:
-            raise _no_upload() from exc
+            raise no_upload() from exc
         for name in names:
             if not (name.startswith("part-") and name.endswith(".json")):
                 continue
@@ -316,7 +317,7 @@ class UploadStore:
 
     def _completed_path(self, upload_id: str) -> str:
         if not _ID_RE.match(upload_id):
-            raise _no_upload()
+            raise no_upload()
         return os.path.join(self.root, COMPLETED_DIR, f"{upload_id}.json")
 
     def remember(

@@ -47,6 +47,7 @@ from shoal.storage.multipart import (
     is_upload_id,
     multipart_etag,
     new_upload,
+    no_upload,
 )
 from shoal.storage.records import (
     dumps,
@@ -65,10 +66,6 @@ if TYPE_CHECKING:
 Body = AsyncIterable[bytes]
 
 log = logging.getLogger("shoal.storage")
-
-
-def no_upload() -> NoSuchUpload:
-    return NoSuchUpload("The specified upload does not exist.")
 
 
 def upload_lock(upload_id: str) -> str:
