@@ -495,6 +495,8 @@ def production_argv(port: int) -> list[str]:
         "shoal.app.protocol:HttpProtocol",
         "--lifespan",
         "on",
+        "--ws",
+        "none",
         "--no-proxy-headers",
         "--no-server-header",
         "--no-access-log",
