@@ -18,11 +18,12 @@ import binascii
 import hashlib
 import hmac
 import os
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from shoal.sse.errors import TamperedError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 KEY_SIZE = 32
 _WRAP_VERSION = 1
@@ -40,6 +41,10 @@ def new_data_key() -> bytes:
 
 
 def _check_kek(kek: bytes) -> AESGCM:
+    # cryptography is imported at first use here and in sse.packages: ~12 ms of every
+    # server's start, most of which never encrypt.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     if len(kek) != KEY_SIZE:
         raise ValueError("a key-encryption key is 32 bytes")
     return AESGCM(kek)
@@ -56,6 +61,8 @@ def wrap(kek: bytes, data_key: bytes, aad: bytes) -> bytes:
 def unwrap(kek: bytes, wrapped: bytes, aad: bytes) -> bytes:
     """The data key inside `wrapped`; TamperedError for a wrong kek or aad, or a
     damaged or malformed wrapped key."""
+    from cryptography.exceptions import InvalidTag
+
     aead = _check_kek(kek)
     if len(wrapped) != WRAPPED_SIZE or wrapped[0] != _WRAP_VERSION:
         raise TamperedError("wrapped data key is malformed")

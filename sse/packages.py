@@ -59,11 +59,6 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeAlias
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from shoal.sse.errors import TamperedError
 
 VERSION = 1
@@ -136,6 +131,11 @@ class _Keys:
     """The per-stream AES-GCM key and the nonce/AAD of each package."""
 
     def __init__(self, data_key: bytes, identity: bytes, salt: bytes) -> None:
+        # cryptography at first use (see sse.keys._check_kek).
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
         if len(data_key) != 32:
             raise ValueError("a data key is 32 bytes")
         hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_INFO + identity)
@@ -364,6 +364,8 @@ class Opener:
         """update() of each chunk in turn as one view, which is valid only until the
         next call (it is this Opener's reused buffer). A call that raises TamperedError
         returns nothing: every package is authenticated before the view is returned."""
+        from cryptography.exceptions import InvalidTag  # loaded by _Keys already
+
         feed = _Input(chunks, self._stage, self._fill, self._in)
         avail = feed.size
         sizes: list[int] = []  # plaintext bytes of each package these bytes complete
