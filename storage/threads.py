@@ -90,6 +90,9 @@ class Workers:
                 _answer(loop, _fail, future, exc)
             else:
                 _answer(loop, _done, future, result)
+                # An idle thread must hold nothing: a result kept until the next call
+                # pinned an encoded chunk's shards (6 MiB) per pool thread.
+                del result
             del loop, future, func, args
 
 

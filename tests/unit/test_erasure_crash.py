@@ -17,7 +17,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ from shoal.storage.erasure.records import PartLayout, VersionRecord
 from shoal.storage.erasure.store import ErasureStore
 from shoal.storage.errors import NoSuchUpload
 from tests.integration.test_erasure_crash import audit
-from tests.unit.conftest import chunks
+from tests.unit.conftest import chunks, until
 
 pytestmark = pytest.mark.anyio
 
@@ -65,14 +65,6 @@ def drive_paths(root: Path) -> list[Path]:
     for p in paths:
         p.mkdir(parents=True, exist_ok=True)
     return paths
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def lists_version(drive: Path, key: str) -> bool:

@@ -26,7 +26,7 @@ from shoal.storage.erasure.faults import FaultyDrive
 from shoal.storage.erasure.store import ErasureStore
 from shoal.storage.erasure.uploads import upload_lock
 from shoal.storage.errors import NoSuchUpload
-from tests.unit.conftest import chunks
+from tests.unit.conftest import chunks, until
 
 pytestmark = pytest.mark.anyio
 
@@ -92,14 +92,6 @@ async def store(tmp_path: Path, hooks: list[Hook]) -> AsyncIterator[ErasureStore
     yield s
     hooks.clear()
     await s.close()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def settle(store: ErasureStore) -> None:

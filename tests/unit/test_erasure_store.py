@@ -39,7 +39,7 @@ from shoal.storage.errors import (
     ServiceUnavailable,
 )
 from shoal.storage.multipart import multipart_etag
-from tests.unit.conftest import chunks
+from tests.unit.conftest import chunks, until
 
 pytestmark = pytest.mark.anyio
 
@@ -138,14 +138,6 @@ async def settle(store: ErasureStore) -> None:
     """Wait for the store's background work (cleanup of old or failed versions)."""
     while store._background:
         await asyncio.wait(set(store._background), timeout=5)
-
-
-async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def current(c: Cluster, key: str, bucket: str = BUCKET) -> VersionRecord:

@@ -10,10 +10,12 @@ import platform
 import subprocess
 import sys
 import threading
+import weakref
 
 import pytest
 
 from shoal.storage.threads import MALLOC_ARENAS, Workers, run
+from tests.unit.conftest import until
 
 pytestmark = pytest.mark.anyio
 
@@ -37,6 +39,24 @@ async def test_an_error_reaches_the_caller() -> None:
         with pytest.raises(ZeroDivisionError):
             await workers.submit(divmod, 1, 0)
         assert await workers.submit(divmod, 7, 2) == (3, 1)  # the thread survived it
+    finally:
+        workers.close()
+
+
+class _Payload:
+    """Stands for a shard or an encoded chunk: something a weak reference can watch."""
+
+
+async def test_an_idle_thread_holds_nothing_of_its_last_call() -> None:
+    """Its arguments and its result go once the call is answered: a result kept until
+    the thread's next call pinned an encoded chunk's shards (6 MiB) per pool thread."""
+    workers = Workers(1, "test-idle")
+    try:
+        given = _Payload()
+        made = await workers.submit(lambda arg: (arg, _Payload()), given)
+        watched = [weakref.ref(given), weakref.ref(made[1])]
+        del given, made
+        await until(lambda: all(ref() is None for ref in watched))
     finally:
         workers.close()
 
