@@ -142,8 +142,11 @@ class ChunkWriter:
             raise write_quorum_error(self.what, len(self.alive), len(self.drives), need, failed)
 
     async def add(self, data: bytes) -> None:
-        """Encode the next chunk and start writing it; waits while WRITE_DEPTH chunks are
-        still being written (so memory stays bounded, whatever the object's size)."""
+        """Encode the next chunk and start writing it, once fewer than WRITE_DEPTH chunks
+        are being written (so memory stays bounded, whatever the object's size). The
+        wait comes first: shards made before it only waited for their slot (6 MiB more
+        held at 4 MiB chunks)."""
+        await self._wait(WRITE_DEPTH - 1)
         index = len(self.crcs)
         # Hashing (MD5 and the client's checksums, which release the GIL) runs beside
         # encoding (pyeclib holds it): one chunk costs the slower of the two, not both.
@@ -152,7 +155,6 @@ class ChunkWriter:
         )
         self.crcs.append(crcs)
         self.size += len(data)
-        await self._wait(WRITE_DEPTH - 1)
         self._pending.append(asyncio.create_task(self._write(index, shards, crcs)))
 
     async def finish(self) -> None:
