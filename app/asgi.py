@@ -326,7 +326,7 @@ WARM_UP_DELAY = 0.5
 def create_app(config: Config | None = None) -> Starlette:
     """Build the application; the storage backend opens and closes with its lifespan."""
     if not logs.hosted:  # a host process tunes its own allocator
-        threads.cap_malloc_arenas()  # before the storage threads start
+        threads.tune_malloc()  # before the storage threads start
     config = config if config is not None else load_config()
     logs.configure_once(config)  # under plain uvicorn; `shoal serve` did it already
     backend = make_backend(config)
