@@ -1,0 +1,28 @@
+"""The start-up warm-up loads what the first requests would otherwise import on the
+event loop, in their path (app.asgi.warm_up)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+#: In a fresh process: which of the lazily loaded modules the app's import left out,
+#: and which warm_up left out.
+_SCRIPT = """
+import sys
+from shoal.app import asgi
+from shoal.app.handlers.registry import MODULES
+lazy = [*asgi.WARM_MODULES, "awscrt.checksums"]
+lazy += sorted({f"shoal.app.handlers.{m}" for m in MODULES.values()})
+print(sum(name not in sys.modules for name in lazy))
+asgi.warm_up()
+print(sum(name not in sys.modules for name in lazy))
+"""
+
+
+def test_warm_up_loads_what_the_first_requests_would_import() -> None:
+    before, after = subprocess.run(
+        [sys.executable, "-c", _SCRIPT], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert int(before) >= 3  # left out of the start, or there is nothing to warm
+    assert after == "0"
