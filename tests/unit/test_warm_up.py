@@ -7,22 +7,27 @@ import subprocess
 import sys
 
 #: In a fresh process: which of the lazily loaded modules the app's import left out,
-#: and which warm_up left out.
+#: and which warm_up left out; then how many objects the collector no longer walks.
 _SCRIPT = """
-import sys
+import gc, sys
 from shoal.app import asgi
 from shoal.app.handlers.registry import MODULES
 lazy = [*asgi.WARM_MODULES, "awscrt.checksums"]
 lazy += sorted({f"shoal.app.handlers.{m}" for m in MODULES.values()})
 print(sum(name not in sys.modules for name in lazy))
 asgi.warm_up()
-print(sum(name not in sys.modules for name in lazy))
+print(sum(name not in sys.modules for name in lazy), gc.get_freeze_count())
+asgi.warm_up(freeze=True)
+print(gc.get_freeze_count())
 """
 
 
-def test_warm_up_loads_what_the_first_requests_would_import() -> None:
-    before, after = subprocess.run(
+def test_warm_up_loads_what_the_first_requests_would_import_then_freezes() -> None:
+    before, after, unfrozen, frozen = subprocess.run(
         [sys.executable, "-c", _SCRIPT], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
     assert int(before) >= 3  # left out of the start, or there is nothing to warm
     assert after == "0"
+    # Frozen only when asked (a host process's objects are its own business).
+    assert unfrozen == "0"
+    assert int(frozen) > 10_000
