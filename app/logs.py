@@ -208,7 +208,7 @@ _writer: BackgroundWriter | None = None
 _handler: PipelineHandler | None = None
 _configured = False
 #: Set when shoal runs inside someone else's process (app.server's in-process mode):
-#: that process's logging (and its malloc tuning, see app.asgi) is its own business.
+#: that process's logging (and its malloc and gc, see app.asgi) is its own business.
 hosted = False
 
 

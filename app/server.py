@@ -569,7 +569,7 @@ class Server:
     # -- in-process
 
     async def _start_in_process(self, cfg: Config) -> None:
-        logs.hosted = True  # someone else's process: create_app leaves logging, malloc be
+        logs.hosted = True  # someone else's process: create_app leaves logging, malloc, gc be
         self._sock = bind_socket(cfg.server.address, cfg.server.port)
         self.app = self._app_factory(cfg)
         started = asyncio.Event()
