@@ -243,6 +243,7 @@ class RemoteDrive:
         self.address = address
         self.drive_id = drive_id
         self.name = name
+        self.online = True  # (health is tracked above: Drive.online)
 
     async def _call(
         self, op: str, args: dict[str, Any], body: bytes = b"", *, bulk: bool = False

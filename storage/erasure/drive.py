@@ -139,6 +139,12 @@ class Drive(Protocol):
 
     name: str
 
+    @property
+    def online(self) -> bool:
+        """False while the drive is known to be failing (health.HealthTrackedDrive
+        knows); writes skip it and reads ask it last. A bare drive is always online."""
+        ...
+
     async def read_format(self) -> dict[str, Any] | None:
         """format.json, or None when the drive was never formatted (and is empty)."""
         ...
@@ -290,6 +296,7 @@ class LocalDrive:
         #: other nodes write through this process too, and may resume a write they began
         #: through its predecessor (see _sweep).
         self.exclusive = exclusive
+        self.online = True  # (health is tracked above: Drive.online)
         self._workers = Workers(threads, "shoal-drive")
         self._locks = StripedLocks(os.path.join(self.root, "locks"), stripes=64)
         self.listings = ListingCache()

@@ -86,6 +86,10 @@ class FaultyDrive:
         self.total = 0
         self.rules: list[Rule] = []
 
+    @property
+    def online(self) -> bool:
+        return self.inner.online
+
     def fail(
         self,
         op: str | None = None,

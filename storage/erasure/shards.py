@@ -126,7 +126,7 @@ class ChunkWriter:
     _pending: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.alive = {p for p in range(len(self.drives)) if getattr(self.drives[p], "online", True)}
+        self.alive = {p for p in range(len(self.drives)) if self.drives[p].online}
         self.lost = {p: "offline" for p in range(len(self.drives)) if p not in self.alive}
         self.hashers = [self._md5, *self.hashers]
         self._check()
@@ -226,7 +226,7 @@ async def read_chunk(
     # The wanted data shards first, then the other data shards, then parity; shards
     # whose drives are known to be offline go last of all, so a read skips them straight
     # away (and is not counted as degraded: healing cannot reach an offline drive).
-    online = [j for j in range(n) if getattr(drives[(j + rot) % n], "online", True)]
+    online = [j for j in range(n) if drives[(j + rot) % n].online]
     queue = [j for j in online if j in wanted]
     queue += [j for j in online if j < k and j not in wanted] + [j for j in online if j >= k]
     queue += [j for j in range(n) if j not in online]
