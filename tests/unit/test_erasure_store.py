@@ -325,13 +325,13 @@ async def test_a_refused_put_cleans_up_after_its_shard_writes_end(
     write_shard, delete = slow._write_shard, slow.delete
 
     def held(path: str, data: bytes, crc: int) -> None:
-        if "/chunk-1/" in path:
+        hold = "/chunk-1/" in path
+        if hold:
             entered.set()
             gate.wait(timeout=1.0)  # the cleanup's delete opens it (or 1 s pass)
-            write_shard(path, data, crc)
+        write_shard(path, data, crc)
+        if hold:
             written.set()
-        else:
-            write_shard(path, data, crc)
 
     async def deleting(path: str) -> None:
         await delete(path)
