@@ -262,6 +262,13 @@ def assemble(out_path: str, sources: Sequence[str], digesters: Sequence[Digester
     return Spooled(out_path, size, "", inode)
 
 
+#: Bytes per read (and thread hop) of a GET streaming a file: with 2 MiB instead of
+#: 1 MiB a 256 MiB GET ran ~17 % faster (3,522 vs 3,009 MB/s, bench/ab.py shoal bigget,
+#: 6 rounds), for 2 MiB more memory per GET in progress (the read sent and the one
+#: ahead); 4 MiB reads gained no more.
+READ_CHUNK = 2 * CHUNK
+
+
 class FileObjectReader:
     """An open object: the metadata and the descriptor captured together under the key lock."""
 
@@ -271,7 +278,7 @@ class FileObjectReader:
         self._data = data  # the whole object, when it was read at open
 
     async def stream(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Bytes [start, end] inclusive, ~1 MiB per chunk, each read in a worker thread."""
+        """Bytes [start, end] inclusive, READ_CHUNK per chunk, each read in a worker thread."""
         last = self.meta.size - 1 if end is None else min(end, self.meta.size - 1)
         pos = max(start, 0)
         if self._data is not None:
@@ -300,7 +307,7 @@ class FileObjectReader:
     def _read_ahead(self, pos: int, last: int) -> asyncio.Future[bytes] | None:
         if pos > last:
             return None
-        return asyncio.ensure_future(run(os.pread, self._fd, min(CHUNK, last + 1 - pos), pos))
+        return asyncio.ensure_future(run(os.pread, self._fd, min(READ_CHUNK, last + 1 - pos), pos))
 
     async def read_all(self) -> bytes:
         """The whole object; for small objects and tests only."""

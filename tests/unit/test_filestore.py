@@ -18,6 +18,7 @@ from shoal.storage.diskio import object_lock_name
 from shoal.storage.filestore import FileStore
 from shoal.storage.keys import key_path
 from shoal.storage.records import meta_from_dict, meta_to_dict
+from shoal.storage.streams import READ_CHUNK
 from tests.unit.conftest import chunks
 
 pytestmark = pytest.mark.anyio
@@ -76,6 +77,18 @@ async def test_missing_bucket_comes_first(store: FileStore) -> None:
     for call in calls:
         with pytest.raises(errors.NoSuchBucket):
             await call
+
+
+async def test_a_large_object_streams_in_reads_of_read_chunk(store: FileStore) -> None:
+    body = os.urandom(2 * READ_CHUNK + 5)
+    await store.put_object("bucket", "big", chunks(body), ObjectWrite())
+    async with await store.open_object("bucket", "big") as reader:
+        pieces = [c async for c in reader.stream()]
+        assert [len(p) for p in pieces] == [READ_CHUNK, READ_CHUNK, 5]
+        assert b"".join(pieces) == body
+        for lo, hi in [(READ_CHUNK - 1, READ_CHUNK), (3, 2 * READ_CHUNK + 4), (READ_CHUNK, None)]:
+            got = b"".join([c async for c in reader.stream(lo, hi)])
+            assert got == body[lo : None if hi is None else hi + 1]
 
 
 async def test_put_get_head_range(store: FileStore) -> None:
