@@ -109,6 +109,8 @@ class ErasureStore:
         self.heal_rate = heal_bytes_per_second
         self._wrap = drive_wrapper
         self._local: list[LocalDrive] = []
+        #: The drives this node opened, as its erasure sets hold them (see local_drives).
+        self._own: set[int] = set()
         self.layout: Layout | None = None
         self.sets: list[list[HealthTrackedDrive]] = []
         self.drives: list[HealthTrackedDrive] = []
@@ -138,6 +140,7 @@ class ErasureStore:
             await asyncio.to_thread(self._wipe)
         self._local = [LocalDrive(p, exclusive=self.exclusive_drives) for p in self.paths]
         inner: list[Drive] = [self._wrap(d) if self._wrap else d for d in self._local]
+        self._own = {id(d) for d in inner}
         self.layout = await self._open_layout(inner)
         self.node_id = self.layout.node_id
         self.healer = Healer(self, interval=self.heal_interval, rate=self.heal_rate)
@@ -181,14 +184,7 @@ class ErasureStore:
 
     def local_drives(self) -> list[HealthTrackedDrive]:
         """This node's own drives that are online (a cluster's sets mix in others')."""
-
-        def innermost(d: Any) -> Any:
-            while hasattr(d, "inner"):
-                d = d.inner
-            return d
-
-        local = {id(d) for d in self._local}
-        return [d for d in self.drives if d.online and id(innermost(d)) in local]
+        return [d for d in self.drives if d.online and id(d.inner) in self._own]
 
     def abandoned(self, vid: str) -> bool:
         """Whether a version that no quorum lists can no longer be committed by anyone:

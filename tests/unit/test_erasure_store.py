@@ -202,6 +202,14 @@ async def keys(store: ErasureStore, bucket: str = BUCKET, **kw: Any) -> list[str
 SIX_CHUNKS = 5 * CHUNK + 1234
 
 
+async def test_local_drives_are_this_nodes_own_that_are_online(cluster: Cluster) -> None:
+    """The healer's drives: the tracked ones wrapping the drives this store opened (here
+    through a FaultyDrive), less those offline."""
+    assert cluster.store.local_drives() == cluster.tracked
+    cluster.tracked[2].mark_offline("test")
+    assert cluster.store.local_drives() == [d for i, d in enumerate(cluster.tracked) if i != 2]
+
+
 @pytest.mark.parametrize(
     ("shard", "nth"),
     [
