@@ -47,7 +47,7 @@ from shoal.auth.actions import accepts_payload
 from shoal.auth.sigv4 import AuthFailure
 from shoal.config import Config, ConfigError, load_config
 from shoal.sse.keyring import Keyring
-from shoal.storage import checksums, threads
+from shoal.storage import checksums, memory
 from shoal.storage.accounts import account_store
 from shoal.storage.backend import Backend
 from shoal.storage.errors import StorageError
@@ -219,6 +219,15 @@ def _policy_context(
 ACL_CONDITION_HEADERS = ("x-amz-acl", *GRANT_HEADERS)
 
 
+def mmap_threshold(config: Config) -> int:
+    """Where malloc switches to mmap (storage.memory): an erasure-coded node's chunks
+    are mmapped, everything else up to 8 MiB comes from the heap."""
+    if not config.cluster.enabled:
+        return memory.MALLOC_MMAP_THRESHOLD
+    erasure = config.cluster.erasure
+    return memory.erasure_mmap_threshold(erasure.chunk_size_bytes, erasure.data_shards)
+
+
 def make_accounts(config: Config) -> Accounts:
     """Every configured credential as an account (auth/accounts.py)."""
     return Accounts.build(
@@ -348,9 +357,9 @@ def warm_up(freeze: bool = False) -> None:
 
 def create_app(config: Config | None = None) -> Starlette:
     """Build the application; the storage backend opens and closes with its lifespan."""
-    if not logs.hosted:  # a host process tunes its own allocator
-        threads.tune_malloc()  # before the storage threads start
     config = config if config is not None else load_config()
+    if not logs.hosted:  # a host process tunes its own allocator
+        memory.tune_malloc(mmap_threshold(config))  # before the storage threads start
     logs.configure_once(config)  # under plain uvicorn; `shoal serve` did it already
     backend = make_backend(config)
 

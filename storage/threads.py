@@ -17,16 +17,13 @@ their CPU in futex calls (GIL hand-offs between threads doing short syscalls); 4
 threads cut the kernel time per PUT several-fold in the same test, while still letting
 several fsyncs share a journal commit.
 
-`tune_malloc` keeps the buffers these threads read from costing page faults and
-munmaps.
+storage.memory tunes malloc for the buffers these threads read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import os
 import queue
 import threading
 from collections.abc import Callable
@@ -113,49 +110,6 @@ def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
 
 
 _POOL = Workers(8, "shoal-io")
-
-#: glibc malloc settings a server process runs with (see tune_malloc).
-MALLOC_ARENAS = 2
-MALLOC_MMAP_THRESHOLD = 8 << 20
-MALLOC_TRIM_THRESHOLD = 16 << 20
-#: (the environment variable an operator sets instead, mallopt's parameter, value)
-_MALLOPT = (
-    ("MALLOC_ARENA_MAX", -8, MALLOC_ARENAS),
-    ("MALLOC_MMAP_THRESHOLD_", -3, MALLOC_MMAP_THRESHOLD),
-    ("MALLOC_TRIM_THRESHOLD_", -1, MALLOC_TRIM_THRESHOLD),
-)
-
-
-def tune_malloc() -> list[str]:
-    """Tune glibc's malloc for buffers of a MiB or more passed between threads; call
-    before threads start. Returns the settings applied, by their variables' names.
-
-    - Arenas capped at two (8 per core by default). Each thread that allocates gets an
-      arena of its own, up to that cap. Data read on a worker thread (a shard, a chunk
-      of a file) is freed on the event loop's, and with an arena per thread glibc kept
-      handing those pages back to the kernel and faulting them in again: a 256 MiB GET
-      from an erasure-coded node took ~20,000 page faults, ~2,000-9,000 with two
-      arenas, and ~15 % less CPU. The GIL serialises most allocations anyway.
-    - Buffers up to 8 MiB (shards, chunks) from the heap, not mmap: the free of an
-      mmapped one is a munmap, on the event loop's thread, in the request's path. A
-      1 MiB range GET from an erasure-coded node took 2.7-4.3 ms (p50) that way, and
-      1.7-1.9 from the heap.
-    - The heap gives memory back beyond 16 MiB of free space at its top: the largest
-      buffers in flight stay, but not more (an erasure-coded node's 256 MiB PUT and
-      GET grew its RSS by 58 MiB).
-
-    An operator's MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_
-    wins over its setting here; without glibc this does nothing."""
-    try:
-        libc = ctypes.CDLL(None)
-        libc.gnu_get_libc_version  # noqa: B018 (glibc only: musl has no such options)
-    except (OSError, AttributeError, TypeError):
-        return []
-    return [
-        name
-        for name, param, value in _MALLOPT
-        if not os.environ.get(name) and libc.mallopt(param, value)
-    ]
 
 
 async def run(func: Callable[..., T], *args: Any) -> T:

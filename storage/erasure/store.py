@@ -57,7 +57,6 @@ from shoal.storage.erasure.records import Rank, VersionRecord
 from shoal.storage.erasure.uploads import Multipart
 from shoal.storage.erasure.versionlisting import VersionListing
 from shoal.storage.erasure.versions import Placement, placement
-from shoal.storage.memory import map_big_buffers
 from shoal.storage.usage import BucketUsage
 from shoal.storage.version_ids import minted_here
 
@@ -134,8 +133,6 @@ class ErasureStore:
     # -- lifecycle -------------------------------------------------------------------
 
     async def open(self) -> None:
-        # Chunk-sized buffers go back to the OS once freed; shard-sized ones are reused.
-        map_big_buffers(min(self.chunk_size, self.chunk_size // self.k + 256 * 1024))
         if self.clean_slate:
             await asyncio.to_thread(self._wipe)
         self._local = [LocalDrive(p, exclusive=self.exclusive_drives) for p in self.paths]
