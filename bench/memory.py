@@ -2,7 +2,8 @@
 
 Streams one large PUT and then a GET of the same object through a fresh shoal while a
 thread samples the server's VmRSS (summed over its process tree) every ~50 ms. PASS
-when peak minus the idle RSS measured just before the transfer stays under 64 MiB.
+when peak minus the idle RSS (once it holds still, just before the transfer) stays under
+64 MiB.
 
 Run on its own with `python bench/memory.py [--size-mib 1024] [--erasure]` (`--erasure`:
 a fresh erasure-coded node over 6 drive folders instead of the standalone store);
@@ -74,8 +75,7 @@ def run_memory_test(
     )
     with server:
         procs.run_client(server, [{"op": "bucket", "bucket": "mem"}], cpus=client_cpus, timeout=30)
-        time.sleep(0.3)
-        idle = procs.rss_bytes(server.pid)
+        idle = procs.settled_rss(server.pid)
         sampler = RssSampler(server.pid)
         ops = [
             {"op": "big_put", "bucket": "mem", "key": "big", "size": size},

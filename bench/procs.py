@@ -593,6 +593,22 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def settled_rss(pid: int, still: float = 0.5, timeout: float = 10.0) -> int:
+    """rss_bytes(pid) once it has held within 64 KiB for `still` seconds (or after
+    `timeout`): a server loads modules for a while after its first answer (app.asgi's
+    warm-up, ~15 MiB), and an "idle" read before that counts them as growth."""
+    deadline = time.monotonic() + timeout
+    last, since = rss_bytes(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = rss_bytes(pid)
+        if abs(now - last) > 64 * 1024:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= still:
+            break
+    return last
+
+
 def rss_bytes(pid: int) -> int:
     """VmRSS summed over the process tree rooted at `pid` (0 if gone)."""
     total = 0

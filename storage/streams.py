@@ -122,8 +122,10 @@ async def read_head(
 
 
 async def prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`head`, then `rest`; lets go of `head` once it is handed on (a chunk's worth)."""
     if head:
         yield head
+    del head
     async for chunk in rest:
         yield chunk
 

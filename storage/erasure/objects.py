@@ -13,11 +13,11 @@ nothing but the records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from shoal.storage.abandon import reap
 from shoal.storage.backend import (
     NULL_VERSION,
     DeleteResult,
@@ -121,6 +121,25 @@ def marker_meta(key: str, version_id: str, owner: str = "") -> ObjectMeta:
     )
 
 
+async def cut(
+    body: AsyncIterable[bytes], chunk_size: int, max_size: int | None
+) -> AsyncIterator[bytes]:
+    """`body` in chunks of `chunk_size` (the last one shorter)."""
+    buf = bytearray()
+    received = 0
+    async for piece in body:
+        received += len(piece)
+        if max_size is not None and received > max_size:
+            raise EntityTooLarge("Your proposed upload exceeds the maximum allowed size")
+        buf += piece
+        while len(buf) >= chunk_size:
+            chunk = bytes(memoryview(buf)[:chunk_size])
+            del buf[:chunk_size]
+            yield chunk
+    if buf:
+        yield bytes(buf)
+
+
 @dataclasses.dataclass
 class ObjectIO:
     """PUT, GET, HEAD and DELETE of objects (see the module docstring)."""
@@ -210,42 +229,18 @@ class ObjectIO:
         write: ObjectWrite,
     ) -> ChunkWriter:
         """Stream `body` into chunks on `drives`; the writer knows size, MD5, CRCs.
-        The body is read on while earlier chunks are encoded and written."""
+        The body is read on while earlier chunks are written; the next chunk is cut
+        only once the writer has taken the last, so one chunk waits for a write slot
+        and none queue behind it (a reader task with a queue held three more copies)."""
         store = self.store
-        chunk_size = store.chunk_size
         writer = ChunkWriter(drives, store.coder, base, rot, what, list(write.digesters))
-        chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=1)
-
-        async def cut() -> None:
-            buf = bytearray()
-            received = 0
-            try:
-                async for piece in body:
-                    received += len(piece)
-                    if write.max_size is not None and received > write.max_size:
-                        raise EntityTooLarge(
-                            "Your proposed upload exceeds the maximum allowed size"
-                        )
-                    buf += piece
-                    while len(buf) >= chunk_size:
-                        await chunks.put(bytes(memoryview(buf)[:chunk_size]))
-                        del buf[:chunk_size]
-                if buf:
-                    await chunks.put(bytes(buf))
-                await chunks.put(None)
-            except Exception as exc:
-                await chunks.put(exc)
-
-        reader = asyncio.create_task(cut())
         try:
-            while (item := await chunks.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                await writer.add(item)
+            async with contextlib.aclosing(cut(body, store.chunk_size, write.max_size)) as cuts:
+                async for chunk in cuts:
+                    await writer.add(chunk)
+                    del chunk  # not held while the next one is read
             await writer.finish()
         except BaseException:
-            reader.cancel()
-            await reap(reader, "reading an upload's body")
             await writer.abort()
             raise
         return writer
@@ -271,9 +266,9 @@ class ObjectIO:
         inline: list[bytes] | None = None
         try:
             if more:
-                writer = await self.write_chunks(
-                    prepend(head, chunks), drives, vdir, rot, what, write
-                )
+                rest = prepend(head, chunks)
+                del head  # held by `rest` only until it is handed on, not for the whole write
+                writer = await self.write_chunks(rest, drives, vdir, rot, what, write)
                 size, md5, crcs, alive = writer.size, writer.md5, writer.crcs, writer.alive
             else:
                 # One chunk: encoded here, then shard and record go to each drive together.

@@ -210,6 +210,33 @@ async def test_local_drives_are_this_nodes_own_that_are_online(cluster: Cluster)
     assert cluster.store.local_drives() == [d for i, d in enumerate(cluster.tracked) if i != 2]
 
 
+async def test_a_put_reads_its_body_no_further_than_the_chunk_the_writer_takes_next(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory: a PUT holds one chunk besides what the writer is encoding and writing.
+    A reader task feeding a queue ran two chunks ahead of the writer (three more
+    chunk copies at once, 12 MiB at 4 MiB chunks)."""
+    data = body(8 * CHUNK + 7, seed=9)
+    taken = 0
+    ahead: list[int] = []
+    add = shards.ChunkWriter.add
+
+    async def counting(writer: shards.ChunkWriter, chunk: bytes) -> None:
+        nonlocal taken
+        await add(writer, chunk)
+        taken += 1
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for offset in range(0, len(data), 25_000):
+            ahead.append(offset // CHUNK - taken)
+            yield data[offset : offset + 25_000]
+
+    monkeypatch.setattr(shards.ChunkWriter, "add", counting)
+    await cluster.store.put_object(BUCKET, "big", pieces(), ObjectWrite())
+    assert taken == 9 and max(ahead) == 0
+    assert await read(cluster.store, "big") == data
+
+
 @pytest.mark.parametrize(
     ("shard", "nth"),
     [
