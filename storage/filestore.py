@@ -420,9 +420,9 @@ class FileStore(FileMultipart):
             # A body that fits one chunk is written and committed in a single thread hop.
             return await run(self._put_small, bucket, key, kp, head, write)
         bdir = await run(self._locate, bucket, kp)
-        spooled = await spool(
-            prepend(head, chunks), self.temp.path(".data"), write.digesters, write.max_size
-        )
+        rest = prepend(head, chunks)
+        del head  # held by `rest` only until it is written, not for the whole upload
+        spooled = await spool(rest, self.temp.path(".data"), write.digesters, write.max_size)
         return await run(self._commit_sync, bucket, key, kp, bdir, spooled, write, spooled.md5)
 
     def _put_small(
