@@ -78,7 +78,7 @@ from shoal.storage.keys import KeyPath, is_inside, key_path
 from shoal.storage.leftovers import remove_leftovers
 from shoal.storage.listing import cached_summaries, list_page
 from shoal.storage.multipart import UploadStore, no_upload
-from shoal.storage.quickread import read_record, read_small
+from shoal.storage.quickread import Sidecars, read_small
 from shoal.storage.records import meta_from_dict, meta_to_dict, new_meta, now
 from shoal.storage.streams import (
     FileObjectReader,
@@ -163,6 +163,7 @@ class FileStore(FileMultipart):
         self.temp = TempArea("")
         self.locks = StripedLocks("")
         self.listings = ListingCache()
+        self.sidecars = Sidecars()  # parsed current records (storage/quickread.py)
         #: Buckets seen to exist, so a PUT can refuse a missing bucket before reading its
         #: body (Expect: 100-continue) without a thread hop in the common case.
         self._seen_buckets: set[str] = set()
@@ -554,10 +555,10 @@ class FileStore(FileMultipart):
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectMeta:
         kp = self._key_path(key)
         paths = self._current_paths(bucket, kp)
-        found = read_record(paths[0]) if paths is not None else None
+        found = self.sidecars.read(paths[0]) if paths is not None else None
         if found is not None:
             # On the loop when the sidecar is cached (storage/quickread.py).
-            quick = meta_from_dict(found[0])
+            quick = found[1]
             if version_id in (None, quick.version_id):
                 return quick
 
@@ -585,10 +586,10 @@ class FileStore(FileMultipart):
         """The reader keeps an open descriptor: call close() (or use `async with`)."""
         kp = self._key_path(key)
         paths = self._current_paths(bucket, kp)
-        quick = read_small(*paths) if paths is not None else None
+        quick = read_small(self.sidecars, *paths) if paths is not None else None
         if quick is not None:
             # A small current object, cached: read on the loop (storage/quickread.py).
-            meta = meta_from_dict(quick[0])
+            meta = quick[0]
             if version_id in (None, meta.version_id):
                 return FileObjectReader(-1, meta, data=quick[1])
 

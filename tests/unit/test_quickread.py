@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,12 +36,12 @@ async def _store_with(tmp_path: Path, body: bytes) -> tuple[FileStore, str, str]
 async def test_reads_record_and_data_of_a_plain_commit(tmp_path: Path) -> None:
     fs, meta, data = await _store_with(tmp_path, b"hello")
     try:
-        found = quickread.read_small(meta, data)
+        found = quickread.read_small(quickread.Sidecars(), meta, data)
         assert found is not None
-        record, body = found
+        found_meta, body = found
         assert body == b"hello"
-        assert record["size"] == 5
-        assert record["commit"]["inode"] == os.stat(data).st_ino
+        assert found_meta.size == 5
+        assert found_meta.etag == (await fs.head_object("b", "dir/k")).etag
     finally:
         await fs.close()
 
@@ -55,7 +56,7 @@ async def test_refuses_data_the_record_does_not_name(tmp_path: Path) -> None:
         with open(other, "wb") as f:
             f.write(b"HELLO")
         os.replace(other, data)
-        assert quickread.read_small(meta, data) is None
+        assert quickread.read_small(quickread.Sidecars(), meta, data) is None
         # The locked path still answers (with what is there: the store's own business).
         async with await fs.open_object("b", "dir/k") as reader:
             assert reader.meta.size == 5
@@ -73,7 +74,7 @@ async def test_refuses_a_record_without_a_commit_section(tmp_path: Path) -> None
         del record["commit"]
         with open(meta, "w") as f:
             json.dump(record, f)
-        assert quickread.read_small(meta, data) is None
+        assert quickread.read_small(quickread.Sidecars(), meta, data) is None
         assert quickread.read_record(meta) is not None  # HEAD needs no data
         async with await fs.open_object("b", "dir/k") as reader:
             assert await reader.read_all() == b"hello"
@@ -86,12 +87,14 @@ async def test_missing_files_and_large_objects_take_the_thread_path(tmp_path: Pa
     big = os.urandom(quickread.LOOP_READ_MAX + 1)
     fs, meta, data = await _store_with(tmp_path, big)
     try:
-        assert quickread.read_small(meta, data) is None  # too large for the loop
+        assert (
+            quickread.read_small(quickread.Sidecars(), meta, data) is None
+        )  # too large for the loop
         async with await fs.open_object("b", "dir/k") as reader:
             assert await reader.read_all() == big
         os.unlink(data)
-        assert quickread.read_small(meta + ".nope", data) is None
-        assert quickread.read_small(meta, data) is None
+        assert quickread.read_small(quickread.Sidecars(), meta + ".nope", data) is None
+        assert quickread.read_small(quickread.Sidecars(), meta, data) is None
     finally:
         await fs.close()
 
@@ -112,5 +115,73 @@ async def test_store_answers_the_same_either_way(tmp_path: Path) -> None:
             await fs.open_object("b", "dir/k")
         with pytest.raises(NoSuchKey):
             await fs.head_object("b", "dir/k")
+    finally:
+        await fs.close()
+
+
+def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths quickread.read_record reads from now on (files opened and parsed)."""
+    reads: list[str] = []
+    read_record = quickread.read_record
+
+    def counting(path: str) -> Any:
+        reads.append(path)
+        return read_record(path)
+
+    monkeypatch.setattr(quickread, "read_record", counting)
+    return reads
+
+
+@needs_nowait
+async def test_a_settled_sidecar_is_parsed_once_while_it_is_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept under its file's stamp: read again only once another file took its place."""
+    fs, meta, data = await _store_with(tmp_path, b"v1")
+    reads = counted_reads(monkeypatch)
+    sidecars = quickread.Sidecars(settled=0)
+    try:
+        first, second = sidecars.read(meta), sidecars.read(meta)
+        assert first is not None and second is not None
+        assert second[1] is first[1] and len(reads) == 1
+        await fs.put_object("b", "dir/k", chunks(b"v2!"), ObjectWrite())
+        found = quickread.read_small(sidecars, meta, data)
+        assert found is not None and found[1] == b"v2!" and found[0].size == 3
+        assert len(reads) == 2
+        os.unlink(meta)
+        assert sidecars.read(meta) is None
+    finally:
+        await fs.close()
+
+
+@needs_nowait
+async def test_a_sidecar_changed_within_the_settling_time_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inode freed by one commit may come back in the next within one ctime tick:
+    a record that new is read afresh each time."""
+    fs, meta, _ = await _store_with(tmp_path, b"v1")
+    reads = counted_reads(monkeypatch)
+    sidecars = quickread.Sidecars(settled=3600)
+    try:
+        assert sidecars.read(meta) is not None and sidecars.read(meta) is not None
+        assert len(reads) == 2
+    finally:
+        await fs.close()
+
+
+@needs_nowait
+async def test_at_most_size_sidecars_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fs, meta, _ = await _store_with(tmp_path, b"v1")
+    await fs.put_object("b", "other", chunks(b"x"), ObjectWrite())
+    other = key_path("other").meta_path(os.path.join(fs.root, "b"))
+    reads = counted_reads(monkeypatch)
+    sidecars = quickread.Sidecars(size=1, settled=0)
+    try:
+        for path in (meta, other, other, meta):
+            assert sidecars.read(path) is not None
+        assert reads == [meta, other, meta]  # the second of `other` from memory
     finally:
         await fs.close()
