@@ -558,7 +558,7 @@ class FileStore(FileMultipart):
         found = self.sidecars.read(paths[0]) if paths is not None else None
         if found is not None:
             # On the loop when the sidecar is cached (storage/quickread.py).
-            quick = found[1]
+            quick = found[0].meta
             if version_id in (None, quick.version_id):
                 return quick
 
