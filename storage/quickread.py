@@ -10,7 +10,8 @@ every later read of it is served from memory.
 Consistency without the key's lock: a plain commit (storage/commit.py) renames the
 data into place, then renames its record, which names the data's inode, over the
 sidecar. A reader that
-1. reads the sidecar (and notes its inode and ctime),
+1. reads the sidecar (and notes its inode and ctime), or finds by a stat that it is
+   the same file as one it parsed before (Sidecars),
 2. opens the data and finds the inode the record names, and
 3. finds the sidecar path still holding the same file (inode and ctime),
 has seen a record and the data it describes, both current at step 2. Anything else (a
