@@ -93,20 +93,19 @@ def read_record(meta_path: str) -> tuple[dict[str, Any], os.stat_result] | None:
         return None  # torn or foreign: the locked path reports it
 
 
-def _same_file(path: str, st: os.stat_result) -> bool:
-    try:
-        now = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    return (now.st_ino, now.st_dev, now.st_ctime_ns) == (st.st_ino, st.st_dev, st.st_ctime_ns)
-
-
 #: What tells one sidecar file from another: inode, device, ctime (ns), size.
 Stamp = tuple[int, int, int, int]
 
 
 def _stamp(st: os.stat_result) -> Stamp:
     return st.st_ino, st.st_dev, st.st_ctime_ns, st.st_size
+
+
+def _same_file(path: str, st: os.stat_result) -> bool:
+    try:
+        return _stamp(os.stat(path)) == _stamp(st)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 @dataclass(frozen=True)
