@@ -36,7 +36,7 @@ PACKAGES := shoal app auth cluster config sse storage
 bytecode: venv
 	@$(BIN)/python -m compileall -q $(PACKAGES)
 
-run: venv bytecode
+run: bytecode
 	$(BIN)/shoal serve --address 127.0.0.1 --port 3000 --dir ./data
 
 test: $(TEST_STAMP) bytecode

@@ -152,11 +152,9 @@ class LingeringTransport(asyncio.Transport):
 
     def uncork(self) -> None:
         """Hand what small writes wait to the socket's transport."""
-        corked, self._corked = self._corked, None
-        if corked:
-            self._corked_size = 0
-            if not self.inner.is_closing():
-                self.inner.write(corked[0] if len(corked) == 1 else b"".join(corked))
+        corked, self._corked, self._corked_size = self._corked, None, 0
+        if corked and not self.inner.is_closing():
+            self.inner.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def writelines(self, list_of_data: Any) -> None:
         self.uncork()
