@@ -456,6 +456,7 @@ class Membership:
 
     async def _receive_view(self, request: Request) -> Reply:
         await self._adopt(View.from_dict(request.args))
+        self._called_by(request.peer)
         return Reply({"version": self.view.version if self.view else 0})
 
     # -- heartbeats ----------------------------------------------------------------------
@@ -471,7 +472,7 @@ class Membership:
                     await task
 
     async def _ping(self, request: Request) -> Reply:
-        peer = self.peers.get(request.peer)
+        peer = self._called_by(request.peer)
         if peer is not None:
             self._heard(peer)
         return Reply(
@@ -481,6 +482,13 @@ class Membership:
                 "drives": self._space,
             }
         )
+
+    def _called_by(self, node: str) -> Peer | None:
+        """A member called: calls to it need not wait out a failed connect's backoff."""
+        peer = self.peers.get(node)
+        if peer is not None:
+            self.transport.forgive(peer.address)
+        return peer
 
     def _heard(self, peer: Peer, rtt: float | None = None) -> None:
         back = peer.state in ("suspect", "offline")

@@ -70,6 +70,7 @@ class DistributedStore(ErasureStore):
 
     async def open(self) -> None:
         self.transport.expect_handlers()  # (until the drive service below is registered)
+        self.transport.on_connected = self._reached
         await self.transport.start()
         host = self._advertise or "127.0.0.1"
         self.membership = Membership(
@@ -106,7 +107,7 @@ class DistributedStore(ErasureStore):
         self.transport.handle("store.forget_bucket", self._serve_forget_bucket)
         self.transport.serving()
         self.membership.on_view = self._view_changed
-        self.membership.on_peer_back = lambda node: self._drive_returned()
+        self.membership.on_peer_back = self._peer_back
         self._view_changed(self.membership.view)  # one adopted while the drives opened
 
     def _view_changed(self, view: View | None) -> None:
@@ -177,6 +178,21 @@ class DistributedStore(ErasureStore):
     async def _serve_forget_bucket(self, request: Request) -> Reply:
         self.buckets.forget(str(request.args["bucket"]))
         return Reply({})
+
+    def _peer_back(self, node: str) -> None:
+        """A node answers again after silence: it missed what was written meanwhile."""
+        view = self.membership.view if self.membership is not None else None
+        if view is not None and node in view.nodes:
+            self._reached(view.nodes[node].address)
+        self._drive_returned()
+
+    def _reached(self, address: str) -> None:
+        """A node's drives that went offline while it could not be reached (a node
+        starting before its peers listen, a restart, a partition) come back now rather
+        than at their next probe, seconds later: writes need them for their quorum."""
+        for drive in self.drives:
+            if isinstance(drive.inner, RemoteDrive) and drive.inner.address == address:
+                drive.probe_soon()
 
     def _drive_returned(self) -> None:
         """Every node sees a returning node's drives come back; one of them (the

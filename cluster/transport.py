@@ -1053,6 +1053,8 @@ class Transport:
         self._keylog = _KeyLog()
         self._stopped = False
         self.observer: CallObserver | None = None
+        #: Called with a peer's address each time a connection to it is established.
+        self.on_connected: Callable[[str], None] | None = None
         #: Serve and use the bulk lane (cluster.lane) for bulk calls; False: QUIC only.
         self.bulk_lane = bulk_lane
         self._lanes = _Lanes(self)
@@ -1228,6 +1230,14 @@ class Transport:
                 self.observer(method, time.perf_counter() - started, frames.body_size(body), got)
         return Reply(_result(frame), frame.body)  # type: ignore[arg-type]
 
+    def forgive(self, address: str) -> None:
+        """The node at `address` just called this one, so it listens: the next call to
+        it connects at once rather than failing fast on a backoff begun before it did
+        (nodes starting together try each other before all of them listen)."""
+        peer = self._peers.get(address)
+        if peer is not None:
+            peer.retry_at = 0.0
+
     async def _connection(self, address: str) -> _Connection:
         peer = self._peers.setdefault(address, _Peer())
         if peer.conn is not None and peer.conn.closed is None:
@@ -1268,6 +1278,8 @@ class Transport:
         conn.start_keepalive()
         if self.bulk_lane:
             self._lanes.connected(conn, address)
+        if self.on_connected is not None:
+            self.on_connected(address)
         return conn
 
     async def _open(self, address: str) -> _Connection:

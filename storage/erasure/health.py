@@ -85,6 +85,8 @@ class HealthTrackedDrive:
         self.offline_reason: str | None = None if online else "offline from the start"
         self.last_probe: str | None = None
         self._probe_task: asyncio.Task[None] | None = None
+        self._probing = asyncio.Lock()  # one probe at a time (the loop's, probe_soon's)
+        self._soon: asyncio.Task[bool] | None = None
 
     # -- state -----------------------------------------------------------------------
 
@@ -143,8 +145,9 @@ class HealthTrackedDrive:
             )
 
     async def stop(self) -> None:
-        task, self._probe_task = self._probe_task, None
-        if task is not None:
+        tasks = [t for t in (self._probe_task, self._soon) if t is not None]
+        self._probe_task = self._soon = None
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -155,12 +158,20 @@ class HealthTrackedDrive:
             if not self._online:
                 await self.probe()
 
+    def probe_soon(self) -> None:
+        """Probe now rather than at the next interval, if the drive is offline: its
+        node was reached again, say."""
+        if not self._online and (self._soon is None or self._soon.done()):
+            self._soon = asyncio.get_running_loop().create_task(self.probe())
+
     async def probe(self) -> bool:
         """Read the inner drive's format.json; back online if it is the expected drive.
         Returns whether the drive is online afterwards. Probe results are not counted
         as calls or errors: they would only repeat the fault that took it offline."""
-        if self._online:
-            return True
+        async with self._probing:
+            return self._online or await self._probe()
+
+    async def _probe(self) -> bool:
         level = logging.INFO  # still broken: expected while a disk is out
         try:
             async with asyncio.timeout(self._limit("read_format")):

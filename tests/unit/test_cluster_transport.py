@@ -302,6 +302,30 @@ def _free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+async def test_a_peer_that_called_is_tried_again_at_once(
+    make: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nodes starting together try each other before all of them listen. Once the late
+    one has called (forgive), the next call connects at once instead of failing on the
+    backoff; on_connected hears of the connection."""
+    monkeypatch.setattr(transport, "_BACKOFF_MIN", 3600.0)
+    a = await make("a")
+    port = _free_udp_port()
+    late = f"127.0.0.1:{port}"
+    with pytest.raises(PeerUnavailable, match="refused"):
+        await a.call(late, "echo")
+    b = await make("b", state=tmp_path / "b", port=port)
+    b.handle("echo", echo)
+    reached: list[str] = []
+    a.on_connected = reached.append
+    with pytest.raises(PeerUnavailable, match="retrying"):
+        await a.call(late, "echo")
+    assert reached == []
+    a.forgive(late)
+    assert (await a.call(late, "echo")).result["peer"] == "a"
+    assert reached == [late]
+
+
 async def test_peer_down_fails_fast(make: Make) -> None:
     a = await make("a", connect_timeout=0.5)
     port = _free_udp_port()

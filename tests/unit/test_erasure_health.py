@@ -214,6 +214,27 @@ async def test_probe_refuses_another_drive(faulty: FaultyDrive) -> None:
     assert await drive.probe() and drive.online
 
 
+async def test_probe_soon_brings_the_drive_back_before_the_interval(
+    faulty: FaultyDrive, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its node reached again, an offline drive is probed at once (not an interval
+    later), once however often it is asked, and back online once."""
+    drive = tracked(faulty, online=False, probe_interval=3600)
+    drive.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="shoal.storage"):
+            for _ in range(3):
+                drive.probe_soon()
+            probing = drive._soon
+            assert probing is not None
+            assert await probing and drive.online
+        assert sum("back online" in r.getMessage() for r in caplog.records) == 1
+        drive.probe_soon()  # online: nothing to do
+        assert drive._soon is probing
+    finally:
+        await drive.stop()
+
+
 async def test_mark_offline_and_status(faulty: FaultyDrive) -> None:
     drive = tracked(faulty)
     status = drive.status()
