@@ -118,6 +118,17 @@ def _holds_keys(bucket_dir: str, vroot: str) -> bool:
     return Walker(vroot, versions=True).next_key("") is not None
 
 
+def _missing(path: str) -> bool:
+    """Whether nothing is at `path` (False also when it cannot be told)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _no_key() -> NoSuchKey:
     return NoSuchKey("The specified key does not exist.")
 
@@ -280,6 +291,20 @@ class FileStore(FileMultipart):
         if len(os.fsencode(meta)) >= PATH_MAX:
             return None
         return meta, kp.data_path(bdir)
+
+    def _surely_absent(self, bucket: str, meta_path: str) -> bool:
+        """Whether a key of a bucket seen to exist has no object, told on the loop by
+        three stats: no sidecar; then no versions folder for the bucket (its first
+        versioned write creates it, before moving any sidecar there, and it goes only
+        with the bucket: a key whose state lives there is never taken for missing);
+        then the bucket's folder still there. A GET or HEAD of a missing key (clients
+        look before they write) took a thread hop for this, twice a hit's time; any
+        other answer (an error besides "not there") takes the locked path."""
+        return (
+            _missing(meta_path)
+            and _missing(versions_root(self.root, bucket))
+            and os.path.isdir(os.path.join(self.root, bucket))
+        )
 
     @staticmethod
     def _key_path(key: str) -> KeyPath:
@@ -561,6 +586,8 @@ class FileStore(FileMultipart):
             quick = found[0].meta
             if version_id in (None, quick.version_id):
                 return quick
+        elif paths is not None and version_id is None and self._surely_absent(bucket, paths[0]):
+            raise _no_key()
 
         def work() -> ObjectMeta:
             bdir = self._locate(bucket, kp)
@@ -592,6 +619,8 @@ class FileStore(FileMultipart):
             meta = quick[0]
             if version_id in (None, meta.version_id):
                 return FileObjectReader(-1, meta, data=quick[1])
+        elif paths is not None and version_id is None and self._surely_absent(bucket, paths[0]):
+            raise _no_key()
 
         def work() -> FileObjectReader:
             bdir = self._locate(bucket, kp)

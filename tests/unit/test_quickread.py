@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from shoal.storage import quickread
+from shoal.storage import filestore, quickread
 from shoal.storage.backend import ObjectWrite
-from shoal.storage.errors import NoSuchKey
+from shoal.storage.errors import NoSuchBucket, NoSuchKey, NoSuchVersion
 from shoal.storage.filestore import FileStore
 from shoal.storage.keys import key_path
 from tests.unit.conftest import chunks
@@ -115,6 +115,57 @@ async def test_store_answers_the_same_either_way(tmp_path: Path) -> None:
             await fs.open_object("b", "dir/k")
         with pytest.raises(NoSuchKey):
             await fs.head_object("b", "dir/k")
+    finally:
+        await fs.close()
+
+
+def counted_hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The functions FileStore runs in a worker thread from now on."""
+    hops: list[str] = []
+    real = filestore.run
+
+    async def counting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(fn.__qualname__)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(filestore, "run", counting)
+    return hops
+
+
+async def test_a_missing_key_is_told_on_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GET and HEAD of a key a never-versioned bucket lacks answer NoSuchKey with no
+    thread hop. A version asked for, a bucket with versions (a delete marker stands for
+    the key there) and a bucket folder gone behind the store's back take the locked
+    path, which tells them apart."""
+    fs, _, _ = await _store_with(tmp_path, b"v1")
+    try:
+        hops = counted_hops(monkeypatch)
+        for key in ("nope", "dir/nope", "dir/k/below-an-object", "deeper/still/nope"):
+            with pytest.raises(NoSuchKey):
+                await fs.open_object("b", key)
+            with pytest.raises(NoSuchKey):
+                await fs.head_object("b", key)
+        assert hops == []
+        with pytest.raises(NoSuchVersion):
+            await fs.head_object("b", "nope", "some-version")
+        assert hops != []
+
+        await fs.create_bucket("v")
+        await fs.update_bucket("v", versioning="Enabled")
+        await fs.put_object("v", "k", chunks(b"x"), ObjectWrite())
+        gone = await fs.delete_object("v", "k")
+        hops.clear()
+        for read in (fs.open_object, fs.head_object):
+            with pytest.raises(NoSuchKey) as missing:
+                await read("v", "k")
+            assert missing.value.delete_marker == gone.version_id
+        assert len(hops) == 2
+
+        os.rename(os.path.join(fs.root, "b"), os.path.join(fs.root, "elsewhere"))
+        with pytest.raises(NoSuchBucket):
+            await fs.head_object("b", "nope")
     finally:
         await fs.close()
 
