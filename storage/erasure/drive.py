@@ -743,11 +743,14 @@ class LocalDrive:
         given) unless a shard file is to be read as well. A GET's or HEAD's hops, one
         per drive, were most of its time: four in parallel to four drives cost four
         times one (each thread's wake-up waits for the GIL the one before holds). The
-        one system call here is a stat of a record this process read or wrote lately,
-        its inode in the kernel's cache. None: take the thread."""
+        system call here is a stat of a record this process read or wrote lately, its
+        inode in the kernel's cache; [] when the drive surely holds no record for the
+        key (_absent). None: take the thread."""
         path = key_path(key).meta_path(os.path.join(self.root, "data", bucket))
         known = self.newest.peek(path)
-        if known is None or (small_limit is not None and _shard_to_read(known[1], small_limit)):
+        if known is None:
+            return [] if self._absent(path) else None
+        if small_limit is not None and _shard_to_read(known[1], small_limit):
             return None
         try:
             st = os.stat(path)
@@ -757,6 +760,20 @@ class LocalDrive:
             return None
         self.newest.get(path)  # counted as a hit, and kept as recently used
         return list(known[1])
+
+    def _absent(self, record: str) -> bool:
+        """Whether this drive surely holds no record at `record`, told by two stats on
+        the loop: no file there, on a drive whose folder is there (a vanished one is a
+        fault, which the thread path reports) and that this process has stamped. A
+        GET or HEAD of a missing key took a thread hop per drive for this: three times
+        a hit's time."""
+        try:
+            os.stat(record)
+        except (FileNotFoundError, NotADirectoryError):
+            return self._opened_ns is not None and os.path.isdir(self.root)
+        except OSError:
+            return False
+        return False
 
     async def sweep(self, bucket: str, older_than: float) -> int:
         return await self._run(self._sweep, bucket, older_than)

@@ -12,6 +12,7 @@ import os
 
 import pytest
 
+from shoal.storage.errors import NoSuchKey
 from shoal.storage.keys import key_path
 from tests.unit.test_erasure_inline import damage
 from tests.unit.test_erasure_store import (
@@ -72,6 +73,34 @@ async def test_a_get_of_a_record_the_drives_keep_calls_none_of_them(cluster: Clu
     assert await read(c.store, "kept") == data
     after = [f.calls["read_small"] - n for f, n in zip(c.faulty, asked, strict=True)]
     assert after == [int(p == first) for p in range(N)]
+
+
+async def test_a_get_or_head_of_a_missing_key_calls_none_of_the_drives(
+    cluster: Cluster,
+) -> None:
+    """A drive tells it holds no record for a key from two stats (no file there, its
+    folder there), without a thread hop; a drive whose folder vanished is asked, and
+    the read settles on the others."""
+    c = cluster
+    await put(c.store, "there", body(4096, seed=1))
+
+    def asked() -> list[int]:
+        return [f.calls["read_small"] + f.calls["read_object"] for f in c.faulty]
+
+    before = asked()
+    for key in ("missing", "there/below", "a/b/missing"):
+        with pytest.raises(NoSuchKey):
+            await c.store.open_object(BUCKET, key)
+        with pytest.raises(NoSuchKey):
+            await c.store.head_object(BUCKET, key)
+    assert asked() == before
+    gone = c.pos("missing", 0)
+    os.rename(c.local[gone].root, c.local[gone].root + ".unmounted")
+    with pytest.raises(NoSuchKey):
+        await c.store.head_object(BUCKET, "missing")
+    assert [a - b for a, b in zip(asked(), before, strict=True)] == [
+        int(p == gone) for p in range(N)
+    ]
 
 
 async def test_a_get_with_a_failing_data_drive_asks_the_others(cluster: Cluster) -> None:
