@@ -126,6 +126,17 @@ def data_matches(path: str, record: dict[str, Any]) -> bool:
         return False
 
 
+def missing(path: str) -> bool:
+    """Whether nothing is at `path` (False also when a stat cannot tell)."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def unlink_quiet(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)

@@ -52,6 +52,7 @@ from shoal.storage.diskio import (
     StripedLocks,
     bucket_lock_name,
     fsync_dir,
+    missing,
     object_lock_name,
     read_json,
     remove_empty_parents,
@@ -116,17 +117,6 @@ def _holds_keys(bucket_dir: str, vroot: str) -> bool:
     if Walker(bucket_dir).next_key("") is not None:
         return True
     return Walker(vroot, versions=True).next_key("") is not None
-
-
-def _missing(path: str) -> bool:
-    """Whether nothing is at `path` (False also when it cannot be told)."""
-    try:
-        os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return True
-    except OSError:
-        return False
-    return False
 
 
 def _no_key() -> NoSuchKey:
@@ -301,8 +291,8 @@ class FileStore(FileMultipart):
         look before they write) took a thread hop for this, twice a hit's time; any
         other answer (an error besides "not there") takes the locked path."""
         return (
-            _missing(meta_path)
-            and _missing(versions_root(self.root, bucket))
+            missing(meta_path)
+            and missing(versions_root(self.root, bucket))
             and os.path.isdir(os.path.join(self.root, bucket))
         )
 

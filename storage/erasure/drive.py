@@ -52,6 +52,7 @@ from shoal.storage.diskio import (
     fsync_dir,
     makedirs,
     makedirs_below,
+    missing,
     object_lock_name,
     read_whole,
     remove_empty_parents,
@@ -767,13 +768,7 @@ class LocalDrive:
         fault, which the thread path reports) and that this process has stamped. A
         GET or HEAD of a missing key took a thread hop per drive for this: three times
         a hit's time."""
-        try:
-            os.stat(record)
-        except (FileNotFoundError, NotADirectoryError):
-            return self._opened_ns is not None and os.path.isdir(self.root)
-        except OSError:
-            return False
-        return False
+        return missing(record) and self._opened_ns is not None and os.path.isdir(self.root)
 
     async def sweep(self, bucket: str, older_than: float) -> int:
         return await self._run(self._sweep, bucket, older_than)
