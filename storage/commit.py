@@ -35,6 +35,7 @@ from shoal.storage.diskio import (
     makedirs_below,
     read_json,
     rmtree_quiet,
+    spread_subfolders,
     unlink_quiet,
     write_bytes_durably,
 )
@@ -56,6 +57,7 @@ class TempArea:
 
     def open(self) -> None:
         os.makedirs(self.tmp_root, exist_ok=True)
+        spread_subfolders(self.tmp_root)
         self.dir = os.path.join(self.tmp_root, f"p{os.getpid()}-{secrets.token_hex(4)}")
         os.mkdir(self.dir)
         self._fd = os.open(os.path.join(self.dir, OWNER_LOCK), os.O_RDWR | os.O_CREAT, 0o644)

@@ -8,6 +8,7 @@ per-stripe lock file, so several processes (uvicorn workers) on one directory se
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import fcntl
@@ -38,6 +39,41 @@ def fsync_path(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# <linux/fs.h>: inode flags (chattr's), and the one that makes ext4 spread subfolders.
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_TOPDIR_FL = 0x00020000
+
+
+def spread_subfolders(path: str) -> None:
+    """Ask the filesystem to place each new folder in `path` where inodes are free
+    (ext4's "top of a directory hierarchy" flag, `chattr +T`); a no-op elsewhere.
+
+    Why: ext4 puts a new file's inode in its folder's block group, and without a
+    journal (this project's 2-core machines) it skips, one by one, every inode of that
+    group freed in the last minute before it takes a free one. A temp folder placed
+    beside recently deleted files (the last run's data, a removed bucket) paid for
+    thousands of such checks per file created: a third of a 4 KiB PUT loop's server
+    samples sat in `ext4_create`. With the flag, each process's temp folder starts in
+    a little-used group, as top-level folders do (`bench/ab.py shoal PUT`: 851 against
+    691 PUTs/s). Placement only: nothing about durability or what is stored changes.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        if not flags[0] & _FS_TOPDIR_FL:
+            flags[0] |= _FS_TOPDIR_FL
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, flags, True)
+    except OSError:
+        pass  # not supported by this filesystem (tmpfs, overlayfs, ...), or not ours
     finally:
         os.close(fd)
 
