@@ -20,7 +20,8 @@ Layout below `{drive}/.smartstorage/`:
     multipart/{bucket}/{upload id}/upload.json, part-{P}.json, part-{P}.{pv}/chunk-{N}/...
     quarantine/                                        corrupt shards, moved aside by healing
     tmp/opened-{pid}-{token}                           stamp of the process that has the drive
-    tmp/, locks/                                       temp files and deletions; flock stripes
+    tmp/w-{pid}-{token}/                               its temp files and deletions
+    locks/                                             flock stripes
 
 What a crash leaves (temp files, version and part folders nothing names) is reclaimed
 by `sweep`: see LocalDrive._sweep for why that is safe while other nodes write.
@@ -58,6 +59,7 @@ from shoal.storage.diskio import (
     remove_empty_parents,
     replace_atomically,
     rmtree_quiet,
+    spread_subfolders,
     unlink_quiet,
 )
 from shoal.storage.erasure.history import KeyRecord, stored_entries
@@ -309,6 +311,8 @@ class LocalDrive:
         #: least as new (see _sweep). Set by the first call that finds the drive.
         self._opened_ns: int | None = None
         self._stamp_path: str | None = None
+        #: This process's temp folder (see _stamp); "" until the drive is found.
+        self._work = ""
         self._opening = threading.Lock()
 
     def close(self) -> None:
@@ -319,6 +323,8 @@ class LocalDrive:
         if self._stamp_path is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self._stamp_path)
+            with contextlib.suppress(OSError):
+                os.rmdir(self._work)  # what a cut-off write left there waits for a sweep
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         """On this drive's threads. Unlike storage.threads.run this may be abandoned (a
@@ -337,15 +343,23 @@ class LocalDrive:
     def _stamp(self) -> None:
         """Leave a file in tmp/ whose mtime, on the filesystem's own clock, precedes
         everything this process will write to the drive (every write passes through
-        _require_root first)."""
+        _require_root first), and make this process's temp folder beside it: a new
+        folder, which the filesystem may place where inodes are free (see
+        storage.diskio.spread_subfolders; a drive's own tmp/ sat beside recently
+        deleted files and every record write paid for it)."""
         with self._opening:
             if self._opened_ns is not None:
                 return
             tmp = os.path.join(self.root, "tmp")
             makedirs(tmp)
-            stamp = os.path.join(tmp, f"opened-{os.getpid()}-{secrets.token_hex(4)}")
+            spread_subfolders(tmp)
+            token = f"{os.getpid()}-{secrets.token_hex(4)}"
+            stamp = os.path.join(tmp, f"opened-{token}")
             with open(stamp, "wb"):
                 pass
+            work = os.path.join(tmp, f"w-{token}")
+            os.mkdir(work)
+            self._work = work
             self._opened_ns = os.stat(stamp).st_mtime_ns
             self._stamp_path = stamp
 
@@ -357,10 +371,10 @@ class LocalDrive:
         return os.path.join(self.root, *parts)
 
     def _tmp(self) -> str:
+        """This process's temp folder (made again if something removed it)."""
         self._require_root()
-        tmp = os.path.join(self.root, "tmp")
-        makedirs(tmp)
-        return tmp
+        makedirs(self._work)
+        return self._work
 
     # -- format ------------------------------------------------------------------
 
@@ -789,7 +803,7 @@ class LocalDrive:
         aged = time.time_ns() - int(older_than * 1e9)
         cutoff = max(aged, self._opened_ns)
         if not bucket:
-            return _sweep_flat(os.path.join(self.root, "tmp"), cutoff)
+            return _sweep_flat(os.path.join(self.root, "tmp"), cutoff, keep=self._work)
         removed = self._sweep_data(bucket, cutoff)
         parts_cutoff = cutoff if self.exclusive else aged
         removed += self._sweep_uploads(bucket, parts_cutoff)
@@ -980,11 +994,11 @@ def _mtime_ns(entry: os.DirEntry[str] | str) -> int:
         return time.time_ns()
 
 
-def _sweep_flat(folder: str, cutoff: int) -> int:
-    """Entries of `folder` last modified before `cutoff`."""
+def _sweep_flat(folder: str, cutoff: int, keep: str = "") -> int:
+    """Entries of `folder` last modified before `cutoff`, but `keep`."""
     removed = 0
     for entry in _scan(folder):
-        if _mtime_ns(entry) < cutoff:
+        if entry.path != keep and _mtime_ns(entry) < cutoff:
             if entry.is_dir(follow_symlinks=False):
                 rmtree_quiet(entry.path)
             else:

@@ -269,12 +269,20 @@ async def test_the_sweep_takes_what_an_earlier_process_left_and_nothing_else(
         (bare / "part-1.p1").mkdir(parents=True)
         junk = root / "tmp" / "half-a-record.tmp"
         junk.write_bytes(b"x")
+        # A killed process's temp folder, with a record it was writing.
+        gone = root / "tmp" / "w-1-0badf00d"
+        gone.mkdir()
+        (gone / "0badf00d.tmp").write_bytes(b"cut off")
         for path in (root / vdir / dead, stale_tmp, udir / "part-1.p1", udir / "part-1.p2", bare):
             _age(path, 30)
-        for path in (udir / "part-1.json", udir / "upload.json", junk):
+        for path in (udir / "part-1.json", udir / "upload.json", junk, gone):
             _age(path, 30)
-        assert await drive.sweep("", 3600) == 1
-        assert not junk.exists() and len(list((root / "tmp").glob("opened-*"))) == 1
+        # This process's own temp folder stays however old it looks.
+        (own,) = (p for p in (root / "tmp").glob("w-*") if p != gone)
+        _age(own, 7200)
+        assert await drive.sweep("", 3600) == 2
+        assert not junk.exists() and not gone.exists() and own.is_dir()
+        assert len(list((root / "tmp").glob("opened-*"))) == 1
         removed = await drive.sweep(BUCKET, 3600)
         left = {p.name for p in (root / vdir).iterdir()}
         assert left == {named, fresh}  # the running process's own write stays

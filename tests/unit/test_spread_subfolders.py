@@ -1,7 +1,8 @@
-"""The temp area asks the filesystem to spread its per-process folders
-(storage.diskio.spread_subfolders): ext4's top-of-hierarchy flag on `.tmp`, so each
-process's temp folder, and every file a PUT creates in it, lands in a little-used
-block group. Where the filesystem has no such flag the call is a harmless no-op."""
+"""The temp areas ask the filesystem to spread their per-process folders
+(storage.diskio.spread_subfolders): ext4's top-of-hierarchy flag on the standalone
+store's `.tmp` and on an erasure drive's `tmp/`, so each process's temp folder, and
+every file a PUT creates in it, lands in a little-used block group. Where the
+filesystem has no such flag the call is a harmless no-op."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from shoal.storage import diskio
+from shoal.storage.erasure.drive import LocalDrive
 from shoal.storage.filestore import FileStore
 
 pytestmark = pytest.mark.anyio
@@ -64,6 +66,25 @@ async def test_the_temp_area_is_marked_to_spread_its_folders(tmp_path: Path) -> 
         assert _flags(tmp_path / "d" / ".tmp") & diskio._FS_TOPDIR_FL
     finally:
         await again.close()
+
+
+async def test_an_erasure_drive_writes_its_temp_files_in_a_spread_folder(
+    tmp_path: Path,
+) -> None:
+    if not _supports_topdir(tmp_path):
+        pytest.skip("this filesystem keeps no top-of-hierarchy flag")
+    drive = LocalDrive(str(tmp_path))
+    try:
+        Path(drive.root).mkdir()
+        await drive.make_bucket("b")
+        await drive.write_doc("buckets/b.json", b"{}")
+        tmp = Path(drive.root) / "tmp"
+        assert _flags(tmp) & diskio._FS_TOPDIR_FL
+        (work,) = tmp.glob("w-*")
+        assert work.is_dir() and not list(work.iterdir())  # the write renamed its file away
+    finally:
+        drive.close()
+    assert not work.exists()  # an empty temp folder goes with a clean close
 
 
 async def test_a_path_that_is_no_folder_or_not_there_is_left_alone(tmp_path: Path) -> None:
