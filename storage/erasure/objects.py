@@ -334,9 +334,12 @@ class ObjectIO:
             drives = store.sets[s]
             reads = RecordReads(store, drives, bucket, key, rot, version_id)
             results, failed = await reads.read()
-            answers = [None if r is None else r[0] for r in results]
-            entry = pick(answers, store.k, what, version_id, failed)
-            shards, lost = reads.small_shards(results, entry)
+            if reads.chosen is not None:
+                entry, shards, lost = reads.chosen
+            else:
+                answers = [None if r is None else r[0] for r in results]
+                entry = pick(answers, store.k, what, version_id, failed)
+                shards, lost = reads.small_shards(results, entry)
             if entry.is_inline and len(shards) < store.k:
                 raise ServiceUnavailable(
                     f"Not enough intact shards to read {what}: {len(shards)} of "

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 SMALL_READ = 1024 * 1024
 #: A drive's answer to read_small: its entries, and its shard when the object is small.
 SmallRead = tuple[list[VersionRecord], bytes | None]
+#: The version a read names, its shards that came with the records, and the positions
+#: of its lost data shards (RecordReads.small_shards).
+Chosen = tuple[VersionRecord, dict[int, bytes], list[int]]
 
 
 def no_version() -> NoSuchVersion:
@@ -71,6 +74,9 @@ class RecordReads:
     key: str
     rot: int
     version_id: str | None
+    #: What the k data drives' answers chose, when they settled the read (`_first`
+    #: picked it already: the caller need not pick again).
+    chosen: Chosen | None = None
 
     async def read(self) -> tuple[list[SmallRead | None], str]:
         """Each drive's answer by position (None: failed or not needed) and why the
@@ -78,6 +84,7 @@ class RecordReads:
         first, settled = await self._first()
         if first is not None and settled:
             return first.by_position(), ""
+        self.chosen = None
         return await self._rest(first)
 
     def small_shards(
@@ -118,10 +125,11 @@ class RecordReads:
             return read, False
         except (NoSuchKey, MethodNotAllowed):
             return read, True  # settled by these k: pick says so again
+        shards, lost = self.small_shards(results, entry)
+        self.chosen = (entry, shards, lost)
         part = entry.parts[0] if len(entry.parts) == 1 else None
         single = part is not None and not part.number and len(part.crcs) == 1
         if entry.is_inline or (part is not None and single and part.size <= SMALL_READ):
-            shards, _ = self.small_shards(results, entry)
             return read, all(j in shards for j in range(k))
         return read, True
 

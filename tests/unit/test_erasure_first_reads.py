@@ -9,9 +9,11 @@ each LocalDrive and its health tracking, healing run when a test asks.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
+from shoal.storage.erasure import objects
 from shoal.storage.errors import NoSuchKey
 from shoal.storage.keys import key_path
 from tests.unit.test_erasure_inline import damage
@@ -142,3 +144,31 @@ async def test_a_damaged_inline_data_shard_is_read_from_parity(cluster: Cluster)
     damage(c, c.pos("k", 3), "k")
     assert await read(c.store, "k") == data
     assert c.store.healer is not None and c.store.healer.backlog == 1
+
+
+async def test_the_version_the_data_drives_settled_on_is_not_picked_again(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """open_object takes what the first k answers chose; it picks among all the answers
+    itself only when those did not settle the read (and then never reuses the first
+    choice)."""
+    c = cluster
+    picks: list[str] = []
+    real = objects.pick
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        picks.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objects, "pick", counted)
+    for key, size in (("inline", 4096), ("file", 300 * 1024), ("large", 3 * CHUNK)):
+        data = body(size, seed=size + 1)
+        await put(c.store, key, data)
+        assert await read(c.store, key) == data
+    assert picks == []
+    c.faulty[c.pos("inline", 2)].fail("read_small", times=1)
+    assert await read(c.store, "inline") == body(4096, seed=4097)
+    await put(c.store, "damaged", body(4096, seed=3))
+    damage(c, c.pos("damaged", 0), "damaged")
+    assert await read(c.store, "damaged") == body(4096, seed=3)
+    assert picks == [f"{BUCKET}/inline", f"{BUCKET}/damaged"]
