@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,13 +51,16 @@ def _encode(coder: ErasureCoder, data: bytes) -> tuple[list[bytes], list[int]]:
     return shards, [google_crc32c.value(s) for s in shards]
 
 
-def _hash(hashers: Sequence[Digester], data: bytes) -> None:
-    for h in hashers:
-        h.update(data)
+def _hashed(hashers: Sequence[Digester], data: bytes) -> list[Awaitable[None]]:
+    """Each digest of `data` on a worker thread of its own: MD5 beside a signed
+    payload's SHA-256 or a checksum, so one chunk costs the slowest digest, not their
+    sum. A chunk's digests end before the next chunk's begin (the caller awaits them),
+    so each digest sees the chunks in order."""
+    return [run(h.update, data) for h in hashers]
 
 
 def _hash_on_loop(hashers: Sequence[Digester], data: bytes) -> None:
-    """_hash in pieces small enough that hashlib hashes them holding the GIL: with a
+    """Digests computed in pieces small enough that hashlib hashes them holding the GIL: with a
     larger one it lets go, and the event loop then waits for busy drive threads to hand
     it back (up to the 5 ms switch interval), far longer than the hashing takes."""
     view, step = memoryview(data), HASH_GIL_FREE - 1
@@ -78,8 +81,8 @@ async def encode_whole(
         _hash_on_loop([md5, *digesters], data)
         shards, crcs = _encode(coder, data) if data else ([], [])
     else:
-        (shards, crcs), _ = await asyncio.gather(
-            run(_encode, coder, data), run(_hash, [md5, *digesters], data)
+        (shards, crcs), *_ = await asyncio.gather(
+            run(_encode, coder, data), *_hashed([md5, *digesters], data)
         )
     return md5.hexdigest(), list(zip(shards, crcs, strict=True)), [crcs] if data else []
 
@@ -149,9 +152,9 @@ class ChunkWriter:
         await self._wait(WRITE_DEPTH - 1)
         index = len(self.crcs)
         # Hashing (MD5 and the client's checksums, which release the GIL) runs beside
-        # encoding (pyeclib holds it): one chunk costs the slower of the two, not both.
-        (shards, crcs), _ = await asyncio.gather(
-            run(_encode, self.coder, data), run(_hash, self.hashers, data)
+        # encoding (pyeclib holds it): one chunk costs the slowest of them, not the sum.
+        (shards, crcs), *_ = await asyncio.gather(
+            run(_encode, self.coder, data), *_hashed(self.hashers, data)
         )
         self.crcs.append(crcs)
         self.size += len(data)

@@ -1,11 +1,14 @@
-"""storage.streams.spool: a body written, hashed and flushed along the way on three
-chains of worker threads comes out whole, in order, and a failed one leaves no file."""
+"""storage.streams.spool: a body written, hashed (each digest on its own chain) and
+flushed along the way on chains of worker threads comes out whole, in order, the
+digests side by side, and a failed one leaves no file. An erasure-coded write digests
+its chunks side by side too (storage.erasure.shards)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import random
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +17,9 @@ import pytest
 from shoal.storage import streams
 from shoal.storage.checksums import Checksum
 from shoal.storage.diskio import CHUNK
+from shoal.storage.erasure.coder import ErasureCoder
+from shoal.storage.erasure.drive import LocalDrive
+from shoal.storage.erasure.shards import ON_LOOP, ChunkWriter, encode_whole
 
 pytestmark = pytest.mark.anyio
 
@@ -54,3 +60,67 @@ async def test_a_body_that_fails_midway_leaves_no_file(
     with pytest.raises(ConnectionResetError):
         await streams.spool(pieces(data, fail_after=4 * CHUNK), str(tmp_path / "b"), [], None)
     assert not (tmp_path / "b").exists()
+
+
+class _Waiting:
+    """A digester whose first update waits (bounded) until `other` has seen a buffer."""
+
+    def __init__(self, other: threading.Event) -> None:
+        self.other, self.sha = other, hashlib.sha256()
+        self.overlapped: bool | None = None
+
+    def update(self, data: bytes) -> None:
+        if self.overlapped is None:
+            self.overlapped = self.other.wait(timeout=10)
+        self.sha.update(data)
+
+
+class _Signalling:
+    def __init__(self) -> None:
+        self.seen, self.sha = threading.Event(), hashlib.sha256()
+
+    def update(self, data: bytes) -> None:
+        self.seen.set()
+        self.sha.update(data)
+
+
+async def test_the_digests_run_side_by_side(tmp_path: Path) -> None:
+    """MD5 beside a signed payload's SHA-256 or a checksum: one digest never waits for
+    another (the first digester here waits for the second; hashed in turn, it would
+    time out)."""
+    data = random.Random(3).randbytes(4 * CHUNK + 7)
+    second = _Signalling()
+    first = _Waiting(second.seen)
+    out = await streams.spool(pieces(data), str(tmp_path / "b"), [first, second], None)
+    assert first.overlapped
+    assert first.sha.digest() == second.sha.digest() == hashlib.sha256(data).digest()
+    assert out.md5 == hashlib.md5(data).hexdigest()
+
+
+@pytest.mark.parametrize("size", [ON_LOOP + 1, 2 * CHUNK + 5])
+async def test_an_erasure_chunk_is_digested_side_by_side(tmp_path: Path, size: int) -> None:
+    """The same for an erasure-coded write's chunks: a body that fits one chunk
+    (encode_whole) and one cut into several (ChunkWriter, the digests of chunk after
+    chunk, each in order)."""
+    coder = ErasureCoder(4, 2)
+    data = random.Random(4).randbytes(size)
+    second = _Signalling()
+    first = _Waiting(second.seen)
+    if size < CHUNK:
+        md5, _, _ = await encode_whole(coder, data, [first, second])
+    else:
+        drives = [LocalDrive(str(tmp_path / f"d{i}")) for i in range(6)]
+        for d in drives:
+            Path(d.root).mkdir(parents=True)
+        writer = ChunkWriter(drives, coder, "data/b/k", 0, "b/k", [first, second])
+        try:
+            for at in range(0, size, CHUNK):
+                await writer.add(data[at : at + CHUNK])
+            await writer.finish()
+        finally:
+            for d in drives:
+                d.close()
+        md5 = writer.md5
+    assert first.overlapped
+    assert first.sha.digest() == second.sha.digest() == hashlib.sha256(data).digest()
+    assert md5 == hashlib.md5(data).hexdigest()
