@@ -154,15 +154,15 @@ async def spool(
 ) -> Spooled:
     """Write `body` to the new file `path`, fsynced; the file is removed on any failure.
 
-    Buffers are written on a worker thread and hashed on others (one per digest: MD5,
-    and a signed payload's SHA-256 or a checksum beside it, each ~0.7-1.7 GB/s on one
-    core, no longer add up), each strictly in order, while the next ones are received:
-    up to AHEAD buffers wait, so the network, the disk and the digests overlap instead
-    of taking turns. Every SYNC_EVERY bytes another chain flushes what is written so
-    far (fdatasync) while writing goes on: flushing a
-    large body takes long (256 MiB: ~0.3 s on a 2-core VM's disk), and done only at
-    the end it adds to the upload's time instead of overlapping it. The final fsync
-    still makes the whole file durable, as before.
+    Buffers are written on a worker thread and hashed on others, one per digest (MD5,
+    and a signed payload's SHA-256 or a checksum beside it: ~0.7-1.7 GB/s each on one
+    core, they no longer add up), each strictly in order, while the next ones are
+    received: up to AHEAD buffers wait, so the network, the disk and the digests
+    overlap instead of taking turns. Every SYNC_EVERY bytes another chain flushes what
+    is written so far (fdatasync) while writing goes on: flushing a large body takes
+    long (256 MiB: ~0.3 s on a 2-core VM's disk), and done only at the end it adds to
+    the upload's time instead of overlapping it. The final fsync still makes the whole
+    file durable, as before.
     """
     md5 = hashlib.md5()
     hashers: list[Digester] = [md5, *digesters]
