@@ -17,13 +17,14 @@ $(BIN)/python:
 	  echo "'$(PYTHON) -m venv' failed; on Debian/Ubuntu install the python3-venv package" >&2; exit 1; }
 
 # `make run` installs only the runtime dependencies; `make test` adds the test extras.
-# Each re-installs only when pyproject.toml changed since its last install.
-$(STAMP): pyproject.toml | $(BIN)/python
+# Each re-installs only when pyproject.toml, or the C module it builds in place
+# (storage/_durable.c: optional, skipped without a compiler), changed since.
+$(STAMP): pyproject.toml storage/_durable.c | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -e .
 	@touch $(STAMP)
 
-$(TEST_STAMP): pyproject.toml | $(BIN)/python
+$(TEST_STAMP): pyproject.toml storage/_durable.c | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -e '.[test]'
 	@touch $(STAMP) $(TEST_STAMP)

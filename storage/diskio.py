@@ -20,6 +20,8 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from shoal.storage import durable
+from shoal.storage.durable import Written
 from shoal.storage.errors import NoSuchBucket
 from shoal.storage.records import dumps, loads
 
@@ -28,19 +30,11 @@ CHUNK = 1 << 20  # bytes per thread hop when streaming
 
 def fsync_dir(path: str) -> None:
     """Make renames and creations inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    durable.sync(path, folder=True)
 
 
 def fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    durable.sync(path, folder=False)
 
 
 # <linux/fs.h>: inode flags (chattr's), and the one that makes ext4 spread subfolders.
@@ -80,30 +74,14 @@ def spread_subfolders(path: str) -> None:
 
 def write_bytes_durably(path: str, data: bytes, mode: int = 0o644) -> None:
     """Create `path` (must not exist) with `data`, fsynced (`mode`: 0o600 for secrets)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    durable.create(path, data, mode, sync=True)
 
 
-def replace_atomically(path: str, data: bytes, tmp_dir: str, mode: int = 0o644) -> None:
-    """Replace `path` with `data` so readers see the old or the new content, never a mix."""
+def replace_atomically(path: str, data: bytes, tmp_dir: str, mode: int = 0o644) -> Written:
+    """Replace `path` with `data` so readers see the old or the new content, never a mix;
+    durable when this returns. Returns the new file's stat."""
     tmp = os.path.join(tmp_dir, secrets.token_hex(8) + ".tmp")
-    write_bytes_durably(tmp, data, mode)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        unlink_quiet(tmp)
-        raise
-    fsync_dir(os.path.dirname(path))
-
-
-#: First read of a whole small file; a sidecar fits (a short read of a regular file is EOF).
-_FIRST_READ = 1 << 16
+    return durable.replace(tmp, path, data, mode, sync_folder=True)
 
 
 def read_whole(path: str) -> bytes:
@@ -120,20 +98,8 @@ def read_whole(path: str) -> bytes:
 
 
 def read_file(path: str) -> bytes:
-    """A whole (small) file with plain descriptor calls: open, usually one read, close.
-    Python's file objects cost more than the syscalls for the few hundred bytes of a
-    metadata record, and a listing reads one per key."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        data = os.read(fd, _FIRST_READ)
-        if len(data) < _FIRST_READ:
-            return data
-        parts = [data]
-        while block := os.read(fd, CHUNK):
-            parts.append(block)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
+    """A whole (small) file: a metadata record or sidecar (a listing reads one per key)."""
+    return durable.read(path)
 
 
 def read_json(path: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from shoal.storage import quickread
+from shoal.storage import durable, quickread
 from shoal.storage.abandon import reap
 from shoal.storage.backend import Digester, ObjectMeta
 from shoal.storage.diskio import CHUNK, unlink_quiet
@@ -134,15 +134,8 @@ async def prepend(head: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[byte
 def write_unsynced(path: str, data: bytes, digesters: Sequence[Digester]) -> Spooled:
     """A small body written whole (blocking), hashed, not yet fsynced."""
     md5 = hashlib.md5()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        _write_all(fd, data, [md5, *digesters])
-        st = os.fstat(fd)
-    except BaseException:
-        os.close(fd)
-        unlink_quiet(path)
-        raise
-    os.close(fd)
+    _hash_all([md5, *digesters], data)
+    st = durable.create(path, data, sync=False)
     return Spooled(path, len(data), md5.hexdigest(), (st.st_dev, st.st_ino), synced=False)
 
 

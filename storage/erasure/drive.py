@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import os
 import secrets
@@ -48,6 +49,7 @@ from typing import Any, Protocol, TypeVar
 
 import google_crc32c
 
+from shoal.storage import durable
 from shoal.storage.diskio import (
     StripedLocks,
     fsync_dir,
@@ -57,11 +59,11 @@ from shoal.storage.diskio import (
     object_lock_name,
     read_whole,
     remove_empty_parents,
-    replace_atomically,
     rmtree_quiet,
     spread_subfolders,
     unlink_quiet,
 )
+from shoal.storage.durable import Written
 from shoal.storage.erasure.history import KeyRecord, stored_entries
 from shoal.storage.erasure.records import Rank, RecordSummary, VersionRecord, visible
 from shoal.storage.erasure.summaries import RecordCache, SummaryCache
@@ -314,6 +316,8 @@ class LocalDrive:
         #: This process's temp folder (see _stamp); "" until the drive is found.
         self._work = ""
         self._opening = threading.Lock()
+        #: Names of this process's temp files in its folder (see _replace).
+        self._names = itertools.count()
 
     def close(self) -> None:
         self._workers.close()
@@ -376,6 +380,22 @@ class LocalDrive:
         makedirs(self._work)
         return self._work
 
+    def _replace(self, target: str, data: bytes, mode: int = 0o644) -> Written:
+        """replace_atomically through this process's temp folder, with a counter's
+        names (the folder is this process's own) and no check that the folder is there
+        unless the write fails for want of it: a record write makes no more system
+        calls than the write itself (storage.durable)."""
+        if not self._work:
+            self._require_root()
+        tmp = os.path.join(self._work, f"{next(self._names):x}.tmp")
+        try:
+            return durable.replace(tmp, target, data, mode, sync_folder=True)
+        except FileNotFoundError:
+            if os.path.isdir(self._work):
+                raise  # the target's folder is what is missing
+            self._tmp()  # made again
+            return durable.replace(tmp, target, data, mode, sync_folder=True)
+
     # -- format ------------------------------------------------------------------
 
     async def read_format(self) -> dict[str, Any] | None:
@@ -395,7 +415,7 @@ class LocalDrive:
 
     def _write_format(self, record: dict[str, Any]) -> None:
         makedirs(self.root)
-        replace_atomically(os.path.join(self.root, FORMAT_FILE), dumps(record), self._tmp())
+        self._replace(os.path.join(self.root, FORMAT_FILE), dumps(record))
         fsync_dir(self.path)
 
     async def is_empty(self) -> bool:
@@ -483,7 +503,7 @@ class LocalDrive:
         makedirs(os.path.dirname(target))
         # Records under system/ (runtime accounts) hold secrets: the service's own only.
         secret = path.startswith(SECRET_DOCS)
-        replace_atomically(target, data, self._tmp(), 0o600 if secret else 0o644)
+        self._replace(target, data, 0o600 if secret else 0o644)
         if path.endswith(RECORD_SUFFIX):
             self.summaries.forget(target)  # not how records are written, but if one is
             self.newest.forget(target)
@@ -629,7 +649,8 @@ class LocalDrive:
             record = self._key_record(path)
             if add is not None:
                 add = record.keeping_inline(add)
-                makedirs_below(bucket_dir, dirs)
+                if record.empty:  # else its folders hold the record file: they are there
+                    makedirs_below(bucket_dir, dirs)
                 _settle_version(os.path.join(record.folder, add.vid), add)
             gone = record.change(add, drop, drop_nulls_before)
             if add is None and not gone:
@@ -661,15 +682,14 @@ class LocalDrive:
         """Hand a record just written to the GETs' cache (see _newest): its newest
         entries, as a read of the file would find them, so the first GET after a PUT
         parses nothing either."""
-        try:
-            st = os.stat(path)
-        except OSError:
+        st = record.saved
+        if st is None:
             self.newest.forget(path)
             return
         self.newest.replace(path, (_stamp(st), record.window()), weight=st.st_size)
 
     def _key_record(self, path: str) -> KeyRecord:
-        return KeyRecord.load(path, path[: -len(RECORD_SUFFIX)], self._tmp)
+        return KeyRecord.load(path, path[: -len(RECORD_SUFFIX)], self._replace)
 
     async def list_objects(
         self,
@@ -926,7 +946,7 @@ def _shard_to_read(versions: list[VersionRecord], limit: int) -> bool:
     )
 
 
-def _stamp(st: os.stat_result) -> FileStamp:
+def _stamp(st: os.stat_result | Written) -> FileStamp:
     """What tells a record file's versions apart (see _newest)."""
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 

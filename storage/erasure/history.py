@@ -35,7 +35,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from shoal.storage.backend import NULL_VERSION
-from shoal.storage.diskio import read_file, replace_atomically, unlink_quiet
+from shoal.storage.diskio import read_file, unlink_quiet
+from shoal.storage.durable import Written
 from shoal.storage.erasure.records import Rank, VersionRecord
 from shoal.storage.records import dumps, loads
 
@@ -101,18 +102,21 @@ class KeyRecord:
 
     path: str  # the record file
     folder: str  # the key's versions folder, where segments live
-    tmp: Callable[[], str]  # the drive's temp folder
+    #: Writes a file of this record's durably, as replace_atomically does (the drive's).
+    write: Callable[[str, bytes], Written]
     head: list[VersionRecord] = dataclasses.field(default_factory=list)
     history: list[Segment] = dataclasses.field(default_factory=list)
     #: The head's entries as `save` last wrote them (what a listing reads back).
     written: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    #: The record file as `save` last wrote it (its stat), None before.
+    saved: Written | None = None
 
     @classmethod
-    def load(cls, path: str, folder: str, tmp: Callable[[], str]) -> KeyRecord:
+    def load(cls, path: str, folder: str, write: Callable[[str, bytes], Written]) -> KeyRecord:
         stored = read_stored(path)
         head = [VersionRecord.from_dict(v) for v in _entries(stored)]
         history = [Segment.from_dict(s) for s in stored.get("history") or ()]
-        return cls(path, folder, tmp, head, history)
+        return cls(path, folder, write, head, history)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -262,7 +266,7 @@ class KeyRecord:
         stored: dict[str, Any] = {"format": 1, "versions": self.written}
         if self.history:
             stored["history"] = [s.to_dict() for s in self.history]
-        replace_atomically(self.path, dumps(stored), self.tmp())
+        self.saved = self.write(self.path, dumps(stored))
 
     def _rewrite(self, seg: Segment, entries: list[VersionRecord]) -> None:
         """Replace a segment's entries and recount its summary (the record is written
@@ -278,7 +282,7 @@ class KeyRecord:
 
     def _write(self, path: str, entries: Sequence[VersionRecord]) -> None:
         stored = {"format": 1, "versions": [v.to_dict() for v in entries]}
-        replace_atomically(path, dumps(stored), self.tmp())
+        self.write(path, dumps(stored))
 
     def _file(self, seg: Segment) -> str:
         return os.path.join(self.folder, seg.file)

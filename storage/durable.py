@@ -1,0 +1,124 @@
+"""Durable small-file system calls, each sequence in one release of the GIL.
+
+Every os.* call releases the GIL and takes it back; with the event loop and the I/O or
+drive threads all wanting it, each release is a hand-over (a futex wake and a context
+switch each way). Writing one small file durably took ~10 such calls, and an erasure
+node's 4 KiB PUT writes one per drive: 6.5 ms of CPU a PUT, mostly hand-overs. The C
+module (storage/_durable.c, built at install when a C compiler and Python's headers
+are there) makes the same calls in the same order with the GIL released once per
+sequence; where it is not built, the os.* versions below run instead. Both raise
+OSError subclasses naming the path, as the os module does, and remove a file they
+created when a later step fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import NamedTuple
+
+try:
+    from shoal.storage import _durable as _c
+except ImportError:  # not built: no C compiler or no Python headers at install
+    _c = None
+
+
+#: What the os.* version of `read` asks for first; a metadata record fits.
+_FIRST_READ = 1 << 16
+
+
+class Written(NamedTuple):
+    """What a stat of the file just written says (as os.stat's fields)."""
+
+    st_ino: int
+    st_dev: int
+    st_size: int
+    st_mtime_ns: int
+    st_ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Written:
+        return cls(st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def compiled() -> bool:
+    """Whether the C module is in use (`shoal --version` says so)."""
+    return _c is not None
+
+
+def create(path: str, data: bytes, mode: int = 0o644, *, sync: bool) -> Written:
+    """A new file at `path` (it must not exist) holding `data`, fsynced if `sync`."""
+    if _c is not None:
+        return Written(*_c.create(path, data, mode, sync))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        _write(fd, data)
+        if sync:
+            os.fsync(fd)
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink(path)
+        raise
+    os.close(fd)
+    return Written.of(st)
+
+
+def replace(tmp: str, target: str, data: bytes, mode: int = 0o644, *, sync_folder: bool) -> Written:
+    """`data` written to the new file `tmp`, fsynced and renamed over `target`, so
+    readers see the old or the new content, never a mix; then target's folder fsynced
+    if `sync_folder`. The stat is the new file's (a rename changes neither its inode,
+    its size nor its mtime)."""
+    if _c is not None:
+        return Written(*_c.replace(tmp, target, data, mode, sync_folder))
+    written = create(tmp, data, mode, sync=True)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    if sync_folder:
+        sync(os.path.dirname(target), folder=True)
+    return written
+
+
+def read(path: str) -> bytes:
+    """The whole of a small file (a record, a sidecar): listings read one per key."""
+    if _c is not None:
+        data: bytes = _c.read(path)
+        return data
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, _FIRST_READ)
+        if len(data) < _FIRST_READ:
+            return data  # a regular file's read is short only at its end
+        parts = [data]
+        while block := os.read(fd, _FIRST_READ):
+            parts.append(block)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def sync(path: str, *, folder: bool) -> None:
+    """fsync the file or folder at `path`: for a folder, makes the renames and creations
+    in it durable."""
+    if _c is not None:
+        _c.sync(path, folder)
+        return
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if folder else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -1,0 +1,170 @@
+"""storage.durable: the C module's calls and their os.* versions behave alike.
+
+Every test runs against both implementations (the C one only where it is built): what
+they write, what they return, which error names which path, and what a failure leaves.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from shoal.storage import durable
+
+try:
+    from shoal.storage import _durable
+except ImportError:  # not built here
+    _durable = None
+
+IMPLEMENTATIONS = ["c", "os"]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param == "c":
+        if _durable is None:
+            pytest.skip("the C module is not built here (no compiler or Python headers)")
+        monkeypatch.setattr(durable, "_c", _durable)
+    else:
+        monkeypatch.setattr(durable, "_c", None)
+    yield request.param
+
+
+def test_the_c_module_is_built_where_the_suite_runs() -> None:
+    """`pip install -e .` built it (storage/_durable.c): a C compiler and Python's
+    headers are on this machine, so without it the suite would test only os.*."""
+    if _durable is None:
+        pytest.skip("the C module is not built here (no compiler or Python headers)")
+    assert durable.compiled()
+
+
+def test_create_writes_a_new_file_and_returns_its_stat(impl: str, tmp_path) -> None:
+    path = str(tmp_path / "f")
+    for sync in (True, False):
+        data = os.urandom(70_000)
+        written = durable.create(path, data, 0o600, sync=sync)
+        st = os.stat(path)
+        assert written == durable.Written.of(st)
+        assert stat.S_IMODE(st.st_mode) == 0o600 & ~_umask()
+        with open(path, "rb") as f:
+            assert f.read() == data
+        os.unlink(path)
+
+
+def test_create_refuses_an_existing_file_and_names_it(impl: str, tmp_path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"old")
+    with pytest.raises(FileExistsError) as info:
+        durable.create(str(path), b"new", sync=True)
+    assert info.value.filename == str(path)
+    assert path.read_bytes() == b"old"
+
+
+def test_create_in_a_missing_folder_leaves_nothing(impl: str, tmp_path) -> None:
+    path = str(tmp_path / "gone" / "f")
+    with pytest.raises(FileNotFoundError) as info:
+        durable.create(path, b"x", sync=True)
+    assert info.value.filename == path
+    assert not (tmp_path / "gone").exists()
+
+
+def test_replace_swaps_the_content_and_returns_the_stat_a_later_stat_sees(
+    impl: str, tmp_path
+) -> None:
+    target = tmp_path / "record.json"
+    target.write_bytes(b"old")
+    written = durable.replace(str(tmp_path / "t.tmp"), str(target), b"new" * 1000, sync_folder=True)
+    st = os.stat(target)
+    # A rename changes the file's ctime, not what tells its versions apart.
+    assert (written.st_ino, written.st_size, written.st_mtime_ns, written.st_dev) == (
+        st.st_ino,
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_dev,
+    )
+    assert target.read_bytes() == b"new" * 1000
+    assert sorted(os.listdir(tmp_path)) == ["record.json"]
+
+
+def test_replace_without_its_temp_folder_names_the_temp_file(impl: str, tmp_path) -> None:
+    target = tmp_path / "record.json"
+    target.write_bytes(b"old")
+    tmp = str(tmp_path / "gone" / "t.tmp")
+    with pytest.raises(FileNotFoundError) as info:
+        durable.replace(tmp, str(target), b"new", sync_folder=True)
+    assert info.value.filename == tmp
+    assert target.read_bytes() == b"old"
+
+
+def test_replace_into_a_missing_folder_removes_its_temp_file(impl: str, tmp_path) -> None:
+    tmp = tmp_path / "t.tmp"
+    target = str(tmp_path / "gone" / "record.json")
+    with pytest.raises(FileNotFoundError) as info:
+        durable.replace(str(tmp), target, b"new", sync_folder=False)
+    assert (info.value.filename, info.value.filename2) == (str(tmp), target)
+    assert not tmp.exists()
+
+
+def test_replace_over_a_folder_fails_and_keeps_it(impl: str, tmp_path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "inside").write_bytes(b"kept")
+    with pytest.raises(OSError) as info:
+        durable.replace(str(tmp_path / "t.tmp"), str(tmp_path / "d"), b"x", sync_folder=True)
+    assert info.value.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST)
+    assert (tmp_path / "d" / "inside").read_bytes() == b"kept"
+    assert not (tmp_path / "t.tmp").exists()
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 65_535, 65_536, 65_537, 300_000])
+def test_read_returns_the_whole_file(impl: str, tmp_path, size: int) -> None:
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)
+    assert durable.read(str(tmp_path / "f")) == data
+
+
+def test_read_errors_name_the_path(impl: str, tmp_path) -> None:
+    missing = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError) as info:
+        durable.read(missing)
+    assert info.value.filename == missing
+    with pytest.raises(IsADirectoryError):
+        durable.read(str(tmp_path))
+
+
+def test_sync_takes_files_and_folders(impl: str, tmp_path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    durable.sync(str(tmp_path / "f"), folder=False)
+    durable.sync(str(tmp_path), folder=True)
+    with pytest.raises(NotADirectoryError):
+        durable.sync(str(tmp_path / "f"), folder=True)
+    with pytest.raises(FileNotFoundError) as info:
+        durable.sync(str(tmp_path / "missing"), folder=False)
+    assert info.value.filename == str(tmp_path / "missing")
+
+
+def test_other_threads_run_while_a_call_waits_in_the_kernel(impl: str, tmp_path) -> None:
+    """The calls release the GIL while they wait: reading a FIFO blocks in open() until
+    a writer comes, and the writer is a Python thread, which could not run otherwise."""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+
+    def writer() -> None:
+        with open(fifo, "wb") as f:
+            f.write(b"through the pipe")
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    assert durable.read(fifo) == b"through the pipe"
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
