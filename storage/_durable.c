@@ -3,9 +3,9 @@
  * Why: every os.* call releases the GIL and takes it back. With the event loop and the
  * I/O or drive threads all wanting it, each release is a hand-over (a futex wake and a
  * context switch each way), and a small PUT made ~20 of them per file it wrote: an
- * erasure node's 4 KiB PUT spent 6.5 ms of CPU, most of it in those hand-overs
- * (README "Performance"). These functions run the same calls, in the same order, with
- * the GIL released once. storage/diskio.py falls back to its os.* versions when this
+ * erasure node's 4 KiB PUT spent 6.5 ms of CPU, most of it in those hand-overs (README
+ * "Durable writes in C"). These functions make the same calls, in the same order, with
+ * the GIL released once. storage/durable.py uses them, and its os.* versions where this
  * module is not built (no C compiler or Python headers at install).
  *
  * Errors raise OSError (FileNotFoundError, ...) with errno and the path concerned, as
