@@ -1,0 +1,85 @@
+"""A drive's record writes (storage.durable through LocalDrive._replace): they check no
+folder on the way, so what a check used to catch must still come out right.
+
+- The drive's temp folder, removed under it (another process's sweep), is made again by
+  the write that finds it gone.
+- A key whose folder went (its record with it) gets the folder made again.
+- The stat a write returns is the one a later stat sees: a GET after a PUT is answered
+  from the record the drive keeps parsed, with no thread hop.
+
+Each test runs with the C module and with its os.* versions (storage.durable).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal.storage import durable
+from shoal.storage.keys import key_path
+from tests.unit.test_erasure_store import BUCKET, Cluster, N, body, cluster, put, read
+
+try:
+    from shoal.storage import _durable
+except ImportError:  # not built here
+    _durable = None
+
+pytestmark = pytest.mark.anyio
+
+__all__ = ["cluster"]  # the fixture, imported for this module's tests
+
+
+@pytest.fixture(params=["c", "os"])
+def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    if request.param == "c":
+        if _durable is None:
+            pytest.skip("the C module is not built here (no compiler or Python headers)")
+        monkeypatch.setattr(durable, "_c", _durable)
+    else:
+        monkeypatch.setattr(durable, "_c", None)
+    yield request.param
+
+
+async def test_a_removed_temp_folder_is_made_again_by_the_next_write(
+    cluster: Cluster, impl: str
+) -> None:
+    c = cluster
+    await put(c.store, "k", body(4096, seed=1))
+    works = [Path(d._work) for d in c.local]
+    for work in works:
+        shutil.rmtree(work)
+    data = body(4096, seed=2)
+    await put(c.store, "k", data)
+    assert await read(c.store, "k") == data
+    for work in works:
+        assert work.is_dir() and not list(work.iterdir())
+
+
+async def test_a_key_whose_folder_went_gets_it_made_again(cluster: Cluster, impl: str) -> None:
+    c = cluster
+    await put(c.store, "a/b/k", body(4096, seed=3))
+    for d in c.local:
+        shutil.rmtree(Path(d.root) / "data" / BUCKET / "a")
+        d.newest.clear()
+    data = body(4096, seed=4)
+    await put(c.store, "a/b/k", data)
+    assert await read(c.store, "a/b/k") == data
+    record = key_path("a/b/k").meta_path(str(Path("data") / BUCKET))
+    assert all((Path(d.root) / record).is_file() for d in c.local)
+
+
+async def test_the_stat_a_write_returns_is_what_a_get_then_finds(
+    cluster: Cluster, impl: str
+) -> None:
+    c = cluster
+    data = body(4096, seed=5)
+    await put(c.store, "kept", data)
+    known = [d.known(BUCKET, "kept") for d in c.local]
+    assert all(k is not None and len(k) == 1 for k in known)  # no thread hop to answer
+    read_small = [f.calls["read_small"] for f in c.faulty]
+    assert await read(c.store, "kept") == data
+    assert [f.calls["read_small"] for f in c.faulty] == read_small
+    assert len(c.local) == N
