@@ -42,7 +42,7 @@ class Written(NamedTuple):
 
 
 def compiled() -> bool:
-    """Whether the C module is in use (`shoal --version` says so)."""
+    """Whether the C module is in use (README: *Durable writes in C*)."""
     return _c is not None
 
 
