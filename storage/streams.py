@@ -12,14 +12,12 @@ it opened even if the key is overwritten or deleted meanwhile.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import errno
 import hashlib
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 
@@ -28,7 +26,7 @@ from shoal.storage.abandon import reap
 from shoal.storage.backend import Digester, ObjectMeta
 from shoal.storage.diskio import CHUNK, unlink_quiet
 from shoal.storage.errors import EntityTooLarge
-from shoal.storage.threads import run
+from shoal.storage.threads import Chain, run
 
 #: Received buffers that may wait for the disk while more arrive (memory: AHEAD MiB).
 AHEAD = 3
@@ -61,42 +59,6 @@ def _write(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-class _Chain:
-    """Steps that run on worker threads one after another, in the order submitted,
-    while the caller goes on receiving."""
-
-    def __init__(self) -> None:
-        self.queue: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    def submit(
-        self, func: Callable[..., None], *args: Any, after: asyncio.Future[None] | None = None
-    ) -> None:
-        """Run func(*args) after this chain's previous step and, if given, `after`."""
-        previous = self.queue[-1] if self.queue else None
-        self.queue.append(asyncio.ensure_future(self._run(previous, after, func, args)))
-
-    @staticmethod
-    async def _run(
-        previous: asyncio.Future[None] | None,
-        after: asyncio.Future[None] | None,
-        func: Callable[..., None],
-        args: tuple[Any, ...],
-    ) -> None:
-        for step in (previous, after):
-            if step is not None:
-                await step
-        await run(func, *args)
-
-    async def make_room(self, ahead: int) -> None:
-        while len(self.queue) >= ahead:
-            await self.queue.popleft()
-
-    async def reap(self) -> None:
-        """(On failure.) Wait out every step, whatever it raises."""
-        for future in self.queue:
-            await reap(future, "a write to a temporary file")
 
 
 def _finish(fd: int) -> tuple[int, int]:
@@ -163,8 +125,8 @@ async def spool(
     size = unsynced = 0
     pending: list[bytes] = []
     pending_len = 0
-    writes, syncs = _Chain(), _Chain()
-    hashes = [(h, _Chain()) for h in hashers]
+    writes, syncs = Chain(), Chain()
+    hashes = [(h, Chain()) for h in hashers]
 
     def submit(data: bytes) -> None:
         nonlocal unsynced
@@ -201,7 +163,7 @@ async def spool(
         with anyio.CancelScope(shield=True):
             # Never close the descriptor under a write still in progress.
             for chain in chains:
-                await chain.reap()
+                await chain.reap("a write to a temporary file")
             if fd >= 0:
                 os.close(fd)
             await run(unlink_quiet, path)

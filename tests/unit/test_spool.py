@@ -19,7 +19,7 @@ from shoal.storage.checksums import Checksum
 from shoal.storage.diskio import CHUNK
 from shoal.storage.erasure.coder import ErasureCoder
 from shoal.storage.erasure.drive import LocalDrive
-from shoal.storage.erasure.shards import ON_LOOP, ChunkWriter, encode_whole
+from shoal.storage.erasure.shards import DIGESTS_AHEAD, ON_LOOP, ChunkWriter, encode_whole
 
 pytestmark = pytest.mark.anyio
 
@@ -124,3 +124,43 @@ async def test_an_erasure_chunk_is_digested_side_by_side(tmp_path: Path, size: i
     assert first.overlapped
     assert first.sha.digest() == second.sha.digest() == hashlib.sha256(data).digest()
     assert md5 == hashlib.md5(data).hexdigest()
+
+
+class _Gate:
+    """A digester whose first update waits (bounded) until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.open, self.sha = threading.Event(), hashlib.sha256()
+        self.opened: bool | None = None
+
+    def update(self, data: bytes) -> None:
+        if self.opened is None:
+            self.opened = self.open.wait(timeout=10)
+        self.sha.update(data)
+
+
+async def test_an_erasure_chunk_s_digests_do_not_hold_up_the_next_chunks(
+    tmp_path: Path,
+) -> None:
+    """A chunk's digests run while the next chunks are taken, encoded and written: here
+    the first digest is held until DIGESTS_AHEAD chunks have been added. Awaited chunk
+    by chunk (as before), the first add would wait for it until the gate timed out."""
+    coder = ErasureCoder(4, 2)
+    data = random.Random(5).randbytes(DIGESTS_AHEAD * CHUNK - 3)
+    gate = _Gate()
+    drives = [LocalDrive(str(tmp_path / f"d{i}")) for i in range(6)]
+    for d in drives:
+        Path(d.root).mkdir(parents=True)
+    writer = ChunkWriter(drives, coder, "data/b/k", 0, "b/k", [gate])
+    try:
+        for at in range(0, len(data), CHUNK):
+            await writer.add(data[at : at + CHUNK])
+        gate.open.set()
+        await writer.finish()
+    finally:
+        for d in drives:
+            d.close()
+    assert gate.opened
+    assert gate.sha.digest() == hashlib.sha256(data).digest()
+    assert writer.md5 == hashlib.md5(data).hexdigest()
+    assert writer.size == len(data) and len(writer.crcs) == DIGESTS_AHEAD
