@@ -1,22 +1,42 @@
-"""Fixtures shared by unit tests: FileStore ones, and real cluster Transports."""
+"""Fixtures shared by unit tests: FileStore ones, real cluster Transports, and
+storage.durable's two implementations."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shoal.cluster.transport import Transport
+from shoal.storage import durable
 from shoal.storage.filestore import FileStore
 from tests.unit.transports import SECRET, Make
+
+try:
+    from shoal.storage import _durable
+except ImportError:  # not built here
+    _durable = None
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(params=["c", "os"])
+def durable_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The test runs with storage.durable's C module (skipped where it is not built),
+    then with its os.* versions."""
+    if request.param == "c":
+        if _durable is None:
+            pytest.skip("the C module is not built here (no compiler or Python headers)")
+        monkeypatch.setattr(durable, "_c", _durable)
+    else:
+        monkeypatch.setattr(durable, "_c", None)
+    yield request.param
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:

@@ -1,7 +1,8 @@
 """storage.durable: the C module's calls and their os.* versions behave alike.
 
-Every test runs against both implementations (the C one only where it is built): what
-they write, what they return, which error names which path, and what a failure leaves.
+Every test runs against both implementations (the `durable_impl` fixture; the C one only
+where it is built): what they write, what they return, which error names which path,
+and what a failure leaves.
 """
 
 from __future__ import annotations
@@ -10,40 +11,13 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Iterator
 
 import pytest
 
 from shoal.storage import durable
 
-try:
-    from shoal.storage import _durable
-except ImportError:  # not built here
-    _durable = None
 
-IMPLEMENTATIONS = ["c", "os"]
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    if request.param == "c":
-        if _durable is None:
-            pytest.skip("the C module is not built here (no compiler or Python headers)")
-        monkeypatch.setattr(durable, "_c", _durable)
-    else:
-        monkeypatch.setattr(durable, "_c", None)
-    yield request.param
-
-
-def test_the_c_module_is_built_where_the_suite_runs() -> None:
-    """`pip install -e .` built it (storage/_durable.c): a C compiler and Python's
-    headers are on this machine, so without it the suite would test only os.*."""
-    if _durable is None:
-        pytest.skip("the C module is not built here (no compiler or Python headers)")
-    assert durable.compiled()
-
-
-def test_create_writes_a_new_file_and_returns_its_stat(impl: str, tmp_path) -> None:
+def test_create_writes_a_new_file_and_returns_its_stat(durable_impl: str, tmp_path) -> None:
     path = str(tmp_path / "f")
     for sync in (True, False):
         data = os.urandom(70_000)
@@ -56,7 +30,7 @@ def test_create_writes_a_new_file_and_returns_its_stat(impl: str, tmp_path) -> N
         os.unlink(path)
 
 
-def test_create_refuses_an_existing_file_and_names_it(impl: str, tmp_path) -> None:
+def test_create_refuses_an_existing_file_and_names_it(durable_impl: str, tmp_path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"old")
     with pytest.raises(FileExistsError) as info:
@@ -65,7 +39,7 @@ def test_create_refuses_an_existing_file_and_names_it(impl: str, tmp_path) -> No
     assert path.read_bytes() == b"old"
 
 
-def test_create_in_a_missing_folder_leaves_nothing(impl: str, tmp_path) -> None:
+def test_create_in_a_missing_folder_leaves_nothing(durable_impl: str, tmp_path) -> None:
     path = str(tmp_path / "gone" / "f")
     with pytest.raises(FileNotFoundError) as info:
         durable.create(path, b"x", sync=True)
@@ -74,7 +48,7 @@ def test_create_in_a_missing_folder_leaves_nothing(impl: str, tmp_path) -> None:
 
 
 def test_replace_swaps_the_content_and_returns_the_stat_a_later_stat_sees(
-    impl: str, tmp_path
+    durable_impl: str, tmp_path
 ) -> None:
     target = tmp_path / "record.json"
     target.write_bytes(b"old")
@@ -91,7 +65,7 @@ def test_replace_swaps_the_content_and_returns_the_stat_a_later_stat_sees(
     assert sorted(os.listdir(tmp_path)) == ["record.json"]
 
 
-def test_replace_without_its_temp_folder_names_the_temp_file(impl: str, tmp_path) -> None:
+def test_replace_without_its_temp_folder_names_the_temp_file(durable_impl: str, tmp_path) -> None:
     target = tmp_path / "record.json"
     target.write_bytes(b"old")
     tmp = str(tmp_path / "gone" / "t.tmp")
@@ -101,7 +75,7 @@ def test_replace_without_its_temp_folder_names_the_temp_file(impl: str, tmp_path
     assert target.read_bytes() == b"old"
 
 
-def test_replace_into_a_missing_folder_removes_its_temp_file(impl: str, tmp_path) -> None:
+def test_replace_into_a_missing_folder_removes_its_temp_file(durable_impl: str, tmp_path) -> None:
     tmp = tmp_path / "t.tmp"
     target = str(tmp_path / "gone" / "record.json")
     with pytest.raises(FileNotFoundError) as info:
@@ -110,7 +84,7 @@ def test_replace_into_a_missing_folder_removes_its_temp_file(impl: str, tmp_path
     assert not tmp.exists()
 
 
-def test_replace_over_a_folder_fails_and_keeps_it(impl: str, tmp_path) -> None:
+def test_replace_over_a_folder_fails_and_keeps_it(durable_impl: str, tmp_path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "inside").write_bytes(b"kept")
     with pytest.raises(OSError) as info:
@@ -121,13 +95,13 @@ def test_replace_over_a_folder_fails_and_keeps_it(impl: str, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("size", [0, 1, 4096, 65_535, 65_536, 65_537, 300_000])
-def test_read_returns_the_whole_file(impl: str, tmp_path, size: int) -> None:
+def test_read_returns_the_whole_file(durable_impl: str, tmp_path, size: int) -> None:
     data = os.urandom(size)
     (tmp_path / "f").write_bytes(data)
     assert durable.read(str(tmp_path / "f")) == data
 
 
-def test_read_errors_name_the_path(impl: str, tmp_path) -> None:
+def test_read_errors_name_the_path(durable_impl: str, tmp_path) -> None:
     missing = str(tmp_path / "missing")
     with pytest.raises(FileNotFoundError) as info:
         durable.read(missing)
@@ -136,7 +110,7 @@ def test_read_errors_name_the_path(impl: str, tmp_path) -> None:
         durable.read(str(tmp_path))
 
 
-def test_sync_takes_files_and_folders(impl: str, tmp_path) -> None:
+def test_sync_takes_files_and_folders(durable_impl: str, tmp_path) -> None:
     (tmp_path / "f").write_bytes(b"x")
     durable.sync(str(tmp_path / "f"), folder=False)
     durable.sync(str(tmp_path), folder=True)
@@ -147,7 +121,7 @@ def test_sync_takes_files_and_folders(impl: str, tmp_path) -> None:
     assert info.value.filename == str(tmp_path / "missing")
 
 
-def test_other_threads_run_while_a_call_waits_in_the_kernel(impl: str, tmp_path) -> None:
+def test_other_threads_run_while_a_call_waits_in_the_kernel(durable_impl: str, tmp_path) -> None:
     """The calls release the GIL while they wait: reading a FIFO blocks in open() until
     a writer comes, and the writer is a Python thread, which could not run otherwise."""
     fifo = str(tmp_path / "fifo")

@@ -7,44 +7,26 @@ folder on the way, so what a check used to catch must still come out right.
 - The stat a write returns is the one a later stat sees: a GET after a PUT is answered
   from the record the drive keeps parsed, with no thread hop.
 
-Each test runs with the C module and with its os.* versions (storage.durable).
+Each test runs with the C module and with its os.* versions (the `durable_impl` fixture).
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shoal.storage import durable
 from shoal.storage.keys import key_path
 from tests.unit.test_erasure_store import BUCKET, Cluster, N, body, cluster, put, read
-
-try:
-    from shoal.storage import _durable
-except ImportError:  # not built here
-    _durable = None
 
 pytestmark = pytest.mark.anyio
 
 __all__ = ["cluster"]  # the fixture, imported for this module's tests
 
 
-@pytest.fixture(params=["c", "os"])
-def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    if request.param == "c":
-        if _durable is None:
-            pytest.skip("the C module is not built here (no compiler or Python headers)")
-        monkeypatch.setattr(durable, "_c", _durable)
-    else:
-        monkeypatch.setattr(durable, "_c", None)
-    yield request.param
-
-
 async def test_a_removed_temp_folder_is_made_again_by_the_next_write(
-    cluster: Cluster, impl: str
+    cluster: Cluster, durable_impl: str
 ) -> None:
     c = cluster
     await put(c.store, "k", body(4096, seed=1))
@@ -58,7 +40,9 @@ async def test_a_removed_temp_folder_is_made_again_by_the_next_write(
         assert work.is_dir() and not list(work.iterdir())
 
 
-async def test_a_key_whose_folder_went_gets_it_made_again(cluster: Cluster, impl: str) -> None:
+async def test_a_key_whose_folder_went_gets_it_made_again(
+    cluster: Cluster, durable_impl: str
+) -> None:
     c = cluster
     await put(c.store, "a/b/k", body(4096, seed=3))
     for d in c.local:
@@ -72,7 +56,7 @@ async def test_a_key_whose_folder_went_gets_it_made_again(cluster: Cluster, impl
 
 
 async def test_the_stat_a_write_returns_is_what_a_get_then_finds(
-    cluster: Cluster, impl: str
+    cluster: Cluster, durable_impl: str
 ) -> None:
     c = cluster
     data = body(4096, seed=5)
