@@ -52,7 +52,7 @@ def create(path: str, data: bytes, mode: int = 0o644, *, sync: bool) -> Written:
         return Written(*_c.create(path, data, mode, sync))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        _write(fd, data)
+        write_all(fd, data)
         if sync:
             os.fsync(fd)
         st = os.fstat(fd)
@@ -113,7 +113,8 @@ def sync(path: str, *, folder: bool) -> None:
         os.close(fd)
 
 
-def _write(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to `fd` (a write may take less than it is given)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

@@ -47,18 +47,12 @@ class Spooled:
 
 def _write_all(fd: int, data: bytes, hashers: Sequence[Digester]) -> None:
     _hash_all(hashers, data)
-    _write(fd, data)
+    durable.write_all(fd, data)
 
 
 def _hash_all(hashers: Sequence[Digester], data: bytes) -> None:
     for h in hashers:
         h.update(data)
-
-
-def _write(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def _finish(fd: int) -> tuple[int, int]:
@@ -130,7 +124,7 @@ async def spool(
 
     def submit(data: bytes) -> None:
         nonlocal unsynced
-        writes.submit(_write, fd, data)
+        writes.submit(durable.write_all, fd, data)
         for hasher, chain in hashes:
             chain.submit(hasher.update, data)
         unsynced += len(data)

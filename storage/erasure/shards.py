@@ -54,10 +54,9 @@ def _encode(coder: ErasureCoder, data: bytes) -> tuple[list[bytes], list[int]]:
 
 
 def _hashed(hashers: Sequence[Digester], data: bytes) -> list[Awaitable[None]]:
-    """Each digest of `data` on a worker thread of its own: MD5 beside a signed
-    payload's SHA-256 or a checksum, so one chunk costs the slowest digest, not their
-    sum. A chunk's digests end before the next chunk's begin (the caller awaits them),
-    so each digest sees the chunks in order."""
+    """Each digest of a body that fits one chunk (encode_whole) on a worker thread of
+    its own: MD5 beside a signed payload's SHA-256 or a checksum, so the chunk costs
+    the slowest digest, not their sum. (Longer bodies: ChunkWriter's chains.)"""
     return [run(h.update, data) for h in hashers]
 
 
