@@ -6,6 +6,9 @@ folder on the way, so what a check used to catch must still come out right.
 - A key whose folder went (its record with it) gets the folder made again.
 - The stat a write returns is the one a later stat sees: a GET after a PUT is answered
   from the record the drive keeps parsed, with no thread hop.
+- An overwrite starts from the record the drive keeps parsed (no read, no parse), yet a
+  record replaced behind the drive's back is read again, not overwritten with entries
+  it no longer has.
 
 Each test runs with the C module and with its os.* versions (the `durable_impl` fixture).
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal.storage.erasure.history import KeyRecord
 from shoal.storage.keys import key_path
 from tests.unit.test_erasure_store import BUCKET, Cluster, N, body, cluster, put, read
 
@@ -67,3 +71,52 @@ async def test_the_stat_a_write_returns_is_what_a_get_then_finds(
     assert await read(c.store, "kept") == data
     assert [f.calls["read_small"] for f in c.faulty] == read_small
     assert len(c.local) == N
+
+
+def count_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The record files KeyRecord.load reads from now on."""
+    loaded: list[str] = []
+    load = KeyRecord.load.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[KeyRecord], path: str, *args: object) -> KeyRecord:
+        loaded.append(path)
+        return load(cls, path, *args)
+
+    monkeypatch.setattr(KeyRecord, "load", classmethod(counting))
+    return loaded
+
+
+async def test_an_overwrite_reads_no_record_the_drive_keeps(
+    cluster: Cluster, durable_impl: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = cluster
+    await c.store.update_bucket(BUCKET, versioning="Enabled")
+    first = (await put(c.store, "k", body(4096, seed=6))).version_id
+    loaded = count_loads(monkeypatch)
+    data = body(4096, seed=7)
+    second = (await put(c.store, "k", data)).version_id
+    assert loaded == []
+    assert await read(c.store, "k") == data
+    for d in c.local:
+        assert [e.version_id for e in await d.read_object(BUCKET, "k")] == [second, first]
+
+
+async def test_a_record_replaced_behind_the_drive_is_read_again(
+    cluster: Cluster, durable_impl: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = cluster
+    await c.store.update_bucket(BUCKET, versioning="Enabled")
+    first = await put(c.store, "k", body(4096, seed=8))
+    record = key_path("k").meta_path(str(Path("data") / BUCKET))
+    files = [Path(d.root) / record for d in c.local]
+    saved = [f.read_bytes() for f in files]
+    await put(c.store, "k", body(4096, seed=9))
+    for f, data in zip(files, saved, strict=True):  # back to the first version alone
+        f.with_suffix(".old").write_bytes(data)
+        f.with_suffix(".old").replace(f)
+    loaded = count_loads(monkeypatch)
+    third = (await put(c.store, "k", body(4096, seed=10))).version_id
+    assert sorted(loaded) == sorted(str(f) for f in files)
+    for d in c.local:
+        ids = [e.version_id for e in await d.read_object(BUCKET, "k", everything=True)]
+        assert ids == [third, first.version_id]
