@@ -148,7 +148,18 @@ def render_text(_: Any, __: str, event: EventDict) -> str:
 
 
 def renderer(json_format: bool) -> Renderer:
-    return structlog.processors.JSONRenderer() if json_format else render_text
+    return render_json if json_format else render_text
+
+
+#: Made once: json.dumps given `default` (as structlog's JSONRenderer calls it) makes an
+#: encoder per call, a quarter of what rendering an access-log line cost.
+_JSON = json.JSONEncoder(default=repr)
+
+
+def render_json(_: Any, __: str, event: EventDict) -> str:
+    """One JSON object (what structlog's JSONRenderer writes): a value JSON has no
+    form for is written as its repr."""
+    return _JSON.encode(event)
 
 
 def _stamp(_: Any, __: str, event: EventDict) -> EventDict:
