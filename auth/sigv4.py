@@ -122,7 +122,7 @@ def _sha256_hex(data: bytes) -> str:
 
 
 def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.new(key, msg.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+    return hmac.digest(key, msg.encode("utf-8", "surrogateescape"), "sha256")
 
 
 @lru_cache(maxsize=256)
@@ -236,8 +236,10 @@ def _malformed(presigned: bool, detail: str, **fields: str) -> AuthFailure:
     return AuthFailure("AuthorizationHeaderMalformed", message, **fields)
 
 
+@lru_cache(maxsize=256)
 def _parse_credential(credential: str, region: str, presigned: bool) -> tuple[str, Scope]:
-    """Split `AK/date/region/service/aws4_request` and check it names this endpoint."""
+    """Split `AK/date/region/service/aws4_request` and check it names this endpoint.
+    Cached (a refusal is not): a client's requests of one day all name the same."""
     parts = credential.rsplit("/", 4)
     if len(parts) != 5 or not parts[0] or not _SCOPE_DATE.fullmatch(parts[1]):
         raise _malformed(
@@ -313,13 +315,14 @@ def _iso(moment: datetime) -> str:
 def _check_unsigned_headers(headers: Sequence[Header] | HeaderTable, signed: Sequence[str]) -> None:
     """Refuse unsigned `x-amz-*` headers (else anyone holding a signed request could add
     x-amz-copy-source or x-amz-acl) and an unsigned host, as AWS does (AccessDenied)."""
-    present = header_table(headers)
-    missing = sorted(({n for n in present if n.startswith("x-amz-")} | {"host"}) - set(signed))
+    missing = [n for n in header_table(headers) if n.startswith("x-amz-") and n not in signed]
+    if "host" not in signed:
+        missing.append("host")
     if missing:
         raise AuthFailure(
             "AccessDenied",
             "There were headers present in the request which were not signed",
-            HeadersNotSigned=", ".join(missing),
+            HeadersNotSigned=", ".join(sorted(missing)),
         )
 
 
@@ -413,7 +416,7 @@ def verify_header_auth(
             ArgumentName="x-amz-content-sha256",
         )
     _check_unsigned_headers(headers, signed)
-    query = canonical_query(parse_query(raw_query))
+    query = canonical_query(parse_query(raw_query)) if raw_query else ""
     canonical = canonical_request(method, raw_path, query, headers, signed, payload_hash)
     to_sign = string_to_sign(amz_date, scope, canonical)
     key = _signing_key_if_valid(lookup, access_key, scope, to_sign, signature)

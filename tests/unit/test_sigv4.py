@@ -586,6 +586,32 @@ def test_host_must_be_signed() -> None:
     assert failure.value.fields["HeadersNotSigned"] == "host"
 
 
+def test_every_unsigned_header_is_named_in_order() -> None:
+    now = datetime.now(UTC)
+    headers = [
+        ("Host", "h"),
+        ("x-amz-date", now.strftime("%Y%m%dT%H%M%SZ")),
+        ("x-amz-content-sha256", sigv4.EMPTY_SHA256),
+        ("X-Amz-Tagging", "a=b"),
+        ("x-amz-acl", "public-read"),
+        ("content-type", "text/plain"),  # not x-amz-*: may go unsigned
+    ]
+    request = _self_signed(headers, ["x-amz-content-sha256", "x-amz-date"], now)
+    with pytest.raises(AuthFailure) as failure:
+        _check(request)
+    assert failure.value.fields["HeadersNotSigned"] == "host, x-amz-acl, x-amz-tagging"
+
+
+def test_a_refused_credential_is_refused_again() -> None:
+    """The credential's parse is cached; its refusals are not, and each names the fault."""
+    for _ in range(2):
+        with pytest.raises(AuthFailure) as failure:
+            sigv4._parse_credential("AK/20260101/eu-west-1/s3/aws4_request", "us-east-1", False)
+        assert failure.value.fields == {"Region": "us-east-1"}
+    good = sigv4._parse_credential("AK/20260101/us-east-1/s3/aws4_request", "us-east-1", False)
+    assert good == ("AK", sigv4.Scope("20260101", "us-east-1"))
+
+
 def test_presigned_url_dated_in_the_future_is_not_valid_yet(presigned: dict) -> None:
     assert _code(presigned, now=datetime.now(UTC) - timedelta(minutes=16)) == "AccessDenied"
     _check(presigned, now=datetime.now(UTC) - timedelta(minutes=14))  # tolerated clock skew
