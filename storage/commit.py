@@ -71,6 +71,8 @@ class TempArea:
 
     def path(self, suffix: str) -> str:
         """A fresh name in this process's own directory (a counter: no syscall)."""
+        if not self.dir:  # else the name would be relative: a file in the working directory
+            raise RuntimeError("the store's temp area is not open")
         return os.path.join(self.dir, f"{next(self._names):x}{suffix}")
 
     @contextlib.contextmanager

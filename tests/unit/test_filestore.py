@@ -13,7 +13,7 @@ import pytest
 
 from shoal.storage import errors
 from shoal.storage.backend import ObjectWrite
-from shoal.storage.commit import Commit
+from shoal.storage.commit import Commit, TempArea
 from shoal.storage.diskio import object_lock_name
 from shoal.storage.filestore import FileStore
 from shoal.storage.keys import key_path
@@ -502,3 +502,16 @@ async def test_listing_cache_sees_writes_and_deletes_between_pages(store: FileSt
     assert await _page_keys(store, "") == []
     await store.put_object("bucket", "d/z", chunks(b"z"), ObjectWrite())
     assert await _page_keys(store, "") == ["d/z"]
+
+
+def test_a_temp_name_before_the_temp_area_opens_is_refused(tmp_path: Path) -> None:
+    """It would be relative: an object's bytes would land in the working directory."""
+    area = TempArea(str(tmp_path / ".tmp"))
+    with pytest.raises(RuntimeError, match="not open"):
+        area.path(".data")
+    area.open()
+    try:
+        assert os.path.dirname(area.path(".data")) == area.dir
+        assert area.dir.startswith(str(tmp_path / ".tmp"))
+    finally:
+        area.close()
