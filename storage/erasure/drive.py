@@ -81,7 +81,7 @@ RECORD_SUFFIX = ".metadata.json"
 #: Records of up to this many entries leave their summaries to the listing cache when
 #: written (a versioned key's longer ones are summed up when next listed).
 WRITE_THROUGH = 8
-#: The record bytes whose parsed newest entries a drive keeps for GETs
+#: The record bytes whose parsed entries a drive keeps for GETs and overwrites
 #: (storage.erasure.summaries): a small object's record (its shard inline) is some
 #: 2 KiB, so about 2,000 of those; in memory, parsed, about three times as much.
 NEWEST_BYTES = 4 << 20
@@ -90,11 +90,15 @@ FileStamp = tuple[int, int, int]
 
 
 class KnownRecord(NamedTuple):
-    """A record file as this drive last read or wrote it (see _newest)."""
+    """A record file as this drive last read or wrote it (see _newest and _fresh)."""
 
     stamp: FileStamp
     head: tuple[VersionRecord, ...]  # its entries, newest first: what a plain read answers
     history: tuple[Segment, ...]
+
+    @classmethod
+    def of(cls, st: os.stat_result | Written, record: KeyRecord) -> KnownRecord:
+        return cls(_stamp(st), tuple(record.head), tuple(record.history))
 
 
 #: Replicated records holding secrets (storage/erasure/accounts.py), written mode 0600.
@@ -317,7 +321,7 @@ class LocalDrive:
         self.listings = ListingCache()
         #: Records' summaries kept between listing pages (storage.erasure.summaries).
         self.summaries = SummaryCache()
-        #: Records' parsed newest entries, for GETs (see _newest).
+        #: Records as last read or written, parsed, for GETs and overwrites (see _newest).
         self.newest: RecordCache[KnownRecord] = RecordCache(NEWEST_BYTES)
         #: mtime (ns) of this process's stamp file: everything this process writes is at
         #: least as new (see _sweep). Set by the first call that finds the drive.
@@ -696,8 +700,7 @@ class LocalDrive:
         if st is None:
             self.newest.forget(path)
             return
-        known = KnownRecord(_stamp(st), tuple(record.head), tuple(record.history))
-        self.newest.replace(path, known, weight=st.st_size)
+        self.newest.replace(path, KnownRecord.of(st, record), weight=st.st_size)
 
     def _key_record(self, path: str, known: KnownRecord | None = None) -> KeyRecord:
         """The record at `path`, made from `known` (what the drive kept of it) if given,
@@ -714,7 +717,8 @@ class LocalDrive:
         caller looked already), if the file is still the one it came from (`st`: its
         stat, if the caller has it). An overwrite then stats its record instead of
         reading and parsing it: that was a third of a drive's work for a small PUT."""
-        known = known or self.newest.peek(path)
+        if known is None:
+            known = self.newest.peek(path)
         if known is None:
             return None
         if st is None:
@@ -956,7 +960,7 @@ class LocalDrive:
             return list(known.head)
         generation = self.newest.generation  # before the record, never after
         record = self._key_record(path)
-        known = KnownRecord(_stamp(st), tuple(record.head), tuple(record.history))
+        known = KnownRecord.of(st, record)
         self.newest.put(path, generation, known, weight=st.st_size)
         return list(known.head)
 

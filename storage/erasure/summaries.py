@@ -20,9 +20,9 @@ RecordCache of its own bounded by the records' bytes: a 1 GiB object's record li
 record holds its shard (records.py: inline), and opening and parsing it on each of
 the k drives a GET asks is most of that GET's time. A write through the drive hands
 its record's new entries over (`replace`), so even the first GET after a PUT parses
-nothing. Those are also checked against the record file's inode, mtime and size (one
-stat), so not even a drive folder swapped behind the drive's back serves entries its
-files no longer have.
+nothing, and neither does the next overwrite of the key. Those are also checked against
+the record file's inode, mtime and size (one stat), so not even a drive folder swapped
+behind the drive's back serves entries its files no longer have.
 """
 
 from __future__ import annotations
