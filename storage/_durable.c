@@ -37,6 +37,20 @@ static int write_all(int fd, const char *buf, Py_ssize_t len) {
     return 0;
 }
 
+/* (GIL released.) A new file (it must not exist) holding `len` bytes of `buf`, fsynced if
+ * `sync`, its stat in `st`; removed again if a step after its creation fails.
+ * Returns 0 or the errno. */
+static int create_file(const char *path, const char *buf, Py_ssize_t len, int mode, int sync,
+                       struct stat *st) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) return errno;
+    int err = 0;
+    if (write_all(fd, buf, len) < 0 || (sync && fsync(fd) < 0) || fstat(fd, st) < 0) err = errno;
+    if (close(fd) < 0 && !err) err = errno;
+    if (err) unlink(path);
+    return err;
+}
+
 static int sync_folder_of(const char *path) {
     const char *slash = strrchr(path, '/');
     size_t len = slash == NULL ? 0 : (size_t)(slash - path);
@@ -97,17 +111,9 @@ static PyObject *durable_create(PyObject *self, PyObject *args) {
     }
     const char *path = PyBytes_AS_STRING(path_obj);
     struct stat st;
-    int err = 0;
+    int err;
     Py_BEGIN_ALLOW_THREADS
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) {
-        err = errno;
-    } else {
-        if (write_all(fd, data.buf, data.len) < 0 || (sync && fsync(fd) < 0) || fstat(fd, &st) < 0)
-            err = errno;
-        if (close(fd) < 0 && !err) err = errno;
-        if (err) unlink(path);
-    }
+    err = create_file(path, data.buf, data.len, mode, sync, &st);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&data);
     PyObject *result = err ? raise_at(err, AT_FIRST, path_arg, NULL) : stamp_of(&st);
@@ -135,25 +141,16 @@ static PyObject *durable_replace(PyObject *self, PyObject *args) {
     int err = 0;
     enum where at = AT_NONE;
     Py_BEGIN_ALLOW_THREADS
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) {
-        err = errno;
+    err = create_file(tmp, data.buf, data.len, mode, 1, &st);
+    if (err) {
         at = AT_FIRST;
-    } else {
-        if (write_all(fd, data.buf, data.len) < 0 || fsync(fd) < 0 || fstat(fd, &st) < 0) err = errno;
-        if (close(fd) < 0 && !err) err = errno;
-        if (!err && rename(tmp, target) < 0) {
-            err = errno;
-            at = AT_SECOND;
-        } else if (err) {
-            at = AT_FIRST;
-        }
-        if (err) {
-            unlink(tmp);
-        } else if (sync_folder && sync_folder_of(target) < 0) {
-            err = errno;
-            at = AT_FOLDER;
-        }
+    } else if (rename(tmp, target) < 0) {
+        err = errno;
+        at = AT_SECOND;
+        unlink(tmp);
+    } else if (sync_folder && sync_folder_of(target) < 0) {
+        err = errno;
+        at = AT_FOLDER;
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&data);

@@ -454,9 +454,7 @@ class LocalDrive:
             tmp = f"{target}{suffix}.{token}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                view = memoryview(body)
-                while view:
-                    view = view[os.write(fd, view) :]
+                durable.write_all(fd, body)
                 if sync:
                     os.fdatasync(fd)
             except BaseException:
