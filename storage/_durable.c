@@ -237,11 +237,105 @@ static PyObject *durable_sync(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* sequence(steps) -> None: the steps in order, with the GIL released once, stopping at
+ * the first that fails. Each step is a tuple:
+ *   (0, path, data, sync)    create: a new file holding `data`, fsynced if `sync`;
+ *   (1, path, None, folder)  sync: open, fsync, close (O_DIRECTORY when `folder`);
+ *   (2, src, dst, None)      rename src over dst.
+ * The failing step's error is raised naming its path(s); the steps before it stay done
+ * (a file a failed create made is removed, as create() does). */
+#define MAX_STEPS 8
+enum step_kind { STEP_CREATE = 0, STEP_SYNC = 1, STEP_RENAME = 2 };
+
+struct step {
+    int kind, flag;
+    PyObject *first_arg, *second_arg; /* borrowed from the steps tuple */
+    PyObject *first, *second;         /* encoded paths (owned) */
+    Py_buffer data;
+    int has_data;
+};
+
+static void release_steps(struct step *steps, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_XDECREF(steps[i].first);
+        Py_XDECREF(steps[i].second);
+        if (steps[i].has_data) PyBuffer_Release(&steps[i].data);
+    }
+}
+
+static int parse_step(PyObject *item, struct step *st) {
+    PyObject *first, *second, *flag;
+    memset(st, 0, sizeof(*st));
+    if (!PyArg_ParseTuple(item, "iOOO:step", &st->kind, &first, &second, &flag)) return -1;
+    st->first_arg = first;
+    if (!PyUnicode_FSConverter(first, &st->first)) return -1;
+    if (st->kind == STEP_CREATE) {
+        if (PyObject_GetBuffer(second, &st->data, PyBUF_SIMPLE) < 0) return -1;
+        st->has_data = 1;
+    } else if (st->kind == STEP_RENAME) {
+        st->second_arg = second;
+        if (!PyUnicode_FSConverter(second, &st->second)) return -1;
+        return 0;
+    } else if (st->kind != STEP_SYNC) {
+        PyErr_Format(PyExc_ValueError, "unknown step kind %d", st->kind);
+        return -1;
+    }
+    st->flag = PyObject_IsTrue(flag);
+    return st->flag < 0 ? -1 : 0;
+}
+
+/* (GIL released.) One step; returns 0 or the errno. */
+static int run_step(const struct step *st) {
+    const char *first = PyBytes_AS_STRING(st->first);
+    if (st->kind == STEP_CREATE) {
+        struct stat unused;
+        return create_file(first, st->data.buf, st->data.len, 0644, st->flag, &unused);
+    }
+    if (st->kind == STEP_RENAME) return rename(first, PyBytes_AS_STRING(st->second)) < 0 ? errno : 0;
+    int fd = open(first, O_RDONLY | O_CLOEXEC | (st->flag ? O_DIRECTORY : 0));
+    if (fd < 0) return errno;
+    int err = fsync(fd) < 0 ? errno : 0;
+    close(fd);
+    return err;
+}
+
+static PyObject *durable_sequence(PyObject *self, PyObject *args) {
+    PyObject *items;
+    if (!PyArg_ParseTuple(args, "O!:sequence", &PyTuple_Type, &items)) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(items);
+    if (n > MAX_STEPS) return PyErr_Format(PyExc_ValueError, "at most %d steps", MAX_STEPS);
+    struct step steps[MAX_STEPS];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (parse_step(PyTuple_GET_ITEM(items, i), &steps[i]) < 0) {
+            release_steps(steps, i + 1);
+            return NULL;
+        }
+    }
+    int err = 0;
+    Py_ssize_t failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (; failed < n; failed++) {
+        if ((err = run_step(&steps[failed])) != 0) break;
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *result = Py_None;
+    if (err) {
+        const struct step *st = &steps[failed];
+        result = st->kind == STEP_RENAME ? raise_at(err, AT_SECOND, st->first_arg, st->second_arg)
+                                         : raise_at(err, AT_FIRST, st->first_arg, NULL);
+    } else {
+        Py_INCREF(result);
+    }
+    release_steps(steps, n);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"create", durable_create, METH_VARARGS, "create(path, data, mode, sync) -> stamp"},
     {"replace", durable_replace, METH_VARARGS, "replace(tmp, target, data, mode, sync_folder) -> stamp"},
     {"read", durable_read, METH_VARARGS, "read(path) -> bytes"},
     {"sync", durable_sync, METH_VARARGS, "sync(path, folder) -> None"},
+    {"sequence", durable_sequence, METH_VARARGS, "sequence(steps) -> None"},
     {NULL, NULL, 0, NULL},
 };
 

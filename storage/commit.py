@@ -26,18 +26,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from shoal.storage import journal
+from shoal.storage import durable, journal
 from shoal.storage.diskio import (
     StripedLocks,
     data_matches,
     fsync_dir,
-    fsync_path,
     makedirs_below,
     read_json,
     rmtree_quiet,
     spread_subfolders,
     unlink_quiet,
-    write_bytes_durably,
+    write_decision,
 )
 from shoal.storage.errors import NoSuchBucket
 from shoal.storage.journal import PLAN_SUFFIX
@@ -173,14 +172,25 @@ def decide_and_apply(
     """
     decided = temp.path(".commit")
     try:
-        write_bytes_durably(decided, payload)
-        if not data_synced:
-            fsync_path(commit.data_tmp)
-        fsync_dir(temp.dir)
+        write_decision(decided, payload, None if data_synced else commit.data_tmp)
     except BaseException:
         unlink_quiet(decided)
         unlink_quiet(commit.data_tmp)
         raise
+    if commit.upload_dir is None:
+        # The common case in one release of the GIL: data and record into place, their
+        # folder fsynced. If the data's folders went away (a delete emptied them), the
+        # steps below re-create them and go on.
+        try:
+            durable.sequence(
+                durable.Rename(commit.data_tmp, commit.data),
+                durable.Rename(decided, commit.meta),
+                durable.Sync(os.path.dirname(commit.meta), folder=True),
+            )
+            return None
+        except FileNotFoundError:
+            if not os.path.exists(commit.data_tmp):
+                raise
     try:
         _move_data(commit)
     except NoSuchBucket:

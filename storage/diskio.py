@@ -33,10 +33,6 @@ def fsync_dir(path: str) -> None:
     durable.sync(path, folder=True)
 
 
-def fsync_path(path: str) -> None:
-    durable.sync(path, folder=False)
-
-
 # <linux/fs.h>: inode flags (chattr's), and the one that makes ext4 spread subfolders.
 _FS_IOC_GETFLAGS = 0x80086601
 _FS_IOC_SETFLAGS = 0x40086602
@@ -72,9 +68,17 @@ def spread_subfolders(path: str) -> None:
         os.close(fd)
 
 
-def write_bytes_durably(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Create `path` (must not exist) with `data`, fsynced (`mode`: 0o600 for secrets)."""
-    durable.create(path, data, mode, sync=True)
+def write_decision(path: str, record: bytes, unsynced: str | None) -> None:
+    """A write's decision (storage.commit, storage.journal): `record` written whole and
+    fsynced as the new file `path`, then the data file `unsynced` (if any) fsynced, then
+    the record's folder, so the record can be found after a crash. One release of the
+    GIL for all of it: each release is a hand-over when the loop and other threads want
+    the GIL too (storage.durable)."""
+    steps: list[durable.Step] = [durable.Create(path, record)]
+    if unsynced is not None:
+        steps.append(durable.Sync(unsynced, folder=False))
+    steps.append(durable.Sync(os.path.dirname(path), folder=True))
+    durable.sequence(*steps)
 
 
 def replace_atomically(path: str, data: bytes, tmp_dir: str, mode: int = 0o644) -> Written:

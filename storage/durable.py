@@ -113,6 +113,56 @@ def sync(path: str, *, folder: bool) -> None:
         os.close(fd)
 
 
+class Create(NamedTuple):
+    """A step: a new file (it must not exist) holding `data`, fsynced if `sync`."""
+
+    path: str
+    data: bytes
+    sync: bool = True
+
+
+class Sync(NamedTuple):
+    """A step: fsync the file or, if `folder`, the folder at `path`."""
+
+    path: str
+    folder: bool
+
+
+class Rename(NamedTuple):
+    """A step: rename `src` over `dst`."""
+
+    src: str
+    dst: str
+
+
+Step = Create | Sync | Rename
+
+
+def sequence(*steps: Step) -> None:
+    """The steps in order, in one release of the GIL, stopping at the first that fails
+    and raising its error (naming its path, as os does); the steps before it stay done.
+    A commit's decision and its application are such sequences (storage.commit)."""
+    if _c is not None:
+        _c.sequence(tuple(_encoded(step) for step in steps))
+        return
+    for step in steps:
+        if isinstance(step, Create):
+            create(step.path, step.data, sync=step.sync)
+        elif isinstance(step, Sync):
+            sync(step.path, folder=step.folder)
+        else:
+            os.replace(step.src, step.dst)
+
+
+def _encoded(step: Step) -> tuple[int, str, object, object]:
+    """The C module's form of a step: (kind, path, data or second path, flag)."""
+    if isinstance(step, Create):
+        return (0, step.path, step.data, step.sync)
+    if isinstance(step, Sync):
+        return (1, step.path, None, step.folder)
+    return (2, step.src, step.dst, None)
+
+
 def write_all(fd: int, data: bytes) -> None:
     """All of `data` to `fd` (a write may take less than it is given)."""
     view = memoryview(data)

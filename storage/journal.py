@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING, Any
 from shoal.storage.diskio import (
     data_matches,
     fsync_dir,
-    fsync_path,
     makedirs_below,
     read_json,
     unlink_quiet,
-    write_bytes_durably,
+    write_decision,
 )
 from shoal.storage.errors import NoSuchBucket
 from shoal.storage.records import dumps
@@ -123,10 +122,8 @@ def decide(
     lock held. NoSuchBucket if the bucket went away meanwhile (the plan is dropped)."""
     decided = temp.path(PLAN_SUFFIX)
     try:
-        write_bytes_durably(decided, dumps({**record, "plan": plan.to_dict(root)}))
-        if not data_synced and plan.data_tmp is not None:
-            fsync_path(plan.data_tmp)
-        fsync_dir(temp.dir)
+        payload = dumps({**record, "plan": plan.to_dict(root)})
+        write_decision(decided, payload, None if data_synced else plan.data_tmp)
     except BaseException:
         unlink_quiet(decided)
         if plan.data_tmp is not None:

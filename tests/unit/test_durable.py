@@ -121,6 +121,49 @@ def test_sync_takes_files_and_folders(durable_impl: str, tmp_path) -> None:
     assert info.value.filename == str(tmp_path / "missing")
 
 
+def test_sequence_runs_its_steps_in_order(durable_impl: str, tmp_path) -> None:
+    record, data = tmp_path / "record", tmp_path / "data"
+    data.write_bytes(b"body")
+    target = tmp_path / "sub"
+    target.mkdir()
+    (target / "record").write_bytes(b"old")
+    durable.sequence(
+        durable.Create(str(record), b"new record"),
+        durable.Sync(str(data), folder=False),
+        durable.Sync(str(tmp_path), folder=True),
+        durable.Rename(str(data), str(target / "data")),
+        durable.Rename(str(record), str(target / "record")),
+        durable.Sync(str(target), folder=True),
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub"]
+    assert (target / "record").read_bytes() == b"new record"
+    assert (target / "data").read_bytes() == b"body"
+    durable.sequence()  # nothing to do
+
+
+def test_sequence_stops_at_the_failing_step_and_names_its_paths(
+    durable_impl: str, tmp_path
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    missing, dst = str(tmp_path / "missing"), str(tmp_path / "dst")
+    with pytest.raises(FileNotFoundError) as info:
+        durable.sequence(
+            durable.Create(str(first), b"1"),
+            durable.Rename(missing, dst),
+            durable.Create(str(second), b"2"),
+        )
+    assert (info.value.filename, info.value.filename2) == (missing, dst)
+    assert first.read_bytes() == b"1"  # done before the failure: it stays
+    assert not second.exists()  # after it: not run
+    with pytest.raises(FileExistsError) as info:
+        durable.sequence(durable.Create(str(first), b"again"))
+    assert info.value.filename == str(first)
+    assert first.read_bytes() == b"1"
+    with pytest.raises(NotADirectoryError) as info:
+        durable.sequence(durable.Sync(str(first), folder=True))
+    assert info.value.filename == str(first)
+
+
 def test_other_threads_run_while_a_call_waits_in_the_kernel(durable_impl: str, tmp_path) -> None:
     """The calls release the GIL while they wait: reading a FIFO blocks in open() until
     a writer comes, and the writer is a Python thread, which could not run otherwise."""
