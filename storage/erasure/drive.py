@@ -600,8 +600,9 @@ class LocalDrive:
     # -- object records --------------------------------------------------------------
 
     def _record_path(self, bucket: str, key: str) -> tuple[str, str, tuple[str, ...]]:
-        """(record path, bucket data dir, directories between them)."""
-        self._require_root()
+        """(record path, bucket data dir, directories between them). No system call:
+        a caller that may find no record calls _require_root first, so a vanished
+        drive is a fault, not a missing key; one that finds the file needs no check."""
         kp = key_path(key)
         bucket_dir = os.path.join(self.root, "data", bucket)
         return kp.meta_path(bucket_dir), bucket_dir, kp.dirs
@@ -629,6 +630,7 @@ class LocalDrive:
         below: Rank | None = None,
         limit: int = 0,
     ) -> list[VersionRecord]:
+        self._require_root()
         record = self._key_record(self._record_path(bucket, key)[0])
         if everything:
             return record.everything()
@@ -658,7 +660,10 @@ class LocalDrive:
     ) -> list[VersionRecord]:
         path, bucket_dir, dirs = self._record_path(bucket, key)
         with self._locks.hold(object_lock_name(bucket, key)):
-            record = self._key_record(path, self._fresh(path))
+            known = self._fresh(path)
+            if known is None:
+                self._require_root()
+            record = self._key_record(path, known)
             if add is not None:
                 add = record.keeping_inline(add)
                 if record.empty:  # else its folders hold the record file: they are there
@@ -816,7 +821,7 @@ class LocalDrive:
         system call here is a stat of a record this process read or wrote lately, its
         inode in the kernel's cache; [] when the drive surely holds no record for the
         key (_absent). None: take the thread."""
-        path = key_path(key).meta_path(os.path.join(self.root, "data", bucket))
+        path = self._record_path(bucket, key)[0]
         known = self.newest.peek(path)
         if known is None:
             return [] if self._absent(path) else None

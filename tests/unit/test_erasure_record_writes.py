@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal.storage.erasure.drive import DriveError
 from shoal.storage.erasure.history import KeyRecord
 from shoal.storage.keys import key_path
 from tests.unit.test_erasure_store import BUCKET, Cluster, N, body, cluster, put, read
@@ -120,3 +121,27 @@ async def test_a_record_replaced_behind_the_drive_is_read_again(
     for d in c.local:
         ids = [e.version_id for e in await d.read_object(BUCKET, "k", everything=True)]
         assert ids == [third, first.version_id]
+
+
+async def test_a_drive_whose_folder_vanished_is_a_fault_though_it_kept_the_record(
+    cluster: Cluster, durable_impl: str
+) -> None:
+    """The record a drive keeps parsed spares an overwrite the check that the drive's
+    folder is there (the record's stat shows it); a vanished folder (an unmounted disk)
+    is still a fault, not a missing key, and nothing is made again on the disk
+    underneath."""
+    c = cluster
+    await put(c.store, "k", body(4096, seed=11))
+    drive = c.local[0]
+    assert drive.known(BUCKET, "k") is not None  # kept: an overwrite would not read it
+    root = Path(drive.root)
+    root.rename(root.with_name(root.name + ".unmounted"))
+    with pytest.raises(DriveError, match="is missing"):
+        await drive.update_object(BUCKET, "k", drop=[("unknown", "unknown")])
+    with pytest.raises(DriveError, match="is missing"):
+        await drive.read_object(BUCKET, "k")
+    assert drive.known(BUCKET, "k") is None  # the kept record no longer answers
+    data = body(4096, seed=12)
+    await put(c.store, "k", data)  # the other drives make the quorum
+    assert await read(c.store, "k") == data
+    assert not root.exists()
