@@ -679,11 +679,10 @@ class LocalDrive:
             else:
                 record.save()
                 self._remember_newest(path, record)
-            if record.empty or len(record.written) > WRITE_THROUGH:
+            if record.empty or len(record.head) > WRITE_THROUGH:
                 self.summaries.forget(path)
             else:
-                written = [RecordSummary.of_stored(v) for v in record.written]
-                self.summaries.replace(path, written)
+                self.summaries.replace(path, [v.summary for v in record.head])
             for entry in () if keep_data else gone:
                 if not entry.is_inline:  # an inline version has no folder
                     rmtree_quiet(os.path.join(record.folder, entry.vid))

@@ -106,8 +106,6 @@ class KeyRecord:
     write: Callable[[str, bytes], Written]
     head: list[VersionRecord] = dataclasses.field(default_factory=list)
     history: list[Segment] = dataclasses.field(default_factory=list)
-    #: The head's entries as `save` last wrote them (what a listing reads back).
-    written: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     #: The record file as `save` last wrote it (its stat), None before.
     saved: Written | None = None
 
@@ -262,11 +260,8 @@ class KeyRecord:
         self._rewrite(widened, entries)
 
     def _write_record(self) -> None:
-        self.written = [v.to_dict() for v in self.head]
-        stored: dict[str, Any] = {"format": 1, "versions": self.written}
-        if self.history:
-            stored["history"] = [s.to_dict() for s in self.history]
-        self.saved = self.write(self.path, dumps(stored))
+        history = [s.to_dict() for s in self.history] if self.history else None
+        self.saved = self.write(self.path, encode(self.head, history))
 
     def _rewrite(self, seg: Segment, entries: list[VersionRecord]) -> None:
         """Replace a segment's entries and recount its summary (the record is written
@@ -281,11 +276,21 @@ class KeyRecord:
             unlink_quiet(self._file(seg))
 
     def _write(self, path: str, entries: Sequence[VersionRecord]) -> None:
-        stored = {"format": 1, "versions": [v.to_dict() for v in entries]}
-        self.write(path, dumps(stored))
+        self.write(path, encode(entries))
 
     def _file(self, seg: Segment) -> str:
         return os.path.join(self.folder, seg.file)
+
+
+def encode(entries: Sequence[VersionRecord], history: list[dict[str, Any]] | None = None) -> bytes:
+    """A record (or, without `history`, a segment) as stored: the same bytes as
+    records.dumps of {"format": 1, "versions": [...], "history": [...]} (compact, keys
+    sorted), made from each entry's own encoding (VersionRecord.stored) so an entry is
+    encoded once, not at every write of its record."""
+    versions = b"[" + b",".join(e.stored for e in entries) + b"]"
+    if history is None:
+        return b'{"format":1,"versions":' + versions + b"}"
+    return b'{"format":1,"history":' + dumps(history) + b',"versions":' + versions + b"}"
 
 
 def _merged(entries: list[VersionRecord], add: VersionRecord) -> list[VersionRecord]:

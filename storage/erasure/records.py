@@ -59,12 +59,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from shoal.storage.backend import NULL_VERSION, ObjectMeta, PartInfo
 from shoal.storage.records import (
+    dumps,
     meta_from_dict,
     meta_to_dict,
     part_from_dict,
@@ -186,6 +188,24 @@ class VersionRecord:
     def live_meta(self) -> ObjectMeta:
         assert self.meta is not None and not self.deleted, "a delete marker has no object"
         return self.meta
+
+    @property
+    def stored(self) -> bytes:
+        """This entry as a record file holds it (records.dumps of to_dict)."""
+        return self._encoded[0]
+
+    @property
+    def summary(self) -> RecordSummary:
+        """What a listing reads of this entry (RecordSummary.of_stored of to_dict)."""
+        return self._encoded[1]
+
+    @functools.cached_property
+    def _encoded(self) -> tuple[bytes, RecordSummary]:
+        """`stored` and `summary`, made once from one to_dict: an overwrite keeps the
+        version it replaced in the record until the next write (storage.erasure.commits),
+        and each record write encoded and summarised both again."""
+        d = self.to_dict()
+        return dumps(d), RecordSummary.of_stored(d)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

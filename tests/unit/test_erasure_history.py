@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from shoal.storage.backend import NULL_VERSION, ObjectMeta
 from shoal.storage.erasure import history
 from shoal.storage.erasure.drive import LocalDrive
-from shoal.storage.erasure.history import SEGMENT_PREFIX, KeyRecord, read_stored
-from shoal.storage.erasure.records import VersionRecord
-from shoal.storage.records import now
+from shoal.storage.erasure.history import SEGMENT_PREFIX, KeyRecord, Segment, encode, read_stored
+from shoal.storage.erasure.records import PartLayout, VersionRecord
+from shoal.storage.records import dumps, loads, now
 
 BUCKET = "b"
 KEY = "k"
@@ -93,6 +93,10 @@ def check_layout(drive: LocalDrive, model: dict[str, VersionRecord]) -> None:
     files = {p.name for p in folder.iterdir()} if folder.exists() else set()
     assert {f for f in files if f.startswith(SEGMENT_PREFIX)} == {s.file for s in record.history}
     assert record.names() >= {e.vid for e in want}
+    # Record and segments are written as records.dumps writes them (history.encode).
+    for file in [Path(path), *(folder / s.file for s in record.history)]:
+        data = file.read_bytes()
+        assert data == dumps(loads(data))
 
 
 def check_window(drive: LocalDrive, model: dict[str, VersionRecord]) -> None:
@@ -168,3 +172,25 @@ def test_a_put_rewrites_a_bounded_record(tmp_path: Path) -> None:
         assert len(drive._read_object(BUCKET, KEY, everything=True)) == 200
     finally:
         drive.close()
+
+
+def test_a_record_is_encoded_as_dumps_encodes_it() -> None:
+    """history.encode joins the entries' own encodings: the bytes are those of
+    records.dumps of the whole record, for every kind of entry and with history."""
+    meta = ObjectMeta(
+        key="ключ/ü", size=5, etag="e", last_modified=now(whole_seconds=True), version_id="v1"
+    )
+    entries = [
+        VersionRecord("v3", meta=meta, inline=b"\x00shard", committed="c3", revision=2),
+        VersionRecord.marker("v2"),
+        VersionRecord("v1", rot=3, meta=meta, parts=(PartLayout(0, 5, 4, ((1, 2), (3, 4))),)),
+    ]
+    segments = [Segment("~history-ab", ("a", "b"), ("c", "d"), 2, 1)]
+    for head in (entries, entries[1:], []):
+        versions = [e.to_dict() for e in head]
+        assert encode(head) == dumps({"format": 1, "versions": versions})
+        history_dicts = [s.to_dict() for s in segments]
+        assert encode(head, history_dicts) == dumps(
+            {"format": 1, "versions": versions, "history": history_dicts}
+        )
+    assert entries[0].stored is entries[0].stored  # encoded once
