@@ -83,7 +83,8 @@ RECORD_SUFFIX = ".metadata.json"
 WRITE_THROUGH = 8
 #: The record bytes whose parsed entries a drive keeps for GETs and overwrites
 #: (storage.erasure.summaries): a small object's record (its shard inline) is some
-#: 2 KiB, so about 2,000 of those; in memory, parsed, about three times as much.
+#: 2 KiB, so about 2,000 of those; in memory, parsed, about three times as much, four
+#: with the encoding a written entry keeps (VersionRecord.stored).
 NEWEST_BYTES = 4 << 20
 #: A record file as last seen: (inode, mtime ns, size).
 FileStamp = tuple[int, int, int]
