@@ -220,11 +220,12 @@ ACL_CONDITION_HEADERS = ("x-amz-acl", *GRANT_HEADERS)
 
 
 def mmap_threshold(config: Config) -> int:
-    """Where malloc switches to mmap (storage.memory): buffers up to 8 MiB come from
-    the heap, up to an erasure-coded node's chunk (plus room) on such a node."""
+    """Where malloc switches to mmap (storage.memory): an erasure-coded node's chunks
+    are mmapped, everything else up to 8 MiB comes from the heap."""
     if not config.cluster.enabled:
         return memory.MALLOC_MMAP_THRESHOLD
-    return memory.erasure_mmap_threshold(config.cluster.erasure.chunk_size_bytes)
+    erasure = config.cluster.erasure
+    return memory.erasure_mmap_threshold(erasure.chunk_size_bytes, erasure.data_shards)
 
 
 def make_accounts(config: Config) -> Accounts:

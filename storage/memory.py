@@ -12,14 +12,11 @@ MiB or more that the event loop's thread then frees.
   and after that chunk-sized buffers came from the heaps and stayed there.
   - Standalone: buffers up to 8 MiB (file reads) from the heap: the free of an mmapped
     one is a munmap, on the event loop's thread, in the request's path.
-  - Erasure-coded node (`erasure_mmap_threshold`): chunks and shards from the heap
-    (reused size for size). Chunks used to be mmapped, so that freed ones went back to
-    the OS; then every chunk's copy and encode faulted its pages in afresh (~2,500 page
-    faults per 4 MiB chunk against ~100; its encode took 4.7-4.9 ms instead of 1.0) and
-    a 256 MiB PUT ran at 215 against 274 MB/s (bench/ab.py erasure bigput). RSS growth
-    for a 1 GiB PUT then GET (bench/memory.py --erasure): 44-48 MiB, 42-44 with
-    chunks mmapped. A threshold below the shard size (512 KiB) cost 10-15 % of GET throughput
-    in page faults.
+  - Erasure-coded node (`erasure_mmap_threshold`): shards from the heap (reused size
+    for size), chunks mmapped, so freed ones go back to the OS. For a 1 GiB PUT then GET
+    (bench/memory.py --erasure) RSS growth fell from 61-93 MiB to ~41 MiB; a threshold
+    below the shard size (512 KiB) gave 29 MiB but cost 10-15 % of GET throughput in
+    page faults.
 - The heap gives memory back beyond 16 MiB of free space at its top (glibc's default:
   128 KiB, once the threshold is fixed): the largest buffers in flight stay, but not
   more. With 128 KiB, freeing a shard shrank the heap and the next read faulted it in
@@ -42,9 +39,9 @@ MALLOC_TRIM_THRESHOLD = 16 << 20
 _M_ARENA_MAX, _M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD = -8, -3, -1
 
 
-def erasure_mmap_threshold(chunk_size: int) -> int:
-    """Above a chunk (plus room): chunks and shards from the heap."""
-    return chunk_size + 256 * 1024
+def erasure_mmap_threshold(chunk_size: int, data_shards: int) -> int:
+    """Above a shard of a chunk (plus room), below the chunk itself."""
+    return min(chunk_size, chunk_size // data_shards + 256 * 1024)
 
 
 def tune_malloc(mmap_threshold: int = MALLOC_MMAP_THRESHOLD) -> list[str]:
