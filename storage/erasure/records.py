@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -192,20 +191,25 @@ class VersionRecord:
     @property
     def stored(self) -> bytes:
         """This entry as a record file holds it (records.dumps of to_dict)."""
-        return self._encoded[0]
+        return self._encoded()[0]
 
     @property
     def summary(self) -> RecordSummary:
         """What a listing reads of this entry (RecordSummary.of_stored of to_dict)."""
-        return self._encoded[1]
+        return self._encoded()[1]
 
-    @functools.cached_property
     def _encoded(self) -> tuple[bytes, RecordSummary]:
         """`stored` and `summary`, made once from one to_dict: an overwrite keeps the
         version it replaced in the record until the next write (storage.erasure.commits),
-        and each record write encoded and summarised both again."""
-        d = self.to_dict()
-        return dumps(d), RecordSummary.of_stored(d)
+        and each record write encoded and summarised both again. Kept in the instance's
+        __dict__ (it is frozen, so they never go stale), without functools.cached_property:
+        on Python 3.11 that takes one lock shared by every instance, and the six drive
+        threads of a PUT would queue on it. Two threads may both make it: equal values."""
+        made: tuple[bytes, RecordSummary] | None = self.__dict__.get("_encoding")
+        if made is None:
+            d = self.to_dict()
+            made = self.__dict__["_encoding"] = (dumps(d), RecordSummary.of_stored(d))
+        return made
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
