@@ -51,11 +51,22 @@ static int create_file(const char *path, const char *buf, Py_ssize_t len, int mo
     return err;
 }
 
+/* (GIL released.) open, fsync, close the file or (`folder`) folder at `path`.
+ * Returns 0 or the errno. */
+static int sync_path(const char *path, int folder) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (folder ? O_DIRECTORY : 0));
+    if (fd < 0) return errno;
+    int err = fsync(fd) < 0 ? errno : 0;
+    close(fd);
+    return err;
+}
+
+/* (GIL released.) sync_path of the folder holding `path`. Returns 0 or the errno. */
 static int sync_folder_of(const char *path) {
     const char *slash = strrchr(path, '/');
     size_t len = slash == NULL ? 0 : (size_t)(slash - path);
     char *folder = malloc(len + 2);
-    if (folder == NULL) return -1;
+    if (folder == NULL) return ENOMEM;
     if (slash == NULL) {
         strcpy(folder, ".");
     } else if (len == 0) {
@@ -64,14 +75,9 @@ static int sync_folder_of(const char *path) {
         memcpy(folder, path, len);
         folder[len] = '\0';
     }
-    int fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int err = sync_path(folder, 1);
     free(folder);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
+    return err;
 }
 
 static PyObject *stamp_of(const struct stat *st) {
@@ -148,8 +154,7 @@ static PyObject *durable_replace(PyObject *self, PyObject *args) {
         err = errno;
         at = AT_SECOND;
         unlink(tmp);
-    } else if (sync_folder && sync_folder_of(target) < 0) {
-        err = errno;
+    } else if (sync_folder && (err = sync_folder_of(target)) != 0) {
         at = AT_FOLDER;
     }
     Py_END_ALLOW_THREADS
@@ -222,15 +227,9 @@ static PyObject *durable_sync(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "Op:sync", &path_arg, &folder) || !PyUnicode_FSConverter(path_arg, &path_obj))
         return NULL;
     const char *path = PyBytes_AS_STRING(path_obj);
-    int err = 0;
+    int err;
     Py_BEGIN_ALLOW_THREADS
-    int fd = open(path, O_RDONLY | O_CLOEXEC | (folder ? O_DIRECTORY : 0));
-    if (fd < 0) {
-        err = errno;
-    } else {
-        if (fsync(fd) < 0) err = errno;
-        close(fd);
-    }
+    err = sync_path(path, folder);
     Py_END_ALLOW_THREADS
     PyObject *result = err ? raise_at(err, AT_FIRST, path_arg, NULL) : Py_NewRef(Py_None);
     Py_DECREF(path_obj);
@@ -292,11 +291,7 @@ static int run_step(const struct step *st) {
         return create_file(first, st->data.buf, st->data.len, 0644, st->flag, &unused);
     }
     if (st->kind == STEP_RENAME) return rename(first, PyBytes_AS_STRING(st->second)) < 0 ? errno : 0;
-    int fd = open(first, O_RDONLY | O_CLOEXEC | (st->flag ? O_DIRECTORY : 0));
-    if (fd < 0) return errno;
-    int err = fsync(fd) < 0 ? errno : 0;
-    close(fd);
-    return err;
+    return sync_path(first, st->flag);
 }
 
 static PyObject *durable_sequence(PyObject *self, PyObject *args) {

@@ -572,13 +572,18 @@ def test_date_header_stands_in_for_x_amz_date() -> None:
     assert _code(request, now=late) == "RequestTimeTooSkewed"
 
 
-def test_host_must_be_signed() -> None:
-    now = datetime.now(UTC)
-    headers = [
+def _dated(now: datetime) -> list[tuple[str, str]]:
+    """Host, x-amz-date and an empty payload's hash: the headers every request carries."""
+    return [
         ("Host", "h"),
         ("x-amz-date", now.strftime("%Y%m%dT%H%M%SZ")),
         ("x-amz-content-sha256", sigv4.EMPTY_SHA256),
     ]
+
+
+def test_host_must_be_signed() -> None:
+    now = datetime.now(UTC)
+    headers = _dated(now)
     request = _self_signed(headers, ["x-amz-content-sha256", "x-amz-date"], now)
     with pytest.raises(AuthFailure) as failure:
         _check(request)
@@ -589,9 +594,7 @@ def test_host_must_be_signed() -> None:
 def test_every_unsigned_header_is_named_in_order() -> None:
     now = datetime.now(UTC)
     headers = [
-        ("Host", "h"),
-        ("x-amz-date", now.strftime("%Y%m%dT%H%M%SZ")),
-        ("x-amz-content-sha256", sigv4.EMPTY_SHA256),
+        *_dated(now),
         ("X-Amz-Tagging", "a=b"),
         ("x-amz-acl", "public-read"),
         ("content-type", "text/plain"),  # not x-amz-*: may go unsigned
