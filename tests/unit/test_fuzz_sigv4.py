@@ -16,6 +16,7 @@ Findings, each kept as a named example below:
 
 from __future__ import annotations
 
+import hmac
 import string
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode, urlsplit
@@ -445,3 +446,11 @@ def test_a_correct_chain_of_chunk_signatures_verifies(chunks: list) -> None:
         previous = sign(verified.signing_key, to_sign)
         verifier.verify_chunk(previous, data)
     assert verifier.previous == previous
+
+
+@given(st.binary(max_size=200), st.text(max_size=3000))
+def test_hmac_is_hmac_sha256(key: bytes, message: str) -> None:
+    """The GIL-keeping HMAC (sigv4._hmac) is plain HMAC-SHA256, for keys longer and
+    shorter than a block and messages either side of hashlib's 2 KiB threshold."""
+    raw = message.encode("utf-8", "surrogateescape")
+    assert sigv4._hmac(key, message) == hmac.digest(key, raw, "sha256")
