@@ -43,20 +43,15 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import google_crc32c
 
 from shoal.storage import durable
 from shoal.storage.diskio import (
-    StripedLocks,
     fsync_dir,
     makedirs,
-    makedirs_below,
-    missing,
-    object_lock_name,
     read_whole,
     remove_empty_parents,
     rmtree_quiet,
@@ -64,79 +59,28 @@ from shoal.storage.diskio import (
     unlink_quiet,
 )
 from shoal.storage.durable import Written
-from shoal.storage.erasure.history import KeyRecord, Segment, stored_entries
-from shoal.storage.erasure.records import Rank, RecordSummary, VersionRecord, visible
-from shoal.storage.erasure.summaries import RecordCache, SummaryCache
-from shoal.storage.keys import OBJECT_MARKER, decode_path, key_path
-from shoal.storage.listing import walk_page
+from shoal.storage.erasure.drivesweep import sweep_data, sweep_flat, sweep_uploads, walk_dirs
+from shoal.storage.erasure.drivetypes import CorruptShard as CorruptShard
+from shoal.storage.erasure.drivetypes import DriveError as DriveError
+from shoal.storage.erasure.drivetypes import DriveOffline as DriveOffline
+from shoal.storage.erasure.drivetypes import DrivePage as DrivePage
+from shoal.storage.erasure.drivetypes import DriveTimeout as DriveTimeout
+from shoal.storage.erasure.drivetypes import ShardMissing as ShardMissing
+from shoal.storage.erasure.drivetypes import ShardWrite as ShardWrite
+from shoal.storage.erasure.drivetypes import is_io_error as is_io_error
+from shoal.storage.erasure.localrecords import RECORD_SUFFIX, LocalRecords, shard_to_read
+from shoal.storage.erasure.records import Rank, VersionRecord
+from shoal.storage.keys import OBJECT_MARKER, key_path
 from shoal.storage.records import dumps, loads
 from shoal.storage.threads import Workers
-from shoal.storage.walk import ListingCache
 
 T = TypeVar("T")
 
 ROOT = ".smartstorage"
 FORMAT_FILE = "format.json"
-RECORD_SUFFIX = ".metadata.json"
-#: Records of up to this many entries leave their summaries to the listing cache when
-#: written (a versioned key's longer ones are summed up when next listed).
-WRITE_THROUGH = 8
-#: The record bytes whose parsed entries a drive keeps for GETs and overwrites
-#: (storage.erasure.summaries): a small object's record (its shard inline) is some
-#: 2 KiB, so about 2,000 of those; in memory, parsed, about three times as much, four
-#: with the encoding a written entry keeps (VersionRecord.stored).
-NEWEST_BYTES = 4 << 20
-#: A record file as last seen: (inode, mtime ns, size).
-FileStamp = tuple[int, int, int]
-
-
-class KnownRecord(NamedTuple):
-    """A record file as this drive last read or wrote it (see _newest and _fresh)."""
-
-    stamp: FileStamp
-    head: tuple[VersionRecord, ...]  # its entries, newest first: what a plain read answers
-    history: tuple[Segment, ...]
-
-    @classmethod
-    def of(cls, st: os.stat_result | Written, record: KeyRecord) -> KnownRecord:
-        return cls(_stamp(st), tuple(record.head), tuple(record.history))
-
 
 #: Replicated records holding secrets (storage/erasure/accounts.py), written mode 0600.
 SECRET_DOCS = "system/"
-
-
-class ShardMissing(Exception):
-    """The shard (or record) is not on this drive: a normal answer, not a drive fault."""
-
-
-class CorruptShard(Exception):
-    """The shard's bytes do not match their CRC32C: bit rot or a torn write."""
-
-
-class DriveError(Exception):
-    """The drive itself failed (I/O error, offline, too slow)."""
-
-
-class DriveOffline(DriveError):
-    pass
-
-
-class DriveTimeout(DriveError):
-    pass
-
-
-ShardWrite = tuple[str, bytes, int]  # (path, bytes, CRC32C)
-
-
-@dataclass
-class DrivePage:
-    """One page of a drive's keys: (key, version summaries newest first) and prefixes."""
-
-    keys: list[tuple[str, list[RecordSummary]]]
-    prefixes: list[str]
-    truncated: bool
-    last: str | None
 
 
 def object_dir(bucket: str, key: str) -> str:
@@ -318,12 +262,10 @@ class LocalDrive:
         self.exclusive = exclusive
         self.online = True  # (health is tracked above: Drive.online)
         self._workers = Workers(threads, "shoal-drive")
-        self._locks = StripedLocks(os.path.join(self.root, "locks"), stripes=64)
-        self.listings = ListingCache()
-        #: Records' summaries kept between listing pages (storage.erasure.summaries).
-        self.summaries = SummaryCache()
-        #: Records as last read or written, parsed, for GETs and overwrites (see _newest).
-        self.newest: RecordCache[KnownRecord] = RecordCache(NEWEST_BYTES)
+        #: Its object records, and what it keeps of them in memory.
+        self.records = LocalRecords(
+            self.root, require_root=self._require_root, ready=self._ready, replace=self._replace
+        )
         #: mtime (ns) of this process's stamp file: everything this process writes is at
         #: least as new (see _sweep). Set by the first call that finds the drive.
         self._opened_ns: int | None = None
@@ -336,7 +278,7 @@ class LocalDrive:
 
     def close(self) -> None:
         self._workers.close()
-        self._locks.close()
+        self.records.close()
         # A clean close leaves no file behind; a killed process's stamp is swept by the
         # next one like any other temp file older than its own.
         if self._stamp_path is not None:
@@ -358,6 +300,10 @@ class LocalDrive:
             raise DriveError(f"{self.path}: {ROOT} is missing (drive unmounted or removed?)")
         if self._opened_ns is None:
             self._stamp()
+
+    def _ready(self) -> bool:
+        """Whether the drive's folder is there and this process has stamped it."""
+        return self._opened_ns is not None and os.path.isdir(self.root)
 
     def _stamp(self) -> None:
         """Leave a file in tmp/ whose mtime, on the filesystem's own clock, precedes
@@ -518,8 +464,7 @@ class LocalDrive:
         secret = path.startswith(SECRET_DOCS)
         self._replace(target, data, 0o600 if secret else 0o644)
         if path.endswith(RECORD_SUFFIX):
-            self.summaries.forget(target)  # not how records are written, but if one is
-            self.newest.forget(target)
+            self.records.forget(target)  # not how records are written, but if one is
 
     async def delete(self, path: str) -> None:
         await self._run(self._delete, path)
@@ -537,12 +482,11 @@ class LocalDrive:
         except FileNotFoundError:
             return
         fsync_dir(os.path.dirname(target))
-        self.listings.bump()
+        self.records.listings.bump()
         if path.startswith("data/") and not any(
             part.endswith(OBJECT_MARKER) for part in path.split("/")
         ):
-            self.summaries.clear()  # a folder of records (a version folder holds none)
-            self.newest.clear()
+            self.records.forget_all()  # a folder of records (a version folder holds none)
         top = path.split("/", 2)
         if top[0] in ("data", "multipart") and len(top) == 3:
             remove_empty_parents(os.path.dirname(target), self._abs("/".join(top[:2])))
@@ -599,15 +543,6 @@ class LocalDrive:
             fsync_dir(data)
 
     # -- object records --------------------------------------------------------------
-
-    def _record_path(self, bucket: str, key: str) -> tuple[str, str, tuple[str, ...]]:
-        """(record path, bucket data dir, directories between them). No system call:
-        a caller that may find no record calls _require_root first, so a vanished
-        drive is a fault, not a missing key; one that finds the file needs no check."""
-        kp = key_path(key)
-        bucket_dir = os.path.join(self.root, "data", bucket)
-        return kp.meta_path(bucket_dir), bucket_dir, kp.dirs
-
     async def read_object(
         self,
         bucket: str,
@@ -618,24 +553,9 @@ class LocalDrive:
         limit: int = 0,
     ) -> list[VersionRecord]:
         plain = version_id is None and not everything and below is None and not limit
-        if plain and (known := self.known(bucket, key)) is not None:
+        if plain and (known := self.records.known(bucket, key)) is not None:
             return known
-        return await self._run(self._read_object, bucket, key, version_id, everything, below, limit)
-
-    def _read_object(
-        self,
-        bucket: str,
-        key: str,
-        version_id: str | None = None,
-        everything: bool = False,
-        below: Rank | None = None,
-        limit: int = 0,
-    ) -> list[VersionRecord]:
-        self._require_root()
-        record = self._key_record(self._record_path(bucket, key)[0])
-        if everything:
-            return record.everything()
-        return record.older(below, limit) if limit else record.window(version_id)
+        return await self._run(self.records.read, bucket, key, version_id, everything, below, limit)
 
     async def update_object(
         self,
@@ -647,89 +567,8 @@ class LocalDrive:
         keep_data: bool = False,
     ) -> list[VersionRecord]:
         return await self._run(
-            self._update_object, bucket, key, add, tuple(drop), drop_nulls_before, keep_data
+            self.records.update, bucket, key, add, tuple(drop), drop_nulls_before, keep_data
         )
-
-    def _update_object(
-        self,
-        bucket: str,
-        key: str,
-        add: VersionRecord | None,
-        drop: tuple[Rank, ...],
-        drop_nulls_before: str | None = None,
-        keep_data: bool = False,
-    ) -> list[VersionRecord]:
-        path, bucket_dir, dirs = self._record_path(bucket, key)
-        with self._locks.hold(object_lock_name(bucket, key)):
-            known = self._fresh(path)
-            if known is None:
-                self._require_root()
-            record = self._key_record(path, known)
-            if add is not None:
-                add = record.keeping_inline(add)
-                if record.empty:  # else its folders hold the record file: they are there
-                    makedirs_below(bucket_dir, dirs)
-                _settle_version(os.path.join(record.folder, add.vid), add)
-            gone = record.change(add, drop, drop_nulls_before)
-            if add is None and not gone:
-                return record.window(older_null=True)
-            if record.empty:
-                unlink_quiet(path)
-                fsync_dir(os.path.dirname(path))
-                self.newest.forget(path)
-            else:
-                record.save()
-                self._remember_newest(path, record)
-            if record.empty or len(record.head) > WRITE_THROUGH:
-                self.summaries.forget(path)
-            else:
-                self.summaries.replace(path, [v.summary for v in record.head])
-            for entry in () if keep_data else gone:
-                if not entry.is_inline:  # an inline version has no folder
-                    rmtree_quiet(os.path.join(record.folder, entry.vid))
-            if record.empty:
-                with contextlib.suppress(OSError):
-                    os.rmdir(record.folder)
-                remove_empty_parents(os.path.dirname(path), bucket_dir)
-            entries = record.window(older_null=True)
-        self.listings.bump()
-        return entries
-
-    def _remember_newest(self, path: str, record: KeyRecord) -> None:
-        """Hand a record just written to the GETs' cache (see _newest): its newest
-        entries, as a read of the file would find them, so the first GET after a PUT
-        parses nothing either."""
-        st = record.saved
-        if st is None:
-            self.newest.forget(path)
-            return
-        self.newest.replace(path, KnownRecord.of(st, record), weight=st.st_size)
-
-    def _key_record(self, path: str, known: KnownRecord | None = None) -> KeyRecord:
-        """The record at `path`, made from `known` (what the drive kept of it) if given,
-        else read and parsed."""
-        folder = path[: -len(RECORD_SUFFIX)]
-        if known is None:
-            return KeyRecord.load(path, folder, self._replace)
-        return KeyRecord(path, folder, self._replace, list(known.head), list(known.history))
-
-    def _fresh(
-        self, path: str, st: os.stat_result | None = None, known: KnownRecord | None = None
-    ) -> KnownRecord | None:
-        """What this drive keeps of the record at `path` (see _newest; `known`, if the
-        caller looked already), if the file is still the one it came from (`st`: its
-        stat, if the caller has it). An overwrite then stats its record instead of
-        reading and parsing it: that was a third of a drive's work for a small PUT."""
-        if known is None:
-            known = self.newest.peek(path)
-        if known is None:
-            return None
-        if st is None:
-            try:
-                st = os.stat(path)
-            except OSError:
-                return None
-        return known if known.stamp == _stamp(st) else None
 
     async def list_objects(
         self,
@@ -742,52 +581,8 @@ class LocalDrive:
         versions: int = 0,
     ) -> DrivePage:
         return await self._run(
-            self._list_objects, bucket, prefix, delimiter, after, max_keys, versions
+            self.records.page, bucket, prefix, delimiter, after, max_keys, versions
         )
-
-    def _list_objects(
-        self, bucket: str, prefix: str, delimiter: str, after: str, max_keys: int, versions: int
-    ) -> DrivePage:
-        def entries(sidecar: str) -> list[RecordSummary]:
-            """What ListObjects needs is the record's newest entries (kept between
-            pages: self.summaries); ListObjectVersions a page's worth of entries, from
-            the history segments too."""
-            if not versions and (known := self.summaries.get(sidecar)) is not None:
-                return known
-            generation = self.summaries.generation  # before the record, never after
-            folder = sidecar[: -len(RECORD_SUFFIX)]
-            stored = stored_entries(sidecar, folder, versions)
-            summaries = [RecordSummary.of_stored(v) for v in stored]
-            if not versions and summaries:
-                self.summaries.put(sidecar, generation, summaries)
-            return summaries
-
-        def summarize(key: str, sidecar: str) -> tuple[str, list[RecordSummary]] | None:
-            stored = entries(sidecar)
-            return (key, stored) if stored else None
-
-        def listed(_key: str, sidecar: str) -> bool:
-            """Whether a key counts for its common prefix (see Drive.list_objects)."""
-            stored = entries(sidecar)
-            if versions:
-                return bool(visible(stored))
-            return bool(stored) and not stored[0].deleted
-
-        self._require_root()
-        bucket_dir = os.path.join(self.root, "data", bucket)
-        if not os.path.isdir(bucket_dir):
-            return DrivePage([], [], False, None)
-        items, prefixes, truncated, last = walk_page(
-            bucket_dir,
-            prefix=prefix,
-            delimiter=delimiter,
-            after=after,
-            max_keys=max_keys,
-            summarize=summarize,
-            counts=listed,
-            cache=self.listings,
-        )
-        return DrivePage(items, prefixes, truncated, last)
 
     async def write_version(
         self, bucket: str, key: str, entry: VersionRecord, shards: Sequence[ShardWrite]
@@ -799,7 +594,7 @@ class LocalDrive:
     ) -> list[VersionRecord]:
         for path, data, crc in shards:
             self._write_shard(path, data, crc, sync_dir=False)
-        return self._update_object(bucket, key, entry, ())
+        return self.records.update(bucket, key, entry, ())
 
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int, version_id: str | None = None
@@ -808,38 +603,28 @@ class LocalDrive:
             return known, None
         return await self._run(self._read_small, bucket, key, shard, limit, version_id)
 
+    def _read_small(
+        self, bucket: str, key: str, shard: int, limit: int, version_id: str | None
+    ) -> tuple[list[VersionRecord], bytes | None]:
+        if version_id is None:
+            versions = self.records.current(bucket, key)
+        else:
+            versions = self.records.read(bucket, key, version_id)
+        if not shard_to_read(versions, limit):
+            return versions, None
+        crc = versions[0].parts[0].crcs[0][shard]
+        base = f"{object_dir(bucket, key)}/{versions[0].vid}"
+        try:
+            data = self._read_shard(shard_path(base, 0, shard), crc)
+        except (ShardMissing, CorruptShard):
+            return versions, None
+        return versions, data
+
     def known(
         self, bucket: str, key: str, small_limit: int | None = None
     ) -> list[VersionRecord] | None:
-        """The key's newest entries when this drive keeps them parsed (see _newest) and
-        the record file is still the one they came from, found on the event loop without
-        a thread hop (as storage.quickread does for the standalone store): what
-        read_object answers with no version asked for, and read_small (`small_limit`
-        given) unless a shard file is to be read as well. A GET's or HEAD's hops, one
-        per drive, were most of its time: four in parallel to four drives cost four
-        times one (each thread's wake-up waits for the GIL the one before holds). The
-        system call here is a stat of a record this process read or wrote lately, its
-        inode in the kernel's cache; [] when the drive surely holds no record for the
-        key (_absent). None: take the thread."""
-        path = self._record_path(bucket, key)[0]
-        known = self.newest.peek(path)
-        if known is None:
-            return [] if self._absent(path) else None
-        if small_limit is not None and _shard_to_read(known.head, small_limit):
-            return None
-        # (a missing file: the thread path tells a missing drive from a missing record)
-        if self._fresh(path, known=known) is None:
-            return None
-        self.newest.get(path)  # counted as a hit, and kept as recently used
-        return list(known.head)
-
-    def _absent(self, record: str) -> bool:
-        """Whether this drive surely holds no record at `record`, told by two stats on
-        the loop: no file there, on a drive whose folder is there (a vanished one is a
-        fault, which the thread path reports) and that this process has stamped. A
-        GET or HEAD of a missing key took a thread hop per drive for this: three times
-        a hit's time."""
-        return missing(record) and self._opened_ns is not None and os.path.isdir(self.root)
+        """On the event loop, from what the drive keeps (LocalRecords.known)."""
+        return self.records.known(bucket, key, small_limit)
 
     async def sweep(self, bucket: str, older_than: float) -> int:
         return await self._run(self._sweep, bucket, older_than)
@@ -860,217 +645,13 @@ class LocalDrive:
         aged = time.time_ns() - int(older_than * 1e9)
         cutoff = max(aged, self._opened_ns)
         if not bucket:
-            return _sweep_flat(os.path.join(self.root, "tmp"), cutoff, keep=self._work)
-        removed = self._sweep_data(bucket, cutoff)
+            return sweep_flat(os.path.join(self.root, "tmp"), cutoff, keep=self._work)
+        removed = sweep_data(self.root, bucket, cutoff, self.records)
         parts_cutoff = cutoff if self.exclusive else aged
-        removed += self._sweep_uploads(bucket, parts_cutoff)
+        removed += sweep_uploads(self.root, bucket, parts_cutoff)
         if removed:
-            self.listings.bump()
+            self.records.listings.bump()
         return removed
-
-    def _sweep_data(self, bucket: str, cutoff: int) -> int:
-        bucket_dir = os.path.join(self.root, "data", bucket)
-        removed = 0
-        for dirpath, dirnames, _ in walk_dirs(bucket_dir):
-            versions_dirs = [d for d in dirnames if d.endswith(OBJECT_MARKER)]
-            dirnames[:] = [d for d in dirnames if not d.endswith(OBJECT_MARKER)]
-            for name in versions_dirs:
-                rel = os.path.relpath(dirpath, bucket_dir)
-                try:
-                    key = decode_path(
-                        [] if rel == "." else rel.split(os.sep), name[: -len(OBJECT_MARKER)]
-                    )
-                except ValueError:
-                    continue  # not a folder this store made
-                removed += self._sweep_versions(bucket, key, os.path.join(dirpath, name), cutoff)
-        return removed
-
-    def _sweep_versions(self, bucket: str, key: str, versions_dir: str, cutoff: int) -> int:
-        """Under the key's lock, so that no commit names a folder while it goes."""
-        removed = 0
-        with self._locks.hold(object_lock_name(bucket, key)):
-            listed = self._key_record(versions_dir + RECORD_SUFFIX).names()
-            named = []
-            for entry in _scan(versions_dir):
-                if entry.name in listed:
-                    named.append(entry.path)
-                elif _mtime_ns(entry) < cutoff:
-                    rmtree_quiet(entry.path)
-                    removed += 1
-            with contextlib.suppress(OSError):
-                os.rmdir(versions_dir)  # only if now empty
-        # In named versions, only temp files of shard writes cut off by a crash (no
-        # lock needed: a temp file that old belongs to no running call).
-        for top in named:
-            for dirpath, _dirs, files in walk_dirs(top):
-                for f in files:
-                    path = os.path.join(dirpath, f)
-                    if f.endswith(".tmp") and _mtime_ns(path) < cutoff:
-                        unlink_quiet(path)
-                        removed += 1
-        return removed
-
-    def _sweep_uploads(self, bucket: str, cutoff: int) -> int:
-        """Part folders (`part-{P}.{pv}`) that the drive's part record does not name,
-        and upload folders left with no record at all."""
-        removed = 0
-        for upload in _scan(os.path.join(self.root, "multipart", bucket)):
-            names = {e.name: e for e in _scan(upload.path)}
-            if not any(n.endswith(".json") for n in names):
-                if _mtime_ns(upload) < cutoff:
-                    rmtree_quiet(upload.path)
-                    removed += 1
-                continue
-            for name, entry in names.items():
-                number, dot, pv = name.partition(".")
-                if not (dot and number.startswith("part-") and entry.is_dir(follow_symlinks=False)):
-                    continue  # the records themselves
-                record = names.get(f"{number}.json")
-                named = record is not None and _part_version(record.path) == pv
-                if not named and _mtime_ns(entry) < cutoff:
-                    rmtree_quiet(entry.path)
-                    removed += 1
-        return removed
-
-    def _read_small(
-        self, bucket: str, key: str, shard: int, limit: int, version_id: str | None
-    ) -> tuple[list[VersionRecord], bytes | None]:
-        if version_id is None:
-            versions = self._newest(bucket, key)
-        else:
-            versions = self._read_object(bucket, key, version_id)
-        if not _shard_to_read(versions, limit):
-            return versions, None
-        crc = versions[0].parts[0].crcs[0][shard]
-        base = f"{object_dir(bucket, key)}/{versions[0].vid}"
-        try:
-            data = self._read_shard(shard_path(base, 0, shard), crc)
-        except (ShardMissing, CorruptShard):
-            return versions, None
-        return versions, data
-
-    def _newest(self, bucket: str, key: str) -> list[VersionRecord]:
-        """_read_object's newest entries, kept (up to NEWEST_BYTES of records) while
-        their file is the same (inode, mtime, size) and no write through this drive
-        changed it."""
-        path = self._record_path(bucket, key)[0]
-        try:
-            st = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            return self._read_object(bucket, key)
-        if (known := self._fresh(path, st)) is not None:
-            self.newest.get(path)  # counted as a hit, and kept as recently used
-            return list(known.head)
-        generation = self.newest.generation  # before the record, never after
-        record = self._key_record(path)
-        known = KnownRecord.of(st, record)
-        self.newest.put(path, generation, known, weight=st.st_size)
-        return list(known.head)
-
-
-def _shard_to_read(versions: Sequence[VersionRecord], limit: int) -> bool:
-    """Whether read_small reads a shard file: the newest entry is an object of one
-    chunk of at most `limit` bytes whose shards are files (an inline one is in the
-    entry already)."""
-    if not versions or versions[0].deleted or versions[0].is_inline:
-        return False
-    parts = versions[0].parts
-    return (
-        len(parts) == 1
-        and not parts[0].number
-        and len(parts[0].crcs) == 1
-        and parts[0].size <= limit
-    )
-
-
-def _stamp(st: os.stat_result | Written) -> FileStamp:
-    """What tells a record file's versions apart (see _newest)."""
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def _settle_version(vdir: str, entry: VersionRecord) -> None:
-    """Before a record names version `entry`: its folders made durable (the files were
-    fsynced when written), and a shard of every chunk present — else ShardMissing, so
-    the drive never lists a version it does not hold (a folder swept while a write was
-    cut off, or an upload part it never got). An inline version has no folder: its
-    shard is in the entry itself, or the drive does not hold the version either."""
-    if entry.is_inline:
-        if entry.inline is None:
-            raise ShardMissing(f"no inline shard, so version {entry.vid} is not here")
-        return
-    for part in entry.parts:
-        base = os.path.join(vdir, f"part-{part.number}") if part.number else vdir
-        for c in range(len(part.crcs)):
-            chunk = os.path.join(base, f"chunk-{c}")
-            try:
-                names = os.listdir(chunk)
-            except (FileNotFoundError, NotADirectoryError):
-                names = []
-            if not any(n.endswith(".dat") for n in names):
-                raise ShardMissing(f"{chunk}: no shard, so version {entry.vid} is not here")
-            fsync_dir(chunk)
-        if base != vdir:
-            fsync_dir(base)
-    if os.path.isdir(vdir):
-        fsync_dir(vdir)
-        fsync_dir(os.path.dirname(vdir))
-
-
-def walk_dirs(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
-    """os.walk, top-down, without recursion: a key may nest a folder per "/" (1,023 deep
-    and more), past Python's recursion limit. Symlinks are not followed; a caller may
-    prune `dirnames` in place."""
-    stack = [top]
-    while stack:
-        path = stack.pop()
-        dirs, files = [], []
-        for entry in _scan(path):
-            try:
-                (dirs if entry.is_dir(follow_symlinks=False) else files).append(entry.name)
-            except OSError:
-                continue
-        yield path, dirs, files
-        stack.extend(os.path.join(path, d) for d in reversed(dirs))
-
-
-def _scan(path: str) -> list[os.DirEntry[str]]:
-    try:
-        with os.scandir(path) as it:
-            return sorted(it, key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _mtime_ns(entry: os.DirEntry[str] | str) -> int:
-    """A file's mtime; one that vanished meanwhile counts as new (left alone)."""
-    try:
-        if isinstance(entry, str):
-            return os.stat(entry, follow_symlinks=False).st_mtime_ns
-        return entry.stat(follow_symlinks=False).st_mtime_ns
-    except FileNotFoundError:
-        return time.time_ns()
-
-
-def _sweep_flat(folder: str, cutoff: int, keep: str = "") -> int:
-    """Entries of `folder` last modified before `cutoff`, but `keep`."""
-    removed = 0
-    for entry in _scan(folder):
-        if entry.path != keep and _mtime_ns(entry) < cutoff:
-            if entry.is_dir(follow_symlinks=False):
-                rmtree_quiet(entry.path)
-            else:
-                unlink_quiet(entry.path)
-            removed += 1
-    return removed
-
-
-def _part_version(record: str) -> str | None:
-    try:
-        with open(record, "rb") as f:
-            v = loads(f.read()).get("v")
-    except (OSError, ValueError):
-        return None
-    return v if isinstance(v, str) else None
 
 
 def _link_file(src: str, dst: str) -> None:
@@ -1089,12 +670,3 @@ def _link_file(src: str, dst: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def is_io_error(exc: BaseException) -> bool:
-    """Whether an exception says the drive misbehaved (rather than "not there")."""
-    if isinstance(exc, DriveError):
-        return True
-    if isinstance(exc, (ShardMissing, CorruptShard, FileNotFoundError)):
-        return False
-    return isinstance(exc, OSError) and exc.errno not in (errno.ENOENT, errno.ENOTDIR)

@@ -7,7 +7,7 @@ record's path, so the next listing of the same keys reads none of them again.
 
 Every record of a drive is written by the one process that has the drive open (a
 cluster's other nodes write through it, LocalDrive.exclusive), always in
-LocalDrive._update_object or by deleting a folder (LocalDrive._delete), and both tell
+LocalRecords.update or by deleting a folder (LocalDrive._delete), and both tell
 this cache: `forget` drops one record's summaries, `clear` all of them. A page that read
 a record while a write replaced it must not keep what it read: `put` stores a summary
 only if nothing was forgotten since the page read `generation` (before the record).

@@ -71,8 +71,8 @@ def new_drive(path: Path) -> LocalDrive:
 
 
 def check_layout(drive: LocalDrive, model: dict[str, VersionRecord]) -> None:
-    path = drive._record_path(BUCKET, KEY)[0]
-    record = drive._key_record(path)
+    path = drive.records.path(BUCKET, KEY)[0]
+    record = drive.records.key_record(path)
     want = sorted(model.values(), key=lambda e: e.rank, reverse=True)
     got = record.everything()
     assert [(e.vid, e.revision) for e in got] == [(e.vid, e.revision) for e in want]
@@ -101,17 +101,17 @@ def check_layout(drive: LocalDrive, model: dict[str, VersionRecord]) -> None:
 
 def check_window(drive: LocalDrive, model: dict[str, VersionRecord]) -> None:
     want = sorted(model.values(), key=lambda e: e.rank, reverse=True)
-    window = drive._read_object(BUCKET, KEY)
+    window = drive.records.read(BUCKET, KEY)
     assert [e.vid for e in window[: len(window)]] == [e.vid for e in want[: len(window)]]
     for e in want[: history.HEAD_MIN]:
         assert e.vid in {w.vid for w in window}
     for e in want[::7]:
-        found = drive._read_object(BUCKET, KEY, e.version_id)
+        found = drive.records.read(BUCKET, KEY, e.version_id)
         assert e.vid in {f.vid for f in found}
     nulls = [e.vid for e in want if e.is_null]
-    record = drive._key_record(drive._record_path(BUCKET, KEY)[0])
+    record = drive.records.key_record(drive.records.path(BUCKET, KEY)[0])
     assert set(nulls[:2]) <= {e.vid for e in record.window(older_null=True)}
-    assert set(nulls) <= {e.vid for e in drive._read_object(BUCKET, KEY, NULL_VERSION)}
+    assert set(nulls) <= {e.vid for e in drive.records.read(BUCKET, KEY, NULL_VERSION)}
 
 
 @settings(
@@ -128,7 +128,7 @@ def test_the_drive_holds_exactly_the_models_entries(tmp_path: Path, ops: list[tu
                 e = entry(op[1], op[2])
                 e = model.get(e.vid, e)
                 model[e.vid] = e
-                drive._update_object(BUCKET, KEY, e, ())
+                drive.records.update(BUCKET, KEY, e, ())
             elif not present:
                 continue
             elif op[0] == "revise":
@@ -137,17 +137,17 @@ def test_the_drive_holds_exactly_the_models_entries(tmp_path: Path, ops: list[tu
                     old.vid, meta=old.meta, committed=old.committed, revision=old.revision + 1
                 )
                 model[new.vid] = new
-                drive._update_object(BUCKET, KEY, new, ())
+                drive.records.update(BUCKET, KEY, new, ())
             elif op[0] == "drop":
                 gone = present[op[1] % len(present)]
                 del model[gone.vid]
-                drive._update_object(BUCKET, KEY, None, (gone.rank,))
+                drive.records.update(BUCKET, KEY, None, (gone.rank,))
             else:
                 cut = present[op[1] % len(present)].order
                 for e in present:
                     if e.is_null and e.order < cut:
                         del model[e.vid]
-                drive._update_object(BUCKET, KEY, None, (), cut)
+                drive.records.update(BUCKET, KEY, None, (), cut)
             check_layout(drive, model)
         if model:
             check_window(drive, model)
@@ -160,16 +160,16 @@ def test_a_put_rewrites_a_bounded_record(tmp_path: Path) -> None:
     drive = new_drive(tmp_path / "d")
     try:
         for i in range(200):
-            drive._update_object(BUCKET, KEY, entry(i, False), ())
-        path = drive._record_path(BUCKET, KEY)[0]
+            drive.records.update(BUCKET, KEY, entry(i, False), ())
+        path = drive.records.path(BUCKET, KEY)[0]
         assert len(read_stored(path)["versions"]) <= history.HEAD_MAX
         record = KeyRecord.load(path, path[: -len(".metadata.json")], drive._tmp)
         assert len(record.everything()) == 200 and len(record.history) > 10
         # The oldest version is found by its id through the segment covering it.
-        assert [e.vid for e in drive._read_object(BUCKET, KEY, f"{0:08d}")][-1] == f"{0:08d}"
+        assert [e.vid for e in drive.records.read(BUCKET, KEY, f"{0:08d}")][-1] == f"{0:08d}"
         # The sweep takes what nothing names, never a segment.
         assert asyncio.run(drive.sweep(BUCKET, 0)) == 0
-        assert len(drive._read_object(BUCKET, KEY, everything=True)) == 200
+        assert len(drive.records.read(BUCKET, KEY, everything=True)) == 200
     finally:
         drive.close()
 

@@ -41,7 +41,7 @@ __all__ = ["cluster"]  # the fixture, imported for this module's tests
 
 
 def record_file(c: Cluster, p: int, key: str) -> Path:
-    return Path(c.local[p]._record_path(BUCKET, key)[0])
+    return Path(c.local[p].records.path(BUCKET, key)[0])
 
 
 async def copies(c: Cluster, key: str, version_id: str | None = None) -> list[VersionRecord]:

@@ -106,16 +106,16 @@ async def test_whole_reads_of_every_size_come_back_intact(cluster: Cluster) -> N
 async def test_a_small_objects_record_is_handed_to_gets_by_its_write(
     cluster: Cluster,
 ) -> None:
-    """LocalDrive.newest keeps small records too (their shard is inline), handed over
+    """LocalDrive.records.newest keeps small records too (their shard is inline), handed over
     by the write: even the first GET after a PUT opens no record on the k data drives,
     and an overwrite is never served stale."""
     c = cluster
     data_drives = sorted(c.pos("small", j) for j in range(K))
     for seed, size in ((30, 100), (31, 90)):
         await put(c.store, "small", body(size, seed=seed))
-        hits = [d.newest.hits for d in c.local]
+        hits = [d.records.newest.hits for d in c.local]
         assert await read(c.store, "small") == body(size, seed=seed)
-        assert [p for p in range(N) if c.local[p].newest.hits > hits[p]] == data_drives
+        assert [p for p in range(N) if c.local[p].records.newest.hits > hits[p]] == data_drives
 
 
 async def test_a_kept_record_answers_without_a_thread_until_its_file_changes(
@@ -140,7 +140,7 @@ async def test_a_kept_record_answers_without_a_thread_until_its_file_changes(
     assert (await c.store.head_object(BUCKET, "loop")).size == len(data)
     assert hops == [0] * N
     p = c.pos("loop", 0)
-    record = Path(c.local[p]._record_path(BUCKET, "loop")[0])
+    record = Path(c.local[p].records.path(BUCKET, "loop")[0])
     stamp = record.stat()
     os.utime(record, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000))
     assert await read(c.store, "loop") == data
@@ -150,19 +150,19 @@ async def test_a_kept_record_answers_without_a_thread_until_its_file_changes(
 async def test_a_large_records_entries_are_kept_while_its_file_is_the_same(
     cluster: Cluster,
 ) -> None:
-    """LocalDrive.newest: a large object's parsed record serves the next GET, an
+    """LocalDrive.records.newest: a large object's parsed record serves the next GET, an
     overwrite through the store replaces it, and a record file changed behind the
     drive's back (here: put back as it was) is read again."""
     c = cluster
     first, second = body(60 * CHUNK, seed=20), body(60 * CHUNK + 5, seed=21)
     await put(c.store, "big", first)
     assert await read(c.store, "big") == first
-    hits = [d.newest.hits for d in c.local]
+    hits = [d.records.newest.hits for d in c.local]
     assert await read_range(c, "big", 10, 20) == first[10:21]
     data_drives = sorted(c.pos("big", j) for j in range(K))
-    assert [p for p in range(N) if c.local[p].newest.hits > hits[p]] == data_drives
+    assert [p for p in range(N) if c.local[p].records.newest.hits > hits[p]] == data_drives
     p = data_drives[0]
-    record = Path(c.local[p]._record_path(BUCKET, "big")[0])
+    record = Path(c.local[p].records.path(BUCKET, "big")[0])
     saved = record.read_bytes()
     await put(c.store, "big", second)
     assert await read(c.store, "big") == second

@@ -52,7 +52,7 @@ async def test_a_key_whose_folder_went_gets_it_made_again(
     await put(c.store, "a/b/k", body(4096, seed=3))
     for d in c.local:
         shutil.rmtree(Path(d.root) / "data" / BUCKET / "a")
-        d.newest.clear()
+        d.records.newest.clear()
     data = body(4096, seed=4)
     await put(c.store, "a/b/k", data)
     assert await read(c.store, "a/b/k") == data

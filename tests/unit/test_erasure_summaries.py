@@ -45,10 +45,10 @@ async def test_a_second_listing_reads_no_record(cluster: Cluster) -> None:
         await put(c.store, key, data)
     want = {key: md5(data) for key, data in bodies.items()}
     assert await listed(c) == want
-    assert all(len(d.summaries) == len(bodies) for d in c.local)
-    misses = [d.summaries.misses for d in c.local]
+    assert all(len(d.records.summaries) == len(bodies) for d in c.local)
+    misses = [d.records.summaries.misses for d in c.local]
     assert await listed(c) == want
-    assert [d.summaries.misses for d in c.local] == misses
+    assert [d.records.summaries.misses for d in c.local] == misses
 
 
 async def test_changes_are_listed_as_they_are(cluster: Cluster) -> None:
@@ -127,7 +127,7 @@ def test_a_weighed_cache_keeps_its_size_in_weight() -> None:
 
 
 async def test_every_drive_has_its_own_cache(cluster: Cluster) -> None:
-    assert len({id(d.summaries) for d in cluster.local}) == N
+    assert len({id(d.records.summaries) for d in cluster.local}) == N
 
 
 async def test_a_key_any_one_drive_missed_is_listed_as_the_others_have_it(
