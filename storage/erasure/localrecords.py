@@ -11,6 +11,7 @@ storage.erasure.drive's LocalDrive owns one and runs the blocking calls on its t
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -30,7 +31,7 @@ from shoal.storage.erasure.drivetypes import DrivePage, ShardMissing
 from shoal.storage.erasure.history import KeyRecord, Segment, stored_entries
 from shoal.storage.erasure.records import Rank, RecordSummary, VersionRecord, visible
 from shoal.storage.erasure.summaries import RecordCache, SummaryCache
-from shoal.storage.keys import key_path
+from shoal.storage.keys import join_below, key_path
 from shoal.storage.listing import walk_page
 from shoal.storage.walk import ListingCache
 
@@ -102,9 +103,8 @@ class LocalRecords:
         """(record path, bucket data dir, directories between them). No system call:
         a caller that may find no record calls _require_root first, so a vanished
         drive is a fault, not a missing key; one that finds the file needs no check."""
-        kp = key_path(key)
-        bucket_dir = os.path.join(self.root, "data", bucket)
-        return kp.meta_path(bucket_dir), bucket_dir, kp.dirs
+        record, data, dirs = _relative(bucket, key)
+        return f"{self.root}/{record}", f"{self.root}/{data}", dirs
 
     def read(
         self,
@@ -296,6 +296,15 @@ class LocalRecords:
         known = KnownRecord.of(st, record)
         self.newest.put(path, generation, known, weight=st.st_size)
         return list(known.head)
+
+
+@functools.lru_cache(maxsize=1024)  # asked once per drive of a GET or a PUT
+def _relative(bucket: str, key: str) -> tuple[str, str, tuple[str, ...]]:
+    """A key's record path and its bucket's data folder, relative to a drive's root
+    (and the folders between them): one string join per drive instead of three."""
+    kp = key_path(key)
+    data = f"data/{bucket}"
+    return join_below(data, (*kp.dirs, kp.meta_name)), data, kp.dirs
 
 
 def shard_to_read(versions: Sequence[VersionRecord], limit: int) -> bool:

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 from shoal.storage.backend import MAX_KEY_BYTES, ObjectWrite
 from shoal.storage.diskio import rmtree_quiet
+from shoal.storage.durable import Written
+from shoal.storage.erasure.localrecords import LocalRecords
 from shoal.storage.errors import StorageError
 from shoal.storage.filestore import FileStore
 from shoal.storage.keys import (
@@ -214,3 +216,18 @@ def test_walking_any_directory_contents_never_raises(
         find_leftovers(bucket)
     finally:
         rmtree_quiet(base)
+
+
+@given(keys())
+def test_an_erasure_drive_keeps_a_record_where_the_key_path_says(key: str) -> None:
+    """LocalRecords.path (string joins of a cached relative path) is the key's meta path
+    below the bucket's data folder on that drive, as os.path would make it."""
+    root = "/srv/d3/.smartstorage"
+    records = LocalRecords(root, require_root=lambda: None, ready=lambda: True, replace=_no_writes)
+    bucket_dir = os.path.join(root, "data", "bucket")
+    kp = key_path(key)
+    assert records.path("bucket", key) == (kp.meta_path(bucket_dir), bucket_dir, kp.dirs)
+
+
+def _no_writes(target: str, data: bytes) -> Written:
+    raise AssertionError(f"nothing is written here ({target})")
