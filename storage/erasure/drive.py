@@ -24,7 +24,9 @@ Layout below `{drive}/.smartstorage/`:
     locks/                                             flock stripes
 
 What a crash leaves (temp files, version and part folders nothing names) is reclaimed
-by `sweep`: see LocalDrive._sweep for why that is safe while other nodes write.
+by `sweep` (storage.erasure.drivesweep): see LocalDrive._sweep for why that is safe
+while other nodes write. The object records, and what the drive keeps of them in
+memory, are storage.erasure.localrecords'.
 
 Keys are encoded as in the standalone store (storage.keys), so a drive lists its keys
 in S3 order with the same walker. Unlike the reference's `{key_hash}/{key}` layout, a
@@ -542,7 +544,8 @@ class LocalDrive:
             os.mkdir(os.path.join(data, bucket))
             fsync_dir(data)
 
-    # -- object records --------------------------------------------------------------
+    # -- object records (storage.erasure.localrecords) ----------------------------------
+
     async def read_object(
         self,
         bucket: str,

@@ -69,6 +69,8 @@ def _part_bounds(entry: VersionRecord) -> list[tuple[int, int]]:
 
 
 def age_seconds(vid: str) -> float:
+    """Seconds since an id was taken (ids begin with their time in ns, in hex); 0 for
+    an id that does not."""
     try:
         return time.time() - int(vid[:16], 16) / 1e9
     except ValueError:
