@@ -602,7 +602,7 @@ class LocalDrive:
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int, version_id: str | None = None
     ) -> tuple[list[VersionRecord], bytes | None]:
-        if version_id is None and (known := self.known(bucket, key, limit)) is not None:
+        if version_id is None and (known := self.records.known(bucket, key, limit)) is not None:
             return known, None
         return await self._run(self._read_small, bucket, key, shard, limit, version_id)
 
