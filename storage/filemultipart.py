@@ -2,7 +2,7 @@
 
 A mixin so the store stays one Backend object; the upload directories themselves are
 storage.multipart's, and completion commits through the store's own write path (plain
-or versioned, see FileStore._commit_sync).
+or versioned, see storage.filewrites).
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ An object exists exactly when its metadata sidecar exists: writes rename the dat
 place before the sidecar, deletes unlink the sidecar first, and a data file without a
 sidecar (left by a crash mid-delete) is never listed or served and is removed when the
 store next opens (see _remove_leftovers). Blocking disk work always runs in worker threads.
+Buckets, writes and multipart uploads are the mixins storage.filebucketops,
+storage.filewrites and storage.filemultipart; reads, deletes and listings are here.
 
 A bucket that was ever versioned keeps its current objects in exactly that place too;
 the rest of each key's versions live in `.versions/` (storage.fileversions), and its
@@ -29,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterable, Callable
+from collections.abc import Callable
 from datetime import timedelta
 
 from shoal.storage.backend import (
@@ -39,14 +41,10 @@ from shoal.storage.backend import (
     Guard,
     ListPage,
     ObjectMeta,
-    ObjectWrite,
-    PartInfo,
-    UploadInfo,
     VersionListPage,
 )
-from shoal.storage.commit import Commit, TempArea, decide_and_apply, record_bytes, recover
+from shoal.storage.commit import TempArea, recover
 from shoal.storage.diskio import (
-    CHUNK,
     StripedLocks,
     fsync_dir,
     missing,
@@ -59,27 +57,20 @@ from shoal.storage.diskio import (
 from shoal.storage.errors import (
     InvalidRequest,
     KeyTooLong,
-    NoSuchKey,
-    PreconditionFailed,
 )
 from shoal.storage.filebucketops import FileBuckets
 from shoal.storage.filebuckets import BucketRecords
 from shoal.storage.filemultipart import FileMultipart
-from shoal.storage.fileversions import KeyVersions, Versions, versions_root
-from shoal.storage.journal import TEMP, Move
+from shoal.storage.fileversions import KeyVersions, Versions, no_key, versions_root
+from shoal.storage.filewrites import FileWrites, stored_size
 from shoal.storage.keys import KeyPath, is_inside, key_path
 from shoal.storage.leftovers import remove_leftovers
 from shoal.storage.listing import cached_summaries, list_page
-from shoal.storage.multipart import UploadStore, no_upload
+from shoal.storage.multipart import UploadStore
 from shoal.storage.quickread import Sidecars, read_small
-from shoal.storage.records import meta_from_dict, meta_to_dict, new_meta, now
+from shoal.storage.records import meta_from_dict, now
 from shoal.storage.streams import (
     FileObjectReader,
-    Spooled,
-    prepend,
-    read_head,
-    spool,
-    write_unsynced,
 )
 from shoal.storage.threads import run
 from shoal.storage.ttlcache import TtlCache
@@ -88,23 +79,6 @@ from shoal.storage.versionlisting import versions_page
 from shoal.storage.walk import ListingCache
 
 log = logging.getLogger(__name__)
-
-
-def _no_key() -> NoSuchKey:
-    return NoSuchKey("The specified key does not exist.")
-
-
-def _stored_size(meta_path: str, data_path: str) -> int | None:
-    """The size of the object stored at these paths (None: there is none), from its
-    data file: two stats rather than reading and parsing the record."""
-    try:
-        os.stat(meta_path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        return os.stat(data_path).st_size
-    except (FileNotFoundError, NotADirectoryError):
-        return 0
 
 
 #: Longest path the kernel accepts, with its terminating NUL (Linux).
@@ -116,7 +90,7 @@ HEAD_TTL = 1.0
 PREFETCH_BYTES = 256 * 1024
 
 
-class FileStore(FileBuckets, FileMultipart):
+class FileStore(FileBuckets, FileWrites, FileMultipart):
     """Buckets as directories, objects as files; see the module docstring."""
 
     def __init__(
@@ -253,118 +227,6 @@ class FileStore(FileBuckets, FileMultipart):
 
     # -- objects ---------------------------------------------------------------------
 
-    async def put_object(
-        self, bucket: str, key: str, body: AsyncIterable[bytes], write: ObjectWrite
-    ) -> ObjectMeta:
-        kp = self._key_path(key)
-        if bucket not in self._seen_buckets:
-            await run(self._require_bucket, bucket)
-        chunks = aiter(body)
-        head, more = await read_head(chunks, CHUNK, write.max_size)
-        if not more:
-            # A body that fits one chunk is written and committed in a single thread hop.
-            return await run(self._put_small, bucket, key, kp, head, write)
-        bdir = await run(self._locate, bucket, kp)
-        rest = prepend(head, chunks)
-        del head  # held by `rest` only until it is written, not for the whole upload
-        spooled = await spool(rest, self.temp.path(".data"), write.digesters, write.max_size)
-        return await run(self._commit_sync, bucket, key, kp, bdir, spooled, write, spooled.md5)
-
-    def _put_small(
-        self, bucket: str, key: str, kp: KeyPath, data: bytes, write: ObjectWrite
-    ) -> ObjectMeta:
-        bdir = self._locate(bucket, kp)
-        spooled = write_unsynced(self.temp.path(".data"), data, write.digesters)
-        return self._commit_sync(bucket, key, kp, bdir, spooled, write, spooled.md5)
-
-    def _commit_sync(
-        self,
-        bucket: str,
-        key: str,
-        kp: KeyPath,
-        bdir: str,
-        spooled: Spooled,
-        write: ObjectWrite,
-        etag: str,
-        *,
-        parts: list[PartInfo] | None = None,
-        upload: UploadInfo | None = None,
-    ) -> ObjectMeta:
-        """Steps 2-4 of a write, in one worker thread: finalize, record, decide, apply."""
-        try:
-            checksums = write.finalize(spooled.size, etag) if write.finalize else {}
-            meta = new_meta(key, spooled.size, etag, write, checksums, parts=parts, upload=upload)
-            commit = Commit(
-                data_tmp=spooled.path,
-                data=kp.data_path(bdir),
-                meta=kp.meta_path(bdir),
-                bucket_dir=bdir,
-                dirs=kp.dirs,
-                inode=spooled.inode[1],
-                lock=object_lock_name(bucket, key),
-                upload_dir=None if upload is None else self.uploads.upload_dir(upload.upload_id),
-            )
-            payload = record_bytes(self.root, meta_to_dict(meta), commit)
-        except BaseException:
-            unlink_quiet(spooled.path)
-            raise
-        meta, replaced = self._decide(
-            payload, commit, write, upload, data_synced=spooled.synced, bucket=bucket, meta=meta
-        )
-        self.usage.object_written(bucket, key, replaced, meta.size)
-        if upload is not None:
-            self.usage.upload_ended(bucket, key)
-        return meta
-
-    def _decide(
-        self,
-        payload: bytes,
-        commit: Commit,
-        write: ObjectWrite,
-        upload: UploadInfo | None,
-        *,
-        data_synced: bool,
-        bucket: str,
-        meta: ObjectMeta,
-    ) -> tuple[ObjectMeta, int | None]:
-        """Make the write visible; returns it (with its version id) and the size of the
-        object version it replaced, if any. Never-versioned buckets take the plain
-        commit; versioned ones a journaled plan (storage.fileversions)."""
-        with self.locks.hold(commit.lock):
-            try:
-                if upload is not None and not self.uploads.exists(upload.upload_id):
-                    raise no_upload()
-                self._check_conditions(commit.meta, write)
-                state = self._versioning(bucket, commit.bucket_dir)
-            except BaseException:
-                unlink_quiet(commit.data_tmp)
-                raise
-            if state:
-                kv = self._versions_of(bucket, meta.key, commit.bucket_dir)
-                moves: list[Move] = []
-                trash = None
-                if commit.upload_dir is not None:
-                    trash = self.temp.path(".trash")
-                    with contextlib.suppress(FileNotFoundError):
-                        ino = os.lstat(commit.upload_dir).st_ino
-                        moves.append(Move(commit.upload_dir, trash, ino, TEMP))
-                meta, replaced = self.versions.put(
-                    kv,
-                    state,
-                    meta,
-                    data_tmp=commit.data_tmp,
-                    data_inode=commit.inode,
-                    data_synced=data_synced,
-                    extra_moves=moves,
-                )
-            else:
-                replaced = _stored_size(commit.meta, commit.data)
-                trash = decide_and_apply(self.temp, payload, commit, data_synced=data_synced)
-            self.listings.bump()
-        if trash is not None:
-            rmtree_quiet(trash)
-        return meta, replaced
-
     def _versions_of(self, bucket: str, key: str, bucket_dir: str) -> KeyVersions:
         return KeyVersions(
             key,
@@ -373,28 +235,6 @@ class FileStore(FileBuckets, FileMultipart):
             versions_root(self.root, bucket),
             object_lock_name(bucket, key),
         )
-
-    @staticmethod
-    def _check_conditions(meta_path: str, write: ObjectWrite) -> None:
-        """If-None-Match / If-Match against the current object (lock held)."""
-        if not write.if_none_match and write.if_match is None:
-            return
-        try:
-            current: str | None = str(read_json(meta_path)["etag"])
-        except (FileNotFoundError, NotADirectoryError):
-            current = None
-        if write.if_none_match and current is not None:
-            raise PreconditionFailed(
-                "At least one of the pre-conditions you specified did not hold"
-            )
-        if write.if_match is not None:
-            if current is None:
-                raise _no_key()
-            wanted = write.if_match.strip().strip('"')
-            if wanted != "*" and wanted != current:
-                raise PreconditionFailed(
-                    "At least one of the pre-conditions you specified did not hold"
-                )
 
     async def head_object(self, bucket: str, key: str, version_id: str | None = None) -> ObjectMeta:
         kp = self._key_path(key)
@@ -406,7 +246,7 @@ class FileStore(FileBuckets, FileMultipart):
             if version_id in (None, quick.version_id):
                 return quick
         elif paths is not None and version_id is None and self._surely_absent(bucket, paths[0]):
-            raise _no_key()
+            raise no_key()
 
         def work() -> ObjectMeta:
             bdir = self._locate(bucket, kp)
@@ -419,7 +259,7 @@ class FileStore(FileBuckets, FileMultipart):
                 return meta
             kv = self._versions_of(bucket, key, bdir)
             if version_id is None and not kv.has_versions():
-                raise _no_key()
+                raise no_key()
             with self.locks.hold(kv.lock):
                 record, _ = self.versions.find(kv, version_id)
             return meta_from_dict(record)
@@ -439,7 +279,7 @@ class FileStore(FileBuckets, FileMultipart):
             if version_id in (None, meta.version_id):
                 return FileObjectReader(-1, meta, data=quick[1])
         elif paths is not None and version_id is None and self._surely_absent(bucket, paths[0]):
-            raise _no_key()
+            raise no_key()
 
         def work() -> FileObjectReader:
             bdir = self._locate(bucket, kp)
@@ -452,13 +292,13 @@ class FileStore(FileBuckets, FileMultipart):
                 if meta is None or version_id not in (None, meta.version_id):
                     kv = self._versions_of(bucket, key, bdir)
                     if version_id is None and not kv.has_versions():
-                        raise _no_key()
+                        raise no_key()
                     record, data = self.versions.find(kv, version_id)
                     meta = meta_from_dict(record)
                 try:
                     fd = os.open(data, os.O_RDONLY)
                 except (FileNotFoundError, NotADirectoryError) as exc:
-                    raise _no_key() from exc
+                    raise no_key() from exc
             if os.fstat(fd).st_size != meta.size:
                 os.close(fd)
                 raise OSError(f"object {bucket}/{key}: data size does not match its metadata")
@@ -516,7 +356,7 @@ class FileStore(FileBuckets, FileMultipart):
             guard(current)
         if current is None:
             return None
-        removed = _stored_size(kp.meta_path(bdir), kp.data_path(bdir))
+        removed = stored_size(kp.meta_path(bdir), kp.data_path(bdir))
         # Sidecar first: the object is gone from here on. A kill before the data is
         # unlinked leaves data without metadata, never listed or served, and removed
         # when the store next opens (_remove_leftovers).
