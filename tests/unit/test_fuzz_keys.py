@@ -231,3 +231,21 @@ def test_an_erasure_drive_keeps_a_record_where_the_key_path_says(key: str) -> No
 
 def _no_writes(target: str, data: bytes) -> Written:
     raise AssertionError(f"nothing is written here ({target})")
+
+
+@given(keys(), st.integers(min_value=1, max_value=3000))
+def test_the_file_store_finds_a_current_object_where_the_key_path_says(
+    key: str, depth: int
+) -> None:
+    """FileStore._current_paths (cached per root, bucket and key) is the key's sidecar
+    and data path below the bucket's folder, as _locate makes them; None, so that the
+    thread path refuses it, where the sidecar's path would be too long for the kernel."""
+    store = FileStore("unused")
+    store.root = "/srv/" + "d" * depth
+    store._seen_buckets.add("bucket")
+    kp = key_path(key)
+    bucket_dir = os.path.join(store.root, "bucket")
+    meta = kp.meta_path(bucket_dir)
+    expected = None if len(os.fsencode(meta)) >= 4096 else (meta, kp.data_path(bucket_dir))
+    assert store._current_paths("bucket", key) == expected
+    assert store._current_paths("unseen", key) is None
