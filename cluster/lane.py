@@ -18,7 +18,7 @@ lives as long as that QUIC connection; a new connection asks again.
 Authentication. The client pins the offered fingerprint: the offer came over a channel
 both sides authenticated with the cluster secret, so only that node holds the key. Then
 both prove the cluster secret as on QUIC (hello with nonces, server proof, client proof,
-see cluster.transport), bound to the server certificate's fingerprint (RFC 5929's
+see cluster.handshake), bound to the server certificate's fingerprint (RFC 5929's
 tls-server-end-point binding: a relay presents another certificate, so proofs made
 through it do not verify at either end). The server serves nothing before the client's
 proof, accepts no frame with a body (nor a header above 4 KiB) before it, closes a
@@ -51,13 +51,13 @@ import logging
 import os
 import socket
 import ssl
-import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shoal.cluster import frames
 from shoal.cluster.frames import Frame, FrameError, Kind
+from shoal.cluster.handshake import secret_proof
 
 log = logging.getLogger("shoal.cluster.lane")
 
@@ -84,11 +84,7 @@ class LaneError(ConnectionError):
 
 
 def proof(key: bytes, role: str, binding: bytes, *parts: bytes | str) -> bytes:
-    msg = bytearray()
-    for part in (b"shoal-lane-auth-v1", role, binding, *parts):
-        raw = part.encode() if isinstance(part, str) else part
-        msg += struct.pack("!I", len(raw)) + raw
-    return hmac.new(key, msg, hashlib.sha256).digest()
+    return secret_proof(b"shoal-lane-auth-v1", key, role, binding, *parts)
 
 
 def server_context(cert: str, key: str) -> ssl.SSLContext:

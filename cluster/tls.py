@@ -2,7 +2,7 @@
 
 QUIC cannot run without TLS, but peers do not check each other's certificates against a
 CA: they prove knowledge of the cluster secret over the established connection instead
-(see cluster.transport). So the certificate only has to exist and stay the same across
+(see cluster.handshake). So the certificate only has to exist and stay the same across
 restarts; it is generated once (EC P-256: small, fast to sign with) and reused.
 """
 

@@ -28,19 +28,8 @@ seconds instead of at their timeout, and the next call reconnects.
 Authentication. TLS is there because QUIC requires it (each node has a self-signed
 certificate in its state directory, see cluster.tls); nobody checks certificates against
 a CA. Instead both ends prove they know the cluster secret, over the first two streams of
-every connection, before any RPC is served:
-
-    client -> server  _auth.hello {node: client id, nonce: Nc}
-    server -> client  {node: server id, nonce: Ns, proof: HMAC(secret, "server", B, Nc, Ns, ids)}
-    client -> server  _auth.proof {proof: HMAC(secret, "client", B, Nc, Ns, ids)}
-    server -> client  {} | error AccessDenied (and the server closes the connection)
-
-The secret never travels, and the fresh nonces of both sides make a recorded exchange
-useless on another connection. B binds the proofs to this very TLS session: it is a hash
-of the session's two 1-RTT traffic secrets (aioquic has no RFC 5705 exporter, so they are
-taken from its key-log hook into memory, never written anywhere), which a relay between
-two nodes cannot share with both sides, so it cannot splice two connections together. The
-client only sends its proof after checking the server's. Either way a wrong secret gives
+every connection, before any RPC is served, with proofs bound to the TLS session
+(cluster.handshake describes the exchange and holds both sides). A wrong secret gives
 the caller `AuthenticationFailed`, a `PeerUnavailable`: a node without the secret gets no
 RPC served, and a server without it cannot answer. `Request.peer` is the node id the
 client put in its hello, covered by its proof.
@@ -75,24 +64,25 @@ TCP connection on the same address and port number, negotiated over this connect
 "_lane.offer" and authenticated with the cluster secret (cluster.lane), which moves
 hundreds of MB/s whatever the datagram size. Calls to a peer without one (an older
 node, a port taken or blocked) go over QUIC as before. `payload_counts` and `status()`
-say which path the bulk calls to each peer took.
+say which path the bulk calls to each peer took; that bookkeeping is cluster.bulk.
+
+Layout. This module keeps the connections: `Transport`, one `_Connection` per QUIC
+connection (streams, frames, flow credit, client requests, serving requests, keepalive)
+and the batching server endpoint. The request, reply and errors are cluster.rpc
+(re-exported here), the secret proof cluster.handshake, the bulk lane side cluster.bulk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
-import os
 import socket
 import ssl
-import struct
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -102,9 +92,22 @@ from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
-from shoal.cluster import frames, lane
+from shoal.cluster import frames
+from shoal.cluster.bulk import LANE_OFFER, Lanes, PayloadCounts
 from shoal.cluster.frames import Frame, FrameError, FrameReader, Kind
-from shoal.cluster.lane import LaneError, LanePool, LaneServer
+from shoal.cluster.handshake import ACCESS_DENIED, AUTH_HELLO, AUTH_PROOF, Handshake, KeyLog
+from shoal.cluster.rpc import (  # and re-exported: callers import them from here
+    AuthenticationFailed,
+    CallObserver,
+    Handler,
+    PeerUnavailable,
+    Reply,
+    Request,
+    RpcError,
+    answer,
+    retrieve,
+    split_address,
+)
 from shoal.cluster.tls import fingerprint, load_or_create_certificate
 
 log = logging.getLogger("shoal.cluster.transport")
@@ -125,45 +128,6 @@ _BATCH = 64  # datagrams read off a socket before answering them (ACKs, more dat
 _KEEPALIVE = 1.0  # how often a client connection checks it heard from its peer lately
 _BACKOFF_MIN, _BACKOFF_MAX = 0.05, 1.0  # after a failed connect, calls fail fast this long
 _CANCELLED = 0x10  # application error code on streams reset by a cancelled call
-_ACCESS_DENIED = 0x11  # application close code after a failed authentication
-_AUTH_HELLO, _AUTH_PROOF = "_auth.hello", "_auth.proof"
-_LANE_OFFER = "_lane.offer"
-
-
-class RpcError(Exception):
-    """The remote handler failed: `code` is its error code, `message` its explanation."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class PeerUnavailable(ConnectionError):
-    """No answer: cannot connect, connection lost, timed out, or authentication refused."""
-
-
-class AuthenticationFailed(PeerUnavailable):
-    """One side could not prove it knows the cluster secret."""
-
-
-@dataclass
-class Request:
-    method: str
-    args: dict[str, Any]
-    body: bytes
-    peer: str  # the caller's node id, proven by the connection's authentication
-
-
-@dataclass
-class Reply:
-    result: dict[str, Any]
-    body: bytes = b""
-
-
-Handler = Callable[[Request], Awaitable[Reply]]
-#: Told of every call made: (method, seconds, body bytes sent, body bytes received).
-CallObserver = Callable[[str, float, int, int], None]
 
 
 class _UnknownMethod(Exception):
@@ -172,62 +136,8 @@ class _UnknownMethod(Exception):
     code = "UnknownMethod"
 
 
-class _LaneUnavailable(Exception):
-    """Refuses a lane offer: this node's lane is not listening."""
-
-    code = "LaneUnavailable"
-
-
 class _Stopped(Exception):
     """The peer no longer reads this stream (STOP_SENDING): stop writing to it."""
-
-
-class _KeyLog:
-    """In-memory sink for aioquic's key log (`secrets_log_file`), the session binding's source.
-
-    Only the two 1-RTT traffic secrets of each connection are kept, keyed by the TLS client
-    random, and handed out once as a hash; a bounded number of entries are kept for
-    connections that never authenticate.
-    """
-
-    _WANTED = ("CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0")
-
-    def __init__(self, capacity: int = 1024) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[str, dict[str, bytes]] = OrderedDict()
-
-    def write(self, line: str) -> int:
-        label, _, rest = line.partition(" ")
-        if label in self._WANTED:
-            client_random, _, secret = rest.strip().partition(" ")
-            self._entries.setdefault(client_random, {})[label] = bytes.fromhex(secret)
-            while len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
-        return len(line)
-
-    def flush(self) -> None:
-        pass
-
-    def binding(self, client_random: bytes | None) -> bytes | None:
-        entry = self._entries.pop(client_random.hex(), None) if client_random else None
-        if entry is None or len(entry) != len(self._WANTED):
-            return None
-        return hashlib.sha256(b"".join(entry[label] for label in self._WANTED)).digest()
-
-
-def _proof(key: bytes, role: str, binding: bytes, *parts: bytes | str) -> bytes:
-    msg = bytearray()
-    for part in (b"shoal-cluster-auth-v1", role, binding, *parts):
-        raw = part.encode() if isinstance(part, str) else part
-        msg += struct.pack("!I", len(raw)) + raw
-    return hmac.new(key, msg, hashlib.sha256).digest()
-
-
-def _split_address(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"peer address must be host:port, got {address!r}")
-    return host.strip("[]"), int(port)
 
 
 def _drain(sock: socket.socket) -> Iterator[tuple[bytes, Any]]:
@@ -302,7 +212,8 @@ class _Call:
 
 
 class _Connection(QuicConnectionProtocol):
-    """One QUIC connection, either side: frames on streams, auth, credit-based sending.
+    """One QUIC connection, either side: frames on streams, auth (cluster.handshake),
+    credit-based sending.
 
     A few aioquic internals are read here because aioquic has no public API for them: a
     stream's sent offset (`_quic._streams`), whether the peer has begun closing
@@ -316,14 +227,13 @@ class _Connection(QuicConnectionProtocol):
         stream_handler: Any = None,
         *,
         owner: Transport,
-        keylog: _KeyLog,
+        keylog: KeyLog,
         address: str = "",
         sock: socket.socket | None = None,
     ) -> None:
         super().__init__(quic)
         self._sock = sock  # a client's own socket, drained like _Server does
         self._owner = owner
-        self._keylog = keylog
         self.address = address
         self.is_client = quic.configuration.is_client
         self.peer_id: str | None = None
@@ -337,9 +247,7 @@ class _Connection(QuicConnectionProtocol):
         self._ignored: set[int] = set()
         self._written: dict[int, int] = {}
         self._credit: OrderedDict[int, asyncio.Future[None]] = OrderedDict()
-        self._nonces: tuple[bytes, bytes] | None = None
-        self._binding = b""
-        self._auth_timer: asyncio.TimerHandle | None = None
+        self._handshake = Handshake(self, quic, keylog, node_id=owner.node_id, key=owner._key)
         self._keepalive: asyncio.Task[None] | None = None
         self._probe = asyncio.Event()
         if not self.is_client:
@@ -410,9 +318,7 @@ class _Connection(QuicConnectionProtocol):
         elif isinstance(event, events.StreamReset):
             self._stream_reset(event.stream_id)
         elif isinstance(event, events.HandshakeCompleted) and not self.is_client:
-            self._auth_timer = self._loop.call_later(
-                2 * self._owner.connect_timeout, self._auth_expired
-            )
+            self._handshake.start_deadline(2 * self._owner.connect_timeout)
         elif isinstance(event, events.ConnectionTerminated):
             self._lost(self._close_error(event))
             if self.is_client:
@@ -422,7 +328,7 @@ class _Connection(QuicConnectionProtocol):
 
     def _close_error(self, close: events.ConnectionTerminated) -> PeerUnavailable:
         reason = close.reason_phrase or f"error code {close.error_code:#x}"
-        if close.error_code == _ACCESS_DENIED:
+        if close.error_code == ACCESS_DENIED:
             return AuthenticationFailed(f"{self.address or 'peer'}: {reason}")
         return PeerUnavailable(f"{self.address or 'peer'}: connection closed ({reason})")
 
@@ -439,8 +345,7 @@ class _Connection(QuicConnectionProtocol):
                 fut.set_exception(exc)
         for task in self._tasks.values():
             task.cancel()
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
+        self._handshake.cancel_deadline()
         if self._keepalive is not None and self._keepalive is not asyncio.current_task():
             self._keepalive.cancel()
         self._probe.set()
@@ -468,14 +373,6 @@ class _Connection(QuicConnectionProtocol):
 
     def handler_tasks(self) -> list[asyncio.Task[None]]:
         return list(self._tasks.values())
-
-    def _auth_expired(self) -> None:
-        if not self.authenticated:
-            self.close_now(
-                AuthenticationFailed("client did not authenticate in time"),
-                _ACCESS_DENIED,
-                "AccessDenied: no authentication",
-            )
 
     def start_keepalive(self) -> None:
         self._keepalive = self._loop.create_task(self._keepalive_loop())
@@ -604,7 +501,7 @@ class _Connection(QuicConnectionProtocol):
             if call.future.done() and not call.future.cancelled():
                 call.future.exception()  # retrieved: failures are re-raised above
 
-    async def _rpc(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+    async def rpc(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         frame = await self.request(
             frames.encode_head(Kind.REQUEST, {"method": method, "args": args}, 0), b""
         )
@@ -624,39 +521,8 @@ class _Connection(QuicConnectionProtocol):
             call.future.set_result(frame)
 
     async def authenticate(self) -> None:
-        """The client's half of the secret proof (module docstring)."""
-        owner = self._owner
-        mine = os.urandom(32)
-        try:
-            hello = await self._rpc(_AUTH_HELLO, {"node": owner.node_id, "nonce": mine.hex()})
-            server_id, theirs = str(hello["node"]), bytes.fromhex(hello["nonce"])
-            server_proof = bytes.fromhex(hello["proof"])
-        except RpcError as exc:
-            raise AuthenticationFailed(f"{self.address}: hello refused ({exc})") from None
-        except (KeyError, ValueError, TypeError):
-            raise AuthenticationFailed(f"{self.address}: malformed hello reply") from None
-        binding = self._keylog.binding(self._quic.tls.client_random)
-        if binding is None:
-            raise AuthenticationFailed(f"{self.address}: no TLS session to bind to")
-        ids = (mine, theirs, owner.node_id, server_id)
-        expected = _proof(owner._key, "server", binding, *ids)
-        if not hmac.compare_digest(expected, server_proof):
-            self.close_now(
-                AuthenticationFailed(
-                    f"{self.address}: its proof of the cluster secret does not match ours"
-                    " (one side has the wrong secret)"
-                ),
-                _ACCESS_DENIED,
-                "AccessDenied: server proof refused",
-            )
-            raise self.closed  # type: ignore[misc]
-        try:
-            proof = _proof(owner._key, "client", binding, *ids)
-            await self._rpc(_AUTH_PROOF, {"proof": proof.hex()})
-        except RpcError as exc:
-            raise AuthenticationFailed(f"{self.address}: cluster secret refused ({exc})") from None
-        self.peer_id = server_id
-        self.authenticated = True
+        """The client's half of the secret proof (cluster.handshake)."""
+        await self._handshake.authenticate()
 
     # -- server side
 
@@ -674,37 +540,37 @@ class _Connection(QuicConnectionProtocol):
             frame = reader.feed(data, end)
         except FrameError as exc:
             del self._incoming[sid]
-            self._refuse(sid, exc.code, exc.message, reading=not end)
+            self.refuse(sid, exc.code, exc.message, reading=not end)
             return
         if frame is not None:
             del self._incoming[sid]
             self._dispatch(sid, frame)
 
-    def _refuse(self, sid: int, code: str, message: str, *, reading: bool = False) -> None:
+    def refuse(self, sid: int, code: str, message: str, *, reading: bool = False) -> None:
         """Answer with an error frame; stop the rest of the request if it is still coming."""
         if reading:
             self._ignored.add(sid)
             # ValueError: the stream is gone already (the peer closed it), nothing to stop.
             with contextlib.suppress(ValueError):
                 self._quic.stop_stream(sid, _CANCELLED)
-        self._answer(sid, frames.error_head(code, message))
+        self.answer(sid, frames.error_head(code, message))
 
-    def _answer(self, sid: int, head: bytes) -> None:
+    def answer(self, sid: int, head: bytes) -> None:
         with contextlib.suppress(_Stopped, PeerUnavailable):
             self._write(sid, head, True)
 
     def _dispatch(self, sid: int, frame: Frame) -> None:
         method, args = frame.header.get("method"), frame.header.get("args", {})
         if not isinstance(method, str) or not isinstance(args, dict):
-            self._refuse(sid, "BadFrame", "a request needs a method name and an args object")
-        elif method == _AUTH_HELLO:
-            self._hello(sid, args)
-        elif method == _AUTH_PROOF:
-            self._check_proof(sid, args)
+            self.refuse(sid, "BadFrame", "a request needs a method name and an args object")
+        elif method == AUTH_HELLO:
+            self._handshake.hello(sid, args)
+        elif method == AUTH_PROOF:
+            self._handshake.check_proof(sid, args)
         elif not self.authenticated:
-            self._refuse(sid, "AccessDenied", "this connection has not authenticated")
+            self.refuse(sid, "AccessDenied", "this connection has not authenticated")
         elif (handler := self._owner.handler_for(method)) is None:
-            self._refuse(sid, "UnknownMethod", f"no handler for {method!r}")
+            self.refuse(sid, "UnknownMethod", f"no handler for {method!r}")
         else:
             assert self.peer_id is not None
             request = Request(method, args, frame.body, self.peer_id)  # type: ignore[arg-type]
@@ -712,61 +578,9 @@ class _Connection(QuicConnectionProtocol):
             self._tasks[sid] = task
             task.add_done_callback(lambda _: self._tasks.pop(sid, None))
 
-    def _hello(self, sid: int, args: dict[str, Any]) -> None:
-        owner = self._owner
-        try:
-            client_id, theirs = str(args["node"]), bytes.fromhex(args["nonce"])
-        except (KeyError, ValueError, TypeError):
-            self._refuse(sid, "BadFrame", "malformed hello")
-            return
-        binding = self._keylog.binding(self._quic.tls.client_random)
-        if self._nonces is not None or len(theirs) < 16 or binding is None:
-            self._refuse(sid, "AccessDenied", "unexpected hello")
-            return
-        mine = os.urandom(32)
-        self._nonces = (theirs, mine)
-        self.peer_id = client_id
-        self._binding = binding
-        proof = _proof(owner._key, "server", binding, theirs, mine, client_id, owner.node_id)
-        head = frames.encode_head(
-            Kind.RESPONSE,
-            {"result": {"node": owner.node_id, "nonce": mine.hex(), "proof": proof.hex()}},
-            0,
-        )
-        self._answer(sid, head)
-
-    def _check_proof(self, sid: int, args: dict[str, Any]) -> None:
-        owner = self._owner
-        if self._nonces is None or self.authenticated or self.peer_id is None:
-            self._refuse(sid, "AccessDenied", "unexpected proof")
-            return
-        expected = _proof(
-            owner._key, "client", self._binding, *self._nonces, self.peer_id, owner.node_id
-        )
-        try:
-            ok = hmac.compare_digest(expected, bytes.fromhex(str(args.get("proof", ""))))
-        except ValueError:
-            ok = False
-        if not ok:
-            log.warning("refused node %r: it does not know the cluster secret", self.peer_id)
-            self._refuse(sid, "AccessDenied", "wrong cluster secret")
-            # Close once the error frame had time to go out; the client closes first anyway.
-            self._loop.call_later(
-                0.5,
-                self.close_now,
-                AuthenticationFailed("client refused"),
-                _ACCESS_DENIED,
-                "AccessDenied: wrong cluster secret",
-            )
-            return
-        self.authenticated = True
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-        self._answer(sid, frames.encode_head(Kind.RESPONSE, {"result": {}}, 0))
-
     async def _serve(self, sid: int, handler: Handler, request: Request) -> None:
         try:
-            head, body = await _answer(handler, request)
+            head, body = await answer(handler, request)
             await self._send(sid, head, body)
         except (_Stopped, PeerUnavailable):
             pass  # the caller gave up, or the connection is gone
@@ -788,26 +602,6 @@ class _Connection(QuicConnectionProtocol):
             call.future.set_exception(PeerUnavailable(f"{self.address}: call reset by the peer"))
 
 
-async def _answer(handler: Handler, request: Request) -> tuple[bytes, bytes | bytearray]:
-    """The response frame's head and body for `request`, or an error frame's head."""
-    try:
-        reply = await handler(request)
-        if not isinstance(reply, Reply):
-            raise TypeError(f"handler returned {type(reply).__name__}, not Reply")
-        body = reply.body
-        return frames.encode_head(
-            Kind.RESPONSE, {"result": reply.result}, frames.body_size(body)
-        ), body
-    except Exception as exc:
-        code = getattr(exc, "code", None)
-        if isinstance(code, str) and code:
-            message = getattr(exc, "message", None) or str(exc)
-        else:
-            log.exception("handler for %s from %s failed", request.method, request.peer)
-            code, message = "InternalError", f"{type(exc).__name__}: {exc}"
-        return frames.error_head(code, str(message)), b""
-
-
 def _result(frame: Frame) -> dict[str, Any]:
     if frame.kind is Kind.ERROR:
         raise RpcError(str(frame.header.get("code")), str(frame.header.get("message", "")))
@@ -826,186 +620,6 @@ class _Peer:
     failures: int = 0
     retry_at: float = 0.0
     last_error: str = ""
-
-
-@dataclass
-class PayloadCounts:
-    """Bulk calls to one address and their body bytes (both ways), by the path taken."""
-
-    lane_calls: int = 0
-    lane_bytes: int = 0
-    quic_calls: int = 0
-    quic_bytes: int = 0
-
-
-class _Lanes:
-    """A Transport's bulk lane side (cluster.lane): the lane server it offers, the lanes
-    its peers offered (one per client QUIC connection, asked once), and per peer address
-    the path its bulk calls took."""
-
-    def __init__(self, owner: Transport) -> None:
-        self._owner = owner
-        self.server: LaneServer | None = None
-        #: The TCP port offered: the lane server's, 0 without one.
-        self.port = 0
-        self._offers: dict[_Connection, asyncio.Task[LanePool | None] | LanePool | None] = {}
-        self._warming: set[asyncio.Task[None]] = set()
-        self.counts: dict[str, PayloadCounts] = {}
-
-    async def start(self, cert: str, key: str) -> None:
-        """The bulk lane listens on the QUIC address and port number, over TCP; if that
-        is taken the node runs without it (its peers send it shards over QUIC)."""
-        owner = self._owner
-        server = LaneServer(
-            node_id=owner.node_id,
-            key=owner._key,
-            dispatch=self.dispatch,
-            context=lane.server_context(cert, key),
-            fingerprint=owner.certificate_fingerprint,
-            auth_timeout=2 * owner.connect_timeout,
-        )
-        try:
-            await server.start(owner.host, owner.port)
-        except OSError as exc:
-            log.warning(
-                "bulk lane cannot listen on TCP %s:%d (%s): shard payloads to this node "
-                "go over QUIC",
-                owner.host,
-                owner.port,
-                exc,
-            )
-            return
-        self.server = server
-        self.port = server.port
-
-    async def stop(self) -> None:
-        for warming in list(self._warming):
-            warming.cancel()
-        for entry in self._offers.values():
-            if isinstance(entry, LanePool):
-                entry.close()
-            elif isinstance(entry, asyncio.Task):
-                entry.cancel()
-        self._offers.clear()
-        if self.server is not None:
-            await self.server.stop()
-            self.server = None
-            self.port = 0
-
-    def connected(self, conn: _Connection, address: str) -> None:
-        """A client QUIC connection is up: ask for its peer's lane and warm it."""
-        warming = asyncio.get_running_loop().create_task(self._warm(conn, address))
-        self._warming.add(warming)
-        warming.add_done_callback(self._warming.discard)
-
-    def forget(self, conn: _Connection) -> None:
-        """The QUIC connection is gone, and the lane offered on it with it."""
-        entry = self._offers.pop(conn, None)
-        if isinstance(entry, LanePool):
-            entry.close()
-        elif isinstance(entry, asyncio.Task):
-            entry.cancel()
-
-    async def request(
-        self, conn: _Connection, address: str, head: bytes, body: bytes | bytearray
-    ) -> Frame:
-        """Over the peer's lane if it offers one; over QUIC if not, or if the lane failed
-        before any of the request went out. PeerUnavailable if it failed after."""
-        counts = self.counts.setdefault(address, PayloadCounts())
-        pool = await self._lane(conn, address) if self._owner.bulk_lane else None
-        if pool is not None:
-            try:
-                frame = await pool.call(head, body)
-            except LaneError as exc:
-                if exc.sent:
-                    raise PeerUnavailable(f"{address}: bulk lane failed mid-call: {exc}") from None
-                log.debug("bulk lane to %s not used: %s", address, exc)
-            else:
-                counts.lane_calls += 1
-                counts.lane_bytes += frames.body_size(body) + len(frame.body)
-                return frame
-        frame = await conn.request(head, body)
-        counts.quic_calls += 1
-        counts.quic_bytes += frames.body_size(body) + len(frame.body)
-        return frame
-
-    async def _lane(self, conn: _Connection, address: str) -> LanePool | None:
-        """The lane `conn`'s peer offered (asked once per connection), if usable now."""
-        entry = self._offers.get(conn)
-        if entry is None and conn not in self._offers:
-            entry = asyncio.get_running_loop().create_task(self._ask(conn, address))
-            entry.add_done_callback(_retrieve)
-            self._offers[conn] = entry
-        if isinstance(entry, asyncio.Task):
-            try:
-                entry = await asyncio.shield(entry)
-            except asyncio.CancelledError:
-                if entry.cancelled():
-                    return None  # the connection went while asking
-                raise
-        return entry if entry is not None and entry.usable() else None
-
-    async def _warm(self, conn: _Connection, address: str) -> None:
-        """Ask for the lane and open a connection as soon as the QUIC connection is up:
-        the first shard calls then find it ready."""
-        pool = await self._lane(conn, address)
-        if pool is not None:
-            await pool.warm()
-
-    async def _ask(self, conn: _Connection, address: str) -> LanePool | None:
-        pool: LanePool | None = None
-        try:
-            offer = await conn._rpc(_LANE_OFFER, {})
-            if offer.get("version") != lane.VERSION:
-                raise ValueError(f"lane version {offer.get('version')!r}")
-            pool = LanePool(
-                host=_split_address(address)[0],
-                port=int(offer["port"]),
-                fingerprint=bytes.fromhex(str(offer["fingerprint"])).hex(),
-                node_id=self._owner.node_id,
-                key=self._owner._key,
-                connect_timeout=self._owner.connect_timeout,
-            )
-        except RpcError as exc:  # an older node (UnknownMethod), or no lane there
-            log.info("%s offers no bulk lane (%s): shard payloads go over QUIC", address, exc)
-        except (KeyError, ValueError, TypeError) as exc:
-            log.warning("%s made an unusable bulk lane offer (%s): using QUIC", address, exc)
-        except PeerUnavailable:
-            pass  # the connection is gone: the call fails on it too
-        if conn.closed is not None or self._offers.get(conn) is not asyncio.current_task():
-            if pool is not None:
-                pool.close()
-            return None
-        self._offers[conn] = pool
-        return pool
-
-    async def offer(self, request: Request) -> Reply:
-        if self.server is None or not self.port:
-            raise _LaneUnavailable("this node has no bulk lane")
-        return Reply(
-            {
-                "version": lane.VERSION,
-                "port": self.port,
-                "fingerprint": self.server.fingerprint,
-            }
-        )
-
-    async def dispatch(
-        self, method: str, args: dict[str, Any], body: bytes, peer: str
-    ) -> tuple[bytes, bytes | bytearray]:
-        handler = self._owner.handler_for(method)
-        if handler is None:
-            return frames.error_head("UnknownMethod", f"no handler for {method!r}"), b""
-        return await _answer(handler, Request(method, args, body, peer))
-
-    def status(self) -> dict[str, Any]:
-        peers: dict[str, Any] = {}
-        for address, counts in self.counts.items():
-            peers[address] = {"lane": "none", **asdict(counts)}
-        for conn, entry in self._offers.items():
-            if conn.address in peers and isinstance(entry, LanePool):
-                peers[conn.address]["lane"] = entry.state
-        return {"lane_port": self.port or None, "peers": peers}
 
 
 class Transport:
@@ -1050,15 +664,15 @@ class Transport:
         self._server: _Server | None = None
         self._server_conns: set[_Connection] = set()
         self._peers: dict[str, _Peer] = {}
-        self._keylog = _KeyLog()
+        self._keylog = KeyLog()
         self._stopped = False
         self.observer: CallObserver | None = None
         #: Called with a peer's address each time a connection to it is established.
         self.on_connected: Callable[[str], None] | None = None
         #: Serve and use the bulk lane (cluster.lane) for bulk calls; False: QUIC only.
         self.bulk_lane = bulk_lane
-        self._lanes = _Lanes(self)
-        self._handlers[_LANE_OFFER] = self._lanes.offer
+        self._lanes = Lanes(self, self._key)
+        self._handlers[LANE_OFFER] = self._lanes.offer
         #: Set once every handler is registered (see expect_handlers).
         self._serving = asyncio.Event()
         self._serving.set()
@@ -1082,7 +696,7 @@ class Transport:
         state and the path its bulk calls took (counts and body bytes since the start)."""
         return self._lanes.status()
 
-    def _configuration(self, *, is_client: bool, keylog: _KeyLog) -> QuicConfiguration:
+    def _configuration(self, *, is_client: bool, keylog: KeyLog) -> QuicConfiguration:
         return QuicConfiguration(
             is_client=is_client,
             alpn_protocols=[ALPN],
@@ -1250,7 +864,7 @@ class Transport:
                     f"retrying in {peer.retry_at - now:.2f} s"
                 )
             peer.connecting = asyncio.get_running_loop().create_task(self._connect(address, peer))
-            peer.connecting.add_done_callback(_retrieve)
+            peer.connecting.add_done_callback(retrieve)
         # Shielded: a caller that gives up does not abort the attempt others share.
         connecting = peer.connecting
         try:
@@ -1288,7 +902,7 @@ class Transport:
         conn: _Connection | None = None
         try:
             async with asyncio.timeout(self.connect_timeout):
-                host, port = _split_address(address)
+                host, port = split_address(address)
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
                 family, addr = infos[0][0], infos[0][4]
                 sock = _udp_socket(family)
@@ -1299,7 +913,7 @@ class Transport:
                 except OSError:
                     sock.close()
                     raise
-                keylog = _KeyLog()
+                keylog = KeyLog()
                 quic = QuicConnection(
                     configuration=self._configuration(is_client=True, keylog=keylog)
                 )
@@ -1337,8 +951,3 @@ class Transport:
         peer = self._peers.get(conn.address)
         if peer is not None and peer.conn is conn:
             peer.conn = None
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()

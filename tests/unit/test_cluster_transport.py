@@ -194,10 +194,10 @@ async def test_unauthenticated_connection_gets_nothing_served(
     # A client that skips checking the server and sends a made-up proof is refused, and
     # the server then closes the connection.
     conn = await a._connection(addr(b))
-    hello = await conn._rpc("_auth.hello", {"node": "mallory", "nonce": "00" * 32})
+    hello = await conn.rpc("_auth.hello", {"node": "mallory", "nonce": "00" * 32})
     assert set(hello) == {"node", "nonce", "proof"}
     with pytest.raises(RpcError) as err:
-        await conn._rpc("_auth.proof", {"proof": "00" * 32})
+        await conn.rpc("_auth.proof", {"proof": "00" * 32})
     assert err.value.code == "AccessDenied"
     with pytest.raises(AuthenticationFailed):
         await asyncio.wait_for(_closed(conn), 2)
