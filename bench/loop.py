@@ -6,11 +6,13 @@ folders), then measures one thing `--rounds` times and prints each figure and th
 median: a 4 KiB loop (GET or PUT, at `--conns` keep-alive connections over 1,000 keys,
 with loadgen as the table runs it), or a large object's PUT and GET (`--big MIB`).
 `--populate` stores the 1,000 keys first, so a PUT loop overwrites (a GET loop always
-populates). Comparing two commits: run it on each, alternating, on an idle machine;
-the median of several rounds, never one figure (the machine is shared and noisy).
+populates). `--workers N`: the standalone server with N uvicorn worker processes (README
+"Several workers"; an erasure-coded node is one process). Comparing two commits: run
+it on each, alternating, on an idle machine; the median of several rounds, never one
+figure (the machine is shared and noisy).
 
 Usage: `python bench/loop.py {shoal,erasure} {GET,PUT} [--conns 16] [--seconds 4]
-[--rounds 3] [--populate]` or `python bench/loop.py {shoal,erasure} --big 256`.
+[--rounds 3] [--populate] [--workers N]` or `python bench/loop.py {shoal,erasure} --big 256`.
 """
 
 from __future__ import annotations
@@ -40,10 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--populate", action="store_true")
     parser.add_argument("--big", type=int, metavar="MIB", help="a large PUT and GET instead")
+    parser.add_argument("--workers", type=int, default=1, help="standalone only")
     args = parser.parse_args(argv)
+    if args.workers > 1 and args.server != "shoal":
+        parser.error("--workers: an erasure-coded node runs as one process")
     creds = Credentials(procs.BENCH_ACCESS_KEY, secrets.token_urlsafe(24))
     with procs.scratch("shoal-bench-loop-") as (work, log):
-        t = table.start_server(args.server, work, creds, None)
+        t = table.start_server(args.server, work, creds, None, workers=args.workers)
         plan = dataclasses.replace(table.QUICK, duration=args.seconds, warmup=0.5)
         bench = table.Bench(plan, work, None, log)
         bench.buckets(t)
@@ -64,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in r:
                 raise RuntimeError(r["error"])
             figures.append(float(r["ops_per_s"]))
-        report(f"{args.server} 4 KiB {args.method} c{args.conns} ops/s", figures)
+        label = f"{args.server} ({args.workers} workers)" if args.workers > 1 else args.server
+        report(f"{label} 4 KiB {args.method} c{args.conns} ops/s", figures)
     return 0
 
 

@@ -348,8 +348,12 @@ class Target:
         return None if c is None else {"access_key": c.access_key, "secret": c.secret}
 
 
-def start_server(name: str, work: str, creds: Credentials, cpus: set[int] | None) -> Target:
-    """Start `name` in its own folder under `work`."""
+def start_server(
+    name: str, work: str, creds: Credentials, cpus: set[int] | None, workers: int = 1
+) -> Target:
+    """Start `name` in its own folder under `work`; `workers` > 1: the standalone server
+    as README "Several workers" runs it (uvicorn's WEB_CONCURRENCY, metrics in
+    prometheus-client's multiprocess mode)."""
     data = os.path.join(work, f"data-{name}")
     os.makedirs(data, exist_ok=True)
     log = os.path.join(work, f"{name}.log")
@@ -367,6 +371,10 @@ def start_server(name: str, work: str, creds: Credentials, cpus: set[int] | None
         env = procs.production_env(data, creds.secret, procs.free_port())
         if name == "erasure":
             env.update(procs.erasure_env(data))
+        if workers > 1:
+            metrics = os.path.join(work, f"prometheus-{name}")
+            os.makedirs(metrics, exist_ok=True)
+            env.update(WEB_CONCURRENCY=str(workers), PROMETHEUS_MULTIPROC_DIR=metrics)
         server = procs.Server(
             name, procs.production_argv(port), log, cpus, env=env, probe_port=port
         )
