@@ -320,13 +320,8 @@ class ShoalApp(Starlette):
             await super().__call__(scope, receive, send)
             return
         scope["app"] = self
-        if self.metrics is not None:
-            await self.metrics.observe(scope, receive, send, self.serve)
-        else:
-            await self.serve(scope, receive, send)
-
-    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Timeouts, shutdown, byte counts and the access log line (app/exchange.py).
+        # Timeouts, shutdown, byte counts, metrics and the access log line
+        # (app/exchange.py).
         await self.state.exchanges.serve(scope, receive, send, s3_endpoint)
 
 
@@ -427,5 +422,6 @@ def create_app(config: Config | None = None) -> Starlette:
     )
     if config.metrics.enabled:
         application.metrics = Metrics(config, backend, _authenticate)
+        application.state.exchanges.metrics = application.metrics
         application.metrics.readiness = lambda: not health.unready_reasons(application.state)
     return application

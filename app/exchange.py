@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,6 +25,15 @@ from shoal.app.timeouts import Sweeper, Timeouts, Watch
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorRenderer = Callable[[S3Error, Request, str], Response]
+
+
+class RequestObserver(Protocol):
+    """Told of every request and, once it is answered or abandoned, of what the
+    exchange saw of it (app/metrics.py): one count of the bytes and status for all."""
+
+    def request_began(self) -> None: ...
+
+    def request_ended(self, scope: Scope, exchange: Exchange) -> None: ...
 
 
 class RequestAborted(Exception):
@@ -54,6 +63,8 @@ class Exchanges:
         self.draining = False  # set at shutdown: /-/ready answers 503
         #: Server access logging (app/serverlog): sees every answered request.
         self.server_log: Callable[[Scope, Exchange], None] | None = None
+        #: Request metrics (app/metrics.py), when they are on.
+        self.metrics: RequestObserver | None = None
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint) -> None:
         task = asyncio.current_task()
@@ -67,6 +78,9 @@ class Exchanges:
         exchange = Exchange(receive, send, watch)
         request = Request(scope, exchange.receive)
         aborted: str | None = None
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.request_began()
         try:
             response = await endpoint(request)
             if exchange.watch is not None:
@@ -74,18 +88,23 @@ class Exchanges:
             await response(scope, exchange.receive, exchange.send)
         except asyncio.CancelledError:
             aborted = await self._cut_off(exchange, request, task, shutdown=True)
-        except BaseException:
+        except BaseException as exc:
             if exchange.watch is None or exchange.watch.expired is None:
+                exchange.failed = isinstance(exc, Exception)
                 raise
             aborted = await self._cut_off(exchange, request, task, shutdown=False)
         finally:
             if watch is not None:
                 self.sweeper.discard(watch)
             self.in_flight.discard(task)
+            if aborted is not None and not exchange.complete:
+                exchange.failed = True  # RequestAborted below: uvicorn drops the connection
             if self.access_log is not None:
                 self._log(scope, exchange, aborted)
             if self.server_log is not None:
                 self.server_log(scope, exchange)
+            if metrics is not None:
+                metrics.request_ended(scope, exchange)
         if aborted is not None and not exchange.complete:
             raise RequestAborted(aborted)
 
@@ -145,6 +164,7 @@ class Exchange:
         "bytes_in",
         "bytes_out",
         "complete",
+        "failed",
         "sending",
         "started",
         "status",
@@ -157,6 +177,8 @@ class Exchange:
         self.started = time.perf_counter()
         self.bytes_in = self.bytes_out = self.status = 0
         self.body_done = self.status_sent = self.complete = self.sending = False
+        #: An exception escaped the endpoint, or the response was cut off mid-way.
+        self.failed = False
 
     async def receive(self) -> Message:
         watch = self.watch

@@ -87,7 +87,7 @@ import logging
 import os
 from collections.abc import Callable
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -101,7 +101,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from shoal.app import exposure
 from shoal.app.dispatch import Operation, split_target
@@ -111,6 +111,9 @@ from shoal.app.metrics_listener import MetricsListener
 from shoal.auth import Principal
 from shoal.config import Config, ConfigError
 from shoal.storage.usage import BucketUsage, count_existing, recount
+
+if TYPE_CHECKING:
+    from shoal.app.exchange import Exchange
 
 log = logging.getLogger("shoal")
 
@@ -336,54 +339,37 @@ class Metrics:
 
     # -- per request ---------------------------------------------------------------------
 
-    async def observe(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
-        """Run `app` on one request, counting it (see the module docstring)."""
-        started = perf_counter()
-        received = sent = status = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            return message
-
-        async def counting_send(message: Message) -> None:
-            nonlocal sent, status
-            if message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
-            elif message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+    def request_began(self) -> None:
+        """A request arrived (app/exchange.py calls this and `request_ended`)."""
         self.in_flight.inc()
+
+    def request_ended(self, scope: Scope, exchange: Exchange) -> None:
+        """Count a request once its answer is sent or abandoned: the exchange already
+        counted its bytes and status on the wire, so nothing here wraps receive or send."""
+        self.in_flight.dec()
+        state = scope.get("state") or {}
+        op = state.get("operation")
+        entry = self._op(op.name if op is not None else _unresolved(scope))
+        entry.duration.observe(perf_counter() - exchange.started)
+        if exchange.bytes_in:
+            entry.received.inc(exchange.bytes_in)
+        if exchange.bytes_out:
+            entry.sent.inc(exchange.bytes_out)
         code: str | None = None
-        try:
-            await app(scope, counting_receive, counting_send)
-        except Exception:
-            code = "InternalError"  # escaped the S3 endpoint: mid-stream, say
-            status = status or 500
-            raise
-        finally:
-            self.in_flight.dec()
-            state = scope.get("state") or {}
-            op = state.get("operation")
-            entry = self._op(op.name if op is not None else _unresolved(scope))
-            entry.duration.observe(perf_counter() - started)
-            if received:
-                entry.received.inc(received)
-            if sent:
-                entry.sent.inc(sent)
-            status = status or NO_RESPONSE
-            counter = entry.requests.get(status)
-            if counter is None:
-                counter = entry.requests[status] = self.requests.labels(entry.name, str(status))
-            counter.inc()
-            code = code or state.get("error_code")
-            if code is not None:
-                error = entry.errors.get(code)
-                if error is None:
-                    error = entry.errors[code] = self.errors.labels(entry.name, code)
-                error.inc()
+        status = exchange.status
+        if exchange.failed:  # escaped the S3 endpoint: mid-stream, say
+            code, status = "InternalError", status or 500
+        status = status or NO_RESPONSE
+        counter = entry.requests.get(status)
+        if counter is None:
+            counter = entry.requests[status] = self.requests.labels(entry.name, str(status))
+        counter.inc()
+        code = code or state.get("error_code")
+        if code is not None:
+            error = entry.errors.get(code)
+            if error is None:
+                error = entry.errors[code] = self.errors.labels(entry.name, code)
+            error.inc()
 
     def _op(self, name: str) -> _Op:
         entry = self._ops.get(name)
