@@ -6,7 +6,8 @@ Backend methods, each handed to the part that does the work:
 
 - storage.erasure.objects: PUT, GET, HEAD, DELETE of one key (readers: open objects);
 - storage.erasure.commits: committing a version to a key's record, retiring old ones;
-- storage.erasure.uploads: multipart uploads;
+- storage.erasure.uploads: multipart uploads (their Backend methods:
+  storage.erasure.uploadmethods);
 - storage.erasure.listing: listing a bucket across sets (and versionlisting: its
   versions);
 - storage.erasure.buckets: buckets, policies and bucket documents, the records
@@ -24,21 +25,15 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from shoal.storage.backend import (
     BucketInfo,
-    CompletedPart,
     DeleteResult,
     Guard,
     ListPage,
     ObjectMeta,
     ObjectWrite,
-    PartInfo,
-    PartListPage,
-    UploadInfo,
-    UploadListPage,
     VersionListPage,
 )
 from shoal.storage.diskio import rmtree_quiet
@@ -54,6 +49,7 @@ from shoal.storage.erasure.locks import KeyedLocks
 from shoal.storage.erasure.objects import INLINE_MAX, Located, ObjectIO
 from shoal.storage.erasure.readers import ErasureObjectReader, OpenVersions
 from shoal.storage.erasure.records import Rank, VersionRecord
+from shoal.storage.erasure.uploadmethods import UploadMethods
 from shoal.storage.erasure.uploads import Multipart
 from shoal.storage.erasure.versionlisting import VersionListing
 from shoal.storage.erasure.versions import Placement, placement
@@ -63,7 +59,7 @@ from shoal.storage.version_ids import minted_here
 log = logging.getLogger("shoal.storage")
 
 
-class ErasureStore:
+class ErasureStore(UploadMethods):
     """See the module docstring. `drive_wrapper` lets tests put a FaultyDrive between a
     LocalDrive and its health tracking."""
 
@@ -394,79 +390,6 @@ class ErasureStore:
         return await self.version_listing.list_object_versions(
             bucket, prefix, delimiter, key_marker, version_id_marker, max_keys
         )
-
-    # -- the Backend: multipart uploads ------------------------------------------------
-
-    async def create_multipart_upload(
-        self,
-        bucket: str,
-        key: str,
-        write: ObjectWrite,
-        checksum_algorithm: str | None = None,
-        checksum_type: str | None = None,
-    ) -> UploadInfo:
-        return await self.uploads.create_multipart_upload(
-            bucket, key, write, checksum_algorithm, checksum_type
-        )
-
-    def upload_set(self, bucket: str, key: str, upload_id: str) -> tuple[int, int]:
-        return self.uploads.upload_set(bucket, key, upload_id)
-
-    async def get_upload(self, bucket: str, key: str, upload_id: str) -> UploadInfo:
-        return await self.uploads.get_upload(bucket, key, upload_id)
-
-    async def upload_part(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        part_number: int,
-        body: AsyncIterable[bytes],
-        write: ObjectWrite,
-    ) -> PartInfo:
-        return await self.uploads.upload_part(bucket, key, upload_id, part_number, body, write)
-
-    async def list_parts(
-        self, bucket: str, key: str, upload_id: str, *, after: int = 0, max_parts: int = 1000
-    ) -> PartListPage:
-        return await self.uploads.list_parts(
-            bucket, key, upload_id, after=after, max_parts=max_parts
-        )
-
-    async def complete_multipart_upload(
-        self,
-        bucket: str,
-        key: str,
-        upload_id: str,
-        parts: list[CompletedPart],
-        write: ObjectWrite,
-    ) -> ObjectMeta:
-        return await self.uploads.complete_multipart_upload(bucket, key, upload_id, parts, write)
-
-    async def abort_multipart_upload(self, bucket: str, key: str, upload_id: str) -> None:
-        await self.uploads.abort_multipart_upload(bucket, key, upload_id)
-
-    async def list_multipart_uploads(
-        self,
-        bucket: str,
-        *,
-        prefix: str = "",
-        delimiter: str = "",
-        key_marker: str = "",
-        upload_id_marker: str = "",
-        max_uploads: int = 1000,
-    ) -> UploadListPage:
-        return await self.uploads.list_multipart_uploads(
-            bucket,
-            prefix=prefix,
-            delimiter=delimiter,
-            key_marker=key_marker,
-            upload_id_marker=upload_id_marker,
-            max_uploads=max_uploads,
-        )
-
-    async def expire_multipart_uploads(self, older_than: datetime) -> int:
-        return await self.uploads.expire_multipart_uploads(older_than)
 
     # -- management --------------------------------------------------------------------
 
