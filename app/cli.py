@@ -144,8 +144,9 @@ def serve(args: argparse.Namespace) -> int:
         if path is not None and not os.access(path, os.R_OK):
             return _fail(f"server.tls.{key}: cannot read {path!r}", EXIT_CONFIG)
 
-    # Imported late: a config error should not pay for loading the HTTP stack.
-    with collector_paused():
+    # Imported late: a config error should not pay for loading the HTTP stack. (This
+    # process is the server's own: what loading it builds is frozen, shoal.collector_paused.)
+    with collector_paused(freeze=True):
         from shoal.app import lifecycle, logs
         from shoal.app.server import (
             ShoalUvicornServer,
@@ -165,7 +166,7 @@ def serve(args: argparse.Namespace) -> int:
     logs.configure(cfg)
     factory = import_factory(args.app) if args.app else default_app_factory
     try:
-        with collector_paused():  # (the factory imports the app's modules)
+        with collector_paused(freeze=True):  # (the factory imports the app's modules)
             app = factory(cfg)
     except ConfigError as e:  # settings the app refuses (e.g. features not built yet)
         sock.close()

@@ -37,23 +37,32 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'shoal' has no attribute {name!r}")
-    with collector_paused():
+    # The app factory's process is the server's own (uvicorn shoal:create_app); a
+    # Server's is its host's, whose collector is left as it was.
+    with collector_paused(freeze=name == "create_app"):
         value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 @contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
+def collector_paused(*, freeze: bool = False) -> Iterator[None]:
     """No cyclic garbage collection while loading the server. Its modules build tens of
     thousands of objects that live as long as it does, and the collector walks them
     again on each of its passes meanwhile: 28-39 ms of the ~280 ms that importing the
-    app takes on a 2-core VM (timed with gc.callbacks)."""
+    app takes on a 2-core VM (timed with gc.callbacks).
+
+    `freeze`: then move what is alive into the permanent generation (gc.freeze) before
+    the collector is back on. Otherwise its first pass, at the next allocation, walks
+    all that the import built: 11-13 ms of every start (app.asgi.warm_up freezes what
+    the first seconds add)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if freeze:
+            gc.freeze()
         if enabled:
             gc.enable()
 

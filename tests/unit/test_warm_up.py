@@ -31,3 +31,31 @@ def test_warm_up_loads_what_the_first_requests_would_import_then_freezes() -> No
     # Frozen only when asked (a host process's objects are its own business).
     assert unfrozen == "0"
     assert int(frozen) > 10_000
+
+
+#: In a fresh process: what loading the app factory, or the in-process Server, froze.
+_FACTORY = """
+import gc, shoal
+shoal.{name}
+print(gc.get_freeze_count(), gc.isenabled())
+"""
+
+
+def _loaded(name: str) -> tuple[int, str]:
+    frozen, enabled = subprocess.run(
+        [sys.executable, "-c", _FACTORY.format(name=name)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    return int(frozen), enabled
+
+
+def test_loading_the_app_factory_freezes_what_it_built_and_a_server_host_keeps_its_own() -> None:
+    # uvicorn shoal:create_app: the process is the server's, so the collector's first
+    # pass after the import does not walk all it built (shoal.collector_paused).
+    frozen, enabled = _loaded("create_app")
+    assert frozen > 10_000 and enabled == "True"
+    # A test or tool hosting a Server: its collector is left as it was.
+    assert _loaded("Server") == (0, "True")
