@@ -7,9 +7,10 @@ in alternating order, so both see the same moments of a noisy machine; sequentia
 of one and then the other (`loop.py` on each) moved by more than the changes measured.
 Prints each server's figures and their medians.
 
-Usage: `python bench/ab.py {shoal,erasure} {GET,PUT,bigget,bigput} [--rounds 8]`
+Usage: `python bench/ab.py {shoal,erasure} {GET,PUT,bigget,bigput,range} [--rounds 8]`
 (GET/PUT: the 4 KiB loop at 16 connections over 1,000 stored keys; bigget/bigput: one
-256 MiB object). Run it with a change in the working tree and nothing else stashed.
+256 MiB object; range: the p50 in ms of 1 MiB range GETs of it, the table's row). Run
+it with a change in the working tree and nothing else stashed.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def measure(what: str, t: Any, bench: table.Bench, rnd: int) -> float:
         return float(bench.big(t, "big_get", "big", BIG)["mb_per_s"])
     if what == "bigput":
         return float(bench.big(t, "big_put", "big", BIG)["mb_per_s"])
+    if what == "range":
+        return float(bench.range_get(t)["p50_ms"])
     r = bench.small_loop(t, what, 16, rnd)
     if "error" in r:
         raise RuntimeError(r["error"])
@@ -50,7 +53,7 @@ def measure(what: str, t: Any, bench: table.Bench, rnd: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("server", choices=["shoal", "erasure"])
-    parser.add_argument("what", choices=["GET", "PUT", "bigget", "bigput"])
+    parser.add_argument("what", choices=["GET", "PUT", "bigget", "bigput", "range"])
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args(argv)
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench.buckets(t)
                 # A first request of each kind, so every module it needs is imported
                 # before the code changes under it.
-                if args.what.startswith("big"):
+                if args.what.startswith("big") or args.what == "range":
                     bench.big(t, "big_put", "big", BIG)
                     bench.big(t, "big_get", "big", BIG)
                 else:
@@ -88,11 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             for label in order:
                 t, bench = servers[label]
                 figures[label].append(measure(args.what, t, bench, rnd + 1))
-    unit = "MB/s" if args.what.startswith("big") else "ops/s"
+    unit = {"bigget": "MB/s", "bigput": "MB/s", "range": "ms (p50)"}.get(args.what, "ops/s")
     for label, figs in figures.items():
-        shown = ", ".join(f"{f:.0f}" for f in figs)
+        digits = 2 if args.what == "range" else 0
+        shown = ", ".join(f"{f:.{digits}f}" for f in figs)
         median = statistics.median(figs)
-        print(f"{label}: {args.server} {args.what} {unit}: {shown}; median {median:.0f}")
+        print(f"{label}: {args.server} {args.what} {unit}: {shown}; median {median:.{digits}f}")
     return 0
 
 

@@ -10,6 +10,9 @@
  *
  * Errors raise OSError (FileNotFoundError, ...) with errno and the path concerned, as
  * the os module does; a file this code created is removed again on failure.
+ *
+ * read_cached is the other way round: a read for the event loop, which must never wait
+ * for a disk, so it keeps the GIL and gives up (None) wherever the kernel would wait.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -19,7 +22,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#endif
+#endif
+#if defined(RESOLVE_CACHED) && defined(SYS_openat2) && defined(RWF_NOWAIT)
+#define HAVE_READ_CACHED 1
+#endif
 
 /* Which path an error concerns: the first, the second, or the first's folder. */
 enum where { AT_NONE, AT_FIRST, AT_SECOND, AT_FOLDER };
@@ -220,6 +233,50 @@ static PyObject *durable_read(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* read_cached(path, limit) -> bytes | None: the whole file at `path`, if the kernel has it
+ * without waiting for a disk: its path resolved from the dentry cache alone (openat2
+ * RESOLVE_CACHED: an os.open can wait to read a folder) and every byte of it in the page
+ * cache (preadv2 RWF_NOWAIT), read straight into the bytes returned. None when it is
+ * absent, not a regular file, larger than `limit`, not all cached, or the kernel (Linux
+ * before 5.12), the filesystem or the headers at build time lack these calls: the caller
+ * then reads on a thread, which also reports why. */
+static PyObject *durable_read_cached(PyObject *self, PyObject *args) {
+    PyObject *path_arg, *path_obj = NULL;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "On:read_cached", &path_arg, &limit) ||
+        !PyUnicode_FSConverter(path_arg, &path_obj))
+        return NULL;
+#ifdef HAVE_READ_CACHED
+    /* Set once the kernel or the filesystem refuses these calls: no use asking again. */
+    static int unsupported = 0;
+    int fd = -1;
+    if (!unsupported) {
+        struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_CACHED};
+        fd = (int)syscall(SYS_openat2, AT_FDCWD, PyBytes_AS_STRING(path_obj), &how, sizeof how);
+        if (fd < 0 && (errno == ENOSYS || errno == EINVAL)) unsupported = 1;
+    }
+    Py_DECREF(path_obj);
+    if (fd < 0) Py_RETURN_NONE;
+    struct stat st;
+    PyObject *data = NULL;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= limit) {
+        data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)st.st_size);
+        if (data != NULL && st.st_size > 0) {
+            struct iovec iov = {PyBytes_AS_STRING(data), (size_t)st.st_size};
+            ssize_t n = preadv2(fd, &iov, 1, 0, RWF_NOWAIT);
+            if (n < 0 && (errno == EOPNOTSUPP || errno == EINVAL)) unsupported = 1;
+            if (n != st.st_size) Py_CLEAR(data);
+        }
+    }
+    close(fd);
+    if (data == NULL && !PyErr_Occurred()) Py_RETURN_NONE;
+    return data;
+#else
+    Py_DECREF(path_obj);
+    Py_RETURN_NONE;
+#endif
+}
+
 /* sync(path, folder) -> None: open, fsync, close (O_DIRECTORY when `folder`). */
 static PyObject *durable_sync(PyObject *self, PyObject *args) {
     PyObject *path_arg, *path_obj = NULL;
@@ -329,6 +386,7 @@ static PyMethodDef methods[] = {
     {"create", durable_create, METH_VARARGS, "create(path, data, mode, sync) -> stamp"},
     {"replace", durable_replace, METH_VARARGS, "replace(tmp, target, data, mode, sync_folder) -> stamp"},
     {"read", durable_read, METH_VARARGS, "read(path) -> bytes"},
+    {"read_cached", durable_read_cached, METH_VARARGS, "read_cached(path, limit) -> bytes | None"},
     {"sync", durable_sync, METH_VARARGS, "sync(path, folder) -> None"},
     {"sequence", durable_sequence, METH_VARARGS, "sequence(steps) -> None"},
     {NULL, NULL, 0, NULL},

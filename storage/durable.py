@@ -100,6 +100,17 @@ def read(path: str) -> bytes:
         os.close(fd)
 
 
+def read_cached(path: str, limit: int) -> bytes | None:
+    """The whole file at `path` if the kernel has it without waiting for a disk (its
+    path in the dentry cache, every byte in the page cache) and it holds at most `limit`
+    bytes; None otherwise, and always where the C module is not built: no os.* call
+    can promise an open that never waits. For reads on the event loop."""
+    if _c is None:
+        return None
+    data: bytes | None = _c.read_cached(path, limit)
+    return data
+
+
 def sync(path: str, *, folder: bool) -> None:
     """fsync the file or folder at `path`: for a folder, makes the renames and creations
     in it durable."""

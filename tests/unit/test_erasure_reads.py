@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal.storage import durable
 from shoal.storage.erasure.drive import object_dir
 from tests.unit.test_erasure_store import (
     BUCKET,
@@ -43,6 +44,34 @@ async def read_range(c: Cluster, key: str, start: int, end: int) -> bytes:
 
 def shard_reads(c: Cluster) -> list[int]:
     return [f.calls["read_shard"] for f in c.faulty]
+
+
+def thread_hops(c: Cluster, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Calls each drive hands to its threads from now on, counted as they come."""
+    hops = [0] * N
+    for p, drive in enumerate(c.local):
+
+        def counting(func: object, *args: object, _p: int = p, _run: object = drive._run) -> object:
+            hops[_p] += 1
+            return _run(func, *args)  # type: ignore[operator]
+
+        monkeypatch.setattr(drive, "_run", counting)
+    return hops
+
+
+def evicted(path: Path) -> bool:
+    """Drop the file's pages from the page cache; whether the kernel did."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # clean pages, which the kernel drops when asked
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        try:
+            os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return True
+        return False
+    finally:
+        os.close(fd)
 
 
 async def test_a_range_in_one_data_shard_reads_only_that_shard(cluster: Cluster) -> None:
@@ -128,14 +157,7 @@ async def test_a_kept_record_answers_without_a_thread_until_its_file_changes(
     c = cluster
     data = body(100, seed=40)
     await put(c.store, "loop", data)
-    hops = [0] * N
-    for p, drive in enumerate(c.local):
-
-        def counting(func: object, *args: object, _p: int = p, _run: object = drive._run) -> object:
-            hops[_p] += 1
-            return _run(func, *args)  # type: ignore[operator]
-
-        monkeypatch.setattr(drive, "_run", counting)
+    hops = thread_hops(c, monkeypatch)
     assert await read(c.store, "loop") == data
     assert (await c.store.head_object(BUCKET, "loop")).size == len(data)
     assert hops == [0] * N
@@ -169,3 +191,27 @@ async def test_a_large_records_entries_are_kept_while_its_file_is_the_same(
     record.write_bytes(saved)  # drive p's record now names the old version again
     assert await read(c.store, "big") == second  # p disagrees: the others settle it
     assert (await c.local[p].read_small(BUCKET, "big", 0, 0))[0][0].size == len(first)
+
+
+async def test_cached_shards_are_read_on_the_event_loop_and_the_rest_on_threads(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LocalDrive.read_shard: a shard the kernel holds in memory is read and checked on
+    the event loop, no hand-over to the drive's threads; a damaged one, or one only on
+    the disk, goes to the thread, which also tells why."""
+    if not durable.compiled():
+        pytest.skip("loop reads need the C module (durable.read_cached)")
+    c = cluster
+    data = body(2 * CHUNK, seed=50)
+    await put(c.store, "big", data)
+    entry = await current(c, "big")
+    hops = thread_hops(c, monkeypatch)
+    assert await read(c.store, "big") == data
+    assert hops == [0] * N
+    flip(shard_file(c, "big", entry, 1, 0))  # cached, but its CRC32C fails
+    assert await read(c.store, "big") == data  # decoded from the others
+    assert hops[c.pos("big", 0)] == 1 and sum(hops) == 1
+    if not evicted(shard_file(c, "big", entry, 0, 1)):
+        pytest.skip("this filesystem keeps written files' pages in memory")
+    assert await read_range(c, "big", SHARD, 2 * SHARD - 1) == data[SHARD : 2 * SHARD]
+    assert hops[c.pos("big", 1)] == 1 and sum(hops) == 2
