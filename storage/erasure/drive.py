@@ -26,7 +26,7 @@ Layout below `{drive}/.smartstorage/`:
 What a crash leaves (temp files, version and part folders nothing names) is reclaimed
 by `sweep` (storage.erasure.drivesweep): see LocalDrive._sweep for why that is safe
 while other nodes write. The object records, and what the drive keeps of them in
-memory, are storage.erasure.localrecords'.
+memory, are storage.erasure.localrecords'; the shard files storage.erasure.shardfiles'.
 
 Keys are encoded as in the standalone store (storage.keys), so a drive lists its keys
 in S3 order with the same walker. Unlike the reference's `{key_hash}/{key}` layout, a
@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
-import json
 import os
 import secrets
 import shutil
@@ -48,17 +47,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-import google_crc32c
-
 from shoal.storage import durable
 from shoal.storage.diskio import (
     fsync_dir,
     makedirs,
-    read_whole,
     remove_empty_parents,
     rmtree_quiet,
     spread_subfolders,
-    unlink_quiet,
 )
 from shoal.storage.durable import Written
 from shoal.storage.erasure.drivesweep import sweep_data, sweep_flat, sweep_uploads, walk_dirs
@@ -72,6 +67,7 @@ from shoal.storage.erasure.drivetypes import ShardWrite as ShardWrite
 from shoal.storage.erasure.drivetypes import is_io_error as is_io_error
 from shoal.storage.erasure.localrecords import RECORD_SUFFIX, LocalRecords, shard_to_read
 from shoal.storage.erasure.records import Rank, VersionRecord
+from shoal.storage.erasure.shardfiles import ShardFiles
 from shoal.storage.keys import OBJECT_MARKER, key_path
 from shoal.storage.records import dumps, loads
 from shoal.storage.threads import Workers
@@ -80,11 +76,6 @@ T = TypeVar("T")
 
 ROOT = ".smartstorage"
 FORMAT_FILE = "format.json"
-
-#: Largest shard read on the event loop (LocalDrive._cached_shard): a default 4 MiB
-#: chunk's shards are 1 MiB at k=4 and 2 MiB at k=2 (plus pyeclib's 80-byte header); a
-#: standalone GET reads 2 MiB at a time on the loop too.
-LOOP_SHARD_MAX = 2 * 1024 * 1024 + 4096
 
 #: Replicated records holding secrets (storage/erasure/accounts.py), written mode 0600.
 SECRET_DOCS = "system/"
@@ -256,7 +247,7 @@ class Drive(Protocol):
 # ---------------------------------------------------------------- the local drive
 
 
-class LocalDrive:
+class LocalDrive(ShardFiles):
     """A drive on a local directory (see the module docstring for the layout)."""
 
     def __init__(self, path: str, *, threads: int = 4, exclusive: bool = True) -> None:
@@ -392,78 +383,6 @@ class LocalDrive:
     async def is_empty(self) -> bool:
         """mkfs leaves lost+found on a new ext4 disk: it does not count."""
         return await self._run(lambda: not set(os.listdir(self.path)) - {"lost+found"})
-
-    # -- shards --------------------------------------------------------------------
-
-    async def write_shard(self, path: str, data: bytes, crc: int) -> None:
-        await self._run(self._write_shard, path, data, crc)
-
-    def _write_shard(self, path: str, data: bytes, crc: int, *, sync_dir: bool = True) -> None:
-        """The .dat is fsynced; the .meta is not (it repeats what the object record
-        holds durably, and healing rewrites a missing one). `sync_dir=False` when the
-        caller makes the version's directories durable itself (update_object does)."""
-        target = self._abs(path)
-        parent = os.path.dirname(target)
-        makedirs(parent)
-        token = secrets.token_hex(4)
-        meta = json.dumps({"size": len(data), "crc32c": crc}).encode()
-        for suffix, body, sync in ((".dat", data, True), (".meta", meta, False)):
-            tmp = f"{target}{suffix}.{token}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                durable.write_all(fd, body)
-                if sync:
-                    os.fdatasync(fd)
-            except BaseException:
-                os.close(fd)
-                unlink_quiet(tmp)
-                raise
-            os.close(fd)
-            os.replace(tmp, target + suffix)
-        if sync_dir:
-            fsync_dir(parent)
-
-    async def read_shard(self, path: str, crc: int | None = None) -> bytes:
-        cached = self._cached_shard(path, crc)
-        return cached if cached is not None else await self._run(self._read_shard, path, crc)
-
-    def _cached_shard(self, path: str, crc: int | None) -> bytes | None:
-        """The shard read on the event loop, when the kernel has all of it without
-        waiting for the disk (durable.read_cached) and its CRC32C matches, as a
-        standalone GET reads a cached object (storage.quickread). A 256 MiB GET from a
-        node read 256 shards on its drive threads, and the hand-overs (a wake-up each
-        way, the GIL passed back and forth) cost more than the reading. None: take
-        the thread, which also tells a missing drive, shard or a corrupt one apart."""
-        data = durable.read_cached(self._join(path) + ".dat", LOOP_SHARD_MAX)
-        if data is None or (crc is not None and google_crc32c.value(data) != crc):
-            return None
-        return data
-
-    def _read_shard(self, path: str, crc: int | None) -> bytes:
-        try:
-            data = read_whole(self._abs(path) + ".dat")
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            raise ShardMissing(path) from exc
-        if crc is not None and google_crc32c.value(data) != crc:
-            raise CorruptShard(path)
-        return data
-
-    async def shard_info(self, path: str) -> dict[str, Any] | None:
-        return await self._run(self._shard_info, path)
-
-    def _shard_info(self, path: str) -> dict[str, Any] | None:
-        target = self._abs(path)
-        try:
-            size = os.stat(target + ".dat").st_size
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        try:
-            with open(target + ".meta", "rb") as f:
-                info = loads(f.read())
-        except (FileNotFoundError, ValueError):
-            info = {}
-        info["actual_size"] = size
-        return info
 
     # -- documents -------------------------------------------------------------------
 
