@@ -542,8 +542,13 @@ class LocalDrive(ShardFiles):
     async def read_small(
         self, bucket: str, key: str, shard: int, limit: int, version_id: str | None = None
     ) -> tuple[list[VersionRecord], bytes | None]:
-        if version_id is None and (known := self.records.known(bucket, key, limit)) is not None:
-            return known, None
+        if version_id is None and (known := self.records.known(bucket, key)) is not None:
+            if not shard_to_read(known, limit):
+                return known, None
+            # And its shard file, if the kernel has it (ShardFiles._cached_shard).
+            data = self._cached_shard(*_small_shard(bucket, key, known, shard))
+            if data is not None:
+                return known, data
         return await self._run(self._read_small, bucket, key, shard, limit, version_id)
 
     def _read_small(
@@ -555,10 +560,8 @@ class LocalDrive(ShardFiles):
             versions = self.records.read(bucket, key, version_id)
         if not shard_to_read(versions, limit):
             return versions, None
-        crc = versions[0].parts[0].crcs[0][shard]
-        base = f"{object_dir(bucket, key)}/{versions[0].vid}"
         try:
-            data = self._read_shard(shard_path(base, 0, shard), crc)
+            data = self._read_shard(*_small_shard(bucket, key, versions, shard))
         except (ShardMissing, CorruptShard):
             return versions, None
         return versions, data
@@ -613,3 +616,11 @@ def _link_file(src: str, dst: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _small_shard(
+    bucket: str, key: str, versions: Sequence[VersionRecord], shard: int
+) -> tuple[str, int]:
+    """(path, CRC32C) of shard `shard` of a small object's newest entry (shard_to_read)."""
+    crc = versions[0].parts[0].crcs[0][shard]
+    return shard_path(f"{object_dir(bucket, key)}/{versions[0].vid}", 0, shard), crc

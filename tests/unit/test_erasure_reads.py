@@ -215,3 +215,24 @@ async def test_cached_shards_are_read_on_the_event_loop_and_the_rest_on_threads(
         pytest.skip("this filesystem keeps written files' pages in memory")
     assert await read_range(c, "big", SHARD, 2 * SHARD - 1) == data[SHARD : 2 * SHARD]
     assert hops[c.pos("big", 1)] == 1 and sum(hops) == 2
+
+
+async def test_a_small_objects_cached_shard_files_are_read_on_the_event_loop(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LocalDrive.read_small: a small object whose shards are files (not inline) is read
+    whole on the event loop, kept record and cached shard alike; a damaged shard sends
+    its drive's read to the thread, and the object is still whole."""
+    if not durable.compiled():
+        pytest.skip("loop reads need the C module (durable.read_cached)")
+    c = cluster
+    c.store.inline_max = 0  # shard files
+    data = body(CHUNK - 3, seed=60)
+    await put(c.store, "mid", data)
+    entry = await current(c, "mid")
+    hops = thread_hops(c, monkeypatch)
+    assert await read(c.store, "mid") == data
+    assert hops == [0] * N
+    flip(shard_file(c, "mid", entry, 0, 2))
+    assert await read(c.store, "mid") == data
+    assert hops[c.pos("mid", 2)] >= 1
