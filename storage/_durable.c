@@ -233,10 +233,11 @@ static PyObject *durable_read(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* read_cached(path, limit) -> bytes | None: the whole file at `path`, if the kernel has it
- * without waiting for a disk: its path resolved from the dentry cache alone (openat2
- * RESOLVE_CACHED: an os.open can wait to read a folder) and every byte of it in the page
- * cache (preadv2 RWF_NOWAIT), read straight into the bytes returned. None when it is
+/* read_cached(path, limit) -> (bytes, stamp) | None: the whole file at `path` and its stat
+ * (as `create` gives it), if the kernel has it without waiting for a disk: its path
+ * resolved from the dentry cache alone (openat2 RESOLVE_CACHED: an os.open can wait to
+ * read a folder) and every byte of it in the page cache (preadv2 RWF_NOWAIT), read
+ * straight into the bytes returned. None when it is
  * absent, not a regular file, larger than `limit`, not all cached, or the kernel (Linux
  * before 5.12), the filesystem or the headers at build time lack these calls: the caller
  * then reads on a thread, which also reports why. */
@@ -270,7 +271,7 @@ static PyObject *durable_read_cached(PyObject *self, PyObject *args) {
     }
     close(fd);
     if (data == NULL && !PyErr_Occurred()) Py_RETURN_NONE;
-    return data;
+    return data == NULL ? NULL : Py_BuildValue("(NN)", data, stamp_of(&st));
 #else
     Py_DECREF(path_obj);
     Py_RETURN_NONE;
@@ -386,7 +387,8 @@ static PyMethodDef methods[] = {
     {"create", durable_create, METH_VARARGS, "create(path, data, mode, sync) -> stamp"},
     {"replace", durable_replace, METH_VARARGS, "replace(tmp, target, data, mode, sync_folder) -> stamp"},
     {"read", durable_read, METH_VARARGS, "read(path) -> bytes"},
-    {"read_cached", durable_read_cached, METH_VARARGS, "read_cached(path, limit) -> bytes | None"},
+    {"read_cached", durable_read_cached, METH_VARARGS,
+     "read_cached(path, limit) -> (bytes, stamp) | None"},
     {"sync", durable_sync, METH_VARARGS, "sync(path, folder) -> None"},
     {"sequence", durable_sequence, METH_VARARGS, "sequence(steps) -> None"},
     {NULL, NULL, 0, NULL},

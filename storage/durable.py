@@ -100,15 +100,15 @@ def read(path: str) -> bytes:
         os.close(fd)
 
 
-def read_cached(path: str, limit: int) -> bytes | None:
-    """The whole file at `path` if the kernel has it without waiting for a disk (its
-    path in the dentry cache, every byte in the page cache) and it holds at most `limit`
-    bytes; None otherwise, and always where the C module is not built: no os.* call
-    can promise an open that never waits. For reads on the event loop."""
+def read_cached(path: str, limit: int) -> tuple[bytes, Written] | None:
+    """The whole file at `path` and its stat, if the kernel has it without waiting for a
+    disk (its path in the dentry cache, every byte in the page cache) and it holds at
+    most `limit` bytes; None otherwise, and where the C module is not built (then
+    storage.quickread.read_file_cached reads through os, whose open may wait)."""
     if _c is None:
         return None
-    data: bytes | None = _c.read_cached(path, limit)
-    return data
+    got = _c.read_cached(path, limit)
+    return None if got is None else (got[0], Written(*got[1]))
 
 
 def sync(path: str, *, folder: bool) -> None:

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from shoal.storage import durable
 from shoal.storage.backend import ObjectMeta
+from shoal.storage.durable import Written
 from shoal.storage.records import loads, meta_from_dict
 
 #: Largest object (and sidecar) read on the loop; larger ones take a worker thread. (At
@@ -77,29 +80,35 @@ def read_cached_at(fd: int, size: int, offset: int) -> memoryview | None:
     return memoryview(buf)[:n] if n > 0 else None
 
 
-def _open(path: str) -> int | None:
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def read_record(meta_path: str) -> tuple[dict[str, Any], os.stat_result] | None:
-    """The sidecar's record and its stat, if it exists and is cached; else None."""
+def read_file_cached(path: str, limit: int) -> tuple[bytes, Written] | None:
+    """The whole file at `path` (at most `limit` bytes) and its stat, if it is in the
+    page cache; else None. With storage.durable's C module nothing here waits for the
+    disk, not even the open (durable.read_cached); through os, opening a file whose
+    folder's entry is not cached can wait once."""
     if not _State.enabled:
         return None
-    fd = _open(meta_path)
-    if fd is None:
+    if durable.compiled():
+        return durable.read_cached(path, limit)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
         return None
     try:
         st = os.fstat(fd)
-        if st.st_size > LOOP_READ_MAX:
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             return None
-        raw = _read_cached(fd, st.st_size)
+        data = _read_cached(fd, st.st_size)
     finally:
         os.close(fd)
-    if raw is None:
+    return None if data is None else (data, Written.of(st))
+
+
+def read_record(meta_path: str) -> tuple[dict[str, Any], Written] | None:
+    """The sidecar's record and its stat, if it exists and is cached; else None."""
+    found = read_file_cached(meta_path, LOOP_READ_MAX)
+    if found is None:
         return None
+    raw, st = found
     try:
         return loads(raw), st
     except ValueError:
@@ -108,13 +117,15 @@ def read_record(meta_path: str) -> tuple[dict[str, Any], os.stat_result] | None:
 
 #: What tells one sidecar file from another: inode, device, ctime (ns), size.
 Stamp = tuple[int, int, int, int]
+#: A file's stat: os.stat's, or the one a read gave with the file (durable.Written).
+FileStat = os.stat_result | Written
 
 
-def _stamp(st: os.stat_result) -> Stamp:
+def _stamp(st: FileStat) -> Stamp:
     return st.st_ino, st.st_dev, st.st_ctime_ns, st.st_size
 
 
-def _same_file(path: str, st: os.stat_result) -> bool:
+def _same_file(path: str, st: FileStat) -> bool:
     try:
         return _stamp(os.stat(path)) == _stamp(st)
     except (FileNotFoundError, NotADirectoryError):
@@ -155,7 +166,7 @@ class Sidecars:
         self._settled_ns = int(settled * 1e9)
         self._items: OrderedDict[str, tuple[Stamp, Sidecar]] = OrderedDict()
 
-    def read(self, meta_path: str) -> tuple[Sidecar, os.stat_result] | None:
+    def read(self, meta_path: str) -> tuple[Sidecar, FileStat] | None:
         """The sidecar, parsed, and the stat it holds for; None as read_record (and for
         a record that does not parse: the locked path reports it)."""
         if not _State.enabled:
@@ -195,17 +206,12 @@ def read_small(
     sidecar, meta_st = found
     if sidecar.data_inode is None or sidecar.meta.size > LOOP_READ_MAX:
         return None
-    size = sidecar.meta.size
-    fd = _open(data_path)
-    if fd is None:
+    found = read_file_cached(data_path, sidecar.meta.size)
+    if found is None:
         return None
-    try:
-        st = os.fstat(fd)
-        if st.st_ino != sidecar.data_inode or st.st_size != size:
-            return None
-        data = _read_cached(fd, size)
-    finally:
-        os.close(fd)
-    if data is None or not _same_file(meta_path, meta_st):
+    data, st = found
+    if st.st_ino != sidecar.data_inode or st.st_size != sidecar.meta.size:
+        return None
+    if not _same_file(meta_path, meta_st):
         return None
     return sidecar.meta, data

@@ -72,12 +72,13 @@ class ShardFiles:
         waiting for the disk (durable.read_cached) and its CRC32C matches, as a
         standalone GET reads a cached object (storage.quickread). A 256 MiB GET from a
         node read 256 shards on its drive threads, and the hand-overs (a wake-up each
-        way, the GIL passed back and forth) cost more than the reading. None: take
+        way, the GIL passed back and forth) cost more than the reading. Only with the C
+        module: an os.open can wait for a hung disk, and the loop must not. None: take
         the thread, which also tells a missing drive, shard or a corrupt one apart."""
-        data = durable.read_cached(self._join(path) + ".dat", LOOP_SHARD_MAX)
-        if data is None or (crc is not None and google_crc32c.value(data) != crc):
+        found = durable.read_cached(self._join(path) + ".dat", LOOP_SHARD_MAX)
+        if found is None or (crc is not None and google_crc32c.value(found[0]) != crc):
             return None
-        return data
+        return found[0]
 
     def _read_shard(self, path: str, crc: int | None) -> bytes:
         try:

@@ -4,6 +4,7 @@ storage.durable's two implementations."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,19 @@ async def make(tmp_path: Path) -> AsyncIterator[Make]:
     yield start
     for t in started:
         await t.stop()
+
+
+def evicted(path: Path | str) -> bool:
+    """Drop the file's pages from the page cache; whether the kernel did (a filesystem
+    may keep them, and a test of reads that must not wait for the disk then skips)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # clean pages, which the kernel drops when asked
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        try:
+            os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return True
+        return False
+    finally:
+        os.close(fd)

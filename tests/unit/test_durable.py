@@ -164,39 +164,20 @@ def test_sequence_stops_at_the_failing_step_and_names_its_paths(
     assert info.value.filename == str(first)
 
 
-@pytest.mark.parametrize("size", [0, 1, 4096, 1 << 20])
-def test_read_cached_gives_a_cached_file_whole_and_the_os_version_nothing(
-    durable_impl: str, tmp_path, size: int
-) -> None:
-    data = os.urandom(size)
-    (tmp_path / "f").write_bytes(data)  # just written: in the page cache
-    got = durable.read_cached(str(tmp_path / "f"), 1 << 20)
-    # No os.* call can open a file without ever waiting for a disk: never on the loop.
-    assert got == (data if durable_impl == "c" else None)
-    assert got is None or type(got) is bytes
-
-
-def test_read_cached_gives_up_where_it_would_wait_or_has_nothing_to_give(
+def test_read_cached_gives_the_file_and_its_stat_and_the_os_version_nothing(
     durable_impl: str, tmp_path
 ) -> None:
-    (tmp_path / "f").write_bytes(b"x" * 5000)
-    assert durable.read_cached(str(tmp_path / "f"), 4999) is None  # larger than the limit
-    assert durable.read_cached(str(tmp_path / "missing"), 1 << 20) is None
-    assert durable.read_cached(str(tmp_path), 1 << 20) is None  # a folder
-    evicted = tmp_path / "evicted"
-    evicted.write_bytes(os.urandom(1 << 20))
-    fd = os.open(evicted, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # clean pages, which the kernel drops when asked
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        try:
-            os.preadv(fd, [bytearray(1 << 20)], 0, os.RWF_NOWAIT)
-            pytest.skip("this filesystem kept the file's pages in memory")
-        except BlockingIOError:
-            pass
-    finally:
-        os.close(fd)
-    assert durable.read_cached(str(evicted), 1 << 20) is None  # it would read the disk
+    data = os.urandom(5000)
+    (tmp_path / "f").write_bytes(data)  # just written: in the page cache
+    got = durable.read_cached(str(tmp_path / "f"), 1 << 20)
+    if durable_impl == "os":
+        # No os.* call can promise an open that never waits (storage.quickread has
+        # the os version, for the standalone store's loop reads).
+        assert got is None
+        return
+    assert got is not None
+    assert got[0] == data and type(got[0]) is bytes
+    assert got[1] == durable.Written.of(os.stat(tmp_path / "f"))
 
 
 def test_other_threads_run_while_a_call_waits_in_the_kernel(durable_impl: str, tmp_path) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from shoal.storage import durable
 from shoal.storage.erasure.drive import object_dir
+from tests.unit.conftest import evicted
 from tests.unit.test_erasure_store import (
     BUCKET,
     CHUNK,
@@ -57,21 +58,6 @@ def thread_hops(c: Cluster, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
         monkeypatch.setattr(drive, "_run", counting)
     return hops
-
-
-def evicted(path: Path) -> bool:
-    """Drop the file's pages from the page cache; whether the kernel did."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # clean pages, which the kernel drops when asked
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        try:
-            os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
-        except BlockingIOError:
-            return True
-        return False
-    finally:
-        os.close(fd)
 
 
 async def test_a_range_in_one_data_shard_reads_only_that_shard(cluster: Cluster) -> None:

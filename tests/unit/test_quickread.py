@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from shoal.storage import filestore, quickread
+from shoal.storage import durable, filestore, quickread
 from shoal.storage.backend import ObjectWrite
 from shoal.storage.errors import NoSuchBucket, NoSuchKey, NoSuchVersion
 from shoal.storage.filestore import FileStore
 from shoal.storage.keys import key_path
-from tests.unit.conftest import chunks
+from tests.unit.conftest import chunks, evicted
 
 pytestmark = pytest.mark.anyio
 
@@ -236,3 +236,31 @@ async def test_at_most_size_sidecars_are_kept(
         assert reads == [meta, other, meta]  # the second of `other` from memory
     finally:
         await fs.close()
+
+
+@needs_nowait
+@pytest.mark.parametrize("size", [0, 1, 4096, 1 << 20])
+def test_read_file_cached_gives_a_cached_file_whole_with_its_stat(
+    durable_impl: str, tmp_path: Path, size: int
+) -> None:
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)  # just written: in the page cache
+    found = quickread.read_file_cached(str(tmp_path / "f"), 1 << 20)
+    assert found is not None
+    assert found[0] == data and type(found[0]) is bytes
+    assert found[1] == durable.Written.of(os.stat(tmp_path / "f"))
+
+
+@needs_nowait
+def test_read_file_cached_gives_up_where_it_would_wait_or_has_nothing_to_give(
+    durable_impl: str, tmp_path: Path
+) -> None:
+    (tmp_path / "f").write_bytes(b"x" * 5000)
+    assert quickread.read_file_cached(str(tmp_path / "f"), 4999) is None  # over the limit
+    assert quickread.read_file_cached(str(tmp_path / "missing"), 1 << 20) is None
+    assert quickread.read_file_cached(str(tmp_path), 1 << 20) is None  # a folder
+    cold = tmp_path / "cold"
+    cold.write_bytes(os.urandom(1 << 20))
+    if not evicted(cold):
+        pytest.skip("this filesystem kept the file's pages in memory")
+    assert quickread.read_file_cached(str(cold), 1 << 20) is None  # it would read the disk
