@@ -5,8 +5,8 @@ A small GET's latency was mostly hand-offs (submit to a worker thread, wake it, 
 loop back), not work. These reads skip them when they cannot block on the disk: they
 take bytes with `preadv(RWF_NOWAIT)`, which fails (EAGAIN) instead of waiting when the
 bytes are not in the page cache, and the caller then takes the worker-thread path.
-Opening a file whose directory entry is not cached can still wait for the disk once;
-every later read of it is served from memory.
+With storage.durable's C module the open cannot wait either (openat2 RESOLVE_CACHED);
+without, opening a file whose folder's entry is not cached can wait for the disk once.
 
 Consistency without the key's lock: a plain commit (storage/commit.py) renames the
 data into place, then renames its record, which names the data's inode, over the
