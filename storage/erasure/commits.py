@@ -73,9 +73,11 @@ class VersionCommits:
         waiting = self.deferred.pop((bucket, key), None) if shards is None else None
         drop = [] if waiting is None else [waiting]
 
+        shared = dataclasses.replace(entry, inlined=True) if inline is not None else entry
+
         def add(p: int) -> Awaitable[list[VersionRecord]]:
             if inline is not None:
-                own = dataclasses.replace(entry, inline=inline[p])
+                own = shared.holding(inline[p])
                 return drives[p].update_object(bucket, key, add=own, drop=drop)
             if shards is None:
                 return drives[p].update_object(bucket, key, add=entry, drop=drop)

@@ -4,6 +4,7 @@ record survives its own round trip through JSON."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -162,3 +163,23 @@ def test_an_inline_shard_round_trips_and_a_schema_3_record_still_reads() -> None
     # Damaged base64 reads as no bytes (its CRC32C then fails), not as a broken record.
     assert VersionRecord.from_dict({**OLD_PUT, "inline": "!!"}).inline == b""
     assert not VersionRecord.from_dict(OLD_PUT).is_inline
+
+
+_tricky = st.sampled_from(['"inl":true,', '{"inl":true,"inline":"x"}', "inl", ""]) | _text
+
+
+@given(_records, st.binary(max_size=200), st.dictionaries(_tricky, _tricky, max_size=3))
+def test_a_drives_copy_is_encoded_as_if_made_afresh(
+    record: VersionRecord, shard: bytes, user_metadata: dict[str, str]
+) -> None:
+    """holding() splices the shard into the shared entry's encoding: the bytes must be
+    what encoding the copy itself gives, whatever the metadata spells."""
+    if record.meta is not None:
+        record = replace(record, meta=replace(record.meta, user_metadata=user_metadata))
+    shared = replace(record, inline=None, inlined=True)
+    own = shared.holding(shard)
+    afresh = replace(record, inline=shard)
+    assert own == afresh
+    assert own.stored == dumps(afresh.to_dict())
+    assert own.summary == afresh.summary
+    assert VersionRecord.from_dict(loads(own.stored)) == afresh
