@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from shoal.storage import durable
+
 MAGIC = b"SQ"
 VERSION = 1
 PREFIX = struct.Struct("!2sBBIQ")
@@ -125,7 +127,8 @@ class FrameReader:
         self._head_len = prefix.head_len
         self._body_len = prefix.body_len
         if prefix.body_len:
-            self._body = bytearray(prefix.body_len)
+            # Not zero-filled: `feed` refuses a stream that ends before every byte came.
+            self._body = durable.buffer(prefix.body_len)
 
 
 @dataclass(frozen=True)

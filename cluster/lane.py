@@ -58,6 +58,7 @@ from typing import Any
 from shoal.cluster import frames
 from shoal.cluster.frames import Frame, FrameError, Kind
 from shoal.cluster.handshake import secret_proof
+from shoal.storage import durable
 
 log = logging.getLogger("shoal.cluster.lane")
 
@@ -196,7 +197,8 @@ class FrameConnection(asyncio.BufferedProtocol):
         if self._header is None:
             self._header = frames.parse_header(self._head)
             if self._prefix.body_len:
-                self._body = bytearray(self._prefix.body_len)
+                # Not zero-filled: the frame is used only once every byte has come.
+                self._body = durable.buffer(self._prefix.body_len)
                 self._set_buffer(self._body)
                 return
         frame = Frame(self._prefix.kind, self._header, self._body or b"", self._prefix.version)

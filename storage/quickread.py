@@ -67,7 +67,7 @@ def read_cached_at(fd: int, size: int, offset: int) -> memoryview | None:
     else None."""
     if not _State.enabled or size <= 0:
         return None
-    buf = bytearray(size)
+    buf = durable.buffer(size)  # not zero-filled: only the n bytes read are returned
     try:
         n = os.preadv(fd, [buf], offset, _NOWAIT or 0)
     except BlockingIOError:

@@ -201,3 +201,19 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_buffer_is_a_bytearray_of_its_size_that_a_read_fills(durable_impl: str, tmp_path) -> None:
+    data = os.urandom(3 * 4096 + 5)
+    (tmp_path / "f").write_bytes(data)
+    for size in (0, 1, len(data), 1 << 20):
+        buf = durable.buffer(size)
+        assert type(buf) is bytearray and len(buf) == size
+        fd = os.open(tmp_path / "f", os.O_RDONLY)
+        try:
+            n = os.readv(fd, [buf])
+        finally:
+            os.close(fd)
+        assert bytes(buf[:n]) == data[:size]
+    with pytest.raises((ValueError, OverflowError)):
+        durable.buffer(-1)
