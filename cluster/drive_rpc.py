@@ -244,6 +244,7 @@ class RemoteDrive:
         self.drive_id = drive_id
         self.name = name
         self.online = True  # (health is tracked above: Drive.online)
+        self.local = False
 
     async def _call(
         self, op: str, args: dict[str, Any], body: bytes = b"", *, bulk: bool = False

@@ -107,6 +107,12 @@ class Drive(Protocol):
         knows); writes skip it and reads ask it last. A bare drive is always online."""
         ...
 
+    @property
+    def local(self) -> bool:
+        """Whether the disk is in this process (a LocalDrive): reading it moves no
+        bytes between nodes, so a read takes its shards first (shards.read_chunk)."""
+        ...
+
     async def read_format(self) -> dict[str, Any] | None:
         """format.json, or None when the drive was never formatted (and is empty)."""
         ...
@@ -259,6 +265,7 @@ class LocalDrive(ShardFiles):
         #: through its predecessor (see _sweep).
         self.exclusive = exclusive
         self.online = True  # (health is tracked above: Drive.online)
+        self.local = True
         self._workers = Workers(threads, "shoal-drive")
         #: Its object records, and what it keeps of them in memory.
         self.records = LocalRecords(

@@ -90,6 +90,10 @@ class FaultyDrive:
     def online(self) -> bool:
         return self.inner.online
 
+    @property
+    def local(self) -> bool:
+        return self.inner.local
+
     def fail(
         self,
         op: str | None = None,

@@ -94,6 +94,10 @@ class HealthTrackedDrive:
     def online(self) -> bool:
         return self._online
 
+    @property
+    def local(self) -> bool:
+        return self.inner.local
+
     def mark_offline(self, reason: str) -> None:
         """Take the drive offline now (the probe may bring it back). On a drive that is
         already offline only the reason is updated."""

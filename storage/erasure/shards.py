@@ -225,8 +225,9 @@ async def read_chunk(
     """(bytes [lo, hi) of the chunk, or more, as consecutive pieces — views of the
     shards, not a copy —, whether it needed parity, the offset in the chunk of the
     first piece); ServiceUnavailable below k shards. Only the data shards holding
-    [lo, hi) are read (each whole, so its CRC32C is checked on its drive); any of them
-    missing, corrupt or slow brings in enough others to decode the chunk."""
+    [lo, hi) are read (each whole, so its CRC32C is checked on its drive), unless k
+    shards with fewer on other nodes can be (see below); any of them missing, corrupt
+    or slow brings in enough others to decode the chunk."""
     n, k = len(drives), coder.k
     wanted = set(coder.span_shards(ref.size, lo, ref.size if hi is None else hi))
     got: dict[int, bytes] = {}
@@ -249,6 +250,15 @@ async def read_chunk(
     queue += [j for j in range(n) if j not in online]
     # Every wanted shard on an online drive: read just those; else k to decode from.
     first = len(wanted) if all(j in online for j in wanted) else k
+    # Local first: when k shards with fewer of them on other nodes can be had (a parity
+    # shard on this node's drive in place of a data shard on another's), read those and
+    # decode. Decoding a 4 MiB chunk with a data shard missing takes ~0.15 ms; a 1 MiB
+    # shard from another node costs its node a read, TLS and the network, and this one
+    # taking it in, ~1 ms of CPU between them on loopback and far more on a real network.
+    local = {j for j in online if drives[(j + rot) % n].local}
+    if first == k or max(0, k - len(local)) < sum(j not in local for j in queue[:first]):
+        queue = [j for j in queue if j in local] + [j for j in queue if j not in local]
+        first = k
     for j in queue[:first]:
         start(j)
     queue = queue[first:]

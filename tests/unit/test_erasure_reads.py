@@ -222,3 +222,41 @@ async def test_a_small_objects_cached_shard_files_are_read_on_the_event_loop(
     flip(shard_file(c, "mid", entry, 0, 2))
     assert await read(c.store, "mid") == data
     assert hops[c.pos("mid", 2)] >= 1
+
+
+def on_other_nodes(c: Cluster, key: str, *shards: int) -> None:
+    """The drives holding these shards of `key` stand for drives of other nodes."""
+    for j in shards:
+        c.local[c.pos(key, j)].local = False
+
+
+def asked(c: Cluster, before: list[int]) -> set[int]:
+    return {p for p, n in enumerate(shard_reads(c)) if n != before[p]}
+
+
+async def test_a_read_takes_this_nodes_parity_before_another_nodes_data(cluster: Cluster) -> None:
+    c = cluster
+    data = body(2 * CHUNK + 77, seed=11)
+    await put(c.store, "big", data)
+    on_other_nodes(c, "big", 2, 3, 5)  # here: data shards 0 and 1, parity shard 4
+    before = shard_reads(c)
+    assert await read(c.store, "big") == data
+    # k = 4 shards, only one from another node (data shard 2, the first wanted there).
+    assert asked(c, before) == {c.pos("big", j) for j in (0, 1, 4, 2)}
+    assert c.store.healer is not None and c.store.healer.backlog == 0  # nothing was wrong
+
+
+async def test_a_range_on_another_node_is_decoded_from_k_shards_here(cluster: Cluster) -> None:
+    c = cluster
+    data = body(2 * CHUNK, seed=12)
+    await put(c.store, "big", data)
+    on_other_nodes(c, "big", 2, 3)  # here: data shards 0 and 1, parity 4 and 5
+    before = shard_reads(c)
+    start = CHUNK + 2 * SHARD + 5  # inside data shard 2 of chunk 1
+    assert await read_range(c, "big", start, start + 200) == data[start : start + 201]
+    assert asked(c, before) == {c.pos("big", j) for j in (0, 1, 4, 5)}
+    # With none of parity here, the other node's data shards are what it reads.
+    on_other_nodes(c, "big", 4, 5)
+    before = shard_reads(c)
+    assert await read(c.store, "big") == data
+    assert asked(c, before) == {c.pos("big", j) for j in range(K)}
