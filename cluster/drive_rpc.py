@@ -270,6 +270,9 @@ class RemoteDrive:
     async def write_shard(self, path: str, data: bytes, crc: int) -> None:
         await self._call("write_shard", {"path": path, "crc": crc}, data, bulk=True)
 
+    def cached_shard(self, path: str, crc: int | None) -> bytes | None:
+        return None  # on another node: only read_shard reaches it
+
     async def read_shard(self, path: str, crc: int | None = None) -> bytes:
         return (await self._call("read_shard", {"path": path, "crc": crc}, bulk=True)).body
 

@@ -131,6 +131,13 @@ class Drive(Protocol):
         """The shard's bytes; ShardMissing if absent, CorruptShard if `crc` mismatches."""
         ...
 
+    def cached_shard(self, path: str, crc: int | None) -> bytes | None:
+        """The shard's bytes at once, on the event loop, when this process has them in
+        memory without waiting for a disk and they match `crc`; None otherwise (then
+        read_shard, which also says why). A read of a cached chunk then costs no task,
+        no timeout and no hand-over per shard (shards.read_chunk)."""
+        ...
+
     async def shard_info(self, path: str) -> dict[str, Any] | None:
         """The shard's .meta (size, crc32c) plus its actual size on disk, or None."""
         ...
@@ -552,8 +559,8 @@ class LocalDrive(ShardFiles):
         if version_id is None and (known := self.records.known(bucket, key)) is not None:
             if not shard_to_read(known, limit):
                 return known, None
-            # And its shard file, if the kernel has it (ShardFiles._cached_shard).
-            data = self._cached_shard(*_small_shard(bucket, key, known, shard))
+            # And its shard file, if the kernel has it (ShardFiles.cached_shard).
+            data = self.cached_shard(*_small_shard(bucket, key, known, shard))
             if data is not None:
                 return known, data
         return await self._run(self._read_small, bucket, key, shard, limit, version_id)

@@ -20,7 +20,7 @@ from shoal.storage.records import loads
 
 T = TypeVar("T")
 
-#: Largest shard read on the event loop (ShardFiles._cached_shard): a default 4 MiB
+#: Largest shard read on the event loop (ShardFiles.cached_shard): a default 4 MiB
 #: chunk's shards are 1 MiB at k=4 and 2 MiB at k=2 (plus pyeclib's 80-byte header); a
 #: standalone GET reads 2 MiB at a time on the loop too.
 LOOP_SHARD_MAX = 2 * 1024 * 1024 + 4096
@@ -64,10 +64,10 @@ class ShardFiles:
             fsync_dir(parent)
 
     async def read_shard(self, path: str, crc: int | None = None) -> bytes:
-        cached = self._cached_shard(path, crc)
+        cached = self.cached_shard(path, crc)
         return cached if cached is not None else await self._run(self._read_shard, path, crc)
 
-    def _cached_shard(self, path: str, crc: int | None) -> bytes | None:
+    def cached_shard(self, path: str, crc: int | None) -> bytes | None:
         """The shard read on the event loop, when the kernel has all of it without
         waiting for the disk (durable.read_cached) and its CRC32C matches, as a
         standalone GET reads a cached object (storage.quickread). A 256 MiB GET from a

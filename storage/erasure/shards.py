@@ -236,10 +236,12 @@ async def read_chunk(
 
     def start(j: int) -> None:
         p = (j + rot) % n
-        task = asyncio.create_task(
-            drives[p].read_shard(shard_path(ref.base, ref.index, j), ref.crcs[j])
-        )
-        tasks[task] = j
+        path = shard_path(ref.base, ref.index, j)
+        cached = drives[p].cached_shard(path, ref.crcs[j])
+        if cached is not None:
+            got[j] = cached
+            return
+        tasks[asyncio.create_task(drives[p].read_shard(path, ref.crcs[j]))] = j
 
     # The wanted data shards first, then the other data shards, then parity; shards
     # whose drives are known to be offline go last of all, so a read skips them straight

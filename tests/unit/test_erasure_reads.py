@@ -260,3 +260,26 @@ async def test_a_range_on_another_node_is_decoded_from_k_shards_here(cluster: Cl
     before = shard_reads(c)
     assert await read(c.store, "big") == data
     assert asked(c, before) == {c.pos("big", j) for j in range(K)}
+
+
+async def test_a_read_takes_cached_shards_without_asking_their_drives(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """read_chunk takes a shard its drive has in memory (Drive.cached_shard) at once,
+    with no task or timeout, and calls read_shard only for the rest: here a damaged one,
+    which read_shard then reports, so the chunk is decoded and healing told."""
+    if not durable.compiled():
+        pytest.skip("loop reads need the C module (durable.read_cached)")
+    c = cluster
+    for f in c.faulty:  # the fault wrapper declines, so that its rules see every read
+        monkeypatch.setattr(f, "cached_shard", f.inner.cached_shard)
+    data = body(2 * CHUNK + 5, seed=70)
+    await put(c.store, "big", data)
+    entry = await current(c, "big")
+    before = shard_reads(c)
+    assert await read(c.store, "big") == data
+    assert shard_reads(c) == before
+    flip(shard_file(c, "big", entry, 1, 0))  # cached, but its CRC32C fails
+    assert await read(c.store, "big") == data
+    assert c.pos("big", 0) in asked(c, before)
+    assert c.store.healer is not None and c.store.healer.backlog == 1
