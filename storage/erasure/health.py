@@ -265,13 +265,7 @@ class HealthTrackedDrive:
         return await self._call("read_shard", lambda: self.inner.read_shard(path, crc))
 
     def cached_shard(self, path: str, crc: int | None) -> bytes | None:
-        """As `known`: nothing to time or fail, counted when it answers."""
-        if not self._online:
-            return None
-        found = self.inner.cached_shard(path, crc)
-        if found is not None:
-            self.calls += 1
-        return found
+        return self._from_memory(lambda: self.inner.cached_shard(path, crc))
 
     async def shard_info(self, path: str) -> dict[str, Any] | None:
         return await self._call("shard_info", lambda: self.inner.shard_info(path))
@@ -346,10 +340,14 @@ class HealthTrackedDrive:
     def known(
         self, bucket: str, key: str, small_limit: int | None = None
     ) -> list[VersionRecord] | None:
-        """No timeout to keep: nothing waits. An offline drive knows nothing."""
+        return self._from_memory(lambda: self.inner.known(bucket, key, small_limit))
+
+    def _from_memory(self, answer: Callable[[], T | None]) -> T | None:
+        """An answer the drive has in memory (known, cached_shard): no timeout to keep,
+        as nothing waits; none from an offline drive; counted as a call when given."""
         if not self._online:
             return None
-        found = self.inner.known(bucket, key, small_limit)
+        found = answer()
         if found is not None:
             self.calls += 1
         return found
