@@ -580,17 +580,25 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by `pid` and its descendants (all threads)."""
-    total = 0
-    for p in tree_pids(pid):
+def cpu_times(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by `pids` and their descendants (all
+    threads)."""
+    user = system = 0
+    for p in (p for pid in pids for p in tree_pids(pid)):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+            user += int(fields[11])  # utime, stime (fields 14, 15)
+            system += int(fields[12])
         except (OSError, IndexError, ValueError):
             continue
-    return total / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by `pid` and its descendants (all threads)."""
+    return sum(cpu_times([pid]))
 
 
 def settled_rss(pid: int, still: float = 0.5, timeout: float = 10.0) -> int:

@@ -25,6 +25,7 @@ import os
 import secrets
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -453,18 +454,22 @@ class Bench:
     def small_loop(self, t: Target, method: str, conns: int, rnd: int) -> dict[str, Any]:
         body = os.urandom(SMALL) if method == "PUT" else b""
         path = self.requests_file(t, f"{method}{conns}", method, "bench", self.keys(), body)
-        r = wrk.run(
-            self.loadgen,
-            HOST,
-            t.port,
-            path,
-            conns=conns,
-            duration=self.plan.duration,
-            warmup=self.plan.warmup,
-            max_ops=self.plan.max_ops,
-            expect_body=SMALL if method == "GET" else -1,
-            cpus=self.cpus,
-            seed=rnd + 1,
+        r = with_server_cpu(
+            t.server.pids,
+            self.plan.warmup,
+            lambda: wrk.run(
+                self.loadgen,
+                HOST,
+                t.port,
+                path,
+                conns=conns,
+                duration=self.plan.duration,
+                warmup=self.plan.warmup,
+                max_ops=self.plan.max_ops,
+                expect_body=SMALL if method == "GET" else -1,
+                cpus=self.cpus,
+                seed=rnd + 1,
+            ),
         )
         if r["errors"] or r["bad_length"]:
             r["error"] = (
@@ -530,6 +535,42 @@ class Bench:
                     self.log(f"{t.name}: {step}: {r['error']}")
         for t in targets:
             t.results[step] = median_round(t.results.pop(step), key)
+
+
+def with_server_cpu(
+    pids: list[int], warmup: float, run: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """`run()`'s result with the server's CPU per request over the loop's measured part
+    (from the end of its warm-up) as `server_us`: {"user", "system"} microseconds. A
+    small request's ratio does not say whether its time goes to Python or to the kernel
+    (file system, thread hand-offs); these figures do, beside the baselines' own."""
+    start: list[tuple[float, tuple[float, float]]] = []
+
+    def begin() -> None:
+        start.append((time.perf_counter(), procs.cpu_times(pids)))
+
+    timer = threading.Timer(warmup, begin)
+    if warmup > 0:
+        timer.start()
+    else:
+        begin()
+    try:
+        r = run()
+    finally:
+        timer.cancel()
+        if timer.is_alive():
+            timer.join()
+    end, (user, system) = time.perf_counter(), procs.cpu_times(pids)
+    ops = r.get("ops_per_s")
+    if start and ops:
+        t0, (user0, system0) = start[0]
+        if user >= user0 and system >= system0:  # else a server process ended meanwhile
+            per_op = 1e6 / (ops * (end - t0))
+            r["server_us"] = {
+                "user": (user - user0) * per_op,
+                "system": (system - system0) * per_op,
+            }
+    return r
 
 
 def startup_ms(name: str, work: str, creds: Credentials, cpus: set[int] | None) -> float | None:
@@ -707,6 +748,15 @@ def notes(results: dict[str, Any]) -> list[str]:
                     f"WARNING: raw ASGI {step} ({fmt(raw)} ops/s) is near the ceiling: "
                     "the client may cap the baseline"
                 )
+    cpu = [
+        f"{name} {step} {fmt(us['user'])} + {fmt(us['system'])}"
+        for name, res in results.items()
+        if isinstance(res, dict)
+        for step in ("get_c16", "get_c64", "put_c16")
+        if (us := (res.get(step) or {}).get("server_us"))
+    ]
+    if cpu:
+        out.append("server CPU per request, user + system µs: " + "; ".join(cpu))
     raw_put = ((results.get("raw") or {}).get("put_c16") or {}).get("ops_per_s")
     if raw_put:
         out.append(f"raw ASGI 4 KiB PUT c16 (no fsync, for scale): {fmt(raw_put)} ops/s")

@@ -9,6 +9,7 @@ import hashlib
 import os
 import shutil
 import struct
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,8 @@ import procs  # noqa: E402
 import table  # noqa: E402
 import wrk  # noqa: E402
 from sigv4 import EMPTY_SHA256, Credentials, request_bytes, signed_headers  # noqa: E402
+
+from tests.integration.conftest import wait_for  # noqa: E402
 
 NOW = datetime(2026, 12, 3, 20, 0, 0, tzinfo=UTC)
 CREDS = Credentials("bench", "s3cr3t/with+chars")
@@ -182,3 +185,52 @@ def test_notes_name_the_ceiling_a_capped_baseline_and_failures() -> None:
     assert "no fsync, for scale): 5,000 ops/s" in text
     assert "erasure: FAILED: did not start" in text
     assert "shoal list: listed 9 of 10 keys" in text
+
+
+def test_server_cpu_splits_user_from_system_per_request() -> None:
+    """A child spinning in Python (user time, no system calls) while the 'loop' runs: its
+    CPU lands in `user`, per request at the loop's rate."""
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+    def loop() -> dict[str, Any]:
+        start = procs.cpu_seconds(child.pid)
+        wait_for("the child spun 0.3 s", lambda: procs.cpu_seconds(child.pid) >= start + 0.3)
+        return {"ops_per_s": 100.0}
+
+    try:
+        r = table.with_server_cpu([child.pid], 0.0, loop)
+    finally:
+        child.kill()
+        child.wait()
+    us = r["server_us"]
+    assert us["user"] > us["system"] >= 0
+
+
+def test_server_cpu_is_left_out_when_the_server_is_gone() -> None:
+    """A server that exits during the loop has no CPU figure to read at its end."""
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+    def loop() -> dict[str, Any]:
+        child.kill()
+        child.wait()
+        return {"ops_per_s": 100.0}
+
+    wait_for("the child spun", lambda: procs.cpu_seconds(child.pid) > 0.1)
+    assert "server_us" not in table.with_server_cpu([child.pid], 0.0, loop)
+
+
+def test_server_cpu_needs_a_rate() -> None:
+    r = table.with_server_cpu([os.getpid()], 0.0, lambda: {"error": "no answers"})
+    assert "server_us" not in r
+
+
+def test_notes_give_the_server_cpu_per_request() -> None:
+    results: dict[str, Any] = {
+        "shoal": {"get_c16": {"ops_per_s": 5_000.0, "server_us": {"user": 161.4, "system": 20.2}}},
+        "erasure": {
+            "put_c16": {"ops_per_s": 300.0, "server_us": {"user": 1650.0, "system": 2400.0}}
+        },
+    }
+    text = "\n".join(table.notes(results))
+    assert "shoal get_c16 161.4 + 20.2" in text
+    assert "erasure put_c16 1,650 + 2,400" in text
