@@ -98,12 +98,15 @@ class Drive:
         self.folder_sync = Shared(lambda: os.fsync(self.folder))
         self.fs_sync = Shared(lambda: _check(_LIBC.syncfs(self.folder), "syncfs"))
 
+    def close(self) -> None:
+        os.close(self.folder)
+
     def record(self, k: int) -> str:
         return os.path.join(self.data, f"k{k}.json")
 
     def write(self, mode: str, n: int, spare: str) -> None:
         target = self.record(n % self.keys)
-        tmp = os.path.join(self.tmp, f"{next(self.names):x}.tmp")
+        tmp = os.path.join(self.tmp, f"{n:x}.tmp")
         if mode == "now":
             durable.replace(tmp, target, self.body, sync_folder=True)
         elif mode == "coalesce":
@@ -142,7 +145,7 @@ def one_round(drives: list[Drive], mode: str, threads: int, seconds: float) -> d
         if mode == "exchange":
             durable.create(spare, drive.body, sync=False)
         n = 0
-        while time.monotonic() < deadline:
+        while not n or time.monotonic() < deadline:  # one write at least, however late
             drive.write(mode, next(drive.names), spare)
             n += 1
         with lock:
@@ -178,9 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     if not sys.platform.startswith("linux"):
         modes = [m for m in modes if m not in ("exchange", "syncfs")]
     work = tempfile.mkdtemp(prefix="shoal-recordwrites-", dir=args.dir)
+    drives: list[Drive] = []
     try:
         body = os.urandom(args.size)
-        drives = [Drive(os.path.join(work, f"d{i}"), args.keys, body) for i in range(args.drives)]
+        for i in range(args.drives):
+            drives.append(Drive(os.path.join(work, f"d{i}"), args.keys, body))
         rounds: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
         for rnd in range(args.rounds):
             for mode in modes if rnd % 2 == 0 else modes[::-1]:
@@ -198,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{mid['user_us']:,.0f} + {mid['system_us']:,.0f} µs (user + system)"
             )
     finally:
+        for drive in drives:
+            drive.close()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
