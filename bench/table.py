@@ -549,17 +549,17 @@ def with_server_cpu(
     def begin() -> None:
         start.append((time.perf_counter(), procs.cpu_times(pids)))
 
-    timer = threading.Timer(warmup, begin)
-    if warmup > 0:
-        timer.start()
-    else:
+    timer = threading.Timer(warmup, begin) if warmup > 0 else None
+    if timer is None:
         begin()
+    else:
+        timer.start()
     try:
         r = run()
     finally:
-        timer.cancel()
-        if timer.is_alive():
-            timer.join()
+        if timer is not None:
+            timer.cancel()
+            timer.join()  # a sample under way is finished before `start` is read
     end, (user, system) = time.perf_counter(), procs.cpu_times(pids)
     ops = r.get("ops_per_s")
     if start and ops:
