@@ -32,6 +32,22 @@ def warm_up() -> None:
     _crc64nvme(b"", 0)
 
 
+#: From this size on, a CRC32C is taken with awscrt's, once loaded (warm_up): it is
+#: twice as fast as google-crc32c's on a MiB (43 against 21 GB/s here), a shard of a
+#: large object's chunk. Both let go of the GIL for buffers that long; below, where
+#: google-crc32c's call holds it, so that a check on the event loop keeps the loop's
+#: GIL, google-crc32c stays.
+CRC32C_FAST_MIN = 1 << 20
+
+
+def crc32c(data: bytes | bytearray | memoryview, previous: int = 0) -> int:
+    """The CRC32C of `data`, extending `previous`; any bytes-like buffer, not copied."""
+    if _crt is not None and len(data) >= CRC32C_FAST_MIN:
+        return int(_crt.crc32c(data, previous))
+    # google-crc32c takes bytes only (erasure-coded reads hand out memoryviews).
+    return google_crc32c.extend(previous, data if type(data) is bytes else bytes(data))
+
+
 ALGORITHMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
 #: Algorithms whose multipart checksum may be FULL_OBJECT (CRCs combine; hashes don't).
 FULL_OBJECT_CAPABLE = frozenset({"CRC32", "CRC32C", "CRC64NVME"})
@@ -55,8 +71,7 @@ class Checksum:
         elif self.algorithm == "CRC32":
             self._crc = zlib.crc32(data, self._crc)
         elif self.algorithm == "CRC32C":
-            # google-crc32c takes bytes only (erasure-coded reads hand out memoryviews).
-            self._crc = google_crc32c.extend(self._crc, bytes(data))
+            self._crc = crc32c(data, self._crc)
         else:
             self._crc = _crc64nvme(data, self._crc)
 

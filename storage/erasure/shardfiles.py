@@ -11,9 +11,8 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import google_crc32c
-
 from shoal.storage import durable
+from shoal.storage.checksums import crc32c
 from shoal.storage.diskio import fsync_dir, makedirs, read_whole, unlink_quiet
 from shoal.storage.erasure.drivetypes import CorruptShard, ShardMissing
 from shoal.storage.records import loads
@@ -76,7 +75,7 @@ class ShardFiles:
         module: an os.open can wait for a hung disk, and the loop must not. None: take
         the thread, which also tells a missing drive, shard or a corrupt one apart."""
         found = durable.read_cached(self._join(path) + ".dat", LOOP_SHARD_MAX)
-        if found is None or (crc is not None and google_crc32c.value(found[0]) != crc):
+        if found is None or (crc is not None and crc32c(found[0]) != crc):
             return None
         return found[0]
 
@@ -85,7 +84,7 @@ class ShardFiles:
             data = read_whole(self._abs(path) + ".dat")
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise ShardMissing(path) from exc
-        if crc is not None and google_crc32c.value(data) != crc:
+        if crc is not None and crc32c(data) != crc:
             raise CorruptShard(path)
         return data
 

@@ -21,10 +21,9 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import google_crc32c
-
 from shoal.storage.abandon import reap
 from shoal.storage.backend import Digester
+from shoal.storage.checksums import crc32c
 from shoal.storage.erasure.coder import ErasureCoder
 from shoal.storage.erasure.drive import Drive, shard_path
 from shoal.storage.erasure.quorum import describe, reason, write_quorum_error
@@ -50,7 +49,7 @@ HASH_GIL_FREE = 2048
 
 def _encode(coder: ErasureCoder, data: bytes) -> tuple[list[bytes], list[int]]:
     shards = coder.encode(data)
-    return shards, [google_crc32c.value(s) for s in shards]
+    return shards, [crc32c(s) for s in shards]
 
 
 def _hashed(hashers: Sequence[Digester], data: bytes) -> list[Awaitable[None]]:
@@ -104,7 +103,7 @@ def inline_shards(
         j = (p - rot) % n
         copy = next((e for e in entries if e.rank == entry.rank), None)
         data = None if copy is None else copy.inline
-        if data is not None and google_crc32c.value(data) == crcs[j]:
+        if data is not None and crc32c(data) == crcs[j]:
             good[j] = data
         else:
             bad.append(p)
