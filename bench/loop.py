@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.big:
             puts, gets = [], []
             for i in range(args.rounds):
-                key = f"big{i % 2}"
+                key = f"big{i}"  # a new key each round: no earlier version to replace
                 puts.append(bench.big(t, "big_put", key, args.big << 20)["mb_per_s"])
                 gets.append(bench.big(t, "big_get", key, args.big << 20)["mb_per_s"])
             report(f"{args.server} {args.big} MiB PUT MB/s", puts)
