@@ -32,11 +32,11 @@ def warm_up() -> None:
     _crc64nvme(b"", 0)
 
 
-#: From this size on, a CRC32C is taken with awscrt's, once loaded (warm_up): it is
-#: twice as fast as google-crc32c's on a MiB (43 against 21 GB/s here), a shard of a
-#: large object's chunk. Both let go of the GIL for buffers that long; below, where
-#: google-crc32c's call holds it, so that a check on the event loop keeps the loop's
-#: GIL, google-crc32c stays.
+#: From this size on (a shard of a large object's chunk), a CRC32C is taken with awscrt's
+#: code once warm_up has loaded it: twice google-crc32c's speed on a MiB (43 against
+#: 21 GB/s on a 2-core VM). Both let go of the GIL for buffers that long. Smaller ones
+#: stay with google-crc32c, whose call keeps the GIL there, as a check on the event loop
+#: needs (awscrt's lets go of it from 64 KiB, and busy drive threads would take it).
 CRC32C_FAST_MIN = 1 << 20
 
 
