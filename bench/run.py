@@ -879,7 +879,7 @@ def detailed(argv: list[str]) -> int:
                         ) -> list[dict[str, Any]]:
                             # A cluster's CPU is its nodes' together.
                             def cpu() -> float:
-                                return sum(procs.cpu_seconds(p) for p in server.pids)
+                                return sum(procs.cpu_times(server.pids))
 
                             cpu0, t0 = cpu(), time.perf_counter()
                             out = procs.run_client(
