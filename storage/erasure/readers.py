@@ -19,7 +19,7 @@ from shoal.storage.abandon import reap
 from shoal.storage.erasure.drive import Drive, object_dir
 from shoal.storage.erasure.records import VersionRecord
 from shoal.storage.erasure.shards import read_chunk
-from shoal.storage.erasure.versions import ChunkRef, chunk_refs, chunks_for
+from shoal.storage.erasure.versions import ChunkRef, chunks_for
 
 if TYPE_CHECKING:
     from shoal.storage.erasure.store import ErasureStore
@@ -79,7 +79,7 @@ class ErasureObjectReader:
         self._store, self._bucket, self._key = store, bucket, key
         self._drives = drives
         self._entry = entry
-        self._refs = chunk_refs(f"{object_dir(bucket, key)}/{entry.vid}", entry.parts)
+        self._dir = f"{object_dir(bucket, key)}/{entry.vid}"
         self._closed = False
         #: The whole object when it was read with its record (small objects).
         self.data: bytes | None = None
@@ -106,7 +106,7 @@ class ErasureObjectReader:
             if start <= last:
                 yield self.data[start : last + 1]
             return
-        refs = chunks_for(self._refs, start, last)
+        refs = chunks_for(self._dir, self._entry.parts, start, last)
         ahead: asyncio.Task[tuple[int, list[memoryview]]] | None = None
         try:
             for i, ref in enumerate(refs):

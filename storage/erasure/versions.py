@@ -91,9 +91,26 @@ def chunk_refs(version_dir: str, parts: Sequence[PartLayout]) -> list[ChunkRef]:
     return refs
 
 
-def chunks_for(refs: list[ChunkRef], start: int, end: int) -> list[ChunkRef]:
-    """The chunks holding bytes [start, end]."""
-    return [r for r in refs if r.offset <= end and r.offset + r.size > start]
+def chunks_for(
+    version_dir: str, parts: Sequence[PartLayout], start: int, end: int
+) -> list[ChunkRef]:
+    """The chunks of chunk_refs holding bytes [start, end], worked out from the parts'
+    sizes without making the others: a 1 MiB range of a 1 GiB object made all 256
+    refs first, a sixth of the range GET's time on the event loop."""
+    refs: list[ChunkRef] = []
+    offset = 0
+    for part in parts:
+        if offset > end:
+            break
+        lo, hi = max(start, offset) - offset, min(end, offset + part.size - 1) - offset
+        if lo <= hi and part.chunk > 0:  # (the part holds bytes of the range)
+            base = part_base(version_dir, part)
+            for i in range(lo // part.chunk, min(hi // part.chunk, len(part.crcs) - 1) + 1):
+                at = i * part.chunk
+                size = min(part.chunk, part.size - at)
+                refs.append(ChunkRef(base, i, offset + at, size, part.crcs[i]))
+        offset += part.size
+    return refs
 
 
 def rank(entry: VersionRecord) -> Rank:
